@@ -1,0 +1,142 @@
+# spike -- one plain Makefile.
+#
+#   make run      build and start spiked on 127.0.0.1:8080 with ./data and a demo event
+#   make test     build everything (release, ASan+UBSan, TSan) and run every test
+#   make bench    micro and end-to-end engine benchmarks (not tests)
+#   make deps     install the Debian packages this needs (run by test and run)
+#   make install  libspike.a, libspike.so, spike.h and spike.pc under PREFIX
+#
+# Build outputs go under build/<variant>/: rel (-O2), asan (ASan+UBSan), tsan.
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+DESTDIR ?=
+
+PKGS      := lmdb libuv msgpack libxxhash libjwt
+DEB_LIBS  := liblmdb-dev libuv1-dev node-llhttp libmsgpack-dev libxxhash-dev libjsmn-dev libjwt-dev pkg-config
+DEB_TOOLS := valgrind clang
+DEB_BENCH := wrk nginx-light
+LLHTTP_DIR     := /usr/share/llhttp
+LLHTTP_INCLUDE := /usr/share/include/llhttp
+
+# Evaluated lazily: `make deps` may have just installed pkg-config's files.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+
+WARN     := -std=gnu11 -Wall -Wextra -Wpedantic -Werror
+INCLUDES := -iquote include -iquote engine -iquote store -iquote net -I$(LLHTTP_INCLUDE)
+BASE_CFLAGS = $(WARN) -g -fno-omit-frame-pointer -fPIC $(INCLUDES) $(PKG_CFLAGS) $(CFLAGS)
+
+OPT_rel  := -O2
+OPT_asan := -O1 -fsanitize=address,undefined -fno-sanitize-recover=all
+OPT_tsan := -O1 -fsanitize=thread
+LD_rel   :=
+LD_asan  := -fsanitize=address,undefined
+LD_tsan  := -fsanitize=thread
+
+LIB_SRC    := $(sort $(wildcard engine/*.c store/*.c))
+TEST_UNITS := test_ring test_slab test_limits test_ids test_wheel test_codec test_order \
+              test_engine test_stress test_crash
+EXAMPLES   := embed
+MICRO      := bench_ring bench_reserve bench_writer
+
+.PHONY: all deps bench-deps test check run bench install clean format
+
+all: build/rel/libspike.a build/rel/libspike.so \
+     $(addprefix build/rel/examples/,$(EXAMPLES))
+
+# ---- dependencies -----------------------------------------------------------
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT   = DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends
+
+deps:
+	@missing=""; \
+	command -v pkg-config >/dev/null || missing=1; \
+	for p in $(PKGS); do pkg-config --exists $$p 2>/dev/null || missing=1; done; \
+	[ -f /usr/include/jsmn.h ] && [ -f $(LLHTTP_DIR)/llhttp.c ] || missing=1; \
+	for t in valgrind clang; do command -v $$t >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing $(DEB_LIBS) $(DEB_TOOLS)"; \
+	  $(APT) $(DEB_LIBS) $(DEB_TOOLS) || \
+	  { $(SUDO) apt-get update && $(APT) $(DEB_LIBS) $(DEB_TOOLS); }; \
+	fi
+
+bench-deps: deps
+	@command -v wrk >/dev/null && command -v nginx >/dev/null || \
+	{ $(APT) $(DEB_BENCH) || { $(SUDO) apt-get update && $(APT) $(DEB_BENCH); }; }
+
+# ---- objects, per variant ---------------------------------------------------
+
+define variant
+build/$(1)/%.o: %.c
+	@mkdir -p $$(@D)
+	@echo "  CC    $(1)/$$<"
+	@$$(CC) $$(BASE_CFLAGS) $$(OPT_$(1)) -MMD -MP -c $$< -o $$@
+
+build/$(1)/llhttp/%.o: $(LLHTTP_DIR)/%.c
+	@mkdir -p $$(@D)
+	@echo "  CC    $(1)/llhttp/$$(<F)"
+	@$$(CC) -std=gnu11 -g -fPIC -w -I$(LLHTTP_INCLUDE) $$(OPT_$(1)) -c $$< -o $$@
+
+build/$(1)/libspike.a: $(patsubst %.c,build/$(1)/%.o,$(LIB_SRC))
+	@rm -f $$@
+	@echo "  AR    $$@"
+	@ar rcs $$@ $$^
+
+build/$(1)/tests/%: build/$(1)/tests/%.o build/$(1)/tests/test.o build/$(1)/libspike.a
+	@echo "  LD    $$@"
+	@$$(CC) $$(LD_$(1)) -o $$@ $$^ $$(PKG_LIBS)
+
+build/$(1)/examples/%: build/$(1)/examples/%.o build/$(1)/libspike.a
+	@echo "  LD    $$@"
+	@$$(CC) $$(LD_$(1)) -o $$@ $$^ $$(PKG_LIBS)
+
+build/$(1)/bench/micro/%: build/$(1)/bench/micro/%.o build/$(1)/libspike.a
+	@echo "  LD    $$@"
+	@$$(CC) $$(LD_$(1)) -o $$@ $$^ $$(PKG_LIBS)
+endef
+$(foreach v,rel asan tsan,$(eval $(call variant,$(v))))
+
+.SECONDARY:
+
+build/rel/libspike.so: $(patsubst %.c,build/rel/%.o,$(LIB_SRC))
+	$(CC) -shared -Wl,-soname,libspike.so.0 -o $@ $^ $(PKG_LIBS)
+
+# ---- tests ------------------------------------------------------------------
+
+TEST_BINS := $(foreach v,rel asan tsan,$(addprefix build/$(v)/tests/,$(TEST_UNITS))) \
+             $(foreach v,rel asan,$(addprefix build/$(v)/examples/,$(EXAMPLES)))
+
+test: deps
+	@$(MAKE) --no-print-directory check
+
+check: $(TEST_BINS) build/rel/libspike.so
+	@tests/run.sh
+
+# ---- run, bench, install ----------------------------------------------------
+
+run: deps
+	@$(MAKE) --no-print-directory build/rel/examples/embed
+	./build/rel/examples/embed ./data
+
+bench: deps
+	@$(MAKE) --no-print-directory $(addprefix build/rel/bench/micro/,$(MICRO))
+	@bench/micro/run.sh
+
+install: build/rel/libspike.a build/rel/libspike.so
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 build/rel/libspike.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 build/rel/libspike.so $(DESTDIR)$(PREFIX)/lib/libspike.so.0
+	ln -sf libspike.so.0 $(DESTDIR)$(PREFIX)/lib/libspike.so
+	install -m 644 include/spike.h $(DESTDIR)$(PREFIX)/include/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/.*SPIKE_VERSION_STRING "\(.*\)"/\1/p' include/spike.h)|' \
+	  spike.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/spike.pc
+
+format:
+	clang-format -i include/*.h engine/*.[ch] store/*.[ch] net/*.[ch] tests/*.[ch] bench/*.[ch] bench/micro/*.c examples/*.c 2>/dev/null || true
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,880 @@
+/*
+ * engine.c -- libspike's public surface: open and close, producers, the
+ * producer-side half of every operation, and the reads.
+ *
+ * The reserve path is the one that matters for speed. It touches, in order:
+ * the event's hot cache line (sold-out short-circuit, sale window), the
+ * idempotency table (only with a key), the buyer's entry, the event's
+ * counter word (one CAS), this producer's id generator, and one ring slot.
+ * No lock, no allocation, no syscall unless the writer is asleep.
+ */
+#define _GNU_SOURCE
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+
+#include "engine.h"
+#include "codec.h"
+#include "recover.h"
+#include "writer.h"
+
+const double spike_commit_bucket_s[SPIKE_COMMIT_BUCKETS] = {
+    0.00005, 0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064,
+    0.0128,  0.0256, 0.0512, 0.1024, 0.2048, 0.4096, 0.8192, 1.6384};
+const uint32_t spike_batch_bucket[SPIKE_BATCH_BUCKETS] = {1,   2,   4,    8,    16,   32,  64,
+                                                          128, 256, 512, 1024, 2048, 4096, 8192};
+
+/* ---- status table ------------------------------------------------------ */
+
+const char *spike_strerror(int status) {
+  switch (status) {
+  case SPIKE_OK: return "ok";
+  case SPIKE_PENDING: return "pending";
+#define XX(name, code, http, msg) \
+  case SPIKE_##name: return msg;
+    SPIKE_ERRNO_MAP(XX)
+#undef XX
+  }
+  return "unknown status";
+}
+
+int spike_code(int status) {
+  switch (status) {
+#define XX(name, code, http, msg) \
+  case SPIKE_##name: return code;
+    SPIKE_ERRNO_MAP(XX)
+#undef XX
+  }
+  return 0;
+}
+
+int spike_http_status(int status) {
+  switch (status) {
+#define XX(name, code, http, msg) \
+  case SPIKE_##name: return http;
+    SPIKE_ERRNO_MAP(XX)
+#undef XX
+  }
+  return status == SPIKE_OK ? 200 : 500;
+}
+
+const char *spike_version(void) { return SPIKE_VERSION_STRING; }
+
+const char *spike_change_name(spike_change_type type) {
+  static const char *const names[] = {
+      NULL,           "order.reserved",  "order.paid",   "order.cancelled",
+      "order.expired", "event.created", "event.restocked", "event.closed"};
+  return type >= 1 && type <= SPIKE_CHANGE_EVENT_CLOSED ? names[type] : NULL;
+}
+
+const char *spike_event_state_name(spike_event_state state) {
+  static const char *const names[] = {"scheduled", "live", "sold_out", "ended", "closed"};
+  return (unsigned)state <= SPIKE_EVENT_CLOSED ? names[state] : NULL;
+}
+
+const char *spike_order_state_name(spike_order_state state) {
+  static const char *const names[] = {NULL, "reserved", "paid", "cancelled", "expired"};
+  return state >= 1 && state <= SPIKE_ORDER_EXPIRED ? names[state] : NULL;
+}
+
+/* ---- time, logs, wake-ups ---------------------------------------------- */
+
+int64_t engine_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t engine_mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void engine_log(const char *level, const char *fmt, ...) {
+  char msg[512], esc[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  size_t j = 0;
+  for (const char *s = msg; *s != '\0' && j < sizeof(esc) - 7; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') {
+      esc[j++] = '\\';
+      esc[j++] = (char)c;
+    } else if (c < 0x20) {
+      j += (size_t)snprintf(esc + j, sizeof(esc) - j, "\\u%04x", c);
+    } else {
+      esc[j++] = (char)c;
+    }
+  }
+  esc[j] = '\0';
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  struct tm tm;
+  gmtime_r(&ts.tv_sec, &tm);
+  fprintf(stderr,
+          "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\",\"level\":\"%s\","
+          "\"module\":\"engine\",\"msg\":\"%s\"}\n",
+          tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+          ts.tv_nsec / 1000000, level, esc);
+}
+
+void engine_wake_writer(spike_engine *e) {
+  /* seq_cst: the producer's half of the handshake in writer_sleep. The tail
+   * was stored seq_cst (ring_publish_sc); this load cannot move above it, so
+   * either the writer sees the message or this sees it asleep. */
+  if (atomic_load_explicit(&e->writer_sleeping, memory_order_seq_cst) &&
+      atomic_exchange_explicit(&e->writer_sleeping, 0, memory_order_seq_cst))
+    syscall(SYS_futex, (int *)&e->writer_sleeping, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* ---- configuration and open ------------------------------------------- */
+
+void spike_config_init(spike_config *cfg) {
+  memset(cfg, 0, sizeof(*cfg));
+  cfg->data_dir = "./data";
+  cfg->map_size_bytes = 1ull << 30;
+  cfg->ack = SPIKE_ACK_DURABLE;
+  cfg->batch_max = 4096;
+  cfg->batch_us = 0;
+  cfg->max_events = 4096;
+  cfg->max_buyers = 1u << 20;
+  cfg->max_keys = 1u << 20;
+  cfg->max_reserved = 1u << 20;
+  cfg->max_producers = 16;
+  cfg->ring_size = 8192;
+  cfg->max_feed_waiters = 1024;
+  cfg->feed_retain = 0;
+}
+
+static _Thread_local char open_err[PATH_MAX + 512];
+
+const char *spike_open_error(void) { return open_err; }
+
+static int is_pow2(uint32_t n) { return n >= 2 && (n & (n - 1)) == 0; }
+
+static const char *check_config(const spike_config *c) {
+  if (c->data_dir == NULL || c->data_dir[0] == '\0') return "data_dir is empty";
+  if (strlen(c->data_dir) > PATH_MAX - 32) return "data_dir is too long";
+  if (c->map_size_bytes < (1u << 20)) return "map_size_bytes is below 1 MiB";
+  if (c->ack != SPIKE_ACK_DURABLE && c->ack != SPIKE_ACK_MEMORY) return "ack is not a mode";
+  if (c->batch_max < 1 || c->batch_max > 65536) return "batch_max is not in 1..65536";
+  if (c->batch_us > 1000000) return "batch_us is above 1 s";
+  if (c->max_events < 1 || c->max_events > (1u << 24)) return "max_events is not in 1..2^24";
+  if (!is_pow2(c->max_buyers) || c->max_buyers < 4 || c->max_buyers > (1u << 30))
+    return "max_buyers is not a power of two in 4..2^30";
+  if (!is_pow2(c->max_keys) || c->max_keys < 4 || c->max_keys > (1u << 30))
+    return "max_keys is not a power of two in 4..2^30";
+  if (c->max_reserved < 1 || c->max_reserved > (1u << 30))
+    return "max_reserved is not in 1..2^30";
+  if (c->max_producers < 1 || c->max_producers > SPIKE_PRODUCERS_MAX)
+    return "max_producers is not in 1..64";
+  if (!is_pow2(c->ring_size) || c->ring_size > (1u << 24))
+    return "ring_size is not a power of two in 2..2^24";
+  if (c->max_feed_waiters < 1) return "max_feed_waiters is 0";
+  return NULL;
+}
+
+static int mkdir_p(const char *path) {
+  char buf[PATH_MAX];
+  snprintf(buf, sizeof(buf), "%s", path);
+  for (char *p = buf + 1; *p != '\0'; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
+    *p = '/';
+  }
+  if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
+  return 0;
+}
+
+/* One engine per data directory, across processes: two would each believe
+ * they own the stock. LMDB alone would let both in. */
+static int lock_dir(spike_engine *e) {
+  char path[PATH_MAX];
+  snprintf(path, sizeof(path), "%s/spike.lock", e->data_dir);
+  e->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (e->lock_fd < 0) {
+    snprintf(open_err, sizeof(open_err), "%s: %s", path, strerror(errno));
+    return SPIKE_ESTORAGE;
+  }
+  if (flock(e->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    snprintf(open_err, sizeof(open_err), "%s is in use by another process", e->data_dir);
+    return SPIKE_EBUSY;
+  }
+  return SPIKE_OK;
+}
+
+static void free_engine(spike_engine *e) {
+  if (e->w != NULL) writer_destroy(e->w);
+  if (e->producers != NULL) {
+    for (uint32_t i = 0; i < e->cfg.max_producers; i++) {
+      ring_free(&e->producers[i].submit);
+      ring_free(&e->producers[i].done);
+    }
+    free(e->producers);
+  }
+  store_close(&e->st);
+  lim_free(&e->keys);
+  lim_free(&e->buyers);
+  slab_free(&e->slab);
+  if (e->lock_fd >= 0) close(e->lock_fd);
+  pthread_mutex_destroy(&e->producers_lock);
+  free(e->data_dir);
+  free(e);
+}
+
+int spike_open(spike_engine **out, const spike_config *cfg) {
+  open_err[0] = '\0';
+  *out = NULL;
+  const char *bad = check_config(cfg);
+  if (bad != NULL) {
+    snprintf(open_err, sizeof(open_err), "config: %s", bad);
+    return SPIKE_EINVAL;
+  }
+  spike_engine *e = calloc(1, sizeof(*e));
+  if (e == NULL) return SPIKE_EINTERNAL;
+  e->cfg = *cfg;
+  e->lock_fd = -1;
+  e->armed_max = cfg->max_reserved;
+  pthread_mutex_init(&e->producers_lock, NULL);
+  int status = SPIKE_EINTERNAL;
+  e->data_dir = strdup(cfg->data_dir);
+  if (e->data_dir == NULL) goto fail;
+  e->cfg.data_dir = e->data_dir;
+  if (mkdir_p(e->data_dir) != 0) {
+    snprintf(open_err, sizeof(open_err), "%s: %s", e->data_dir, strerror(errno));
+    status = SPIKE_ESTORAGE;
+    goto fail;
+  }
+  if ((status = lock_dir(e)) != SPIKE_OK) goto fail;
+  status = SPIKE_EINTERNAL;
+  if (slab_init(&e->slab, cfg->max_events) != 0 || lim_init(&e->buyers, cfg->max_buyers) != 0 ||
+      lim_init(&e->keys, cfg->max_keys) != 0) {
+    snprintf(open_err, sizeof(open_err), "out of memory for the slab and tables");
+    goto fail;
+  }
+  e->producers = calloc(cfg->max_producers, sizeof(*e->producers));
+  if (e->producers == NULL) goto fail;
+  for (uint32_t i = 0; i < cfg->max_producers; i++) {
+    spike_producer *p = &e->producers[i];
+    p->e = e;
+    p->idx = i;
+    p->efd = -1;
+    if (ring_init(&p->submit, cfg->ring_size, MSG_SLOT_BYTES) != 0 ||
+        ring_init(&p->done, cfg->ring_size, sizeof(spike_op *)) != 0) {
+      snprintf(open_err, sizeof(open_err), "out of memory for the rings");
+      goto fail;
+    }
+  }
+  char err[256];
+  if (store_open(&e->st, e->data_dir, cfg->map_size_bytes, cfg->max_producers + 16, err,
+                 sizeof(err)) != 0) {
+    snprintf(open_err, sizeof(open_err), "%s", err);
+    status = SPIKE_ESTORAGE;
+    goto fail;
+  }
+  e->w = writer_create(e);
+  if (e->w == NULL) {
+    snprintf(open_err, sizeof(open_err), "out of memory for the writer");
+    goto fail;
+  }
+  if ((status = recover(e, err, sizeof(err))) != SPIKE_OK) {
+    snprintf(open_err, sizeof(open_err), "%s: recovery: %s", e->data_dir, err);
+    goto fail;
+  }
+  /* Reservations that went overdue while we were down expire before anyone
+   * can reserve again. */
+  if ((status = writer_expire_overdue(e->w)) != SPIKE_OK) {
+    snprintf(open_err, sizeof(open_err), "%s: expiring overdue reservations failed",
+             e->data_dir);
+    goto fail;
+  }
+  if (writer_start(e->w) != 0) {
+    snprintf(open_err, sizeof(open_err), "cannot start the writer thread");
+    status = SPIKE_EINTERNAL;
+    goto fail;
+  }
+  *out = e;
+  return SPIKE_OK;
+fail:
+  free_engine(e);
+  return status;
+}
+
+int spike_close(spike_engine *e) {
+  pthread_mutex_lock(&e->producers_lock);
+  for (uint32_t i = 0; i < e->cfg.max_producers; i++)
+    if (atomic_load_explicit(&e->producers[i].active, memory_order_relaxed)) {
+      pthread_mutex_unlock(&e->producers_lock);
+      return SPIKE_EBUSY;
+    }
+  pthread_mutex_unlock(&e->producers_lock);
+  writer_stop(e->w);
+  free_engine(e);
+  return SPIKE_OK;
+}
+
+/* ---- producers ------------------------------------------------------- */
+
+int spike_producer_open(spike_engine *e, spike_producer **out) {
+  *out = NULL;
+  pthread_mutex_lock(&e->producers_lock);
+  spike_producer *p = NULL;
+  for (uint32_t i = 0; i < e->cfg.max_producers && p == NULL; i++)
+    if (!atomic_load_explicit(&e->producers[i].active, memory_order_relaxed))
+      p = &e->producers[i];
+  if (p == NULL) {
+    pthread_mutex_unlock(&e->producers_lock);
+    return SPIKE_EBUSY;
+  }
+  p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (p->efd < 0 || !msgpack_zone_init(&p->zone, 1024)) {
+    if (p->efd >= 0) close(p->efd);
+    p->efd = -1;
+    pthread_mutex_unlock(&e->producers_lock);
+    return SPIKE_EINTERNAL;
+  }
+  /* Ids continue above whatever this slot minted before. */
+  uint64_t prev = atomic_load_explicit(&p->ids.last, memory_order_relaxed);
+  int64_t floor = e->id_floor_ms;
+  if (prev != 0 && ids_ms(prev) + 1 > floor) floor = ids_ms(prev) + 1;
+  ids_init(&p->ids, p->idx, floor);
+  p->inflight = 0;
+  p->rtxn = NULL;
+  /* release: pairs with the writer's acquire of active; the slot's fields
+   * are set before the writer may look at its ring. */
+  atomic_store_explicit(&p->active, 1, memory_order_release);
+  pthread_mutex_unlock(&e->producers_lock);
+  *out = p;
+  return SPIKE_OK;
+}
+
+int spike_producer_fd(const spike_producer *p) { return p->efd; }
+
+uint32_t spike_producer_inflight(const spike_producer *p) { return p->inflight; }
+
+int spike_producer_drain(spike_producer *p) {
+  uint64_t n;
+  ssize_t r = read(p->efd, &n, sizeof(n)); /* reset before popping: no lost wake-up */
+  (void)r;
+  int ran = 0;
+  while (ring_peek(&p->done) > 0) {
+    spike_op *op = *(spike_op **)ring_at(&p->done, 0);
+    ring_release(&p->done, 1);
+    assert(p->inflight > 0);
+    p->inflight--;
+    ran++;
+    op->cb_(op);
+  }
+  return ran;
+}
+
+int spike_producer_close(spike_producer *p) {
+  spike_engine *e = p->e;
+  if (p->inflight > 0) return SPIKE_EBUSY;
+  /* Acknowledged-at-enqueue reserves may still sit in the ring: let the
+   * writer take them before the slot goes quiet. */
+  while (ring_depth(&p->submit) > 0) {
+    engine_wake_writer(e);
+    struct timespec ts = {0, 100000};
+    nanosleep(&ts, NULL);
+  }
+  pthread_mutex_lock(&e->producers_lock);
+  if (p->rtxn != NULL) mdb_txn_abort(p->rtxn);
+  p->rtxn = NULL;
+  msgpack_zone_destroy(&p->zone);
+  close(p->efd);
+  p->efd = -1;
+  atomic_store_explicit(&p->active, 0, memory_order_release);
+  pthread_mutex_unlock(&e->producers_lock);
+  return SPIKE_OK;
+}
+
+/* ---- submissions ------------------------------------------------------- */
+
+static void op_init(spike_op *op, spike_producer *p, uint8_t type, spike_cb cb) {
+  op->status = SPIKE_OK;
+  op->replayed = 0;
+  op->detail = NULL;
+  op->cb_ = cb;
+  op->next_ = NULL;
+  op->producer_ = p;
+  op->type_ = type;
+}
+
+static int refuse(spike_op *op, int status, const char *detail) {
+  op->status = status;
+  op->detail = detail;
+  return status;
+}
+
+static int writer_failed(spike_engine *e) {
+  /* acquire: pairs with the release in the writer's fail_batch. */
+  return atomic_load_explicit(&e->failed, memory_order_acquire);
+}
+
+/* A ring slot for an op that will complete through the callback. */
+static msg *claim_slot(spike_producer *p, spike_op *op, int *status) {
+  if (writer_failed(p->e)) {
+    *status = refuse(op, SPIKE_ESTORAGE, "storage failed; the engine must be reopened");
+    return NULL;
+  }
+  if (p->inflight >= ring_capacity(&p->done)) {
+    *status = refuse(op, SPIKE_EBUSY, "too many operations in flight");
+    return NULL;
+  }
+  msg *m = ring_acquire(&p->submit);
+  if (m == NULL) *status = refuse(op, SPIKE_EBUSY, "commit queue full");
+  return m;
+}
+
+static int submit(spike_producer *p, msg *m, spike_op *op) {
+  m->type = op->type_;
+  m->op = op;
+  ring_publish_sc(&p->submit);
+  engine_wake_writer(p->e);
+  p->inflight++;
+  return SPIKE_PENDING;
+}
+
+static int replay(spike_producer *p, spike_op *op, uint64_t order_id, uint64_t user_id,
+                  uint32_t key_idx, spike_cb cb) {
+  int status;
+  op_init(op, p, MSG_REPLAY, cb);
+  msg *m = claim_slot(p, op, &status);
+  if (m == NULL) return status;
+  op->a_ = order_id;
+  op->b_ = user_id;
+  op->idx_ = key_idx;
+  return submit(p, m, op);
+}
+
+static int sale_window(const slab_event *ev, int64_t now) {
+  /* acquire: pairs with the writer's release when it closes the event. */
+  if (atomic_load_explicit(&ev->flags, memory_order_acquire) & SLAB_FLAG_CLOSED) return 0;
+  return now >= ev->start_at && now < ev->end_at;
+}
+
+int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t user_id,
+                  uint32_t qty, const char *key, size_t key_len, spike_cb cb) {
+  spike_engine *e = p->e;
+  op_init(op, p, MSG_RESERVE, cb);
+  if (qty == 0) return refuse(op, SPIKE_EINVAL, "qty");
+  if (key != NULL && (key_len == 0 || key_len > SPIKE_KEY_MAX))
+    return refuse(op, SPIKE_EINVAL, "idempotency key");
+  uint32_t slot = slab_find(&e->slab, event_id);
+  if (slot == SLAB_NONE) return refuse(op, SPIKE_ENOEVENT, NULL);
+  slab_event *ev = slab_at(&e->slab, slot);
+
+  lim_entry *ke = NULL;
+  uint32_t kidx = LIM_FULL;
+  XXH128_hash_t kh = {0, 0};
+  if (key != NULL) kh = XXH3_128bits_withSeed(key, key_len, event_id);
+  if (slab_sold_out(ev)) {
+    /* The short-circuit: a keyless request touches nothing else. A keyed
+     * one may be a retry of an order that won. */
+    if (key != NULL && (kidx = lim_find(&e->keys, kh.low64, kh.high64)) != LIM_FULL) {
+      uint64_t v = lim_val(lim_at(&e->keys, kidx));
+      if (v > LIM_KEY_PENDING) return replay(p, op, v, user_id, kidx, cb);
+    }
+    return refuse(op, SPIKE_ESOLDOUT, NULL);
+  }
+  if (key != NULL) {
+    kidx = lim_upsert(&e->keys, kh.low64, kh.high64);
+    if (kidx == LIM_FULL) return refuse(op, SPIKE_EBUSY, "idempotency key table full");
+    ke = lim_at(&e->keys, kidx);
+    uint64_t v = lim_key_claim(ke);
+    if (v == LIM_KEY_PENDING) return refuse(op, SPIKE_EBUSY, "a request with this key is in progress");
+    if (v != LIM_KEY_FREE) return replay(p, op, v, user_id, kidx, cb);
+  }
+
+  /* From here on this thread holds the key (if any): every exit lets it go
+   * or binds it. */
+  int status;
+  const char *detail = NULL;
+  int durable = e->cfg.ack == SPIKE_ACK_DURABLE;
+  int64_t now = engine_now_ms();
+  msg *m = NULL;
+  lim_entry *buyer = NULL;
+  if (writer_failed(e)) {
+    status = SPIKE_ESTORAGE;
+    detail = "storage failed; the engine must be reopened";
+    goto refused;
+  }
+  if (!sale_window(ev, now)) {
+    status = SPIKE_ENOTLIVE;
+    goto refused;
+  }
+  if (qty > ev->per_user_limit) {
+    status = SPIKE_ELIMIT;
+    goto refused;
+  }
+  if (durable && p->inflight >= ring_capacity(&p->done)) {
+    status = SPIKE_EBUSY;
+    detail = "too many operations in flight";
+    goto refused;
+  }
+  if ((m = ring_acquire(&p->submit)) == NULL) {
+    status = SPIKE_EBUSY;
+    detail = "commit queue full";
+    goto refused;
+  }
+  /* relaxed: a bound on wheel entries, not a publication. */
+  if (atomic_fetch_add_explicit(&e->armed, 1, memory_order_relaxed) >= e->armed_max) {
+    status = SPIKE_EBUSY;
+    detail = "reservation table full";
+    goto unarm;
+  }
+  uint32_t bidx = lim_upsert(&e->buyers, user_id, slot);
+  if (bidx == LIM_FULL) {
+    status = SPIKE_EBUSY;
+    detail = "buyer table full";
+    goto unarm;
+  }
+  buyer = lim_at(&e->buyers, bidx);
+  if (lim_take(buyer, qty, ev->per_user_limit) != 0) {
+    status = SPIKE_ELIMIT;
+    goto unarm;
+  }
+  if (slab_take(ev, qty) != 0) {
+    lim_give(buyer, qty);
+    status = SPIKE_ESOLDOUT;
+    goto unarm;
+  }
+
+  uint64_t id = ids_next(&p->ids, now);
+  spike_order *o = &op->r.order;
+  memset(o, 0, sizeof(*o));
+  o->id = id;
+  o->event_id = event_id;
+  o->user_id = user_id;
+  o->qty = qty;
+  o->amount = ev->price * (int64_t)qty;
+  o->state = SPIKE_ORDER_RESERVED;
+  o->created_at = now;
+  o->expires_at = now + (int64_t)ev->pay_timeout_s * 1000;
+
+  m->type = MSG_RESERVE;
+  m->qty = qty;
+  m->event_slot = slot;
+  m->buyer_idx = bidx;
+  m->key_idx = kidx;
+  m->order_id = id;
+  m->user_id = user_id;
+  m->created_at = now;
+  m->op = durable ? op : NULL;
+  /* Bind the key before the message can reach the writer, so a failed
+   * batch finds it bound to this order and can unbind it. */
+  if (ke != NULL) lim_key_set(ke, id);
+  ring_publish_sc(&p->submit);
+  engine_wake_writer(e);
+  if (!durable) return SPIKE_OK;
+  p->inflight++;
+  return SPIKE_PENDING;
+
+unarm:
+  atomic_fetch_sub_explicit(&e->armed, 1, memory_order_relaxed);
+refused:
+  if (ke != NULL) lim_key_set(ke, LIM_KEY_FREE);
+  return refuse(op, status, detail);
+}
+
+static int valid_text(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) return 0;
+  return 1;
+}
+
+static int order_op(spike_producer *p, spike_op *op, uint8_t type, uint64_t order_id,
+                    uint64_t user_id, const char *payment_id, size_t pid_len, spike_cb cb) {
+  int status;
+  op_init(op, p, type, cb);
+  if (order_id == 0) return refuse(op, SPIKE_ENOORDER, NULL);
+  if (type == MSG_PAY &&
+      (payment_id == NULL || pid_len == 0 || pid_len > SPIKE_PAYMENT_ID_MAX ||
+       !valid_text(payment_id, pid_len)))
+    return refuse(op, SPIKE_EINVAL, "payment_id");
+  msg *m = claim_slot(p, op, &status);
+  if (m == NULL) return status;
+  op->a_ = order_id;
+  op->b_ = user_id;
+  op->pid_len_ = (uint8_t)pid_len;
+  if (type == MSG_PAY) memcpy(op->pid_, payment_id, pid_len);
+  return submit(p, m, op);
+}
+
+int spike_pay(spike_producer *p, spike_op *op, uint64_t order_id, uint64_t user_id,
+              const char *payment_id, size_t payment_id_len, spike_cb cb) {
+  return order_op(p, op, MSG_PAY, order_id, user_id, payment_id, payment_id_len, cb);
+}
+
+int spike_cancel(spike_producer *p, spike_op *op, uint64_t order_id, uint64_t user_id,
+                 spike_cb cb) {
+  return order_op(p, op, MSG_CANCEL, order_id, user_id, NULL, 0, cb);
+}
+
+#define PRICE_MAX 1000000000000ll  /* 10^10 currency units, in cents */
+#define PER_USER_LIMIT_MAX 1000000u
+#define TIME_MAX 253402300799999ll /* 9999-12-31T23:59:59.999Z */
+
+int spike_event_spec_check(const spike_event_spec *s, const char **field) {
+  const char *bad = NULL;
+  if (s->name == NULL || s->name_len == 0 || s->name_len > SPIKE_NAME_MAX ||
+      !valid_text(s->name, s->name_len))
+    bad = "name";
+  else if (s->stock == 0 || s->stock > UINT32_MAX)
+    bad = "stock";
+  else if (s->price < 0 || s->price > PRICE_MAX)
+    bad = "price";
+  else if (s->start_at < 0 || s->start_at > TIME_MAX)
+    bad = "start_at";
+  else if (s->end_at <= s->start_at || s->end_at > TIME_MAX)
+    bad = "end_at";
+  else if (s->per_user_limit < 1 || s->per_user_limit > PER_USER_LIMIT_MAX)
+    bad = "per_user_limit";
+  else if (s->pay_timeout_s < 1 || s->pay_timeout_s > SPIKE_PAY_TIMEOUT_MAX_S)
+    bad = "pay_timeout_s";
+  if (field != NULL) *field = bad;
+  return bad == NULL ? SPIKE_OK : SPIKE_EINVAL;
+}
+
+int spike_event_create(spike_producer *p, spike_op *op, const spike_event_spec *spec,
+                       spike_cb cb) {
+  const char *field;
+  int status;
+  op_init(op, p, MSG_EVENT_CREATE, cb);
+  if (spike_event_spec_check(spec, &field) != SPIKE_OK) return refuse(op, SPIKE_EINVAL, field);
+  msg *m = claim_slot(p, op, &status);
+  if (m == NULL) return status;
+  spike_event_spec s = *spec;
+  if (s.id == 0) s.id = ids_next(&p->ids, engine_now_ms());
+  uint32_t slot = slab_create(&p->e->slab, &s, &status);
+  if (slot == SLAB_NONE)
+    return refuse(op, status, status == SPIKE_EBUSY ? "event table full" : NULL);
+  op->slot_ = slot;
+  return submit(p, m, op);
+}
+
+int spike_event_restock(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t add,
+                        spike_cb cb) {
+  int status;
+  op_init(op, p, MSG_EVENT_RESTOCK, cb);
+  uint32_t slot = slab_find(&p->e->slab, event_id);
+  if (slot == SLAB_NONE) return refuse(op, SPIKE_ENOEVENT, NULL);
+  slab_event *ev = slab_at(&p->e->slab, slot);
+  if (atomic_load_explicit(&ev->flags, memory_order_acquire) & SLAB_FLAG_CLOSED)
+    return refuse(op, SPIKE_ENOTLIVE, NULL);
+  if (add == 0 || add > UINT32_MAX ||
+      atomic_load_explicit(&ev->total, memory_order_acquire) + add > UINT32_MAX)
+    return refuse(op, SPIKE_EINVAL, "add");
+  msg *m = claim_slot(p, op, &status);
+  if (m == NULL) return status;
+  op->slot_ = slot;
+  op->b_ = add;
+  return submit(p, m, op);
+}
+
+int spike_event_close(spike_producer *p, spike_op *op, uint64_t event_id, spike_cb cb) {
+  int status;
+  op_init(op, p, MSG_EVENT_CLOSE, cb);
+  uint32_t slot = slab_find(&p->e->slab, event_id);
+  if (slot == SLAB_NONE) return refuse(op, SPIKE_ENOEVENT, NULL);
+  msg *m = claim_slot(p, op, &status);
+  if (m == NULL) return status;
+  op->slot_ = slot;
+  return submit(p, m, op);
+}
+
+#define FEED_WAIT_MAX_MS 30000u
+
+int spike_feed_wait(spike_producer *p, spike_op *op, uint64_t after, uint32_t wait_ms,
+                    spike_cb cb) {
+  int status;
+  op_init(op, p, MSG_FEED_WAIT, cb);
+  if (wait_ms > FEED_WAIT_MAX_MS) return refuse(op, SPIKE_EINVAL, "wait_ms");
+  msg *m = claim_slot(p, op, &status);
+  if (m == NULL) return status;
+  op->a_ = after;
+  op->deadline_ = engine_now_ms() + wait_ms;
+  return submit(p, m, op);
+}
+
+/* ---- reads ------------------------------------------------------------ */
+
+int spike_event_get(spike_engine *e, uint64_t event_id, spike_event *out) {
+  uint32_t slot = slab_find(&e->slab, event_id);
+  if (slot == SLAB_NONE) return SPIKE_ENOEVENT;
+  slab_read(slab_at(&e->slab, slot), engine_now_ms(), out);
+  return SPIKE_OK;
+}
+
+int spike_event_list(spike_engine *e, spike_event *out, uint32_t max, uint32_t *count) {
+  /* acquire: pairs with the release in slab's claim_slot. */
+  uint32_t n = atomic_load_explicit(&e->slab.count, memory_order_acquire);
+  int64_t now = engine_now_ms();
+  uint32_t c = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    slab_event *ev = slab_at(&e->slab, i);
+    if (atomic_load_explicit(&ev->state, memory_order_acquire) != SLAB_VISIBLE) continue;
+    if (c < max) slab_read(ev, now, &out[c]);
+    c++;
+  }
+  *count = c;
+  return SPIKE_OK;
+}
+
+static int rtxn_begin(spike_producer *p) {
+  if (p->rtxn == NULL) return mdb_txn_begin(p->e->st.env, NULL, MDB_RDONLY, &p->rtxn);
+  return mdb_txn_renew(p->rtxn);
+}
+
+static int read_status(int rc) {
+  if (rc == 0) return SPIKE_OK;
+  if (rc == MDB_NOTFOUND) return SPIKE_ENOORDER;
+  engine_log("error", "read failed: %s", store_strerror(rc));
+  return SPIKE_ESTORAGE;
+}
+
+int spike_order_get(spike_producer *p, uint64_t order_id, spike_order *out) {
+  int rc = rtxn_begin(p);
+  if (rc != 0) return read_status(rc);
+  rc = store_get_order(&p->e->st, p->rtxn, order_id, &p->zone, out);
+  mdb_txn_reset(p->rtxn);
+  return read_status(rc);
+}
+
+int spike_user_orders(spike_producer *p, uint64_t user_id, uint64_t event_id, spike_order *out,
+                      uint32_t max, uint32_t *count) {
+  const store *st = &p->e->st;
+  MDB_cursor *c = NULL;
+  uint8_t kb[16];
+  store_be64(kb, user_id);
+  store_be64(kb + 8, event_id);
+  MDB_val k = {sizeof(kb), kb}, v;
+  uint32_t n = 0;
+  *count = 0;
+  int rc = rtxn_begin(p);
+  if (rc == 0) rc = mdb_cursor_open(p->rtxn, st->buyers, &c);
+  if (rc == 0) rc = mdb_cursor_get(c, &k, &v, event_id != 0 ? MDB_SET_KEY : MDB_SET_RANGE);
+  while (rc == 0 && n < max) {
+    if (k.mv_size != 16 || store_get_be64(k.mv_data) != user_id ||
+        (event_id != 0 && store_get_be64((uint8_t *)k.mv_data + 8) != event_id))
+      break;
+    rc = store_get_order(st, p->rtxn, store_get_be64(v.mv_data), &p->zone, &out[n]);
+    if (rc == 0) {
+      n++;
+      rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+  }
+  if (c != NULL) mdb_cursor_close(c);
+  if (p->rtxn != NULL) mdb_txn_reset(p->rtxn);
+  *count = n;
+  return rc == 0 || rc == MDB_NOTFOUND ? SPIKE_OK : read_status(rc);
+}
+
+int spike_feed_read(spike_producer *p, uint64_t after, spike_change *out, uint32_t max,
+                    uint32_t *count, uint64_t *next) {
+  MDB_cursor *c = NULL;
+  uint8_t kb[8];
+  store_be64(kb, after == UINT64_MAX ? after : after + 1);
+  MDB_val k = {sizeof(kb), kb}, v;
+  uint32_t n = 0;
+  *count = 0;
+  *next = after;
+  int rc = rtxn_begin(p);
+  if (rc == 0) rc = mdb_cursor_open(p->rtxn, p->e->st.feed, &c);
+  if (rc == 0) rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+  while (rc == 0 && n < max) {
+    if (k.mv_size != 8 || codec_decode_change(v.mv_data, v.mv_size, &p->zone, &out[n]) != 0) {
+      rc = STORE_ECORRUPT;
+      break;
+    }
+    out[n].seq = store_get_be64(k.mv_data);
+    *next = out[n].seq;
+    n++;
+    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+  }
+  if (c != NULL) mdb_cursor_close(c);
+  if (p->rtxn != NULL) mdb_txn_reset(p->rtxn);
+  *count = n;
+  return rc == 0 || rc == MDB_NOTFOUND ? SPIKE_OK : read_status(rc);
+}
+
+/* ---- health and stats --------------------------------------------------- */
+
+static uint32_t queue_depth(spike_engine *e, uint32_t *capacity) {
+  uint32_t depth = 0, cap = 0;
+  for (uint32_t i = 0; i < e->cfg.max_producers; i++) {
+    spike_producer *p = &e->producers[i];
+    if (!atomic_load_explicit(&p->active, memory_order_acquire)) continue;
+    depth += ring_depth(&p->submit);
+    cap += ring_capacity(&p->submit);
+  }
+  *capacity = cap;
+  return depth;
+}
+
+int spike_health(spike_engine *e, const char **why) {
+  *why = "ok";
+  if (writer_failed(e)) {
+    *why = atomic_load_explicit(&e->failed_why, memory_order_relaxed);
+    return SPIKE_ESTORAGE;
+  }
+  /* relaxed: a health flag. */
+  if (atomic_load_explicit(&e->map_full, memory_order_relaxed)) {
+    *why = "map full: raise --map-size";
+    return SPIKE_ESTORAGE;
+  }
+  uint32_t cap;
+  uint32_t depth = queue_depth(e, &cap);
+  if (cap > 0 && depth > cap / 10 * 9) {
+    *why = "commit queue nearly full";
+    return SPIKE_EBUSY;
+  }
+  if (atomic_load_explicit(&e->armed, memory_order_relaxed) >= e->armed_max) {
+    *why = "reservation table full";
+    return SPIKE_EBUSY;
+  }
+  return SPIKE_OK;
+}
+
+void spike_stats_get(spike_engine *e, spike_stats *out) {
+  const engine_stats *s = &e->stats;
+  memset(out, 0, sizeof(*out));
+  /* relaxed throughout: reporting counters. */
+#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+  out->commits_total = LOAD(s->commits);
+  out->commit_failures_total = LOAD(s->failures);
+  out->ops_committed_total = LOAD(s->ops);
+  out->orders_expired_total = LOAD(s->expired);
+  for (int i = 0; i <= SPIKE_COMMIT_BUCKETS; i++) out->commit_seconds_count[i] = LOAD(s->commit_hist[i]);
+  out->commit_seconds_sum = (double)LOAD(s->commit_ns_sum) / 1e9;
+  for (int i = 0; i <= SPIKE_BATCH_BUCKETS; i++) out->batch_size_count[i] = LOAD(s->batch_hist[i]);
+  out->batch_size_sum = LOAD(s->batch_sum);
+  out->reserved_armed = LOAD(e->armed);
+  out->feed_seq = atomic_load_explicit(&e->feed_seq, memory_order_acquire);
+#undef LOAD
+  out->queue_depth = queue_depth(e, &out->queue_capacity);
+  out->buyers_used = lim_used(&e->buyers);
+  out->buyers_capacity = lim_capacity(&e->buyers);
+  out->keys_used = lim_used(&e->keys);
+  out->keys_capacity = lim_capacity(&e->keys);
+}

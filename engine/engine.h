@@ -1,0 +1,124 @@
+/*
+ * engine.h -- the engine's internal state, shared by the public API
+ * (engine.c), the writer thread (store/writer.c) and recovery
+ * (store/recover.c). Nothing here is part of the public surface.
+ *
+ * Data flows one way: a producer thread checks and takes stock in memory
+ * (slab, buyers, keys), then puts one msg on its own submission ring; the
+ * writer drains every ring into one LMDB transaction per batch, commits,
+ * applies the effects that give stock back, and hands completed ops back
+ * through each producer's completion ring and eventfd.
+ */
+#ifndef SPIKE_ENGINE_H
+#define SPIKE_ENGINE_H
+
+#include <lmdb.h>
+#include <msgpack.h>
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "ids.h"
+#include "limit.h"
+#include "ring.h"
+#include "schema.h"
+#include "slab.h"
+#include "spike.h"
+
+typedef struct writer writer;
+
+enum msg_type {
+  MSG_RESERVE = 1,
+  MSG_REPLAY,       /* a retried idempotency key: answer with its order */
+  MSG_PAY,
+  MSG_CANCEL,
+  MSG_EVENT_CREATE,
+  MSG_EVENT_RESTOCK,
+  MSG_EVENT_CLOSE,
+  MSG_FEED_WAIT,
+};
+
+/* One submission. Reserves carry everything by value, because with
+ * ack=memory the caller's op is free again as soon as spike_reserve
+ * returns; every other type carries its arguments in the op. */
+typedef struct msg {
+  uint8_t type;
+  uint8_t pad_[3];
+  uint32_t qty;
+  uint32_t event_slot;
+  uint32_t buyer_idx;
+  uint32_t key_idx;      /* LIM_FULL when the reserve had no key */
+  uint32_t pad2_;
+  uint64_t order_id;
+  uint64_t user_id;
+  int64_t created_at;
+  spike_op *op;          /* NULL for a reserve acknowledged at enqueue */
+} msg;
+
+_Static_assert(sizeof(msg) <= 64, "a message fits one cache line");
+#define MSG_SLOT_BYTES 64
+
+struct spike_producer {
+  spike_engine *e;
+  uint32_t idx;
+  int efd;
+  ring submit;            /* msg slots, this thread -> writer */
+  ring done;              /* spike_op *, writer -> this thread */
+  ids ids;
+  uint32_t inflight;      /* owner thread only */
+  MDB_txn *rtxn;          /* reset between reads */
+  msgpack_zone zone;
+  _Atomic int active;
+};
+
+/* Counters the writer bumps and any thread reads; all relaxed (reporting). */
+typedef struct engine_stats {
+  _Atomic uint64_t commits;
+  _Atomic uint64_t failures;
+  _Atomic uint64_t ops;
+  _Atomic uint64_t expired;
+  _Atomic uint64_t commit_hist[SPIKE_COMMIT_BUCKETS + 1];
+  _Atomic uint64_t commit_ns_sum;
+  _Atomic uint64_t batch_hist[SPIKE_BATCH_BUCKETS + 1];
+  _Atomic uint64_t batch_sum;
+} engine_stats;
+
+struct spike_engine {
+  spike_config cfg;
+  char *data_dir;
+  int lock_fd;
+  slab slab;
+  lim_table buyers;
+  lim_table keys;
+  store st;
+  writer *w;
+  spike_producer *producers;    /* cfg.max_producers slots, rings preallocated */
+  pthread_mutex_t producers_lock;
+  int64_t id_floor_ms;
+  uint32_t armed_max;
+  alignas(64) _Atomic uint32_t armed;  /* reservations armed in the wheel */
+  alignas(64) _Atomic int writer_sleeping;
+  _Atomic int stopping;
+  _Atomic int failed;                  /* fatal storage error: no commits */
+  _Atomic int map_full;                /* last commit ran out of map */
+  const char *_Atomic failed_why;
+  _Atomic uint64_t feed_seq;           /* newest committed feed seq */
+  engine_stats stats;
+  pthread_t writer_thread;
+  int writer_running;
+};
+
+/* Unix milliseconds (CLOCK_REALTIME). */
+int64_t engine_now_ms(void);
+/* Monotonic nanoseconds, for durations. */
+uint64_t engine_mono_ns(void);
+
+/* Wake the writer if it sleeps; call after ring_publish. */
+void engine_wake_writer(spike_engine *e);
+
+/* Log one JSON line to stderr (module "engine"); level "info" / "error". */
+void engine_log(const char *level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif /* SPIKE_ENGINE_H */

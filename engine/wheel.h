@@ -1,0 +1,72 @@
+/*
+ * wheel.h -- a hierarchical timing wheel for reservation deadlines.
+ *
+ * Five levels of 64 slots at 1 ms resolution cover 2^30 ms (12.4 days), more
+ * than SPIKE_PAY_TIMEOUT_MAX_S. Arming is O(1): pick a level by how far away
+ * the deadline is and push onto that slot's list. Advancing the clock walks
+ * millisecond ticks; when level 0 wraps, the next level-1 slot is cascaded
+ * down, and so on up (the scheme of Varghese and Lauck, as Linux timers use
+ * it). Entries never leave early: an entry fires at the first advance whose
+ * time is >= its deadline, and lands on a FIFO "due" list the owner pops.
+ *
+ * There is no disarm. The writer checks the order's state when an entry
+ * fires and skips orders already paid or cancelled, which keeps failed
+ * batches simple (nothing to re-link) at the cost of holding an entry until
+ * its deadline.
+ *
+ * Single-threaded: owned by the writer. Bounds: capacity entries of
+ * 24 bytes, allocated at init; wheel_arm fails when all are in use.
+ */
+#ifndef SPIKE_WHEEL_H
+#define SPIKE_WHEEL_H
+
+#include <stdint.h>
+
+#define WHEEL_LEVELS 5
+#define WHEEL_BITS 6
+#define WHEEL_SLOTS (1u << WHEEL_BITS)
+#define WHEEL_SPAN_MS (1ll << (WHEEL_LEVELS * WHEEL_BITS))
+#define WHEEL_NONE UINT32_MAX
+
+typedef struct wheel_entry {
+  uint64_t order_id;
+  int64_t deadline_ms;
+  uint32_t next;
+} wheel_entry;
+
+typedef struct wheel {
+  wheel_entry *pool;
+  uint32_t capacity;
+  uint32_t used;
+  uint32_t free_head;
+  int64_t cur_ms; /* the next tick to process */
+  uint32_t slot[WHEEL_LEVELS][WHEEL_SLOTS];
+  uint32_t due_head, due_tail;
+  uint32_t pending; /* entries in slots (not due) */
+} wheel;
+
+/* capacity >= 1. now_ms: the wheel's start time. -1 out of memory. */
+int wheel_init(wheel *w, uint32_t capacity, int64_t now_ms);
+void wheel_free(wheel *w);
+
+/* Grow the pool to capacity entries (recovery only). 0, or -1. */
+int wheel_grow(wheel *w, uint32_t capacity);
+
+/* Arm a deadline: 0, or -1 when every entry is in use. A deadline at or
+ * before the wheel's time goes straight to the due list. */
+int wheel_arm(wheel *w, uint64_t order_id, int64_t deadline_ms);
+
+/* Move every entry with deadline <= now_ms to the due list. */
+void wheel_advance(wheel *w, int64_t now_ms);
+
+/* Pop the oldest due entry: 1 with *order_id / *deadline_ms set, or 0. */
+int wheel_pop(wheel *w, uint64_t *order_id, int64_t *deadline_ms);
+
+/* The earliest time something may become due: now when entries are due,
+ * INT64_MAX when the wheel is empty; otherwise a time <= the earliest
+ * deadline (the next level-0 entry or the next cascade). */
+int64_t wheel_next_ms(const wheel *w);
+
+static inline uint32_t wheel_used(const wheel *w) { return w->used; }
+
+#endif /* SPIKE_WHEEL_H */

@@ -1,0 +1,452 @@
+/*
+ * spike.h -- the whole public surface of libspike, the flash-sale engine.
+ *
+ * An engine (spike_engine) owns one data directory: an LMDB environment, an
+ * in-memory slab of events, the per-user and idempotency tables, and one
+ * writer thread that group-commits every change. Callers talk to it through
+ * producers (spike_producer): one per calling thread, each with a bounded
+ * lock-free submission ring into the writer and a completion ring back.
+ *
+ * Invariants the engine keeps (CONTRACT.md I1-I6): no event ever has
+ * reserved + sold > stock_total; available + reserved + sold == stock_total;
+ * a user never holds more than per_user_limit units of one event; one
+ * (event, idempotency key) makes at most one order and one (order,
+ * payment_id) pays at most once; with SPIKE_ACK_DURABLE a completion means
+ * the change is committed and fsync'd; a failed commit fails and undoes its
+ * whole batch.
+ *
+ * Results, in the manner of small parsers: a submission returns
+ *   < 0            refused now (one of the SPIKE_E* codes below); no callback.
+ *   SPIKE_OK       done now; the result is already in the op; no callback.
+ *   SPIKE_PENDING  accepted; the op's callback runs later, on the producer's
+ *                  own thread, from spike_producer_drain().
+ *
+ * Completions do not assume an event loop. spike_producer_fd() is an eventfd
+ * that becomes readable when completions are waiting; watch it with any loop
+ * (epoll, libuv's uv_poll_t, nginx's ngx_event) and call
+ * spike_producer_drain() when it fires.
+ *
+ * Ownership: every struct the caller passes in is caller-allocated. A
+ * spike_op handed to a submission that returned SPIKE_PENDING belongs to the
+ * engine until its callback runs; it must not be moved, freed or reused
+ * before then. Nothing the engine returns needs freeing by the caller except
+ * the engine and producer handles, through their close functions.
+ */
+#ifndef SPIKE_H
+#define SPIKE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SPIKE_VERSION_MAJOR 0
+#define SPIKE_VERSION_MINOR 1
+#define SPIKE_VERSION_PATCH 0
+#define SPIKE_VERSION_STRING "0.1.0"
+
+/*
+ * One table yields the status enum, its message, and the contract's code and
+ * HTTP status, so the four can never drift apart. XX(name, code, http, msg).
+ * Every status is the negative of its contract code: SPIKE_ESOLDOUT == -30001.
+ */
+#define SPIKE_ERRNO_MAP(XX)                                                    \
+  XX(ENOCREDS, 20001, 401, "credentials missing")                              \
+  XX(ETOKEN, 20005, 401, "token invalid or expired")                           \
+  XX(EFORBIDDEN, 20006, 403, "not allowed")                                    \
+  XX(ESOLDOUT, 30001, 409, "sold out")                                         \
+  XX(ESTATE, 30002, 409, "the order's state does not allow this operation")    \
+  XX(ENOTLIVE, 30006, 409, "the sale is not live")                             \
+  XX(ELIMIT, 30007, 409, "per-user limit reached")                             \
+  XX(ENOORDER, 30008, 404, "order not found")                                  \
+  XX(ENOEVENT, 30009, 404, "event not found")                                  \
+  XX(EEXIST, 30010, 409, "event id already exists")                            \
+  XX(EINVAL, 40001, 400, "parameter validation failed")                        \
+  XX(EMETHOD, 40002, 405, "method not allowed on this route")                  \
+  XX(EBADBODY, 40003, 400, "body is not valid JSON or MessagePack")            \
+  XX(ENOROUTE, 40004, 404, "no such route")                                    \
+  XX(ETOOLARGE, 40005, 413, "body or headers too large")                       \
+  XX(ERATE, 40009, 429, "rate limited")                                        \
+  XX(ESTORAGE, 50001, 500, "storage error")                                    \
+  XX(EINTERNAL, 50002, 500, "internal error")                                  \
+  XX(EBUSY, 50005, 503, "overloaded")
+
+typedef enum spike_status {
+  SPIKE_OK = 0,
+  /* Not an error: the op was accepted and its callback will run. */
+  SPIKE_PENDING = 1,
+#define SPIKE_XX_(name, code, http, msg) SPIKE_##name = -(code),
+  SPIKE_ERRNO_MAP(SPIKE_XX_)
+#undef SPIKE_XX_
+} spike_status;
+
+/* The status's message ("sold out"); "unknown status" for anything else. */
+const char *spike_strerror(int status);
+/* The contract's numeric code: 0 for SPIKE_OK, 30001 for SPIKE_ESOLDOUT. */
+int spike_code(int status);
+/* The contract's HTTP status: 200 for SPIKE_OK, 409 for SPIKE_ESOLDOUT. */
+int spike_http_status(int status);
+/* The library's version string, e.g. "0.1.0". */
+const char *spike_version(void);
+
+/* -------------------------------------------------------------------------
+ * Configuration
+ */
+typedef enum spike_ack {
+  /* A reserve completes only after the batch holding it is committed with
+   * fsync. Survives kill -9 and power loss. The default. */
+  SPIKE_ACK_DURABLE = 0,
+  /* A reserve completes when it is enqueued, before its commit; pay and
+   * cancel complete when the writer has decided them, before their commit.
+   * A crash can lose the last uncommitted batch. Event operations always
+   * wait for their commit in both modes. */
+  SPIKE_ACK_MEMORY = 1,
+} spike_ack;
+
+/* Limits with their bounds. The defaults come from spike_config_init(). */
+#define SPIKE_NAME_MAX 127       /* event name, bytes */
+#define SPIKE_KEY_MAX 64         /* idempotency key, bytes */
+#define SPIKE_PAYMENT_ID_MAX 64  /* payment id, bytes */
+#define SPIKE_PRODUCERS_MAX 64   /* hard ceiling for max_producers */
+#define SPIKE_PAY_TIMEOUT_MAX_S (7u * 24 * 3600)
+
+typedef struct spike_config {
+  const char *data_dir;       /* directory holding the LMDB files; created */
+  uint64_t map_size_bytes;    /* LMDB map size; default 1 GiB */
+  spike_ack ack;              /* default SPIKE_ACK_DURABLE */
+  uint32_t batch_max;         /* ops per commit, 1..65536; default 4096 */
+  uint32_t batch_us;          /* extra wait to fill a batch; default 0 */
+  uint32_t max_events;        /* events the slab holds; default 4096 */
+  uint32_t max_buyers;        /* (event,user) slots, power of two; 1<<20 */
+  uint32_t max_keys;          /* idempotency key slots, power of two; 1<<20 */
+  uint32_t max_reserved;      /* reservations awaiting expiry; 1<<20 */
+  uint32_t max_producers;     /* producers, 1..SPIKE_PRODUCERS_MAX; 16 */
+  uint32_t ring_size;         /* per-producer ring slots, power of two; 8192 */
+  uint32_t max_feed_waiters;  /* parked spike_feed_wait ops; default 1024 */
+  uint64_t feed_retain;       /* newest feed records kept; 0 keeps all */
+} spike_config;
+
+/* Fill cfg with the defaults. data_dir becomes "./data". */
+void spike_config_init(spike_config *cfg);
+
+/* -------------------------------------------------------------------------
+ * Records
+ */
+typedef enum spike_event_state {
+  SPIKE_EVENT_SCHEDULED = 0, /* before start_at */
+  SPIKE_EVENT_LIVE,          /* between start_at and end_at, units left */
+  SPIKE_EVENT_SOLD_OUT,      /* live window, nothing available */
+  SPIKE_EVENT_ENDED,         /* at or after end_at */
+  SPIKE_EVENT_CLOSED,        /* closed early by an admin; final */
+} spike_event_state;
+
+typedef struct spike_event {
+  uint64_t id;
+  char name[SPIKE_NAME_MAX + 1]; /* NUL-terminated */
+  int64_t price;                 /* cents per unit */
+  uint64_t stock_total;          /* initial stock plus restocks */
+  uint64_t available;
+  uint64_t reserved;
+  uint64_t sold;
+  int64_t start_at;              /* unix ms */
+  int64_t end_at;                /* unix ms */
+  uint32_t per_user_limit;
+  uint32_t pay_timeout_s;
+  spike_event_state state;
+} spike_event;
+
+typedef enum spike_order_state {
+  SPIKE_ORDER_RESERVED = 1,
+  SPIKE_ORDER_PAID,
+  SPIKE_ORDER_CANCELLED,
+  SPIKE_ORDER_EXPIRED,
+} spike_order_state;
+
+typedef struct spike_order {
+  uint64_t id;
+  uint64_t event_id;
+  uint64_t user_id;
+  uint32_t qty;
+  int64_t amount;        /* price * qty, cents */
+  spike_order_state state;
+  int64_t created_at;    /* unix ms */
+  int64_t expires_at;    /* unix ms; a reserved order expires at this time */
+  int64_t paid_at;       /* unix ms, 0 when not paid */
+  int64_t cancelled_at;  /* unix ms, 0 when not cancelled or expired */
+  char payment_id[SPIKE_PAYMENT_ID_MAX + 1]; /* "" when not paid */
+} spike_order;
+
+typedef enum spike_change_type {
+  SPIKE_CHANGE_ORDER_RESERVED = 1,
+  SPIKE_CHANGE_ORDER_PAID,
+  SPIKE_CHANGE_ORDER_CANCELLED,
+  SPIKE_CHANGE_ORDER_EXPIRED,
+  SPIKE_CHANGE_EVENT_CREATED,
+  SPIKE_CHANGE_EVENT_RESTOCKED,
+  SPIKE_CHANGE_EVENT_CLOSED,
+} spike_change_type;
+
+/* One record of the change feed. Order changes carry the order as it was
+ * after the change; event changes carry the event. */
+typedef struct spike_change {
+  uint64_t seq;          /* strictly increasing, never reused */
+  spike_change_type type;
+  int64_t at;            /* unix ms of the change */
+  union {
+    spike_order order;   /* SPIKE_CHANGE_ORDER_* */
+    spike_event event;   /* SPIKE_CHANGE_EVENT_* */
+  } u;
+} spike_change;
+
+/* "order.reserved", "event.created", ...; NULL for an unknown type. */
+const char *spike_change_name(spike_change_type type);
+/* "scheduled", "live", ...; "reserved", "paid", ...; NULL when unknown. */
+const char *spike_event_state_name(spike_event_state state);
+const char *spike_order_state_name(spike_order_state state);
+
+/* -------------------------------------------------------------------------
+ * Engine
+ */
+typedef struct spike_engine spike_engine;
+
+/*
+ * Open the engine on cfg->data_dir (created if missing), recover its state
+ * from LMDB and start the writer thread. Recovery rebuilds the slab, the
+ * per-user counts, the idempotency keys and the expiry timers, and expires
+ * every reservation whose deadline passed while the engine was down, all
+ * before this returns. cfg is copied.
+ * Errors: SPIKE_EINVAL (a config value out of range, named in the log line
+ * spike_open_error() returns), SPIKE_EBUSY (another process holds the data
+ * directory), SPIKE_ESTORAGE (LMDB or the file system refused; the message
+ * says which), SPIKE_EINTERNAL (out of memory).
+ */
+int spike_open(spike_engine **out, const spike_config *cfg);
+
+/* Why the last spike_open() on this thread failed, in words. */
+const char *spike_open_error(void);
+
+/*
+ * Stop the writer after it has committed every op already submitted, close
+ * LMDB and free the engine. Every producer must have been closed first.
+ * Errors: SPIKE_EBUSY (a producer is still open; nothing was closed).
+ */
+int spike_close(spike_engine *e);
+
+/* -------------------------------------------------------------------------
+ * Producers: one per calling thread
+ */
+typedef struct spike_producer spike_producer;
+typedef struct spike_op spike_op;
+typedef void (*spike_cb)(spike_op *op);
+
+/*
+ * Register the calling thread as a producer. The producer may be used only
+ * by one thread at a time (the one that drains it).
+ * Errors: SPIKE_EBUSY (max_producers are open), SPIKE_EINTERNAL (no fd).
+ */
+int spike_producer_open(spike_engine *e, spike_producer **out);
+
+/* The completion eventfd: readable when callbacks are waiting. Owned by the
+ * producer; do not close it. */
+int spike_producer_fd(const spike_producer *p);
+
+/* Run the callbacks of every completed op, on this thread. Returns how many
+ * ran. Safe to call when the fd is not readable (returns 0). */
+int spike_producer_drain(spike_producer *p);
+
+/* Ops submitted through p whose callbacks have not run yet. */
+uint32_t spike_producer_inflight(const spike_producer *p);
+
+/*
+ * Unregister and free p. Errors: SPIKE_EBUSY (ops are still in flight:
+ * drain until spike_producer_inflight() is 0; nothing was closed).
+ */
+int spike_producer_close(spike_producer *p);
+
+/* -------------------------------------------------------------------------
+ * Operations. The caller allocates a spike_op (on its own request struct,
+ * for example) and may set op->data; the engine fills the result fields
+ * before the callback runs or before returning SPIKE_OK. Private fields are
+ * the engine's.
+ */
+struct spike_op {
+  void *data;            /* the caller's; never touched by the engine */
+  /* results */
+  int status;            /* SPIKE_OK or a SPIKE_E* status */
+  int replayed;          /* 1: an idempotent repeat (a retried key, a repaid
+                            payment id, a repeated cancel) */
+  const char *detail;    /* static text naming the field or cause, or NULL */
+  uint64_t seq;          /* spike_feed_wait: the newest committed seq */
+  union {
+    spike_order order;   /* reserve, pay, cancel */
+    spike_event event;   /* event create, restock, close */
+  } r;
+  /* private */
+  spike_cb cb_;
+  spike_op *next_;
+  spike_producer *producer_;
+  uint64_t a_;           /* order id or feed seq */
+  uint64_t b_;           /* user id or restock amount */
+  int64_t deadline_;     /* feed wait: unix ms */
+  uint32_t slot_;        /* event slot */
+  uint32_t idx_;         /* idempotency key entry */
+  uint8_t type_;         /* enum msg_type */
+  uint8_t pid_len_;
+  char pid_[SPIKE_PAYMENT_ID_MAX];
+};
+
+/*
+ * Reserve qty units of event_id for user_id. key (NULL or 1..SPIKE_KEY_MAX
+ * bytes) is the idempotency key: the same (event, key) makes at most one
+ * order; a repeat completes with that order and op->replayed = 1 (a repeat
+ * by another user is SPIKE_EFORBIDDEN).
+ * SPIKE_ACK_MEMORY: returns SPIKE_OK with op->r.order filled (a new order);
+ * SPIKE_ACK_DURABLE: returns SPIKE_PENDING, the callback runs once the order
+ * is committed. A replayed key is always SPIKE_PENDING.
+ * Errors now: SPIKE_EINVAL (qty 0, key too long; op->detail names it),
+ * SPIKE_ENOEVENT, SPIKE_ENOTLIVE, SPIKE_ESOLDOUT, SPIKE_ELIMIT (qty above
+ * the user's remaining limit), SPIKE_EBUSY (ring full, too many ops in
+ * flight, or a table at its bound; op->detail says which), SPIKE_ESTORAGE
+ * (the writer has failed). In the callback: SPIKE_OK, SPIKE_ESTORAGE (the
+ * commit failed and the reservation was undone), SPIKE_EFORBIDDEN (replay).
+ * Thread: the producer's.
+ */
+int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id,
+                  uint64_t user_id, uint32_t qty, const char *key,
+                  size_t key_len, spike_cb cb);
+
+/*
+ * Pay a reserved order. user_id 0 acts as an admin; otherwise the order
+ * must belong to user_id (SPIKE_EFORBIDDEN). payment_id: 1..64 bytes. A
+ * repeat with the same payment_id succeeds with op->replayed = 1; another
+ * payment_id on a paid order, or any pay of a cancelled or expired order (or
+ * one whose deadline has passed), is SPIKE_ESTATE. Always SPIKE_PENDING
+ * unless refused now (SPIKE_EINVAL, SPIKE_EBUSY, SPIKE_ESTORAGE). Callback
+ * statuses: SPIKE_OK, SPIKE_ENOORDER, SPIKE_EFORBIDDEN, SPIKE_ESTATE,
+ * SPIKE_ESTORAGE. op->r.order holds the order after the operation.
+ */
+int spike_pay(spike_producer *p, spike_op *op, uint64_t order_id,
+              uint64_t user_id, const char *payment_id, size_t payment_id_len,
+              spike_cb cb);
+
+/* Cancel a reserved order; its units return to available. Cancelling a
+ * cancelled order succeeds with op->replayed = 1; a paid or expired order
+ * is SPIKE_ESTATE. Otherwise as spike_pay(). */
+int spike_cancel(spike_producer *p, spike_op *op, uint64_t order_id,
+                 uint64_t user_id, spike_cb cb);
+
+/* What an event is created from. */
+typedef struct spike_event_spec {
+  uint64_t id;             /* 0: the engine picks one */
+  const char *name;        /* 1..SPIKE_NAME_MAX bytes of UTF-8 */
+  size_t name_len;
+  uint64_t stock;          /* 1..UINT32_MAX */
+  int64_t price;           /* cents, >= 0 */
+  int64_t start_at;        /* unix ms, >= 0 */
+  int64_t end_at;          /* unix ms, > start_at */
+  uint32_t per_user_limit; /* >= 1 */
+  uint32_t pay_timeout_s;  /* 1..SPIKE_PAY_TIMEOUT_MAX_S */
+} spike_event_spec;
+
+/* Check spec; SPIKE_OK or SPIKE_EINVAL with *field naming the bad field. */
+int spike_event_spec_check(const spike_event_spec *spec, const char **field);
+
+/*
+ * Create an event. Always completes after its commit (SPIKE_PENDING), in
+ * both ack modes; the event is visible to reads and reserves from then on.
+ * spec and its name are copied before this returns.
+ * Errors now: SPIKE_EINVAL (op->detail names the field), SPIKE_EEXIST,
+ * SPIKE_EBUSY (the slab is full, or the ring), SPIKE_ESTORAGE.
+ * Callback: SPIKE_OK with op->r.event, or SPIKE_ESTORAGE.
+ */
+int spike_event_create(spike_producer *p, spike_op *op,
+                       const spike_event_spec *spec, spike_cb cb);
+
+/* Add units to an event (add: 1.., the total stays <= UINT32_MAX).
+ * Completes after its commit. Errors: SPIKE_EINVAL, SPIKE_ENOEVENT,
+ * SPIKE_ENOTLIVE (closed), SPIKE_EBUSY, SPIKE_ESTORAGE. */
+int spike_event_restock(spike_producer *p, spike_op *op, uint64_t event_id,
+                        uint64_t add, spike_cb cb);
+
+/* Close an event: no reserve is accepted once this completes; reserved
+ * orders can still be paid or cancelled. Repeating is SPIKE_OK. Completes
+ * after its commit. Errors: SPIKE_ENOEVENT, SPIKE_EBUSY, SPIKE_ESTORAGE. */
+int spike_event_close(spike_producer *p, spike_op *op, uint64_t event_id,
+                      spike_cb cb);
+
+/*
+ * Park until the feed holds a record with seq > after, or wait_ms passes
+ * (0..30000). Completes with SPIKE_OK and op->seq = the newest committed
+ * seq either way; woken by the commit, never by polling. Errors:
+ * SPIKE_EINVAL, SPIKE_EBUSY (max_feed_waiters are parked).
+ */
+int spike_feed_wait(spike_producer *p, spike_op *op, uint64_t after,
+                    uint32_t wait_ms, spike_cb cb);
+
+/* -------------------------------------------------------------------------
+ * Reads: synchronous, never blocked by the writer.
+ */
+
+/* Any thread. Errors: SPIKE_ENOEVENT. */
+int spike_event_get(spike_engine *e, uint64_t event_id, spike_event *out);
+
+/* Any thread. Copies up to max events, oldest first; *count gets how many
+ * exist in all. */
+int spike_event_list(spike_engine *e, spike_event *out, uint32_t max,
+                     uint32_t *count);
+
+/* Committed orders, read from LMDB on the producer's thread. With
+ * SPIKE_ACK_MEMORY a change can be seen here up to one batch late.
+ * Errors: SPIKE_ENOORDER, SPIKE_ESTORAGE. */
+int spike_order_get(spike_producer *p, uint64_t order_id, spike_order *out);
+
+/* A user's committed orders, oldest first, in one event (event_id != 0) or
+ * in all. Copies up to max; *count gets how many were copied. */
+int spike_user_orders(spike_producer *p, uint64_t user_id, uint64_t event_id,
+                      spike_order *out, uint32_t max, uint32_t *count);
+
+/* Feed records with seq > after, oldest first, up to max. *count gets how
+ * many were copied; *next the seq to pass as `after` next time. */
+int spike_feed_read(spike_producer *p, uint64_t after, spike_change *out,
+                    uint32_t max, uint32_t *count, uint64_t *next);
+
+/* -------------------------------------------------------------------------
+ * Health and statistics
+ */
+
+/* SPIKE_OK when storage is writable and the queues have room; otherwise
+ * SPIKE_ESTORAGE or SPIKE_EBUSY with *why saying which (static text). */
+int spike_health(spike_engine *e, const char **why);
+
+/* Histogram bounds (upper, inclusive) shared by every spike_stats. */
+#define SPIKE_COMMIT_BUCKETS 16  /* 50 us .. 1.6 s, doubling; +Inf last */
+#define SPIKE_BATCH_BUCKETS 14   /* 1, 2, 4 .. 8192; +Inf last */
+extern const double spike_commit_bucket_s[SPIKE_COMMIT_BUCKETS];
+extern const uint32_t spike_batch_bucket[SPIKE_BATCH_BUCKETS];
+
+typedef struct spike_stats {
+  uint64_t commits_total;
+  uint64_t commit_failures_total;
+  uint64_t ops_committed_total;
+  uint64_t orders_expired_total;
+  uint64_t commit_seconds_count[SPIKE_COMMIT_BUCKETS + 1]; /* not cumulative */
+  double commit_seconds_sum;
+  uint64_t batch_size_count[SPIKE_BATCH_BUCKETS + 1];      /* not cumulative */
+  uint64_t batch_size_sum;
+  uint32_t queue_depth;      /* ops waiting in every producer ring */
+  uint32_t queue_capacity;   /* sum of the rings' sizes */
+  uint32_t reserved_armed;   /* reservations awaiting expiry */
+  uint32_t buyers_used, buyers_capacity;
+  uint32_t keys_used, keys_capacity;
+  uint64_t feed_seq;         /* newest committed feed seq */
+} spike_stats;
+
+/* Any thread. A snapshot; counters are monotonic. */
+void spike_stats_get(spike_engine *e, spike_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SPIKE_H */

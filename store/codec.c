@@ -1,0 +1,229 @@
+/*
+ * codec.c -- msgpack-c packing into fixed buffers and unpacking through a
+ * reusable zone. Positional arrays keep records small (an order is ~60
+ * bytes) and decoding a matter of indexing; the version element leads so
+ * the layout can grow.
+ */
+#include "codec.h"
+
+#include <assert.h>
+#include <string.h>
+
+#include "slab.h"
+
+typedef struct fbuf {
+  uint8_t *p;
+  size_t len, cap;
+  int overflow;
+} fbuf;
+
+static int fbuf_write(void *data, const char *buf, size_t len) {
+  fbuf *f = data;
+  if (f->overflow || len > f->cap - f->len) {
+    f->overflow = 1;
+    return -1;
+  }
+  memcpy(f->p + f->len, buf, len);
+  f->len += len;
+  return 0;
+}
+
+int codec_order_valid(const spike_order *o) {
+  return o->id != 0 && o->event_id != 0 && o->qty > 0 && o->amount >= 0 &&
+         o->state >= SPIKE_ORDER_RESERVED && o->state <= SPIKE_ORDER_EXPIRED &&
+         o->created_at >= 0 && o->expires_at >= o->created_at &&
+         (o->state == SPIKE_ORDER_PAID) == (o->paid_at != 0) &&
+         (o->state == SPIKE_ORDER_PAID) == (o->payment_id[0] != '\0') &&
+         (o->state == SPIKE_ORDER_CANCELLED || o->state == SPIKE_ORDER_EXPIRED) ==
+             (o->cancelled_at != 0) &&
+         memchr(o->payment_id, '\0', sizeof(o->payment_id)) != NULL;
+}
+
+int codec_event_valid(const spike_event *e) {
+  return e->id != 0 && e->name[0] != '\0' && e->price >= 0 && e->stock_total > 0 &&
+         e->stock_total <= UINT32_MAX && e->reserved + e->sold <= e->stock_total &&
+         e->available == e->stock_total - e->reserved - e->sold && e->end_at > e->start_at &&
+         e->per_user_limit >= 1 && e->pay_timeout_s >= 1 &&
+         e->pay_timeout_s <= SPIKE_PAY_TIMEOUT_MAX_S &&
+         memchr(e->name, '\0', sizeof(e->name)) != NULL;
+}
+
+static void pack_order(msgpack_packer *pk, const spike_order *o) {
+  msgpack_pack_array(pk, 12);
+  msgpack_pack_uint8(pk, CODEC_VERSION);
+  msgpack_pack_uint64(pk, o->id);
+  msgpack_pack_uint64(pk, o->event_id);
+  msgpack_pack_uint64(pk, o->user_id);
+  msgpack_pack_uint32(pk, o->qty);
+  msgpack_pack_int64(pk, o->amount);
+  msgpack_pack_uint8(pk, (uint8_t)o->state);
+  msgpack_pack_int64(pk, o->created_at);
+  msgpack_pack_int64(pk, o->expires_at);
+  msgpack_pack_int64(pk, o->paid_at);
+  msgpack_pack_int64(pk, o->cancelled_at);
+  size_t n = strlen(o->payment_id);
+  msgpack_pack_str(pk, n);
+  msgpack_pack_str_body(pk, o->payment_id, n);
+}
+
+static void pack_event(msgpack_packer *pk, const spike_event *e, int closed) {
+  msgpack_pack_array(pk, 12);
+  msgpack_pack_uint8(pk, CODEC_VERSION);
+  msgpack_pack_uint64(pk, e->id);
+  size_t n = strlen(e->name);
+  msgpack_pack_str(pk, n);
+  msgpack_pack_str_body(pk, e->name, n);
+  msgpack_pack_int64(pk, e->price);
+  msgpack_pack_uint64(pk, e->stock_total);
+  msgpack_pack_uint64(pk, e->reserved);
+  msgpack_pack_uint64(pk, e->sold);
+  msgpack_pack_int64(pk, e->start_at);
+  msgpack_pack_int64(pk, e->end_at);
+  msgpack_pack_uint32(pk, e->per_user_limit);
+  msgpack_pack_uint32(pk, e->pay_timeout_s);
+  msgpack_pack_uint8(pk, closed ? 1 : 0);
+}
+
+size_t codec_encode_order(const spike_order *o, uint8_t *buf, size_t cap) {
+  assert(codec_order_valid(o));
+  fbuf f = {buf, 0, cap, 0};
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &f, fbuf_write);
+  pack_order(&pk, o);
+  return f.overflow ? 0 : f.len;
+}
+
+size_t codec_encode_event(const spike_event *e, int closed, uint8_t *buf, size_t cap) {
+  assert(codec_event_valid(e));
+  fbuf f = {buf, 0, cap, 0};
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &f, fbuf_write);
+  pack_event(&pk, e, closed);
+  return f.overflow ? 0 : f.len;
+}
+
+size_t codec_encode_change(spike_change_type type, int64_t at, const spike_order *o,
+                           const spike_event *e, int closed, uint8_t *buf, size_t cap) {
+  fbuf f = {buf, 0, cap, 0};
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &f, fbuf_write);
+  msgpack_pack_array(&pk, 4);
+  msgpack_pack_uint8(&pk, CODEC_VERSION);
+  msgpack_pack_uint8(&pk, (uint8_t)type);
+  msgpack_pack_int64(&pk, at);
+  if (type >= SPIKE_CHANGE_EVENT_CREATED) {
+    assert(e != NULL && codec_event_valid(e));
+    pack_event(&pk, e, closed);
+  } else {
+    assert(o != NULL && codec_order_valid(o));
+    pack_order(&pk, o);
+  }
+  return f.overflow ? 0 : f.len;
+}
+
+/* ---- decoding ---------------------------------------------------------- */
+
+static int get_u64(const msgpack_object *a, uint32_t i, uint64_t *v) {
+  if (a->via.array.ptr[i].type != MSGPACK_OBJECT_POSITIVE_INTEGER) return -1;
+  *v = a->via.array.ptr[i].via.u64;
+  return 0;
+}
+
+static int get_i64(const msgpack_object *a, uint32_t i, int64_t *v) {
+  const msgpack_object *o = &a->via.array.ptr[i];
+  if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX)
+    *v = (int64_t)o->via.u64;
+  else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+    *v = o->via.i64;
+  else
+    return -1;
+  return 0;
+}
+
+static int get_u32(const msgpack_object *a, uint32_t i, uint32_t *v) {
+  uint64_t u;
+  if (get_u64(a, i, &u) != 0 || u > UINT32_MAX) return -1;
+  *v = (uint32_t)u;
+  return 0;
+}
+
+static int get_str(const msgpack_object *a, uint32_t i, char *out, size_t cap) {
+  const msgpack_object *o = &a->via.array.ptr[i];
+  if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= cap) return -1;
+  memcpy(out, o->via.str.ptr, o->via.str.size);
+  out[o->via.str.size] = '\0';
+  return 0;
+}
+
+static int is_record(const msgpack_object *a, uint32_t n) {
+  uint64_t v;
+  return a->type == MSGPACK_OBJECT_ARRAY && a->via.array.size >= n &&
+         get_u64(a, 0, &v) == 0 && v == CODEC_VERSION;
+}
+
+static int unpack_order(const msgpack_object *a, spike_order *o) {
+  uint64_t state;
+  memset(o, 0, sizeof(*o));
+  if (!is_record(a, 12) || get_u64(a, 1, &o->id) || get_u64(a, 2, &o->event_id) ||
+      get_u64(a, 3, &o->user_id) || get_u32(a, 4, &o->qty) || get_i64(a, 5, &o->amount) ||
+      get_u64(a, 6, &state) || get_i64(a, 7, &o->created_at) ||
+      get_i64(a, 8, &o->expires_at) || get_i64(a, 9, &o->paid_at) ||
+      get_i64(a, 10, &o->cancelled_at) ||
+      get_str(a, 11, o->payment_id, sizeof(o->payment_id)))
+    return -1;
+  if (state < SPIKE_ORDER_RESERVED || state > SPIKE_ORDER_EXPIRED) return -1;
+  o->state = (spike_order_state)state;
+  return codec_order_valid(o) ? 0 : -1;
+}
+
+static int unpack_event(const msgpack_object *a, int64_t now_ms, spike_event *e,
+                        int *closed) {
+  uint64_t c;
+  memset(e, 0, sizeof(*e));
+  if (!is_record(a, 12) || get_u64(a, 1, &e->id) || get_str(a, 2, e->name, sizeof(e->name)) ||
+      get_i64(a, 3, &e->price) || get_u64(a, 4, &e->stock_total) ||
+      get_u64(a, 5, &e->reserved) || get_u64(a, 6, &e->sold) || get_i64(a, 7, &e->start_at) ||
+      get_i64(a, 8, &e->end_at) || get_u32(a, 9, &e->per_user_limit) ||
+      get_u32(a, 10, &e->pay_timeout_s) || get_u64(a, 11, &c))
+    return -1;
+  if (e->reserved + e->sold > e->stock_total) return -1;
+  e->available = e->stock_total - e->reserved - e->sold;
+  e->state = slab_state_of(c != 0, now_ms, e->start_at, e->end_at, e->available);
+  if (closed != NULL) *closed = c != 0;
+  return codec_event_valid(e) ? 0 : -1;
+}
+
+static int unpack(const void *buf, size_t len, msgpack_zone *z, msgpack_object *obj) {
+  size_t off = 0;
+  msgpack_zone_clear(z);
+  if (msgpack_unpack(buf, len, &off, z, obj) != MSGPACK_UNPACK_SUCCESS || off != len)
+    return -1;
+  return 0;
+}
+
+int codec_decode_order(const void *buf, size_t len, msgpack_zone *z, spike_order *o) {
+  msgpack_object obj;
+  if (unpack(buf, len, z, &obj) != 0) return -1;
+  return unpack_order(&obj, o);
+}
+
+int codec_decode_event(const void *buf, size_t len, msgpack_zone *z, int64_t now_ms,
+                       spike_event *e, int *closed) {
+  msgpack_object obj;
+  if (unpack(buf, len, z, &obj) != 0) return -1;
+  return unpack_event(&obj, now_ms, e, closed);
+}
+
+int codec_decode_change(const void *buf, size_t len, msgpack_zone *z, spike_change *c) {
+  msgpack_object obj;
+  uint64_t type;
+  memset(c, 0, sizeof(*c));
+  if (unpack(buf, len, z, &obj) != 0 || !is_record(&obj, 4) || get_u64(&obj, 1, &type) ||
+      get_i64(&obj, 2, &c->at))
+    return -1;
+  if (type < SPIKE_CHANGE_ORDER_RESERVED || type > SPIKE_CHANGE_EVENT_CLOSED) return -1;
+  c->type = (spike_change_type)type;
+  const msgpack_object *payload = &obj.via.array.ptr[3];
+  if (c->type >= SPIKE_CHANGE_EVENT_CREATED) return unpack_event(payload, c->at, &c->u.event, NULL);
+  return unpack_order(payload, &c->u.order);
+}

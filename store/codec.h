@@ -1,0 +1,51 @@
+/*
+ * codec.h -- msgpack encoding of the records spike keeps in LMDB.
+ *
+ * Records are positional msgpack arrays whose first element is the format
+ * version, so a field can be appended later without breaking old readers:
+ *
+ *   event  [1, id, name, price, stock_total, reserved, sold, start_at,
+ *           end_at, per_user_limit, pay_timeout_s, closed]
+ *   order  [1, id, event_id, user_id, qty, amount, state, created_at,
+ *           expires_at, paid_at, cancelled_at, payment_id]
+ *   change [1, type, at, order-or-event array]
+ *
+ * Encoding writes into a caller buffer (no allocation). Decoding uses a
+ * caller's msgpack_zone, cleared on entry, so a reused zone allocates only
+ * while it grows. Every decoded record is checked (codec_*_valid) and every
+ * record is checked again before it is written: a pair of assertions.
+ */
+#ifndef SPIKE_CODEC_H
+#define SPIKE_CODEC_H
+
+#include <msgpack.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "spike.h"
+
+#define CODEC_VERSION 1
+#define CODEC_ORDER_MAX 192
+#define CODEC_EVENT_MAX 256
+#define CODEC_CHANGE_MAX (16 + CODEC_EVENT_MAX)
+
+/* Bytes written, or 0 when cap is too small. */
+size_t codec_encode_order(const spike_order *o, uint8_t *buf, size_t cap);
+size_t codec_encode_event(const spike_event *e, int closed, uint8_t *buf, size_t cap);
+/* order for SPIKE_CHANGE_ORDER_*, event (+ closed) for SPIKE_CHANGE_EVENT_*. */
+size_t codec_encode_change(spike_change_type type, int64_t at, const spike_order *o,
+                           const spike_event *e, int closed, uint8_t *buf, size_t cap);
+
+/* 0, or -1 when the bytes are not a valid record. The event's state is
+ * computed at now_ms; *closed (may be NULL) gets the stored flag. */
+int codec_decode_order(const void *buf, size_t len, msgpack_zone *z, spike_order *o);
+int codec_decode_event(const void *buf, size_t len, msgpack_zone *z, int64_t now_ms,
+                       spike_event *e, int *closed);
+/* c->seq is not stored in the value; the caller sets it from the key. */
+int codec_decode_change(const void *buf, size_t len, msgpack_zone *z, spike_change *c);
+
+/* Structural checks shared by encode (assert) and decode (reject). */
+int codec_order_valid(const spike_order *o);
+int codec_event_valid(const spike_event *e);
+
+#endif /* SPIKE_CODEC_H */

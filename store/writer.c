@@ -1,0 +1,939 @@
+/*
+ * writer.c -- the one thread that writes LMDB. See writer.h for the cycle
+ * and the take/give rule that keeps failed batches safe.
+ *
+ * Trade-off: every change funnels through one thread and one transaction
+ * per batch. That caps write throughput at what one core can encode and put,
+ * but it makes ordering trivial (the feed's seq is a plain counter, order
+ * state transitions need no locks) and amortises each fsync over the whole
+ * batch, which is where durable throughput comes from.
+ *
+ * The writer owns: the timing wheel, the committed ("shadow") counters of
+ * every event, the feed seq, and the lists of ops waiting for a commit.
+ */
+#include "writer.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <linux/futex.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "order.h"
+#include "wheel.h"
+
+enum fx_type {
+  FX_SELL = 1,  /* pay: reserved -> sold */
+  FX_RELEASE,   /* cancel / expiry: reserved -> available, buyer units back */
+  FX_ARMED_DEC, /* a wheel entry is gone for good */
+  FX_VISIBLE,   /* a created event becomes visible */
+  FX_RESTOCK,
+  FX_CLOSE,
+};
+
+/* An effect applied to memory after the commit (a "give"). */
+typedef struct fx {
+  uint8_t type;
+  uint8_t armed;   /* FX_RELEASE from the wheel: also drop the armed count */
+  uint32_t slot;
+  uint32_t qty;
+  uint64_t user;
+  uint64_t add;
+} fx;
+
+enum undo_type {
+  UD_RESERVE = 1, /* give back a producer's take */
+  UD_REARM,       /* a popped wheel entry goes back */
+  UD_CREATE,      /* a created slot dies */
+};
+
+/* What to undo in memory when the batch fails. */
+typedef struct undo {
+  uint8_t type;
+  uint32_t slot;
+  uint32_t qty;
+  uint32_t buyer_idx;
+  uint32_t key_idx;
+  uint64_t id;
+  int64_t deadline;
+} undo;
+
+/* An event's counters as committed (or as this batch will commit them). */
+typedef struct shadow {
+  uint64_t total, reserved, sold;
+  uint64_t batch;  /* the batch that last saved this slot */
+  uint8_t closed;
+} shadow;
+
+typedef struct oplist {
+  spike_op *head, *tail;
+  uint32_t n;
+} oplist;
+
+struct writer {
+  spike_engine *e;
+  const store *st;
+  wheel wheel;
+  shadow *sh;        /* per slot */
+  uint32_t *dirty;   /* slots touched in this batch */
+  shadow *saved;     /* their values before it */
+  uint32_t ndirty;
+  uint64_t batch;
+  fx *fx;
+  uint32_t nfx;
+  undo *ud;
+  uint32_t nud;
+  uint32_t cap;      /* batch_max: messages + expiries per batch */
+  uint32_t n;        /* used of cap in this batch */
+  oplist done;       /* complete after the commit */
+  oplist early;      /* ack=memory: complete before the commit */
+  oplist deferred;   /* replays whose order is not applied yet */
+  oplist waiters;    /* parked feed waits */
+  MDB_txn *txn;
+  int writes;
+  uint64_t seq, seq_committed, feed_first;
+  uint64_t orders_max;
+  uint64_t hwm;
+  int64_t now;
+  uint32_t rr;
+  uint64_t signal;   /* producers to wake, one bit per index */
+  msgpack_zone zone;
+};
+
+/* ---- small helpers --------------------------------------------------- */
+
+static void list_push(oplist *l, spike_op *op) {
+  op->next_ = NULL;
+  if (l->tail == NULL)
+    l->head = op;
+  else
+    l->tail->next_ = op;
+  l->tail = op;
+  l->n++;
+}
+
+static oplist list_take(oplist *l) {
+  oplist out = *l;
+  memset(l, 0, sizeof(*l));
+  return out;
+}
+
+static int memory_ack(const writer *w) { return w->e->cfg.ack == SPIKE_ACK_MEMORY; }
+
+/* Queue op's completion. Order decisions under ack=memory go out before the
+ * commit; everything else after it. */
+static void finish(writer *w, spike_op *op, int status, int early) {
+  op->status = status;
+  list_push(early && memory_ack(w) ? &w->early : &w->done, op);
+}
+
+static int txn_begin(writer *w) {
+  if (w->txn != NULL) return 0;
+  return mdb_txn_begin(w->st->env, NULL, 0, &w->txn);
+}
+
+static void touch(writer *w, uint32_t slot) {
+  shadow *s = &w->sh[slot];
+  if (s->batch == w->batch) return;
+  assert(w->ndirty < w->e->cfg.max_events);
+  w->saved[w->ndirty] = *s;
+  w->dirty[w->ndirty++] = slot;
+  s->batch = w->batch;
+}
+
+static void add_fx(writer *w, fx f) {
+  assert(w->nfx < w->cap);
+  w->fx[w->nfx++] = f;
+}
+
+static void add_undo(writer *w, undo u) {
+  assert(w->nud < w->cap);
+  w->ud[w->nud++] = u;
+}
+
+static void event_snapshot(const writer *w, uint32_t slot, spike_event *out) {
+  const slab_event *se = &w->e->slab.ev[slot];
+  const shadow *s = &w->sh[slot];
+  memset(out, 0, sizeof(*out));
+  out->id = se->id;
+  memcpy(out->name, se->name, se->name_len + 1);
+  out->price = se->price;
+  out->stock_total = s->total;
+  out->reserved = s->reserved;
+  out->sold = s->sold;
+  assert(s->reserved + s->sold <= s->total); /* I1, on disk */
+  out->available = s->total - s->reserved - s->sold;
+  out->start_at = se->start_at;
+  out->end_at = se->end_at;
+  out->per_user_limit = se->per_user_limit;
+  out->pay_timeout_s = se->pay_timeout_s;
+  out->state = slab_state_of(s->closed, w->now, se->start_at, se->end_at, out->available);
+}
+
+static int feed_order(writer *w, spike_change_type type, int64_t at, const spike_order *o) {
+  w->writes = 1;
+  return store_append_change(w->st, w->txn, ++w->seq, type, at, o, NULL, 0);
+}
+
+static int feed_event(writer *w, spike_change_type type, uint32_t slot) {
+  spike_event ev;
+  event_snapshot(w, slot, &ev);
+  w->writes = 1;
+  return store_append_change(w->st, w->txn, ++w->seq, type, w->now, NULL, &ev,
+                             w->sh[slot].closed);
+}
+
+static int put_order(writer *w, const spike_order *o) {
+  w->writes = 1;
+  unsigned flags = o->id > w->orders_max ? MDB_APPEND : 0;
+  int rc = store_put_order(w->st, w->txn, o, flags);
+  if (rc == 0 && o->id > w->orders_max) w->orders_max = o->id;
+  return rc;
+}
+
+/* ---- applying messages ------------------------------------------------ */
+
+static int apply_reserve(writer *w, const msg *m) {
+  spike_engine *e = w->e;
+  const slab_event *se = slab_at(&e->slab, m->event_slot);
+  spike_order o;
+  memset(&o, 0, sizeof(o));
+  o.id = m->order_id;
+  o.event_id = se->id;
+  o.user_id = m->user_id;
+  o.qty = m->qty;
+  o.amount = se->price * (int64_t)m->qty;
+  o.state = SPIKE_ORDER_RESERVED;
+  o.created_at = m->created_at;
+  o.expires_at = m->created_at + (int64_t)se->pay_timeout_s * 1000;
+
+  /* Register the undo and arm the timer before any put: whatever fails
+   * below, the take is given back and the armed count stays balanced (a
+   * timer for an order that never committed fires and finds nothing). */
+  add_undo(w, (undo){.type = UD_RESERVE, .slot = m->event_slot, .qty = m->qty,
+                     .buyer_idx = m->buyer_idx, .key_idx = m->key_idx, .id = o.id});
+  int armed = wheel_arm(&w->wheel, o.id, o.expires_at);
+  assert(armed == 0); /* the producers' armed bound keeps a free entry */
+  (void)armed;
+  if (m->op != NULL) finish(w, m->op, SPIKE_OK, 0);
+
+  shadow *s = &w->sh[m->event_slot];
+  touch(w, m->event_slot);
+  s->reserved += m->qty;
+  assert(s->reserved + s->sold <= s->total); /* I1: the producer's CAS held */
+
+  int rc = txn_begin(w);
+  if (rc == 0) rc = put_order(w, &o);
+  if (rc == 0) rc = store_put_buyer(w->st, w->txn, o.user_id, o.event_id, o.id);
+  if (rc == 0 && m->key_idx != LIM_FULL) {
+    const lim_entry *k = lim_at(&e->keys, m->key_idx);
+    rc = store_put_key(w->st, w->txn, o.event_id, k->k1, k->k2, o.id);
+  }
+  if (rc == 0) rc = feed_order(w, SPIKE_CHANGE_ORDER_RESERVED, o.created_at, &o);
+  return rc;
+}
+
+/* Expire a reserved order inside this batch. from_wheel: its timer fired. */
+static int expire_order(writer *w, spike_order *o, uint32_t slot, int from_wheel) {
+  assert(o->state == SPIKE_ORDER_RESERVED);
+  o->state = SPIKE_ORDER_EXPIRED;
+  o->cancelled_at = w->now;
+  shadow *s = &w->sh[slot];
+  touch(w, slot);
+  assert(s->reserved >= o->qty);
+  s->reserved -= o->qty;
+  add_fx(w, (fx){.type = FX_RELEASE, .armed = (uint8_t)from_wheel, .slot = slot,
+                 .qty = o->qty, .user = o->user_id});
+  int rc = put_order(w, o);
+  if (rc == 0) rc = feed_order(w, SPIKE_CHANGE_ORDER_EXPIRED, w->now, o);
+  return rc;
+}
+
+/* Pay or cancel: decided here, on the one thread that writes orders, so a
+ * pay racing a cancel or an expiry has exactly one winner. */
+static int apply_order_op(writer *w, spike_op *op) {
+  spike_order o;
+  int rc = txn_begin(w);
+  if (rc != 0) {
+    finish(w, op, SPIKE_ESTORAGE, 0);
+    return rc;
+  }
+  rc = store_get_order(w->st, w->txn, op->a_, &w->zone, &o);
+  if (rc == MDB_NOTFOUND) {
+    finish(w, op, SPIKE_ENOORDER, 1);
+    return 0;
+  }
+  if (rc != 0) {
+    finish(w, op, SPIKE_ESTORAGE, 0);
+    return rc;
+  }
+  if (op->b_ != 0 && o.user_id != op->b_) {
+    finish(w, op, SPIKE_EFORBIDDEN, 1);
+    return 0;
+  }
+  uint32_t slot = slab_find(&w->e->slab, o.event_id);
+  assert(slot != SLAB_NONE);
+  if (o.state == SPIKE_ORDER_RESERVED && w->now >= o.expires_at) {
+    /* Past its deadline: it is expired, whether or not its timer fired. */
+    rc = expire_order(w, &o, slot, 0);
+    if (rc != 0) {
+      finish(w, op, SPIKE_ESTORAGE, 0);
+      return rc;
+    }
+  }
+  int pay = op->type_ == MSG_PAY;
+  order_action action = ORDER_CANCEL;
+  if (pay)
+    action = o.state == SPIKE_ORDER_PAID && strlen(o.payment_id) == op->pid_len_ &&
+                     memcmp(o.payment_id, op->pid_, op->pid_len_) == 0
+                 ? ORDER_PAY_SAME
+                 : ORDER_PAY_OTHER;
+  spike_order_state next;
+  order_verdict verdict = order_decide(o.state, action, &next);
+  if (verdict != ORDER_APPLY) {
+    op->r.order = o;
+    op->replayed = verdict == ORDER_REPEAT;
+    finish(w, op, verdict == ORDER_REPEAT ? SPIKE_OK : SPIKE_ESTATE, 1);
+    return 0;
+  }
+  shadow *s = &w->sh[slot];
+  touch(w, slot);
+  assert(s->reserved >= o.qty);
+  s->reserved -= o.qty;
+  o.state = next;
+  if (pay) {
+    s->sold += o.qty;
+    o.paid_at = w->now;
+    memcpy(o.payment_id, op->pid_, op->pid_len_);
+    o.payment_id[op->pid_len_] = '\0';
+    add_fx(w, (fx){.type = FX_SELL, .slot = slot, .qty = o.qty});
+  } else {
+    o.cancelled_at = w->now;
+    add_fx(w, (fx){.type = FX_RELEASE, .slot = slot, .qty = o.qty, .user = o.user_id});
+  }
+  op->r.order = o;
+  finish(w, op, SPIKE_OK, 1);
+  rc = put_order(w, &o);
+  if (rc == 0)
+    rc = feed_order(w, pay ? SPIKE_CHANGE_ORDER_PAID : SPIKE_CHANGE_ORDER_CANCELLED, w->now, &o);
+  return rc;
+}
+
+/* A retried idempotency key. 1 when answered, 0 when its order is not
+ * applied yet (the op goes on the deferred list), or an LMDB error. */
+static int apply_replay(writer *w, spike_op *op) {
+  lim_entry *k = lim_at(&w->e->keys, op->idx_);
+  if (lim_val(k) != op->a_) {
+    /* The original's batch failed and unbound the key. */
+    op->detail = "the original request failed";
+    finish(w, op, SPIKE_ESTORAGE, 0);
+    return 0;
+  }
+  int rc = txn_begin(w);
+  if (rc == 0) rc = store_get_order(w->st, w->txn, op->a_, &w->zone, &op->r.order);
+  if (rc == MDB_NOTFOUND) {
+    list_push(&w->deferred, op);
+    return 0;
+  }
+  if (rc != 0) {
+    finish(w, op, SPIKE_ESTORAGE, 0);
+    return rc;
+  }
+  op->replayed = 1;
+  finish(w, op, op->r.order.user_id == op->b_ ? SPIKE_OK : SPIKE_EFORBIDDEN, 1);
+  return 0;
+}
+
+static int apply_create(writer *w, spike_op *op) {
+  uint32_t slot = op->slot_;
+  slab_event *se = slab_at(&w->e->slab, slot);
+  add_undo(w, (undo){.type = UD_CREATE, .slot = slot});
+  add_fx(w, (fx){.type = FX_VISIBLE, .slot = slot});
+  finish(w, op, SPIKE_OK, 0);
+  touch(w, slot);
+  shadow *s = &w->sh[slot];
+  /* relaxed: the producer stored total before publishing the message. */
+  s->total = atomic_load_explicit(&se->total, memory_order_relaxed);
+  s->reserved = s->sold = 0;
+  s->closed = 0;
+  int rc = txn_begin(w);
+  if (rc == 0) rc = feed_event(w, SPIKE_CHANGE_EVENT_CREATED, slot);
+  return rc;
+}
+
+static int apply_restock(writer *w, spike_op *op) {
+  shadow *s = &w->sh[op->slot_];
+  if (s->closed) {
+    finish(w, op, SPIKE_ENOTLIVE, 0);
+    return 0;
+  }
+  if (s->total + op->b_ > UINT32_MAX) {
+    op->detail = "add";
+    finish(w, op, SPIKE_EINVAL, 0);
+    return 0;
+  }
+  touch(w, op->slot_);
+  s->total += op->b_;
+  add_fx(w, (fx){.type = FX_RESTOCK, .slot = op->slot_, .add = op->b_});
+  finish(w, op, SPIKE_OK, 0);
+  int rc = txn_begin(w);
+  if (rc == 0) rc = feed_event(w, SPIKE_CHANGE_EVENT_RESTOCKED, op->slot_);
+  return rc;
+}
+
+static int apply_close(writer *w, spike_op *op) {
+  shadow *s = &w->sh[op->slot_];
+  if (s->closed) {
+    op->replayed = 1;
+    finish(w, op, SPIKE_OK, 0);
+    return 0;
+  }
+  touch(w, op->slot_);
+  s->closed = 1;
+  add_fx(w, (fx){.type = FX_CLOSE, .slot = op->slot_});
+  finish(w, op, SPIKE_OK, 0);
+  int rc = txn_begin(w);
+  if (rc == 0) rc = feed_event(w, SPIKE_CHANGE_EVENT_CLOSED, op->slot_);
+  return rc;
+}
+
+static void apply_feed_wait(writer *w, spike_op *op) {
+  if (w->seq_committed > op->a_ || op->deadline_ <= w->now) {
+    op->seq = w->seq_committed;
+    finish(w, op, SPIKE_OK, 0);
+  } else if (w->waiters.n >= w->e->cfg.max_feed_waiters) {
+    op->detail = "too many parked feed requests";
+    finish(w, op, SPIKE_EBUSY, 0);
+  } else {
+    list_push(&w->waiters, op);
+  }
+}
+
+static int apply(writer *w, const msg *m) {
+  switch (m->type) {
+  case MSG_RESERVE: return apply_reserve(w, m);
+  case MSG_REPLAY: return apply_replay(w, m->op);
+  case MSG_PAY:
+  case MSG_CANCEL: return apply_order_op(w, m->op);
+  case MSG_EVENT_CREATE: return apply_create(w, m->op);
+  case MSG_EVENT_RESTOCK: return apply_restock(w, m->op);
+  case MSG_EVENT_CLOSE: return apply_close(w, m->op);
+  case MSG_FEED_WAIT: apply_feed_wait(w, m->op); return 0;
+  }
+  assert(!"unknown message type");
+  return EINVAL;
+}
+
+/* Give a reserve's takes back (its batch failed, or never started). */
+static void undo_reserve(writer *w, uint32_t slot, uint32_t qty, uint32_t buyer_idx,
+                         uint32_t key_idx, uint64_t order_id) {
+  spike_engine *e = w->e;
+  slab_release(slab_at(&e->slab, slot), qty);
+  lim_give(lim_at(&e->buyers, buyer_idx), qty);
+  if (key_idx != LIM_FULL) lim_key_unbind(lim_at(&e->keys, key_idx), order_id);
+}
+
+/* ---- one batch ---------------------------------------------------------- */
+
+static void sleep_us(uint32_t us) {
+  struct timespec ts = {0, (long)us * 1000};
+  nanosleep(&ts, NULL);
+}
+
+/* Drain the rings into the batch. Returns an LMDB error or 0. */
+static int drain(writer *w, uint32_t *work) {
+  spike_engine *e = w->e;
+  uint32_t np = e->cfg.max_producers;
+  uint64_t start = engine_mono_ns();
+  int rc = 0;
+  for (;;) {
+    uint32_t got = 0;
+    for (uint32_t k = 0; k < np && w->n < w->cap && rc == 0; k++) {
+      spike_producer *p = &e->producers[(w->rr + k) % np];
+      /* acquire: pairs with the release in spike_producer_open. */
+      if (!atomic_load_explicit(&p->active, memory_order_acquire)) continue;
+      uint32_t avail = ring_peek(&p->submit);
+      uint32_t take = avail < w->cap - w->n ? avail : w->cap - w->n;
+      uint32_t i = 0;
+      while (i < take && rc == 0) rc = apply(w, ring_at(&p->submit, i++));
+      ring_release(&p->submit, i);
+      got += i;
+      w->n += i;
+    }
+    *work += got;
+    if (rc != 0 || w->n >= w->cap) break;
+    if (got == 0) {
+      uint64_t waited_us = (engine_mono_ns() - start) / 1000;
+      if (w->n == 0 || waited_us >= e->cfg.batch_us) break;
+      uint64_t left = e->cfg.batch_us - waited_us;
+      sleep_us(left < 50 ? (uint32_t)left : 50);
+    }
+  }
+  w->rr = (w->rr + 1) % np;
+  return rc;
+}
+
+static int retry_deferred(writer *w, uint32_t *work) {
+  oplist l = list_take(&w->deferred);
+  int rc = 0;
+  for (spike_op *op = l.head, *next; op != NULL; op = next) {
+    next = op->next_;
+    if (rc == 0) {
+      uint32_t before = w->deferred.n;
+      rc = apply_replay(w, op);
+      if (w->deferred.n == before) (*work)++;
+    } else {
+      list_push(&w->deferred, op);
+    }
+  }
+  return rc;
+}
+
+static int expire_due(writer *w, uint32_t *work) {
+  wheel_advance(&w->wheel, w->now);
+  uint64_t id;
+  int64_t deadline;
+  while (w->n < w->cap && wheel_pop(&w->wheel, &id, &deadline)) {
+    w->n++;
+    (*work)++;
+    add_undo(w, (undo){.type = UD_REARM, .id = id, .deadline = deadline});
+    spike_order o;
+    int rc = txn_begin(w);
+    if (rc == 0) rc = store_get_order(w->st, w->txn, id, &w->zone, &o);
+    if (rc == MDB_NOTFOUND || (rc == 0 && o.state != SPIKE_ORDER_RESERVED)) {
+      /* Paid, cancelled, already expired, or its reserve never committed. */
+      add_fx(w, (fx){.type = FX_ARMED_DEC});
+      continue;
+    }
+    if (rc != 0) return rc;
+    assert(o.expires_at == deadline);
+    uint32_t slot = slab_find(&w->e->slab, o.event_id);
+    assert(slot != SLAB_NONE);
+    rc = expire_order(w, &o, slot, 1);
+    if (rc != 0) return rc;
+  }
+  return 0;
+}
+
+/* The largest id any producer has minted: a safe high-water mark. */
+static uint64_t minted_hwm(const writer *w) {
+  uint64_t hwm = w->hwm;
+  for (uint32_t i = 0; i < w->e->cfg.max_producers; i++) {
+    /* relaxed: see ids_next. */
+    uint64_t last = atomic_load_explicit(&w->e->producers[i].ids.last, memory_order_relaxed);
+    if (last > hwm) hwm = last;
+  }
+  return hwm;
+}
+
+static int trim_feed(writer *w) {
+  uint64_t retain = w->e->cfg.feed_retain;
+  if (retain == 0 || w->feed_first == 0 || w->seq - w->feed_first + 1 <= retain) return 0;
+  uint64_t excess = w->seq - w->feed_first + 1 - retain;
+  if (excess > w->cap) excess = w->cap; /* bound the work per batch */
+  MDB_cursor *c;
+  MDB_val k, v;
+  int rc = mdb_cursor_open(w->txn, w->st->feed, &c);
+  if (rc != 0) return rc;
+  for (uint64_t i = 0; i < excess && rc == 0; i++) {
+    rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    if (rc == 0) rc = mdb_cursor_del(c, 0);
+    if (rc == 0) w->feed_first++;
+  }
+  mdb_cursor_close(c);
+  return rc;
+}
+
+static const char *commit_why(int rc) {
+  if (rc == MDB_MAP_FULL) return "map full: raise --map-size";
+  if (rc == ENOSPC) return "disk full";
+  if (rc == EIO) return "I/O error";
+  return "commit failed";
+}
+
+/* Write the batch's event records, high-water mark and trim, then commit. */
+static int commit(writer *w) {
+  int rc = 0;
+  for (uint32_t i = 0; i < w->ndirty && rc == 0; i++) {
+    spike_event ev;
+    event_snapshot(w, w->dirty[i], &ev);
+    rc = store_put_event(w->st, w->txn, &ev, w->sh[w->dirty[i]].closed);
+  }
+  uint64_t hwm = minted_hwm(w);
+  if (rc == 0 && hwm > w->hwm) {
+    rc = store_put_meta(w->st, w->txn, "id_hwm", hwm);
+    w->hwm = hwm;
+  }
+  if (rc == 0 && w->feed_first == 0 && w->seq > w->seq_committed)
+    w->feed_first = w->seq_committed + 1;
+  if (rc == 0) rc = trim_feed(w);
+  if (rc != 0) return rc;
+  uint64_t t0 = engine_mono_ns();
+  rc = mdb_txn_commit(w->txn);
+  w->txn = NULL; /* freed by the commit, even when it fails: never abort it */
+  if (rc == 0) {
+    uint64_t ns = engine_mono_ns() - t0;
+    engine_stats *st = &w->e->stats;
+    int b = 0;
+    while (b < SPIKE_COMMIT_BUCKETS && (double)ns / 1e9 > spike_commit_bucket_s[b]) b++;
+    /* relaxed: reporting counters. */
+    atomic_fetch_add_explicit(&st->commit_hist[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->commit_ns_sum, ns, memory_order_relaxed);
+  }
+  return rc;
+}
+
+/* The batch failed: undo every take, restore the shadows, fail every op. */
+static void fail_batch(writer *w, int rc, uint64_t seq0, uint64_t orders_max0, uint64_t hwm0,
+                       uint64_t feed_first0) {
+  spike_engine *e = w->e;
+  if (w->txn != NULL) {
+    mdb_txn_abort(w->txn);
+    w->txn = NULL;
+  }
+  for (uint32_t i = w->nud; i-- > 0;) {
+    undo *u = &w->ud[i];
+    switch (u->type) {
+    case UD_RESERVE: undo_reserve(w, u->slot, u->qty, u->buyer_idx, u->key_idx, u->id); break;
+    case UD_REARM: {
+      int armed = wheel_arm(&w->wheel, u->id, u->deadline);
+      assert(armed == 0); /* its own entry was freed when it popped */
+      (void)armed;
+      break;
+    }
+    case UD_CREATE: slab_make_dead(&e->slab, u->slot); break;
+    }
+  }
+  for (uint32_t i = w->ndirty; i-- > 0;) w->sh[w->dirty[i]] = w->saved[i];
+  w->seq = seq0;
+  w->orders_max = orders_max0;
+  w->hwm = hwm0;
+  w->feed_first = feed_first0;
+  w->nfx = 0;
+  const char *why = commit_why(rc);
+  oplist lists[2] = {list_take(&w->early), w->done};
+  memset(&w->done, 0, sizeof(w->done));
+  for (int l = 0; l < 2; l++)
+    for (spike_op *op = lists[l].head, *next; op != NULL; op = next) {
+      next = op->next_;
+      op->detail = why;
+      op->replayed = 0;
+      finish(w, op, SPIKE_ESTORAGE, 0);
+    }
+  /* relaxed: reporting and health flags; nothing is read through them. */
+  atomic_fetch_add_explicit(&e->stats.failures, 1, memory_order_relaxed);
+  if (rc == MDB_MAP_FULL) {
+    atomic_store_explicit(&e->map_full, 1, memory_order_relaxed);
+    engine_log("error", "commit failed: %s; %u ops failed, writer continues",
+               mdb_strerror(rc), w->n);
+  } else {
+    /* An fsync or write error is never retried: the page cache may already
+     * have dropped the data (I6). Stop committing; reopen from disk. */
+    atomic_store_explicit(&e->failed_why, why, memory_order_relaxed);
+    atomic_store_explicit(&e->failed, 1, memory_order_release);
+    engine_log("error", "commit failed: %s; writer stopped, reopen the engine",
+               store_strerror(rc));
+  }
+}
+
+/* The batch succeeded: apply the gives; if it wrote, publish and count. */
+static void post_commit(writer *w, int committed) {
+  spike_engine *e = w->e;
+  for (uint32_t i = 0; i < w->nfx; i++) {
+    fx *f = &w->fx[i];
+    slab_event *se = f->slot < e->slab.capacity ? slab_at(&e->slab, f->slot) : NULL;
+    switch (f->type) {
+    case FX_SELL: slab_sell(se, f->qty); break;
+    case FX_RELEASE: {
+      slab_release(se, f->qty);
+      uint32_t b = lim_find(&e->buyers, f->user, f->slot);
+      assert(b != LIM_FULL);
+      lim_give(lim_at(&e->buyers, b), f->qty);
+      if (f->armed) {
+        /* relaxed: a bound, not a publication. */
+        atomic_fetch_sub_explicit(&e->armed, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&e->stats.expired, 1, memory_order_relaxed);
+      }
+      break;
+    }
+    case FX_ARMED_DEC: atomic_fetch_sub_explicit(&e->armed, 1, memory_order_relaxed); break;
+    case FX_VISIBLE: slab_make_visible(&e->slab, f->slot); break;
+    case FX_RESTOCK: {
+      int rc = slab_restock(se, f->add);
+      assert(rc == 0);
+      (void)rc;
+      break;
+    }
+    case FX_CLOSE:
+      /* release: pairs with the acquire of flags in spike_reserve. */
+      atomic_fetch_or_explicit(&se->flags, SLAB_FLAG_CLOSED, memory_order_release);
+      break;
+    }
+  }
+  w->nfx = 0;
+  if (!committed) return;
+  w->seq_committed = w->seq;
+  /* release: pairs with the acquire in spike_stats_get / feed reads. */
+  atomic_store_explicit(&e->feed_seq, w->seq_committed, memory_order_release);
+  atomic_store_explicit(&e->map_full, 0, memory_order_relaxed);
+  engine_stats *st = &e->stats;
+  uint32_t b = 0;
+  while (b < SPIKE_BATCH_BUCKETS && w->n > spike_batch_bucket[b]) b++;
+  /* relaxed: reporting counters. */
+  atomic_fetch_add_explicit(&st->commits, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&st->ops, w->n, memory_order_relaxed);
+  atomic_fetch_add_explicit(&st->batch_hist[b], 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&st->batch_sum, w->n, memory_order_relaxed);
+}
+
+/* Hand completed ops back to their producers and wake them. */
+static void deliver(writer *w, oplist *l) {
+  spike_engine *e = w->e;
+  for (spike_op *op = l->head, *next; op != NULL; op = next) {
+    next = op->next_; /* read before the producer may reuse op */
+    spike_producer *p = op->producer_;
+    if (op->status == SPIKE_OK && op->type_ >= MSG_EVENT_CREATE && op->type_ <= MSG_EVENT_CLOSE)
+      slab_read(slab_at(&e->slab, op->slot_), w->now, &op->r.event);
+    spike_op **slot = ring_acquire(&p->done);
+    assert(slot != NULL); /* inflight <= ring size, checked at submit */
+    *slot = op;
+    ring_publish(&p->done);
+    w->signal |= 1ull << p->idx;
+  }
+  memset(l, 0, sizeof(*l));
+}
+
+static void signal_producers(writer *w) {
+  while (w->signal != 0) {
+    int i = __builtin_ctzll(w->signal);
+    w->signal &= w->signal - 1;
+    uint64_t one = 1;
+    ssize_t n = write(w->e->producers[i].efd, &one, sizeof(one));
+    (void)n; /* EAGAIN only at a counter of 2^64-2: already readable */
+  }
+}
+
+static void settle_waiters(writer *w, uint32_t *work) {
+  oplist l = list_take(&w->waiters);
+  for (spike_op *op = l.head, *next; op != NULL; op = next) {
+    next = op->next_;
+    if (w->seq_committed > op->a_ || op->deadline_ <= w->now ||
+        atomic_load_explicit(&w->e->stopping, memory_order_relaxed)) {
+      op->seq = w->seq_committed;
+      finish(w, op, SPIKE_OK, 0);
+      (*work)++;
+    } else {
+      list_push(&w->waiters, op);
+    }
+  }
+}
+
+/* After a fatal error: answer everything with SPIKE_ESTORAGE, write nothing. */
+static uint32_t cycle_failed(writer *w) {
+  spike_engine *e = w->e;
+  uint32_t work = 0;
+  const char *why = atomic_load_explicit(&e->failed_why, memory_order_relaxed);
+  for (uint32_t k = 0; k < e->cfg.max_producers; k++) {
+    spike_producer *p = &e->producers[k];
+    if (!atomic_load_explicit(&p->active, memory_order_acquire)) continue;
+    uint32_t avail = ring_peek(&p->submit);
+    for (uint32_t i = 0; i < avail; i++) {
+      msg *m = ring_at(&p->submit, i);
+      if (m->type == MSG_RESERVE) {
+        undo_reserve(w, m->event_slot, m->qty, m->buyer_idx, m->key_idx, m->order_id);
+        /* relaxed: a bound (no timer was armed for it). */
+        atomic_fetch_sub_explicit(&e->armed, 1, memory_order_relaxed);
+      }
+      if (m->type == MSG_EVENT_CREATE) slab_make_dead(&e->slab, m->op->slot_);
+      if (m->op != NULL) {
+        m->op->detail = why;
+        finish(w, m->op, SPIKE_ESTORAGE, 0);
+      }
+    }
+    ring_release(&p->submit, avail);
+    work += avail;
+  }
+  oplist l = list_take(&w->deferred);
+  for (spike_op *op = l.head, *next; op != NULL; op = next) {
+    next = op->next_;
+    finish(w, op, SPIKE_ESTORAGE, 0);
+    work++;
+  }
+  w->now = engine_now_ms();
+  settle_waiters(w, &work);
+  deliver(w, &w->done);
+  signal_producers(w);
+  return work;
+}
+
+/* One batch. Returns how much work it did (0: nothing to do). */
+static uint32_t cycle(writer *w) {
+  spike_engine *e = w->e;
+  if (atomic_load_explicit(&e->failed, memory_order_acquire)) return cycle_failed(w);
+  w->now = engine_now_ms();
+  w->batch++;
+  w->n = w->nfx = w->nud = w->ndirty = 0;
+  w->writes = 0;
+  uint64_t seq0 = w->seq, orders_max0 = w->orders_max, hwm0 = w->hwm;
+  uint64_t feed_first0 = w->feed_first;
+  uint32_t work = 0;
+
+  int rc = retry_deferred(w, &work);
+  if (rc == 0) rc = drain(w, &work);
+  if (rc == 0 && w->deferred.n > 0) rc = retry_deferred(w, &work);
+  if (rc == 0) rc = expire_due(w, &work);
+  if (rc == 0 && w->early.head != NULL) deliver(w, &w->early);
+  if (rc == 0 && w->txn != NULL) {
+    if (w->writes) {
+      rc = commit(w);
+    } else {
+      mdb_txn_abort(w->txn); /* only reads: nothing to commit */
+      w->txn = NULL;
+    }
+  }
+  if (rc != 0)
+    fail_batch(w, rc, seq0, orders_max0, hwm0, feed_first0);
+  else
+    post_commit(w, w->writes);
+  settle_waiters(w, &work);
+  deliver(w, &w->done);
+  signal_producers(w);
+  return work;
+}
+
+/* ---- the thread ------------------------------------------------------- */
+
+static int rings_pending(writer *w) {
+  spike_engine *e = w->e;
+  for (uint32_t k = 0; k < e->cfg.max_producers; k++) {
+    spike_producer *p = &e->producers[k];
+    if (atomic_load_explicit(&p->active, memory_order_acquire) && ring_pending_sc(&p->submit))
+      return 1;
+  }
+  return 0;
+}
+
+static int64_t next_wake_ms(writer *w) {
+  int64_t next = wheel_next_ms(&w->wheel);
+  for (spike_op *op = w->waiters.head; op != NULL; op = op->next_)
+    if (op->deadline_ < next) next = op->deadline_;
+  return next;
+}
+
+static void writer_sleep(writer *w) {
+  spike_engine *e = w->e;
+  int64_t timeout_ms = next_wake_ms(w) - engine_now_ms();
+  if (timeout_ms < 1) timeout_ms = 1;
+  if (timeout_ms > 1000) timeout_ms = 1000;
+  /* seq_cst store then seq_cst loads of every ring's tail: the writer's half
+   * of the handshake in engine_wake_writer. */
+  atomic_store_explicit(&e->writer_sleeping, 1, memory_order_seq_cst);
+  if (!rings_pending(w) && !atomic_load_explicit(&e->stopping, memory_order_seq_cst)) {
+    struct timespec ts = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000};
+    syscall(SYS_futex, (int *)&e->writer_sleeping, FUTEX_WAIT_PRIVATE, 1, &ts, NULL, 0);
+  }
+  atomic_store_explicit(&e->writer_sleeping, 0, memory_order_relaxed);
+}
+
+static void *writer_main(void *arg) {
+  writer *w = arg;
+  spike_engine *e = w->e;
+  for (;;) {
+    if (cycle(w) > 0) continue;
+    if (atomic_load_explicit(&e->stopping, memory_order_acquire)) {
+      if (!rings_pending(w)) break;
+      continue;
+    }
+    writer_sleep(w);
+  }
+  return NULL;
+}
+
+/* ---- set-up ------------------------------------------------------------ */
+
+writer *writer_create(spike_engine *e) {
+  writer *w = calloc(1, sizeof(*w));
+  if (w == NULL) return NULL;
+  w->e = e;
+  w->st = &e->st;
+  w->cap = e->cfg.batch_max;
+  w->sh = calloc(e->cfg.max_events, sizeof(*w->sh));
+  w->saved = calloc(e->cfg.max_events, sizeof(*w->saved));
+  w->dirty = calloc(e->cfg.max_events, sizeof(*w->dirty));
+  w->fx = calloc(w->cap, sizeof(*w->fx));
+  w->ud = calloc(w->cap, sizeof(*w->ud));
+  if (w->sh == NULL || w->saved == NULL || w->dirty == NULL || w->fx == NULL ||
+      w->ud == NULL || wheel_init(&w->wheel, e->cfg.max_reserved, engine_now_ms()) != 0 ||
+      !msgpack_zone_init(&w->zone, 1024)) {
+    writer_destroy(w);
+    return NULL;
+  }
+  return w;
+}
+
+void writer_destroy(writer *w) {
+  if (w == NULL) return;
+  assert(w->txn == NULL);
+  wheel_free(&w->wheel);
+  msgpack_zone_destroy(&w->zone);
+  free(w->sh);
+  free(w->saved);
+  free(w->dirty);
+  free(w->fx);
+  free(w->ud);
+  free(w);
+}
+
+void writer_load_event(writer *w, uint32_t slot, const spike_event *ev, int closed) {
+  w->sh[slot] = (shadow){ev->stock_total, ev->reserved, ev->sold, 0, (uint8_t)closed};
+}
+
+int writer_arm(writer *w, uint64_t order_id, int64_t deadline_ms) {
+  if (wheel_used(&w->wheel) == w->wheel.capacity &&
+      wheel_grow(&w->wheel, w->wheel.capacity * 2) != 0)
+    return -1;
+  return wheel_arm(&w->wheel, order_id, deadline_ms);
+}
+
+void writer_load_feed(writer *w, uint64_t first, uint64_t last) {
+  w->feed_first = first;
+  w->seq = w->seq_committed = last;
+  atomic_store_explicit(&w->e->feed_seq, last, memory_order_relaxed);
+}
+
+void writer_load_orders_max(writer *w, uint64_t max_id, uint64_t hwm) {
+  w->orders_max = max_id;
+  w->hwm = hwm;
+}
+
+int writer_expire_overdue(writer *w) {
+  for (;;) {
+    /* relaxed: read on the only thread that writes it right now. */
+    uint64_t failures = atomic_load_explicit(&w->e->stats.failures, memory_order_relaxed);
+    cycle(w);
+    if (atomic_load_explicit(&w->e->stats.failures, memory_order_relaxed) != failures)
+      return SPIKE_ESTORAGE;
+    if (w->wheel.due_head == WHEEL_NONE) return 0; /* cycle advanced to now */
+  }
+}
+
+int writer_start(writer *w) {
+  spike_engine *e = w->e;
+  if (pthread_create(&e->writer_thread, NULL, writer_main, w) != 0) return -1;
+  e->writer_running = 1;
+  return 0;
+}
+
+void writer_stop(writer *w) {
+  spike_engine *e = w->e;
+  if (!e->writer_running) return;
+  atomic_store_explicit(&e->stopping, 1, memory_order_seq_cst);
+  if (atomic_exchange_explicit(&e->writer_sleeping, 0, memory_order_seq_cst))
+    syscall(SYS_futex, (int *)&e->writer_sleeping, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+  pthread_join(e->writer_thread, NULL);
+  e->writer_running = 0;
+}

@@ -1,0 +1,735 @@
+/*
+ * test_engine.c -- libspike through its public header: open and recovery,
+ * events, reserve in both ack modes, limits, idempotency, pay and cancel,
+ * expiry, the feed, and the defined behaviour at every bound.
+ */
+#include <poll.h>
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine_util.h"
+
+static void open_close_reopen(void) {
+  spike_config cfg;
+  small_config(&cfg, "open");
+  spike_engine *e = open_engine(&cfg);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  e = open_engine(&cfg);
+  spike_event evs[1];
+  uint32_t n = 99;
+  CHECK_EQ(spike_event_list(e, evs, 1, &n), SPIKE_OK);
+  CHECK_EQ(n, 0);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+static void config_errors(void) {
+  spike_config cfg;
+  spike_engine *e;
+  small_config(&cfg, "cfg");
+  cfg.batch_max = 0;
+  CHECK_EQ(spike_open(&e, &cfg), SPIKE_EINVAL);
+  CHECK(strstr(spike_open_error(), "batch_max") != NULL);
+  small_config(&cfg, "cfg");
+  cfg.ring_size = 1000;
+  CHECK_EQ(spike_open(&e, &cfg), SPIKE_EINVAL);
+  CHECK(strstr(spike_open_error(), "ring_size") != NULL);
+  small_config(&cfg, "cfg");
+  cfg.max_producers = 65;
+  CHECK_EQ(spike_open(&e, &cfg), SPIKE_EINVAL);
+  small_config(&cfg, "cfg");
+  cfg.data_dir = "/proc/nope/spike";
+  CHECK_EQ(spike_open(&e, &cfg), SPIKE_ESTORAGE);
+  CHECK(strstr(spike_open_error(), "/proc/nope/spike") != NULL);
+}
+
+static void dir_is_locked(void) {
+  spike_config cfg;
+  small_config(&cfg, "lock");
+  spike_engine *e = open_engine(&cfg), *e2;
+  CHECK_EQ(spike_open(&e2, &cfg), SPIKE_EBUSY);
+  CHECK(strstr(spike_open_error(), "in use") != NULL);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  e = open_engine(&cfg);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+static void events_create_get_list(void) {
+  spike_config cfg;
+  small_config(&cfg, "events");
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(42, 10);
+  spike_op op;
+  int n = 0;
+  op.data = &n;
+  CHECK_EQ(spike_event_create(p, &op, &s, count_cb), SPIKE_PENDING);
+  spike_event ev;
+  CHECK_EQ(spike_event_get(e, 42, &ev), SPIKE_ENOEVENT); /* invisible until committed */
+  wait_count(p, &n, 1);
+  CHECK_EQ(op.status, SPIKE_OK);
+  CHECK_EQ(op.r.event.id, 42);
+  CHECK_EQ(op.r.event.available, 10);
+  CHECK_EQ(spike_event_get(e, 42, &ev), SPIKE_OK);
+  CHECK(strcmp(ev.name, "test sale") == 0);
+  CHECK_EQ(ev.stock_total, 10);
+  CHECK_EQ(ev.state, SPIKE_EVENT_LIVE);
+  CHECK_EQ(create_event(p, &s), SPIKE_EEXIST);
+
+  /* every field is validated and named */
+  const char *field;
+  spike_event_spec bad = spec_default(43, 0);
+  CHECK_EQ(spike_event_spec_check(&bad, &field), SPIKE_EINVAL);
+  CHECK(strcmp(field, "stock") == 0);
+  bad = spec_default(43, 5);
+  bad.end_at = bad.start_at;
+  CHECK_EQ(spike_event_spec_check(&bad, &field), SPIKE_EINVAL);
+  CHECK(strcmp(field, "end_at") == 0);
+  bad = spec_default(43, 5);
+  bad.name_len = 0;
+  CHECK_EQ(spike_event_create(p, &op, &bad, count_cb), SPIKE_EINVAL);
+  CHECK(strcmp(op.detail, "name") == 0);
+  bad = spec_default(43, 5);
+  bad.pay_timeout_s = 0;
+  CHECK_EQ(spike_event_create(p, &op, &bad, count_cb), SPIKE_EINVAL);
+  CHECK(strcmp(op.detail, "pay_timeout_s") == 0);
+  bad = spec_default(43, (uint64_t)UINT32_MAX + 1);
+  CHECK_EQ(spike_event_spec_check(&bad, &field), SPIKE_EINVAL);
+
+  /* generated id */
+  s = spec_default(0, 3);
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  spike_event list[4];
+  uint32_t count;
+  CHECK_EQ(spike_event_list(e, list, 4, &count), SPIKE_OK);
+  CHECK_EQ(count, 2);
+  CHECK(list[1].id != 0 && list[1].id != 42);
+
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+static void reserve_durable(void) {
+  spike_config cfg;
+  small_config(&cfg, "durable");
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(7, 5);
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  spike_op op;
+  int n = 0;
+  op.data = &n;
+  CHECK_EQ(spike_reserve(p, &op, 7, 1001, 1, NULL, 0, count_cb), SPIKE_PENDING);
+  CHECK_EQ(spike_producer_inflight(p), 1);
+  wait_count(p, &n, 1);
+  CHECK_EQ(spike_producer_inflight(p), 0);
+  CHECK_EQ(op.status, SPIKE_OK);
+  CHECK_EQ(op.r.order.event_id, 7);
+  CHECK_EQ(op.r.order.user_id, 1001);
+  CHECK_EQ(op.r.order.amount, 1999);
+  CHECK_EQ(op.r.order.state, SPIKE_ORDER_RESERVED);
+  CHECK_EQ(op.r.order.expires_at, op.r.order.created_at + 900000);
+  /* durable: readable from LMDB the moment the callback runs */
+  spike_order o;
+  CHECK_EQ(spike_order_get(p, op.r.order.id, &o), SPIKE_OK);
+  CHECK(memcmp(&o, &op.r.order, sizeof(o)) == 0);
+  CHECK_EQ(spike_order_get(p, op.r.order.id + 1, &o), SPIKE_ENOORDER);
+  spike_event ev;
+  CHECK_EQ(spike_event_get(e, 7, &ev), SPIKE_OK);
+  CHECK_EQ(ev.available, 4);
+  CHECK_EQ(ev.reserved, 1);
+  /* errors that need no writer */
+  CHECK_EQ(spike_reserve(p, &op, 8, 1001, 1, NULL, 0, count_cb), SPIKE_ENOEVENT);
+  CHECK_EQ(spike_reserve(p, &op, 7, 1002, 0, NULL, 0, count_cb), SPIKE_EINVAL);
+  CHECK(strcmp(op.detail, "qty") == 0);
+  char longkey[SPIKE_KEY_MAX + 2];
+  memset(longkey, 'k', sizeof(longkey));
+  CHECK_EQ(spike_reserve(p, &op, 7, 1002, 1, longkey, sizeof(longkey), count_cb), SPIKE_EINVAL);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+static void reserve_memory_ack(void) {
+  spike_config cfg;
+  small_config(&cfg, "memory");
+  cfg.ack = SPIKE_ACK_MEMORY;
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(7, 100);
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  uint64_t ids[50];
+  for (int i = 0; i < 50; i++) {
+    spike_op op;
+    CHECK_EQ(spike_reserve(p, &op, 7, 2000 + i, 1, NULL, 0, count_cb), SPIKE_OK);
+    ids[i] = op.r.order.id;
+    if (i > 0) CHECK(ids[i] > ids[i - 1]);
+  }
+  CHECK_EQ(spike_producer_inflight(p), 0);
+  /* close waits for the ring to drain; the orders are then on disk */
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  e = open_engine(&cfg);
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_order o;
+  for (int i = 0; i < 50; i++) CHECK_EQ(spike_order_get(p, ids[i], &o), SPIKE_OK);
+  spike_event ev;
+  CHECK_EQ(spike_event_get(e, 7, &ev), SPIKE_OK);
+  CHECK_EQ(ev.reserved, 50);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+static void sold_out_and_limits(void) {
+  spike_config cfg;
+  small_config(&cfg, "limits");
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(9, 3);
+  s.per_user_limit = 2;
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  spike_op op;
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 9, 1, 2, NULL, 0, count_cb)), SPIKE_OK);
+  CHECK_EQ(op.r.order.qty, 2);
+  CHECK_EQ(op.r.order.amount, 2 * 1999);
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 9, 1, 1, NULL, 0, count_cb)), SPIKE_ELIMIT);
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 9, 2, 3, NULL, 0, count_cb)), SPIKE_ELIMIT);
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 9, 2, 2, NULL, 0, count_cb)), SPIKE_ESOLDOUT);
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 9, 2, 1, NULL, 0, count_cb)), SPIKE_OK);
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 9, 3, 1, NULL, 0, count_cb)), SPIKE_ESOLDOUT);
+  spike_event ev;
+  CHECK_EQ(spike_event_get(e, 9, &ev), SPIKE_OK);
+  CHECK_EQ(ev.available, 0);
+  CHECK_EQ(ev.state, SPIKE_EVENT_SOLD_OUT);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+static void sale_window(void) {
+  spike_config cfg;
+  small_config(&cfg, "window");
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(1, 3);
+  s.start_at = wall_ms() + 60000;
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  s = spec_default(2, 3);
+  s.start_at = wall_ms() - 60000;
+  s.end_at = wall_ms() - 1000;
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  spike_op op;
+  spike_event ev;
+  CHECK_EQ(spike_reserve(p, &op, 1, 5, 1, NULL, 0, count_cb), SPIKE_ENOTLIVE);
+  CHECK_EQ(spike_event_get(e, 1, &ev), SPIKE_OK);
+  CHECK_EQ(ev.state, SPIKE_EVENT_SCHEDULED);
+  CHECK_EQ(spike_reserve(p, &op, 2, 5, 1, NULL, 0, count_cb), SPIKE_ENOTLIVE);
+  CHECK_EQ(spike_event_get(e, 2, &ev), SPIKE_OK);
+  CHECK_EQ(ev.state, SPIKE_EVENT_ENDED);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+static void idempotency_keys(void) {
+  spike_config cfg;
+  small_config(&cfg, "keys");
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(5, 2);
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  spike_op a, b;
+  CHECK_EQ(settle(p, &a, spike_reserve(p, &a, 5, 77, 1, "k-1", 3, count_cb)), SPIKE_OK);
+  CHECK_EQ(a.replayed, 0);
+  CHECK_EQ(settle(p, &b, spike_reserve(p, &b, 5, 77, 1, "k-1", 3, count_cb)), SPIKE_OK);
+  CHECK_EQ(b.replayed, 1);
+  CHECK_EQ(b.r.order.id, a.r.order.id);
+  /* the same key by another user is not theirs */
+  CHECK_EQ(settle(p, &b, spike_reserve(p, &b, 5, 78, 1, "k-1", 3, count_cb)), SPIKE_EFORBIDDEN);
+  /* the same key string on another event is another key */
+  spike_event_spec s2 = spec_default(6, 2);
+  CHECK_EQ(create_event(p, &s2), SPIKE_OK);
+  CHECK_EQ(settle(p, &b, spike_reserve(p, &b, 6, 77, 1, "k-1", 3, count_cb)), SPIKE_OK);
+  CHECK(b.r.order.id != a.r.order.id);
+  /* sell out event 5, then the retry still finds its order */
+  CHECK_EQ(settle(p, &b, spike_reserve(p, &b, 5, 79, 1, "k-2", 3, count_cb)), SPIKE_OK);
+  CHECK_EQ(settle(p, &b, spike_reserve(p, &b, 5, 80, 1, "k-3", 3, count_cb)), SPIKE_ESOLDOUT);
+  CHECK_EQ(settle(p, &b, spike_reserve(p, &b, 5, 77, 1, "k-1", 3, count_cb)), SPIKE_OK);
+  CHECK_EQ(b.r.order.id, a.r.order.id);
+  /* a key whose reserve was refused stays free */
+  CHECK_EQ(settle(p, &b, spike_reserve(p, &b, 5, 80, 1, "k-3", 3, count_cb)), SPIKE_ESOLDOUT);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+
+  /* keys survive a restart */
+  e = open_engine(&cfg);
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  CHECK_EQ(settle(p, &b, spike_reserve(p, &b, 5, 77, 1, "k-1", 3, count_cb)), SPIKE_OK);
+  CHECK_EQ(b.r.order.id, a.r.order.id);
+  CHECK_EQ(b.replayed, 1);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+static void restart_keeps_everything(void) {
+  spike_config cfg;
+  small_config(&cfg, "restart");
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(11, 10);
+  s.per_user_limit = 2;
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  spike_op op;
+  uint64_t last = 0;
+  for (uint64_t u = 1; u <= 4; u++) {
+    CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 11, u, 2, NULL, 0, count_cb)), SPIKE_OK);
+    last = op.r.order.id;
+  }
+  CHECK_EQ(settle(p, &op, spike_pay(p, &op, last, 4, "pay-4", 5, count_cb)), SPIKE_OK);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+
+  e = open_engine(&cfg);
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event ev;
+  CHECK_EQ(spike_event_get(e, 11, &ev), SPIKE_OK);
+  CHECK_EQ(ev.reserved, 6);
+  CHECK_EQ(ev.sold, 2);
+  CHECK_EQ(ev.available, 2);
+  CHECK_EQ(ev.per_user_limit, 2);
+  /* limits were rebuilt: user 1 holds 2 already */
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 11, 1, 1, NULL, 0, count_cb)), SPIKE_ELIMIT);
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 11, 4, 1, NULL, 0, count_cb)), SPIKE_ELIMIT);
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 11, 5, 2, NULL, 0, count_cb)), SPIKE_OK);
+  CHECK(op.r.order.id > last); /* ids never go back */
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 11, 6, 1, NULL, 0, count_cb)), SPIKE_ESOLDOUT);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+static void pay_and_cancel(void) {
+  spike_config cfg;
+  small_config(&cfg, "pay");
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(3, 4);
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  spike_op r1, r2, op;
+  CHECK_EQ(settle(p, &r1, spike_reserve(p, &r1, 3, 10, 1, NULL, 0, count_cb)), SPIKE_OK);
+  CHECK_EQ(settle(p, &r2, spike_reserve(p, &r2, 3, 11, 1, NULL, 0, count_cb)), SPIKE_OK);
+  uint64_t o1 = r1.r.order.id, o2 = r2.r.order.id;
+
+  CHECK_EQ(settle(p, &op, spike_pay(p, &op, o1, 11, "pid", 3, count_cb)), SPIKE_EFORBIDDEN);
+  CHECK_EQ(settle(p, &op, spike_pay(p, &op, o1, 10, "", 0, count_cb)), SPIKE_EINVAL);
+  CHECK_EQ(settle(p, &op, spike_pay(p, &op, o1, 10, "p\n", 2, count_cb)), SPIKE_EINVAL);
+  CHECK_EQ(settle(p, &op, spike_pay(p, &op, o1 + 999, 10, "pid", 3, count_cb)), SPIKE_ENOORDER);
+  CHECK_EQ(settle(p, &op, spike_pay(p, &op, o1, 10, "pid-1", 5, count_cb)), SPIKE_OK);
+  CHECK_EQ(op.r.order.state, SPIKE_ORDER_PAID);
+  CHECK(strcmp(op.r.order.payment_id, "pid-1") == 0);
+  CHECK(op.r.order.paid_at > 0);
+  CHECK_EQ(op.replayed, 0);
+  CHECK_EQ(settle(p, &op, spike_pay(p, &op, o1, 0, "pid-1", 5, count_cb)), SPIKE_OK);
+  CHECK_EQ(op.replayed, 1);
+  CHECK_EQ(settle(p, &op, spike_pay(p, &op, o1, 10, "pid-2", 5, count_cb)), SPIKE_ESTATE);
+  CHECK_EQ(settle(p, &op, spike_cancel(p, &op, o1, 10, count_cb)), SPIKE_ESTATE);
+
+  CHECK_EQ(settle(p, &op, spike_cancel(p, &op, o2, 11, count_cb)), SPIKE_OK);
+  CHECK_EQ(op.r.order.state, SPIKE_ORDER_CANCELLED);
+  CHECK(op.r.order.cancelled_at > 0);
+  CHECK_EQ(settle(p, &op, spike_cancel(p, &op, o2, 11, count_cb)), SPIKE_OK);
+  CHECK_EQ(op.replayed, 1);
+  CHECK_EQ(settle(p, &op, spike_pay(p, &op, o2, 11, "pid-3", 5, count_cb)), SPIKE_ESTATE);
+
+  spike_event ev;
+  CHECK_EQ(spike_event_get(e, 3, &ev), SPIKE_OK);
+  CHECK_EQ(ev.sold, 1);
+  CHECK_EQ(ev.reserved, 0);
+  CHECK_EQ(ev.available, 3);
+  /* the cancelled user's unit came back to them too (limit 1) */
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 3, 11, 1, NULL, 0, count_cb)), SPIKE_OK);
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 3, 10, 1, NULL, 0, count_cb)), SPIKE_ELIMIT);
+
+  spike_order list[8];
+  uint32_t n;
+  CHECK_EQ(spike_user_orders(p, 11, 0, list, 8, &n), SPIKE_OK);
+  CHECK_EQ(n, 2);
+  CHECK_EQ(list[0].id, o2);
+  CHECK_EQ(list[0].state, SPIKE_ORDER_CANCELLED);
+  CHECK_EQ(list[1].state, SPIKE_ORDER_RESERVED);
+  CHECK_EQ(spike_user_orders(p, 11, 3, list, 1, &n), SPIKE_OK);
+  CHECK_EQ(n, 1);
+  CHECK_EQ(spike_user_orders(p, 11, 4, list, 8, &n), SPIKE_OK);
+  CHECK_EQ(n, 0);
+  CHECK_EQ(spike_user_orders(p, 12, 0, list, 8, &n), SPIKE_OK);
+  CHECK_EQ(n, 0);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+static void restock_and_close(void) {
+  spike_config cfg;
+  small_config(&cfg, "restock");
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(4, 1);
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  spike_op op;
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 4, 1, 1, NULL, 0, count_cb)), SPIKE_OK);
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 4, 2, 1, NULL, 0, count_cb)), SPIKE_ESOLDOUT);
+  CHECK_EQ(settle(p, &op, spike_event_restock(p, &op, 4, 0, count_cb)), SPIKE_EINVAL);
+  CHECK_EQ(settle(p, &op, spike_event_restock(p, &op, 99, 1, count_cb)), SPIKE_ENOEVENT);
+  CHECK_EQ(settle(p, &op, spike_event_restock(p, &op, 4, 2, count_cb)), SPIKE_OK);
+  CHECK_EQ(op.r.event.stock_total, 3);
+  CHECK_EQ(op.r.event.available, 2);
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 4, 2, 1, NULL, 0, count_cb)), SPIKE_OK);
+  CHECK_EQ(settle(p, &op, spike_event_close(p, &op, 4, count_cb)), SPIKE_OK);
+  CHECK_EQ(op.r.event.state, SPIKE_EVENT_CLOSED);
+  CHECK_EQ(settle(p, &op, spike_event_close(p, &op, 4, count_cb)), SPIKE_OK);
+  CHECK_EQ(op.replayed, 1);
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 4, 3, 1, NULL, 0, count_cb)), SPIKE_ENOTLIVE);
+  CHECK_EQ(settle(p, &op, spike_event_restock(p, &op, 4, 1, count_cb)), SPIKE_ENOTLIVE);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  /* closed and restocked survive a restart */
+  e = open_engine(&cfg);
+  spike_event ev;
+  CHECK_EQ(spike_event_get(e, 4, &ev), SPIKE_OK);
+  CHECK_EQ(ev.state, SPIKE_EVENT_CLOSED);
+  CHECK_EQ(ev.stock_total, 3);
+  CHECK_EQ(ev.reserved, 2);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+static void expiry_returns_stock(void) {
+  spike_config cfg;
+  small_config(&cfg, "expiry");
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(12, 3);
+  s.pay_timeout_s = 1;
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  spike_op a, b;
+  CHECK_EQ(settle(p, &a, spike_reserve(p, &a, 12, 1, 1, NULL, 0, count_cb)), SPIKE_OK);
+  CHECK_EQ(settle(p, &b, spike_reserve(p, &b, 12, 2, 1, NULL, 0, count_cb)), SPIKE_OK);
+  spike_op op;
+  CHECK_EQ(settle(p, &op, spike_pay(p, &op, b.r.order.id, 2, "x", 1, count_cb)), SPIKE_OK);
+  usleep(1300 * 1000);
+  spike_order o;
+  CHECK_EQ(spike_order_get(p, a.r.order.id, &o), SPIKE_OK);
+  CHECK_EQ(o.state, SPIKE_ORDER_EXPIRED);
+  CHECK(o.cancelled_at >= o.expires_at);
+  CHECK_EQ(spike_order_get(p, b.r.order.id, &o), SPIKE_OK);
+  CHECK_EQ(o.state, SPIKE_ORDER_PAID);
+  spike_event ev;
+  CHECK_EQ(spike_event_get(e, 12, &ev), SPIKE_OK);
+  CHECK_EQ(ev.reserved, 0);
+  CHECK_EQ(ev.sold, 1);
+  CHECK_EQ(ev.available, 2);
+  CHECK_EQ(settle(p, &op, spike_pay(p, &op, a.r.order.id, 1, "late", 4, count_cb)), SPIKE_ESTATE);
+  CHECK_EQ(op.r.order.state, SPIKE_ORDER_EXPIRED);
+  /* the expired user may buy again */
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 12, 1, 1, NULL, 0, count_cb)), SPIKE_OK);
+  spike_stats st;
+  spike_stats_get(e, &st);
+  CHECK_EQ(st.orders_expired_total, 1);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+static void overdue_expire_at_open(void) {
+  spike_config cfg;
+  small_config(&cfg, "overdue");
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(13, 2);
+  s.pay_timeout_s = 1;
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  spike_op a;
+  CHECK_EQ(settle(p, &a, spike_reserve(p, &a, 13, 1, 1, NULL, 0, count_cb)), SPIKE_OK);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  usleep(1200 * 1000);
+  e = open_engine(&cfg);
+  /* expired before spike_open returned: no timer had to fire after it */
+  spike_event ev;
+  CHECK_EQ(spike_event_get(e, 13, &ev), SPIKE_OK);
+  CHECK_EQ(ev.reserved, 0);
+  CHECK_EQ(ev.available, 2);
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_order o;
+  CHECK_EQ(spike_order_get(p, a.r.order.id, &o), SPIKE_OK);
+  CHECK_EQ(o.state, SPIKE_ORDER_EXPIRED);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+static void feed_records_every_change(void) {
+  spike_config cfg;
+  small_config(&cfg, "feed");
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(21, 5);
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  spike_op a, b, op;
+  CHECK_EQ(settle(p, &a, spike_reserve(p, &a, 21, 1, 1, NULL, 0, count_cb)), SPIKE_OK);
+  CHECK_EQ(settle(p, &b, spike_reserve(p, &b, 21, 2, 1, NULL, 0, count_cb)), SPIKE_OK);
+  CHECK_EQ(settle(p, &op, spike_pay(p, &op, a.r.order.id, 1, "p", 1, count_cb)), SPIKE_OK);
+  CHECK_EQ(settle(p, &op, spike_cancel(p, &op, b.r.order.id, 2, count_cb)), SPIKE_OK);
+  CHECK_EQ(settle(p, &op, spike_event_restock(p, &op, 21, 1, count_cb)), SPIKE_OK);
+  CHECK_EQ(settle(p, &op, spike_event_close(p, &op, 21, count_cb)), SPIKE_OK);
+  spike_change ch[16];
+  uint32_t n;
+  uint64_t next;
+  CHECK_EQ(spike_feed_read(p, 0, ch, 16, &n, &next), SPIKE_OK);
+  CHECK_EQ(n, 7);
+  static const spike_change_type want[] = {
+      SPIKE_CHANGE_EVENT_CREATED, SPIKE_CHANGE_ORDER_RESERVED, SPIKE_CHANGE_ORDER_RESERVED,
+      SPIKE_CHANGE_ORDER_PAID,    SPIKE_CHANGE_ORDER_CANCELLED, SPIKE_CHANGE_EVENT_RESTOCKED,
+      SPIKE_CHANGE_EVENT_CLOSED};
+  for (uint32_t i = 0; i < n; i++) {
+    CHECK_EQ(ch[i].seq, i + 1);
+    CHECK_EQ(ch[i].type, want[i]);
+  }
+  CHECK_EQ(next, 7);
+  CHECK_EQ(ch[1].u.order.id, a.r.order.id);
+  CHECK_EQ(ch[3].u.order.state, SPIKE_ORDER_PAID);
+  CHECK_EQ(ch[5].u.event.stock_total, 6);
+  CHECK_EQ(ch[6].u.event.state, SPIKE_EVENT_CLOSED);
+  /* resume from a seq */
+  CHECK_EQ(spike_feed_read(p, 5, ch, 16, &n, &next), SPIKE_OK);
+  CHECK_EQ(n, 2);
+  CHECK_EQ(ch[0].seq, 6);
+  CHECK_EQ(spike_feed_read(p, 7, ch, 16, &n, &next), SPIKE_OK);
+  CHECK_EQ(n, 0);
+  CHECK_EQ(next, 7);
+  CHECK_EQ(spike_feed_read(p, 0, ch, 2, &n, &next), SPIKE_OK);
+  CHECK_EQ(n, 2);
+  CHECK_EQ(next, 2);
+  CHECK(strcmp(spike_change_name(ch[1].type), "order.reserved") == 0);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+static void feed_wait_wakes_and_times_out(void) {
+  spike_config cfg;
+  small_config(&cfg, "feedwait");
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(22, 5);
+  CHECK_EQ(create_event(p, &s), SPIKE_OK); /* seq 1 */
+  spike_op w, r;
+  int n = 0;
+  w.data = &n;
+  /* already past: completes at once */
+  CHECK_EQ(spike_feed_wait(p, &w, 0, 5000, count_cb), SPIKE_PENDING);
+  wait_count(p, &n, 1);
+  CHECK_EQ(w.seq, 1);
+  /* parked: woken by the commit of a reserve, not by the 5 s deadline */
+  n = 0;
+  int64_t t0 = test_now_ms();
+  CHECK_EQ(spike_feed_wait(p, &w, 1, 5000, count_cb), SPIKE_PENDING);
+  usleep(50 * 1000);
+  spike_producer_drain(p);
+  CHECK_EQ(n, 0);
+  CHECK_EQ(settle(p, &r, spike_reserve(p, &r, 22, 1, 1, NULL, 0, count_cb)), SPIKE_OK);
+  wait_count(p, &n, 1);
+  CHECK(test_now_ms() - t0 < 2000);
+  CHECK_EQ(w.seq, 2);
+  /* nothing happens: returns at wait_ms */
+  n = 0;
+  t0 = test_now_ms();
+  CHECK_EQ(spike_feed_wait(p, &w, 2, 300, count_cb), SPIKE_PENDING);
+  wait_count(p, &n, 1);
+  int64_t took = test_now_ms() - t0;
+  CHECK(took >= 290 && took < 1500);
+  CHECK_EQ(w.seq, 2);
+  CHECK_EQ(spike_feed_wait(p, &w, 2, 30001, count_cb), SPIKE_EINVAL);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+static void bounds_answer_busy(void) {
+  spike_config cfg;
+  small_config(&cfg, "bounds");
+  cfg.ring_size = 4;
+  cfg.max_buyers = 8; /* 6 usable */
+  cfg.max_reserved = 10;
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(30, 100);
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  /* in-flight bound: 4 pending ops, the fifth is refused */
+  spike_op ops[5];
+  int n = 0;
+  for (int i = 0; i < 4; i++) {
+    ops[i].data = &n;
+    CHECK_EQ(spike_reserve(p, &ops[i], 30, 100 + i, 1, NULL, 0, count_cb), SPIKE_PENDING);
+  }
+  CHECK_EQ(spike_reserve(p, &ops[4], 30, 200, 1, NULL, 0, count_cb), SPIKE_EBUSY);
+  CHECK(strstr(ops[4].detail, "in flight") != NULL);
+  CHECK_EQ(spike_producer_close(p), SPIKE_EBUSY);
+  CHECK_EQ(spike_close(e), SPIKE_EBUSY);
+  wait_count(p, &n, 4);
+  /* buyer table: 6 entries at 3/4 of 8; 4 used */
+  spike_op op;
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 30, 104, 1, NULL, 0, count_cb)), SPIKE_OK);
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 30, 105, 1, NULL, 0, count_cb)), SPIKE_OK);
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 30, 106, 1, NULL, 0, count_cb)), SPIKE_EBUSY);
+  CHECK(strstr(op.detail, "buyer table") != NULL);
+  spike_stats st;
+  spike_stats_get(e, &st);
+  CHECK_EQ(st.buyers_used, 6);
+  CHECK_EQ(st.reserved_armed, 6);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+
+  /* the expiry wheel's bound */
+  small_config(&cfg, "bounds2");
+  cfg.max_reserved = 2;
+  e = open_engine(&cfg);
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 30, 1, 1, NULL, 0, count_cb)), SPIKE_OK);
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 30, 2, 1, NULL, 0, count_cb)), SPIKE_OK);
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 30, 3, 1, NULL, 0, count_cb)), SPIKE_EBUSY);
+  CHECK(strstr(op.detail, "reservation table") != NULL);
+  const char *why;
+  CHECK_EQ(spike_health(e, &why), SPIKE_EBUSY);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+static void map_full_fails_batch_cleanly(void) {
+  spike_config cfg;
+  small_config(&cfg, "mapfull");
+  cfg.map_size_bytes = 1u << 20;
+  cfg.batch_max = 64;
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(40, 1000000);
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  enum { WAVE = 200 };
+  static spike_op ops[WAVE];
+  static char keys[WAVE][32];
+  int ok = 0, failed = 0;
+  uint64_t user = 1, a_good_order = 0;
+  const char *detail = NULL;
+  while (failed == 0 && user < 100000) {
+    int n = 0, pending = 0;
+    for (int i = 0; i < WAVE; i++, user++) {
+      int kl = snprintf(keys[i], sizeof(keys[i]), "key-%llu", (unsigned long long)user);
+      ops[i].data = &n;
+      int rc = spike_reserve(p, &ops[i], 40, user, 1, keys[i], (size_t)kl, count_cb);
+      CHECK_EQ(rc, SPIKE_PENDING);
+      pending++;
+    }
+    wait_count(p, &n, pending);
+    for (int i = 0; i < WAVE; i++) {
+      if (ops[i].status == SPIKE_OK) {
+        ok++;
+        a_good_order = ops[i].r.order.id;
+      } else {
+        CHECK_EQ(ops[i].status, SPIKE_ESTORAGE);
+        detail = ops[i].detail;
+        failed++;
+      }
+    }
+  }
+  CHECK(failed > 0);
+  CHECK(ok > 100);
+  CHECK(strstr(detail, "map full") != NULL);
+  /* A later, smaller batch may still fit; fill until a lone reserve fails,
+   * then health must say why (no commit can follow it: we are the only
+   * producer). */
+  spike_op one;
+  int rc = SPIKE_OK;
+  for (int i = 0; i < 10000 && rc != SPIKE_ESTORAGE; i++, user++) {
+    int kl = snprintf(keys[0], sizeof(keys[0]), "key-%llu", (unsigned long long)user);
+    rc = settle(p, &one, spike_reserve(p, &one, 40, user, 1, keys[0], (size_t)kl, count_cb));
+    if (rc == SPIKE_OK) ok++;
+  }
+  CHECK_EQ(rc, SPIKE_ESTORAGE);
+  const char *why;
+  CHECK_EQ(spike_health(e, &why), SPIKE_ESTORAGE);
+  CHECK(strstr(why, "map full") != NULL);
+  /* the failed reserves left no trace in memory */
+  spike_event ev;
+  CHECK_EQ(spike_event_get(e, 40, &ev), SPIKE_OK);
+  CHECK_EQ(ev.reserved, ok);
+  CHECK_EQ(ev.available + ev.reserved + ev.sold, ev.stock_total);
+  spike_stats st;
+  spike_stats_get(e, &st);
+  CHECK(st.commit_failures_total >= 1);
+  /* reads keep working */
+  spike_order o;
+  CHECK_EQ(spike_order_get(p, a_good_order, &o), SPIKE_OK);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  /* after a restart the disk agrees with what memory said */
+  cfg.map_size_bytes = 64u << 20;
+  e = open_engine(&cfg);
+  CHECK_EQ(spike_event_get(e, 40, &ev), SPIKE_OK);
+  CHECK_EQ(ev.reserved, ok);
+  CHECK_EQ(spike_health(e, &why), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+static void statuses_map_to_contract(void) {
+  CHECK_EQ(spike_code(SPIKE_ESOLDOUT), 30001);
+  CHECK_EQ(spike_http_status(SPIKE_ESOLDOUT), 409);
+  CHECK_EQ(spike_code(SPIKE_EBUSY), 50005);
+  CHECK_EQ(spike_http_status(SPIKE_EBUSY), 503);
+  CHECK_EQ(spike_http_status(SPIKE_ETOOLARGE), 413);
+  CHECK_EQ(spike_code(SPIKE_OK), 0);
+  CHECK_EQ(spike_http_status(SPIKE_OK), 200);
+  CHECK(strcmp(spike_strerror(SPIKE_ENOEVENT), "event not found") == 0);
+  CHECK(strcmp(spike_strerror(12345), "unknown status") == 0);
+#define XX(name, code, http, msg) CHECK_EQ(SPIKE_##name, -(code));
+  SPIKE_ERRNO_MAP(XX)
+#undef XX
+}
+
+TEST_LIST({"open_close_reopen", open_close_reopen, 0}, {"config_errors", config_errors, 0},
+          {"dir_is_locked", dir_is_locked, 0},
+          {"events_create_get_list", events_create_get_list, 0},
+          {"reserve_durable", reserve_durable, 0}, {"reserve_memory_ack", reserve_memory_ack, 0},
+          {"sold_out_and_limits", sold_out_and_limits, 0}, {"sale_window", sale_window, 0},
+          {"idempotency_keys", idempotency_keys, 0},
+          {"restart_keeps_everything", restart_keeps_everything, 0},
+          {"pay_and_cancel", pay_and_cancel, 0}, {"restock_and_close", restock_and_close, 0},
+          {"expiry_returns_stock", expiry_returns_stock, 0},
+          {"overdue_expire_at_open", overdue_expire_at_open, 0},
+          {"feed_records_every_change", feed_records_every_change, 0},
+          {"feed_wait_wakes_and_times_out", feed_wait_wakes_and_times_out, 0},
+          {"bounds_answer_busy", bounds_answer_busy, 0},
+          {"map_full_fails_batch_cleanly", map_full_fails_batch_cleanly, 120},
+          {"statuses_map_to_contract", statuses_map_to_contract, 0})
