@@ -30,6 +30,7 @@
 
 #include "engine.h"
 #include "codec.h"
+#include "log.h"
 #include "recover.h"
 #include "writer.h"
 
@@ -104,36 +105,6 @@ uint64_t engine_mono_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-void engine_log(const char *level, const char *fmt, ...) {
-  char msg[512], esc[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof(msg), fmt, ap);
-  va_end(ap);
-  size_t j = 0;
-  for (const char *s = msg; *s != '\0' && j < sizeof(esc) - 7; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') {
-      esc[j++] = '\\';
-      esc[j++] = (char)c;
-    } else if (c < 0x20) {
-      j += (size_t)snprintf(esc + j, sizeof(esc) - j, "\\u%04x", c);
-    } else {
-      esc[j++] = (char)c;
-    }
-  }
-  esc[j] = '\0';
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  struct tm tm;
-  gmtime_r(&ts.tv_sec, &tm);
-  fprintf(stderr,
-          "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\",\"level\":\"%s\","
-          "\"module\":\"engine\",\"msg\":\"%s\"}\n",
-          tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-          ts.tv_nsec / 1000000, level, esc);
 }
 
 void engine_wake_writer(spike_engine *e) {
@@ -717,6 +688,12 @@ int spike_feed_wait(spike_producer *p, spike_op *op, uint64_t after, uint32_t wa
   return submit(p, m, op);
 }
 
+void spike_feed_release(spike_engine *e) {
+  /* release: pairs with the writer's acquire in settle_waiters. */
+  atomic_store_explicit(&e->feed_released, 1, memory_order_release);
+  engine_wake_writer(e);
+}
+
 /* ---- reads ------------------------------------------------------------ */
 
 int spike_event_get(spike_engine *e, uint64_t event_id, spike_event *out) {
@@ -749,7 +726,7 @@ static int rtxn_begin(spike_producer *p) {
 static int read_status(int rc) {
   if (rc == 0) return SPIKE_OK;
   if (rc == MDB_NOTFOUND) return SPIKE_ENOORDER;
-  engine_log("error", "read failed: %s", store_strerror(rc));
+  log_line(LOG_ERROR, "engine", NULL, NULL, "read failed: %s", store_strerror(rc));
   return SPIKE_ESTORAGE;
 }
 

@@ -100,6 +100,7 @@ struct spike_engine {
   alignas(64) _Atomic uint32_t armed;  /* reservations armed in the wheel */
   alignas(64) _Atomic int writer_sleeping;
   _Atomic int stopping;
+  _Atomic int feed_released;           /* spike_feed_release was called */
   _Atomic int failed;                  /* fatal storage error: no commits */
   _Atomic int map_full;                /* last commit ran out of map */
   const char *_Atomic failed_why;
@@ -117,8 +118,5 @@ uint64_t engine_mono_ns(void);
 /* Wake the writer if it sleeps; call after ring_publish. */
 void engine_wake_writer(spike_engine *e);
 
-/* Log one JSON line to stderr (module "engine"); level "info" / "error". */
-void engine_log(const char *level, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
 
 #endif /* SPIKE_ENGINE_H */

@@ -91,6 +91,11 @@ int spike_http_status(int status);
 /* The library's version string, e.g. "0.1.0". */
 const char *spike_version(void);
 
+/* The engine logs one JSON object per line on stderr (ts, level, module,
+ * msg). Lines below level are dropped: 0 debug, 1 info (default), 2 warn,
+ * 3 error. Any thread. */
+void spike_set_log_level(int level);
+
 /* -------------------------------------------------------------------------
  * Configuration
  */
@@ -384,6 +389,10 @@ int spike_event_close(spike_producer *p, spike_op *op, uint64_t event_id,
  */
 int spike_feed_wait(spike_producer *p, spike_op *op, uint64_t after,
                     uint32_t wait_ms, spike_cb cb);
+
+/* Complete every parked spike_feed_wait now, and any later one at once:
+ * for shutdown, so that producers can drain. Any thread. */
+void spike_feed_release(spike_engine *e);
 
 /* -------------------------------------------------------------------------
  * Reads: synchronous, never blocked by the writer.

@@ -129,6 +129,18 @@ int store_put_event(const store *s, MDB_txn *txn, const spike_event *e, int clos
   return mdb_put(txn, s->events, &key, &val, 0);
 }
 
+int store_get_event(const store *s, MDB_txn *txn, uint64_t id, msgpack_zone *z, int64_t now_ms,
+                    spike_event *e, int *closed) {
+  uint8_t k[8];
+  store_be64(k, id);
+  MDB_val key = {sizeof(k), k}, val;
+  int rc = mdb_get(txn, s->events, &key, &val);
+  if (rc != 0) return rc;
+  if (codec_decode_event(val.mv_data, val.mv_size, z, now_ms, e, closed) != 0 || e->id != id)
+    return STORE_ECORRUPT;
+  return 0;
+}
+
 int store_put_buyer(const store *s, MDB_txn *txn, uint64_t user_id, uint64_t event_id,
                     uint64_t order_id) {
   uint8_t k[16], v[8];

@@ -55,6 +55,9 @@ int store_put_order(const store *s, MDB_txn *txn, const spike_order *o, unsigned
 int store_get_order(const store *s, MDB_txn *txn, uint64_t id, msgpack_zone *z,
                     spike_order *o);
 int store_put_event(const store *s, MDB_txn *txn, const spike_event *e, int closed);
+/* The event's state is computed at now_ms; *closed may be NULL. */
+int store_get_event(const store *s, MDB_txn *txn, uint64_t id, msgpack_zone *z, int64_t now_ms,
+                    spike_event *e, int *closed);
 int store_put_buyer(const store *s, MDB_txn *txn, uint64_t user_id, uint64_t event_id,
                     uint64_t order_id);
 int store_put_key(const store *s, MDB_txn *txn, uint64_t event_id, uint64_t k1, uint64_t k2,

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "codec.h"
+#include "log.h"
 #include "order.h"
 #include "wheel.h"
 
@@ -102,7 +103,16 @@ struct writer {
   uint32_t rr;
   uint64_t signal;   /* producers to wake, one bit per index */
   msgpack_zone zone;
+  /* After MDB_MAP_FULL, due expiries wait (they would fail again and, being
+   * due, be retried at once): 100 ms doubling to 5 s, reset by a commit. */
+  int64_t expire_after_ms;
+  uint32_t expire_backoff_ms;
+  int64_t last_fail_log_ms;
+  uint32_t fails_unlogged;
 };
+
+#define EXPIRE_BACKOFF_MIN_MS 100
+#define EXPIRE_BACKOFF_MAX_MS 5000
 
 /* ---- small helpers --------------------------------------------------- */
 
@@ -401,8 +411,15 @@ static int apply_close(writer *w, spike_op *op) {
   return rc;
 }
 
+/* Parked feed waits all end at shutdown. */
+static int feed_released(const writer *w) {
+  /* acquire: pairs with the release in spike_feed_release. */
+  return atomic_load_explicit(&w->e->feed_released, memory_order_acquire) ||
+         atomic_load_explicit(&w->e->stopping, memory_order_relaxed);
+}
+
 static void apply_feed_wait(writer *w, spike_op *op) {
-  if (w->seq_committed > op->a_ || op->deadline_ <= w->now) {
+  if (w->seq_committed > op->a_ || op->deadline_ <= w->now || feed_released(w)) {
     op->seq = w->seq_committed;
     finish(w, op, SPIKE_OK, 0);
   } else if (w->waiters.n >= w->e->cfg.max_feed_waiters) {
@@ -494,6 +511,7 @@ static int retry_deferred(writer *w, uint32_t *work) {
 }
 
 static int expire_due(writer *w, uint32_t *work) {
+  if (w->now < w->expire_after_ms) return 0;
   wheel_advance(&w->wheel, w->now);
   uint64_t id;
   int64_t deadline;
@@ -628,15 +646,28 @@ static void fail_batch(writer *w, int rc, uint64_t seq0, uint64_t orders_max0, u
   atomic_fetch_add_explicit(&e->stats.failures, 1, memory_order_relaxed);
   if (rc == MDB_MAP_FULL) {
     atomic_store_explicit(&e->map_full, 1, memory_order_relaxed);
-    engine_log("error", "commit failed: %s; %u ops failed, writer continues",
-               mdb_strerror(rc), w->n);
+    uint32_t b = w->expire_backoff_ms * 2;
+    w->expire_backoff_ms = b < EXPIRE_BACKOFF_MIN_MS ? EXPIRE_BACKOFF_MIN_MS
+                           : b > EXPIRE_BACKOFF_MAX_MS ? EXPIRE_BACKOFF_MAX_MS
+                                                       : b;
+    w->expire_after_ms = w->now + w->expire_backoff_ms;
+    /* One line a second at most: a full map fails every batch. */
+    w->fails_unlogged++;
+    if (w->now - w->last_fail_log_ms >= 1000) {
+      log_line(LOG_ERROR, "writer", NULL, NULL,
+               "commit failed: %s (%u batches since the last report, %u ops in this one); "
+               "writer continues, raise --map-size",
+               mdb_strerror(rc), w->fails_unlogged, w->n);
+      w->last_fail_log_ms = w->now;
+      w->fails_unlogged = 0;
+    }
   } else {
     /* An fsync or write error is never retried: the page cache may already
      * have dropped the data (I6). Stop committing; reopen from disk. */
     atomic_store_explicit(&e->failed_why, why, memory_order_relaxed);
     atomic_store_explicit(&e->failed, 1, memory_order_release);
-    engine_log("error", "commit failed: %s; writer stopped, reopen the engine",
-               store_strerror(rc));
+    log_line(LOG_ERROR, "writer", NULL, NULL, "commit failed: %s; writer stopped, reopen the engine",
+             store_strerror(rc));
   }
 }
 
@@ -676,6 +707,8 @@ static void post_commit(writer *w, int committed) {
   }
   w->nfx = 0;
   if (!committed) return;
+  w->expire_backoff_ms = 0;
+  w->expire_after_ms = 0;
   w->seq_committed = w->seq;
   /* release: pairs with the acquire in spike_stats_get / feed reads. */
   atomic_store_explicit(&e->feed_seq, w->seq_committed, memory_order_release);
@@ -721,8 +754,7 @@ static void settle_waiters(writer *w, uint32_t *work) {
   oplist l = list_take(&w->waiters);
   for (spike_op *op = l.head, *next; op != NULL; op = next) {
     next = op->next_;
-    if (w->seq_committed > op->a_ || op->deadline_ <= w->now ||
-        atomic_load_explicit(&w->e->stopping, memory_order_relaxed)) {
+    if (w->seq_committed > op->a_ || op->deadline_ <= w->now || feed_released(w)) {
       op->seq = w->seq_committed;
       finish(w, op, SPIKE_OK, 0);
       (*work)++;
@@ -819,6 +851,7 @@ static int rings_pending(writer *w) {
 
 static int64_t next_wake_ms(writer *w) {
   int64_t next = wheel_next_ms(&w->wheel);
+  if (next < w->expire_after_ms) next = w->expire_after_ms;
   for (spike_op *op = w->waiters.head; op != NULL; op = op->next_)
     if (op->deadline_ < next) next = op->deadline_;
   return next;

@@ -39,6 +39,7 @@ static void config_errors(void) {
   cfg.max_producers = 65;
   CHECK_EQ(spike_open(&e, &cfg), SPIKE_EINVAL);
   small_config(&cfg, "cfg");
+  test_rmrf(cfg.data_dir);
   cfg.data_dir = "/proc/nope/spike";
   CHECK_EQ(spike_open(&e, &cfg), SPIKE_ESTORAGE);
   CHECK(strstr(spike_open_error(), "/proc/nope/spike") != NULL);
@@ -608,6 +609,7 @@ static void bounds_answer_busy(void) {
   CHECK_EQ(st.reserved_armed, 6);
   CHECK_EQ(spike_producer_close(p), SPIKE_OK);
   CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
 
   /* the expiry wheel's bound */
   small_config(&cfg, "bounds2");

@@ -1,0 +1,90 @@
+/*
+ * log.c -- JSON log lines. See log.h. Formatting happens on the caller's
+ * stack and the line goes out in one write(2): no lock, no buffering that a
+ * crash could lose, no interleaving between threads.
+ */
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "spike.h"
+
+static _Atomic int level_ = LOG_INFO;
+
+void log_set_level(int level) {
+  /* relaxed: a filter; a late view only logs one line more or less. */
+  atomic_store_explicit(&level_, level, memory_order_relaxed);
+}
+
+void spike_set_log_level(int level) { log_set_level(level); }
+
+int log_enabled(int level) { return level >= atomic_load_explicit(&level_, memory_order_relaxed); }
+
+int log_level_parse(const char *name) {
+  static const char *const names[] = {"debug", "info", "warn", "error"};
+  for (int i = 0; i < 4; i++)
+    if (strcmp(name, names[i]) == 0) return i;
+  return -1;
+}
+
+size_t log_escape(char *out, size_t cap, const char *s, size_t n) {
+  size_t j = 0;
+  if (cap == 0) return 0;
+  for (size_t i = 0; i < n && j + 7 < cap; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '"' || c == '\\') {
+      out[j++] = '\\';
+      out[j++] = (char)c;
+    } else if (c < 0x20 || c == 0x7f) {
+      j += (size_t)snprintf(out + j, cap - j, "\\u%04x", c);
+    } else {
+      out[j++] = (char)c;
+    }
+  }
+  out[j] = '\0';
+  return j;
+}
+
+void log_line(int level, const char *module, const char *trace, const char *fields,
+              const char *fmt, ...) {
+  static const char *const names[] = {"debug", "info", "warn", "error"};
+  if (!log_enabled(level)) return;
+  char msg[LOG_LINE_MAX / 2], line[LOG_LINE_MAX];
+  va_list ap;
+  va_start(ap, fmt);
+  int m = vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  if (m < 0) m = 0;
+  if ((size_t)m >= sizeof(msg)) m = sizeof(msg) - 1;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  struct tm tm;
+  gmtime_r(&ts.tv_sec, &tm);
+  int n = snprintf(line, sizeof(line),
+                   "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\",\"level\":\"%s\","
+                   "\"module\":\"%s\",\"msg\":\"",
+                   tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                   tm.tm_sec, ts.tv_nsec / 1000000, names[level & 3], module);
+  size_t len = (size_t)n;
+  /* Room is kept for the closing members below: the message is cut first. */
+  size_t tail_room = 96 + (trace ? 80 : 0) + (fields ? strlen(fields) : 0);
+  if (tail_room > sizeof(line) / 2) tail_room = sizeof(line) / 2;
+  len += log_escape(line + len, sizeof(line) - len - tail_room, msg, (size_t)m);
+  len += (size_t)snprintf(line + len, sizeof(line) - len, "\"");
+  if (trace != NULL) {
+    len += (size_t)snprintf(line + len, sizeof(line) - len, ",\"traceId\":\"");
+    len += log_escape(line + len, sizeof(line) - len - 8, trace, strlen(trace));
+    len += (size_t)snprintf(line + len, sizeof(line) - len, "\"");
+  }
+  if (fields != NULL && len + strlen(fields) + 3 < sizeof(line))
+    len += (size_t)snprintf(line + len, sizeof(line) - len, "%s", fields);
+  len += (size_t)snprintf(line + len, sizeof(line) - len, "}\n");
+  if (len > sizeof(line) - 1) len = sizeof(line) - 1;
+  ssize_t w = write(STDERR_FILENO, line, len);
+  (void)w;
+}

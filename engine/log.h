@@ -1,0 +1,36 @@
+/*
+ * log.h -- one JSON object per line on stderr: ts, level, module, msg,
+ * traceId and any ids the caller adds. The engine and spiked both log
+ * through here, so every line in a deployment has the same shape.
+ *
+ * A line is formatted into a stack buffer and written with one write(2),
+ * so lines from different threads never interleave. Lines longer than
+ * LOG_LINE_MAX are cut (and stay valid JSON).
+ */
+#ifndef SPIKE_LOG_H
+#define SPIKE_LOG_H
+
+#include <stddef.h>
+
+#define LOG_LINE_MAX 2048
+
+enum log_level { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
+
+void log_set_level(int level);
+int log_enabled(int level);
+/* "debug", "info", "warn", "error" -> level, or -1. */
+int log_level_parse(const char *name);
+
+/*
+ * Write one line if level is enabled. trace: the request's traceId or NULL.
+ * fields: extra members already encoded as JSON, each starting with a comma
+ * (",\"orderId\":\"42\""), or NULL. fmt: the message, escaped here.
+ */
+void log_line(int level, const char *module, const char *trace, const char *fields,
+              const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* Append s (n bytes) to out as JSON string content (no quotes); returns
+ * the bytes written, never more than cap - 1; out is NUL-terminated. */
+size_t log_escape(char *out, size_t cap, const char *s, size_t n);
+
+#endif /* SPIKE_LOG_H */

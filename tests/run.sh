@@ -1,0 +1,77 @@
+#!/bin/sh
+# tests/run.sh -- run every test suite in the variants that catch the most:
+# unit and engine tests under ASan+UBSan, the concurrent ones under TSan,
+# the crash test in the release build (kill -9 timing matters), the example
+# in all three plus valgrind. Called by `make check` / `make test`.
+# Each suite prints its cases; this prints one line per suite and a total.
+set -u
+cd "$(dirname "$0")/.."
+TMPDIR=${TMPDIR:-/tmp}
+export TMPDIR
+passed=0
+failed=0
+failures=""
+
+suite() {
+  label=$1
+  shift
+  start=$(date +%s)
+  log="$TMPDIR/spike-suite.$$.log"
+  if "$@" >"$log" 2>&1; then
+    passed=$((passed + 1))
+    printf 'PASS  %-34s %3ss  %s\n' "$label" "$(($(date +%s) - start))" "$(tail -n 1 "$log")"
+  else
+    failed=$((failed + 1))
+    failures="$failures $label"
+    printf 'FAIL  %-34s %3ss\n' "$label" "$(($(date +%s) - start))"
+    sed 's/^/      /' "$log" | grep -v '"level":"info"' | tail -n 40
+  fi
+  rm -f "$log"
+}
+
+fresh() { d="$TMPDIR/spike-run-$1-$$"; rm -rf "$d"; echo "$d"; }
+
+UNIT="test_ring test_slab test_limit test_ids test_wheel test_codec test_order test_body test_engine"
+for t in $UNIT; do suite "asan $t" build/asan/tests/$t; done
+for t in test_ring test_slab test_limit test_engine test_stress; do
+  suite "tsan $t" build/tsan/tests/$t
+done
+suite "rel test_crash" build/rel/tests/test_crash
+
+# The HTTP suite is a client; the server under test is each build of spiked.
+for v in rel asan tsan; do
+  suite "http vs $v spiked" env SPIKED=build/$v/spiked build/rel/tests/test_http
+done
+
+# A short libFuzzer run per target, from the committed seed corpus.
+if command -v clang >/dev/null 2>&1; then
+  for f in build/fuzz/*; do
+    [ -x "$f" ] || continue
+    name=$(basename "$f")
+    corpus="$TMPDIR/spike-corpus-$name-$$"
+    mkdir -p "$corpus"
+    suite "fuzz $name (20 s)" "$f" -max_total_time=20 -max_len=4096 -print_final_stats=0 \
+      "$corpus" "tests/corpus/${name#fuzz_}"
+    rm -rf "$corpus"
+  done
+fi
+
+for v in rel asan; do
+  d=$(fresh "embed-$v")
+  suite "$v examples/embed" build/$v/examples/embed "$d" 3000
+  rm -rf "$d"
+done
+if command -v valgrind >/dev/null 2>&1; then
+  d=$(fresh embed-vg)
+  suite "valgrind examples/embed" valgrind -q --error-exitcode=99 --leak-check=full \
+    --errors-for-leak-kinds=definite build/rel/examples/embed "$d" 2000
+  rm -rf "$d"
+  suite "valgrind test_codec" valgrind -q --error-exitcode=99 --leak-check=full \
+    --errors-for-leak-kinds=definite build/rel/tests/test_codec
+else
+  echo "valgrind not installed: run make deps" >&2
+  failed=$((failed + 1))
+fi
+
+echo "$passed suites passed, $failed failed"
+[ "$failed" -eq 0 ] || { echo "failed:$failures"; exit 1; }

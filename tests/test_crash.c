@@ -1,0 +1,318 @@
+/*
+ * test_crash.c -- durability across kill -9 (I5) and the invariants after
+ * every restart (I1-I3).
+ *
+ * A child process embeds the engine and works under load, writing one line
+ * per durable acknowledgement to a pipe. The parent SIGKILLs it at a random
+ * moment, reopens the store itself (recovery refuses to open if any event's
+ * counters disagree with its orders) and checks that every acknowledged
+ * change is on disk, that no user holds more than the limit, and that the
+ * feed holds exactly one record per change, in order. Repeated for many
+ * cycles on the same store.
+ *
+ *   SPIKE_CRASH_CYCLES=N   cycles per case (default 20)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "engine_util.h"
+#include "schema.h"
+
+#define EVENT_ID 501
+#define STOCK 1000000
+#define LIMIT 3
+#define MAX_ACKS 400000
+
+typedef struct ack {
+  char kind;     /* 'R' reserved, 'P' paid, 'C' cancelled */
+  uint64_t order, user;
+  uint32_t qty;
+} ack;
+
+static ack acks[MAX_ACKS];
+static uint32_t nacks;
+
+/* ---- the child ---------------------------------------------------------- */
+
+typedef struct child {
+  spike_producer *p;
+  int fd;
+  uint64_t next_user;
+  uint64_t rng;
+  int pay_share; /* 0: reserve only */
+  uint64_t recent[64];
+  uint32_t nrecent;
+} child;
+
+typedef struct creq {
+  spike_op op;
+  child *c;
+  char kind; /* 'R' reserve, 'O' pay or cancel */
+  int busy;
+} creq;
+
+static void emit(child *c, char kind, const spike_order *o) {
+  char line[96];
+  int n = snprintf(line, sizeof(line), "%c %llu %llu %u\n", kind, (unsigned long long)o->id,
+                   (unsigned long long)o->user_id, o->qty);
+  /* one write per line, < PIPE_BUF: atomic, and on its way before we die */
+  if (write(c->fd, line, (size_t)n) != n) _exit(3);
+}
+
+static void child_done(spike_op *op) {
+  creq *r = (creq *)op;
+  child *c = r->c;
+  r->busy = 0;
+  if (op->status != SPIKE_OK || op->replayed) return;
+  if (r->kind == 'R') {
+    emit(c, 'R', &op->r.order);
+    c->recent[c->nrecent++ % 64] = op->r.order.id;
+  } else if (op->r.order.state == SPIKE_ORDER_PAID) {
+    emit(c, 'P', &op->r.order);
+  } else if (op->r.order.state == SPIKE_ORDER_CANCELLED) {
+    emit(c, 'C', &op->r.order);
+  }
+}
+
+static void child_main(const spike_config *cfg, int fd, uint64_t seed, uint64_t user_base,
+                       int pay_share) {
+  spike_engine *e = open_engine((spike_config *)cfg);
+  child c = {.fd = fd, .next_user = user_base, .rng = seed, .pay_share = pay_share};
+  CHECK_EQ(spike_producer_open(e, &c.p), SPIKE_OK);
+  spike_event ev;
+  if (spike_event_get(e, EVENT_ID, &ev) != SPIKE_OK) {
+    spike_event_spec s = spec_default(EVENT_ID, STOCK);
+    s.per_user_limit = LIMIT;
+    s.pay_timeout_s = pay_share ? 1 : 900; /* with pay: expiries race the kills too */
+    CHECK_EQ(create_event(c.p, &s), SPIKE_OK);
+  }
+  static creq reqs[128];
+  for (;;) {
+    for (int i = 0; i < 128; i++) {
+      creq *r = &reqs[i];
+      if (r->busy) continue;
+      r->c = &c;
+      uint64_t x = test_rand(&c.rng);
+      int rc;
+      if (c.pay_share && c.nrecent > 0 && (x % 100) < (uint64_t)c.pay_share) {
+        uint64_t id = c.recent[(x >> 8) % (c.nrecent < 64 ? c.nrecent : 64)];
+        r->kind = 'O';
+        if (x & 0x10000)
+          rc = spike_pay(c.p, &r->op, id, 0, "crash-pay", 9, child_done);
+        else
+          rc = spike_cancel(c.p, &r->op, id, 0, child_done);
+      } else {
+        /* users repeat a little, so limits matter */
+        uint64_t user = c.next_user + (x >> 40) % 64;
+        if ((x & 3) == 0) c.next_user++;
+        r->kind = 'R';
+        rc = spike_reserve(c.p, &r->op, EVENT_ID, user, 1 + (uint32_t)((x >> 20) & 1), NULL, 0,
+                           child_done);
+      }
+      if (rc == SPIKE_PENDING) r->busy = 1;
+    }
+    struct pollfd pfd = {spike_producer_fd(c.p), POLLIN, 0};
+    poll(&pfd, 1, 10);
+    spike_producer_drain(c.p);
+  }
+}
+
+/* ---- the parent --------------------------------------------------------- */
+
+static void parse_acks(char *buf, size_t *len) {
+  char *start = buf, *nl;
+  while ((nl = memchr(start, '\n', (size_t)(buf + *len - start))) != NULL) {
+    *nl = '\0';
+    ack a;
+    unsigned long long o, u;
+    if (sscanf(start, "%c %llu %llu %u", &a.kind, &o, &u, &a.qty) == 4) {
+      a.order = o;
+      a.user = u;
+      CHECK(nacks < MAX_ACKS);
+      acks[nacks++] = a;
+    }
+    start = nl + 1;
+  }
+  *len = (size_t)(buf + *len - start);
+  memmove(buf, start, *len);
+}
+
+/* Run the child for run_ms, kill it, collect every ack it wrote. */
+static void one_life(const spike_config *cfg, uint64_t seed, uint64_t user_base, int pay_share,
+                     int run_ms) {
+  int pfd[2];
+  CHECK_EQ(pipe(pfd), 0);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    close(pfd[0]);
+    child_main(cfg, pfd[1], seed, user_base, pay_share);
+    _exit(0);
+  }
+  close(pfd[1]);
+  fcntl(pfd[0], F_SETFL, O_NONBLOCK);
+  static char buf[1 << 16];
+  size_t len = 0;
+  int64_t kill_at = test_now_ms() + run_ms;
+  int killed = 0;
+  for (;;) {
+    if (!killed && test_now_ms() >= kill_at) {
+      kill(pid, SIGKILL);
+      killed = 1;
+    }
+    struct pollfd p = {pfd[0], POLLIN, 0};
+    poll(&p, 1, 5);
+    ssize_t n = read(pfd[0], buf + len, sizeof(buf) - len);
+    if (n > 0) {
+      len += (size_t)n;
+      parse_acks(buf, &len);
+    } else if (n == 0) {
+      break; /* the child is gone and the pipe is drained */
+    } else if (errno != EAGAIN && errno != EINTR) {
+      break;
+    }
+  }
+  int st;
+  CHECK_EQ(waitpid(pid, &st, 0), pid);
+  CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+  close(pfd[0]);
+}
+
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/*
+ * The store as the crash left it, read in one transaction: the event record
+ * balances (I1, I2) and equals the sums over its orders, and the feed runs
+ * 1..N without a gap and replays to the same counters -- one record per
+ * change, none missing, none twice.
+ */
+static void disk_check(const spike_config *cfg) {
+  store st;
+  char err[256];
+  CHECK_EQ(store_open(&st, cfg->data_dir, cfg->map_size_bytes, 16, err, sizeof(err)), 0);
+  MDB_txn *txn;
+  CHECK_EQ(mdb_txn_begin(st.env, NULL, MDB_RDONLY, &txn), 0);
+  msgpack_zone z;
+  CHECK(msgpack_zone_init(&z, 1024));
+  spike_event ev;
+  int rc = store_get_event(&st, txn, EVENT_ID, &z, 0, &ev, NULL);
+  if (rc == MDB_NOTFOUND) goto out; /* killed before the event committed */
+  CHECK_EQ(rc, 0);
+  CHECK(ev.reserved + ev.sold <= ev.stock_total);                 /* I1 */
+  CHECK_EQ(ev.available + ev.reserved + ev.sold, ev.stock_total); /* I2 */
+  MDB_cursor *c;
+  MDB_val k, v;
+  uint64_t reserved = 0, sold = 0;
+  CHECK_EQ(mdb_cursor_open(txn, st.orders, &c), 0);
+  while (mdb_cursor_get(c, &k, &v, MDB_NEXT) == 0) {
+    spike_order o;
+    CHECK_EQ(codec_decode_order(v.mv_data, v.mv_size, &z, &o), 0);
+    if (o.state == SPIKE_ORDER_RESERVED) reserved += o.qty;
+    if (o.state == SPIKE_ORDER_PAID) sold += o.qty;
+  }
+  mdb_cursor_close(c);
+  CHECK_EQ(reserved, ev.reserved);
+  CHECK_EQ(sold, ev.sold);
+  uint64_t expect = 1, f_reserved = 0, f_sold = 0;
+  CHECK_EQ(mdb_cursor_open(txn, st.feed, &c), 0);
+  while (mdb_cursor_get(c, &k, &v, MDB_NEXT) == 0) {
+    spike_change ch;
+    CHECK_EQ(store_get_be64(k.mv_data), expect++);
+    CHECK_EQ(codec_decode_change(v.mv_data, v.mv_size, &z, &ch), 0);
+    const spike_order *o = &ch.u.order;
+    switch (ch.type) {
+    case SPIKE_CHANGE_ORDER_RESERVED: f_reserved += o->qty; break;
+    case SPIKE_CHANGE_ORDER_PAID: f_reserved -= o->qty, f_sold += o->qty; break;
+    case SPIKE_CHANGE_ORDER_CANCELLED:
+    case SPIKE_CHANGE_ORDER_EXPIRED: f_reserved -= o->qty; break;
+    default: break;
+    }
+  }
+  mdb_cursor_close(c);
+  CHECK_EQ(f_reserved, ev.reserved);
+  CHECK_EQ(f_sold, ev.sold);
+out:
+  msgpack_zone_destroy(&z);
+  mdb_txn_abort(txn);
+  store_close(&st);
+}
+
+/* Everything acknowledged is there and the invariants hold, after recovery
+ * (which itself refuses to open a store whose counters disagree). */
+static void verify(const spike_config *cfg) {
+  spike_engine *e = open_engine((spike_config *)cfg); /* recovery cross-checks */
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event ev;
+  CHECK_EQ(spike_event_get(e, EVENT_ID, &ev), SPIKE_OK);
+  CHECK(ev.reserved + ev.sold <= ev.stock_total);                      /* I1 */
+  CHECK_EQ(ev.available + ev.reserved + ev.sold, ev.stock_total);      /* I2 */
+  uint64_t *ids = malloc(sizeof(uint64_t) * (nacks + 1));
+  uint32_t nids = 0;
+  for (uint32_t i = 0; i < nacks; i++) {
+    spike_order o;
+    CHECK_EQ(spike_order_get(p, acks[i].order, &o), SPIKE_OK);         /* I5 */
+    CHECK_EQ(o.user_id, acks[i].user);
+    CHECK_EQ(o.qty, acks[i].qty);
+    if (acks[i].kind == 'R') ids[nids++] = acks[i].order;
+    if (acks[i].kind == 'P') CHECK_EQ(o.state, SPIKE_ORDER_PAID);
+    if (acks[i].kind == 'C') CHECK_EQ(o.state, SPIKE_ORDER_CANCELLED);
+    /* I3 for every user we heard of */
+    static spike_order list[64];
+    uint32_t n;
+    CHECK_EQ(spike_user_orders(p, o.user_id, EVENT_ID, list, 64, &n), SPIKE_OK);
+    uint32_t held = 0;
+    for (uint32_t j = 0; j < n; j++)
+      if (list[j].state == SPIKE_ORDER_RESERVED || list[j].state == SPIKE_ORDER_PAID)
+        held += list[j].qty;
+    CHECK(held <= LIMIT);
+  }
+  /* ids are never reused, across all the restarts */
+  qsort(ids, nids, sizeof(uint64_t), cmp_u64);
+  for (uint32_t i = 1; i < nids; i++) CHECK(ids[i] != ids[i - 1]);
+  free(ids);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+}
+
+static void run_cycles(const char *tag, int pay_share) {
+  uint64_t seed = test_seed();
+  int cycles = 20;
+  const char *env = getenv("SPIKE_CRASH_CYCLES");
+  if (env != NULL) cycles = atoi(env);
+  spike_config cfg;
+  small_config(&cfg, tag);
+  cfg.max_buyers = 1u << 20;
+  cfg.max_reserved = 1u << 20;
+  cfg.ring_size = 256;
+  nacks = 0;
+  uint64_t rng = seed;
+  uint32_t before = 0;
+  for (int i = 0; i < cycles; i++) {
+    int run_ms = 30 + (int)(test_rand(&rng) % 300);
+    one_life(&cfg, test_rand(&rng), (uint64_t)(i + 1) * 10000000u, pay_share, run_ms);
+    disk_check(&cfg); /* as the crash left it */
+    verify(&cfg);
+    disk_check(&cfg); /* after recovery and its expiries */
+    printf("  cycle %d: killed after %d ms, %u acks (%u total)\n", i + 1, run_ms, nacks - before,
+           nacks);
+    before = nacks;
+  }
+  CHECK(nacks > 0);
+  test_rmrf(cfg.data_dir);
+}
+
+static void kill9_reserve(void) { run_cycles("crash", 0); }
+
+static void kill9_pay_cancel_expire(void) { run_cycles("crash-pay", 30); }
+
+TEST_LIST({"kill9_reserve", kill9_reserve, 240},
+          {"kill9_pay_cancel_expire", kill9_pay_cancel_expire, 240})
