@@ -35,14 +35,18 @@ LD_asan  := -fsanitize=address,undefined
 LD_tsan  := -fsanitize=thread
 
 LIB_SRC    := $(sort $(wildcard engine/*.c store/*.c))
-TEST_UNITS := test_ring test_slab test_limits test_ids test_wheel test_codec test_order \
-              test_engine test_stress test_crash
+# The server's modules, as an internal library that spiked and the tests link.
+NET_SRC    := $(filter-out net/main.c,$(sort $(wildcard net/*.c)))
+LLHTTP_SRC := llhttp.c api.c http.c
+FUZZERS    := fuzz_body
+TEST_UNITS := test_ring test_slab test_limit test_ids test_wheel test_codec test_order \
+              test_body test_engine test_stress test_crash test_http
 EXAMPLES   := embed
 MICRO      := bench_ring bench_reserve bench_writer
 
 .PHONY: all deps bench-deps test check run bench install clean format
 
-all: build/rel/libspike.a build/rel/libspike.so \
+all: build/rel/libspike.a build/rel/libspike.so build/rel/spiked \
      $(addprefix build/rel/examples/,$(EXAMPLES))
 
 # ---- dependencies -----------------------------------------------------------
@@ -84,11 +88,21 @@ build/$(1)/libspike.a: $(patsubst %.c,build/$(1)/%.o,$(LIB_SRC))
 	@echo "  AR    $$@"
 	@ar rcs $$@ $$^
 
-build/$(1)/tests/%: build/$(1)/tests/%.o build/$(1)/tests/test.o build/$(1)/libspike.a
+build/$(1)/libspiked.a: $(patsubst %.c,build/$(1)/%.o,$(NET_SRC)) $(addprefix build/$(1)/llhttp/,$(LLHTTP_SRC:.c=.o))
+	@rm -f $$@
+	@echo "  AR    $$@"
+	@ar rcs $$@ $$^
+
+build/$(1)/tests/%: build/$(1)/tests/%.o build/$(1)/tests/test.o build/$(1)/tests/http_client.o \
+                    build/$(1)/libspiked.a build/$(1)/libspike.a
 	@echo "  LD    $$@"
 	@$$(CC) $$(LD_$(1)) -o $$@ $$^ $$(PKG_LIBS)
 
-build/$(1)/examples/%: build/$(1)/examples/%.o build/$(1)/libspike.a
+build/$(1)/spiked: build/$(1)/net/main.o build/$(1)/libspiked.a build/$(1)/libspike.a
+	@echo "  LD    $$@"
+	@$$(CC) $$(LD_$(1)) -o $$@ $$^ $$(PKG_LIBS)
+
+build/$(1)/examples/%: build/$(1)/examples/%.o build/$(1)/net/spike_uv.o build/$(1)/libspike.a
 	@echo "  LD    $$@"
 	@$$(CC) $$(LD_$(1)) -o $$@ $$^ $$(PKG_LIBS)
 
@@ -100,13 +114,26 @@ $(foreach v,rel asan tsan,$(eval $(call variant,$(v))))
 
 .SECONDARY:
 
+# libFuzzer targets: clang, ASan+UBSan, every source compiled in.
+FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+build/fuzz/llhttp/%.o: $(LLHTTP_DIR)/%.c
+	@mkdir -p $(@D)
+	@clang -g -O1 -w -fsanitize=address,undefined -I$(LLHTTP_INCLUDE) -c $< -o $@
+
+build/fuzz/%: tests/%.c $(NET_SRC) $(LIB_SRC) $(addprefix build/fuzz/llhttp/,$(LLHTTP_SRC:.c=.o))
+	@mkdir -p $(@D)
+	@echo "  FUZZ  $@"
+	@clang $(WARN) -g -O1 $(INCLUDES) $(PKG_CFLAGS) $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS)
+
 build/rel/libspike.so: $(patsubst %.c,build/rel/%.o,$(LIB_SRC))
 	$(CC) -shared -Wl,-soname,libspike.so.0 -o $@ $^ $(PKG_LIBS)
 
 # ---- tests ------------------------------------------------------------------
 
 TEST_BINS := $(foreach v,rel asan tsan,$(addprefix build/$(v)/tests/,$(TEST_UNITS))) \
-             $(foreach v,rel asan,$(addprefix build/$(v)/examples/,$(EXAMPLES)))
+             $(foreach v,rel asan tsan,build/$(v)/spiked) \
+             $(foreach v,rel asan,$(addprefix build/$(v)/examples/,$(EXAMPLES))) \
+             $(addprefix build/fuzz/,$(FUZZERS))
 
 test: deps
 	@$(MAKE) --no-print-directory check
@@ -117,8 +144,14 @@ check: $(TEST_BINS) build/rel/libspike.so
 # ---- run, bench, install ----------------------------------------------------
 
 run: deps
-	@$(MAKE) --no-print-directory build/rel/examples/embed
-	./build/rel/examples/embed ./data
+	@$(MAKE) --no-print-directory build/rel/spiked
+	@echo
+	@echo "spiked on 127.0.0.1:8080 with ./data and a demo event (id 1). Try:"
+	@echo "  curl -s localhost:8080/api/v1/events/1"
+	@echo "  curl -s -X POST localhost:8080/api/v1/events/1/orders -H 'Content-Type: application/json' -d '{\"user_id\":\"42\"}'"
+	@echo "Ctrl-C drains and stops it."
+	@echo
+	@./build/rel/spiked --listen 127.0.0.1:8080 --data ./data --demo
 
 bench: deps
 	@$(MAKE) --no-print-directory $(addprefix build/rel/bench/micro/,$(MICRO))

@@ -1,0 +1,601 @@
+/*
+ * api.c -- the v1 API: route, authenticate, validate, call libspike, and
+ * write the contract's envelope {"code","msg","data","traceId"}.
+ *
+ * Every handler either answers at once (reads, refusals, ack=memory
+ * reserves) or parks its request on the engine with the request itself as
+ * the spike_op; the engine's callback finishes the response on this loop's
+ * thread. Nothing here blocks and nothing allocates on the reserve path:
+ * the response is written into the request's inline buffer, headers in
+ * front of the body in reserved head room.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <xxhash.h>
+
+#include "body.h"
+#include "http.h"
+#include "log.h"
+
+#define API_LIST_MAX 1000 /* orders in one user-orders answer */
+#define API_FEED_MAX 1000
+#define API_FEED_DEFAULT 100
+#define API_FEED_WAIT_MAX_MS 30000
+
+/* ---- the envelope --------------------------------------------------------- */
+
+static const char *reason_phrase(int http) {
+  switch (http) {
+  case 200: return "OK";
+  case 201: return "Created";
+  case 400: return "Bad Request";
+  case 401: return "Unauthorized";
+  case 403: return "Forbidden";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 409: return "Conflict";
+  case 413: return "Content Too Large";
+  case 429: return "Too Many Requests";
+  case 500: return "Internal Server Error";
+  case 503: return "Service Unavailable";
+  }
+  return "Unknown";
+}
+
+static void out_begin(req *r) {
+  r->out.len = 0;
+  r->out.oom = 0;
+  jb_reserve(&r->out, RESP_HEAD_ROOM + 512);
+  r->out.len = RESP_HEAD_ROOM;
+}
+
+static void put(char **p, const char *s, size_t n) {
+  memcpy(*p, s, n);
+  *p += n;
+}
+#define PUT_LIT(p, s) put((p), (s), sizeof(s) - 1)
+
+/* Put the status line and headers in front of the body, then hand the
+ * request to the transport. */
+static void finish(req *r, int http, const char *ctype, const char *extra) {
+  char head[RESP_HEAD_ROOM], *p = head, num[24];
+  size_t body = r->out.len - RESP_HEAD_ROOM;
+  int n = snprintf(num, sizeof(num), "%d ", http);
+  PUT_LIT(&p, "HTTP/1.1 ");
+  put(&p, num, (size_t)n);
+  const char *why = reason_phrase(http);
+  put(&p, why, strlen(why));
+  PUT_LIT(&p, "\r\nContent-Type: ");
+  put(&p, ctype, strlen(ctype));
+  PUT_LIT(&p, "\r\nContent-Length: ");
+  n = snprintf(num, sizeof(num), "%zu", body);
+  put(&p, num, (size_t)n);
+  PUT_LIT(&p, "\r\nX-Request-Id: ");
+  put(&p, r->trace, strlen(r->trace));
+  PUT_LIT(&p, "\r\n");
+  if (extra != NULL) put(&p, extra, strlen(extra));
+  if (!r->keep_alive) PUT_LIT(&p, "Connection: close\r\n");
+  PUT_LIT(&p, "\r\n");
+  size_t hl = (size_t)(p - head);
+  r->out_off = RESP_HEAD_ROOM - hl;
+  memcpy(r->out.p + r->out_off, head, hl);
+  r->http = http;
+  conn_respond(r);
+}
+
+static void fail(req *r, int status, const char *detail);
+
+static void ok_begin(req *r) {
+  out_begin(r);
+  jb_lit(&r->out, "{\"code\":0,\"msg\":\"ok\",\"data\":");
+}
+
+static void ok_end(req *r, int http) {
+  jb_lit(&r->out, ",\"traceId\":");
+  jb_cstr(&r->out, r->trace);
+  jb_lit(&r->out, "}");
+  if (r->out.oom) {
+    fail(r, SPIKE_EINTERNAL, "response too large");
+    return;
+  }
+  r->status = SPIKE_OK;
+  finish(r, http, "application/json", NULL);
+}
+
+static void fail(req *r, int status, const char *detail) {
+  int http = spike_http_status(status);
+  const char *msg = spike_strerror(status);
+  out_begin(r);
+  jb_lit(&r->out, "{\"code\":");
+  jb_u64(&r->out, (uint64_t)spike_code(status));
+  jb_lit(&r->out, ",\"msg\":");
+  if (detail != NULL && *detail != '\0') {
+    char text[256];
+    int n = snprintf(text, sizeof(text), "%s: %s", msg, detail);
+    jb_str(&r->out, text, n > 0 && (size_t)n < sizeof(text) ? (size_t)n : strlen(text));
+  } else {
+    jb_cstr(&r->out, msg);
+  }
+  jb_lit(&r->out, ",\"data\":null,\"traceId\":");
+  jb_cstr(&r->out, r->trace);
+  jb_lit(&r->out, "}");
+  r->status = status;
+  const char *extra = NULL;
+  char allow[64];
+  if (status == SPIKE_EMETHOD && r->m.allow != NULL) {
+    snprintf(allow, sizeof(allow), "Allow: %s\r\n", r->m.allow);
+    extra = allow;
+  } else if (status == SPIKE_EBUSY || status == SPIKE_ERATE) {
+    extra = "Retry-After: 1\r\n";
+  }
+  if (http >= 500)
+    log_line(LOG_ERROR, "http", r->trace, NULL, "%s %s: %s%s%s", router_label((handler)r->handler),
+             "failed", msg, detail ? ": " : "", detail ? detail : "");
+  finish(r, http, "application/json", extra);
+}
+
+void api_error(loop_ctx *lc, req *r, int status, const char *detail) {
+  (void)lc;
+  if (r->trace[0] == '\0') snprintf(r->trace, sizeof(r->trace), "refused");
+  fail(r, status, detail);
+}
+
+/* ---- request pieces -------------------------------------------------------- */
+
+static int trace_char_ok(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         c == '.' || c == '_' || c == '-';
+}
+
+static void set_trace(loop_ctx *lc, req *r) {
+  if (r->has_rid && r->rid_len >= 1 && r->rid_len <= TRACE_MAX) {
+    const char *v = r->in.p + r->rid_off;
+    uint32_t i = 0;
+    while (i < r->rid_len && trace_char_ok(v[i])) i++;
+    if (i == r->rid_len) {
+      memcpy(r->trace, v, i);
+      r->trace[i] = '\0';
+      return;
+    }
+  }
+  /* 64 bits from a per-loop counter, scrambled and salted per process. */
+  uint64_t x = XXH3_64bits_withSeed(&lc->trace_seq, sizeof(lc->trace_seq), lc->trace_salt);
+  lc->trace_seq++;
+  static const char hex[] = "0123456789abcdef";
+  for (int i = 15; i >= 0; i--, x >>= 4) r->trace[i] = hex[x & 15];
+  r->trace[16] = '\0';
+}
+
+typedef struct caller {
+  who w;
+  uint64_t user;
+  int st;  /* auth_identify's verdict */
+  int hdr; /* an Authorization header was sent */
+} caller;
+
+static void identify(loop_ctx *lc, req *r, caller *c) {
+  c->hdr = r->has_auth;
+  c->user = 0;
+  c->st = auth_identify(&lc->srv->auth, r->has_auth ? r->in.p + r->auth_off : NULL, r->auth_len,
+                        (int64_t)time(NULL), &c->w, &c->user);
+}
+
+/* Admin routes: SPIKE_OK, or the refusal already sent. */
+static int need_admin(loop_ctx *lc, req *r) {
+  caller c;
+  identify(lc, r, &c);
+  int st = auth_admin(&lc->srv->auth, c.w, c.hdr, c.st);
+  if (st != SPIKE_OK)
+    fail(r, st, st == SPIKE_EFORBIDDEN && c.w != WHO_USER ? "admin routes need --admin-token off loopback" : NULL);
+  return st;
+}
+
+/* User routes under --auth jwt need a valid token (or the admin's). */
+static int need_user(loop_ctx *lc, req *r, caller *c) {
+  identify(lc, r, c);
+  if (lc->srv->auth.mode == AUTH_NONE) {
+    if (c->st != SPIKE_OK) c->w = WHO_NOBODY; /* a token we cannot read: nobody */
+    c->st = SPIKE_OK;
+    return SPIKE_OK;
+  }
+  if (c->st != SPIKE_OK) {
+    fail(r, c->st, NULL);
+    return c->st;
+  }
+  if (c->w == WHO_NOBODY) {
+    fail(r, SPIKE_ENOCREDS, NULL);
+    return SPIKE_ENOCREDS;
+  }
+  return SPIKE_OK;
+}
+
+static int parse_body(loop_ctx *lc, req *r, body *b, const char *const *allowed) {
+  const char *field = NULL;
+  int rc;
+  if (r->body_len == 0) {
+    b->n = 0;
+    return SPIKE_OK;
+  }
+  const char *in = r->in.p + r->body_off;
+  size_t cap = lc->srv->lim.max_body_bytes;
+  if (r->ctype == 3)
+    rc = SPIKE_EBADBODY, field = "Content-Type is not application/json or application/msgpack";
+  else if (r->ctype == 2)
+    rc = body_parse_msgpack(b, in, r->body_len, lc->scratch, cap);
+  else
+    rc = body_parse_json(b, in, r->body_len, lc->scratch, cap);
+  if (rc == SPIKE_OK) rc = body_only(b, allowed, &field);
+  else if (field == NULL && b->bad[0] != '\0') field = b->bad;
+  if (rc != SPIKE_OK) fail(r, rc, field);
+  return rc;
+}
+
+static int path_id(req *r, const char *what) {
+  if (r->m.id_ok && r->m.id != 0) return SPIKE_OK;
+  fail(r, SPIKE_EINVAL, what);
+  return SPIKE_EINVAL;
+}
+
+/* A query parameter as u64 in [min, max]: SPIKE_OK (def when absent) or a
+ * refusal sent. */
+static int query_u64(req *r, const char *name, uint64_t def, uint64_t min, uint64_t max,
+                     uint64_t *out) {
+  const char *v;
+  size_t n;
+  *out = def;
+  if (r->m.query == NULL || !router_query(r->m.query, r->m.query_len, name, &v, &n)) return SPIKE_OK;
+  if (router_parse_u64(v, n, out) != 0 || *out < min || *out > max) {
+    fail(r, SPIKE_EINVAL, name);
+    return SPIKE_EINVAL;
+  }
+  return SPIKE_OK;
+}
+
+/* ---- handlers -------------------------------------------------------------- */
+
+static void respond_event(req *r, const spike_event *e, int http) {
+  ok_begin(r);
+  json_event(&r->out, e);
+  ok_end(r, http);
+}
+
+static void respond_order(req *r, const spike_order *o, int http) {
+  ok_begin(r);
+  json_order(&r->out, o);
+  ok_end(r, http);
+}
+
+static void on_event_done(spike_op *op) {
+  req *r = (req *)op;
+  if (op->status != SPIKE_OK) fail(r, op->status, op->detail);
+  else respond_event(r, &op->r.event, r->handler == H_EVENT_CREATE ? 201 : 200);
+}
+
+static void park_or_fail(req *r, int rc) {
+  if (rc == SPIKE_PENDING)
+    r->parked = 1;
+  else
+    fail(r, rc, r->op.detail);
+}
+
+static void event_create(loop_ctx *lc, req *r) {
+  static const char *const allowed[] = {"id", "name", "stock", "price", "start_at", "end_at",
+                                        "per_user_limit", "pay_timeout_s", NULL};
+  body b;
+  if (need_admin(lc, r) != SPIKE_OK || parse_body(lc, r, &b, allowed) != SPIKE_OK) return;
+  spike_event_spec s;
+  memset(&s, 0, sizeof(s));
+  uint64_t stock = 0, limit = 1, timeout = 900;
+  const char *f = NULL;
+  int rc = body_u64(&b, "id", 0, 1, UINT64_MAX, &s.id, NULL, &f);
+  if (rc == SPIKE_OK) rc = body_str(&b, "name", 1, 1, SPIKE_NAME_MAX, &s.name, &s.name_len, NULL, &f);
+  if (rc == SPIKE_OK) rc = body_u64(&b, "stock", 1, 1, UINT32_MAX, &stock, NULL, &f);
+  if (rc == SPIKE_OK) rc = body_i64(&b, "price", 1, 0, INT64_MAX, &s.price, NULL, &f);
+  if (rc == SPIKE_OK) rc = body_i64(&b, "start_at", 1, 0, INT64_MAX, &s.start_at, NULL, &f);
+  if (rc == SPIKE_OK) rc = body_i64(&b, "end_at", 1, 0, INT64_MAX, &s.end_at, NULL, &f);
+  if (rc == SPIKE_OK) rc = body_u64(&b, "per_user_limit", 0, 1, UINT32_MAX, &limit, NULL, &f);
+  if (rc == SPIKE_OK) rc = body_u64(&b, "pay_timeout_s", 0, 1, UINT32_MAX, &timeout, NULL, &f);
+  if (rc != SPIKE_OK) {
+    fail(r, rc, f);
+    return;
+  }
+  s.stock = stock;
+  s.per_user_limit = (uint32_t)limit;
+  s.pay_timeout_s = (uint32_t)timeout;
+  park_or_fail(r, spike_event_create(lc->producer, &r->op, &s, on_event_done));
+}
+
+static void event_list(loop_ctx *lc, req *r) {
+  uint32_t n = 0, max = lc->srv->ecfg.max_events;
+  spike_event_list(lc->srv->engine, lc->events, max, &n);
+  if (n > max) n = max;
+  ok_begin(r);
+  jb_lit(&r->out, "{\"events\":[");
+  for (uint32_t i = 0; i < n; i++) {
+    if (i > 0) jb_lit(&r->out, ",");
+    json_event(&r->out, &lc->events[i]);
+  }
+  jb_lit(&r->out, "]}");
+  ok_end(r, 200);
+}
+
+static void event_get(loop_ctx *lc, req *r) {
+  spike_event e;
+  if (path_id(r, "event id") != SPIKE_OK) return;
+  int rc = spike_event_get(lc->srv->engine, r->m.id, &e);
+  if (rc != SPIKE_OK) fail(r, rc, NULL);
+  else respond_event(r, &e, 200);
+}
+
+static void event_restock(loop_ctx *lc, req *r) {
+  static const char *const allowed[] = {"add", NULL};
+  body b;
+  uint64_t add;
+  const char *f = NULL;
+  if (need_admin(lc, r) != SPIKE_OK || path_id(r, "event id") != SPIKE_OK ||
+      parse_body(lc, r, &b, allowed) != SPIKE_OK)
+    return;
+  int rc = body_u64(&b, "add", 1, 1, UINT32_MAX, &add, NULL, &f);
+  if (rc != SPIKE_OK) {
+    fail(r, rc, f);
+    return;
+  }
+  park_or_fail(r, spike_event_restock(lc->producer, &r->op, r->m.id, add, on_event_done));
+}
+
+static void event_close(loop_ctx *lc, req *r) {
+  static const char *const allowed[] = {NULL};
+  body b;
+  if (need_admin(lc, r) != SPIKE_OK || path_id(r, "event id") != SPIKE_OK ||
+      parse_body(lc, r, &b, allowed) != SPIKE_OK)
+    return;
+  park_or_fail(r, spike_event_close(lc->producer, &r->op, r->m.id, on_event_done));
+}
+
+static void on_order_done(spike_op *op) {
+  req *r = (req *)op;
+  if (op->status != SPIKE_OK) {
+    fail(r, op->status, op->detail);
+    return;
+  }
+  int created = r->handler == H_RESERVE && !op->replayed;
+  respond_order(r, &op->r.order, created ? 201 : 200);
+}
+
+/* The user a request acts for: the token's, checked against a body
+ * user_id; the body's under --auth none or for the admin. *user 0: the
+ * admin acting on anyone's order. SPIKE_OK or a refusal sent. */
+static int acting_user(req *r, const caller *c, const body *b, int need_body_user,
+                       uint64_t *user) {
+  const char *f = NULL;
+  uint64_t from_body = 0;
+  int present = 0;
+  int rc = body_u64(b, "user_id", 0, 1, UINT64_MAX, &from_body, &present, &f);
+  if (rc != SPIKE_OK) {
+    fail(r, rc, f);
+    return rc;
+  }
+  if (c->w == WHO_USER) {
+    if (present && from_body != c->user) {
+      fail(r, SPIKE_EFORBIDDEN, "user_id is not the token's user");
+      return SPIKE_EFORBIDDEN;
+    }
+    *user = c->user;
+    return SPIKE_OK;
+  }
+  if (need_body_user && !present) {
+    fail(r, SPIKE_EINVAL, "user_id");
+    return SPIKE_EINVAL;
+  }
+  *user = present ? from_body : 0;
+  return SPIKE_OK;
+}
+
+static void reserve(loop_ctx *lc, req *r) {
+  static const char *const allowed[] = {"user_id", "qty", "request_id", NULL};
+  body b;
+  caller c;
+  uint64_t user, qty = 1;
+  const char *f = NULL, *key = NULL;
+  size_t key_len = 0;
+  int has_key = 0;
+  if (need_user(lc, r, &c) != SPIKE_OK || path_id(r, "event id") != SPIKE_OK ||
+      parse_body(lc, r, &b, allowed) != SPIKE_OK ||
+      acting_user(r, &c, &b, 1, &user) != SPIKE_OK)
+    return;
+  int rc = body_u64(&b, "qty", 0, 1, UINT32_MAX, &qty, NULL, &f);
+  if (rc == SPIKE_OK)
+    rc = body_str(&b, "request_id", 0, 1, SPIKE_KEY_MAX, &key, &key_len, &has_key, &f);
+  if (rc != SPIKE_OK) {
+    fail(r, rc, f);
+    return;
+  }
+  if (r->has_ikey) {
+    const char *h = r->in.p + r->ikey_off;
+    int ok = r->ikey_len >= 1 && r->ikey_len <= SPIKE_KEY_MAX;
+    for (uint32_t i = 0; ok && i < r->ikey_len; i++) ok = (unsigned char)h[i] >= 0x20 && h[i] != 0x7f;
+    if (!ok || (has_key && (key_len != r->ikey_len || memcmp(key, h, key_len) != 0))) {
+      fail(r, SPIKE_EINVAL, has_key ? "request_id differs from Idempotency-Key" : "Idempotency-Key");
+      return;
+    }
+    key = h;
+    key_len = r->ikey_len;
+  }
+  rc = spike_reserve(lc->producer, &r->op, r->m.id, user, (uint32_t)qty, key, key_len,
+                     on_order_done);
+  if (rc == SPIKE_OK) respond_order(r, &r->op.r.order, 201); /* ack=memory */
+  else park_or_fail(r, rc);
+}
+
+static void order_get(loop_ctx *lc, req *r) {
+  caller c;
+  spike_order o;
+  if (need_user(lc, r, &c) != SPIKE_OK || path_id(r, "order id") != SPIKE_OK) return;
+  int rc = spike_order_get(lc->producer, r->m.id, &o);
+  if (rc != SPIKE_OK) fail(r, rc, NULL);
+  else if (c.w == WHO_USER && o.user_id != c.user) fail(r, SPIKE_EFORBIDDEN, "not your order");
+  else respond_order(r, &o, 200);
+}
+
+static void order_change(loop_ctx *lc, req *r, int pay) {
+  static const char *const pay_fields[] = {"payment_id", "user_id", NULL};
+  static const char *const cancel_fields[] = {"user_id", NULL};
+  body b;
+  caller c;
+  uint64_t user;
+  const char *pid = NULL, *f = NULL;
+  size_t pid_len = 0;
+  if (need_user(lc, r, &c) != SPIKE_OK || path_id(r, "order id") != SPIKE_OK ||
+      parse_body(lc, r, &b, pay ? pay_fields : cancel_fields) != SPIKE_OK ||
+      acting_user(r, &c, &b, 0, &user) != SPIKE_OK)
+    return;
+  if (pay) {
+    int rc = body_str(&b, "payment_id", 1, 1, SPIKE_PAYMENT_ID_MAX, &pid, &pid_len, NULL, &f);
+    if (rc != SPIKE_OK) {
+      fail(r, rc, f);
+      return;
+    }
+    park_or_fail(r, spike_pay(lc->producer, &r->op, r->m.id, user, pid, pid_len, on_order_done));
+  } else {
+    park_or_fail(r, spike_cancel(lc->producer, &r->op, r->m.id, user, on_order_done));
+  }
+}
+
+static void user_orders(loop_ctx *lc, req *r) {
+  caller c;
+  uint64_t event = 0;
+  if (need_user(lc, r, &c) != SPIKE_OK || path_id(r, "user id") != SPIKE_OK ||
+      query_u64(r, "event_id", 0, 1, UINT64_MAX, &event) != SPIKE_OK)
+    return;
+  if (c.w == WHO_USER && c.user != r->m.id) {
+    fail(r, SPIKE_EFORBIDDEN, "not your orders");
+    return;
+  }
+  uint32_t n = 0;
+  int rc = spike_user_orders(lc->producer, r->m.id, event, lc->orders, API_LIST_MAX, &n);
+  if (rc != SPIKE_OK) {
+    fail(r, rc, NULL);
+    return;
+  }
+  ok_begin(r);
+  jb_lit(&r->out, "{\"orders\":[");
+  for (uint32_t i = 0; i < n; i++) {
+    if (i > 0) jb_lit(&r->out, ",");
+    json_order(&r->out, &lc->orders[i]);
+  }
+  jb_lit(&r->out, "]}");
+  ok_end(r, 200);
+}
+
+/* Read the feed after r->after; 0 when there was nothing to read. */
+static int feed_answer(loop_ctx *lc, req *r, int force) {
+  uint32_t n = 0;
+  uint64_t next = r->after;
+  int rc = spike_feed_read(lc->producer, r->after, lc->changes, r->limit, &n, &next);
+  if (rc != SPIKE_OK) {
+    fail(r, rc, NULL);
+    return 1;
+  }
+  if (n == 0 && !force) return 0;
+  ok_begin(r);
+  jb_lit(&r->out, "{\"changes\":[");
+  for (uint32_t i = 0; i < n; i++) {
+    if (i > 0) jb_lit(&r->out, ",");
+    json_change(&r->out, &lc->changes[i]);
+  }
+  jb_lit(&r->out, "],\"next\":");
+  jb_u64(&r->out, next);
+  jb_lit(&r->out, "}");
+  ok_end(r, 200);
+  return 1;
+}
+
+static void on_feed_wake(spike_op *op) {
+  req *r = (req *)op;
+  if (op->status != SPIKE_OK) {
+    fail(r, op->status, op->detail);
+    return;
+  }
+  if (r->c == NULL) { /* the client left: nothing to read for */
+    conn_respond(r);
+    return;
+  }
+  feed_answer(r->lc, r, 1);
+}
+
+static void feed(loop_ctx *lc, req *r) {
+  uint64_t after, limit, wait_ms;
+  if (need_admin(lc, r) != SPIKE_OK ||
+      query_u64(r, "after", 0, 0, UINT64_MAX, &after) != SPIKE_OK ||
+      query_u64(r, "limit", API_FEED_DEFAULT, 1, API_FEED_MAX, &limit) != SPIKE_OK ||
+      query_u64(r, "wait_ms", 0, 0, API_FEED_WAIT_MAX_MS, &wait_ms) != SPIKE_OK)
+    return;
+  r->after = after;
+  r->limit = (uint32_t)limit;
+  if (feed_answer(lc, r, wait_ms == 0)) return;
+  /* Nothing yet: park until a commit adds to the feed or wait_ms ends. */
+  park_or_fail(r, spike_feed_wait(lc->producer, &r->op, after, (uint32_t)wait_ms, on_feed_wake));
+}
+
+void server_metrics(loop_ctx *lc, jbuf *out); /* server.c */
+int server_ready(server *srv, const char **why); /* server.c */
+
+static void metrics_page(loop_ctx *lc, req *r) {
+  out_begin(r);
+  server_metrics(lc, &r->out);
+  if (r->out.oom) {
+    fail(r, SPIKE_EINTERNAL, "metrics too large");
+    return;
+  }
+  r->status = SPIKE_OK;
+  finish(r, 200, "text/plain; version=0.0.4; charset=utf-8", NULL);
+}
+
+static void ready(loop_ctx *lc, req *r) {
+  const char *why;
+  if (server_ready(lc->srv, &why) != SPIKE_OK) {
+    /* the contract's 503 with the reason, whatever the cause */
+    r->status = SPIKE_EBUSY;
+    fail(r, SPIKE_EBUSY, why);
+    return;
+  }
+  ok_begin(r);
+  jb_lit(&r->out, "{\"status\":\"ready\"}");
+  ok_end(r, 200);
+}
+
+void api_handle(loop_ctx *lc, req *r) {
+  set_trace(lc, r);
+  router_match((router_method)r->method, r->in.p, r->target_len, &r->m);
+  r->handler = (uint8_t)r->m.h;
+  int probe = r->m.h == H_LIVE || r->m.h == H_READY || r->m.h == H_METRICS;
+  if (!probe && r->c != NULL && !rl_allow(&lc->rl, r->c->peer, uv_now(&lc->loop))) {
+    fail(r, SPIKE_ERATE, "slow down");
+    return;
+  }
+  switch (r->m.h) {
+  case H_EVENT_CREATE: event_create(lc, r); break;
+  case H_EVENT_LIST: event_list(lc, r); break;
+  case H_EVENT_GET: event_get(lc, r); break;
+  case H_EVENT_RESTOCK: event_restock(lc, r); break;
+  case H_EVENT_CLOSE: event_close(lc, r); break;
+  case H_RESERVE: reserve(lc, r); break;
+  case H_ORDER_GET: order_get(lc, r); break;
+  case H_ORDER_PAY: order_change(lc, r, 1); break;
+  case H_ORDER_CANCEL: order_change(lc, r, 0); break;
+  case H_USER_ORDERS: user_orders(lc, r); break;
+  case H_FEED: feed(lc, r); break;
+  case H_LIVE:
+    ok_begin(r);
+    jb_lit(&r->out, "{\"status\":\"live\"}");
+    ok_end(r, 200);
+    break;
+  case H_READY: ready(lc, r); break;
+  case H_METRICS: metrics_page(lc, r); break;
+  case H_BAD_METHOD: fail(r, SPIKE_EMETHOD, NULL); break;
+  case H_NOT_FOUND:
+  default: fail(r, SPIKE_ENOROUTE, NULL); break;
+  }
+}

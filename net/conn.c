@@ -1,0 +1,624 @@
+/*
+ * conn.c -- connections: bytes in through llhttp, responses out in request
+ * order with as few syscalls as possible.
+ *
+ * Reading: every loop has one read buffer; llhttp's callbacks copy only
+ * what a handler needs (the target, four header values, the body) into the
+ * request, so the buffer is free again when the read callback returns.
+ * Pipelined requests in one read are all parsed and dispatched in that
+ * callback; past max_pipeline the parser pauses and the rest of the input
+ * waits in the connection until responses drain.
+ *
+ * Writing: responses are written from the requests' own buffers. Once per
+ * loop iteration (a uv_check) every connection with finished responses at
+ * the head of its queue gets one uv_try_write of all of them (one writev);
+ * whatever the socket does not take goes to one uv_write, and the
+ * connection stops reading until it completes: a client that does not
+ * read gets no more of our memory.
+ *
+ * Limits: header bytes, body bytes, requests in flight per connection,
+ * connections per server, a deadline per request (slowloris) and per idle
+ * connection, each with a defined answer (413, pause, close).
+ */
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <xxhash.h>
+
+#include "http.h"
+#include "log.h"
+
+enum hkind { HK_NONE = 0, HK_RID, HK_AUTH, HK_IKEY, HK_CTYPE };
+
+#define FREE_REQS_MAX 4096
+#define WRITE_BUFS_MAX 64
+
+void server_loop_maybe_done(loop_ctx *lc); /* server.c */
+
+/* ---- requests ------------------------------------------------------- */
+
+req *req_alloc(loop_ctx *lc) {
+  req *r = lc->free_reqs;
+  if (r != NULL) {
+    lc->free_reqs = r->next;
+    lc->nfree--;
+  } else {
+    r = malloc(sizeof(*r));
+    if (r == NULL) return NULL;
+  }
+  memset(r, 0, offsetof(req, in_store));
+  r->lc = lc;
+  jb_init(&r->in, r->in_store, sizeof(r->in_store));
+  jb_init(&r->out, r->out_store, sizeof(r->out_store));
+  return r;
+}
+
+void req_free(loop_ctx *lc, req *r) {
+  jb_free(&r->in);
+  jb_free(&r->out);
+  if (lc->nfree < FREE_REQS_MAX) {
+    r->next = lc->free_reqs;
+    lc->free_reqs = r;
+    lc->nfree++;
+  } else {
+    free(r);
+  }
+}
+
+/* ---- connection state ------------------------------------------------- */
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void conn_flush(conn *c);
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)suggested;
+  loop_ctx *lc = ((conn *)h->data)->lc;
+  /* libuv reads one stream at a time: alloc, read(2), read callback. */
+  if (lc->rbuf_busy) {
+    *buf = uv_buf_init(NULL, 0);
+    return;
+  }
+  lc->rbuf_busy = 1;
+  *buf = uv_buf_init(lc->rbuf, sizeof(lc->rbuf));
+}
+
+static void set_reading(conn *c, int on) {
+  if (c->closing || on == c->reading) return;
+  if (on) {
+    if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read) == 0) c->reading = 1;
+  } else {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = 0;
+  }
+}
+
+static void mark_dirty(conn *c) {
+  if (c->dirty || c->closing) return;
+  c->dirty = 1;
+  c->dirty_next = c->lc->dirty;
+  c->lc->dirty = c;
+}
+
+static void on_closed(uv_handle_t *h) {
+  conn *c = h->data;
+  loop_ctx *lc = c->lc;
+  if (c->prev != NULL)
+    c->prev->next = c->next;
+  else
+    lc->conns = c->next;
+  if (c->next != NULL) c->next->prev = c->prev;
+  lc->nconns--;
+  /* relaxed: a count for the connection limit. */
+  atomic_fetch_sub_explicit(&lc->srv->conns, 1, memory_order_relaxed);
+  metrics_gauge_add(&lc->m.connections, -1);
+  free(c);
+  if (lc->draining) server_loop_maybe_done(lc);
+}
+
+static void conn_close(conn *c) {
+  if (c->closing) return;
+  loop_ctx *lc = c->lc;
+  set_reading(c, 0);
+  c->closing = 1;
+  /* Requests whose bytes a uv_write holds stay at the head: uv_close
+   * cancels that write and on_write frees them. Requests waiting on the
+   * engine stay the engine's: conn_respond frees them when their callback
+   * runs. The rest go now. */
+  uint32_t held = c->writing ? c->writing_reqs : 0;
+  req *last_held = NULL, *r = c->head;
+  for (uint32_t i = 0; r != NULL && i < held; i++) {
+    last_held = r;
+    r = r->next;
+  }
+  while (r != NULL) {
+    req *next = r->next;
+    if (r->parked && !r->done)
+      r->c = NULL;
+    else
+      req_free(lc, r);
+    r = next;
+  }
+  if (last_held != NULL) {
+    last_held->next = NULL;
+    c->tail = last_held;
+  } else {
+    c->head = c->tail = NULL;
+  }
+  if (c->cur != NULL) {
+    req_free(lc, c->cur);
+    c->cur = NULL;
+  }
+  free(c->pending);
+  c->pending = NULL;
+  uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+static void push_req(conn *c, req *r) {
+  r->next = NULL;
+  if (c->tail != NULL)
+    c->tail->next = r;
+  else
+    c->head = r;
+  c->tail = r;
+  c->queued++;
+}
+
+static req *pop_req(conn *c) {
+  req *r = c->head;
+  c->head = r->next;
+  if (c->head == NULL) c->tail = NULL;
+  c->queued--;
+  return r;
+}
+
+/* The transport refuses the request being parsed (or a new one): answer
+ * with status and close once it is written. */
+static void refuse(conn *c, int status, const char *detail) {
+  loop_ctx *lc = c->lc;
+  req *r = c->cur;
+  c->cur = NULL;
+  if (r == NULL && (r = req_alloc(lc)) == NULL) {
+    conn_close(c);
+    return;
+  }
+  if (r->t0_ns == 0) r->t0_ns = uv_hrtime();
+  r->c = c;
+  r->keep_alive = 0;
+  r->handler = H_BAD_REQUEST;
+  c->no_more = 1;
+  set_reading(c, 0);
+  free(c->pending);
+  c->pending = NULL;
+  push_req(c, r);
+  api_error(lc, r, status, detail);
+}
+
+/* ---- llhttp callbacks ------------------------------------------------- */
+
+/* Stop the parser from a callback: feed() answers with status. */
+static int stop(conn *c, int status, const char *detail) {
+  c->err_status = status;
+  c->err_detail = detail;
+  return -1;
+}
+
+static int over_headers(conn *c, size_t n) {
+  c->header_bytes += (uint32_t)n;
+  if (c->header_bytes <= c->lc->srv->lim.max_header_bytes) return 0;
+  stop(c, SPIKE_ETOOLARGE, "headers");
+  return 1;
+}
+
+static int on_message_begin(llhttp_t *p) {
+  conn *c = p->data;
+  loop_ctx *lc = c->lc;
+  req *r = req_alloc(lc);
+  if (r == NULL) return stop(c, SPIKE_EINTERNAL, "out of memory");
+  r->c = c;
+  r->t0_ns = uv_hrtime();
+  c->cur = r;
+  c->header_bytes = c->body_bytes = 0;
+  c->hname_len = 0;
+  c->hkind = HK_NONE;
+  c->deadline_ms = uv_now(&lc->loop) + lc->srv->lim.header_timeout_ms;
+  return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t n) {
+  conn *c = p->data;
+  if (over_headers(c, n)) return -1;
+  jb_raw(&c->cur->in, at, n);
+  c->cur->target_len += (uint32_t)n;
+  return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t n) {
+  conn *c = p->data;
+  if (over_headers(c, n)) return -1;
+  for (size_t i = 0; i < n && c->hname_len != UINT8_MAX; i++) {
+    if (c->hname_len >= sizeof(c->hname)) {
+      c->hname_len = UINT8_MAX; /* too long to be one we keep */
+      break;
+    }
+    char ch = at[i];
+    c->hname[c->hname_len++] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+  }
+  return 0;
+}
+
+static int name_is(const conn *c, const char *lit) {
+  size_t n = strlen(lit);
+  return c->hname_len == n && memcmp(c->hname, lit, n) == 0;
+}
+
+static int on_header_field_complete(llhttp_t *p) {
+  conn *c = p->data;
+  c->hkind = name_is(c, "x-request-id")      ? HK_RID
+             : name_is(c, "authorization")   ? HK_AUTH
+             : name_is(c, "idempotency-key") ? HK_IKEY
+             : name_is(c, "content-type")    ? HK_CTYPE
+                                             : HK_NONE;
+  c->hname_len = 0;
+  c->hval_off = (uint32_t)c->cur->in.len;
+  return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t n) {
+  conn *c = p->data;
+  if (over_headers(c, n)) return -1;
+  if (c->hkind != HK_NONE) jb_raw(&c->cur->in, at, n);
+  return 0;
+}
+
+static int on_header_value_complete(llhttp_t *p) {
+  conn *c = p->data;
+  req *r = c->cur;
+  uint32_t off = c->hval_off, len = (uint32_t)r->in.len - off;
+  switch (c->hkind) {
+  case HK_RID: r->rid_off = off, r->rid_len = len, r->has_rid = 1; break;
+  case HK_AUTH: r->auth_off = off, r->auth_len = len, r->has_auth = 1; break;
+  case HK_IKEY: r->ikey_off = off, r->ikey_len = len, r->has_ikey = 1; break;
+  case HK_CTYPE: {
+    const char *v = r->in.p + off;
+    if (len >= 16 && strncasecmp(v, "application/json", 16) == 0)
+      r->ctype = 1;
+    else if ((len >= 19 && strncasecmp(v, "application/msgpack", 19) == 0) ||
+             (len >= 21 && strncasecmp(v, "application/x-msgpack", 21) == 0))
+      r->ctype = 2;
+    else
+      r->ctype = 3;
+    r->in.len = off; /* classified: the bytes are not needed */
+    break;
+  }
+  default: break;
+  }
+  c->hkind = HK_NONE;
+  return 0;
+}
+
+static int on_headers_complete(llhttp_t *p) {
+  conn *c = p->data;
+  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->lc->srv->lim.max_body_bytes)
+    return stop(c, SPIKE_ETOOLARGE, "body");
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t n) {
+  conn *c = p->data;
+  req *r = c->cur;
+  c->body_bytes += (uint32_t)n;
+  if (c->body_bytes > c->lc->srv->lim.max_body_bytes) return stop(c, SPIKE_ETOOLARGE, "body");
+  if (r->body_len == 0) r->body_off = (uint32_t)r->in.len;
+  jb_raw(&r->in, at, n);
+  r->body_len += (uint32_t)n;
+  return 0;
+}
+
+static int on_message_complete(llhttp_t *p) {
+  conn *c = p->data;
+  loop_ctx *lc = c->lc;
+  req *r = c->cur;
+  if (r->in.oom) {
+    stop(c, SPIKE_EINTERNAL, "out of memory");
+    return -1;
+  }
+  c->cur = NULL;
+  c->deadline_ms = 0; /* waiting on us now, not on the client */
+  r->keep_alive = (uint8_t)llhttp_should_keep_alive(p);
+  uint8_t m = llhttp_get_method(p);
+  r->method = m == HTTP_GET ? RM_GET : m == HTTP_POST ? RM_POST : RM_OTHER;
+  push_req(c, r);
+  api_handle(lc, r);
+  if (!r->keep_alive || lc->draining) {
+    c->no_more = 1;
+    return HPE_PAUSED;
+  }
+  return c->queued >= lc->srv->lim.max_pipeline ? HPE_PAUSED : 0;
+}
+
+static llhttp_settings_t parser_settings;
+
+void conn_init_settings(void) {
+  llhttp_settings_init(&parser_settings);
+  parser_settings.on_message_begin = on_message_begin;
+  parser_settings.on_url = on_url;
+  parser_settings.on_header_field = on_header_field;
+  parser_settings.on_header_field_complete = on_header_field_complete;
+  parser_settings.on_header_value = on_header_value;
+  parser_settings.on_header_value_complete = on_header_value_complete;
+  parser_settings.on_headers_complete = on_headers_complete;
+  parser_settings.on_body = on_body;
+  parser_settings.on_message_complete = on_message_complete;
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+static void feed(conn *c, const char *data, size_t len) {
+  llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
+  if (c->closing || err == HPE_OK) return;
+  if (err == HPE_PAUSED) {
+    const char *pos = llhttp_get_error_pos(&c->parser);
+    size_t used = pos != NULL ? (size_t)(pos - data) : len;
+    if (used < len && !c->no_more) {
+      c->pending = malloc(len - used);
+      if (c->pending == NULL) {
+        conn_close(c);
+        return;
+      }
+      memcpy(c->pending, data + used, len - used);
+      c->pending_len = len - used;
+    }
+    set_reading(c, 0);
+    return;
+  }
+  if (c->no_more) return; /* already answering with an error */
+  if (c->err_status != 0)
+    refuse(c, c->err_status, c->err_detail);
+  else if (err == HPE_INVALID_METHOD)
+    refuse(c, SPIKE_EMETHOD, "unknown method");
+  else
+    refuse(c, SPIKE_EINVAL, "malformed request");
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  conn *c = s->data;
+  loop_ctx *lc = c->lc;
+  if (buf->base == lc->rbuf) lc->rbuf_busy = 0;
+  if (nread == 0) return;
+  if (nread < 0) {
+    /* EOF with answers still owed (a client that half-closes after its
+     * requests): finish them, then close. */
+    if (nread == UV_EOF && c->queued > 0 && c->cur == NULL) {
+      c->no_more = 1;
+      set_reading(c, 0);
+    } else {
+      conn_close(c);
+    }
+    return;
+  }
+  feed(c, buf->base, (size_t)nread);
+}
+
+/* Parse what waited while paused, then read again if there is room. */
+static void resume(conn *c) {
+  loop_ctx *lc = c->lc;
+  if (c->closing || c->no_more || c->writing || lc->draining) return;
+  if (c->queued >= lc->srv->lim.max_pipeline) return;
+  if (llhttp_get_errno(&c->parser) == HPE_PAUSED) llhttp_resume(&c->parser);
+  if (c->pending != NULL) {
+    char *data = c->pending;
+    size_t len = c->pending_len;
+    c->pending = NULL;
+    c->pending_len = 0;
+    feed(c, data, len);
+    free(data);
+    if (c->closing || c->no_more || llhttp_get_errno(&c->parser) == HPE_PAUSED) return;
+  }
+  set_reading(c, 1);
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+static uv_buf_t resp_buf(req *r) {
+  return uv_buf_init(r->out.p + r->out_off, (unsigned)(r->out.len - r->out_off));
+}
+
+/* Free a written request; 1 when the connection must close after it. */
+static int retire(conn *c, req *r) {
+  int last = !r->keep_alive;
+  req_free(c->lc, r);
+  return last;
+}
+
+static void after_flush(conn *c) {
+  loop_ctx *lc = c->lc;
+  if (c->closing || c->writing) return;
+  if (c->queued == 0 && c->cur == NULL) {
+    if (c->no_more || lc->draining) {
+      conn_close(c);
+      return;
+    }
+    c->deadline_ms = uv_now(&lc->loop) + lc->srv->lim.idle_timeout_ms;
+  }
+  resume(c);
+}
+
+static void on_write(uv_write_t *w, int status) {
+  conn *c = w->data;
+  int close_now = status < 0;
+  for (uint32_t i = 0; i < c->writing_reqs && c->head != NULL; i++)
+    close_now |= retire(c, pop_req(c));
+  c->writing = 0;
+  c->writing_reqs = 0;
+  if (c->closing) return; /* conn_close left these for us; on_closed frees c */
+  if (close_now) {
+    conn_close(c);
+    return;
+  }
+  c->deadline_ms = 0;
+  conn_flush(c);
+}
+
+static void conn_flush(conn *c) {
+  if (c->closing || c->writing) return;
+  uv_buf_t bufs[WRITE_BUFS_MAX];
+  unsigned nb = 0;
+  for (req *r = c->head; r != NULL && r->done && nb < WRITE_BUFS_MAX; r = r->next)
+    bufs[nb++] = resp_buf(r);
+  if (nb > 0) {
+    int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nb);
+    if (n < 0 && n != UV_EAGAIN) {
+      conn_close(c);
+      return;
+    }
+    size_t left = n > 0 ? (size_t)n : 0;
+    while (c->head != NULL && c->head->done) {
+      req *r = c->head;
+      size_t sz = r->out.len - r->out_off;
+      if (left < sz) {
+        r->out_off += left;
+        break;
+      }
+      left -= sz;
+      if (retire(c, pop_req(c))) {
+        conn_close(c);
+        return;
+      }
+    }
+    /* What the socket did not take goes out as one uv_write, straight from
+     * the requests' buffers; reading stops until it completes. */
+    nb = 0;
+    for (req *r = c->head; r != NULL && r->done && nb < WRITE_BUFS_MAX; r = r->next)
+      bufs[nb++] = resp_buf(r);
+    if (nb > 0) {
+      c->wr.data = c;
+      if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, bufs, nb, on_write) != 0) {
+        conn_close(c);
+        return;
+      }
+      c->writing = 1;
+      c->writing_reqs = nb;
+      set_reading(c, 0);
+      c->deadline_ms = uv_now(&c->lc->loop) + c->lc->srv->lim.idle_timeout_ms;
+      return;
+    }
+  }
+  after_flush(c);
+}
+
+void conn_flush_dirty(uv_check_t *h) {
+  loop_ctx *lc = h->data;
+  conn *c = lc->dirty;
+  lc->dirty = NULL;
+  while (c != NULL) {
+    conn *next = c->dirty_next;
+    c->dirty = 0;
+    c->dirty_next = NULL;
+    if (!c->closing) conn_flush(c);
+    c = next;
+  }
+}
+
+void conn_respond(req *r) {
+  conn *c = r->c;
+  r->done = 1;
+  r->parked = 0;
+  if (c == NULL) { /* the client left while the engine worked */
+    req_free(r->lc, r);
+    return;
+  }
+  loop_ctx *lc = c->lc;
+  metrics_request(&lc->m, (handler)r->handler, r->http, r->status, uv_hrtime() - r->t0_ns);
+  mark_dirty(c);
+}
+
+/* ---- accepting, sweeping, draining ------------------------------------- */
+
+void conn_on_accept(uv_stream_t *listener, int status) {
+  loop_ctx *lc = listener->data;
+  server *srv = lc->srv;
+  if (status < 0) {
+    /* EMFILE and friends: libuv already accepted and dropped the pending
+     * connection (its reserved-fd trick), so this does not spin. */
+    static _Thread_local uint64_t last_ms;
+    uint64_t now = uv_now(&lc->loop);
+    if (now - last_ms >= 1000) {
+      last_ms = now;
+      log_line(LOG_WARN, "http", NULL, NULL, "accept failed: %s", uv_strerror(status));
+    }
+    return;
+  }
+  conn *c = calloc(1, sizeof(*c));
+  if (c == NULL) return;
+  c->lc = lc;
+  uv_tcp_init(&lc->loop, &c->tcp);
+  c->tcp.data = c;
+  /* relaxed: the connection limit is a count, not a publication. */
+  uint32_t open = atomic_fetch_add_explicit(&srv->conns, 1, memory_order_relaxed);
+  c->next = lc->conns;
+  if (lc->conns != NULL) lc->conns->prev = c;
+  lc->conns = c;
+  lc->nconns++;
+  metrics_gauge_add(&lc->m.connections, 1);
+  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+    c->closing = 1;
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+    return;
+  }
+  if (open >= srv->lim.max_conns || lc->draining) {
+    metrics_add(&lc->m.refused, 1);
+    c->closing = 1;
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+    return;
+  }
+  metrics_add(&lc->m.accepted, 1);
+  uv_tcp_nodelay(&c->tcp, 1);
+  if (srv->lim.rate_limit > 0) {
+    struct sockaddr_storage peer;
+    int len = sizeof(peer);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&peer, &len) == 0) {
+      /* the address alone: every port of one client shares its bucket */
+      const void *a = &((struct sockaddr_in *)&peer)->sin_addr;
+      size_t n = 4;
+      if (peer.ss_family == AF_INET6) a = &((struct sockaddr_in6 *)&peer)->sin6_addr, n = 16;
+      c->peer = XXH3_64bits(a, n);
+    }
+  }
+  llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
+  c->parser.data = c;
+  c->deadline_ms = uv_now(&lc->loop) + srv->lim.idle_timeout_ms;
+  set_reading(c, 1);
+}
+
+void conn_sweep(uv_timer_t *t) {
+  loop_ctx *lc = t->data;
+  uint64_t now = uv_now(&lc->loop);
+  for (conn *c = lc->conns, *next; c != NULL; c = next) {
+    next = c->next;
+    if (c->closing || c->deadline_ms == 0 || now < c->deadline_ms) continue;
+    metrics_add(&lc->m.timeouts, 1);
+    log_line(LOG_DEBUG, "http", NULL, NULL, "connection timed out (%s)",
+             c->cur != NULL ? "request" : c->writing ? "write" : "idle");
+    conn_close(c);
+  }
+}
+
+void conn_drain_all(loop_ctx *lc, int force) {
+  for (conn *c = lc->conns, *next; c != NULL; c = next) {
+    next = c->next;
+    if (c->closing) continue;
+    if (force || (c->queued == 0 && !c->writing)) {
+      conn_close(c);
+    } else {
+      /* in-flight requests finish; nothing new is read */
+      c->no_more = 1;
+      set_reading(c, 0);
+      if (c->cur != NULL) {
+        req_free(lc, c->cur);
+        c->cur = NULL;
+      }
+    }
+  }
+}

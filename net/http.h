@@ -1,0 +1,171 @@
+/*
+ * http.h -- the HTTP front's shared types: the server, its loops, their
+ * connections and requests. conn.c moves bytes (llhttp in, writev out),
+ * api.c answers requests, server.c runs the loops; this header is where
+ * the three meet.
+ *
+ * Ownership: a loop owns its connections; a connection owns its requests,
+ * which stay in arrival order until their responses are written (HTTP/1.1
+ * pipelining). A request waiting on the engine is the engine's until its
+ * callback runs, even if its connection has closed meanwhile.
+ */
+#ifndef SPIKE_HTTP_H
+#define SPIKE_HTTP_H
+
+#include <llhttp.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "auth.h"
+#include "json.h"
+#include "metrics.h"
+#include "ratelimit.h"
+#include "router.h"
+#include "spike.h"
+#include "spike_uv.h"
+
+#define REQ_IN_INLINE 384    /* url, kept headers and body, before the heap */
+#define REQ_OUT_INLINE 1024  /* one reserve's whole response fits */
+#define RESP_HEAD_ROOM 320   /* status line and headers go in front of the body */
+#define READ_BUF_BYTES 65536
+#define TRACE_MAX 64
+
+typedef struct server server;
+typedef struct loop_ctx loop_ctx;
+typedef struct conn conn;
+typedef struct req req;
+
+/* Limits and behaviour of the HTTP front (flags in main.c). */
+typedef struct http_limits {
+  uint32_t max_conns;         /* past it new connections are closed at once */
+  uint32_t max_header_bytes;  /* request line + headers; 413 past it */
+  uint32_t max_body_bytes;    /* 413 past it */
+  uint32_t header_timeout_ms; /* from a request's first byte to its last */
+  uint32_t idle_timeout_ms;   /* keep-alive connection with nothing to do */
+  uint32_t max_pipeline;      /* requests in flight per connection */
+  uint32_t drain_timeout_ms;  /* SIGTERM: longest wait for in-flight work */
+  uint32_t rate_limit;        /* requests per second per client address; 0: off */
+  uint32_t rate_burst;        /* bucket size; 0: rate_limit */
+} http_limits;
+
+struct req {
+  spike_op op; /* first: the engine's callback casts back */
+  loop_ctx *lc;
+  conn *c;     /* NULL once the connection has gone */
+  req *next;
+  uint8_t method;   /* router_method */
+  uint8_t handler;  /* enum handler */
+  uint8_t done;     /* the response is in out */
+  uint8_t keep_alive;
+  uint8_t ctype;    /* 0 none, 1 JSON, 2 MessagePack, 3 other */
+  uint8_t parked;   /* waiting on the engine */
+  int http;         /* response status */
+  int status;       /* spike status the request ended with */
+  uint64_t t0_ns;
+  /* Copied request pieces: the target at offset 0, then kept header values
+   * and the body, each recorded as (offset, length) into in. */
+  jbuf in;
+  uint32_t target_len;
+  uint32_t rid_off, rid_len, auth_off, auth_len, ikey_off, ikey_len, body_off, body_len;
+  uint8_t has_rid, has_auth, has_ikey;
+  char trace[TRACE_MAX + 1];
+  route_match m;
+  /* handler state across an engine wait */
+  uint64_t after;
+  uint32_t limit;
+  /* the response: out.p + out_off .. out.p + out.len */
+  jbuf out;
+  size_t out_off;
+  char in_store[REQ_IN_INLINE];
+  char out_store[REQ_OUT_INLINE];
+};
+
+struct conn {
+  uv_tcp_t tcp;
+  loop_ctx *lc;
+  llhttp_t parser;
+  req *cur;          /* being parsed */
+  req *head, *tail;  /* arrival order */
+  uint32_t queued;   /* requests in head..tail */
+  uint32_t header_bytes, body_bytes;
+  int err_status;         /* why a callback stopped the parser */
+  const char *err_detail;
+  char hname[32];
+  uint8_t hname_len, hkind;
+  uint32_t hval_off;
+  char *pending;     /* input left over when the parser paused */
+  size_t pending_len;
+  uint64_t deadline_ms; /* uv_now-based; 0 = none */
+  uint8_t reading, writing, closing, closed, no_more, draining_close;
+  uint32_t writing_reqs; /* requests whose bytes a uv_write holds */
+  uv_write_t wr;
+  conn *prev, *next;    /* the loop's list */
+  conn *dirty_next;
+  uint8_t dirty;
+  uint64_t peer; /* a hash of the client's address, for the rate limiter */
+};
+
+struct loop_ctx {
+  server *srv;
+  uint32_t idx;
+  uv_loop_t loop;
+  uv_tcp_t listener;
+  uv_async_t wake;     /* drain / force from the main thread */
+  uv_timer_t sweep;    /* timeouts */
+  uv_check_t flush;    /* write what this iteration produced */
+  spike_producer *producer;
+  spike_uv adapter;
+  conn *conns;
+  uint32_t nconns;
+  conn *dirty;         /* connections with responses to write */
+  req *free_reqs;
+  uint32_t nfree;
+  metrics m;
+  ratelimit rl;
+  char rbuf[READ_BUF_BYTES];
+  uint8_t rbuf_busy;
+  char *scratch;       /* body parsing, max_body_bytes */
+  spike_event *events; /* lists and metrics, max_events */
+  spike_order *orders; /* user orders, API_LIST_MAX */
+  spike_change *changes; /* feed, API_FEED_MAX */
+  uint64_t trace_seq, trace_salt;
+  int draining;
+  _Atomic int forced; /* set by the main thread, then a wake-up */
+  uv_thread_t thread;
+  uint8_t inited, handles, listening, started;
+};
+
+struct server {
+  spike_engine *engine;
+  spike_config ecfg;
+  http_limits lim;
+  auth_config auth;
+  char host[64];
+  int port;
+  uint32_t threads;
+  loop_ctx *loops;
+  _Atomic uint32_t conns;  /* open across all loops */
+  _Atomic int draining;
+};
+
+/* ---- conn.c ---- */
+void conn_init_settings(void); /* once, before any loop runs */
+void conn_on_accept(uv_stream_t *listener, int status);
+/* The request's response is in r->out: queue it for writing. */
+void conn_respond(req *r);
+/* Close every idle connection; the rest close when their work is done. */
+void conn_drain_all(loop_ctx *lc, int force);
+void conn_sweep(uv_timer_t *t);
+void conn_flush_dirty(uv_check_t *h);
+req *req_alloc(loop_ctx *lc);
+void req_free(loop_ctx *lc, req *r);
+
+/* ---- api.c ---- */
+/* A complete request: answer it now (conn_respond) or park it on the engine. */
+void api_handle(loop_ctx *lc, req *r);
+/* Write an error envelope for a request the transport refuses (bad syntax,
+ * too large). */
+void api_error(loop_ctx *lc, req *r, int status, const char *detail);
+
+#endif /* SPIKE_HTTP_H */

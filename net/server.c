@@ -1,0 +1,386 @@
+/*
+ * server.c -- loops, listeners, start-up and the graceful drain.
+ *
+ * Each loop thread owns a listener on the same address (SO_REUSEPORT: the
+ * kernel spreads connections), a producer into the engine, and every
+ * connection it accepted; nothing is shared between loops but the engine
+ * and a connection count. The main thread only waits for a signal.
+ *
+ * Drain, on SIGTERM or SIGINT: every loop closes its listener, closes idle
+ * connections, lets requests already received finish (parked feed waits
+ * are released at once), closes the rest as they go idle, then closes its
+ * producer. When every loop is done the engine commits what is left and
+ * closes LMDB. A drain that outlives --drain-timeout-ms is forced.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define SWEEP_MS 250
+#define LISTEN_BACKLOG 4096
+
+void server_config_init(server_config *cfg) {
+  memset(cfg, 0, sizeof(*cfg));
+  cfg->listen = "127.0.0.1:8080";
+  spike_config_init(&cfg->engine);
+  cfg->threads = 1;
+  cfg->auth = AUTH_NONE;
+  cfg->lim.max_conns = 10000;
+  cfg->lim.max_header_bytes = 8192;
+  cfg->lim.max_body_bytes = 65536;
+  cfg->lim.header_timeout_ms = 10000;
+  cfg->lim.idle_timeout_ms = 60000;
+  cfg->lim.max_pipeline = 16;
+  cfg->lim.drain_timeout_ms = 10000;
+}
+
+/* ---- readiness and metrics (api.c calls these) --------------------------- */
+
+int server_ready(server *srv, const char **why) {
+  /* relaxed: a flag read for a health answer. */
+  if (atomic_load_explicit(&srv->draining, memory_order_relaxed)) {
+    *why = "draining";
+    return SPIKE_EBUSY;
+  }
+  return spike_health(srv->engine, why);
+}
+
+void server_metrics(loop_ctx *lc, jbuf *out) {
+  server *srv = lc->srv;
+  metrics *shards[SPIKE_PRODUCERS_MAX];
+  uint32_t n = srv->threads < SPIKE_PRODUCERS_MAX ? srv->threads : SPIKE_PRODUCERS_MAX;
+  for (uint32_t i = 0; i < n; i++) shards[i] = &srv->loops[i].m;
+  const char *why;
+  metrics_render(out, shards, n, srv->engine, lc->events, srv->ecfg.max_events,
+                 server_ready(srv, &why) == SPIKE_OK);
+}
+
+/* ---- the drain ------------------------------------------------------------ */
+
+static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;
+static uint32_t loops_done;
+
+static void close_quietly(uv_handle_t *h) {
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+/* The loop has no connection left: once the engine has answered every
+ * parked request, close the producer and the loop's handles; uv_run then
+ * returns. */
+void server_loop_maybe_done(loop_ctx *lc) {
+  if (!lc->draining || lc->nconns > 0 || lc->producer == NULL) return;
+  if (spike_producer_inflight(lc->producer) > 0) return; /* the sweep asks again */
+  spike_uv_detach(&lc->adapter, NULL);
+  spike_producer_close(lc->producer);
+  lc->producer = NULL;
+  close_quietly((uv_handle_t *)&lc->sweep);
+  close_quietly((uv_handle_t *)&lc->flush);
+  close_quietly((uv_handle_t *)&lc->wake);
+}
+
+static void on_wake(uv_async_t *a) {
+  loop_ctx *lc = a->data;
+  if (!lc->draining) {
+    lc->draining = 1;
+    close_quietly((uv_handle_t *)&lc->listener);
+    conn_drain_all(lc, 0);
+  }
+  if (lc->forced) conn_drain_all(lc, 1);
+  server_loop_maybe_done(lc);
+}
+
+static void on_sweep(uv_timer_t *t) {
+  loop_ctx *lc = t->data;
+  conn_sweep(t);
+  server_loop_maybe_done(lc);
+}
+
+static void loop_main(void *arg) {
+  loop_ctx *lc = arg;
+  uv_run(&lc->loop, UV_RUN_DEFAULT);
+  int rc = uv_loop_close(&lc->loop);
+  if (rc != 0) log_line(LOG_ERROR, "server", NULL, NULL, "loop %u: handles left open", lc->idx);
+  pthread_mutex_lock(&done_lock);
+  loops_done++;
+  pthread_cond_signal(&done_cond);
+  pthread_mutex_unlock(&done_lock);
+}
+
+/* Wait until every loop is done or the deadline passes; 1 when all are. */
+static int wait_loops(uint32_t n, int64_t timeout_ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += timeout_ms / 1000;
+  ts.tv_nsec += (timeout_ms % 1000) * 1000000;
+  if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+  pthread_mutex_lock(&done_lock);
+  while (loops_done < n)
+    if (pthread_cond_timedwait(&done_cond, &done_lock, &ts) == ETIMEDOUT) break;
+  int all = loops_done >= n;
+  pthread_mutex_unlock(&done_lock);
+  return all;
+}
+
+/* ---- set-up ------------------------------------------------------------- */
+
+static int parse_listen(const char *s, char *host, size_t hostcap, int *port,
+                        struct sockaddr_storage *sa) {
+  const char *colon = strrchr(s, ':');
+  if (colon == NULL) return -1;
+  size_t hl = (size_t)(colon - s);
+  const char *h = s;
+  if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') h++, hl -= 2;
+  if (hl >= hostcap) return -1;
+  memcpy(host, h, hl);
+  host[hl] = '\0';
+  if (hl == 0) snprintf(host, hostcap, "0.0.0.0");
+  char *end;
+  long p = strtol(colon + 1, &end, 10);
+  if (*end != '\0' || p < 0 || p > 65535 || end == colon + 1) return -1;
+  *port = (int)p;
+  if (uv_ip4_addr(host, *port, (struct sockaddr_in *)sa) == 0) return 0;
+  if (uv_ip6_addr(host, *port, (struct sockaddr_in6 *)sa) == 0) return 0;
+  return -1;
+}
+
+static int is_loopback(const struct sockaddr_storage *sa) {
+  if (sa->ss_family == AF_INET)
+    return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+  if (sa->ss_family == AF_INET6) {
+    static const unsigned char lo[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    return memcmp(&((const struct sockaddr_in6 *)sa)->sin6_addr, lo, 16) == 0;
+  }
+  return 0;
+}
+
+/* A listening socket of our own (libuv 1.44 has no SO_REUSEPORT flag). */
+static int listen_on(loop_ctx *lc, const struct sockaddr_storage *sa) {
+  int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+  socklen_t len = sa->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+  if (bind(fd, (const struct sockaddr *)sa, len) != 0) {
+    int err = -errno;
+    close(fd);
+    return err;
+  }
+  uv_tcp_init(&lc->loop, &lc->listener);
+  lc->listener.data = lc;
+  lc->listening = 1;
+  int rc = uv_tcp_open(&lc->listener, fd);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&lc->listener, LISTEN_BACKLOG, conn_on_accept);
+  return rc;
+}
+
+static int loop_init(server *srv, loop_ctx *lc, uint32_t idx, const struct sockaddr_storage *sa) {
+  lc->srv = srv;
+  lc->idx = idx;
+  lc->trace_salt = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull ^ ((uint64_t)getpid() << 32) ^ idx;
+  lc->scratch = malloc(srv->lim.max_body_bytes);
+  lc->events = calloc(srv->ecfg.max_events, sizeof(spike_event));
+  lc->orders = calloc(1000, sizeof(spike_order));
+  lc->changes = calloc(1000, sizeof(spike_change));
+  if (lc->scratch == NULL || lc->events == NULL || lc->orders == NULL || lc->changes == NULL)
+    return UV_ENOMEM;
+  if (rl_init(&lc->rl, 1u << 16, srv->lim.rate_limit, srv->lim.rate_burst) != 0) return UV_ENOMEM;
+  int rc = uv_loop_init(&lc->loop);
+  if (rc != 0) return rc;
+  lc->inited = 1;
+  if (spike_producer_open(srv->engine, &lc->producer) != SPIKE_OK) {
+    lc->producer = NULL;
+    return UV_EMFILE;
+  }
+  if ((rc = spike_uv_attach(&lc->loop, &lc->adapter, lc->producer)) != 0) return rc;
+  uv_async_init(&lc->loop, &lc->wake, on_wake);
+  lc->wake.data = lc;
+  uv_timer_init(&lc->loop, &lc->sweep);
+  lc->sweep.data = lc;
+  uv_timer_start(&lc->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+  uv_check_init(&lc->loop, &lc->flush);
+  lc->flush.data = lc;
+  uv_check_start(&lc->flush, conn_flush_dirty);
+  lc->handles = 1;
+  return listen_on(lc, sa);
+}
+
+/* Close a loop that never ran (start-up failed): its handles, then it. */
+static void loop_abandon(loop_ctx *lc) {
+  if (!lc->inited) return;
+  lc->draining = 1;
+  if (lc->handles) {
+    if (lc->listening) close_quietly((uv_handle_t *)&lc->listener);
+    server_loop_maybe_done(lc);
+  } else if (lc->producer != NULL) {
+    spike_producer_close(lc->producer);
+    lc->producer = NULL;
+  }
+  uv_run(&lc->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&lc->loop);
+}
+
+static void loop_free(loop_ctx *lc) {
+  rl_free(&lc->rl);
+  free(lc->scratch);
+  free(lc->events);
+  free(lc->orders);
+  free(lc->changes);
+  for (req *r = lc->free_reqs, *next; r != NULL; r = next) {
+    next = r->next;
+    free(r);
+  }
+}
+
+static void demo_done(spike_op *op) { (void)op; }
+
+/* A demo event on an empty store, so `make run` has something to sell. */
+static int create_demo(server *srv) {
+  spike_event one;
+  uint32_t n = 0;
+  spike_event_list(srv->engine, &one, 1, &n);
+  if (n > 0) return 0;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  static const char name[] = "Demo flash sale";
+  spike_event_spec s = {.id = 1, .name = name, .name_len = sizeof(name) - 1, .stock = 1000,
+                        .price = 999, .start_at = now, .end_at = now + 7 * 24 * 3600 * 1000ll,
+                        .per_user_limit = 1, .pay_timeout_s = 900};
+  spike_producer *p;
+  spike_op op;
+  if (spike_producer_open(srv->engine, &p) != SPIKE_OK) return -1;
+  int rc = spike_event_create(p, &op, &s, demo_done);
+  if (rc == SPIKE_PENDING) {
+    while (spike_producer_inflight(p) > 0) {
+      struct timespec nap = {0, 1000000};
+      nanosleep(&nap, NULL);
+      spike_producer_drain(p);
+    }
+    rc = op.status;
+  }
+  spike_producer_close(p);
+  if (rc != SPIKE_OK) {
+    log_line(LOG_ERROR, "server", NULL, NULL, "demo event: %s", spike_strerror(rc));
+    return -1;
+  }
+  log_line(LOG_INFO, "server", NULL, ",\"eventId\":\"1\"", "created the demo event");
+  return 0;
+}
+
+int server_run(const server_config *cfg) {
+  static server srv;
+  struct sockaddr_storage sa;
+  memset(&sa, 0, sizeof(sa));
+  if (parse_listen(cfg->listen, srv.host, sizeof(srv.host), &srv.port, &sa) != 0) {
+    log_line(LOG_ERROR, "server", NULL, NULL, "--listen %s: not host:port", cfg->listen);
+    return 2;
+  }
+  srv.lim = cfg->lim;
+  srv.threads = cfg->threads;
+  srv.ecfg = cfg->engine;
+  srv.ecfg.max_producers = cfg->threads + 2; /* loops, the demo, one spare */
+  srv.auth = (auth_config){cfg->auth, cfg->jwt_secret, cfg->admin_token, is_loopback(&sa)};
+  if (cfg->auth == AUTH_JWT && (cfg->jwt_secret == NULL || cfg->jwt_secret[0] == '\0')) {
+    log_line(LOG_ERROR, "server", NULL, NULL, "--auth jwt needs --jwt-secret");
+    return 2;
+  }
+  if (!srv.auth.loopback && (cfg->admin_token == NULL || cfg->admin_token[0] == '\0'))
+    log_line(LOG_WARN, "server", NULL, NULL,
+             "no admin token and not on loopback: admin routes are refused");
+
+  /* Signals are taken by this thread alone, with sigwait; every loop thread
+   * inherits the blocked mask. */
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  int rc = spike_open(&srv.engine, &srv.ecfg);
+  if (rc != SPIKE_OK) {
+    log_line(LOG_ERROR, "server", NULL, NULL, "cannot open the engine: %s: %s",
+             spike_strerror(rc), spike_open_error());
+    return 1;
+  }
+  if (cfg->demo && create_demo(&srv) != 0) {
+    spike_close(srv.engine);
+    return 1;
+  }
+  conn_init_settings();
+  srv.loops = calloc(cfg->threads, sizeof(loop_ctx));
+  uint32_t made = 0;
+  int exit_code = 0;
+  for (; made < cfg->threads; made++) {
+    rc = loop_init(&srv, &srv.loops[made], made, &sa);
+    if (rc != 0) {
+      log_line(LOG_ERROR, "server", NULL, NULL, "cannot listen on %s: %s", cfg->listen,
+               uv_strerror(rc));
+      exit_code = 1;
+      made++;
+      break;
+    }
+  }
+  if (exit_code == 0) {
+    for (uint32_t i = 0; i < made; i++) {
+      uv_thread_create(&srv.loops[i].thread, loop_main, &srv.loops[i]);
+      srv.loops[i].started = 1;
+    }
+    char fields[256];
+    snprintf(fields, sizeof(fields),
+             ",\"listen\":\"%s:%d\",\"data\":\"%s\",\"ack\":\"%s\",\"threads\":%u,\"auth\":\"%s\"",
+             srv.host, srv.port, srv.ecfg.data_dir,
+             srv.ecfg.ack == SPIKE_ACK_DURABLE ? "durable" : "memory", cfg->threads,
+             cfg->auth == AUTH_JWT ? "jwt" : "none");
+    log_line(LOG_INFO, "server", NULL, fields, "spiked %s listening", spike_version());
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    log_line(LOG_INFO, "server", NULL, NULL, "%s: draining", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  }
+
+  if (exit_code != 0) {
+    for (uint32_t i = 0; i < made; i++) loop_abandon(&srv.loops[i]);
+  } else {
+    /* Drain: every loop stops accepting and finishes what it has. */
+    atomic_store_explicit(&srv.draining, 1, memory_order_relaxed);
+    spike_feed_release(srv.engine);
+    for (uint32_t i = 0; i < made; i++) uv_async_send(&srv.loops[i].wake);
+    if (!wait_loops(made, cfg->lim.drain_timeout_ms)) {
+      log_line(LOG_WARN, "server", NULL, NULL, "drain timed out after %u ms: closing connections",
+               cfg->lim.drain_timeout_ms);
+      for (uint32_t i = 0; i < made; i++) {
+        srv.loops[i].forced = 1;
+        uv_async_send(&srv.loops[i].wake);
+      }
+      if (!wait_loops(made, 5000)) {
+        log_line(LOG_ERROR, "server", NULL, NULL, "loops did not stop: exiting without a drain");
+        _exit(1);
+      }
+    }
+  }
+  for (uint32_t i = 0; i < made; i++) {
+    if (srv.loops[i].started) uv_thread_join(&srv.loops[i].thread);
+    loop_free(&srv.loops[i]);
+  }
+  free(srv.loops);
+  rc = spike_close(srv.engine);
+  if (rc != SPIKE_OK) {
+    log_line(LOG_ERROR, "server", NULL, NULL, "engine close: %s", spike_strerror(rc));
+    return 1;
+  }
+  if (exit_code == 0) log_line(LOG_INFO, "server", NULL, NULL, "drained; bye");
+  return exit_code;
+}

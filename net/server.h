@@ -1,0 +1,32 @@
+/*
+ * server.h -- spiked's runtime: the engine, N event-loop threads each with
+ * its own listener (SO_REUSEPORT), producer and connections, and the main
+ * thread waiting for SIGTERM/SIGINT to drain.
+ */
+#ifndef SPIKE_SERVER_H
+#define SPIKE_SERVER_H
+
+#include <stdint.h>
+
+#include "http.h"
+
+typedef struct server_config {
+  const char *listen;   /* "host:port", "[v6]:port" */
+  spike_config engine;
+  uint32_t threads;     /* event-loop threads */
+  auth_mode auth;
+  const char *jwt_secret;
+  const char *admin_token;
+  int demo;             /* create a demo event on an empty store */
+  http_limits lim;
+} server_config;
+
+/* Defaults for everything but the engine (spike_config_init does that). */
+void server_config_init(server_config *cfg);
+
+/* Run until SIGTERM or SIGINT, then drain: stop accepting, finish what is
+ * in flight, commit, close LMDB. Returns the process exit status (0 after a
+ * clean drain). */
+int server_run(const server_config *cfg);
+
+#endif /* SPIKE_SERVER_H */

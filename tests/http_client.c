@@ -1,0 +1,339 @@
+/*
+ * http_client.c -- see http_client.h. Blocking sockets with poll timeouts;
+ * responses framed by Content-Length (spiked always sends it); JSON read
+ * with jsmn.
+ */
+#define _GNU_SOURCE
+#include "http_client.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define JSMN_STATIC
+#include <jsmn.h>
+
+#include "test.h"
+
+static int free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  CHECK(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+  socklen_t len = sizeof(a);
+  CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+int hc_connect(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  CHECK(fd >= 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+    close(fd);
+    return -1;
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  return fd;
+}
+
+int spiked_nofile;
+
+void spiked_start(spiked *s, const char *dir, const char *const *args) {
+  memset(s, 0, sizeof(*s));
+  s->port = free_port();
+  if (dir != NULL)
+    snprintf(s->dir, sizeof(s->dir), "%s", dir);
+  else
+    snprintf(s->dir, sizeof(s->dir), "%s", test_tmpdir("http"));
+  snprintf(s->log, sizeof(s->log), "%s.log", s->dir);
+  const char *bin = getenv("SPIKED");
+  if (bin == NULL || *bin == '\0') bin = "build/rel/spiked";
+  char listen[64];
+  snprintf(listen, sizeof(listen), "127.0.0.1:%d", s->port);
+  const char *argv[64] = {bin, "--listen", listen, "--data", s->dir};
+  int n = 5;
+  for (int i = 0; args != NULL && args[i] != NULL && n < 62; i++) argv[n++] = args[i];
+  argv[n] = NULL;
+  fflush(NULL);
+  s->pid = fork();
+  CHECK(s->pid >= 0);
+  if (s->pid == 0) {
+    /* a test killed by its time limit takes its server with it */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (spiked_nofile > 0) {
+      struct rlimit lim = {(rlim_t)spiked_nofile, (rlim_t)spiked_nofile};
+      setrlimit(RLIMIT_NOFILE, &lim);
+    }
+    int fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    dup2(fd, 2);
+    close(fd);
+    execv(bin, (char *const *)argv);
+    fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
+    _exit(127);
+  }
+  for (int i = 0; i < 600; i++) {
+    int fd = hc_connect(s->port);
+    if (fd >= 0) {
+      close(fd);
+      return;
+    }
+    int st;
+    if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
+      fprintf(stderr, "spiked exited at start:\n%s\n", spiked_log(s));
+      abort();
+    }
+    usleep(10000);
+  }
+  fprintf(stderr, "spiked did not listen within 6 s:\n%s\n", spiked_log(s));
+  abort();
+}
+
+int spiked_stop(spiked *s, int sig) {
+  if (s->pid <= 0) return -1;
+  kill(s->pid, sig);
+  int st = 0;
+  for (int i = 0; i < 3000; i++) { /* 30 s */
+    pid_t r = waitpid(s->pid, &st, WNOHANG);
+    if (r == s->pid) break;
+    if (i == 2999) {
+      fprintf(stderr, "spiked ignored signal %d for 30 s\n", sig);
+      kill(s->pid, SIGKILL);
+      waitpid(s->pid, &st, 0);
+    }
+    usleep(10000);
+  }
+  s->pid = 0;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+const char *spiked_log(const spiked *s) {
+  static char buf[1 << 16];
+  buf[0] = '\0';
+  FILE *f = fopen(s->log, "r");
+  if (f == NULL) return buf;
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  buf[n] = '\0';
+  fclose(f);
+  return buf;
+}
+
+void hc_send(int fd, const char *buf, size_t n) {
+  while (n > 0) {
+    ssize_t w = send(fd, buf, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return; /* the server closed: the read will say so */
+    buf += w;
+    n -= (size_t)w;
+  }
+}
+
+/* Per-fd leftovers: bytes read past one response belong to the next. */
+#define HC_FDS 4096
+static struct {
+  char *buf;
+  size_t len;
+} carry[HC_FDS];
+
+static ssize_t fill(int fd, char *dst, size_t cap, int timeout_ms) {
+  if (fd < HC_FDS && carry[fd].len > 0) {
+    size_t n = carry[fd].len < cap ? carry[fd].len : cap;
+    memcpy(dst, carry[fd].buf, n);
+    memmove(carry[fd].buf, carry[fd].buf + n, carry[fd].len - n);
+    carry[fd].len -= n;
+    return (ssize_t)n;
+  }
+  struct pollfd p = {fd, POLLIN, 0};
+  if (poll(&p, 1, timeout_ms) <= 0) return -2;
+  return recv(fd, dst, cap, 0);
+}
+
+static void put_back(int fd, const char *p, size_t n) {
+  if (n == 0 || fd >= HC_FDS) return;
+  carry[fd].buf = realloc(carry[fd].buf, carry[fd].len + n);
+  memmove(carry[fd].buf + n, carry[fd].buf, carry[fd].len);
+  memcpy(carry[fd].buf, p, n);
+  carry[fd].len += n;
+}
+
+int hc_read(int fd, hc_resp *r, int timeout_ms) {
+  static char buf[(1 << 20) + 8192];
+  size_t len = 0;
+  char *end = NULL;
+  r->status = 0;
+  r->body_len = 0;
+  r->closed = 0;
+  while (end == NULL) {
+    if (len == sizeof(buf)) return -1;
+    ssize_t n = fill(fd, buf + len, sizeof(buf) - len, timeout_ms);
+    if (n <= 0) {
+      r->closed = 1;
+      return -1;
+    }
+    len += (size_t)n;
+    end = memmem(buf, len, "\r\n\r\n", 4);
+  }
+  size_t hl = (size_t)(end - buf) + 4;
+  if (hl >= sizeof(r->head)) return -1;
+  memcpy(r->head, buf, hl);
+  r->head[hl] = '\0';
+  if (sscanf(r->head, "HTTP/1.1 %d", &r->status) != 1) return -1;
+  char v[32];
+  size_t cl = hc_header(r, "Content-Length", v, sizeof(v)) ? strtoul(v, NULL, 10) : 0;
+  if (cl >= sizeof(r->body)) return -1;
+  while (len < hl + cl) {
+    ssize_t n = fill(fd, buf + len, sizeof(buf) - len, timeout_ms);
+    if (n <= 0) {
+      r->closed = 1;
+      return -1;
+    }
+    len += (size_t)n;
+  }
+  memcpy(r->body, buf + hl, cl);
+  r->body[cl] = '\0';
+  r->body_len = cl;
+  put_back(fd, buf + hl + cl, len - hl - cl);
+  char conn[32];
+  if (hc_header(r, "Connection", conn, sizeof(conn)) && strcasecmp(conn, "close") == 0)
+    r->closed = 1;
+  return 0;
+}
+
+size_t hc_format(char *buf, size_t cap, const char *method, const char *path,
+                 const char *headers, const char *body) {
+  int n;
+  if (body != NULL)
+    n = snprintf(buf, cap,
+                 "%s %s HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                 "Content-Length: %zu\r\n%s\r\n%s",
+                 method, path, strlen(body), headers ? headers : "", body);
+  else
+    n = snprintf(buf, cap, "%s %s HTTP/1.1\r\nHost: t\r\n%s\r\n", method, path,
+                 headers ? headers : "");
+  CHECK(n > 0 && (size_t)n < cap);
+  return (size_t)n;
+}
+
+int hc_do(int port, const char *method, const char *path, const char *headers,
+          const char *body, hc_resp *r) {
+  static char buf[1 << 17];
+  int fd = hc_connect(port);
+  CHECK(fd >= 0);
+  size_t n = hc_format(buf, sizeof(buf), method, path, headers, body);
+  hc_send(fd, buf, n);
+  int rc = hc_read(fd, r, 10000);
+  if (fd < HC_FDS) carry[fd].len = 0;
+  close(fd);
+  return rc == 0 ? r->status : -1;
+}
+
+const char *hc_header(const hc_resp *r, const char *name, char *out, size_t cap) {
+  size_t nl = strlen(name);
+  for (const char *p = strstr(r->head, "\r\n"); p != NULL; p = strstr(p + 2, "\r\n")) {
+    const char *h = p + 2;
+    if (strncasecmp(h, name, nl) == 0 && h[nl] == ':') {
+      h += nl + 1;
+      while (*h == ' ') h++;
+      const char *e = strstr(h, "\r\n");
+      size_t n = (size_t)(e - h);
+      if (n >= cap) n = cap - 1;
+      memcpy(out, h, n);
+      out[n] = '\0';
+      return out;
+    }
+  }
+  return NULL;
+}
+
+/* ---- JSON ------------------------------------------------------------------- */
+
+static int skip(const jsmntok_t *t, int i) {
+  int n = t[i].size, j = i + 1;
+  if (t[i].type == JSMN_OBJECT)
+    for (int k = 0; k < n; k++) j = skip(t, j + 1);
+  else if (t[i].type == JSMN_ARRAY)
+    for (int k = 0; k < n; k++) j = skip(t, j);
+  return j;
+}
+
+/* The token index at path, or -1. */
+static int find(const char *js, const jsmntok_t *t, const char *path) {
+  int i = 0;
+  char part[64];
+  while (*path != '\0') {
+    const char *dot = strchr(path, '.');
+    size_t n = dot ? (size_t)(dot - path) : strlen(path);
+    if (n >= sizeof(part)) return -1;
+    memcpy(part, path, n);
+    part[n] = '\0';
+    path += n + (dot != NULL);
+    if (t[i].type == JSMN_OBJECT) {
+      int j = i + 1, found = -1;
+      for (int k = 0; k < t[i].size; k++) {
+        if ((size_t)(t[j].end - t[j].start) == n && memcmp(js + t[j].start, part, n) == 0) {
+          found = j + 1;
+          break;
+        }
+        j = skip(t, j + 1);
+      }
+      if (found < 0) return -1;
+      i = found;
+    } else if (t[i].type == JSMN_ARRAY) {
+      int idx = atoi(part), j = i + 1;
+      if (idx >= t[i].size) return -1;
+      for (int k = 0; k < idx; k++) j = skip(t, j);
+      i = j;
+    } else {
+      return -1;
+    }
+  }
+  return i;
+}
+
+static jsmntok_t toks[1 << 16];
+
+static int locate(const hc_resp *r, const char *path) {
+  jsmn_parser p;
+  jsmn_init(&p);
+  int n = jsmn_parse(&p, r->body, r->body_len, toks, sizeof(toks) / sizeof(toks[0]));
+  if (n <= 0) return -1;
+  return find(r->body, toks, path);
+}
+
+int hc_json(const hc_resp *r, const char *path, char *out, size_t cap) {
+  int i = locate(r, path);
+  if (i < 0) return -1;
+  size_t n = (size_t)(toks[i].end - toks[i].start);
+  if (n >= cap) n = cap - 1;
+  memcpy(out, r->body + toks[i].start, n);
+  out[n] = '\0';
+  return 0;
+}
+
+int hc_code(const hc_resp *r) { return (int)hc_json_int(r, "code"); }
+
+long long hc_json_int(const hc_resp *r, const char *path) {
+  char v[64];
+  if (hc_json(r, path, v, sizeof(v)) != 0 || v[0] == '\0') return -1;
+  return strtoll(v, NULL, 10);
+}
+
+int hc_json_len(const hc_resp *r, const char *path) {
+  int i = locate(r, path);
+  return i < 0 || toks[i].type != JSMN_ARRAY ? -1 : toks[i].size;
+}
