@@ -1,0 +1,493 @@
+/*
+ * bench_writer.c -- durable orders per second end to end through the
+ * engine's writer, against a raw LMDB loop that writes the same records.
+ *
+ * Engine: ack=durable, batch_max B, batch_us 0, one producer thread that
+ * keeps up to max(64, 4 x B) reserves in flight, at most ring_size (fresh
+ * user each, no key), waits on the completion fd with poll() and drains. An order counts when
+ * its callback reports SPIKE_OK, i.e. after its batch was committed with
+ * fsync. The rate is orders / (last completion - first submit).
+ *
+ * Reference: one thread, no ring, no tables, no callbacks: per order
+ * store_put_order_change (the order, MDB_APPEND, and its order.reserved
+ * change record) and store_put_buyer; per batch of B one store_put_event
+ * with the new counters and one store_put_meta("id_hwm"), then
+ * mdb_txn_commit with LMDB's default (fsync'd) flags. These are exactly the
+ * puts the writer makes for a batch of keyless reserves (store/writer.c:
+ * apply_reserve, commit), through the same schema.c functions, into a store
+ * opened the same way (store_open).
+ *
+ * Every run gets a fresh data directory under argv[1], else $TMPDIR, else
+ * /tmp; it must be a real disk for fsync to mean anything. Runs alternate
+ * engine / reference so drifting machine load hits both alike; medians of
+ * --reps runs are reported.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <ftw.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "engine.h"
+#include "ids.h"
+#include "schema.h"
+#include "spike.h"
+
+#define REPS_MAX 15
+#define EVENT_ID 1000u
+#define PRICE 1999
+#define PAY_TIMEOUT_S 900u
+#define EVENT_NAME "bench sale"
+#define GOAL_RATIO 0.8
+#define GOAL_RATE_4096 1000000.0
+#define TMPFS_MAGIC_ 0x01021994
+
+static uint32_t batches[] = {1, 16, 256, 4096};
+#define NBATCH_ALL (sizeof(batches) / sizeof(batches[0]))
+
+static uint64_t cpu_ns(clockid_t clk) {
+  struct timespec ts;
+  if (clock_gettime(clk, &ts) != 0) return 0;
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double median(const double *in, int n) {
+  double v[REPS_MAX];
+  memcpy(v, in, sizeof(double) * (size_t)n);
+  qsort(v, (size_t)n, sizeof(*v), cmp_double);
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static uint32_t pow2_at_least(uint64_t n) {
+  uint32_t p = 4;
+  while (p < n && p < (1u << 30))
+    p <<= 1;
+  return p;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb;
+  (void)flag;
+  (void)ftw;
+  return remove(path);
+}
+
+static void rmrf(const char *path) { nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+static void die(const char *what, const char *why) {
+  fprintf(stderr, "bench_writer: %s: %s\n", what, why);
+  exit(1);
+}
+
+/* ---- engine ------------------------------------------------------------ */
+
+typedef struct engine_run {
+  spike_op *ops;      /* the in-flight limit's worth of ops */
+  uint32_t *free_ops; /* stack of free indices */
+  uint32_t nfree;
+  uint64_t ok, failed;
+  int first_error;
+} engine_run;
+
+static engine_run *cur_run; /* the callbacks' context; one run at a time */
+static int create_done;
+
+static void reserve_cb(spike_op *op) {
+  engine_run *r = cur_run;
+  if (op->status == SPIKE_OK) {
+    r->ok++;
+  } else {
+    if (r->failed++ == 0) r->first_error = op->status;
+  }
+  r->free_ops[r->nfree++] = (uint32_t)(op - r->ops);
+}
+
+static void create_cb(spike_op *op) {
+  (void)op;
+  create_done = 1;
+}
+
+typedef struct result {
+  double rate; /* orders/s */
+  uint64_t orders;
+  double seconds;
+  uint64_t commits;
+  double batch_avg;
+  double commit_ms_avg; /* mean mdb_txn_commit time, fsync included */
+  double cpu_us;        /* CPU time (user + system) of the writing thread per order */
+  uint32_t inflight;    /* most reserves in flight (engine only) */
+} result;
+
+/* In flight: the whole ring, except that a small batch needs far less to
+ * stay busy, and what is in flight when time is up must still drain at the
+ * batch's rate (8192 single-order fsyncs take seconds). */
+static uint32_t inflight_max(uint32_t batch, uint32_t ring_size, uint32_t opt) {
+  if (opt != 0) return opt < ring_size ? opt : ring_size;
+  uint64_t n = (uint64_t)batch * 4 > 64 ? (uint64_t)batch * 4 : 64;
+  return n < ring_size ? (uint32_t)n : ring_size;
+}
+
+static void engine_once(const char *dir, uint32_t batch, double seconds, uint64_t cap, int prefault,
+                        uint32_t inflight_opt, result *res) {
+  uint32_t ring_size = pow2_at_least(batch * 2 > 8192 ? (uint64_t)batch * 2 : 8192);
+  uint32_t inflight = inflight_max(batch, ring_size, inflight_opt);
+  spike_config cfg;
+  spike_config_init(&cfg);
+  cfg.data_dir = dir;
+  cfg.ack = SPIKE_ACK_DURABLE;
+  cfg.batch_max = batch;
+  cfg.batch_us = 0;
+  cfg.ring_size = ring_size;
+  cfg.max_events = 4;
+  cfg.max_producers = 2;
+  cfg.max_keys = 1u << 10;
+  cfg.max_buyers = pow2_at_least(cap + cap / 3 + 1);
+  cfg.max_reserved = (uint32_t)cap;
+  cfg.map_size_bytes = cap * 2048 > (1ull << 30) ? cap * 2048 : 1ull << 30;
+  spike_engine *e;
+  int rc = spike_open(&e, &cfg);
+  if (rc != SPIKE_OK) die("spike_open", spike_open_error());
+  spike_producer *p;
+  if ((rc = spike_producer_open(e, &p)) != SPIKE_OK) die("spike_producer_open", spike_strerror(rc));
+  int fd = spike_producer_fd(p);
+
+  spike_event_spec s;
+  memset(&s, 0, sizeof(s));
+  s.id = EVENT_ID;
+  s.name = EVENT_NAME;
+  s.name_len = strlen(s.name);
+  s.stock = UINT32_MAX;
+  s.price = PRICE;
+  s.start_at = wall_ms() - 60000;
+  s.end_at = wall_ms() + 3600000;
+  s.per_user_limit = 1;
+  s.pay_timeout_s = PAY_TIMEOUT_S;
+  spike_op cop;
+  create_done = 0;
+  rc = spike_event_create(p, &cop, &s, create_cb);
+  if (rc != SPIKE_PENDING) die("spike_event_create", spike_strerror(rc));
+  while (!create_done) {
+    struct pollfd pfd = {fd, POLLIN, 0};
+    poll(&pfd, 1, 100);
+    spike_producer_drain(p);
+  }
+  if (cop.status != SPIKE_OK) die("spike_event_create", spike_strerror(cop.status));
+  if (prefault) {
+    /* The buyer table comes from calloc; a fresh user's entry would cost a
+     * page fault plus a copy-on-write fault with a TLB shootdown until every
+     * page has been touched once. A running engine is past that: touch them
+     * now (nothing else uses the table yet). */
+    memset(e->buyers.e, 0, (size_t)lim_capacity(&e->buyers) * sizeof(lim_entry));
+  }
+
+  engine_run run;
+  memset(&run, 0, sizeof(run));
+  run.ops = calloc(inflight, sizeof(*run.ops));
+  run.free_ops = calloc(inflight, sizeof(*run.free_ops));
+  if (run.ops == NULL || run.free_ops == NULL) die("calloc", strerror(ENOMEM));
+  for (uint32_t i = 0; i < inflight; i++)
+    run.free_ops[run.nfree++] = inflight - 1 - i;
+  cur_run = &run;
+
+  uint64_t limit_ns = (uint64_t)(seconds * 1e9);
+  uint64_t user = 1, submitted = 0;
+  /* The writer thread's CPU clock: its own work per order, fsync waits
+   * excluded. */
+  clockid_t wclk;
+  if (pthread_getcpuclockid(e->writer_thread, &wclk) != 0) wclk = CLOCK_THREAD_CPUTIME_ID;
+  uint64_t wcpu0 = cpu_ns(wclk);
+  uint64_t t0 = now_ns(), t_last = t0;
+  int submitting = 1;
+  for (;;) {
+    while (submitting && run.nfree > 0) {
+      spike_op *op = &run.ops[run.free_ops[--run.nfree]];
+      rc = spike_reserve(p, op, EVENT_ID, user, 1, NULL, 0, reserve_cb);
+      if (rc == SPIKE_EBUSY) {
+        run.nfree++;
+        break;
+      }
+      if (rc != SPIKE_PENDING) die("spike_reserve", spike_strerror(rc));
+      user++;
+      if (++submitted >= cap) submitting = 0;
+      if (submitted % 256 == 0 && now_ns() - t0 >= limit_ns) submitting = 0;
+    }
+    if (!submitting && spike_producer_inflight(p) == 0) break;
+    struct pollfd pfd = {fd, POLLIN, 0};
+    poll(&pfd, 1, 100);
+    if (spike_producer_drain(p) > 0) t_last = now_ns();
+    if (submitting && t_last - t0 >= limit_ns) submitting = 0;
+  }
+  cur_run = NULL;
+  if (run.failed > 0)
+    fprintf(stderr, "bench_writer: %llu reserves failed (first: %s)\n",
+            (unsigned long long)run.failed, spike_strerror(run.first_error));
+
+  uint64_t wcpu = cpu_ns(wclk) - wcpu0;
+  spike_stats st;
+  spike_stats_get(e, &st);
+  if ((rc = spike_producer_close(p)) != SPIKE_OK) die("spike_producer_close", spike_strerror(rc));
+  if ((rc = spike_close(e)) != SPIKE_OK) die("spike_close", spike_strerror(rc));
+  free(run.ops);
+  free(run.free_ops);
+  rmrf(dir);
+
+  res->inflight = inflight;
+  res->orders = run.ok;
+  res->seconds = (double)(t_last - t0) / 1e9;
+  res->rate = res->seconds > 0 ? (double)run.ok / res->seconds : 0;
+  /* The create's commit is in these counters too: leave it out. */
+  res->commits = st.commits_total > 0 ? st.commits_total - 1 : 0;
+  res->batch_avg = res->commits ? (double)(st.batch_size_sum - 1) / (double)res->commits : 0;
+  res->cpu_us = run.ok ? (double)wcpu / 1e3 / (double)run.ok : 0;
+  res->commit_ms_avg =
+      st.commits_total ? st.commit_seconds_sum * 1e3 / (double)st.commits_total : 0;
+}
+
+/* ---- reference: raw LMDB ------------------------------------------------- */
+
+static void check(int rc, const char *what) {
+  if (rc != 0) die(what, store_strerror(rc));
+}
+
+static void reference_once(const char *dir, uint32_t batch, double seconds, uint64_t cap,
+                           result *res) {
+  if (mkdir(dir, 0755) != 0) die(dir, strerror(errno));
+  uint64_t map = cap * 2048 > (1ull << 30) ? cap * 2048 : 1ull << 30;
+  store st;
+  char err[256];
+  if (store_open(&st, dir, map, 2 + 16, err, sizeof(err)) != 0) die("store_open", err);
+
+  int64_t now = wall_ms();
+  spike_event ev;
+  memset(&ev, 0, sizeof(ev));
+  ev.id = EVENT_ID;
+  snprintf(ev.name, sizeof(ev.name), "%s", EVENT_NAME);
+  ev.price = PRICE;
+  ev.stock_total = UINT32_MAX;
+  ev.available = UINT32_MAX;
+  ev.start_at = now - 60000;
+  ev.end_at = now + 3600000;
+  ev.per_user_limit = 1;
+  ev.pay_timeout_s = PAY_TIMEOUT_S;
+  ev.state = SPIKE_EVENT_LIVE;
+  uint64_t seq = 0;
+
+  /* The event's creation, as the writer commits it: not timed. */
+  MDB_txn *txn;
+  check(mdb_txn_begin(st.env, NULL, 0, &txn), "mdb_txn_begin");
+  check(store_put_event(&st, txn, &ev, 0), "store_put_event");
+  check(store_append_change(&st, txn, ++seq, SPIKE_CHANGE_EVENT_CREATED, now, NULL, &ev, 0),
+        "store_append_change");
+  check(mdb_txn_commit(txn), "mdb_txn_commit");
+
+  ids g;
+  ids_init(&g, 0, now);
+  uint64_t limit_ns = (uint64_t)(seconds * 1e9);
+  uint64_t user = 1, orders = 0, commits = 0, commit_ns = 0;
+  uint64_t cpu0 = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
+  uint64_t t0 = now_ns(), t = t0;
+  while (orders < cap && t - t0 < limit_ns) {
+    now = wall_ms();
+    check(mdb_txn_begin(st.env, NULL, 0, &txn), "mdb_txn_begin");
+    uint64_t last_id = 0;
+    for (uint32_t i = 0; i < batch; i++) {
+      spike_order o;
+      memset(&o, 0, sizeof(o));
+      o.id = last_id = ids_next(&g, now);
+      o.event_id = EVENT_ID;
+      o.user_id = user++;
+      o.qty = 1;
+      o.amount = PRICE;
+      o.state = SPIKE_ORDER_RESERVED;
+      o.created_at = now;
+      o.expires_at = now + (int64_t)PAY_TIMEOUT_S * 1000;
+      check(store_put_order_change(&st, txn, &o, MDB_APPEND, ++seq, SPIKE_CHANGE_ORDER_RESERVED,
+                                   o.created_at),
+            "store_put_order_change");
+      check(store_put_buyer(&st, txn, o.user_id, o.event_id, o.id), "store_put_buyer");
+    }
+    ev.reserved += batch;
+    ev.available -= batch;
+    check(store_put_event(&st, txn, &ev, 0), "store_put_event");
+    check(store_put_meta(&st, txn, "id_hwm", last_id), "store_put_meta");
+    uint64_t c0 = now_ns();
+    check(mdb_txn_commit(txn), "mdb_txn_commit");
+    commit_ns += now_ns() - c0;
+    orders += batch;
+    commits++;
+    t = now_ns();
+  }
+  uint64_t cpu = cpu_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0;
+  store_close(&st);
+  rmrf(dir);
+  res->cpu_us = orders ? (double)cpu / 1e3 / (double)orders : 0;
+  res->orders = orders;
+  res->seconds = (double)(t - t0) / 1e9;
+  res->rate = (double)orders / res->seconds;
+  res->commits = commits;
+  res->batch_avg = batch;
+  res->commit_ms_avg = commits ? (double)commit_ns / 1e6 / (double)commits : 0;
+  res->inflight = 0;
+}
+
+/* ---- main ------------------------------------------------------------- */
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: bench_writer [--reps N] [--seconds S] [--orders N] [--inflight N]\n"
+             "                    [--batch B] [--cold] [DIR]\n"
+             "  Durable orders/s through the engine (ack=durable, one producer keeping\n"
+             "  reserves in flight, see --inflight) against a raw one-thread LMDB loop\n"
+             "  writing the same records with fsync'd commits, for batch sizes 1, 16,\n"
+             "  256 and 4096.\n"
+             "  DIR          where the data directories go; must be a real disk (default\n"
+             "               $TMPDIR or /tmp)\n"
+             "  --reps N     engine/reference pairs per batch size; medians reported\n"
+             "               (default 3)\n"
+             "  --seconds S  length of one run (default 1.0; batch size 1 runs half as long)\n"
+             "  --orders N   at most this many orders per run (default 2097152); the\n"
+             "               engine's tables are sized from it\n"
+             "  --inflight N most reserves in flight (default: max(64, 4 x batch), at\n"
+             "               most ring_size = max(8192, 2 x batch))\n"
+             "  --batch B    run only this batch size (1..65536); no goal lines\n"
+             "  --cold       leave the engine's buyer table untouched before the run (by\n"
+             "               default its pages are faulted in first: steady state)\n"
+             "Output: one line per run, one line per batch size, the goals, then\n"
+             "  summary<TAB>what<TAB>value<TAB>reference<TAB>ratio\n");
+}
+
+int main(int argc, char **argv) {
+  int reps = 3, prefault = 1;
+  uint32_t inflight_opt = 0, only_batch = 0;
+  double seconds = 1.0;
+  uint64_t cap = 1u << 21;
+  const char *dir = getenv("TMPDIR");
+  if (dir == NULL || dir[0] == '\0') dir = "/tmp";
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      usage(stdout);
+      return 0;
+    } else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
+      reps = atoi(argv[++i]);
+    } else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
+      seconds = atof(argv[++i]);
+    } else if (strcmp(argv[i], "--orders") == 0 && i + 1 < argc) {
+      cap = strtoull(argv[++i], NULL, 10);
+    } else if (strcmp(argv[i], "--inflight") == 0 && i + 1 < argc) {
+      inflight_opt = (uint32_t)strtoul(argv[++i], NULL, 10);
+    } else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) {
+      only_batch = (uint32_t)strtoul(argv[++i], NULL, 10);
+    } else if (strcmp(argv[i], "--cold") == 0) {
+      prefault = 0;
+    } else if (argv[i][0] != '-') {
+      dir = argv[i];
+    } else {
+      usage(stderr);
+      return 2;
+    }
+  }
+  if (reps < 1 || reps > REPS_MAX || seconds <= 0 || seconds > 60 || cap < 8192 ||
+      cap > (1u << 28) || only_batch > 65536) {
+    fprintf(stderr, "bench_writer: --reps 1..%d, --seconds (0, 60], --orders 8192..2^28\n",
+            REPS_MAX);
+    return 2;
+  }
+  char base[PATH_MAX - 64]; /* room for the runs' subdirectories */
+  if ((size_t)snprintf(base, sizeof(base), "%s/spike-bench-writer-XXXXXX", dir) >= sizeof(base)) {
+    fprintf(stderr, "bench_writer: DIR is too long\n");
+    return 2;
+  }
+  if (mkdtemp(base) == NULL) {
+    fprintf(stderr, "bench_writer: mkdtemp %s: %s\n", base, strerror(errno));
+    return 1;
+  }
+  struct statfs sf;
+  if (statfs(base, &sf) == 0 && sf.f_type == TMPFS_MAGIC_)
+    fprintf(stderr, "bench_writer: warning: %s is on tmpfs; fsync costs nothing there\n", base);
+  printf("bench_writer: %d engine/reference pairs per batch size, %.2f s per run (batch 1: "
+         "%.2f s), up to %llu orders per run, buyer table %s, data under %s\n",
+         reps, seconds, seconds / 2, (unsigned long long)cap, prefault ? "pre-faulted" : "cold",
+         base);
+
+  size_t nbatch = NBATCH_ALL;
+  if (only_batch != 0) {
+    batches[0] = only_batch;
+    nbatch = 1;
+  }
+  double eng[NBATCH_ALL][REPS_MAX], ref[NBATCH_ALL][REPS_MAX];
+  double ecpu[REPS_MAX], rcpu[REPS_MAX];
+  double em[NBATCH_ALL], rm[NBATCH_ALL];
+  for (size_t b = 0; b < nbatch; b++) {
+    uint32_t B = batches[b];
+    double secs = B == 1 ? seconds / 2 : seconds; /* fsync-bound: fewer orders do */
+    for (int r = 0; r < reps; r++) {
+      char path[PATH_MAX];
+      result re, rr;
+      snprintf(path, sizeof(path), "%s/engine-%u-%d", base, B, r);
+      engine_once(path, B, secs, cap, prefault, inflight_opt, &re);
+      snprintf(path, sizeof(path), "%s/ref-%u-%d", base, B, r);
+      reference_once(path, B, secs, cap, &rr);
+      eng[b][r] = re.rate;
+      ref[b][r] = rr.rate;
+      ecpu[r] = re.cpu_us;
+      rcpu[r] = rr.cpu_us;
+      printf("batch %4u run %d: engine %10.0f orders/s (%llu orders in %.2f s, %u in flight, "
+             "%llu commits, %.1f orders per commit, commit %.2f ms, writer CPU %.2f us per "
+             "order); reference %10.0f orders/s (%llu orders, %llu commits, commit %.2f ms, "
+             "CPU %.2f us per order); ratio %.3f\n",
+             B, r + 1, re.rate, (unsigned long long)re.orders, re.seconds, re.inflight,
+             (unsigned long long)re.commits, re.batch_avg, re.commit_ms_avg, re.cpu_us, rr.rate,
+             (unsigned long long)rr.orders, (unsigned long long)rr.commits, rr.commit_ms_avg,
+             rr.cpu_us, re.rate / rr.rate);
+      fflush(stdout);
+    }
+    em[b] = median(eng[b], reps);
+    rm[b] = median(ref[b], reps);
+    printf("batch %4u: engine %.0f durable orders/s, reference %.0f orders/s (medians of "
+           "%d); ratio %.3f; CPU per order: writer thread %.2f us, reference %.2f us\n",
+           B, em[b], rm[b], reps, em[b] / rm[b], median(ecpu, reps), median(rcpu, reps));
+    fflush(stdout);
+  }
+  rmrf(base);
+
+  if (only_batch == 0) {
+    int ratio_met = 1;
+    for (size_t b = 0; b < nbatch; b++)
+      if (em[b] < GOAL_RATIO * rm[b]) ratio_met = 0;
+    double at4096 = em[nbatch - 1];
+    printf("goal: engine >= %.1f x reference at every batch size: %s\n", GOAL_RATIO,
+           ratio_met ? "met" : "not met");
+    printf("goal: >= 1,000,000 durable orders/s at batch 4096: %s (%.0f orders/s)\n",
+           at4096 >= GOAL_RATE_4096 ? "met" : "not met", at4096);
+  }
+  for (size_t b = 0; b < nbatch; b++)
+    printf("summary\twriter durable, batch %u\t%.0f orders/s\t%.0f orders/s (raw LMDB)\t%.3f\n",
+           batches[b], em[b], rm[b], em[b] / rm[b]);
+  return 0;
+}
