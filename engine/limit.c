@@ -9,6 +9,7 @@
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <xxhash.h>
 
@@ -25,16 +26,23 @@ int lim_init(lim_table *t, uint32_t capacity) {
   memset(t, 0, sizeof(*t));
   if (capacity < 4 || capacity > (1u << 30) || (capacity & (capacity - 1)) != 0)
     return -1;
-  /* calloc: large tables come as zero pages the kernel maps on first touch. */
-  t->e = calloc(capacity, sizeof(lim_entry));
-  if (t->e == NULL) return -1;
+  /* Mapped and populated now, in huge pages where the kernel has them: a
+   * lazily mapped table costs a page fault and a TLB shootdown on the
+   * first reserve of every 4 KiB, and a TLB miss on most probes after. */
+  size_t bytes = (size_t)capacity * sizeof(lim_entry);
+  void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return -1;
+  madvise(m, bytes, MADV_HUGEPAGE);
+  memset(m, 0, bytes); /* touch every page: populate now, not on the hot path */
+  t->e = m;
+  t->bytes = bytes;
   t->mask = capacity - 1;
   t->max_used = capacity / 4 * 3;
   return 0;
 }
 
 void lim_free(lim_table *t) {
-  free(t->e);
+  if (t->e != NULL) munmap(t->e, t->bytes);
   t->e = NULL;
 }
 

@@ -19,13 +19,14 @@
  *
  * Bounds: capacity slots (a power of two); inserts stop at 3/4 full with
  * LIM_FULL, so probe chains stay short and always end. Memory is
- * 32 bytes x capacity, allocated at open.
+ * 32 bytes x capacity, mapped and touched at open (resident from then on).
  */
 #ifndef SPIKE_LIMIT_H
 #define SPIKE_LIMIT_H
 
 #include <stdalign.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define LIM_FULL UINT32_MAX
@@ -43,6 +44,7 @@ _Static_assert(sizeof(lim_entry) == 32, "two entries per cache line");
 
 typedef struct lim_table {
   lim_entry *e;
+  size_t bytes;
   uint32_t mask;
   uint32_t max_used;          /* 3/4 of capacity */
   alignas(64) _Atomic uint32_t used;

@@ -121,6 +121,19 @@ size_t codec_encode_change(spike_change_type type, int64_t at, const spike_order
   return f.overflow ? 0 : f.len;
 }
 
+size_t codec_wrap_change(spike_change_type type, int64_t at, const uint8_t *payload, size_t n,
+                         uint8_t *buf, size_t cap) {
+  fbuf f = {buf, 0, cap, 0};
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &f, fbuf_write);
+  msgpack_pack_array(&pk, 4);
+  msgpack_pack_uint8(&pk, CODEC_VERSION);
+  msgpack_pack_uint8(&pk, (uint8_t)type);
+  msgpack_pack_int64(&pk, at);
+  fbuf_write(&f, (const char *)payload, n);
+  return f.overflow ? 0 : f.len;
+}
+
 /* ---- decoding ---------------------------------------------------------- */
 
 static int get_u64(const msgpack_object *a, uint32_t i, uint64_t *v) {

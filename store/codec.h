@@ -36,6 +36,11 @@ size_t codec_encode_event(const spike_event *e, int closed, uint8_t *buf, size_t
 size_t codec_encode_change(spike_change_type type, int64_t at, const spike_order *o,
                            const spike_event *e, int closed, uint8_t *buf, size_t cap);
 
+/* A change record around an already encoded order or event (payload):
+ * the same bytes as codec_encode_change, without encoding twice. */
+size_t codec_wrap_change(spike_change_type type, int64_t at, const uint8_t *payload, size_t n,
+                         uint8_t *buf, size_t cap);
+
 /* 0, or -1 when the bytes are not a valid record. The event's state is
  * computed at now_ms; *closed (may be NULL) gets the stored flag. */
 int codec_decode_order(const void *buf, size_t len, msgpack_zone *z, spike_order *o);

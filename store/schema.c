@@ -108,6 +108,26 @@ int store_put_order(const store *s, MDB_txn *txn, const spike_order *o, unsigned
   return mdb_put(txn, s->orders, &key, &val, flags);
 }
 
+static int append_feed(const store *s, MDB_txn *txn, uint64_t seq, const uint8_t *v, size_t n) {
+  uint8_t k[8];
+  store_be64(k, seq);
+  MDB_val key = {sizeof(k), k}, val = {n, (void *)v};
+  /* seqs come from the writer alone, strictly increasing: append. */
+  return mdb_put(txn, s->feed, &key, &val, MDB_APPEND);
+}
+
+int store_put_order_change(const store *s, MDB_txn *txn, const spike_order *o, unsigned flags,
+                           uint64_t seq, spike_change_type type, int64_t at) {
+  uint8_t k[8], v[CODEC_ORDER_MAX], c[CODEC_CHANGE_MAX];
+  store_be64(k, o->id);
+  size_t n = codec_encode_order(o, v, sizeof(v));
+  size_t cn = n ? codec_wrap_change(type, at, v, n, c, sizeof(c)) : 0;
+  if (cn == 0) return STORE_ECORRUPT;
+  MDB_val key = {sizeof(k), k}, val = {n, v};
+  int rc = mdb_put(txn, s->orders, &key, &val, flags);
+  return rc != 0 ? rc : append_feed(s, txn, seq, c, cn);
+}
+
 int store_get_order(const store *s, MDB_txn *txn, uint64_t id, msgpack_zone *z,
                     spike_order *o) {
   uint8_t k[8];
@@ -164,13 +184,10 @@ int store_put_key(const store *s, MDB_txn *txn, uint64_t event_id, uint64_t k1, 
 
 int store_append_change(const store *s, MDB_txn *txn, uint64_t seq, spike_change_type type,
                         int64_t at, const spike_order *o, const spike_event *e, int closed) {
-  uint8_t k[8], v[CODEC_CHANGE_MAX];
-  store_be64(k, seq);
+  uint8_t v[CODEC_CHANGE_MAX];
   size_t n = codec_encode_change(type, at, o, e, closed, v, sizeof(v));
   if (n == 0) return STORE_ECORRUPT;
-  MDB_val key = {sizeof(k), k}, val = {n, v};
-  /* seqs come from the writer alone, strictly increasing: append. */
-  return mdb_put(txn, s->feed, &key, &val, MDB_APPEND);
+  return append_feed(s, txn, seq, v, n);
 }
 
 int store_put_meta(const store *s, MDB_txn *txn, const char *name, uint64_t v) {

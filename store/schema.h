@@ -54,6 +54,10 @@ static inline uint64_t store_get_be64(const uint8_t in[8]) {
 int store_put_order(const store *s, MDB_txn *txn, const spike_order *o, unsigned flags);
 int store_get_order(const store *s, MDB_txn *txn, uint64_t id, msgpack_zone *z,
                     spike_order *o);
+/* Put the order and append its change record (seq, type, at), encoding the
+ * order once for both: every order change is these two puts. */
+int store_put_order_change(const store *s, MDB_txn *txn, const spike_order *o, unsigned flags,
+                           uint64_t seq, spike_change_type type, int64_t at);
 int store_put_event(const store *s, MDB_txn *txn, const spike_event *e, int closed);
 /* The event's state is computed at now_ms; *closed may be NULL. */
 int store_get_event(const store *s, MDB_txn *txn, uint64_t id, msgpack_zone *z, int64_t now_ms,

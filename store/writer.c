@@ -184,11 +184,6 @@ static void event_snapshot(const writer *w, uint32_t slot, spike_event *out) {
   out->state = slab_state_of(s->closed, w->now, se->start_at, se->end_at, out->available);
 }
 
-static int feed_order(writer *w, spike_change_type type, int64_t at, const spike_order *o) {
-  w->writes = 1;
-  return store_append_change(w->st, w->txn, ++w->seq, type, at, o, NULL, 0);
-}
-
 static int feed_event(writer *w, spike_change_type type, uint32_t slot) {
   spike_event ev;
   event_snapshot(w, slot, &ev);
@@ -197,10 +192,12 @@ static int feed_event(writer *w, spike_change_type type, uint32_t slot) {
                              w->sh[slot].closed);
 }
 
-static int put_order(writer *w, const spike_order *o) {
+/* Write an order and its change record; ids are appended when they are the
+ * largest so far (one producer, or several in step), put otherwise. */
+static int write_order(writer *w, const spike_order *o, spike_change_type type, int64_t at) {
   w->writes = 1;
   unsigned flags = o->id > w->orders_max ? MDB_APPEND : 0;
-  int rc = store_put_order(w->st, w->txn, o, flags);
+  int rc = store_put_order_change(w->st, w->txn, o, flags, ++w->seq, type, at);
   if (rc == 0 && o->id > w->orders_max) w->orders_max = o->id;
   return rc;
 }
@@ -237,13 +234,12 @@ static int apply_reserve(writer *w, const msg *m) {
   assert(s->reserved + s->sold <= s->total); /* I1: the producer's CAS held */
 
   int rc = txn_begin(w);
-  if (rc == 0) rc = put_order(w, &o);
+  if (rc == 0) rc = write_order(w, &o, SPIKE_CHANGE_ORDER_RESERVED, o.created_at);
   if (rc == 0) rc = store_put_buyer(w->st, w->txn, o.user_id, o.event_id, o.id);
   if (rc == 0 && m->key_idx != LIM_FULL) {
     const lim_entry *k = lim_at(&e->keys, m->key_idx);
     rc = store_put_key(w->st, w->txn, o.event_id, k->k1, k->k2, o.id);
   }
-  if (rc == 0) rc = feed_order(w, SPIKE_CHANGE_ORDER_RESERVED, o.created_at, &o);
   return rc;
 }
 
@@ -258,9 +254,7 @@ static int expire_order(writer *w, spike_order *o, uint32_t slot, int from_wheel
   s->reserved -= o->qty;
   add_fx(w, (fx){.type = FX_RELEASE, .armed = (uint8_t)from_wheel, .slot = slot,
                  .qty = o->qty, .user = o->user_id});
-  int rc = put_order(w, o);
-  if (rc == 0) rc = feed_order(w, SPIKE_CHANGE_ORDER_EXPIRED, w->now, o);
-  return rc;
+  return write_order(w, o, SPIKE_CHANGE_ORDER_EXPIRED, w->now);
 }
 
 /* Pay or cancel: decided here, on the one thread that writes orders, so a
@@ -327,10 +321,7 @@ static int apply_order_op(writer *w, spike_op *op) {
   }
   op->r.order = o;
   finish(w, op, SPIKE_OK, 1);
-  rc = put_order(w, &o);
-  if (rc == 0)
-    rc = feed_order(w, pay ? SPIKE_CHANGE_ORDER_PAID : SPIKE_CHANGE_ORDER_CANCELLED, w->now, &o);
-  return rc;
+  return write_order(w, &o, pay ? SPIKE_CHANGE_ORDER_PAID : SPIKE_CHANGE_ORDER_CANCELLED, w->now);
 }
 
 /* A retried idempotency key. 1 when answered, 0 when its order is not
