@@ -21,7 +21,7 @@ LLHTTP_INCLUDE := /usr/share/include/llhttp
 
 # Evaluated lazily: `make deps` may have just installed pkg-config's files.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 
 WARN     := -std=gnu11 -Wall -Wextra -Wpedantic -Werror
 INCLUDES := -iquote include -iquote engine -iquote store -iquote net -I$(LLHTTP_INCLUDE)
@@ -39,12 +39,14 @@ LIB_SRC    := $(sort $(wildcard engine/*.c store/*.c))
 NET_SRC    := $(filter-out net/main.c,$(sort $(wildcard net/*.c)))
 LLHTTP_SRC := llhttp.c api.c http.c
 FUZZERS    := fuzz_body
+# spikebench: the P99 harness (bench/), and what its tests link.
+BENCH_SRC  := bench/spikebench.c bench/hist.c bench/plot.c
 TEST_UNITS := test_ring test_slab test_limit test_ids test_wheel test_codec test_order \
-              test_body test_engine test_stress test_crash test_http
+              test_body test_engine test_lifecycle test_stress test_crash test_http
 EXAMPLES   := embed
 MICRO      := bench_ring bench_reserve bench_writer
 
-.PHONY: all deps bench-deps test check run bench install clean format
+.PHONY: all deps bench-deps test check run bench bench-http install clean format
 
 all: build/rel/libspike.a build/rel/libspike.so build/rel/spiked \
      $(addprefix build/rel/examples/,$(EXAMPLES))
@@ -102,6 +104,15 @@ build/$(1)/spiked: build/$(1)/net/main.o build/$(1)/libspiked.a build/$(1)/libsp
 	@echo "  LD    $$@"
 	@$$(CC) $$(LD_$(1)) -o $$@ $$^ $$(PKG_LIBS)
 
+build/$(1)/spikebench: $(patsubst %.c,build/$(1)/%.o,$(BENCH_SRC)) build/$(1)/libspiked.a build/$(1)/libspike.a
+	@echo "  LD    $$@"
+	@$$(CC) $$(LD_$(1)) -o $$@ $$^ $$(PKG_LIBS)
+
+build/$(1)/tests/test_hist: build/$(1)/bench/hist.o build/$(1)/bench/plot.o
+build/$(1)/tests/stall_server: build/$(1)/tests/stall_server.o
+	@echo "  LD    $$@"
+	@$$(CC) $$(LD_$(1)) -o $$@ $$^ $$(PKG_LIBS)
+
 build/$(1)/examples/%: build/$(1)/examples/%.o build/$(1)/net/spike_uv.o build/$(1)/libspike.a
 	@echo "  LD    $$@"
 	@$$(CC) $$(LD_$(1)) -o $$@ $$^ $$(PKG_LIBS)
@@ -156,6 +167,10 @@ run: deps
 bench: deps
 	@$(MAKE) --no-print-directory $(addprefix build/rel/bench/micro/,$(MICRO))
 	@bench/micro/run.sh
+
+bench-http: bench-deps
+	@$(MAKE) --no-print-directory build/rel/spiked
+	@bench/http.sh
 
 install: build/rel/libspike.a build/rel/libspike.so
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig

@@ -1,0 +1,333 @@
+/*
+ * test_lifecycle.c -- the order lifecycle through the engine: every
+ * (state, operation) pair, expiry under load, and pay racing cancel and
+ * expiry from several threads. Each ends with the counters balanced and
+ * the feed holding exactly one record per change.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine_util.h"
+
+/* Feed totals: records by type, and per order how many terminal records. */
+typedef struct feed_tally {
+  uint64_t by_type[8];
+  uint64_t records;
+} feed_tally;
+
+static void tally_feed(spike_producer *p, feed_tally *t) {
+  static spike_change ch[1000];
+  memset(t, 0, sizeof(*t));
+  uint64_t after = 0, expect = 1;
+  for (;;) {
+    uint32_t n;
+    uint64_t next;
+    CHECK_EQ(spike_feed_read(p, after, ch, 1000, &n, &next), SPIKE_OK);
+    if (n == 0) break;
+    for (uint32_t i = 0; i < n; i++) {
+      CHECK_EQ(ch[i].seq, expect++); /* no gap, none twice, in order */
+      t->by_type[ch[i].type]++;
+      t->records++;
+    }
+    after = next;
+  }
+}
+
+static void check_balanced(spike_engine *e, uint64_t event_id) {
+  spike_event ev;
+  CHECK_EQ(spike_event_get(e, event_id, &ev), SPIKE_OK);
+  CHECK(ev.reserved + ev.sold <= ev.stock_total);
+  CHECK_EQ(ev.available + ev.reserved + ev.sold, ev.stock_total);
+}
+
+/* ---- the table ------------------------------------------------------------ */
+
+enum { S_RESERVED, S_PAID, S_CANCELLED, S_EXPIRED, STATES };
+enum { OP_PAY_SAME, OP_PAY_OTHER, OP_CANCEL, OP_EXPIRE, OPS };
+
+/* expected (status, final state) for every pair */
+static const struct {
+  int status;
+  spike_order_state after;
+} table[STATES][OPS] = {
+    /*              pay (same id)                          pay (other id)
+                    cancel                                 expire */
+    [S_RESERVED] = {{SPIKE_OK, SPIKE_ORDER_PAID}, {SPIKE_OK, SPIKE_ORDER_PAID},
+                    {SPIKE_OK, SPIKE_ORDER_CANCELLED}, {SPIKE_OK, SPIKE_ORDER_EXPIRED}},
+    [S_PAID] = {{SPIKE_OK, SPIKE_ORDER_PAID}, {SPIKE_ESTATE, SPIKE_ORDER_PAID},
+                {SPIKE_ESTATE, SPIKE_ORDER_PAID}, {SPIKE_OK, SPIKE_ORDER_PAID}},
+    [S_CANCELLED] = {{SPIKE_ESTATE, SPIKE_ORDER_CANCELLED}, {SPIKE_ESTATE, SPIKE_ORDER_CANCELLED},
+                     {SPIKE_OK, SPIKE_ORDER_CANCELLED}, {SPIKE_OK, SPIKE_ORDER_CANCELLED}},
+    [S_EXPIRED] = {{SPIKE_ESTATE, SPIKE_ORDER_EXPIRED}, {SPIKE_ESTATE, SPIKE_ORDER_EXPIRED},
+                   {SPIKE_ESTATE, SPIKE_ORDER_EXPIRED}, {SPIKE_OK, SPIKE_ORDER_EXPIRED}},
+};
+
+/* An order of event 1 (pay window 1 s) brought into state s. */
+static uint64_t order_in(spike_producer *p, uint64_t user, int s) {
+  spike_op op;
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 1, user, 1, NULL, 0, count_cb)), SPIKE_OK);
+  uint64_t id = op.r.order.id;
+  if (s == S_PAID) CHECK_EQ(settle(p, &op, spike_pay(p, &op, id, user, "A", 1, count_cb)), SPIKE_OK);
+  if (s == S_CANCELLED) CHECK_EQ(settle(p, &op, spike_cancel(p, &op, id, user, count_cb)), SPIKE_OK);
+  return id;
+}
+
+static void every_state_and_operation(void) {
+  spike_config cfg;
+  small_config(&cfg, "table");
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(1, 100);
+  s.pay_timeout_s = 1;
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+
+  uint64_t id[STATES][OPS];
+  for (int st = 0; st < STATES; st++)
+    for (int op = 0; op < OPS; op++) id[st][op] = order_in(p, 1000 + st * 10 + op, st);
+  /* The expired row and the expire column need the window to pass: the
+   * rest act now, inside it. */
+  for (int st = S_RESERVED; st <= S_CANCELLED; st++)
+    for (int o = OP_PAY_SAME; o <= OP_CANCEL; o++) {
+      spike_op op;
+      uint64_t user = 1000 + (uint64_t)(st * 10 + o);
+      int rc = o == OP_CANCEL ? spike_cancel(p, &op, id[st][o], user, count_cb)
+                              : spike_pay(p, &op, id[st][o], user, o == OP_PAY_SAME ? "A" : "B",
+                                          1, count_cb);
+      rc = settle(p, &op, rc);
+      if (rc != table[st][o].status || op.r.order.state != table[st][o].after) {
+        fprintf(stderr, "state %d op %d: status %d state %d\n", st, o, rc, op.r.order.state);
+        abort();
+      }
+      CHECK_EQ(op.replayed, st != S_RESERVED && rc == SPIKE_OK);
+    }
+  usleep(1300 * 1000); /* the reserved ones left expire now */
+  for (int o = OP_PAY_SAME; o <= OP_CANCEL; o++) {
+    spike_op op;
+    uint64_t user = 1000 + (uint64_t)(S_EXPIRED * 10 + o);
+    int rc = o == OP_CANCEL ? spike_cancel(p, &op, id[S_EXPIRED][o], user, count_cb)
+                            : spike_pay(p, &op, id[S_EXPIRED][o], user, "A", 1, count_cb);
+    CHECK_EQ(settle(p, &op, rc), table[S_EXPIRED][o].status);
+    CHECK_EQ(op.r.order.state, SPIKE_ORDER_EXPIRED);
+  }
+  for (int st = 0; st < STATES; st++) { /* the expire column: the timer fired */
+    spike_order o;
+    CHECK_EQ(spike_order_get(p, id[st][OP_EXPIRE], &o), SPIKE_OK);
+    CHECK_EQ(o.state, table[st][OP_EXPIRE].after);
+  }
+  check_balanced(e, 1);
+  feed_tally t;
+  tally_feed(p, &t);
+  /* 16 reserves; paid: 1 setup + 2 from reserved; cancelled: 1 setup + 1;
+   * expired: the reserved expire-column order and the 4 of the last row */
+  CHECK_EQ(t.by_type[SPIKE_CHANGE_ORDER_RESERVED], 16);
+  CHECK_EQ(t.by_type[SPIKE_CHANGE_ORDER_PAID], 4 + 2);
+  CHECK_EQ(t.by_type[SPIKE_CHANGE_ORDER_CANCELLED], 4 + 1);
+  CHECK_EQ(t.by_type[SPIKE_CHANGE_ORDER_EXPIRED], 1 + 4);
+  spike_event ev;
+  CHECK_EQ(spike_event_get(e, 1, &ev), SPIKE_OK);
+  CHECK_EQ(ev.sold, 6);
+  CHECK_EQ(ev.reserved, 0);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+/* ---- expiry under load ------------------------------------------------------ */
+
+static void ten_thousand_expire(void) {
+  enum { N = 10000 };
+  spike_config cfg;
+  small_config(&cfg, "expire10k");
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(2, N);
+  s.pay_timeout_s = 1;
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  static spike_op ops[N];
+  int done = 0;
+  for (int i = 0; i < N; i++) {
+    ops[i].data = &done;
+    int rc;
+    while ((rc = spike_reserve(p, &ops[i], 2, (uint64_t)i + 1, 1, NULL, 0, count_cb)) ==
+           SPIKE_EBUSY)
+      spike_producer_drain(p);
+    CHECK_EQ(rc, SPIKE_PENDING);
+  }
+  wait_count(p, &done, N);
+  spike_event ev;
+  CHECK_EQ(spike_event_get(e, 2, &ev), SPIKE_OK);
+  CHECK_EQ(ev.available, 0);
+  int64_t t0 = test_now_ms();
+  do { /* all of them, within a couple of seconds of the window */
+    usleep(50 * 1000);
+    CHECK_EQ(spike_event_get(e, 2, &ev), SPIKE_OK);
+    CHECK(test_now_ms() - t0 < 5000);
+  } while (ev.available < N);
+  CHECK_EQ(ev.available, N); /* every unit back, and none twice */
+  CHECK_EQ(ev.reserved, 0);
+  spike_stats st;
+  spike_stats_get(e, &st);
+  CHECK_EQ(st.orders_expired_total, N);
+  CHECK_EQ(st.reserved_armed, 0);
+  feed_tally t;
+  tally_feed(p, &t);
+  CHECK_EQ(t.by_type[SPIKE_CHANGE_ORDER_EXPIRED], N);
+  /* each user holds nothing now: they can buy again */
+  spike_op op;
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 2, 1, 1, NULL, 0, count_cb)), SPIKE_OK);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+/* ---- races ------------------------------------------------------------------ */
+
+enum { RACE_ORDERS = 3000 };
+static uint64_t race_ids[RACE_ORDERS];
+static _Atomic int race_go;
+
+typedef struct racer {
+  spike_engine *e;
+  int pay; /* 1: pays every order, 0: cancels every order */
+  int ok, refused;
+} racer;
+
+static void *race(void *arg) {
+  racer *r = arg;
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(r->e, &p), SPIKE_OK);
+  while (!atomic_load(&race_go)) {
+  }
+  spike_op *ops = calloc(RACE_ORDERS, sizeof(*ops));
+  CHECK(ops != NULL);
+  int done = 0, sent = 0;
+  for (int i = 0; i < RACE_ORDERS; i++) {
+    int k = r->pay ? i : RACE_ORDERS - 1 - i; /* meet in the middle */
+    ops[i].data = &done;
+    int rc;
+    for (;;) {
+      rc = r->pay ? spike_pay(p, &ops[i], race_ids[k], 0, "race", 4, count_cb)
+                  : spike_cancel(p, &ops[i], race_ids[k], 0, count_cb);
+      if (rc != SPIKE_EBUSY) break;
+      spike_producer_drain(p);
+    }
+    CHECK_EQ(rc, SPIKE_PENDING);
+    sent++;
+  }
+  wait_count(p, &done, sent);
+  for (int i = 0; i < RACE_ORDERS; i++) {
+    if (ops[i].status == SPIKE_OK) r->ok++;
+    else if (ops[i].status == SPIKE_ESTATE) r->refused++;
+    else abort();
+  }
+  free(ops);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  return NULL;
+}
+
+static void pay_races_cancel_and_expiry(void) {
+  spike_config cfg;
+  small_config(&cfg, "race");
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(3, RACE_ORDERS);
+  s.pay_timeout_s = 1;
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  static spike_op ops[RACE_ORDERS];
+  int done = 0;
+  for (int i = 0; i < RACE_ORDERS; i++) {
+    ops[i].data = &done;
+    int rc;
+    while ((rc = spike_reserve(p, &ops[i], 3, (uint64_t)i + 1, 1, NULL, 0, count_cb)) ==
+           SPIKE_EBUSY)
+      spike_producer_drain(p);
+    CHECK_EQ(rc, SPIKE_PENDING);
+  }
+  wait_count(p, &done, RACE_ORDERS);
+  for (int i = 0; i < RACE_ORDERS; i++) race_ids[i] = ops[i].r.order.id;
+  /* start the racers so that the window closes while they run */
+  int64_t deadline = ops[0].r.order.expires_at;
+  while (wall_ms() < deadline - 10) usleep(500);
+  racer payer = {.e = e, .pay = 1}, canceller = {.e = e, .pay = 0};
+  pthread_t a, b;
+  CHECK_EQ(pthread_create(&a, NULL, race, &payer), 0);
+  CHECK_EQ(pthread_create(&b, NULL, race, &canceller), 0);
+  atomic_store(&race_go, 1);
+  pthread_join(a, NULL);
+  pthread_join(b, NULL);
+  usleep(1300 * 1000); /* whatever neither won expires */
+
+  uint32_t paid = 0, cancelled = 0, expired = 0;
+  for (int i = 0; i < RACE_ORDERS; i++) {
+    spike_order o;
+    CHECK_EQ(spike_order_get(p, race_ids[i], &o), SPIKE_OK);
+    if (o.state == SPIKE_ORDER_PAID) paid++;
+    else if (o.state == SPIKE_ORDER_CANCELLED) cancelled++;
+    else if (o.state == SPIKE_ORDER_EXPIRED) expired++;
+    else abort();
+  }
+  printf("  paid %u, cancelled %u, expired %u\n", paid, cancelled, expired);
+  CHECK_EQ(paid + cancelled + expired, RACE_ORDERS); /* exactly one terminal state each */
+  CHECK_EQ(payer.ok, paid);
+  CHECK_EQ(canceller.ok, cancelled);
+  /* each order got one pay and one cancel: the loser of a pay/cancel race
+   * is refused once, an order that expired first refuses both */
+  CHECK_EQ(payer.refused + canceller.refused, RACE_ORDERS + expired);
+  spike_event ev;
+  CHECK_EQ(spike_event_get(e, 3, &ev), SPIKE_OK);
+  CHECK_EQ(ev.sold, paid);
+  CHECK_EQ(ev.reserved, 0);
+  CHECK_EQ(ev.available, RACE_ORDERS - paid); /* each unit returned once */
+  feed_tally t;
+  tally_feed(p, &t);
+  CHECK_EQ(t.by_type[SPIKE_CHANGE_ORDER_PAID], paid);
+  CHECK_EQ(t.by_type[SPIKE_CHANGE_ORDER_CANCELLED], cancelled);
+  CHECK_EQ(t.by_type[SPIKE_CHANGE_ORDER_EXPIRED], expired);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+static void feed_retention(void) {
+  spike_config cfg;
+  small_config(&cfg, "retain");
+  cfg.feed_retain = 10;
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(4, 100);
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  for (uint64_t u = 1; u <= 30; u++) {
+    spike_op op;
+    CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 4, u, 1, NULL, 0, count_cb)), SPIKE_OK);
+  }
+  static spike_change ch[64];
+  uint32_t n;
+  uint64_t next;
+  CHECK_EQ(spike_feed_read(p, 0, ch, 64, &n, &next), SPIKE_OK);
+  CHECK_EQ(n, 10); /* the newest ten: seqs 22..31 */
+  CHECK_EQ(ch[0].seq, 22);
+  CHECK_EQ(next, 31);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  e = open_engine(&cfg); /* the seq goes on after a restart */
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_op op;
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 4, 99, 1, NULL, 0, count_cb)), SPIKE_OK);
+  CHECK_EQ(spike_feed_read(p, 30, ch, 64, &n, &next), SPIKE_OK);
+  CHECK_EQ(n, 2);
+  CHECK_EQ(ch[1].seq, 32);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+TEST_LIST({"every_state_and_operation", every_state_and_operation, 60},
+          {"ten_thousand_expire", ten_thousand_expire, 60},
+          {"pay_races_cancel_and_expiry", pay_races_cancel_and_expiry, 60},
+          {"feed_retention", feed_retention, 30})
