@@ -44,7 +44,7 @@ BENCH_SRC  := bench/spikebench.c bench/hist.c bench/plot.c
 TEST_UNITS := test_ring test_slab test_limit test_ids test_wheel test_codec test_order \
               test_body test_engine test_lifecycle test_stress test_crash test_http
 EXAMPLES   := embed
-MICRO      := bench_ring bench_reserve bench_writer
+MICRO      := bench_ring bench_reserve bench_writer bench_lifecycle
 
 .PHONY: all deps bench-deps test check run bench bench-http install clean format
 

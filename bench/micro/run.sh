@@ -45,6 +45,7 @@ run() {
 run bench_ring
 run bench_reserve --dir "$DIR"
 run bench_writer "$DIR"
+run bench_lifecycle "$DIR"
 
 echo "== summary ($(uname -n), $(nproc) CPUs, data under $DIR)"
 awk -F '\t' '

@@ -1,0 +1,102 @@
+#!/bin/sh
+# bench/http.sh -- `make bench-http`: the durable reserve route against nginx
+# answering a fixed body of the same size, under the same wrk load (1 thread,
+# 64 connections), in alternating rounds so machine noise hits both alike.
+# Prints each round, both medians and their ratio. Not a test: it never fails
+# on speed.
+#
+#   ROUNDS=5 DURATION=5 CONNS=64 THREADS=1 bench/http.sh [spiked flags...]
+set -eu
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-5}
+CONNS=${CONNS:-64}
+WRK_THREADS=${WRK_THREADS:-1}
+SPIKED=${SPIKED:-build/rel/spiked}
+PORT_S=${PORT_S:-18480}
+PORT_N=${PORT_N:-18481}
+TMPDIR=${TMPDIR:-/tmp}
+work=$(mktemp -d "$TMPDIR/spike-bench-http.XXXXXX")
+spid=""
+npid=""
+cleanup() {
+  [ -n "$spid" ] && kill -TERM "$spid" 2>/dev/null && wait "$spid" 2>/dev/null
+  [ -n "$npid" ] && kill -QUIT "$npid" 2>/dev/null && wait "$npid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+for tool in wrk nginx curl; do
+  command -v $tool >/dev/null || { echo "bench-http: $tool missing (make bench-deps)" >&2; exit 1; }
+done
+
+wait_port() {
+  i=0
+  until curl -s -o /dev/null "http://127.0.0.1:$1/$2"; do
+    i=$((i + 1))
+    [ $i -gt 100 ] && { echo "bench-http: nothing on port $1" >&2; exit 1; }
+    sleep 0.1
+  done
+}
+
+# spiked, durable, with room for every fresh user of every round
+"$SPIKED" --listen 127.0.0.1:$PORT_S --data "$work/data" --log-level warn \
+  --max-buyers 16777216 --max-reserved 16777216 "$@" 2>"$work/spiked.log" &
+spid=$!
+wait_port $PORT_S healthz/live
+curl -s -o /dev/null -X POST "http://127.0.0.1:$PORT_S/api/v1/events" \
+  -H 'Content-Type: application/json' \
+  -d '{"id":1,"name":"bench","stock":4000000000,"price":999,"start_at":0,"end_at":253402300799999,"per_user_limit":1}'
+
+# nginx, one worker, answering a body as long as a reserve's answer
+body=$(curl -s -X POST "http://127.0.0.1:$PORT_S/api/v1/events/1/orders" \
+  -H 'Content-Type: application/json' -d '{"user_id":"1"}')
+pad=$(printf '%s' "$body" | tr -c 'x' 'x')
+mkdir -p "$work/nginx"
+cat >"$work/nginx/nginx.conf" <<NGX
+worker_processes 1;
+daemon off;
+error_log $work/nginx/error.log;
+pid $work/nginx/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  server {
+    listen 127.0.0.1:$PORT_N;
+    location / { default_type application/json; return 200 '$pad'; }
+  }
+}
+NGX
+nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
+npid=$!
+wait_port $PORT_N ""
+
+rps() { sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$1"; }
+p99() { sed -n 's/^ *99% *\(.*\)$/\1/p' "$1"; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+echo "bench-http: wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s, $ROUNDS alternating rounds; body ${#pad} bytes"
+: >"$work/s.rps"
+: >"$work/n.rps"
+r=1
+while [ $r -le "$ROUNDS" ]; do
+  SPIKE_USER_BASE=$((r * 1000000000)) wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency \
+    -s bench/reserve.lua "http://127.0.0.1:$PORT_S/" >"$work/s.out" 2>&1
+  wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT_N/" \
+    >"$work/n.out" 2>&1
+  bad=$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$work/s.out")
+  printf 'round %d: spiked %9s req/s (p99 %s)%s   nginx %9s req/s (p99 %s)\n' "$r" \
+    "$(rps "$work/s.out")" "$(p99 "$work/s.out")" "${bad:+, $bad non-2xx}" \
+    "$(rps "$work/n.out")" "$(p99 "$work/n.out")"
+  rps "$work/s.out" >>"$work/s.rps"
+  rps "$work/n.out" >>"$work/n.rps"
+  r=$((r + 1))
+done
+ms=$(median <"$work/s.rps")
+mn=$(median <"$work/n.rps")
+echo "median: spiked reserve (ack=durable) $ms req/s; nginx fixed body $mn req/s"
+awk -v s="$ms" -v n="$mn" 'BEGIN { printf "ratio spiked/nginx: %.3f (goal >= 1.0: %s)\n", s / n, (s / n >= 1.0) ? "met" : "not met" }'
+curl -s "http://127.0.0.1:$PORT_S/metrics" | awk '
+  /^spike_commit_batch_size_sum/ {s=$2} /^spike_commit_batch_size_count/ {c=$2}
+  /^spike_commit_duration_seconds_sum/ {ds=$2} /^spike_commit_duration_seconds_count/ {dc=$2}
+  END { if (c > 0) printf "spiked: %d commits, %.1f orders per commit, %.3f ms per commit\n", c, s / c, 1000 * ds / dc }'
