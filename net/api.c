@@ -87,6 +87,15 @@ static void finish(req *r, int http, const char *ctype, const char *extra) {
 
 static void fail(req *r, int status, const char *detail);
 
+void api_log_ids(const req *r, char *out, size_t cap) {
+  out[0] = '\0';
+  if (!r->m.id_ok) return;
+  const char *name = r->handler == H_USER_ORDERS                                ? "userId"
+                     : r->handler >= H_ORDER_GET && r->handler <= H_ORDER_CANCEL ? "orderId"
+                                                                                  : "eventId";
+  snprintf(out, cap, ",\"%s\":\"%llu\"", name, (unsigned long long)r->m.id);
+}
+
 static void ok_begin(req *r) {
   out_begin(r);
   jb_lit(&r->out, "{\"code\":0,\"msg\":\"ok\",\"data\":");
@@ -130,9 +139,12 @@ static void fail(req *r, int status, const char *detail) {
   } else if (status == SPIKE_EBUSY || status == SPIKE_ERATE) {
     extra = "Retry-After: 1\r\n";
   }
-  if (http >= 500)
-    log_line(LOG_ERROR, "http", r->trace, NULL, "%s %s: %s%s%s", router_label((handler)r->handler),
-             "failed", msg, detail ? ": " : "", detail ? detail : "");
+  if (http >= 500) {
+    char ids[64];
+    api_log_ids(r, ids, sizeof(ids));
+    log_line(LOG_ERROR, "http", r->trace, ids, "%s failed: %s%s%s",
+             router_label((handler)r->handler), msg, detail ? ": " : "", detail ? detail : "");
+  }
   finish(r, http, "application/json", extra);
 }
 

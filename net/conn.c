@@ -530,7 +530,16 @@ void conn_respond(req *r) {
     return;
   }
   loop_ctx *lc = c->lc;
-  metrics_request(&lc->m, (handler)r->handler, r->http, r->status, uv_hrtime() - r->t0_ns);
+  uint64_t ns = uv_hrtime() - r->t0_ns;
+  metrics_request(&lc->m, (handler)r->handler, r->http, r->status, ns);
+  if (log_enabled(LOG_DEBUG)) { /* the access log, at debug only: one line per request */
+    char f[160], ids[64];
+    api_log_ids(r, ids, sizeof(ids));
+    snprintf(f, sizeof(f), ",\"route\":\"%s\",\"status\":%d,\"code\":%d,\"us\":%llu%s",
+             router_label((handler)r->handler), r->http, spike_code(r->status),
+             (unsigned long long)(ns / 1000), ids);
+    log_line(LOG_DEBUG, "http", r->trace, f, "request");
+  }
   mark_dirty(c);
 }
 

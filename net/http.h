@@ -167,5 +167,7 @@ void api_handle(loop_ctx *lc, req *r);
 /* Write an error envelope for a request the transport refuses (bad syntax,
  * too large). */
 void api_error(loop_ctx *lc, req *r, int status, const char *detail);
+/* The ids a request names, as JSON members for a log line ("" if none). */
+void api_log_ids(const req *r, char *out, size_t cap);
 
 #endif /* SPIKE_HTTP_H */
