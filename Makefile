@@ -136,6 +136,12 @@ build/fuzz/%: tests/%.c $(NET_SRC) $(LIB_SRC) $(addprefix build/fuzz/llhttp/,$(L
 	@echo "  FUZZ  $@"
 	@clang $(WARN) -g -O1 $(INCLUDES) $(PKG_CFLAGS) $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS)
 
+# The LD_PRELOAD fault injector test_fault runs under.
+build/rel/tests/libfault.so: tests/fault.c
+	@mkdir -p $(@D)
+	@echo "  SO    $@"
+	@$(CC) $(WARN) -g -O2 -shared -fPIC -o $@ $< -ldl
+
 build/rel/libspike.so: $(patsubst %.c,build/rel/%.o,$(LIB_SRC))
 	$(CC) -shared -Wl,-soname,libspike.so.0 -o $@ $^ $(PKG_LIBS)
 
@@ -144,7 +150,7 @@ build/rel/libspike.so: $(patsubst %.c,build/rel/%.o,$(LIB_SRC))
 TEST_BINS := $(foreach v,rel asan tsan,$(addprefix build/$(v)/tests/,$(TEST_UNITS))) \
              $(foreach v,rel asan tsan,build/$(v)/spiked) \
              $(foreach v,rel asan,$(addprefix build/$(v)/examples/,$(EXAMPLES))) \
-             $(addprefix build/fuzz/,$(FUZZERS))
+             $(addprefix build/fuzz/,$(FUZZERS)) build/rel/tests/test_fault build/rel/tests/libfault.so
 
 test: deps
 	@$(MAKE) --no-print-directory check

@@ -1,0 +1,74 @@
+/*
+ * fault.c -- an LD_PRELOAD shim that makes the storage calls LMDB uses fail
+ * on demand, so tests can drive the engine's I/O-error paths (I6) without
+ * a broken disk.
+ *
+ *   spike_fault_sync(EIO)    every fsync/fdatasync fails with EIO (0: stop)
+ *   spike_fault_write(ENOSPC) every pwrite/pwritev to a file fails
+ *
+ * Tests find the two switches with dlsym(RTLD_DEFAULT, ...); stdin, stdout
+ * and stderr are never failed, so logging still works.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+static _Atomic int sync_errno, write_errno;
+
+void spike_fault_sync(int err) { atomic_store(&sync_errno, err); }
+void spike_fault_write(int err) { atomic_store(&write_errno, err); }
+
+/* dlsym returns an object pointer; POSIX guarantees it converts, C does not,
+ * so copy the bytes. */
+#define REAL(name, type)                                                       \
+  static type real_##name;                                                     \
+  if (real_##name == NULL) {                                                   \
+    void *sym_ = dlsym(RTLD_NEXT, #name);                                      \
+    memcpy(&real_##name, &sym_, sizeof(sym_));                                 \
+  }
+
+typedef int (*sync_fn)(int);
+typedef ssize_t (*pwrite_fn)(int, const void *, size_t, off_t);
+typedef ssize_t (*pwritev_fn)(int, const struct iovec *, int, off_t);
+
+static int failing(_Atomic int *which, int fd) {
+  int err = atomic_load(which);
+  if (err == 0 || fd <= 2) return 0;
+  errno = err;
+  return 1;
+}
+
+int fsync(int fd) {
+  REAL(fsync, sync_fn);
+  return failing(&sync_errno, fd) ? -1 : real_fsync(fd);
+}
+
+int fdatasync(int fd) {
+  REAL(fdatasync, sync_fn);
+  return failing(&sync_errno, fd) ? -1 : real_fdatasync(fd);
+}
+
+ssize_t pwrite(int fd, const void *buf, size_t n, off_t off) {
+  REAL(pwrite, pwrite_fn);
+  return failing(&write_errno, fd) ? -1 : real_pwrite(fd, buf, n, off);
+}
+
+ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off) {
+  REAL(pwrite64, pwrite_fn);
+  return failing(&write_errno, fd) ? -1 : real_pwrite64(fd, buf, n, off);
+}
+
+ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off) {
+  REAL(pwritev, pwritev_fn);
+  return failing(&write_errno, fd) ? -1 : real_pwritev(fd, iov, cnt, off);
+}
+
+ssize_t pwritev64(int fd, const struct iovec *iov, int cnt, off_t off) {
+  REAL(pwritev64, pwritev_fn);
+  return failing(&write_errno, fd) ? -1 : real_pwritev64(fd, iov, cnt, off);
+}
