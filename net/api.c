@@ -57,6 +57,19 @@ static void put(char **p, const char *s, size_t n) {
 }
 #define PUT_LIT(p, s) put((p), (s), sizeof(s) - 1)
 
+/* The Date header (RFC 9110 §6.6.1), formatted at most once a second. */
+static const char *date_header(loop_ctx *lc) {
+  int64_t now = (int64_t)time(NULL);
+  if (now != lc->date_sec) {
+    struct tm tm;
+    time_t t = (time_t)now;
+    gmtime_r(&t, &tm);
+    strftime(lc->date, sizeof(lc->date), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    lc->date_sec = now;
+  }
+  return lc->date;
+}
+
 /* Put the status line and headers in front of the body, then hand the
  * request to the transport. */
 static void finish(req *r, int http, const char *ctype, const char *extra) {
@@ -75,6 +88,8 @@ static void finish(req *r, int http, const char *ctype, const char *extra) {
   PUT_LIT(&p, "\r\nX-Request-Id: ");
   put(&p, r->trace, strlen(r->trace));
   PUT_LIT(&p, "\r\n");
+  const char *date = date_header(r->lc);
+  put(&p, date, strlen(date));
   if (extra != NULL) put(&p, extra, strlen(extra));
   if (!r->keep_alive) PUT_LIT(&p, "Connection: close\r\n");
   PUT_LIT(&p, "\r\n");
@@ -148,9 +163,10 @@ static void fail(req *r, int status, const char *detail) {
   finish(r, http, "application/json", extra);
 }
 
+static void set_trace(loop_ctx *lc, req *r);
+
 void api_error(loop_ctx *lc, req *r, int status, const char *detail) {
-  (void)lc;
-  if (r->trace[0] == '\0') snprintf(r->trace, sizeof(r->trace), "refused");
+  if (r->trace[0] == '\0') set_trace(lc, r);
   fail(r, status, detail);
 }
 

@@ -130,6 +130,8 @@ struct loop_ctx {
   spike_order *orders; /* user orders, API_LIST_MAX */
   spike_change *changes; /* feed, API_FEED_MAX */
   uint64_t trace_seq, trace_salt;
+  char date[48];       /* "Date: ...\r\n", remade once a second */
+  int64_t date_sec;
   int draining;
   _Atomic int forced; /* set by the main thread, then a wake-up */
   uv_thread_t thread;
