@@ -78,9 +78,15 @@ static uint32_t probe(lim_table *t, uint64_t k1, uint64_t k2, int insert) {
       if (cur == TAG_BUSY) cur = wait_claimed(e);
       if (cur != TAG_EMPTY) break;
       if (!insert) return LIM_FULL;
-      /* relaxed: used bounds the fill level only; it orders no data. */
-      if (atomic_fetch_add_explicit(&t->used, 1, memory_order_relaxed) >= t->max_used) {
-        atomic_fetch_sub_explicit(&t->used, 1, memory_order_relaxed);
+      /* acquire: pairs with the release increment below. An insert counts
+       * only after its claim, so a claim in flight never refuses a key that
+       * fits; racing inserters can pass the bound by one each, and the
+       * quarter left free keeps probes short and finite regardless. */
+      if (atomic_load_explicit(&t->used, memory_order_acquire) >= t->max_used) {
+        /* at the bound, unless someone is claiming this very slot (maybe
+         * for our key): look again before refusing */
+        cur = atomic_load_explicit(&e->tag, memory_order_acquire);
+        if (cur != TAG_EMPTY) continue;
         return LIM_FULL;
       }
       /* acquire on failure: the winner's tag may be the one we want (and
@@ -95,9 +101,11 @@ static uint32_t probe(lim_table *t, uint64_t k1, uint64_t k2, int insert) {
         /* release: pairs with the acquire loads of the tag in probe and
          * wait_claimed; the key is complete before the tag names it. */
         atomic_store_explicit(&e->tag, tag, memory_order_release);
+        /* release: pairs with the acquire load of used above; a thread that
+         * sees this count sees the claim that made it. */
+        atomic_fetch_add_explicit(&t->used, 1, memory_order_release);
         return i;
       }
-      atomic_fetch_sub_explicit(&t->used, 1, memory_order_relaxed);
       /* lost the race for this slot: look at what the winner put there */
     }
     if (cur == tag && e->k1 == k1 && e->k2 == k2) return i;

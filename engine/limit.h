@@ -18,7 +18,8 @@
  *          thread) or the order id it made (I4).
  *
  * Bounds: capacity slots (a power of two); inserts stop at 3/4 full with
- * LIM_FULL, so probe chains stay short and always end. Memory is
+ * LIM_FULL (concurrent inserters may each pass it by one), so probe chains
+ * stay short and always end. Memory is
  * 32 bytes x capacity, mapped and touched at open (resident from then on).
  */
 #ifndef SPIKE_LIMIT_H

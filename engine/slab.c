@@ -144,7 +144,8 @@ uint32_t slab_create(slab *s, const spike_event_spec *spec, int *status) {
 
 uint32_t slab_load(slab *s, const spike_event *ev, int closed) {
   int status;
-  if (ev->stock_total > UINT32_MAX || ev->reserved + ev->sold > ev->stock_total)
+  if (ev->stock_total > UINT32_MAX || ev->reserved > ev->stock_total ||
+      ev->sold > ev->stock_total - ev->reserved)
     return SLAB_NONE;
   uint32_t slot = claim_slot(s, ev->id, &status);
   if (slot == SLAB_NONE) return SLAB_NONE;
@@ -210,7 +211,7 @@ void slab_sell(slab_event *e, uint32_t qty) {
 int slab_restock(slab_event *e, uint64_t add) {
   /* relaxed: only the writer stores total. */
   uint32_t t = atomic_load_explicit(&e->total, memory_order_relaxed);
-  if (add == 0 || (uint64_t)t + add > UINT32_MAX) return -1;
+  if (add == 0 || add > (uint64_t)UINT32_MAX - t) return -1;
   /* release: pairs with the acquire loads of total in slab_take/slab_read. */
   atomic_store_explicit(&e->total, (uint32_t)(t + add), memory_order_release);
   return 0;

@@ -153,7 +153,8 @@ int64_t wheel_next_ms(const wheel *w) {
   if (w->pending == 0) return INT64_MAX;
   for (uint32_t k = 0; k < WHEEL_SLOTS; k++) {
     int64_t t = w->cur_ms + k;
-    if ((t & (WHEEL_SLOTS - 1)) == 0 && k > 0) return t; /* a cascade point */
+    /* a cascade at t (the next tick included) may bring entries due at t */
+    if ((t & (WHEEL_SLOTS - 1)) == 0) return t;
     if (w->slot[0][t & (WHEEL_SLOTS - 1)] != WHEEL_NONE) return t;
   }
   return w->cur_ms + WHEEL_SLOTS;

@@ -52,8 +52,10 @@ void wheel_free(wheel *w);
 /* Grow the pool to capacity entries (recovery only). 0, or -1. */
 int wheel_grow(wheel *w, uint32_t capacity);
 
-/* Arm a deadline: 0, or -1 when every entry is in use. A deadline at or
- * before the wheel's time goes straight to the due list. */
+/* Arm a deadline: 0, or -1 when every entry is in use. A deadline before
+ * the wheel's next tick (the start time, then the last advance + 1) goes
+ * straight to the due list; any other is due at the first wheel_advance to
+ * a time >= it. */
 int wheel_arm(wheel *w, uint64_t order_id, int64_t deadline_ms);
 
 /* Move every entry with deadline <= now_ms to the due list. */

@@ -40,8 +40,10 @@ int codec_order_valid(const spike_order *o) {
 }
 
 int codec_event_valid(const spike_event *e) {
+  /* reserved + sold is compared without the sum, which could wrap */
   return e->id != 0 && e->name[0] != '\0' && e->price >= 0 && e->stock_total > 0 &&
-         e->stock_total <= UINT32_MAX && e->reserved + e->sold <= e->stock_total &&
+         e->stock_total <= UINT32_MAX && e->reserved <= e->stock_total &&
+         e->sold <= e->stock_total - e->reserved &&
          e->available == e->stock_total - e->reserved - e->sold && e->end_at > e->start_at &&
          e->per_user_limit >= 1 && e->pay_timeout_s >= 1 &&
          e->pay_timeout_s <= SPIKE_PAY_TIMEOUT_MAX_S &&
@@ -163,7 +165,7 @@ static int get_u32(const msgpack_object *a, uint32_t i, uint32_t *v) {
 static int get_str(const msgpack_object *a, uint32_t i, char *out, size_t cap) {
   const msgpack_object *o = &a->via.array.ptr[i];
   if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= cap) return -1;
-  memcpy(out, o->via.str.ptr, o->via.str.size);
+  if (o->via.str.size > 0) memcpy(out, o->via.str.ptr, o->via.str.size); /* "" has no ptr */
   out[o->via.str.size] = '\0';
   return 0;
 }
@@ -199,7 +201,7 @@ static int unpack_event(const msgpack_object *a, int64_t now_ms, spike_event *e,
       get_i64(a, 8, &e->end_at) || get_u32(a, 9, &e->per_user_limit) ||
       get_u32(a, 10, &e->pay_timeout_s) || get_u64(a, 11, &c))
     return -1;
-  if (e->reserved + e->sold > e->stock_total) return -1;
+  if (e->reserved > e->stock_total || e->sold > e->stock_total - e->reserved) return -1;
   e->available = e->stock_total - e->reserved - e->sold;
   e->state = slab_state_of(c != 0, now_ms, e->start_at, e->end_at, e->available);
   if (closed != NULL) *closed = c != 0;
