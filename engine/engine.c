@@ -199,6 +199,7 @@ static void free_engine(spike_engine *e) {
     for (uint32_t i = 0; i < e->cfg.max_producers; i++) {
       ring_free(&e->producers[i].submit);
       ring_free(&e->producers[i].done);
+      if (e->producers[i].efd >= 0) close(e->producers[i].efd);
     }
     free(e->producers);
   }
@@ -244,11 +245,21 @@ int spike_open(spike_engine **out, const spike_config *cfg) {
   }
   e->producers = calloc(cfg->max_producers, sizeof(*e->producers));
   if (e->producers == NULL) goto fail;
+  for (uint32_t i = 0; i < cfg->max_producers; i++) e->producers[i].efd = -1;
   for (uint32_t i = 0; i < cfg->max_producers; i++) {
     spike_producer *p = &e->producers[i];
     p->e = e;
     p->idx = i;
-    p->efd = -1;
+    /* The eventfd lives as long as the engine, not the producer: the writer
+     * signals it after publishing completions, and a producer may have
+     * drained them and closed in between. A late signal is then only a
+     * spurious wake-up for the slot's next owner, never a write to a closed
+     * (or reused) descriptor. */
+    p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (p->efd < 0) {
+      snprintf(open_err, sizeof(open_err), "eventfd: %s", strerror(errno));
+      goto fail;
+    }
     if (ring_init(&p->submit, cfg->ring_size, MSG_SLOT_BYTES) != 0 ||
         ring_init(&p->done, cfg->ring_size, sizeof(spike_op *)) != 0) {
       snprintf(open_err, sizeof(open_err), "out of memory for the rings");
@@ -316,13 +327,13 @@ int spike_producer_open(spike_engine *e, spike_producer **out) {
     pthread_mutex_unlock(&e->producers_lock);
     return SPIKE_EBUSY;
   }
-  p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (p->efd < 0 || !msgpack_zone_init(&p->zone, 1024)) {
-    if (p->efd >= 0) close(p->efd);
-    p->efd = -1;
+  if (!msgpack_zone_init(&p->zone, 1024)) {
     pthread_mutex_unlock(&e->producers_lock);
     return SPIKE_EINTERNAL;
   }
+  uint64_t stale;
+  ssize_t r = read(p->efd, &stale, sizeof(stale)); /* a previous owner's wake-ups */
+  (void)r;
   /* Ids continue above whatever this slot minted before. */
   uint64_t prev = atomic_load_explicit(&p->ids.last, memory_order_relaxed);
   int64_t floor = e->id_floor_ms;
@@ -372,8 +383,6 @@ int spike_producer_close(spike_producer *p) {
   if (p->rtxn != NULL) mdb_txn_abort(p->rtxn);
   p->rtxn = NULL;
   msgpack_zone_destroy(&p->zone);
-  close(p->efd);
-  p->efd = -1;
   atomic_store_explicit(&p->active, 0, memory_order_release);
   pthread_mutex_unlock(&e->producers_lock);
   return SPIKE_OK;

@@ -48,7 +48,7 @@ done
 # A short libFuzzer run per target, from the committed seed corpus.
 if command -v clang >/dev/null 2>&1; then
   for f in build/fuzz/*; do
-    [ -x "$f" ] || continue
+    [ -f "$f" ] && [ -x "$f" ] || continue
     name=$(basename "$f")
     corpus="$TMPDIR/spike-corpus-$name-$$"
     mkdir -p "$corpus"

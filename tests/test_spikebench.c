@@ -1,0 +1,443 @@
+/*
+ * test_spikebench.c -- spikebench end to end: against a server that
+ * freezes for 200 ms once a second, the open loop must report the stall in
+ * its p99 while the closed loop (--max) hides it (coordinated omission);
+ * against a real spiked, the reserve, mixed and flash-crowd scenarios must
+ * pass --verify with counts that add up, and --verify must fail when
+ * another client takes stock behind its back. Plus the usage errors, and
+ * the .hgrm / `spikebench plot` path.
+ *
+ *   SPIKEBENCH=build/asan/spikebench STALL_SERVER=... SPIKED=... \
+ *     ./build/rel/tests/test_spikebench [case]
+ *
+ * spikebench's results are read from its --json file.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "http_client.h"
+#include "test.h"
+
+static hc_resp J; /* a --json file, or a response */
+
+static const char *bench_bin(void) {
+  const char *b = getenv("SPIKEBENCH");
+  return b && *b ? b : "build/rel/spikebench";
+}
+
+static const char *stall_bin(void) {
+  const char *b = getenv("STALL_SERVER");
+  return b && *b ? b : "build/rel/tests/stall_server";
+}
+
+static char workdir[512];
+
+static const char *tmp_path(const char *name) {
+  static char p[4][600];
+  static int k;
+  k = (k + 1) % 4;
+  snprintf(p[k], sizeof(p[k]), "%s/%s", workdir, name);
+  return p[k];
+}
+
+/* Start spikebench with args (NULL-terminated); its output goes to log. */
+static pid_t bench_start(const char *const *args, const char *log) {
+  const char *argv[64] = {bench_bin()};
+  int n = 1;
+  for (int i = 0; args[i] != NULL && n < 63; i++) argv[n++] = args[i];
+  argv[n] = NULL;
+  fflush(NULL);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    close(fd);
+    execv(argv[0], (char *const *)argv);
+    fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+  }
+  return pid;
+}
+
+static void show(const char *log) {
+  char buf[8192];
+  FILE *f = fopen(log, "r");
+  if (f == NULL) return;
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  buf[n] = '\0';
+  fclose(f);
+  fprintf(stderr, "---- %s\n%s----\n", log, buf);
+}
+
+static int bench_wait(pid_t pid, const char *log) {
+  int st;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  (void)log;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Run spikebench to its end; its output is shown when the exit status is
+ * not the one wanted. */
+static void bench(const char *const *args, const char *log, int want) {
+  int rc = bench_wait(bench_start(args, log), log);
+  if (rc != want) {
+    show(log);
+    fprintf(stderr, "spikebench exited %d, want %d\n", rc, want);
+  }
+  CHECK_EQ(rc, want);
+}
+
+/* Load a --json file into J. */
+static void load_json(const char *path) {
+  FILE *f = fopen(path, "r");
+  CHECK(f != NULL);
+  J.body_len = fread(J.body, 1, sizeof(J.body) - 1, f);
+  J.body[J.body_len] = '\0';
+  fclose(f);
+  CHECK(J.body_len > 0);
+}
+
+static double jnum(const char *path) {
+  char v[64];
+  if (hc_json(&J, path, v, sizeof(v)) != 0) {
+    fprintf(stderr, "no %s in %s\n", path, J.body);
+    abort();
+  }
+  return strtod(v, NULL);
+}
+
+/* A number that may be absent (a status or code never seen): 0 then. */
+static long long jcount(const char *path) {
+  char v[64];
+  return hc_json(&J, path, v, sizeof(v)) == 0 ? strtoll(v, NULL, 10) : 0;
+}
+
+static void setup(const char *tag) { snprintf(workdir, sizeof(workdir), "%s", test_tmpdir(tag)); }
+
+/* ---- the stall server -------------------------------------------------------------- */
+
+static pid_t stall_start(int *port) {
+  int fds[2];
+  CHECK(pipe(fds) == 0);
+  fflush(NULL);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    dup2(fds[1], 1);
+    close(fds[0]);
+    close(fds[1]);
+    execl(stall_bin(), stall_bin(), "--freeze-ms", "200", "--period-ms", "1000", (char *)NULL);
+    fprintf(stderr, "exec %s: %s\n", stall_bin(), strerror(errno));
+    _exit(127);
+  }
+  close(fds[1]);
+  char line[128];
+  size_t n = 0;
+  while (n < sizeof(line) - 1) {
+    ssize_t r = read(fds[0], line + n, 1);
+    if (r <= 0 || line[n] == '\n') break;
+    n++;
+  }
+  line[n] = '\0';
+  close(fds[0]);
+  CHECK(sscanf(line, "listening 127.0.0.1:%d", port) == 1);
+  return pid;
+}
+
+static void stall_stop(pid_t pid) {
+  kill(pid, SIGTERM);
+  waitpid(pid, NULL, 0);
+}
+
+/* Open loop sees the stall, closed loop hides it: the point of the tool. */
+static void stall_open_vs_closed(void) {
+  setup("sb-stall");
+  int port;
+  pid_t srv = stall_start(&port);
+  char url[64];
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+
+  const char *open_args[] = {"--url", url, "--rate", "2000", "--connections", "16", "--duration",
+                             "3", "--quiet", "--json", tmp_path("open.json"), NULL};
+  bench(open_args, tmp_path("open.log"), 0);
+  load_json(tmp_path("open.json"));
+  double open_p99 = jnum("latency_ms.p99"), open_p50 = jnum("latency_ms.p50");
+  double open_n = jnum("requests");
+  fprintf(stderr, "open loop: p50 %.3f ms, p99 %.3f ms over %.0f requests\n", open_p50, open_p99,
+          open_n);
+  /* a fifth of the schedule falls in a freeze: far more than 1 % waits >= 100 ms */
+  CHECK(open_p99 >= 100.0);
+  CHECK(open_n >= 2000 * 3 * 0.8);
+  CHECK_EQ(jcount("errors.timeout") + jcount("errors.read") + jcount("errors.parse"), 0);
+
+  const char *closed_args[] = {"--url", url, "--max", "--connections", "16", "--duration", "3",
+                               "--quiet", "--json", tmp_path("closed.json"), NULL};
+  bench(closed_args, tmp_path("closed.log"), 0);
+  load_json(tmp_path("closed.json"));
+  double closed_p99 = jnum("latency_ms.p99"), closed_max = jnum("latency_ms.max");
+  double closed_n = jnum("requests");
+  fprintf(stderr, "closed loop: p99 %.3f ms, max %.3f ms over %.0f requests\n", closed_p99,
+          closed_max, closed_n);
+  /* the same freezes, each counted once per connection: they vanish below p99 */
+  CHECK(closed_max >= 100.0);
+  CHECK(closed_p99 < 50.0);
+  CHECK(closed_p99 < open_p99 / 3);
+  CHECK(closed_n > open_n);
+  stall_stop(srv);
+  test_rmrf(workdir);
+}
+
+/* ---- against spiked ---------------------------------------------------------------- */
+
+static void create_event(int port, int id, int stock) {
+  char body[256];
+  snprintf(body, sizeof(body),
+           "{\"id\":%d,\"name\":\"bench %d\",\"stock\":%d,\"price\":999,\"start_at\":0,"
+           "\"end_at\":253402300799999,\"per_user_limit\":1}",
+           id, id, stock);
+  CHECK_EQ(hc_do(port, "POST", "/api/v1/events", NULL, body, &J), 201);
+}
+
+static long long event_field(int port, int id, const char *field) {
+  char path[64], f[64];
+  snprintf(path, sizeof(path), "/api/v1/events/%d", id);
+  CHECK_EQ(hc_do(port, "GET", path, NULL, NULL, &J), 200);
+  snprintf(f, sizeof(f), "data.%s", field);
+  return hc_json_int(&J, f);
+}
+
+static const char *const spiked_args[] = {"--log-level", "warn", NULL};
+
+/* The JSON summary's counts add up: every measured answer has one status and,
+ * from spiked, one envelope code. */
+static void counts_add_up(void) {
+  long long n = (long long)jnum("requests");
+  long long st = jcount("status.200") + jcount("status.201") + jcount("status.409") +
+                 jcount("status.404") + jcount("status.503") + jcount("status.500");
+  CHECK_EQ(st, n);
+  long long codes = jcount("codes.0") + jcount("codes.30001") + jcount("codes.30007") +
+                    jcount("codes.30002") + jcount("codes.50005");
+  CHECK_EQ(codes, n);
+  CHECK_EQ(jcount("codes.0"), jcount("status.200") + jcount("status.201"));
+  CHECK_EQ(jcount("no_envelope"), 0);
+  char v[16];
+  CHECK(hc_json(&J, "verify.ok", v, sizeof(v)) == 0 && strcmp(v, "true") == 0);
+}
+
+static void reserve_verify(void) {
+  setup("sb-reserve");
+  spiked s;
+  spiked_start(&s, NULL, spiked_args);
+  create_event(s.port, 7, 100000);
+  char url[64];
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d/", s.port);
+  /* 2000 reserves over 1500 users: 500 repeats must be refused (limit 1) */
+  const char *args[] = {"--url", url, "--event", "7", "--rate", "1000", "--connections", "8",
+                        "--duration", "2", "--users", "1500", "--user-base", "5000000", "--verify",
+                        "--quiet", "--json", tmp_path("r.json"), "--hgrm", tmp_path("durable.hgrm"),
+                        "--svg", tmp_path("r.svg"), NULL};
+  bench(args, tmp_path("r.log"), 0);
+  load_json(tmp_path("r.json"));
+  counts_add_up();
+  long long n = (long long)jnum("requests");
+  long long created = (long long)jnum("run.created");
+  CHECK(n + (long long)jnum("unsent") >= 1900);
+  CHECK_EQ(jcount("status.201") + jcount("status.409"), n);
+  CHECK_EQ(jcount("codes.30007"), jcount("status.409"));
+  CHECK(created <= 1500);
+  CHECK_EQ(created, jcount("status.201"));
+  /* the server agrees */
+  CHECK_EQ(event_field(s.port, 7, "reserved"), created);
+  CHECK_EQ(event_field(s.port, 7, "available"), 100000 - created);
+
+  /* plot: the run's own .hgrm twice, labelled by file name */
+  FILE *in = fopen(tmp_path("durable.hgrm"), "r"), *out = fopen(tmp_path("again.hgrm"), "w");
+  CHECK(in != NULL && out != NULL);
+  char buf[4096];
+  size_t k;
+  while ((k = fread(buf, 1, sizeof(buf), in)) > 0) CHECK(fwrite(buf, 1, k, out) == k);
+  fclose(in);
+  fclose(out);
+  const char *plot[] = {"plot", tmp_path("both.svg"), tmp_path("durable.hgrm"),
+                        tmp_path("again.hgrm"), NULL};
+  bench(plot, tmp_path("plot.log"), 0);
+  static const char *const svgs[] = {"both.svg", "r.svg"};
+  for (int i = 0; i < 2; i++) {
+    FILE *f = fopen(tmp_path(svgs[i]), "r");
+    CHECK(f != NULL);
+    J.body_len = fread(J.body, 1, sizeof(J.body) - 1, f);
+    J.body[J.body_len] = '\0';
+    fclose(f);
+    CHECK(strncmp(J.body, "<svg", 4) == 0);
+    CHECK(strstr(J.body, "</svg>") != NULL);
+    CHECK(strstr(J.body, "<polyline") != NULL);
+  }
+  CHECK(strstr(J.body, ">durable<") == NULL); /* r.svg is labelled by scenario */
+  FILE *f = fopen(tmp_path("both.svg"), "r");
+  J.body_len = fread(J.body, 1, sizeof(J.body) - 1, f);
+  J.body[J.body_len] = '\0';
+  fclose(f);
+  CHECK(strstr(J.body, ">durable<") != NULL && strstr(J.body, ">again<") != NULL);
+  /* not an .hgrm: a clear failure */
+  const char *bad_plot[] = {"plot", tmp_path("x.svg"), tmp_path("r.json"), NULL};
+  bench(bad_plot, tmp_path("plot2.log"), 1);
+
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  test_rmrf(s.dir);
+  test_rmrf(workdir);
+}
+
+static void mixed_verify(void) {
+  setup("sb-mixed");
+  spiked s;
+  spiked_start(&s, NULL, spiked_args);
+  create_event(s.port, 9, 100000);
+  char url[64];
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d", s.port);
+  const char *args[] = {"--url", url, "--event", "9", "--scenario", "mixed", "--rate", "800",
+                        "--connections", "8", "--threads", "2", "--duration", "2", "--warmup",
+                        "0.5", "--verify", "--quiet", "--json", tmp_path("m.json"), NULL};
+  bench(args, tmp_path("m.log"), 0);
+  load_json(tmp_path("m.json"));
+  counts_add_up();
+  long long paid = (long long)jnum("run.paid"), created = (long long)jnum("run.created");
+  CHECK(paid > 0 && created > 0 && paid <= created);
+  CHECK(jnum("by_kind.reserve.count") > 0);
+  CHECK(jnum("by_kind.read.count") > 0);
+  CHECK(jnum("by_kind.pay.count") > 0);
+  CHECK_EQ(event_field(s.port, 9, "sold"), paid);
+  CHECK_EQ(event_field(s.port, 9, "reserved"), created - paid);
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  test_rmrf(s.dir);
+  test_rmrf(workdir);
+}
+
+static void flash_crowd_verify(void) {
+  setup("sb-flash");
+  spiked s;
+  spiked_start(&s, NULL, spiked_args);
+  create_event(s.port, 11, 100);
+  char url[64];
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d", s.port);
+  const char *args[] = {"--url", url, "--event", "11", "--scenario", "flash-crowd",
+                        "--connections", "200", "--duration", "20", "--verify", "--quiet",
+                        "--json", tmp_path("f.json"), NULL};
+  bench(args, tmp_path("f.log"), 0);
+  load_json(tmp_path("f.json"));
+  counts_add_up();
+  CHECK_EQ(jcount("status.201"), 100);
+  CHECK_EQ(jcount("codes.30001"), jcount("status.409"));
+  CHECK(jcount("status.409") >= 100); /* every other connection was told: sold out */
+  CHECK_EQ(jcount("errors.connect"), 0);
+  char v[16];
+  CHECK(hc_json(&J, "flash.sold_out", v, sizeof(v)) == 0 && strcmp(v, "true") == 0);
+  CHECK(jnum("flash.sell_out_ms") > 0);
+  CHECK_EQ((long long)jnum("flash.burst.count"), 200);
+  CHECK_EQ(event_field(s.port, 11, "available"), 0);
+  CHECK_EQ(event_field(s.port, 11, "reserved"), 100);
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  test_rmrf(s.dir);
+  test_rmrf(workdir);
+}
+
+/* Another client buying the same event during the run breaks "taken equals
+ * 201s": --verify must say so and exit 1. */
+static void verify_catches_other_buyer(void) {
+  setup("sb-other");
+  spiked s;
+  spiked_start(&s, NULL, spiked_args);
+  create_event(s.port, 13, 100000);
+  char url[64];
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d", s.port);
+  const char *other[] = {"--url", url, "--event", "13", "--rate", "300", "--connections", "2",
+                         "--duration", "3", "--user-base", "900000000", "--quiet", NULL};
+  pid_t o = bench_start(other, tmp_path("other.log"));
+  usleep(300000);
+  const char *args[] = {"--url", url, "--event", "13", "--rate", "300", "--connections", "2",
+                        "--duration", "1.5", "--verify", "--quiet", "--json", tmp_path("v.json"),
+                        NULL};
+  bench(args, tmp_path("v.log"), 1);
+  CHECK_EQ(bench_wait(o, tmp_path("other.log")), 0);
+  load_json(tmp_path("v.json"));
+  char v[16];
+  CHECK(hc_json(&J, "verify.ok", v, sizeof(v)) == 0 && strcmp(v, "false") == 0);
+  CHECK(strstr(J.body, "\"name\":\"taken-equals-201s\",\"ok\":false") != NULL);
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  test_rmrf(s.dir);
+
+  /* a server that is not spike cannot be verified: exit 1, not a pass */
+  int port;
+  pid_t srv = stall_start(&port);
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+  const char *lie[] = {"--url", url, "--rate", "100", "--duration", "0.5", "--verify", "--quiet",
+                       NULL};
+  bench(lie, tmp_path("lie.log"), 1);
+  stall_stop(srv);
+  test_rmrf(workdir);
+}
+
+static void usage_errors(void) {
+  setup("sb-usage");
+  static const char *const bad[][8] = {
+      {"--rate", "100", "--max", NULL},
+      {"--duration", "5", NULL},
+      {"--rate", "0", NULL},
+      {"--rate", "abc", NULL},
+      {"--max", "--connections", "0", NULL},
+      {"--max", "--connections", "99999999", NULL},
+      {"--max", "--url", "ftp://x/", NULL},
+      {"--max", "--url", "https://x/", NULL},
+      {"--max", "--url", "http://:80/", NULL},
+      {"--max", "--url", "http://h:99999/", NULL},
+      {"--max", "--scenario", "nope", NULL},
+      {"--max", "--bogus", NULL},
+      {"--scenario", "flash-crowd", "--rate", "10", NULL},
+      {"--scenario", "get", "--max", "--verify", NULL},
+      {"--max", "--duration", "-1", NULL},
+      {"--max", "--threads", "65", NULL},
+      {"--max", "extra", NULL},
+      {"--max", "--url", NULL},
+      {"--max=1", NULL},
+      {"plot", NULL},
+      {"plot", "out.svg", NULL},
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    fprintf(stderr, "bad usage %zu: %s %s\n", i, bad[i][0], bad[i][1] ? bad[i][1] : "");
+    bench((const char *const *)bad[i], tmp_path("u.log"), 2);
+  }
+  /* --help names every flag and exits 0 */
+  const char *help[] = {"--help", NULL};
+  bench(help, tmp_path("h.log"), 0);
+  FILE *f = fopen(tmp_path("h.log"), "r");
+  J.body_len = fread(J.body, 1, sizeof(J.body) - 1, f);
+  J.body[J.body_len] = '\0';
+  fclose(f);
+  static const char *const names[] = {
+      "--url", "--scenario", "--event", "--connections", "--threads", "--duration", "--warmup",
+      "--rate", "--max", "--users", "--user-base", "--pay-share", "--read-share", "--seed",
+      "--timeout-ms", "--hgrm", "--svg", "--label", "--json", "--verify", "--verify-users",
+      "--verify-cap", "--quiet", "--progress", "spikebench plot"};
+  for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) CHECK(strstr(J.body, names[i]) != NULL);
+  /* nothing listening: exit 1 with a clear line, not a hang */
+  const char *down[] = {"--url", "http://127.0.0.1:1", "--max", "--duration", "0.2", "--quiet", NULL};
+  bench(down, tmp_path("d.log"), 1);
+  test_rmrf(workdir);
+}
+
+TEST_LIST({"stall_open_vs_closed", stall_open_vs_closed, 30}, {"reserve_verify", reserve_verify, 30},
+          {"mixed_verify", mixed_verify, 30}, {"flash_crowd_verify", flash_crowd_verify, 30},
+          {"verify_catches_other_buyer", verify_catches_other_buyer, 30},
+          {"usage_errors", usage_errors, 60})
