@@ -124,32 +124,31 @@ static void http_metrics(jbuf *b, metrics *const *sh, uint32_t n) {
   line(b, "spike_connection_timeouts_total %llu\n", (unsigned long long)to);
 }
 
+/* A histogram without labels: counts per bucket (not cumulative) + +Inf. */
+static void histogram(jbuf *b, const char *name, const char *help, const double *le, int n,
+                      const uint64_t *counts, double sum) {
+  family(b, name, "histogram", help);
+  uint64_t cum = 0;
+  for (int k = 0; k < n; k++) {
+    cum += counts[k];
+    line(b, "%s_bucket{le=\"%g\"} %llu\n", name, le[k], (unsigned long long)cum);
+  }
+  cum += counts[n];
+  line(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+  line(b, "%s_sum %.9g\n", name, sum);
+  line(b, "%s_count %llu\n", name, (unsigned long long)cum);
+}
+
 static void engine_metrics(jbuf *b, spike_engine *e) {
   spike_stats st;
   spike_stats_get(e, &st);
-  family(b, "spike_commit_duration_seconds", "histogram",
-         "Time of one LMDB commit (write and fsync) of a batch.");
-  uint64_t cum = 0;
-  for (int k = 0; k < SPIKE_COMMIT_BUCKETS; k++) {
-    cum += st.commit_seconds_count[k];
-    line(b, "spike_commit_duration_seconds_bucket{le=\"%g\"} %llu\n", spike_commit_bucket_s[k],
-         (unsigned long long)cum);
-  }
-  cum += st.commit_seconds_count[SPIKE_COMMIT_BUCKETS];
-  line(b, "spike_commit_duration_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
-  line(b, "spike_commit_duration_seconds_sum %.9f\n", st.commit_seconds_sum);
-  line(b, "spike_commit_duration_seconds_count %llu\n", (unsigned long long)cum);
-  family(b, "spike_commit_batch_size", "histogram", "Operations per committed batch.");
-  cum = 0;
-  for (int k = 0; k < SPIKE_BATCH_BUCKETS; k++) {
-    cum += st.batch_size_count[k];
-    line(b, "spike_commit_batch_size_bucket{le=\"%u\"} %llu\n", spike_batch_bucket[k],
-         (unsigned long long)cum);
-  }
-  cum += st.batch_size_count[SPIKE_BATCH_BUCKETS];
-  line(b, "spike_commit_batch_size_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
-  line(b, "spike_commit_batch_size_sum %llu\n", (unsigned long long)st.batch_size_sum);
-  line(b, "spike_commit_batch_size_count %llu\n", (unsigned long long)cum);
+  histogram(b, "spike_commit_duration_seconds",
+            "Time of one LMDB commit (write and fsync) of a batch.", spike_commit_bucket_s,
+            SPIKE_COMMIT_BUCKETS, st.commit_seconds_count, st.commit_seconds_sum);
+  double batch_le[SPIKE_BATCH_BUCKETS];
+  for (int k = 0; k < SPIKE_BATCH_BUCKETS; k++) batch_le[k] = spike_batch_bucket[k];
+  histogram(b, "spike_commit_batch_size", "Operations per committed batch.", batch_le,
+            SPIKE_BATCH_BUCKETS, st.batch_size_count, (double)st.batch_size_sum);
   family(b, "spike_commits_total", "counter", "Batches committed.");
   line(b, "spike_commits_total %llu\n", (unsigned long long)st.commits_total);
   family(b, "spike_commit_failures_total", "counter", "Batches whose commit failed.");

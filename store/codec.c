@@ -104,15 +104,20 @@ size_t codec_encode_event(const spike_event *e, int closed, uint8_t *buf, size_t
   return f.overflow ? 0 : f.len;
 }
 
+/* [version, type, at, ...]: the head every change record starts with. */
+static void pack_change_head(msgpack_packer *pk, spike_change_type type, int64_t at) {
+  msgpack_pack_array(pk, 4);
+  msgpack_pack_uint8(pk, CODEC_VERSION);
+  msgpack_pack_uint8(pk, (uint8_t)type);
+  msgpack_pack_int64(pk, at);
+}
+
 size_t codec_encode_change(spike_change_type type, int64_t at, const spike_order *o,
                            const spike_event *e, int closed, uint8_t *buf, size_t cap) {
   fbuf f = {buf, 0, cap, 0};
   msgpack_packer pk;
   msgpack_packer_init(&pk, &f, fbuf_write);
-  msgpack_pack_array(&pk, 4);
-  msgpack_pack_uint8(&pk, CODEC_VERSION);
-  msgpack_pack_uint8(&pk, (uint8_t)type);
-  msgpack_pack_int64(&pk, at);
+  pack_change_head(&pk, type, at);
   if (type >= SPIKE_CHANGE_EVENT_CREATED) {
     assert(e != NULL && codec_event_valid(e));
     pack_event(&pk, e, closed);
@@ -128,10 +133,7 @@ size_t codec_wrap_change(spike_change_type type, int64_t at, const uint8_t *payl
   fbuf f = {buf, 0, cap, 0};
   msgpack_packer pk;
   msgpack_packer_init(&pk, &f, fbuf_write);
-  msgpack_pack_array(&pk, 4);
-  msgpack_pack_uint8(&pk, CODEC_VERSION);
-  msgpack_pack_uint8(&pk, (uint8_t)type);
-  msgpack_pack_int64(&pk, at);
+  pack_change_head(&pk, type, at);
   fbuf_write(&f, (const char *)payload, n);
   return f.overflow ? 0 : f.len;
 }

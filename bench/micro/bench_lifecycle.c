@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util.h"
 #include "codec.h"
 #include "ids.h"
 #include "schema.h"
@@ -42,18 +43,6 @@
 
 #define BATCH 4096
 #define EVENT_ID 1
-
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static long rss_kb(void) {
   long pages = 0, rss = 0;
@@ -64,22 +53,10 @@ static long rss_kb(void) {
   return rss * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-  (void)sb, (void)flag, (void)ftw;
-  return remove(path);
-}
-static void rmrf(const char *path) { nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
-
 static void die(const char *what, int rc) {
   fprintf(stderr, "bench_lifecycle: %s: %d %s %s\n", what, rc, spike_strerror(rc),
           spike_open_error());
   exit(1);
-}
-
-static uint32_t pow2_at_least(uint64_t n) {
-  uint32_t p = 4;
-  while (p < n) p <<= 1;
-  return p;
 }
 
 static void config(spike_config *c, const char *dir, uint64_t orders) {

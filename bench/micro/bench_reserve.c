@@ -30,6 +30,7 @@
 
 #include <xxhash.h>
 
+#include "util.h"
 #include "engine.h"
 #include "spike.h"
 
@@ -38,18 +39,6 @@
 #define RING_SLOTS (1u << 16)
 #define CLOCK_EVERY 256u /* calls between two looks at the clock */
 
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
@@ -57,32 +46,6 @@ static void cpu_relax(void) {
   __asm__ __volatile__("yield");
 #endif
 }
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof(*v), cmp_double);
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static uint32_t pow2_at_least(uint64_t n) {
-  uint32_t p = 4;
-  while (p < n && p < (1u << 30))
-    p <<= 1;
-  return p;
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-  (void)sb;
-  (void)flag;
-  (void)ftw;
-  return remove(path);
-}
-
-static void rmrf(const char *path) { nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
 static void die(const char *what, int rc) {
   fprintf(stderr, "bench_reserve: %s: %s\n", what, spike_strerror(rc));

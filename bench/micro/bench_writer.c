@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util.h"
 #include "codec.h"
 #include "engine.h"
 #include "ids.h"
@@ -60,46 +61,6 @@ static uint64_t cpu_ns(clockid_t clk) {
   if (clock_gettime(clk, &ts) != 0) return 0;
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
-
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(const double *in, int n) {
-  double v[REPS_MAX];
-  memcpy(v, in, sizeof(double) * (size_t)n);
-  qsort(v, (size_t)n, sizeof(*v), cmp_double);
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static uint32_t pow2_at_least(uint64_t n) {
-  uint32_t p = 4;
-  while (p < n && p < (1u << 30))
-    p <<= 1;
-  return p;
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-  (void)sb;
-  (void)flag;
-  (void)ftw;
-  return remove(path);
-}
-
-static void rmrf(const char *path) { nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
 static void die(const char *what, const char *why) {
   fprintf(stderr, "bench_writer: %s: %s\n", what, why);
