@@ -71,6 +71,14 @@ nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
 npid=$!
 wait_port $PORT_N ""
 
+ack=durable
+prev=""
+for a in "$@"; do
+  case "$a" in --ack=*) ack=${a#--ack=} ;; esac
+  [ "$prev" = "--ack" ] && ack=$a
+  prev=$a
+done
+
 rps() { sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$1"; }
 p99() { sed -n 's/^ *99% *\(.*\)$/\1/p' "$1"; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -94,7 +102,7 @@ while [ $r -le "$ROUNDS" ]; do
 done
 ms=$(median <"$work/s.rps")
 mn=$(median <"$work/n.rps")
-echo "median: spiked reserve (ack=durable) $ms req/s; nginx fixed body $mn req/s"
+echo "median: spiked reserve (ack=$ack) $ms req/s; nginx fixed body $mn req/s"
 awk -v s="$ms" -v n="$mn" 'BEGIN { printf "ratio spiked/nginx: %.3f (goal >= 1.0: %s)\n", s / n, (s / n >= 1.0) ? "met" : "not met" }'
 curl -s "http://127.0.0.1:$PORT_S/metrics" | awk '
   /^spike_commit_batch_size_sum/ {s=$2} /^spike_commit_batch_size_count/ {c=$2}
