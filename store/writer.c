@@ -501,12 +501,13 @@ static int retry_deferred(writer *w, uint32_t *work) {
   return rc;
 }
 
-static int expire_due(writer *w, uint32_t *work) {
+/* Fire due expiries into the batch until it holds `upto` operations. */
+static int expire_due(writer *w, uint32_t *work, uint32_t upto) {
   if (w->now < w->expire_after_ms) return 0;
   wheel_advance(&w->wheel, w->now);
   uint64_t id;
   int64_t deadline;
-  while (w->n < w->cap && wheel_pop(&w->wheel, &id, &deadline)) {
+  while (w->n < upto && wheel_pop(&w->wheel, &id, &deadline)) {
     w->n++;
     (*work)++;
     add_undo(w, (undo){.type = UD_REARM, .id = id, .deadline = deadline});
@@ -805,10 +806,13 @@ static uint32_t cycle(writer *w) {
   uint64_t feed_first0 = w->feed_first;
   uint32_t work = 0;
 
+  /* Expiries first, up to half the batch, so that load filling every batch
+   * cannot starve them; then the rings; then whatever room is left. */
   int rc = retry_deferred(w, &work);
+  if (rc == 0) rc = expire_due(w, &work, w->cap - w->cap / 2);
   if (rc == 0) rc = drain(w, &work);
   if (rc == 0 && w->deferred.n > 0) rc = retry_deferred(w, &work);
-  if (rc == 0) rc = expire_due(w, &work);
+  if (rc == 0) rc = expire_due(w, &work, w->cap);
   if (rc == 0 && w->early.head != NULL) deliver(w, &w->early);
   if (rc == 0 && w->txn != NULL) {
     if (w->writes) {

@@ -1,11 +1,12 @@
 /*
  * writer.h -- the single writer thread: group commit of every change.
  *
- * One cycle: drain the producers' rings (round-robin, up to batch_max
- * messages, waiting up to batch_us for more), apply each message to one
- * LMDB write transaction, fire due reservation expiries into the same
- * transaction, commit with fsync, then apply the in-memory effects that
- * give stock back and complete the ops.
+ * One cycle: fire due reservation expiries (up to half of batch_max, so
+ * that load filling every batch cannot starve them), drain the producers'
+ * rings (round-robin, up to batch_max in all, waiting up to batch_us for
+ * more), apply it all to one LMDB write transaction, commit with fsync,
+ * then apply the in-memory effects that give stock back and complete the
+ * ops.
  *
  * Memory effects come in two kinds. Takes (a reserve's stock, its buyer
  * units, its key) are made by the producer before the commit and undone if

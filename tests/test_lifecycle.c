@@ -293,6 +293,39 @@ static void pay_races_cancel_and_expiry(void) {
   test_rmrf(cfg.data_dir);
 }
 
+/* Under load that fills every batch, expiries still get their share. */
+static void expiry_not_starved_by_full_batches(void) {
+  spike_config cfg;
+  small_config(&cfg, "starve");
+  cfg.batch_max = 4;
+  cfg.ack = SPIKE_ACK_MEMORY; /* the producer can keep the ring full */
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(5, 200);
+  s.pay_timeout_s = 1;
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  spike_event_spec busy = spec_default(6, 4000000000u);
+  CHECK_EQ(create_event(p, &busy), SPIKE_OK);
+  spike_op op;
+  for (uint64_t u = 1; u <= 200; u++)
+    CHECK_EQ(spike_reserve(p, &op, 5, u, 1, NULL, 0, count_cb), SPIKE_OK);
+  /* keep the ring non-empty for 3 s: every batch is full of reserves */
+  uint64_t user = 1000, busy_n = 0;
+  int64_t t0 = test_now_ms();
+  spike_event ev;
+  do {
+    for (int i = 0; i < 64; i++)
+      if (spike_reserve(p, &op, 6, user++, 1, NULL, 0, count_cb) == SPIKE_OK) busy_n++;
+    CHECK_EQ(spike_event_get(e, 5, &ev), SPIKE_OK);
+  } while (ev.available < 200 && test_now_ms() - t0 < 3000);
+  CHECK_EQ(ev.available, 200); /* all 200 expired while the load went on */
+  CHECK(busy_n > 1000);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
 static void feed_retention(void) {
   spike_config cfg;
   small_config(&cfg, "retain");
@@ -330,4 +363,5 @@ static void feed_retention(void) {
 TEST_LIST({"every_state_and_operation", every_state_and_operation, 60},
           {"ten_thousand_expire", ten_thousand_expire, 60},
           {"pay_races_cancel_and_expiry", pay_races_cancel_and_expiry, 60},
+          {"expiry_not_starved_by_full_batches", expiry_not_starved_by_full_batches, 30},
           {"feed_retention", feed_retention, 30})
