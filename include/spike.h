@@ -222,10 +222,11 @@ typedef struct spike_engine spike_engine;
  * per-user counts, the idempotency keys and the expiry timers, and expires
  * every reservation whose deadline passed while the engine was down, all
  * before this returns. cfg is copied.
- * Errors: SPIKE_EINVAL (a config value out of range, named in the log line
- * spike_open_error() returns), SPIKE_EBUSY (another process holds the data
- * directory), SPIKE_ESTORAGE (LMDB or the file system refused; the message
- * says which), SPIKE_EINTERNAL (out of memory).
+ * Errors: SPIKE_EINVAL (a config value out of range, or a table configured
+ * too small for what is on disk), SPIKE_EBUSY (another process holds the
+ * data directory), SPIKE_ESTORAGE (LMDB or the file system refused, or a
+ * stored record is corrupt), SPIKE_EINTERNAL (out of memory);
+ * spike_open_error() says which, in words.
  */
 int spike_open(spike_engine **out, const spike_config *cfg);
 
@@ -265,8 +266,9 @@ int spike_producer_drain(spike_producer *p);
 uint32_t spike_producer_inflight(const spike_producer *p);
 
 /*
- * Unregister and free p. Errors: SPIKE_EBUSY (ops are still in flight:
- * drain until spike_producer_inflight() is 0; nothing was closed).
+ * Unregister p. Waits for the writer to take what is still in its ring
+ * (reserves acknowledged at enqueue). Errors: SPIKE_EBUSY (ops are still in
+ * flight: drain until spike_producer_inflight() is 0; nothing was closed).
  */
 int spike_producer_close(spike_producer *p);
 
@@ -384,8 +386,9 @@ int spike_event_close(spike_producer *p, spike_op *op, uint64_t event_id,
 /*
  * Park until the feed holds a record with seq > after, or wait_ms passes
  * (0..30000). Completes with SPIKE_OK and op->seq = the newest committed
- * seq either way; woken by the commit, never by polling. Errors:
- * SPIKE_EINVAL, SPIKE_EBUSY (max_feed_waiters are parked).
+ * seq either way; woken by the commit, never by polling. Errors now:
+ * SPIKE_EINVAL (wait_ms), SPIKE_EBUSY (ring), SPIKE_ESTORAGE. In the
+ * callback: SPIKE_OK, or SPIKE_EBUSY when max_feed_waiters are parked.
  */
 int spike_feed_wait(spike_producer *p, spike_op *op, uint64_t after,
                     uint32_t wait_ms, spike_cb cb);
@@ -401,8 +404,8 @@ void spike_feed_release(spike_engine *e);
 /* Any thread. Errors: SPIKE_ENOEVENT. */
 int spike_event_get(spike_engine *e, uint64_t event_id, spike_event *out);
 
-/* Any thread. Copies up to max events, oldest first; *count gets how many
- * exist in all. */
+/* Any thread. Copies up to max events in slab order (creation order; after
+ * a restart, id order); *count gets how many exist in all. */
 int spike_event_list(spike_engine *e, spike_event *out, uint32_t max,
                      uint32_t *count);
 
@@ -411,8 +414,9 @@ int spike_event_list(spike_engine *e, spike_event *out, uint32_t max,
  * Errors: SPIKE_ENOORDER, SPIKE_ESTORAGE. */
 int spike_order_get(spike_producer *p, uint64_t order_id, spike_order *out);
 
-/* A user's committed orders, oldest first, in one event (event_id != 0) or
- * in all. Copies up to max; *count gets how many were copied. */
+/* A user's committed orders in one event (event_id != 0) or in all,
+ * grouped by event id, oldest first within each. Copies up to max; *count
+ * gets how many were copied. */
 int spike_user_orders(spike_producer *p, uint64_t user_id, uint64_t event_id,
                       spike_order *out, uint32_t max, uint32_t *count);
 
