@@ -42,13 +42,13 @@ FUZZERS    := fuzz_body
 # spikebench: the P99 harness (bench/), and what its tests link.
 BENCH_SRC  := bench/spikebench.c bench/hist.c bench/plot.c
 TEST_UNITS := test_ring test_slab test_limit test_ids test_wheel test_codec test_order \
-              test_body test_engine test_lifecycle test_stress test_crash test_http
+              test_body test_engine test_lifecycle test_stress test_crash test_http test_spikebench
 EXAMPLES   := embed
 MICRO      := bench_ring bench_reserve bench_writer bench_lifecycle
 
 .PHONY: all deps bench-deps test check run bench bench-http install clean format
 
-all: build/rel/libspike.a build/rel/libspike.so build/rel/spiked \
+all: build/rel/libspike.a build/rel/libspike.so build/rel/spiked build/rel/spikebench \
      $(addprefix build/rel/examples/,$(EXAMPLES))
 
 # ---- dependencies -----------------------------------------------------------
@@ -149,6 +149,7 @@ build/rel/libspike.so: $(patsubst %.c,build/rel/%.o,$(LIB_SRC))
 
 TEST_BINS := $(foreach v,rel asan tsan,$(addprefix build/$(v)/tests/,$(TEST_UNITS))) \
              $(foreach v,rel asan tsan,build/$(v)/spiked) \
+             $(foreach v,rel asan,build/$(v)/spikebench build/$(v)/tests/stall_server build/$(v)/tests/test_hist) \
              $(foreach v,rel asan,$(addprefix build/$(v)/examples/,$(EXAMPLES))) \
              $(addprefix build/fuzz/,$(FUZZERS)) build/rel/tests/test_fault build/rel/tests/libfault.so
 

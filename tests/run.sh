@@ -45,6 +45,14 @@ for v in rel asan tsan; do
   suite "http vs $v spiked" env SPIKED=build/$v/spiked build/rel/tests/test_http
 done
 
+# The harness: its histogram, and spikebench against the stalling server and
+# spiked (release, then every binary under ASan; exit 86 marks an ASan report).
+suite "asan test_hist" build/asan/tests/test_hist
+suite "spikebench (rel)" build/rel/tests/test_spikebench
+suite "spikebench (asan)" env ASAN_OPTIONS=exitcode=86 SPIKED=build/asan/spiked \
+  SPIKEBENCH=build/asan/spikebench STALL_SERVER=build/asan/tests/stall_server \
+  build/rel/tests/test_spikebench
+
 # A short libFuzzer run per target, from the committed seed corpus.
 if command -v clang >/dev/null 2>&1; then
   for f in build/fuzz/*; do

@@ -28,9 +28,9 @@
 #include <uv.h>
 
 #define MAX_CONNS 4096
-#define IN_BYTES 8192       /* one request's head and body must fit */
-#define BATCH 64            /* responses per write */
-#define OWED_MAX 1000000    /* answers a connection may be owed before it is cut off */
+#define IN_BYTES 8192    /* one request's head and body must fit */
+#define BATCH 64         /* responses per write */
+#define OWED_MAX 1000000 /* answers a connection may be owed before it is cut off */
 
 #define BODY "{\"code\":0,\"msg\":\"ok\",\"data\":{\"id\":\"1\"},\"traceId\":\"stall\"}"
 static const char RESPONSE[] =
@@ -41,7 +41,7 @@ typedef struct sconn {
   uv_tcp_t tcp;
   uv_write_t wr;
   int writing, closing;
-  uint64_t owed;        /* answers not yet written */
+  uint64_t owed; /* answers not yet written */
   size_t in_len;
   struct sconn *next_owed;
   int on_owed_list;
@@ -203,9 +203,12 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     int rc;
-    if (strcmp(argv[i], "--port") == 0) rc = flag_u64("--port", v, 65535, &port);
-    else if (strcmp(argv[i], "--freeze-ms") == 0) rc = flag_u64("--freeze-ms", v, 3600000, &freeze_ms);
-    else if (strcmp(argv[i], "--period-ms") == 0) rc = flag_u64("--period-ms", v, 3600000, &period_ms);
+    if (strcmp(argv[i], "--port") == 0)
+      rc = flag_u64("--port", v, 65535, &port);
+    else if (strcmp(argv[i], "--freeze-ms") == 0)
+      rc = flag_u64("--freeze-ms", v, 3600000, &freeze_ms);
+    else if (strcmp(argv[i], "--period-ms") == 0)
+      rc = flag_u64("--period-ms", v, 3600000, &period_ms);
     else {
       fprintf(stderr, "usage: stall_server [--port N] [--freeze-ms MS] [--period-ms MS]\n");
       return 2;
@@ -217,7 +220,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "stall_server: --freeze-ms must be shorter than --period-ms\n");
     return 2;
   }
-  for (int i = 0; i < BATCH; i++) batch[i] = uv_buf_init((char *)RESPONSE, sizeof(RESPONSE) - 1);
+  for (int i = 0; i < BATCH; i++)
+    batch[i] = uv_buf_init((char *)RESPONSE, sizeof(RESPONSE) - 1);
   loop = uv_default_loop();
   uv_timer_init(loop, &thaw);
   uv_tcp_init(loop, &listener);

@@ -48,7 +48,8 @@ static void check_accuracy(size_t n, const char *what) {
   CHECK_EQ(hist_min(&h), samples[0]);
   CHECK_EQ(hist_max(&h), samples[n - 1]);
   double sum = 0;
-  for (size_t i = 0; i < n; i++) sum += (double)samples[i];
+  for (size_t i = 0; i < n; i++)
+    sum += (double)samples[i];
   CHECK(fabs(hist_mean(&h) - sum / (double)n) <= 1e-6 * sum / (double)n);
 }
 
@@ -111,7 +112,8 @@ static void two_point(void) {
    * it the slow one, at exactly the rank where the step is */
   hist_init(&h);
   hist_record_n(&h, 1000000, 900);
-  for (int i = 0; i < 100; i++) hist_record(&h, 50000000);
+  for (int i = 0; i < 100; i++)
+    hist_record(&h, 50000000);
   CHECK_EQ(hist_count(&h), 1000);
   uint64_t fast_hi = hist_bucket_high(hist_index(1000000));
   CHECK_EQ(hist_percentile(&h, 50), fast_hi);
@@ -167,7 +169,8 @@ static void edges(void) {
   hist_init(&h2);
   hist_record_n(&h, 777777, 5);
   hist_record_n(&h, 777777, 0);
-  for (int i = 0; i < 5; i++) hist_record(&h2, 777777);
+  for (int i = 0; i < 5; i++)
+    hist_record(&h2, 777777);
   CHECK(memcmp(&h, &h2, sizeof(h)) == 0);
 }
 
@@ -209,7 +212,8 @@ static int count_cb(void *arg, uint64_t lo, uint64_t hi, uint64_t n, uint64_t cu
 static void foreach_buckets(void) {
   uint64_t s = test_seed() ^ 0x99;
   hist_init(&h);
-  for (int i = 0; i < 50000; i++) hist_record(&h, 1000 + test_rand(&s) % 1000000000);
+  for (int i = 0; i < 50000; i++)
+    hist_record(&h, 1000 + test_rand(&s) % 1000000000);
   uint64_t st[2] = {0, 0};
   CHECK_EQ(hist_foreach(&h, count_cb, st), 0);
   CHECK_EQ(st[0], 50000);
@@ -218,7 +222,8 @@ static void foreach_buckets(void) {
 static void percentiles_monotonic(void) {
   uint64_t s = test_seed() ^ 0x31;
   hist_init(&h);
-  for (int i = 0; i < 100000; i++) hist_record(&h, 1000 + (test_rand(&s) % 1000) * (test_rand(&s) % 100000));
+  for (int i = 0; i < 100000; i++)
+    hist_record(&h, 1000 + (test_rand(&s) % 1000) * (test_rand(&s) % 100000));
   uint64_t prev = 0;
   for (int k = 0; k <= 10000; k++) {
     uint64_t v = hist_percentile(&h, k / 100.0);
@@ -257,7 +262,8 @@ static int find_cb(void *arg, uint64_t lo, uint64_t hi, uint64_t n, uint64_t cum
 static void hgrm_round_trip(void) {
   uint64_t s = test_seed() ^ 0x4242;
   hist_init(&h);
-  for (int i = 0; i < 100000; i++) hist_record(&h, 20000 + (uint64_t)(-log(1.0 - unit(&s)) * 2e6));
+  for (int i = 0; i < 100000; i++)
+    hist_record(&h, 20000 + (uint64_t)(-log(1.0 - unit(&s)) * 2e6));
   FILE *f = tmpfile();
   CHECK(f != NULL);
   CHECK_EQ(hist_write_hgrm(&h, f), 0);
@@ -339,7 +345,8 @@ static void hgrm_round_trip(void) {
 
 static size_t count(const char *hay, const char *needle) {
   size_t n = 0;
-  for (const char *p = strstr(hay, needle); p != NULL; p = strstr(p + 1, needle)) n++;
+  for (const char *p = strstr(hay, needle); p != NULL; p = strstr(p + 1, needle))
+    n++;
   return n;
 }
 
@@ -365,7 +372,8 @@ static void plot_well_formed(void) {
   CHECK(strstr(text, "Latency &quot;by&quot; percentile") != NULL);
   /* the percentile gridlines HdrHistogram's plotter draws */
   static const char *const ticks[] = {">0%<", ">90%<", ">99%<", ">99.9%<", ">99.99%<", ">99.999%<"};
-  for (size_t i = 0; i < sizeof(ticks) / sizeof(ticks[0]); i++) CHECK(strstr(text, ticks[i]) != NULL);
+  for (size_t i = 0; i < sizeof(ticks) / sizeof(ticks[0]); i++)
+    CHECK(strstr(text, ticks[i]) != NULL);
   /* escaped text leaves no stray angle brackets: every tag opens and closes */
   CHECK_EQ(count(text, "<"), count(text, ">"));
   /* y reaches a round number above 12 ms */
@@ -375,7 +383,8 @@ static void plot_well_formed(void) {
   f = tmpfile();
   CHECK_EQ(plot_svg(f, "t", s, 0), -1);
   plot_series many[PLOT_SERIES_MAX + 1];
-  for (size_t i = 0; i <= PLOT_SERIES_MAX; i++) many[i] = s[0];
+  for (size_t i = 0; i <= PLOT_SERIES_MAX; i++)
+    many[i] = s[0];
   CHECK_EQ(plot_svg(f, "t", many, PLOT_SERIES_MAX + 1), -1);
   plot_series empty = {"e", pa, ma, 0};
   CHECK_EQ(plot_svg(f, "t", &empty, 1), -1);
@@ -397,9 +406,11 @@ static void plot_deep_tail(void) {
   CHECK(strstr(text, "Latency by Percentile Distribution") != NULL);
 }
 
-TEST_LIST({"uniform_accuracy", uniform_accuracy, 0}, {"exponential_accuracy", exponential_accuracy, 0},
-          {"log_uniform_accuracy", log_uniform_accuracy, 0}, {"bucket_geometry", bucket_geometry, 0},
-          {"two_point", two_point, 0}, {"edges", edges, 0}, {"merge", merge, 0},
-          {"foreach_buckets", foreach_buckets, 0}, {"percentiles_monotonic", percentiles_monotonic, 0},
+TEST_LIST({"uniform_accuracy", uniform_accuracy, 0},
+          {"exponential_accuracy", exponential_accuracy, 0},
+          {"log_uniform_accuracy", log_uniform_accuracy, 0},
+          {"bucket_geometry", bucket_geometry, 0}, {"two_point", two_point, 0}, {"edges", edges, 0},
+          {"merge", merge, 0}, {"foreach_buckets", foreach_buckets, 0},
+          {"percentiles_monotonic", percentiles_monotonic, 0},
           {"hgrm_round_trip", hgrm_round_trip, 0}, {"plot_well_formed", plot_well_formed, 0},
           {"plot_deep_tail", plot_deep_tail, 0})

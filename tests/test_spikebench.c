@@ -52,7 +52,8 @@ static const char *tmp_path(const char *name) {
 static pid_t bench_start(const char *const *args, const char *log) {
   const char *argv[64] = {bench_bin()};
   int n = 1;
-  for (int i = 0; args[i] != NULL && n < 63; i++) argv[n++] = args[i];
+  for (int i = 0; args[i] != NULL && n < 63; i++)
+    argv[n++] = args[i];
   argv[n] = NULL;
   fflush(NULL);
   pid_t pid = fork();
@@ -170,8 +171,8 @@ static void stall_open_vs_closed(void) {
   char url[64];
   snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
 
-  const char *open_args[] = {"--url", url, "--rate", "2000", "--connections", "16", "--duration",
-                             "3", "--quiet", "--json", tmp_path("open.json"), NULL};
+  const char *open_args[] = {"--url",      url, "--rate",  "2000",   "--connections",       "16",
+                             "--duration", "3", "--quiet", "--json", tmp_path("open.json"), NULL};
   bench(open_args, tmp_path("open.log"), 0);
   load_json(tmp_path("open.json"));
   double open_p99 = jnum("latency_ms.p99"), open_p50 = jnum("latency_ms.p50");
@@ -183,8 +184,9 @@ static void stall_open_vs_closed(void) {
   CHECK(open_n >= 2000 * 3 * 0.8);
   CHECK_EQ(jcount("errors.timeout") + jcount("errors.read") + jcount("errors.parse"), 0);
 
-  const char *closed_args[] = {"--url", url, "--max", "--connections", "16", "--duration", "3",
-                               "--quiet", "--json", tmp_path("closed.json"), NULL};
+  const char *closed_args[] = {
+      "--url", url,       "--max",  "--connections",         "16", "--duration",
+      "3",     "--quiet", "--json", tmp_path("closed.json"), NULL};
   bench(closed_args, tmp_path("closed.log"), 0);
   load_json(tmp_path("closed.json"));
   double closed_p99 = jnum("latency_ms.p99"), closed_max = jnum("latency_ms.max");
@@ -245,10 +247,29 @@ static void reserve_verify(void) {
   char url[64];
   snprintf(url, sizeof(url), "http://127.0.0.1:%d/", s.port);
   /* 2000 reserves over 1500 users: 500 repeats must be refused (limit 1) */
-  const char *args[] = {"--url", url, "--event", "7", "--rate", "1000", "--connections", "8",
-                        "--duration", "2", "--users", "1500", "--user-base", "5000000", "--verify",
-                        "--quiet", "--json", tmp_path("r.json"), "--hgrm", tmp_path("durable.hgrm"),
-                        "--svg", tmp_path("r.svg"), NULL};
+  const char *args[] = {"--url",
+                        url,
+                        "--event",
+                        "7",
+                        "--rate",
+                        "1000",
+                        "--connections",
+                        "8",
+                        "--duration",
+                        "2",
+                        "--users",
+                        "1500",
+                        "--user-base",
+                        "5000000",
+                        "--verify",
+                        "--quiet",
+                        "--json",
+                        tmp_path("r.json"),
+                        "--hgrm",
+                        tmp_path("durable.hgrm"),
+                        "--svg",
+                        tmp_path("r.svg"),
+                        NULL};
   bench(args, tmp_path("r.log"), 0);
   load_json(tmp_path("r.json"));
   counts_add_up();
@@ -268,7 +289,8 @@ static void reserve_verify(void) {
   CHECK(in != NULL && out != NULL);
   char buf[4096];
   size_t k;
-  while ((k = fread(buf, 1, sizeof(buf), in)) > 0) CHECK(fwrite(buf, 1, k, out) == k);
+  while ((k = fread(buf, 1, sizeof(buf), in)) > 0)
+    CHECK(fwrite(buf, 1, k, out) == k);
   fclose(in);
   fclose(out);
   const char *plot[] = {"plot", tmp_path("both.svg"), tmp_path("durable.hgrm"),
@@ -307,9 +329,27 @@ static void mixed_verify(void) {
   create_event(s.port, 9, 100000);
   char url[64];
   snprintf(url, sizeof(url), "http://127.0.0.1:%d", s.port);
-  const char *args[] = {"--url", url, "--event", "9", "--scenario", "mixed", "--rate", "800",
-                        "--connections", "8", "--threads", "2", "--duration", "2", "--warmup",
-                        "0.5", "--verify", "--quiet", "--json", tmp_path("m.json"), NULL};
+  const char *args[] = {"--url",
+                        url,
+                        "--event",
+                        "9",
+                        "--scenario",
+                        "mixed",
+                        "--rate",
+                        "800",
+                        "--connections",
+                        "8",
+                        "--threads",
+                        "2",
+                        "--duration",
+                        "2",
+                        "--warmup",
+                        "0.5",
+                        "--verify",
+                        "--quiet",
+                        "--json",
+                        tmp_path("m.json"),
+                        NULL};
   bench(args, tmp_path("m.log"), 0);
   load_json(tmp_path("m.json"));
   counts_add_up();
@@ -332,9 +372,10 @@ static void flash_crowd_verify(void) {
   create_event(s.port, 11, 100);
   char url[64];
   snprintf(url, sizeof(url), "http://127.0.0.1:%d", s.port);
-  const char *args[] = {"--url", url, "--event", "11", "--scenario", "flash-crowd",
-                        "--connections", "200", "--duration", "20", "--verify", "--quiet",
-                        "--json", tmp_path("f.json"), NULL};
+  const char *args[] = {
+      "--url", url,          "--event", "11",       "--scenario", "flash-crowd", "--connections",
+      "200",   "--duration", "20",      "--verify", "--quiet",    "--json",      tmp_path("f.json"),
+      NULL};
   bench(args, tmp_path("f.log"), 0);
   load_json(tmp_path("f.json"));
   counts_add_up();
@@ -362,13 +403,15 @@ static void verify_catches_other_buyer(void) {
   create_event(s.port, 13, 100000);
   char url[64];
   snprintf(url, sizeof(url), "http://127.0.0.1:%d", s.port);
-  const char *other[] = {"--url", url, "--event", "13", "--rate", "300", "--connections", "2",
-                         "--duration", "3", "--user-base", "900000000", "--quiet", NULL};
+  const char *other[] = {"--url",         url, "--event",    "13", "--rate",      "300",
+                         "--connections", "2", "--duration", "3",  "--user-base", "900000000",
+                         "--quiet",       NULL};
   pid_t o = bench_start(other, tmp_path("other.log"));
   usleep(300000);
-  const char *args[] = {"--url", url, "--event", "13", "--rate", "300", "--connections", "2",
-                        "--duration", "1.5", "--verify", "--quiet", "--json", tmp_path("v.json"),
-                        NULL};
+  const char *args[] = {
+      "--url", url,          "--event", "13",       "--rate",  "300",    "--connections",
+      "2",     "--duration", "1.5",     "--verify", "--quiet", "--json", tmp_path("v.json"),
+      NULL};
   bench(args, tmp_path("v.log"), 1);
   CHECK_EQ(bench_wait(o, tmp_path("other.log")), 0);
   load_json(tmp_path("v.json"));
@@ -382,8 +425,8 @@ static void verify_catches_other_buyer(void) {
   int port;
   pid_t srv = stall_start(&port);
   snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
-  const char *lie[] = {"--url", url, "--rate", "100", "--duration", "0.5", "--verify", "--quiet",
-                       NULL};
+  const char *lie[] = {"--url", url,        "--rate",  "100", "--duration",
+                       "0.5",   "--verify", "--quiet", NULL};
   bench(lie, tmp_path("lie.log"), 1);
   stall_stop(srv);
   test_rmrf(workdir);
@@ -426,18 +469,22 @@ static void usage_errors(void) {
   J.body[J.body_len] = '\0';
   fclose(f);
   static const char *const names[] = {
-      "--url", "--scenario", "--event", "--connections", "--threads", "--duration", "--warmup",
-      "--rate", "--max", "--users", "--user-base", "--pay-share", "--read-share", "--seed",
-      "--timeout-ms", "--hgrm", "--svg", "--label", "--json", "--verify", "--verify-users",
-      "--verify-cap", "--quiet", "--progress", "spikebench plot"};
-  for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) CHECK(strstr(J.body, names[i]) != NULL);
+      "--url",          "--scenario",   "--event",      "--connections", "--threads",
+      "--duration",     "--warmup",     "--rate",       "--max",         "--users",
+      "--user-base",    "--pay-share",  "--read-share", "--seed",        "--timeout-ms",
+      "--hgrm",         "--svg",        "--label",      "--json",        "--verify",
+      "--verify-users", "--verify-cap", "--quiet",      "--progress",    "spikebench plot"};
+  for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+    CHECK(strstr(J.body, names[i]) != NULL);
   /* nothing listening: exit 1 with a clear line, not a hang */
-  const char *down[] = {"--url", "http://127.0.0.1:1", "--max", "--duration", "0.2", "--quiet", NULL};
+  const char *down[] = {"--url", "http://127.0.0.1:1", "--max", "--duration", "0.2", "--quiet",
+                        NULL};
   bench(down, tmp_path("d.log"), 1);
   test_rmrf(workdir);
 }
 
-TEST_LIST({"stall_open_vs_closed", stall_open_vs_closed, 30}, {"reserve_verify", reserve_verify, 30},
-          {"mixed_verify", mixed_verify, 30}, {"flash_crowd_verify", flash_crowd_verify, 30},
+TEST_LIST({"stall_open_vs_closed", stall_open_vs_closed, 30},
+          {"reserve_verify", reserve_verify, 30}, {"mixed_verify", mixed_verify, 30},
+          {"flash_crowd_verify", flash_crowd_verify, 30},
           {"verify_catches_other_buyer", verify_catches_other_buyer, 30},
           {"usage_errors", usage_errors, 60})

@@ -1,0 +1,252 @@
+/*
+ * hist.c -- the log-linear latency histogram (see hist.h) and its .hgrm
+ * text form.
+ *
+ * The index arithmetic is HdrHistogram's: a value's power of two picks the
+ * bucket, the next 8 bits below its top bit pick the sub-bucket, and the
+ * lower half of every bucket but the first overlaps the one before, so it
+ * is skipped. Precision is fixed at compile time rather than chosen at run
+ * time: the one configuration spikebench needs keeps the arithmetic in
+ * constants and the struct free of pointers, at the cost of 30 KB per
+ * histogram whatever the range actually used.
+ */
+#include "hist.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+_Static_assert(HIST_SUB_BUCKETS == 2 * HIST_SUB_HALF, "sub-bucket halves");
+_Static_assert((1u << HIST_SUB_HALF_BITS) == HIST_SUB_HALF, "half count is a power of two");
+_Static_assert(HIST_MAX_NS < (uint64_t)HIST_SUB_BUCKETS << (HIST_BUCKETS - 1),
+               "the last bucket holds HIST_MAX_NS");
+_Static_assert(HIST_MAX_NS >= (uint64_t)HIST_SUB_BUCKETS << (HIST_BUCKETS - 2),
+               "no bucket is wasted past HIST_MAX_NS");
+
+#define SUB_MASK ((uint64_t)HIST_SUB_BUCKETS - 1)
+
+static uint64_t clamp(uint64_t ns) {
+  return ns < HIST_MIN_NS ? HIST_MIN_NS : ns > HIST_MAX_NS ? HIST_MAX_NS : ns;
+}
+
+static unsigned bucket_of(uint64_t v) {
+  /* v | SUB_MASK has its top bit at 7 or above, so bucket 0 is < 256 */
+  return (unsigned)(64 - __builtin_clzll(v | SUB_MASK)) - (HIST_SUB_HALF_BITS + 1);
+}
+
+size_t hist_index(uint64_t ns) {
+  uint64_t v = clamp(ns);
+  unsigned b = bucket_of(v);
+  uint64_t sub = v >> b;
+  assert(b < HIST_BUCKETS && sub < HIST_SUB_BUCKETS && (b == 0 || sub >= HIST_SUB_HALF));
+  size_t i = ((size_t)(b + 1) << HIST_SUB_HALF_BITS) + (size_t)sub - HIST_SUB_HALF;
+  assert(i < HIST_COUNTS);
+  return i;
+}
+
+uint64_t hist_bucket_low(size_t i) {
+  assert(i < HIST_COUNTS);
+  size_t b = i >> HIST_SUB_HALF_BITS;
+  size_t sub = (i & (HIST_SUB_HALF - 1)) + HIST_SUB_HALF;
+  if (b == 0) return sub - HIST_SUB_HALF; /* the first bucket: 0..255 */
+  return (uint64_t)sub << (b - 1);
+}
+
+uint64_t hist_bucket_high(size_t i) {
+  size_t b = i >> HIST_SUB_HALF_BITS;
+  uint64_t width = b == 0 ? 1 : 1ull << (b - 1);
+  return hist_bucket_low(i) + width - 1;
+}
+
+void hist_init(hist *h) {
+  memset(h, 0, sizeof(*h));
+  h->min_ns = UINT64_MAX;
+}
+
+void hist_record_n(hist *h, uint64_t ns, uint64_t n) {
+  if (n == 0) return;
+  uint64_t v = clamp(ns);
+  if (v != ns) h->clamped += n;
+  h->counts[hist_index(v)] += n;
+  h->total += n;
+  h->sum_ns += v * n;
+  if (v < h->min_ns) h->min_ns = v;
+  if (v > h->max_ns) h->max_ns = v;
+}
+
+void hist_record(hist *h, uint64_t ns) { hist_record_n(h, ns, 1); }
+
+void hist_merge(hist *dst, const hist *src) {
+  if (src->total == 0) return;
+  for (size_t i = 0; i < HIST_COUNTS; i++)
+    dst->counts[i] += src->counts[i];
+  dst->total += src->total;
+  dst->sum_ns += src->sum_ns;
+  dst->clamped += src->clamped;
+  if (src->min_ns < dst->min_ns) dst->min_ns = src->min_ns;
+  if (src->max_ns > dst->max_ns) dst->max_ns = src->max_ns;
+}
+
+uint64_t hist_count(const hist *h) { return h->total; }
+uint64_t hist_min(const hist *h) { return h->total ? h->min_ns : 0; }
+uint64_t hist_max(const hist *h) { return h->total ? h->max_ns : 0; }
+double hist_mean(const hist *h) { return h->total ? (double)h->sum_ns / (double)h->total : 0.0; }
+
+double hist_stddev(const hist *h) {
+  if (h->total == 0) return 0.0;
+  double mean = hist_mean(h), acc = 0.0;
+  for (size_t i = 0; i < HIST_COUNTS; i++) {
+    if (h->counts[i] == 0) continue;
+    double mid = ((double)hist_bucket_low(i) + (double)hist_bucket_high(i)) / 2.0;
+    acc += (mid - mean) * (mid - mean) * (double)h->counts[i];
+  }
+  return sqrt(acc / (double)h->total);
+}
+
+/* The value reported for counter i: its highest equivalent value, kept
+ * inside the exact [min, max] so the ends are not overstated. */
+static uint64_t reported(const hist *h, size_t i) {
+  uint64_t v = hist_bucket_high(i);
+  if (v > h->max_ns) v = h->max_ns;
+  if (v < h->min_ns) v = h->min_ns;
+  return v;
+}
+
+uint64_t hist_percentile(const hist *h, double pct) {
+  if (h->total == 0) return 0;
+  if (!(pct > 0.0)) return h->min_ns; /* also NaN */
+  if (pct >= 100.0) return h->max_ns;
+  /* HdrHistogram's rank: the count at or below the answer, at least 1. */
+  uint64_t want = (uint64_t)(pct / 100.0 * (double)h->total + 0.5);
+  if (want == 0) want = 1;
+  uint64_t seen = 0;
+  for (size_t i = 0; i < HIST_COUNTS; i++) {
+    seen += h->counts[i];
+    if (seen >= want) return reported(h, i);
+  }
+  return h->max_ns; /* not reached: seen ends at total >= want */
+}
+
+int hist_foreach(const hist *h, hist_visit_fn fn, void *arg) {
+  uint64_t seen = 0;
+  for (size_t i = 0; i < HIST_COUNTS; i++) {
+    if (h->counts[i] == 0) continue;
+    seen += h->counts[i];
+    int rc = fn(arg, hist_bucket_low(i), hist_bucket_high(i), h->counts[i], seen);
+    if (rc != 0) return rc;
+  }
+  return 0;
+}
+
+/* ---- .hgrm ----------------------------------------------------------------- */
+
+#define TICKS_PER_HALF 5
+#define NS_PER_MS 1e6
+
+/* The next percentile tick after level: HdrHistogram's PercentileIterator,
+ * which halves the distance to 100 % every TICKS_PER_HALF rows. */
+static double next_level(double level) {
+  double halvings = floor(log2(100.0 / (100.0 - level))) + 1.0;
+  return level + 100.0 / (TICKS_PER_HALF * pow(2.0, halvings));
+}
+
+static void row(FILE *f, double value_ms, double pct, uint64_t cum) {
+  double p = pct / 100.0;
+  fprintf(f, "%12.3f %2.12f %10llu %14.2f\n", value_ms, p, (unsigned long long)cum,
+          1.0 / (1.0 - p));
+}
+
+int hist_write_hgrm(const hist *h, FILE *f) {
+  fprintf(f, "%12s %14s %10s %14s\n\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)");
+  if (h->total > 0) {
+    double level = 0.0;
+    uint64_t cum = 0;
+    size_t last = 0;
+    for (size_t i = 0; i < HIST_COUNTS && cum < h->total; i++) {
+      if (h->counts[i] == 0) continue;
+      cum += h->counts[i];
+      last = i;
+      double here = 100.0 * (double)cum / (double)h->total;
+      double v = (double)reported(h, i) / NS_PER_MS;
+      /* The bucket that reaches the total gives one row, then the 100 %
+       * row ends the table, as HdrHistogram's iterator does. */
+      while (level <= here && level < 100.0) {
+        row(f, v, level, cum);
+        level = next_level(level);
+        if (cum == h->total) break;
+      }
+    }
+    fprintf(f, "%12.3f %2.12f %10llu\n", (double)reported(h, last) / NS_PER_MS, 1.0,
+            (unsigned long long)h->total);
+  }
+  fprintf(f, "#[Mean    = %12.3f, StdDeviation   = %12.3f]\n", hist_mean(h) / NS_PER_MS,
+          hist_stddev(h) / NS_PER_MS);
+  fprintf(f, "#[Max     = %12.3f, Total count    = %12llu]\n", (double)hist_max(h) / NS_PER_MS,
+          (unsigned long long)h->total);
+  fprintf(f, "#[Buckets = %12d, SubBuckets     = %12d]\n", HIST_BUCKETS, HIST_SUB_BUCKETS);
+  return ferror(f) ? -1 : 0;
+}
+
+/* A footer line "#[Name = value, Name = value]": the two numbers. */
+static int footer(const char *line, const char *first, double *a, double *b) {
+  size_t n = strlen(first);
+  if (strncmp(line, "#[", 2) != 0 || strncmp(line + 2, first, n) != 0) return 0;
+  const char *eq = strchr(line, '=');
+  if (eq == NULL) return 0;
+  char *end;
+  *a = strtod(eq + 1, &end);
+  if (end == eq + 1) return 0;
+  eq = strchr(end, '=');
+  if (eq == NULL) return 0;
+  *b = strtod(eq + 1, &end);
+  return end != eq + 1;
+}
+
+int hist_read_hgrm(FILE *f, hist_hgrm *out) {
+  char line[512];
+  out->n = 0;
+  out->mean_ms = out->stddev_ms = out->max_ms = -1.0;
+  out->total = 0;
+  int saw_header = 0;
+  while (fgets(line, sizeof(line), f) != NULL) {
+    if (strchr(line, '\n') == NULL && !feof(f)) return -1; /* a line this long is not .hgrm */
+    const char *p = line;
+    while (*p == ' ' || *p == '\t')
+      p++;
+    if (*p == '\n' || *p == '\r' || *p == '\0') continue;
+    if (*p == '#') {
+      double a, b;
+      if (footer(p, "Mean", &a, &b)) {
+        out->mean_ms = a;
+        out->stddev_ms = b;
+      } else if (footer(p, "Max", &a, &b)) {
+        out->max_ms = a;
+        out->total = b < 0 ? 0 : (uint64_t)b;
+      }
+      continue;
+    }
+    if (strncmp(p, "Value", 5) == 0) {
+      saw_header = 1;
+      continue;
+    }
+    char *end;
+    hist_row r;
+    r.value_ms = strtod(p, &end);
+    if (end == p) return -1;
+    p = end;
+    r.pct = strtod(p, &end) * 100.0;
+    if (end == p) return -1;
+    p = end;
+    unsigned long long c = strtoull(p, &end, 10);
+    if (end == p) return -1;
+    r.total_count = c;
+    if (!isfinite(r.value_ms) || r.value_ms < 0 || !(r.pct >= 0.0 && r.pct <= 100.0)) return -1;
+    if (out->n > 0 &&
+        (r.pct < out->rows[out->n - 1].pct || r.total_count < out->rows[out->n - 1].total_count))
+      return -1;
+    if (out->n == out->cap) return -1;
+    out->rows[out->n++] = r;
+  }
+  return saw_header && out->n > 0 && !ferror(f) ? 0 : -1;
+}

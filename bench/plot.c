@@ -1,0 +1,181 @@
+/*
+ * plot.c -- the SVG writer behind `spikebench plot` and --svg.
+ *
+ * x is log10(1/(1-p)): each further nine of the percentile takes the same
+ * width, which is what makes a tail visible at all. y is linear from 0 to
+ * a round number above the largest latency, as HdrHistogram's plotter
+ * draws it, so a stall reads as a cliff rather than being flattened by a
+ * log axis. Text only, fixed size; the picture is meant to be committed
+ * next to the numbers it shows.
+ */
+#include "plot.h"
+
+#include <math.h>
+#include <string.h>
+
+#define W 900.0
+#define H 520.0
+#define LEFT 80.0
+#define RIGHT 30.0
+#define TOP 50.0
+#define BOTTOM 60.0
+#define PW (W - LEFT - RIGHT)
+#define PH (H - TOP - BOTTOM)
+
+static const char *const palette[PLOT_SERIES_MAX] = {
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
+    "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#000000", "#aec7e8",
+};
+
+static void esc(FILE *f, const char *s) {
+  for (; s != NULL && *s != '\0'; s++) {
+    switch (*s) {
+    case '<': fputs("&lt;", f); break;
+    case '>': fputs("&gt;", f); break;
+    case '&': fputs("&amp;", f); break;
+    case '"': fputs("&quot;", f); break;
+    default:
+      /* control characters are not allowed in XML 1.0 text */
+      if ((unsigned char)*s >= 0x20) fputc(*s, f);
+    }
+  }
+}
+
+/* x in nines: log10(1/(1-p)); 100 % has none, the caller puts it on the edge. */
+static double nines(double pct, double max_nines) {
+  if (pct >= 100.0) return max_nines;
+  if (pct <= 0.0) return 0.0;
+  double x = log10(100.0 / (100.0 - pct));
+  return x > max_nines ? max_nines : x;
+}
+
+/* 1, 2 or 5 times a power of ten, at or above v. */
+static double round_up(double v) {
+  if (!(v > 0.0)) return 1.0;
+  double p = pow(10.0, floor(log10(v)));
+  for (int i = 0; i < 4; i++) {
+    static const double steps[] = {1.0, 2.0, 5.0, 10.0};
+    if (steps[i] * p >= v * (1.0 - 1e-12)) return steps[i] * p;
+  }
+  return 10.0 * p;
+}
+
+static void pct_label(char *out, size_t cap, int k) {
+  /* k nines: 0 %, 90 %, 99 %, 99.9 % ... */
+  if (k <= 1) {
+    snprintf(out, cap, k == 0 ? "0%%" : "90%%");
+    return;
+  }
+  char digits[24] = "99";
+  for (int i = 2; i < k && i < 16; i++)
+    strcat(digits, i == 2 ? ".9" : "9");
+  snprintf(out, cap, "%s%%", digits);
+}
+
+int plot_svg(FILE *f, const char *title, const plot_series *s, size_t n) {
+  if (n == 0 || n > PLOT_SERIES_MAX) return -1;
+  double ymax = 0.0, xmax_data = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    if (s[i].n == 0 || s[i].pct == NULL || s[i].ms == NULL) return -1;
+    for (size_t j = 0; j < s[i].n; j++) {
+      if (isfinite(s[i].ms[j]) && s[i].ms[j] > ymax) ymax = s[i].ms[j];
+      if (s[i].pct[j] < 100.0) {
+        double x = nines(s[i].pct[j], PLOT_NINES_MAX);
+        if (x > xmax_data) xmax_data = x;
+      }
+    }
+  }
+  int kmax = (int)ceil(xmax_data - 1e-9);
+  if (kmax < PLOT_NINES_MIN) kmax = PLOT_NINES_MIN;
+  if (kmax > PLOT_NINES_MAX) kmax = PLOT_NINES_MAX;
+  double xmax = kmax;
+  double top = round_up(ymax);
+
+  fprintf(f,
+          "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+          "viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\" font-size=\"12\">\n",
+          W, H, W, H);
+  fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
+  fprintf(f, "<text x=\"%.1f\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">", W / 2);
+  esc(f, title != NULL ? title : "Latency by Percentile Distribution");
+  fputs("</text>\n", f);
+
+  /* grid: one vertical line per nine, five horizontal steps */
+  fputs("<g stroke=\"#dddddd\" stroke-width=\"1\">\n", f);
+  for (int k = 0; k <= kmax; k++) {
+    double x = LEFT + PW * k / xmax;
+    fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", x, TOP, x, TOP + PH);
+  }
+  for (int k = 0; k <= 5; k++) {
+    double y = TOP + PH - PH * k / 5.0;
+    fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", LEFT, y, LEFT + PW, y);
+  }
+  fputs("</g>\n", f);
+  fprintf(f,
+          "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
+          "stroke=\"#333333\"/>\n",
+          LEFT, TOP, PW, PH);
+
+  /* axis labels */
+  fputs("<g fill=\"#333333\">\n", f);
+  for (int k = 0; k <= kmax; k++) {
+    char lab[32];
+    pct_label(lab, sizeof(lab), k);
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n",
+            LEFT + PW * k / xmax, TOP + PH + 18, lab);
+  }
+  for (int k = 0; k <= 5; k++) {
+    double v = top * k / 5.0;
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n", LEFT - 6,
+            TOP + PH - PH * k / 5.0 + 4, v);
+  }
+  fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">Percentile</text>\n",
+          LEFT + PW / 2, H - 18);
+  fprintf(f,
+          "<text x=\"18\" y=\"%.1f\" text-anchor=\"middle\" "
+          "transform=\"rotate(-90 18 %.1f)\">Latency (milliseconds)</text>\n",
+          TOP + PH / 2, TOP + PH / 2);
+  fputs("</g>\n", f);
+
+  /* series, then the legend over them */
+  for (size_t i = 0; i < n; i++) {
+    fprintf(f,
+            "<polyline class=\"series\" fill=\"none\" stroke=\"%s\" stroke-width=\"2\" "
+            "points=\"",
+            palette[i]);
+    for (size_t j = 0; j < s[i].n; j++) {
+      double ms = isfinite(s[i].ms[j]) && s[i].ms[j] > 0.0 ? s[i].ms[j] : 0.0;
+      double x = LEFT + PW * nines(s[i].pct[j], xmax) / xmax;
+      double y = TOP + PH - PH * (ms / top);
+      fprintf(f, "%s%.2f,%.2f", j ? " " : "", x, y);
+    }
+    fputs("\"><title>", f);
+    esc(f, s[i].label);
+    fputs("</title></polyline>\n", f);
+  }
+  double lx = LEFT + 16, ly = TOP + 16;
+  size_t longest = 0;
+  for (size_t i = 0; i < n; i++) {
+    size_t len = s[i].label != NULL ? strlen(s[i].label) : 0;
+    if (len > longest) longest = len;
+  }
+  /* about 7 px a character at this font size, within the plot's width */
+  double lw = 52.0 + 7.0 * (double)longest;
+  if (lw > PW - 32) lw = PW - 32;
+  fprintf(f,
+          "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"white\" "
+          "fill-opacity=\"0.85\" stroke=\"#999999\"/>\n",
+          lx - 8, ly - 12, lw, 18.0 * n + 8);
+  for (size_t i = 0; i < n; i++) {
+    double y = ly + 18.0 * i;
+    fprintf(f,
+            "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+            "stroke-width=\"3\"/>\n",
+            lx, y, lx + 24, y, palette[i]);
+    fprintf(f, "<text class=\"legend\" x=\"%.1f\" y=\"%.1f\">", lx + 32, y + 4);
+    esc(f, s[i].label);
+    fputs("</text>\n", f);
+  }
+  fputs("</svg>\n", f);
+  return ferror(f) ? -1 : 0;
+}
