@@ -165,6 +165,23 @@ static int is_loopback(const struct sockaddr_storage *sa) {
   return 0;
 }
 
+/* Make sure nobody listens on sa yet, and turn port 0 into the one port
+ * every loop will share. The loops' sockets set SO_REUSEPORT so the kernel
+ * spreads connections across them; without this probe a second spiked on
+ * the same address would join them silently and take half the traffic. */
+static int claim_address(struct sockaddr_storage *sa) {
+  int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)); /* TIME_WAIT is fine */
+  socklen_t len = sa->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+  int rc = bind(fd, (const struct sockaddr *)sa, len) == 0 ? 0 : -errno;
+  if (rc == 0 && listen(fd, 1) != 0) rc = -errno; /* a bound, not listening, socket proves less */
+  if (rc == 0 && getsockname(fd, (struct sockaddr *)sa, &len) != 0) rc = -errno;
+  close(fd);
+  return rc;
+}
+
 /* A listening socket of our own (libuv 1.44 has no SO_REUSEPORT flag). */
 static int listen_on(loop_ctx *lc, const struct sockaddr_storage *sa) {
   int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -321,6 +338,15 @@ int server_run(const server_config *cfg) {
     return 1;
   }
   conn_init_settings();
+  rc = claim_address(&sa);
+  if (rc != 0) {
+    log_line(LOG_ERROR, "server", NULL, NULL, "cannot listen on %s: %s", cfg->listen,
+             uv_strerror(rc));
+    spike_close(srv.engine);
+    return 1;
+  }
+  srv.port = ntohs(sa.ss_family == AF_INET ? ((struct sockaddr_in *)&sa)->sin_port
+                                           : ((struct sockaddr_in6 *)&sa)->sin6_port);
   srv.loops = calloc(cfg->threads, sizeof(loop_ctx));
   uint32_t made = 0;
   int exit_code = 0;

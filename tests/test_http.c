@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <jwt.h>
 #include <poll.h>
 #include <signal.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -801,7 +803,43 @@ static void feed_long_poll(void) {
   test_rmrf(s.dir);
 }
 
+/* A second spiked on a busy address refuses to start (the listeners use
+ * SO_REUSEPORT, which would otherwise let it take half the traffic). */
+static void address_in_use(void) {
+  spiked a;
+  spiked_start(&a, NULL, NULL);
+  char listen[64], dir[300];
+  snprintf(listen, sizeof(listen), "127.0.0.1:%d", a.port);
+  snprintf(dir, sizeof(dir), "%s-second", a.dir);
+  const char *bin = getenv("SPIKED") && *getenv("SPIKED") ? getenv("SPIKED") : "build/rel/spiked";
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = open("/dev/null", O_WRONLY);
+    dup2(fd, 2);
+    execl(bin, bin, "--listen", listen, "--data", dir, (char *)NULL);
+    _exit(127);
+  }
+  int st = 0;
+  int64_t t0 = test_now_ms();
+  while (waitpid(pid, &st, WNOHANG) == 0) {
+    if (test_now_ms() - t0 > 10000) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &st, 0);
+      fprintf(stderr, "the second spiked kept running\n");
+      abort();
+    }
+    usleep(20 * 1000);
+  }
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+  CHECK_EQ(hc_do(a.port, "GET", "/healthz/live", NULL, NULL, &R), 200); /* the first serves on */
+  CHECK_EQ(spiked_stop(&a, SIGTERM), 0);
+  test_rmrf(a.dir);
+  test_rmrf(dir);
+}
+
 TEST_LIST({"every_route_and_code", every_route_and_code, 60},
+          {"address_in_use", address_in_use, 30},
           {"trace_ids_and_msgpack", trace_ids_and_msgpack, 30},
           {"pipelined_in_order", pipelined_in_order, 120},
           {"malformed_requests", malformed_requests, 30},
