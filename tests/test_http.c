@@ -647,8 +647,10 @@ typedef struct client {
 
 static void sell_out_200_connections(void) {
   enum { CONNS = 200, USERS = 3000, UNITS = 1000 };
+  /* two loop threads: two listeners, two producers racing for the units */
+  static const char *const extra[] = {"--threads", "2", NULL};
   spiked s;
-  spiked_start(&s, NULL, NULL);
+  spiked_start(&s, NULL, extra);
   CHECK_EQ(create_event(s.port, 1, UNITS, 1, NULL), 201);
   static client cl[CONNS];
   static struct pollfd pfd[CONNS];
