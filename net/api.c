@@ -19,8 +19,6 @@
 #include "http.h"
 #include "log.h"
 
-#define API_LIST_MAX 1000 /* orders in one user-orders answer */
-#define API_FEED_MAX 1000
 #define API_FEED_DEFAULT 100
 #define API_FEED_WAIT_MAX_MS 30000
 

@@ -30,6 +30,8 @@
 #define RESP_HEAD_ROOM 320   /* status line and headers go in front of the body */
 #define READ_BUF_BYTES 65536
 #define TRACE_MAX 64
+#define API_LIST_MAX 1000  /* orders in one user-orders answer: lc->orders */
+#define API_FEED_MAX 1000  /* changes in one feed answer: lc->changes */
 
 typedef struct server server;
 typedef struct loop_ctx loop_ctx;
@@ -97,7 +99,7 @@ struct conn {
   char *pending;     /* input left over when the parser paused */
   size_t pending_len;
   uint64_t deadline_ms; /* uv_now-based; 0 = none */
-  uint8_t reading, writing, closing, closed, no_more, draining_close;
+  uint8_t reading, writing, closing, no_more;
   uint32_t writing_reqs; /* requests whose bytes a uv_write holds */
   uv_write_t wr;
   conn *prev, *next;    /* the loop's list */

@@ -209,8 +209,8 @@ static int loop_init(server *srv, loop_ctx *lc, uint32_t idx, const struct socka
   lc->trace_salt = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull ^ ((uint64_t)getpid() << 32) ^ idx;
   lc->scratch = malloc(srv->lim.max_body_bytes);
   lc->events = calloc(srv->ecfg.max_events, sizeof(spike_event));
-  lc->orders = calloc(1000, sizeof(spike_order));
-  lc->changes = calloc(1000, sizeof(spike_change));
+  lc->orders = calloc(API_LIST_MAX, sizeof(spike_order));
+  lc->changes = calloc(API_FEED_MAX, sizeof(spike_change));
   if (lc->scratch == NULL || lc->events == NULL || lc->orders == NULL || lc->changes == NULL)
     return UV_ENOMEM;
   if (rl_init(&lc->rl, 1u << 16, srv->lim.rate_limit, srv->lim.rate_burst) != 0) return UV_ENOMEM;

@@ -111,6 +111,10 @@ struct writer {
   uint32_t fails_unlogged;
 };
 
+/* One bit per producer in writer.signal, one id space per producer. */
+_Static_assert(SPIKE_PRODUCERS_MAX <= 64, "writer.signal is a 64-bit mask");
+_Static_assert(SPIKE_PRODUCERS_MAX <= IDS_PRODUCERS, "ids give each producer its own space");
+
 #define EXPIRE_BACKOFF_MIN_MS 100
 #define EXPIRE_BACKOFF_MAX_MS 5000
 
