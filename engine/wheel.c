@@ -1,32 +1,157 @@
 /*
  * wheel.c -- hierarchical timing wheel; see wheel.h. Entries live in one
  * preallocated pool linked by index, so arming never allocates and a slot is
- * a 4-byte list head.
+ * a 4-byte list head. The order-id index is linear probing with
+ * backward-shift deletion: no tombstones, so probe chains stay as short as
+ * the load (at most one half) allows.
  */
+#define _GNU_SOURCE
 #include "wheel.h"
 
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
+#define LIST_DUE ((uint32_t)(WHEEL_LEVELS * WHEEL_SLOTS))
+#define LIST_FREE (LIST_DUE + 1)
+
+/* ---- the order-id index ------------------------------------------------ */
+
+static uint32_t index_home(const wheel *w, uint64_t order_id) {
+  return (uint32_t)((order_id * 0x9E3779B97F4A7C15ull) >> 32) & w->index_mask;
+}
+
+static int index_build(wheel *w, uint32_t capacity) {
+  uint32_t size = 2;
+  while (size < capacity * 2ull && size < (1u << 31)) size <<= 1;
+  uint32_t *index = malloc(sizeof(uint32_t) * size);
+  if (index == NULL) return -1;
+  free(w->index);
+  w->index = index;
+  w->index_mask = size - 1;
+  memset(index, 0xff, sizeof(uint32_t) * size);
+  return 0;
+}
+
+static uint32_t index_find(const wheel *w, uint64_t order_id, uint32_t *pos) {
+  for (uint32_t h = index_home(w, order_id);; h = (h + 1) & w->index_mask) {
+    uint32_t i = w->index[h];
+    if (i == WHEEL_NONE || w->pool[i].order_id == order_id) {
+      *pos = h;
+      return i;
+    }
+  }
+}
+
+static void index_put(wheel *w, uint32_t i) {
+  uint32_t pos;
+  uint32_t found = index_find(w, w->pool[i].order_id, &pos);
+  assert(found == WHEEL_NONE); /* an order is armed at most once */
+  (void)found;
+  w->index[pos] = i;
+}
+
+static void index_del(wheel *w, uint32_t pos) {
+  /* Backward shift: pull later members of the chain into the hole. */
+  uint32_t hole = pos;
+  for (uint32_t h = (pos + 1) & w->index_mask;; h = (h + 1) & w->index_mask) {
+    uint32_t i = w->index[h];
+    if (i == WHEEL_NONE) break;
+    uint32_t home = index_home(w, w->pool[i].order_id);
+    /* i may move to the hole when its home is not in (hole, h]. */
+    if (((h - home) & w->index_mask) >= ((h - hole) & w->index_mask)) {
+      w->index[hole] = i;
+      hole = h;
+    }
+  }
+  w->index[hole] = WHEEL_NONE;
+}
+
+/* ---- lists --------------------------------------------------------------- */
+
+static void link_head(wheel *w, uint32_t list, uint32_t i) {
+  wheel_entry *en = &w->pool[i];
+  en->list = list;
+  en->prev = WHEEL_NONE;
+  en->next = w->head[list];
+  if (en->next != WHEEL_NONE) w->pool[en->next].prev = i;
+  w->head[list] = i;
+}
+
+static void due_push(wheel *w, uint32_t i) {
+  wheel_entry *en = &w->pool[i];
+  en->list = LIST_DUE;
+  en->next = WHEEL_NONE;
+  en->prev = w->due_tail;
+  if (w->due_tail == WHEEL_NONE)
+    w->head[LIST_DUE] = i;
+  else
+    w->pool[w->due_tail].next = i;
+  w->due_tail = i;
+}
+
+static void unlink_entry(wheel *w, uint32_t i) {
+  wheel_entry *en = &w->pool[i];
+  assert(en->list < LIST_FREE);
+  if (en->prev != WHEEL_NONE)
+    w->pool[en->prev].next = en->next;
+  else
+    w->head[en->list] = en->next;
+  if (en->next != WHEEL_NONE)
+    w->pool[en->next].prev = en->prev;
+  else if (en->list == LIST_DUE)
+    w->due_tail = en->prev;
+  if (en->list != LIST_DUE) {
+    assert(w->pending > 0);
+    w->pending--;
+  }
+}
+
+static void release(wheel *w, uint32_t i) {
+  wheel_entry *en = &w->pool[i];
+  en->order_id = 0; /* poison: a reuse without re-arming shows */
+  en->list = LIST_FREE;
+  en->next = w->free_head;
+  w->free_head = i;
+  assert(w->used > 0);
+  w->used--;
+}
+
+/* ---- set-up ---------------------------------------------------------------- */
+
+static void free_chain(wheel *w, uint32_t from, uint32_t to) {
+  for (uint32_t i = from; i < to; i++) {
+    w->pool[i].list = LIST_FREE;
+    w->pool[i].next = i + 1 < to ? i + 1 : w->free_head;
+  }
+  w->free_head = from;
+}
+
 int wheel_init(wheel *w, uint32_t capacity, int64_t now_ms) {
   memset(w, 0, sizeof(*w));
   if (capacity == 0 || capacity == WHEEL_NONE) return -1;
   w->pool = malloc(sizeof(wheel_entry) * capacity);
-  if (w->pool == NULL) return -1;
+  w->scratch = malloc(sizeof(uint32_t) * capacity);
+  if (w->pool == NULL || w->scratch == NULL || index_build(w, capacity) != 0) {
+    wheel_free(w);
+    return -1;
+  }
   w->capacity = capacity;
-  for (uint32_t i = 0; i < capacity; i++) w->pool[i].next = i + 1 < capacity ? i + 1 : WHEEL_NONE;
-  w->free_head = 0;
+  w->free_head = WHEEL_NONE;
+  free_chain(w, 0, capacity);
   w->cur_ms = now_ms;
-  for (int l = 0; l < WHEEL_LEVELS; l++)
-    for (uint32_t s = 0; s < WHEEL_SLOTS; s++) w->slot[l][s] = WHEEL_NONE;
-  w->due_head = w->due_tail = WHEEL_NONE;
+  for (uint32_t l = 0; l <= LIST_DUE; l++) w->head[l] = WHEEL_NONE;
+  w->due_tail = WHEEL_NONE;
   return 0;
 }
 
 void wheel_free(wheel *w) {
   free(w->pool);
+  free(w->index);
+  free(w->scratch);
   w->pool = NULL;
+  w->index = NULL;
+  w->scratch = NULL;
 }
 
 int wheel_grow(wheel *w, uint32_t capacity) {
@@ -34,23 +159,20 @@ int wheel_grow(wheel *w, uint32_t capacity) {
   wheel_entry *pool = realloc(w->pool, sizeof(wheel_entry) * capacity);
   if (pool == NULL) return -1;
   w->pool = pool;
-  /* Entries link by index, so the move keeps every list intact; the new
-   * entries go on the free list. */
-  for (uint32_t i = w->capacity; i < capacity; i++)
-    pool[i].next = i + 1 < capacity ? i + 1 : w->free_head;
-  w->free_head = w->capacity;
+  uint32_t *scratch = realloc(w->scratch, sizeof(uint32_t) * capacity);
+  if (scratch == NULL) return -1;
+  w->scratch = scratch;
+  if (index_build(w, capacity) != 0) return -1;
+  /* Entries link by index, so the move keeps every list intact; the index
+   * is rebuilt for its new size and the new entries go on the free list. */
+  for (uint32_t i = 0; i < w->capacity; i++)
+    if (pool[i].list != LIST_FREE) index_put(w, i);
+  free_chain(w, w->capacity, capacity);
   w->capacity = capacity;
   return 0;
 }
 
-static void due_push(wheel *w, uint32_t i) {
-  w->pool[i].next = WHEEL_NONE;
-  if (w->due_tail == WHEEL_NONE)
-    w->due_head = i;
-  else
-    w->pool[w->due_tail].next = i;
-  w->due_tail = i;
-}
+/* ---- arming and firing ---------------------------------------------------- */
 
 /* Link entry i into the slot its deadline belongs to, relative to cur_ms. */
 static void place(wheel *w, uint32_t i) {
@@ -66,11 +188,10 @@ static void place(wheel *w, uint32_t i) {
     deadline = w->cur_ms + WHEEL_SPAN_MS - 1;
     delta = WHEEL_SPAN_MS - 1;
   }
-  int level = 0;
+  uint32_t level = 0;
   while (level < WHEEL_LEVELS - 1 && delta >= (1ll << ((level + 1) * WHEEL_BITS))) level++;
   uint32_t s = (uint32_t)(deadline >> (level * WHEEL_BITS)) & (WHEEL_SLOTS - 1);
-  w->pool[i].next = w->slot[level][s];
-  w->slot[level][s] = i;
+  link_head(w, level * WHEEL_SLOTS + s, i);
   w->pending++;
 }
 
@@ -82,14 +203,25 @@ int wheel_arm(wheel *w, uint64_t order_id, int64_t deadline_ms) {
   assert(w->used <= w->capacity);
   w->pool[i].order_id = order_id;
   w->pool[i].deadline_ms = deadline_ms;
+  index_put(w, i);
   place(w, i);
   return 0;
 }
 
+int wheel_cancel(wheel *w, uint64_t order_id) {
+  uint32_t pos;
+  uint32_t i = index_find(w, order_id, &pos);
+  if (i == WHEEL_NONE) return -1;
+  index_del(w, pos);
+  unlink_entry(w, i);
+  release(w, i);
+  return 0;
+}
+
 /* Re-place every entry of one slot (a cascade). */
-static void cascade(wheel *w, int level, uint32_t s) {
-  uint32_t i = w->slot[level][s];
-  w->slot[level][s] = WHEEL_NONE;
+static void cascade(wheel *w, uint32_t list) {
+  uint32_t i = w->head[list];
+  w->head[list] = WHEEL_NONE;
   while (i != WHEEL_NONE) {
     uint32_t next = w->pool[i].next;
     assert(w->pending > 0);
@@ -104,13 +236,13 @@ static void tick(wheel *w) {
   int64_t t = w->cur_ms;
   /* When a level's index wraps to 0, the next level's slot for this round
    * comes down first (Linux's cascade order). */
-  for (int level = 1; level < WHEEL_LEVELS; level++) {
+  for (uint32_t level = 1; level < WHEEL_LEVELS; level++) {
     if ((t & ((1ll << (level * WHEEL_BITS)) - 1)) != 0) break;
-    cascade(w, level, (uint32_t)(t >> (level * WHEEL_BITS)) & (WHEEL_SLOTS - 1));
+    cascade(w, level * WHEEL_SLOTS + ((uint32_t)(t >> (level * WHEEL_BITS)) & (WHEEL_SLOTS - 1)));
   }
-  uint32_t s = (uint32_t)t & (WHEEL_SLOTS - 1);
-  uint32_t i = w->slot[0][s];
-  w->slot[0][s] = WHEEL_NONE;
+  uint32_t list = (uint32_t)t & (WHEEL_SLOTS - 1);
+  uint32_t i = w->head[list];
+  w->head[list] = WHEEL_NONE;
   while (i != WHEEL_NONE) {
     uint32_t next = w->pool[i].next;
     assert(w->pool[i].deadline_ms <= t);
@@ -121,7 +253,42 @@ static void tick(wheel *w) {
   w->cur_ms = t + 1;
 }
 
+static int by_deadline(const void *a, const void *b, void *arg) {
+  const wheel_entry *pool = arg;
+  int64_t x = pool[*(const uint32_t *)a].deadline_ms, y = pool[*(const uint32_t *)b].deadline_ms;
+  return x < y ? -1 : x > y;
+}
+
+/* Re-place everything relative to now_ms: a long advance (due ones come
+ * out sorted oldest first, as ticking would have had them), or a step back
+ * (nothing comes due: every pending deadline is after the old time). */
+static void leap(wheel *w, int64_t now_ms) {
+  uint32_t n = 0;
+  for (uint32_t l = 0; l < LIST_DUE; l++) {
+    for (uint32_t i = w->head[l]; i != WHEEL_NONE; i = w->pool[i].next) w->scratch[n++] = i;
+    w->head[l] = WHEEL_NONE;
+  }
+  assert(n == w->pending);
+  w->pending = 0;
+  w->cur_ms = now_ms + 1;
+  uint32_t due = 0;
+  for (uint32_t k = 0; k < n; k++) {
+    uint32_t i = w->scratch[k];
+    if (w->pool[i].deadline_ms <= now_ms)
+      w->scratch[due++] = i; /* due <= k: never overwrites an unread one */
+    else
+      place(w, i);
+  }
+  qsort_r(w->scratch, due, sizeof(uint32_t), by_deadline, w->pool);
+  for (uint32_t k = 0; k < due; k++) due_push(w, w->scratch[k]);
+}
+
 void wheel_advance(wheel *w, int64_t now_ms) {
+  if (w->pending > 0 && (now_ms - w->cur_ms > WHEEL_WALK_MAX_MS || now_ms < w->cur_ms - 1)) {
+    leap(w, now_ms);
+    return;
+  }
+  if (now_ms < w->cur_ms - 1) w->cur_ms = now_ms + 1; /* a step back, nothing pending */
   while (w->cur_ms <= now_ms) {
     if (w->pending == 0) {
       /* Nothing in the slots: jump, keeping level indexes meaningful
@@ -134,28 +301,28 @@ void wheel_advance(wheel *w, int64_t now_ms) {
 }
 
 int wheel_pop(wheel *w, uint64_t *order_id, int64_t *deadline_ms) {
-  uint32_t i = w->due_head;
+  uint32_t i = w->head[LIST_DUE];
   if (i == WHEEL_NONE) return 0;
-  w->due_head = w->pool[i].next;
-  if (w->due_head == WHEEL_NONE) w->due_tail = WHEEL_NONE;
   *order_id = w->pool[i].order_id;
   *deadline_ms = w->pool[i].deadline_ms;
-  w->pool[i].order_id = 0; /* poison: a reuse without re-arming shows */
-  w->pool[i].next = w->free_head;
-  w->free_head = i;
-  assert(w->used > 0);
-  w->used--;
+  uint32_t pos;
+  uint32_t found = index_find(w, *order_id, &pos);
+  assert(found == i);
+  (void)found;
+  index_del(w, pos);
+  unlink_entry(w, i);
+  release(w, i);
   return 1;
 }
 
 int64_t wheel_next_ms(const wheel *w) {
-  if (w->due_head != WHEEL_NONE) return w->cur_ms - 1;
+  if (w->head[LIST_DUE] != WHEEL_NONE) return w->cur_ms - 1;
   if (w->pending == 0) return INT64_MAX;
   for (uint32_t k = 0; k < WHEEL_SLOTS; k++) {
     int64_t t = w->cur_ms + k;
     /* a cascade at t (the next tick included) may bring entries due at t */
     if ((t & (WHEEL_SLOTS - 1)) == 0) return t;
-    if (w->slot[0][t & (WHEEL_SLOTS - 1)] != WHEEL_NONE) return t;
+    if (w->head[t & (WHEEL_SLOTS - 1)] != WHEEL_NONE) return t;
   }
   return w->cur_ms + WHEEL_SLOTS;
 }

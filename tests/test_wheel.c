@@ -305,9 +305,10 @@ static void capacity_and_reuse(void) {
   CHECK_EQ(dl, 26);
   /* Many generations through a small pool. */
   int64_t now = 26;
+  uint64_t next_id = 1000;
   for (int gen = 0; gen < 2000; gen++) {
     while (wheel_used(&w) < 4)
-      CHECK_EQ(wheel_arm(&w, 1000 + (uint64_t)gen, now + 1 + gen % 7), 0);
+      CHECK_EQ(wheel_arm(&w, next_id++, now + 1 + gen % 7), 0);
     CHECK_EQ(wheel_arm(&w, 1, now + 1), -1);
     now += 3;
     wheel_advance(&w, now);
@@ -474,6 +475,15 @@ static void random_vs_reference(void) {
         }
         next_id++;
       }
+      /* Disarm a few (a pay or a cancel), and one that was never armed. */
+      int cancels = (int)(test_rand(&rs) % 3);
+      for (int c = 0; c < cancels && nref > 0; c++) {
+        int k = (int)(test_rand(&rs) % (uint64_t)nref);
+        CHECK_EQ(wheel_cancel(&w, ref[k].id), 0);
+        CHECK_EQ(wheel_cancel(&w, ref[k].id), -1);
+        ref[k] = ref[--nref];
+      }
+      CHECK_EQ(wheel_cancel(&w, next_id + 1000000), -1);
       CHECK_EQ(wheel_used(&w), nref);
       /* The writer sleeps until wheel_next_ms: never past the earliest. */
       int64_t earliest = INT64_MAX;
@@ -536,9 +546,123 @@ static void random_vs_reference(void) {
   }
 }
 
+/* ---- disarm and long advances ------------------------------------------- */
+
+static void cancel_anywhere(void) {
+  wheel w;
+  CHECK_EQ(wheel_init(&w, 16, 1000), 0);
+  /* Three on one slot (head, middle, tail), one far, two due. */
+  CHECK_EQ(wheel_arm(&w, 1, 1010), 0);
+  CHECK_EQ(wheel_arm(&w, 2, 1010), 0);
+  CHECK_EQ(wheel_arm(&w, 3, 1010), 0);
+  CHECK_EQ(wheel_arm(&w, 4, 1000 + 3600000), 0);
+  CHECK_EQ(wheel_arm(&w, 5, 900), 0);
+  CHECK_EQ(wheel_arm(&w, 6, 901), 0);
+  CHECK_EQ(wheel_used(&w), 6);
+  CHECK_EQ(wheel_cancel(&w, 2), 0); /* middle of a slot */
+  CHECK_EQ(wheel_cancel(&w, 3), 0); /* head of a slot (last armed) */
+  CHECK_EQ(wheel_cancel(&w, 5), 0); /* head of the due list */
+  CHECK_EQ(wheel_cancel(&w, 4), 0); /* a high level */
+  CHECK_EQ(wheel_cancel(&w, 4), -1);
+  CHECK_EQ(wheel_cancel(&w, 99), -1);
+  CHECK_EQ(wheel_used(&w), 2);
+  uint64_t id;
+  int64_t dl;
+  CHECK_EQ(wheel_pop(&w, &id, &dl), 1);
+  CHECK_EQ(id, 6);
+  CHECK_EQ(wheel_pop(&w, &id, &dl), 0);
+  wheel_advance(&w, 5000000);
+  CHECK_EQ(wheel_pop(&w, &id, &dl), 1);
+  CHECK_EQ(id, 1);
+  CHECK_EQ(wheel_pop(&w, &id, &dl), 0);
+  CHECK_EQ(wheel_used(&w), 0);
+  CHECK_EQ(wheel_next_ms(&w), INT64_MAX);
+  /* Freed entries are reusable, and an id can be armed again. */
+  for (uint64_t i = 1; i <= 16; i++) CHECK_EQ(wheel_arm(&w, i, 6000000 + (int64_t)i), 0);
+  CHECK_EQ(wheel_arm(&w, 17, 6000000), -1);
+  for (uint64_t i = 1; i <= 16; i += 2) CHECK_EQ(wheel_cancel(&w, i), 0);
+  for (uint64_t i = 2; i <= 16; i += 2) CHECK_EQ(wheel_cancel(&w, i), 0);
+  CHECK_EQ(wheel_used(&w), 0);
+  wheel_free(&w);
+}
+
+/* A jump of a month does not walk 2.6 billion ticks, and what came due
+ * comes out in deadline order. */
+static void long_advance_leaps(void) {
+  wheel w;
+  enum { N = 2000 };
+  CHECK_EQ(wheel_init(&w, N, 0), 0);
+  uint64_t rs = test_seed();
+  for (uint64_t i = 1; i <= N; i++)
+    CHECK_EQ(wheel_arm(&w, i, 1 + (int64_t)(test_rand(&rs) % (2 * WEEK_MS))), 0);
+  int64_t t0 = test_now_ms();
+  wheel_advance(&w, WEEK_MS);
+  uint64_t id;
+  int64_t dl, prev = 0;
+  uint32_t fired = 0;
+  while (wheel_pop(&w, &id, &dl)) {
+    CHECK(dl <= WEEK_MS);
+    CHECK(dl >= prev);
+    prev = dl;
+    fired++;
+  }
+  CHECK(fired > 0 && fired < N);
+  CHECK_EQ(wheel_used(&w), N - fired);
+  wheel_advance(&w, 30 * DAY_MS);
+  while (wheel_pop(&w, &id, &dl)) {
+    CHECK(dl > WEEK_MS);
+    CHECK(dl >= prev);
+    prev = dl;
+    fired++;
+  }
+  CHECK_EQ(fired, N);
+  CHECK(test_now_ms() - t0 < 5000); /* walking 2.6e9 ticks takes far longer */
+  wheel_free(&w);
+}
+
+/* The clock steps back 30 s: what is armed after the step is due 5 s after
+ * it, not at once; what was armed before is due when the clock gets back to
+ * its deadline. */
+static void step_back_rebases(void) {
+  wheel w;
+  int64_t t = 1700000000000ll;
+  CHECK_EQ(wheel_init(&w, 8, t), 0);
+  wheel_advance(&w, t);
+  CHECK_EQ(wheel_arm(&w, 1, t + 5000), 0);
+  wheel_advance(&w, t + 1000);
+  int64_t back = t + 1000 - 30000;
+  wheel_advance(&w, back);
+  CHECK_EQ(wheel_arm(&w, 2, back + 5000), 0);
+  uint64_t id;
+  int64_t dl;
+  wheel_advance(&w, back + 4999);
+  CHECK_EQ(wheel_pop(&w, &id, &dl), 0);
+  CHECK(wheel_next_ms(&w) <= back + 5000);
+  wheel_advance(&w, back + 5000);
+  CHECK_EQ(wheel_pop(&w, &id, &dl), 1);
+  CHECK_EQ(id, 2);
+  wheel_advance(&w, t + 4999);
+  CHECK_EQ(wheel_pop(&w, &id, &dl), 0);
+  wheel_advance(&w, t + 5000);
+  CHECK_EQ(wheel_pop(&w, &id, &dl), 1);
+  CHECK_EQ(id, 1);
+  /* A step back with nothing armed, then an arm: still not due early. */
+  wheel_advance(&w, t - 100000);
+  CHECK_EQ(wheel_arm(&w, 3, t - 99000), 0);
+  wheel_advance(&w, t - 99001);
+  CHECK_EQ(wheel_pop(&w, &id, &dl), 0);
+  wheel_advance(&w, t - 99000);
+  CHECK_EQ(wheel_pop(&w, &id, &dl), 1);
+  CHECK_EQ(id, 3);
+  wheel_free(&w);
+}
+
 TEST_LIST({"init_bounds", init_bounds, 0}, {"arm_advance_pop", arm_advance_pop, 0},
           {"past_deadline_is_due_at_once", past_deadline_is_due_at_once, 0},
           {"level_boundaries", level_boundaries, 0}, {"minutes_hours_week", minutes_hours_week, 60},
           {"capacity_and_reuse", capacity_and_reuse, 0}, {"grow_keeps_armed", grow_keeps_armed, 0},
           {"next_ms_properties", next_ms_properties, 0},
-          {"random_vs_reference", random_vs_reference, 0})
+          {"random_vs_reference", random_vs_reference, 0},
+          {"cancel_anywhere", cancel_anywhere, 0},
+          {"long_advance_leaps", long_advance_leaps, 0},
+          {"step_back_rebases", step_back_rebases, 0})
