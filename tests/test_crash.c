@@ -252,7 +252,14 @@ static void verify(const spike_config *cfg) {
   spike_producer *p;
   CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
   spike_event ev;
-  CHECK_EQ(spike_event_get(e, EVENT_ID, &ev), SPIKE_OK);
+  int rc = spike_event_get(e, EVENT_ID, &ev);
+  if (rc == SPIKE_ENOEVENT && nacks == 0) {
+    /* killed before the event committed (a loaded machine): nothing to see */
+    CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+    CHECK_EQ(spike_close(e), SPIKE_OK);
+    return;
+  }
+  CHECK_EQ(rc, SPIKE_OK);
   CHECK(ev.reserved + ev.sold <= ev.stock_total);                      /* I1 */
   CHECK_EQ(ev.available + ev.reserved + ev.sold, ev.stock_total);      /* I2 */
   uint64_t *ids = malloc(sizeof(uint64_t) * (nacks + 1));
