@@ -15,6 +15,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,6 +107,8 @@ uint64_t engine_mono_ns(void) {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
+
+int64_t engine_mono_ms(void) { return (int64_t)(engine_mono_ns() / 1000000u); }
 
 void engine_wake_writer(spike_engine *e) {
   /* seq_cst: the producer's half of the handshake in writer_sleep. The tail
@@ -199,6 +202,7 @@ static void free_engine(spike_engine *e) {
     for (uint32_t i = 0; i < e->cfg.max_producers; i++) {
       ring_free(&e->producers[i].submit);
       ring_free(&e->producers[i].done);
+      free(e->producers[i].pend);
       if (e->producers[i].efd >= 0) close(e->producers[i].efd);
     }
     free(e->producers);
@@ -226,6 +230,7 @@ int spike_open(spike_engine **out, const spike_config *cfg) {
   e->cfg = *cfg;
   e->lock_fd = -1;
   e->armed_max = cfg->max_reserved;
+  e->unconfirmed_max = cfg->batch_max;
   pthread_mutex_init(&e->producers_lock, NULL);
   int status = SPIKE_EINTERNAL;
   e->data_dir = strdup(cfg->data_dir);
@@ -260,7 +265,9 @@ int spike_open(spike_engine **out, const spike_config *cfg) {
       snprintf(open_err, sizeof(open_err), "eventfd: %s", strerror(errno));
       goto fail;
     }
-    if (ring_init(&p->submit, cfg->ring_size, MSG_SLOT_BYTES) != 0 ||
+    p->pend_mask = cfg->ring_size * 2 - 1;
+    p->pend = calloc((size_t)cfg->ring_size * 2, sizeof(*p->pend));
+    if (p->pend == NULL || ring_init(&p->submit, cfg->ring_size, MSG_SLOT_BYTES) != 0 ||
         ring_init(&p->done, cfg->ring_size, sizeof(spike_op *)) != 0) {
       snprintf(open_err, sizeof(open_err), "out of memory for the rings");
       goto fail;
@@ -340,6 +347,7 @@ int spike_producer_open(spike_engine *e, spike_producer **out) {
   if (prev != 0 && ids_ms(prev) + 1 > floor) floor = ids_ms(prev) + 1;
   ids_init(&p->ids, p->idx, floor);
   p->inflight = 0;
+  atomic_store_explicit(&p->owner, 0, memory_order_relaxed);
   p->rtxn = NULL;
   /* release: pairs with the writer's acquire of active; the slot's fields
    * are set before the writer may look at its ring. */
@@ -353,7 +361,58 @@ int spike_producer_fd(const spike_producer *p) { return p->efd; }
 
 uint32_t spike_producer_inflight(const spike_producer *p) { return p->inflight; }
 
+/* ---- ops in flight ----------------------------------------------------------
+ * Each producer keeps the addresses of its pending ops in a small set (open
+ * addressing, linear probing, backward-shift deletion, at most half full
+ * since inflight <= the ring's size), so an op submitted again while it is
+ * pending is refused at the call. Owner thread only. */
+
+static uint32_t pend_home(const spike_producer *p, const spike_op *op) {
+  return (uint32_t)(((uintptr_t)op * 0x9E3779B97F4A7C15ull) >> 32) & p->pend_mask;
+}
+
+static int pend_has(const spike_producer *p, const spike_op *op) {
+  for (uint32_t h = pend_home(p, op);; h = (h + 1) & p->pend_mask) {
+    if (p->pend[h] == NULL) return 0;
+    if (p->pend[h] == op) return 1;
+  }
+}
+
+static void pend_add(spike_producer *p, spike_op *op) {
+  uint32_t h = pend_home(p, op);
+  while (p->pend[h] != NULL) h = (h + 1) & p->pend_mask;
+  p->pend[h] = op;
+}
+
+static void pend_del(spike_producer *p, spike_op *op) {
+  uint32_t h = pend_home(p, op);
+  while (p->pend[h] != op) {
+    assert(p->pend[h] != NULL);
+    h = (h + 1) & p->pend_mask;
+  }
+  uint32_t hole = h;
+  for (h = (h + 1) & p->pend_mask; p->pend[h] != NULL; h = (h + 1) & p->pend_mask) {
+    uint32_t home = pend_home(p, p->pend[h]);
+    if (((h - home) & p->pend_mask) >= ((h - hole) & p->pend_mask)) {
+      p->pend[hole] = p->pend[h];
+      hole = h;
+    }
+  }
+  p->pend[hole] = NULL;
+}
+
+/* The calling thread may use p: it is p's owner, or p had none yet. */
+static int owned(spike_producer *p) {
+  uintptr_t self = (uintptr_t)pthread_self();
+  uintptr_t o = atomic_load_explicit(&p->owner, memory_order_relaxed);
+  if (o == self) return 1;
+  return o == 0 &&
+         atomic_compare_exchange_strong_explicit(&p->owner, &o, self, memory_order_relaxed,
+                                                 memory_order_relaxed);
+}
+
 int spike_producer_drain(spike_producer *p) {
+  if (!owned(p)) return SPIKE_EMISUSE;
   uint64_t n;
   ssize_t r = read(p->efd, &n, sizeof(n)); /* reset before popping: no lost wake-up */
   (void)r;
@@ -364,6 +423,7 @@ int spike_producer_drain(spike_producer *p) {
     assert(p->inflight > 0);
     p->inflight--;
     ran++;
+    pend_del(p, op); /* the callback may submit it again */
     op->cb_(op);
   }
   return ran;
@@ -406,6 +466,16 @@ static int refuse(spike_op *op, int status, const char *detail) {
   return status;
 }
 
+/* Every submission starts here: misuse is refused before op is touched
+ * (a pending op is the engine's), at the cost of a few instructions. */
+static int op_start(spike_op *op, spike_producer *p, uint8_t type, spike_cb cb) {
+  if (!owned(p)) return SPIKE_EMISUSE;
+  if (pend_has(p, op)) return SPIKE_EMISUSE;
+  op_init(op, p, type, cb);
+  if (cb == NULL) return refuse(op, SPIKE_EMISUSE, "callback is NULL");
+  return SPIKE_OK;
+}
+
 static int writer_failed(spike_engine *e) {
   /* acquire: pairs with the release in the writer's fail_batch. */
   return atomic_load_explicit(&e->failed, memory_order_acquire);
@@ -429,6 +499,7 @@ static msg *claim_slot(spike_producer *p, spike_op *op, int *status) {
 static int submit(spike_producer *p, msg *m, spike_op *op) {
   m->type = op->type_;
   m->op = op;
+  pend_add(p, op);
   ring_publish_sc(&p->submit);
   engine_wake_writer(p->e);
   p->inflight++;
@@ -456,8 +527,10 @@ static int sale_window(const slab_event *ev, int64_t now) {
 int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t user_id,
                   uint32_t qty, const char *key, size_t key_len, spike_cb cb) {
   spike_engine *e = p->e;
-  op_init(op, p, MSG_RESERVE, cb);
+  int status = op_start(op, p, MSG_RESERVE, cb);
+  if (status != SPIKE_OK) return status;
   if (qty == 0) return refuse(op, SPIKE_EINVAL, "qty");
+  if (user_id == 0) return refuse(op, SPIKE_EINVAL, "user_id");
   if (key != NULL && (key_len == 0 || key_len > SPIKE_KEY_MAX))
     return refuse(op, SPIKE_EINVAL, "idempotency key");
   uint32_t slot = slab_find(&e->slab, event_id);
@@ -488,9 +561,8 @@ int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t u
 
   /* From here on this thread holds the key (if any): every exit lets it go
    * or binds it. */
-  int status;
   const char *detail = NULL;
-  int durable = e->cfg.ack == SPIKE_ACK_DURABLE;
+  int ack_now = 0; /* acknowledged at enqueue: holds one unconfirmed place */
   int64_t now = engine_now_ms();
   msg *m = NULL;
   lim_entry *buyer = NULL;
@@ -507,7 +579,22 @@ int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t u
     status = SPIKE_ELIMIT;
     goto refused;
   }
-  if (durable && p->inflight >= ring_capacity(&p->done)) {
+  /* ack=memory answers before the commit only while commits succeed and
+   * at most unconfirmed_max such answers are uncommitted: that is all a
+   * crash or a failed batch can lose. Past either, the reserve waits for
+   * its commit as a durable one does. */
+  if (e->cfg.ack == SPIKE_ACK_MEMORY &&
+      !atomic_load_explicit(&e->commits_failing, memory_order_relaxed)) {
+    /* acquire: pairs with the writer's release when it settles a batch;
+     * a claim that reads a count the writer lowered after a failure sees
+     * commits_failing too (see fail_batch). */
+    if (atomic_fetch_add_explicit(&e->unconfirmed, 1, memory_order_acquire) < e->unconfirmed_max &&
+        !atomic_load_explicit(&e->commits_failing, memory_order_relaxed))
+      ack_now = 1;
+    else
+      atomic_fetch_sub_explicit(&e->unconfirmed, 1, memory_order_relaxed);
+  }
+  if (!ack_now && p->inflight >= ring_capacity(&p->done)) {
     status = SPIKE_EBUSY;
     detail = "too many operations in flight";
     goto refused;
@@ -560,19 +647,21 @@ int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t u
   m->order_id = id;
   m->user_id = user_id;
   m->created_at = now;
-  m->op = durable ? op : NULL;
+  m->op = ack_now ? NULL : op;
   /* Bind the key before the message can reach the writer, so a failed
    * batch finds it bound to this order and can unbind it. */
   if (ke != NULL) lim_key_set(ke, id);
+  if (!ack_now) pend_add(p, op);
   ring_publish_sc(&p->submit);
   engine_wake_writer(e);
-  if (!durable) return SPIKE_OK;
+  if (ack_now) return SPIKE_OK;
   p->inflight++;
   return SPIKE_PENDING;
 
 unarm:
   atomic_fetch_sub_explicit(&e->armed, 1, memory_order_relaxed);
 refused:
+  if (ack_now) atomic_fetch_sub_explicit(&e->unconfirmed, 1, memory_order_relaxed);
   if (ke != NULL) lim_key_set(ke, LIM_KEY_FREE);
   return refuse(op, status, detail);
 }
@@ -583,10 +672,41 @@ static int valid_text(const char *s, size_t n) {
   return 1;
 }
 
+/* Well-formed UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing
+ * above U+10FFFF. */
+static int valid_utf8(const char *str, size_t n) {
+  const unsigned char *s = (const unsigned char *)str;
+  for (size_t i = 0; i < n;) {
+    unsigned c = s[i];
+    size_t len;
+    unsigned min, cp;
+    if (c < 0x80) {
+      i++;
+      continue;
+    } else if ((c & 0xe0) == 0xc0) {
+      len = 2, min = 0x80, cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      len = 3, min = 0x800, cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      len = 4, min = 0x10000, cp = c & 0x07;
+    } else {
+      return 0;
+    }
+    if (n - i < len) return 0;
+    for (size_t k = 1; k < len; k++) {
+      if ((s[i + k] & 0xc0) != 0x80) return 0;
+      cp = cp << 6 | (s[i + k] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+    i += len;
+  }
+  return 1;
+}
+
 static int order_op(spike_producer *p, spike_op *op, uint8_t type, uint64_t order_id,
                     uint64_t user_id, const char *payment_id, size_t pid_len, spike_cb cb) {
   int status;
-  op_init(op, p, type, cb);
+  if ((status = op_start(op, p, type, cb)) != SPIKE_OK) return status;
   if (order_id == 0) return refuse(op, SPIKE_ENOORDER, NULL);
   if (type == MSG_PAY &&
       (payment_id == NULL || pid_len == 0 || pid_len > SPIKE_PAYMENT_ID_MAX ||
@@ -618,7 +738,7 @@ int spike_cancel(spike_producer *p, spike_op *op, uint64_t order_id, uint64_t us
 int spike_event_spec_check(const spike_event_spec *s, const char **field) {
   const char *bad = NULL;
   if (s->name == NULL || s->name_len == 0 || s->name_len > SPIKE_NAME_MAX ||
-      !valid_text(s->name, s->name_len))
+      !valid_text(s->name, s->name_len) || !valid_utf8(s->name, s->name_len))
     bad = "name";
   else if (s->stock == 0 || s->stock > UINT32_MAX)
     bad = "stock";
@@ -640,7 +760,7 @@ int spike_event_create(spike_producer *p, spike_op *op, const spike_event_spec *
                        spike_cb cb) {
   const char *field;
   int status;
-  op_init(op, p, MSG_EVENT_CREATE, cb);
+  if ((status = op_start(op, p, MSG_EVENT_CREATE, cb)) != SPIKE_OK) return status;
   if (spike_event_spec_check(spec, &field) != SPIKE_OK) return refuse(op, SPIKE_EINVAL, field);
   msg *m = claim_slot(p, op, &status);
   if (m == NULL) return status;
@@ -656,7 +776,7 @@ int spike_event_create(spike_producer *p, spike_op *op, const spike_event_spec *
 int spike_event_restock(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t add,
                         spike_cb cb) {
   int status;
-  op_init(op, p, MSG_EVENT_RESTOCK, cb);
+  if ((status = op_start(op, p, MSG_EVENT_RESTOCK, cb)) != SPIKE_OK) return status;
   uint32_t slot = slab_find(&p->e->slab, event_id);
   if (slot == SLAB_NONE) return refuse(op, SPIKE_ENOEVENT, NULL);
   slab_event *ev = slab_at(&p->e->slab, slot);
@@ -674,7 +794,7 @@ int spike_event_restock(spike_producer *p, spike_op *op, uint64_t event_id, uint
 
 int spike_event_close(spike_producer *p, spike_op *op, uint64_t event_id, spike_cb cb) {
   int status;
-  op_init(op, p, MSG_EVENT_CLOSE, cb);
+  if ((status = op_start(op, p, MSG_EVENT_CLOSE, cb)) != SPIKE_OK) return status;
   uint32_t slot = slab_find(&p->e->slab, event_id);
   if (slot == SLAB_NONE) return refuse(op, SPIKE_ENOEVENT, NULL);
   msg *m = claim_slot(p, op, &status);
@@ -688,12 +808,12 @@ int spike_event_close(spike_producer *p, spike_op *op, uint64_t event_id, spike_
 int spike_feed_wait(spike_producer *p, spike_op *op, uint64_t after, uint32_t wait_ms,
                     spike_cb cb) {
   int status;
-  op_init(op, p, MSG_FEED_WAIT, cb);
+  if ((status = op_start(op, p, MSG_FEED_WAIT, cb)) != SPIKE_OK) return status;
   if (wait_ms > FEED_WAIT_MAX_MS) return refuse(op, SPIKE_EINVAL, "wait_ms");
   msg *m = claim_slot(p, op, &status);
   if (m == NULL) return status;
   op->a_ = after;
-  op->deadline_ = engine_now_ms() + wait_ms;
+  op->deadline_ = engine_mono_ms() + wait_ms;
   return submit(p, m, op);
 }
 
@@ -855,7 +975,9 @@ void spike_stats_get(spike_engine *e, spike_stats *out) {
   out->commit_seconds_sum = (double)LOAD(s->commit_ns_sum) / 1e9;
   for (int i = 0; i <= SPIKE_BATCH_BUCKETS; i++) out->batch_size_count[i] = LOAD(s->batch_hist[i]);
   out->batch_size_sum = LOAD(s->batch_sum);
-  out->reserved_armed = LOAD(e->armed);
+  out->reservations_live = LOAD(e->armed);
+  out->reservations_capacity = e->armed_max;
+  out->acks_lost_total = LOAD(s->acks_lost);
   out->feed_seq = atomic_load_explicit(&e->feed_seq, memory_order_acquire);
 #undef LOAD
   out->queue_depth = queue_depth(e, &out->queue_capacity);

@@ -67,6 +67,12 @@ struct spike_producer {
   ring done;              /* spike_op *, writer -> this thread */
   ids ids;
   uint32_t inflight;      /* owner thread only */
+  /* The thread that uses it: bound by the first submission or drain, so a
+   * host may open producers on one thread and hand each to its own loop.
+   * relaxed throughout: only the owner's own accesses need to agree. */
+  _Atomic uintptr_t owner;
+  spike_op **pend;        /* ops in flight, by address: owner thread only */
+  uint32_t pend_mask;
   MDB_txn *rtxn;          /* reset between reads */
   msgpack_zone zone;
   _Atomic int active;
@@ -82,6 +88,7 @@ typedef struct engine_stats {
   _Atomic uint64_t commit_ns_sum;
   _Atomic uint64_t batch_hist[SPIKE_BATCH_BUCKETS + 1];
   _Atomic uint64_t batch_sum;
+  _Atomic uint64_t acks_lost;          /* memory acks whose batch failed */
 } engine_stats;
 
 struct spike_engine {
@@ -97,7 +104,14 @@ struct spike_engine {
   pthread_mutex_t producers_lock;
   int64_t id_floor_ms;
   uint32_t armed_max;
-  alignas(64) _Atomic uint32_t armed;  /* reservations armed in the wheel */
+  uint32_t unconfirmed_max;            /* memory acks not yet committed: batch_max */
+  /* Live reservations: taken by a producer and not yet paid, cancelled,
+   * expired or undone. Bounded by armed_max (max_reserved). */
+  alignas(64) _Atomic uint32_t armed;
+  /* Reserves acknowledged at enqueue (ack=memory) whose batch has not
+   * committed yet: what a crash can lose, bounded by unconfirmed_max. */
+  alignas(64) _Atomic uint32_t unconfirmed;
+  _Atomic int commits_failing;         /* a batch failed: no early acks until reopened */
   alignas(64) _Atomic int writer_sleeping;
   _Atomic int stopping;
   _Atomic int feed_released;           /* spike_feed_release was called */
@@ -114,6 +128,9 @@ struct spike_engine {
 int64_t engine_now_ms(void);
 /* Monotonic nanoseconds, for durations. */
 uint64_t engine_mono_ns(void);
+/* Monotonic milliseconds: the clock of timers (expiry, feed waits), which
+ * a step of the wall clock must not fire early or stall. */
+int64_t engine_mono_ms(void);
 
 /* Wake the writer if it sleeps; call after ring_publish. */
 void engine_wake_writer(spike_engine *e);

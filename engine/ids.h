@@ -44,5 +44,9 @@ uint64_t ids_next(ids *g, int64_t now_ms);
 int64_t ids_floor_ms(uint64_t hwm, int64_t now_ms);
 
 static inline int64_t ids_ms(uint64_t id) { return (int64_t)(id >> IDS_MS_SHIFT); }
+/* The producer that minted id. */
+static inline uint32_t ids_producer(uint64_t id) {
+  return (uint32_t)(id >> IDS_SEQ_BITS) & (IDS_PRODUCERS - 1);
+}
 
 #endif /* SPIKE_IDS_H */

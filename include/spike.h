@@ -29,7 +29,11 @@
  * Ownership: every struct the caller passes in is caller-allocated. A
  * spike_op handed to a submission that returned SPIKE_PENDING belongs to the
  * engine until its callback runs; it must not be moved, freed or reused
- * before then. Nothing the engine returns needs freeing by the caller except
+ * before then.
+ *
+ * Misuse is refused at the call with SPIKE_EMISUSE, never an abort: a
+ * producer used from a thread that is not its own, an op submitted again
+ * while it is pending (op is left untouched), a NULL callback. Nothing the engine returns needs freeing by the caller except
  * the engine and producer handles, through their close functions.
  */
 #ifndef SPIKE_H
@@ -71,6 +75,7 @@ extern "C" {
   XX(ERATE, 40009, 429, "rate limited")                                        \
   XX(ESTORAGE, 50001, 500, "storage error")                                    \
   XX(EINTERNAL, 50002, 500, "internal error")                                  \
+  XX(EMISUSE, 50003, 500, "the library was called the wrong way")              \
   XX(EBUSY, 50005, 503, "overloaded")
 
 typedef enum spike_status {
@@ -103,10 +108,16 @@ typedef enum spike_ack {
   /* A reserve completes only after the batch holding it is committed with
    * fsync. Survives kill -9 and power loss. The default. */
   SPIKE_ACK_DURABLE = 0,
-  /* A reserve completes when it is enqueued, before its commit; pay and
-   * cancel complete when the writer has decided them, before their commit.
-   * A crash can lose the last uncommitted batch. Event operations always
-   * wait for their commit in both modes. */
+  /* A reserve completes when it is enqueued, before its commit, while at
+   * most batch_max reserves so acknowledged are uncommitted; past that it
+   * waits for its commit as in durable mode (spike_reserve returns
+   * SPIKE_PENDING). Once a commit has failed, every reserve waits for its
+   * commit until the engine is reopened (a map that filled stays full, and
+   * any other failure stops the writer). A crash or a failed batch
+   * can lose at most batch_max acknowledged reserves, counted in
+   * spike_stats.acks_lost_total. Pay, cancel and event operations always
+   * complete after their commit, so a cancel's units are back before it
+   * answers. */
   SPIKE_ACK_MEMORY = 1,
 } spike_ack;
 
@@ -126,7 +137,8 @@ typedef struct spike_config {
   uint32_t max_events;        /* events the slab holds; default 4096 */
   uint32_t max_buyers;        /* (event,user) slots, power of two; 1<<20 */
   uint32_t max_keys;          /* idempotency key slots, power of two; 1<<20 */
-  uint32_t max_reserved;      /* reservations awaiting expiry; 1<<20 */
+  uint32_t max_reserved;      /* live reservations (reserved, not yet paid,
+                                 cancelled or expired); 1<<20 */
   uint32_t max_producers;     /* producers, 1..SPIKE_PRODUCERS_MAX; 16 */
   uint32_t ring_size;         /* per-producer ring slots, power of two; 8192 */
   uint32_t max_feed_waiters;  /* parked spike_feed_wait ops; default 1024 */
@@ -248,8 +260,11 @@ typedef struct spike_op spike_op;
 typedef void (*spike_cb)(spike_op *op);
 
 /*
- * Register the calling thread as a producer. The producer may be used only
- * by one thread at a time (the one that drains it).
+ * Register a producer. It belongs to one thread: the first that submits
+ * through it or drains it (so a host may open producers on its main thread
+ * and hand each to its own loop). Submissions and drains from any other
+ * thread return SPIKE_EMISUSE. To move work to another thread, close it
+ * there and open one in the new thread.
  * Errors: SPIKE_EBUSY (max_producers are open), SPIKE_EINTERNAL (no fd).
  */
 int spike_producer_open(spike_engine *e, spike_producer **out);
@@ -259,7 +274,8 @@ int spike_producer_open(spike_engine *e, spike_producer **out);
 int spike_producer_fd(const spike_producer *p);
 
 /* Run the callbacks of every completed op, on this thread. Returns how many
- * ran. Safe to call when the fd is not readable (returns 0). */
+ * ran, or SPIKE_EMISUSE from a thread that is not p's. Safe to call when
+ * the fd is not readable (returns 0). */
 int spike_producer_drain(spike_producer *p);
 
 /* Ops submitted through p whose callbacks have not run yet. */
@@ -309,15 +325,20 @@ struct spike_op {
  * bytes) is the idempotency key: the same (event, key) makes at most one
  * order; a repeat completes with that order and op->replayed = 1 (a repeat
  * by another user is SPIKE_EFORBIDDEN).
- * SPIKE_ACK_MEMORY: returns SPIKE_OK with op->r.order filled (a new order);
+ * SPIKE_ACK_MEMORY: returns SPIKE_OK with op->r.order filled (a new order),
+ * or SPIKE_PENDING when the memory-ack bound is reached (see spike_ack);
  * SPIKE_ACK_DURABLE: returns SPIKE_PENDING, the callback runs once the order
- * is committed. A replayed key is always SPIKE_PENDING.
- * Errors now: SPIKE_EINVAL (qty 0, key too long; op->detail names it),
+ * is committed. A replayed key is always SPIKE_PENDING. cb is required.
+ * Errors now: SPIKE_EINVAL (qty 0, user_id 0, key too long; op->detail
+ * names it),
  * SPIKE_ENOEVENT, SPIKE_ENOTLIVE, SPIKE_ESOLDOUT, SPIKE_ELIMIT (qty above
  * the user's remaining limit), SPIKE_EBUSY (ring full, too many ops in
  * flight, or a table at its bound; op->detail says which), SPIKE_ESTORAGE
- * (the writer has failed). In the callback: SPIKE_OK, SPIKE_ESTORAGE (the
- * commit failed and the reservation was undone), SPIKE_EFORBIDDEN (replay).
+ * (the writer has failed), SPIKE_EMISUSE. In the callback: SPIKE_OK,
+ * SPIKE_ESTORAGE (the commit failed and the reservation was undone),
+ * SPIKE_ENOTLIVE (the event was closed before the writer took it),
+ * SPIKE_EFORBIDDEN (replay), SPIKE_EBUSY (a replay whose original is still
+ * in flight after 2 s).
  * Thread: the producer's.
  */
 int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id,
@@ -330,9 +351,12 @@ int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id,
  * repeat with the same payment_id succeeds with op->replayed = 1; another
  * payment_id on a paid order, or any pay of a cancelled or expired order (or
  * one whose deadline has passed), is SPIKE_ESTATE. Always SPIKE_PENDING
- * unless refused now (SPIKE_EINVAL, SPIKE_EBUSY, SPIKE_ESTORAGE). Callback
- * statuses: SPIKE_OK, SPIKE_ENOORDER, SPIKE_EFORBIDDEN, SPIKE_ESTATE,
- * SPIKE_ESTORAGE. op->r.order holds the order after the operation.
+ * unless refused now (SPIKE_EINVAL, SPIKE_EBUSY, SPIKE_ESTORAGE,
+ * SPIKE_EMISUSE). Completes after its commit in both ack modes. An order
+ * whose reserve is still on its way to the writer (ack=memory, another
+ * producer) is waited for. Callback statuses: SPIKE_OK, SPIKE_ENOORDER,
+ * SPIKE_EFORBIDDEN, SPIKE_ESTATE, SPIKE_ESTORAGE. op->r.order holds the
+ * order after the operation.
  */
 int spike_pay(spike_producer *p, spike_op *op, uint64_t order_id,
               uint64_t user_id, const char *payment_id, size_t payment_id_len,
@@ -347,7 +371,7 @@ int spike_cancel(spike_producer *p, spike_op *op, uint64_t order_id,
 /* What an event is created from. */
 typedef struct spike_event_spec {
   uint64_t id;             /* 0: the engine picks one */
-  const char *name;        /* 1..SPIKE_NAME_MAX bytes of UTF-8 */
+  const char *name;        /* 1..SPIKE_NAME_MAX bytes of UTF-8, no controls */
   size_t name_len;
   uint64_t stock;          /* 1..UINT32_MAX */
   int64_t price;           /* cents, >= 0 */
@@ -377,7 +401,9 @@ int spike_event_create(spike_producer *p, spike_op *op,
 int spike_event_restock(spike_producer *p, spike_op *op, uint64_t event_id,
                         uint64_t add, spike_cb cb);
 
-/* Close an event: no reserve is accepted once this completes; reserved
+/* Close an event: no reserve is accepted once this completes (a durable
+ * reserve the writer takes after the close fails with SPIKE_ENOTLIVE; an
+ * ack=memory one answered before the close completed is kept); reserved
  * orders can still be paid or cancelled. Repeating is SPIKE_OK. Completes
  * after its commit. Errors: SPIKE_ENOEVENT, SPIKE_EBUSY, SPIKE_ESTORAGE. */
 int spike_event_close(spike_producer *p, spike_op *op, uint64_t event_id,
@@ -450,7 +476,10 @@ typedef struct spike_stats {
   uint64_t batch_size_sum;
   uint32_t queue_depth;      /* ops waiting in every producer ring */
   uint32_t queue_capacity;   /* sum of the rings' sizes */
-  uint32_t reserved_armed;   /* reservations awaiting expiry */
+  uint32_t reservations_live;     /* reserved orders not yet paid, cancelled
+                                     or expired, in flight included */
+  uint32_t reservations_capacity; /* max_reserved (or more, after recovery) */
+  uint64_t acks_lost_total;  /* ack=memory reserves lost with a failed batch */
   uint32_t buyers_used, buyers_capacity;
   uint32_t keys_used, keys_capacity;
   uint64_t feed_seq;         /* newest committed feed seq */

@@ -65,7 +65,7 @@ static flag flags[] = {
      "(event, user) slots, a power of two, usable to 3/4", 4, 1u << 30},
     {"max-keys", K_U32, U32(engine.max_keys), "1048576",
      "idempotency key slots, a power of two, usable to 3/4", 4, 1u << 30},
-    {"max-reserved", K_U32, U32(engine.max_reserved), "1048576", "reservations awaiting payment or expiry",
+    {"max-reserved", K_U32, U32(engine.max_reserved), "1048576", "live reservations (reserved, not yet paid, cancelled or expired)",
      1, 1u << 30},
     {"ring-size", K_U32, U32(engine.ring_size), "8192", "commit ring slots per loop thread, a power of two", 2,
      1u << 24},

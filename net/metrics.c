@@ -161,8 +161,14 @@ static void engine_metrics(jbuf *b, spike_engine *e) {
   line(b, "spike_commit_queue_depth %u\n", st.queue_depth);
   family(b, "spike_commit_queue_capacity", "gauge", "Slots in the commit rings.");
   line(b, "spike_commit_queue_capacity %u\n", st.queue_capacity);
-  family(b, "spike_reservations_armed", "gauge", "Reservations awaiting expiry.");
-  line(b, "spike_reservations_armed %u\n", st.reserved_armed);
+  family(b, "spike_reservations_live", "gauge",
+         "Reserved orders not yet paid, cancelled or expired (bounded by --max-reserved).");
+  line(b, "spike_reservations_live %u\n", st.reservations_live);
+  family(b, "spike_reservations_capacity", "gauge", "The bound on live reservations.");
+  line(b, "spike_reservations_capacity %u\n", st.reservations_capacity);
+  family(b, "spike_memory_acks_lost_total", "counter",
+         "Reserves answered before their commit (--ack memory) whose batch failed.");
+  line(b, "spike_memory_acks_lost_total %llu\n", (unsigned long long)st.acks_lost_total);
   family(b, "spike_table_used", "gauge", "Entries used in the engine's fixed tables.");
   line(b, "spike_table_used{table=\"buyers\"} %u\n", st.buyers_used);
   line(b, "spike_table_used{table=\"keys\"} %u\n", st.keys_used);

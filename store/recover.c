@@ -186,8 +186,8 @@ int recover(spike_engine *e, char *err, size_t errlen) {
   }
   if (max_id > hwm) hwm = max_id;
   writer_load_feed(e->w, first, last);
-  writer_load_orders_max(e->w, max_id, hwm);
   e->id_floor_ms = ids_floor_ms(hwm, now);
+  writer_load_orders_max(e->w, max_id, hwm, e->id_floor_ms);
   status = SPIKE_OK;
 out:
   msgpack_zone_destroy(&z);

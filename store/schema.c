@@ -21,6 +21,15 @@ static int open_dbi(MDB_txn *txn, const char *name, unsigned flags, MDB_dbi *dbi
   return mdb_dbi_open(txn, name, flags | MDB_CREATE, dbi);
 }
 
+uint32_t store_map_used_pct(const store *s) {
+  MDB_envinfo info;
+  MDB_stat st;
+  mdb_env_info(s->env, &info);
+  mdb_env_stat(s->env, &st);
+  uint64_t used = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
+  return (uint32_t)(used * 100 / info.me_mapsize);
+}
+
 int store_open(store *s, const char *dir, uint64_t map_size_bytes, unsigned max_readers,
                char *err, size_t errlen) {
   MDB_txn *txn = NULL;
@@ -45,10 +54,7 @@ int store_open(store *s, const char *dir, uint64_t map_size_bytes, unsigned max_
    * grow ours to match so a smaller flag never shrinks a live store. */
   MDB_envinfo info;
   mdb_env_info(s->env, &info);
-  MDB_stat st;
-  mdb_env_stat(s->env, &st);
-  uint64_t used = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
-  if (used > info.me_mapsize / 10 * 8) {
+  if (store_map_used_pct(s) > 80) {
     /* More than 80% used: grow at open, the one moment no reader exists. */
     what = "mdb_env_set_mapsize (grow)";
     if ((rc = mdb_env_set_mapsize(s->env, info.me_mapsize * 2)) != 0) goto fail;

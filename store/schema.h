@@ -38,6 +38,10 @@ int store_open(store *s, const char *dir, uint64_t map_size_bytes, unsigned max_
                char *err, size_t errlen);
 void store_close(store *s);
 
+/* How much of the map the file has ever used (its high-water mark), in
+ * percent. Pages freed inside it are reused, so this never falls. */
+uint32_t store_map_used_pct(const store *s);
+
 /* Text for any return value of this module. */
 const char *store_strerror(int rc);
 

@@ -28,9 +28,8 @@
 #include "wheel.h"
 
 enum fx_type {
-  FX_SELL = 1,  /* pay: reserved -> sold */
-  FX_RELEASE,   /* cancel / expiry: reserved -> available, buyer units back */
-  FX_ARMED_DEC, /* a wheel entry is gone for good */
+  FX_SELL = 1,  /* pay: reserved -> sold; the reservation ends */
+  FX_RELEASE,   /* cancel / expiry: reserved -> available, buyer units back; ends */
   FX_VISIBLE,   /* a created event becomes visible */
   FX_RESTOCK,
   FX_CLOSE,
@@ -39,15 +38,17 @@ enum fx_type {
 /* An effect applied to memory after the commit (a "give"). */
 typedef struct fx {
   uint8_t type;
-  uint8_t armed;   /* FX_RELEASE from the wheel: also drop the armed count */
+  uint8_t popped;  /* the reservation's timer already fired */
+  uint8_t expiry;  /* count it in orders_expired */
   uint32_t slot;
   uint32_t qty;
   uint64_t user;
+  uint64_t order;  /* FX_SELL, FX_RELEASE: the reservation that ends */
   uint64_t add;
 } fx;
 
 enum undo_type {
-  UD_RESERVE = 1, /* give back a producer's take */
+  UD_RESERVE = 1, /* give back a producer's take, disarm its timer */
   UD_REARM,       /* a popped wheel entry goes back */
   UD_CREATE,      /* a created slot dies */
 };
@@ -75,10 +76,18 @@ typedef struct oplist {
   uint32_t n;
 } oplist;
 
+/* The orders this batch wrote: a verdict read from one of them stands or
+ * falls with the batch. Open addressing, stamped with the batch number so
+ * that a new batch starts empty without clearing. */
+typedef struct touched {
+  uint64_t id;
+  uint64_t batch;
+} touched;
+
 struct writer {
   spike_engine *e;
   const store *st;
-  wheel wheel;
+  wheel wheel;       /* on the wall clock: the one deadlines are promised in */
   shadow *sh;        /* per slot */
   uint32_t *dirty;   /* slots touched in this batch */
   shadow *saved;     /* their values before it */
@@ -90,22 +99,30 @@ struct writer {
   uint32_t nud;
   uint32_t cap;      /* batch_max: messages + expiries per batch */
   uint32_t n;        /* used of cap in this batch */
-  oplist done;       /* complete after the commit */
-  oplist early;      /* ack=memory: complete before the commit */
-  oplist deferred;   /* replays whose order is not applied yet */
+  uint32_t acked;    /* reserves in this batch acknowledged at enqueue */
+  touched *touched;
+  uint32_t touched_mask;
+  oplist done;       /* complete after the commit; ESTORAGE if it fails */
+  oplist final;      /* decided whatever the commit does */
+  oplist deferred;   /* waiting for an order still in a ring */
   oplist waiters;    /* parked feed waits */
   MDB_txn *txn;
   int writes;
   uint64_t seq, seq_committed, feed_first;
   uint64_t orders_max;
   uint64_t hwm;
-  int64_t now;
+  int64_t now;       /* wall clock: what records say */
+  int64_t mono;      /* monotonic: what timers run on */
   uint32_t rr;
   uint64_t signal;   /* producers to wake, one bit per index */
+  /* Per producer: the largest order id taken from its ring, or below its
+   * first id of this run. An id above it that the producer has minted is
+   * still on its way. */
+  uint64_t drained[SPIKE_PRODUCERS_MAX];
   msgpack_zone zone;
   /* After MDB_MAP_FULL, due expiries wait (they would fail again and, being
    * due, be retried at once): 100 ms doubling to 5 s, reset by a commit. */
-  int64_t expire_after_ms;
+  int64_t expire_after_ms; /* monotonic */
   uint32_t expire_backoff_ms;
   int64_t last_fail_log_ms;
   uint32_t fails_unlogged;
@@ -117,6 +134,10 @@ _Static_assert(SPIKE_PRODUCERS_MAX <= IDS_PRODUCERS, "ids give each producer its
 
 #define EXPIRE_BACKOFF_MIN_MS 100
 #define EXPIRE_BACKOFF_MAX_MS 5000
+/* How long an op waits for an order that is still in a ring. A ring is
+ * drained within a few batches; this bounds a wait for an id that was
+ * minted but never sent as an order (an event's id). */
+#define DEFER_MAX_MS 2000
 
 /* ---- small helpers --------------------------------------------------- */
 
@@ -136,14 +157,37 @@ static oplist list_take(oplist *l) {
   return out;
 }
 
-static int memory_ack(const writer *w) { return w->e->cfg.ack == SPIKE_ACK_MEMORY; }
-
-/* Queue op's completion. Order decisions under ack=memory go out before the
- * commit; everything else after it. */
-static void finish(writer *w, spike_op *op, int status, int early) {
+/* Queue op's completion, delivered after the batch. final: the result does
+ * not depend on this batch's commit (a verdict on committed state, a feed
+ * wait), so it stands even when the commit fails. */
+static void finish(writer *w, spike_op *op, int status, int final) {
   op->status = status;
-  list_push(early && memory_ack(w) ? &w->early : &w->done, op);
+  list_push(final ? &w->final : &w->done, op);
 }
+
+static uint32_t touched_home(const writer *w, uint64_t id) {
+  return (uint32_t)((id * 0x9E3779B97F4A7C15ull) >> 32) & w->touched_mask;
+}
+
+static void touched_add(writer *w, uint64_t id) {
+  for (uint32_t h = touched_home(w, id);; h = (h + 1) & w->touched_mask) {
+    touched *t = &w->touched[h];
+    if (t->batch != w->batch || t->id == id) {
+      t->id = id;
+      t->batch = w->batch;
+      return;
+    }
+  }
+}
+
+static int touched_has(const writer *w, uint64_t id) {
+  for (uint32_t h = touched_home(w, id);; h = (h + 1) & w->touched_mask) {
+    const touched *t = &w->touched[h];
+    if (t->batch != w->batch) return 0;
+    if (t->id == id) return 1;
+  }
+}
+
 
 static int txn_begin(writer *w) {
   if (w->txn != NULL) return 0;
@@ -200,6 +244,7 @@ static int feed_event(writer *w, spike_change_type type, uint32_t slot) {
  * largest so far (one producer, or several in step), put otherwise. */
 static int write_order(writer *w, const spike_order *o, spike_change_type type, int64_t at) {
   w->writes = 1;
+  touched_add(w, o->id);
   unsigned flags = o->id > w->orders_max ? MDB_APPEND : 0;
   int rc = store_put_order_change(w->st, w->txn, o, flags, ++w->seq, type, at);
   if (rc == 0 && o->id > w->orders_max) w->orders_max = o->id;
@@ -208,9 +253,34 @@ static int write_order(writer *w, const spike_order *o, spike_change_type type, 
 
 /* ---- applying messages ------------------------------------------------ */
 
+/* Give a reserve's takes back: its batch failed, it never reached one, or
+ * the writer refused it. */
+static void undo_reserve(writer *w, uint32_t slot, uint32_t qty, uint32_t buyer_idx,
+                         uint32_t key_idx, uint64_t order_id) {
+  spike_engine *e = w->e;
+  slab_release(slab_at(&e->slab, slot), qty);
+  lim_give(lim_at(&e->buyers, buyer_idx), qty);
+  if (key_idx != LIM_FULL) lim_key_unbind(lim_at(&e->keys, key_idx), order_id);
+  /* relaxed: a bound, not a publication. */
+  atomic_fetch_sub_explicit(&e->armed, 1, memory_order_relaxed);
+}
+
 static int apply_reserve(writer *w, const msg *m) {
   spike_engine *e = w->e;
   const slab_event *se = slab_at(&e->slab, m->event_slot);
+  shadow *s = &w->sh[m->event_slot];
+  if (m->op == NULL) {
+    w->acked++;
+  } else if (s->closed) {
+    /* The close was applied first (in this batch or an earlier one) and
+     * has completed or will complete before this: no reserve may follow it.
+     * A reserve acknowledged at enqueue is committed anyway: it was
+     * confirmed before the close could complete (the producer saw the
+     * event open), and a confirmed order is never dropped. */
+    undo_reserve(w, m->event_slot, m->qty, m->buyer_idx, m->key_idx, m->order_id);
+    finish(w, m->op, SPIKE_ENOTLIVE, 0);
+    return 0;
+  }
   spike_order o;
   memset(&o, 0, sizeof(o));
   o.id = m->order_id;
@@ -223,8 +293,7 @@ static int apply_reserve(writer *w, const msg *m) {
   o.expires_at = m->created_at + (int64_t)se->pay_timeout_s * 1000;
 
   /* Register the undo and arm the timer before any put: whatever fails
-   * below, the take is given back and the armed count stays balanced (a
-   * timer for an order that never committed fires and finds nothing). */
+   * below, the take is given back and the timer disarmed with it. */
   add_undo(w, (undo){.type = UD_RESERVE, .slot = m->event_slot, .qty = m->qty,
                      .buyer_idx = m->buyer_idx, .key_idx = m->key_idx, .id = o.id});
   int armed = wheel_arm(&w->wheel, o.id, o.expires_at);
@@ -232,7 +301,6 @@ static int apply_reserve(writer *w, const msg *m) {
   (void)armed;
   if (m->op != NULL) finish(w, m->op, SPIKE_OK, 0);
 
-  shadow *s = &w->sh[m->event_slot];
   touch(w, m->event_slot);
   s->reserved += m->qty;
   assert(s->reserved + s->sold <= s->total); /* I1: the producer's CAS held */
@@ -247,8 +315,8 @@ static int apply_reserve(writer *w, const msg *m) {
   return rc;
 }
 
-/* Expire a reserved order inside this batch. from_wheel: its timer fired. */
-static int expire_order(writer *w, spike_order *o, uint32_t slot, int from_wheel) {
+/* Expire a reserved order inside this batch. popped: its timer fired. */
+static int expire_order(writer *w, spike_order *o, uint32_t slot, int popped) {
   assert(o->state == SPIKE_ORDER_RESERVED);
   o->state = SPIKE_ORDER_EXPIRED;
   o->cancelled_at = w->now;
@@ -256,9 +324,25 @@ static int expire_order(writer *w, spike_order *o, uint32_t slot, int from_wheel
   touch(w, slot);
   assert(s->reserved >= o->qty);
   s->reserved -= o->qty;
-  add_fx(w, (fx){.type = FX_RELEASE, .armed = (uint8_t)from_wheel, .slot = slot,
-                 .qty = o->qty, .user = o->user_id});
+  add_fx(w, (fx){.type = FX_RELEASE, .popped = (uint8_t)popped, .expiry = 1, .slot = slot,
+                 .qty = o->qty, .user = o->user_id, .order = o->id});
   return write_order(w, o, SPIKE_CHANGE_ORDER_EXPIRED, w->now);
+}
+
+/* An order id that some producer minted but whose reserve the writer has
+ * not taken from that producer's ring yet. */
+static int in_flight(const writer *w, uint64_t order_id) {
+  uint32_t pi = ids_producer(order_id);
+  if (pi >= w->e->cfg.max_producers || order_id <= w->drained[pi]) return 0;
+  /* acquire: the producer mints before it publishes; a stale value can only
+   * make this answer "not found" for an order nobody could know of yet. */
+  return order_id <= atomic_load_explicit(&w->e->producers[pi].ids.last, memory_order_acquire);
+}
+
+/* Park op until the order it names has come out of its ring. */
+static void defer(writer *w, spike_op *op) {
+  if (op->deadline_ == 0) op->deadline_ = w->mono + DEFER_MAX_MS;
+  list_push(&w->deferred, op);
 }
 
 /* Pay or cancel: decided here, on the one thread that writes orders, so a
@@ -272,7 +356,12 @@ static int apply_order_op(writer *w, spike_op *op) {
   }
   rc = store_get_order(w->st, w->txn, op->a_, &w->zone, &o);
   if (rc == MDB_NOTFOUND) {
-    finish(w, op, SPIKE_ENOORDER, 1);
+    /* With ack=memory a reserve answered on one producer can be paid on
+     * another before the writer has taken it from the first one's ring. */
+    if (in_flight(w, op->a_) && (op->deadline_ == 0 || w->mono < op->deadline_))
+      defer(w, op);
+    else
+      finish(w, op, SPIKE_ENOORDER, 1);
     return 0;
   }
   if (rc != 0) {
@@ -305,7 +394,8 @@ static int apply_order_op(writer *w, spike_op *op) {
   if (verdict != ORDER_APPLY) {
     op->r.order = o;
     op->replayed = verdict == ORDER_REPEAT;
-    finish(w, op, verdict == ORDER_REPEAT ? SPIKE_OK : SPIKE_ESTATE, 1);
+    /* A verdict on a state this batch wrote falls with the batch. */
+    finish(w, op, verdict == ORDER_REPEAT ? SPIKE_OK : SPIKE_ESTATE, !touched_has(w, o.id));
     return 0;
   }
   shadow *s = &w->sh[slot];
@@ -318,30 +408,37 @@ static int apply_order_op(writer *w, spike_op *op) {
     o.paid_at = w->now;
     memcpy(o.payment_id, op->pid_, op->pid_len_);
     o.payment_id[op->pid_len_] = '\0';
-    add_fx(w, (fx){.type = FX_SELL, .slot = slot, .qty = o.qty});
+    add_fx(w, (fx){.type = FX_SELL, .slot = slot, .qty = o.qty, .order = o.id});
   } else {
     o.cancelled_at = w->now;
-    add_fx(w, (fx){.type = FX_RELEASE, .slot = slot, .qty = o.qty, .user = o.user_id});
+    add_fx(w, (fx){.type = FX_RELEASE, .slot = slot, .qty = o.qty, .user = o.user_id,
+                   .order = o.id});
   }
   op->r.order = o;
-  finish(w, op, SPIKE_OK, 1);
+  finish(w, op, SPIKE_OK, 0);
   return write_order(w, &o, pay ? SPIKE_CHANGE_ORDER_PAID : SPIKE_CHANGE_ORDER_CANCELLED, w->now);
 }
 
-/* A retried idempotency key. 1 when answered, 0 when its order is not
- * applied yet (the op goes on the deferred list), or an LMDB error. */
+/* A retried idempotency key: answered, or deferred while its order is not
+ * applied yet; 0 or an LMDB error. */
 static int apply_replay(writer *w, spike_op *op) {
   lim_entry *k = lim_at(&w->e->keys, op->idx_);
   if (lim_val(k) != op->a_) {
     /* The original's batch failed and unbound the key. */
     op->detail = "the original request failed";
-    finish(w, op, SPIKE_ESTORAGE, 0);
+    finish(w, op, SPIKE_ESTORAGE, 1);
     return 0;
   }
   int rc = txn_begin(w);
   if (rc == 0) rc = store_get_order(w->st, w->txn, op->a_, &w->zone, &op->r.order);
   if (rc == MDB_NOTFOUND) {
-    list_push(&w->deferred, op);
+    /* The key was bound before the original was sent, so it is on its way. */
+    if (op->deadline_ == 0 || w->mono < op->deadline_) {
+      defer(w, op);
+    } else {
+      op->detail = "the original request is still in progress";
+      finish(w, op, SPIKE_EBUSY, 1);
+    }
     return 0;
   }
   if (rc != 0) {
@@ -349,7 +446,8 @@ static int apply_replay(writer *w, spike_op *op) {
     return rc;
   }
   op->replayed = 1;
-  finish(w, op, op->r.order.user_id == op->b_ ? SPIKE_OK : SPIKE_EFORBIDDEN, 1);
+  finish(w, op, op->r.order.user_id == op->b_ ? SPIKE_OK : SPIKE_EFORBIDDEN,
+         !touched_has(w, op->a_));
   return 0;
 }
 
@@ -413,13 +511,14 @@ static int feed_released(const writer *w) {
          atomic_load_explicit(&w->e->stopping, memory_order_relaxed);
 }
 
+/* A feed wait answers from what is committed: its result is final. */
 static void apply_feed_wait(writer *w, spike_op *op) {
-  if (w->seq_committed > op->a_ || op->deadline_ <= w->now || feed_released(w)) {
+  if (w->seq_committed > op->a_ || op->deadline_ <= w->mono || feed_released(w)) {
     op->seq = w->seq_committed;
-    finish(w, op, SPIKE_OK, 0);
+    finish(w, op, SPIKE_OK, 1);
   } else if (w->waiters.n >= w->e->cfg.max_feed_waiters) {
     op->detail = "too many parked feed requests";
-    finish(w, op, SPIKE_EBUSY, 0);
+    finish(w, op, SPIKE_EBUSY, 1);
   } else {
     list_push(&w->waiters, op);
   }
@@ -428,9 +527,9 @@ static void apply_feed_wait(writer *w, spike_op *op) {
 static int apply(writer *w, const msg *m) {
   switch (m->type) {
   case MSG_RESERVE: return apply_reserve(w, m);
-  case MSG_REPLAY: return apply_replay(w, m->op);
+  case MSG_REPLAY: m->op->deadline_ = 0; return apply_replay(w, m->op);
   case MSG_PAY:
-  case MSG_CANCEL: return apply_order_op(w, m->op);
+  case MSG_CANCEL: m->op->deadline_ = 0; return apply_order_op(w, m->op);
   case MSG_EVENT_CREATE: return apply_create(w, m->op);
   case MSG_EVENT_RESTOCK: return apply_restock(w, m->op);
   case MSG_EVENT_CLOSE: return apply_close(w, m->op);
@@ -438,15 +537,6 @@ static int apply(writer *w, const msg *m) {
   }
   assert(!"unknown message type");
   return EINVAL;
-}
-
-/* Give a reserve's takes back (its batch failed, or never started). */
-static void undo_reserve(writer *w, uint32_t slot, uint32_t qty, uint32_t buyer_idx,
-                         uint32_t key_idx, uint64_t order_id) {
-  spike_engine *e = w->e;
-  slab_release(slab_at(&e->slab, slot), qty);
-  lim_give(lim_at(&e->buyers, buyer_idx), qty);
-  if (key_idx != LIM_FULL) lim_key_unbind(lim_at(&e->keys, key_idx), order_id);
 }
 
 /* ---- one batch ---------------------------------------------------------- */
@@ -465,13 +555,18 @@ static int drain(writer *w, uint32_t *work) {
   for (;;) {
     uint32_t got = 0;
     for (uint32_t k = 0; k < np && w->n < w->cap && rc == 0; k++) {
-      spike_producer *p = &e->producers[(w->rr + k) % np];
+      uint32_t pi = (w->rr + k) % np;
+      spike_producer *p = &e->producers[pi];
       /* acquire: pairs with the release in spike_producer_open. */
       if (!atomic_load_explicit(&p->active, memory_order_acquire)) continue;
       uint32_t avail = ring_peek(&p->submit);
       uint32_t take = avail < w->cap - w->n ? avail : w->cap - w->n;
       uint32_t i = 0;
-      while (i < take && rc == 0) rc = apply(w, ring_at(&p->submit, i++));
+      while (i < take && rc == 0) {
+        const msg *m = ring_at(&p->submit, i++);
+        if (m->type == MSG_RESERVE && m->order_id > w->drained[pi]) w->drained[pi] = m->order_id;
+        rc = apply(w, m);
+      }
       ring_release(&p->submit, i);
       got += i;
       w->n += i;
@@ -494,37 +589,56 @@ static int retry_deferred(writer *w, uint32_t *work) {
   int rc = 0;
   for (spike_op *op = l.head, *next; op != NULL; op = next) {
     next = op->next_;
-    if (rc == 0) {
-      uint32_t before = w->deferred.n;
-      rc = apply_replay(w, op);
-      if (w->deferred.n == before) (*work)++;
-    } else {
+    if (rc != 0) {
       list_push(&w->deferred, op);
+      continue;
     }
+    uint32_t before = w->deferred.n;
+    rc = op->type_ == MSG_REPLAY ? apply_replay(w, op) : apply_order_op(w, op);
+    if (w->deferred.n == before) (*work)++;
   }
   return rc;
 }
 
 /* Fire due expiries into the batch until it holds `upto` operations. */
 static int expire_due(writer *w, uint32_t *work, uint32_t upto) {
-  if (w->now < w->expire_after_ms) return 0;
+  if (w->mono < w->expire_after_ms) return 0;
   wheel_advance(&w->wheel, w->now);
   uint64_t id;
   int64_t deadline;
   while (w->n < upto && wheel_pop(&w->wheel, &id, &deadline)) {
-    w->n++;
-    (*work)++;
-    add_undo(w, (undo){.type = UD_REARM, .id = id, .deadline = deadline});
     spike_order o;
     int rc = txn_begin(w);
     if (rc == 0) rc = store_get_order(w->st, w->txn, id, &w->zone, &o);
-    if (rc == MDB_NOTFOUND || (rc == 0 && o.state != SPIKE_ORDER_RESERVED)) {
-      /* Paid, cancelled, already expired, or its reserve never committed. */
-      add_fx(w, (fx){.type = FX_ARMED_DEC});
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+      int again = wheel_arm(&w->wheel, id, deadline); /* its own entry just freed */
+      assert(again == 0);
+      (void)again;
+      return rc;
+    }
+    if (rc == MDB_NOTFOUND) {
+      /* Only a reserve whose batch failed has no order, and undoing it
+       * disarmed its timer: this cannot be, but must not leak the count. */
+      log_line(LOG_ERROR, "writer", NULL, NULL, "timer for missing order %llu",
+               (unsigned long long)id);
+      atomic_fetch_sub_explicit(&w->e->armed, 1, memory_order_relaxed);
       continue;
     }
-    if (rc != 0) return rc;
-    assert(o.expires_at == deadline);
+    if (o.state == SPIKE_ORDER_RESERVED && o.expires_at > w->now) {
+      /* The clock stepped back between the advance and now: wait again,
+       * never expire early. */
+      int again = wheel_arm(&w->wheel, id, o.expires_at);
+      assert(again == 0);
+      (void)again;
+      continue;
+    }
+    w->n++;
+    (*work)++;
+    add_undo(w, (undo){.type = UD_REARM, .id = id, .deadline = deadline});
+    /* Not reserved: paid, cancelled or expired earlier in this batch, whose
+     * effect ends the reservation (and finds the timer gone) after the
+     * commit. */
+    if (o.state != SPIKE_ORDER_RESERVED) continue;
     uint32_t slot = slab_find(&w->e->slab, o.event_id);
     assert(slot != SLAB_NONE);
     rc = expire_order(w, &o, slot, 1);
@@ -601,7 +715,24 @@ static int commit(writer *w) {
   return rc;
 }
 
-/* The batch failed: undo every take, restore the shadows, fail every op. */
+/* Reserves acknowledged at enqueue are out of the ring and settled, one way
+ * or the other: they no longer count against the memory-ack bound. */
+static void settle_acked(writer *w, int lost) {
+  spike_engine *e = w->e;
+  if (w->acked == 0) return;
+  /* release: pairs with the acquire of the producers' claims (see
+   * fail_batch). */
+  atomic_fetch_sub_explicit(&e->unconfirmed, w->acked, memory_order_release);
+  if (lost) {
+    atomic_fetch_add_explicit(&e->stats.acks_lost, w->acked, memory_order_relaxed);
+    log_line(LOG_ERROR, "writer", NULL, NULL,
+             "%u reserves acknowledged with ack=memory were lost with their batch", w->acked);
+  }
+  w->acked = 0;
+}
+
+/* The batch failed: undo every take, restore the shadows, fail every op
+ * whose result depended on it. */
 static void fail_batch(writer *w, int rc, uint64_t seq0, uint64_t orders_max0, uint64_t hwm0,
                        uint64_t feed_first0) {
   spike_engine *e = w->e;
@@ -612,7 +743,13 @@ static void fail_batch(writer *w, int rc, uint64_t seq0, uint64_t orders_max0, u
   for (uint32_t i = w->nud; i-- > 0;) {
     undo *u = &w->ud[i];
     switch (u->type) {
-    case UD_RESERVE: undo_reserve(w, u->slot, u->qty, u->buyer_idx, u->key_idx, u->id); break;
+    case UD_RESERVE: {
+      undo_reserve(w, u->slot, u->qty, u->buyer_idx, u->key_idx, u->id);
+      int rc2 = wheel_cancel(&w->wheel, u->id);
+      assert(rc2 == 0); /* armed by apply_reserve; a pop in this batch re-armed first */
+      (void)rc2;
+      break;
+    }
     case UD_REARM: {
       int armed = wheel_arm(&w->wheel, u->id, u->deadline);
       assert(armed == 0); /* its own entry was freed when it popped */
@@ -628,16 +765,22 @@ static void fail_batch(writer *w, int rc, uint64_t seq0, uint64_t orders_max0, u
   w->hwm = hwm0;
   w->feed_first = feed_first0;
   w->nfx = 0;
+  /* From now on no ack runs ahead of its commit: a map that filled stays
+   * full (small batches may still fit) and any other failure stops the
+   * writer, so this holds until the engine is reopened. Stored before the
+   * acked count drops (release, in settle_acked): a producer whose claim
+   * reads the lower count also sees this flag (acquire, in spike_reserve),
+   * so what can be lost stays within the one bound. */
+  atomic_store_explicit(&e->commits_failing, 1, memory_order_relaxed);
+  settle_acked(w, 1);
   const char *why = commit_why(rc);
-  oplist lists[2] = {list_take(&w->early), w->done};
-  memset(&w->done, 0, sizeof(w->done));
-  for (int l = 0; l < 2; l++)
-    for (spike_op *op = lists[l].head, *next; op != NULL; op = next) {
-      next = op->next_;
-      op->detail = why;
-      op->replayed = 0;
-      finish(w, op, SPIKE_ESTORAGE, 0);
-    }
+  oplist l = list_take(&w->done);
+  for (spike_op *op = l.head, *next; op != NULL; op = next) {
+    next = op->next_;
+    op->detail = why;
+    op->replayed = 0;
+    finish(w, op, SPIKE_ESTORAGE, 0);
+  }
   /* relaxed: reporting and health flags; nothing is read through them. */
   atomic_fetch_add_explicit(&e->stats.failures, 1, memory_order_relaxed);
   if (rc == MDB_MAP_FULL) {
@@ -646,7 +789,7 @@ static void fail_batch(writer *w, int rc, uint64_t seq0, uint64_t orders_max0, u
     w->expire_backoff_ms = b < EXPIRE_BACKOFF_MIN_MS ? EXPIRE_BACKOFF_MIN_MS
                            : b > EXPIRE_BACKOFF_MAX_MS ? EXPIRE_BACKOFF_MAX_MS
                                                        : b;
-    w->expire_after_ms = w->now + w->expire_backoff_ms;
+    w->expire_after_ms = w->mono + w->expire_backoff_ms;
     /* One line a second at most: a full map fails every batch. */
     w->fails_unlogged++;
     if (w->now - w->last_fail_log_ms >= 1000) {
@@ -667,6 +810,15 @@ static void fail_batch(writer *w, int rc, uint64_t seq0, uint64_t orders_max0, u
   }
 }
 
+/* A reservation has ended (paid, cancelled, expired): its timer goes, unless
+ * it fired already, and its place in the bound is free. */
+static void end_reservation(writer *w, const fx *f) {
+  if (!f->popped) wheel_cancel(&w->wheel, f->order); /* -1: it fired in the same batch */
+  /* relaxed: a bound and a counter, not a publication. */
+  atomic_fetch_sub_explicit(&w->e->armed, 1, memory_order_relaxed);
+  if (f->expiry) atomic_fetch_add_explicit(&w->e->stats.expired, 1, memory_order_relaxed);
+}
+
 /* The batch succeeded: apply the gives; if it wrote, publish and count. */
 static void post_commit(writer *w, int committed) {
   spike_engine *e = w->e;
@@ -674,20 +826,18 @@ static void post_commit(writer *w, int committed) {
     fx *f = &w->fx[i];
     slab_event *se = f->slot < e->slab.capacity ? slab_at(&e->slab, f->slot) : NULL;
     switch (f->type) {
-    case FX_SELL: slab_sell(se, f->qty); break;
+    case FX_SELL:
+      slab_sell(se, f->qty);
+      end_reservation(w, f);
+      break;
     case FX_RELEASE: {
       slab_release(se, f->qty);
       uint32_t b = lim_find(&e->buyers, f->user, f->slot);
       assert(b != LIM_FULL);
       lim_give(lim_at(&e->buyers, b), f->qty);
-      if (f->armed) {
-        /* relaxed: a bound, not a publication. */
-        atomic_fetch_sub_explicit(&e->armed, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&e->stats.expired, 1, memory_order_relaxed);
-      }
+      end_reservation(w, f);
       break;
     }
-    case FX_ARMED_DEC: atomic_fetch_sub_explicit(&e->armed, 1, memory_order_relaxed); break;
     case FX_VISIBLE: slab_make_visible(&e->slab, f->slot); break;
     case FX_RESTOCK: {
       int rc = slab_restock(se, f->add);
@@ -702,6 +852,7 @@ static void post_commit(writer *w, int committed) {
     }
   }
   w->nfx = 0;
+  settle_acked(w, 0);
   if (!committed) return;
   w->expire_backoff_ms = 0;
   w->expire_after_ms = 0;
@@ -750,9 +901,9 @@ static void settle_waiters(writer *w, uint32_t *work) {
   oplist l = list_take(&w->waiters);
   for (spike_op *op = l.head, *next; op != NULL; op = next) {
     next = op->next_;
-    if (w->seq_committed > op->a_ || op->deadline_ <= w->now || feed_released(w)) {
+    if (w->seq_committed > op->a_ || op->deadline_ <= w->mono || feed_released(w)) {
       op->seq = w->seq_committed;
-      finish(w, op, SPIKE_OK, 0);
+      finish(w, op, SPIKE_OK, 1);
       (*work)++;
     } else {
       list_push(&w->waiters, op);
@@ -760,11 +911,18 @@ static void settle_waiters(writer *w, uint32_t *work) {
   }
 }
 
+static void clock_read(writer *w) {
+  w->now = engine_now_ms();
+  w->mono = engine_mono_ms();
+}
+
 /* After a fatal error: answer everything with SPIKE_ESTORAGE, write nothing. */
 static uint32_t cycle_failed(writer *w) {
   spike_engine *e = w->e;
   uint32_t work = 0;
   const char *why = atomic_load_explicit(&e->failed_why, memory_order_relaxed);
+  w->acked = 0;
+  atomic_store_explicit(&e->commits_failing, 1, memory_order_relaxed);
   for (uint32_t k = 0; k < e->cfg.max_producers; k++) {
     spike_producer *p = &e->producers[k];
     if (!atomic_load_explicit(&p->active, memory_order_acquire)) continue;
@@ -772,9 +930,9 @@ static uint32_t cycle_failed(writer *w) {
     for (uint32_t i = 0; i < avail; i++) {
       msg *m = ring_at(&p->submit, i);
       if (m->type == MSG_RESERVE) {
+        /* No timer was armed for it. */
         undo_reserve(w, m->event_slot, m->qty, m->buyer_idx, m->key_idx, m->order_id);
-        /* relaxed: a bound (no timer was armed for it). */
-        atomic_fetch_sub_explicit(&e->armed, 1, memory_order_relaxed);
+        if (m->op == NULL) w->acked++;
       }
       if (m->type == MSG_EVENT_CREATE) slab_make_dead(&e->slab, m->op->slot_);
       if (m->op != NULL) {
@@ -785,15 +943,18 @@ static uint32_t cycle_failed(writer *w) {
     ring_release(&p->submit, avail);
     work += avail;
   }
+  settle_acked(w, 1);
   oplist l = list_take(&w->deferred);
   for (spike_op *op = l.head, *next; op != NULL; op = next) {
     next = op->next_;
+    op->detail = why;
     finish(w, op, SPIKE_ESTORAGE, 0);
     work++;
   }
-  w->now = engine_now_ms();
+  clock_read(w);
   settle_waiters(w, &work);
   deliver(w, &w->done);
+  deliver(w, &w->final);
   signal_producers(w);
   return work;
 }
@@ -802,9 +963,9 @@ static uint32_t cycle_failed(writer *w) {
 static uint32_t cycle(writer *w) {
   spike_engine *e = w->e;
   if (atomic_load_explicit(&e->failed, memory_order_acquire)) return cycle_failed(w);
-  w->now = engine_now_ms();
+  clock_read(w);
   w->batch++;
-  w->n = w->nfx = w->nud = w->ndirty = 0;
+  w->n = w->nfx = w->nud = w->ndirty = w->acked = 0;
   w->writes = 0;
   uint64_t seq0 = w->seq, orders_max0 = w->orders_max, hwm0 = w->hwm;
   uint64_t feed_first0 = w->feed_first;
@@ -817,7 +978,6 @@ static uint32_t cycle(writer *w) {
   if (rc == 0) rc = drain(w, &work);
   if (rc == 0 && w->deferred.n > 0) rc = retry_deferred(w, &work);
   if (rc == 0) rc = expire_due(w, &work, w->cap);
-  if (rc == 0 && w->early.head != NULL) deliver(w, &w->early);
   if (rc == 0 && w->txn != NULL) {
     if (w->writes) {
       rc = commit(w);
@@ -832,6 +992,7 @@ static uint32_t cycle(writer *w) {
     post_commit(w, w->writes);
   settle_waiters(w, &work);
   deliver(w, &w->done);
+  deliver(w, &w->final);
   signal_producers(w);
   return work;
 }
@@ -842,23 +1003,30 @@ static int rings_pending(writer *w) {
   spike_engine *e = w->e;
   for (uint32_t k = 0; k < e->cfg.max_producers; k++) {
     spike_producer *p = &e->producers[k];
-    if (atomic_load_explicit(&p->active, memory_order_acquire) && ring_pending_sc(&p->submit))
+    /* seq_cst, as the ring's tail: the writer's half of the sleep handshake
+     * is a seq_cst store of writer_sleeping followed by these loads. */
+    if (atomic_load_explicit(&p->active, memory_order_seq_cst) && ring_pending_sc(&p->submit))
       return 1;
   }
   return 0;
 }
 
-static int64_t next_wake_ms(writer *w) {
+/* How long until the next thing is due: a timer (wall clock), a waiter's
+ * or a deferred op's deadline, the end of an expiry back-off (monotonic). */
+static int64_t next_wake_in_ms(writer *w) {
+  int64_t mono = engine_mono_ms(), now = engine_now_ms();
   int64_t next = wheel_next_ms(&w->wheel);
-  if (next < w->expire_after_ms) next = w->expire_after_ms;
+  int64_t in = next == INT64_MAX ? INT64_MAX : next - now;
+  if (w->expire_after_ms > mono && in < w->expire_after_ms - mono) in = w->expire_after_ms - mono;
   for (spike_op *op = w->waiters.head; op != NULL; op = op->next_)
-    if (op->deadline_ < next) next = op->deadline_;
-  return next;
+    if (op->deadline_ - mono < in) in = op->deadline_ - mono;
+  if (w->deferred.head != NULL && in > 1) in = 1;
+  return in;
 }
 
 static void writer_sleep(writer *w) {
   spike_engine *e = w->e;
-  int64_t timeout_ms = next_wake_ms(w) - engine_now_ms();
+  int64_t timeout_ms = next_wake_in_ms(w);
   if (timeout_ms < 1) timeout_ms = 1;
   if (timeout_ms > 1000) timeout_ms = 1000;
   /* seq_cst store then seq_cst loads of every ring's tail: the writer's half
@@ -893,13 +1061,18 @@ writer *writer_create(spike_engine *e) {
   w->e = e;
   w->st = &e->st;
   w->cap = e->cfg.batch_max;
+  uint32_t tsize = 2;
+  while (tsize < w->cap * 2) tsize <<= 1;
+  w->touched_mask = tsize - 1;
+  w->touched = calloc(tsize, sizeof(*w->touched));
   w->sh = calloc(e->cfg.max_events, sizeof(*w->sh));
   w->saved = calloc(e->cfg.max_events, sizeof(*w->saved));
   w->dirty = calloc(e->cfg.max_events, sizeof(*w->dirty));
   w->fx = calloc(w->cap, sizeof(*w->fx));
   w->ud = calloc(w->cap, sizeof(*w->ud));
-  if (w->sh == NULL || w->saved == NULL || w->dirty == NULL || w->fx == NULL ||
-      w->ud == NULL || wheel_init(&w->wheel, e->cfg.max_reserved, engine_now_ms()) != 0 ||
+  if (w->touched == NULL || w->sh == NULL || w->saved == NULL || w->dirty == NULL ||
+      w->fx == NULL || w->ud == NULL ||
+      wheel_init(&w->wheel, e->cfg.max_reserved, engine_now_ms()) != 0 ||
       !msgpack_zone_init(&w->zone, 1024)) {
     writer_destroy(w);
     return NULL;
@@ -912,6 +1085,7 @@ void writer_destroy(writer *w) {
   assert(w->txn == NULL);
   wheel_free(&w->wheel);
   msgpack_zone_destroy(&w->zone);
+  free(w->touched);
   free(w->sh);
   free(w->saved);
   free(w->dirty);
@@ -937,9 +1111,12 @@ void writer_load_feed(writer *w, uint64_t first, uint64_t last) {
   atomic_store_explicit(&w->e->feed_seq, last, memory_order_relaxed);
 }
 
-void writer_load_orders_max(writer *w, uint64_t max_id, uint64_t hwm) {
+void writer_load_orders_max(writer *w, uint64_t max_id, uint64_t hwm, int64_t floor_ms) {
   w->orders_max = max_id;
   w->hwm = hwm;
+  /* Every id of this run is above the floor; none below it is in a ring. */
+  uint64_t below = ((uint64_t)floor_ms << IDS_MS_SHIFT) - 1;
+  for (uint32_t i = 0; i < SPIKE_PRODUCERS_MAX; i++) w->drained[i] = below;
 }
 
 int writer_expire_overdue(writer *w) {
@@ -949,7 +1126,7 @@ int writer_expire_overdue(writer *w) {
     cycle(w);
     if (atomic_load_explicit(&w->e->stats.failures, memory_order_relaxed) != failures)
       return SPIKE_ESTORAGE;
-    if (w->wheel.due_head == WHEEL_NONE) return 0; /* cycle advanced to now */
+    if (!wheel_has_due(&w->wheel)) return 0; /* cycle advanced to now */
   }
 }
 

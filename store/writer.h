@@ -8,13 +8,23 @@
  * then apply the in-memory effects that give stock back and complete the
  * ops.
  *
+ * Timers (expiry, feed waits) run on the monotonic clock; records carry the
+ * wall clock. An order is never expired before its wall-clock expires_at.
+ *
  * Memory effects come in two kinds. Takes (a reserve's stock, its buyer
  * units, its key) are made by the producer before the commit and undone if
  * the commit fails. Gives (cancel, expiry, restock, pay's move to sold,
  * close, a create becoming visible) are made only after the commit, so a
- * failed batch never hands out stock twice. A failed batch fails every op
- * in it with SPIKE_ESTORAGE (I6); MDB_MAP_FULL leaves the writer running,
- * any other commit error stops it for good.
+ * failed batch never hands out stock twice. A failed batch fails with
+ * SPIKE_ESTORAGE every op whose result depended on it (I6); verdicts on
+ * state committed earlier (not found, wrong state, a feed wait) stand.
+ * MDB_MAP_FULL leaves the writer running, any other commit error stops it
+ * for good.
+ *
+ * Ops wait for each other only in one case: a pay, cancel or key replay
+ * naming an order whose reserve is still in another producer's ring (with
+ * ack=memory its id is known before the writer sees it) is deferred to a
+ * later batch, for at most DEFER_MAX_MS.
  */
 #ifndef SPIKE_WRITER_H
 #define SPIKE_WRITER_H
@@ -30,7 +40,9 @@ void writer_destroy(writer *w);
 void writer_load_event(writer *w, uint32_t slot, const spike_event *ev, int closed);
 int writer_arm(writer *w, uint64_t order_id, int64_t deadline_ms);
 void writer_load_feed(writer *w, uint64_t first, uint64_t last);
-void writer_load_orders_max(writer *w, uint64_t max_id, uint64_t hwm);
+/* The largest order id on disk, the id high-water mark, and the first
+ * millisecond this run mints ids in. */
+void writer_load_orders_max(writer *w, uint64_t max_id, uint64_t hwm, int64_t floor_ms);
 
 /* Run cycles on the calling thread until nothing is due: used at open, before
  * the thread starts, to expire what went overdue while the engine was down.

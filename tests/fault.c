@@ -5,6 +5,7 @@
  *
  *   spike_fault_sync(EIO)    every fsync/fdatasync fails with EIO (0: stop)
  *   spike_fault_write(ENOSPC) every pwrite/pwritev to a file fails
+ *   spike_fault_sync_delay_ms(500) every fsync/fdatasync first sleeps (0: stop)
  *
  * Tests find the two switches with dlsym(RTLD_DEFAULT, ...); stdin, stdout
  * and stderr are never failed, so logging still works.
@@ -16,12 +17,14 @@
 #include <string.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
-static _Atomic int sync_errno, write_errno;
+static _Atomic int sync_errno, write_errno, sync_delay_ms;
 
 void spike_fault_sync(int err) { atomic_store(&sync_errno, err); }
 void spike_fault_write(int err) { atomic_store(&write_errno, err); }
+void spike_fault_sync_delay_ms(int ms) { atomic_store(&sync_delay_ms, ms); }
 
 /* dlsym returns an object pointer; POSIX guarantees it converts, C does not,
  * so copy the bytes. */
@@ -36,6 +39,13 @@ typedef int (*sync_fn)(int);
 typedef ssize_t (*pwrite_fn)(int, const void *, size_t, off_t);
 typedef ssize_t (*pwritev_fn)(int, const struct iovec *, int, off_t);
 
+static void stall(int fd) {
+  int ms = atomic_load(&sync_delay_ms);
+  if (ms <= 0 || fd <= 2) return;
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+  nanosleep(&ts, NULL);
+}
+
 static int failing(_Atomic int *which, int fd) {
   int err = atomic_load(which);
   if (err == 0 || fd <= 2) return 0;
@@ -45,11 +55,13 @@ static int failing(_Atomic int *which, int fd) {
 
 int fsync(int fd) {
   REAL(fsync, sync_fn);
+  stall(fd);
   return failing(&sync_errno, fd) ? -1 : real_fsync(fd);
 }
 
 int fdatasync(int fd) {
   REAL(fdatasync, sync_fn);
+  stall(fd);
   return failing(&sync_errno, fd) ? -1 : real_fdatasync(fd);
 }
 

@@ -5,6 +5,7 @@
  */
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -606,7 +607,7 @@ static void bounds_answer_busy(void) {
   spike_stats st;
   spike_stats_get(e, &st);
   CHECK_EQ(st.buyers_used, 6);
-  CHECK_EQ(st.reserved_armed, 6);
+  CHECK_EQ(st.reservations_live, 6);
   CHECK_EQ(spike_producer_close(p), SPIKE_OK);
   CHECK_EQ(spike_close(e), SPIKE_OK);
   test_rmrf(cfg.data_dir);
@@ -690,6 +691,7 @@ static void map_full_fails_batch_cleanly(void) {
   spike_stats st;
   spike_stats_get(e, &st);
   CHECK(st.commit_failures_total >= 1);
+  CHECK_EQ(st.reservations_live, ok); /* failed reserves freed their place */
   /* reads keep working */
   spike_order o;
   CHECK_EQ(spike_order_get(p, a_good_order, &o), SPIKE_OK);
@@ -701,6 +703,218 @@ static void map_full_fails_batch_cleanly(void) {
   CHECK_EQ(spike_event_get(e, 40, &ev), SPIKE_OK);
   CHECK_EQ(ev.reserved, ok);
   CHECK_EQ(spike_health(e, &why), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+/* ---- closes racing reserves (I: no reserve is accepted after a close) ---- */
+
+enum { CR_THREADS = 4, CR_EVENTS = 40 };
+
+typedef struct cr_worker {
+  spike_engine *e;
+  uint64_t user0;
+  _Atomic int *stop;
+  long ok;
+} cr_worker;
+
+static void *cr_reserve(void *arg) {
+  cr_worker *w = arg;
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(w->e, &p), SPIKE_OK);
+  enum { WAVE = 32 };
+  spike_op ops[WAVE];
+  uint64_t user = w->user0;
+  while (!atomic_load(w->stop)) {
+    int n = 0, pending = 0;
+    for (int i = 0; i < WAVE; i++, user++) {
+      ops[i].data = &n;
+      int rc = spike_reserve(p, &ops[i], 1000 + user % CR_EVENTS, user, 1, NULL, 0, count_cb);
+      if (rc == SPIKE_PENDING) pending++;
+      else CHECK(rc == SPIKE_ENOTLIVE || rc == SPIKE_EBUSY);
+    }
+    wait_count(p, &n, pending);
+    for (int i = 0; i < WAVE; i++)
+      if (ops[i].status == SPIKE_OK) w->ok++;
+  }
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  return NULL;
+}
+
+static void close_races_reserves(void) {
+  spike_config cfg;
+  small_config(&cfg, "closerace");
+  cfg.max_buyers = 1u << 20;
+  cfg.max_reserved = 1u << 20;
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  for (uint64_t id = 1000; id < 1000 + CR_EVENTS; id++) {
+    spike_event_spec s = spec_default(id, 1000000);
+    CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  }
+  _Atomic int stop = 0;
+  cr_worker w[CR_THREADS];
+  pthread_t t[CR_THREADS];
+  for (int i = 0; i < CR_THREADS; i++) {
+    w[i] = (cr_worker){.e = e, .user0 = (uint64_t)(i + 1) << 32, .stop = &stop};
+    CHECK_EQ(pthread_create(&t[i], NULL, cr_reserve, &w[i]), 0);
+  }
+  for (uint64_t id = 1000; id < 1000 + CR_EVENTS; id++) {
+    usleep(20000);
+    spike_op op;
+    CHECK_EQ(settle(p, &op, spike_event_close(p, &op, id, count_cb)), SPIKE_OK);
+    spike_event ev;
+    CHECK_EQ(spike_event_get(e, id, &ev), SPIKE_OK);
+    CHECK_EQ(ev.state, SPIKE_EVENT_CLOSED);
+  }
+  atomic_store(&stop, 1);
+  long ok = 0;
+  for (int i = 0; i < CR_THREADS; i++) {
+    CHECK_EQ(pthread_join(t[i], NULL), 0);
+    ok += w[i].ok;
+  }
+  CHECK(ok > 0);
+  /* In the feed, which is commit order: nothing reserved after its close. */
+  static int closed[CR_EVENTS];
+  static spike_change ch[256];
+  uint64_t after = 0, reserved = 0;
+  for (;;) {
+    uint32_t n;
+    uint64_t next;
+    CHECK_EQ(spike_feed_read(p, after, ch, 256, &n, &next), SPIKE_OK);
+    if (n == 0) break;
+    for (uint32_t i = 0; i < n; i++) {
+      if (ch[i].type == SPIKE_CHANGE_EVENT_CLOSED) closed[ch[i].u.event.id - 1000] = 1;
+      if (ch[i].type == SPIKE_CHANGE_ORDER_RESERVED) {
+        CHECK_EQ(closed[ch[i].u.order.event_id - 1000], 0);
+        reserved++;
+      }
+    }
+    after = next;
+  }
+  CHECK_EQ(reserved, (uint64_t)ok); /* every success committed, nothing else */
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+/* --max-reserved bounds live reservations: paid and cancelled ones free
+ * their place at once, not at their deadline. */
+static void reservation_bound_counts_live(void) {
+  spike_config cfg;
+  small_config(&cfg, "livebound");
+  cfg.max_reserved = 4;
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(50, 1000);
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  spike_op op;
+  uint64_t user = 1;
+  for (int round = 0; round < 5; round++) {
+    uint64_t ids[4];
+    for (int i = 0; i < 4; i++, user++) {
+      CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 50, user, 1, NULL, 0, count_cb)), SPIKE_OK);
+      ids[i] = op.r.order.id;
+    }
+    CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 50, user, 1, NULL, 0, count_cb)), SPIKE_EBUSY);
+    CHECK(strstr(op.detail, "reservation table") != NULL);
+    spike_stats st;
+    spike_stats_get(e, &st);
+    CHECK_EQ(st.reservations_live, 4);
+    CHECK_EQ(st.reservations_capacity, 4);
+    CHECK_EQ(settle(p, &op, spike_pay(p, &op, ids[0], 0, "p1", 2, count_cb)), SPIKE_OK);
+    CHECK_EQ(settle(p, &op, spike_pay(p, &op, ids[1], 0, "p2", 2, count_cb)), SPIKE_OK);
+    CHECK_EQ(settle(p, &op, spike_cancel(p, &op, ids[2], 0, count_cb)), SPIKE_OK);
+    CHECK_EQ(settle(p, &op, spike_cancel(p, &op, ids[3], 0, count_cb)), SPIKE_OK);
+    spike_stats_get(e, &st);
+    CHECK_EQ(st.reservations_live, 0);
+    const char *why;
+    CHECK_EQ(spike_health(e, &why), SPIKE_OK);
+  }
+  spike_event ev;
+  CHECK_EQ(spike_event_get(e, 50, &ev), SPIKE_OK);
+  CHECK_EQ(ev.sold, 10);
+  CHECK_EQ(ev.reserved, 0);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  /* and after a restart, only what is reserved counts */
+  e = open_engine(&cfg);
+  spike_stats st;
+  spike_stats_get(e, &st);
+  CHECK_EQ(st.reservations_live, 0);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+/*
+ * A failed batch fails what depended on it and nothing else: a verdict on
+ * an order committed earlier (wrong state, not found), a key replay of a
+ * committed order and a feed wait keep their answers.
+ */
+static void failed_batch_keeps_final_results(void) {
+  spike_config cfg;
+  small_config(&cfg, "finals");
+  cfg.map_size_bytes = 1u << 20;
+  cfg.batch_max = 256;
+  cfg.batch_us = 200000; /* every round below lands in one batch */
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(60, 1000000);
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  spike_op op;
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 60, 1, 1, NULL, 0, count_cb)), SPIKE_OK);
+  uint64_t paid = op.r.order.id;
+  CHECK_EQ(settle(p, &op, spike_pay(p, &op, paid, 0, "first", 5, count_cb)), SPIKE_OK);
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 60, 2, 1, "kk", 2, count_cb)), SPIKE_OK);
+  uint64_t keyed = op.r.order.id;
+  enum { FILL = 200 };
+  static spike_op fill[FILL];
+  static char keys[FILL][48];
+  spike_op other_pay, missing, wait, replay;
+  uint64_t user = 100;
+  int failed_round = 0;
+  for (int round = 0; round < 400 && !failed_round; round++) {
+    int n = 0;
+    other_pay.data = missing.data = wait.data = replay.data = &n;
+    CHECK_EQ(spike_pay(p, &other_pay, paid, 0, "second", 6, count_cb), SPIKE_PENDING);
+    CHECK_EQ(spike_pay(p, &missing, 777, 0, "x", 1, count_cb), SPIKE_PENDING);
+    CHECK_EQ(spike_feed_wait(p, &wait, 0, 0, count_cb), SPIKE_PENDING);
+    CHECK_EQ(spike_reserve(p, &replay, 60, 2, 1, "kk", 2, count_cb), SPIKE_PENDING);
+    for (int i = 0; i < FILL; i++, user++) {
+      int kl = snprintf(keys[i], sizeof(keys[i]), "filling-the-map-with-a-long-key-%llu",
+                        (unsigned long long)user);
+      fill[i].data = &n;
+      CHECK_EQ(spike_reserve(p, &fill[i], 60, user, 1, keys[i], (size_t)kl, count_cb),
+               SPIKE_PENDING);
+    }
+    wait_count(p, &n, 4 + FILL);
+    int failures = 0;
+    for (int i = 0; i < FILL; i++) failures += fill[i].status == SPIKE_ESTORAGE;
+    /* The four went first, so they are in the batch that failed if any
+     * did (a put can hit the map's end mid-batch: the rest of the ring
+     * then goes to the next one). */
+    failed_round = failures > 0;
+    /* the same answers whether the batch committed or not */
+    CHECK_EQ(other_pay.status, SPIKE_ESTATE);
+    CHECK_EQ(other_pay.r.order.state, SPIKE_ORDER_PAID);
+    CHECK_EQ(missing.status, SPIKE_ENOORDER);
+    CHECK_EQ(wait.status, SPIKE_OK);
+    CHECK(wait.seq > 0);
+    CHECK_EQ(replay.status, SPIKE_OK);
+    CHECK_EQ(replay.replayed, 1);
+    CHECK_EQ(replay.r.order.id, keyed);
+  }
+  CHECK(failed_round);
+  /* the failed reserves hold no place in the reservation bound */
+  spike_stats st;
+  spike_stats_get(e, &st);
+  spike_event ev;
+  CHECK_EQ(spike_event_get(e, 60, &ev), SPIKE_OK);
+  CHECK_EQ(st.reservations_live, ev.reserved);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
   CHECK_EQ(spike_close(e), SPIKE_OK);
   test_rmrf(cfg.data_dir);
 }
@@ -734,4 +948,7 @@ TEST_LIST({"open_close_reopen", open_close_reopen, 0}, {"config_errors", config_
           {"feed_wait_wakes_and_times_out", feed_wait_wakes_and_times_out, 0},
           {"bounds_answer_busy", bounds_answer_busy, 0},
           {"map_full_fails_batch_cleanly", map_full_fails_batch_cleanly, 120},
+          {"close_races_reserves", close_races_reserves, 120},
+          {"reservation_bound_counts_live", reservation_bound_counts_live, 0},
+          {"failed_batch_keeps_final_results", failed_batch_keeps_final_results, 120},
           {"statuses_map_to_contract", statuses_map_to_contract, 0})

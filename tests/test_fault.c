@@ -9,18 +9,24 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "engine_util.h"
 
 static void (*fault_sync)(int);
 static void (*fault_write)(int);
+static void (*fault_sync_delay_ms)(int);
 
 static void need_shim(void) {
   void *a = dlsym(RTLD_DEFAULT, "spike_fault_sync"), *b = dlsym(RTLD_DEFAULT, "spike_fault_write");
+  void *c = dlsym(RTLD_DEFAULT, "spike_fault_sync_delay_ms");
   memcpy(&fault_sync, &a, sizeof(a)); /* object to function pointer, per POSIX */
   memcpy(&fault_write, &b, sizeof(b));
-  if (fault_sync == NULL || fault_write == NULL) {
+  memcpy(&fault_sync_delay_ms, &c, sizeof(c));
+  if (fault_sync == NULL || fault_write == NULL || fault_sync_delay_ms == NULL) {
     fprintf(stderr, "run with LD_PRELOAD=build/rel/tests/libfault.so\n");
     abort();
   }
@@ -82,4 +88,119 @@ static void io_error_stops_the_writer(int use_sync, const char *tag, const char 
 static void fsync_eio(void) { io_error_stops_the_writer(1, "eio", "I/O error"); }
 static void write_enospc(void) { io_error_stops_the_writer(0, "enospc", "disk full"); }
 
-TEST_LIST({"fsync_eio", fsync_eio, 30}, {"write_enospc", write_enospc, 30})
+/*
+ * ack=memory answers before the commit, but never more than batch_max
+ * answers ahead of it: with the writer held in a slow fsync, the first
+ * batch_max reserves are answered at once and the rest wait for their
+ * commit. Then the same in a child killed during the stall: what it was
+ * told and what the store holds differ by at most batch_max.
+ */
+enum { BOUND_BATCH = 32, BOUND_TRIES = 400 };
+
+static void bounded_burst(spike_producer *p, uint32_t *now_acks, int *done, spike_op *ops,
+                          uint64_t user0) {
+  *now_acks = 0;
+  for (int i = 0; i < BOUND_TRIES; i++) {
+    ops[i].data = done;
+    int rc = spike_reserve(p, &ops[i], 1, user0 + (uint64_t)i, 1, NULL, 0, count_cb);
+    if (rc == SPIKE_OK) (*now_acks)++;
+    else CHECK_EQ(rc, SPIKE_PENDING);
+  }
+}
+
+static void memory_acks_bounded(void) {
+  need_shim();
+  spike_config cfg;
+  small_config(&cfg, "membound");
+  cfg.ack = SPIKE_ACK_MEMORY;
+  cfg.batch_max = BOUND_BATCH;
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(1, 100000);
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  static spike_op ops[BOUND_TRIES];
+  int done = 0;
+  uint32_t now_acks;
+  fault_sync_delay_ms(300);
+  bounded_burst(p, &now_acks, &done, ops, 1000);
+  fault_sync_delay_ms(0);
+  CHECK(now_acks >= 1);
+  CHECK(now_acks <= BOUND_BATCH);
+  wait_count(p, &done, BOUND_TRIES - (int)now_acks);
+  for (int i = 0; i < BOUND_TRIES; i++) CHECK_EQ(ops[i].status, SPIKE_OK);
+  spike_event ev;
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK); /* waits for the ring */
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  e = open_engine(&cfg);
+  CHECK_EQ(spike_event_get(e, 1, &ev), SPIKE_OK);
+  CHECK_EQ(ev.reserved, BOUND_TRIES);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+
+  /* kill -9 while the writer sits in fsync */
+  int pfd[2];
+  CHECK_EQ(pipe(pfd), 0);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    e = open_engine(&cfg);
+    CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+    done = 0;
+    fault_sync_delay_ms(5000);
+    bounded_burst(p, &now_acks, &done, ops, 5000);
+    if (write(pfd[1], &now_acks, sizeof(now_acks)) != sizeof(now_acks)) _exit(3);
+    pause();
+    _exit(0);
+  }
+  close(pfd[1]);
+  uint32_t child_acks = 0;
+  CHECK_EQ(read(pfd[0], &child_acks, sizeof(child_acks)), (ssize_t)sizeof(child_acks));
+  kill(pid, SIGKILL);
+  int st;
+  CHECK_EQ(waitpid(pid, &st, 0), pid);
+  close(pfd[0]);
+  CHECK(child_acks >= 1 && child_acks <= BOUND_BATCH);
+  e = open_engine(&cfg);
+  CHECK_EQ(spike_event_get(e, 1, &ev), SPIKE_OK);
+  /* Nothing waiting for a commit was answered; of the answered, at most
+   * one batch's worth is gone. */
+  CHECK(ev.reserved >= BOUND_TRIES);
+  CHECK(ev.reserved + BOUND_BATCH >= BOUND_TRIES + child_acks);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+/* ack=memory: a cancel answers after its units are back, so the same user
+ * may buy again at once, even while commits are slow. */
+static void memory_cancel_then_buy_again(void) {
+  need_shim();
+  spike_config cfg;
+  small_config(&cfg, "memrebuy");
+  cfg.ack = SPIKE_ACK_MEMORY;
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(9, 1);
+  s.per_user_limit = 1;
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  fault_sync_delay_ms(50);
+  for (int i = 0; i < 10; i++) {
+    spike_op r, c;
+    int rc = spike_reserve(p, &r, 9, 42, 1, NULL, 0, count_cb);
+    if (rc == SPIKE_PENDING) rc = settle(p, &r, rc);
+    CHECK_EQ(rc, SPIKE_OK);
+    CHECK_EQ(settle(p, &c, spike_cancel(p, &c, r.r.order.id, 42, count_cb)), SPIKE_OK);
+    CHECK_EQ(c.r.order.state, SPIKE_ORDER_CANCELLED);
+  }
+  fault_sync_delay_ms(0);
+  spike_event ev;
+  CHECK_EQ(spike_event_get(e, 9, &ev), SPIKE_OK);
+  CHECK_EQ(ev.available, 1);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+TEST_LIST({"fsync_eio", fsync_eio, 30}, {"write_enospc", write_enospc, 30},
+          {"memory_acks_bounded", memory_acks_bounded, 60},
+          {"memory_cancel_then_buy_again", memory_cancel_then_buy_again, 30})

@@ -51,7 +51,7 @@ typedef struct worker {
   uint64_t done;
 } worker;
 
-static _Atomic uint32_t units_by_user[USERS];
+static _Atomic uint32_t units_by_user[USERS + 1]; /* user ids 1..USERS */
 static _Atomic uint64_t total_units;
 
 static void key_string(const worker *w, uint32_t slot, char *buf, size_t cap, size_t *len) {
@@ -128,7 +128,7 @@ static void *run_worker(void *arg) {
       r->user = w->keys[r->key_slot].user;
       key_string(w, (uint32_t)r->key_slot, key, sizeof(key), &klen);
     } else {
-      r->user = (x >> 16) % USERS;
+      r->user = 1 + (x >> 16) % USERS;
       if ((x & 7) < 3 && w->nkeys < w->cap_keys) {
         r->key_slot = w->nkeys++;
         w->keys[r->key_slot] = (keyrec){.user = r->user};

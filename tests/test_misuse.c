@@ -1,0 +1,236 @@
+/*
+ * test_misuse.c -- a library inside someone's gateway answers misuse with
+ * SPIKE_EMISUSE (or SPIKE_EINVAL for bad values) at the call, never with an
+ * abort, a lost completion or a corrupted ring: a producer used from a
+ * second thread, an op submitted again while pending, a NULL callback,
+ * user id 0, an event name that is not UTF-8.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "engine_util.h"
+
+typedef struct intruder {
+  spike_producer *p;
+  _Atomic int *stop;
+  long refused, other;
+} intruder;
+
+/* Hammer another thread's producer: every call must be refused. */
+static void *intrude(void *arg) {
+  intruder *in = arg;
+  spike_op op;
+  while (!atomic_load(in->stop)) {
+    int rc = spike_reserve(in->p, &op, 1, 999999, 1, NULL, 0, count_cb);
+    int rd = spike_producer_drain(in->p);
+    if (rc == SPIKE_EMISUSE && rd == SPIKE_EMISUSE) in->refused++;
+    else in->other++;
+  }
+  return NULL;
+}
+
+static void producer_used_from_two_threads(void) {
+  spike_config cfg;
+  small_config(&cfg, "misuse-thread");
+  cfg.ring_size = 256;
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(1, 1000000);
+  s.per_user_limit = 1000000;
+  CHECK_EQ(create_event(p, &s), SPIKE_OK); /* this thread owns p now */
+  _Atomic int stop = 0;
+  intruder in = {.p = p, .stop = &stop};
+  pthread_t t;
+  CHECK_EQ(pthread_create(&t, NULL, intrude, &in), 0);
+  /* The owner goes on as if nothing happened: every completion arrives. */
+  enum { WAVE = 64, WAVES = 300, N = WAVE * WAVES };
+  static spike_op ops[WAVE];
+  int done = 0;
+  for (int w = 0; w < WAVES; w++) {
+    for (int i = 0; i < WAVE; i++) {
+      ops[i].data = &done;
+      CHECK_EQ(spike_reserve(p, &ops[i], 1, 7, 1, NULL, 0, count_cb), SPIKE_PENDING);
+    }
+    wait_count(p, &done, (w + 1) * WAVE);
+    for (int i = 0; i < WAVE; i++) CHECK_EQ(ops[i].status, SPIKE_OK);
+  }
+  atomic_store(&stop, 1);
+  CHECK_EQ(pthread_join(t, NULL), 0);
+  CHECK(in.refused > 0);
+  CHECK_EQ(in.other, 0);
+  CHECK_EQ(done, N);
+  spike_event ev;
+  CHECK_EQ(spike_event_get(e, 1, &ev), SPIKE_OK);
+  CHECK_EQ(ev.reserved, N);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+/* A producer opened on one thread and first used on another belongs to the
+ * second (spiked opens on its main thread, runs on its loop threads). */
+typedef struct adopt {
+  spike_producer *p;
+  int rc;
+} adopt;
+
+static void *adopt_main(void *arg) {
+  adopt *a = arg;
+  spike_op op;
+  spike_event_spec s = spec_default(2, 10);
+  a->rc = settle(a->p, &op, spike_event_create(a->p, &op, &s, count_cb));
+  return NULL;
+}
+
+static void first_user_owns_it(void) {
+  spike_config cfg;
+  small_config(&cfg, "misuse-adopt");
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  adopt a = {.p = p};
+  pthread_t t;
+  CHECK_EQ(pthread_create(&t, NULL, adopt_main, &a), 0);
+  CHECK_EQ(pthread_join(t, NULL), 0);
+  CHECK_EQ(a.rc, SPIKE_OK);
+  spike_op op;
+  CHECK_EQ(spike_reserve(p, &op, 2, 1, 1, NULL, 0, count_cb), SPIKE_EMISUSE);
+  CHECK_EQ(spike_producer_drain(p), SPIKE_EMISUSE);
+  /* Closing and opening again gives a producer the next thread may own. */
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 2, 1, 1, NULL, 0, count_cb)), SPIKE_OK);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+static int twice_calls;
+static void twice_cb(spike_op *op) {
+  twice_calls++;
+  (*(int *)op->data)++;
+}
+
+static void op_submitted_twice(void) {
+  spike_config cfg;
+  small_config(&cfg, "misuse-twice");
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(3, 100);
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  for (int round = 0; round < 200; round++) {
+    spike_op op;
+    int n = 0;
+    op.data = &n;
+    twice_calls = 0;
+    CHECK_EQ(spike_reserve(p, &op, 3, 100 + (uint64_t)round % 50, 1, NULL, 0, twice_cb),
+             SPIKE_PENDING);
+    /* Again while pending, by every kind of submission: refused, and op
+     * untouched (the engine owns it now: it is only looked at once done). */
+    CHECK_EQ(spike_reserve(p, &op, 3, 5, 1, NULL, 0, twice_cb), SPIKE_EMISUSE);
+    CHECK_EQ(spike_pay(p, &op, 1, 0, "x", 1, twice_cb), SPIKE_EMISUSE);
+    CHECK_EQ(spike_cancel(p, &op, 1, 0, twice_cb), SPIKE_EMISUSE);
+    CHECK_EQ(spike_event_close(p, &op, 3, twice_cb), SPIKE_EMISUSE);
+    CHECK_EQ(spike_feed_wait(p, &op, 0, 0, twice_cb), SPIKE_EMISUSE);
+    CHECK_EQ(spike_producer_inflight(p), 1);
+    wait_count(p, &n, 1);
+    CHECK_EQ(twice_calls, 1);
+    CHECK(op.data == &n);
+    CHECK_EQ(op.status, SPIKE_OK); /* the first submission's answer */
+    CHECK_EQ(op.r.order.event_id, 3);
+    CHECK_EQ(op.r.order.user_id, 100 + (uint64_t)round % 50);
+    /* Completed: free to reuse. */
+    if (op.status == SPIKE_OK) {
+      n = 0;
+      CHECK_EQ(spike_cancel(p, &op, op.r.order.id, 0, twice_cb), SPIKE_PENDING);
+      wait_count(p, &n, 1);
+      CHECK_EQ(op.status, SPIKE_OK);
+    }
+  }
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+static void null_callback(void) {
+  for (int mode = 0; mode < 2; mode++) {
+    spike_config cfg;
+    small_config(&cfg, "misuse-null");
+    cfg.ack = mode ? SPIKE_ACK_MEMORY : SPIKE_ACK_DURABLE;
+    spike_engine *e = open_engine(&cfg);
+    spike_producer *p;
+    CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+    spike_event_spec s = spec_default(4, 100);
+    spike_op op;
+    CHECK_EQ(spike_event_create(p, &op, &s, NULL), SPIKE_EMISUSE);
+    CHECK_EQ(create_event(p, &s), SPIKE_OK);
+    CHECK_EQ(spike_reserve(p, &op, 4, 1, 1, NULL, 0, NULL), SPIKE_EMISUSE);
+    CHECK_EQ(op.status, SPIKE_EMISUSE);
+    CHECK(strstr(op.detail, "callback") != NULL);
+    CHECK_EQ(spike_reserve(p, &op, 4, 1, 1, "key", 3, NULL), SPIKE_EMISUSE);
+    CHECK_EQ(spike_pay(p, &op, 1, 0, "x", 1, NULL), SPIKE_EMISUSE);
+    CHECK_EQ(spike_cancel(p, &op, 1, 0, NULL), SPIKE_EMISUSE);
+    CHECK_EQ(spike_event_restock(p, &op, 4, 1, NULL), SPIKE_EMISUSE);
+    CHECK_EQ(spike_event_close(p, &op, 4, NULL), SPIKE_EMISUSE);
+    CHECK_EQ(spike_feed_wait(p, &op, 0, 10, NULL), SPIKE_EMISUSE);
+    CHECK_EQ(spike_producer_inflight(p), 0);
+    CHECK_EQ(spike_producer_drain(p), 0);
+    spike_event ev;
+    CHECK_EQ(spike_event_get(e, 4, &ev), SPIKE_OK);
+    CHECK_EQ(ev.reserved, 0);
+    CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+    CHECK_EQ(spike_close(e), SPIKE_OK);
+    test_rmrf(cfg.data_dir);
+  }
+}
+
+static void bad_values(void) {
+  spike_config cfg;
+  small_config(&cfg, "misuse-values");
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(5, 100);
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  spike_op op;
+  /* user 0 is the admin over HTTP; the library refuses it as a buyer */
+  CHECK_EQ(spike_reserve(p, &op, 5, 0, 1, NULL, 0, count_cb), SPIKE_EINVAL);
+  CHECK(strcmp(op.detail, "user_id") == 0);
+  static const char *const bad[] = {
+      "\xff",                 /* not a UTF-8 byte */
+      "sale \xc0\x80",        /* overlong NUL */
+      "\xe0\x80\xaf",         /* overlong '/' */
+      "\xed\xa0\x80",         /* a surrogate */
+      "\xf4\x90\x80\x80",     /* above U+10FFFF */
+      "cut \xe2\x82",         /* truncated */
+      "\x80 lone continuation",
+      "tab\there",            /* a control */
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    spike_event_spec b = spec_default(0, 10);
+    b.name = bad[i];
+    b.name_len = strlen(bad[i]);
+    const char *field = NULL;
+    CHECK_EQ(spike_event_spec_check(&b, &field), SPIKE_EINVAL);
+    CHECK(strcmp(field, "name") == 0);
+    CHECK_EQ(spike_event_create(p, &op, &b, count_cb), SPIKE_EINVAL);
+  }
+  spike_event_spec good = spec_default(6, 10);
+  good.name = "Caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x8e\x89"; /* Café € 🎉 */
+  good.name_len = strlen(good.name);
+  CHECK_EQ(create_event(p, &good), SPIKE_OK);
+  spike_event ev;
+  CHECK_EQ(spike_event_get(e, 6, &ev), SPIKE_OK);
+  CHECK(strcmp(ev.name, good.name) == 0);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
+TEST_LIST({"producer_used_from_two_threads", producer_used_from_two_threads, 60},
+          {"first_user_owns_it", first_user_owns_it, 0},
+          {"op_submitted_twice", op_submitted_twice, 0}, {"null_callback", null_callback, 0},
+          {"bad_values", bad_values, 0})
