@@ -14,7 +14,7 @@ DESTDIR ?=
 
 PKGS      := lmdb libuv msgpack libxxhash libjwt
 DEB_LIBS  := liblmdb-dev libuv1-dev node-llhttp libmsgpack-dev libxxhash-dev libjsmn-dev libjwt-dev pkg-config
-DEB_TOOLS := valgrind clang
+DEB_TOOLS := valgrind clang curl
 DEB_BENCH := wrk nginx-light
 LLHTTP_DIR     := /usr/share/llhttp
 LLHTTP_INCLUDE := /usr/share/include/llhttp
@@ -62,7 +62,7 @@ deps:
 	command -v pkg-config >/dev/null || missing=1; \
 	for p in $(PKGS); do pkg-config --exists $$p 2>/dev/null || missing=1; done; \
 	[ -f /usr/include/jsmn.h ] && [ -f $(LLHTTP_DIR)/llhttp.c ] || missing=1; \
-	for t in valgrind clang; do command -v $$t >/dev/null || missing=1; done; \
+	for t in valgrind clang curl; do command -v $$t >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "deps: installing $(DEB_LIBS) $(DEB_TOOLS)"; \
 	  $(APT) $(DEB_LIBS) $(DEB_TOOLS) || \

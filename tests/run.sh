@@ -46,6 +46,11 @@ for v in rel asan tsan; do
   suite "http vs $v spiked" env SPIKED=build/$v/spiked build/rel/tests/test_http
 done
 
+# docs/api.md's examples, as written, against the release and ASan spiked.
+for v in rel asan; do
+  suite "api.md examples vs $v spiked" env SPIKED=build/$v/spiked tests/test_api_doc.sh
+done
+
 # The harness: its histogram, and spikebench against the stalling server and
 # spiked (release, then every binary under ASan; exit 86 marks an ASan report).
 suite "asan test_hist" build/asan/tests/test_hist
