@@ -274,7 +274,7 @@ static int create_demo(server *srv) {
   int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
   static const char name[] = "Demo flash sale";
   spike_event_spec s = {.id = 1, .name = name, .name_len = sizeof(name) - 1, .stock = 1000,
-                        .price = 999, .start_at = now, .end_at = now + 7 * 24 * 3600 * 1000ll,
+                        .price = 999, .start_at = now, .end_at = now + 366 * 24 * 3600 * 1000ll,
                         .per_user_limit = 1, .pay_timeout_s = 900};
   spike_producer *p;
   spike_op op;
