@@ -24,8 +24,20 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 
 WARN     := -std=gnu11 -Wall -Wextra -Wpedantic -Werror
-INCLUDES := -iquote include -iquote engine -iquote store -iquote net -I$(LLHTTP_INCLUDE)
-BASE_CFLAGS = $(WARN) -g -fno-omit-frame-pointer -fPIC $(INCLUDES) $(PKG_CFLAGS) $(CFLAGS)
+# Each folder sees only the headers of the layers below it, so a wrong arrow
+# fails to compile: net -> spike.h -> engine -> store, common beside all.
+INC_common   := -iquote include -iquote common
+INC_store    := -iquote include -iquote store
+INC_engine   := -iquote include -iquote common -iquote engine -iquote store
+INC_net      := -iquote include -iquote common -iquote net -I$(LLHTTP_INCLUDE)
+INC_examples := -iquote include -iquote net
+INC_bench    := -iquote include -iquote bench -I$(LLHTTP_INCLUDE)
+INC_tests    := -iquote include -iquote common -iquote engine -iquote store -iquote net \
+                -iquote bench -iquote tests -I$(LLHTTP_INCLUDE)
+INCLUDES     := $(INC_tests)
+# bench/micro measures the engine from inside.
+inc_for = $(if $(filter bench/micro/%,$(1)),$(INC_tests),$(INC_$(firstword $(subst /, ,$(1)))))
+BASE_CFLAGS = $(WARN) -g -fno-omit-frame-pointer -fPIC $(PKG_CFLAGS) $(CFLAGS)
 
 OPT_rel  := -O2
 OPT_asan := -O1 -fsanitize=address,undefined -fno-sanitize-recover=all
@@ -34,7 +46,7 @@ LD_rel   :=
 LD_asan  := -fsanitize=address,undefined
 LD_tsan  := -fsanitize=thread
 
-LIB_SRC    := $(sort $(wildcard engine/*.c store/*.c))
+LIB_SRC    := $(sort $(wildcard common/*.c engine/*.c store/*.c))
 # The server's modules, as an internal library that spiked and the tests link.
 NET_SRC    := $(filter-out net/main.c,$(sort $(wildcard net/*.c)))
 LLHTTP_SRC := llhttp.c api.c http.c
@@ -79,7 +91,7 @@ define variant
 build/$(1)/%.o: %.c
 	@mkdir -p $$(@D)
 	@echo "  CC    $(1)/$$<"
-	@$$(CC) $$(BASE_CFLAGS) $$(OPT_$(1)) -MMD -MP -c $$< -o $$@
+	@$$(CC) $$(BASE_CFLAGS) $$(call inc_for,$$<) $$(OPT_$(1)) -MMD -MP -c $$< -o $$@
 
 build/$(1)/llhttp/%.o: $(LLHTTP_DIR)/%.c
 	@mkdir -p $$(@D)
@@ -190,7 +202,7 @@ install: build/rel/libspike.a build/rel/libspike.so
 	  spike.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/spike.pc
 
 format:
-	clang-format -i include/*.h engine/*.[ch] store/*.[ch] net/*.[ch] tests/*.[ch] bench/*.[ch] bench/micro/*.c examples/*.c 2>/dev/null || true
+	clang-format -i include/*.h common/*.[ch] engine/*.[ch] store/*.[ch] net/*.[ch] tests/*.[ch] bench/*.[ch] bench/micro/*.c examples/*.c 2>/dev/null || true
 
 clean:
 	rm -rf build

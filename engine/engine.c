@@ -30,7 +30,6 @@
 #include <xxhash.h>
 
 #include "engine.h"
-#include "codec.h"
 #include "log.h"
 #include "recover.h"
 #include "writer.h"
@@ -207,7 +206,7 @@ static void free_engine(spike_engine *e) {
     }
     free(e->producers);
   }
-  store_close(&e->st);
+  store_close(e->st);
   lim_free(&e->keys);
   lim_free(&e->buyers);
   slab_free(&e->slab);
@@ -334,7 +333,7 @@ int spike_producer_open(spike_engine *e, spike_producer **out) {
     pthread_mutex_unlock(&e->producers_lock);
     return SPIKE_EBUSY;
   }
-  if (!msgpack_zone_init(&p->zone, 1024)) {
+  if ((p->rtxn = store_txn_new(e->st)) == NULL) {
     pthread_mutex_unlock(&e->producers_lock);
     return SPIKE_EINTERNAL;
   }
@@ -348,7 +347,6 @@ int spike_producer_open(spike_engine *e, spike_producer **out) {
   ids_init(&p->ids, p->idx, floor);
   p->inflight = 0;
   atomic_store_explicit(&p->owner, 0, memory_order_relaxed);
-  p->rtxn = NULL;
   /* release: pairs with the writer's acquire of active; the slot's fields
    * are set before the writer may look at its ring. */
   atomic_store_explicit(&p->active, 1, memory_order_release);
@@ -440,9 +438,8 @@ int spike_producer_close(spike_producer *p) {
     nanosleep(&ts, NULL);
   }
   pthread_mutex_lock(&e->producers_lock);
-  if (p->rtxn != NULL) mdb_txn_abort(p->rtxn);
+  store_txn_free(p->rtxn);
   p->rtxn = NULL;
-  msgpack_zone_destroy(&p->zone);
   atomic_store_explicit(&p->active, 0, memory_order_release);
   pthread_mutex_unlock(&e->producers_lock);
   return SPIKE_OK;
@@ -847,81 +844,37 @@ int spike_event_list(spike_engine *e, spike_event *out, uint32_t max, uint32_t *
   return SPIKE_OK;
 }
 
-static int rtxn_begin(spike_producer *p) {
-  if (p->rtxn == NULL) return mdb_txn_begin(p->e->st.env, NULL, MDB_RDONLY, &p->rtxn);
-  return mdb_txn_renew(p->rtxn);
-}
-
 static int read_status(int rc) {
   if (rc == 0) return SPIKE_OK;
-  if (rc == MDB_NOTFOUND) return SPIKE_ENOORDER;
+  if (rc == STORE_NOTFOUND) return SPIKE_ENOORDER;
   log_line(LOG_ERROR, "engine", NULL, NULL, "read failed: %s", store_strerror(rc));
   return SPIKE_ESTORAGE;
 }
 
 int spike_order_get(spike_producer *p, uint64_t order_id, spike_order *out) {
-  int rc = rtxn_begin(p);
-  if (rc != 0) return read_status(rc);
-  rc = store_get_order(&p->e->st, p->rtxn, order_id, &p->zone, out);
-  mdb_txn_reset(p->rtxn);
+  int rc = store_read_begin(p->rtxn);
+  if (rc == 0) rc = store_get_order(p->rtxn, order_id, out);
+  store_read_end(p->rtxn);
   return read_status(rc);
 }
 
 int spike_user_orders(spike_producer *p, uint64_t user_id, uint64_t event_id, spike_order *out,
                       uint32_t max, uint32_t *count) {
-  const store *st = &p->e->st;
-  MDB_cursor *c = NULL;
-  uint8_t kb[16];
-  store_be64(kb, user_id);
-  store_be64(kb + 8, event_id);
-  MDB_val k = {sizeof(kb), kb}, v;
-  uint32_t n = 0;
   *count = 0;
-  int rc = rtxn_begin(p);
-  if (rc == 0) rc = mdb_cursor_open(p->rtxn, st->buyers, &c);
-  if (rc == 0) rc = mdb_cursor_get(c, &k, &v, event_id != 0 ? MDB_SET_KEY : MDB_SET_RANGE);
-  while (rc == 0 && n < max) {
-    if (k.mv_size != 16 || store_get_be64(k.mv_data) != user_id ||
-        (event_id != 0 && store_get_be64((uint8_t *)k.mv_data + 8) != event_id))
-      break;
-    rc = store_get_order(st, p->rtxn, store_get_be64(v.mv_data), &p->zone, &out[n]);
-    if (rc == 0) {
-      n++;
-      rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
-    }
-  }
-  if (c != NULL) mdb_cursor_close(c);
-  if (p->rtxn != NULL) mdb_txn_reset(p->rtxn);
-  *count = n;
-  return rc == 0 || rc == MDB_NOTFOUND ? SPIKE_OK : read_status(rc);
+  int rc = store_read_begin(p->rtxn);
+  if (rc == 0) rc = store_user_orders(p->rtxn, user_id, event_id, out, max, count);
+  store_read_end(p->rtxn);
+  return rc == 0 ? SPIKE_OK : read_status(rc);
 }
 
 int spike_feed_read(spike_producer *p, uint64_t after, spike_change *out, uint32_t max,
                     uint32_t *count, uint64_t *next) {
-  MDB_cursor *c = NULL;
-  uint8_t kb[8];
-  store_be64(kb, after == UINT64_MAX ? after : after + 1);
-  MDB_val k = {sizeof(kb), kb}, v;
-  uint32_t n = 0;
   *count = 0;
   *next = after;
-  int rc = rtxn_begin(p);
-  if (rc == 0) rc = mdb_cursor_open(p->rtxn, p->e->st.feed, &c);
-  if (rc == 0) rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
-  while (rc == 0 && n < max) {
-    if (k.mv_size != 8 || codec_decode_change(v.mv_data, v.mv_size, &p->zone, &out[n]) != 0) {
-      rc = STORE_ECORRUPT;
-      break;
-    }
-    out[n].seq = store_get_be64(k.mv_data);
-    *next = out[n].seq;
-    n++;
-    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
-  }
-  if (c != NULL) mdb_cursor_close(c);
-  if (p->rtxn != NULL) mdb_txn_reset(p->rtxn);
-  *count = n;
-  return rc == 0 || rc == MDB_NOTFOUND ? SPIKE_OK : read_status(rc);
+  int rc = store_read_begin(p->rtxn);
+  if (rc == 0) rc = store_feed_read(p->rtxn, after, UINT64_MAX, out, max, count, next);
+  store_read_end(p->rtxn);
+  return rc == 0 ? SPIKE_OK : read_status(rc);
 }
 
 /* ---- health and stats --------------------------------------------------- */

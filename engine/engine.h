@@ -5,15 +5,13 @@
  *
  * Data flows one way: a producer thread checks and takes stock in memory
  * (slab, buyers, keys), then puts one msg on its own submission ring; the
- * writer drains every ring into one LMDB transaction per batch, commits,
+ * writer drains every ring into one store transaction per batch, commits,
  * applies the effects that give stock back, and hands completed ops back
  * through each producer's completion ring and eventfd.
  */
 #ifndef SPIKE_ENGINE_H
 #define SPIKE_ENGINE_H
 
-#include <lmdb.h>
-#include <msgpack.h>
 #include <pthread.h>
 #include <stdalign.h>
 #include <stdatomic.h>
@@ -73,8 +71,7 @@ struct spike_producer {
   _Atomic uintptr_t owner;
   spike_op **pend;        /* ops in flight, by address: owner thread only */
   uint32_t pend_mask;
-  MDB_txn *rtxn;          /* reset between reads */
-  msgpack_zone zone;
+  store_txn *rtxn;        /* reads, on the owner's thread */
   _Atomic int active;
 };
 
@@ -98,7 +95,7 @@ struct spike_engine {
   slab slab;
   lim_table buyers;
   lim_table keys;
-  store st;
+  store *st;
   writer *w;
   spike_producer *producers;    /* cfg.max_producers slots, rings preallocated */
   pthread_mutex_t producers_lock;

@@ -12,6 +12,8 @@
 
 #include <xxhash.h>
 
+#include "codec.h"
+
 #define HELD_RESERVED(h) ((uint32_t)((h) & 0xffffffffu))
 #define HELD_SOLD(h) ((uint32_t)((h) >> 32))
 
@@ -224,14 +226,6 @@ int slab_sold_out(const slab_event *e) {
   return (uint64_t)HELD_RESERVED(h) + HELD_SOLD(h) >= t;
 }
 
-spike_event_state slab_state_of(int closed, int64_t now_ms, int64_t start_at,
-                                int64_t end_at, uint64_t available) {
-  if (closed) return SPIKE_EVENT_CLOSED;
-  if (now_ms >= end_at) return SPIKE_EVENT_ENDED;
-  if (now_ms < start_at) return SPIKE_EVENT_SCHEDULED;
-  return available == 0 ? SPIKE_EVENT_SOLD_OUT : SPIKE_EVENT_LIVE;
-}
-
 void slab_read(const slab_event *e, int64_t now_ms, spike_event *out) {
   /* Read held before total: total only grows, so available computed from a
    * later total is never negative and the three always sum to it. acquire:
@@ -252,6 +246,6 @@ void slab_read(const slab_event *e, int64_t now_ms, spike_event *out) {
   out->end_at = e->end_at;
   out->per_user_limit = e->per_user_limit;
   out->pay_timeout_s = e->pay_timeout_s;
-  out->state = slab_state_of(flags & SLAB_FLAG_CLOSED, now_ms, e->start_at, e->end_at,
+  out->state = codec_event_state(flags & SLAB_FLAG_CLOSED, now_ms, e->start_at, e->end_at,
                              out->available);
 }

@@ -103,8 +103,4 @@ int slab_sold_out(const slab_event *e);
 /* A consistent snapshot of the event at now_ms. */
 void slab_read(const slab_event *e, int64_t now_ms, spike_event *out);
 
-/* The state a snapshot has at now_ms; shared by reads and the writer. */
-spike_event_state slab_state_of(int closed, int64_t now_ms, int64_t start_at,
-                                int64_t end_at, uint64_t available);
-
 #endif /* SPIKE_SLAB_H */

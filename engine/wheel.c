@@ -3,7 +3,9 @@
  * preallocated pool linked by index, so arming never allocates and a slot is
  * a 4-byte list head. The order-id index is linear probing with
  * backward-shift deletion: no tombstones, so probe chains stay as short as
- * the load (at most one half) allows.
+ * the load (at most one half) allows. Nothing is touched at init: the pool
+ * is handed out from a high-water mark before any entry is recycled, so a
+ * large --max-reserved costs address space, not start-up time.
  */
 #define _GNU_SOURCE
 #include "wheel.h"
@@ -15,7 +17,9 @@
 #define LIST_DUE ((uint32_t)(WHEEL_LEVELS * WHEEL_SLOTS))
 #define LIST_FREE (LIST_DUE + 1)
 
-/* ---- the order-id index ------------------------------------------------ */
+/* ---- the order-id index ------------------------------------------------
+ * Slots hold entry + 1, so 0 is empty and calloc's zero pages are an empty
+ * index that costs nothing until touched. */
 
 static uint32_t index_home(const wheel *w, uint64_t order_id) {
   return (uint32_t)((order_id * 0x9E3779B97F4A7C15ull) >> 32) & w->index_mask;
@@ -24,21 +28,20 @@ static uint32_t index_home(const wheel *w, uint64_t order_id) {
 static int index_build(wheel *w, uint32_t capacity) {
   uint32_t size = 2;
   while (size < capacity * 2ull && size < (1u << 31)) size <<= 1;
-  uint32_t *index = malloc(sizeof(uint32_t) * size);
+  uint32_t *index = calloc(size, sizeof(uint32_t));
   if (index == NULL) return -1;
   free(w->index);
   w->index = index;
   w->index_mask = size - 1;
-  memset(index, 0xff, sizeof(uint32_t) * size);
   return 0;
 }
 
 static uint32_t index_find(const wheel *w, uint64_t order_id, uint32_t *pos) {
   for (uint32_t h = index_home(w, order_id);; h = (h + 1) & w->index_mask) {
     uint32_t i = w->index[h];
-    if (i == WHEEL_NONE || w->pool[i].order_id == order_id) {
+    if (i == 0 || w->pool[i - 1].order_id == order_id) {
       *pos = h;
-      return i;
+      return i == 0 ? WHEEL_NONE : i - 1;
     }
   }
 }
@@ -48,7 +51,7 @@ static void index_put(wheel *w, uint32_t i) {
   uint32_t found = index_find(w, w->pool[i].order_id, &pos);
   assert(found == WHEEL_NONE); /* an order is armed at most once */
   (void)found;
-  w->index[pos] = i;
+  w->index[pos] = i + 1;
 }
 
 static void index_del(wheel *w, uint32_t pos) {
@@ -56,15 +59,15 @@ static void index_del(wheel *w, uint32_t pos) {
   uint32_t hole = pos;
   for (uint32_t h = (pos + 1) & w->index_mask;; h = (h + 1) & w->index_mask) {
     uint32_t i = w->index[h];
-    if (i == WHEEL_NONE) break;
-    uint32_t home = index_home(w, w->pool[i].order_id);
+    if (i == 0) break;
+    uint32_t home = index_home(w, w->pool[i - 1].order_id);
     /* i may move to the hole when its home is not in (hole, h]. */
     if (((h - home) & w->index_mask) >= ((h - hole) & w->index_mask)) {
       w->index[hole] = i;
       hole = h;
     }
   }
-  w->index[hole] = WHEEL_NONE;
+  w->index[hole] = 0;
 }
 
 /* ---- lists --------------------------------------------------------------- */
@@ -119,14 +122,6 @@ static void release(wheel *w, uint32_t i) {
 
 /* ---- set-up ---------------------------------------------------------------- */
 
-static void free_chain(wheel *w, uint32_t from, uint32_t to) {
-  for (uint32_t i = from; i < to; i++) {
-    w->pool[i].list = LIST_FREE;
-    w->pool[i].next = i + 1 < to ? i + 1 : w->free_head;
-  }
-  w->free_head = from;
-}
-
 int wheel_init(wheel *w, uint32_t capacity, int64_t now_ms) {
   memset(w, 0, sizeof(*w));
   if (capacity == 0 || capacity == WHEEL_NONE) return -1;
@@ -138,7 +133,7 @@ int wheel_init(wheel *w, uint32_t capacity, int64_t now_ms) {
   }
   w->capacity = capacity;
   w->free_head = WHEEL_NONE;
-  free_chain(w, 0, capacity);
+  w->fresh = 0;
   w->cur_ms = now_ms;
   for (uint32_t l = 0; l <= LIST_DUE; l++) w->head[l] = WHEEL_NONE;
   w->due_tail = WHEEL_NONE;
@@ -164,10 +159,9 @@ int wheel_grow(wheel *w, uint32_t capacity) {
   w->scratch = scratch;
   if (index_build(w, capacity) != 0) return -1;
   /* Entries link by index, so the move keeps every list intact; the index
-   * is rebuilt for its new size and the new entries go on the free list. */
-  for (uint32_t i = 0; i < w->capacity; i++)
+   * is rebuilt for its new size, and the new entries are fresh. */
+  for (uint32_t i = 0; i < w->fresh; i++)
     if (pool[i].list != LIST_FREE) index_put(w, i);
-  free_chain(w, w->capacity, capacity);
   w->capacity = capacity;
   return 0;
 }
@@ -196,9 +190,15 @@ static void place(wheel *w, uint32_t i) {
 }
 
 int wheel_arm(wheel *w, uint64_t order_id, int64_t deadline_ms) {
-  if (w->free_head == WHEEL_NONE) return -1;
-  uint32_t i = w->free_head;
-  w->free_head = w->pool[i].next;
+  uint32_t i;
+  if (w->free_head != WHEEL_NONE) {
+    i = w->free_head;
+    w->free_head = w->pool[i].next;
+  } else if (w->fresh < w->capacity) {
+    i = w->fresh++; /* never used: its page is touched only now */
+  } else {
+    return -1;
+  }
   w->used++;
   assert(w->used <= w->capacity);
   w->pool[i].order_id = order_id;

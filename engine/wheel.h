@@ -24,8 +24,8 @@
  * deadline, whichever way it moved in between.
  *
  * Single-threaded: owned by the writer. Bounds: capacity entries of
- * 32 bytes plus 12 bytes of index each, allocated at init; wheel_arm fails
- * when all are in use.
+ * 32 bytes plus 12 bytes of index and scratch each, allocated (not
+ * touched) at init; wheel_arm fails when all are in use.
  */
 #ifndef SPIKE_WHEEL_H
 #define SPIKE_WHEEL_H
@@ -51,7 +51,8 @@ typedef struct wheel {
   wheel_entry *pool;
   uint32_t capacity;
   uint32_t used;
-  uint32_t free_head;
+  uint32_t free_head; /* recycled entries */
+  uint32_t fresh;     /* entries [fresh, capacity) were never used */
   int64_t cur_ms; /* the next tick to process */
   uint32_t head[WHEEL_LEVELS * WHEEL_SLOTS + 1]; /* the slots, then the due list */
   uint32_t due_tail;

@@ -9,7 +9,6 @@
 #include <assert.h>
 #include <string.h>
 
-#include "slab.h"
 
 typedef struct fbuf {
   uint8_t *p;
@@ -26,6 +25,14 @@ static int fbuf_write(void *data, const char *buf, size_t len) {
   memcpy(f->p + f->len, buf, len);
   f->len += len;
   return 0;
+}
+
+spike_event_state codec_event_state(int closed, int64_t now_ms, int64_t start_at, int64_t end_at,
+                                    uint64_t available) {
+  if (closed) return SPIKE_EVENT_CLOSED;
+  if (now_ms >= end_at) return SPIKE_EVENT_ENDED;
+  if (now_ms < start_at) return SPIKE_EVENT_SCHEDULED;
+  return available == 0 ? SPIKE_EVENT_SOLD_OUT : SPIKE_EVENT_LIVE;
 }
 
 int codec_order_valid(const spike_order *o) {
@@ -205,7 +212,7 @@ static int unpack_event(const msgpack_object *a, int64_t now_ms, spike_event *e,
     return -1;
   if (e->reserved > e->stock_total || e->sold > e->stock_total - e->reserved) return -1;
   e->available = e->stock_total - e->reserved - e->sold;
-  e->state = slab_state_of(c != 0, now_ms, e->start_at, e->end_at, e->available);
+  e->state = codec_event_state(c != 0, now_ms, e->start_at, e->end_at, e->available);
   if (closed != NULL) *closed = c != 0;
   return codec_event_valid(e) ? 0 : -1;
 }

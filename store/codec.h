@@ -49,6 +49,11 @@ int codec_decode_event(const void *buf, size_t len, msgpack_zone *z, int64_t now
 /* c->seq is not stored in the value; the caller sets it from the key. */
 int codec_decode_change(const void *buf, size_t len, msgpack_zone *z, spike_change *c);
 
+/* An event's state at now_ms: the one rule every reader of an event uses
+ * (the slab, the writer, decoded records). */
+spike_event_state codec_event_state(int closed, int64_t now_ms, int64_t start_at, int64_t end_at,
+                                    uint64_t available);
+
 /* Structural checks shared by encode (assert) and decode (reject). */
 int codec_order_valid(const spike_order *o);
 int codec_event_valid(const spike_event *e);

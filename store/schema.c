@@ -1,24 +1,41 @@
 /*
- * schema.c -- LMDB environment set-up and the record-level puts and gets.
- * Thin on purpose: encoding is codec.c's, batching and failure handling the
- * writer's. What lives here is the key layout and the open-time checks.
+ * schema.c -- LMDB environment set-up, transactions, and the record-level
+ * puts, gets and walks. Thin on purpose: encoding is codec.c's, batching
+ * and failure handling the engine's writer. What lives here is the key
+ * layout and the open-time checks.
  */
 #include "schema.h"
 
 #include <errno.h>
+#include <lmdb.h>
+#include <msgpack.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "codec.h"
 
+_Static_assert(STORE_NOTFOUND == MDB_NOTFOUND, "store codes are LMDB's");
+_Static_assert(STORE_MAP_FULL == MDB_MAP_FULL, "store codes are LMDB's");
+_Static_assert(STORE_ECORRUPT < MDB_KEYEXIST || STORE_ECORRUPT > MDB_LAST_ERRCODE,
+               "STORE_ECORRUPT is outside LMDB's codes");
+
+struct store {
+  MDB_env *env;
+  MDB_dbi events, orders, buyers, keys, feed, meta;
+};
+
+struct store_txn {
+  store *s;
+  MDB_txn *txn;   /* the open transaction, or NULL */
+  MDB_txn *idle;  /* a reset read transaction kept for renewal */
+  msgpack_zone zone;
+};
+
 const char *store_strerror(int rc) {
   if (rc == STORE_ECORRUPT) return "a stored record does not decode";
   return mdb_strerror(rc);
-}
-
-static int open_dbi(MDB_txn *txn, const char *name, unsigned flags, MDB_dbi *dbi) {
-  return mdb_dbi_open(txn, name, flags | MDB_CREATE, dbi);
 }
 
 uint32_t store_map_used_pct(const store *s) {
@@ -30,13 +47,36 @@ uint32_t store_map_used_pct(const store *s) {
   return (uint32_t)(used * 100 / info.me_mapsize);
 }
 
-int store_open(store *s, const char *dir, uint64_t map_size_bytes, unsigned max_readers,
+static int open_dbi(MDB_txn *txn, const char *name, unsigned flags, MDB_dbi *dbi) {
+  return mdb_dbi_open(txn, name, flags | MDB_CREATE, dbi);
+}
+
+static int get_meta(const store *s, MDB_txn *txn, const char *name, uint64_t *v) {
+  MDB_val key = {strlen(name), (void *)name}, val;
+  int rc = mdb_get(txn, s->meta, &key, &val);
+  if (rc != 0) return rc;
+  if (val.mv_size != 8) return STORE_ECORRUPT;
+  *v = store_get_be64(val.mv_data);
+  return 0;
+}
+
+static int put_meta(const store *s, MDB_txn *txn, const char *name, uint64_t v) {
+  uint8_t b[8];
+  store_be64(b, v);
+  MDB_val key = {strlen(name), (void *)name}, val = {sizeof(b), b};
+  return mdb_put(txn, s->meta, &key, &val, 0);
+}
+
+int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned max_readers,
                char *err, size_t errlen) {
   MDB_txn *txn = NULL;
-  const char *what = "mdb_env_create";
-  memset(s, 0, sizeof(*s));
-  int rc = mdb_env_create(&s->env);
-  if (rc != 0) goto fail;
+  const char *what = "out of memory";
+  *out = NULL;
+  store *s = calloc(1, sizeof(*s));
+  int rc = ENOMEM;
+  if (s == NULL) goto fail;
+  what = "mdb_env_create";
+  if ((rc = mdb_env_create(&s->env)) != 0) goto fail;
   what = "mdb_env_set_maxdbs";
   if ((rc = mdb_env_set_maxdbs(s->env, 8)) != 0) goto fail;
   what = "mdb_env_set_maxreaders";
@@ -52,10 +92,10 @@ int store_open(store *s, const char *dir, uint64_t map_size_bytes, unsigned max_
 
   /* If the file on disk was created with a bigger map, LMDB adopts it;
    * grow ours to match so a smaller flag never shrinks a live store. */
-  MDB_envinfo info;
-  mdb_env_info(s->env, &info);
   if (store_map_used_pct(s) > 80) {
     /* More than 80% used: grow at open, the one moment no reader exists. */
+    MDB_envinfo info;
+    mdb_env_info(s->env, &info);
     what = "mdb_env_set_mapsize (grow)";
     if ((rc = mdb_env_set_mapsize(s->env, info.me_mapsize * 2)) != 0) goto fail;
   }
@@ -71,10 +111,10 @@ int store_open(store *s, const char *dir, uint64_t map_size_bytes, unsigned max_
       (rc = open_dbi(txn, "meta", 0, &s->meta)) != 0)
     goto fail;
   uint64_t version = 0;
-  rc = store_get_meta(s, txn, "schema", &version);
+  rc = get_meta(s, txn, "schema", &version);
   if (rc == MDB_NOTFOUND) {
     what = "writing the schema version";
-    if ((rc = store_put_meta(s, txn, "schema", STORE_SCHEMA_VERSION)) != 0) goto fail;
+    if ((rc = put_meta(s, txn, "schema", STORE_SCHEMA_VERSION)) != 0) goto fail;
   } else if (rc != 0) {
     goto fail;
   } else if (version != STORE_SCHEMA_VERSION) {
@@ -82,141 +122,190 @@ int store_open(store *s, const char *dir, uint64_t map_size_bytes, unsigned max_
              (unsigned long long)version, STORE_SCHEMA_VERSION);
     mdb_txn_abort(txn);
     mdb_env_close(s->env);
-    s->env = NULL;
+    free(s);
     return EINVAL;
   }
   what = "mdb_txn_commit";
   rc = mdb_txn_commit(txn);
   txn = NULL; /* freed by commit even when it fails */
   if (rc != 0) goto fail;
+  *out = s;
   return 0;
 
 fail:
   snprintf(err, errlen, "%s: %s: %s", dir, what, store_strerror(rc));
   if (txn != NULL) mdb_txn_abort(txn);
-  if (s->env != NULL) mdb_env_close(s->env);
-  s->env = NULL;
+  if (s != NULL && s->env != NULL) mdb_env_close(s->env);
+  free(s);
   return rc;
 }
 
 void store_close(store *s) {
-  if (s->env == NULL) return;
+  if (s == NULL) return;
   mdb_env_close(s->env);
-  s->env = NULL;
+  free(s);
 }
 
-int store_put_order(const store *s, MDB_txn *txn, const spike_order *o, unsigned flags) {
+/* ---- transactions -------------------------------------------------------- */
+
+store_txn *store_txn_new(store *s) {
+  store_txn *t = calloc(1, sizeof(*t));
+  if (t == NULL) return NULL;
+  t->s = s;
+  if (!msgpack_zone_init(&t->zone, 1024)) {
+    free(t);
+    return NULL;
+  }
+  return t;
+}
+
+void store_txn_free(store_txn *t) {
+  if (t == NULL) return;
+  if (t->txn != NULL) mdb_txn_abort(t->txn);
+  if (t->idle != NULL) mdb_txn_abort(t->idle);
+  msgpack_zone_destroy(&t->zone);
+  free(t);
+}
+
+int store_read_begin(store_txn *t) {
+  if (t->idle != NULL) {
+    int rc = mdb_txn_renew(t->idle);
+    if (rc != 0) return rc;
+    t->txn = t->idle;
+    t->idle = NULL;
+    return 0;
+  }
+  return mdb_txn_begin(t->s->env, NULL, MDB_RDONLY, &t->txn);
+}
+
+void store_read_end(store_txn *t) {
+  if (t->txn == NULL) return;
+  mdb_txn_reset(t->txn); /* keeps the reader slot for the next renew */
+  t->idle = t->txn;
+  t->txn = NULL;
+}
+
+int store_write_begin(store_txn *t) { return mdb_txn_begin(t->s->env, NULL, 0, &t->txn); }
+
+int store_write_commit(store_txn *t) {
+  int rc = mdb_txn_commit(t->txn);
+  t->txn = NULL; /* freed by the commit, even when it fails: never abort it */
+  return rc;
+}
+
+void store_write_abort(store_txn *t) {
+  if (t->txn == NULL) return;
+  mdb_txn_abort(t->txn);
+  t->txn = NULL;
+}
+
+int store_txn_open(const store_txn *t) { return t->txn != NULL; }
+
+/* ---- records ------------------------------------------------------------- */
+
+int store_put_order(store_txn *t, const spike_order *o, int append) {
   uint8_t k[8], v[CODEC_ORDER_MAX];
   store_be64(k, o->id);
   size_t n = codec_encode_order(o, v, sizeof(v));
   if (n == 0) return STORE_ECORRUPT;
   MDB_val key = {sizeof(k), k}, val = {n, v};
-  return mdb_put(txn, s->orders, &key, &val, flags);
+  return mdb_put(t->txn, t->s->orders, &key, &val, append ? MDB_APPEND : 0);
 }
 
-static int append_feed(const store *s, MDB_txn *txn, uint64_t seq, const uint8_t *v, size_t n) {
+static int append_feed(store_txn *t, uint64_t seq, const uint8_t *v, size_t n) {
   uint8_t k[8];
   store_be64(k, seq);
   MDB_val key = {sizeof(k), k}, val = {n, (void *)v};
   /* seqs come from the writer alone, strictly increasing: append. */
-  return mdb_put(txn, s->feed, &key, &val, MDB_APPEND);
+  return mdb_put(t->txn, t->s->feed, &key, &val, MDB_APPEND);
 }
 
-int store_put_order_change(const store *s, MDB_txn *txn, const spike_order *o, unsigned flags,
-                           uint64_t seq, spike_change_type type, int64_t at) {
+int store_put_order_change(store_txn *t, const spike_order *o, int append, uint64_t seq,
+                           spike_change_type type, int64_t at) {
   uint8_t k[8], v[CODEC_ORDER_MAX], c[CODEC_CHANGE_MAX];
   store_be64(k, o->id);
   size_t n = codec_encode_order(o, v, sizeof(v));
   size_t cn = n ? codec_wrap_change(type, at, v, n, c, sizeof(c)) : 0;
   if (cn == 0) return STORE_ECORRUPT;
   MDB_val key = {sizeof(k), k}, val = {n, v};
-  int rc = mdb_put(txn, s->orders, &key, &val, flags);
-  return rc != 0 ? rc : append_feed(s, txn, seq, c, cn);
+  int rc = mdb_put(t->txn, t->s->orders, &key, &val, append ? MDB_APPEND : 0);
+  return rc != 0 ? rc : append_feed(t, seq, c, cn);
 }
 
-int store_get_order(const store *s, MDB_txn *txn, uint64_t id, msgpack_zone *z,
-                    spike_order *o) {
+int store_get_order(store_txn *t, uint64_t id, spike_order *o) {
   uint8_t k[8];
   store_be64(k, id);
   MDB_val key = {sizeof(k), k}, val;
-  int rc = mdb_get(txn, s->orders, &key, &val);
+  int rc = mdb_get(t->txn, t->s->orders, &key, &val);
   if (rc != 0) return rc;
-  if (codec_decode_order(val.mv_data, val.mv_size, z, o) != 0 || o->id != id)
+  if (codec_decode_order(val.mv_data, val.mv_size, &t->zone, o) != 0 || o->id != id)
     return STORE_ECORRUPT;
   return 0;
 }
 
-int store_put_event(const store *s, MDB_txn *txn, const spike_event *e, int closed) {
+int store_put_event(store_txn *t, const spike_event *e, int closed) {
   uint8_t k[8], v[CODEC_EVENT_MAX];
   store_be64(k, e->id);
   size_t n = codec_encode_event(e, closed, v, sizeof(v));
   if (n == 0) return STORE_ECORRUPT;
   MDB_val key = {sizeof(k), k}, val = {n, v};
-  return mdb_put(txn, s->events, &key, &val, 0);
+  return mdb_put(t->txn, t->s->events, &key, &val, 0);
 }
 
-int store_get_event(const store *s, MDB_txn *txn, uint64_t id, msgpack_zone *z, int64_t now_ms,
-                    spike_event *e, int *closed) {
+int store_get_event(store_txn *t, uint64_t id, int64_t now_ms, spike_event *e, int *closed) {
   uint8_t k[8];
   store_be64(k, id);
   MDB_val key = {sizeof(k), k}, val;
-  int rc = mdb_get(txn, s->events, &key, &val);
+  int rc = mdb_get(t->txn, t->s->events, &key, &val);
   if (rc != 0) return rc;
-  if (codec_decode_event(val.mv_data, val.mv_size, z, now_ms, e, closed) != 0 || e->id != id)
+  if (codec_decode_event(val.mv_data, val.mv_size, &t->zone, now_ms, e, closed) != 0 ||
+      e->id != id)
     return STORE_ECORRUPT;
   return 0;
 }
 
-int store_put_buyer(const store *s, MDB_txn *txn, uint64_t user_id, uint64_t event_id,
-                    uint64_t order_id) {
+int store_put_buyer(store_txn *t, uint64_t user_id, uint64_t event_id, uint64_t order_id) {
   uint8_t k[16], v[8];
   store_be64(k, user_id);
   store_be64(k + 8, event_id);
   store_be64(v, order_id);
   MDB_val key = {sizeof(k), k}, val = {sizeof(v), v};
-  return mdb_put(txn, s->buyers, &key, &val, 0);
+  return mdb_put(t->txn, t->s->buyers, &key, &val, 0);
 }
 
-int store_put_key(const store *s, MDB_txn *txn, uint64_t event_id, uint64_t k1, uint64_t k2,
-                  uint64_t order_id) {
+int store_put_key(store_txn *t, uint64_t event_id, uint64_t k1, uint64_t k2, uint64_t order_id) {
   uint8_t k[24], v[8];
   store_be64(k, event_id);
   store_be64(k + 8, k1);
   store_be64(k + 16, k2);
   store_be64(v, order_id);
   MDB_val key = {sizeof(k), k}, val = {sizeof(v), v};
-  return mdb_put(txn, s->keys, &key, &val, 0);
+  return mdb_put(t->txn, t->s->keys, &key, &val, 0);
 }
 
-int store_append_change(const store *s, MDB_txn *txn, uint64_t seq, spike_change_type type,
-                        int64_t at, const spike_order *o, const spike_event *e, int closed) {
+int store_append_change(store_txn *t, uint64_t seq, spike_change_type type, int64_t at,
+                        const spike_order *o, const spike_event *e, int closed) {
   uint8_t v[CODEC_CHANGE_MAX];
   size_t n = codec_encode_change(type, at, o, e, closed, v, sizeof(v));
   if (n == 0) return STORE_ECORRUPT;
-  return append_feed(s, txn, seq, v, n);
+  return append_feed(t, seq, v, n);
 }
 
-int store_put_meta(const store *s, MDB_txn *txn, const char *name, uint64_t v) {
-  uint8_t b[8];
-  store_be64(b, v);
-  MDB_val key = {strlen(name), (void *)name}, val = {sizeof(b), b};
-  return mdb_put(txn, s->meta, &key, &val, 0);
+int store_put_meta(store_txn *t, const char *name, uint64_t v) {
+  return put_meta(t->s, t->txn, name, v);
 }
 
-int store_get_meta(const store *s, MDB_txn *txn, const char *name, uint64_t *v) {
-  MDB_val key = {strlen(name), (void *)name}, val;
-  int rc = mdb_get(txn, s->meta, &key, &val);
-  if (rc != 0) return rc;
-  if (val.mv_size != 8) return STORE_ECORRUPT;
-  *v = store_get_be64(val.mv_data);
-  return 0;
+int store_get_meta(store_txn *t, const char *name, uint64_t *v) {
+  return get_meta(t->s, t->txn, name, v);
 }
 
-int store_feed_bounds(const store *s, MDB_txn *txn, uint64_t *first, uint64_t *last) {
+/* ---- the feed ---------------------------------------------------------------- */
+
+int store_feed_bounds(store_txn *t, uint64_t *first, uint64_t *last) {
   MDB_cursor *c;
   MDB_val k, v;
   *first = *last = 0;
-  int rc = mdb_cursor_open(txn, s->feed, &c);
+  int rc = mdb_cursor_open(t->txn, t->s->feed, &c);
   if (rc != 0) return rc;
   rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
   if (rc == 0 && k.mv_size == 8) {
@@ -226,4 +315,146 @@ int store_feed_bounds(const store *s, MDB_txn *txn, uint64_t *first, uint64_t *l
   }
   mdb_cursor_close(c);
   return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int store_feed_read(store_txn *t, uint64_t after, uint64_t upto, spike_change *out, uint32_t max,
+                    uint32_t *count, uint64_t *next) {
+  MDB_cursor *c = NULL;
+  uint8_t kb[8];
+  uint32_t n = 0;
+  *count = 0;
+  *next = after;
+  if (after >= upto) return 0;
+  store_be64(kb, after + 1);
+  MDB_val k = {sizeof(kb), kb}, v;
+  int rc = mdb_cursor_open(t->txn, t->s->feed, &c);
+  if (rc == 0) rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+  while (rc == 0 && n < max) {
+    if (k.mv_size != 8) {
+      rc = STORE_ECORRUPT;
+      break;
+    }
+    uint64_t seq = store_get_be64(k.mv_data);
+    if (seq > upto) break;
+    if (codec_decode_change(v.mv_data, v.mv_size, &t->zone, &out[n]) != 0) {
+      rc = STORE_ECORRUPT;
+      break;
+    }
+    out[n].seq = seq;
+    *next = seq;
+    n++;
+    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+  }
+  if (c != NULL) mdb_cursor_close(c);
+  *count = n;
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int store_feed_trim(store_txn *t, uint64_t n, uint64_t *deleted) {
+  MDB_cursor *c;
+  MDB_val k, v;
+  *deleted = 0;
+  int rc = mdb_cursor_open(t->txn, t->s->feed, &c);
+  if (rc != 0) return rc;
+  for (uint64_t i = 0; i < n && rc == 0; i++) {
+    rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    if (rc == 0) rc = mdb_cursor_del(c, 0);
+    if (rc == 0) (*deleted)++;
+  }
+  mdb_cursor_close(c);
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* ---- reads and walks ----------------------------------------------------------- */
+
+int store_user_orders(store_txn *t, uint64_t user_id, uint64_t event_id, spike_order *out,
+                      uint32_t max, uint32_t *count) {
+  MDB_cursor *c = NULL;
+  uint8_t kb[16];
+  store_be64(kb, user_id);
+  store_be64(kb + 8, event_id);
+  MDB_val k = {sizeof(kb), kb}, v;
+  uint32_t n = 0;
+  *count = 0;
+  int rc = mdb_cursor_open(t->txn, t->s->buyers, &c);
+  if (rc == 0) rc = mdb_cursor_get(c, &k, &v, event_id != 0 ? MDB_SET_KEY : MDB_SET_RANGE);
+  while (rc == 0 && n < max) {
+    if (k.mv_size != 16 || store_get_be64(k.mv_data) != user_id ||
+        (event_id != 0 && store_get_be64((uint8_t *)k.mv_data + 8) != event_id))
+      break;
+    rc = store_get_order(t, store_get_be64(v.mv_data), &out[n]);
+    if (rc == 0) {
+      n++;
+      rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+  }
+  if (c != NULL) mdb_cursor_close(c);
+  *count = n;
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Walk one database, handing each record to step. */
+static int walk(store_txn *t, MDB_dbi dbi, int (*step)(store_txn *, MDB_val *, MDB_val *, void *),
+                void *arg) {
+  MDB_cursor *c;
+  MDB_val k, v;
+  int rc = mdb_cursor_open(t->txn, dbi, &c);
+  if (rc != 0) return rc;
+  while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0)
+    if ((rc = step(t, &k, &v, arg)) != 0) break;
+  mdb_cursor_close(c);
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+typedef struct walk_ctx {
+  union {
+    store_event_fn event;
+    store_order_fn order;
+    store_key_fn key;
+  } fn;
+  void *arg;
+  int64_t now_ms;
+} walk_ctx;
+
+static int event_step(store_txn *t, MDB_val *k, MDB_val *v, void *arg) {
+  walk_ctx *w = arg;
+  spike_event e;
+  int closed;
+  if (k->mv_size != 8 ||
+      codec_decode_event(v->mv_data, v->mv_size, &t->zone, w->now_ms, &e, &closed) != 0)
+    return STORE_ECORRUPT;
+  return w->fn.event(w->arg, &e, closed);
+}
+
+static int order_step(store_txn *t, MDB_val *k, MDB_val *v, void *arg) {
+  walk_ctx *w = arg;
+  spike_order o;
+  if (k->mv_size != 8 || codec_decode_order(v->mv_data, v->mv_size, &t->zone, &o) != 0 ||
+      o.id != store_get_be64(k->mv_data))
+    return STORE_ECORRUPT;
+  return w->fn.order(w->arg, &o);
+}
+
+static int key_step(store_txn *t, MDB_val *k, MDB_val *v, void *arg) {
+  (void)t;
+  walk_ctx *w = arg;
+  if (k->mv_size != 24 || v->mv_size != 8) return STORE_ECORRUPT;
+  const uint8_t *kb = k->mv_data;
+  return w->fn.key(w->arg, store_get_be64(kb), store_get_be64(kb + 8), store_get_be64(kb + 16),
+            store_get_be64(v->mv_data));
+}
+
+int store_each_event(store_txn *t, int64_t now_ms, store_event_fn fn, void *arg) {
+  walk_ctx w = {.fn.event = fn, .arg = arg, .now_ms = now_ms};
+  return walk(t, t->s->events, event_step, &w);
+}
+
+int store_each_order(store_txn *t, store_order_fn fn, void *arg) {
+  walk_ctx w = {.fn.order = fn, .arg = arg};
+  return walk(t, t->s->orders, order_step, &w);
+}
+
+int store_each_key(store_txn *t, store_key_fn fn, void *arg) {
+  walk_ctx w = {.fn.key = fn, .arg = arg};
+  return walk(t, t->s->keys, key_step, &w);
 }

@@ -1,7 +1,10 @@
 /*
- * schema.h -- the LMDB environment and the layout of its databases. Every
- * put and get of a record goes through here, so the writer, recovery, the
- * reads and the reference benchmark write byte-identical records.
+ * schema.h -- the store: one LMDB environment, the layout of its databases,
+ * and the only API the engine uses to reach them. Every put and get of a
+ * record goes through here, so the writer, recovery, the reads and the
+ * reference benchmark write byte-identical records. The store knows LMDB
+ * and the record codec, and nothing of the engine's memory; its callers see
+ * neither LMDB nor msgpack.
  *
  *   events  id                         -> event record (codec.h)
  *   orders  id                         -> order record
@@ -11,39 +14,60 @@
  *   meta    name                       -> value ("schema", "id_hwm")
  *
  * Integers in keys are big-endian so LMDB's byte order is numeric order.
- * Return values are LMDB's (0, MDB_NOTFOUND, MDB_MAP_FULL, errno values)
- * plus STORE_ECORRUPT for a record that does not decode.
+ * Results: 0, an errno value, or one of the STORE_* codes below (the first
+ * two are LMDB's own values).
+ *
+ * Threads: a store_txn is used by one thread at a time; several may read
+ * at once, and one writes (the engine's writer).
  */
 #ifndef SPIKE_SCHEMA_H
 #define SPIKE_SCHEMA_H
 
-#include <lmdb.h>
-#include <msgpack.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "spike.h"
 
 #define STORE_SCHEMA_VERSION 1
-#define STORE_ECORRUPT (-30400) /* below LMDB's MDB_LAST_ERRCODE range */
+#define STORE_NOTFOUND (-30798) /* no such record */
+#define STORE_MAP_FULL (-30792) /* the map is full: nothing was written */
+#define STORE_ECORRUPT (-30400) /* a record that does not decode */
 
-typedef struct store {
-  MDB_env *env;
-  MDB_dbi events, orders, buyers, keys, feed, meta;
-} store;
+typedef struct store store;
+typedef struct store_txn store_txn;
 
 /* Open (creating) dir's environment and databases, checking the schema
  * version. On failure returns non-zero with a sentence in err. */
-int store_open(store *s, const char *dir, uint64_t map_size_bytes, unsigned max_readers,
+int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned max_readers,
                char *err, size_t errlen);
 void store_close(store *s);
+
+/* Text for any return value of this module. */
+const char *store_strerror(int rc);
 
 /* How much of the map the file has ever used (its high-water mark), in
  * percent. Pages freed inside it are reused, so this never falls. */
 uint32_t store_map_used_pct(const store *s);
 
-/* Text for any return value of this module. */
-const char *store_strerror(int rc);
+/* ---- transactions --------------------------------------------------------
+ * A store_txn holds one LMDB transaction at a time and the buffer its
+ * records decode into; allocate one per thread that reads or writes and
+ * reuse it. */
+store_txn *store_txn_new(store *s); /* NULL when out of memory */
+void store_txn_free(store_txn *t);  /* ends whatever transaction is open */
+
+/* A read snapshot: begin, any number of gets, end. */
+int store_read_begin(store_txn *t);
+void store_read_end(store_txn *t);
+
+/* The write transaction (one at a time per store). Commit ends it whether
+ * it succeeds or not, and so does abort. */
+int store_write_begin(store_txn *t);
+int store_write_commit(store_txn *t);
+void store_write_abort(store_txn *t);
+int store_txn_open(const store_txn *t);
+
+/* ---- records ------------------------------------------------------------- */
 
 static inline void store_be64(uint8_t out[8], uint64_t v) {
   for (int i = 7; i >= 0; i--, v >>= 8) out[i] = (uint8_t)v;
@@ -54,28 +78,49 @@ static inline uint64_t store_get_be64(const uint8_t in[8]) {
   return v;
 }
 
-/* flags: 0 or MDB_APPEND (the caller knows id is the largest so far). */
-int store_put_order(const store *s, MDB_txn *txn, const spike_order *o, unsigned flags);
-int store_get_order(const store *s, MDB_txn *txn, uint64_t id, msgpack_zone *z,
-                    spike_order *o);
+/* append: the caller knows id is the largest so far (LMDB's fast path). */
+int store_put_order(store_txn *t, const spike_order *o, int append);
+int store_get_order(store_txn *t, uint64_t id, spike_order *o);
 /* Put the order and append its change record (seq, type, at), encoding the
  * order once for both: every order change is these two puts. */
-int store_put_order_change(const store *s, MDB_txn *txn, const spike_order *o, unsigned flags,
-                           uint64_t seq, spike_change_type type, int64_t at);
-int store_put_event(const store *s, MDB_txn *txn, const spike_event *e, int closed);
+int store_put_order_change(store_txn *t, const spike_order *o, int append, uint64_t seq,
+                           spike_change_type type, int64_t at);
+int store_put_event(store_txn *t, const spike_event *e, int closed);
 /* The event's state is computed at now_ms; *closed may be NULL. */
-int store_get_event(const store *s, MDB_txn *txn, uint64_t id, msgpack_zone *z, int64_t now_ms,
-                    spike_event *e, int *closed);
-int store_put_buyer(const store *s, MDB_txn *txn, uint64_t user_id, uint64_t event_id,
-                    uint64_t order_id);
-int store_put_key(const store *s, MDB_txn *txn, uint64_t event_id, uint64_t k1, uint64_t k2,
-                  uint64_t order_id);
-int store_append_change(const store *s, MDB_txn *txn, uint64_t seq, spike_change_type type,
-                        int64_t at, const spike_order *o, const spike_event *e, int closed);
-int store_put_meta(const store *s, MDB_txn *txn, const char *name, uint64_t v);
-int store_get_meta(const store *s, MDB_txn *txn, const char *name, uint64_t *v);
+int store_get_event(store_txn *t, uint64_t id, int64_t now_ms, spike_event *e, int *closed);
+int store_put_buyer(store_txn *t, uint64_t user_id, uint64_t event_id, uint64_t order_id);
+int store_put_key(store_txn *t, uint64_t event_id, uint64_t k1, uint64_t k2, uint64_t order_id);
+int store_append_change(store_txn *t, uint64_t seq, spike_change_type type, int64_t at,
+                        const spike_order *o, const spike_event *e, int closed);
+int store_put_meta(store_txn *t, const char *name, uint64_t v);
+int store_get_meta(store_txn *t, const char *name, uint64_t *v);
 
-/* The newest and oldest feed seqs (0 when the feed is empty). */
-int store_feed_bounds(const store *s, MDB_txn *txn, uint64_t *first, uint64_t *last);
+/* ---- the feed ------------------------------------------------------------- */
+
+/* The oldest and newest seqs (0 when the feed is empty). */
+int store_feed_bounds(store_txn *t, uint64_t *first, uint64_t *last);
+/* Records with after < seq <= upto, oldest first, up to max; *count gets how
+ * many were copied, *next the seq of the last one (after when none). */
+int store_feed_read(store_txn *t, uint64_t after, uint64_t upto, spike_change *out, uint32_t max,
+                    uint32_t *count, uint64_t *next);
+/* Delete the n oldest records; *deleted gets how many went. */
+int store_feed_trim(store_txn *t, uint64_t n, uint64_t *deleted);
+
+/* ---- reads and walks -------------------------------------------------------- */
+
+/* A user's orders in one event (event_id != 0) or in all, grouped by event
+ * id, oldest first within each; up to max, *count gets how many. */
+int store_user_orders(store_txn *t, uint64_t user_id, uint64_t event_id, spike_order *out,
+                      uint32_t max, uint32_t *count);
+
+/* Call fn for every record, in key order, until it returns non-zero (which
+ * is returned). Recovery's walks. */
+typedef int (*store_event_fn)(void *arg, const spike_event *e, int closed);
+typedef int (*store_order_fn)(void *arg, const spike_order *o);
+typedef int (*store_key_fn)(void *arg, uint64_t event_id, uint64_t k1, uint64_t k2,
+                            uint64_t order_id);
+int store_each_event(store_txn *t, int64_t now_ms, store_event_fn fn, void *arg);
+int store_each_order(store_txn *t, store_order_fn fn, void *arg);
+int store_each_key(store_txn *t, store_key_fn fn, void *arg);
 
 #endif /* SPIKE_SCHEMA_H */

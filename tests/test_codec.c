@@ -147,7 +147,7 @@ static void round_trip_event(guard *g, msgpack_zone *z, const spike_event *e, in
     check_event_eq(e, &back);
     CHECK_EQ(c, closed != 0);
     /* The state is computed at the reader's now, never stored. */
-    CHECK_EQ(back.state, slab_state_of(closed, nows[i], e->start_at, e->end_at, e->available));
+    CHECK_EQ(back.state, codec_event_state(closed, nows[i], e->start_at, e->end_at, e->available));
     CHECK_EQ(codec_decode_event(flush_start(g, buf, n), n, z, nows[i], &back, NULL), 0);
     check_event_eq(e, &back);
   }
@@ -306,7 +306,7 @@ static void change_round_trip(void) {
       if (is_event) {
         check_event_eq(&e, &c.u.event);
         /* An event change's state is as of the change. */
-        CHECK_EQ(c.u.event.state, slab_state_of(closed, ats[a], e.start_at, e.end_at, e.available));
+        CHECK_EQ(c.u.event.state, codec_event_state(closed, ats[a], e.start_at, e.end_at, e.available));
       } else {
         check_order_eq(&o, &c.u.order);
       }

@@ -19,7 +19,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "codec.h"
 #include "engine_util.h"
 #include "schema.h"
 
@@ -194,55 +193,59 @@ static int cmp_u64(const void *a, const void *b) {
  * 1..N without a gap and replays to the same counters -- one record per
  * change, none missing, none twice.
  */
+typedef struct disk_sums {
+  uint64_t reserved, sold;
+} disk_sums;
+
+static int sum_order(void *arg, const spike_order *o) {
+  disk_sums *d = arg;
+  if (o->state == SPIKE_ORDER_RESERVED) d->reserved += o->qty;
+  if (o->state == SPIKE_ORDER_PAID) d->sold += o->qty;
+  return 0;
+}
+
 static void disk_check(const spike_config *cfg) {
-  store st;
+  store *st;
   char err[256];
   CHECK_EQ(store_open(&st, cfg->data_dir, cfg->map_size_bytes, 16, err, sizeof(err)), 0);
-  MDB_txn *txn;
-  CHECK_EQ(mdb_txn_begin(st.env, NULL, MDB_RDONLY, &txn), 0);
-  msgpack_zone z;
-  CHECK(msgpack_zone_init(&z, 1024));
+  store_txn *t = store_txn_new(st);
+  CHECK(t != NULL);
+  CHECK_EQ(store_read_begin(t), 0);
   spike_event ev;
-  int rc = store_get_event(&st, txn, EVENT_ID, &z, 0, &ev, NULL);
-  if (rc == MDB_NOTFOUND) goto out; /* killed before the event committed */
+  int rc = store_get_event(t, EVENT_ID, 0, &ev, NULL);
+  if (rc == STORE_NOTFOUND) goto out; /* killed before the event committed */
   CHECK_EQ(rc, 0);
   CHECK(ev.reserved + ev.sold <= ev.stock_total);                 /* I1 */
   CHECK_EQ(ev.available + ev.reserved + ev.sold, ev.stock_total); /* I2 */
-  MDB_cursor *c;
-  MDB_val k, v;
-  uint64_t reserved = 0, sold = 0;
-  CHECK_EQ(mdb_cursor_open(txn, st.orders, &c), 0);
-  while (mdb_cursor_get(c, &k, &v, MDB_NEXT) == 0) {
-    spike_order o;
-    CHECK_EQ(codec_decode_order(v.mv_data, v.mv_size, &z, &o), 0);
-    if (o.state == SPIKE_ORDER_RESERVED) reserved += o.qty;
-    if (o.state == SPIKE_ORDER_PAID) sold += o.qty;
-  }
-  mdb_cursor_close(c);
-  CHECK_EQ(reserved, ev.reserved);
-  CHECK_EQ(sold, ev.sold);
-  uint64_t expect = 1, f_reserved = 0, f_sold = 0;
-  CHECK_EQ(mdb_cursor_open(txn, st.feed, &c), 0);
-  while (mdb_cursor_get(c, &k, &v, MDB_NEXT) == 0) {
-    spike_change ch;
-    CHECK_EQ(store_get_be64(k.mv_data), expect++);
-    CHECK_EQ(codec_decode_change(v.mv_data, v.mv_size, &z, &ch), 0);
-    const spike_order *o = &ch.u.order;
-    switch (ch.type) {
-    case SPIKE_CHANGE_ORDER_RESERVED: f_reserved += o->qty; break;
-    case SPIKE_CHANGE_ORDER_PAID: f_reserved -= o->qty, f_sold += o->qty; break;
-    case SPIKE_CHANGE_ORDER_CANCELLED:
-    case SPIKE_CHANGE_ORDER_EXPIRED: f_reserved -= o->qty; break;
-    default: break;
+  disk_sums d = {0, 0};
+  CHECK_EQ(store_each_order(t, sum_order, &d), 0);
+  CHECK_EQ(d.reserved, ev.reserved);
+  CHECK_EQ(d.sold, ev.sold);
+  uint64_t expect = 1, f_reserved = 0, f_sold = 0, after = 0;
+  static spike_change ch[256];
+  for (;;) {
+    uint32_t n;
+    uint64_t next;
+    CHECK_EQ(store_feed_read(t, after, UINT64_MAX, ch, 256, &n, &next), 0);
+    if (n == 0) break;
+    for (uint32_t i = 0; i < n; i++) {
+      CHECK_EQ(ch[i].seq, expect++);
+      const spike_order *o = &ch[i].u.order;
+      switch (ch[i].type) {
+      case SPIKE_CHANGE_ORDER_RESERVED: f_reserved += o->qty; break;
+      case SPIKE_CHANGE_ORDER_PAID: f_reserved -= o->qty, f_sold += o->qty; break;
+      case SPIKE_CHANGE_ORDER_CANCELLED:
+      case SPIKE_CHANGE_ORDER_EXPIRED: f_reserved -= o->qty; break;
+      default: break;
+      }
     }
+    after = next;
   }
-  mdb_cursor_close(c);
   CHECK_EQ(f_reserved, ev.reserved);
   CHECK_EQ(f_sold, ev.sold);
 out:
-  msgpack_zone_destroy(&z);
-  mdb_txn_abort(txn);
-  store_close(&st);
+  store_txn_free(t);
+  store_close(st);
 }
 
 /* Everything acknowledged is there and the invariants hold, after recovery

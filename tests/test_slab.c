@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <string.h>
 
+#include "codec.h"
 #include "slab.h"
 #include "test.h"
 
@@ -270,18 +271,18 @@ static void restock_bounds(void) {
 static void state_at_boundaries(void) {
   const int64_t st = 1000, en = 2000;
   /* slab_state_of itself. */
-  CHECK_EQ(slab_state_of(0, st - 1, st, en, 5), SPIKE_EVENT_SCHEDULED);
-  CHECK_EQ(slab_state_of(0, st - 1, st, en, 0), SPIKE_EVENT_SCHEDULED);
-  CHECK_EQ(slab_state_of(0, st, st, en, 5), SPIKE_EVENT_LIVE);
-  CHECK_EQ(slab_state_of(0, st, st, en, 0), SPIKE_EVENT_SOLD_OUT);
-  CHECK_EQ(slab_state_of(0, en - 1, st, en, 1), SPIKE_EVENT_LIVE);
-  CHECK_EQ(slab_state_of(0, en - 1, st, en, 0), SPIKE_EVENT_SOLD_OUT);
-  CHECK_EQ(slab_state_of(0, en, st, en, 5), SPIKE_EVENT_ENDED);
-  CHECK_EQ(slab_state_of(0, en, st, en, 0), SPIKE_EVENT_ENDED);
-  CHECK_EQ(slab_state_of(0, en + 100000, st, en, 5), SPIKE_EVENT_ENDED);
+  CHECK_EQ(codec_event_state(0, st - 1, st, en, 5), SPIKE_EVENT_SCHEDULED);
+  CHECK_EQ(codec_event_state(0, st - 1, st, en, 0), SPIKE_EVENT_SCHEDULED);
+  CHECK_EQ(codec_event_state(0, st, st, en, 5), SPIKE_EVENT_LIVE);
+  CHECK_EQ(codec_event_state(0, st, st, en, 0), SPIKE_EVENT_SOLD_OUT);
+  CHECK_EQ(codec_event_state(0, en - 1, st, en, 1), SPIKE_EVENT_LIVE);
+  CHECK_EQ(codec_event_state(0, en - 1, st, en, 0), SPIKE_EVENT_SOLD_OUT);
+  CHECK_EQ(codec_event_state(0, en, st, en, 5), SPIKE_EVENT_ENDED);
+  CHECK_EQ(codec_event_state(0, en, st, en, 0), SPIKE_EVENT_ENDED);
+  CHECK_EQ(codec_event_state(0, en + 100000, st, en, 5), SPIKE_EVENT_ENDED);
   for (int64_t now = st - 2; now <= en + 2; now++) {
-    CHECK_EQ(slab_state_of(1, now, st, en, 5), SPIKE_EVENT_CLOSED);
-    CHECK_EQ(slab_state_of(1, now, st, en, 0), SPIKE_EVENT_CLOSED);
+    CHECK_EQ(codec_event_state(1, now, st, en, 5), SPIKE_EVENT_CLOSED);
+    CHECK_EQ(codec_event_state(1, now, st, en, 0), SPIKE_EVENT_CLOSED);
   }
 
   /* The same through a snapshot of a real event. */

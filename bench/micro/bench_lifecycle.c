@@ -25,13 +25,14 @@
  *   bench_lifecycle [--orders N] [--expire E] [DIR]
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <ftw.h>
-#include <sys/stat.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -168,13 +169,15 @@ static void ref_check(int rc, const char *what) {
 }
 
 /* A raw store holding n reserved orders (ids out) and the event: untimed. */
-static void ref_fill(store *st, const char *dir, uint64_t n, uint64_t *ids_out, spike_event *ev,
-                     uint64_t *seq) {
+static store_txn *ref_fill(store **st, const char *dir, uint64_t n, uint64_t *ids_out,
+                           spike_event *ev, uint64_t *seq) {
   char err[256];
   if (store_open(st, dir, 8ull << 30, 16, err, sizeof(err)) != 0) {
     fprintf(stderr, "bench_lifecycle: %s\n", err);
     exit(1);
   }
+  store_txn *txn = store_txn_new(*st);
+  if (txn == NULL) ref_check(ENOMEM, "store_txn_new");
   ids g;
   ids_init(&g, 0, wall_ms());
   memset(ev, 0, sizeof(*ev));
@@ -187,43 +190,40 @@ static void ref_fill(store *st, const char *dir, uint64_t n, uint64_t *ids_out, 
   ev->pay_timeout_s = 3600;
   *seq = 0;
   for (uint64_t i = 0; i < n;) {
-    MDB_txn *txn;
-    ref_check(mdb_txn_begin(st->env, NULL, 0, &txn), "begin");
+    ref_check(store_write_begin(txn), "begin");
     int64_t now = wall_ms();
     for (uint64_t k = 0; k < BATCH && i < n; k++, i++) {
       spike_order o = {.id = ids_next(&g, now), .event_id = EVENT_ID, .user_id = i + 1, .qty = 1,
                        .amount = 100, .state = SPIKE_ORDER_RESERVED, .created_at = now,
                        .expires_at = now + 3600000};
       ids_out[i] = o.id;
-      ref_check(store_put_order_change(st, txn, &o, MDB_APPEND, ++*seq,
+      ref_check(store_put_order_change(txn, &o, 1, ++*seq,
                                        SPIKE_CHANGE_ORDER_RESERVED, now),
                 "put");
-      ref_check(store_put_buyer(st, txn, o.user_id, EVENT_ID, o.id), "buyer");
+      ref_check(store_put_buyer(txn, o.user_id, EVENT_ID, o.id), "buyer");
       ev->reserved++;
     }
     ev->available = ev->stock_total - ev->reserved - ev->sold;
-    ref_check(store_put_event(st, txn, ev, 0), "event");
-    ref_check(mdb_txn_commit(txn), "commit");
+    ref_check(store_put_event(txn, ev, 0), "event");
+    ref_check(store_write_commit(txn), "commit");
   }
+  return txn;
 }
 
 /* Move ids[from, to) to state the way the writer does, 4096 per fsync'd
  * transaction. Returns seconds. */
-static double ref_transition(store *st, const uint64_t *idv, uint64_t from, uint64_t to,
+static double ref_transition(store_txn *txn, const uint64_t *idv, uint64_t from, uint64_t to,
                              spike_order_state state, spike_event *ev, uint64_t *seq) {
-  msgpack_zone z;
-  msgpack_zone_init(&z, 1024);
   uint64_t t0 = now_ns();
   spike_change_type type = state == SPIKE_ORDER_PAID        ? SPIKE_CHANGE_ORDER_PAID
                            : state == SPIKE_ORDER_CANCELLED ? SPIKE_CHANGE_ORDER_CANCELLED
                                                             : SPIKE_CHANGE_ORDER_EXPIRED;
   for (uint64_t i = from; i < to;) {
-    MDB_txn *txn;
-    ref_check(mdb_txn_begin(st->env, NULL, 0, &txn), "begin");
+    ref_check(store_write_begin(txn), "begin");
     int64_t now = wall_ms();
     for (uint64_t k = 0; k < BATCH && i < to; k++, i++) {
       spike_order o;
-      ref_check(store_get_order(st, txn, idv[i], &z, &o), "get");
+      ref_check(store_get_order(txn, idv[i], &o), "get");
       o.state = state;
       if (state == SPIKE_ORDER_PAID) {
         o.paid_at = now;
@@ -233,13 +233,12 @@ static double ref_transition(store *st, const uint64_t *idv, uint64_t from, uint
         o.cancelled_at = now;
       }
       ev->reserved--;
-      ref_check(store_put_order_change(st, txn, &o, 0, ++*seq, type, now), "put");
+      ref_check(store_put_order_change(txn, &o, 0, ++*seq, type, now), "put");
     }
     ev->available = ev->stock_total - ev->reserved - ev->sold;
-    ref_check(store_put_event(st, txn, ev, 0), "event");
-    ref_check(mdb_txn_commit(txn), "commit");
+    ref_check(store_put_event(txn, ev, 0), "event");
+    ref_check(store_write_commit(txn), "commit");
   }
-  msgpack_zone_destroy(&z);
   return (double)(now_ns() - t0) / 1e9;
 }
 
@@ -308,13 +307,14 @@ int main(int argc, char **argv) {
   /* pay and cancel */
   double t_res, t_pay, t_can;
   engine_pay_cancel(a, n, &t_res, &t_pay, &t_can);
-  store st;
+  store *st;
   spike_event ev;
   uint64_t seq, *idv = calloc(n, sizeof(uint64_t));
-  ref_fill(&st, b, n, idv, &ev, &seq);
-  double r_pay = ref_transition(&st, idv, 0, n / 2, SPIKE_ORDER_PAID, &ev, &seq);
-  double r_can = ref_transition(&st, idv, n / 2, n, SPIKE_ORDER_CANCELLED, &ev, &seq);
-  store_close(&st);
+  store_txn *txn = ref_fill(&st, b, n, idv, &ev, &seq);
+  double r_pay = ref_transition(txn, idv, 0, n / 2, SPIKE_ORDER_PAID, &ev, &seq);
+  double r_can = ref_transition(txn, idv, n / 2, n, SPIKE_ORDER_CANCELLED, &ev, &seq);
+  store_txn_free(txn);
+  store_close(st);
   free(idv);
   double half = (double)(n / 2);
   printf("reserve %" PRIu64 ": %.0f ops/s; pay %.0f: %.0f ops/s (raw LMDB %.0f, ratio %.3f); "
@@ -347,18 +347,19 @@ int main(int argc, char **argv) {
   idv = calloc(ne, sizeof(uint64_t));
   snprintf(b, sizeof(b), "%s/ref2", dir);
   mkdir(b, 0755);
-  ref_fill(&st, b, ne, idv, &ev, &seq);
-  double r_exp = ref_transition(&st, idv, 0, ne, SPIKE_ORDER_EXPIRED, &ev, &seq);
-  store_close(&st);
+  txn = ref_fill(&st, b, ne, idv, &ev, &seq);
+  double r_exp = ref_transition(txn, idv, 0, ne, SPIKE_ORDER_EXPIRED, &ev, &seq);
+  store_txn_free(txn);
+  store_close(st);
   free(idv);
   printf("expire %" PRIu64 ": spike_open with all overdue %.2f s, with none overdue %.2f s: "
          "expiry %.2f s (%" PRIu64 " expired, %.0f/s); raw LMDB rewrite %.2f s (%.0f/s); "
          "ratio %.3f\n",
          ne, open_overdue, open_live, expire_s, expired, (double)ne / expire_s, r_exp,
          (double)ne / r_exp, r_exp / expire_s);
-  printf("memory: expiry wheel %.1f MiB for %" PRIu64 " reservations (24 B each); resident set "
+  printf("memory: expiry wheel %.1f MiB for %" PRIu64 " reservations (44 B each); resident set "
          "%ld MiB before reserving, %ld MiB after\n",
-         24.0 * (double)ne / 1048576.0, ne, rss0 / 1024, rss1 / 1024);
+         44.0 * (double)ne / 1048576.0, ne, rss0 / 1024, rss1 / 1024);
   printf("summary\texpire %" PRIu64 " reservations\t%.2f s\t%.2f s (raw LMDB)\t%.3f\n", ne,
          expire_s, r_exp, r_exp / expire_s);
   printf("summary\texpiry wheel memory, %" PRIu64 "\t%.1f MiB\t-\t-\n", ne,

@@ -9,11 +9,11 @@
  * fsync. The rate is orders / (last completion - first submit).
  *
  * Reference: one thread, no ring, no tables, no callbacks: per order
- * store_put_order_change (the order, MDB_APPEND, and its order.reserved
+ * store_put_order_change (the order, appended, and its order.reserved
  * change record) and store_put_buyer; per batch of B one store_put_event
  * with the new counters and one store_put_meta("id_hwm"), then
- * mdb_txn_commit with LMDB's default (fsync'd) flags. These are exactly the
- * puts the writer makes for a batch of keyless reserves (store/writer.c:
+ * store_write_commit with the store's (fsync'd) flags. These are exactly the
+ * puts the writer makes for a batch of keyless reserves (engine/writer.c:
  * apply_reserve, commit), through the same schema.c functions, into a store
  * opened the same way (store_open).
  *
@@ -54,6 +54,20 @@
 #define TMPFS_MAGIC_ 0x01021994
 
 static uint32_t batches[] = {1, 16, 256, 4096};
+
+/* Users: a real crowd arrives in no order (random ids, the default), or
+ * one after another (--users seq). A bijection of a counter: every user is
+ * new, in an order that scatters them over every index. */
+static int random_users = 1;
+
+static uint64_t user_at(uint64_t n) {
+  if (!random_users) return n;
+  uint64_t z = n * 0x9E3779B97F4A7C15ull; /* splitmix64's finalizer: a bijection */
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return z != 0 ? z : 1;
+}
 #define NBATCH_ALL (sizeof(batches) / sizeof(batches[0]))
 
 static uint64_t cpu_ns(clockid_t clk) {
@@ -101,7 +115,7 @@ typedef struct result {
   double seconds;
   uint64_t commits;
   double batch_avg;
-  double commit_ms_avg; /* mean mdb_txn_commit time, fsync included */
+  double commit_ms_avg; /* mean store_write_commit time, fsync included */
   double cpu_us;        /* CPU time (user + system) of the writing thread per order */
   uint32_t inflight;    /* most reserves in flight (engine only) */
 } result;
@@ -189,7 +203,7 @@ static void engine_once(const char *dir, uint32_t batch, double seconds, uint64_
   for (;;) {
     while (submitting && run.nfree > 0) {
       spike_op *op = &run.ops[run.free_ops[--run.nfree]];
-      rc = spike_reserve(p, op, EVENT_ID, user, 1, NULL, 0, reserve_cb);
+      rc = spike_reserve(p, op, EVENT_ID, user_at(user), 1, NULL, 0, reserve_cb);
       if (rc == SPIKE_EBUSY) {
         run.nfree++;
         break;
@@ -241,9 +255,11 @@ static void reference_once(const char *dir, uint32_t batch, double seconds, uint
                            result *res) {
   if (mkdir(dir, 0755) != 0) die(dir, strerror(errno));
   uint64_t map = cap * 2048 > (1ull << 30) ? cap * 2048 : 1ull << 30;
-  store st;
+  store *st;
+  store_txn *txn;
   char err[256];
   if (store_open(&st, dir, map, 2 + 16, err, sizeof(err)) != 0) die("store_open", err);
+  if ((txn = store_txn_new(st)) == NULL) die("store_txn_new", strerror(ENOMEM));
 
   int64_t now = wall_ms();
   spike_event ev;
@@ -261,12 +277,11 @@ static void reference_once(const char *dir, uint32_t batch, double seconds, uint
   uint64_t seq = 0;
 
   /* The event's creation, as the writer commits it: not timed. */
-  MDB_txn *txn;
-  check(mdb_txn_begin(st.env, NULL, 0, &txn), "mdb_txn_begin");
-  check(store_put_event(&st, txn, &ev, 0), "store_put_event");
-  check(store_append_change(&st, txn, ++seq, SPIKE_CHANGE_EVENT_CREATED, now, NULL, &ev, 0),
+  check(store_write_begin(txn), "store_write_begin");
+  check(store_put_event(txn, &ev, 0), "store_put_event");
+  check(store_append_change(txn, ++seq, SPIKE_CHANGE_EVENT_CREATED, now, NULL, &ev, 0),
         "store_append_change");
-  check(mdb_txn_commit(txn), "mdb_txn_commit");
+  check(store_write_commit(txn), "store_write_commit");
 
   ids g;
   ids_init(&g, 0, now);
@@ -276,37 +291,38 @@ static void reference_once(const char *dir, uint32_t batch, double seconds, uint
   uint64_t t0 = now_ns(), t = t0;
   while (orders < cap && t - t0 < limit_ns) {
     now = wall_ms();
-    check(mdb_txn_begin(st.env, NULL, 0, &txn), "mdb_txn_begin");
+    check(store_write_begin(txn), "store_write_begin");
     uint64_t last_id = 0;
     for (uint32_t i = 0; i < batch; i++) {
       spike_order o;
       memset(&o, 0, sizeof(o));
       o.id = last_id = ids_next(&g, now);
       o.event_id = EVENT_ID;
-      o.user_id = user++;
+      o.user_id = user_at(user++);
       o.qty = 1;
       o.amount = PRICE;
       o.state = SPIKE_ORDER_RESERVED;
       o.created_at = now;
       o.expires_at = now + (int64_t)PAY_TIMEOUT_S * 1000;
-      check(store_put_order_change(&st, txn, &o, MDB_APPEND, ++seq, SPIKE_CHANGE_ORDER_RESERVED,
+      check(store_put_order_change(txn, &o, 1, ++seq, SPIKE_CHANGE_ORDER_RESERVED,
                                    o.created_at),
             "store_put_order_change");
-      check(store_put_buyer(&st, txn, o.user_id, o.event_id, o.id), "store_put_buyer");
+      check(store_put_buyer(txn, o.user_id, o.event_id, o.id), "store_put_buyer");
     }
     ev.reserved += batch;
     ev.available -= batch;
-    check(store_put_event(&st, txn, &ev, 0), "store_put_event");
-    check(store_put_meta(&st, txn, "id_hwm", last_id), "store_put_meta");
+    check(store_put_event(txn, &ev, 0), "store_put_event");
+    check(store_put_meta(txn, "id_hwm", last_id), "store_put_meta");
     uint64_t c0 = now_ns();
-    check(mdb_txn_commit(txn), "mdb_txn_commit");
+    check(store_write_commit(txn), "store_write_commit");
     commit_ns += now_ns() - c0;
     orders += batch;
     commits++;
     t = now_ns();
   }
   uint64_t cpu = cpu_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0;
-  store_close(&st);
+  store_txn_free(txn);
+  store_close(st);
   rmrf(dir);
   res->cpu_us = orders ? (double)cpu / 1e3 / (double)orders : 0;
   res->orders = orders;
@@ -322,7 +338,7 @@ static void reference_once(const char *dir, uint32_t batch, double seconds, uint
 
 static void usage(FILE *f) {
   fprintf(f, "usage: bench_writer [--reps N] [--seconds S] [--orders N] [--inflight N]\n"
-             "                    [--batch B] [--cold] [DIR]\n"
+             "                    [--batch B] [--cold] [--users random|seq] [DIR]\n"
              "  Durable orders/s through the engine (ack=durable, one producer keeping\n"
              "  reserves in flight, see --inflight) against a raw one-thread LMDB loop\n"
              "  writing the same records with fsync'd commits, for batch sizes 1, 16,\n"
@@ -339,6 +355,7 @@ static void usage(FILE *f) {
              "  --batch B    run only this batch size (1..65536); no goal lines\n"
              "  --cold       leave the engine's buyer table untouched before the run (by\n"
              "               default its pages are faulted in first: steady state)\n"
+             "  --users U    random (default: a crowd, ids in no order) or seq (1, 2, 3...)\n"
              "Output: one line per run, one line per batch size, the goals, then\n"
              "  summary<TAB>what<TAB>value<TAB>reference<TAB>ratio\n");
 }
@@ -364,6 +381,8 @@ int main(int argc, char **argv) {
       inflight_opt = (uint32_t)strtoul(argv[++i], NULL, 10);
     } else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) {
       only_batch = (uint32_t)strtoul(argv[++i], NULL, 10);
+    } else if (strcmp(argv[i], "--users") == 0 && i + 1 < argc) {
+      random_users = strcmp(argv[++i], "seq") != 0;
     } else if (strcmp(argv[i], "--cold") == 0) {
       prefault = 0;
     } else if (argv[i][0] != '-') {

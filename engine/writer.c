@@ -1,5 +1,5 @@
 /*
- * writer.c -- the one thread that writes LMDB. See writer.h for the cycle
+ * writer.c -- the one thread that writes the store. See writer.h for the cycle
  * and the take/give rule that keeps failed batches safe.
  *
  * Trade-off: every change funnels through one thread and one transaction
@@ -86,7 +86,6 @@ typedef struct touched {
 
 struct writer {
   spike_engine *e;
-  const store *st;
   wheel wheel;       /* on the wall clock: the one deadlines are promised in */
   shadow *sh;        /* per slot */
   uint32_t *dirty;   /* slots touched in this batch */
@@ -106,7 +105,7 @@ struct writer {
   oplist final;      /* decided whatever the commit does */
   oplist deferred;   /* waiting for an order still in a ring */
   oplist waiters;    /* parked feed waits */
-  MDB_txn *txn;
+  store_txn *txn;    /* the batch's write transaction, when open */
   int writes;
   uint64_t seq, seq_committed, feed_first;
   uint64_t orders_max;
@@ -119,8 +118,7 @@ struct writer {
    * first id of this run. An id above it that the producer has minted is
    * still on its way. */
   uint64_t drained[SPIKE_PRODUCERS_MAX];
-  msgpack_zone zone;
-  /* After MDB_MAP_FULL, due expiries wait (they would fail again and, being
+  /* After STORE_MAP_FULL, due expiries wait (they would fail again and, being
    * due, be retried at once): 100 ms doubling to 5 s, reset by a commit. */
   int64_t expire_after_ms; /* monotonic */
   uint32_t expire_backoff_ms;
@@ -190,8 +188,8 @@ static int touched_has(const writer *w, uint64_t id) {
 
 
 static int txn_begin(writer *w) {
-  if (w->txn != NULL) return 0;
-  return mdb_txn_begin(w->st->env, NULL, 0, &w->txn);
+  if (store_txn_open(w->txn)) return 0;
+  return store_write_begin(w->txn);
 }
 
 static void touch(writer *w, uint32_t slot) {
@@ -229,14 +227,14 @@ static void event_snapshot(const writer *w, uint32_t slot, spike_event *out) {
   out->end_at = se->end_at;
   out->per_user_limit = se->per_user_limit;
   out->pay_timeout_s = se->pay_timeout_s;
-  out->state = slab_state_of(s->closed, w->now, se->start_at, se->end_at, out->available);
+  out->state = codec_event_state(s->closed, w->now, se->start_at, se->end_at, out->available);
 }
 
 static int feed_event(writer *w, spike_change_type type, uint32_t slot) {
   spike_event ev;
   event_snapshot(w, slot, &ev);
   w->writes = 1;
-  return store_append_change(w->st, w->txn, ++w->seq, type, w->now, NULL, &ev,
+  return store_append_change(w->txn, ++w->seq, type, w->now, NULL, &ev,
                              w->sh[slot].closed);
 }
 
@@ -245,8 +243,7 @@ static int feed_event(writer *w, spike_change_type type, uint32_t slot) {
 static int write_order(writer *w, const spike_order *o, spike_change_type type, int64_t at) {
   w->writes = 1;
   touched_add(w, o->id);
-  unsigned flags = o->id > w->orders_max ? MDB_APPEND : 0;
-  int rc = store_put_order_change(w->st, w->txn, o, flags, ++w->seq, type, at);
+  int rc = store_put_order_change(w->txn, o, o->id > w->orders_max, ++w->seq, type, at);
   if (rc == 0 && o->id > w->orders_max) w->orders_max = o->id;
   return rc;
 }
@@ -307,10 +304,10 @@ static int apply_reserve(writer *w, const msg *m) {
 
   int rc = txn_begin(w);
   if (rc == 0) rc = write_order(w, &o, SPIKE_CHANGE_ORDER_RESERVED, o.created_at);
-  if (rc == 0) rc = store_put_buyer(w->st, w->txn, o.user_id, o.event_id, o.id);
+  if (rc == 0) rc = store_put_buyer(w->txn, o.user_id, o.event_id, o.id);
   if (rc == 0 && m->key_idx != LIM_FULL) {
     const lim_entry *k = lim_at(&e->keys, m->key_idx);
-    rc = store_put_key(w->st, w->txn, o.event_id, k->k1, k->k2, o.id);
+    rc = store_put_key(w->txn, o.event_id, k->k1, k->k2, o.id);
   }
   return rc;
 }
@@ -354,8 +351,8 @@ static int apply_order_op(writer *w, spike_op *op) {
     finish(w, op, SPIKE_ESTORAGE, 0);
     return rc;
   }
-  rc = store_get_order(w->st, w->txn, op->a_, &w->zone, &o);
-  if (rc == MDB_NOTFOUND) {
+  rc = store_get_order(w->txn, op->a_, &o);
+  if (rc == STORE_NOTFOUND) {
     /* With ack=memory a reserve answered on one producer can be paid on
      * another before the writer has taken it from the first one's ring. */
     if (in_flight(w, op->a_) && (op->deadline_ == 0 || w->mono < op->deadline_))
@@ -420,7 +417,7 @@ static int apply_order_op(writer *w, spike_op *op) {
 }
 
 /* A retried idempotency key: answered, or deferred while its order is not
- * applied yet; 0 or an LMDB error. */
+ * applied yet; 0 or a store error. */
 static int apply_replay(writer *w, spike_op *op) {
   lim_entry *k = lim_at(&w->e->keys, op->idx_);
   if (lim_val(k) != op->a_) {
@@ -430,8 +427,8 @@ static int apply_replay(writer *w, spike_op *op) {
     return 0;
   }
   int rc = txn_begin(w);
-  if (rc == 0) rc = store_get_order(w->st, w->txn, op->a_, &w->zone, &op->r.order);
-  if (rc == MDB_NOTFOUND) {
+  if (rc == 0) rc = store_get_order(w->txn, op->a_, &op->r.order);
+  if (rc == STORE_NOTFOUND) {
     /* The key was bound before the original was sent, so it is on its way. */
     if (op->deadline_ == 0 || w->mono < op->deadline_) {
       defer(w, op);
@@ -546,7 +543,7 @@ static void sleep_us(uint32_t us) {
   nanosleep(&ts, NULL);
 }
 
-/* Drain the rings into the batch. Returns an LMDB error or 0. */
+/* Drain the rings into the batch. Returns a store error or 0. */
 static int drain(writer *w, uint32_t *work) {
   spike_engine *e = w->e;
   uint32_t np = e->cfg.max_producers;
@@ -609,14 +606,14 @@ static int expire_due(writer *w, uint32_t *work, uint32_t upto) {
   while (w->n < upto && wheel_pop(&w->wheel, &id, &deadline)) {
     spike_order o;
     int rc = txn_begin(w);
-    if (rc == 0) rc = store_get_order(w->st, w->txn, id, &w->zone, &o);
-    if (rc != 0 && rc != MDB_NOTFOUND) {
+    if (rc == 0) rc = store_get_order(w->txn, id, &o);
+    if (rc != 0 && rc != STORE_NOTFOUND) {
       int again = wheel_arm(&w->wheel, id, deadline); /* its own entry just freed */
       assert(again == 0);
       (void)again;
       return rc;
     }
-    if (rc == MDB_NOTFOUND) {
+    if (rc == STORE_NOTFOUND) {
       /* Only a reserve whose batch failed has no order, and undoing it
        * disarmed its timer: this cannot be, but must not leak the count. */
       log_line(LOG_ERROR, "writer", NULL, NULL, "timer for missing order %llu",
@@ -663,21 +660,14 @@ static int trim_feed(writer *w) {
   if (retain == 0 || w->feed_first == 0 || w->seq - w->feed_first + 1 <= retain) return 0;
   uint64_t excess = w->seq - w->feed_first + 1 - retain;
   if (excess > w->cap) excess = w->cap; /* bound the work per batch */
-  MDB_cursor *c;
-  MDB_val k, v;
-  int rc = mdb_cursor_open(w->txn, w->st->feed, &c);
-  if (rc != 0) return rc;
-  for (uint64_t i = 0; i < excess && rc == 0; i++) {
-    rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
-    if (rc == 0) rc = mdb_cursor_del(c, 0);
-    if (rc == 0) w->feed_first++;
-  }
-  mdb_cursor_close(c);
+  uint64_t deleted;
+  int rc = store_feed_trim(w->txn, excess, &deleted);
+  w->feed_first += deleted;
   return rc;
 }
 
 static const char *commit_why(int rc) {
-  if (rc == MDB_MAP_FULL) return "map full: raise --map-size";
+  if (rc == STORE_MAP_FULL) return "map full: raise --map-size";
   if (rc == ENOSPC) return "disk full";
   if (rc == EIO) return "I/O error";
   return "commit failed";
@@ -689,11 +679,11 @@ static int commit(writer *w) {
   for (uint32_t i = 0; i < w->ndirty && rc == 0; i++) {
     spike_event ev;
     event_snapshot(w, w->dirty[i], &ev);
-    rc = store_put_event(w->st, w->txn, &ev, w->sh[w->dirty[i]].closed);
+    rc = store_put_event(w->txn, &ev, w->sh[w->dirty[i]].closed);
   }
   uint64_t hwm = minted_hwm(w);
   if (rc == 0 && hwm > w->hwm) {
-    rc = store_put_meta(w->st, w->txn, "id_hwm", hwm);
+    rc = store_put_meta(w->txn, "id_hwm", hwm);
     w->hwm = hwm;
   }
   if (rc == 0 && w->feed_first == 0 && w->seq > w->seq_committed)
@@ -701,8 +691,7 @@ static int commit(writer *w) {
   if (rc == 0) rc = trim_feed(w);
   if (rc != 0) return rc;
   uint64_t t0 = engine_mono_ns();
-  rc = mdb_txn_commit(w->txn);
-  w->txn = NULL; /* freed by the commit, even when it fails: never abort it */
+  rc = store_write_commit(w->txn);
   if (rc == 0) {
     uint64_t ns = engine_mono_ns() - t0;
     engine_stats *st = &w->e->stats;
@@ -736,10 +725,7 @@ static void settle_acked(writer *w, int lost) {
 static void fail_batch(writer *w, int rc, uint64_t seq0, uint64_t orders_max0, uint64_t hwm0,
                        uint64_t feed_first0) {
   spike_engine *e = w->e;
-  if (w->txn != NULL) {
-    mdb_txn_abort(w->txn);
-    w->txn = NULL;
-  }
+  store_write_abort(w->txn);
   for (uint32_t i = w->nud; i-- > 0;) {
     undo *u = &w->ud[i];
     switch (u->type) {
@@ -783,7 +769,7 @@ static void fail_batch(writer *w, int rc, uint64_t seq0, uint64_t orders_max0, u
   }
   /* relaxed: reporting and health flags; nothing is read through them. */
   atomic_fetch_add_explicit(&e->stats.failures, 1, memory_order_relaxed);
-  if (rc == MDB_MAP_FULL) {
+  if (rc == STORE_MAP_FULL) {
     atomic_store_explicit(&e->map_full, 1, memory_order_relaxed);
     uint32_t b = w->expire_backoff_ms * 2;
     w->expire_backoff_ms = b < EXPIRE_BACKOFF_MIN_MS ? EXPIRE_BACKOFF_MIN_MS
@@ -796,7 +782,7 @@ static void fail_batch(writer *w, int rc, uint64_t seq0, uint64_t orders_max0, u
       log_line(LOG_ERROR, "writer", NULL, NULL,
                "commit failed: %s (%u batches since the last report, %u ops in this one); "
                "writer continues, raise --map-size",
-               mdb_strerror(rc), w->fails_unlogged, w->n);
+               store_strerror(rc), w->fails_unlogged, w->n);
       w->last_fail_log_ms = w->now;
       w->fails_unlogged = 0;
     }
@@ -978,12 +964,11 @@ static uint32_t cycle(writer *w) {
   if (rc == 0) rc = drain(w, &work);
   if (rc == 0 && w->deferred.n > 0) rc = retry_deferred(w, &work);
   if (rc == 0) rc = expire_due(w, &work, w->cap);
-  if (rc == 0 && w->txn != NULL) {
+  if (rc == 0 && store_txn_open(w->txn)) {
     if (w->writes) {
       rc = commit(w);
     } else {
-      mdb_txn_abort(w->txn); /* only reads: nothing to commit */
-      w->txn = NULL;
+      store_write_abort(w->txn); /* only reads: nothing to commit */
     }
   }
   if (rc != 0)
@@ -1059,7 +1044,6 @@ writer *writer_create(spike_engine *e) {
   writer *w = calloc(1, sizeof(*w));
   if (w == NULL) return NULL;
   w->e = e;
-  w->st = &e->st;
   w->cap = e->cfg.batch_max;
   uint32_t tsize = 2;
   while (tsize < w->cap * 2) tsize <<= 1;
@@ -1071,9 +1055,8 @@ writer *writer_create(spike_engine *e) {
   w->fx = calloc(w->cap, sizeof(*w->fx));
   w->ud = calloc(w->cap, sizeof(*w->ud));
   if (w->touched == NULL || w->sh == NULL || w->saved == NULL || w->dirty == NULL ||
-      w->fx == NULL || w->ud == NULL ||
-      wheel_init(&w->wheel, e->cfg.max_reserved, engine_now_ms()) != 0 ||
-      !msgpack_zone_init(&w->zone, 1024)) {
+      w->fx == NULL || w->ud == NULL || (w->txn = store_txn_new(e->st)) == NULL ||
+      wheel_init(&w->wheel, e->cfg.max_reserved, engine_now_ms()) != 0) {
     writer_destroy(w);
     return NULL;
   }
@@ -1082,9 +1065,9 @@ writer *writer_create(spike_engine *e) {
 
 void writer_destroy(writer *w) {
   if (w == NULL) return;
-  assert(w->txn == NULL);
+  assert(w->txn == NULL || !store_txn_open(w->txn));
+  store_txn_free(w->txn);
   wheel_free(&w->wheel);
-  msgpack_zone_destroy(&w->zone);
   free(w->touched);
   free(w->sh);
   free(w->saved);

@@ -1,0 +1,165 @@
+/*
+ * recover.c -- one read snapshot over the whole store, in dependency order:
+ * events, then orders (which name events), then keys. Recovery trusts
+ * nothing it can cross-check: the event counters must equal the sums over
+ * the orders, since both were written in the same transactions.
+ */
+#include "recover.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "writer.h"
+
+typedef struct sums {
+  uint64_t reserved, sold;
+} sums;
+
+/* What the walks share; the first refusal's status and sentence. */
+typedef struct rec {
+  spike_engine *e;
+  sums *sum;
+  uint64_t max_id;
+  uint32_t armed;
+  int status;
+  char *err;
+  size_t errlen;
+} rec;
+
+/* Stop a walk with a status and a sentence. */
+static int refuse(rec *r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int refuse(rec *r, int status, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(r->err, r->errlen, fmt, ap);
+  va_end(ap);
+  r->status = status;
+  return -1;
+}
+
+static int load_event(void *arg, const spike_event *ev, int closed) {
+  rec *r = arg;
+  uint32_t slot = slab_load(&r->e->slab, ev, closed);
+  if (slot == SLAB_NONE)
+    return refuse(r, SPIKE_EINVAL, "more events on disk than max_events (%u)",
+                  r->e->cfg.max_events);
+  writer_load_event(r->e->w, slot, ev, closed);
+  return 0;
+}
+
+static int load_order(void *arg, const spike_order *o) {
+  rec *r = arg;
+  spike_engine *e = r->e;
+  uint32_t slot = slab_find(&e->slab, o->event_id);
+  if (slot == SLAB_NONE)
+    return refuse(r, SPIKE_ESTORAGE, "order %" PRIu64 " names missing event %" PRIu64, o->id,
+                  o->event_id);
+  if (o->id > r->max_id) r->max_id = o->id;
+  if (o->state == SPIKE_ORDER_RESERVED) r->sum[slot].reserved += o->qty;
+  if (o->state == SPIKE_ORDER_PAID) r->sum[slot].sold += o->qty;
+  if (o->state == SPIKE_ORDER_RESERVED || o->state == SPIKE_ORDER_PAID) {
+    uint32_t b = lim_upsert(&e->buyers, o->user_id, slot);
+    if (b == LIM_FULL)
+      return refuse(r, SPIKE_EINVAL, "more buyers on disk than max_buyers (%u) holds at 3/4 load",
+                    lim_capacity(&e->buyers));
+    /* relaxed: recovery is single-threaded. */
+    atomic_fetch_add_explicit(&lim_at(&e->buyers, b)->val, o->qty, memory_order_relaxed);
+  }
+  if (o->state == SPIKE_ORDER_RESERVED) {
+    if (writer_arm(e->w, o->id, o->expires_at) != 0)
+      return refuse(r, SPIKE_EINTERNAL, "out of memory arming %u reservations", r->armed);
+    r->armed++;
+  }
+  return 0;
+}
+
+static int load_key(void *arg, uint64_t event_id, uint64_t k1, uint64_t k2, uint64_t order_id) {
+  rec *r = arg;
+  (void)event_id; /* the hash is seeded with it */
+  uint32_t i = lim_upsert(&r->e->keys, k1, k2);
+  if (i == LIM_FULL)
+    return refuse(r, SPIKE_EINVAL, "more idempotency keys on disk than max_keys (%u) holds",
+                  lim_capacity(&r->e->keys));
+  /* relaxed: recovery is single-threaded. */
+  atomic_store_explicit(&lim_at(&r->e->keys, i)->val, order_id, memory_order_relaxed);
+  return 0;
+}
+
+/* Both were written in the same transactions: any difference is damage. */
+static int check_sums(rec *r) {
+  spike_engine *e = r->e;
+  uint32_t n = atomic_load_explicit(&e->slab.count, memory_order_relaxed);
+  for (uint32_t i = 0; i < n; i++) {
+    spike_event ev;
+    slab_read(slab_at(&e->slab, i), 0, &ev);
+    if (ev.reserved != r->sum[i].reserved || ev.sold != r->sum[i].sold)
+      return refuse(r, SPIKE_ESTORAGE,
+                    "event %" PRIu64 ": stored reserved/sold %" PRIu64 "/%" PRIu64
+                    " but its orders hold %" PRIu64 "/%" PRIu64,
+                    ev.id, ev.reserved, ev.sold, r->sum[i].reserved, r->sum[i].sold);
+  }
+  return 0;
+}
+
+/* A walk's result: 0, or the status set by a refusal, or a store error. */
+static int walked(rec *r, int rc, const char *what) {
+  if (rc == 0) return SPIKE_OK;
+  if (r->status != SPIKE_OK) return r->status;
+  snprintf(r->err, r->errlen, "reading %s: %s", what, store_strerror(rc));
+  return SPIKE_ESTORAGE;
+}
+
+int recover(spike_engine *e, char *err, size_t errlen) {
+  int64_t now = engine_now_ms();
+  store_txn *t = store_txn_new(e->st);
+  rec r = {.e = e, .status = SPIKE_OK, .err = err, .errlen = errlen};
+  r.sum = calloc(e->cfg.max_events, sizeof(*r.sum));
+  if (t == NULL || r.sum == NULL) {
+    store_txn_free(t);
+    free(r.sum);
+    snprintf(err, errlen, "out of memory");
+    return SPIKE_EINTERNAL;
+  }
+  uint64_t hwm = 0, first = 0, last = 0;
+  int status;
+  int rc = store_read_begin(t);
+  if (rc != 0) {
+    snprintf(err, errlen, "opening a snapshot: %s", store_strerror(rc));
+    status = SPIKE_ESTORAGE;
+    goto out;
+  }
+  rc = store_get_meta(t, "id_hwm", &hwm);
+  if (rc != 0 && rc != STORE_NOTFOUND) {
+    status = walked(&r, rc, "id_hwm");
+    goto out;
+  }
+  if ((status = walked(&r, store_each_event(t, now, load_event, &r), "events")) != SPIKE_OK ||
+      (status = walked(&r, store_each_order(t, load_order, &r), "orders")) != SPIKE_OK)
+    goto out;
+  /* relaxed: no other thread exists yet. */
+  atomic_store_explicit(&e->armed, r.armed, memory_order_relaxed);
+  if (r.armed > e->armed_max) e->armed_max = r.armed;
+  if (check_sums(&r) != 0) {
+    status = r.status;
+    goto out;
+  }
+  if ((status = walked(&r, store_each_key(t, load_key, &r), "idempotency keys")) != SPIKE_OK)
+    goto out;
+  if ((rc = store_feed_bounds(t, &first, &last)) != 0) {
+    status = walked(&r, rc, "the feed");
+    goto out;
+  }
+  if (r.max_id > hwm) hwm = r.max_id;
+  writer_load_feed(e->w, first, last);
+  e->id_floor_ms = ids_floor_ms(hwm, now);
+  writer_load_orders_max(e->w, r.max_id, hwm, e->id_floor_ms);
+  status = SPIKE_OK;
+out:
+  store_read_end(t);
+  store_txn_free(t);
+  free(r.sum);
+  return status;
+}
