@@ -18,7 +18,7 @@
  *
  * Limits: header bytes, body bytes, requests in flight per connection,
  * connections per server, a deadline per request (slowloris) and per idle
- * connection, each with a defined answer (413, pause, close).
+ * connection, each with a defined answer (413, pause, 503, close).
  *
  * Closing: when the server ends a connection after an answer (a refused
  * request, Connection: close, the drain) the client may still be sending,
@@ -120,8 +120,13 @@ static void on_closed(uv_handle_t *h) {
     lc->conns = c->next;
   if (c->next != NULL) c->next->prev = c->prev;
   lc->nconns--;
-  /* relaxed: a count for the connection limit. */
-  atomic_fetch_sub_explicit(&lc->srv->conns, 1, memory_order_relaxed);
+  if (c->refusal) {
+    assert(lc->nrefusals > 0);
+    lc->nrefusals--;
+  } else {
+    /* relaxed: a count for the connection limit. */
+    atomic_fetch_sub_explicit(&lc->srv->conns, 1, memory_order_relaxed);
+  }
   metrics_gauge_add(&lc->m.connections, -1);
   free(c);
   if (lc->draining) server_loop_maybe_done(lc);
@@ -675,9 +680,21 @@ void conn_on_accept(uv_stream_t *listener, int status) {
     return;
   }
   if (open >= srv->lim.max_conns || lc->draining) {
+    /* Refused: a 503 saying so, then a lingering close, since the client
+     * has likely sent its request already. A refusal holds no place under
+     * the limit (it would keep the server full for its linger); it has a
+     * bound of its own, past which the connection is closed unanswered. */
     metrics_add(&lc->m.refused, 1);
-    c->closing = 1;
-    uv_close((uv_handle_t *)&c->tcp, on_closed);
+    /* relaxed: as above. */
+    atomic_fetch_sub_explicit(&srv->conns, 1, memory_order_relaxed);
+    c->refusal = 1;
+    lc->nrefusals++;
+    if (lc->draining || lc->nrefusals > srv->lim.max_refusals) {
+      c->closing = 1;
+      uv_close((uv_handle_t *)&c->tcp, on_closed);
+      return;
+    }
+    refuse(c, SPIKE_EBUSY, "connection limit");
     return;
   }
   metrics_add(&lc->m.accepted, 1);

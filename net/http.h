@@ -40,7 +40,8 @@ typedef struct req req;
 
 /* Limits and behaviour of the HTTP front (flags in main.c). */
 typedef struct http_limits {
-  uint32_t max_conns;         /* past it new connections are closed at once */
+  uint32_t max_conns;         /* past it new connections are refused (503) */
+  uint32_t max_refusals;      /* refusals being answered, per loop; past it: closed at once */
   uint32_t max_header_bytes;  /* request line + headers; 413 past it */
   uint32_t max_body_bytes;    /* 413 past it */
   uint32_t header_timeout_ms; /* from a request's first byte to its last */
@@ -111,6 +112,7 @@ struct conn {
   uint8_t reading, writing, closing, no_more;
   uint8_t eof;       /* the client has sent everything it will */
   uint8_t lingering; /* answered; write side shut down; discarding input */
+  uint8_t refusal;   /* over the limit: in lc->nrefusals, not in srv->conns */
   uv_shutdown_t sd;
   uint32_t writing_reqs; /* requests whose bytes a uv_write holds */
   uv_write_t wr;
@@ -133,6 +135,7 @@ struct loop_ctx {
   conn *conns;
   uint32_t nconns;
   uint32_t nlinger;    /* of nconns, lingering */
+  uint32_t nrefusals;  /* of nconns, refused for the connection limit */
   conn *dirty;         /* connections with responses to write */
   req *free_reqs;
   uint32_t nfree;
@@ -162,7 +165,7 @@ struct server {
   int port;
   uint32_t threads;
   loop_ctx *loops;
-  _Atomic uint32_t conns;  /* open across all loops */
+  _Atomic uint32_t conns; /* open across all loops, refusals not included */
   _Atomic int draining;
 };
 

@@ -444,7 +444,9 @@ static void connection_limit(void) {
     CHECK_EQ(hc_read(fds[i], &R, 2000), 0); /* all five are served */
   }
   fds[5] = hc_connect(s.port);
-  CHECK(closed_within(fds[5], 2000)); /* the sixth is closed at once */
+  CHECK_EQ(hc_read(fds[5], &R, 2000), 0); /* the sixth is refused */
+  expect(503, 50005);
+  CHECK(closed_within(fds[5], 2000));
   close(fds[5]);
   close(fds[0]);
   usleep(100 * 1000);
@@ -602,7 +604,21 @@ static size_t send_filler(int fd, size_t n) {
   return sent;
 }
 
-/* One whole answer with status and code, then EOF, not a reset. */
+/* After the answer in R: it says Connection: close, and EOF follows, not a
+ * reset. */
+static void expect_eof(int fd) {
+  CHECK(R.closed);
+  char b[256];
+  struct pollfd p = {fd, POLLIN, 0};
+  CHECK_EQ(poll(&p, 1, 5000), 1);
+  ssize_t n = recv(fd, b, sizeof(b), 0);
+  if (n != 0) {
+    fprintf(stderr, "want EOF after the %d, got %s\n", R.status, n < 0 ? strerror(errno) : "bytes");
+    abort();
+  }
+}
+
+/* One whole answer with status and code, then EOF. */
 static void expect_answer_then_eof(int fd, int status, int code) {
   errno = 0;
   if (hc_read(fd, &R, 5000) != 0) {
@@ -611,20 +627,34 @@ static void expect_answer_then_eof(int fd, int status, int code) {
     abort();
   }
   expect(status, code);
-  CHECK(R.closed);
-  char b[256];
-  struct pollfd p = {fd, POLLIN, 0};
-  CHECK_EQ(poll(&p, 1, 5000), 1);
-  ssize_t n = recv(fd, b, sizeof(b), 0);
-  if (n != 0) {
-    fprintf(stderr, "want EOF after the %d, got %s\n", status, n < 0 ? strerror(errno) : "bytes");
-    abort();
-  }
+  expect_eof(fd);
 }
 
-/* An unlabelled metric's value, or -1. Overwrites R. */
+/* Connect, send raw and read the answer into R, again while it is a 503:
+ * with --max-conns 1 the server may not have seen an earlier close yet. */
+static int connect_past_refusals(int port, const char *raw, size_t n) {
+  for (int i = 0; i < 100; i++) {
+    int fd = hc_connect(port);
+    hc_send(fd, raw, n);
+    if (hc_read(fd, &R, 5000) == 0 && R.status != 503) {
+      if (i > 0) usleep(200 * 1000); /* for the refused tries to be gone too */
+      return fd;
+    }
+    close(fd);
+    usleep(20 * 1000);
+  }
+  abort();
+}
+
+/* An unlabelled metric's value, or -1. Overwrites R. Retries a refusal:
+ * with --max-conns 1 the server may not have seen the last close yet. */
 static long long metric(int port, const char *name) {
-  if (hc_do(port, "GET", "/metrics", NULL, NULL, &R) != 200) return -1;
+  int st = hc_do(port, "GET", "/metrics", NULL, NULL, &R);
+  for (int i = 0; i < 50 && st == 503; i++) {
+    usleep(20 * 1000);
+    st = hc_do(port, "GET", "/metrics", NULL, NULL, &R);
+  }
+  if (st != 200) return -1;
   char key[128];
   snprintf(key, sizeof(key), "\n%s ", name);
   const char *p = strstr(R.body, key);
@@ -696,6 +726,72 @@ static void linger_after_400(void) {
   expect_answer_then_eof(fd, 200, 0);
   close(fd);
   CHECK_EQ(metric(s.port, "spike_connections_lingered_total"), 2);
+  stop_clean(&s);
+}
+
+/* Past --max-conns: 503 then EOF, and a lingering connection counts
+ * against the limit. */
+static void linger_at_max_conns(void) {
+  static const char *const extra[] = {"--max-conns", "1", NULL};
+  spiked s;
+  spiked_start(&s, NULL, extra);
+  char req[256];
+  size_t n = hc_format(req, sizeof(req), "GET", "/healthz/live", NULL, NULL);
+  int held = connect_past_refusals(s.port, req, n); /* kept alive: the limit is reached */
+  CHECK_EQ(R.status, 200);
+  int fd = hc_connect(s.port);
+  hc_send(fd, req, n);
+  await_answer(fd);
+  hc_send(fd, req, n);
+  usleep(100 * 1000);
+  CHECK_EQ(send_filler(fd, 64 * 1024), 64 * 1024);
+  usleep(100 * 1000);
+  expect_answer_then_eof(fd, 503, 50005);
+  char v[32];
+  CHECK(hc_header(&R, "Retry-After", v, sizeof(v)) != NULL);
+  close(fd);
+  close(held);
+  /* answered 413, then lingers: the client stays quiet */
+  held = connect_past_refusals(s.port, big_head, sizeof(big_head) - 1);
+  expect(413, 40005);
+  expect_eof(held);
+  fd = hc_connect(s.port);
+  hc_send(fd, req, n);
+  CHECK_EQ(hc_read(fd, &R, 5000), 0);
+  expect(503, 50005);
+  close(fd);
+  close(held);
+  close(connect_past_refusals(s.port, req, n)); /* room again */
+  CHECK_EQ(R.status, 200);
+  CHECK(metric(s.port, "spike_connections_refused_total") >= 2);
+  stop_clean(&s);
+}
+
+/* Refusals being answered have their own bound: past --max-refusals a
+ * connection over the limit is closed unanswered, as before. */
+static void linger_refusals_bounded(void) {
+  static const char *const extra[] = {"--max-conns", "1",     "--max-refusals",   "1",
+                                      "--linger-ms", "20000", "--linger-idle-ms", "20000",
+                                      NULL};
+  spiked s;
+  spiked_start(&s, NULL, extra);
+  char req[256];
+  size_t n = hc_format(req, sizeof(req), "GET", "/healthz/live", NULL, NULL);
+  int held = connect_past_refusals(s.port, req, n);
+  CHECK_EQ(R.status, 200);
+  int fd = hc_connect(s.port); /* refused with a 503, then lingers: the client stays quiet */
+  hc_send(fd, req, n);
+  expect_answer_then_eof(fd, 503, 50005);
+  int fd2 = hc_connect(s.port);
+  CHECK(fd2 >= 0);
+  CHECK_EQ(hc_read(fd2, &R, 3000), -1);
+  CHECK_EQ(R.status, 0);
+  close(fd2);
+  close(fd);
+  close(held);
+  close(connect_past_refusals(s.port, req, n));
+  CHECK_EQ(R.status, 200);
+  CHECK(metric(s.port, "spike_connections_refused_total") >= 2);
   stop_clean(&s);
 }
 
@@ -1055,6 +1151,8 @@ TEST_LIST({"every_route_and_code", every_route_and_code, 60},
           {"emfile_no_busy_loop", emfile_no_busy_loop, 45},
           {"linger_after_413", linger_after_413, 30},
           {"linger_after_400", linger_after_400, 30},
+          {"linger_at_max_conns", linger_at_max_conns, 30},
+          {"linger_refusals_bounded", linger_refusals_bounded, 30},
           {"linger_bounds", linger_bounds, 30},
           {"linger_not_kept_by_drain", linger_not_kept_by_drain, 30},
           {"busy_and_rate_limited", busy_and_rate_limited, 30},
