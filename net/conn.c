@@ -18,8 +18,18 @@
  *
  * Limits: header bytes, body bytes, requests in flight per connection,
  * connections per server, a deadline per request (slowloris) and per idle
- * connection, each with a defined answer (413, pause, close).
+ * connection, each with a defined answer (413, pause, 503, close).
+ *
+ * Closing: when the server ends a connection after an answer (a refused
+ * request, Connection: close, the drain) the client may still be sending,
+ * and a close with bytes unread, or bytes arriving after it, makes the
+ * kernel answer with RST, which can cost the client the answer. So, as
+ * nginx does, such a connection lingers: its write side is shut down once
+ * the answer is out, and what arrives is read and discarded until the
+ * client closes or a bound is reached (time, quiet time, bytes). Lingering
+ * connections still count against the connection limit.
  */
+#include <assert.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,22 +120,24 @@ static void on_closed(uv_handle_t *h) {
     lc->conns = c->next;
   if (c->next != NULL) c->next->prev = c->prev;
   lc->nconns--;
-  /* relaxed: a count for the connection limit. */
-  atomic_fetch_sub_explicit(&lc->srv->conns, 1, memory_order_relaxed);
+  if (c->refusal) {
+    assert(lc->nrefusals > 0);
+    lc->nrefusals--;
+  } else {
+    /* relaxed: a count for the connection limit. */
+    atomic_fetch_sub_explicit(&lc->srv->conns, 1, memory_order_relaxed);
+  }
   metrics_gauge_add(&lc->m.connections, -1);
   free(c);
   if (lc->draining) server_loop_maybe_done(lc);
 }
 
-static void conn_close(conn *c) {
-  if (c->closing) return;
+/* Let go of every request and buffered input. Requests whose bytes a
+ * uv_write holds stay at the head: on_write frees them. Requests waiting on
+ * the engine stay the engine's: conn_respond frees them when their
+ * callback runs. The rest go now. */
+static void drop_requests(conn *c) {
   loop_ctx *lc = c->lc;
-  set_reading(c, 0);
-  c->closing = 1;
-  /* Requests whose bytes a uv_write holds stay at the head: uv_close
-   * cancels that write and on_write frees them. Requests waiting on the
-   * engine stay the engine's: conn_respond frees them when their callback
-   * runs. The rest go now. */
   uint32_t held = c->writing ? c->writing_reqs : 0;
   req *last_held = NULL, *r = c->head;
   for (uint32_t i = 0; r != NULL && i < held; i++) {
@@ -146,13 +158,95 @@ static void conn_close(conn *c) {
   } else {
     c->head = c->tail = NULL;
   }
+  c->queued = held;
   if (c->cur != NULL) {
     req_free(lc, c->cur);
     c->cur = NULL;
   }
   free(c->pending);
   c->pending = NULL;
+  c->pending_len = 0;
+}
+
+/* Close now: uv_close cancels a pending write or shutdown. */
+static void conn_close(conn *c) {
+  if (c->closing) return;
+  loop_ctx *lc = c->lc;
+  set_reading(c, 0);
+  c->closing = 1;
+  if (c->lingering) {
+    c->lingering = 0;
+    assert(lc->nlinger > 0);
+    lc->nlinger--;
+    metrics_gauge_add(&lc->m.lingering, -1);
+  }
+  drop_requests(c);
   uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+static void on_shutdown(uv_shutdown_t *sd, int status) {
+  conn *c = sd->data;
+  /* UV_ECANCELED: conn_close came first, and on_closed frees c after this. */
+  if (status < 0 && !c->closing) conn_close(c);
+}
+
+/* Lingering: the next deadline is the quiet limit, capped by the total. */
+static void linger_touch(conn *c, uint64_t now_ms) {
+  uint64_t quiet_ms = now_ms + c->lc->srv->lim.linger_idle_ms;
+  c->deadline_ms = quiet_ms < c->linger_end_ms ? quiet_ms : c->linger_end_ms;
+}
+
+/* Every answer owed is written and the server ends the connection: linger
+ * (see the top of the file), unless the client has already said it sends
+ * no more or lingering is off. */
+static void conn_end(conn *c) {
+  loop_ctx *lc = c->lc;
+  const http_limits *lim = &lc->srv->lim;
+  if (c->closing) return;
+  assert(!c->writing && !c->lingering);
+  if (c->eof || lim->linger_ms == 0) {
+    conn_close(c);
+    return;
+  }
+  drop_requests(c);
+  c->no_more = 1;
+  c->sd.data = c;
+  if (uv_shutdown(&c->sd, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+    conn_close(c);
+    return;
+  }
+  c->lingering = 1;
+  lc->nlinger++;
+  assert(lc->nlinger <= lc->nconns);
+  metrics_gauge_add(&lc->m.lingering, 1);
+  metrics_add(&lc->m.lingered, 1);
+  uint64_t now = uv_now(&lc->loop);
+  c->linger_end_ms = now + lim->linger_ms;
+  c->linger_bytes = 0;
+  linger_touch(c, now);
+  set_reading(c, 1);
+  if (!c->reading) {
+    conn_close(c);
+    return;
+  }
+  if (lc->draining) server_loop_maybe_done(lc); /* this may have been the last one busy */
+}
+
+/* Input on a lingering connection: discard it, within the bounds. */
+static void linger_read(conn *c, ssize_t nread) {
+  loop_ctx *lc = c->lc;
+  if (nread < 0) { /* the client closed (or reset): nothing left to protect */
+    conn_close(c);
+    return;
+  }
+  c->linger_bytes += (uint64_t)nread;
+  if (c->linger_bytes > lc->srv->lim.linger_max_bytes) {
+    log_line(LOG_DEBUG, "http", NULL, NULL, "lingering close cut after %llu bytes",
+             (unsigned long long)c->linger_bytes);
+    conn_close(c);
+    return;
+  }
+  linger_touch(c, uv_now(&lc->loop));
 }
 
 static void push_req(conn *c, req *r) {
@@ -387,11 +481,16 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   loop_ctx *lc = c->lc;
   if (buf->base == lc->rbuf) lc->rbuf_busy = 0;
   if (nread == 0) return;
+  if (c->lingering) {
+    linger_read(c, nread);
+    return;
+  }
   if (nread < 0) {
     /* EOF with answers still owed (a client that half-closes after its
      * requests): finish them, then close. */
     if (nread == UV_EOF && c->queued > 0 && c->cur == NULL) {
       c->no_more = 1;
+      c->eof = 1;
       set_reading(c, 0);
     } else {
       conn_close(c);
@@ -434,10 +533,10 @@ static int retire(conn *c, req *r) {
 
 static void after_flush(conn *c) {
   loop_ctx *lc = c->lc;
-  if (c->closing || c->writing) return;
+  if (c->closing || c->writing || c->lingering) return;
   if (c->queued == 0 && c->cur == NULL) {
     if (c->no_more || lc->draining) {
-      conn_close(c);
+      conn_end(c);
       return;
     }
     c->deadline_ms = uv_now(&lc->loop) + lc->srv->lim.idle_timeout_ms;
@@ -453,8 +552,12 @@ static void on_write(uv_write_t *w, int status) {
   c->writing = 0;
   c->writing_reqs = 0;
   if (c->closing) return; /* conn_close left these for us; on_closed frees c */
-  if (close_now) {
+  if (status < 0) {
     conn_close(c);
+    return;
+  }
+  if (close_now) {
+    conn_end(c);
     return;
   }
   c->deadline_ms = 0;
@@ -483,7 +586,7 @@ static void conn_flush(conn *c) {
       }
       left -= sz;
       if (retire(c, pop_req(c))) {
-        conn_close(c);
+        conn_end(c);
         return;
       }
     }
@@ -577,9 +680,21 @@ void conn_on_accept(uv_stream_t *listener, int status) {
     return;
   }
   if (open >= srv->lim.max_conns || lc->draining) {
+    /* Refused: a 503 saying so, then a lingering close, since the client
+     * has likely sent its request already. A refusal holds no place under
+     * the limit (it would keep the server full for its linger); it has a
+     * bound of its own, past which the connection is closed unanswered. */
     metrics_add(&lc->m.refused, 1);
-    c->closing = 1;
-    uv_close((uv_handle_t *)&c->tcp, on_closed);
+    /* relaxed: as above. */
+    atomic_fetch_sub_explicit(&srv->conns, 1, memory_order_relaxed);
+    c->refusal = 1;
+    lc->nrefusals++;
+    if (lc->draining || lc->nrefusals > srv->lim.max_refusals) {
+      c->closing = 1;
+      uv_close((uv_handle_t *)&c->tcp, on_closed);
+      return;
+    }
+    refuse(c, SPIKE_EBUSY, "connection limit");
     return;
   }
   metrics_add(&lc->m.accepted, 1);
@@ -607,6 +722,12 @@ void conn_sweep(uv_timer_t *t) {
   for (conn *c = lc->conns, *next; c != NULL; c = next) {
     next = c->next;
     if (c->closing || c->deadline_ms == 0 || now < c->deadline_ms) continue;
+    if (c->lingering) { /* a bound, not a fault: the client had its time */
+      log_line(LOG_DEBUG, "http", NULL, NULL, "lingering close ended (%s)",
+               now >= c->linger_end_ms ? "linger time" : "quiet");
+      conn_close(c);
+      continue;
+    }
     metrics_add(&lc->m.timeouts, 1);
     log_line(LOG_DEBUG, "http", NULL, NULL, "connection timed out (%s)",
              c->cur != NULL ? "request" : c->writing ? "write" : "idle");
@@ -617,7 +738,7 @@ void conn_sweep(uv_timer_t *t) {
 void conn_drain_all(loop_ctx *lc, int force) {
   for (conn *c = lc->conns, *next; c != NULL; c = next) {
     next = c->next;
-    if (c->closing) continue;
+    if (c->closing || (c->lingering && !force)) continue;
     if (force || (c->queued == 0 && !c->writing)) {
       conn_close(c);
     } else {

@@ -40,7 +40,8 @@ typedef struct req req;
 
 /* Limits and behaviour of the HTTP front (flags in main.c). */
 typedef struct http_limits {
-  uint32_t max_conns;         /* past it new connections are closed at once */
+  uint32_t max_conns;         /* past it new connections are refused (503) */
+  uint32_t max_refusals;      /* refusals being answered, per loop; past it: closed at once */
   uint32_t max_header_bytes;  /* request line + headers; 413 past it */
   uint32_t max_body_bytes;    /* 413 past it */
   uint32_t header_timeout_ms; /* from a request's first byte to its last */
@@ -49,6 +50,13 @@ typedef struct http_limits {
   uint32_t drain_timeout_ms;  /* SIGTERM: longest wait for in-flight work */
   uint32_t rate_limit;        /* requests per second per client address; 0: off */
   uint32_t rate_burst;        /* bucket size; 0: rate_limit */
+  /* Lingering close, after an answer that ends the connection: read and
+   * discard what the client still sends until it closes, is quiet for
+   * linger_idle_ms, linger_ms have passed or linger_max_bytes are read.
+   * linger_ms 0: close at once. */
+  uint32_t linger_ms;
+  uint32_t linger_idle_ms;
+  uint64_t linger_max_bytes;
 } http_limits;
 
 struct req {
@@ -99,7 +107,13 @@ struct conn {
   char *pending;     /* input left over when the parser paused */
   size_t pending_len;
   uint64_t deadline_ms; /* uv_now-based; 0 = none */
+  uint64_t linger_end_ms; /* lingering: the last moment, uv_now-based */
+  uint64_t linger_bytes;  /* lingering: bytes read and discarded */
   uint8_t reading, writing, closing, no_more;
+  uint8_t eof;       /* the client has sent everything it will */
+  uint8_t lingering; /* answered; write side shut down; discarding input */
+  uint8_t refusal;   /* over the limit: in lc->nrefusals, not in srv->conns */
+  uv_shutdown_t sd;
   uint32_t writing_reqs; /* requests whose bytes a uv_write holds */
   uv_write_t wr;
   conn *prev, *next;    /* the loop's list */
@@ -120,6 +134,8 @@ struct loop_ctx {
   spike_uv adapter;
   conn *conns;
   uint32_t nconns;
+  uint32_t nlinger;    /* of nconns, lingering */
+  uint32_t nrefusals;  /* of nconns, refused for the connection limit */
   conn *dirty;         /* connections with responses to write */
   req *free_reqs;
   uint32_t nfree;
@@ -149,7 +165,7 @@ struct server {
   int port;
   uint32_t threads;
   loop_ctx *loops;
-  _Atomic uint32_t conns;  /* open across all loops */
+  _Atomic uint32_t conns; /* open across all loops, refusals not included */
   _Atomic int draining;
 };
 
@@ -158,7 +174,8 @@ void conn_init_settings(void); /* once, before any loop runs */
 void conn_on_accept(uv_stream_t *listener, int status);
 /* The request's response is in r->out: queue it for writing. */
 void conn_respond(req *r);
-/* Close every idle connection; the rest close when their work is done. */
+/* Close every idle connection; the rest close when their work is done.
+ * Lingering connections are left to the drain's end unless force. */
 void conn_drain_all(loop_ctx *lc, int force);
 void conn_sweep(uv_timer_t *t);
 void conn_flush_dirty(uv_check_t *h);

@@ -104,24 +104,32 @@ static void http_metrics(jbuf *b, metrics *const *sh, uint32_t n) {
     for (uint32_t i = 0; i < n; i++) v += LOAD(sh[i]->errors[c]);
     line(b, "spike_api_errors_total{code=\"%d\"} %llu\n", codes[c], (unsigned long long)v);
   }
-  int64_t conns = 0;
-  uint64_t acc = 0, ref = 0, to = 0;
+  int64_t conns = 0, lingering = 0;
+  uint64_t acc = 0, ref = 0, to = 0, lingered = 0;
   for (uint32_t i = 0; i < n; i++) {
     conns += LOAD(sh[i]->connections);
+    lingering += LOAD(sh[i]->lingering);
     acc += LOAD(sh[i]->accepted);
     ref += LOAD(sh[i]->refused);
     to += LOAD(sh[i]->timeouts);
+    lingered += LOAD(sh[i]->lingered);
   }
   family(b, "spike_connections", "gauge", "Open client connections.");
   line(b, "spike_connections %lld\n", (long long)conns);
   family(b, "spike_connections_accepted_total", "counter", "Connections accepted.");
   line(b, "spike_connections_accepted_total %llu\n", (unsigned long long)acc);
   family(b, "spike_connections_refused_total", "counter",
-         "Connections closed at once because the connection limit was reached.");
+         "Connections refused for the connection limit: a 503, or closed unanswered.");
   line(b, "spike_connections_refused_total %llu\n", (unsigned long long)ref);
   family(b, "spike_connection_timeouts_total", "counter",
          "Connections cut for a header, body or idle timeout.");
   line(b, "spike_connection_timeouts_total %llu\n", (unsigned long long)to);
+  family(b, "spike_connections_lingering", "gauge",
+         "Connections answered and closing: reading and discarding what the client still sends.");
+  line(b, "spike_connections_lingering %lld\n", (long long)lingering);
+  family(b, "spike_connections_lingered_total", "counter",
+         "Connections closed by lingering close after an answer that ended them.");
+  line(b, "spike_connections_lingered_total %llu\n", (unsigned long long)lingered);
 }
 
 /* A histogram without labels: counts per bucket (not cumulative) + +Inf. */

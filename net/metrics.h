@@ -23,8 +23,8 @@ typedef struct metrics {
   _Atomic uint64_t lat[H_COUNT][METRIC_STATUSES][METRIC_LAT_BUCKETS + 1];
   _Atomic uint64_t lat_sum_ns[H_COUNT][METRIC_STATUSES];
   _Atomic uint64_t errors[METRIC_CODES];
-  _Atomic int64_t connections;
-  _Atomic uint64_t accepted, refused, timeouts;
+  _Atomic int64_t connections, lingering;
+  _Atomic uint64_t accepted, refused, timeouts, lingered;
 } metrics;
 
 /* Owner thread only. status: the spike status the request ended with. */

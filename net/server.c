@@ -9,11 +9,13 @@
  * Drain, on SIGTERM or SIGINT: every loop closes its listener, closes idle
  * connections, lets requests already received finish (parked feed waits
  * are released at once), closes the rest as they go idle, then closes its
- * producer. When every loop is done the engine commits what is left and
- * closes LMDB. A drain that outlives --drain-timeout-ms is forced.
+ * producer. Connections in lingering close are closed once nothing else is
+ * left on their loop. When every loop is done the engine commits what is
+ * left and closes LMDB. A drain that outlives --drain-timeout-ms is forced.
  */
 #include "server.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -37,12 +39,16 @@ void server_config_init(server_config *cfg) {
   cfg->threads = 1;
   cfg->auth = AUTH_NONE;
   cfg->lim.max_conns = 10000;
+  cfg->lim.max_refusals = 64;
   cfg->lim.max_header_bytes = 8192;
   cfg->lim.max_body_bytes = 65536;
   cfg->lim.header_timeout_ms = 10000;
   cfg->lim.idle_timeout_ms = 60000;
   cfg->lim.max_pipeline = 16;
   cfg->lim.drain_timeout_ms = 10000;
+  cfg->lim.linger_ms = 5000;
+  cfg->lim.linger_idle_ms = 2000;
+  cfg->lim.linger_max_bytes = 8u << 20;
 }
 
 /* ---- readiness and metrics (api.c calls these) --------------------------- */
@@ -78,9 +84,16 @@ static void close_quietly(uv_handle_t *h) {
 
 /* The loop has no connection left: once the engine has answered every
  * parked request, close the producer and the loop's handles; uv_run then
- * returns. */
+ * returns. Lingering connections do not hold the drain up: they close as
+ * soon as they are all that is left. */
 void server_loop_maybe_done(loop_ctx *lc) {
-  if (!lc->draining || lc->nconns > 0 || lc->producer == NULL) return;
+  if (!lc->draining || lc->producer == NULL) return;
+  assert(lc->nlinger <= lc->nconns);
+  if (lc->nconns > lc->nlinger) return; /* answers still owed, or closes under way */
+  if (lc->nlinger > 0) {
+    conn_drain_all(lc, 1); /* on_closed asks again */
+    return;
+  }
   if (spike_producer_inflight(lc->producer) > 0) return; /* the sweep asks again */
   spike_uv_detach(&lc->adapter, NULL);
   spike_producer_close(lc->producer);
