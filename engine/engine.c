@@ -129,6 +129,7 @@ void spike_config_init(spike_config *cfg) {
   cfg->batch_us = 0;
   cfg->max_events = 4096;
   cfg->max_buyers = 1u << 20;
+  cfg->max_users = 1u << 20;
   cfg->max_keys = 1u << 20;
   cfg->max_reserved = 1u << 20;
   cfg->max_producers = 16;
@@ -155,6 +156,8 @@ static const char *check_config(const spike_config *c) {
     return "max_buyers is not a power of two in 4..2^30";
   if (!is_pow2(c->max_keys) || c->max_keys < 4 || c->max_keys > (1u << 30))
     return "max_keys is not a power of two in 4..2^30";
+  if (!is_pow2(c->max_users) || c->max_users < 4 || c->max_users > (1u << 30))
+    return "max_users is not a power of two in 4..2^30";
   if (c->max_reserved < 1 || c->max_reserved > (1u << 30))
     return "max_reserved is not in 1..2^30";
   if (c->max_producers < 1 || c->max_producers > SPIKE_PRODUCERS_MAX)
@@ -208,6 +211,8 @@ static void free_engine(spike_engine *e) {
   }
   store_close(e->st);
   lim_free(&e->keys);
+  lim_free(&e->users);
+  lim_unmap((void *)e->user_head, (size_t)e->cfg.max_users * sizeof(*e->user_head));
   lim_free(&e->buyers);
   slab_free(&e->slab);
   if (e->lock_fd >= 0) close(e->lock_fd);
@@ -243,7 +248,8 @@ int spike_open(spike_engine **out, const spike_config *cfg) {
   if ((status = lock_dir(e)) != SPIKE_OK) goto fail;
   status = SPIKE_EINTERNAL;
   if (slab_init(&e->slab, cfg->max_events) != 0 || lim_init(&e->buyers, cfg->max_buyers) != 0 ||
-      lim_init(&e->keys, cfg->max_keys) != 0) {
+      lim_init(&e->keys, cfg->max_keys) != 0 || lim_init(&e->users, cfg->max_users) != 0 ||
+      (e->user_head = lim_map((size_t)cfg->max_users * sizeof(*e->user_head))) == NULL) {
     snprintf(open_err, sizeof(open_err), "out of memory for the slab and tables");
     goto fail;
   }
@@ -279,6 +285,10 @@ int spike_open(spike_engine **out, const spike_config *cfg) {
     status = SPIKE_ESTORAGE;
     goto fail;
   }
+  if (store_migrated(e->st) > 0)
+    log_line(LOG_INFO, "engine", NULL, NULL,
+             "migrated %s to store schema %d: %llu orders rewritten", e->data_dir,
+             STORE_SCHEMA_VERSION, (unsigned long long)store_migrated(e->st));
   e->w = writer_create(e);
   if (e->w == NULL) {
     snprintf(open_err, sizeof(open_err), "out of memory for the writer");
@@ -613,6 +623,12 @@ int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t u
     detail = "buyer table full";
     goto unarm;
   }
+  uint32_t uidx = lim_upsert(&e->users, user_id, 0);
+  if (uidx == LIM_FULL) {
+    status = SPIKE_EBUSY;
+    detail = "user table full";
+    goto unarm;
+  }
   buyer = lim_at(&e->buyers, bidx);
   if (lim_take(buyer, qty, ev->per_user_limit) != 0) {
     status = SPIKE_ELIMIT;
@@ -641,6 +657,7 @@ int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t u
   m->event_slot = slot;
   m->buyer_idx = bidx;
   m->key_idx = kidx;
+  m->user_idx = uidx;
   m->order_id = id;
   m->user_id = user_id;
   m->created_at = now;
@@ -858,12 +875,41 @@ int spike_order_get(spike_producer *p, uint64_t order_id, spike_order *out) {
   return read_status(rc);
 }
 
+static int by_event_then_id(const void *a, const void *b) {
+  const spike_order *x = a, *y = b;
+  if (x->event_id != y->event_id) return x->event_id < y->event_id ? -1 : 1;
+  return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Orders a user-orders walk reads at most: a user with more orders (in all
+ * events) than this gets the newest ones found within it. */
+#define USER_WALK_MAX 100000u
+
 int spike_user_orders(spike_producer *p, uint64_t user_id, uint64_t event_id, spike_order *out,
                       uint32_t max, uint32_t *count) {
   *count = 0;
+  uint32_t u = lim_find(&p->e->users, user_id, 0);
+  if (u == LIM_FULL || max == 0) return SPIKE_OK;
+  /* The head first, then the snapshot: the writer publishes a head only
+   * after its commit, so the snapshot holds the whole chain from it.
+   * acquire: pairs with that release. */
+  uint64_t id = atomic_load_explicit(&p->e->user_head[u], memory_order_acquire);
   int rc = store_read_begin(p->rtxn);
-  if (rc == 0) rc = store_user_orders(p->rtxn, user_id, event_id, out, max, count);
+  uint32_t n = 0;
+  order_rec r;
+  for (uint32_t steps = 0; rc == 0 && id != 0 && n < max && steps < USER_WALK_MAX; steps++) {
+    rc = store_get_order_rec(p->rtxn, id, &r);
+    if (rc != 0) break;
+    if (r.o.user_id != user_id) {
+      rc = STORE_ECORRUPT; /* a chain that leaves its user is damage */
+      break;
+    }
+    if (event_id == 0 || r.o.event_id == event_id) out[n++] = r.o;
+    id = r.prev;
+  }
   store_read_end(p->rtxn);
+  qsort(out, n, sizeof(*out), by_event_then_id);
+  *count = n;
   return rc == 0 ? SPIKE_OK : read_status(rc);
 }
 
@@ -938,4 +984,6 @@ void spike_stats_get(spike_engine *e, spike_stats *out) {
   out->buyers_capacity = lim_capacity(&e->buyers);
   out->keys_used = lim_used(&e->keys);
   out->keys_capacity = lim_capacity(&e->keys);
+  out->users_used = lim_used(&e->users);
+  out->users_capacity = lim_capacity(&e->users);
 }

@@ -47,7 +47,7 @@ typedef struct msg {
   uint32_t event_slot;
   uint32_t buyer_idx;
   uint32_t key_idx;      /* LIM_FULL when the reserve had no key */
-  uint32_t pad2_;
+  uint32_t user_idx;     /* the user's entry in the users table */
   uint64_t order_id;
   uint64_t user_id;
   int64_t created_at;
@@ -95,6 +95,11 @@ struct spike_engine {
   slab slab;
   lim_table buyers;
   lim_table keys;
+  lim_table users;              /* user -> an index into user_head */
+  /* Per users entry, the user's newest committed order: the head of the
+   * chain through the order records. Apart from the entries, which
+   * producers write, so the writer's reads of it do not bounce. */
+  _Atomic uint64_t *user_head;
   store *st;
   writer *w;
   spike_producer *producers;    /* cfg.max_producers slots, rings preallocated */

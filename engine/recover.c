@@ -1,8 +1,12 @@
 /*
  * recover.c -- one read snapshot over the whole store, in dependency order:
- * events, then orders (which name events), then keys. Recovery trusts
- * nothing it can cross-check: the event counters must equal the sums over
- * the orders, since both were written in the same transactions.
+ * events, then orders (which name events). Every index the engine keeps in
+ * memory is derived here from the order records: the units each buyer
+ * holds, the expiry timers, the idempotency keys, and each user's newest
+ * order (the head of the chain through the records' prev, the one with the
+ * highest rseq). Recovery trusts nothing it can cross-check: the event
+ * counters must equal the sums over the orders, since both were written in
+ * the same transactions.
  */
 #include "recover.h"
 
@@ -22,6 +26,7 @@ typedef struct sums {
 typedef struct rec {
   spike_engine *e;
   sums *sum;
+  uint64_t *head_rseq; /* per users entry: the rseq of its head so far */
   uint64_t max_id;
   uint32_t armed;
   int status;
@@ -50,9 +55,10 @@ static int load_event(void *arg, const spike_event *ev, int closed) {
   return 0;
 }
 
-static int load_order(void *arg, const spike_order *o) {
+static int load_order(void *arg, const order_rec *rr) {
   rec *r = arg;
   spike_engine *e = r->e;
+  const spike_order *o = &rr->o;
   uint32_t slot = slab_find(&e->slab, o->event_id);
   if (slot == SLAB_NONE)
     return refuse(r, SPIKE_ESTORAGE, "order %" PRIu64 " names missing event %" PRIu64, o->id,
@@ -73,18 +79,26 @@ static int load_order(void *arg, const spike_order *o) {
       return refuse(r, SPIKE_EINTERNAL, "out of memory arming %u reservations", r->armed);
     r->armed++;
   }
-  return 0;
-}
-
-static int load_key(void *arg, uint64_t event_id, uint64_t k1, uint64_t k2, uint64_t order_id) {
-  rec *r = arg;
-  (void)event_id; /* the hash is seeded with it */
-  uint32_t i = lim_upsert(&r->e->keys, k1, k2);
-  if (i == LIM_FULL)
-    return refuse(r, SPIKE_EINVAL, "more idempotency keys on disk than max_keys (%u) holds",
-                  lim_capacity(&r->e->keys));
-  /* relaxed: recovery is single-threaded. */
-  atomic_store_explicit(&lim_at(&r->e->keys, i)->val, order_id, memory_order_relaxed);
+  /* relaxed throughout: recovery is single-threaded. */
+  if (rr->keyed) {
+    uint32_t k = lim_upsert(&e->keys, rr->key1, rr->key2);
+    if (k == LIM_FULL)
+      return refuse(r, SPIKE_EINVAL, "more idempotency keys on disk than max_keys (%u) holds",
+                    lim_capacity(&e->keys));
+    atomic_store_explicit(&lim_at(&e->keys, k)->val, o->id, memory_order_relaxed);
+  }
+  uint32_t u = lim_upsert(&e->users, o->user_id, 0);
+  if (u == LIM_FULL)
+    return refuse(r, SPIKE_EINVAL, "more users on disk than max_users (%u) holds at 3/4 load",
+                  lim_capacity(&e->users));
+  _Atomic uint64_t *head_at = &e->user_head[u];
+  uint64_t head = atomic_load_explicit(head_at, memory_order_relaxed);
+  /* The head is the last order the writer committed for the user: highest
+   * rseq, then (schema 1's orders have none) highest id. */
+  if (head == 0 || rr->rseq > r->head_rseq[u] || (rr->rseq == r->head_rseq[u] && o->id > head)) {
+    atomic_store_explicit(head_at, o->id, memory_order_relaxed);
+    r->head_rseq[u] = rr->rseq;
+  }
   return 0;
 }
 
@@ -117,9 +131,11 @@ int recover(spike_engine *e, char *err, size_t errlen) {
   store_txn *t = store_txn_new(e->st);
   rec r = {.e = e, .status = SPIKE_OK, .err = err, .errlen = errlen};
   r.sum = calloc(e->cfg.max_events, sizeof(*r.sum));
-  if (t == NULL || r.sum == NULL) {
+  r.head_rseq = calloc(lim_capacity(&e->users), sizeof(*r.head_rseq));
+  if (t == NULL || r.sum == NULL || r.head_rseq == NULL) {
     store_txn_free(t);
     free(r.sum);
+    free(r.head_rseq);
     snprintf(err, errlen, "out of memory");
     return SPIKE_EINTERNAL;
   }
@@ -146,8 +162,6 @@ int recover(spike_engine *e, char *err, size_t errlen) {
     status = r.status;
     goto out;
   }
-  if ((status = walked(&r, store_each_key(t, load_key, &r), "idempotency keys")) != SPIKE_OK)
-    goto out;
   if ((rc = store_feed_bounds(t, &first, &last)) != 0) {
     status = walked(&r, rc, "the feed");
     goto out;
@@ -161,5 +175,6 @@ out:
   store_read_end(t);
   store_txn_free(t);
   free(r.sum);
+  free(r.head_rseq);
   return status;
 }

@@ -22,7 +22,7 @@
  * index that costs nothing until touched. */
 
 static uint32_t index_home(const wheel *w, uint64_t order_id) {
-  return (uint32_t)((order_id * 0x9E3779B97F4A7C15ull) >> 32) & w->index_mask;
+  return (uint32_t)(wheel_index_at(w, order_id) - w->index);
 }
 
 static int index_build(wheel *w, uint32_t capacity) {

@@ -91,6 +91,11 @@ int wheel_pop(wheel *w, uint64_t *order_id, int64_t *deadline_ms);
 int64_t wheel_next_ms(const wheel *w);
 
 static inline uint32_t wheel_used(const wheel *w) { return w->used; }
+
+/* Where order_id's index slot starts: for a prefetch ahead of an arm. */
+static inline const uint32_t *wheel_index_at(const wheel *w, uint64_t order_id) {
+  return &w->index[(uint32_t)((order_id * 0x9E3779B97F4A7C15ull) >> 32) & w->index_mask];
+}
 static inline int wheel_has_due(const wheel *w) {
   return w->head[WHEEL_LEVELS * WHEEL_SLOTS] != WHEEL_NONE;
 }

@@ -69,6 +69,11 @@ typedef struct shadow {
   uint64_t total, reserved, sold;
   uint64_t batch;  /* the batch that last saved this slot */
   uint8_t closed;
+  /* The writer's copy of what never changes: reading the slab's hot line,
+   * which producers CAS all the time, would cost a transfer per order. */
+  uint32_t pay_timeout_s;
+  uint64_t event_id;
+  int64_t price;
 } shadow;
 
 typedef struct oplist {
@@ -83,6 +88,16 @@ typedef struct touched {
   uint64_t id;
   uint64_t batch;
 } touched;
+
+/* Users whose newest order this batch wrote: the chain head each will have
+ * once the batch commits (published to the users table only then, so a
+ * reader never follows a head its snapshot does not hold). Open addressing
+ * by user entry, stamped like touched. */
+typedef struct head {
+  uint32_t user_idx;
+  uint64_t order;
+  uint64_t batch;
+} head;
 
 struct writer {
   spike_engine *e;
@@ -101,6 +116,9 @@ struct writer {
   uint32_t acked;    /* reserves in this batch acknowledged at enqueue */
   touched *touched;
   uint32_t touched_mask;
+  head *heads;       /* touched_mask + 1 slots */
+  uint32_t *head_list; /* the slots used in this batch */
+  uint32_t nheads;
   oplist done;       /* complete after the commit; ESTORAGE if it fails */
   oplist final;      /* decided whatever the commit does */
   oplist deferred;   /* waiting for an order still in a ring */
@@ -240,12 +258,40 @@ static int feed_event(writer *w, spike_change_type type, uint32_t slot) {
 
 /* Write an order and its change record; ids are appended when they are the
  * largest so far (one producer, or several in step), put otherwise. */
-static int write_order(writer *w, const spike_order *o, spike_change_type type, int64_t at) {
+static int write_order(writer *w, const order_rec *r, spike_change_type type, int64_t at) {
+  uint64_t id = r->o.id;
   w->writes = 1;
-  touched_add(w, o->id);
-  int rc = store_put_order_change(w->txn, o, o->id > w->orders_max, ++w->seq, type, at);
-  if (rc == 0 && o->id > w->orders_max) w->orders_max = o->id;
+  touched_add(w, id);
+  int rc = store_put_order_change(w->txn, r, id > w->orders_max, ++w->seq, type, at);
+  if (rc == 0 && id > w->orders_max) w->orders_max = id;
   return rc;
+}
+
+static uint32_t head_slot(const writer *w, uint32_t user_idx) {
+  uint32_t h = (user_idx * 0x9E3779B1u) & w->touched_mask;
+  while (w->heads[h].batch == w->batch && w->heads[h].user_idx != user_idx)
+    h = (h + 1) & w->touched_mask;
+  return h;
+}
+
+/* The user's newest order as of this point in the batch. */
+static uint64_t head_get(writer *w, uint32_t user_idx) {
+  const head *hd = &w->heads[head_slot(w, user_idx)];
+  if (hd->batch == w->batch) return hd->order;
+  /* relaxed: the writer is the only thread that stores it. */
+  return atomic_load_explicit(&w->e->user_head[user_idx], memory_order_relaxed);
+}
+
+static void head_set(writer *w, uint32_t user_idx, uint64_t order) {
+  uint32_t h = head_slot(w, user_idx);
+  head *hd = &w->heads[h];
+  if (hd->batch != w->batch) {
+    assert(w->nheads < w->cap);
+    w->head_list[w->nheads++] = h;
+    hd->batch = w->batch;
+    hd->user_idx = user_idx;
+  }
+  hd->order = order;
 }
 
 /* ---- applying messages ------------------------------------------------ */
@@ -264,7 +310,6 @@ static void undo_reserve(writer *w, uint32_t slot, uint32_t qty, uint32_t buyer_
 
 static int apply_reserve(writer *w, const msg *m) {
   spike_engine *e = w->e;
-  const slab_event *se = slab_at(&e->slab, m->event_slot);
   shadow *s = &w->sh[m->event_slot];
   if (m->op == NULL) {
     w->acked++;
@@ -278,22 +323,33 @@ static int apply_reserve(writer *w, const msg *m) {
     finish(w, m->op, SPIKE_ENOTLIVE, 0);
     return 0;
   }
-  spike_order o;
-  memset(&o, 0, sizeof(o));
-  o.id = m->order_id;
-  o.event_id = se->id;
-  o.user_id = m->user_id;
-  o.qty = m->qty;
-  o.amount = se->price * (int64_t)m->qty;
-  o.state = SPIKE_ORDER_RESERVED;
-  o.created_at = m->created_at;
-  o.expires_at = m->created_at + (int64_t)se->pay_timeout_s * 1000;
+  order_rec r;
+  memset(&r, 0, sizeof(r));
+  spike_order *o = &r.o;
+  o->id = m->order_id;
+  o->event_id = s->event_id;
+  o->user_id = m->user_id;
+  o->qty = m->qty;
+  o->amount = s->price * (int64_t)m->qty;
+  o->state = SPIKE_ORDER_RESERVED;
+  o->created_at = m->created_at;
+  o->expires_at = m->created_at + (int64_t)s->pay_timeout_s * 1000;
+  /* The indexes recovery derives: the user's chain, in commit order (rseq
+   * is the seq write_order gives its change record), and the key. */
+  r.prev = head_get(w, m->user_idx);
+  r.rseq = w->seq + 1;
+  if (m->key_idx != LIM_FULL) {
+    const lim_entry *k = lim_at(&e->keys, m->key_idx);
+    r.keyed = 1;
+    r.key1 = k->k1;
+    r.key2 = k->k2;
+  }
 
   /* Register the undo and arm the timer before any put: whatever fails
    * below, the take is given back and the timer disarmed with it. */
   add_undo(w, (undo){.type = UD_RESERVE, .slot = m->event_slot, .qty = m->qty,
-                     .buyer_idx = m->buyer_idx, .key_idx = m->key_idx, .id = o.id});
-  int armed = wheel_arm(&w->wheel, o.id, o.expires_at);
+                     .buyer_idx = m->buyer_idx, .key_idx = m->key_idx, .id = o->id});
+  int armed = wheel_arm(&w->wheel, o->id, o->expires_at);
   assert(armed == 0); /* the producers' armed bound keeps a free entry */
   (void)armed;
   if (m->op != NULL) finish(w, m->op, SPIKE_OK, 0);
@@ -303,17 +359,14 @@ static int apply_reserve(writer *w, const msg *m) {
   assert(s->reserved + s->sold <= s->total); /* I1: the producer's CAS held */
 
   int rc = txn_begin(w);
-  if (rc == 0) rc = write_order(w, &o, SPIKE_CHANGE_ORDER_RESERVED, o.created_at);
-  if (rc == 0) rc = store_put_buyer(w->txn, o.user_id, o.event_id, o.id);
-  if (rc == 0 && m->key_idx != LIM_FULL) {
-    const lim_entry *k = lim_at(&e->keys, m->key_idx);
-    rc = store_put_key(w->txn, o.event_id, k->k1, k->k2, o.id);
-  }
+  if (rc == 0) rc = write_order(w, &r, SPIKE_CHANGE_ORDER_RESERVED, o->created_at);
+  if (rc == 0) head_set(w, m->user_idx, o->id);
   return rc;
 }
 
 /* Expire a reserved order inside this batch. popped: its timer fired. */
-static int expire_order(writer *w, spike_order *o, uint32_t slot, int popped) {
+static int expire_order(writer *w, order_rec *r, uint32_t slot, int popped) {
+  spike_order *o = &r->o;
   assert(o->state == SPIKE_ORDER_RESERVED);
   o->state = SPIKE_ORDER_EXPIRED;
   o->cancelled_at = w->now;
@@ -323,7 +376,7 @@ static int expire_order(writer *w, spike_order *o, uint32_t slot, int popped) {
   s->reserved -= o->qty;
   add_fx(w, (fx){.type = FX_RELEASE, .popped = (uint8_t)popped, .expiry = 1, .slot = slot,
                  .qty = o->qty, .user = o->user_id, .order = o->id});
-  return write_order(w, o, SPIKE_CHANGE_ORDER_EXPIRED, w->now);
+  return write_order(w, r, SPIKE_CHANGE_ORDER_EXPIRED, w->now);
 }
 
 /* An order id that some producer minted but whose reserve the writer has
@@ -345,13 +398,14 @@ static void defer(writer *w, spike_op *op) {
 /* Pay or cancel: decided here, on the one thread that writes orders, so a
  * pay racing a cancel or an expiry has exactly one winner. */
 static int apply_order_op(writer *w, spike_op *op) {
-  spike_order o;
+  order_rec r;
+  spike_order *o = &r.o;
   int rc = txn_begin(w);
   if (rc != 0) {
     finish(w, op, SPIKE_ESTORAGE, 0);
     return rc;
   }
-  rc = store_get_order(w->txn, op->a_, &o);
+  rc = store_get_order_rec(w->txn, op->a_, &r);
   if (rc == STORE_NOTFOUND) {
     /* With ack=memory a reserve answered on one producer can be paid on
      * another before the writer has taken it from the first one's ring. */
@@ -365,15 +419,15 @@ static int apply_order_op(writer *w, spike_op *op) {
     finish(w, op, SPIKE_ESTORAGE, 0);
     return rc;
   }
-  if (op->b_ != 0 && o.user_id != op->b_) {
+  if (op->b_ != 0 && o->user_id != op->b_) {
     finish(w, op, SPIKE_EFORBIDDEN, 1);
     return 0;
   }
-  uint32_t slot = slab_find(&w->e->slab, o.event_id);
+  uint32_t slot = slab_find(&w->e->slab, o->event_id);
   assert(slot != SLAB_NONE);
-  if (o.state == SPIKE_ORDER_RESERVED && w->now >= o.expires_at) {
+  if (o->state == SPIKE_ORDER_RESERVED && w->now >= o->expires_at) {
     /* Past its deadline: it is expired, whether or not its timer fired. */
-    rc = expire_order(w, &o, slot, 0);
+    rc = expire_order(w, &r, slot, 0);
     if (rc != 0) {
       finish(w, op, SPIKE_ESTORAGE, 0);
       return rc;
@@ -382,38 +436,38 @@ static int apply_order_op(writer *w, spike_op *op) {
   int pay = op->type_ == MSG_PAY;
   order_action action = ORDER_CANCEL;
   if (pay)
-    action = o.state == SPIKE_ORDER_PAID && strlen(o.payment_id) == op->pid_len_ &&
-                     memcmp(o.payment_id, op->pid_, op->pid_len_) == 0
+    action = o->state == SPIKE_ORDER_PAID && strlen(o->payment_id) == op->pid_len_ &&
+                     memcmp(o->payment_id, op->pid_, op->pid_len_) == 0
                  ? ORDER_PAY_SAME
                  : ORDER_PAY_OTHER;
   spike_order_state next;
-  order_verdict verdict = order_decide(o.state, action, &next);
+  order_verdict verdict = order_decide(o->state, action, &next);
   if (verdict != ORDER_APPLY) {
-    op->r.order = o;
+    op->r.order = *o;
     op->replayed = verdict == ORDER_REPEAT;
     /* A verdict on a state this batch wrote falls with the batch. */
-    finish(w, op, verdict == ORDER_REPEAT ? SPIKE_OK : SPIKE_ESTATE, !touched_has(w, o.id));
+    finish(w, op, verdict == ORDER_REPEAT ? SPIKE_OK : SPIKE_ESTATE, !touched_has(w, o->id));
     return 0;
   }
   shadow *s = &w->sh[slot];
   touch(w, slot);
-  assert(s->reserved >= o.qty);
-  s->reserved -= o.qty;
-  o.state = next;
+  assert(s->reserved >= o->qty);
+  s->reserved -= o->qty;
+  o->state = next;
   if (pay) {
-    s->sold += o.qty;
-    o.paid_at = w->now;
-    memcpy(o.payment_id, op->pid_, op->pid_len_);
-    o.payment_id[op->pid_len_] = '\0';
-    add_fx(w, (fx){.type = FX_SELL, .slot = slot, .qty = o.qty, .order = o.id});
+    s->sold += o->qty;
+    o->paid_at = w->now;
+    memcpy(o->payment_id, op->pid_, op->pid_len_);
+    o->payment_id[op->pid_len_] = '\0';
+    add_fx(w, (fx){.type = FX_SELL, .slot = slot, .qty = o->qty, .order = o->id});
   } else {
-    o.cancelled_at = w->now;
-    add_fx(w, (fx){.type = FX_RELEASE, .slot = slot, .qty = o.qty, .user = o.user_id,
-                   .order = o.id});
+    o->cancelled_at = w->now;
+    add_fx(w, (fx){.type = FX_RELEASE, .slot = slot, .qty = o->qty, .user = o->user_id,
+                   .order = o->id});
   }
-  op->r.order = o;
+  op->r.order = *o;
   finish(w, op, SPIKE_OK, 0);
-  return write_order(w, &o, pay ? SPIKE_CHANGE_ORDER_PAID : SPIKE_CHANGE_ORDER_CANCELLED, w->now);
+  return write_order(w, &r, pay ? SPIKE_CHANGE_ORDER_PAID : SPIKE_CHANGE_ORDER_CANCELLED, w->now);
 }
 
 /* A retried idempotency key: answered, or deferred while its order is not
@@ -460,6 +514,9 @@ static int apply_create(writer *w, spike_op *op) {
   s->total = atomic_load_explicit(&se->total, memory_order_relaxed);
   s->reserved = s->sold = 0;
   s->closed = 0;
+  s->event_id = se->id;
+  s->price = se->price;
+  s->pay_timeout_s = se->pay_timeout_s;
   int rc = txn_begin(w);
   if (rc == 0) rc = feed_event(w, SPIKE_CHANGE_EVENT_CREATED, slot);
   return rc;
@@ -543,6 +600,14 @@ static void sleep_us(uint32_t us) {
   nanosleep(&ts, NULL);
 }
 
+/* What a reserve's apply will read at random: its message (written by the
+ * producer, on another core), its user's chain head, its overlay slot and
+ * its timer's index slot. The message is asked for two strides ahead and
+ * read one stride ahead to ask for the rest, so the misses overlap instead
+ * of adding up. (Written in the loop, not as a function: gcc finds
+ * a function whose only effect is a prefetch "const" and deletes calls to
+ * it.) */
+#define PREFETCH_AHEAD 16
 /* Drain the rings into the batch. Returns a store error or 0. */
 static int drain(writer *w, uint32_t *work) {
   spike_engine *e = w->e;
@@ -560,6 +625,15 @@ static int drain(writer *w, uint32_t *work) {
       uint32_t take = avail < w->cap - w->n ? avail : w->cap - w->n;
       uint32_t i = 0;
       while (i < take && rc == 0) {
+        if (i + 2 * PREFETCH_AHEAD < take) __builtin_prefetch(ring_at(&p->submit, i + 2 * PREFETCH_AHEAD));
+        if (i + PREFETCH_AHEAD < take) {
+          const msg *ahead = ring_at(&p->submit, i + PREFETCH_AHEAD);
+          if (ahead->type == MSG_RESERVE) {
+            __builtin_prefetch(&e->user_head[ahead->user_idx]);
+            __builtin_prefetch(&w->heads[(ahead->user_idx * 0x9E3779B1u) & w->touched_mask]);
+            __builtin_prefetch(wheel_index_at(&w->wheel, ahead->order_id));
+          }
+        }
         const msg *m = ring_at(&p->submit, i++);
         if (m->type == MSG_RESERVE && m->order_id > w->drained[pi]) w->drained[pi] = m->order_id;
         rc = apply(w, m);
@@ -604,9 +678,10 @@ static int expire_due(writer *w, uint32_t *work, uint32_t upto) {
   uint64_t id;
   int64_t deadline;
   while (w->n < upto && wheel_pop(&w->wheel, &id, &deadline)) {
-    spike_order o;
+    order_rec r;
+    spike_order *o = &r.o;
     int rc = txn_begin(w);
-    if (rc == 0) rc = store_get_order(w->txn, id, &o);
+    if (rc == 0) rc = store_get_order_rec(w->txn, id, &r);
     if (rc != 0 && rc != STORE_NOTFOUND) {
       int again = wheel_arm(&w->wheel, id, deadline); /* its own entry just freed */
       assert(again == 0);
@@ -621,10 +696,10 @@ static int expire_due(writer *w, uint32_t *work, uint32_t upto) {
       atomic_fetch_sub_explicit(&w->e->armed, 1, memory_order_relaxed);
       continue;
     }
-    if (o.state == SPIKE_ORDER_RESERVED && o.expires_at > w->now) {
+    if (o->state == SPIKE_ORDER_RESERVED && o->expires_at > w->now) {
       /* The clock stepped back between the advance and now: wait again,
        * never expire early. */
-      int again = wheel_arm(&w->wheel, id, o.expires_at);
+      int again = wheel_arm(&w->wheel, id, o->expires_at);
       assert(again == 0);
       (void)again;
       continue;
@@ -635,10 +710,10 @@ static int expire_due(writer *w, uint32_t *work, uint32_t upto) {
     /* Not reserved: paid, cancelled or expired earlier in this batch, whose
      * effect ends the reservation (and finds the timer gone) after the
      * commit. */
-    if (o.state != SPIKE_ORDER_RESERVED) continue;
-    uint32_t slot = slab_find(&w->e->slab, o.event_id);
+    if (o->state != SPIKE_ORDER_RESERVED) continue;
+    uint32_t slot = slab_find(&w->e->slab, o->event_id);
     assert(slot != SLAB_NONE);
-    rc = expire_order(w, &o, slot, 1);
+    rc = expire_order(w, &r, slot, 1);
     if (rc != 0) return rc;
   }
   return 0;
@@ -839,6 +914,13 @@ static void post_commit(writer *w, int committed) {
   }
   w->nfx = 0;
   settle_acked(w, 0);
+  for (uint32_t i = 0; i < w->nheads; i++) {
+    const head *hd = &w->heads[w->head_list[i]];
+    /* release: a reader that loads the head and then opens a snapshot
+     * finds the order in it (the commit happened before this store). */
+    atomic_store_explicit(&e->user_head[hd->user_idx], hd->order, memory_order_release);
+  }
+  w->nheads = 0;
   if (!committed) return;
   w->expire_backoff_ms = 0;
   w->expire_after_ms = 0;
@@ -951,7 +1033,7 @@ static uint32_t cycle(writer *w) {
   if (atomic_load_explicit(&e->failed, memory_order_acquire)) return cycle_failed(w);
   clock_read(w);
   w->batch++;
-  w->n = w->nfx = w->nud = w->ndirty = w->acked = 0;
+  w->n = w->nfx = w->nud = w->ndirty = w->acked = w->nheads = 0;
   w->writes = 0;
   uint64_t seq0 = w->seq, orders_max0 = w->orders_max, hwm0 = w->hwm;
   uint64_t feed_first0 = w->feed_first;
@@ -1049,12 +1131,14 @@ writer *writer_create(spike_engine *e) {
   while (tsize < w->cap * 2) tsize <<= 1;
   w->touched_mask = tsize - 1;
   w->touched = calloc(tsize, sizeof(*w->touched));
+  w->heads = calloc(tsize, sizeof(*w->heads));
+  w->head_list = calloc(w->cap, sizeof(*w->head_list));
   w->sh = calloc(e->cfg.max_events, sizeof(*w->sh));
   w->saved = calloc(e->cfg.max_events, sizeof(*w->saved));
   w->dirty = calloc(e->cfg.max_events, sizeof(*w->dirty));
   w->fx = calloc(w->cap, sizeof(*w->fx));
   w->ud = calloc(w->cap, sizeof(*w->ud));
-  if (w->touched == NULL || w->sh == NULL || w->saved == NULL || w->dirty == NULL ||
+  if (w->touched == NULL || w->heads == NULL || w->head_list == NULL || w->sh == NULL || w->saved == NULL || w->dirty == NULL ||
       w->fx == NULL || w->ud == NULL || (w->txn = store_txn_new(e->st)) == NULL ||
       wheel_init(&w->wheel, e->cfg.max_reserved, engine_now_ms()) != 0) {
     writer_destroy(w);
@@ -1069,6 +1153,8 @@ void writer_destroy(writer *w) {
   store_txn_free(w->txn);
   wheel_free(&w->wheel);
   free(w->touched);
+  free(w->heads);
+  free(w->head_list);
   free(w->sh);
   free(w->saved);
   free(w->dirty);
@@ -1078,7 +1164,13 @@ void writer_destroy(writer *w) {
 }
 
 void writer_load_event(writer *w, uint32_t slot, const spike_event *ev, int closed) {
-  w->sh[slot] = (shadow){ev->stock_total, ev->reserved, ev->sold, 0, (uint8_t)closed};
+  w->sh[slot] = (shadow){.total = ev->stock_total,
+                         .reserved = ev->reserved,
+                         .sold = ev->sold,
+                         .closed = (uint8_t)closed,
+                         .pay_timeout_s = ev->pay_timeout_s,
+                         .event_id = ev->id,
+                         .price = ev->price};
 }
 
 int writer_arm(writer *w, uint64_t order_id, int64_t deadline_ms) {

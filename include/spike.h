@@ -136,6 +136,8 @@ typedef struct spike_config {
   uint32_t batch_us;          /* extra wait to fill a batch; default 0 */
   uint32_t max_events;        /* events the slab holds; default 4096 */
   uint32_t max_buyers;        /* (event,user) slots, power of two; 1<<20 */
+  uint32_t max_users;         /* users with orders in the store, power of two;
+                                 1<<20 (usable to 3/4) */
   uint32_t max_keys;          /* idempotency key slots, power of two; 1<<20 */
   uint32_t max_reserved;      /* live reservations (reserved, not yet paid,
                                  cancelled or expired); 1<<20 */
@@ -441,8 +443,8 @@ int spike_event_list(spike_engine *e, spike_event *out, uint32_t max,
 int spike_order_get(spike_producer *p, uint64_t order_id, spike_order *out);
 
 /* A user's committed orders in one event (event_id != 0) or in all,
- * grouped by event id, oldest first within each. Copies up to max; *count
- * gets how many were copied. */
+ * grouped by event id, oldest first within each. When the user has more
+ * than max, the newest max. *count gets how many were copied. */
 int spike_user_orders(spike_producer *p, uint64_t user_id, uint64_t event_id,
                       spike_order *out, uint32_t max, uint32_t *count);
 
@@ -481,6 +483,7 @@ typedef struct spike_stats {
   uint32_t reservations_capacity; /* max_reserved (or more, after recovery) */
   uint64_t acks_lost_total;  /* ack=memory reserves lost with a failed batch */
   uint32_t buyers_used, buyers_capacity;
+  uint32_t users_used, users_capacity;
   uint32_t keys_used, keys_capacity;
   uint64_t feed_seq;         /* newest committed feed seq */
 } spike_stats;

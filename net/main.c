@@ -74,6 +74,8 @@ static flag flags[] = {
      "(event, user) slots, a power of two, usable to 3/4", 4, 1u << 30},
     {"max-keys", K_U32, U32(engine.max_keys), "1048576",
      "idempotency key slots, a power of two, usable to 3/4", 4, 1u << 30},
+    {"max-users", K_U32, U32(engine.max_users), "1048576",
+     "users with orders in the store, a power of two, usable to 3/4", 4, 1u << 30},
     {"max-reserved", K_U32, U32(engine.max_reserved), "1048576", "live reservations (reserved, not yet paid, cancelled or expired)",
      1, 1u << 30},
     {"ring-size", K_U32, U32(engine.ring_size), "8192", "commit ring slots per loop thread, a power of two", 2,
@@ -227,8 +229,10 @@ int main(int argc, char **argv) {
   log_set_level(log_level);
   if ((cfg.engine.max_buyers & (cfg.engine.max_buyers - 1)) != 0 ||
       (cfg.engine.max_keys & (cfg.engine.max_keys - 1)) != 0 ||
+      (cfg.engine.max_users & (cfg.engine.max_users - 1)) != 0 ||
       (cfg.engine.ring_size & (cfg.engine.ring_size - 1)) != 0) {
-    fprintf(stderr, "spiked: --max-buyers, --max-keys and --ring-size must be powers of two\n");
+    fprintf(stderr,
+            "spiked: --max-buyers, --max-keys, --max-users and --ring-size must be powers of two\n");
     return 2;
   }
   return server_run(&cfg);

@@ -180,9 +180,11 @@ static void engine_metrics(jbuf *b, spike_engine *e) {
   family(b, "spike_table_used", "gauge", "Entries used in the engine's fixed tables.");
   line(b, "spike_table_used{table=\"buyers\"} %u\n", st.buyers_used);
   line(b, "spike_table_used{table=\"keys\"} %u\n", st.keys_used);
+  line(b, "spike_table_used{table=\"users\"} %u\n", st.users_used);
   family(b, "spike_table_capacity", "gauge", "Slots in the engine's fixed tables.");
   line(b, "spike_table_capacity{table=\"buyers\"} %u\n", st.buyers_capacity);
   line(b, "spike_table_capacity{table=\"keys\"} %u\n", st.keys_capacity);
+  line(b, "spike_table_capacity{table=\"users\"} %u\n", st.users_capacity);
   family(b, "spike_feed_seq", "gauge", "Newest committed change-feed sequence number.");
   line(b, "spike_feed_seq %llu\n", (unsigned long long)st.feed_seq);
 }

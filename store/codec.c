@@ -57,8 +57,9 @@ int codec_event_valid(const spike_event *e) {
          memchr(e->name, '\0', sizeof(e->name)) != NULL;
 }
 
-static void pack_order(msgpack_packer *pk, const spike_order *o) {
-  msgpack_pack_array(pk, 12);
+static void pack_order(msgpack_packer *pk, const order_rec *r) {
+  const spike_order *o = &r->o;
+  msgpack_pack_array(pk, 15);
   msgpack_pack_uint8(pk, CODEC_VERSION);
   msgpack_pack_uint64(pk, o->id);
   msgpack_pack_uint64(pk, o->event_id);
@@ -73,6 +74,19 @@ static void pack_order(msgpack_packer *pk, const spike_order *o) {
   size_t n = strlen(o->payment_id);
   msgpack_pack_str(pk, n);
   msgpack_pack_str_body(pk, o->payment_id, n);
+  msgpack_pack_uint64(pk, r->prev);
+  msgpack_pack_uint64(pk, r->rseq);
+  if (r->keyed) {
+    uint8_t k[16];
+    for (int i = 0; i < 8; i++) {
+      k[i] = (uint8_t)(r->key1 >> (56 - 8 * i));
+      k[8 + i] = (uint8_t)(r->key2 >> (56 - 8 * i));
+    }
+    msgpack_pack_bin(pk, sizeof(k));
+    msgpack_pack_bin_body(pk, k, sizeof(k));
+  } else {
+    msgpack_pack_nil(pk);
+  }
 }
 
 static void pack_event(msgpack_packer *pk, const spike_event *e, int closed) {
@@ -93,13 +107,20 @@ static void pack_event(msgpack_packer *pk, const spike_event *e, int closed) {
   msgpack_pack_uint8(pk, closed ? 1 : 0);
 }
 
-size_t codec_encode_order(const spike_order *o, uint8_t *buf, size_t cap) {
-  assert(codec_order_valid(o));
+size_t codec_encode_order_rec(const order_rec *r, uint8_t *buf, size_t cap) {
+  assert(codec_order_valid(&r->o));
   fbuf f = {buf, 0, cap, 0};
   msgpack_packer pk;
   msgpack_packer_init(&pk, &f, fbuf_write);
-  pack_order(&pk, o);
+  pack_order(&pk, r);
   return f.overflow ? 0 : f.len;
+}
+
+size_t codec_encode_order(const spike_order *o, uint8_t *buf, size_t cap) {
+  order_rec r;
+  memset(&r, 0, sizeof(r));
+  r.o = *o;
+  return codec_encode_order_rec(&r, buf, cap);
 }
 
 size_t codec_encode_event(const spike_event *e, int closed, uint8_t *buf, size_t cap) {
@@ -130,7 +151,10 @@ size_t codec_encode_change(spike_change_type type, int64_t at, const spike_order
     pack_event(&pk, e, closed);
   } else {
     assert(o != NULL && codec_order_valid(o));
-    pack_order(&pk, o);
+    order_rec r;
+    memset(&r, 0, sizeof(r));
+    r.o = *o;
+    pack_order(&pk, &r);
   }
   return f.overflow ? 0 : f.len;
 }
@@ -185,9 +209,10 @@ static int is_record(const msgpack_object *a, uint32_t n) {
          get_u64(a, 0, &v) == 0 && v == CODEC_VERSION;
 }
 
-static int unpack_order(const msgpack_object *a, spike_order *o) {
+static int unpack_order(const msgpack_object *a, order_rec *r) {
   uint64_t state;
-  memset(o, 0, sizeof(*o));
+  spike_order *o = &r->o;
+  memset(r, 0, sizeof(*r));
   if (!is_record(a, 12) || get_u64(a, 1, &o->id) || get_u64(a, 2, &o->event_id) ||
       get_u64(a, 3, &o->user_id) || get_u32(a, 4, &o->qty) || get_i64(a, 5, &o->amount) ||
       get_u64(a, 6, &state) || get_i64(a, 7, &o->created_at) ||
@@ -197,6 +222,20 @@ static int unpack_order(const msgpack_object *a, spike_order *o) {
     return -1;
   if (state < SPIKE_ORDER_RESERVED || state > SPIKE_ORDER_EXPIRED) return -1;
   o->state = (spike_order_state)state;
+  if (a->via.array.size >= 15) {
+    const msgpack_object *k = &a->via.array.ptr[14];
+    if (get_u64(a, 12, &r->prev) || get_u64(a, 13, &r->rseq)) return -1;
+    if (k->type == MSGPACK_OBJECT_BIN && k->via.bin.size == 16) {
+      const uint8_t *b = (const uint8_t *)k->via.bin.ptr;
+      for (int i = 0; i < 8; i++) {
+        r->key1 = r->key1 << 8 | b[i];
+        r->key2 = r->key2 << 8 | b[8 + i];
+      }
+      r->keyed = 1;
+    } else if (k->type != MSGPACK_OBJECT_NIL) {
+      return -1;
+    }
+  }
   return codec_order_valid(o) ? 0 : -1;
 }
 
@@ -225,10 +264,17 @@ static int unpack(const void *buf, size_t len, msgpack_zone *z, msgpack_object *
   return 0;
 }
 
-int codec_decode_order(const void *buf, size_t len, msgpack_zone *z, spike_order *o) {
+int codec_decode_order_rec(const void *buf, size_t len, msgpack_zone *z, order_rec *r) {
   msgpack_object obj;
   if (unpack(buf, len, z, &obj) != 0) return -1;
-  return unpack_order(&obj, o);
+  return unpack_order(&obj, r);
+}
+
+int codec_decode_order(const void *buf, size_t len, msgpack_zone *z, spike_order *o) {
+  order_rec r;
+  if (codec_decode_order_rec(buf, len, z, &r) != 0) return -1;
+  *o = r.o;
+  return 0;
 }
 
 int codec_decode_event(const void *buf, size_t len, msgpack_zone *z, int64_t now_ms,
@@ -249,5 +295,8 @@ int codec_decode_change(const void *buf, size_t len, msgpack_zone *z, spike_chan
   c->type = (spike_change_type)type;
   const msgpack_object *payload = &obj.via.array.ptr[3];
   if (c->type >= SPIKE_CHANGE_EVENT_CREATED) return unpack_event(payload, c->at, &c->u.event, NULL);
-  return unpack_order(payload, &c->u.order);
+  order_rec r;
+  if (unpack_order(payload, &r) != 0) return -1;
+  c->u.order = r.o;
+  return 0;
 }

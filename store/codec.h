@@ -7,7 +7,11 @@
  *   event  [1, id, name, price, stock_total, reserved, sold, start_at,
  *           end_at, per_user_limit, pay_timeout_s, closed]
  *   order  [1, id, event_id, user_id, qty, amount, state, created_at,
- *           expires_at, paid_at, cancelled_at, payment_id]
+ *           expires_at, paid_at, cancelled_at, payment_id, prev, rseq, key]
+ *          prev: the user's previous order in commit order (0: none);
+ *          rseq: the seq of the order's order.reserved change; key: nil or
+ *          the 16-byte hash of its idempotency key. The last three came
+ *          with store schema 2: a record without them decodes with zeros.
  *   change [1, type, at, order-or-event array]
  *
  * Encoding writes into a caller buffer (no allocation). Decoding uses a
@@ -22,14 +26,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "schema.h"
 #include "spike.h"
 
 #define CODEC_VERSION 1
-#define CODEC_ORDER_MAX 192
+#define CODEC_ORDER_MAX 224
 #define CODEC_EVENT_MAX 256
 #define CODEC_CHANGE_MAX (16 + CODEC_EVENT_MAX)
 
-/* Bytes written, or 0 when cap is too small. */
+/* Bytes written, or 0 when cap is too small. codec_encode_order writes an
+ * order with no prev, rseq or key. */
+size_t codec_encode_order_rec(const order_rec *r, uint8_t *buf, size_t cap);
 size_t codec_encode_order(const spike_order *o, uint8_t *buf, size_t cap);
 size_t codec_encode_event(const spike_event *e, int closed, uint8_t *buf, size_t cap);
 /* order for SPIKE_CHANGE_ORDER_*, event (+ closed) for SPIKE_CHANGE_EVENT_*. */
@@ -44,6 +51,7 @@ size_t codec_wrap_change(spike_change_type type, int64_t at, const uint8_t *payl
 /* 0, or -1 when the bytes are not a valid record. The event's state is
  * computed at now_ms; *closed (may be NULL) gets the stored flag. */
 int codec_decode_order(const void *buf, size_t len, msgpack_zone *z, spike_order *o);
+int codec_decode_order_rec(const void *buf, size_t len, msgpack_zone *z, order_rec *r);
 int codec_decode_event(const void *buf, size_t len, msgpack_zone *z, int64_t now_ms,
                        spike_event *e, int *closed);
 /* c->seq is not stored in the value; the caller sets it from the key. */

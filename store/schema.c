@@ -23,7 +23,8 @@ _Static_assert(STORE_ECORRUPT < MDB_KEYEXIST || STORE_ECORRUPT > MDB_LAST_ERRCOD
 
 struct store {
   MDB_env *env;
-  MDB_dbi events, orders, buyers, keys, feed, meta;
+  MDB_dbi events, orders, feed, meta;
+  uint64_t migrated;
 };
 
 struct store_txn {
@@ -67,6 +68,126 @@ static int put_meta(const store *s, MDB_txn *txn, const char *name, uint64_t v) 
   return mdb_put(txn, s->meta, &key, &val, 0);
 }
 
+/* ---- migration from schema 1 --------------------------------------------------
+ * Schema 1 kept two indexes as B-trees written with every order: buyers
+ * (user, event -> order ids) and keys (event, key hash -> order id). Schema
+ * 2 keeps what they said in the order records (the user's previous order,
+ * the key's hash), so the engine rebuilds both at recovery. One transaction
+ * rewrites every order in id order, chaining each user's orders oldest
+ * first, and drops the two databases. */
+
+typedef struct u64map {
+  uint64_t *k, *v1, *v2;
+  uint64_t mask;
+} u64map;
+
+static int map_init(u64map *m, uint64_t n) {
+  uint64_t size = 16;
+  while (size < n * 2) size <<= 1;
+  m->mask = size - 1;
+  m->k = calloc(size, sizeof(uint64_t));
+  m->v1 = calloc(size, sizeof(uint64_t));
+  m->v2 = calloc(size, sizeof(uint64_t));
+  return m->k != NULL && m->v1 != NULL && m->v2 != NULL ? 0 : ENOMEM;
+}
+
+static void map_free(u64map *m) {
+  free(m->k);
+  free(m->v1);
+  free(m->v2);
+}
+
+/* The slot for key (never 0), empty (k 0) or its own. */
+static uint64_t map_slot(const u64map *m, uint64_t key) {
+  uint64_t h = (key * 0x9E3779B97F4A7C15ull) & m->mask;
+  while (m->k[h] != 0 && m->k[h] != key) h = (h + 1) & m->mask;
+  return h;
+}
+
+static int migrate_1(store *s, MDB_txn *txn) {
+  MDB_dbi buyers, keys;
+  MDB_stat st_keys, st_orders;
+  int rc = mdb_dbi_open(txn, "keys", 0, &keys);
+  if (rc == 0) rc = mdb_dbi_open(txn, "buyers", MDB_DUPSORT, &buyers);
+  if (rc == 0) rc = mdb_stat(txn, keys, &st_keys);
+  if (rc == 0) rc = mdb_stat(txn, s->orders, &st_orders);
+  if (rc != 0) return rc;
+  u64map bykey, byuser;
+  memset(&bykey, 0, sizeof(bykey));
+  memset(&byuser, 0, sizeof(byuser));
+  msgpack_zone z;
+  if (!msgpack_zone_init(&z, 1024)) return ENOMEM;
+  MDB_cursor *c = NULL;
+  MDB_val k, v;
+  if ((rc = map_init(&bykey, st_keys.ms_entries + 1)) != 0 ||
+      (rc = map_init(&byuser, st_orders.ms_entries + 1)) != 0)
+    goto out;
+  /* order id -> its key's hash */
+  if ((rc = mdb_cursor_open(txn, keys, &c)) != 0) goto out;
+  while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0) {
+    if (k.mv_size != 24 || v.mv_size != 8) {
+      rc = STORE_ECORRUPT;
+      break;
+    }
+    uint64_t order = store_get_be64(v.mv_data);
+    uint64_t h = map_slot(&bykey, order);
+    bykey.k[h] = order;
+    bykey.v1[h] = store_get_be64((uint8_t *)k.mv_data + 8);
+    bykey.v2[h] = store_get_be64((uint8_t *)k.mv_data + 16);
+  }
+  mdb_cursor_close(c);
+  c = NULL;
+  if (rc != MDB_NOTFOUND) goto out;
+  /* every order, oldest first: chain it to the user's previous one */
+  if ((rc = mdb_cursor_open(txn, s->orders, &c)) != 0) goto out;
+  while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0) {
+    order_rec r;
+    if (codec_decode_order_rec(v.mv_data, v.mv_size, &z, &r) != 0) {
+      rc = STORE_ECORRUPT;
+      break;
+    }
+    uint64_t u = map_slot(&byuser, r.o.user_id);
+    r.prev = byuser.k[u] != 0 ? byuser.v1[u] : 0;
+    byuser.k[u] = r.o.user_id;
+    byuser.v1[u] = r.o.id;
+    uint64_t h = map_slot(&bykey, r.o.id);
+    if (bykey.k[h] == r.o.id) {
+      r.keyed = 1;
+      r.key1 = bykey.v1[h];
+      r.key2 = bykey.v2[h];
+    }
+    uint8_t buf[CODEC_ORDER_MAX];
+    size_t n = codec_encode_order_rec(&r, buf, sizeof(buf));
+    if (n == 0) {
+      rc = STORE_ECORRUPT;
+      break;
+    }
+    /* The key is copied out first: k points into the page this put
+     * rewrites. */
+    uint8_t kb[8];
+    if (k.mv_size != sizeof(kb)) {
+      rc = STORE_ECORRUPT;
+      break;
+    }
+    memcpy(kb, k.mv_data, sizeof(kb));
+    MDB_val nk = {sizeof(kb), kb}, nv = {n, buf};
+    if ((rc = mdb_cursor_put(c, &nk, &nv, MDB_CURRENT)) != 0) break;
+    s->migrated++;
+  }
+  mdb_cursor_close(c);
+  c = NULL;
+  if (rc != MDB_NOTFOUND) goto out;
+  rc = mdb_drop(txn, keys, 1);
+  if (rc == 0) rc = mdb_drop(txn, buyers, 1);
+  if (rc == 0) rc = put_meta(s, txn, "schema", STORE_SCHEMA_VERSION);
+out:
+  if (c != NULL) mdb_cursor_close(c);
+  msgpack_zone_destroy(&z);
+  map_free(&bykey);
+  map_free(&byuser);
+  return rc;
+}
+
 int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned max_readers,
                char *err, size_t errlen) {
   MDB_txn *txn = NULL;
@@ -105,8 +226,6 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
   what = "mdb_dbi_open";
   if ((rc = open_dbi(txn, "events", 0, &s->events)) != 0 ||
       (rc = open_dbi(txn, "orders", 0, &s->orders)) != 0 ||
-      (rc = open_dbi(txn, "buyers", MDB_DUPSORT | MDB_DUPFIXED, &s->buyers)) != 0 ||
-      (rc = open_dbi(txn, "keys", 0, &s->keys)) != 0 ||
       (rc = open_dbi(txn, "feed", 0, &s->feed)) != 0 ||
       (rc = open_dbi(txn, "meta", 0, &s->meta)) != 0)
     goto fail;
@@ -117,6 +236,9 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
     if ((rc = put_meta(s, txn, "schema", STORE_SCHEMA_VERSION)) != 0) goto fail;
   } else if (rc != 0) {
     goto fail;
+  } else if (version == 1) {
+    what = "migrating from schema 1";
+    if ((rc = migrate_1(s, txn)) != 0) goto fail;
   } else if (version != STORE_SCHEMA_VERSION) {
     snprintf(err, errlen, "%s: schema version %llu, this build reads %d", dir,
              (unsigned long long)version, STORE_SCHEMA_VERSION);
@@ -145,6 +267,8 @@ void store_close(store *s) {
   mdb_env_close(s->env);
   free(s);
 }
+
+uint64_t store_migrated(const store *s) { return s->migrated; }
 
 /* ---- transactions -------------------------------------------------------- */
 
@@ -203,10 +327,10 @@ int store_txn_open(const store_txn *t) { return t->txn != NULL; }
 
 /* ---- records ------------------------------------------------------------- */
 
-int store_put_order(store_txn *t, const spike_order *o, int append) {
+int store_put_order(store_txn *t, const order_rec *r, int append) {
   uint8_t k[8], v[CODEC_ORDER_MAX];
-  store_be64(k, o->id);
-  size_t n = codec_encode_order(o, v, sizeof(v));
+  store_be64(k, r->o.id);
+  size_t n = codec_encode_order_rec(r, v, sizeof(v));
   if (n == 0) return STORE_ECORRUPT;
   MDB_val key = {sizeof(k), k}, val = {n, v};
   return mdb_put(t->txn, t->s->orders, &key, &val, append ? MDB_APPEND : 0);
@@ -220,11 +344,11 @@ static int append_feed(store_txn *t, uint64_t seq, const uint8_t *v, size_t n) {
   return mdb_put(t->txn, t->s->feed, &key, &val, MDB_APPEND);
 }
 
-int store_put_order_change(store_txn *t, const spike_order *o, int append, uint64_t seq,
+int store_put_order_change(store_txn *t, const order_rec *r, int append, uint64_t seq,
                            spike_change_type type, int64_t at) {
   uint8_t k[8], v[CODEC_ORDER_MAX], c[CODEC_CHANGE_MAX];
-  store_be64(k, o->id);
-  size_t n = codec_encode_order(o, v, sizeof(v));
+  store_be64(k, r->o.id);
+  size_t n = codec_encode_order_rec(r, v, sizeof(v));
   size_t cn = n ? codec_wrap_change(type, at, v, n, c, sizeof(c)) : 0;
   if (cn == 0) return STORE_ECORRUPT;
   MDB_val key = {sizeof(k), k}, val = {n, v};
@@ -232,15 +356,22 @@ int store_put_order_change(store_txn *t, const spike_order *o, int append, uint6
   return rc != 0 ? rc : append_feed(t, seq, c, cn);
 }
 
-int store_get_order(store_txn *t, uint64_t id, spike_order *o) {
+int store_get_order_rec(store_txn *t, uint64_t id, order_rec *r) {
   uint8_t k[8];
   store_be64(k, id);
   MDB_val key = {sizeof(k), k}, val;
   int rc = mdb_get(t->txn, t->s->orders, &key, &val);
   if (rc != 0) return rc;
-  if (codec_decode_order(val.mv_data, val.mv_size, &t->zone, o) != 0 || o->id != id)
+  if (codec_decode_order_rec(val.mv_data, val.mv_size, &t->zone, r) != 0 || r->o.id != id)
     return STORE_ECORRUPT;
   return 0;
+}
+
+int store_get_order(store_txn *t, uint64_t id, spike_order *o) {
+  order_rec r;
+  int rc = store_get_order_rec(t, id, &r);
+  if (rc == 0) *o = r.o;
+  return rc;
 }
 
 int store_put_event(store_txn *t, const spike_event *e, int closed) {
@@ -262,25 +393,6 @@ int store_get_event(store_txn *t, uint64_t id, int64_t now_ms, spike_event *e, i
       e->id != id)
     return STORE_ECORRUPT;
   return 0;
-}
-
-int store_put_buyer(store_txn *t, uint64_t user_id, uint64_t event_id, uint64_t order_id) {
-  uint8_t k[16], v[8];
-  store_be64(k, user_id);
-  store_be64(k + 8, event_id);
-  store_be64(v, order_id);
-  MDB_val key = {sizeof(k), k}, val = {sizeof(v), v};
-  return mdb_put(t->txn, t->s->buyers, &key, &val, 0);
-}
-
-int store_put_key(store_txn *t, uint64_t event_id, uint64_t k1, uint64_t k2, uint64_t order_id) {
-  uint8_t k[24], v[8];
-  store_be64(k, event_id);
-  store_be64(k + 8, k1);
-  store_be64(k + 16, k2);
-  store_be64(v, order_id);
-  MDB_val key = {sizeof(k), k}, val = {sizeof(v), v};
-  return mdb_put(t->txn, t->s->keys, &key, &val, 0);
 }
 
 int store_append_change(store_txn *t, uint64_t seq, spike_change_type type, int64_t at,
@@ -365,33 +477,7 @@ int store_feed_trim(store_txn *t, uint64_t n, uint64_t *deleted) {
   return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* ---- reads and walks ----------------------------------------------------------- */
-
-int store_user_orders(store_txn *t, uint64_t user_id, uint64_t event_id, spike_order *out,
-                      uint32_t max, uint32_t *count) {
-  MDB_cursor *c = NULL;
-  uint8_t kb[16];
-  store_be64(kb, user_id);
-  store_be64(kb + 8, event_id);
-  MDB_val k = {sizeof(kb), kb}, v;
-  uint32_t n = 0;
-  *count = 0;
-  int rc = mdb_cursor_open(t->txn, t->s->buyers, &c);
-  if (rc == 0) rc = mdb_cursor_get(c, &k, &v, event_id != 0 ? MDB_SET_KEY : MDB_SET_RANGE);
-  while (rc == 0 && n < max) {
-    if (k.mv_size != 16 || store_get_be64(k.mv_data) != user_id ||
-        (event_id != 0 && store_get_be64((uint8_t *)k.mv_data + 8) != event_id))
-      break;
-    rc = store_get_order(t, store_get_be64(v.mv_data), &out[n]);
-    if (rc == 0) {
-      n++;
-      rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
-    }
-  }
-  if (c != NULL) mdb_cursor_close(c);
-  *count = n;
-  return rc == MDB_NOTFOUND ? 0 : rc;
-}
+/* ---- walks ---------------------------------------------------------------------- */
 
 /* Walk one database, handing each record to step. */
 static int walk(store_txn *t, MDB_dbi dbi, int (*step)(store_txn *, MDB_val *, MDB_val *, void *),
@@ -410,7 +496,6 @@ typedef struct walk_ctx {
   union {
     store_event_fn event;
     store_order_fn order;
-    store_key_fn key;
   } fn;
   void *arg;
   int64_t now_ms;
@@ -428,20 +513,11 @@ static int event_step(store_txn *t, MDB_val *k, MDB_val *v, void *arg) {
 
 static int order_step(store_txn *t, MDB_val *k, MDB_val *v, void *arg) {
   walk_ctx *w = arg;
-  spike_order o;
-  if (k->mv_size != 8 || codec_decode_order(v->mv_data, v->mv_size, &t->zone, &o) != 0 ||
-      o.id != store_get_be64(k->mv_data))
+  order_rec r;
+  if (k->mv_size != 8 || codec_decode_order_rec(v->mv_data, v->mv_size, &t->zone, &r) != 0 ||
+      r.o.id != store_get_be64(k->mv_data))
     return STORE_ECORRUPT;
-  return w->fn.order(w->arg, &o);
-}
-
-static int key_step(store_txn *t, MDB_val *k, MDB_val *v, void *arg) {
-  (void)t;
-  walk_ctx *w = arg;
-  if (k->mv_size != 24 || v->mv_size != 8) return STORE_ECORRUPT;
-  const uint8_t *kb = k->mv_data;
-  return w->fn.key(w->arg, store_get_be64(kb), store_get_be64(kb + 8), store_get_be64(kb + 16),
-            store_get_be64(v->mv_data));
+  return w->fn.order(w->arg, &r);
 }
 
 int store_each_event(store_txn *t, int64_t now_ms, store_event_fn fn, void *arg) {
@@ -452,9 +528,4 @@ int store_each_event(store_txn *t, int64_t now_ms, store_event_fn fn, void *arg)
 int store_each_order(store_txn *t, store_order_fn fn, void *arg) {
   walk_ctx w = {.fn.order = fn, .arg = arg};
   return walk(t, t->s->orders, order_step, &w);
-}
-
-int store_each_key(store_txn *t, store_key_fn fn, void *arg) {
-  walk_ctx w = {.fn.key = fn, .arg = arg};
-  return walk(t, t->s->keys, key_step, &w);
 }

@@ -6,12 +6,17 @@
  * and the record codec, and nothing of the engine's memory; its callers see
  * neither LMDB nor msgpack.
  *
- *   events  id                         -> event record (codec.h)
- *   orders  id                         -> order record
- *   buyers  user_id, event_id          -> order ids (DUPSORT, DUPFIXED)
- *   keys    event_id, key hash (128b)  -> order id
- *   feed    seq                        -> change record
- *   meta    name                       -> value ("schema", "id_hwm")
+ *   events  id    -> event record (codec.h)
+ *   orders  id    -> order record, with the user's previous order and the
+ *                    idempotency key's hash (the engine derives its per-user
+ *                    and key indexes from these at recovery: no index is a
+ *                    B-tree write per order)
+ *   feed    seq   -> change record
+ *   meta    name  -> value ("schema", "id_hwm")
+ *
+ * Schema 1 also had buyers (user, event -> order ids) and keys (event, key
+ * hash -> order id); store_open migrates such a store to schema 2 in one
+ * transaction, folding both into the order records.
  *
  * Integers in keys are big-endian so LMDB's byte order is numeric order.
  * Results: 0, an errno value, or one of the STORE_* codes below (the first
@@ -28,7 +33,7 @@
 
 #include "spike.h"
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 #define STORE_NOTFOUND (-30798) /* no such record */
 #define STORE_MAP_FULL (-30792) /* the map is full: nothing was written */
 #define STORE_ECORRUPT (-30400) /* a record that does not decode */
@@ -36,11 +41,26 @@
 typedef struct store store;
 typedef struct store_txn store_txn;
 
+/* An order as stored: the public order and what the engine derives its
+ * indexes from at recovery. */
+typedef struct order_rec {
+  spike_order o;
+  uint64_t prev;       /* the user's previous order, in commit order; 0: none */
+  uint64_t rseq;       /* seq of its order.reserved change; 0: written by schema 1 */
+  uint64_t key1, key2; /* its idempotency key's hash, when keyed */
+  uint8_t keyed;
+} order_rec;
+
+
 /* Open (creating) dir's environment and databases, checking the schema
- * version. On failure returns non-zero with a sentence in err. */
+ * version and migrating a schema 1 store. On failure returns non-zero with
+ * a sentence in err. */
 int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned max_readers,
                char *err, size_t errlen);
 void store_close(store *s);
+
+/* Orders rewritten by the migration at open (0 when none ran). */
+uint64_t store_migrated(const store *s);
 
 /* Text for any return value of this module. */
 const char *store_strerror(int rc);
@@ -79,17 +99,16 @@ static inline uint64_t store_get_be64(const uint8_t in[8]) {
 }
 
 /* append: the caller knows id is the largest so far (LMDB's fast path). */
-int store_put_order(store_txn *t, const spike_order *o, int append);
+int store_put_order(store_txn *t, const order_rec *r, int append);
 int store_get_order(store_txn *t, uint64_t id, spike_order *o);
+int store_get_order_rec(store_txn *t, uint64_t id, order_rec *r);
 /* Put the order and append its change record (seq, type, at), encoding the
  * order once for both: every order change is these two puts. */
-int store_put_order_change(store_txn *t, const spike_order *o, int append, uint64_t seq,
+int store_put_order_change(store_txn *t, const order_rec *r, int append, uint64_t seq,
                            spike_change_type type, int64_t at);
 int store_put_event(store_txn *t, const spike_event *e, int closed);
 /* The event's state is computed at now_ms; *closed may be NULL. */
 int store_get_event(store_txn *t, uint64_t id, int64_t now_ms, spike_event *e, int *closed);
-int store_put_buyer(store_txn *t, uint64_t user_id, uint64_t event_id, uint64_t order_id);
-int store_put_key(store_txn *t, uint64_t event_id, uint64_t k1, uint64_t k2, uint64_t order_id);
 int store_append_change(store_txn *t, uint64_t seq, spike_change_type type, int64_t at,
                         const spike_order *o, const spike_event *e, int closed);
 int store_put_meta(store_txn *t, const char *name, uint64_t v);
@@ -106,21 +125,13 @@ int store_feed_read(store_txn *t, uint64_t after, uint64_t upto, spike_change *o
 /* Delete the n oldest records; *deleted gets how many went. */
 int store_feed_trim(store_txn *t, uint64_t n, uint64_t *deleted);
 
-/* ---- reads and walks -------------------------------------------------------- */
-
-/* A user's orders in one event (event_id != 0) or in all, grouped by event
- * id, oldest first within each; up to max, *count gets how many. */
-int store_user_orders(store_txn *t, uint64_t user_id, uint64_t event_id, spike_order *out,
-                      uint32_t max, uint32_t *count);
+/* ---- walks ------------------------------------------------------------------ */
 
 /* Call fn for every record, in key order, until it returns non-zero (which
  * is returned). Recovery's walks. */
 typedef int (*store_event_fn)(void *arg, const spike_event *e, int closed);
-typedef int (*store_order_fn)(void *arg, const spike_order *o);
-typedef int (*store_key_fn)(void *arg, uint64_t event_id, uint64_t k1, uint64_t k2,
-                            uint64_t order_id);
+typedef int (*store_order_fn)(void *arg, const order_rec *r);
 int store_each_event(store_txn *t, int64_t now_ms, store_event_fn fn, void *arg);
 int store_each_order(store_txn *t, store_order_fn fn, void *arg);
-int store_each_key(store_txn *t, store_key_fn fn, void *arg);
 
 #endif /* SPIKE_SCHEMA_H */

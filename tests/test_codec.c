@@ -547,6 +547,13 @@ static void order_vals(const spike_order *o, val *v) {
   v[11] = vs(o->payment_id);
 }
 
+/* What codec_encode_order appends since schema 2: no prev, rseq 0, no key. */
+static void order_tail(val *v) {
+  v[12] = vu(0);
+  v[13] = vu(0);
+  v[14] = vk(V_NIL);
+}
+
 static void event_vals(const spike_event *e, int closed, val *v) {
   v[0] = vu(1);
   v[1] = vu(e->id);
@@ -567,17 +574,46 @@ static int dec_sb(guard *g, msgpack_zone *z, decode_fn dec, const msgpack_sbuffe
   return dec(flush_end(g, sb->data, sb->size), sb->size, z);
 }
 
+/* prev, rseq and the key survive a round trip, keyed or not. */
+static void order_rec_round_trip(void) {
+  msgpack_zone z;
+  CHECK(msgpack_zone_init(&z, 1024));
+  uint64_t rs = test_seed();
+  for (int i = 0; i < 1000; i++) {
+    order_rec r;
+    memset(&r, 0, sizeof(r));
+    r.o = order_in((spike_order_state)(SPIKE_ORDER_RESERVED + i % 4));
+    r.prev = test_rand(&rs) >> (i % 64);
+    r.rseq = test_rand(&rs) >> (i % 60);
+    r.keyed = i % 3 != 0;
+    if (r.keyed) {
+      r.key1 = test_rand(&rs);
+      r.key2 = i % 7 == 0 ? 0 : test_rand(&rs);
+    }
+    uint8_t buf[CODEC_ORDER_MAX];
+    size_t n = codec_encode_order_rec(&r, buf, sizeof(buf));
+    CHECK(n > 0 && n <= CODEC_ORDER_MAX);
+    order_rec back;
+    CHECK_EQ(codec_decode_order_rec(buf, n, &z, &back), 0);
+    check_order_eq(&r.o, &back.o);
+    CHECK(back.prev == r.prev && back.rseq == r.rseq && back.keyed == r.keyed);
+    CHECK(back.key1 == r.key1 && back.key2 == r.key2);
+  }
+  msgpack_zone_destroy(&z);
+}
+
 static void hand_built_matches_codec(void) {
   /* The hand builder writes what the codec writes, so the cases below
    * differ from a valid record only where they say. */
   msgpack_sbuffer sb;
   msgpack_sbuffer_init(&sb);
-  val v[12];
+  val v[15];
   uint8_t buf[CODEC_EVENT_MAX];
   for (int st = SPIKE_ORDER_RESERVED; st <= SPIKE_ORDER_EXPIRED; st++) {
     spike_order o = order_in((spike_order_state)st);
     order_vals(&o, v);
-    pack_array(&sb, v, 12);
+    order_tail(v);
+    pack_array(&sb, v, 15);
     size_t n = codec_encode_order(&o, buf, sizeof(buf));
     CHECK_EQ(sb.size, n);
     CHECK(memcmp(sb.data, buf, n) == 0);
@@ -598,7 +634,7 @@ static void decode_wrong_version_and_shape(void) {
   CHECK(msgpack_zone_init(&z, 1024));
   msgpack_sbuffer sb;
   msgpack_sbuffer_init(&sb);
-  val v[14];
+  val v[17];
   spike_order o = order_in(SPIKE_ORDER_PAID);
   spike_event e = event_in();
 
@@ -624,7 +660,7 @@ static void decode_wrong_version_and_shape(void) {
   /* The codec's own bytes with the version patched. */
   uint8_t buf[CODEC_EVENT_MAX];
   size_t n = codec_encode_order(&o, buf, sizeof(buf));
-  CHECK_EQ(buf[0], 0x9c); /* fixarray of 12 */
+  CHECK_EQ(buf[0], 0x9f); /* fixarray of 15 */
   CHECK_EQ(buf[1], CODEC_VERSION);
   buf[1] = 2;
   CHECK_EQ(dec_order(flush_end(&g, buf, n), n, &z), -1);
@@ -641,12 +677,33 @@ static void decode_wrong_version_and_shape(void) {
     CHECK_EQ(dec_sb(&g, &z, dec_event, &sb), -1);
   }
   order_vals(&o, v);
-  v[12] = vs("appended later");
-  v[13] = vu(5);
-  pack_array(&sb, v, 14);
+  order_tail(v);
+  v[15] = vs("appended later");
+  v[16] = vu(5);
+  pack_array(&sb, v, 17);
   spike_order ob;
   CHECK_EQ(codec_decode_order(sb.data, sb.size, &z, &ob), 0);
   check_order_eq(&o, &ob);
+  /* A record from before schema 2 (12 elements) decodes with zeros. */
+  order_vals(&o, v);
+  pack_array(&sb, v, 12);
+  order_rec rb;
+  CHECK_EQ(codec_decode_order_rec(sb.data, sb.size, &z, &rb), 0);
+  check_order_eq(&o, &rb.o);
+  CHECK(rb.prev == 0 && rb.rseq == 0 && !rb.keyed);
+  /* prev and rseq are unsigned; the key is nil or 16 bytes of bin. */
+  order_vals(&o, v);
+  order_tail(v);
+  v[12] = vi(-1);
+  pack_array(&sb, v, 15);
+  CHECK_EQ(dec_sb(&g, &z, dec_order, &sb), -1);
+  order_tail(v);
+  v[14] = vk(V_BIN); /* 2 bytes */
+  pack_array(&sb, v, 15);
+  CHECK_EQ(dec_sb(&g, &z, dec_order, &sb), -1);
+  v[14] = vs("0123456789abcdef");
+  pack_array(&sb, v, 15);
+  CHECK_EQ(dec_sb(&g, &z, dec_order, &sb), -1);
   event_vals(&e, 1, v);
   v[12] = vk(V_NIL);
   pack_array(&sb, v, 13);
@@ -1074,7 +1131,8 @@ static void random_bytes_never_crash(void) {
   guard_close(&g);
 }
 
-TEST_LIST({"order_round_trip", order_round_trip, 0}, {"event_round_trip", event_round_trip, 0},
+TEST_LIST({"order_rec_round_trip", order_rec_round_trip, 0},
+          {"order_round_trip", order_round_trip, 0}, {"event_round_trip", event_round_trip, 0},
           {"change_round_trip", change_round_trip, 0},
           {"wrap_change_same_bytes", wrap_change_same_bytes, 0},
           {"encode_too_small", encode_too_small, 0},

@@ -197,8 +197,9 @@ typedef struct disk_sums {
   uint64_t reserved, sold;
 } disk_sums;
 
-static int sum_order(void *arg, const spike_order *o) {
+static int sum_order(void *arg, const order_rec *r) {
   disk_sums *d = arg;
+  const spike_order *o = &r->o;
   if (o->state == SPIKE_ORDER_RESERVED) d->reserved += o->qty;
   if (o->state == SPIKE_ORDER_PAID) d->sold += o->qty;
   return 0;

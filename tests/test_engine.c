@@ -919,6 +919,100 @@ static void failed_batch_keeps_final_results(void) {
   test_rmrf(cfg.data_dir);
 }
 
+/* Drain two producers until *n reaches target. */
+static void wait_both(spike_producer *a, spike_producer *b, int *n, int target) {
+  int64_t deadline = test_now_ms() + 10000;
+  while (*n < target) {
+    struct pollfd pfd[2] = {{spike_producer_fd(a), POLLIN, 0}, {spike_producer_fd(b), POLLIN, 0}};
+    poll(pfd, 2, 100);
+    spike_producer_drain(a);
+    spike_producer_drain(b);
+    CHECK(test_now_ms() < deadline);
+  }
+}
+
+/* A user's orders are a chain through the records (no index is written per
+ * order): two producers adding to one user's orders in the same batches,
+ * several events, cancels, restarts, and more orders than the caller asks
+ * for. */
+static void user_orders_follow_commits(void) {
+  spike_config cfg;
+  small_config(&cfg, "userchain");
+  cfg.batch_us = 2000; /* both producers' reserves share batches */
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *a, *b;
+  CHECK_EQ(spike_producer_open(e, &a), SPIKE_OK);
+  CHECK_EQ(spike_producer_open(e, &b), SPIKE_OK);
+  for (uint64_t id = 70; id < 73; id++) {
+    spike_event_spec s = spec_default(id, 1000);
+    s.per_user_limit = 1000;
+    CHECK_EQ(create_event(a, &s), SPIKE_OK);
+  }
+  enum { N = 90 };
+  static spike_op ops[N];
+  static uint64_t made[N];
+  int n = 0;
+  for (int i = 0; i < N; i++) {
+    ops[i].data = &n;
+    spike_producer *p = i % 2 ? b : a;
+    CHECK_EQ(spike_reserve(p, &ops[i], 70 + (uint64_t)(i % 3), 5, 1, NULL, 0, count_cb),
+             SPIKE_PENDING);
+    if (i % 2) wait_both(a, b, &n, i + 1);
+  }
+  wait_both(a, b, &n, N);
+  for (int i = 0; i < N; i++) {
+    CHECK_EQ(ops[i].status, SPIKE_OK);
+    made[i] = ops[i].r.order.id;
+  }
+  spike_op op;
+  CHECK_EQ(settle(a, &op, spike_cancel(a, &op, made[0], 5, count_cb)), SPIKE_OK);
+  /* someone else's orders do not show */
+  CHECK_EQ(settle(b, &op, spike_reserve(b, &op, 70, 6, 1, NULL, 0, count_cb)), SPIKE_OK);
+  for (int round = 0; round < 2; round++) {
+    static spike_order out[128];
+    uint32_t count;
+    CHECK_EQ(spike_user_orders(a, 5, 0, out, 128, &count), SPIKE_OK);
+    CHECK_EQ(count, N);
+    for (uint32_t i = 0; i < count; i++) {
+      CHECK_EQ(out[i].user_id, 5);
+      if (i > 0) /* grouped by event, oldest first */
+        CHECK(out[i - 1].event_id < out[i].event_id ||
+              (out[i - 1].event_id == out[i].event_id && out[i - 1].id < out[i].id));
+    }
+    int seen = 0;
+    for (int i = 0; i < N; i++)
+      for (uint32_t j = 0; j < count; j++)
+        if (out[j].id == made[i]) seen++;
+    CHECK_EQ(seen, N);
+    CHECK_EQ(out[0].state, SPIKE_ORDER_CANCELLED);
+    CHECK_EQ(spike_user_orders(a, 5, 71, out, 128, &count), SPIKE_OK);
+    CHECK_EQ(count, N / 3);
+    for (uint32_t i = 0; i < count; i++) CHECK_EQ(out[i].event_id, 71);
+    /* asked for fewer: the newest ones */
+    CHECK_EQ(spike_user_orders(a, 5, 72, out, 5, &count), SPIKE_OK);
+    CHECK_EQ(count, 5);
+    CHECK_EQ(out[4].id, made[N - 1]);
+    CHECK_EQ(spike_user_orders(a, 6, 0, out, 128, &count), SPIKE_OK);
+    CHECK_EQ(count, 1);
+    CHECK_EQ(spike_user_orders(a, 4242, 0, out, 128, &count), SPIKE_OK);
+    CHECK_EQ(count, 0);
+    if (round == 1) break;
+    CHECK_EQ(spike_producer_close(a), SPIKE_OK);
+    CHECK_EQ(spike_producer_close(b), SPIKE_OK);
+    CHECK_EQ(spike_close(e), SPIKE_OK);
+    e = open_engine(&cfg); /* the chain heads come back from the records */
+    CHECK_EQ(spike_producer_open(e, &a), SPIKE_OK);
+    CHECK_EQ(spike_producer_open(e, &b), SPIKE_OK);
+  }
+  spike_stats st;
+  spike_stats_get(e, &st);
+  CHECK_EQ(st.users_used, 2);
+  CHECK_EQ(spike_producer_close(a), SPIKE_OK);
+  CHECK_EQ(spike_producer_close(b), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
 static void statuses_map_to_contract(void) {
   CHECK_EQ(spike_code(SPIKE_ESOLDOUT), 30001);
   CHECK_EQ(spike_http_status(SPIKE_ESOLDOUT), 409);
@@ -951,4 +1045,5 @@ TEST_LIST({"open_close_reopen", open_close_reopen, 0}, {"config_errors", config_
           {"close_races_reserves", close_races_reserves, 120},
           {"reservation_bound_counts_live", reservation_bound_counts_live, 0},
           {"failed_batch_keeps_final_results", failed_batch_keeps_final_results, 120},
+          {"user_orders_follow_commits", user_orders_follow_commits, 0},
           {"statuses_map_to_contract", statuses_map_to_contract, 0})

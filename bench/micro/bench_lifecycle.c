@@ -67,6 +67,7 @@ static void config(spike_config *c, const char *dir, uint64_t orders) {
   c->batch_max = BATCH;
   c->max_events = 4;
   c->max_buyers = pow2_at_least(orders * 2);
+  c->max_users = c->max_buyers;
   c->max_keys = 16;
   c->max_reserved = (uint32_t)orders + 16;
   c->max_producers = 2;
@@ -193,14 +194,13 @@ static store_txn *ref_fill(store **st, const char *dir, uint64_t n, uint64_t *id
     ref_check(store_write_begin(txn), "begin");
     int64_t now = wall_ms();
     for (uint64_t k = 0; k < BATCH && i < n; k++, i++) {
-      spike_order o = {.id = ids_next(&g, now), .event_id = EVENT_ID, .user_id = i + 1, .qty = 1,
-                       .amount = 100, .state = SPIKE_ORDER_RESERVED, .created_at = now,
-                       .expires_at = now + 3600000};
-      ids_out[i] = o.id;
-      ref_check(store_put_order_change(txn, &o, 1, ++*seq,
-                                       SPIKE_CHANGE_ORDER_RESERVED, now),
+      order_rec r = {.o = {.id = ids_next(&g, now), .event_id = EVENT_ID, .user_id = i + 1,
+                           .qty = 1, .amount = 100, .state = SPIKE_ORDER_RESERVED,
+                           .created_at = now, .expires_at = now + 3600000},
+                     .rseq = *seq + 1};
+      ids_out[i] = r.o.id;
+      ref_check(store_put_order_change(txn, &r, 1, ++*seq, SPIKE_CHANGE_ORDER_RESERVED, now),
                 "put");
-      ref_check(store_put_buyer(txn, o.user_id, EVENT_ID, o.id), "buyer");
       ev->reserved++;
     }
     ev->available = ev->stock_total - ev->reserved - ev->sold;
@@ -222,18 +222,19 @@ static double ref_transition(store_txn *txn, const uint64_t *idv, uint64_t from,
     ref_check(store_write_begin(txn), "begin");
     int64_t now = wall_ms();
     for (uint64_t k = 0; k < BATCH && i < to; k++, i++) {
-      spike_order o;
-      ref_check(store_get_order(txn, idv[i], &o), "get");
-      o.state = state;
+      order_rec r;
+      spike_order *o = &r.o;
+      ref_check(store_get_order_rec(txn, idv[i], &r), "get");
+      o->state = state;
       if (state == SPIKE_ORDER_PAID) {
-        o.paid_at = now;
-        strcpy(o.payment_id, "bench");
+        o->paid_at = now;
+        strcpy(o->payment_id, "bench");
         ev->sold++;
       } else {
-        o.cancelled_at = now;
+        o->cancelled_at = now;
       }
       ev->reserved--;
-      ref_check(store_put_order_change(txn, &o, 0, ++*seq, type, now), "put");
+      ref_check(store_put_order_change(txn, &r, 0, ++*seq, type, now), "put");
     }
     ev->available = ev->stock_total - ev->reserved - ev->sold;
     ref_check(store_put_event(txn, ev, 0), "event");

@@ -9,8 +9,9 @@
  * fsync. The rate is orders / (last completion - first submit).
  *
  * Reference: one thread, no ring, no tables, no callbacks: per order
- * store_put_order_change (the order, appended, and its order.reserved
- * change record) and store_put_buyer; per batch of B one store_put_event
+ * store_put_order_change (the order, appended, with its user's previous
+ * order, and its order.reserved change record); per batch of B one
+ * store_put_event
  * with the new counters and one store_put_meta("id_hwm"), then
  * store_write_commit with the store's (fsync'd) flags. These are exactly the
  * puts the writer makes for a batch of keyless reserves (engine/writer.c:
@@ -144,6 +145,7 @@ static void engine_once(const char *dir, uint32_t batch, double seconds, uint64_
   cfg.max_producers = 2;
   cfg.max_keys = 1u << 10;
   cfg.max_buyers = pow2_at_least(cap + cap / 3 + 1);
+  cfg.max_users = cfg.max_buyers;
   cfg.max_reserved = (uint32_t)cap;
   cfg.map_size_bytes = cap * 2048 > (1ull << 30) ? cap * 2048 : 1ull << 30;
   spike_engine *e;
@@ -205,6 +207,8 @@ static void engine_once(const char *dir, uint32_t batch, double seconds, uint64_
       spike_op *op = &run.ops[run.free_ops[--run.nfree]];
       rc = spike_reserve(p, op, EVENT_ID, user_at(user), 1, NULL, 0, reserve_cb);
       if (rc == SPIKE_EBUSY) {
+        /* a full ring waits for completions; a full table never ends */
+        if (spike_producer_inflight(p) == 0) die("spike_reserve", op->detail);
         run.nfree++;
         break;
       }
@@ -294,20 +298,21 @@ static void reference_once(const char *dir, uint32_t batch, double seconds, uint
     check(store_write_begin(txn), "store_write_begin");
     uint64_t last_id = 0;
     for (uint32_t i = 0; i < batch; i++) {
-      spike_order o;
-      memset(&o, 0, sizeof(o));
-      o.id = last_id = ids_next(&g, now);
-      o.event_id = EVENT_ID;
-      o.user_id = user_at(user++);
-      o.qty = 1;
-      o.amount = PRICE;
-      o.state = SPIKE_ORDER_RESERVED;
-      o.created_at = now;
-      o.expires_at = now + (int64_t)PAY_TIMEOUT_S * 1000;
-      check(store_put_order_change(txn, &o, 1, ++seq, SPIKE_CHANGE_ORDER_RESERVED,
-                                   o.created_at),
+      order_rec r;
+      memset(&r, 0, sizeof(r));
+      spike_order *o = &r.o;
+      o->id = last_id = ids_next(&g, now);
+      o->event_id = EVENT_ID;
+      o->user_id = user_at(user++);
+      o->qty = 1;
+      o->amount = PRICE;
+      o->state = SPIKE_ORDER_RESERVED;
+      o->created_at = now;
+      o->expires_at = now + (int64_t)PAY_TIMEOUT_S * 1000;
+      r.rseq = seq + 1; /* a fresh user: no previous order */
+      check(store_put_order_change(txn, &r, 1, ++seq, SPIKE_CHANGE_ORDER_RESERVED,
+                                   o->created_at),
             "store_put_order_change");
-      check(store_put_buyer(txn, o.user_id, o.event_id, o.id), "store_put_buyer");
     }
     ev.reserved += batch;
     ev.available -= batch;
