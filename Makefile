@@ -64,7 +64,7 @@ MICRO      := bench_ring bench_reserve bench_writer bench_lifecycle
 
 .PHONY: all deps bench-deps test check run bench bench-http install clean format
 
-all: build/rel/libspike.a build/rel/libspike.so build/rel/spiked build/rel/spikebench \
+all: build/rel/libspike.a build/rel/dist/libspike.a build/rel/libspike.so build/rel/spiked build/rel/spikebench \
      $(addprefix build/rel/examples/,$(EXAMPLES))
 
 # ---- dependencies -----------------------------------------------------------
@@ -102,6 +102,11 @@ build/$(1)/llhttp/%.o: $(LLHTTP_DIR)/%.c
 	@echo "  CC    $(1)/llhttp/$$(<F)"
 	@$$(CC) -std=gnu11 -g -fPIC -w -I$(LLHTTP_INCLUDE) $$(OPT_$(1)) -c $$< -o $$@
 
+# libspike's own objects export only what spike.h marks SPIKE_EXTERN.
+$(patsubst %.c,build/$(1)/%.o,$(LIB_SRC)): BASE_CFLAGS += -fvisibility=hidden
+
+# The internal archive: every module's symbols stay global, for spiked, the
+# tests and the micro-benchmarks, which call the modules directly.
 build/$(1)/libspike.a: $(patsubst %.c,build/$(1)/%.o,$(LIB_SRC))
 	@rm -f $$@
 	@echo "  AR    $$@"
@@ -162,6 +167,17 @@ build/rel/tests/libfault.so: tests/fault.c
 build/rel/libspike.so: $(patsubst %.c,build/rel/%.o,$(LIB_SRC))
 	$(CC) -shared -Wl,-soname,libspike.so.0 -o $@ $^ $(PKG_LIBS)
 
+# The archive `make install` installs: the library linked into one object
+# whose hidden symbols are made local, so that a program linking it
+# statically sees only spike_* and cannot collide with a module's name.
+build/rel/dist/libspike.a: $(patsubst %.c,build/rel/%.o,$(LIB_SRC))
+	@mkdir -p $(@D)
+	@echo "  AR    $@"
+	@$(LD) -r -o $(@D)/libspike.o $^
+	@objcopy --localize-hidden $(@D)/libspike.o
+	@rm -f $@
+	@ar rcs $@ $(@D)/libspike.o
+
 # ---- tests ------------------------------------------------------------------
 
 TEST_BINS := $(foreach v,rel asan tsan,$(addprefix build/$(v)/tests/,$(TEST_UNITS))) \
@@ -173,7 +189,7 @@ TEST_BINS := $(foreach v,rel asan tsan,$(addprefix build/$(v)/tests/,$(TEST_UNIT
 test: deps
 	@$(MAKE) --no-print-directory check
 
-check: $(TEST_BINS) build/rel/libspike.so
+check: $(TEST_BINS) build/rel/libspike.so build/rel/dist/libspike.a
 	@tests/run.sh
 
 # ---- run, bench, install ----------------------------------------------------
@@ -196,9 +212,9 @@ bench-http: bench-deps
 	@$(MAKE) --no-print-directory build/rel/spiked
 	@bench/http.sh
 
-install: build/rel/libspike.a build/rel/libspike.so
+install: build/rel/dist/libspike.a build/rel/libspike.so
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 644 build/rel/libspike.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 build/rel/dist/libspike.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 build/rel/libspike.so $(DESTDIR)$(PREFIX)/lib/libspike.so.0
 	ln -sf libspike.so.0 $(DESTDIR)$(PREFIX)/lib/libspike.so
 	install -m 644 include/spike.h $(DESTDIR)$(PREFIX)/include/
