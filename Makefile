@@ -192,6 +192,12 @@ test: deps
 check: $(TEST_BINS) build/rel/libspike.so build/rel/dist/libspike.a
 	@tests/run.sh
 
+# `make test` as the README promises it, on a fresh Debian 12 minbase root
+# made with debootstrap: root, the network and ten minutes; not in `test`.
+.PHONY: test-fresh
+test-fresh:
+	@tests/fresh-debian.sh
+
 # ---- run, bench, install ----------------------------------------------------
 
 run: deps
