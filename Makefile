@@ -14,7 +14,10 @@ DESTDIR ?=
 
 PKGS      := lmdb libuv msgpack libxxhash libjwt
 DEB_LIBS  := liblmdb-dev libuv1-dev node-llhttp libmsgpack-dev libxxhash-dev libjsmn-dev libjwt-dev pkg-config
-DEB_TOOLS := valgrind clang curl
+# libclang-rt-dev: clang's sanitizer and libFuzzer runtimes, only a
+# Recommends of clang, so --no-install-recommends leaves it out. curl:
+# tests/test_api_doc.sh and the lines `make run` prints.
+DEB_TOOLS := valgrind clang libclang-rt-dev curl
 DEB_BENCH := wrk nginx-light
 LLHTTP_DIR     := /usr/share/llhttp
 LLHTTP_INCLUDE := /usr/share/include/llhttp
@@ -61,7 +64,7 @@ MICRO      := bench_ring bench_reserve bench_writer bench_lifecycle
 
 .PHONY: all deps bench-deps test check run bench bench-http install clean format
 
-all: build/rel/libspike.a build/rel/libspike.so build/rel/spiked build/rel/spikebench \
+all: build/rel/libspike.a build/rel/dist/libspike.a build/rel/libspike.so build/rel/spiked build/rel/spikebench \
      $(addprefix build/rel/examples/,$(EXAMPLES))
 
 # ---- dependencies -----------------------------------------------------------
@@ -69,16 +72,17 @@ all: build/rel/libspike.a build/rel/libspike.so build/rel/spiked build/rel/spike
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT   = DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends
 
+# A package counts as present only when dpkg says it is installed: clang on
+# its own, without its runtimes, cannot link the fuzzers.
 deps:
 	@missing=""; \
-	command -v pkg-config >/dev/null || missing=1; \
-	for p in $(PKGS); do pkg-config --exists $$p 2>/dev/null || missing=1; done; \
-	[ -f /usr/include/jsmn.h ] && [ -f $(LLHTTP_DIR)/llhttp.c ] || missing=1; \
-	for t in valgrind clang curl; do command -v $$t >/dev/null || missing=1; done; \
+	for p in $(DEB_LIBS) $(DEB_TOOLS); do \
+	  [ "$$(dpkg-query -W -f='$${db:Status-Status}' $$p 2>/dev/null)" = installed ] || \
+	    missing="$$missing $$p"; \
+	done; \
 	if [ -n "$$missing" ]; then \
-	  echo "deps: installing $(DEB_LIBS) $(DEB_TOOLS)"; \
-	  $(APT) $(DEB_LIBS) $(DEB_TOOLS) || \
-	  { $(SUDO) apt-get update && $(APT) $(DEB_LIBS) $(DEB_TOOLS); }; \
+	  echo "deps: installing$$missing"; \
+	  $(APT) $$missing || { $(SUDO) apt-get update && $(APT) $$missing; }; \
 	fi
 
 bench-deps: deps
@@ -98,6 +102,11 @@ build/$(1)/llhttp/%.o: $(LLHTTP_DIR)/%.c
 	@echo "  CC    $(1)/llhttp/$$(<F)"
 	@$$(CC) -std=gnu11 -g -fPIC -w -I$(LLHTTP_INCLUDE) $$(OPT_$(1)) -c $$< -o $$@
 
+# libspike's own objects export only what spike.h marks SPIKE_EXTERN.
+$(patsubst %.c,build/$(1)/%.o,$(LIB_SRC)): BASE_CFLAGS += -fvisibility=hidden
+
+# The internal archive: every module's symbols stay global, for spiked, the
+# tests and the micro-benchmarks, which call the modules directly.
 build/$(1)/libspike.a: $(patsubst %.c,build/$(1)/%.o,$(LIB_SRC))
 	@rm -f $$@
 	@echo "  AR    $$@"
@@ -158,6 +167,17 @@ build/rel/tests/libfault.so: tests/fault.c
 build/rel/libspike.so: $(patsubst %.c,build/rel/%.o,$(LIB_SRC))
 	$(CC) -shared -Wl,-soname,libspike.so.0 -o $@ $^ $(PKG_LIBS)
 
+# The archive `make install` installs: the library linked into one object
+# whose hidden symbols are made local, so that a program linking it
+# statically sees only spike_* and cannot collide with a module's name.
+build/rel/dist/libspike.a: $(patsubst %.c,build/rel/%.o,$(LIB_SRC))
+	@mkdir -p $(@D)
+	@echo "  AR    $@"
+	@$(LD) -r -o $(@D)/libspike.o $^
+	@objcopy --localize-hidden $(@D)/libspike.o
+	@rm -f $@
+	@ar rcs $@ $(@D)/libspike.o
+
 # ---- tests ------------------------------------------------------------------
 
 TEST_BINS := $(foreach v,rel asan tsan,$(addprefix build/$(v)/tests/,$(TEST_UNITS))) \
@@ -169,8 +189,14 @@ TEST_BINS := $(foreach v,rel asan tsan,$(addprefix build/$(v)/tests/,$(TEST_UNIT
 test: deps
 	@$(MAKE) --no-print-directory check
 
-check: $(TEST_BINS) build/rel/libspike.so
+check: $(TEST_BINS) build/rel/libspike.so build/rel/dist/libspike.a
 	@tests/run.sh
+
+# `make test` as the README promises it, on a fresh Debian 12 minbase root
+# made with debootstrap: root, the network and ten minutes; not in `test`.
+.PHONY: test-fresh
+test-fresh:
+	@tests/fresh-debian.sh
 
 # ---- run, bench, install ----------------------------------------------------
 
@@ -192,9 +218,9 @@ bench-http: bench-deps
 	@$(MAKE) --no-print-directory build/rel/spiked
 	@bench/http.sh
 
-install: build/rel/libspike.a build/rel/libspike.so
+install: build/rel/dist/libspike.a build/rel/libspike.so
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 644 build/rel/libspike.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 build/rel/dist/libspike.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 build/rel/libspike.so $(DESTDIR)$(PREFIX)/lib/libspike.so.0
 	ln -sf libspike.so.0 $(DESTDIR)$(PREFIX)/lib/libspike.so
 	install -m 644 include/spike.h $(DESTDIR)$(PREFIX)/include/

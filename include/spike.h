@@ -42,6 +42,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Marks what libspike exports. The library is built with
+ * -fvisibility=hidden, so the names declared here with SPIKE_EXTERN, all
+ * spike_*, are the only ones a program linking it can see or collide with. */
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define SPIKE_EXTERN __attribute__((visibility("default")))
+#else
+#define SPIKE_EXTERN
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -88,18 +97,18 @@ typedef enum spike_status {
 } spike_status;
 
 /* The status's message ("sold out"); "unknown status" for anything else. */
-const char *spike_strerror(int status);
+SPIKE_EXTERN const char *spike_strerror(int status);
 /* The contract's numeric code: 0 for SPIKE_OK, 30001 for SPIKE_ESOLDOUT. */
-int spike_code(int status);
+SPIKE_EXTERN int spike_code(int status);
 /* The contract's HTTP status: 200 for SPIKE_OK, 409 for SPIKE_ESOLDOUT. */
-int spike_http_status(int status);
+SPIKE_EXTERN int spike_http_status(int status);
 /* The library's version string, e.g. "0.1.0". */
-const char *spike_version(void);
+SPIKE_EXTERN const char *spike_version(void);
 
 /* The engine logs one JSON object per line on stderr (ts, level, module,
  * msg). Lines below level are dropped: 0 debug, 1 info (default), 2 warn,
  * 3 error. Any thread. */
-void spike_set_log_level(int level);
+SPIKE_EXTERN void spike_set_log_level(int level);
 
 /* -------------------------------------------------------------------------
  * Configuration
@@ -148,7 +157,7 @@ typedef struct spike_config {
 } spike_config;
 
 /* Fill cfg with the defaults. data_dir becomes "./data". */
-void spike_config_init(spike_config *cfg);
+SPIKE_EXTERN void spike_config_init(spike_config *cfg);
 
 /* -------------------------------------------------------------------------
  * Records
@@ -220,10 +229,10 @@ typedef struct spike_change {
 } spike_change;
 
 /* "order.reserved", "event.created", ...; NULL for an unknown type. */
-const char *spike_change_name(spike_change_type type);
+SPIKE_EXTERN const char *spike_change_name(spike_change_type type);
 /* "scheduled", "live", ...; "reserved", "paid", ...; NULL when unknown. */
-const char *spike_event_state_name(spike_event_state state);
-const char *spike_order_state_name(spike_order_state state);
+SPIKE_EXTERN const char *spike_event_state_name(spike_event_state state);
+SPIKE_EXTERN const char *spike_order_state_name(spike_order_state state);
 
 /* -------------------------------------------------------------------------
  * Engine
@@ -242,17 +251,17 @@ typedef struct spike_engine spike_engine;
  * stored record is corrupt), SPIKE_EINTERNAL (out of memory);
  * spike_open_error() says which, in words.
  */
-int spike_open(spike_engine **out, const spike_config *cfg);
+SPIKE_EXTERN int spike_open(spike_engine **out, const spike_config *cfg);
 
 /* Why the last spike_open() on this thread failed, in words. */
-const char *spike_open_error(void);
+SPIKE_EXTERN const char *spike_open_error(void);
 
 /*
  * Stop the writer after it has committed every op already submitted, close
  * LMDB and free the engine. Every producer must have been closed first.
  * Errors: SPIKE_EBUSY (a producer is still open; nothing was closed).
  */
-int spike_close(spike_engine *e);
+SPIKE_EXTERN int spike_close(spike_engine *e);
 
 /* -------------------------------------------------------------------------
  * Producers: one per calling thread
@@ -269,26 +278,26 @@ typedef void (*spike_cb)(spike_op *op);
  * there and open one in the new thread.
  * Errors: SPIKE_EBUSY (max_producers are open), SPIKE_EINTERNAL (no fd).
  */
-int spike_producer_open(spike_engine *e, spike_producer **out);
+SPIKE_EXTERN int spike_producer_open(spike_engine *e, spike_producer **out);
 
 /* The completion eventfd: readable when callbacks are waiting. Owned by the
  * producer; do not close it. */
-int spike_producer_fd(const spike_producer *p);
+SPIKE_EXTERN int spike_producer_fd(const spike_producer *p);
 
 /* Run the callbacks of every completed op, on this thread. Returns how many
  * ran, or SPIKE_EMISUSE from a thread that is not p's. Safe to call when
  * the fd is not readable (returns 0). */
-int spike_producer_drain(spike_producer *p);
+SPIKE_EXTERN int spike_producer_drain(spike_producer *p);
 
 /* Ops submitted through p whose callbacks have not run yet. */
-uint32_t spike_producer_inflight(const spike_producer *p);
+SPIKE_EXTERN uint32_t spike_producer_inflight(const spike_producer *p);
 
 /*
  * Unregister p. Waits for the writer to take what is still in its ring
  * (reserves acknowledged at enqueue). Errors: SPIKE_EBUSY (ops are still in
  * flight: drain until spike_producer_inflight() is 0; nothing was closed).
  */
-int spike_producer_close(spike_producer *p);
+SPIKE_EXTERN int spike_producer_close(spike_producer *p);
 
 /* -------------------------------------------------------------------------
  * Operations. The caller allocates a spike_op (on its own request struct,
@@ -343,9 +352,10 @@ struct spike_op {
  * in flight after 2 s).
  * Thread: the producer's.
  */
-int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id,
-                  uint64_t user_id, uint32_t qty, const char *key,
-                  size_t key_len, spike_cb cb);
+SPIKE_EXTERN int spike_reserve(spike_producer *p, spike_op *op,
+                               uint64_t event_id, uint64_t user_id,
+                               uint32_t qty, const char *key, size_t key_len,
+                               spike_cb cb);
 
 /*
  * Pay a reserved order. user_id 0 acts as an admin; otherwise the order
@@ -360,15 +370,15 @@ int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id,
  * SPIKE_EFORBIDDEN, SPIKE_ESTATE, SPIKE_ESTORAGE. op->r.order holds the
  * order after the operation.
  */
-int spike_pay(spike_producer *p, spike_op *op, uint64_t order_id,
-              uint64_t user_id, const char *payment_id, size_t payment_id_len,
-              spike_cb cb);
+SPIKE_EXTERN int spike_pay(spike_producer *p, spike_op *op, uint64_t order_id,
+                           uint64_t user_id, const char *payment_id,
+                           size_t payment_id_len, spike_cb cb);
 
 /* Cancel a reserved order; its units return to available. Cancelling a
  * cancelled order succeeds with op->replayed = 1; a paid or expired order
  * is SPIKE_ESTATE. Otherwise as spike_pay(). */
-int spike_cancel(spike_producer *p, spike_op *op, uint64_t order_id,
-                 uint64_t user_id, spike_cb cb);
+SPIKE_EXTERN int spike_cancel(spike_producer *p, spike_op *op,
+                              uint64_t order_id, uint64_t user_id, spike_cb cb);
 
 /* What an event is created from. */
 typedef struct spike_event_spec {
@@ -384,7 +394,8 @@ typedef struct spike_event_spec {
 } spike_event_spec;
 
 /* Check spec; SPIKE_OK or SPIKE_EINVAL with *field naming the bad field. */
-int spike_event_spec_check(const spike_event_spec *spec, const char **field);
+SPIKE_EXTERN int spike_event_spec_check(const spike_event_spec *spec,
+                                        const char **field);
 
 /*
  * Create an event. Always completes after its commit (SPIKE_PENDING), in
@@ -394,22 +405,23 @@ int spike_event_spec_check(const spike_event_spec *spec, const char **field);
  * SPIKE_EBUSY (the slab is full, or the ring), SPIKE_ESTORAGE.
  * Callback: SPIKE_OK with op->r.event, or SPIKE_ESTORAGE.
  */
-int spike_event_create(spike_producer *p, spike_op *op,
-                       const spike_event_spec *spec, spike_cb cb);
+SPIKE_EXTERN int spike_event_create(spike_producer *p, spike_op *op,
+                                    const spike_event_spec *spec, spike_cb cb);
 
 /* Add units to an event (add: 1.., the total stays <= UINT32_MAX).
  * Completes after its commit. Errors: SPIKE_EINVAL, SPIKE_ENOEVENT,
  * SPIKE_ENOTLIVE (closed), SPIKE_EBUSY, SPIKE_ESTORAGE. */
-int spike_event_restock(spike_producer *p, spike_op *op, uint64_t event_id,
-                        uint64_t add, spike_cb cb);
+SPIKE_EXTERN int spike_event_restock(spike_producer *p, spike_op *op,
+                                     uint64_t event_id, uint64_t add,
+                                     spike_cb cb);
 
 /* Close an event: no reserve is accepted once this completes (a durable
  * reserve the writer takes after the close fails with SPIKE_ENOTLIVE; an
  * ack=memory one answered before the close completed is kept); reserved
  * orders can still be paid or cancelled. Repeating is SPIKE_OK. Completes
  * after its commit. Errors: SPIKE_ENOEVENT, SPIKE_EBUSY, SPIKE_ESTORAGE. */
-int spike_event_close(spike_producer *p, spike_op *op, uint64_t event_id,
-                      spike_cb cb);
+SPIKE_EXTERN int spike_event_close(spike_producer *p, spike_op *op,
+                                   uint64_t event_id, spike_cb cb);
 
 /*
  * Park until the feed holds a record with seq > after, or wait_ms passes
@@ -418,40 +430,44 @@ int spike_event_close(spike_producer *p, spike_op *op, uint64_t event_id,
  * SPIKE_EINVAL (wait_ms), SPIKE_EBUSY (ring), SPIKE_ESTORAGE. In the
  * callback: SPIKE_OK, or SPIKE_EBUSY when max_feed_waiters are parked.
  */
-int spike_feed_wait(spike_producer *p, spike_op *op, uint64_t after,
-                    uint32_t wait_ms, spike_cb cb);
+SPIKE_EXTERN int spike_feed_wait(spike_producer *p, spike_op *op,
+                                 uint64_t after, uint32_t wait_ms, spike_cb cb);
 
 /* Complete every parked spike_feed_wait now, and any later one at once:
  * for shutdown, so that producers can drain. Any thread. */
-void spike_feed_release(spike_engine *e);
+SPIKE_EXTERN void spike_feed_release(spike_engine *e);
 
 /* -------------------------------------------------------------------------
  * Reads: synchronous, never blocked by the writer.
  */
 
 /* Any thread. Errors: SPIKE_ENOEVENT. */
-int spike_event_get(spike_engine *e, uint64_t event_id, spike_event *out);
+SPIKE_EXTERN int spike_event_get(spike_engine *e, uint64_t event_id,
+                                 spike_event *out);
 
 /* Any thread. Copies up to max events in slab order (creation order; after
  * a restart, id order); *count gets how many exist in all. */
-int spike_event_list(spike_engine *e, spike_event *out, uint32_t max,
-                     uint32_t *count);
+SPIKE_EXTERN int spike_event_list(spike_engine *e, spike_event *out,
+                                  uint32_t max, uint32_t *count);
 
 /* Committed orders, read from LMDB on the producer's thread. With
  * SPIKE_ACK_MEMORY a change can be seen here up to one batch late.
  * Errors: SPIKE_ENOORDER, SPIKE_ESTORAGE. */
-int spike_order_get(spike_producer *p, uint64_t order_id, spike_order *out);
+SPIKE_EXTERN int spike_order_get(spike_producer *p, uint64_t order_id,
+                                 spike_order *out);
 
 /* A user's committed orders in one event (event_id != 0) or in all,
  * grouped by event id, oldest first within each. When the user has more
  * than max, the newest max. *count gets how many were copied. */
-int spike_user_orders(spike_producer *p, uint64_t user_id, uint64_t event_id,
-                      spike_order *out, uint32_t max, uint32_t *count);
+SPIKE_EXTERN int spike_user_orders(spike_producer *p, uint64_t user_id,
+                                   uint64_t event_id, spike_order *out,
+                                   uint32_t max, uint32_t *count);
 
 /* Feed records with seq > after, oldest first, up to max. *count gets how
  * many were copied; *next the seq to pass as `after` next time. */
-int spike_feed_read(spike_producer *p, uint64_t after, spike_change *out,
-                    uint32_t max, uint32_t *count, uint64_t *next);
+SPIKE_EXTERN int spike_feed_read(spike_producer *p, uint64_t after,
+                                 spike_change *out, uint32_t max,
+                                 uint32_t *count, uint64_t *next);
 
 /* -------------------------------------------------------------------------
  * Health and statistics
@@ -459,13 +475,13 @@ int spike_feed_read(spike_producer *p, uint64_t after, spike_change *out,
 
 /* SPIKE_OK when storage is writable and the queues have room; otherwise
  * SPIKE_ESTORAGE or SPIKE_EBUSY with *why saying which (static text). */
-int spike_health(spike_engine *e, const char **why);
+SPIKE_EXTERN int spike_health(spike_engine *e, const char **why);
 
 /* Histogram bounds (upper, inclusive) shared by every spike_stats. */
 #define SPIKE_COMMIT_BUCKETS 16  /* 50 us .. 1.6 s, doubling; +Inf last */
 #define SPIKE_BATCH_BUCKETS 14   /* 1, 2, 4 .. 8192; +Inf last */
-extern const double spike_commit_bucket_s[SPIKE_COMMIT_BUCKETS];
-extern const uint32_t spike_batch_bucket[SPIKE_BATCH_BUCKETS];
+SPIKE_EXTERN extern const double spike_commit_bucket_s[SPIKE_COMMIT_BUCKETS];
+SPIKE_EXTERN extern const uint32_t spike_batch_bucket[SPIKE_BATCH_BUCKETS];
 
 typedef struct spike_stats {
   uint64_t commits_total;
@@ -489,7 +505,7 @@ typedef struct spike_stats {
 } spike_stats;
 
 /* Any thread. A snapshot; counters are monotonic. */
-void spike_stats_get(spike_engine *e, spike_stats *out);
+SPIKE_EXTERN void spike_stats_get(spike_engine *e, spike_stats *out);
 
 #ifdef __cplusplus
 }

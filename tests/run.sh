@@ -77,6 +77,9 @@ for v in rel asan; do
   suite "$v examples/embed" build/$v/examples/embed "$d" 3000
   rm -rf "$d"
 done
+# What an embedder links: the installed libspike.so and libspike.a export
+# spike_* only, and a program with its own recover() still gets recovery.
+suite "rel exports (make install)" tests/test_exports.sh
 if command -v valgrind >/dev/null 2>&1; then
   d=$(fresh embed-vg)
   suite "valgrind examples/embed" valgrind -q --error-exitcode=99 --leak-check=full \
