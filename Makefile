@@ -158,6 +158,12 @@ build/fuzz/%: tests/%.c $(NET_SRC) $(LIB_SRC) $(addprefix build/fuzz/llhttp/,$(L
 	@echo "  FUZZ  $@"
 	@clang $(WARN) -g -O1 $(INCLUDES) $(PKG_CFLAGS) $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS)
 
+# The LD_PRELOAD shim test_crash's power-loss run is under.
+build/rel/tests/libpowerloss.so: tests/powerloss.c
+	@mkdir -p $(@D)
+	@echo "  SO    $@"
+	@$(CC) $(WARN) -g -O2 -shared -fPIC -o $@ $< -ldl -lpthread
+
 # The LD_PRELOAD fault injector test_fault runs under.
 build/rel/tests/libfault.so: tests/fault.c
 	@mkdir -p $(@D)
@@ -184,7 +190,8 @@ TEST_BINS := $(foreach v,rel asan tsan,$(addprefix build/$(v)/tests/,$(TEST_UNIT
              $(foreach v,rel asan tsan,build/$(v)/spiked) \
              $(foreach v,rel asan,build/$(v)/spikebench build/$(v)/tests/stall_server build/$(v)/tests/test_hist) \
              $(foreach v,rel asan,$(addprefix build/$(v)/examples/,$(EXAMPLES))) \
-             $(addprefix build/fuzz/,$(FUZZERS)) build/rel/tests/test_fault build/rel/tests/libfault.so
+             $(addprefix build/fuzz/,$(FUZZERS)) build/rel/tests/test_fault build/rel/tests/libfault.so \
+             build/rel/tests/libpowerloss.so
 
 test: deps
 	@$(MAKE) --no-print-directory check

@@ -41,7 +41,7 @@ wait_port() {
 
 # spiked, durable, with room for every fresh user of every round
 "$SPIKED" --listen 127.0.0.1:$PORT_S --data "$work/data" --log-level warn \
-  --max-buyers 16777216 --max-users 16777216 --max-reserved 16777216 "$@" 2>"$work/spiked.log" &
+  --max-buyers 16777216 --max-reserved 16777216 "$@" 2>"$work/spiked.log" &
 spid=$!
 wait_port $PORT_S healthz/live
 curl -s -o /dev/null -X POST "http://127.0.0.1:$PORT_S/api/v1/events" \

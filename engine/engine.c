@@ -129,7 +129,7 @@ void spike_config_init(spike_config *cfg) {
   cfg->batch_us = 0;
   cfg->max_events = 4096;
   cfg->max_buyers = 1u << 20;
-  cfg->max_users = 1u << 20;
+  cfg->max_users = 0; /* as max_buyers */
   cfg->max_keys = 1u << 20;
   cfg->max_reserved = 1u << 20;
   cfg->max_producers = 16;
@@ -156,8 +156,8 @@ static const char *check_config(const spike_config *c) {
     return "max_buyers is not a power of two in 4..2^30";
   if (!is_pow2(c->max_keys) || c->max_keys < 4 || c->max_keys > (1u << 30))
     return "max_keys is not a power of two in 4..2^30";
-  if (!is_pow2(c->max_users) || c->max_users < 4 || c->max_users > (1u << 30))
-    return "max_users is not a power of two in 4..2^30";
+  if (c->max_users != 0 && (!is_pow2(c->max_users) || c->max_users < 4 || c->max_users > (1u << 30)))
+    return "max_users is not 0 or a power of two in 4..2^30";
   if (c->max_reserved < 1 || c->max_reserved > (1u << 30))
     return "max_reserved is not in 1..2^30";
   if (c->max_producers < 1 || c->max_producers > SPIKE_PRODUCERS_MAX)
@@ -232,6 +232,7 @@ int spike_open(spike_engine **out, const spike_config *cfg) {
   spike_engine *e = calloc(1, sizeof(*e));
   if (e == NULL) return SPIKE_EINTERNAL;
   e->cfg = *cfg;
+  if (e->cfg.max_users == 0) e->cfg.max_users = e->cfg.max_buyers;
   e->lock_fd = -1;
   e->armed_max = cfg->max_reserved;
   e->unconfirmed_max = cfg->batch_max;
@@ -248,8 +249,8 @@ int spike_open(spike_engine **out, const spike_config *cfg) {
   if ((status = lock_dir(e)) != SPIKE_OK) goto fail;
   status = SPIKE_EINTERNAL;
   if (slab_init(&e->slab, cfg->max_events) != 0 || lim_init(&e->buyers, cfg->max_buyers) != 0 ||
-      lim_init(&e->keys, cfg->max_keys) != 0 || lim_init(&e->users, cfg->max_users) != 0 ||
-      (e->user_head = lim_map((size_t)cfg->max_users * sizeof(*e->user_head))) == NULL) {
+      lim_init(&e->keys, cfg->max_keys) != 0 || lim_init(&e->users, e->cfg.max_users) != 0 ||
+      (e->user_head = lim_map((size_t)e->cfg.max_users * sizeof(*e->user_head))) == NULL) {
     snprintf(open_err, sizeof(open_err), "out of memory for the slab and tables");
     goto fail;
   }
@@ -917,8 +918,12 @@ int spike_feed_read(spike_producer *p, uint64_t after, spike_change *out, uint32
                     uint32_t *count, uint64_t *next) {
   *count = 0;
   *next = after;
+  /* Only what is durable: a record a power cut could take back (the last
+   * commit, until its sync) must not reach a consumer, who would then see
+   * its seq reused. acquire: pairs with the writer's release of feed_seq. */
+  uint64_t upto = atomic_load_explicit(&p->e->feed_seq, memory_order_acquire);
   int rc = store_read_begin(p->rtxn);
-  if (rc == 0) rc = store_feed_read(p->rtxn, after, UINT64_MAX, out, max, count, next);
+  if (rc == 0) rc = store_feed_read(p->rtxn, after, upto, out, max, count, next);
   store_read_end(p->rtxn);
   return rc == 0 ? SPIKE_OK : read_status(rc);
 }

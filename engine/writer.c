@@ -120,12 +120,16 @@ struct writer {
   uint32_t *head_list; /* the slots used in this batch */
   uint32_t nheads;
   oplist done;       /* complete after the commit; ESTORAGE if it fails */
+  oplist unsynced;   /* committed, answered once the commit is durable */
+  uint32_t acked_unsynced; /* memory acks in the unsynced batch */
+  uint64_t seq_unsynced;   /* the feed seq the unsynced batch reached */
   oplist final;      /* decided whatever the commit does */
   oplist deferred;   /* waiting for an order still in a ring */
   oplist waiters;    /* parked feed waits */
   store_txn *txn;    /* the batch's write transaction, when open */
   int writes;
   uint64_t seq, seq_committed, feed_first;
+  uint64_t seq_durable;  /* what readers of the feed may see */
   uint64_t orders_max;
   uint64_t hwm;
   int64_t now;       /* wall clock: what records say */
@@ -567,8 +571,8 @@ static int feed_released(const writer *w) {
 
 /* A feed wait answers from what is committed: its result is final. */
 static void apply_feed_wait(writer *w, spike_op *op) {
-  if (w->seq_committed > op->a_ || op->deadline_ <= w->mono || feed_released(w)) {
-    op->seq = w->seq_committed;
+  if (w->seq_durable > op->a_ || op->deadline_ <= w->mono || feed_released(w)) {
+    op->seq = w->seq_durable;
     finish(w, op, SPIKE_OK, 1);
   } else if (w->waiters.n >= w->e->cfg.max_feed_waiters) {
     op->detail = "too many parked feed requests";
@@ -779,19 +783,24 @@ static int commit(writer *w) {
   return rc;
 }
 
-/* Reserves acknowledged at enqueue are out of the ring and settled, one way
- * or the other: they no longer count against the memory-ack bound. */
-static void settle_acked(writer *w, int lost) {
+/* n reserves acknowledged at enqueue are settled, durable or lost: they no
+ * longer count against the memory-ack bound. */
+static void settle_acked_n(writer *w, uint32_t n, int lost) {
   spike_engine *e = w->e;
-  if (w->acked == 0) return;
+  if (n == 0) return;
   /* release: pairs with the acquire of the producers' claims (see
    * fail_batch). */
-  atomic_fetch_sub_explicit(&e->unconfirmed, w->acked, memory_order_release);
+  atomic_fetch_sub_explicit(&e->unconfirmed, n, memory_order_release);
   if (lost) {
-    atomic_fetch_add_explicit(&e->stats.acks_lost, w->acked, memory_order_relaxed);
+    atomic_fetch_add_explicit(&e->stats.acks_lost, n, memory_order_relaxed);
     log_line(LOG_ERROR, "writer", NULL, NULL,
-             "%u reserves acknowledged with ack=memory were lost with their batch", w->acked);
+             "%u reserves acknowledged with ack=memory were lost with their batch", n);
   }
+}
+
+/* This batch's, when it failed. */
+static void settle_acked(writer *w, int lost) {
+  settle_acked_n(w, w->acked, lost);
   w->acked = 0;
 }
 
@@ -913,7 +922,6 @@ static void post_commit(writer *w, int committed) {
     }
   }
   w->nfx = 0;
-  settle_acked(w, 0);
   for (uint32_t i = 0; i < w->nheads; i++) {
     const head *hd = &w->heads[w->head_list[i]];
     /* release: a reader that loads the head and then opens a snapshot
@@ -925,8 +933,6 @@ static void post_commit(writer *w, int committed) {
   w->expire_backoff_ms = 0;
   w->expire_after_ms = 0;
   w->seq_committed = w->seq;
-  /* release: pairs with the acquire in spike_stats_get / feed reads. */
-  atomic_store_explicit(&e->feed_seq, w->seq_committed, memory_order_release);
   atomic_store_explicit(&e->map_full, 0, memory_order_relaxed);
   engine_stats *st = &e->stats;
   uint32_t b = 0;
@@ -969,8 +975,8 @@ static void settle_waiters(writer *w, uint32_t *work) {
   oplist l = list_take(&w->waiters);
   for (spike_op *op = l.head, *next; op != NULL; op = next) {
     next = op->next_;
-    if (w->seq_committed > op->a_ || op->deadline_ <= w->mono || feed_released(w)) {
-      op->seq = w->seq_committed;
+    if (w->seq_durable > op->a_ || op->deadline_ <= w->mono || feed_released(w)) {
+      op->seq = w->seq_durable;
       finish(w, op, SPIKE_OK, 1);
       (*work)++;
     } else {
@@ -984,10 +990,13 @@ static void clock_read(writer *w) {
   w->mono = engine_mono_ms();
 }
 
+static void sync_unsynced(writer *w);
+
 /* After a fatal error: answer everything with SPIKE_ESTORAGE, write nothing. */
 static uint32_t cycle_failed(writer *w) {
   spike_engine *e = w->e;
   uint32_t work = 0;
+  sync_unsynced(w); /* a batch committed before the failure may still be durable */
   const char *why = atomic_load_explicit(&e->failed_why, memory_order_relaxed);
   w->acked = 0;
   atomic_store_explicit(&e->commits_failing, 1, memory_order_relaxed);
@@ -1027,6 +1036,70 @@ static uint32_t cycle_failed(writer *w) {
   return work;
 }
 
+/* ---- durability ----------------------------------------------------------
+ * The store commits with one sync (its data pages), leaving the commit's
+ * meta page unsynced (MDB_NOMETASYNC): a power cut can take the last commit
+ * back, never tear it. So a committed batch is answered when it is durable:
+ * when the next commit's sync has carried its meta page down, or, if no
+ * commit follows at once, after an explicit sync. Under load a batch's sync
+ * is the next one's, one sync per batch instead of two; idle, the answer
+ * waits for the same two syncs as before. */
+
+/* The unsynced batch is durable: answer it, and let readers see its seq. */
+static void durable(writer *w) {
+  settle_acked_n(w, w->acked_unsynced, 0);
+  w->acked_unsynced = 0;
+  if (w->seq_unsynced > w->seq_durable) w->seq_durable = w->seq_unsynced;
+  /* release: pairs with the acquire in spike_stats_get / feed reads. */
+  atomic_store_explicit(&w->e->feed_seq, w->seq_durable, memory_order_release);
+  oplist l = list_take(&w->unsynced);
+  for (spike_op *op = l.head, *next; op != NULL; op = next) {
+    next = op->next_;
+    list_push(&w->done, op);
+  }
+}
+
+/* Sync the unsynced batch now. A failed sync is a failed write (I6): its
+ * ops fail and the writer stops. */
+static void sync_unsynced(writer *w) {
+  if (w->unsynced.head == NULL && w->acked_unsynced == 0 && w->seq_unsynced <= w->seq_durable)
+    return;
+  int rc = store_sync(w->e->st);
+  if (rc == 0) {
+    durable(w);
+    return;
+  }
+  spike_engine *e = w->e;
+  const char *why = commit_why(rc);
+  settle_acked_n(w, w->acked_unsynced, 1);
+  w->acked_unsynced = 0;
+  oplist l = list_take(&w->unsynced);
+  for (spike_op *op = l.head, *next; op != NULL; op = next) {
+    next = op->next_;
+    op->detail = why;
+    op->replayed = 0;
+    finish(w, op, SPIKE_ESTORAGE, 0);
+  }
+  atomic_store_explicit(&e->commits_failing, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&e->stats.failures, 1, memory_order_relaxed);
+  atomic_store_explicit(&e->failed_why, why, memory_order_relaxed);
+  atomic_store_explicit(&e->failed, 1, memory_order_release);
+  log_line(LOG_ERROR, "writer", NULL, NULL, "sync failed: %s; writer stopped, reopen the engine",
+           store_strerror(rc));
+}
+
+/* This batch committed: the one before it is durable now (this commit's
+ * sync carried its meta page), and this one waits for the next. */
+static void committed(writer *w) {
+  durable(w);
+  w->unsynced = list_take(&w->done);
+  w->acked_unsynced = w->acked;
+  w->acked = 0;
+  w->seq_unsynced = w->seq_committed;
+}
+
+static int rings_pending(writer *w);
+
 /* One batch. Returns how much work it did (0: nothing to do). */
 static uint32_t cycle(writer *w) {
   spike_engine *e = w->e;
@@ -1053,10 +1126,14 @@ static uint32_t cycle(writer *w) {
       store_write_abort(w->txn); /* only reads: nothing to commit */
     }
   }
-  if (rc != 0)
+  if (rc != 0) {
     fail_batch(w, rc, seq0, orders_max0, hwm0, feed_first0);
-  else
+  } else {
     post_commit(w, w->writes);
+    if (w->writes) committed(w);
+  }
+  /* Nothing more to commit at once: make the last commit durable now. */
+  if (!w->writes || rc != 0 || !rings_pending(w)) sync_unsynced(w);
   settle_waiters(w, &work);
   deliver(w, &w->done);
   deliver(w, &w->final);
@@ -1182,7 +1259,7 @@ int writer_arm(writer *w, uint64_t order_id, int64_t deadline_ms) {
 
 void writer_load_feed(writer *w, uint64_t first, uint64_t last) {
   w->feed_first = first;
-  w->seq = w->seq_committed = last;
+  w->seq = w->seq_committed = w->seq_durable = last;
   atomic_store_explicit(&w->e->feed_seq, last, memory_order_relaxed);
 }
 

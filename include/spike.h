@@ -12,7 +12,7 @@
  * a user never holds more than per_user_limit units of one event; one
  * (event, idempotency key) makes at most one order and one (order,
  * payment_id) pays at most once; with SPIKE_ACK_DURABLE a completion means
- * the change is committed and fsync'd; a failed commit fails and undoes its
+ * the change is committed and synced; a failed commit fails and undoes its
  * whole batch.
  *
  * Results, in the manner of small parsers: a submission returns
@@ -114,8 +114,9 @@ SPIKE_EXTERN void spike_set_log_level(int level);
  * Configuration
  */
 typedef enum spike_ack {
-  /* A reserve completes only after the batch holding it is committed with
-   * fsync. Survives kill -9 and power loss. The default. */
+  /* A reserve completes only after the batch holding it is committed and
+   * durable (its data and meta pages synced). Survives kill -9 and power
+   * loss. The default. */
   SPIKE_ACK_DURABLE = 0,
   /* A reserve completes when it is enqueued, before its commit, while at
    * most batch_max reserves so acknowledged are uncommitted; past that it
@@ -145,8 +146,9 @@ typedef struct spike_config {
   uint32_t batch_us;          /* extra wait to fill a batch; default 0 */
   uint32_t max_events;        /* events the slab holds; default 4096 */
   uint32_t max_buyers;        /* (event,user) slots, power of two; 1<<20 */
-  uint32_t max_users;         /* users with orders in the store, power of two;
-                                 1<<20 (usable to 3/4) */
+  uint32_t max_users;         /* users with orders in the store, power of two
+                                 (usable to 3/4); 0, the default: the same
+                                 as max_buyers */
   uint32_t max_keys;          /* idempotency key slots, power of two; 1<<20 */
   uint32_t max_reserved;      /* live reservations (reserved, not yet paid,
                                  cancelled or expired); 1<<20 */
@@ -463,8 +465,9 @@ SPIKE_EXTERN int spike_user_orders(spike_producer *p, uint64_t user_id,
                                    uint64_t event_id, spike_order *out,
                                    uint32_t max, uint32_t *count);
 
-/* Feed records with seq > after, oldest first, up to max. *count gets how
- * many were copied; *next the seq to pass as `after` next time. */
+/* Feed records with seq > after, oldest first, up to max: durable ones
+ * only, so no record read here can be taken back by a power cut. *count
+ * gets how many were copied; *next the seq to pass as `after` next time. */
 SPIKE_EXTERN int spike_feed_read(spike_producer *p, uint64_t after,
                                  spike_change *out, uint32_t max,
                                  uint32_t *count, uint64_t *next);
@@ -501,7 +504,7 @@ typedef struct spike_stats {
   uint32_t buyers_used, buyers_capacity;
   uint32_t users_used, users_capacity;
   uint32_t keys_used, keys_capacity;
-  uint64_t feed_seq;         /* newest committed feed seq */
+  uint64_t feed_seq;         /* newest durable feed seq */
 } spike_stats;
 
 /* Any thread. A snapshot; counters are monotonic. */

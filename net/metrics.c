@@ -185,7 +185,7 @@ static void engine_metrics(jbuf *b, spike_engine *e) {
   line(b, "spike_table_capacity{table=\"buyers\"} %u\n", st.buyers_capacity);
   line(b, "spike_table_capacity{table=\"keys\"} %u\n", st.keys_capacity);
   line(b, "spike_table_capacity{table=\"users\"} %u\n", st.users_capacity);
-  family(b, "spike_feed_seq", "gauge", "Newest committed change-feed sequence number.");
+  family(b, "spike_feed_seq", "gauge", "Newest durable change-feed sequence number.");
   line(b, "spike_feed_seq %llu\n", (unsigned long long)st.feed_seq);
 }
 

@@ -205,9 +205,14 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
   what = "mdb_env_set_mapsize";
   if ((rc = mdb_env_set_mapsize(s->env, map_size_bytes)) != 0) goto fail;
   /* NOTLS: read transactions belong to producers, not to OS threads, so an
-   * embedding host may move a producer between threads between calls. */
+   * embedding host may move a producer between threads between calls.
+   * NOMETASYNC: a commit syncs its data pages and writes its meta page
+   * without a second sync; the next commit's sync (or store_sync) makes it
+   * durable. A power cut can lose the last commit, never tear one, so the
+   * engine answers a batch only once it is durable (engine/writer.c). */
   what = "mdb_env_open";
-  if ((rc = mdb_env_open(s->env, dir, MDB_NOTLS | MDB_NORDAHEAD, 0644)) != 0) goto fail;
+  if ((rc = mdb_env_open(s->env, dir, MDB_NOTLS | MDB_NORDAHEAD | MDB_NOMETASYNC, 0644)) != 0)
+    goto fail;
   int dead = 0;
   mdb_reader_check(s->env, &dead); /* clear slots of crashed readers */
 
@@ -324,6 +329,8 @@ void store_write_abort(store_txn *t) {
 }
 
 int store_txn_open(const store_txn *t) { return t->txn != NULL; }
+
+int store_sync(store *s) { return mdb_env_sync(s->env, 1); }
 
 /* ---- records ------------------------------------------------------------- */
 

@@ -87,6 +87,11 @@ int store_write_commit(store_txn *t);
 void store_write_abort(store_txn *t);
 int store_txn_open(const store_txn *t);
 
+/* A commit is made durable by the next commit's sync, or by this: until
+ * one of them returns 0, a power cut may take the last commit back (it can
+ * never tear one). */
+int store_sync(store *s);
+
 /* ---- records ------------------------------------------------------------- */
 
 static inline void store_be64(uint8_t out[8], uint64_t v) {

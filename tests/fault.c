@@ -6,6 +6,8 @@
  *   spike_fault_sync(EIO)    every fsync/fdatasync fails with EIO (0: stop)
  *   spike_fault_write(ENOSPC) every pwrite/pwritev to a file fails
  *   spike_fault_sync_delay_ms(500) every fsync/fdatasync first sleeps (0: stop)
+ *   spike_fault_sync_after(n, EIO) the next n syncs succeed, every later one
+ *                             fails (spike_fault_sync(0) stops it)
  *
  * Tests find the two switches with dlsym(RTLD_DEFAULT, ...); stdin, stdout
  * and stderr are never failed, so logging still works.
@@ -20,9 +22,16 @@
 #include <time.h>
 #include <unistd.h>
 
-static _Atomic int sync_errno, write_errno, sync_delay_ms;
+static _Atomic int sync_errno, write_errno, sync_delay_ms, sync_ok_left = -1, sync_later_errno;
 
-void spike_fault_sync(int err) { atomic_store(&sync_errno, err); }
+void spike_fault_sync(int err) {
+  atomic_store(&sync_ok_left, -1);
+  atomic_store(&sync_errno, err);
+}
+void spike_fault_sync_after(int n, int err) {
+  atomic_store(&sync_later_errno, err);
+  atomic_store(&sync_ok_left, n);
+}
 void spike_fault_write(int err) { atomic_store(&write_errno, err); }
 void spike_fault_sync_delay_ms(int ms) { atomic_store(&sync_delay_ms, ms); }
 
@@ -46,6 +55,19 @@ static void stall(int fd) {
   nanosleep(&ts, NULL);
 }
 
+/* A sync counted down by spike_fault_sync_after: the one that reaches 0
+ * switches every later sync to failing. */
+static void count_sync(int fd) {
+  if (fd <= 2) return;
+  int left = atomic_load(&sync_ok_left);
+  while (left >= 0) {
+    if (atomic_compare_exchange_weak(&sync_ok_left, &left, left - 1)) {
+      if (left == 0) atomic_store(&sync_errno, atomic_load(&sync_later_errno));
+      return;
+    }
+  }
+}
+
 static int failing(_Atomic int *which, int fd) {
   int err = atomic_load(which);
   if (err == 0 || fd <= 2) return 0;
@@ -56,12 +78,14 @@ static int failing(_Atomic int *which, int fd) {
 int fsync(int fd) {
   REAL(fsync, sync_fn);
   stall(fd);
+  count_sync(fd);
   return failing(&sync_errno, fd) ? -1 : real_fsync(fd);
 }
 
 int fdatasync(int fd) {
   REAL(fdatasync, sync_fn);
   stall(fd);
+  count_sync(fd);
   return failing(&sync_errno, fd) ? -1 : real_fdatasync(fd);
 }
 

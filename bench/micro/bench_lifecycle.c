@@ -67,7 +67,6 @@ static void config(spike_config *c, const char *dir, uint64_t orders) {
   c->batch_max = BATCH;
   c->max_events = 4;
   c->max_buyers = pow2_at_least(orders * 2);
-  c->max_users = c->max_buyers;
   c->max_keys = 16;
   c->max_reserved = (uint32_t)orders + 16;
   c->max_producers = 2;

@@ -91,7 +91,6 @@ static void reserve_once(const char *base, int rep, uint64_t cap, double seconds
   cfg.max_producers = 2;
   cfg.max_keys = 1u << 10;
   cfg.max_buyers = pow2_at_least(cap + cap / 3 + 1);
-  cfg.max_users = cfg.max_buyers;
   cfg.max_reserved = (uint32_t)cap;
   /* Every accepted order is written to LMDB: order, buyer and feed records
    * come to a few hundred bytes; leave room for twice that. */

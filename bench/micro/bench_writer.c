@@ -145,7 +145,6 @@ static void engine_once(const char *dir, uint32_t batch, double seconds, uint64_
   cfg.max_producers = 2;
   cfg.max_keys = 1u << 10;
   cfg.max_buyers = pow2_at_least(cap + cap / 3 + 1);
-  cfg.max_users = cfg.max_buyers;
   cfg.max_reserved = (uint32_t)cap;
   cfg.map_size_bytes = cap * 2048 > (1ull << 30) ? cap * 2048 : 1ull << 30;
   spike_engine *e;

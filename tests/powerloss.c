@@ -1,0 +1,300 @@
+/*
+ * powerloss.c -- an LD_PRELOAD shim that keeps, beside every LMDB data file
+ * (a path ending in "data.mdb"), the file as a power cut would leave it:
+ * "<path>.durable". Writes go to the real file at once and are queued; an
+ * fsync or fdatasync of the file applies the queue to the durable image;
+ * writes through a descriptor opened with O_DSYNC or O_SYNC apply at once.
+ * A test kills the process, moves the image over the data file and opens
+ * the store: what it finds is what survived the cut, unsynced writes
+ * dropped (their order between two syncs does not matter: they are all
+ * dropped).
+ *
+ * The image starts as a copy of the file when the process first opens it,
+ * so a test that swaps it in after every cut runs life after life on what
+ * each cut left. LMDB's write calls on this platform are pwrite, lseek +
+ * writev, and write (for copies); each is covered.
+ *
+ *   spike_powerloss_pending()  bytes written and not yet synced (tests)
+ *   spike_powerloss_reset()    start tracking in this process, with nothing
+ *                              seen yet (a child after fork, so its first open
+ *                              copies the file as it is now). Until it is
+ *                              called nothing is tracked: the test's parent,
+ *                              which checks what the cut left, writes no image.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define FDS_MAX 1024
+
+typedef struct pending {
+  off_t off;
+  size_t len;
+  struct pending *next;
+  unsigned char data[];
+} pending;
+
+typedef struct tracked {
+  int on;
+  int sync;    /* O_DSYNC or O_SYNC: every write is durable at once */
+  int image;   /* the durable image's descriptor */
+  pending *head, *tail;
+  size_t bytes;
+} tracked;
+
+static tracked fds[FDS_MAX];
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static char seen[64][PATH_MAX]; /* images this process has started */
+static int nseen;
+static int armed; /* spike_powerloss_reset was called in this process */
+
+#define REAL(name, type)                                                       \
+  static type real_##name;                                                     \
+  if (real_##name == NULL) {                                                   \
+    void *sym_ = dlsym(RTLD_NEXT, #name);                                      \
+    memcpy(&real_##name, &sym_, sizeof(sym_));                                 \
+  }
+
+typedef int (*open_fn)(const char *, int, ...);
+typedef int (*openat_fn)(int, const char *, int, ...);
+typedef int (*close_fn)(int);
+typedef int (*sync_fn)(int);
+typedef ssize_t (*pwrite_fn)(int, const void *, size_t, off_t);
+typedef ssize_t (*write_fn)(int, const void *, size_t);
+typedef ssize_t (*writev_fn)(int, const struct iovec *, int);
+typedef off_t (*lseek_fn)(int, off_t, int);
+
+static int is_data(const char *path) {
+  size_t n = strlen(path);
+  return n >= 8 && strcmp(path + n - 8, "data.mdb") == 0;
+}
+
+/* The image of path: opened once per descriptor, copied from the file the
+ * first time this process sees it. */
+static int open_image(const char *path) {
+  REAL(open, open_fn);
+  REAL(pwrite, pwrite_fn);
+  REAL(close, close_fn); /* this runs under the lock close() takes */
+  char img[PATH_MAX];
+  snprintf(img, sizeof(img), "%s.durable", path);
+  int first = 1;
+  for (int i = 0; i < nseen; i++)
+    if (strcmp(seen[i], img) == 0) first = 0;
+  int fd = real_open(img, O_RDWR | O_CREAT | O_CLOEXEC | (first ? O_TRUNC : 0), 0644);
+  if (fd < 0 || !first) return fd;
+  if (nseen < 64) snprintf(seen[nseen++], PATH_MAX, "%s", img);
+  int src = real_open(path, O_RDONLY | O_CLOEXEC);
+  if (src >= 0) {
+    unsigned char buf[65536];
+    ssize_t n;
+    off_t off = 0;
+    while ((n = read(src, buf, sizeof(buf))) > 0) {
+      if (real_pwrite(fd, buf, (size_t)n, off) != n) break;
+      off += n;
+    }
+    real_close(src);
+  }
+  return fd;
+}
+
+static void track(int fd, const char *path, int flags) {
+  if (!armed || fd < 0 || fd >= FDS_MAX || !is_data(path)) return;
+  pthread_mutex_lock(&lock);
+  fds[fd] = (tracked){.on = 1, .sync = (flags & (O_DSYNC | O_SYNC)) != 0, .image = -1};
+  fds[fd].image = open_image(path);
+  pthread_mutex_unlock(&lock);
+}
+
+static void apply(tracked *t, off_t off, const void *p, size_t len) {
+  REAL(pwrite, pwrite_fn);
+  if (t->image >= 0 && real_pwrite(t->image, p, len, off) != (ssize_t)len) abort();
+}
+
+/* A write that reached the file at off: durable now, or queued. */
+static void wrote(int fd, off_t off, const struct iovec *iov, int cnt, ssize_t n) {
+  if (fd < 0 || fd >= FDS_MAX || n <= 0) return;
+  pthread_mutex_lock(&lock);
+  tracked *t = &fds[fd];
+  if (t->on) {
+    size_t left = (size_t)n;
+    for (int i = 0; i < cnt && left > 0; i++) {
+      size_t len = iov[i].iov_len < left ? iov[i].iov_len : left;
+      if (t->sync) {
+        apply(t, off, iov[i].iov_base, len);
+      } else {
+        pending *pd = malloc(sizeof(*pd) + len);
+        if (pd == NULL) abort();
+        pd->off = off;
+        pd->len = len;
+        pd->next = NULL;
+        memcpy(pd->data, iov[i].iov_base, len);
+        if (t->tail != NULL) t->tail->next = pd;
+        else t->head = pd;
+        t->tail = pd;
+        t->bytes += len;
+      }
+      off += (off_t)len;
+      left -= len;
+    }
+  }
+  pthread_mutex_unlock(&lock);
+}
+
+static void synced(int fd) {
+  if (fd < 0 || fd >= FDS_MAX) return;
+  pthread_mutex_lock(&lock);
+  /* A sync of one descriptor flushes the file, whichever wrote it. */
+  if (fds[fd].on)
+    for (int i = 0; i < FDS_MAX; i++) {
+      tracked *t = &fds[i];
+      if (!t->on) continue;
+      for (pending *pd = t->head, *next; pd != NULL; pd = next) {
+        next = pd->next;
+        apply(&fds[fd], pd->off, pd->data, pd->len);
+        free(pd);
+      }
+      t->head = t->tail = NULL;
+      t->bytes = 0;
+    }
+  pthread_mutex_unlock(&lock);
+}
+
+void spike_powerloss_reset(void) {
+  pthread_mutex_lock(&lock);
+  for (int i = 0; i < FDS_MAX; i++) {
+    for (pending *pd = fds[i].head, *next; pd != NULL; pd = next) {
+      next = pd->next;
+      free(pd);
+    }
+    fds[i] = (tracked){0}; /* inherited image descriptors stay open, unused */
+  }
+  nseen = 0;
+  armed = 1;
+  pthread_mutex_unlock(&lock);
+}
+
+size_t spike_powerloss_pending(void) {
+  size_t n = 0;
+  pthread_mutex_lock(&lock);
+  for (int i = 0; i < FDS_MAX; i++) n += fds[i].bytes;
+  pthread_mutex_unlock(&lock);
+  return n;
+}
+
+int open(const char *path, int flags, ...) {
+  REAL(open, open_fn);
+  mode_t mode = 0;
+  if (flags & O_CREAT) {
+    va_list ap;
+    va_start(ap, flags);
+    mode = (mode_t)va_arg(ap, int);
+    va_end(ap);
+  }
+  int fd = real_open(path, flags, mode);
+  track(fd, path, flags);
+  return fd;
+}
+
+int open64(const char *path, int flags, ...) {
+  REAL(open64, open_fn);
+  mode_t mode = 0;
+  if (flags & O_CREAT) {
+    va_list ap;
+    va_start(ap, flags);
+    mode = (mode_t)va_arg(ap, int);
+    va_end(ap);
+  }
+  int fd = real_open64(path, flags, mode);
+  track(fd, path, flags);
+  return fd;
+}
+
+int openat(int dir, const char *path, int flags, ...) {
+  REAL(openat, openat_fn);
+  mode_t mode = 0;
+  if (flags & O_CREAT) {
+    va_list ap;
+    va_start(ap, flags);
+    mode = (mode_t)va_arg(ap, int);
+    va_end(ap);
+  }
+  int fd = real_openat(dir, path, flags, mode);
+  track(fd, path, flags);
+  return fd;
+}
+
+int close(int fd) {
+  REAL(close, close_fn);
+  if (fd >= 0 && fd < FDS_MAX) {
+    pthread_mutex_lock(&lock);
+    if (fds[fd].on) {
+      /* A close is not a sync: what was queued is still not on disk, but
+       * the descriptor number may be reused. Nothing LMDB writes after its
+       * last sync and before a close is acknowledged, so drop it. */
+      for (pending *pd = fds[fd].head, *next; pd != NULL; pd = next) {
+        next = pd->next;
+        free(pd);
+      }
+      if (fds[fd].image >= 0) real_close(fds[fd].image);
+      fds[fd] = (tracked){0};
+    }
+    pthread_mutex_unlock(&lock);
+  }
+  return real_close(fd);
+}
+
+ssize_t pwrite(int fd, const void *buf, size_t n, off_t off) {
+  REAL(pwrite, pwrite_fn);
+  ssize_t r = real_pwrite(fd, buf, n, off);
+  struct iovec iov = {(void *)buf, n};
+  wrote(fd, off, &iov, 1, r);
+  return r;
+}
+
+ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off) { return pwrite(fd, buf, n, off); }
+
+ssize_t write(int fd, const void *buf, size_t n) {
+  REAL(write, write_fn);
+  REAL(lseek, lseek_fn);
+  int on = fd >= 0 && fd < FDS_MAX && fds[fd].on;
+  off_t off = on ? real_lseek(fd, 0, SEEK_CUR) : 0;
+  ssize_t r = real_write(fd, buf, n);
+  struct iovec iov = {(void *)buf, n};
+  if (on) wrote(fd, off, &iov, 1, r);
+  return r;
+}
+
+ssize_t writev(int fd, const struct iovec *iov, int cnt) {
+  REAL(writev, writev_fn);
+  REAL(lseek, lseek_fn);
+  int on = fd >= 0 && fd < FDS_MAX && fds[fd].on;
+  off_t off = on ? real_lseek(fd, 0, SEEK_CUR) : 0;
+  ssize_t r = real_writev(fd, iov, cnt);
+  if (on) wrote(fd, off, iov, cnt, r);
+  return r;
+}
+
+int fsync(int fd) {
+  REAL(fsync, sync_fn);
+  int r = real_fsync(fd);
+  if (r == 0) synced(fd);
+  return r;
+}
+
+int fdatasync(int fd) {
+  REAL(fdatasync, sync_fn);
+  int r = real_fdatasync(fd);
+  if (r == 0) synced(fd);
+  return r;
+}
