@@ -1,0 +1,128 @@
+#!/bin/bash
+# device.sh -- the scaling table of docs/benchmarks.md on a many-core Linux
+# machine that has none of our dependencies: nginx by workers and spiked by
+# loop threads under the same wrk in the same run, the engine alone by batch
+# size, and spikebench's open-loop P99 at half of spiked's peak.
+#
+# Here (Debian 12, after make bench-deps; h2load is used when installed):
+#   bench/device.sh pack DIR       build, then pack binaries + libraries in DIR
+# There (any x86-64 Linux with glibc >= Debian 12's, bash, taskset):
+#   bash DIR/device.sh run         the table; DIR/results.md gets it too
+#
+# Knobs (run): WS="1 2 4 8" spiked thread counts, NW="1 8" nginx workers,
+# TOP=8 threads for the memory-ack and spikebench rows, DUR=6 seconds per
+# wrk run, SRVCPU (default 0-7) cores for servers, LOADCPU (default 8-15)
+# for the load, DATA (default /var/tmp) for the stores (a real disk).
+# Every server gets cores 0..w-1 and wrk -t8 -c512 runs on LOADCPU. Not a
+# test: it reports, and never fails on speed.
+set -u
+
+pack() {
+  out=$1
+  cd "$(dirname "$0")/.." || exit 2
+  make --no-print-directory build/rel/spiked build/rel/spikebench build/rel/bench/micro/bench_writer >/dev/null || exit 1
+  mkdir -p "$out/bin" "$out/lib"
+  for p in build/rel/spiked build/rel/spikebench build/rel/bench/micro/bench_writer wrk nginx curl h2load; do
+    src=$(command -v "$p" 2>/dev/null || true)
+    [ -n "$src" ] || { [ "$p" = h2load ] && continue; echo "device.sh: $p not found (make bench-deps)" >&2; exit 1; }
+    cp -L "$src" "$out/bin/"
+    # glibc stays behind (the device's is at least as new); the rest travels
+    ldd "$src" | awk '/=> \//{print $3}' | grep -vE '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*)\.so' |
+      while read -r lib; do cp -Ln "$lib" "$out/lib/" 2>/dev/null || true; done
+  done
+  cp bench/device.sh bench/reserve.lua "$out/"
+  du -sh "$out" | awk '{print "device.sh: packed " $1 " in " $2}'
+}
+
+run() {
+  here=$(cd "$(dirname "$0")" && pwd)
+  export PATH="$here/bin:$PATH" LD_LIBRARY_PATH="$here/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  WS=${WS:-1 2 4 8}; NW=${NW:-1 8}; TOP=${TOP:-8}; T=${DUR:-6}
+  L=${LOADCPU:-8-15}; DATA=${DATA:-/var/tmp}
+  D=$DATA/spike-device-data; G=/tmp/spike-device-nginx; R=$here/results.md
+  mkdir -p "$G"; ulimit -n "$(ulimit -Hn)"
+  : >"$R"
+  row() { printf '| %s | %s |\n' "$1" "$2" | tee -a "$R"; }
+  rps() { awk '/Requests\/sec/ {print int($2)}'; }
+  W() { taskset -c "$L" wrk -t8 -c512 -d"${T}s" --latency "$@" 2>&1; }
+  echo "device.sh: $(nproc) cores, data on $(df -T "$DATA" | awk 'NR==2 {print $1, $2}')" | tee -a "$R"
+  printf '| run | req/s |\n|---|---|\n' | tee -a "$R"
+
+  ngx() {
+    cat >"$G/n.conf" <<NGX
+worker_processes $1; worker_cpu_affinity auto; daemon on; pid $G/nginx.pid; error_log $G/error.log warn;
+events { worker_connections 8192; }
+http { access_log off; client_body_temp_path $G; proxy_temp_path $G; fastcgi_temp_path $G;
+  uwsgi_temp_path $G; scgi_temp_path $G;
+  server { listen 127.0.0.1:18080 reuseport backlog=8192; keepalive_requests 100000000;
+    location / { default_type application/json; return 200 '{"code":0,"msg":"ok"}'; } } }
+NGX
+    taskset -c "0-$(($1 - 1))" nginx -c "$G/n.conf" -p "$G" -e "$G/error.log"
+    sleep 0.5
+  }
+  ngx_stop() { kill "$(cat "$G/nginx.pid")"; sleep 1; }
+  sp() { # sp THREADS ACK: a fresh spiked on cores 0..THREADS-1, event 1 of 4e9 units
+    rm -rf "$D"
+    taskset -c "0-$(($1 - 1))" spiked --listen 127.0.0.1:18090 --data "$D" --threads "$1" --ack "$2" \
+      --log-level warn --max-buyers 33554432 --max-reserved 33554432 --map-size 32G \
+      --max-conns 20000 >/tmp/spike-device.log 2>&1 &
+    SP=$!
+    for _ in $(seq 300); do curl -sf localhost:18090/healthz/live >/dev/null && break; sleep 0.05; done
+    curl -s -o /dev/null -XPOST localhost:18090/api/v1/events -H 'Content-Type: application/json' \
+      -d '{"id":1,"name":"bench","stock":4000000000,"price":999,"start_at":0,"end_at":253402300799999,"per_user_limit":1}'
+  }
+  sp_stop() { kill "$SP"; wait "$SP" 2>/dev/null; }
+
+  for w in $NW; do
+    ngx "$w"
+    row "nginx workers=$w, GET fixed body" "$(W http://127.0.0.1:18080/ | rps)"
+    row "nginx workers=$w, POST fixed answer" \
+      "$(SPIKE_USER_BASE=1 W -s "$here/reserve.lua" http://127.0.0.1:18080/ | rps)"
+    ngx_stop
+  done
+  b=1
+  for w in $WS; do
+    sp "$w" durable
+    b=$((b + 1))
+    out=$(SPIKE_USER_BASE=$((b * 10000000000)) W -s "$here/reserve.lua" http://127.0.0.1:18090/)
+    bad=$(printf '%s\n' "$out" | awk '/Non-2xx/ {print $NF}')
+    row "spiked threads=$w, durable reserve" "$(printf '%s\n' "$out" | rps)${bad:+ ($bad non-2xx)}"
+    sp_stop
+  done
+  sp "$TOP" memory
+  out=$(SPIKE_USER_BASE=200000000000 W -s "$here/reserve.lua" http://127.0.0.1:18090/)
+  bad=$(printf '%s\n' "$out" | awk '/Non-2xx/ {print $NF}')
+  row "spiked threads=$TOP, memory reserve" "$(printf '%s\n' "$out" | rps)${bad:+ ($bad non-2xx)}"
+  sp_stop
+
+  sp "$TOP" durable
+  peak=$(taskset -c "$L" spikebench --url http://127.0.0.1:18090 --event 1 --max --threads 8 \
+    --connections 512 --duration "$T" --user-base 30000000000 --quiet 2>&1 | tee /tmp/spike-device.sb |
+    awk '{for (i = 1; i <= NF; i++) if ($i == "req/s") {print int($(i - 1)); exit}}')
+  row "spikebench --max, spiked threads=$TOP durable" "${peak:-?}"
+  half=$(( ${peak:-20000} / 2 ))
+  taskset -c "$L" spikebench --url http://127.0.0.1:18090 --event 1 --rate "$half" --threads 8 \
+    --connections 512 --duration 8 --user-base 40000000000 --quiet 2>&1 | tee /tmp/spike-device.open
+  p99=$(awk '/p99/ {for (i = 1; i <= NF; i++) if ($i ~ /^p99/) {print $(i + 1); exit}}' /tmp/spike-device.open)
+  row "spikebench open loop at $half req/s: p99" "${p99:-see above}"
+  sp_stop
+
+  echo | tee -a "$R"
+  printf '| engine alone (bench_writer, random users) | durable orders/s | raw LMDB | writer us/order |\n|---|---|---|---|\n' | tee -a "$R"
+  for batch in 256 4096; do
+    line=$(taskset -c "0-$(($(nproc) / 2 - 1))" bench_writer --reps 3 --batch "$batch" --users random "$DATA" 2>&1 |
+      grep "^batch *$batch:")
+    eng=$(printf '%s\n' "$line" | sed -n 's/.*engine \([0-9]*\) durable.*/\1/p')
+    ref=$(printf '%s\n' "$line" | sed -n 's/.*reference \([0-9]*\) orders.*/\1/p')
+    cpu=$(printf '%s\n' "$line" | sed -n 's/.*writer thread \([0-9.]*\) us.*/\1/p')
+    printf '| batch %s | %s | %s | %s |\n' "$batch" "$eng" "$ref" "$cpu" | tee -a "$R"
+  done
+  rm -rf "$D" "$G"
+  echo "device.sh: table in $R"
+}
+
+case "${1:-}" in
+pack) [ $# -eq 2 ] || { echo "usage: bench/device.sh pack DIR" >&2; exit 2; }; pack "$2" ;;
+run) run ;;
+*) echo "usage: bench/device.sh pack DIR | DIR/device.sh run" >&2; exit 2 ;;
+esac
