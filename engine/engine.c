@@ -31,6 +31,7 @@
 
 #include "engine.h"
 #include "log.h"
+#include "mem.h"
 #include "recover.h"
 #include "writer.h"
 
@@ -212,7 +213,7 @@ static void free_engine(spike_engine *e) {
   store_close(e->st);
   lim_free(&e->keys);
   lim_free(&e->users);
-  lim_unmap((void *)e->user_head, (size_t)e->cfg.max_users * sizeof(*e->user_head));
+  mem_free((void *)e->user_head, (size_t)e->cfg.max_users * sizeof(*e->user_head));
   lim_free(&e->buyers);
   slab_free(&e->slab);
   if (e->lock_fd >= 0) close(e->lock_fd);
@@ -250,7 +251,7 @@ int spike_open(spike_engine **out, const spike_config *cfg) {
   status = SPIKE_EINTERNAL;
   if (slab_init(&e->slab, cfg->max_events) != 0 || lim_init(&e->buyers, cfg->max_buyers) != 0 ||
       lim_init(&e->keys, cfg->max_keys) != 0 || lim_init(&e->users, e->cfg.max_users) != 0 ||
-      (e->user_head = lim_map((size_t)e->cfg.max_users * sizeof(*e->user_head))) == NULL) {
+      (e->user_head = mem_populated((size_t)e->cfg.max_users * sizeof(*e->user_head))) == NULL) {
     snprintf(open_err, sizeof(open_err), "out of memory for the slab and tables");
     goto fail;
   }

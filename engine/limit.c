@@ -9,9 +9,10 @@
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include <xxhash.h>
+
+#include "mem.h"
 
 #define TAG_EMPTY 0u
 #define TAG_BUSY 1u
@@ -22,27 +23,12 @@
 #define cpu_relax() ((void)0)
 #endif
 
-void *lim_map(size_t bytes) {
-  /* Mapped and populated now, in huge pages where the kernel has them: a
-   * lazily mapped table costs a page fault and a TLB shootdown on the
-   * first reserve of every 4 KiB, and a TLB miss on most probes after. */
-  void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (m == MAP_FAILED) return NULL;
-  madvise(m, bytes, MADV_HUGEPAGE);
-  memset(m, 0, bytes); /* touch every page: populate now, not on the hot path */
-  return m;
-}
-
-void lim_unmap(void *p, size_t bytes) {
-  if (p != NULL) munmap(p, bytes);
-}
-
 int lim_init(lim_table *t, uint32_t capacity) {
   memset(t, 0, sizeof(*t));
   if (capacity < 4 || capacity > (1u << 30) || (capacity & (capacity - 1)) != 0)
     return -1;
   size_t bytes = (size_t)capacity * sizeof(lim_entry);
-  void *m = lim_map(bytes);
+  void *m = mem_populated(bytes); /* probed at random: see mem.h */
   if (m == NULL) return -1;
   t->e = m;
   t->bytes = bytes;
@@ -52,7 +38,7 @@ int lim_init(lim_table *t, uint32_t capacity) {
 }
 
 void lim_free(lim_table *t) {
-  if (t->e != NULL) munmap(t->e, t->bytes);
+  if (t->e != NULL) mem_free(t->e, t->bytes);
   t->e = NULL;
 }
 

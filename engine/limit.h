@@ -55,11 +55,6 @@ typedef struct lim_table {
 int lim_init(lim_table *t, uint32_t capacity);
 void lim_free(lim_table *t);
 
-/* Zeroed memory for a table's companion array, mapped and populated the
- * same way (huge pages where the kernel has them, every page touched now).
- * NULL when out of memory; lim_unmap(p, bytes) frees it. */
-void *lim_map(size_t bytes);
-void lim_unmap(void *p, size_t bytes);
 
 /* Index of the entry for (k1, k2), inserting it (val 0) when absent;
  * LIM_FULL when absent and the table is at its bound. Any thread. */

@@ -3,9 +3,10 @@
  * preallocated pool linked by index, so arming never allocates and a slot is
  * a 4-byte list head. The order-id index is linear probing with
  * backward-shift deletion: no tombstones, so probe chains stay as short as
- * the load (at most one half) allows. Nothing is touched at init: the pool
- * is handed out from a high-water mark before any entry is recycled, so a
- * large --max-reserved costs address space, not start-up time.
+ * the load (at most one half) allows. The index, probed at random, is
+ * populated at init (mem.h); the pool is handed out from a high-water mark
+ * before any entry is recycled and faults in as it fills, so a large
+ * --max-reserved costs address space, not start-up time.
  */
 #define _GNU_SOURCE
 #include "wheel.h"
@@ -14,23 +15,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mem.h"
+
 #define LIST_DUE ((uint32_t)(WHEEL_LEVELS * WHEEL_SLOTS))
 #define LIST_FREE (LIST_DUE + 1)
 
 /* ---- the order-id index ------------------------------------------------
- * Slots hold entry + 1, so 0 is empty and calloc's zero pages are an empty
- * index that costs nothing until touched. */
+ * Slots hold entry + 1, so 0 is empty and zeroed memory an empty index. */
 
 static uint32_t index_home(const wheel *w, uint64_t order_id) {
   return (uint32_t)(wheel_index_at(w, order_id) - w->index);
 }
 
+static size_t index_bytes(const wheel *w) { return ((size_t)w->index_mask + 1) * sizeof(uint32_t); }
+
 static int index_build(wheel *w, uint32_t capacity) {
   uint32_t size = 2;
   while (size < capacity * 2ull && size < (1u << 31)) size <<= 1;
-  uint32_t *index = calloc(size, sizeof(uint32_t));
+  uint32_t *index = mem_populated((size_t)size * sizeof(uint32_t));
   if (index == NULL) return -1;
-  free(w->index);
+  if (w->index != NULL) mem_free(w->index, index_bytes(w));
   w->index = index;
   w->index_mask = size - 1;
   return 0;
@@ -125,13 +129,13 @@ static void release(wheel *w, uint32_t i) {
 int wheel_init(wheel *w, uint32_t capacity, int64_t now_ms) {
   memset(w, 0, sizeof(*w));
   if (capacity == 0 || capacity == WHEEL_NONE) return -1;
-  w->pool = malloc(sizeof(wheel_entry) * capacity);
-  w->scratch = malloc(sizeof(uint32_t) * capacity);
+  w->capacity = capacity;
+  w->pool = mem_lazy(sizeof(wheel_entry) * capacity);
+  w->scratch = mem_lazy(sizeof(uint32_t) * capacity);
   if (w->pool == NULL || w->scratch == NULL || index_build(w, capacity) != 0) {
     wheel_free(w);
     return -1;
   }
-  w->capacity = capacity;
   w->free_head = WHEEL_NONE;
   w->fresh = 0;
   w->cur_ms = now_ms;
@@ -141,9 +145,9 @@ int wheel_init(wheel *w, uint32_t capacity, int64_t now_ms) {
 }
 
 void wheel_free(wheel *w) {
-  free(w->pool);
-  free(w->index);
-  free(w->scratch);
+  mem_free(w->pool, sizeof(wheel_entry) * w->capacity);
+  mem_free(w->scratch, sizeof(uint32_t) * w->capacity);
+  if (w->index != NULL) mem_free(w->index, index_bytes(w));
   w->pool = NULL;
   w->index = NULL;
   w->scratch = NULL;
@@ -151,13 +155,18 @@ void wheel_free(wheel *w) {
 
 int wheel_grow(wheel *w, uint32_t capacity) {
   if (capacity <= w->capacity || capacity == WHEEL_NONE) return -1;
-  wheel_entry *pool = realloc(w->pool, sizeof(wheel_entry) * capacity);
-  if (pool == NULL) return -1;
+  wheel_entry *pool = mem_lazy(sizeof(wheel_entry) * capacity);
+  uint32_t *scratch = mem_lazy(sizeof(uint32_t) * capacity);
+  if (pool == NULL || scratch == NULL || index_build(w, capacity) != 0) {
+    mem_free(pool, sizeof(wheel_entry) * capacity);
+    mem_free(scratch, sizeof(uint32_t) * capacity);
+    return -1;
+  }
+  memcpy(pool, w->pool, sizeof(wheel_entry) * w->fresh);
+  mem_free(w->pool, sizeof(wheel_entry) * w->capacity);
+  mem_free(w->scratch, sizeof(uint32_t) * w->capacity);
   w->pool = pool;
-  uint32_t *scratch = realloc(w->scratch, sizeof(uint32_t) * capacity);
-  if (scratch == NULL) return -1;
   w->scratch = scratch;
-  if (index_build(w, capacity) != 0) return -1;
   /* Entries link by index, so the move keeps every list intact; the index
    * is rebuilt for its new size, and the new entries are fresh. */
   for (uint32_t i = 0; i < w->fresh; i++)

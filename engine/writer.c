@@ -128,6 +128,7 @@ struct writer {
   oplist waiters;    /* parked feed waits */
   store_txn *txn;    /* the batch's write transaction, when open */
   int writes;
+  int deferred_meta; /* the last commit left its meta page to the next */
   uint64_t seq, seq_committed, feed_first;
   uint64_t seq_durable;  /* what readers of the feed may see */
   uint64_t orders_max;
@@ -752,6 +753,18 @@ static const char *commit_why(int rc) {
   return "commit failed";
 }
 
+/* Messages waiting in every ring: a heuristic, so ring_depth's relaxed
+ * snapshot will do. */
+static uint32_t backlog(const writer *w) {
+  spike_engine *e = w->e;
+  uint32_t n = 0;
+  for (uint32_t k = 0; k < e->cfg.max_producers; k++) {
+    spike_producer *p = &e->producers[k];
+    if (atomic_load_explicit(&p->active, memory_order_acquire)) n += ring_depth(&p->submit);
+  }
+  return n;
+}
+
 /* Write the batch's event records, high-water mark and trim, then commit. */
 static int commit(writer *w) {
   int rc = 0;
@@ -770,7 +783,13 @@ static int commit(writer *w) {
   if (rc == 0) rc = trim_feed(w);
   if (rc != 0) return rc;
   uint64_t t0 = engine_mono_ns();
-  rc = store_write_commit(w->txn);
+  /* At least as much queued behind this batch as in it: the writer is
+   * behind, the next commit follows at once, and this batch's meta page can
+   * ride on its sync. Otherwise the meta page is written synchronously now:
+   * holding the answers for another sync would only add to their latency
+   * (the page write costs a small part of a sync). */
+  w->deferred_meta = backlog(w) >= w->n;
+  rc = store_write_commit(w->txn, w->deferred_meta);
   if (rc == 0) {
     uint64_t ns = engine_mono_ns() - t0;
     engine_stats *st = &w->e->stats;
@@ -1037,13 +1056,15 @@ static uint32_t cycle_failed(writer *w) {
 }
 
 /* ---- durability ----------------------------------------------------------
- * The store commits with one sync (its data pages), leaving the commit's
- * meta page unsynced (MDB_NOMETASYNC): a power cut can take the last commit
- * back, never tear it. So a committed batch is answered when it is durable:
- * when the next commit's sync has carried its meta page down, or, if no
- * commit follows at once, after an explicit sync. Under load a batch's sync
- * is the next one's, one sync per batch instead of two; idle, the answer
- * waits for the same two syncs as before. */
+ * A commit syncs its data pages, then writes the meta page that makes them
+ * the store's state. When the writer is behind (as much queued as in the
+ * batch), that meta page is not synced (store_write_commit's defer_meta): a
+ * power cut can take the commit back, never tear it, so the batch is
+ * answered once the next commit's data sync has carried it down. Behind,
+ * that is one sync per batch instead of two. Otherwise the meta page is
+ * written synchronously and the batch answered at once, as LMDB commits by
+ * default; an explicit sync is needed only when a deferred batch finds no
+ * next commit after all. */
 
 /* The unsynced batch is durable: answer it, and let readers see its seq. */
 static void durable(writer *w) {
@@ -1089,13 +1110,16 @@ static void sync_unsynced(writer *w) {
 }
 
 /* This batch committed: the one before it is durable now (this commit's
- * sync carried its meta page), and this one waits for the next. */
+ * data sync carried its meta page). This one is too when its meta page was
+ * written synchronously; otherwise it waits for the next. */
 static void committed(writer *w) {
-  durable(w);
-  w->unsynced = list_take(&w->done);
+  oplist mine = list_take(&w->done);
+  durable(w); /* the batch before: its ops join done */
+  w->unsynced = mine;
   w->acked_unsynced = w->acked;
   w->acked = 0;
   w->seq_unsynced = w->seq_committed;
+  if (!w->deferred_meta) durable(w);
 }
 
 static int rings_pending(writer *w);

@@ -205,14 +205,9 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
   what = "mdb_env_set_mapsize";
   if ((rc = mdb_env_set_mapsize(s->env, map_size_bytes)) != 0) goto fail;
   /* NOTLS: read transactions belong to producers, not to OS threads, so an
-   * embedding host may move a producer between threads between calls.
-   * NOMETASYNC: a commit syncs its data pages and writes its meta page
-   * without a second sync; the next commit's sync (or store_sync) makes it
-   * durable. A power cut can lose the last commit, never tear one, so the
-   * engine answers a batch only once it is durable (engine/writer.c). */
+   * embedding host may move a producer between threads between calls. */
   what = "mdb_env_open";
-  if ((rc = mdb_env_open(s->env, dir, MDB_NOTLS | MDB_NORDAHEAD | MDB_NOMETASYNC, 0644)) != 0)
-    goto fail;
+  if ((rc = mdb_env_open(s->env, dir, MDB_NOTLS | MDB_NORDAHEAD, 0644)) != 0) goto fail;
   int dead = 0;
   mdb_reader_check(s->env, &dead); /* clear slots of crashed readers */
 
@@ -288,6 +283,8 @@ store_txn *store_txn_new(store *s) {
   return t;
 }
 
+store *store_txn_store(const store_txn *t) { return t->s; }
+
 void store_txn_free(store_txn *t) {
   if (t == NULL) return;
   if (t->txn != NULL) mdb_txn_abort(t->txn);
@@ -316,8 +313,17 @@ void store_read_end(store_txn *t) {
 
 int store_write_begin(store_txn *t) { return mdb_txn_begin(t->s->env, NULL, 0, &t->txn); }
 
-int store_write_commit(store_txn *t) {
-  int rc = mdb_txn_commit(t->txn);
+int store_write_commit(store_txn *t, int defer_meta) {
+  /* LMDB reads MDB_NOMETASYNC from the environment when it writes the meta
+   * page: set for this commit alone. (0.9.24 has no per-transaction flag;
+   * the engine has one writing thread, so nothing else commits meanwhile.) */
+  int rc = mdb_env_set_flags(t->s->env, MDB_NOMETASYNC, defer_meta);
+  if (rc != 0) {
+    mdb_txn_abort(t->txn);
+    t->txn = NULL;
+    return rc;
+  }
+  rc = mdb_txn_commit(t->txn);
   t->txn = NULL; /* freed by the commit, even when it fails: never abort it */
   return rc;
 }

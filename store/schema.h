@@ -74,6 +74,7 @@ uint32_t store_map_used_pct(const store *s);
  * records decode into; allocate one per thread that reads or writes and
  * reuse it. */
 store_txn *store_txn_new(store *s); /* NULL when out of memory */
+store *store_txn_store(const store_txn *t);
 void store_txn_free(store_txn *t);  /* ends whatever transaction is open */
 
 /* A read snapshot: begin, any number of gets, end. */
@@ -81,15 +82,21 @@ int store_read_begin(store_txn *t);
 void store_read_end(store_txn *t);
 
 /* The write transaction (one at a time per store). Commit ends it whether
- * it succeeds or not, and so does abort. */
+ * it succeeds or not, and so does abort.
+ *
+ * A commit syncs its data pages, then writes the meta page that makes them
+ * the store's state. With defer_meta 0 that write is synchronous (LMDB's
+ * own two-step commit): durable when this returns 0. With defer_meta 1 it
+ * is not synced (MDB_NOMETASYNC): the store stays consistent across a power
+ * cut, but the commit may be taken back until the next commit's data sync,
+ * or store_sync, has carried its meta page down. One sync per commit, for a
+ * caller that commits again at once. */
 int store_write_begin(store_txn *t);
-int store_write_commit(store_txn *t);
+int store_write_commit(store_txn *t, int defer_meta);
 void store_write_abort(store_txn *t);
 int store_txn_open(const store_txn *t);
 
-/* A commit is made durable by the next commit's sync, or by this: until
- * one of them returns 0, a power cut may take the last commit back (it can
- * never tear one). */
+/* Make a commit made with defer_meta durable, when no commit follows it. */
 int store_sync(store *s);
 
 /* ---- records ------------------------------------------------------------- */

@@ -204,7 +204,7 @@ static store_txn *ref_fill(store **st, const char *dir, uint64_t n, uint64_t *id
     }
     ev->available = ev->stock_total - ev->reserved - ev->sold;
     ref_check(store_put_event(txn, ev, 0), "event");
-    ref_check(store_write_commit(txn), "commit");
+    ref_check(store_write_commit(txn, 1), "commit");
   }
   return txn;
 }
@@ -237,8 +237,9 @@ static double ref_transition(store_txn *txn, const uint64_t *idv, uint64_t from,
     }
     ev->available = ev->stock_total - ev->reserved - ev->sold;
     ref_check(store_put_event(txn, ev, 0), "event");
-    ref_check(store_write_commit(txn), "commit");
+    ref_check(store_write_commit(txn, 1), "commit");
   }
+  ref_check(store_sync(store_txn_store(txn)), "sync");
   return (double)(now_ns() - t0) / 1e9;
 }
 

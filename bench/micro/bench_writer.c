@@ -11,9 +11,10 @@
  * Reference: one thread, no ring, no tables, no callbacks: per order
  * store_put_order_change (the order, appended, with its user's previous
  * order, and its order.reserved change record); per batch of B one
- * store_put_event
- * with the new counters and one store_put_meta("id_hwm"), then
- * store_write_commit with the store's (fsync'd) flags. These are exactly the
+ * store_put_event with the new counters and one store_put_meta("id_hwm"),
+ * then store_write_commit leaving the meta page to the next commit's sync,
+ * as the writer does when more is queued (and one store_sync at the end,
+ * inside the timing). These are exactly the
  * puts the writer makes for a batch of keyless reserves (engine/writer.c:
  * apply_reserve, commit), through the same schema.c functions, into a store
  * opened the same way (store_open).
@@ -119,6 +120,7 @@ typedef struct result {
   double commit_ms_avg; /* mean store_write_commit time, fsync included */
   double cpu_us;        /* CPU time (user + system) of the writing thread per order */
   uint32_t inflight;    /* most reserves in flight (engine only) */
+  double open_s;        /* spike_open, recovery included (engine only) */
 } result;
 
 /* In flight: the whole ring, except that a small batch needs far less to
@@ -131,7 +133,7 @@ static uint32_t inflight_max(uint32_t batch, uint32_t ring_size, uint32_t opt) {
 }
 
 static void engine_once(const char *dir, uint32_t batch, double seconds, uint64_t cap, int prefault,
-                        uint32_t inflight_opt, result *res) {
+                        uint32_t inflight_opt, uint64_t map_extra, result *res) {
   uint32_t ring_size = pow2_at_least(batch * 2 > 8192 ? (uint64_t)batch * 2 : 8192);
   uint32_t inflight = inflight_max(batch, ring_size, inflight_opt);
   spike_config cfg;
@@ -146,10 +148,12 @@ static void engine_once(const char *dir, uint32_t batch, double seconds, uint64_
   cfg.max_keys = 1u << 10;
   cfg.max_buyers = pow2_at_least(cap + cap / 3 + 1);
   cfg.max_reserved = (uint32_t)cap;
-  cfg.map_size_bytes = cap * 2048 > (1ull << 30) ? cap * 2048 : 1ull << 30;
+  cfg.map_size_bytes = (cap * 2048 > (1ull << 30) ? cap * 2048 : 1ull << 30) + map_extra;
   spike_engine *e;
+  uint64_t open0 = now_ns();
   int rc = spike_open(&e, &cfg);
   if (rc != SPIKE_OK) die("spike_open", spike_open_error());
+  res->open_s = (double)(now_ns() - open0) / 1e9;
   spike_producer *p;
   if ((rc = spike_producer_open(e, &p)) != SPIKE_OK) die("spike_producer_open", spike_strerror(rc));
   int fd = spike_producer_fd(p);
@@ -284,7 +288,7 @@ static void reference_once(const char *dir, uint32_t batch, double seconds, uint
   check(store_put_event(txn, &ev, 0), "store_put_event");
   check(store_append_change(txn, ++seq, SPIKE_CHANGE_EVENT_CREATED, now, NULL, &ev, 0),
         "store_append_change");
-  check(store_write_commit(txn), "store_write_commit");
+  check(store_write_commit(txn, 1), "store_write_commit");
 
   ids g;
   ids_init(&g, 0, now);
@@ -318,12 +322,14 @@ static void reference_once(const char *dir, uint32_t batch, double seconds, uint
     check(store_put_event(txn, &ev, 0), "store_put_event");
     check(store_put_meta(txn, "id_hwm", last_id), "store_put_meta");
     uint64_t c0 = now_ns();
-    check(store_write_commit(txn), "store_write_commit");
+    check(store_write_commit(txn, 1), "store_write_commit");
     commit_ns += now_ns() - c0;
     orders += batch;
     commits++;
     t = now_ns();
   }
+  check(store_sync(st), "store_sync"); /* the last batch, durable */
+  t = now_ns();
   uint64_t cpu = cpu_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0;
   store_txn_free(txn);
   store_close(st);
@@ -338,11 +344,155 @@ static void reference_once(const char *dir, uint32_t batch, double seconds, uint
   res->inflight = 0;
 }
 
+/* ---- a store that already holds orders -------------------------------- */
+
+#define PRELOAD_EVENT 999u
+#define PRELOAD_PER_USER 10 /* repeat customers: N orders by N/10 users */
+
+/* A store of n orders, each reserved and then cancelled (no holdings, no
+ * timers: what a store looks like after many sales), by n / 10 users, with
+ * their chains and both change records; written raw, untimed. Returns the
+ * data file's size. */
+static uint64_t preload_build(const char *dir, uint64_t n) {
+  char err[256];
+  store *st;
+  uint64_t map = n * 1024 + (1ull << 30);
+  if (store_open(&st, dir, map, 4, err, sizeof(err)) != 0) die("store_open", err);
+  store_txn *txn = store_txn_new(st);
+  if (txn == NULL) die("store_txn_new", strerror(ENOMEM));
+  uint64_t users = n / PRELOAD_PER_USER ? n / PRELOAD_PER_USER : 1;
+  uint64_t *last = calloc(users, sizeof(uint64_t));
+  if (last == NULL) die("calloc", strerror(ENOMEM));
+  int64_t now = wall_ms();
+  spike_event ev;
+  memset(&ev, 0, sizeof(ev));
+  ev.id = PRELOAD_EVENT;
+  strcpy(ev.name, "past sales");
+  ev.price = PRICE;
+  ev.stock_total = n < UINT32_MAX ? n : UINT32_MAX;
+  ev.available = ev.stock_total;
+  ev.start_at = now - 86400000;
+  ev.end_at = now - 3600000;
+  ev.per_user_limit = 1;
+  ev.pay_timeout_s = PAY_TIMEOUT_S;
+  ids g;
+  ids_init(&g, 1, now - 86400000); /* ids below anything minted later */
+  uint64_t seq = 0, id = 0;
+  check(store_write_begin(txn), "store_write_begin");
+  check(store_put_event(txn, &ev, 1), "store_put_event");
+  check(store_append_change(txn, ++seq, SPIKE_CHANGE_EVENT_CREATED, now, NULL, &ev, 1),
+        "store_append_change");
+  for (uint64_t i = 0; i < n; i++) {
+    uint64_t u = i % users;
+    order_rec r;
+    memset(&r, 0, sizeof(r));
+    r.o.id = id = ids_next(&g, now - 86400000);
+    r.o.event_id = PRELOAD_EVENT;
+    r.o.user_id = user_at(1000000000000ull + u);
+    r.o.qty = 1;
+    r.o.amount = PRICE;
+    r.o.state = SPIKE_ORDER_RESERVED;
+    r.o.created_at = now - 86400000;
+    r.o.expires_at = r.o.created_at + (int64_t)PAY_TIMEOUT_S * 1000;
+    r.prev = last[u];
+    r.rseq = seq + 1;
+    last[u] = r.o.id;
+    check(store_put_order_change(txn, &r, 1, ++seq, SPIKE_CHANGE_ORDER_RESERVED, r.o.created_at),
+          "store_put_order_change");
+    r.o.state = SPIKE_ORDER_CANCELLED;
+    r.o.cancelled_at = r.o.created_at + 1000;
+    check(store_put_order_change(txn, &r, 0, ++seq, SPIKE_CHANGE_ORDER_CANCELLED,
+                                 r.o.cancelled_at),
+          "store_put_order_change");
+    if ((i + 1) % 65536 == 0 || i + 1 == n) {
+      check(store_put_meta(txn, "id_hwm", id), "store_put_meta");
+      check(store_write_commit(txn, 1), "store_write_commit");
+      if (i + 1 < n) check(store_write_begin(txn), "store_write_begin");
+    }
+  }
+  check(store_sync(st), "store_sync");
+  free(last);
+  store_txn_free(txn);
+  store_close(st);
+  char path[PATH_MAX + 16];
+  snprintf(path, sizeof(path), "%s/data.mdb", dir);
+  struct stat sb;
+  return stat(path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+}
+
+/* cp from/data.mdb to/data.mdb */
+static void preload_copy(const char *from, const char *to) {
+  char a[PATH_MAX + 16], b[PATH_MAX + 16];
+  snprintf(a, sizeof(a), "%s/data.mdb", from);
+  snprintf(b, sizeof(b), "%s/data.mdb", to);
+  if (mkdir(to, 0755) != 0 && errno != EEXIST) die("mkdir", strerror(errno));
+  FILE *in = fopen(a, "rb"), *out = fopen(b, "wb");
+  if (in == NULL || out == NULL) die("copying the preloaded store", strerror(errno));
+  static char buf[1 << 20];
+  size_t k;
+  while ((k = fread(buf, 1, sizeof(buf), in)) > 0)
+    if (fwrite(buf, 1, k, out) != k) die("copying the preloaded store", strerror(errno));
+  fclose(in);
+  if (fclose(out) != 0) die("copying the preloaded store", strerror(errno));
+}
+
+/* --preload: the engine on a fresh store and on one holding n orders,
+ * alternately; medians and their ratio per batch size. */
+static int preload_main(const char *base, uint64_t n, int reps, double seconds, uint64_t cap,
+                        int prefault, uint32_t inflight_opt, uint32_t only_batch) {
+  char tmpl[PATH_MAX];
+  snprintf(tmpl, sizeof(tmpl), "%s/preload", base);
+  if (mkdir(tmpl, 0755) != 0) die("mkdir", strerror(errno));
+  uint64_t t0 = now_ns();
+  uint64_t bytes = preload_build(tmpl, n);
+  printf("bench_writer: a store of %llu orders by %llu users: %.1f s to write, %.0f MiB\n",
+         (unsigned long long)n, (unsigned long long)(n / PRELOAD_PER_USER),
+         (double)(now_ns() - t0) / 1e9, (double)bytes / 1048576.0);
+  fflush(stdout);
+  uint32_t sizes[2] = {256, 4096};
+  size_t nb = 2;
+  if (only_batch != 0) {
+    sizes[0] = only_batch;
+    nb = 1;
+  }
+  for (size_t b = 0; b < nb; b++) {
+    double fresh[REPS_MAX], full[REPS_MAX], opens[REPS_MAX];
+    for (int r = 0; r < reps; r++) {
+      char path[PATH_MAX];
+      result rf, rp;
+      snprintf(path, sizeof(path), "%s/fresh-%u-%d", base, sizes[b], r);
+      engine_once(path, sizes[b], seconds, cap, prefault, inflight_opt, 0, &rf);
+      snprintf(path, sizeof(path), "%s/full-%u-%d", base, sizes[b], r);
+      preload_copy(tmpl, path);
+      engine_once(path, sizes[b], seconds, cap, prefault, inflight_opt, bytes * 2, &rp);
+      fresh[r] = rf.rate;
+      full[r] = rp.rate;
+      opens[r] = rp.open_s;
+      printf("batch %4u run %d: fresh store %10.0f orders/s (writer %.2f us/order); store of %llu "
+             "orders %10.0f orders/s (writer %.2f us/order, commit %.2f ms, open %.1f s); "
+             "ratio %.3f\n",
+             sizes[b], r + 1, rf.rate, rf.cpu_us, (unsigned long long)n, rp.rate, rp.cpu_us,
+             rp.commit_ms_avg, rp.open_s, rp.rate / rf.rate);
+      fflush(stdout);
+    }
+    double mf = median(fresh, reps), mp = median(full, reps);
+    printf("batch %4u: fresh store %.0f durable orders/s, store of %llu orders %.0f (medians of "
+           "%d); ratio %.3f; open of the full store %.1f s\n",
+           sizes[b], mf, (unsigned long long)n, mp, reps, mp / mf, median(opens, reps));
+    printf("summary\twriter durable, batch %u, store of %llu orders\t%.0f orders/s\t%.0f "
+           "orders/s (fresh store)\t%.3f\n",
+           sizes[b], (unsigned long long)n, mp, mf, mp / mf);
+    fflush(stdout);
+  }
+  rmrf(base);
+  return 0;
+}
+
 /* ---- main ------------------------------------------------------------- */
 
 static void usage(FILE *f) {
   fprintf(f, "usage: bench_writer [--reps N] [--seconds S] [--orders N] [--inflight N]\n"
-             "                    [--batch B] [--cold] [--users random|seq] [DIR]\n"
+             "                    [--batch B] [--cold] [--users random|seq] [--preload N] [DIR]\n"
              "  Durable orders/s through the engine (ack=durable, one producer keeping\n"
              "  reserves in flight, see --inflight) against a raw one-thread LMDB loop\n"
              "  writing the same records with fsync'd commits, for batch sizes 1, 16,\n"
@@ -360,6 +510,9 @@ static void usage(FILE *f) {
              "  --cold       leave the engine's buyer table untouched before the run (by\n"
              "               default its pages are faulted in first: steady state)\n"
              "  --users U    random (default: a crowd, ids in no order) or seq (1, 2, 3...)\n"
+             "  --preload N  instead of the raw reference, run the engine on a fresh store\n"
+             "               and on one already holding N orders (reserved, then cancelled,\n"
+             "               by N/10 users; built once, copied per run), alternately\n"
              "Output: one line per run, one line per batch size, the goals, then\n"
              "  summary<TAB>what<TAB>value<TAB>reference<TAB>ratio\n");
 }
@@ -368,7 +521,7 @@ int main(int argc, char **argv) {
   int reps = 3, prefault = 1;
   uint32_t inflight_opt = 0, only_batch = 0;
   double seconds = 1.0;
-  uint64_t cap = 1u << 21;
+  uint64_t cap = 1u << 21, preload = 0;
   const char *dir = getenv("TMPDIR");
   if (dir == NULL || dir[0] == '\0') dir = "/tmp";
   for (int i = 1; i < argc; i++) {
@@ -389,6 +542,8 @@ int main(int argc, char **argv) {
       random_users = strcmp(argv[++i], "seq") != 0;
     } else if (strcmp(argv[i], "--cold") == 0) {
       prefault = 0;
+    } else if (strcmp(argv[i], "--preload") == 0 && i + 1 < argc) {
+      preload = strtoull(argv[++i], NULL, 10);
     } else if (argv[i][0] != '-') {
       dir = argv[i];
     } else {
@@ -419,6 +574,8 @@ int main(int argc, char **argv) {
          reps, seconds, seconds / 2, (unsigned long long)cap, prefault ? "pre-faulted" : "cold",
          base);
 
+  if (preload > 0) return preload_main(base, preload, reps, seconds, cap, prefault, inflight_opt,
+                                      only_batch);
   size_t nbatch = NBATCH_ALL;
   if (only_batch != 0) {
     batches[0] = only_batch;
@@ -434,7 +591,7 @@ int main(int argc, char **argv) {
       char path[PATH_MAX];
       result re, rr;
       snprintf(path, sizeof(path), "%s/engine-%u-%d", base, B, r);
-      engine_once(path, B, secs, cap, prefault, inflight_opt, &re);
+      engine_once(path, B, secs, cap, prefault, inflight_opt, 0, &re);
       snprintf(path, sizeof(path), "%s/ref-%u-%d", base, B, r);
       reference_once(path, B, secs, cap, &rr);
       eng[b][r] = re.rate;
