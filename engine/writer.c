@@ -186,6 +186,19 @@ static void finish(writer *w, spike_op *op, int status, int final) {
   list_push(final ? &w->final : &w->done, op);
 }
 
+/* Fail every op of a list (taken whole) with SPIKE_ESTORAGE and why. Returns
+ * how many. */
+static uint32_t fail_all(writer *w, oplist *l, const char *why) {
+  oplist all = list_take(l);
+  for (spike_op *op = all.head, *next; op != NULL; op = next) {
+    next = op->next_;
+    op->detail = why;
+    op->replayed = 0;
+    finish(w, op, SPIKE_ESTORAGE, 0);
+  }
+  return all.n;
+}
+
 static uint32_t touched_home(const writer *w, uint64_t id) {
   return (uint32_t)((id * 0x9E3779B97F4A7C15ull) >> 32) & w->touched_mask;
 }
@@ -863,13 +876,7 @@ static void fail_batch(writer *w, int rc, uint64_t seq0, uint64_t orders_max0, u
   atomic_store_explicit(&e->commits_failing, 1, memory_order_relaxed);
   settle_acked(w, 1);
   const char *why = commit_why(rc);
-  oplist l = list_take(&w->done);
-  for (spike_op *op = l.head, *next; op != NULL; op = next) {
-    next = op->next_;
-    op->detail = why;
-    op->replayed = 0;
-    finish(w, op, SPIKE_ESTORAGE, 0);
-  }
+  fail_all(w, &w->done, why);
   /* relaxed: reporting and health flags; nothing is read through them. */
   atomic_fetch_add_explicit(&e->stats.failures, 1, memory_order_relaxed);
   if (rc == STORE_MAP_FULL) {
@@ -1004,6 +1011,16 @@ static void settle_waiters(writer *w, uint32_t *work) {
   }
 }
 
+/* The end of every cycle: settle parked feed waits, hand every answer back,
+ * wake the producers that got one. Returns the cycle's work. */
+static uint32_t answer(writer *w, uint32_t work) {
+  settle_waiters(w, &work);
+  deliver(w, &w->done);
+  deliver(w, &w->final);
+  signal_producers(w);
+  return work;
+}
+
 static void clock_read(writer *w) {
   w->now = engine_now_ms();
   w->mono = engine_mono_ms();
@@ -1040,19 +1057,9 @@ static uint32_t cycle_failed(writer *w) {
     work += avail;
   }
   settle_acked(w, 1);
-  oplist l = list_take(&w->deferred);
-  for (spike_op *op = l.head, *next; op != NULL; op = next) {
-    next = op->next_;
-    op->detail = why;
-    finish(w, op, SPIKE_ESTORAGE, 0);
-    work++;
-  }
+  work += fail_all(w, &w->deferred, why);
   clock_read(w);
-  settle_waiters(w, &work);
-  deliver(w, &w->done);
-  deliver(w, &w->final);
-  signal_producers(w);
-  return work;
+  return answer(w, work);
 }
 
 /* ---- durability ----------------------------------------------------------
@@ -1094,13 +1101,7 @@ static void sync_unsynced(writer *w) {
   const char *why = commit_why(rc);
   settle_acked_n(w, w->acked_unsynced, 1);
   w->acked_unsynced = 0;
-  oplist l = list_take(&w->unsynced);
-  for (spike_op *op = l.head, *next; op != NULL; op = next) {
-    next = op->next_;
-    op->detail = why;
-    op->replayed = 0;
-    finish(w, op, SPIKE_ESTORAGE, 0);
-  }
+  fail_all(w, &w->unsynced, why);
   atomic_store_explicit(&e->commits_failing, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&e->stats.failures, 1, memory_order_relaxed);
   atomic_store_explicit(&e->failed_why, why, memory_order_relaxed);
@@ -1158,11 +1159,7 @@ static uint32_t cycle(writer *w) {
   }
   /* Nothing more to commit at once: make the last commit durable now. */
   if (!w->writes || rc != 0 || !rings_pending(w)) sync_unsynced(w);
-  settle_waiters(w, &work);
-  deliver(w, &w->done);
-  deliver(w, &w->final);
-  signal_producers(w);
-  return work;
+  return answer(w, work);
 }
 
 /* ---- the thread ------------------------------------------------------- */

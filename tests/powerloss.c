@@ -192,15 +192,21 @@ size_t spike_powerloss_pending(void) {
   return n;
 }
 
+/* The mode argument open() takes with O_CREAT or O_TMPFILE. */
+#define MODE_ARG(flags, mode)                                                  \
+  do {                                                                         \
+    if ((flags) & (O_CREAT | O_TMPFILE)) {                                     \
+      va_list ap;                                                              \
+      va_start(ap, flags);                                                     \
+      (mode) = (mode_t)va_arg(ap, int);                                        \
+      va_end(ap);                                                              \
+    }                                                                          \
+  } while (0)
+
 int open(const char *path, int flags, ...) {
   REAL(open, open_fn);
   mode_t mode = 0;
-  if (flags & O_CREAT) {
-    va_list ap;
-    va_start(ap, flags);
-    mode = (mode_t)va_arg(ap, int);
-    va_end(ap);
-  }
+  MODE_ARG(flags, mode);
   int fd = real_open(path, flags, mode);
   track(fd, path, flags);
   return fd;
@@ -209,12 +215,7 @@ int open(const char *path, int flags, ...) {
 int open64(const char *path, int flags, ...) {
   REAL(open64, open_fn);
   mode_t mode = 0;
-  if (flags & O_CREAT) {
-    va_list ap;
-    va_start(ap, flags);
-    mode = (mode_t)va_arg(ap, int);
-    va_end(ap);
-  }
+  MODE_ARG(flags, mode);
   int fd = real_open64(path, flags, mode);
   track(fd, path, flags);
   return fd;
@@ -223,12 +224,7 @@ int open64(const char *path, int flags, ...) {
 int openat(int dir, const char *path, int flags, ...) {
   REAL(openat, openat_fn);
   mode_t mode = 0;
-  if (flags & O_CREAT) {
-    va_list ap;
-    va_start(ap, flags);
-    mode = (mode_t)va_arg(ap, int);
-    va_end(ap);
-  }
+  MODE_ARG(flags, mode);
   int fd = real_openat(dir, path, flags, mode);
   track(fd, path, flags);
   return fd;
