@@ -57,12 +57,13 @@ FUZZERS    := fuzz_body
 # spikebench: the P99 harness (bench/), and what its tests link.
 BENCH_SRC  := bench/spikebench.c bench/hist.c bench/plot.c
 TEST_UNITS := test_ring test_slab test_limit test_ids test_wheel test_codec test_order test_misuse \
-              test_memory_ack test_clock test_migrate \
+              test_memory_ack test_clock test_migrate test_powerloss \
               test_body test_engine test_lifecycle test_stress test_crash test_http test_spikebench
 EXAMPLES   := embed
 MICRO      := bench_ring bench_reserve bench_writer bench_lifecycle
 
-.PHONY: all deps bench-deps test check run bench bench-http install clean format
+.PHONY: all deps bench-deps test check run bench bench-http install clean format powerloss \
+        soak-crash
 
 all: build/rel/libspike.a build/rel/dist/libspike.a build/rel/libspike.so build/rel/spiked build/rel/spikebench \
      $(addprefix build/rel/examples/,$(EXAMPLES))
@@ -204,6 +205,10 @@ check: $(TEST_BINS) build/rel/libspike.so build/rel/dist/libspike.a
 .PHONY: test-fresh
 test-fresh:
 	@tests/fresh-debian.sh
+
+# The long forms of the fault tests (issue 11; docs/reliability.md).
+powerloss: build/rel/tests/test_powerloss build/rel/tests/libpowerloss.so
+	SPIKE_POWERLOSS_LONG=1 LD_PRELOAD=build/rel/tests/libpowerloss.so build/rel/tests/test_powerloss
 
 # ---- run, bench, install ----------------------------------------------------
 

@@ -7,12 +7,15 @@
 #include "schema.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <lmdb.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "codec.h"
 
@@ -188,6 +191,73 @@ out:
   return rc;
 }
 
+/* ---- creating a store ------------------------------------------------------
+ * LMDB creates an environment by writing its two meta pages unsynced; a
+ * power cut before the first commit's sync can leave a data file that is not
+ * an LMDB file at all, and a store that never opens again. So a new store
+ * is made whole in a directory beside, its first commit synced, and its
+ * data file renamed into place: after a cut there is no store (made again
+ * at the next open) or a whole one. */
+
+#define STORE_NEW "new.tmp"
+
+static void remove_new(const char *dir) {
+  char path[PATH_MAX + 32];
+  const char *files[] = {"data.mdb", "lock.mdb", "data.mdb.durable"};
+  for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+    snprintf(path, sizeof(path), "%s/" STORE_NEW "/%s", dir, files[i]);
+    unlink(path);
+  }
+  snprintf(path, sizeof(path), "%s/" STORE_NEW, dir);
+  rmdir(path);
+}
+
+static int fsync_dir(const char *dir) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  int rc = fsync(fd) == 0 ? 0 : errno;
+  close(fd);
+  return rc;
+}
+
+static int create_store(const char *dir, uint64_t map_size_bytes, const char **what) {
+  char tmp[PATH_MAX], from[PATH_MAX + 16], to[PATH_MAX + 16];
+  snprintf(tmp, sizeof(tmp), "%s/" STORE_NEW, dir);
+  remove_new(dir); /* what a cut during an earlier creation left */
+  *what = "creating the store";
+  if (mkdir(tmp, 0755) != 0) return errno;
+  MDB_env *env = NULL;
+  MDB_txn *txn = NULL;
+  MDB_dbi dbi;
+  int rc = mdb_env_create(&env);
+  if (rc == 0) rc = mdb_env_set_maxdbs(env, 8);
+  if (rc == 0) rc = mdb_env_set_mapsize(env, map_size_bytes);
+  if (rc == 0) rc = mdb_env_open(env, tmp, MDB_NOTLS | MDB_NORDAHEAD, 0644);
+  if (rc == 0) rc = mdb_txn_begin(env, NULL, 0, &txn);
+  static const char *const names[] = {"events", "orders", "feed", "meta"};
+  for (size_t i = 0; rc == 0 && i < sizeof(names) / sizeof(names[0]); i++)
+    rc = mdb_dbi_open(txn, names[i], MDB_CREATE, &dbi);
+  if (rc == 0) {
+    uint8_t b[8];
+    store_be64(b, STORE_SCHEMA_VERSION);
+    MDB_val key = {6, (void *)"schema"}, val = {sizeof(b), b};
+    rc = mdb_dbi_open(txn, "meta", 0, &dbi);
+    if (rc == 0) rc = mdb_put(txn, dbi, &key, &val, 0);
+  }
+  if (rc == 0) {
+    rc = mdb_txn_commit(txn); /* synced, meta page included */
+    txn = NULL;
+  }
+  if (txn != NULL) mdb_txn_abort(txn);
+  if (env != NULL) mdb_env_close(env);
+  snprintf(from, sizeof(from), "%s/data.mdb", tmp);
+  snprintf(to, sizeof(to), "%s/data.mdb", dir);
+  if (rc == 0 && rename(from, to) != 0) rc = errno;
+  if (rc == 0) rc = fsync_dir(dir);
+  remove_new(dir);
+  return rc;
+}
+
 int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned max_readers,
                char *err, size_t errlen) {
   MDB_txn *txn = NULL;
@@ -196,6 +266,12 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
   store *s = calloc(1, sizeof(*s));
   int rc = ENOMEM;
   if (s == NULL) goto fail;
+  char data[PATH_MAX + 16];
+  snprintf(data, sizeof(data), "%s/data.mdb", dir);
+  struct stat sb;
+  if (stat(data, &sb) != 0 && errno == ENOENT &&
+      (rc = create_store(dir, map_size_bytes, &what)) != 0)
+    goto fail;
   what = "mdb_env_create";
   if ((rc = mdb_env_create(&s->env)) != 0) goto fail;
   what = "mdb_env_set_maxdbs";

@@ -12,8 +12,18 @@
  * The image starts as a copy of the file when the process first opens it,
  * so a test that swaps it in after every cut runs life after life on what
  * each cut left. LMDB's write calls on this platform are pwrite, lseek +
- * writev, and write (for copies); each is covered.
+ * writev, and write (for copies); each is covered. It would also msync and
+ * ftruncate the data file, but only with MDB_WRITEMAP, which the store does
+ * not use; the lock file holds only the reader table, which LMDB rebuilds
+ * when the first process opens it, so what a cut leaves in it is moot.
  *
+ *   spike_powerloss_cut(n, torn) cut the power at this process's n-th I/O op
+ *                              on the data file (a write or a sync; 0: never):
+ *                              the op is not done, the process dies at once
+ *                              (SIGKILL). torn != 0 seeds the torn mode: each
+ *                              512-byte sector of what was written and not
+ *                              synced reaches the image or not, at random.
+ *   spike_powerloss_ops()      I/O ops on the data file so far
  *   spike_powerloss_pending()  bytes written and not yet synced (tests)
  *   spike_powerloss_reset()    start tracking in this process, with nothing
  *                              seen yet (a child after fork, so its first open
@@ -27,7 +37,9 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +70,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static char seen[64][PATH_MAX]; /* images this process has started */
 static int nseen;
 static int armed; /* spike_powerloss_reset was called in this process */
+static uint64_t ops, cut_at, torn_rng;
 
 #define REAL(name, type)                                                       \
   static type real_##name;                                                     \
@@ -122,6 +135,16 @@ static void apply(tracked *t, off_t off, const void *p, size_t len) {
 }
 
 /* A write that reached the file at off: durable now, or queued. */
+static void op_or_cut(void);
+
+/* Before a write or a sync on fd: the cut may come here. */
+static void before_op(int fd) {
+  if (fd < 0 || fd >= FDS_MAX) return;
+  pthread_mutex_lock(&lock);
+  if (fds[fd].on) op_or_cut();
+  pthread_mutex_unlock(&lock);
+}
+
 static void wrote(int fd, off_t off, const struct iovec *iov, int cnt, ssize_t n) {
   if (fd < 0 || fd >= FDS_MAX || n <= 0) return;
   pthread_mutex_lock(&lock);
@@ -170,6 +193,49 @@ static void synced(int fd) {
   pthread_mutex_unlock(&lock);
 }
 
+void spike_powerloss_cut(uint64_t n, uint64_t torn) {
+  pthread_mutex_lock(&lock);
+  cut_at = n;
+  torn_rng = torn;
+  pthread_mutex_unlock(&lock);
+}
+
+uint64_t spike_powerloss_ops(void) {
+  pthread_mutex_lock(&lock);
+  uint64_t n = ops;
+  pthread_mutex_unlock(&lock);
+  return n;
+}
+
+static uint64_t rng_next(void) { /* xorshift64* */
+  torn_rng ^= torn_rng >> 12;
+  torn_rng ^= torn_rng << 25;
+  torn_rng ^= torn_rng >> 27;
+  return torn_rng * 0x2545F4914F6CDD1Dull;
+}
+
+/* Count an op on the data file; at the cut, the power goes: in torn mode
+ * some of what was written and not synced reaches the disk, sector by
+ * sector; then the process stops before the op happens. Caller holds lock. */
+static void op_or_cut(void) {
+  if (++ops != cut_at || cut_at == 0) return;
+  if (torn_rng != 0)
+    for (int i = 0; i < FDS_MAX; i++) {
+      tracked *t = &fds[i];
+      if (!t->on) continue;
+      for (pending *pd = t->head; pd != NULL; pd = pd->next) {
+        /* sectors are 512-byte aligned on the device */
+        off_t first = pd->off & ~(off_t)511, end = pd->off + (off_t)pd->len;
+        for (off_t s = first; s < end; s += 512) {
+          if (rng_next() & 1) continue;
+          off_t a = s < pd->off ? pd->off : s, b = s + 512 < end ? s + 512 : end;
+          apply(t, a, pd->data + (a - pd->off), (size_t)(b - a));
+        }
+      }
+    }
+  raise(SIGKILL);
+}
+
 void spike_powerloss_reset(void) {
   pthread_mutex_lock(&lock);
   for (int i = 0; i < FDS_MAX; i++) {
@@ -180,6 +246,7 @@ void spike_powerloss_reset(void) {
     fds[i] = (tracked){0}; /* inherited image descriptors stay open, unused */
   }
   nseen = 0;
+  ops = cut_at = torn_rng = 0;
   armed = 1;
   pthread_mutex_unlock(&lock);
 }
@@ -252,6 +319,7 @@ int close(int fd) {
 
 ssize_t pwrite(int fd, const void *buf, size_t n, off_t off) {
   REAL(pwrite, pwrite_fn);
+  before_op(fd);
   ssize_t r = real_pwrite(fd, buf, n, off);
   struct iovec iov = {(void *)buf, n};
   wrote(fd, off, &iov, 1, r);
@@ -263,6 +331,7 @@ ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off) { return pwrite(f
 ssize_t write(int fd, const void *buf, size_t n) {
   REAL(write, write_fn);
   REAL(lseek, lseek_fn);
+  before_op(fd);
   int on = fd >= 0 && fd < FDS_MAX && fds[fd].on;
   off_t off = on ? real_lseek(fd, 0, SEEK_CUR) : 0;
   ssize_t r = real_write(fd, buf, n);
@@ -274,6 +343,7 @@ ssize_t write(int fd, const void *buf, size_t n) {
 ssize_t writev(int fd, const struct iovec *iov, int cnt) {
   REAL(writev, writev_fn);
   REAL(lseek, lseek_fn);
+  before_op(fd);
   int on = fd >= 0 && fd < FDS_MAX && fds[fd].on;
   off_t off = on ? real_lseek(fd, 0, SEEK_CUR) : 0;
   ssize_t r = real_writev(fd, iov, cnt);
@@ -283,6 +353,7 @@ ssize_t writev(int fd, const struct iovec *iov, int cnt) {
 
 int fsync(int fd) {
   REAL(fsync, sync_fn);
+  before_op(fd);
   int r = real_fsync(fd);
   if (r == 0) synced(fd);
   return r;
@@ -290,6 +361,7 @@ int fsync(int fd) {
 
 int fdatasync(int fd) {
   REAL(fdatasync, sync_fn);
+  before_op(fd);
   int r = real_fdatasync(fd);
   if (r == 0) synced(fd);
   return r;

@@ -39,6 +39,8 @@ for t in test_ring test_slab test_limit test_engine test_lifecycle test_stress t
   suite "tsan $t" build/tsan/tests/$t
 done
 suite "rel test_crash" build/rel/tests/test_crash
+suite "rel test_powerloss (LD_PRELOAD)" env LD_PRELOAD=build/rel/tests/libpowerloss.so \
+  build/rel/tests/test_powerloss
 suite "rel test_crash (power loss)" env LD_PRELOAD=build/rel/tests/libpowerloss.so \
   SPIKE_POWERLOSS=1 SPIKE_CRASH_CYCLES=10 build/rel/tests/test_crash
 suite "rel test_fault (LD_PRELOAD)" env LD_PRELOAD=build/rel/tests/libfault.so build/rel/tests/test_fault
