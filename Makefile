@@ -210,6 +210,13 @@ test-fresh:
 powerloss: build/rel/tests/test_powerloss build/rel/tests/libpowerloss.so
 	SPIKE_POWERLOSS_LONG=1 LD_PRELOAD=build/rel/tests/libpowerloss.so build/rel/tests/test_powerloss
 
+# 1,000 kill -9s per case (durable reserves; pays, cancels and expiries;
+# ack=memory), then 1,000 power cuts: about an hour on two cores.
+soak-crash: build/rel/tests/test_crash build/rel/tests/libpowerloss.so
+	SPIKE_CRASH_CYCLES=1000 SPIKE_TEST_TIMEOUT_S=14400 build/rel/tests/test_crash
+	SPIKE_CRASH_CYCLES=1000 SPIKE_TEST_TIMEOUT_S=14400 SPIKE_POWERLOSS=1 \
+	  LD_PRELOAD=build/rel/tests/libpowerloss.so build/rel/tests/test_crash
+
 # ---- run, bench, install ----------------------------------------------------
 
 run: deps

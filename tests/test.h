@@ -6,6 +6,7 @@
  *   ./build/rel/tests/test_slab            run every case
  *   ./build/rel/tests/test_slab take_cas   run one case, in this process
  *   SPIKE_SEED=1234 ./build/...            replay a randomised case
+ *   SPIKE_TEST_TIMEOUT_S=7200 ./build/...  a longer limit for long forms
  */
 #ifndef SPIKE_TEST_H
 #define SPIKE_TEST_H

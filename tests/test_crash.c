@@ -10,7 +10,9 @@
  * feed holds exactly one record per change, in order. Repeated for many
  * cycles on the same store.
  *
- *   SPIKE_CRASH_CYCLES=N   cycles per case (default 20)
+ *   SPIKE_CRASH_CYCLES=N   cycles per case (default 20; make soak-crash: 1,000)
+ *   SPIKE_CRASH_SEGMENT=N  start from an empty store every N cycles (default
+ *                          50), so every check reads a bounded store
  *   SPIKE_POWERLOSS=1      with LD_PRELOAD=build/rel/tests/libpowerloss.so:
  *                          every kill is a power cut. The shim keeps the data
  *                          file as the disk would hold it (unsynced writes
@@ -32,16 +34,18 @@
 #define EVENT_ID 501
 #define STOCK 1000000
 #define LIMIT 3
-#define MAX_ACKS 400000
 
 typedef struct ack {
-  char kind;     /* 'R' reserved, 'P' paid, 'C' cancelled */
+  char kind;     /* 'R' reserved, 'P' paid, 'C' cancelled; 'L' lost (ack=memory) */
   uint64_t order, user;
   uint32_t qty;
+  int life;      /* the cycle that heard it */
 } ack;
 
-static ack acks[MAX_ACKS];
-static uint32_t nacks;
+static ack *acks;
+static uint32_t nacks, cap_acks;
+static int life;                  /* the current cycle */
+static uint64_t lost_total, lost_most;
 
 /* ---- the child ---------------------------------------------------------- */
 
@@ -121,6 +125,10 @@ static void child_main(const spike_config *cfg, int fd, uint64_t seed, uint64_t 
                            child_done);
       }
       if (rc == SPIKE_PENDING) r->busy = 1;
+      if (rc == SPIKE_OK && r->kind == 'R') { /* ack=memory: answered now */
+        emit(&c, 'R', &r->op.r.order);
+        c.recent[c.nrecent++ % 64] = r->op.r.order.id;
+      }
     }
     struct pollfd pfd = {spike_producer_fd(c.p), POLLIN, 0};
     poll(&pfd, 1, 10);
@@ -139,7 +147,12 @@ static void parse_acks(char *buf, size_t *len) {
     if (sscanf(start, "%c %llu %llu %u", &a.kind, &o, &u, &a.qty) == 4) {
       a.order = o;
       a.user = u;
-      CHECK(nacks < MAX_ACKS);
+      a.life = life;
+      if (nacks == cap_acks) {
+        cap_acks = cap_acks ? cap_acks * 2 : 65536;
+        acks = realloc(acks, sizeof(*acks) * cap_acks);
+        CHECK(acks != NULL);
+      }
       acks[nacks++] = a;
     }
     start = nl + 1;
@@ -298,10 +311,24 @@ static void verify(const spike_config *cfg) {
   CHECK(ev.reserved + ev.sold <= ev.stock_total);                      /* I1 */
   CHECK_EQ(ev.available + ev.reserved + ev.sold, ev.stock_total);      /* I2 */
   uint64_t *ids = malloc(sizeof(uint64_t) * (nacks + 1));
-  uint32_t nids = 0;
+  uint32_t nids = 0, lost = 0;
   for (uint32_t i = 0; i < nacks; i++) {
     spike_order o;
-    CHECK_EQ(spike_order_get(p, acks[i].order, &o), SPIKE_OK);         /* I5 */
+    if (acks[i].kind == 'L') {
+      ids[nids++] = acks[i].order; /* lost, but its id must never come back */
+      continue;
+    }
+    rc = spike_order_get(p, acks[i].order, &o);
+    if (rc == SPIKE_ENOORDER && cfg->ack == SPIKE_ACK_MEMORY && acks[i].kind == 'R' &&
+        acks[i].life == life) {
+      /* answered before its commit, and the crash came first: within the
+       * bound, and gone for good (never there in a later life either) */
+      acks[i].kind = 'L';
+      ids[nids++] = acks[i].order;
+      lost++;
+      continue;
+    }
+    CHECK_EQ(rc, SPIKE_OK);                                            /* I5 */
     CHECK_EQ(o.user_id, acks[i].user);
     CHECK_EQ(o.qty, acks[i].qty);
     if (acks[i].kind == 'R') ids[nids++] = acks[i].order;
@@ -317,6 +344,10 @@ static void verify(const spike_config *cfg) {
         held += list[j].qty;
     CHECK(held <= LIMIT);
   }
+  /* ack=memory: a crash loses at most batch_max answered reserves */
+  CHECK(lost <= cfg->batch_max);
+  lost_total += lost;
+  if (lost > lost_most) lost_most = lost;
   /* ids are never reused, across all the restarts */
   qsort(ids, nids, sizeof(uint64_t), cmp_u64);
   for (uint32_t i = 1; i < nids; i++) CHECK(ids[i] != ids[i - 1]);
@@ -325,36 +356,57 @@ static void verify(const spike_config *cfg) {
   CHECK_EQ(spike_close(e), SPIKE_OK);
 }
 
-static void run_cycles(const char *tag, int pay_share) {
+static void run_cycles(const char *tag, int pay_share, spike_ack mode) {
   uint64_t seed = test_seed();
-  int cycles = 20;
+  int cycles = 20, segment = 50;
   const char *env = getenv("SPIKE_CRASH_CYCLES");
   if (env != NULL) cycles = atoi(env);
+  if ((env = getenv("SPIKE_CRASH_SEGMENT")) != NULL && atoi(env) > 0) segment = atoi(env);
   spike_config cfg;
   small_config(&cfg, tag);
   cfg.max_buyers = 1u << 20;
   cfg.max_reserved = 1u << 20;
   cfg.ring_size = 256;
+  cfg.ack = mode;
+  if (mode == SPIKE_ACK_MEMORY) cfg.batch_max = 64; /* the loss bound under test */
   nacks = 0;
-  uint64_t rng = seed;
+  lost_total = lost_most = 0;
+  uint64_t rng = seed, heard = 0;
   uint32_t before = 0;
   for (int i = 0; i < cycles; i++) {
+    if (i > 0 && i % segment == 0) { /* a fresh store: checks stay bounded */
+      test_rmrf(cfg.data_dir);
+      nacks = before = 0;
+    }
+    life = i;
     int run_ms = 30 + (int)(test_rand(&rng) % 300);
     one_life(&cfg, test_rand(&rng), (uint64_t)(i + 1) * 10000000u, pay_share, run_ms);
     disk_check(&cfg); /* as the crash left it */
     verify(&cfg);
     disk_check(&cfg); /* after recovery and its expiries */
-    printf("  cycle %d: killed after %d ms, %u acks (%u total)\n", i + 1, run_ms, nacks - before,
-           nacks);
+    if (cycles <= 50 || (i + 1) % 50 == 0)
+      printf("  cycle %d: killed after %d ms, %u acks (%u in this store)\n", i + 1, run_ms,
+             nacks - before, nacks);
+    heard += nacks - before;
     before = nacks;
   }
-  CHECK(nacks > 0);
+  printf("  %d kills, %llu answers checked", cycles, (unsigned long long)heard);
+  if (mode == SPIKE_ACK_MEMORY)
+    printf("; answered before commit and lost: %llu in all, at most %llu in one crash (bound %u)",
+           (unsigned long long)lost_total, (unsigned long long)lost_most, cfg.batch_max);
+  printf("\n");
+  CHECK(heard > 0);
   test_rmrf(cfg.data_dir);
 }
 
-static void kill9_reserve(void) { run_cycles("crash", 0); }
+static void kill9_reserve(void) { run_cycles("crash", 0, SPIKE_ACK_DURABLE); }
 
-static void kill9_pay_cancel_expire(void) { run_cycles("crash-pay", 30); }
+static void kill9_pay_cancel_expire(void) { run_cycles("crash-pay", 30, SPIKE_ACK_DURABLE); }
+
+/* ack=memory: reserves answered before their commit; a crash may take at
+ * most batch_max of them, pays and cancels none. */
+static void kill9_memory_ack(void) { run_cycles("crash-mem", 30, SPIKE_ACK_MEMORY); }
 
 TEST_LIST({"kill9_reserve", kill9_reserve, 240},
-          {"kill9_pay_cancel_expire", kill9_pay_cancel_expire, 240})
+          {"kill9_pay_cancel_expire", kill9_pay_cancel_expire, 240},
+          {"kill9_memory_ack", kill9_memory_ack, 240})
