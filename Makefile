@@ -57,13 +57,13 @@ FUZZERS    := fuzz_body
 # spikebench: the P99 harness (bench/), and what its tests link.
 BENCH_SRC  := bench/spikebench.c bench/hist.c bench/plot.c
 TEST_UNITS := test_ring test_slab test_limit test_ids test_wheel test_codec test_order test_misuse \
-              test_memory_ack test_clock test_migrate test_powerloss \
+              test_memory_ack test_clock test_migrate test_powerloss test_sim \
               test_body test_engine test_lifecycle test_stress test_crash test_http test_spikebench
 EXAMPLES   := embed
 MICRO      := bench_ring bench_reserve bench_writer bench_lifecycle
 
 .PHONY: all deps bench-deps test check run bench bench-http install clean format powerloss \
-        soak-crash
+        soak-crash sim
 
 all: build/rel/libspike.a build/rel/dist/libspike.a build/rel/libspike.so build/rel/spiked build/rel/spikebench \
      $(addprefix build/rel/examples/,$(EXAMPLES))
@@ -209,6 +209,10 @@ test-fresh:
 # The long forms of the fault tests (issue 11; docs/reliability.md).
 powerloss: build/rel/tests/test_powerloss build/rel/tests/libpowerloss.so
 	SPIKE_POWERLOSS_LONG=1 LD_PRELOAD=build/rel/tests/libpowerloss.so build/rel/tests/test_powerloss
+
+# 10,000 seeds of the engine simulation (make test runs 200).
+sim: build/rel/tests/test_sim
+	SPIKE_SIM_SEEDS=10000 SPIKE_TEST_TIMEOUT_S=14400 build/rel/tests/test_sim
 
 # 1,000 kill -9s per case (durable reserves; pays, cancels and expiries;
 # ack=memory), then 1,000 power cuts: about an hour on two cores.
