@@ -57,7 +57,7 @@ FUZZERS    := fuzz_body
 # spikebench: the P99 harness (bench/), and what its tests link.
 BENCH_SRC  := bench/spikebench.c bench/hist.c bench/plot.c
 TEST_UNITS := test_ring test_slab test_limit test_ids test_wheel test_codec test_order test_misuse \
-              test_memory_ack test_clock test_migrate test_powerloss test_sim \
+              test_memory_ack test_clock test_migrate test_powerloss test_sim test_races \
               test_body test_engine test_lifecycle test_stress test_crash test_http test_spikebench
 EXAMPLES   := embed
 MICRO      := bench_ring bench_reserve bench_writer bench_lifecycle
