@@ -53,7 +53,7 @@ LIB_SRC    := $(sort $(wildcard common/*.c engine/*.c store/*.c))
 # The server's modules, as an internal library that spiked and the tests link.
 NET_SRC    := $(filter-out net/main.c,$(sort $(wildcard net/*.c)))
 LLHTTP_SRC := llhttp.c api.c http.c
-FUZZERS    := fuzz_body
+FUZZERS    := fuzz_body fuzz_record fuzz_route
 # spikebench: the P99 harness (bench/), and what its tests link.
 BENCH_SRC  := bench/spikebench.c bench/hist.c bench/plot.c
 TEST_UNITS := test_ring test_slab test_limit test_ids test_wheel test_codec test_order test_misuse \

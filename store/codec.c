@@ -256,9 +256,77 @@ static int unpack_event(const msgpack_object *a, int64_t now_ms, spike_event *e,
   return codec_event_valid(e) ? 0 : -1;
 }
 
+/* ---- the shape check ------------------------------------------------------
+ * msgpack-c allocates a container's declared size before it reads a single
+ * element, so five bytes claiming an array of four billion would ask the
+ * allocator for 64 GiB. Before a record reaches it, walk its encoding once:
+ * every container within CODEC_CONTAINER_MAX elements and CODEC_DEPTH_MAX
+ * levels, every length within the bytes that are there. */
+
+#define CODEC_CONTAINER_MAX 32
+#define CODEC_DEPTH_MAX 4
+
+static uint32_t be(const uint8_t *p, int n) {
+  uint32_t v = 0;
+  for (int i = 0; i < n; i++) v = v << 8 | p[i];
+  return v;
+}
+
+/* One object at *pos; 0 with *pos after it, or -1. */
+static int walk_one(const uint8_t *p, size_t len, size_t *pos, int depth) {
+  if (*pos >= len || depth > CODEC_DEPTH_MAX) return -1;
+  uint8_t t = p[(*pos)++];
+  size_t left = len - *pos, skip = 0;
+  uint32_t items = 0; /* contained objects (twice a map's pairs) */
+  if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3) return 0;
+  if (t >= 0xa0 && t <= 0xbf) {
+    skip = t & 0x1f;
+  } else if (t >= 0x90 && t <= 0x9f) {
+    items = t & 0x0f;
+  } else if (t >= 0x80 && t <= 0x8f) {
+    items = 2u * (t & 0x0f);
+  } else {
+    static const uint8_t fixed[] = {[0xca] = 4, [0xcb] = 8, [0xcc] = 1, [0xcd] = 2, [0xce] = 4,
+                                    [0xcf] = 8, [0xd0] = 1, [0xd1] = 2, [0xd2] = 4, [0xd3] = 8,
+                                    [0xd4] = 2, [0xd5] = 3, [0xd6] = 5, [0xd7] = 9, [0xd8] = 17};
+    int n = t == 0xc4 || t == 0xd9 || t == 0xc7 ? 1 : t == 0xc5 || t == 0xda || t == 0xc8 ? 2
+          : t == 0xc6 || t == 0xdb || t == 0xc9 ? 4 : 0;
+    if (n > 0) { /* bin, str, ext: a length, then bytes (ext: a type byte too) */
+      if (left < (size_t)n) return -1;
+      skip = be(p + *pos, n) + (t >= 0xc7 && t <= 0xc9 ? 1u : 0u);
+      *pos += (size_t)n;
+      left -= (size_t)n;
+    } else if (t == 0xdc || t == 0xdd || t == 0xde || t == 0xdf) {
+      n = t == 0xdc || t == 0xde ? 2 : 4;
+      if (left < (size_t)n) return -1;
+      uint32_t c = be(p + *pos, n);
+      if (c > CODEC_CONTAINER_MAX) return -1;
+      items = t >= 0xde ? 2 * c : c;
+      *pos += (size_t)n;
+    } else if (t < sizeof(fixed) && fixed[t] != 0) {
+      skip = fixed[t];
+    } else {
+      return -1; /* 0xc1: never used */
+    }
+  }
+  if (skip > left) return -1;
+  *pos += skip;
+  if (items > 2 * CODEC_CONTAINER_MAX) return -1;
+  for (uint32_t i = 0; i < items; i++)
+    if (walk_one(p, len, pos, depth + 1) != 0) return -1;
+  return 0;
+}
+
+/* The record is one object, of a sane shape, filling buf exactly. */
+static int shape_ok(const void *buf, size_t len) {
+  size_t pos = 0;
+  return walk_one(buf, len, &pos, 0) == 0 && pos == len;
+}
+
 static int unpack(const void *buf, size_t len, msgpack_zone *z, msgpack_object *obj) {
   size_t off = 0;
   msgpack_zone_clear(z);
+  if (!shape_ok(buf, len)) return -1;
   if (msgpack_unpack(buf, len, &off, z, obj) != MSGPACK_UNPACK_SUCCESS || off != len)
     return -1;
   return 0;

@@ -16,8 +16,11 @@
  *
  * Encoding writes into a caller buffer (no allocation). Decoding uses a
  * caller's msgpack_zone, cleared on entry, so a reused zone allocates only
- * while it grows. Every decoded record is checked (codec_*_valid) and every
- * record is checked again before it is written: a pair of assertions.
+ * while it grows; a record's shape is checked first (containers of at most
+ * 32 elements, 4 levels deep, lengths within its bytes), so a corrupt one
+ * cannot make msgpack-c allocate what it claims. Every decoded record is
+ * checked (codec_*_valid) and every record is checked again before it is
+ * written: a pair of assertions.
  */
 #ifndef SPIKE_CODEC_H
 #define SPIKE_CODEC_H
