@@ -515,12 +515,13 @@ static int submit(spike_producer *p, msg *m, spike_op *op) {
   return SPIKE_PENDING;
 }
 
-static int replay(spike_producer *p, spike_op *op, uint64_t order_id, uint64_t user_id,
-                  uint32_t key_idx, spike_cb cb) {
+static int replay(spike_producer *p, spike_op *op, uint32_t slot, uint64_t order_id,
+                  uint64_t user_id, uint32_t key_idx, spike_cb cb) {
   int status;
   op_init(op, p, MSG_REPLAY, cb);
   msg *m = claim_slot(p, op, &status);
   if (m == NULL) return status;
+  op->slot_ = slot;
   op->a_ = order_id;
   op->b_ = user_id;
   op->idx_ = key_idx;
@@ -555,7 +556,7 @@ int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t u
      * one may be a retry of an order that won. */
     if (key != NULL && (kidx = lim_find(&e->keys, kh.low64, kh.high64)) != LIM_FULL) {
       uint64_t v = lim_val(lim_at(&e->keys, kidx));
-      if (v > LIM_KEY_PENDING) return replay(p, op, v, user_id, kidx, cb);
+      if (v > LIM_KEY_PENDING) return replay(p, op, slot, v, user_id, kidx, cb);
     }
     return refuse(op, SPIKE_ESOLDOUT, NULL);
   }
@@ -565,7 +566,7 @@ int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t u
     ke = lim_at(&e->keys, kidx);
     uint64_t v = lim_key_claim(ke);
     if (v == LIM_KEY_PENDING) return refuse(op, SPIKE_EBUSY, "a request with this key is in progress");
-    if (v != LIM_KEY_FREE) return replay(p, op, v, user_id, kidx, cb);
+    if (v != LIM_KEY_FREE) return replay(p, op, slot, v, user_id, kidx, cb);
   }
 
   /* From here on this thread holds the key (if any): every exit lets it go
@@ -834,8 +835,10 @@ int spike_feed_wait(spike_producer *p, spike_op *op, uint64_t after, uint32_t wa
 }
 
 void spike_feed_release(spike_engine *e) {
-  /* release: pairs with the writer's acquire in settle_waiters. */
-  atomic_store_explicit(&e->feed_released, 1, memory_order_release);
+  /* seq_cst: the releaser's half of a handshake with writer_sleep, which
+   * stores writer_sleeping and then loads this (as engine_wake_writer and
+   * the rings' tails). */
+  atomic_store_explicit(&e->feed_released, 1, memory_order_seq_cst);
   engine_wake_writer(e);
 }
 
@@ -871,6 +874,7 @@ static int read_status(int rc) {
 }
 
 int spike_order_get(spike_producer *p, uint64_t order_id, spike_order *out) {
+  if (!owned(p)) return SPIKE_EMISUSE; /* its read transaction is p's */
   int rc = store_read_begin(p->rtxn);
   if (rc == 0) rc = store_get_order(p->rtxn, order_id, out);
   store_read_end(p->rtxn);
@@ -890,6 +894,7 @@ static int by_event_then_id(const void *a, const void *b) {
 int spike_user_orders(spike_producer *p, uint64_t user_id, uint64_t event_id, spike_order *out,
                       uint32_t max, uint32_t *count) {
   *count = 0;
+  if (!owned(p)) return SPIKE_EMISUSE;
   uint32_t u = lim_find(&p->e->users, user_id, 0);
   if (u == LIM_FULL || max == 0) return SPIKE_OK;
   /* The head first, then the snapshot: the writer publishes a head only
@@ -919,6 +924,7 @@ int spike_feed_read(spike_producer *p, uint64_t after, spike_change *out, uint32
                     uint32_t *count, uint64_t *next) {
   *count = 0;
   *next = after;
+  if (!owned(p)) return SPIKE_EMISUSE;
   /* Only what is durable: a record a power cut could take back (the last
    * commit, until its sync) must not reach a consumer, who would then see
    * its seq reused. acquire: pairs with the writer's release of feed_seq. */

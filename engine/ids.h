@@ -10,9 +10,12 @@
  *
  * Across restarts: the writer persists a high-water mark (the largest id any
  * producer had minted when a batch committed). On open every generator
- * starts above max(now, hwm + IDS_RESTART_GAP_MS), which also covers ids that
+ * starts at max(now, hwm + IDS_RESTART_GAP_MS), which also covers ids that
  * were minted, acknowledged with ack=memory and lost in a crash, as long as
- * the wall clock did not step back by more than the gap.
+ * the wall clock did not step back by more than the gap. The open stores
+ * that floor as the mark before any id is minted: a restart within the gap
+ * mints at the floor, ahead of the clock, and a life that died before its
+ * first commit must not hand the next the same floor.
  */
 #ifndef SPIKE_IDS_H
 #define SPIKE_IDS_H

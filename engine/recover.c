@@ -169,6 +169,22 @@ int recover(spike_engine *e, char *err, size_t errlen) {
   if (r.max_id > hwm) hwm = r.max_id;
   writer_load_feed(e->w, first, last);
   e->id_floor_ms = ids_floor_ms(hwm, now);
+  store_read_end(t);
+  /* The floor is stored before any id is minted above it. Soon after a
+   * restart the floor is ahead of the clock, so this life mints at it; if
+   * it died before its first commit, the next life would compute the same
+   * floor from the same mark and mint the ids this one answered with
+   * ack=memory again. */
+  hwm = (((uint64_t)e->id_floor_ms + 1) << IDS_MS_SHIFT) - 1; /* the floor's last id */
+  rc = store_write_begin(t);
+  if (rc == 0) rc = store_put_meta(t, "id_hwm", hwm);
+  if (rc == 0) rc = store_write_commit(t, 0);
+  else store_write_abort(t);
+  if (rc != 0) {
+    snprintf(err, errlen, "storing the id floor: %s", store_strerror(rc));
+    status = SPIKE_ESTORAGE;
+    goto out;
+  }
   writer_load_orders_max(e->w, r.max_id, hwm, e->id_floor_ms);
   status = SPIKE_OK;
 out:

@@ -123,6 +123,7 @@ struct writer {
   oplist unsynced;   /* committed, answered once the commit is durable */
   uint32_t acked_unsynced; /* memory acks in the unsynced batch */
   uint64_t seq_unsynced;   /* the feed seq the unsynced batch reached */
+  uint64_t unsynced_batch; /* the batch number that left it; 0: none */
   oplist final;      /* decided whatever the commit does */
   oplist deferred;   /* waiting for an order still in a ring */
   oplist waiters;    /* parked feed waits */
@@ -427,10 +428,14 @@ static int apply_order_op(writer *w, spike_op *op) {
   if (rc == STORE_NOTFOUND) {
     /* With ack=memory a reserve answered on one producer can be paid on
      * another before the writer has taken it from the first one's ring. */
-    if (in_flight(w, op->a_) && (op->deadline_ == 0 || w->mono < op->deadline_))
-      defer(w, op);
-    else
+    if (!in_flight(w, op->a_)) {
       finish(w, op, SPIKE_ENOORDER, 1);
+    } else if (op->deadline_ == 0 || w->mono < op->deadline_) {
+      defer(w, op);
+    } else {
+      op->detail = "the order is still on its way";
+      finish(w, op, SPIKE_EBUSY, 1);
+    }
     return 0;
   }
   if (rc != 0) {
@@ -438,7 +443,8 @@ static int apply_order_op(writer *w, spike_op *op) {
     return rc;
   }
   if (op->b_ != 0 && o->user_id != op->b_) {
-    finish(w, op, SPIKE_EFORBIDDEN, 1);
+    /* Final unless this batch wrote the order: then it falls with it. */
+    finish(w, op, SPIKE_EFORBIDDEN, !touched_has(w, o->id));
     return 0;
   }
   uint32_t slot = slab_find(&w->e->slab, o->event_id);
@@ -493,9 +499,14 @@ static int apply_order_op(writer *w, spike_op *op) {
 static int apply_replay(writer *w, spike_op *op) {
   lim_entry *k = lim_at(&w->e->keys, op->idx_);
   if (lim_val(k) != op->a_) {
-    /* The original's batch failed and unbound the key. */
-    op->detail = "the original request failed";
-    finish(w, op, SPIKE_ESTORAGE, 1);
+    /* The original was refused here and unbound the key: by a close that
+     * came first (the retry cannot buy either), or with its failed batch. */
+    if (w->sh[op->slot_].closed) {
+      finish(w, op, SPIKE_ENOTLIVE, 0);
+    } else {
+      op->detail = "the original request failed";
+      finish(w, op, SPIKE_ESTORAGE, 1);
+    }
     return 0;
   }
   int rc = txn_begin(w);
@@ -830,6 +841,18 @@ static void settle_acked_n(writer *w, uint32_t n, int lost) {
   }
 }
 
+/* Stop the writer: a failed write or sync is never retried, since the page
+ * cache may already have dropped the data (I6). Reopen from disk. Stored
+ * before any ack count drops (release, in settle_acked_n): a producer whose
+ * claim reads the lower count also sees commits_failing (acquire, in
+ * spike_reserve), so what can be lost stays within the one bound. */
+static void writer_halt(writer *w, const char *why) {
+  spike_engine *e = w->e;
+  atomic_store_explicit(&e->commits_failing, 1, memory_order_relaxed);
+  atomic_store_explicit(&e->failed_why, why, memory_order_relaxed);
+  atomic_store_explicit(&e->failed, 1, memory_order_release);
+}
+
 /* This batch's, when it failed. */
 static void settle_acked(writer *w, int lost) {
   settle_acked_n(w, w->acked, lost);
@@ -870,12 +893,13 @@ static void fail_batch(writer *w, int rc, uint64_t seq0, uint64_t orders_max0, u
   /* From now on no ack runs ahead of its commit: a map that filled stays
    * full (small batches may still fit) and any other failure stops the
    * writer, so this holds until the engine is reopened. Stored before the
-   * acked count drops (release, in settle_acked): a producer whose claim
-   * reads the lower count also sees this flag (acquire, in spike_reserve),
-   * so what can be lost stays within the one bound. */
-  atomic_store_explicit(&e->commits_failing, 1, memory_order_relaxed);
-  settle_acked(w, 1);
+   * acked count drops (see writer_halt). */
   const char *why = commit_why(rc);
+  if (rc == STORE_MAP_FULL)
+    atomic_store_explicit(&e->commits_failing, 1, memory_order_relaxed);
+  else
+    writer_halt(w, why);
+  settle_acked(w, 1);
   fail_all(w, &w->done, why);
   /* relaxed: reporting and health flags; nothing is read through them. */
   atomic_fetch_add_explicit(&e->stats.failures, 1, memory_order_relaxed);
@@ -897,10 +921,6 @@ static void fail_batch(writer *w, int rc, uint64_t seq0, uint64_t orders_max0, u
       w->fails_unlogged = 0;
     }
   } else {
-    /* An fsync or write error is never retried: the page cache may already
-     * have dropped the data (I6). Stop committing; reopen from disk. */
-    atomic_store_explicit(&e->failed_why, why, memory_order_relaxed);
-    atomic_store_explicit(&e->failed, 1, memory_order_release);
     log_line(LOG_ERROR, "writer", NULL, NULL, "commit failed: %s; writer stopped, reopen the engine",
              store_strerror(rc));
   }
@@ -1026,13 +1046,12 @@ static void clock_read(writer *w) {
   w->mono = engine_mono_ms();
 }
 
-static void sync_unsynced(writer *w);
-
-/* After a fatal error: answer everything with SPIKE_ESTORAGE, write nothing. */
+/* After a fatal error: answer everything with SPIKE_ESTORAGE, write nothing.
+ * The failure settled the unsynced batch too (lose_unsynced). */
 static uint32_t cycle_failed(writer *w) {
   spike_engine *e = w->e;
   uint32_t work = 0;
-  sync_unsynced(w); /* a batch committed before the failure may still be durable */
+  assert(w->unsynced_batch == 0);
   const char *why = atomic_load_explicit(&e->failed_why, memory_order_relaxed);
   w->acked = 0;
   atomic_store_explicit(&e->commits_failing, 1, memory_order_relaxed);
@@ -1071,12 +1090,17 @@ static uint32_t cycle_failed(writer *w) {
  * that is one sync per batch instead of two. Otherwise the meta page is
  * written synchronously and the batch answered at once, as LMDB commits by
  * default; an explicit sync is needed only when a deferred batch finds no
- * next commit after all. */
+ * next commit after all.
+ *
+ * While a batch is unsynced, the next cycle reads its state: a verdict
+ * given then (a repeated pay, an order of another user, a closed event)
+ * stands only if that batch becomes durable. */
 
 /* The unsynced batch is durable: answer it, and let readers see its seq. */
 static void durable(writer *w) {
   settle_acked_n(w, w->acked_unsynced, 0);
   w->acked_unsynced = 0;
+  w->unsynced_batch = 0;
   if (w->seq_unsynced > w->seq_durable) w->seq_durable = w->seq_unsynced;
   /* release: pairs with the acquire in spike_stats_get / feed reads. */
   atomic_store_explicit(&w->e->feed_seq, w->seq_durable, memory_order_release);
@@ -1087,27 +1111,48 @@ static void durable(writer *w) {
   }
 }
 
-/* Sync the unsynced batch now. A failed sync is a failed write (I6): its
- * ops fail and the writer stops. */
-static void sync_unsynced(writer *w) {
-  if (w->unsynced.head == NULL && w->acked_unsynced == 0 && w->seq_unsynced <= w->seq_durable)
-    return;
-  int rc = store_sync(w->e->st);
-  if (rc == 0) {
-    durable(w);
-    return;
-  }
-  spike_engine *e = w->e;
+/* The unsynced batch will not be known durable: its sync failed, or a
+ * write after it failed (and a sync after a failed write proves nothing on
+ * Linux, which reports a writeback error once). Its outcome is unknown
+ * until a reopen reads the disk, so its ops fail, its memory acks count as
+ * lost, and the writer stops. If it is older than this cycle, this cycle's
+ * verdicts may have read it: they fail too (a feed wait reads only the
+ * durable seq and stands). */
+static void lose_unsynced(writer *w, int rc) {
   const char *why = commit_why(rc);
+  writer_halt(w, why);
+  atomic_fetch_add_explicit(&w->e->stats.failures, 1, memory_order_relaxed);
+  if (w->unsynced_batch != w->batch) {
+    fail_all(w, &w->done, why);
+    oplist l = list_take(&w->final);
+    for (spike_op *op = l.head, *next; op != NULL; op = next) {
+      next = op->next_;
+      if (op->type_ == MSG_FEED_WAIT) {
+        list_push(&w->final, op);
+      } else {
+        op->detail = why;
+        op->replayed = 0;
+        finish(w, op, SPIKE_ESTORAGE, 0);
+      }
+    }
+  }
   settle_acked_n(w, w->acked_unsynced, 1);
   w->acked_unsynced = 0;
+  w->unsynced_batch = 0;
   fail_all(w, &w->unsynced, why);
-  atomic_store_explicit(&e->commits_failing, 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&e->stats.failures, 1, memory_order_relaxed);
-  atomic_store_explicit(&e->failed_why, why, memory_order_relaxed);
-  atomic_store_explicit(&e->failed, 1, memory_order_release);
-  log_line(LOG_ERROR, "writer", NULL, NULL, "sync failed: %s; writer stopped, reopen the engine",
+  log_line(LOG_ERROR, "writer", NULL, NULL,
+           "%s: the last commit is not known durable; writer stopped, reopen the engine",
            store_strerror(rc));
+}
+
+/* Sync the unsynced batch now. */
+static void sync_unsynced(writer *w) {
+  if (w->unsynced_batch == 0) return;
+  int rc = store_sync(w->e->st);
+  if (rc == 0)
+    durable(w);
+  else
+    lose_unsynced(w, rc);
 }
 
 /* This batch committed: the one before it is durable now (this commit's
@@ -1120,6 +1165,7 @@ static void committed(writer *w) {
   w->acked_unsynced = w->acked;
   w->acked = 0;
   w->seq_unsynced = w->seq_committed;
+  w->unsynced_batch = w->batch;
   if (!w->deferred_meta) durable(w);
 }
 
@@ -1157,8 +1203,11 @@ static uint32_t cycle(writer *w) {
     post_commit(w, w->writes);
     if (w->writes) committed(w);
   }
-  /* Nothing more to commit at once: make the last commit durable now. */
-  if (!w->writes || rc != 0 || !rings_pending(w)) sync_unsynced(w);
+  if (rc != 0 && rc != STORE_MAP_FULL) {
+    if (w->unsynced_batch != 0) lose_unsynced(w, rc); /* never sync after a failed write */
+  } else if (!w->writes || rc != 0 || !rings_pending(w)) {
+    sync_unsynced(w); /* nothing more to commit at once: make the last commit durable now */
+  }
   return answer(w, work);
 }
 
@@ -1194,10 +1243,13 @@ static void writer_sleep(writer *w) {
   int64_t timeout_ms = next_wake_in_ms(w);
   if (timeout_ms < 1) timeout_ms = 1;
   if (timeout_ms > 1000) timeout_ms = 1000;
-  /* seq_cst store then seq_cst loads of every ring's tail: the writer's half
-   * of the handshake in engine_wake_writer. */
+  /* seq_cst store then seq_cst loads of every ring's tail (and of the feed
+   * release, when waits are parked): the writer's half of the handshake in
+   * engine_wake_writer. */
   atomic_store_explicit(&e->writer_sleeping, 1, memory_order_seq_cst);
-  if (!rings_pending(w) && !atomic_load_explicit(&e->stopping, memory_order_seq_cst)) {
+  int released = w->waiters.head != NULL &&
+                 atomic_load_explicit(&e->feed_released, memory_order_seq_cst);
+  if (!released && !rings_pending(w) && !atomic_load_explicit(&e->stopping, memory_order_seq_cst)) {
     struct timespec ts = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000};
     syscall(SYS_futex, (int *)&e->writer_sleeping, FUTEX_WAIT_PRIVATE, 1, &ts, NULL, 0);
   }

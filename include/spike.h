@@ -33,8 +33,10 @@
  *
  * Misuse is refused at the call with SPIKE_EMISUSE, never an abort: a
  * producer used from a thread that is not its own, an op submitted again
- * while it is pending (op is left untouched), a NULL callback. Nothing the engine returns needs freeing by the caller except
- * the engine and producer handles, through their close functions.
+ * through the same producer while it is pending (op is left untouched), a
+ * NULL callback. A pending op submitted through another producer is not
+ * detected: do not. Nothing the engine returns needs freeing by the caller
+ * except the engine and producer handles, through their close functions.
  */
 #ifndef SPIKE_H
 #define SPIKE_H
@@ -349,9 +351,9 @@ struct spike_op {
  * flight, or a table at its bound; op->detail says which), SPIKE_ESTORAGE
  * (the writer has failed), SPIKE_EMISUSE. In the callback: SPIKE_OK,
  * SPIKE_ESTORAGE (the commit failed and the reservation was undone),
- * SPIKE_ENOTLIVE (the event was closed before the writer took it),
- * SPIKE_EFORBIDDEN (replay), SPIKE_EBUSY (a replay whose original is still
- * in flight after 2 s).
+ * SPIKE_ENOTLIVE (the event was closed before the writer took it, or a
+ * replay whose original was refused so), SPIKE_EFORBIDDEN (replay),
+ * SPIKE_EBUSY (a replay whose original is still in flight after 2 s).
  * Thread: the producer's.
  */
 SPIKE_EXTERN int spike_reserve(spike_producer *p, spike_op *op,
@@ -368,9 +370,12 @@ SPIKE_EXTERN int spike_reserve(spike_producer *p, spike_op *op,
  * unless refused now (SPIKE_EINVAL, SPIKE_EBUSY, SPIKE_ESTORAGE,
  * SPIKE_EMISUSE). Completes after its commit in both ack modes. An order
  * whose reserve is still on its way to the writer (ack=memory, another
- * producer) is waited for. Callback statuses: SPIKE_OK, SPIKE_ENOORDER,
- * SPIKE_EFORBIDDEN, SPIKE_ESTATE, SPIKE_ESTORAGE. op->r.order holds the
- * order after the operation.
+ * producer) is waited for, up to 2 s. Callback statuses: SPIKE_OK,
+ * SPIKE_ENOORDER, SPIKE_EFORBIDDEN, SPIKE_ESTATE, SPIKE_EBUSY (the order
+ * was still on its way after 2 s), SPIKE_ESTORAGE. op->r.order holds the
+ * order after the operation. A verdict (a repeat, SPIKE_ESTATE,
+ * SPIKE_EFORBIDDEN) is given on durable state only: if the batch it read
+ * fails to become durable, it is SPIKE_ESTORAGE instead.
  */
 SPIKE_EXTERN int spike_pay(spike_producer *p, spike_op *op, uint64_t order_id,
                            uint64_t user_id, const char *payment_id,
@@ -427,8 +432,8 @@ SPIKE_EXTERN int spike_event_close(spike_producer *p, spike_op *op,
 
 /*
  * Park until the feed holds a record with seq > after, or wait_ms passes
- * (0..30000). Completes with SPIKE_OK and op->seq = the newest committed
- * seq either way; woken by the commit, never by polling. Errors now:
+ * (0..30000). Completes with SPIKE_OK and op->seq = the newest durable
+ * seq (what spike_feed_read can return) either way; woken by the commit, never by polling. Errors now:
  * SPIKE_EINVAL (wait_ms), SPIKE_EBUSY (ring), SPIKE_ESTORAGE. In the
  * callback: SPIKE_OK, or SPIKE_EBUSY when max_feed_waiters are parked.
  */
@@ -453,21 +458,25 @@ SPIKE_EXTERN int spike_event_list(spike_engine *e, spike_event *out,
                                   uint32_t max, uint32_t *count);
 
 /* Committed orders, read from LMDB on the producer's thread. With
- * SPIKE_ACK_MEMORY a change can be seen here up to one batch late.
- * Errors: SPIKE_ENOORDER, SPIKE_ESTORAGE. */
+ * SPIKE_ACK_MEMORY a change can be seen here up to one batch late. A commit
+ * is seen here as soon as it is made, which can be a batch before it is
+ * durable (see docs/design.md, Durability). Errors: SPIKE_ENOORDER,
+ * SPIKE_ESTORAGE, SPIKE_EMISUSE (not p's thread). */
 SPIKE_EXTERN int spike_order_get(spike_producer *p, uint64_t order_id,
                                  spike_order *out);
 
 /* A user's committed orders in one event (event_id != 0) or in all,
  * grouped by event id, oldest first within each. When the user has more
- * than max, the newest max. *count gets how many were copied. */
+ * than max, the newest max. *count gets how many were copied. Errors:
+ * SPIKE_ESTORAGE, SPIKE_EMISUSE (not p's thread). */
 SPIKE_EXTERN int spike_user_orders(spike_producer *p, uint64_t user_id,
                                    uint64_t event_id, spike_order *out,
                                    uint32_t max, uint32_t *count);
 
 /* Feed records with seq > after, oldest first, up to max: durable ones
  * only, so no record read here can be taken back by a power cut. *count
- * gets how many were copied; *next the seq to pass as `after` next time. */
+ * gets how many were copied; *next the seq to pass as `after` next time.
+ * Errors: SPIKE_ESTORAGE, SPIKE_EMISUSE (not p's thread). */
 SPIKE_EXTERN int spike_feed_read(spike_producer *p, uint64_t after,
                                  spike_change *out, uint32_t max,
                                  uint32_t *count, uint64_t *next);

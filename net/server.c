@@ -340,7 +340,15 @@ int server_run(const server_config *cfg) {
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
   signal(SIGPIPE, SIG_IGN);
 
-  int rc = spike_open(&srv.engine, &srv.ecfg);
+  /* The address first: a second spiked on a taken address fails at once,
+   * before it opens (or creates) a store. */
+  int rc = claim_address(&sa);
+  if (rc != 0) {
+    log_line(LOG_ERROR, "server", NULL, NULL, "cannot listen on %s: %s", cfg->listen,
+             uv_strerror(rc));
+    return 1;
+  }
+  rc = spike_open(&srv.engine, &srv.ecfg);
   if (rc != SPIKE_OK) {
     log_line(LOG_ERROR, "server", NULL, NULL, "cannot open the engine: %s: %s",
              spike_strerror(rc), spike_open_error());
@@ -351,13 +359,6 @@ int server_run(const server_config *cfg) {
     return 1;
   }
   conn_init_settings();
-  rc = claim_address(&sa);
-  if (rc != 0) {
-    log_line(LOG_ERROR, "server", NULL, NULL, "cannot listen on %s: %s", cfg->listen,
-             uv_strerror(rc));
-    spike_close(srv.engine);
-    return 1;
-  }
   srv.port = ntohs(sa.ss_family == AF_INET ? ((struct sockaddr_in *)&sa)->sin_port
                                            : ((struct sockaddr_in6 *)&sa)->sin6_port);
   srv.loops = calloc(cfg->threads, sizeof(loop_ctx));

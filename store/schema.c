@@ -286,6 +286,12 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
   if ((rc = mdb_env_open(s->env, dir, MDB_NOTLS | MDB_NORDAHEAD, 0644)) != 0) goto fail;
   int dead = 0;
   mdb_reader_check(s->env, &dead); /* clear slots of crashed readers */
+  /* A process that died after a commit whose meta page it had not synced
+   * (a deferred one) left that commit in the page cache only; without this
+   * sync it would be read, published and served as durable, and a power
+   * cut could still take it back. */
+  what = "sync at open";
+  if ((rc = mdb_env_sync(s->env, 1)) != 0) goto fail;
 
   /* If the file on disk was created with a bigger map, LMDB adopts it;
    * grow ours to match so a smaller flag never shrinks a live store. */

@@ -8,6 +8,9 @@
  *   spike_fault_sync_delay_ms(500) every fsync/fdatasync first sleeps (0: stop)
  *   spike_fault_sync_after(n, EIO) the next n syncs succeed, every later one
  *                             fails (spike_fault_sync(0) stops it)
+ *   spike_fault_sync_once(n, EIO) the next n syncs succeed, the one after
+ *                             fails, and later ones succeed again: how Linux
+ *                             reports a writeback error (once per fd)
  *
  * Tests find the two switches with dlsym(RTLD_DEFAULT, ...); stdin, stdout
  * and stderr are never failed, so logging still works.
@@ -23,12 +26,19 @@
 #include <unistd.h>
 
 static _Atomic int sync_errno, write_errno, sync_delay_ms, sync_ok_left = -1, sync_later_errno;
+static _Atomic int sync_just_once;
 
 void spike_fault_sync(int err) {
   atomic_store(&sync_ok_left, -1);
   atomic_store(&sync_errno, err);
 }
 void spike_fault_sync_after(int n, int err) {
+  atomic_store(&sync_just_once, 0);
+  atomic_store(&sync_later_errno, err);
+  atomic_store(&sync_ok_left, n);
+}
+void spike_fault_sync_once(int n, int err) {
+  atomic_store(&sync_just_once, 1);
   atomic_store(&sync_later_errno, err);
   atomic_store(&sync_ok_left, n);
 }
@@ -55,17 +65,23 @@ static void stall(int fd) {
   nanosleep(&ts, NULL);
 }
 
-/* A sync counted down by spike_fault_sync_after: the one that reaches 0
- * switches every later sync to failing. */
-static void count_sync(int fd) {
-  if (fd <= 2) return;
+/* A sync counted down by spike_fault_sync_after or _once: the one that
+ * reaches 0 fails, alone (returns 1, errno set) or with every later one. */
+static int count_sync(int fd) {
+  if (fd <= 2) return 0;
   int left = atomic_load(&sync_ok_left);
   while (left >= 0) {
     if (atomic_compare_exchange_weak(&sync_ok_left, &left, left - 1)) {
-      if (left == 0) atomic_store(&sync_errno, atomic_load(&sync_later_errno));
-      return;
+      if (left != 0) return 0;
+      if (atomic_load(&sync_just_once)) {
+        errno = atomic_load(&sync_later_errno);
+        return 1;
+      }
+      atomic_store(&sync_errno, atomic_load(&sync_later_errno));
+      return 0;
     }
   }
+  return 0;
 }
 
 static int failing(_Atomic int *which, int fd) {
@@ -78,14 +94,14 @@ static int failing(_Atomic int *which, int fd) {
 int fsync(int fd) {
   REAL(fsync, sync_fn);
   stall(fd);
-  count_sync(fd);
+  if (count_sync(fd)) return -1;
   return failing(&sync_errno, fd) ? -1 : real_fsync(fd);
 }
 
 int fdatasync(int fd) {
   REAL(fdatasync, sync_fn);
   stall(fd);
-  count_sync(fd);
+  if (count_sync(fd)) return -1;
   return failing(&sync_errno, fd) ? -1 : real_fdatasync(fd);
 }
 

@@ -70,7 +70,7 @@ if command -v clang >/dev/null 2>&1; then
     name=$(basename "$f")
     corpus="$TMPDIR/spike-corpus-$name-$$"
     mkdir -p "$corpus"
-    suite "fuzz $name (20 s)" "$f" -max_total_time=20 -max_len=4096 -print_final_stats=0 \
+    suite "fuzz $name (10 s)" "$f" -max_total_time=10 -max_len=4096 -print_final_stats=0 \
       "$corpus" "tests/corpus/${name#fuzz_}"
     rm -rf "$corpus"
   done

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1135,6 +1136,8 @@ static void address_in_use(void) {
     usleep(20 * 1000);
   }
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+  struct stat sb;
+  CHECK(stat(dir, &sb) != 0); /* refused before it made a store */
   CHECK_EQ(hc_do(a.port, "GET", "/healthz/live", NULL, NULL, &R), 200); /* the first serves on */
   CHECK_EQ(spiked_stop(&a, SIGTERM), 0);
   test_rmrf(a.dir);

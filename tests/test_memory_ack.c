@@ -121,5 +121,38 @@ static void pay_and_cancel_through_another_producer(void) {
   test_rmrf(cfg.data_dir);
 }
 
+/* An id a producer minted that never reaches the writer as an order (here
+ * an event's, picked by the engine) is waited for, 2 s, and then answered
+ * "busy", not "not found": a reserve that slow may still arrive. Once a
+ * later reserve of that producer is taken, the id is known not to be an
+ * order, and "not found" comes at once. */
+static void minted_id_waited_for_then_busy(void) {
+  spike_config cfg;
+  memory_config(&cfg, "meminflight");
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(0, 10);
+  spike_op op;
+  CHECK_EQ(settle(p, &op, spike_event_create(p, &op, &s, count_cb)), SPIKE_OK);
+  uint64_t minted = op.r.event.id;
+  int64_t t0 = wall_ms();
+  CHECK_EQ(settle(p, &op, spike_pay(p, &op, minted, 0, "pay", 3, count_cb)), SPIKE_EBUSY);
+  CHECK(wall_ms() - t0 >= 1900);
+  CHECK(strstr(op.detail, "on its way") != NULL);
+  int rc = spike_reserve(p, &op, minted, 1, 1, NULL, 0, count_cb);
+  if (rc == SPIKE_PENDING) rc = settle(p, &op, rc);
+  CHECK_EQ(rc, SPIKE_OK);
+  spike_op g;
+  CHECK_EQ(settle(p, &g, spike_feed_wait(p, &g, 0, 0, count_cb)), SPIKE_OK); /* reserve taken */
+  t0 = wall_ms();
+  CHECK_EQ(settle(p, &op, spike_pay(p, &op, minted, 0, "pay", 3, count_cb)), SPIKE_ENOORDER);
+  CHECK(wall_ms() - t0 < 1000);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
 TEST_LIST({"map_full_loses_at_most_one_batch", map_full_loses_at_most_one_batch, 120},
+          {"minted_id_waited_for_then_busy", minted_id_waited_for_then_busy, 30},
           {"pay_and_cancel_through_another_producer", pay_and_cancel_through_another_producer, 0})
