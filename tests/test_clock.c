@@ -1,29 +1,10 @@
 /*
  * test_clock.c -- steps of the wall clock (an NTP correction, a VM resumed)
  * neither expire a reservation before the expires_at it was promised nor
- * stall the writer. This binary defines clock_gettime itself, so the
- * engine's calls come here: CLOCK_REALTIME is shifted by an offset the test
- * sets; every other clock is the system's.
+ * stall the writer. The wall clock is this binary's (tests/vclock.h):
+ * the test shifts it; the monotonic clock is the system's.
  */
-#define _GNU_SOURCE
-#include <stdatomic.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
-
-#include "engine_util.h"
-
-static _Atomic int64_t shift_ms;
-
-int clock_gettime(clockid_t id, struct timespec *ts) {
-  int rc = (int)syscall(SYS_clock_gettime, id, ts);
-  int64_t off = atomic_load(&shift_ms);
-  if (rc != 0 || id != CLOCK_REALTIME || off == 0) return rc;
-  int64_t ns = (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec + off * 1000000;
-  ts->tv_sec = ns / 1000000000;
-  ts->tv_nsec = ns % 1000000000;
-  return 0;
-}
+#include "vclock.h"
 
 static void nap_ms(int ms) {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
@@ -48,7 +29,7 @@ static spike_order order_now(spike_producer *p, uint64_t id) {
  * after the step is neither expired at once nor refused payment before its
  * stated deadline. */
 static void backward_step_never_expires_early(void) {
-  atomic_store(&shift_ms, 0);
+  vclock_wall_shift(0);
   spike_config cfg;
   small_config(&cfg, "clock-back");
   spike_engine *e = open_engine(&cfg);
@@ -58,7 +39,7 @@ static void backward_step_never_expires_early(void) {
   CHECK_EQ(create_event(p, &s), SPIKE_OK);
   spike_op a, b, c;
   CHECK_EQ(settle(p, &a, spike_reserve(p, &a, 1, 1, 1, NULL, 0, count_cb)), SPIKE_OK);
-  atomic_store(&shift_ms, -30000);
+  vclock_wall_shift(-30000);
   CHECK_EQ(settle(p, &b, spike_reserve(p, &b, 1, 2, 1, NULL, 0, count_cb)), SPIKE_OK);
   CHECK(b.r.order.expires_at < a.r.order.expires_at);
   nap_ms(1500);
@@ -75,7 +56,7 @@ static void backward_step_never_expires_early(void) {
   CHECK(wall_ms() < oa.expires_at);
   CHECK_EQ(oa.state, SPIKE_ORDER_RESERVED);
   /* The clock comes back: A expires, at its deadline, not before. */
-  atomic_store(&shift_ms, 0);
+  vclock_wall_shift(0);
   int64_t until = test_now_ms() + 5000;
   while (order_now(p, a.r.order.id).state == SPIKE_ORDER_RESERVED && test_now_ms() < until)
     nap_ms(20);
@@ -92,7 +73,7 @@ static void backward_step_never_expires_early(void) {
  * made before the jump, past its deadline by the wall clock now, is not
  * payable and expires by its timer. */
 static void forward_step_does_not_stall(void) {
-  atomic_store(&shift_ms, 0);
+  vclock_wall_shift(0);
   spike_config cfg;
   small_config(&cfg, "clock-fwd");
   spike_engine *e = open_engine(&cfg);
@@ -106,7 +87,7 @@ static void forward_step_does_not_stall(void) {
   spike_op a, b, c;
   CHECK_EQ(settle(p, &c, spike_reserve(p, &c, 3, 9, 1, NULL, 0, count_cb)), SPIKE_OK);
   CHECK_EQ(settle(p, &a, spike_reserve(p, &a, 2, 1, 1, NULL, 0, count_cb)), SPIKE_OK);
-  atomic_store(&shift_ms, 30 * 86400000ll);
+  vclock_wall_shift(30 * 86400000ll);
   int64_t t0 = test_now_ms();
   CHECK_EQ(settle(p, &b, spike_reserve(p, &b, 2, 2, 1, NULL, 0, count_cb)), SPIKE_OK);
   CHECK(test_now_ms() - t0 < 2000);
@@ -120,7 +101,7 @@ static void forward_step_does_not_stall(void) {
   CHECK_EQ(ev.sold, 1);
   CHECK_EQ(spike_producer_close(p), SPIKE_OK);
   CHECK_EQ(spike_close(e), SPIKE_OK);
-  atomic_store(&shift_ms, 0);
+  vclock_wall_shift(0);
   test_rmrf(cfg.data_dir);
 }
 

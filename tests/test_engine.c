@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "engine_util.h"
+#include "vclock.h"
 
 static void open_close_reopen(void) {
   spike_config cfg;
@@ -433,7 +434,8 @@ static void expiry_returns_stock(void) {
   CHECK_EQ(settle(p, &b, spike_reserve(p, &b, 12, 2, 1, NULL, 0, count_cb)), SPIKE_OK);
   spike_op op;
   CHECK_EQ(settle(p, &op, spike_pay(p, &op, b.r.order.id, 2, "x", 1, count_cb)), SPIKE_OK);
-  usleep(1300 * 1000);
+  vclock_pass(1300);
+  vclock_settle(p);
   spike_order o;
   CHECK_EQ(spike_order_get(p, a.r.order.id, &o), SPIKE_OK);
   CHECK_EQ(o.state, SPIKE_ORDER_EXPIRED);
@@ -470,7 +472,7 @@ static void overdue_expire_at_open(void) {
   CHECK_EQ(settle(p, &a, spike_reserve(p, &a, 13, 1, 1, NULL, 0, count_cb)), SPIKE_OK);
   CHECK_EQ(spike_producer_close(p), SPIKE_OK);
   CHECK_EQ(spike_close(e), SPIKE_OK);
-  usleep(1200 * 1000);
+  vclock_pass(1200);
   e = open_engine(&cfg);
   /* expired before spike_open returned: no timer had to fire after it */
   spike_event ev;
