@@ -63,7 +63,7 @@ EXAMPLES   := embed
 MICRO      := bench_ring bench_reserve bench_writer bench_lifecycle
 
 .PHONY: all deps bench-deps test check run bench bench-http install clean format powerloss \
-        soak-crash sim
+        soak-crash soak sim
 
 all: build/rel/libspike.a build/rel/dist/libspike.a build/rel/libspike.so build/rel/spiked build/rel/spikebench \
      $(addprefix build/rel/examples/,$(EXAMPLES))
@@ -216,6 +216,11 @@ sim: build/rel/tests/test_sim
 
 # 1,000 kill -9s per case (durable reserves; pays, cancels and expiries;
 # ack=memory), then 1,000 power cuts: about an hour on two cores.
+# An hour of spiked at half its peak with a realistic mix, watched from
+# outside: RSS, fds, p99 per second (bench/soak.sh; DURATION=seconds).
+soak: build/rel/spiked build/rel/spikebench
+	bench/soak.sh $(SOAK_OUT)
+
 soak-crash: build/rel/tests/test_crash build/rel/tests/libpowerloss.so
 	SPIKE_CRASH_CYCLES=1000 SPIKE_TEST_TIMEOUT_S=14400 build/rel/tests/test_crash
 	SPIKE_CRASH_CYCLES=1000 SPIKE_TEST_TIMEOUT_S=14400 SPIKE_POWERLOSS=1 \
