@@ -104,20 +104,28 @@ static int open_image(const char *path) {
   int first = 1;
   for (int i = 0; i < nseen; i++)
     if (strcmp(seen[i], img) == 0) first = 0;
-  int fd = real_open(img, O_RDWR | O_CREAT | O_CLOEXEC | (first ? O_TRUNC : 0), 0644);
-  if (fd < 0 || !first) return fd;
-  if (nseen < 64) snprintf(seen[nseen++], PATH_MAX, "%s", img);
+  if (!first) return real_open(img, O_RDWR | O_CLOEXEC);
+  /* Copy into a scratch file and rename it into place: a kill during the
+   * copy (the test kills at random) leaves no image, so the test keeps the
+   * data file as the last cut left it, never half an image. */
+  char tmp[PATH_MAX + 8];
+  snprintf(tmp, sizeof(tmp), "%s.tmp", img);
+  int fd = real_open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return fd;
   int src = real_open(path, O_RDONLY | O_CLOEXEC);
   if (src >= 0) {
     unsigned char buf[65536];
     ssize_t n;
     off_t off = 0;
     while ((n = read(src, buf, sizeof(buf))) > 0) {
-      if (real_pwrite(fd, buf, (size_t)n, off) != n) break;
+      if (real_pwrite(fd, buf, (size_t)n, off) != n) abort();
       off += n;
     }
+    if (n < 0) abort();
     real_close(src);
   }
+  if (rename(tmp, img) != 0) abort();
+  if (nseen < 64) snprintf(seen[nseen++], PATH_MAX, "%s", img);
   return fd;
 }
 
