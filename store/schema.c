@@ -258,11 +258,59 @@ static int create_store(const char *dir, uint64_t map_size_bytes, const char **w
   return rc;
 }
 
+/* What the store on disk is, read before anything is written to it: a
+ * store this build refuses (a newer schema, another program's LMDB
+ * environment) is left byte for byte as it was. *version: 0 for a new,
+ * empty environment. On refusal returns EINVAL with a sentence in err. */
+static int read_schema(store *s, const char *dir, uint64_t *version, char *err, size_t errlen) {
+  MDB_txn *txn;
+  MDB_dbi main_dbi, meta;
+  MDB_stat st;
+  *version = 0;
+  int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+  if (rc != 0) return rc;
+  if ((rc = mdb_dbi_open(txn, NULL, 0, &main_dbi)) != 0 ||
+      (rc = mdb_stat(txn, main_dbi, &st)) != 0)
+    goto out;
+  rc = mdb_dbi_open(txn, "meta", 0, &meta);
+  if (rc == MDB_NOTFOUND) {
+    /* Every store this project writes has its databases and its schema
+     * version from its first commit on: anything else in the environment
+     * is not ours to write into. */
+    rc = 0;
+    if (st.ms_entries != 0) {
+      snprintf(err, errlen,
+               "%s: not a spike store (an LMDB environment without spike's schema "
+               "version); nothing was written",
+               dir);
+      rc = EINVAL;
+    }
+    goto out;
+  }
+  if (rc != 0) goto out;
+  s->meta = meta;
+  rc = get_meta(s, txn, "schema", version);
+  if (rc == MDB_NOTFOUND || (rc == 0 && *version == 0)) {
+    snprintf(err, errlen, "%s: not a spike store (no schema version); nothing was written", dir);
+    rc = EINVAL;
+  } else if (rc == 0 && *version > STORE_SCHEMA_VERSION) {
+    snprintf(err, errlen,
+             "%s: store schema %llu is newer than this build reads (1 to %d): run the release "
+             "that wrote it; nothing was written",
+             dir, (unsigned long long)*version, STORE_SCHEMA_VERSION);
+    rc = EINVAL;
+  }
+out:
+  mdb_txn_abort(txn);
+  return rc;
+}
+
 int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned max_readers,
                char *err, size_t errlen) {
   MDB_txn *txn = NULL;
   const char *what = "out of memory";
   *out = NULL;
+  err[0] = '\0';
   store *s = calloc(1, sizeof(*s));
   int rc = ENOMEM;
   if (s == NULL) goto fail;
@@ -284,6 +332,9 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
    * embedding host may move a producer between threads between calls. */
   what = "mdb_env_open";
   if ((rc = mdb_env_open(s->env, dir, MDB_NOTLS | MDB_NORDAHEAD, 0644)) != 0) goto fail;
+  uint64_t version;
+  what = "reading the schema version";
+  if ((rc = read_schema(s, dir, &version, err, errlen)) != 0) goto fail;
   int dead = 0;
   mdb_reader_check(s->env, &dead); /* clear slots of crashed readers */
   /* A process that died after a commit whose meta page it had not synced
@@ -311,23 +362,12 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
       (rc = open_dbi(txn, "feed", 0, &s->feed)) != 0 ||
       (rc = open_dbi(txn, "meta", 0, &s->meta)) != 0)
     goto fail;
-  uint64_t version = 0;
-  rc = get_meta(s, txn, "schema", &version);
-  if (rc == MDB_NOTFOUND) {
+  if (version == 0) {
     what = "writing the schema version";
     if ((rc = put_meta(s, txn, "schema", STORE_SCHEMA_VERSION)) != 0) goto fail;
-  } else if (rc != 0) {
-    goto fail;
   } else if (version == 1) {
     what = "migrating from schema 1";
     if ((rc = migrate_1(s, txn)) != 0) goto fail;
-  } else if (version != STORE_SCHEMA_VERSION) {
-    snprintf(err, errlen, "%s: schema version %llu, this build reads %d", dir,
-             (unsigned long long)version, STORE_SCHEMA_VERSION);
-    mdb_txn_abort(txn);
-    mdb_env_close(s->env);
-    free(s);
-    return EINVAL;
   }
   what = "mdb_txn_commit";
   rc = mdb_txn_commit(txn);
@@ -337,7 +377,7 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
   return 0;
 
 fail:
-  snprintf(err, errlen, "%s: %s: %s", dir, what, store_strerror(rc));
+  if (err[0] == '\0') snprintf(err, errlen, "%s: %s: %s", dir, what, store_strerror(rc));
   if (txn != NULL) mdb_txn_abort(txn);
   if (s != NULL && s->env != NULL) mdb_env_close(s->env);
   free(s);
