@@ -1014,8 +1014,10 @@ int spike_health(spike_engine *e, const char **why) {
     return SPIKE_ESTORAGE;
   }
   /* relaxed: a health flag. */
-  if (atomic_load_explicit(&e->map_full, memory_order_relaxed)) {
-    *why = "map full: raise --map-size";
+  int full = atomic_load_explicit(&e->map_full, memory_order_relaxed);
+  if (full != 0) {
+    *why = full == ENGINE_FULL_DISK ? "disk full: free space; commits resume by themselves"
+                                    : "map full: raise --map-size";
     return SPIKE_ESTORAGE;
   }
   uint32_t cap;

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "codec.h"
@@ -23,11 +24,14 @@ _Static_assert(STORE_NOTFOUND == MDB_NOTFOUND, "store codes are LMDB's");
 _Static_assert(STORE_MAP_FULL == MDB_MAP_FULL, "store codes are LMDB's");
 _Static_assert(STORE_ECORRUPT < MDB_KEYEXIST || STORE_ECORRUPT > MDB_LAST_ERRCODE,
                "STORE_ECORRUPT is outside LMDB's codes");
+_Static_assert(STORE_NOSPACE < MDB_KEYEXIST || STORE_NOSPACE > MDB_LAST_ERRCODE,
+               "STORE_NOSPACE is outside LMDB's codes");
 
 struct store {
   MDB_env *env;
   MDB_dbi events, orders, feed, meta;
   uint64_t migrated;
+  int probe_fd; /* our own descriptor on data.mdb: see space_refusal */
 };
 
 struct store_txn {
@@ -39,6 +43,7 @@ struct store_txn {
 
 const char *store_strerror(int rc) {
   if (rc == STORE_ECORRUPT) return "a stored record does not decode";
+  if (rc == STORE_NOSPACE) return "no space left on the file system; nothing was written";
   return mdb_strerror(rc);
 }
 
@@ -314,6 +319,7 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
   store *s = calloc(1, sizeof(*s));
   int rc = ENOMEM;
   if (s == NULL) goto fail;
+  s->probe_fd = -1;
   char data[PATH_MAX + 16];
   snprintf(data, sizeof(data), "%s/data.mdb", dir);
   struct stat sb;
@@ -332,6 +338,11 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
    * embedding host may move a producer between threads between calls. */
   what = "mdb_env_open";
   if ((rc = mdb_env_open(s->env, dir, MDB_NOTLS | MDB_NORDAHEAD, 0644)) != 0) goto fail;
+  what = "opening data.mdb";
+  if ((s->probe_fd = open(data, O_RDONLY | O_CLOEXEC)) < 0) {
+    rc = errno;
+    goto fail;
+  }
   uint64_t version;
   what = "reading the schema version";
   if ((rc = read_schema(s, dir, &version, err, errlen)) != 0) goto fail;
@@ -380,6 +391,7 @@ fail:
   if (err[0] == '\0') snprintf(err, errlen, "%s: %s: %s", dir, what, store_strerror(rc));
   if (txn != NULL) mdb_txn_abort(txn);
   if (s != NULL && s->env != NULL) mdb_env_close(s->env);
+  if (s != NULL && s->probe_fd >= 0) close(s->probe_fd);
   free(s);
   return rc;
 }
@@ -387,6 +399,7 @@ fail:
 void store_close(store *s) {
   if (s == NULL) return;
   mdb_env_close(s->env);
+  close(s->probe_fd);
   free(s);
 }
 
@@ -435,6 +448,45 @@ void store_read_end(store_txn *t) {
 
 int store_write_begin(store_txn *t) { return mdb_txn_begin(t->s->env, NULL, 0, &t->txn); }
 
+/* Free space below which a short write is taken for a full file system. */
+#define FULL_BELOW_BYTES (1u << 20)
+
+/*
+ * A commit that failed for space, when nothing of it can have reached the
+ * disk: STORE_NOSPACE, which the caller may retry once space returns.
+ * Otherwise rc, which it must not.
+ *
+ * LMDB commits in three steps and fails at the first error: write the
+ * transaction's pages (to pages free in the committed state), fdatasync,
+ * write the meta page that makes them current. A write refused for space
+ * (ENOSPC, EDQUOT, or the EIO LMDB reports for a short write: the file
+ * system filled in the middle of one) happens in the first step, and leaves
+ * the committed state and the page cache as they were. The same errno from
+ * the other two steps does not: a failed fdatasync may have cost dirty
+ * pages of earlier commits (the kernel marks them clean after a failed
+ * writeback; NFS and thin provisioning report ENOSPC there), and a failed
+ * meta page write sets LMDB's fatal flag. Both are detected after the fact:
+ * LMDB's flag makes any new transaction MDB_PANIC, and Linux (4.13 on)
+ * reports a writeback error once to every open file description, so an
+ * fdatasync on a descriptor of our own still reports one that LMDB's
+ * fdatasync has already taken.
+ */
+static int space_refusal(store *s, int rc) {
+  if (rc == EIO) {
+    struct statvfs v;
+    if (fstatvfs(s->probe_fd, &v) != 0 || (uint64_t)v.f_bavail * v.f_frsize >= FULL_BELOW_BYTES)
+      return rc;
+  } else if (rc != ENOSPC && rc != EDQUOT) {
+    return rc;
+  }
+  if (fdatasync(s->probe_fd) != 0) return rc;
+  MDB_txn *txn;
+  int panic = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+  if (panic == MDB_PANIC) return rc;
+  if (panic == 0) mdb_txn_abort(txn);
+  return STORE_NOSPACE;
+}
+
 int store_write_commit(store_txn *t, int defer_meta) {
   /* LMDB reads MDB_NOMETASYNC from the environment when it writes the meta
    * page: set for this commit alone. (0.9.24 has no per-transaction flag;
@@ -447,7 +499,7 @@ int store_write_commit(store_txn *t, int defer_meta) {
   }
   rc = mdb_txn_commit(t->txn);
   t->txn = NULL; /* freed by the commit, even when it fails: never abort it */
-  return rc;
+  return rc == 0 ? 0 : space_refusal(t->s, rc);
 }
 
 void store_write_abort(store_txn *t) {
