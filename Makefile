@@ -171,6 +171,12 @@ build/rel/tests/libfault.so: tests/fault.c
 	@echo "  SO    $@"
 	@$(CC) $(WARN) -g -O2 -shared -fPIC -o $@ $< -ldl
 
+# The LD_PRELOAD allocation-failure injector test_failalloc runs under.
+build/rel/tests/libfailalloc.so: tests/failalloc.c
+	@mkdir -p $(@D)
+	@echo "  SO    $@"
+	@$(CC) $(WARN) -g -O2 -shared -fPIC -o $@ $< -ldl
+
 build/rel/libspike.so: $(patsubst %.c,build/rel/%.o,$(LIB_SRC))
 	$(CC) -shared -Wl,-soname,libspike.so.0 -o $@ $^ $(PKG_LIBS)
 
@@ -193,6 +199,7 @@ TEST_BINS := $(foreach v,rel asan tsan,$(addprefix build/$(v)/tests/,$(TEST_UNIT
              $(foreach v,rel asan,$(addprefix build/$(v)/examples/,$(EXAMPLES))) \
              $(addprefix build/fuzz/,$(FUZZERS)) build/rel/tests/test_fault build/rel/tests/libfault.so \
              build/rel/tests/test_unsafe build/rel/tests/test_fault_http \
+             build/rel/tests/test_failalloc build/rel/tests/libfailalloc.so \
              build/rel/tests/libpowerloss.so
 
 test: deps

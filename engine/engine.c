@@ -336,10 +336,11 @@ int spike_open(spike_engine **out, const spike_config *cfg) {
     }
   }
   char err[256];
-  if (store_open(&e->st, e->data_dir, cfg->map_size_bytes, cfg->max_producers + 16, err,
-                 sizeof(err)) != 0) {
+  int rc = store_open(&e->st, e->data_dir, cfg->map_size_bytes, cfg->max_producers + 16, err,
+                      sizeof(err));
+  if (rc != 0) {
     snprintf(open_err, sizeof(open_err), "%s", err);
-    status = SPIKE_ESTORAGE;
+    status = rc == ENOMEM ? SPIKE_EINTERNAL : SPIKE_ESTORAGE;
     goto fail;
   }
   if (store_migrated(e->st) > 0)

@@ -780,6 +780,7 @@ static const char *commit_why(int rc) {
   if (rc == STORE_NOSPACE) return "disk full";
   if (rc == ENOSPC || rc == EDQUOT) return "disk full at sync: reopen the engine";
   if (rc == EIO) return "I/O error";
+  if (rc == ENOMEM) return "out of memory";
   return "commit failed";
 }
 

@@ -313,7 +313,7 @@ out:
 int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned max_readers,
                char *err, size_t errlen) {
   MDB_txn *txn = NULL;
-  const char *what = "out of memory";
+  const char *what = "allocating the store";
   *out = NULL;
   err[0] = '\0';
   store *s = calloc(1, sizeof(*s));
