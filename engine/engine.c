@@ -359,10 +359,14 @@ int spike_open(spike_engine **out, const spike_config *cfg) {
   /* Reservations that went overdue while we were down expire before anyone
    * can reserve again. */
   if ((status = writer_expire_overdue(e->w)) != SPIKE_OK) {
-    const char *why;
-    spike_health(e, &why);
+    /* relaxed: the writer ran on this thread */
+    int full = atomic_load_explicit(&e->map_full, memory_order_relaxed);
+    const char *why = full == ENGINE_FULL_DISK  ? "disk full"
+                      : full == ENGINE_FULL_MAP ? "map full: raise --map-size"
+                                                : atomic_load_explicit(&e->failed_why,
+                                                                       memory_order_relaxed);
     snprintf(open_err, sizeof(open_err), "%s: expiring overdue reservations failed: %s",
-             e->data_dir, why);
+             e->data_dir, why != NULL ? why : "commit failed");
     goto fail;
   }
   if (writer_start(e->w) != 0) {

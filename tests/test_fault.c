@@ -191,6 +191,39 @@ static void write_enospc_recovers(int err, const char *tag) {
   test_rmrf(cfg.data_dir);
 }
 
+/* A restart on a full disk: reservations that went overdue while the
+ * engine was down must expire before it takes new ones, and that commit
+ * cannot be made, so the open is refused, saying why; once there is room
+ * it opens and they expire. */
+static void full_disk_at_open(void) {
+  need_shim();
+  spike_config cfg;
+  small_config(&cfg, "fullopen");
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(1, 10);
+  s.pay_timeout_s = 1;
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  spike_op a;
+  CHECK_EQ(settle(p, &a, spike_reserve(p, &a, 1, 1, 1, NULL, 0, count_cb)), SPIKE_OK);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  nanosleep(&(struct timespec){1, 100 * 1000000}, NULL);
+  fault_write(ENOSPC);
+  e = NULL;
+  CHECK_EQ(spike_open(&e, &cfg), SPIKE_ESTORAGE);
+  CHECK(e == NULL);
+  CHECK(strstr(spike_open_error(), "expiring overdue reservations failed: disk full") != NULL);
+  fault_write(0);
+  e = open_engine(&cfg);
+  spike_event ev;
+  CHECK_EQ(spike_event_get(e, 1, &ev), SPIKE_OK);
+  CHECK_EQ(ev.reserved, 0);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
 static void write_enospc(void) { write_enospc_recovers(ENOSPC, "enospc"); }
 static void write_edquot(void) { write_enospc_recovers(EDQUOT, "edquot"); }
 
@@ -694,6 +727,7 @@ TEST_LIST({"fsync_eio", fsync_eio, 30}, {"fsync_enospc", fsync_enospc, 30},
           {"verdict_on_a_batch_that_fails_to_sync", verdict_on_a_batch_that_fails_to_sync, 30},
           {"open_fails_when_the_sync_fails", open_fails_when_the_sync_fails, 30},
           {"write_enospc", write_enospc, 30}, {"write_edquot", write_edquot, 30},
+          {"full_disk_at_open", full_disk_at_open, 30},
           {"disk_full_tmpfs", disk_full_tmpfs, 600},
           {"memory_acks_bounded", memory_acks_bounded, 60},
           {"memory_cancel_then_buy_again", memory_cancel_then_buy_again, 30})
