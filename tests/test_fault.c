@@ -262,8 +262,9 @@ static void fill(const char *path, int leave_kib) {
 }
 
 static void disk_full_tmpfs(void) {
-  char dir[256];
-  snprintf(dir, sizeof(dir), "%s/mnt", test_tmpdir("tmpfs"));
+  char base[240], dir[256];
+  snprintf(base, sizeof(base), "%s", test_tmpdir("tmpfs"));
+  snprintf(dir, sizeof(dir), "%s/mnt", base);
   const char *cycles_env = getenv("SPIKE_DISKFULL_CYCLES");
   int cycles = cycles_env != NULL && atoi(cycles_env) > 0 ? atoi(cycles_env) : 2;
   /* The store keeps every order: each cycle it grows by what the filler
@@ -271,6 +272,7 @@ static void disk_full_tmpfs(void) {
   if (private_tmpfs(dir, 2048 + 96L * cycles) != 0) {
     printf("skip disk_full_tmpfs: cannot mount a tmpfs here (%s); the shim cases cover the "
            "paths\n", strerror(errno));
+    test_rmrf(base);
     return;
   }
   uint64_t seed = test_seed(), rnd = seed;
@@ -366,6 +368,7 @@ static void disk_full_tmpfs(void) {
   CHECK_EQ(spike_close(e), SPIKE_OK);
   free(acked);
   umount(dir);
+  test_rmrf(base);
 }
 
 /*

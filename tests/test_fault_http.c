@@ -211,6 +211,7 @@ static void disk_full_and_io_error(void) {
   CHECK_EQ(reserve(s.port, 3), 201);
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
   test_rmrf(dir);
+  unlink(s.log);
   unlink(ctl);
 }
 
@@ -236,6 +237,7 @@ static void map_full_then_larger_map(void) {
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
   printf("map full after %zu orders in 1 MiB; all there with --map-size 4M\n", nacked - 1);
   test_rmrf(dir);
+  unlink(s.log);
 }
 
 /* ---- a real full file system --------------------------------------------------- */

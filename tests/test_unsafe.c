@@ -166,6 +166,7 @@ static void spiked_second_opener(void) {
   free(r);
   CHECK_EQ(spiked_stop(&a, SIGTERM), 0);
   test_rmrf(a.dir);
+  unlink(a.log);
 }
 
 /* ---- a store this build does not write ----------------------------------------- */
@@ -272,6 +273,7 @@ static void map_floor(void) {
   spiked_start(&sv, dir, at_floor);
   CHECK_EQ(spiked_stop(&sv, SIGTERM), 0);
   test_rmrf(dir);
+  unlink(sv.log);
 }
 
 /* ---- a data directory in memory ---------------------------------------------- */
@@ -345,6 +347,9 @@ static void tmpfs_warns(void) {
   CHECK(strstr(spiked_log(&s), "is on tmpfs: the store is lost on reboot or power loss") != NULL);
   if (tmpfs_mounted) umount(dir);
   test_rmrf(dir);
+  unlink(s.log);
+  *strrchr(errpath, '/') = '\0';
+  test_rmrf(errpath);
 }
 
 TEST_LIST({"lib_second_opener", lib_second_opener, 30},
