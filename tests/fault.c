@@ -13,6 +13,9 @@
  *   spike_fault_sync_once(n, EIO) the next n syncs succeed, the one after
  *                             fails, and later ones succeed again: how Linux
  *                             reports a writeback error (once per fd)
+ *   spike_fault_write_after(n, k, ENOSPC) once n more syncs and then k more
+ *                             writes have been made, every write fails
+ *                             (spike_fault_write(0) stops it)
  *
  * Tests find the switches with dlsym(RTLD_DEFAULT, ...). A process that
  * cannot call them (spiked under a shell test) is steered by a file instead:
@@ -35,7 +38,8 @@
 #include <unistd.h>
 
 static _Atomic int sync_errno, write_errno, sync_delay_ms, sync_ok_left = -1, sync_later_errno;
-static _Atomic int sync_just_once;
+static _Atomic int sync_just_once, write_after_syncs = -1, write_later_errno;
+static _Atomic int writes_ok_left = -1;
 
 void spike_fault_sync(int err) {
   atomic_store(&sync_ok_left, -1);
@@ -51,7 +55,17 @@ void spike_fault_sync_once(int n, int err) {
   atomic_store(&sync_later_errno, err);
   atomic_store(&sync_ok_left, n);
 }
-void spike_fault_write(int err) { atomic_store(&write_errno, err); }
+void spike_fault_write(int err) {
+  atomic_store(&write_after_syncs, -1);
+  atomic_store(&writes_ok_left, -1);
+  atomic_store(&write_errno, err);
+}
+void spike_fault_write_after(int n, int k, int err) {
+  atomic_store(&write_later_errno, err);
+  atomic_store(&writes_ok_left, -1);
+  atomic_store(&write_after_syncs, n);
+  atomic_store(&writes_ok_left, k);
+}
 void spike_fault_sync_delay_ms(int ms) { atomic_store(&sync_delay_ms, ms); }
 
 /* dlsym returns an object pointer; POSIX guarantees it converts, C does not,
@@ -146,6 +160,31 @@ static int count_sync(int fd) {
   return 0;
 }
 
+/* A sync was made: counted down by spike_fault_write_after. */
+static void synced(int fd) {
+  if (fd <= 2) return;
+  int left = atomic_load(&write_after_syncs);
+  while (left > 0 && !atomic_compare_exchange_weak(&write_after_syncs, &left, left - 1)) {
+  }
+}
+
+/* A write is about to be made: once spike_fault_write_after's syncs are
+ * made, it counts the writes let through; the one past them turns every
+ * write from then on into a failure. */
+static void writing(int fd) {
+  if (fd <= 2 || atomic_load(&write_after_syncs) != 0) return;
+  int left = atomic_load(&writes_ok_left);
+  while (left >= 0) {
+    if (atomic_compare_exchange_weak(&writes_ok_left, &left, left - 1)) {
+      if (left == 0) {
+        atomic_store(&write_after_syncs, -1);
+        atomic_store(&write_errno, atomic_load(&write_later_errno));
+      }
+      return;
+    }
+  }
+}
+
 static int failing(_Atomic int *which, int fd) {
   if (fd <= 2) return 0;
   ctl_poll();
@@ -158,34 +197,42 @@ static int failing(_Atomic int *which, int fd) {
 int fsync(int fd) {
   REAL(fsync, sync_fn);
   stall(fd);
-  if (count_sync(fd)) return -1;
-  return failing(&sync_errno, fd) ? -1 : real_fsync(fd);
+  if (count_sync(fd) || failing(&sync_errno, fd)) return -1;
+  int rc = real_fsync(fd);
+  if (rc == 0) synced(fd);
+  return rc;
 }
 
 int fdatasync(int fd) {
   REAL(fdatasync, sync_fn);
   stall(fd);
-  if (count_sync(fd)) return -1;
-  return failing(&sync_errno, fd) ? -1 : real_fdatasync(fd);
+  if (count_sync(fd) || failing(&sync_errno, fd)) return -1;
+  int rc = real_fdatasync(fd);
+  if (rc == 0) synced(fd);
+  return rc;
 }
 
 ssize_t pwrite(int fd, const void *buf, size_t n, off_t off) {
   REAL(pwrite, pwrite_fn);
+  writing(fd);
   return failing(&write_errno, fd) ? -1 : real_pwrite(fd, buf, n, off);
 }
 
 ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off) {
   REAL(pwrite64, pwrite_fn);
+  writing(fd);
   return failing(&write_errno, fd) ? -1 : real_pwrite64(fd, buf, n, off);
 }
 
 ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off) {
   REAL(pwritev, pwritev_fn);
+  writing(fd);
   return failing(&write_errno, fd) ? -1 : real_pwritev(fd, iov, cnt, off);
 }
 
 ssize_t pwritev64(int fd, const struct iovec *iov, int cnt, off_t off) {
   REAL(pwritev64, pwritev_fn);
+  writing(fd);
   return failing(&write_errno, fd) ? -1 : real_pwritev64(fd, iov, cnt, off);
 }
 
@@ -193,6 +240,9 @@ ssize_t pwritev64(int fd, const struct iovec *iov, int cnt, off_t off) {
 ssize_t writev(int fd, const struct iovec *iov, int cnt) {
   REAL(writev, writev_fn);
   struct stat st;
-  if (fd > 2 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && failing(&write_errno, fd)) return -1;
+  if (fd > 2 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+    writing(fd);
+    if (failing(&write_errno, fd)) return -1;
+  }
   return real_writev(fd, iov, cnt);
 }
