@@ -183,7 +183,7 @@ int recover(spike_engine *e, char *err, size_t errlen) {
   else store_write_abort(t);
   if (rc != 0) {
     snprintf(err, errlen, "storing the id floor: %s", store_strerror(rc));
-    status = SPIKE_ESTORAGE;
+    status = rc == ENOMEM ? SPIKE_EINTERNAL : SPIKE_ESTORAGE;
     goto out;
   }
   writer_load_orders_max(e->w, r.max_id, hwm, e->id_floor_ms);
