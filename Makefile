@@ -63,7 +63,7 @@ EXAMPLES   := embed
 MICRO      := bench_ring bench_reserve bench_writer bench_lifecycle
 
 .PHONY: all deps bench-deps test check run bench bench-http install clean format powerloss \
-        soak-crash soak sim
+        soak-crash soak sim diskfull
 
 all: build/rel/libspike.a build/rel/dist/libspike.a build/rel/libspike.so build/rel/spiked build/rel/spikebench \
      $(addprefix build/rel/examples/,$(EXAMPLES))
@@ -171,6 +171,12 @@ build/rel/tests/libfault.so: tests/fault.c
 	@echo "  SO    $@"
 	@$(CC) $(WARN) -g -O2 -shared -fPIC -o $@ $< -ldl
 
+# The LD_PRELOAD allocation-failure injector test_failalloc runs under.
+build/rel/tests/libfailalloc.so: tests/failalloc.c
+	@mkdir -p $(@D)
+	@echo "  SO    $@"
+	@$(CC) $(WARN) -g -O2 -shared -fPIC -o $@ $< -ldl
+
 build/rel/libspike.so: $(patsubst %.c,build/rel/%.o,$(LIB_SRC))
 	$(CC) -shared -Wl,-soname,libspike.so.0 -o $@ $^ $(PKG_LIBS)
 
@@ -192,6 +198,8 @@ TEST_BINS := $(foreach v,rel asan tsan,$(addprefix build/$(v)/tests/,$(TEST_UNIT
              $(foreach v,rel asan,build/$(v)/spikebench build/$(v)/tests/stall_server build/$(v)/tests/test_hist) \
              $(foreach v,rel asan,$(addprefix build/$(v)/examples/,$(EXAMPLES))) \
              $(addprefix build/fuzz/,$(FUZZERS)) build/rel/tests/test_fault build/rel/tests/libfault.so \
+             build/rel/tests/test_unsafe build/rel/tests/test_fault_http \
+             build/rel/tests/test_failalloc build/rel/tests/libfailalloc.so \
              build/rel/tests/libpowerloss.so
 
 test: deps
@@ -209,6 +217,12 @@ test-fresh:
 # The long forms of the fault tests (issue 11; docs/reliability.md).
 powerloss: build/rel/tests/test_powerloss build/rel/tests/libpowerloss.so
 	SPIKE_POWERLOSS_LONG=1 LD_PRELOAD=build/rel/tests/libpowerloss.so build/rel/tests/test_powerloss
+
+# A thousand fills of a real tmpfs by the store, each freed again (make
+# test runs two); needs root or CAP_SYS_ADMIN to mount, else it says skip.
+diskfull: build/rel/tests/test_fault build/rel/tests/libfault.so
+	SPIKE_DISKFULL_CYCLES=1000 LD_PRELOAD=build/rel/tests/libfault.so \
+	  build/rel/tests/test_fault disk_full_tmpfs
 
 # 10,000 seeds of the engine simulation (make test runs 200).
 sim: build/rel/tests/test_sim

@@ -23,6 +23,7 @@
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -143,12 +144,18 @@ static _Thread_local char open_err[PATH_MAX + 512];
 
 const char *spike_open_error(void) { return open_err; }
 
+/* The smallest map accepted. An empty store takes 4 pages (16 KiB); at 1 MiB
+ * a sale of a few thousand orders fits. A map that fills later fails its
+ * batches cleanly (map full), so the floor only refuses what cannot be
+ * meant. */
+#define MAP_SIZE_MIN_BYTES (1u << 20)
+
 static int is_pow2(uint32_t n) { return n >= 2 && (n & (n - 1)) == 0; }
 
 static const char *check_config(const spike_config *c) {
   if (c->data_dir == NULL || c->data_dir[0] == '\0') return "data_dir is empty";
   if (strlen(c->data_dir) > PATH_MAX - 32) return "data_dir is too long";
-  if (c->map_size_bytes < (1u << 20)) return "map_size_bytes is below 1 MiB";
+  if (c->map_size_bytes < MAP_SIZE_MIN_BYTES) return "map_size_bytes is below the floor of 1 MiB";
   if (c->ack != SPIKE_ACK_DURABLE && c->ack != SPIKE_ACK_MEMORY) return "ack is not a mode";
   if (c->batch_max < 1 || c->batch_max > 65536) return "batch_max is not in 1..65536";
   if (c->batch_us > 1000000) return "batch_us is above 1 s";
@@ -183,7 +190,8 @@ static int mkdir_p(const char *path) {
 }
 
 /* One engine per data directory, across processes: two would each believe
- * they own the stock. LMDB alone would let both in. */
+ * they own the stock. LMDB alone would let both in. The holder writes its
+ * pid into the lock file, so a refusal can name it. */
 static int lock_dir(spike_engine *e) {
   char path[PATH_MAX];
   snprintf(path, sizeof(path), "%s/spike.lock", e->data_dir);
@@ -193,10 +201,48 @@ static int lock_dir(spike_engine *e) {
     return SPIKE_ESTORAGE;
   }
   if (flock(e->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-    snprintf(open_err, sizeof(open_err), "%s is in use by another process", e->data_dir);
+    char buf[24];
+    ssize_t n = pread(e->lock_fd, buf, sizeof(buf) - 1, 0);
+    long pid = 0;
+    if (n > 0) {
+      buf[n] = '\0';
+      pid = strtol(buf, NULL, 10);
+    }
+    if (pid == (long)getpid())
+      snprintf(open_err, sizeof(open_err), "%s is in use by this process (pid %ld)", e->data_dir,
+               pid);
+    else if (pid > 0)
+      snprintf(open_err, sizeof(open_err), "%s is in use by another process (pid %ld)",
+               e->data_dir, pid);
+    else
+      snprintf(open_err, sizeof(open_err), "%s is in use by another process", e->data_dir);
     return SPIKE_EBUSY;
   }
+  char pid[24];
+  int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+  /* A failure here costs only the pid in another opener's refusal. */
+  int written = ftruncate(e->lock_fd, 0) == 0 && pwrite(e->lock_fd, pid, (size_t)n, 0) == n;
+  (void)written;
   return SPIKE_OK;
+}
+
+/* A data directory in memory keeps every promise but one: nothing survives
+ * a reboot or a power cut, acknowledged orders included. Worth a warning,
+ * not a refusal: tests, CI and throwaway demos run there on purpose, and a
+ * volatile disk is not always visible from here anyway (an overlay whose
+ * upper layer is in memory, a disk that ignores flushes). */
+static void warn_if_volatile(const spike_engine *e) {
+  struct statfs f;
+  if (statfs(e->data_dir, &f) != 0) return;
+  const char *fs = (unsigned long)f.f_type == 0x01021994ul   ? "tmpfs"
+                   : (unsigned long)f.f_type == 0x858458f6ul ? "ramfs"
+                                                             : NULL;
+  if (fs == NULL) return;
+  log_line(LOG_WARN, "engine", NULL, NULL,
+           "%s is on %s: the store is lost on reboot or power loss%s", e->data_dir, fs,
+           e->cfg.ack == SPIKE_ACK_DURABLE
+               ? ", so --ack durable answers survive a crash of the process, not of the machine"
+               : "");
 }
 
 static void free_engine(spike_engine *e) {
@@ -231,7 +277,10 @@ int spike_open(spike_engine **out, const spike_config *cfg) {
     return SPIKE_EINVAL;
   }
   spike_engine *e = calloc(1, sizeof(*e));
-  if (e == NULL) return SPIKE_EINTERNAL;
+  if (e == NULL) {
+    snprintf(open_err, sizeof(open_err), "out of memory for the engine");
+    return SPIKE_EINTERNAL;
+  }
   e->cfg = *cfg;
   if (e->cfg.max_users == 0) e->cfg.max_users = e->cfg.max_buyers;
   e->lock_fd = -1;
@@ -240,7 +289,10 @@ int spike_open(spike_engine **out, const spike_config *cfg) {
   pthread_mutex_init(&e->producers_lock, NULL);
   int status = SPIKE_EINTERNAL;
   e->data_dir = strdup(cfg->data_dir);
-  if (e->data_dir == NULL) goto fail;
+  if (e->data_dir == NULL) {
+    snprintf(open_err, sizeof(open_err), "out of memory for the engine");
+    goto fail;
+  }
   e->cfg.data_dir = e->data_dir;
   if (mkdir_p(e->data_dir) != 0) {
     snprintf(open_err, sizeof(open_err), "%s: %s", e->data_dir, strerror(errno));
@@ -256,7 +308,10 @@ int spike_open(spike_engine **out, const spike_config *cfg) {
     goto fail;
   }
   e->producers = calloc(cfg->max_producers, sizeof(*e->producers));
-  if (e->producers == NULL) goto fail;
+  if (e->producers == NULL) {
+    snprintf(open_err, sizeof(open_err), "out of memory for the producers");
+    goto fail;
+  }
   for (uint32_t i = 0; i < cfg->max_producers; i++) e->producers[i].efd = -1;
   for (uint32_t i = 0; i < cfg->max_producers; i++) {
     spike_producer *p = &e->producers[i];
@@ -281,10 +336,11 @@ int spike_open(spike_engine **out, const spike_config *cfg) {
     }
   }
   char err[256];
-  if (store_open(&e->st, e->data_dir, cfg->map_size_bytes, cfg->max_producers + 16, err,
-                 sizeof(err)) != 0) {
+  int rc = store_open(&e->st, e->data_dir, cfg->map_size_bytes, cfg->max_producers + 16, err,
+                      sizeof(err));
+  if (rc != 0) {
     snprintf(open_err, sizeof(open_err), "%s", err);
-    status = SPIKE_ESTORAGE;
+    status = rc == ENOMEM ? SPIKE_EINTERNAL : SPIKE_ESTORAGE;
     goto fail;
   }
   if (store_migrated(e->st) > 0)
@@ -303,8 +359,14 @@ int spike_open(spike_engine **out, const spike_config *cfg) {
   /* Reservations that went overdue while we were down expire before anyone
    * can reserve again. */
   if ((status = writer_expire_overdue(e->w)) != SPIKE_OK) {
-    snprintf(open_err, sizeof(open_err), "%s: expiring overdue reservations failed",
-             e->data_dir);
+    /* relaxed: the writer ran on this thread */
+    int full = atomic_load_explicit(&e->map_full, memory_order_relaxed);
+    const char *why = full == ENGINE_FULL_DISK  ? "disk full"
+                      : full == ENGINE_FULL_MAP ? "map full: raise --map-size"
+                                                : atomic_load_explicit(&e->failed_why,
+                                                                       memory_order_relaxed);
+    snprintf(open_err, sizeof(open_err), "%s: expiring overdue reservations failed: %s",
+             e->data_dir, why != NULL ? why : "commit failed");
     goto fail;
   }
   if (writer_start(e->w) != 0) {
@@ -312,6 +374,7 @@ int spike_open(spike_engine **out, const spike_config *cfg) {
     status = SPIKE_EINTERNAL;
     goto fail;
   }
+  warn_if_volatile(e);
   *out = e;
   return SPIKE_OK;
 fail:
@@ -956,8 +1019,10 @@ int spike_health(spike_engine *e, const char **why) {
     return SPIKE_ESTORAGE;
   }
   /* relaxed: a health flag. */
-  if (atomic_load_explicit(&e->map_full, memory_order_relaxed)) {
-    *why = "map full: raise --map-size";
+  int full = atomic_load_explicit(&e->map_full, memory_order_relaxed);
+  if (full != 0) {
+    *why = full == ENGINE_FULL_DISK ? "disk full: free space; commits resume by themselves"
+                                    : "map full: raise --map-size";
     return SPIKE_ESTORAGE;
   }
   uint32_t cap;

@@ -118,13 +118,17 @@ struct spike_engine {
   _Atomic int stopping;
   _Atomic int feed_released;           /* spike_feed_release was called */
   _Atomic int failed;                  /* fatal storage error: no commits */
-  _Atomic int map_full;                /* last commit ran out of map */
+  _Atomic int map_full;                /* last commit ran out of room: ENGINE_FULL_* */
   const char *_Atomic failed_why;
   _Atomic uint64_t feed_seq;           /* newest committed feed seq */
   engine_stats stats;
   pthread_t writer_thread;
   int writer_running;
 };
+
+/* Why the last commit failed for room (spike_engine.map_full); 0: it did not. */
+#define ENGINE_FULL_MAP 1  /* the LMDB map */
+#define ENGINE_FULL_DISK 2 /* the file system */
 
 /* Unix milliseconds (CLOCK_REALTIME). */
 int64_t engine_now_ms(void);

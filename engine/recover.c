@@ -10,6 +10,7 @@
  */
 #include "recover.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -123,7 +124,7 @@ static int walked(rec *r, int rc, const char *what) {
   if (rc == 0) return SPIKE_OK;
   if (r->status != SPIKE_OK) return r->status;
   snprintf(r->err, r->errlen, "reading %s: %s", what, store_strerror(rc));
-  return SPIKE_ESTORAGE;
+  return rc == ENOMEM ? SPIKE_EINTERNAL : SPIKE_ESTORAGE;
 }
 
 int recover(spike_engine *e, char *err, size_t errlen) {
@@ -144,7 +145,7 @@ int recover(spike_engine *e, char *err, size_t errlen) {
   int rc = store_read_begin(t);
   if (rc != 0) {
     snprintf(err, errlen, "opening a snapshot: %s", store_strerror(rc));
-    status = SPIKE_ESTORAGE;
+    status = rc == ENOMEM ? SPIKE_EINTERNAL : SPIKE_ESTORAGE;
     goto out;
   }
   rc = store_get_meta(t, "id_hwm", &hwm);
@@ -182,7 +183,7 @@ int recover(spike_engine *e, char *err, size_t errlen) {
   else store_write_abort(t);
   if (rc != 0) {
     snprintf(err, errlen, "storing the id floor: %s", store_strerror(rc));
-    status = SPIKE_ESTORAGE;
+    status = rc == ENOMEM ? SPIKE_EINTERNAL : SPIKE_ESTORAGE;
     goto out;
   }
   writer_load_orders_max(e->w, r.max_id, hwm, e->id_floor_ms);

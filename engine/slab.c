@@ -32,6 +32,7 @@ int slab_init(slab *s, uint32_t capacity) {
   if (s->ev == NULL || s->index == NULL) {
     free(s->ev);
     free(s->index);
+    memset(s, 0, sizeof(*s)); /* slab_free must find nothing to free */
     return -1;
   }
   memset(s->ev, 0, sizeof(slab_event) * capacity);

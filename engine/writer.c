@@ -142,7 +142,7 @@ struct writer {
    * first id of this run. An id above it that the producer has minted is
    * still on its way. */
   uint64_t drained[SPIKE_PRODUCERS_MAX];
-  /* After STORE_MAP_FULL, due expiries wait (they would fail again and, being
+  /* After STORE_MAP_FULL or STORE_NOSPACE, due expiries wait (they would fail again and, being
    * due, be retried at once): 100 ms doubling to 5 s, reset by a commit. */
   int64_t expire_after_ms; /* monotonic */
   uint32_t expire_backoff_ms;
@@ -770,10 +770,17 @@ static int trim_feed(writer *w) {
   return rc;
 }
 
+/* A commit refused for room (the map, the file system): nothing of it was
+ * written and the store is as it was, so the writer goes on, and a sync of
+ * an earlier batch after it proves what it should (store_write_commit). */
+static int refused_for_room(int rc) { return rc == STORE_MAP_FULL || rc == STORE_NOSPACE; }
+
 static const char *commit_why(int rc) {
   if (rc == STORE_MAP_FULL) return "map full: raise --map-size";
-  if (rc == ENOSPC) return "disk full";
+  if (rc == STORE_NOSPACE) return "disk full";
+  if (rc == ENOSPC || rc == EDQUOT) return "disk full at sync: reopen the engine";
   if (rc == EIO) return "I/O error";
+  if (rc == ENOMEM) return "out of memory";
   return "commit failed";
 }
 
@@ -890,12 +897,12 @@ static void fail_batch(writer *w, int rc, uint64_t seq0, uint64_t orders_max0, u
   w->hwm = hwm0;
   w->feed_first = feed_first0;
   w->nfx = 0;
-  /* From now on no ack runs ahead of its commit: a map that filled stays
-   * full (small batches may still fit) and any other failure stops the
-   * writer, so this holds until the engine is reopened. Stored before the
-   * acked count drops (see writer_halt). */
+  /* From now on no ack runs ahead of its commit: a map or disk that filled
+   * may fill again (small batches may still fit) and any other failure stops
+   * the writer, so this holds until the engine is reopened. Stored before
+   * the acked count drops (see writer_halt). */
   const char *why = commit_why(rc);
-  if (rc == STORE_MAP_FULL)
+  if (refused_for_room(rc))
     atomic_store_explicit(&e->commits_failing, 1, memory_order_relaxed);
   else
     writer_halt(w, why);
@@ -903,20 +910,22 @@ static void fail_batch(writer *w, int rc, uint64_t seq0, uint64_t orders_max0, u
   fail_all(w, &w->done, why);
   /* relaxed: reporting and health flags; nothing is read through them. */
   atomic_fetch_add_explicit(&e->stats.failures, 1, memory_order_relaxed);
-  if (rc == STORE_MAP_FULL) {
-    atomic_store_explicit(&e->map_full, 1, memory_order_relaxed);
+  if (refused_for_room(rc)) {
+    atomic_store_explicit(&e->map_full, rc == STORE_MAP_FULL ? ENGINE_FULL_MAP : ENGINE_FULL_DISK,
+                          memory_order_relaxed);
     uint32_t b = w->expire_backoff_ms * 2;
     w->expire_backoff_ms = b < EXPIRE_BACKOFF_MIN_MS ? EXPIRE_BACKOFF_MIN_MS
                            : b > EXPIRE_BACKOFF_MAX_MS ? EXPIRE_BACKOFF_MAX_MS
                                                        : b;
     w->expire_after_ms = w->mono + w->expire_backoff_ms;
-    /* One line a second at most: a full map fails every batch. */
+    /* One line a second at most: a full map or disk fails every batch. */
     w->fails_unlogged++;
     if (w->now - w->last_fail_log_ms >= 1000) {
       log_line(LOG_ERROR, "writer", NULL, NULL,
                "commit failed: %s (%u batches since the last report, %u ops in this one); "
-               "writer continues, raise --map-size",
-               store_strerror(rc), w->fails_unlogged, w->n);
+               "writer continues, %s",
+               store_strerror(rc), w->fails_unlogged, w->n,
+               rc == STORE_MAP_FULL ? "raise --map-size" : "free space on the data volume");
       w->last_fail_log_ms = w->now;
       w->fails_unlogged = 0;
     }
@@ -1203,7 +1212,7 @@ static uint32_t cycle(writer *w) {
     post_commit(w, w->writes);
     if (w->writes) committed(w);
   }
-  if (rc != 0 && rc != STORE_MAP_FULL) {
+  if (rc != 0 && !refused_for_room(rc)) {
     if (w->unsynced_batch != 0) lose_unsynced(w, rc); /* never sync after a failed write */
   } else if (!w->writes || rc != 0 || !rings_pending(w)) {
     sync_unsynced(w); /* nothing more to commit at once: make the last commit durable now */

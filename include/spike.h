@@ -124,8 +124,8 @@ typedef enum spike_ack {
    * most batch_max reserves so acknowledged are uncommitted; past that it
    * waits for its commit as in durable mode (spike_reserve returns
    * SPIKE_PENDING). Once a commit has failed, every reserve waits for its
-   * commit until the engine is reopened (a map that filled stays full, and
-   * any other failure stops the writer). A crash or a failed batch
+   * commit until the engine is reopened (a map or disk that filled may fill
+   * again, and any other failure stops the writer). A crash or a failed batch
    * can lose at most batch_max acknowledged reserves, counted in
    * spike_stats.acks_lost_total. Pay, cancel and event operations always
    * complete after their commit, so a cancel's units are back before it

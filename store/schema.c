@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "codec.h"
@@ -23,11 +24,14 @@ _Static_assert(STORE_NOTFOUND == MDB_NOTFOUND, "store codes are LMDB's");
 _Static_assert(STORE_MAP_FULL == MDB_MAP_FULL, "store codes are LMDB's");
 _Static_assert(STORE_ECORRUPT < MDB_KEYEXIST || STORE_ECORRUPT > MDB_LAST_ERRCODE,
                "STORE_ECORRUPT is outside LMDB's codes");
+_Static_assert(STORE_NOSPACE < MDB_KEYEXIST || STORE_NOSPACE > MDB_LAST_ERRCODE,
+               "STORE_NOSPACE is outside LMDB's codes");
 
 struct store {
   MDB_env *env;
   MDB_dbi events, orders, feed, meta;
   uint64_t migrated;
+  int probe_fd; /* our own descriptor on data.mdb: see space_refusal */
 };
 
 struct store_txn {
@@ -39,6 +43,7 @@ struct store_txn {
 
 const char *store_strerror(int rc) {
   if (rc == STORE_ECORRUPT) return "a stored record does not decode";
+  if (rc == STORE_NOSPACE) return "no space left on the file system; nothing was written";
   return mdb_strerror(rc);
 }
 
@@ -258,14 +263,63 @@ static int create_store(const char *dir, uint64_t map_size_bytes, const char **w
   return rc;
 }
 
+/* What the store on disk is, read before anything is written to it: a
+ * store this build refuses (a newer schema, another program's LMDB
+ * environment) is left byte for byte as it was. *version: 0 for a new,
+ * empty environment. On refusal returns EINVAL with a sentence in err. */
+static int read_schema(store *s, const char *dir, uint64_t *version, char *err, size_t errlen) {
+  MDB_txn *txn;
+  MDB_dbi main_dbi, meta;
+  MDB_stat st;
+  *version = 0;
+  int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+  if (rc != 0) return rc;
+  if ((rc = mdb_dbi_open(txn, NULL, 0, &main_dbi)) != 0 ||
+      (rc = mdb_stat(txn, main_dbi, &st)) != 0)
+    goto out;
+  rc = mdb_dbi_open(txn, "meta", 0, &meta);
+  if (rc == MDB_NOTFOUND) {
+    /* Every store this project writes has its databases and its schema
+     * version from its first commit on: anything else in the environment
+     * is not ours to write into. */
+    rc = 0;
+    if (st.ms_entries != 0) {
+      snprintf(err, errlen,
+               "%s: not a spike store (an LMDB environment without spike's schema "
+               "version); nothing was written",
+               dir);
+      rc = EINVAL;
+    }
+    goto out;
+  }
+  if (rc != 0) goto out;
+  s->meta = meta;
+  rc = get_meta(s, txn, "schema", version);
+  if (rc == MDB_NOTFOUND || (rc == 0 && *version == 0)) {
+    snprintf(err, errlen, "%s: not a spike store (no schema version); nothing was written", dir);
+    rc = EINVAL;
+  } else if (rc == 0 && *version > STORE_SCHEMA_VERSION) {
+    snprintf(err, errlen,
+             "%s: store schema %llu is newer than this build reads (1 to %d): run the release "
+             "that wrote it; nothing was written",
+             dir, (unsigned long long)*version, STORE_SCHEMA_VERSION);
+    rc = EINVAL;
+  }
+out:
+  mdb_txn_abort(txn);
+  return rc;
+}
+
 int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned max_readers,
                char *err, size_t errlen) {
   MDB_txn *txn = NULL;
-  const char *what = "out of memory";
+  const char *what = "allocating the store";
   *out = NULL;
+  err[0] = '\0';
   store *s = calloc(1, sizeof(*s));
   int rc = ENOMEM;
   if (s == NULL) goto fail;
+  s->probe_fd = -1;
   char data[PATH_MAX + 16];
   snprintf(data, sizeof(data), "%s/data.mdb", dir);
   struct stat sb;
@@ -284,6 +338,14 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
    * embedding host may move a producer between threads between calls. */
   what = "mdb_env_open";
   if ((rc = mdb_env_open(s->env, dir, MDB_NOTLS | MDB_NORDAHEAD, 0644)) != 0) goto fail;
+  what = "opening data.mdb";
+  if ((s->probe_fd = open(data, O_RDONLY | O_CLOEXEC)) < 0) {
+    rc = errno;
+    goto fail;
+  }
+  uint64_t version;
+  what = "reading the schema version";
+  if ((rc = read_schema(s, dir, &version, err, errlen)) != 0) goto fail;
   int dead = 0;
   mdb_reader_check(s->env, &dead); /* clear slots of crashed readers */
   /* A process that died after a commit whose meta page it had not synced
@@ -311,23 +373,12 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
       (rc = open_dbi(txn, "feed", 0, &s->feed)) != 0 ||
       (rc = open_dbi(txn, "meta", 0, &s->meta)) != 0)
     goto fail;
-  uint64_t version = 0;
-  rc = get_meta(s, txn, "schema", &version);
-  if (rc == MDB_NOTFOUND) {
+  if (version == 0) {
     what = "writing the schema version";
     if ((rc = put_meta(s, txn, "schema", STORE_SCHEMA_VERSION)) != 0) goto fail;
-  } else if (rc != 0) {
-    goto fail;
   } else if (version == 1) {
     what = "migrating from schema 1";
     if ((rc = migrate_1(s, txn)) != 0) goto fail;
-  } else if (version != STORE_SCHEMA_VERSION) {
-    snprintf(err, errlen, "%s: schema version %llu, this build reads %d", dir,
-             (unsigned long long)version, STORE_SCHEMA_VERSION);
-    mdb_txn_abort(txn);
-    mdb_env_close(s->env);
-    free(s);
-    return EINVAL;
   }
   what = "mdb_txn_commit";
   rc = mdb_txn_commit(txn);
@@ -337,9 +388,10 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
   return 0;
 
 fail:
-  snprintf(err, errlen, "%s: %s: %s", dir, what, store_strerror(rc));
+  if (err[0] == '\0') snprintf(err, errlen, "%s: %s: %s", dir, what, store_strerror(rc));
   if (txn != NULL) mdb_txn_abort(txn);
   if (s != NULL && s->env != NULL) mdb_env_close(s->env);
+  if (s != NULL && s->probe_fd >= 0) close(s->probe_fd);
   free(s);
   return rc;
 }
@@ -347,6 +399,7 @@ fail:
 void store_close(store *s) {
   if (s == NULL) return;
   mdb_env_close(s->env);
+  close(s->probe_fd);
   free(s);
 }
 
@@ -395,6 +448,45 @@ void store_read_end(store_txn *t) {
 
 int store_write_begin(store_txn *t) { return mdb_txn_begin(t->s->env, NULL, 0, &t->txn); }
 
+/* Free space below which a short write is taken for a full file system. */
+#define FULL_BELOW_BYTES (1u << 20)
+
+/*
+ * A commit that failed for space, when nothing of it can have reached the
+ * disk: STORE_NOSPACE, which the caller may retry once space returns.
+ * Otherwise rc, which it must not.
+ *
+ * LMDB commits in three steps and fails at the first error: write the
+ * transaction's pages (to pages free in the committed state), fdatasync,
+ * write the meta page that makes them current. A write refused for space
+ * (ENOSPC, EDQUOT, or the EIO LMDB reports for a short write: the file
+ * system filled in the middle of one) happens in the first step, and leaves
+ * the committed state and the page cache as they were. The same errno from
+ * the other two steps does not: a failed fdatasync may have cost dirty
+ * pages of earlier commits (the kernel marks them clean after a failed
+ * writeback; NFS and thin provisioning report ENOSPC there), and a failed
+ * meta page write sets LMDB's fatal flag. Both are detected after the fact:
+ * LMDB's flag makes any new transaction MDB_PANIC, and Linux (4.13 on)
+ * reports a writeback error once to every open file description, so an
+ * fdatasync on a descriptor of our own still reports one that LMDB's
+ * fdatasync has already taken.
+ */
+static int space_refusal(store *s, int rc) {
+  if (rc == EIO) {
+    struct statvfs v;
+    if (fstatvfs(s->probe_fd, &v) != 0 || (uint64_t)v.f_bavail * v.f_frsize >= FULL_BELOW_BYTES)
+      return rc;
+  } else if (rc != ENOSPC && rc != EDQUOT) {
+    return rc;
+  }
+  if (fdatasync(s->probe_fd) != 0) return rc;
+  MDB_txn *txn;
+  int panic = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+  if (panic == MDB_PANIC) return rc;
+  if (panic == 0) mdb_txn_abort(txn);
+  return STORE_NOSPACE;
+}
+
 int store_write_commit(store_txn *t, int defer_meta) {
   /* LMDB reads MDB_NOMETASYNC from the environment when it writes the meta
    * page: set for this commit alone. (0.9.24 has no per-transaction flag;
@@ -407,7 +499,7 @@ int store_write_commit(store_txn *t, int defer_meta) {
   }
   rc = mdb_txn_commit(t->txn);
   t->txn = NULL; /* freed by the commit, even when it fails: never abort it */
-  return rc;
+  return rc == 0 ? 0 : space_refusal(t->s, rc);
 }
 
 void store_write_abort(store_txn *t) {

@@ -37,6 +37,8 @@
 #define STORE_NOTFOUND (-30798) /* no such record */
 #define STORE_MAP_FULL (-30792) /* the map is full: nothing was written */
 #define STORE_ECORRUPT (-30400) /* a record that does not decode */
+#define STORE_NOSPACE (-30401)  /* a commit refused for space before anything of it
+                                   reached the disk: see store_write_commit */
 
 typedef struct store store;
 typedef struct store_txn store_txn;
@@ -92,6 +94,11 @@ void store_read_end(store_txn *t);
  * or store_sync, has carried its meta page down. One sync per commit, for a
  * caller that commits again at once. */
 int store_write_begin(store_txn *t);
+/* Errors: STORE_MAP_FULL and STORE_NOSPACE (the file system is full) say
+ * that nothing of the commit was written and the store is as it was: once
+ * there is room, commit again. Any other error (an I/O error, ENOSPC from
+ * the sync) may have cost data the page cache held: never retry it; reopen
+ * the store and recover from what is on disk. */
 int store_write_commit(store_txn *t, int defer_meta);
 void store_write_abort(store_txn *t);
 int store_txn_open(const store_txn *t);

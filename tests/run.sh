@@ -44,6 +44,20 @@ suite "rel test_powerloss (LD_PRELOAD)" env LD_PRELOAD=build/rel/tests/libpowerl
 suite "rel test_crash (power loss)" env LD_PRELOAD=build/rel/tests/libpowerloss.so \
   SPIKE_POWERLOSS=1 SPIKE_CRASH_CYCLES=10 build/rel/tests/test_crash
 suite "rel test_fault (LD_PRELOAD)" env LD_PRELOAD=build/rel/tests/libfault.so build/rel/tests/test_fault
+# Allocation failure: the Nth malloc or mmap failing, N = 1, 2, ... through
+# open (recovery and migration), the operations, the writer and close.
+suite "rel test_failalloc (LD_PRELOAD)" env LD_PRELOAD=build/rel/tests/libfailalloc.so \
+  build/rel/tests/test_failalloc
+# A full disk, I/O errors and a full map through spiked over HTTP: the
+# shim loaded into spiked alone, and a real tmpfs where one can be mounted.
+for v in rel asan; do
+  suite "test_fault_http vs $v spiked" env SPIKED=build/$v/spiked build/rel/tests/test_fault_http
+done
+# Unsafe configurations refused (or warned about) before anything is
+# written, through libspike and through spiked's exit code and stderr.
+for v in rel asan; do
+  suite "test_unsafe vs $v spiked" env SPIKED=build/$v/spiked build/rel/tests/test_unsafe
+done
 
 # The HTTP suite is a client; the server under test is each build of spiked.
 for v in rel asan tsan; do
