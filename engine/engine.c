@@ -417,10 +417,14 @@ int spike_open(spike_engine **out, const spike_config *user_cfg) {
     status = SPIKE_ESTORAGE;
     goto fail;
   }
-  if (store_migrated(e->st) > 0)
-    engine_log(e, LOG_INFO, "engine", NULL, 0,
-               "migrated %s to store schema %d: %llu orders rewritten", e->data_dir,
-               STORE_SCHEMA_VERSION, (unsigned long long)store_migrated(e->st));
+  if (store_migrated(e->st) > 0) {
+    char schema[16], orders[24];
+    snprintf(schema, sizeof(schema), "%d", STORE_SCHEMA_VERSION);
+    snprintf(orders, sizeof(orders), "%llu", (unsigned long long)store_migrated(e->st));
+    const spike_log_kv kv[] = {{"dataDir", e->data_dir}, {"schema", schema}, {"orders", orders}};
+    engine_log(e, LOG_INFO, "engine", kv, 3, "migrated %s to store schema %s: %s orders rewritten",
+               e->data_dir, schema, orders);
+  }
   e->w = writer_create(e);
   if (e->w == NULL) {
     snprintf(open_err, sizeof(open_err), "out of memory for the writer");

@@ -421,8 +421,9 @@ SPIKE_EXTERN int spike_producer_close(spike_producer *p);
  * - The eventfd may be watched edge-triggered (EPOLLET) or level-triggered:
  *   a drain reads the fd before it pops completions, and the writer writes
  *   it after it pushes them, so a completion the drain did not run always
- *   leaves the fd readable, and a drained fd stays quiet until the next
- *   completion.
+ *   makes the fd readable again (a new edge). A drain leaves the fd quiet
+ *   unless a completion's write came after the drain's read: then the fd is
+ *   readable once more, and the next drain runs it or returns 0.
  * - The writer thread never runs caller code except log_cb.
  */
 
