@@ -7,8 +7,8 @@
  * producers (spike_producer): one per calling thread, each with a bounded
  * lock-free submission ring into the writer and a completion ring back.
  *
- * Invariants the engine keeps (the project's contract, I1-I6; see
- * docs/design.md and docs/embedding.md): no event ever has
+ * Invariants the engine keeps (I1-I6, listed in docs/design.md,
+ * "Invariants"): no event ever has
  * reserved + sold > stock_total; available + reserved + sold == stock_total;
  * a user never holds more than per_user_limit units of one event; one
  * (event, idempotency key) makes at most one order and one (order,

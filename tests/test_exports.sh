@@ -13,6 +13,7 @@
 #     links against each library and still gets libspike's recovery;
 #   - examples/ builds from a copy with its own Makefile and pkg-config only
 #     (shared, and the epoll one static too), and each example plays a sale;
+#   - the complete programs in docs/embedding.md build and run as printed;
 #   - make uninstall leaves nothing behind.
 # One line per case, then "N passed, M failed"; exit 1 on any failure. Run
 # by tests/run.sh, or alone from anywhere.
@@ -129,6 +130,26 @@ examples_build() {
 
 run_example() { "$tmp/$1" "$tmp/data-$2" 2000; }
 
+# docs/embedding.md's complete programs, as printed: each ```c block after a
+# "<!-- file: NAME -->" line, built with pkg-config (spike-uv or spike) and
+# run on a fresh directory.
+doc_programs() {
+  mkdir -p "$tmp/doc" &&
+    awk -v dir="$tmp/doc" '
+      /^<!-- file: .* -->$/ { name = $3; next }
+      name != "" && /^```c$/ { out = dir "/" name; next }
+      out != "" && /^```$/ { close(out); out = ""; name = ""; next }
+      out != "" { print > out }' docs/embedding.md || return 1
+  [ -s "$tmp/doc/gw_uv.c" ] && [ -s "$tmp/doc/gw_epoll.c" ] || { echo "programs not found"; return 1; }
+  for f in gw_uv:spike-uv gw_epoll:spike; do
+    prog=${f%%:*}
+    pkg=${f#*:}
+    $CC $CFLAGS_CLASH -o "$tmp/doc/$prog" "$tmp/doc/$prog.c" $(pc --cflags --libs "$pkg") \
+      -Wl,-rpath,"$lib" &&
+      "$tmp/doc/$prog" "$tmp/data-doc-$prog" || { echo "$prog failed"; return 1; }
+  done
+}
+
 uninstall_all() {
   mk uninstall DESTDIR="$root" || return 1
   left=$(find "$root" -type f -o -type l)
@@ -148,6 +169,7 @@ check "examples/ built by pkg-config (shared; epoll static)" examples_build
 check "examples/embed (libuv, installed spike_uv.h)" run_example ex/embed embed
 check "examples/epoll (edge-triggered, shared)" run_example ex/epoll epoll
 check "examples/epoll (static libspike.a)" run_example ex-static/epoll epoll-static
+check "docs/embedding.md's libuv and epoll programs" doc_programs
 check "make uninstall leaves nothing" uninstall_all
 
 echo "$passed passed, $failed failed"
