@@ -110,9 +110,8 @@ static void on_reserved(spike_op *op) {
   spike_order o = op->r.order;
   char pid[32];
   int n = snprintf(pid, sizeof(pid), "pay-%" PRIu64, o.id);
-  int rc = o.id % 10 == 0
-               ? spike_cancel(g->producer, op, o.id, o.user_id, on_settled)
-               : spike_pay(g->producer, op, o.id, o.user_id, pid, (size_t)n, on_settled);
+  int rc = o.id % 10 == 0 ? spike_cancel(g->producer, op, o.id, o.user_id, on_settled)
+                          : spike_pay(g->producer, op, o.id, o.user_id, pid, (size_t)n, on_settled);
   if (rc != SPIKE_PENDING) {
     r->busy = 0;
     if (rc < 0) refused(g, rc);
@@ -126,8 +125,7 @@ static void on_tick(gateway *g) {
     request *r = take(g);
     if (r == NULL) break;
     g->sent++;
-    int rc = spike_reserve(g->producer, &r->op, EVENT_ID, g->next_user++, 1, NULL, 0,
-                           on_reserved);
+    int rc = spike_reserve(g->producer, &r->op, EVENT_ID, g->next_user++, 1, NULL, 0, on_reserved);
     if (rc == SPIKE_PENDING) continue;
     r->busy = 0;
     if (rc == SPIKE_ESOLDOUT)
@@ -138,9 +136,8 @@ static void on_tick(gateway *g) {
       refused(g, rc);
   }
   spike_event ev;
-  if (g->sent >= g->budget ||
-      (spike_event_get(g->engine, EVENT_ID, &ev) == SPIKE_OK && ev.available == 0 &&
-       ev.reserved == 0))
+  if (g->sent >= g->budget || (spike_event_get(g->engine, EVENT_ID, &ev) == SPIKE_OK &&
+                               ev.available == 0 && ev.reserved == 0))
     g->stopping = 1;
 }
 
@@ -185,9 +182,14 @@ static int create_event(gateway *g) {
   spike_event ev;
   if (spike_event_get(g->engine, EVENT_ID, &ev) == SPIKE_OK) return 0;
   static const char name[] = "epoll demo sale";
-  spike_event_spec spec = {.id = EVENT_ID, .name = name, .name_len = sizeof(name) - 1,
-                           .stock = STOCK, .price = 2500, .start_at = now_ms() - 1000,
-                           .end_at = now_ms() + 24 * 3600 * 1000ll, .per_user_limit = 1,
+  spike_event_spec spec = {.id = EVENT_ID,
+                           .name = name,
+                           .name_len = sizeof(name) - 1,
+                           .stock = STOCK,
+                           .price = 2500,
+                           .start_at = now_ms() - 1000,
+                           .end_at = now_ms() + 24 * 3600 * 1000ll,
+                           .per_user_limit = 1,
                            .pay_timeout_s = 300};
   request *r = take(g);
   int rc = spike_event_create(g->producer, &r->op, &spec, on_settled);
@@ -287,8 +289,8 @@ int main(int argc, char **argv) {
          " (%s)\n",
          EVENT_ID, ev.stock_total, ev.available, ev.reserved, ev.sold,
          spike_event_state_name(ev.state));
-  if (ev.available + ev.reserved + ev.sold != ev.stock_total || ev.sold < g.paid ||
-      g.failed != 0 || g.refused != 0) {
+  if (ev.available + ev.reserved + ev.sold != ev.stock_total || ev.sold < g.paid || g.failed != 0 ||
+      g.refused != 0) {
     fprintf(stderr, "epoll: counters do not balance, or something failed\n");
     bad = 1;
   }

@@ -23,9 +23,9 @@
 #include "spike.h"
 
 typedef struct spike_uv {
-  uv_poll_t poll;            /* poll.data is the caller's */
+  uv_poll_t poll; /* poll.data is the caller's */
   spike_producer *producer;
-  int status;                /* the last poll error (a libuv code), or 0 */
+  int status; /* the last poll error (a libuv code), or 0 */
 } spike_uv;
 
 static inline void spike_uv_on_readable_(uv_poll_t *h, int status, int events) {

@@ -35,9 +35,12 @@ static void once_per_pending(void) {
     ops[i].data = &calls[i];
     /* 3 units, ack=memory: OK now (no callback), then sold out (refused) */
     int rc = spike_reserve(p, &ops[i], 1, (uint64_t)i + 1, 1, NULL, 0, count_cb);
-    if (rc == SPIKE_PENDING) pending++;
-    else if (rc == SPIKE_OK) now++;
-    else refused++;
+    if (rc == SPIKE_PENDING)
+      pending++;
+    else if (rc == SPIKE_OK)
+      now++;
+    else
+      refused++;
   }
   CHECK_EQ(now, 3);
   CHECK_EQ(refused, N - 3);
@@ -49,9 +52,11 @@ static void once_per_pending(void) {
   wait_count(p, &pay_calls, 1);
   CHECK_EQ(pay.status, SPIKE_OK);
   /* nothing else runs, however often we drain */
-  for (int k = 0; k < 20; k++) spike_producer_drain(p);
+  for (int k = 0; k < 20; k++)
+    spike_producer_drain(p);
   CHECK_EQ(pay_calls, 1);
-  for (int i = 0; i < N; i++) CHECK_EQ(calls[i], 0);
+  for (int i = 0; i < N; i++)
+    CHECK_EQ(calls[i], 0);
   CHECK_EQ(pending, 0);
   CHECK_EQ(spike_producer_inflight(p), 0);
   CHECK_EQ(spike_producer_close(p), SPIKE_OK);
@@ -219,9 +224,9 @@ static void calls_inside(spike_op *op) {
   /* a submission through another producer this thread owns, and through
    * this one */
   in->other_op.data = in;
-  CHECK_EQ(spike_reserve(in->other, &in->other_op, 1, 500 + (uint64_t)in->ran, 1, NULL, 0,
-                         other_cb),
-           SPIKE_PENDING);
+  CHECK_EQ(
+      spike_reserve(in->other, &in->other_op, 1, 500 + (uint64_t)in->ran, 1, NULL, 0, other_cb),
+      SPIKE_PENDING);
   in->depth--;
 }
 
@@ -237,8 +242,7 @@ static void what_a_callback_may_call(void) {
   for (int round = 1; round <= 3; round++) {
     spike_op op;
     op.data = &in;
-    CHECK_EQ(spike_reserve(in.p, &op, 1, (uint64_t)round, 1, NULL, 0, calls_inside),
-             SPIKE_PENDING);
+    CHECK_EQ(spike_reserve(in.p, &op, 1, (uint64_t)round, 1, NULL, 0, calls_inside), SPIKE_PENDING);
     while (in.ran < round) {
       struct pollfd pfd = {spike_producer_fd(in.p), POLLIN, 0};
       poll(&pfd, 1, 100);
@@ -356,8 +360,7 @@ static void run_waves(int edge) {
   for (int k = 0; k < WAVES; k++) {
     for (int i = 0; i < PER; i++) {
       ops[i].data = &w;
-      CHECK_EQ(spike_reserve(w.p, &ops[i], 1, 1000000 + (uint64_t)submitted++, 1, NULL, 0,
-                             wave_cb),
+      CHECK_EQ(spike_reserve(w.p, &ops[i], 1, 1000000 + (uint64_t)submitted++, 1, NULL, 0, wave_cb),
                SPIKE_PENDING);
     }
     /* One drain per readiness, no extra drains: a lost wake-up shows as a

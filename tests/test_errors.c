@@ -34,7 +34,8 @@ static void codes_and_http(void) {
   };
   size_t n = sizeof(codes) / sizeof(codes[0]);
   for (size_t i = 0; i < n; i++)
-    for (size_t j = i + 1; j < n; j++) CHECK(codes[i] != codes[j]);
+    for (size_t j = i + 1; j < n; j++)
+      CHECK(codes[i] != codes[j]);
 }
 
 static int has(const char *text, const char *part) {
@@ -50,7 +51,7 @@ static void busy_full_distinct(void) {
   small_config(&cfg, "err-bounds");
   cfg.ring_size = 4;
   cfg.max_buyers = 16; /* 12 usable */
-  cfg.max_keys = 4;   /* 3 usable */
+  cfg.max_keys = 4;    /* 3 usable */
   cfg.max_events = 2;
   cfg.max_producers = 2;
   spike_engine *e = open_engine(&cfg);
@@ -80,8 +81,7 @@ static void busy_full_distinct(void) {
   int n = 0;
   for (int i = 0; i < 4; i++) {
     ops[i].data = &n;
-    CHECK_EQ(spike_reserve(p, &ops[i], 1, 100 + (uint64_t)i, 1, NULL, 0, count_cb),
-             SPIKE_PENDING);
+    CHECK_EQ(spike_reserve(p, &ops[i], 1, 100 + (uint64_t)i, 1, NULL, 0, count_cb), SPIKE_PENDING);
   }
   CHECK_EQ(spike_reserve(p, &ops[4], 1, 200, 1, NULL, 0, count_cb), SPIKE_EBUSY);
   CHECK_EQ(spike_producer_error(p, why, sizeof(why)), SPIKE_EBUSY);
@@ -238,7 +238,8 @@ static void stats_carry_their_size(void) {
   spike_stats_get_size(e, &buf.st, part);
   CHECK_EQ(buf.st.size, part);
   const unsigned char *b = (const unsigned char *)&buf.st;
-  for (size_t i = part; i < sizeof(buf); i++) CHECK_EQ(b[i], 0x5a);
+  for (size_t i = part; i < sizeof(buf); i++)
+    CHECK_EQ(b[i], 0x5a);
   spike_stats st;
   spike_stats_get(e, &st);
   CHECK_EQ(st.size, sizeof(st));
@@ -340,6 +341,5 @@ TEST_LIST({"codes_and_http", codes_and_http, 0}, {"busy_full_distinct", busy_ful
           {"reservations_full", reservations_full, 0},
           {"locked_by_another_owner", locked_by_another_owner, 0},
           {"config_carries_its_size", config_carries_its_size, 0},
-          {"stats_carry_their_size", stats_carry_their_size, 0},
-          {"log_callback", log_callback, 0},
+          {"stats_carry_their_size", stats_carry_their_size, 0}, {"log_callback", log_callback, 0},
           {"log_default_json_on_stderr", log_default_json_on_stderr, 0})
