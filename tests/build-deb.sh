@@ -23,21 +23,8 @@ fi
 trap 'exit 1' INT TERM
 version=$(sed -n 's/^#define SPIKE_VERSION_STRING "\(.*\)"/\1/p' include/spike.h)
 src=$out/spike-$version
-passed=0
-failed=0
-
-check() {
-  name=$1
-  shift
-  if "$@" >"$out/log" 2>&1; then
-    passed=$((passed + 1))
-    echo "ok $name"
-  else
-    failed=$((failed + 1))
-    echo "FAIL $name"
-    sed 's/^/    /' "$out/log" | tail -n 40
-  fi
-}
+log=$out/log
+. tests/check.sh
 
 copy_tree() {
   rm -rf "$src" && mkdir -p "$src" &&
@@ -94,5 +81,4 @@ check "libspike1: the soname; libspike-dev: headers, .a, .pc" contents
 check "examples/epoll built against the unpacked packages, run" use_dev
 [ -n "$keep" ] && ls "$out"/*.deb
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

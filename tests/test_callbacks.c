@@ -23,10 +23,7 @@ static void once_per_pending(void) {
   small_config(&cfg, "cb-once");
   cfg.ack = SPIKE_ACK_MEMORY;
   spike_engine *e = open_engine(&cfg);
-  spike_producer *p;
-  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
-  spike_event_spec s = spec_default(1, 3);
-  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  spike_producer *p = producer_with_event(e, 1, 3, 1);
   enum { N = 8 };
   static spike_op ops[N];
   static int calls[N];
@@ -89,10 +86,7 @@ static void op_resubmitted_from_its_callback(void) {
   spike_config cfg;
   small_config(&cfg, "cb-reuse");
   spike_engine *e = open_engine(&cfg);
-  spike_producer *p;
-  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
-  spike_event_spec s = spec_default(1, 1000);
-  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  spike_producer *p = producer_with_event(e, 1, 1000, 1);
   chain c = {.p = p, .left = 200, .user = 1, .last_drain = -1};
   spike_op op;
   op.data = &c;
@@ -128,11 +122,7 @@ static void op_freed_in_its_callback(void) {
   spike_config cfg;
   small_config(&cfg, "cb-free");
   spike_engine *e = open_engine(&cfg);
-  spike_producer *p;
-  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
-  spike_event_spec s = spec_default(1, 1000);
-  s.per_user_limit = 1000;
-  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  spike_producer *p = producer_with_event(e, 1, 1000, 1000);
   enum { N = 300 };
   for (int i = 0; i < N; i++) {
     spike_op *op = malloc(sizeof(*op));
@@ -159,8 +149,7 @@ static void op_freed_in_its_callback(void) {
   small_config(&cfg, "cb-free-mem");
   cfg.ack = SPIKE_ACK_MEMORY;
   e = open_engine(&cfg);
-  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
-  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  p = producer_with_event(e, 1, 1000, 1000);
   int now = 0;
   for (int i = 0; i < 100; i++) {
     spike_op *op = malloc(sizeof(*op));

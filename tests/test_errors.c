@@ -126,10 +126,7 @@ static void reservations_full(void) {
   small_config(&cfg, "err-armed");
   cfg.max_reserved = 2;
   spike_engine *e = open_engine(&cfg);
-  spike_producer *p;
-  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
-  spike_event_spec s = spec_default(1, 100);
-  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  spike_producer *p = producer_with_event(e, 1, 100, 1);
   spike_op op;
   CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 1, 1, 1, NULL, 0, count_cb)), SPIKE_OK);
   uint64_t first = op.r.order.id;

@@ -25,21 +25,8 @@ trap 'rm -rf "$tmp"' EXIT
 trap 'exit 1' INT TERM
 root=$tmp/root
 CFLAGS_CLASH="-std=gnu11 -Wall -Wextra -Wpedantic -Werror -g"
-passed=0
-failed=0
-
-check() {
-  name=$1
-  shift
-  if "$@" >"$tmp/log" 2>&1; then
-    passed=$((passed + 1))
-    echo "ok $name"
-  else
-    failed=$((failed + 1))
-    echo "FAIL $name"
-    sed 's/^/    /' "$tmp/log" | tail -n 30
-  fi
-}
+log=$tmp/log
+. tests/check.sh
 
 # A fresh make: the one running tests/run.sh, if any, keeps its jobserver.
 mk() { env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make --no-print-directory -s "$@"; }
@@ -172,5 +159,4 @@ check "examples/epoll (static libspike.a)" run_example ex-static/epoll epoll-sta
 check "docs/embedding.md's libuv and epoll programs" doc_programs
 check "make uninstall leaves nothing" uninstall_all
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary
