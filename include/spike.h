@@ -112,7 +112,7 @@ extern "C" {
   XX(ESTORAGE, 50001, 500, "storage error")                                    \
   XX(EINTERNAL, 50002, 500, "internal error")                                  \
   XX(EMISUSE, 50003, 500, "the library was called the wrong way")              \
-  XX(EBUSY, 50005, 503, "overloaded")                                         \
+  XX(EBUSY, 50005, 503, "overloaded")                                          \
   XX(EFULL, 50006, 507, "a table is full")                                     \
   XX(ELOCKED, 50007, 503, "the data directory is in use")
 
@@ -131,7 +131,7 @@ SPIKE_EXTERN const char *spike_strerror(int status);
 SPIKE_EXTERN int spike_code(int status);
 /* The contract's HTTP status: 200 for SPIKE_OK, 409 for SPIKE_ESOLDOUT. */
 SPIKE_EXTERN int spike_http_status(int status);
-/* The library's version string, e.g. "0.1.0". */
+/* The library's version string, e.g. "0.2.0" (not the ABI version). */
 SPIKE_EXTERN const char *spike_version(void);
 
 /* -------------------------------------------------------------------------
@@ -157,8 +157,8 @@ typedef struct spike_log_kv {
 /*
  * A log sink. Called with every line at or above spike_config.log_level, on
  * whichever thread logs: the writer thread, a producer's thread, or the one
- * in spike_open(); so it must be thread-safe. module is "engine",
- * "writer" or "recover"; msg, kv and the strings they point to live only
+ * in spike_open(); so it must be thread-safe. module is "engine" or
+ * "writer"; msg, kv and the strings they point to live only
  * for the call. It must not call back into the engine (spike_strerror and
  * the other pure functions excepted) and should not block: the writer waits
  * for it.
