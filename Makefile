@@ -1,46 +1,80 @@
 # spike -- one plain Makefile.
 #
-#   make run      build and start spiked on 127.0.0.1:8080 with ./data and a demo event
-#   make test     build everything (release, ASan+UBSan, TSan) and run every test
-#   make bench    micro and end-to-end engine benchmarks (not tests)
-#   make deps     install the Debian packages this needs (run by test and run)
-#   make install  libspike.a, libspike.so, spike.h and spike.pc under PREFIX
+#   make run        build and start spiked on 127.0.0.1:8080 with ./data and a demo event
+#   make test       build everything (release, ASan+UBSan, TSan) and run every test
+#                   (make check is the same)
+#   make bench      micro and end-to-end engine benchmarks (not tests)
+#   make deps       install the Debian packages this needs (the only target that
+#                   installs; test and run call it only when something is missing)
+#   make install    libspike (.so, .a), spike.h, spike_uv.h, spike.pc, spike-uv.pc
+#   make uninstall  remove what install put there (same PREFIX, LIBDIR, DESTDIR)
+#   make deb        Debian binary packages from packaging/debian (docs/embedding.md)
 #
 # Build outputs go under build/<variant>/: rel (-O2), asan (ASan+UBSan), tsan.
+# What a packager or CI sets, all optional:
+#   CC CPPFLAGS CFLAGS LDFLAGS   honoured everywhere; CFLAGS come after the defaults
+#   V=1                          print every command
+#   WERROR=1                     warnings are errors (make test sets it)
+#   PREFIX DESTDIR LIBDIR INCLUDEDIR PKGCONFIGDIR   where install puts things
+#   LLHTTP_DIR LLHTTP_INCLUDE    llhttp's C sources and header (Debian: node-llhttp)
 
 CC      ?= cc
 PREFIX  ?= /usr/local
 DESTDIR ?=
+# Multiarch: /usr/local/lib/x86_64-linux-gnu on Debian (in ld.so's and
+# pkg-config's default paths); plain $(PREFIX)/lib where the compiler has no
+# multiarch triplet.
+MULTIARCH    := $(shell $(CC) -print-multiarch 2>/dev/null)
+LIBDIR       ?= $(PREFIX)/lib$(if $(MULTIARCH),/$(MULTIARCH))
+INCLUDEDIR   ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+WERROR  ?= 0
+V       ?= 0
+Q       := $(if $(filter 1,$(V)),,@)
+# say WHAT FILE: a short progress line, unless V=1 prints the commands.
+say      = $(if $(filter 1,$(V)),@:,@echo "  $(1)	$(2)")
 
 PKGS      := lmdb libuv msgpack libxxhash libjwt
+# libspike itself needs only these (spike.pc's Requires.private).
+LIB_PKGS  := lmdb msgpack libxxhash
 DEB_LIBS  := liblmdb-dev libuv1-dev node-llhttp libmsgpack-dev libxxhash-dev libjsmn-dev libjwt-dev pkg-config
 # libclang-rt-dev: clang's sanitizer and libFuzzer runtimes, only a
 # Recommends of clang, so --no-install-recommends leaves it out. curl:
-# tests/test_api_doc.sh and the lines `make run` prints.
-DEB_TOOLS := valgrind clang libclang-rt-dev curl
+# tests/test_api_doc.sh and the lines `make run` prints. abigail-tools:
+# abidiff, the ABI check in make test. debhelper: make deb.
+DEB_TOOLS := valgrind clang libclang-rt-dev curl abigail-tools
+DEB_PACK  := debhelper dpkg-dev
 DEB_BENCH := wrk nginx-light
-LLHTTP_DIR     := /usr/share/llhttp
-LLHTTP_INCLUDE := /usr/share/include/llhttp
+LLHTTP_DIR     ?= /usr/share/llhttp
+LLHTTP_INCLUDE ?= /usr/share/include/llhttp
+
+SPIKE_VERSION := $(shell sed -n 's/^\#define SPIKE_VERSION_STRING "\(.*\)"/\1/p' include/spike.h)
+SPIKE_ABI     := $(shell sed -n 's/^\#define SPIKE_ABI_VERSION \([0-9]*\).*/\1/p' include/spike.h)
+SONAME        := libspike.so.$(SPIKE_ABI)
 
 # Evaluated lazily: `make deps` may have just installed pkg-config's files.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+LIB_LIBS   = $(shell pkg-config --libs $(LIB_PKGS) 2>/dev/null) -lpthread
 
-WARN     := -std=gnu11 -Wall -Wextra -Wpedantic -Werror
+WARN     := -std=gnu11 -Wall -Wextra -Wpedantic $(if $(filter 1,$(WERROR)),-Werror)
 # Each folder sees only the headers of the layers below it, so a wrong arrow
 # fails to compile: net -> spike.h -> engine -> store, common beside all.
 INC_common   := -iquote include -iquote common
 INC_store    := -iquote include -iquote store
 INC_engine   := -iquote include -iquote common -iquote engine -iquote store
 INC_net      := -iquote include -iquote common -iquote net -I$(LLHTTP_INCLUDE)
-INC_examples := -iquote include -iquote net
+INC_examples := -iquote include
 INC_bench    := -iquote include -iquote bench -I$(LLHTTP_INCLUDE)
 INC_tests    := -iquote include -iquote common -iquote engine -iquote store -iquote net \
                 -iquote bench -iquote tests -I$(LLHTTP_INCLUDE)
 INCLUDES     := $(INC_tests)
 # bench/micro measures the engine from inside.
 inc_for = $(if $(filter bench/micro/%,$(1)),$(INC_tests),$(INC_$(firstword $(subst /, ,$(1)))))
-BASE_CFLAGS = $(WARN) -g -fno-omit-frame-pointer -fPIC $(PKG_CFLAGS) $(CFLAGS)
+# The order: the caller's CPPFLAGS, the defaults, the variant's, then the
+# caller's CFLAGS, which so have the last word (-O, -g, hardening).
+BASE_CFLAGS = $(WARN) -g -fno-omit-frame-pointer -fPIC $(PKG_CFLAGS)
+compile     = $(CC) $(CPPFLAGS) $(BASE_CFLAGS) $(1) $(CFLAGS)
 
 OPT_rel  := -O2
 OPT_asan := -O1 -fsanitize=address,undefined -fno-sanitize-recover=all
@@ -58,15 +92,19 @@ FUZZERS    := fuzz_body fuzz_record fuzz_route
 BENCH_SRC  := bench/spikebench.c bench/hist.c bench/plot.c
 TEST_UNITS := test_ring test_slab test_limit test_ids test_wheel test_codec test_order test_misuse \
               test_memory_ack test_clock test_migrate test_powerloss test_sim test_races \
-              test_body test_engine test_lifecycle test_stress test_crash test_http test_spikebench
-EXAMPLES   := embed
+              test_body test_engine test_lifecycle test_stress test_crash test_http test_spikebench \
+              test_callbacks test_errors
+EXAMPLES   := embed epoll
 MICRO      := bench_ring bench_reserve bench_writer bench_lifecycle
 
-.PHONY: all deps bench-deps test check run bench bench-http install clean format powerloss \
-        soak-crash soak sim diskfull
+.PHONY: all lib deps deps-check deb-deps bench-deps test test-run check run bench bench-http install \
+        uninstall deb clean format powerloss soak-crash soak sim diskfull abi-check abi-dump
 
 all: build/rel/libspike.a build/rel/dist/libspike.a build/rel/libspike.so build/rel/spiked build/rel/spikebench \
      $(addprefix build/rel/examples/,$(EXAMPLES))
+
+# What make install needs, and no more (packaging/debian builds this).
+lib: build/rel/dist/libspike.a build/rel/libspike.so
 
 # ---- dependencies -----------------------------------------------------------
 
@@ -75,15 +113,27 @@ APT   = DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-r
 
 # A package counts as present only when dpkg says it is installed: clang on
 # its own, without its runtimes, cannot link the fuzzers.
-deps:
-	@missing=""; \
-	for p in $(DEB_LIBS) $(DEB_TOOLS); do \
+missing_debs = for p in $(1); do \
 	  [ "$$(dpkg-query -W -f='$${db:Status-Status}' $$p 2>/dev/null)" = installed ] || \
-	    missing="$$missing $$p"; \
-	done; \
+	    printf ' %s' $$p; \
+	done
+
+# install_missing LABEL,PACKAGES: apt-get install those not installed.
+install_missing = missing="$$($(call missing_debs,$(2)))"; \
 	if [ -n "$$missing" ]; then \
-	  echo "deps: installing$$missing"; \
+	  echo "$(1): installing$$missing"; \
 	  $(APT) $$missing || { $(SUDO) apt-get update && $(APT) $$missing; }; \
+	fi
+
+deps:
+	@$(call install_missing,deps,$(DEB_LIBS) $(DEB_TOOLS))
+
+# test and run: apt only when something is missing, and saying what.
+deps-check:
+	@missing="$$($(call missing_debs,$(DEB_LIBS) $(DEB_TOOLS)))"; \
+	if [ -n "$$missing" ]; then \
+	  echo "missing Debian packages:$$missing; installing them with make deps"; \
+	  $(MAKE) --no-print-directory deps; \
 	fi
 
 bench-deps: deps
@@ -95,13 +145,13 @@ bench-deps: deps
 define variant
 build/$(1)/%.o: %.c
 	@mkdir -p $$(@D)
-	@echo "  CC    $(1)/$$<"
-	@$$(CC) $$(BASE_CFLAGS) $$(call inc_for,$$<) $$(OPT_$(1)) -MMD -MP -c $$< -o $$@
+	$$(call say,CC,$(1)/$$<)
+	$(Q)$$(call compile,$$(call inc_for,$$<) $$(OPT_$(1))) -MMD -MP -c $$< -o $$@
 
 build/$(1)/llhttp/%.o: $(LLHTTP_DIR)/%.c
 	@mkdir -p $$(@D)
-	@echo "  CC    $(1)/llhttp/$$(<F)"
-	@$$(CC) -std=gnu11 -g -fPIC -w -I$(LLHTTP_INCLUDE) $$(OPT_$(1)) -c $$< -o $$@
+	$$(call say,CC,$(1)/llhttp/$$(<F))
+	$(Q)$$(CC) $$(CPPFLAGS) -std=gnu11 -g -fPIC -w -I$(LLHTTP_INCLUDE) $$(OPT_$(1)) $$(CFLAGS) -c $$< -o $$@
 
 # libspike's own objects export only what spike.h marks SPIKE_EXTERN.
 $(patsubst %.c,build/$(1)/%.o,$(LIB_SRC)): BASE_CFLAGS += -fvisibility=hidden
@@ -110,39 +160,39 @@ $(patsubst %.c,build/$(1)/%.o,$(LIB_SRC)): BASE_CFLAGS += -fvisibility=hidden
 # tests and the micro-benchmarks, which call the modules directly.
 build/$(1)/libspike.a: $(patsubst %.c,build/$(1)/%.o,$(LIB_SRC))
 	@rm -f $$@
-	@echo "  AR    $$@"
-	@ar rcs $$@ $$^
+	$$(call say,AR,$$@)
+	$(Q)$$(AR) rcs $$@ $$^
 
 build/$(1)/libspiked.a: $(patsubst %.c,build/$(1)/%.o,$(NET_SRC)) $(addprefix build/$(1)/llhttp/,$(LLHTTP_SRC:.c=.o))
 	@rm -f $$@
-	@echo "  AR    $$@"
-	@ar rcs $$@ $$^
+	$$(call say,AR,$$@)
+	$(Q)$$(AR) rcs $$@ $$^
 
 build/$(1)/tests/%: build/$(1)/tests/%.o build/$(1)/tests/test.o build/$(1)/tests/http_client.o \
                     build/$(1)/libspiked.a build/$(1)/libspike.a
-	@echo "  LD    $$@"
-	@$$(CC) $$(LD_$(1)) -o $$@ $$^ $$(PKG_LIBS)
+	$$(call say,LD,$$@)
+	$(Q)$$(CC) $$(LD_$(1)) $$(LDFLAGS) -o $$@ $$^ $$(PKG_LIBS)
 
 build/$(1)/spiked: build/$(1)/net/main.o build/$(1)/libspiked.a build/$(1)/libspike.a
-	@echo "  LD    $$@"
-	@$$(CC) $$(LD_$(1)) -o $$@ $$^ $$(PKG_LIBS)
+	$$(call say,LD,$$@)
+	$(Q)$$(CC) $$(LD_$(1)) $$(LDFLAGS) -o $$@ $$^ $$(PKG_LIBS)
 
 build/$(1)/spikebench: $(patsubst %.c,build/$(1)/%.o,$(BENCH_SRC)) build/$(1)/libspiked.a build/$(1)/libspike.a
-	@echo "  LD    $$@"
-	@$$(CC) $$(LD_$(1)) -o $$@ $$^ $$(PKG_LIBS)
+	$$(call say,LD,$$@)
+	$(Q)$$(CC) $$(LD_$(1)) $$(LDFLAGS) -o $$@ $$^ $$(PKG_LIBS)
 
 build/$(1)/tests/test_hist: build/$(1)/bench/hist.o build/$(1)/bench/plot.o
 build/$(1)/tests/stall_server: build/$(1)/tests/stall_server.o
-	@echo "  LD    $$@"
-	@$$(CC) $$(LD_$(1)) -o $$@ $$^ $$(PKG_LIBS)
+	$$(call say,LD,$$@)
+	$(Q)$$(CC) $$(LD_$(1)) $$(LDFLAGS) -o $$@ $$^ $$(PKG_LIBS)
 
-build/$(1)/examples/%: build/$(1)/examples/%.o build/$(1)/net/spike_uv.o build/$(1)/libspike.a
-	@echo "  LD    $$@"
-	@$$(CC) $$(LD_$(1)) -o $$@ $$^ $$(PKG_LIBS)
+build/$(1)/examples/%: build/$(1)/examples/%.o build/$(1)/libspike.a
+	$$(call say,LD,$$@)
+	$(Q)$$(CC) $$(LD_$(1)) $$(LDFLAGS) -o $$@ $$^ $$(PKG_LIBS)
 
 build/$(1)/bench/micro/%: build/$(1)/bench/micro/%.o build/$(1)/libspike.a
-	@echo "  LD    $$@"
-	@$$(CC) $$(LD_$(1)) -o $$@ $$^ $$(PKG_LIBS)
+	$$(call say,LD,$$@)
+	$(Q)$$(CC) $$(LD_$(1)) $$(LDFLAGS) -o $$@ $$^ $$(PKG_LIBS)
 endef
 $(foreach v,rel asan tsan,$(eval $(call variant,$(v))))
 
@@ -152,24 +202,24 @@ $(foreach v,rel asan tsan,$(eval $(call variant,$(v))))
 FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 build/fuzz/llhttp/%.o: $(LLHTTP_DIR)/%.c
 	@mkdir -p $(@D)
-	@clang -g -O1 -w -fsanitize=address,undefined -I$(LLHTTP_INCLUDE) -c $< -o $@
+	$(Q)clang -g -O1 -w -fsanitize=address,undefined -I$(LLHTTP_INCLUDE) -c $< -o $@
 
 build/fuzz/%: tests/%.c $(NET_SRC) $(LIB_SRC) $(addprefix build/fuzz/llhttp/,$(LLHTTP_SRC:.c=.o))
 	@mkdir -p $(@D)
-	@echo "  FUZZ  $@"
-	@clang $(WARN) -g -O1 $(INCLUDES) $(PKG_CFLAGS) $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS)
+	$(call say,FUZZ,$@)
+	$(Q)clang $(CPPFLAGS) $(WARN) -g -O1 $(INCLUDES) $(PKG_CFLAGS) $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS)
 
 # The LD_PRELOAD shim test_crash's power-loss run is under.
 build/rel/tests/libpowerloss.so: tests/powerloss.c
 	@mkdir -p $(@D)
-	@echo "  SO    $@"
-	@$(CC) $(WARN) -g -O2 -shared -fPIC -o $@ $< -ldl -lpthread
+	$(call say,SO,$@)
+	$(Q)$(CC) $(CPPFLAGS) $(WARN) -g -O2 -shared -fPIC $(CFLAGS) $(LDFLAGS) -o $@ $< -ldl -lpthread
 
 # The LD_PRELOAD fault injector test_fault runs under.
 build/rel/tests/libfault.so: tests/fault.c
 	@mkdir -p $(@D)
-	@echo "  SO    $@"
-	@$(CC) $(WARN) -g -O2 -shared -fPIC -o $@ $< -ldl
+	$(call say,SO,$@)
+	$(Q)$(CC) $(CPPFLAGS) $(WARN) -g -O2 -shared -fPIC $(CFLAGS) $(LDFLAGS) -o $@ $< -ldl
 
 # The LD_PRELOAD allocation-failure injector test_failalloc runs under.
 build/rel/tests/libfailalloc.so: tests/failalloc.c
@@ -178,18 +228,19 @@ build/rel/tests/libfailalloc.so: tests/failalloc.c
 	@$(CC) $(WARN) -g -O2 -shared -fPIC -o $@ $< -ldl
 
 build/rel/libspike.so: $(patsubst %.c,build/rel/%.o,$(LIB_SRC))
-	$(CC) -shared -Wl,-soname,libspike.so.0 -o $@ $^ $(PKG_LIBS)
+	$(call say,SO,$@)
+	$(Q)$(CC) -shared -Wl,-soname,$(SONAME) $(LDFLAGS) -o $@ $^ $(LIB_LIBS)
 
 # The archive `make install` installs: the library linked into one object
 # whose hidden symbols are made local, so that a program linking it
 # statically sees only spike_* and cannot collide with a module's name.
 build/rel/dist/libspike.a: $(patsubst %.c,build/rel/%.o,$(LIB_SRC))
 	@mkdir -p $(@D)
-	@echo "  AR    $@"
-	@$(LD) -r -o $(@D)/libspike.o $^
-	@objcopy --localize-hidden $(@D)/libspike.o
+	$(call say,AR,$@)
+	$(Q)$(LD) -r -o $(@D)/libspike.o $^
+	$(Q)objcopy --localize-hidden $(@D)/libspike.o
 	@rm -f $@
-	@ar rcs $@ $(@D)/libspike.o
+	$(Q)$(AR) rcs $@ $(@D)/libspike.o
 
 # ---- tests ------------------------------------------------------------------
 
@@ -202,21 +253,31 @@ TEST_BINS := $(foreach v,rel asan tsan,$(addprefix build/$(v)/tests/,$(TEST_UNIT
              build/rel/tests/test_failalloc build/rel/tests/libfailalloc.so \
              build/rel/tests/libpowerloss.so
 
-test: deps
-	@$(MAKE) --no-print-directory check
+# make test: dependencies (apt only for what is missing), then everything
+# built with -Werror and every suite run. make check is the same.
+test: deps-check
+	@$(MAKE) --no-print-directory WERROR=1 test-run
 
-check: $(TEST_BINS) build/rel/libspike.so build/rel/dist/libspike.a
+check: test
+
+test-run: $(TEST_BINS) build/rel/libspike.so build/rel/dist/libspike.a
 	@tests/run.sh
 
-# `make test` as the README promises it, on a fresh Debian 12 minbase root
-# made with debootstrap: root, the network and ten minutes; not in `test`.
-.PHONY: test-fresh
-test-fresh:
-	@tests/fresh-debian.sh
+# The ABI of libspike.so against the committed baseline (abi/, see
+# docs/embedding.md "ABI policy"): any change but an added function fails.
+# Types that spike.h does not define (the engine's insides) are left out.
+ABI_BASELINE := abi/$(SONAME).abi
+ABI_FLAGS    := --headers-dir include --drop-private-types
+abi-check: build/rel/libspike.so
+	abidiff --no-added-syms --headers-dir2 include --drop-private-types \
+	  $(ABI_BASELINE) build/rel/libspike.so
 
-# The long forms of the fault tests (issue 11; docs/reliability.md).
-powerloss: build/rel/tests/test_powerloss build/rel/tests/libpowerloss.so
-	SPIKE_POWERLOSS_LONG=1 LD_PRELOAD=build/rel/tests/libpowerloss.so build/rel/tests/test_powerloss
+# Write the baseline: when SPIKE_ABI_VERSION moves, or on a release that
+# added functions; never to make abi-check pass.
+abi-dump: build/rel/libspike.so
+	@mkdir -p abi
+	abidw $(ABI_FLAGS) --no-corpus-path --no-comp-dir-path --out-file $(ABI_BASELINE) \
+	  build/rel/libspike.so
 
 # A thousand fills of a real tmpfs by the store, each freed again (make
 # test runs two); needs root or CAP_SYS_ADMIN to mount, else it says skip.
@@ -228,13 +289,13 @@ diskfull: build/rel/tests/test_fault build/rel/tests/libfault.so
 sim: build/rel/tests/test_sim
 	SPIKE_SIM_SEEDS=10000 SPIKE_TEST_TIMEOUT_S=14400 build/rel/tests/test_sim
 
-# 1,000 kill -9s per case (durable reserves; pays, cancels and expiries;
-# ack=memory), then 1,000 power cuts: about an hour on two cores.
 # An hour of spiked at half its peak with a realistic mix, watched from
 # outside: RSS, fds, p99 per second (bench/soak.sh; DURATION=seconds).
 soak: build/rel/spiked build/rel/spikebench
 	bench/soak.sh $(SOAK_OUT)
 
+# 1,000 kill -9s per case (durable reserves; pays, cancels and expiries;
+# ack=memory), then 1,000 power cuts: about an hour on two cores.
 soak-crash: build/rel/tests/test_crash build/rel/tests/libpowerloss.so
 	SPIKE_CRASH_CYCLES=1000 SPIKE_TEST_TIMEOUT_S=14400 build/rel/tests/test_crash
 	SPIKE_CRASH_CYCLES=1000 SPIKE_TEST_TIMEOUT_S=14400 SPIKE_POWERLOSS=1 \
@@ -242,7 +303,7 @@ soak-crash: build/rel/tests/test_crash build/rel/tests/libpowerloss.so
 
 # ---- run, bench, install ----------------------------------------------------
 
-run: deps
+run: deps-check
 	@$(MAKE) --no-print-directory build/rel/spiked
 	@echo
 	@echo "spiked on 127.0.0.1:8080 with ./data and a demo event (id 1). Try:"
@@ -260,14 +321,33 @@ bench-http: bench-deps
 	@$(MAKE) --no-print-directory build/rel/spiked
 	@bench/http.sh
 
-install: build/rel/dist/libspike.a build/rel/libspike.so
-	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 644 build/rel/dist/libspike.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 build/rel/libspike.so $(DESTDIR)$(PREFIX)/lib/libspike.so.0
-	ln -sf libspike.so.0 $(DESTDIR)$(PREFIX)/lib/libspike.so
-	install -m 644 include/spike.h $(DESTDIR)$(PREFIX)/include/
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/.*SPIKE_VERSION_STRING "\(.*\)"/\1/p' include/spike.h)|' \
-	  spike.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/spike.pc
+pc_subst = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	  -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(SPIKE_VERSION)|'
+
+install: lib
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 build/rel/dist/libspike.a $(DESTDIR)$(LIBDIR)/
+	install -m 644 build/rel/libspike.so $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libspike.so
+	install -m 644 include/spike.h include/spike_uv.h $(DESTDIR)$(INCLUDEDIR)/
+	$(pc_subst) spike.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/spike.pc
+	$(pc_subst) spike-uv.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/spike-uv.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libspike.a $(DESTDIR)$(LIBDIR)/$(SONAME) \
+	  $(DESTDIR)$(LIBDIR)/libspike.so $(DESTDIR)$(INCLUDEDIR)/spike.h \
+	  $(DESTDIR)$(INCLUDEDIR)/spike_uv.h $(DESTDIR)$(PKGCONFIGDIR)/spike.pc \
+	  $(DESTDIR)$(PKGCONFIGDIR)/spike-uv.pc
+
+# Debian packages libspike$(SPIKE_ABI) and libspike-dev, built by
+# dpkg-buildpackage from a copy of the tracked tree with packaging/debian as
+# debian/, checked, and left in build/deb/ (about a minute; not in make
+# test). deb-deps installs debhelper and dpkg-dev.
+deb: deb-deps
+	@tests/build-deb.sh build/deb
+
+deb-deps: deps
+	@$(call install_missing,deb-deps,$(DEB_PACK))
 
 format:
 	clang-format -i include/*.h common/*.[ch] engine/*.[ch] store/*.[ch] net/*.[ch] tests/*.[ch] bench/*.[ch] bench/micro/*.c examples/*.c 2>/dev/null || true
@@ -276,3 +356,7 @@ clean:
 	rm -rf build
 
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+# make print-LIBDIR: a variable's value, for scripts (tests/test_exports.sh).
+print-%:
+	@echo '$($*)'

@@ -50,17 +50,12 @@ size_t log_escape(char *out, size_t cap, const char *s, size_t n) {
   return j;
 }
 
-void log_line(int level, const char *module, const char *trace, const char *fields,
-              const char *fmt, ...) {
+/* One line: the message (m bytes), then trace, then fields (JSON members,
+ * each with its leading comma) and kv (as string members), cut to fit. */
+static void emit(int level, const char *module, const char *trace, const char *fields,
+                 const spike_log_kv *kv, size_t nkv, const char *msg, size_t m) {
   static const char *const names[] = {"debug", "info", "warn", "error"};
-  if (!log_enabled(level)) return;
-  char msg[LOG_LINE_MAX / 2], line[LOG_LINE_MAX];
-  va_list ap;
-  va_start(ap, fmt);
-  int m = vsnprintf(msg, sizeof(msg), fmt, ap);
-  va_end(ap);
-  if (m < 0) m = 0;
-  if ((size_t)m >= sizeof(msg)) m = sizeof(msg) - 1;
+  char line[LOG_LINE_MAX];
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   struct tm tm;
@@ -73,8 +68,9 @@ void log_line(int level, const char *module, const char *trace, const char *fiel
   size_t len = (size_t)n;
   /* Room is kept for the closing members below: the message is cut first. */
   size_t tail_room = 96 + (trace ? 80 : 0) + (fields ? strlen(fields) : 0);
+  for (size_t i = 0; i < nkv; i++) tail_room += strlen(kv[i].key) + strlen(kv[i].value) + 8;
   if (tail_room > sizeof(line) / 2) tail_room = sizeof(line) / 2;
-  len += log_escape(line + len, sizeof(line) - len - tail_room, msg, (size_t)m);
+  len += log_escape(line + len, sizeof(line) - len - tail_room, msg, m);
   len += (size_t)snprintf(line + len, sizeof(line) - len, "\"");
   if (trace != NULL) {
     len += (size_t)snprintf(line + len, sizeof(line) - len, ",\"traceId\":\"");
@@ -83,8 +79,34 @@ void log_line(int level, const char *module, const char *trace, const char *fiel
   }
   if (fields != NULL && len + strlen(fields) + 3 < sizeof(line))
     len += (size_t)snprintf(line + len, sizeof(line) - len, "%s", fields);
+  for (size_t i = 0; i < nkv && len + 16 < sizeof(line); i++) {
+    len += (size_t)snprintf(line + len, sizeof(line) - len, ",\"");
+    len += log_escape(line + len, sizeof(line) - len - 8, kv[i].key, strlen(kv[i].key));
+    len += (size_t)snprintf(line + len, sizeof(line) - len, "\":\"");
+    len += log_escape(line + len, sizeof(line) - len - 4, kv[i].value, strlen(kv[i].value));
+    len += (size_t)snprintf(line + len, sizeof(line) - len, "\"");
+  }
+  if (len > sizeof(line) - 3) len = sizeof(line) - 3;
   len += (size_t)snprintf(line + len, sizeof(line) - len, "}\n");
   if (len > sizeof(line) - 1) len = sizeof(line) - 1;
   ssize_t w = write(STDERR_FILENO, line, len);
   (void)w;
+}
+
+void log_line(int level, const char *module, const char *trace, const char *fields,
+              const char *fmt, ...) {
+  if (!log_enabled(level)) return;
+  char msg[LOG_LINE_MAX / 2];
+  va_list ap;
+  va_start(ap, fmt);
+  int m = vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  if (m < 0) m = 0;
+  if ((size_t)m >= sizeof(msg)) m = sizeof(msg) - 1;
+  emit(level, module, trace, fields, NULL, 0, msg, (size_t)m);
+}
+
+void log_kv(int level, const char *module, const spike_log_kv *kv, size_t n, const char *msg) {
+  if (!log_enabled(level)) return;
+  emit(level, module, NULL, NULL, kv, n, msg, strlen(msg));
 }

@@ -12,6 +12,8 @@
 
 #include <stddef.h>
 
+#include "spike.h"
+
 #define LOG_LINE_MAX 2048
 
 enum log_level { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
@@ -28,6 +30,13 @@ int log_level_parse(const char *name);
  */
 void log_line(int level, const char *module, const char *trace, const char *fields,
               const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/*
+ * The default sink of an engine with no spike_config.log_cb: the same line
+ * as log_line, with each key-value pair as a string member. msg is taken as
+ * it is (no format).
+ */
+void log_kv(int level, const char *module, const spike_log_kv *kv, size_t n, const char *msg);
 
 /* Append s (n bytes) to out as JSON string content (no quotes); returns
  * the bytes written, never more than cap - 1; out is NUL-terminated. */

@@ -111,6 +111,47 @@ uint64_t engine_mono_ns(void) {
 
 int64_t engine_mono_ms(void) { return (int64_t)(engine_mono_ns() / 1000000u); }
 
+void engine_log(spike_engine *e, int level, const char *module, const spike_log_kv *kv, size_t n,
+                const char *fmt, ...) {
+  if (level < (int)e->cfg.log_level) return;
+  if (e->cfg.log_cb == NULL && !log_enabled(level)) return;
+  char msg[LOG_LINE_MAX / 2];
+  va_list ap;
+  va_start(ap, fmt);
+  int m = vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  if (m < 0) msg[0] = '\0';
+  if (e->cfg.log_cb != NULL)
+    e->cfg.log_cb(e->cfg.log_ctx, (spike_log_level)level, module, msg, kv, n);
+  else
+    log_kv(level, module, kv, n, msg);
+}
+
+void engine_error(spike_engine *e, int status, const char *module, const char *fmt, ...) {
+  char text[sizeof(e->err_text)];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof(text), fmt, ap);
+  va_end(ap);
+  pthread_mutex_lock(&e->err_lock);
+  e->err_status = status;
+  memcpy(e->err_text, text, sizeof(text));
+  pthread_mutex_unlock(&e->err_lock);
+  if (module != NULL) engine_log(e, LOG_ERROR, module, NULL, 0, "%s", text);
+}
+
+static int copy_error(int status, const char *text, char *buf, size_t cap) {
+  if (cap > 0) snprintf(buf, cap, "%s", text);
+  return status;
+}
+
+int spike_engine_error(spike_engine *e, char *buf, size_t cap) {
+  pthread_mutex_lock(&e->err_lock);
+  int status = copy_error(e->err_status, e->err_text, buf, cap);
+  pthread_mutex_unlock(&e->err_lock);
+  return status;
+}
+
 void engine_wake_writer(spike_engine *e) {
   /* seq_cst: the producer's half of the handshake in writer_sleep. The tail
    * was stored seq_cst (ring_publish_sc); this load cannot move above it, so
@@ -122,8 +163,9 @@ void engine_wake_writer(spike_engine *e) {
 
 /* ---- configuration and open ------------------------------------------- */
 
-void spike_config_init(spike_config *cfg) {
+static void config_defaults(spike_config *cfg) {
   memset(cfg, 0, sizeof(*cfg));
+  cfg->size = sizeof(*cfg);
   cfg->data_dir = "./data";
   cfg->map_size_bytes = 1ull << 30;
   cfg->ack = SPIKE_ACK_DURABLE;
@@ -138,6 +180,22 @@ void spike_config_init(spike_config *cfg) {
   cfg->ring_size = 8192;
   cfg->max_feed_waiters = 1024;
   cfg->feed_retain = 0;
+  cfg->log_cb = NULL;
+  cfg->log_ctx = NULL;
+  cfg->log_level = SPIKE_LOG_INFO;
+}
+
+/* The first spike_config of this ABI ended with feed_retain: a smaller
+ * size than that is not a spike_config_init's. */
+#define CONFIG_SIZE_MIN (offsetof(spike_config, feed_retain) + sizeof(uint64_t))
+
+void spike_config_init_size(spike_config *cfg, size_t size) {
+  spike_config d;
+  config_defaults(&d);
+  if (size > sizeof(d)) size = sizeof(d);
+  if (size < CONFIG_SIZE_MIN) return; /* not a spike_config: spike_open refuses it */
+  memcpy(cfg, &d, size);
+  cfg->size = (uint32_t)size;
 }
 
 static _Thread_local char open_err[PATH_MAX + 512];
@@ -153,6 +211,7 @@ const char *spike_open_error(void) { return open_err; }
 static int is_pow2(uint32_t n) { return n >= 2 && (n & (n - 1)) == 0; }
 
 static const char *check_config(const spike_config *c) {
+  if ((unsigned)c->log_level > SPIKE_LOG_ERROR) return "log_level is not a spike_log_level";
   if (c->data_dir == NULL || c->data_dir[0] == '\0') return "data_dir is empty";
   if (strlen(c->data_dir) > PATH_MAX - 32) return "data_dir is too long";
   if (c->map_size_bytes < MAP_SIZE_MIN_BYTES) return "map_size_bytes is below the floor of 1 MiB";
@@ -189,11 +248,47 @@ static int mkdir_p(const char *path) {
   return 0;
 }
 
-/* One engine per data directory, across processes: two would each believe
- * they own the stock. LMDB alone would let both in. The holder writes its
- * pid into the lock file, so a refusal can name it. */
+/* The engines open in this process, by data directory: flock alone cannot
+ * tell a second open here from one in another process. */
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+static spike_engine *open_list;
+
+static void unregister_dir(spike_engine *e) {
+  pthread_mutex_lock(&open_lock);
+  for (spike_engine **pp = &open_list; *pp != NULL; pp = &(*pp)->open_next)
+    if (*pp == e) {
+      *pp = e->open_next;
+      break;
+    }
+  pthread_mutex_unlock(&open_lock);
+}
+
+/* One engine per data directory, in this process and across processes: two
+ * would each believe they own the stock. LMDB alone would let both in. The
+ * lock file holds the owner's pid, for the message a second opener gets. */
 static int lock_dir(spike_engine *e) {
   char path[PATH_MAX];
+  struct stat st;
+  if (stat(e->data_dir, &st) != 0) {
+    snprintf(open_err, sizeof(open_err), "%s: %s", e->data_dir, strerror(errno));
+    return SPIKE_ESTORAGE;
+  }
+  pthread_mutex_lock(&open_lock);
+  for (spike_engine *o = open_list; o != NULL; o = o->open_next)
+    if (o->open_pid == getpid() && o->dir_dev == (uint64_t)st.st_dev &&
+        o->dir_ino == (uint64_t)st.st_ino) {
+      pthread_mutex_unlock(&open_lock);
+      snprintf(open_err, sizeof(open_err),
+               "%s is already open in this process (as %s): one engine per data directory",
+               e->data_dir, o->data_dir);
+      return SPIKE_ELOCKED;
+    }
+  e->dir_dev = (uint64_t)st.st_dev;
+  e->dir_ino = (uint64_t)st.st_ino;
+  e->open_pid = getpid();
+  e->open_next = open_list;
+  open_list = e;
+  pthread_mutex_unlock(&open_lock);
   snprintf(path, sizeof(path), "%s/spike.lock", e->data_dir);
   e->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (e->lock_fd < 0) {
@@ -208,15 +303,12 @@ static int lock_dir(spike_engine *e) {
       buf[n] = '\0';
       pid = strtol(buf, NULL, 10);
     }
-    if (pid == (long)getpid())
-      snprintf(open_err, sizeof(open_err), "%s is in use by this process (pid %ld)", e->data_dir,
-               pid);
-    else if (pid > 0)
+    if (pid > 0)
       snprintf(open_err, sizeof(open_err), "%s is in use by another process (pid %ld)",
                e->data_dir, pid);
     else
       snprintf(open_err, sizeof(open_err), "%s is in use by another process", e->data_dir);
-    return SPIKE_EBUSY;
+    return SPIKE_ELOCKED;
   }
   char pid[24];
   int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
@@ -263,14 +355,33 @@ static void free_engine(spike_engine *e) {
   lim_free(&e->buyers);
   slab_free(&e->slab);
   if (e->lock_fd >= 0) close(e->lock_fd);
+  unregister_dir(e);
   pthread_mutex_destroy(&e->producers_lock);
+  pthread_mutex_destroy(&e->err_lock);
   free(e->data_dir);
   free(e);
 }
 
-int spike_open(spike_engine **out, const spike_config *cfg) {
+int spike_open(spike_engine **out, const spike_config *user_cfg) {
   open_err[0] = '\0';
   *out = NULL;
+  if (user_cfg->size < CONFIG_SIZE_MIN) {
+    snprintf(open_err, sizeof(open_err),
+             "config: size is %u: make the spike_config with spike_config_init()",
+             user_cfg->size);
+    return SPIKE_EMISUSE;
+  }
+  if (user_cfg->size > sizeof(spike_config)) {
+    snprintf(open_err, sizeof(open_err),
+             "config: size %u is from a newer spike.h than this libspike %s knows (%zu)",
+             user_cfg->size, SPIKE_VERSION_STRING, sizeof(spike_config));
+    return SPIKE_EMISUSE;
+  }
+  /* What an older spike.h lacks keeps its default. */
+  spike_config full;
+  config_defaults(&full);
+  memcpy(&full, user_cfg, user_cfg->size);
+  const spike_config *cfg = &full;
   const char *bad = check_config(cfg);
   if (bad != NULL) {
     snprintf(open_err, sizeof(open_err), "config: %s", bad);
@@ -287,6 +398,7 @@ int spike_open(spike_engine **out, const spike_config *cfg) {
   e->armed_max = cfg->max_reserved;
   e->unconfirmed_max = cfg->batch_max;
   pthread_mutex_init(&e->producers_lock, NULL);
+  pthread_mutex_init(&e->err_lock, NULL);
   int status = SPIKE_EINTERNAL;
   e->data_dir = strdup(cfg->data_dir);
   if (e->data_dir == NULL) {
@@ -343,10 +455,14 @@ int spike_open(spike_engine **out, const spike_config *cfg) {
     status = rc == ENOMEM ? SPIKE_EINTERNAL : SPIKE_ESTORAGE;
     goto fail;
   }
-  if (store_migrated(e->st) > 0)
-    log_line(LOG_INFO, "engine", NULL, NULL,
-             "migrated %s to store schema %d: %llu orders rewritten", e->data_dir,
-             STORE_SCHEMA_VERSION, (unsigned long long)store_migrated(e->st));
+  if (store_migrated(e->st) > 0) {
+    char schema[16], orders[24];
+    snprintf(schema, sizeof(schema), "%d", STORE_SCHEMA_VERSION);
+    snprintf(orders, sizeof(orders), "%llu", (unsigned long long)store_migrated(e->st));
+    const spike_log_kv kv[] = {{"dataDir", e->data_dir}, {"schema", schema}, {"orders", orders}};
+    engine_log(e, LOG_INFO, "engine", kv, 3, "migrated %s to store schema %s: %s orders rewritten",
+               e->data_dir, schema, orders);
+  }
   e->w = writer_create(e);
   if (e->w == NULL) {
     snprintf(open_err, sizeof(open_err), "out of memory for the writer");
@@ -384,12 +500,16 @@ fail:
 
 int spike_close(spike_engine *e) {
   pthread_mutex_lock(&e->producers_lock);
+  uint32_t open = 0;
   for (uint32_t i = 0; i < e->cfg.max_producers; i++)
-    if (atomic_load_explicit(&e->producers[i].active, memory_order_relaxed)) {
-      pthread_mutex_unlock(&e->producers_lock);
-      return SPIKE_EBUSY;
-    }
+    open += (uint32_t)atomic_load_explicit(&e->producers[i].active, memory_order_relaxed);
   pthread_mutex_unlock(&e->producers_lock);
+  if (open > 0) {
+    engine_error(e, SPIKE_EBUSY, NULL,
+                 "spike_close: %u producer%s still open: close %s first; nothing was closed", open,
+                 open == 1 ? " is" : "s are", open == 1 ? "it" : "them");
+    return SPIKE_EBUSY;
+  }
   writer_stop(e->w);
   free_engine(e);
   return SPIKE_OK;
@@ -406,10 +526,15 @@ int spike_producer_open(spike_engine *e, spike_producer **out) {
       p = &e->producers[i];
   if (p == NULL) {
     pthread_mutex_unlock(&e->producers_lock);
-    return SPIKE_EBUSY;
+    engine_error(e, SPIKE_EFULL, NULL,
+                 "spike_producer_open: all %u producers are open (max_producers): close one, "
+                 "or raise max_producers (at most %d)",
+                 e->cfg.max_producers, SPIKE_PRODUCERS_MAX);
+    return SPIKE_EFULL;
   }
   if ((p->rtxn = store_txn_new(e->st)) == NULL) {
     pthread_mutex_unlock(&e->producers_lock);
+    engine_error(e, SPIKE_EINTERNAL, NULL, "spike_producer_open: out of memory");
     return SPIKE_EINTERNAL;
   }
   uint64_t stale;
@@ -421,6 +546,9 @@ int spike_producer_open(spike_engine *e, spike_producer **out) {
   if (prev != 0 && ids_ms(prev) + 1 > floor) floor = ids_ms(prev) + 1;
   ids_init(&p->ids, p->idx, floor);
   p->inflight = 0;
+  p->err_status = SPIKE_OK;
+  p->err_detail = NULL;
+  atomic_store_explicit(&p->draining, 0, memory_order_relaxed);
   atomic_store_explicit(&p->owner, 0, memory_order_relaxed);
   /* release: pairs with the writer's acquire of active; the slot's fields
    * are set before the writer may look at its ring. */
@@ -431,6 +559,33 @@ int spike_producer_open(spike_engine *e, spike_producer **out) {
 }
 
 int spike_producer_fd(const spike_producer *p) { return p->efd; }
+
+static const char *call_name(uint8_t type) {
+  static const char *const names[] = {
+      [0] = "spike_producer_close",
+      [MSG_RESERVE] = "spike_reserve",
+      [MSG_REPLAY] = "spike_reserve (a retried key)",
+      [MSG_PAY] = "spike_pay",
+      [MSG_CANCEL] = "spike_cancel",
+      [MSG_EVENT_CREATE] = "spike_event_create",
+      [MSG_EVENT_RESTOCK] = "spike_event_restock",
+      [MSG_EVENT_CLOSE] = "spike_event_close",
+      [MSG_FEED_WAIT] = "spike_feed_wait",
+  };
+  return type < sizeof(names) / sizeof(names[0]) && names[type] ? names[type] : "spike";
+}
+
+int spike_producer_error(const spike_producer *p, char *buf, size_t cap) {
+  if (p->err_status == SPIKE_OK) return copy_error(SPIKE_OK, "", buf, cap);
+  const char *hint = p->err_status == SPIKE_EFULL ? "; raise it in spike_config"
+                     : p->err_status == SPIKE_EBUSY ? "; retry soon"
+                                                    : "";
+  char text[256];
+  snprintf(text, sizeof(text), "%s: %s%s%s%s", call_name(p->err_type),
+           spike_strerror(p->err_status), p->err_detail ? ": " : "",
+           p->err_detail ? p->err_detail : "", hint);
+  return copy_error(p->err_status, text, buf, cap);
+}
 
 uint32_t spike_producer_inflight(const spike_producer *p) { return p->inflight; }
 
@@ -484,27 +639,44 @@ static int owned(spike_producer *p) {
                                                  memory_order_relaxed);
 }
 
+static void note_error(spike_producer *p, int status, uint8_t type, const char *detail) {
+  p->err_status = status;
+  p->err_type = type;
+  p->err_detail = detail;
+}
+
 int spike_producer_drain(spike_producer *p) {
   if (!owned(p)) return SPIKE_EMISUSE;
+  /* relaxed: the owner's own flag (see spike_producer). */
+  if (atomic_load_explicit(&p->draining, memory_order_relaxed)) return SPIKE_EMISUSE;
   uint64_t n;
   ssize_t r = read(p->efd, &n, sizeof(n)); /* reset before popping: no lost wake-up */
   (void)r;
-  int ran = 0;
-  while (ring_peek(&p->done) > 0) {
+  /* Only what is there now: a callback that submits again cannot keep this
+   * call running, and what completes meanwhile was signalled after the
+   * read above, so the fd is readable again for it. */
+  uint32_t ready = ring_peek(&p->done);
+  atomic_store_explicit(&p->draining, 1, memory_order_relaxed);
+  for (uint32_t i = 0; i < ready; i++) {
     spike_op *op = *(spike_op **)ring_at(&p->done, 0);
     ring_release(&p->done, 1);
     assert(p->inflight > 0);
     p->inflight--;
-    ran++;
     pend_del(p, op); /* the callback may submit it again */
-    op->cb_(op);
+    if (op->status < 0) note_error(p, op->status, OP(op)->type_, op->detail);
+    OP(op)->cb_(op); /* op is the caller's from here on */
   }
-  return ran;
+  atomic_store_explicit(&p->draining, 0, memory_order_relaxed);
+  return (int)ready;
 }
 
 int spike_producer_close(spike_producer *p) {
   spike_engine *e = p->e;
-  if (p->inflight > 0) return SPIKE_EBUSY;
+  if (atomic_load_explicit(&p->draining, memory_order_relaxed)) return SPIKE_EMISUSE;
+  if (p->inflight > 0) {
+    note_error(p, SPIKE_EBUSY, 0, "ops are still in flight: drain first");
+    return SPIKE_EBUSY;
+  }
   /* Acknowledged-at-enqueue reserves may still sit in the ring: let the
    * writer take them before the slot goes quiet. */
   while (ring_depth(&p->submit) > 0) {
@@ -526,15 +698,19 @@ static void op_init(spike_op *op, spike_producer *p, uint8_t type, spike_cb cb) 
   op->status = SPIKE_OK;
   op->replayed = 0;
   op->detail = NULL;
-  op->cb_ = cb;
-  op->next_ = NULL;
-  op->producer_ = p;
-  op->type_ = type;
+  memset(op->reserved_, 0, sizeof(op->reserved_));
+  OP(op)->cb_ = cb;
+  OP(op)->next_ = NULL;
+  OP(op)->producer_ = p;
+  OP(op)->type_ = type;
 }
 
+/* Every refusal after op_init ends here: it also becomes the producer's
+ * last error. */
 static int refuse(spike_op *op, int status, const char *detail) {
   op->status = status;
   op->detail = detail;
+  note_error(OP(op)->producer_, status, OP(op)->type_, detail);
   return status;
 }
 
@@ -569,7 +745,7 @@ static msg *claim_slot(spike_producer *p, spike_op *op, int *status) {
 }
 
 static int submit(spike_producer *p, msg *m, spike_op *op) {
-  m->type = op->type_;
+  m->type = OP(op)->type_;
   m->op = op;
   pend_add(p, op);
   ring_publish_sc(&p->submit);
@@ -584,10 +760,10 @@ static int replay(spike_producer *p, spike_op *op, uint32_t slot, uint64_t order
   op_init(op, p, MSG_REPLAY, cb);
   msg *m = claim_slot(p, op, &status);
   if (m == NULL) return status;
-  op->slot_ = slot;
-  op->a_ = order_id;
-  op->b_ = user_id;
-  op->idx_ = key_idx;
+  OP(op)->slot_ = slot;
+  OP(op)->a_ = order_id;
+  OP(op)->b_ = user_id;
+  OP(op)->idx_ = key_idx;
   return submit(p, m, op);
 }
 
@@ -625,7 +801,7 @@ int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t u
   }
   if (key != NULL) {
     kidx = lim_upsert(&e->keys, kh.low64, kh.high64);
-    if (kidx == LIM_FULL) return refuse(op, SPIKE_EBUSY, "idempotency key table full");
+    if (kidx == LIM_FULL) return refuse(op, SPIKE_EFULL, "idempotency key table full (max_keys)");
     ke = lim_at(&e->keys, kidx);
     uint64_t v = lim_key_claim(ke);
     if (v == LIM_KEY_PENDING) return refuse(op, SPIKE_EBUSY, "a request with this key is in progress");
@@ -679,20 +855,20 @@ int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t u
   }
   /* relaxed: a bound on wheel entries, not a publication. */
   if (atomic_fetch_add_explicit(&e->armed, 1, memory_order_relaxed) >= e->armed_max) {
-    status = SPIKE_EBUSY;
-    detail = "reservation table full";
+    status = SPIKE_EFULL;
+    detail = "reservation table full (max_reserved)";
     goto unarm;
   }
   uint32_t bidx = lim_upsert(&e->buyers, user_id, slot);
   if (bidx == LIM_FULL) {
-    status = SPIKE_EBUSY;
-    detail = "buyer table full";
+    status = SPIKE_EFULL;
+    detail = "buyer table full (max_buyers)";
     goto unarm;
   }
   uint32_t uidx = lim_upsert(&e->users, user_id, 0);
   if (uidx == LIM_FULL) {
-    status = SPIKE_EBUSY;
-    detail = "user table full";
+    status = SPIKE_EFULL;
+    detail = "user table full (max_users)";
     goto unarm;
   }
   buyer = lim_at(&e->buyers, bidx);
@@ -794,10 +970,10 @@ static int order_op(spike_producer *p, spike_op *op, uint8_t type, uint64_t orde
     return refuse(op, SPIKE_EINVAL, "payment_id");
   msg *m = claim_slot(p, op, &status);
   if (m == NULL) return status;
-  op->a_ = order_id;
-  op->b_ = user_id;
-  op->pid_len_ = (uint8_t)pid_len;
-  if (type == MSG_PAY) memcpy(op->pid_, payment_id, pid_len);
+  OP(op)->a_ = order_id;
+  OP(op)->b_ = user_id;
+  OP(op)->pid_len_ = (uint8_t)pid_len;
+  if (type == MSG_PAY) memcpy(OP(op)->pid_, payment_id, pid_len);
   return submit(p, m, op);
 }
 
@@ -832,6 +1008,8 @@ int spike_event_spec_check(const spike_event_spec *s, const char **field) {
     bad = "per_user_limit";
   else if (s->pay_timeout_s < 1 || s->pay_timeout_s > SPIKE_PAY_TIMEOUT_MAX_S)
     bad = "pay_timeout_s";
+  else if (s->reserved_[0] != 0 || s->reserved_[1] != 0)
+    bad = "reserved";
   if (field != NULL) *field = bad;
   return bad == NULL ? SPIKE_OK : SPIKE_EINVAL;
 }
@@ -848,8 +1026,8 @@ int spike_event_create(spike_producer *p, spike_op *op, const spike_event_spec *
   if (s.id == 0) s.id = ids_next(&p->ids, engine_now_ms());
   uint32_t slot = slab_create(&p->e->slab, &s, &status);
   if (slot == SLAB_NONE)
-    return refuse(op, status, status == SPIKE_EBUSY ? "event table full" : NULL);
-  op->slot_ = slot;
+    return refuse(op, status, status == SPIKE_EFULL ? "event table full (max_events)" : NULL);
+  OP(op)->slot_ = slot;
   return submit(p, m, op);
 }
 
@@ -867,8 +1045,8 @@ int spike_event_restock(spike_producer *p, spike_op *op, uint64_t event_id, uint
     return refuse(op, SPIKE_EINVAL, "add");
   msg *m = claim_slot(p, op, &status);
   if (m == NULL) return status;
-  op->slot_ = slot;
-  op->b_ = add;
+  OP(op)->slot_ = slot;
+  OP(op)->b_ = add;
   return submit(p, m, op);
 }
 
@@ -879,7 +1057,7 @@ int spike_event_close(spike_producer *p, spike_op *op, uint64_t event_id, spike_
   if (slot == SLAB_NONE) return refuse(op, SPIKE_ENOEVENT, NULL);
   msg *m = claim_slot(p, op, &status);
   if (m == NULL) return status;
-  op->slot_ = slot;
+  OP(op)->slot_ = slot;
   return submit(p, m, op);
 }
 
@@ -892,8 +1070,8 @@ int spike_feed_wait(spike_producer *p, spike_op *op, uint64_t after, uint32_t wa
   if (wait_ms > FEED_WAIT_MAX_MS) return refuse(op, SPIKE_EINVAL, "wait_ms");
   msg *m = claim_slot(p, op, &status);
   if (m == NULL) return status;
-  op->a_ = after;
-  op->deadline_ = engine_mono_ms() + wait_ms;
+  OP(op)->a_ = after;
+  OP(op)->deadline_ = engine_mono_ms() + wait_ms;
   return submit(p, m, op);
 }
 
@@ -914,25 +1092,58 @@ int spike_event_get(spike_engine *e, uint64_t event_id, spike_event *out) {
   return SPIKE_OK;
 }
 
-int spike_event_list(spike_engine *e, spike_event *out, uint32_t max, uint32_t *count) {
+/* The heap of spike_event_list: out[0..n) holds the smallest ids seen, the
+ * largest at the root, so a page costs O(events * log max). */
+static void heap_sift(spike_event *h, uint32_t n, uint32_t i) {
+  for (;;) {
+    uint32_t l = 2 * i + 1, r = l + 1, big = i;
+    if (l < n && h[l].id > h[big].id) big = l;
+    if (r < n && h[r].id > h[big].id) big = r;
+    if (big == i) return;
+    spike_event t = h[i];
+    h[i] = h[big];
+    h[big] = t;
+    i = big;
+  }
+}
+
+static int by_id(const void *a, const void *b) {
+  uint64_t x = ((const spike_event *)a)->id, y = ((const spike_event *)b)->id;
+  return x < y ? -1 : x > y;
+}
+
+int spike_event_list(spike_engine *e, uint64_t after, spike_event *out, uint32_t max,
+                     uint32_t *count, uint64_t *next) {
   /* acquire: pairs with the release in slab's claim_slot. */
   uint32_t n = atomic_load_explicit(&e->slab.count, memory_order_acquire);
   int64_t now = engine_now_ms();
-  uint32_t c = 0;
+  uint32_t c = 0, more = 0;
   for (uint32_t i = 0; i < n; i++) {
     slab_event *ev = slab_at(&e->slab, i);
     if (atomic_load_explicit(&ev->state, memory_order_acquire) != SLAB_VISIBLE) continue;
-    if (c < max) slab_read(ev, now, &out[c]);
-    c++;
+    if (ev->id <= after) continue;
+    if (c < max) {
+      slab_read(ev, now, &out[c++]);
+      if (c == max)
+        for (uint32_t k = max / 2; k-- > 0;) heap_sift(out, max, k);
+    } else {
+      more = 1;
+      if (max > 0 && ev->id < out[0].id) {
+        slab_read(ev, now, &out[0]);
+        heap_sift(out, max, 0);
+      }
+    }
   }
+  qsort(out, c, sizeof(*out), by_id);
   *count = c;
+  if (next != NULL) *next = more && c > 0 ? out[c - 1].id : 0;
   return SPIKE_OK;
 }
 
-static int read_status(int rc) {
+static int read_status(spike_engine *e, const char *call, int rc) {
   if (rc == 0) return SPIKE_OK;
   if (rc == STORE_NOTFOUND) return SPIKE_ENOORDER;
-  log_line(LOG_ERROR, "engine", NULL, NULL, "read failed: %s", store_strerror(rc));
+  engine_error(e, SPIKE_ESTORAGE, "engine", "%s: read failed: %s", call, store_strerror(rc));
   return SPIKE_ESTORAGE;
 }
 
@@ -941,46 +1152,57 @@ int spike_order_get(spike_producer *p, uint64_t order_id, spike_order *out) {
   int rc = store_read_begin(p->rtxn);
   if (rc == 0) rc = store_get_order(p->rtxn, order_id, out);
   store_read_end(p->rtxn);
-  return read_status(rc);
+  return read_status(p->e, "spike_order_get", rc);
 }
 
-static int by_event_then_id(const void *a, const void *b) {
-  const spike_order *x = a, *y = b;
-  if (x->event_id != y->event_id) return x->event_id < y->event_id ? -1 : 1;
-  return x->id < y->id ? -1 : x->id > y->id;
-}
+/* Orders of other events a user-orders page skips at most before it ends
+ * (with a cursor), so that one call stays bounded whatever the chain. */
+#define USER_SKIP_MAX 100000u
 
-/* Orders a user-orders walk reads at most: a user with more orders (in all
- * events) than this gets the newest ones found within it. */
-#define USER_WALK_MAX 100000u
-
-int spike_user_orders(spike_producer *p, uint64_t user_id, uint64_t event_id, spike_order *out,
-                      uint32_t max, uint32_t *count) {
+int spike_user_orders(spike_producer *p, uint64_t user_id, uint64_t event_id, uint64_t after,
+                      spike_order *out, uint32_t max, uint32_t *count, uint64_t *next) {
   *count = 0;
+  if (next != NULL) *next = 0;
   if (!owned(p)) return SPIKE_EMISUSE;
   uint32_t u = lim_find(&p->e->users, user_id, 0);
-  if (u == LIM_FULL || max == 0) return SPIKE_OK;
+  if (u == LIM_FULL) return after == 0 ? SPIKE_OK : SPIKE_EINVAL;
   /* The head first, then the snapshot: the writer publishes a head only
    * after its commit, so the snapshot holds the whole chain from it.
    * acquire: pairs with that release. */
   uint64_t id = atomic_load_explicit(&p->e->user_head[u], memory_order_acquire);
   int rc = store_read_begin(p->rtxn);
-  uint32_t n = 0;
   order_rec r;
-  for (uint32_t steps = 0; rc == 0 && id != 0 && n < max && steps < USER_WALK_MAX; steps++) {
+  if (rc == 0 && after != 0) {
+    /* The cursor is an order of this user's: the page goes on from the one
+     * committed before it. */
+    rc = store_get_order_rec(p->rtxn, after, &r);
+    if (rc == STORE_NOTFOUND || (rc == 0 && r.o.user_id != user_id)) {
+      store_read_end(p->rtxn);
+      return SPIKE_EINVAL;
+    }
+    id = r.prev;
+  }
+  uint32_t n = 0, skipped = 0;
+  uint64_t last = 0;
+  while (rc == 0 && id != 0 && n < max && skipped < USER_SKIP_MAX) {
     rc = store_get_order_rec(p->rtxn, id, &r);
     if (rc != 0) break;
     if (r.o.user_id != user_id) {
       rc = STORE_ECORRUPT; /* a chain that leaves its user is damage */
       break;
     }
-    if (event_id == 0 || r.o.event_id == event_id) out[n++] = r.o;
+    if (event_id == 0 || r.o.event_id == event_id)
+      out[n++] = r.o;
+    else
+      skipped++;
+    last = id;
     id = r.prev;
   }
   store_read_end(p->rtxn);
-  qsort(out, n, sizeof(*out), by_event_then_id);
   *count = n;
-  return rc == 0 ? SPIKE_OK : read_status(rc);
+  if (rc != 0) return read_status(p->e, "spike_user_orders", rc);
+  if (next != NULL && id != 0) *next = last;
+  return SPIKE_OK;
 }
 
 int spike_feed_read(spike_producer *p, uint64_t after, spike_change *out, uint32_t max,
@@ -995,7 +1217,7 @@ int spike_feed_read(spike_producer *p, uint64_t after, spike_change *out, uint32
   int rc = store_read_begin(p->rtxn);
   if (rc == 0) rc = store_feed_read(p->rtxn, after, upto, out, max, count, next);
   store_read_end(p->rtxn);
-  return rc == 0 ? SPIKE_OK : read_status(rc);
+  return rc == 0 ? SPIKE_OK : read_status(p->e, "spike_feed_read", rc);
 }
 
 /* ---- health and stats --------------------------------------------------- */
@@ -1033,14 +1255,16 @@ int spike_health(spike_engine *e, const char **why) {
   }
   if (atomic_load_explicit(&e->armed, memory_order_relaxed) >= e->armed_max) {
     *why = "reservation table full";
-    return SPIKE_EBUSY;
+    return SPIKE_EFULL;
   }
   return SPIKE_OK;
 }
 
-void spike_stats_get(spike_engine *e, spike_stats *out) {
+void spike_stats_get_size(spike_engine *e, spike_stats *user_out, size_t size) {
   const engine_stats *s = &e->stats;
+  spike_stats full, *out = &full;
   memset(out, 0, sizeof(*out));
+  out->size = (uint32_t)(size < sizeof(full) ? size : sizeof(full));
   /* relaxed throughout: reporting counters. */
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
   out->commits_total = LOAD(s->commits);
@@ -1063,4 +1287,5 @@ void spike_stats_get(spike_engine *e, spike_stats *out) {
   out->keys_capacity = lim_capacity(&e->keys);
   out->users_used = lim_used(&e->users);
   out->users_capacity = lim_capacity(&e->users);
+  if (size >= sizeof(uint32_t)) memcpy(user_out, out, out->size);
 }

@@ -14,6 +14,7 @@
 
 #include <pthread.h>
 #include <stdalign.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -25,6 +26,29 @@
 #include "spike.h"
 
 typedef struct writer writer;
+
+/* spike_op's private area as the engine sees it: spike.h shows callers only
+ * SPIKE_OP_PRIVATE_BYTES of opaque storage, so what is kept here can change
+ * without touching the ABI. Only ever accessed through OP(). */
+typedef struct op_priv {
+  spike_cb cb_;
+  spike_op *next_;
+  spike_producer *producer_;
+  uint64_t a_;        /* order id or feed seq */
+  uint64_t b_;        /* user id or restock amount */
+  int64_t deadline_;  /* feed wait: monotonic ms */
+  uint32_t slot_;     /* event slot */
+  uint32_t idx_;      /* idempotency key entry */
+  uint8_t type_;      /* enum msg_type */
+  uint8_t pid_len_;
+  char pid_[SPIKE_PAYMENT_ID_MAX];
+} op_priv;
+
+_Static_assert(sizeof(op_priv) <= sizeof(((spike_op *)0)->private_),
+               "the op's private fields fit the room spike.h gives them");
+_Static_assert(_Alignof(op_priv) <= _Alignof(uint64_t), "and its alignment");
+
+#define OP(op) ((op_priv *)(void *)(op)->private_)
 
 enum msg_type {
   MSG_RESERVE = 1,
@@ -73,6 +97,15 @@ struct spike_producer {
   uint32_t pend_mask;
   store_txn *rtxn;        /* reads, on the owner's thread */
   _Atomic int active;
+  /* Set while spike_producer_drain runs callbacks: a nested drain or a
+   * close from a callback is refused. relaxed: the owner's own flag, read
+   * elsewhere only to refuse a close that would race its drain anyway. */
+  _Atomic int draining;
+  /* The last refusal or failed completion, formatted only when asked
+   * (spike_producer_error): owner thread only. */
+  int err_status;
+  uint8_t err_type;       /* enum msg_type of the op */
+  const char *err_detail; /* static text or NULL */
 };
 
 /* Counters the writer bumps and any thread reads; all relaxed (reporting). */
@@ -90,6 +123,12 @@ typedef struct engine_stats {
 
 struct spike_engine {
   spike_config cfg;
+  struct spike_engine *open_next;      /* the process's open engines (lock_dir) */
+  uint64_t dir_dev, dir_ino;           /* the data directory's identity */
+  pid_t open_pid;                      /* the process that opened it (a fork inherits the list) */
+  pthread_mutex_t err_lock;            /* guards err_status and err_text */
+  int err_status;
+  char err_text[512];
   char *data_dir;
   int lock_fd;
   slab slab;
@@ -137,6 +176,16 @@ uint64_t engine_mono_ns(void);
 /* Monotonic milliseconds: the clock of timers (expiry, feed waits), which
  * a step of the wall clock must not fire early or stall. */
 int64_t engine_mono_ms(void);
+
+/* Log through the engine's sink (spike_config.log_cb, or JSON on stderr).
+ * kv: n key-value pairs; fmt: the message. Any thread. */
+void engine_log(spike_engine *e, int level, const char *module, const spike_log_kv *kv, size_t n,
+                const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* Record the engine's last error (spike_engine_error) and, with a module,
+ * log it at LOG_ERROR from that module. Any thread. */
+void engine_error(spike_engine *e, int status, const char *module, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Wake the writer if it sleeps; call after ring_publish. */
 void engine_wake_writer(spike_engine *e);

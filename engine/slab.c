@@ -116,7 +116,7 @@ static uint32_t claim_slot(slab *s, uint64_t id, int *status) {
   }
   uint32_t n = atomic_load_explicit(&s->count, memory_order_relaxed);
   if (n == s->capacity) {
-    *status = SPIKE_EBUSY;
+    *status = SPIKE_EFULL;
     return SLAB_NONE;
   }
   s->ev[n].id = id;

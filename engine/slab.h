@@ -74,7 +74,7 @@ uint32_t slab_find(slab *s, uint64_t id);
  * Claim a slot for a new event from spec (validated by the caller): state
  * SLAB_CREATING, counters zero and total = stock. Returns the slot, or
  * SLAB_NONE with *status SPIKE_EEXIST (the id is taken, visible or being
- * created) or SPIKE_EBUSY (no slot left).
+ * created) or SPIKE_EFULL (no slot left).
  */
 uint32_t slab_create(slab *s, const spike_event_spec *spec, int *status);
 

@@ -164,11 +164,11 @@ _Static_assert(SPIKE_PRODUCERS_MAX <= IDS_PRODUCERS, "ids give each producer its
 /* ---- small helpers --------------------------------------------------- */
 
 static void list_push(oplist *l, spike_op *op) {
-  op->next_ = NULL;
+  OP(op)->next_ = NULL;
   if (l->tail == NULL)
     l->head = op;
   else
-    l->tail->next_ = op;
+    OP(l->tail)->next_ = op;
   l->tail = op;
   l->n++;
 }
@@ -192,7 +192,7 @@ static void finish(writer *w, spike_op *op, int status, int final) {
 static uint32_t fail_all(writer *w, oplist *l, const char *why) {
   oplist all = list_take(l);
   for (spike_op *op = all.head, *next; op != NULL; op = next) {
-    next = op->next_;
+    next = OP(op)->next_;
     op->detail = why;
     op->replayed = 0;
     finish(w, op, SPIKE_ESTORAGE, 0);
@@ -410,7 +410,7 @@ static int in_flight(const writer *w, uint64_t order_id) {
 
 /* Park op until the order it names has come out of its ring. */
 static void defer(writer *w, spike_op *op) {
-  if (op->deadline_ == 0) op->deadline_ = w->mono + DEFER_MAX_MS;
+  if (OP(op)->deadline_ == 0) OP(op)->deadline_ = w->mono + DEFER_MAX_MS;
   list_push(&w->deferred, op);
 }
 
@@ -424,13 +424,13 @@ static int apply_order_op(writer *w, spike_op *op) {
     finish(w, op, SPIKE_ESTORAGE, 0);
     return rc;
   }
-  rc = store_get_order_rec(w->txn, op->a_, &r);
+  rc = store_get_order_rec(w->txn, OP(op)->a_, &r);
   if (rc == STORE_NOTFOUND) {
     /* With ack=memory a reserve answered on one producer can be paid on
      * another before the writer has taken it from the first one's ring. */
-    if (!in_flight(w, op->a_)) {
+    if (!in_flight(w, OP(op)->a_)) {
       finish(w, op, SPIKE_ENOORDER, 1);
-    } else if (op->deadline_ == 0 || w->mono < op->deadline_) {
+    } else if (OP(op)->deadline_ == 0 || w->mono < OP(op)->deadline_) {
       defer(w, op);
     } else {
       op->detail = "the order is still on its way";
@@ -442,7 +442,7 @@ static int apply_order_op(writer *w, spike_op *op) {
     finish(w, op, SPIKE_ESTORAGE, 0);
     return rc;
   }
-  if (op->b_ != 0 && o->user_id != op->b_) {
+  if (OP(op)->b_ != 0 && o->user_id != OP(op)->b_) {
     /* Final unless this batch wrote the order: then it falls with it. */
     finish(w, op, SPIKE_EFORBIDDEN, !touched_has(w, o->id));
     return 0;
@@ -457,11 +457,11 @@ static int apply_order_op(writer *w, spike_op *op) {
       return rc;
     }
   }
-  int pay = op->type_ == MSG_PAY;
+  int pay = OP(op)->type_ == MSG_PAY;
   order_action action = ORDER_CANCEL;
   if (pay)
-    action = o->state == SPIKE_ORDER_PAID && strlen(o->payment_id) == op->pid_len_ &&
-                     memcmp(o->payment_id, op->pid_, op->pid_len_) == 0
+    action = o->state == SPIKE_ORDER_PAID && strlen(o->payment_id) == OP(op)->pid_len_ &&
+                     memcmp(o->payment_id, OP(op)->pid_, OP(op)->pid_len_) == 0
                  ? ORDER_PAY_SAME
                  : ORDER_PAY_OTHER;
   spike_order_state next;
@@ -481,8 +481,8 @@ static int apply_order_op(writer *w, spike_op *op) {
   if (pay) {
     s->sold += o->qty;
     o->paid_at = w->now;
-    memcpy(o->payment_id, op->pid_, op->pid_len_);
-    o->payment_id[op->pid_len_] = '\0';
+    memcpy(o->payment_id, OP(op)->pid_, OP(op)->pid_len_);
+    o->payment_id[OP(op)->pid_len_] = '\0';
     add_fx(w, (fx){.type = FX_SELL, .slot = slot, .qty = o->qty, .order = o->id});
   } else {
     o->cancelled_at = w->now;
@@ -497,11 +497,11 @@ static int apply_order_op(writer *w, spike_op *op) {
 /* A retried idempotency key: answered, or deferred while its order is not
  * applied yet; 0 or a store error. */
 static int apply_replay(writer *w, spike_op *op) {
-  lim_entry *k = lim_at(&w->e->keys, op->idx_);
-  if (lim_val(k) != op->a_) {
+  lim_entry *k = lim_at(&w->e->keys, OP(op)->idx_);
+  if (lim_val(k) != OP(op)->a_) {
     /* The original was refused here and unbound the key: by a close that
      * came first (the retry cannot buy either), or with its failed batch. */
-    if (w->sh[op->slot_].closed) {
+    if (w->sh[OP(op)->slot_].closed) {
       finish(w, op, SPIKE_ENOTLIVE, 0);
     } else {
       op->detail = "the original request failed";
@@ -510,10 +510,10 @@ static int apply_replay(writer *w, spike_op *op) {
     return 0;
   }
   int rc = txn_begin(w);
-  if (rc == 0) rc = store_get_order(w->txn, op->a_, &op->r.order);
+  if (rc == 0) rc = store_get_order(w->txn, OP(op)->a_, &op->r.order);
   if (rc == STORE_NOTFOUND) {
     /* The key was bound before the original was sent, so it is on its way. */
-    if (op->deadline_ == 0 || w->mono < op->deadline_) {
+    if (OP(op)->deadline_ == 0 || w->mono < OP(op)->deadline_) {
       defer(w, op);
     } else {
       op->detail = "the original request is still in progress";
@@ -526,13 +526,13 @@ static int apply_replay(writer *w, spike_op *op) {
     return rc;
   }
   op->replayed = 1;
-  finish(w, op, op->r.order.user_id == op->b_ ? SPIKE_OK : SPIKE_EFORBIDDEN,
-         !touched_has(w, op->a_));
+  finish(w, op, op->r.order.user_id == OP(op)->b_ ? SPIKE_OK : SPIKE_EFORBIDDEN,
+         !touched_has(w, OP(op)->a_));
   return 0;
 }
 
 static int apply_create(writer *w, spike_op *op) {
-  uint32_t slot = op->slot_;
+  uint32_t slot = OP(op)->slot_;
   slab_event *se = slab_at(&w->e->slab, slot);
   add_undo(w, (undo){.type = UD_CREATE, .slot = slot});
   add_fx(w, (fx){.type = FX_VISIBLE, .slot = slot});
@@ -552,38 +552,38 @@ static int apply_create(writer *w, spike_op *op) {
 }
 
 static int apply_restock(writer *w, spike_op *op) {
-  shadow *s = &w->sh[op->slot_];
+  shadow *s = &w->sh[OP(op)->slot_];
   if (s->closed) {
     finish(w, op, SPIKE_ENOTLIVE, 0);
     return 0;
   }
-  if (s->total + op->b_ > UINT32_MAX) {
+  if (s->total + OP(op)->b_ > UINT32_MAX) {
     op->detail = "add";
     finish(w, op, SPIKE_EINVAL, 0);
     return 0;
   }
-  touch(w, op->slot_);
-  s->total += op->b_;
-  add_fx(w, (fx){.type = FX_RESTOCK, .slot = op->slot_, .add = op->b_});
+  touch(w, OP(op)->slot_);
+  s->total += OP(op)->b_;
+  add_fx(w, (fx){.type = FX_RESTOCK, .slot = OP(op)->slot_, .add = OP(op)->b_});
   finish(w, op, SPIKE_OK, 0);
   int rc = txn_begin(w);
-  if (rc == 0) rc = feed_event(w, SPIKE_CHANGE_EVENT_RESTOCKED, op->slot_);
+  if (rc == 0) rc = feed_event(w, SPIKE_CHANGE_EVENT_RESTOCKED, OP(op)->slot_);
   return rc;
 }
 
 static int apply_close(writer *w, spike_op *op) {
-  shadow *s = &w->sh[op->slot_];
+  shadow *s = &w->sh[OP(op)->slot_];
   if (s->closed) {
     op->replayed = 1;
     finish(w, op, SPIKE_OK, 0);
     return 0;
   }
-  touch(w, op->slot_);
+  touch(w, OP(op)->slot_);
   s->closed = 1;
-  add_fx(w, (fx){.type = FX_CLOSE, .slot = op->slot_});
+  add_fx(w, (fx){.type = FX_CLOSE, .slot = OP(op)->slot_});
   finish(w, op, SPIKE_OK, 0);
   int rc = txn_begin(w);
-  if (rc == 0) rc = feed_event(w, SPIKE_CHANGE_EVENT_CLOSED, op->slot_);
+  if (rc == 0) rc = feed_event(w, SPIKE_CHANGE_EVENT_CLOSED, OP(op)->slot_);
   return rc;
 }
 
@@ -596,7 +596,7 @@ static int feed_released(const writer *w) {
 
 /* A feed wait answers from what is committed: its result is final. */
 static void apply_feed_wait(writer *w, spike_op *op) {
-  if (w->seq_durable > op->a_ || op->deadline_ <= w->mono || feed_released(w)) {
+  if (w->seq_durable > OP(op)->a_ || OP(op)->deadline_ <= w->mono || feed_released(w)) {
     op->seq = w->seq_durable;
     finish(w, op, SPIKE_OK, 1);
   } else if (w->waiters.n >= w->e->cfg.max_feed_waiters) {
@@ -610,9 +610,9 @@ static void apply_feed_wait(writer *w, spike_op *op) {
 static int apply(writer *w, const msg *m) {
   switch (m->type) {
   case MSG_RESERVE: return apply_reserve(w, m);
-  case MSG_REPLAY: m->op->deadline_ = 0; return apply_replay(w, m->op);
+  case MSG_REPLAY: OP(m->op)->deadline_ = 0; return apply_replay(w, m->op);
   case MSG_PAY:
-  case MSG_CANCEL: m->op->deadline_ = 0; return apply_order_op(w, m->op);
+  case MSG_CANCEL: OP(m->op)->deadline_ = 0; return apply_order_op(w, m->op);
   case MSG_EVENT_CREATE: return apply_create(w, m->op);
   case MSG_EVENT_RESTOCK: return apply_restock(w, m->op);
   case MSG_EVENT_CLOSE: return apply_close(w, m->op);
@@ -688,13 +688,13 @@ static int retry_deferred(writer *w, uint32_t *work) {
   oplist l = list_take(&w->deferred);
   int rc = 0;
   for (spike_op *op = l.head, *next; op != NULL; op = next) {
-    next = op->next_;
+    next = OP(op)->next_;
     if (rc != 0) {
       list_push(&w->deferred, op);
       continue;
     }
     uint32_t before = w->deferred.n;
-    rc = op->type_ == MSG_REPLAY ? apply_replay(w, op) : apply_order_op(w, op);
+    rc = OP(op)->type_ == MSG_REPLAY ? apply_replay(w, op) : apply_order_op(w, op);
     if (w->deferred.n == before) (*work)++;
   }
   return rc;
@@ -720,7 +720,7 @@ static int expire_due(writer *w, uint32_t *work, uint32_t upto) {
     if (rc == STORE_NOTFOUND) {
       /* Only a reserve whose batch failed has no order, and undoing it
        * disarmed its timer: this cannot be, but must not leak the count. */
-      log_line(LOG_ERROR, "writer", NULL, NULL, "timer for missing order %llu",
+      engine_log(w->e, LOG_ERROR, "writer", NULL, 0, "timer for missing order %llu",
                (unsigned long long)id);
       atomic_fetch_sub_explicit(&w->e->armed, 1, memory_order_relaxed);
       continue;
@@ -843,7 +843,7 @@ static void settle_acked_n(writer *w, uint32_t n, int lost) {
   atomic_fetch_sub_explicit(&e->unconfirmed, n, memory_order_release);
   if (lost) {
     atomic_fetch_add_explicit(&e->stats.acks_lost, n, memory_order_relaxed);
-    log_line(LOG_ERROR, "writer", NULL, NULL,
+    engine_log(e, LOG_ERROR, "writer", NULL, 0,
              "%u reserves acknowledged with ack=memory were lost with their batch", n);
   }
 }
@@ -921,7 +921,7 @@ static void fail_batch(writer *w, int rc, uint64_t seq0, uint64_t orders_max0, u
     /* One line a second at most: a full map or disk fails every batch. */
     w->fails_unlogged++;
     if (w->now - w->last_fail_log_ms >= 1000) {
-      log_line(LOG_ERROR, "writer", NULL, NULL,
+      engine_error(w->e, SPIKE_ESTORAGE, "writer",
                "commit failed: %s (%u batches since the last report, %u ops in this one); "
                "writer continues, %s",
                store_strerror(rc), w->fails_unlogged, w->n,
@@ -930,7 +930,7 @@ static void fail_batch(writer *w, int rc, uint64_t seq0, uint64_t orders_max0, u
       w->fails_unlogged = 0;
     }
   } else {
-    log_line(LOG_ERROR, "writer", NULL, NULL, "commit failed: %s; writer stopped, reopen the engine",
+    engine_error(w->e, SPIKE_ESTORAGE, "writer", "commit failed: %s; writer stopped, reopen the engine",
              store_strerror(rc));
   }
 }
@@ -1003,10 +1003,10 @@ static void post_commit(writer *w, int committed) {
 static void deliver(writer *w, oplist *l) {
   spike_engine *e = w->e;
   for (spike_op *op = l->head, *next; op != NULL; op = next) {
-    next = op->next_; /* read before the producer may reuse op */
-    spike_producer *p = op->producer_;
-    if (op->status == SPIKE_OK && op->type_ >= MSG_EVENT_CREATE && op->type_ <= MSG_EVENT_CLOSE)
-      slab_read(slab_at(&e->slab, op->slot_), w->now, &op->r.event);
+    next = OP(op)->next_; /* read before the producer may reuse op */
+    spike_producer *p = OP(op)->producer_;
+    if (op->status == SPIKE_OK && OP(op)->type_ >= MSG_EVENT_CREATE && OP(op)->type_ <= MSG_EVENT_CLOSE)
+      slab_read(slab_at(&e->slab, OP(op)->slot_), w->now, &op->r.event);
     spike_op **slot = ring_acquire(&p->done);
     assert(slot != NULL); /* inflight <= ring size, checked at submit */
     *slot = op;
@@ -1029,8 +1029,8 @@ static void signal_producers(writer *w) {
 static void settle_waiters(writer *w, uint32_t *work) {
   oplist l = list_take(&w->waiters);
   for (spike_op *op = l.head, *next; op != NULL; op = next) {
-    next = op->next_;
-    if (w->seq_durable > op->a_ || op->deadline_ <= w->mono || feed_released(w)) {
+    next = OP(op)->next_;
+    if (w->seq_durable > OP(op)->a_ || OP(op)->deadline_ <= w->mono || feed_released(w)) {
       op->seq = w->seq_durable;
       finish(w, op, SPIKE_OK, 1);
       (*work)++;
@@ -1075,7 +1075,7 @@ static uint32_t cycle_failed(writer *w) {
         undo_reserve(w, m->event_slot, m->qty, m->buyer_idx, m->key_idx, m->order_id);
         if (m->op == NULL) w->acked++;
       }
-      if (m->type == MSG_EVENT_CREATE) slab_make_dead(&e->slab, m->op->slot_);
+      if (m->type == MSG_EVENT_CREATE) slab_make_dead(&e->slab, OP(m->op)->slot_);
       if (m->op != NULL) {
         m->op->detail = why;
         finish(w, m->op, SPIKE_ESTORAGE, 0);
@@ -1115,7 +1115,7 @@ static void durable(writer *w) {
   atomic_store_explicit(&w->e->feed_seq, w->seq_durable, memory_order_release);
   oplist l = list_take(&w->unsynced);
   for (spike_op *op = l.head, *next; op != NULL; op = next) {
-    next = op->next_;
+    next = OP(op)->next_;
     list_push(&w->done, op);
   }
 }
@@ -1135,8 +1135,8 @@ static void lose_unsynced(writer *w, int rc) {
     fail_all(w, &w->done, why);
     oplist l = list_take(&w->final);
     for (spike_op *op = l.head, *next; op != NULL; op = next) {
-      next = op->next_;
-      if (op->type_ == MSG_FEED_WAIT) {
+      next = OP(op)->next_;
+      if (OP(op)->type_ == MSG_FEED_WAIT) {
         list_push(&w->final, op);
       } else {
         op->detail = why;
@@ -1149,7 +1149,7 @@ static void lose_unsynced(writer *w, int rc) {
   w->acked_unsynced = 0;
   w->unsynced_batch = 0;
   fail_all(w, &w->unsynced, why);
-  log_line(LOG_ERROR, "writer", NULL, NULL,
+  engine_error(w->e, SPIKE_ESTORAGE, "writer",
            "%s: the last commit is not known durable; writer stopped, reopen the engine",
            store_strerror(rc));
 }
@@ -1241,8 +1241,8 @@ static int64_t next_wake_in_ms(writer *w) {
   int64_t next = wheel_next_ms(&w->wheel);
   int64_t in = next == INT64_MAX ? INT64_MAX : next - now;
   if (w->expire_after_ms > mono && in < w->expire_after_ms - mono) in = w->expire_after_ms - mono;
-  for (spike_op *op = w->waiters.head; op != NULL; op = op->next_)
-    if (op->deadline_ - mono < in) in = op->deadline_ - mono;
+  for (spike_op *op = w->waiters.head; op != NULL; op = OP(op)->next_)
+    if (OP(op)->deadline_ - mono < in) in = OP(op)->deadline_ - mono;
   if (w->deferred.head != NULL && in > 1) in = 1;
   return in;
 }

@@ -5,9 +5,13 @@
  * requests from simulated users, reserves through the engine, pays most of
  * the orders it wins and cancels some, until the sale sells out or the
  * request budget is spent. Completions come back on this loop's thread
- * through the producer's eventfd (net/spike_uv.c). At the end it checks the
- * event's counters against what it was told, closes everything and asserts
- * the loop has no handle left.
+ * through the producer's eventfd and the header-only libuv adapter
+ * (spike_uv.h). At the end it checks the event's counters against what it
+ * was told, closes everything and asserts the loop has no handle left.
+ *
+ * It uses only the installed headers; build it against the package with
+ *   cc -o embed embed.c $(pkg-config --cflags --libs spike-uv)
+ * (examples/Makefile does that).
  *
  *   embed [DATA_DIR] [REQUESTS]       defaults: ./data-embed 5000
  */
@@ -66,6 +70,14 @@ static request *take(gateway *g) {
 
 static void stop(gateway *g);
 
+/* A refusal, with what the producer's last error says about it. */
+static void report(gateway *g, int rc, const char *what) {
+  char why[256];
+  spike_producer_error(g->producer, why, sizeof(why));
+  fprintf(stderr, "embed: %s refused (%d, %s): %s\n", what, spike_code(rc),
+          spike_strerror(rc), why);
+}
+
 /* Once stopping, the last completion detaches the adapter: with no handle
  * left, uv_run returns. */
 static void maybe_finish(gateway *g) {
@@ -98,7 +110,9 @@ static void follow_up(gateway *g, const spike_order *o) {
   int rc = o->id % 10 == 0 ? spike_cancel(g->producer, &r->op, o->id, o->user_id, on_paid_or_cancelled)
                            : spike_pay(g->producer, &r->op, o->id, o->user_id, pid, (size_t)n,
                                        on_paid_or_cancelled);
-  if (rc != SPIKE_PENDING) r->busy = 0;
+  if (rc == SPIKE_PENDING) return;
+  r->busy = 0;
+  if (rc < 0) report(g, rc, o->id % 10 == 0 ? "cancel" : "pay");
 }
 
 static void on_reserved(spike_op *op) {
@@ -132,9 +146,9 @@ static void on_tick(uv_timer_t *t) {
     } else if (rc == SPIKE_ELIMIT) {
       g->limited++;
     } else if (rc == SPIKE_EBUSY) {
-      g->busy++;
+      g->busy++; /* a queue is full: a gateway answers 503 with Retry-After */
     } else {
-      fprintf(stderr, "embed: reserve: %s\n", spike_strerror(rc));
+      report(g, rc, "reserve"); /* SPIKE_EFULL: a table is too small; configuration */
     }
   }
   spike_event ev;
@@ -209,9 +223,14 @@ int main(int argc, char **argv) {
     fprintf(stderr, "embed: %s: %s\n", spike_strerror(rc), spike_open_error());
     return 1;
   }
-  if (uv_loop_init(&g.loop) != 0 || spike_producer_open(g.engine, &g.producer) != SPIKE_OK ||
-      spike_uv_attach(&g.loop, &g.adapter, g.producer) != 0) {
-    fprintf(stderr, "embed: set-up failed\n");
+  if ((rc = spike_producer_open(g.engine, &g.producer)) != SPIKE_OK) {
+    char why[256];
+    spike_engine_error(g.engine, why, sizeof(why));
+    fprintf(stderr, "embed: producer: %s\n", why);
+    return 1;
+  }
+  if ((rc = uv_loop_init(&g.loop)) != 0 || (rc = spike_uv_attach(&g.loop, &g.adapter, g.producer)) != 0) {
+    fprintf(stderr, "embed: libuv: %s\n", uv_strerror(rc));
     return 1;
   }
   if (create_event_if_missing(&g) != 0) return 1;
@@ -238,6 +257,10 @@ int main(int argc, char **argv) {
          " (%s)\n",
          EVENT_ID, ev.stock_total, ev.available, ev.reserved, ev.sold,
          spike_event_state_name(ev.state));
+  if (g.adapter.status != 0) {
+    fprintf(stderr, "embed: the completion fd's poll failed: %s\n", uv_strerror(g.adapter.status));
+    bad = 1;
+  }
   if (ev.available + ev.reserved + ev.sold != ev.stock_total || ev.sold < g.paid) {
     fprintf(stderr, "embed: counters do not balance\n");
     bad = 1;

@@ -7,7 +7,8 @@
  * producers (spike_producer): one per calling thread, each with a bounded
  * lock-free submission ring into the writer and a completion ring back.
  *
- * Invariants the engine keeps (CONTRACT.md I1-I6): no event ever has
+ * Invariants the engine keeps (I1-I6, listed in docs/design.md,
+ * "Invariants"): no event ever has
  * reserved + sold > stock_total; available + reserved + sold == stock_total;
  * a user never holds more than per_user_limit units of one event; one
  * (event, idempotency key) makes at most one order and one (order,
@@ -18,13 +19,14 @@
  * Results, in the manner of small parsers: a submission returns
  *   < 0            refused now (one of the SPIKE_E* codes below); no callback.
  *   SPIKE_OK       done now; the result is already in the op; no callback.
- *   SPIKE_PENDING  accepted; the op's callback runs later, on the producer's
- *                  own thread, from spike_producer_drain().
+ *   SPIKE_PENDING  accepted; the op's callback runs later, exactly once, on
+ *                  the producer's own thread, from spike_producer_drain().
  *
  * Completions do not assume an event loop. spike_producer_fd() is an eventfd
  * that becomes readable when completions are waiting; watch it with any loop
- * (epoll, libuv's uv_poll_t, nginx's ngx_event) and call
- * spike_producer_drain() when it fires.
+ * (epoll, libuv through spike_uv.h, nginx's ngx_event) and call
+ * spike_producer_drain() when it fires. The rules for callbacks are in the
+ * "Callbacks" section below.
  *
  * Ownership: every struct the caller passes in is caller-allocated. A
  * spike_op handed to a submission that returned SPIKE_PENDING belongs to the
@@ -34,9 +36,16 @@
  * Misuse is refused at the call with SPIKE_EMISUSE, never an abort: a
  * producer used from a thread that is not its own, an op submitted again
  * through the same producer while it is pending (op is left untouched), a
- * NULL callback. A pending op submitted through another producer is not
- * detected: do not. Nothing the engine returns needs freeing by the caller
- * except the engine and producer handles, through their close functions.
+ * NULL callback, a drain or close from inside one of the producer's own
+ * callbacks, a spike_config not made by spike_config_init(). A pending op
+ * submitted through another producer is not detected: do not. Nothing the
+ * engine returns needs freeing by the caller except the engine and producer
+ * handles, through their close functions.
+ *
+ * ABI: the library's soname is libspike.so.SPIKE_ABI_VERSION. Within one ABI
+ * version functions are only added; spike_config and spike_stats carry
+ * their size, spike_op has reserved space, and every other struct keeps its
+ * layout. docs/embedding.md ("ABI policy") says what moves the soname.
  */
 #ifndef SPIKE_H
 #define SPIKE_H
@@ -58,14 +67,30 @@ extern "C" {
 #endif
 
 #define SPIKE_VERSION_MAJOR 0
-#define SPIKE_VERSION_MINOR 1
+#define SPIKE_VERSION_MINOR 2
 #define SPIKE_VERSION_PATCH 0
-#define SPIKE_VERSION_STRING "0.1.0"
+#define SPIKE_VERSION_STRING "0.2.0"
+/* The N of libspike.so.N. It changes only when a program built against an
+ * older spike.h of the same N could misbehave with this library. */
+#define SPIKE_ABI_VERSION 1
 
 /*
  * One table yields the status enum, its message, and the contract's code and
  * HTTP status, so the four can never drift apart. XX(name, code, http, msg).
  * Every status is the negative of its contract code: SPIKE_ESOLDOUT == -30001.
+ *
+ * The three "cannot now" statuses ask for different actions:
+ *   SPIKE_EBUSY    a queue is full or the engine is in the way for a moment
+ *                  (commit queue, ops in flight, a key being written, a close
+ *                  while work is outstanding): retry soon; nothing was done.
+ *   SPIKE_EFULL    a table sized at spike_open() is full (events, buyers,
+ *                  users, idempotency keys, live reservations, producers):
+ *                  a configuration limit. Retrying helps only for live
+ *                  reservations (they end as orders are paid, cancelled or
+ *                  expire); the rest need a larger spike_config.
+ *   SPIKE_ELOCKED  spike_open(): another engine, in this process or another,
+ *                  owns the data directory.
+ * spike_producer_error() and spike_engine_error() say which bound was hit.
  */
 #define SPIKE_ERRNO_MAP(XX)                                                    \
   XX(ENOCREDS, 20001, 401, "credentials missing")                              \
@@ -87,7 +112,9 @@ extern "C" {
   XX(ESTORAGE, 50001, 500, "storage error")                                    \
   XX(EINTERNAL, 50002, 500, "internal error")                                  \
   XX(EMISUSE, 50003, 500, "the library was called the wrong way")              \
-  XX(EBUSY, 50005, 503, "overloaded")
+  XX(EBUSY, 50005, 503, "overloaded")                                          \
+  XX(EFULL, 50006, 507, "a table is full")                                     \
+  XX(ELOCKED, 50007, 503, "the data directory is in use")
 
 typedef enum spike_status {
   SPIKE_OK = 0,
@@ -104,12 +131,44 @@ SPIKE_EXTERN const char *spike_strerror(int status);
 SPIKE_EXTERN int spike_code(int status);
 /* The contract's HTTP status: 200 for SPIKE_OK, 409 for SPIKE_ESOLDOUT. */
 SPIKE_EXTERN int spike_http_status(int status);
-/* The library's version string, e.g. "0.1.0". */
+/* The library's version string, e.g. "0.2.0" (not the ABI version). */
 SPIKE_EXTERN const char *spike_version(void);
 
-/* The engine logs one JSON object per line on stderr (ts, level, module,
- * msg). Lines below level are dropped: 0 debug, 1 info (default), 2 warn,
- * 3 error. Any thread. */
+/* -------------------------------------------------------------------------
+ * Logging
+ *
+ * An engine logs through spike_config.log_cb when it is set. Without one it
+ * writes one JSON object per line on stderr (ts, level, module, msg and the
+ * key-value pairs as string members), each line in one write(2).
+ */
+typedef enum spike_log_level {
+  SPIKE_LOG_DEBUG = 0,
+  SPIKE_LOG_INFO = 1,
+  SPIKE_LOG_WARN = 2,
+  SPIKE_LOG_ERROR = 3,
+} spike_log_level;
+
+/* One key-value pair of a log line ("orderId" = "42"). Both NUL-terminated. */
+typedef struct spike_log_kv {
+  const char *key;
+  const char *value;
+} spike_log_kv;
+
+/*
+ * A log sink. Called with every line at or above spike_config.log_level, on
+ * whichever thread logs: the writer thread, a producer's thread, or the one
+ * in spike_open(); so it must be thread-safe. module is "engine" or
+ * "writer"; msg, kv and the strings they point to live only
+ * for the call. It must not call back into the engine (spike_strerror and
+ * the other pure functions excepted) and should not block: the writer waits
+ * for it.
+ */
+typedef void (*spike_log_cb)(void *ctx, spike_log_level level, const char *module,
+                             const char *msg, const spike_log_kv *kv, size_t kv_count);
+
+/* The level of the default stderr sink, process-wide: lines below it are
+ * dropped there, whatever an engine's log_level. Default SPIKE_LOG_INFO.
+ * Any thread. */
 SPIKE_EXTERN void spike_set_log_level(int level);
 
 /* -------------------------------------------------------------------------
@@ -141,6 +200,11 @@ typedef enum spike_ack {
 #define SPIKE_PAY_TIMEOUT_MAX_S (7u * 24 * 3600)
 
 typedef struct spike_config {
+  /* sizeof(spike_config) as the caller's spike.h has it: spike_config_init()
+   * records it, and spike_open() reads only that much (a config from an
+   * older spike.h gets the defaults for the fields it lacks). Do not set. */
+  uint32_t size;
+  uint32_t reserved0_;
   const char *data_dir;       /* directory holding the LMDB files; created */
   uint64_t map_size_bytes;    /* LMDB map size; default 1 GiB */
   spike_ack ack;              /* default SPIKE_ACK_DURABLE */
@@ -158,10 +222,19 @@ typedef struct spike_config {
   uint32_t ring_size;         /* per-producer ring slots, power of two; 8192 */
   uint32_t max_feed_waiters;  /* parked spike_feed_wait ops; default 1024 */
   uint64_t feed_retain;       /* newest feed records kept; 0 keeps all */
+  spike_log_cb log_cb;        /* NULL (default): JSON lines on stderr */
+  void *log_ctx;              /* passed to log_cb */
+  spike_log_level log_level;  /* lines below it are dropped; SPIKE_LOG_INFO */
 } spike_config;
 
-/* Fill cfg with the defaults. data_dir becomes "./data". */
-SPIKE_EXTERN void spike_config_init(spike_config *cfg);
+/* Fill cfg with the defaults and record its size; data_dir becomes
+ * "./data". Call it on every spike_config before setting fields: a config
+ * not made by it is refused by spike_open() (SPIKE_EMISUSE). The inline
+ * wrapper passes the size of the caller's struct. */
+SPIKE_EXTERN void spike_config_init_size(spike_config *cfg, size_t size);
+static inline void spike_config_init(spike_config *cfg) {
+  spike_config_init_size(cfg, sizeof(*cfg));
+}
 
 /* -------------------------------------------------------------------------
  * Records
@@ -250,15 +323,26 @@ typedef struct spike_engine spike_engine;
  * every reservation whose deadline passed while the engine was down, all
  * before this returns. cfg is copied.
  * Errors: SPIKE_EINVAL (a config value out of range, or a table configured
- * too small for what is on disk), SPIKE_EBUSY (another process holds the
- * data directory), SPIKE_ESTORAGE (LMDB or the file system refused, or a
- * stored record is corrupt), SPIKE_EINTERNAL (out of memory);
+ * too small for what is on disk), SPIKE_ELOCKED (another engine owns the
+ * data directory: another process, whose pid is named, or this one),
+ * SPIKE_ESTORAGE (LMDB or the file system refused, or a stored record is
+ * corrupt), SPIKE_EINTERNAL (out of memory), SPIKE_EMISUSE (cfg was not
+ * made by spike_config_init, or comes from a newer spike.h);
  * spike_open_error() says which, in words.
  */
 SPIKE_EXTERN int spike_open(spike_engine **out, const spike_config *cfg);
 
 /* Why the last spike_open() on this thread failed, in words. */
 SPIKE_EXTERN const char *spike_open_error(void);
+
+/*
+ * The engine's last error, in words, for a log or an operator: a refused
+ * spike_close() or spike_producer_open(), a failed commit (which says what
+ * the file system answered), a failed read. Copies at most cap bytes,
+ * NUL-terminated, into buf (may be NULL with cap 0) and returns the error's
+ * status, SPIKE_OK when there was none. Any thread.
+ */
+SPIKE_EXTERN int spike_engine_error(spike_engine *e, char *buf, size_t cap);
 
 /*
  * Stop the writer after it has committed every op already submitted, close
@@ -279,36 +363,78 @@ typedef void (*spike_cb)(spike_op *op);
  * through it or drains it (so a host may open producers on its main thread
  * and hand each to its own loop). Submissions and drains from any other
  * thread return SPIKE_EMISUSE. To move work to another thread, close it
- * there and open one in the new thread.
- * Errors: SPIKE_EBUSY (max_producers are open), SPIKE_EINTERNAL (no fd).
+ * there and open one in the new thread. Any thread.
+ * Errors: SPIKE_EFULL (max_producers are open), SPIKE_EINTERNAL.
  */
 SPIKE_EXTERN int spike_producer_open(spike_engine *e, spike_producer **out);
 
 /* The completion eventfd: readable when callbacks are waiting. Owned by the
- * producer; do not close it. */
+ * producer; do not close it. Watch it level- or edge-triggered (see
+ * Callbacks). */
 SPIKE_EXTERN int spike_producer_fd(const spike_producer *p);
 
-/* Run the callbacks of every completed op, on this thread. Returns how many
- * ran, or SPIKE_EMISUSE from a thread that is not p's. Safe to call when
- * the fd is not readable (returns 0). */
+/* Run the callbacks of the ops that had completed when it was called, on
+ * this thread, and return how many ran; completions that arrive meanwhile
+ * make the fd readable again. Safe to call when the fd is not readable
+ * (returns 0). SPIKE_EMISUSE from a thread that is not p's, or from inside
+ * one of p's callbacks. */
 SPIKE_EXTERN int spike_producer_drain(spike_producer *p);
 
 /* Ops submitted through p whose callbacks have not run yet. */
 SPIKE_EXTERN uint32_t spike_producer_inflight(const spike_producer *p);
 
 /*
+ * What the last refused or failed operation through p met, in words: which
+ * call, which status, and the cause ("spike_reserve: a table is full:
+ * buyer table full (max_buyers 65536); raise max_buyers"). Covers refusals
+ * at the call and failures delivered to a callback. Copies at most cap
+ * bytes, NUL-terminated, into buf and returns that status, SPIKE_OK when
+ * nothing has failed since spike_producer_open(). p's thread.
+ */
+SPIKE_EXTERN int spike_producer_error(const spike_producer *p, char *buf, size_t cap);
+
+/*
  * Unregister p. Waits for the writer to take what is still in its ring
  * (reserves acknowledged at enqueue). Errors: SPIKE_EBUSY (ops are still in
- * flight: drain until spike_producer_inflight() is 0; nothing was closed).
+ * flight: drain until spike_producer_inflight() is 0; nothing was closed),
+ * SPIKE_EMISUSE (called from inside one of p's callbacks).
  */
 SPIKE_EXTERN int spike_producer_close(spike_producer *p);
 
 /* -------------------------------------------------------------------------
+ * Callbacks
+ *
+ * A callback runs once for each submission that returned SPIKE_PENDING, and
+ * never for one that returned anything else. It runs on the producer's
+ * thread, inside spike_producer_drain(), never inside a submission.
+ *
+ * - The op is the caller's again when the callback starts: it may read it,
+ *   submit it again (through any producer), or free it; the engine does not
+ *   touch it after the callback returns.
+ * - From a callback the caller may submit any operation through any producer
+ *   its thread owns, read (spike_event_get, spike_order_get, ...), and call
+ *   spike_producer_inflight, spike_producer_error and every function that
+ *   takes an engine. It may not drain or close the producer whose callback
+ *   is running (SPIKE_EMISUSE), nor close the engine (SPIKE_EBUSY: its
+ *   producers are open).
+ * - Callbacks of one producer never run concurrently, and never nest.
+ * - The eventfd may be watched edge-triggered (EPOLLET) or level-triggered:
+ *   a drain reads the fd before it pops completions, and the writer writes
+ *   it after it pushes them, so a completion the drain did not run always
+ *   makes the fd readable again (a new edge). A drain leaves the fd quiet
+ *   unless a completion's write came after the drain's read: then the fd is
+ *   readable once more, and the next drain runs it or returns 0.
+ * - The writer thread never runs caller code except log_cb.
+ */
+
+/* -------------------------------------------------------------------------
  * Operations. The caller allocates a spike_op (on its own request struct,
  * for example) and may set op->data; the engine fills the result fields
- * before the callback runs or before returning SPIKE_OK. Private fields are
- * the engine's.
+ * before the callback runs or before returning SPIKE_OK. The rest is the
+ * engine's.
  */
+#define SPIKE_OP_PRIVATE_BYTES 192
+
 struct spike_op {
   void *data;            /* the caller's; never touched by the engine */
   /* results */
@@ -321,18 +447,10 @@ struct spike_op {
     spike_order order;   /* reserve, pay, cancel */
     spike_event event;   /* event create, restock, close */
   } r;
-  /* private */
-  spike_cb cb_;
-  spike_op *next_;
-  spike_producer *producer_;
-  uint64_t a_;           /* order id or feed seq */
-  uint64_t b_;           /* user id or restock amount */
-  int64_t deadline_;     /* feed wait: unix ms */
-  uint32_t slot_;        /* event slot */
-  uint32_t idx_;         /* idempotency key entry */
-  uint8_t type_;         /* enum msg_type */
-  uint8_t pid_len_;
-  char pid_[SPIKE_PAYMENT_ID_MAX];
+  /* Results a later release of this ABI adds; the engine zeroes them. */
+  uint64_t reserved_[4];
+  /* The engine's while the op is pending; opaque, never to be read. */
+  uint64_t private_[SPIKE_OP_PRIVATE_BYTES / 8];
 };
 
 /*
@@ -348,8 +466,10 @@ struct spike_op {
  * names it),
  * SPIKE_ENOEVENT, SPIKE_ENOTLIVE, SPIKE_ESOLDOUT, SPIKE_ELIMIT (qty above
  * the user's remaining limit), SPIKE_EBUSY (ring full, too many ops in
- * flight, or a table at its bound; op->detail says which), SPIKE_ESTORAGE
- * (the writer has failed), SPIKE_EMISUSE. In the callback: SPIKE_OK,
+ * flight, or another request with this key in progress: retry),
+ * SPIKE_EFULL (the buyer, user, key or live-reservation table is full),
+ * op->detail saying which, SPIKE_ESTORAGE (the writer has failed),
+ * SPIKE_EMISUSE. In the callback: SPIKE_OK,
  * SPIKE_ESTORAGE (the commit failed and the reservation was undone),
  * SPIKE_ENOTLIVE (the event was closed before the writer took it, or a
  * replay whose original was refused so), SPIKE_EFORBIDDEN (replay),
@@ -398,6 +518,10 @@ typedef struct spike_event_spec {
   int64_t end_at;          /* unix ms, > start_at */
   uint32_t per_user_limit; /* >= 1 */
   uint32_t pay_timeout_s;  /* 1..SPIKE_PAY_TIMEOUT_MAX_S */
+  /* Zero (an initializer that names the fields, or memset, does it): room
+   * for fields a later release of this ABI adds, zero meaning "absent".
+   * Anything else is SPIKE_EINVAL ("reserved"). */
+  uint64_t reserved_[2];
 } spike_event_spec;
 
 /* Check spec; SPIKE_OK or SPIKE_EINVAL with *field naming the bad field. */
@@ -409,7 +533,8 @@ SPIKE_EXTERN int spike_event_spec_check(const spike_event_spec *spec,
  * both ack modes; the event is visible to reads and reserves from then on.
  * spec and its name are copied before this returns.
  * Errors now: SPIKE_EINVAL (op->detail names the field), SPIKE_EEXIST,
- * SPIKE_EBUSY (the slab is full, or the ring), SPIKE_ESTORAGE.
+ * SPIKE_EFULL (max_events are in the slab), SPIKE_EBUSY (the ring),
+ * SPIKE_ESTORAGE.
  * Callback: SPIKE_OK with op->r.event, or SPIKE_ESTORAGE.
  */
 SPIKE_EXTERN int spike_event_create(spike_producer *p, spike_op *op,
@@ -452,10 +577,14 @@ SPIKE_EXTERN void spike_feed_release(spike_engine *e);
 SPIKE_EXTERN int spike_event_get(spike_engine *e, uint64_t event_id,
                                  spike_event *out);
 
-/* Any thread. Copies up to max events in slab order (creation order; after
- * a restart, id order); *count gets how many exist in all. */
-SPIKE_EXTERN int spike_event_list(spike_engine *e, spike_event *out,
-                                  uint32_t max, uint32_t *count);
+/*
+ * Any thread. Events in id order, those with id > after (0: from the
+ * first), up to max. *count gets how many were copied; *next (may be NULL)
+ * the id to pass as `after` for the next page, or 0 when this page holds
+ * the last event.
+ */
+SPIKE_EXTERN int spike_event_list(spike_engine *e, uint64_t after, spike_event *out,
+                                  uint32_t max, uint32_t *count, uint64_t *next);
 
 /* Committed orders, read from LMDB on the producer's thread. With
  * SPIKE_ACK_MEMORY a change can be seen here up to one batch late. A commit
@@ -465,13 +594,20 @@ SPIKE_EXTERN int spike_event_list(spike_engine *e, spike_event *out,
 SPIKE_EXTERN int spike_order_get(spike_producer *p, uint64_t order_id,
                                  spike_order *out);
 
-/* A user's committed orders in one event (event_id != 0) or in all,
- * grouped by event id, oldest first within each. When the user has more
- * than max, the newest max. *count gets how many were copied. Errors:
- * SPIKE_ESTORAGE, SPIKE_EMISUSE (not p's thread). */
-SPIKE_EXTERN int spike_user_orders(spike_producer *p, uint64_t user_id,
-                                   uint64_t event_id, spike_order *out,
-                                   uint32_t max, uint32_t *count);
+/*
+ * A user's committed orders in one event (event_id != 0) or in all, newest
+ * first (the order they were committed in, reversed). after: 0 for the
+ * newest; otherwise the *next of the previous page, and the page starts with
+ * the order committed before that one. Up to max are copied; *count gets
+ * how many. *next (may be NULL) gets the cursor for the next page, 0 when
+ * there is none. A page also ends after 100,000 orders of other events
+ * were skipped, with *next set, so every call is bounded. Errors:
+ * SPIKE_EINVAL (after is not one of this user's orders), SPIKE_ESTORAGE,
+ * SPIKE_EMISUSE (not p's thread).
+ */
+SPIKE_EXTERN int spike_user_orders(spike_producer *p, uint64_t user_id, uint64_t event_id,
+                                   uint64_t after, spike_order *out, uint32_t max,
+                                   uint32_t *count, uint64_t *next);
 
 /* Feed records with seq > after, oldest first, up to max: durable ones
  * only, so no record read here can be taken back by a power cut. *count
@@ -486,7 +622,9 @@ SPIKE_EXTERN int spike_feed_read(spike_producer *p, uint64_t after,
  */
 
 /* SPIKE_OK when storage is writable and the queues have room; otherwise
- * SPIKE_ESTORAGE or SPIKE_EBUSY with *why saying which (static text). */
+ * SPIKE_ESTORAGE, SPIKE_EBUSY (the commit queue is nearly full) or
+ * SPIKE_EFULL (the live-reservation table is full) with *why saying which
+ * (static text). Any thread. */
 SPIKE_EXTERN int spike_health(spike_engine *e, const char **why);
 
 /* Histogram bounds (upper, inclusive) shared by every spike_stats. */
@@ -496,6 +634,8 @@ SPIKE_EXTERN extern const double spike_commit_bucket_s[SPIKE_COMMIT_BUCKETS];
 SPIKE_EXTERN extern const uint32_t spike_batch_bucket[SPIKE_BATCH_BUCKETS];
 
 typedef struct spike_stats {
+  uint32_t size;             /* sizeof as the caller's spike.h has it */
+  uint32_t reserved0_;
   uint64_t commits_total;
   uint64_t commit_failures_total;
   uint64_t ops_committed_total;
@@ -516,8 +656,12 @@ typedef struct spike_stats {
   uint64_t feed_seq;         /* newest durable feed seq */
 } spike_stats;
 
-/* Any thread. A snapshot; counters are monotonic. */
-SPIKE_EXTERN void spike_stats_get(spike_engine *e, spike_stats *out);
+/* Any thread. A snapshot; counters are monotonic. The inline wrapper passes
+ * the size of the caller's struct; fields it lacks are not written. */
+SPIKE_EXTERN void spike_stats_get_size(spike_engine *e, spike_stats *out, size_t size);
+static inline void spike_stats_get(spike_engine *e, spike_stats *out) {
+  spike_stats_get_size(e, out, sizeof(*out));
+}
 
 #ifdef __cplusplus
 }

@@ -10,6 +10,7 @@
  * front of the body in reserved head room.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -38,6 +39,7 @@ static const char *reason_phrase(int http) {
   case 429: return "Too Many Requests";
   case 500: return "Internal Server Error";
   case 503: return "Service Unavailable";
+  case 507: return "Insufficient Storage";
   }
   return "Unknown";
 }
@@ -335,8 +337,7 @@ static void event_create(loop_ctx *lc, req *r) {
 
 static void event_list(loop_ctx *lc, req *r) {
   uint32_t n = 0, max = lc->srv->ecfg.max_events;
-  spike_event_list(lc->srv->engine, lc->events, max, &n);
-  if (n > max) n = max;
+  spike_event_list(lc->srv->engine, 0, lc->events, max, &n, NULL);
   ok_begin(r);
   jb_lit(&r->out, "{\"events\":[");
   for (uint32_t i = 0; i < n; i++) {
@@ -489,6 +490,12 @@ static void order_change(loop_ctx *lc, req *r, int pay) {
   }
 }
 
+static int by_event_then_id(const void *a, const void *b) {
+  const spike_order *x = a, *y = b;
+  if (x->event_id != y->event_id) return x->event_id < y->event_id ? -1 : 1;
+  return x->id < y->id ? -1 : x->id > y->id;
+}
+
 static void user_orders(loop_ctx *lc, req *r) {
   caller c;
   uint64_t event = 0;
@@ -500,11 +507,13 @@ static void user_orders(loop_ctx *lc, req *r) {
     return;
   }
   uint32_t n = 0;
-  int rc = spike_user_orders(lc->producer, r->m.id, event, lc->orders, API_LIST_MAX, &n);
+  int rc = spike_user_orders(lc->producer, r->m.id, event, 0, lc->orders, API_LIST_MAX, &n, NULL);
   if (rc != SPIKE_OK) {
     fail(r, rc, NULL);
     return;
   }
+  /* The newest API_LIST_MAX, shown grouped by event, oldest first in each. */
+  qsort(lc->orders, n, sizeof(*lc->orders), by_event_then_id);
   ok_begin(r);
   jb_lit(&r->out, "{\"orders\":[");
   for (uint32_t i = 0; i < n; i++) {

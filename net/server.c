@@ -280,7 +280,7 @@ static void demo_done(spike_op *op) { (void)op; }
 static int create_demo(server *srv) {
   spike_event one;
   uint32_t n = 0;
-  spike_event_list(srv->engine, &one, 1, &n);
+  spike_event_list(srv->engine, 0, &one, 1, &n, NULL);
   if (n > 0) return 0;
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);

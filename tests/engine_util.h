@@ -65,6 +65,18 @@ static inline int create_event(spike_producer *p, const spike_event_spec *s) {
   return settle(p, &op, spike_event_create(p, &op, s, count_cb));
 }
 
+/* A producer on e and an event (id, stock units, per-user limit) made
+ * through it: how most cases begin. */
+static inline spike_producer *producer_with_event(spike_engine *e, uint64_t id, uint64_t stock,
+                                                  uint32_t per_user_limit) {
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(id, stock);
+  s.per_user_limit = per_user_limit;
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  return p;
+}
+
 static inline spike_engine *open_engine(spike_config *cfg) {
   spike_engine *e = NULL;
   int rc = spike_open(&e, cfg);

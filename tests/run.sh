@@ -32,10 +32,11 @@ suite() {
 fresh() { d="$TMPDIR/spike-run-$1-$$"; rm -rf "$d"; echo "$d"; }
 
 UNIT="test_ring test_slab test_limit test_ids test_wheel test_codec test_order test_body test_engine
-  test_lifecycle test_misuse test_memory_ack test_clock test_migrate test_sim test_races"
+  test_lifecycle test_misuse test_memory_ack test_clock test_migrate test_sim test_races
+  test_callbacks test_errors"
 for t in $UNIT; do suite "asan $t" build/asan/tests/$t; done
 for t in test_ring test_slab test_limit test_engine test_lifecycle test_stress test_misuse \
-  test_memory_ack test_races; do
+  test_memory_ack test_races test_callbacks; do
   suite "tsan $t" build/tsan/tests/$t
 done
 suite "rel test_crash" build/rel/tests/test_crash
@@ -91,13 +92,16 @@ if command -v clang >/dev/null 2>&1; then
 fi
 
 for v in rel asan; do
-  d=$(fresh "embed-$v")
-  suite "$v examples/embed" build/$v/examples/embed "$d" 3000
-  rm -rf "$d"
+  for ex in embed epoll; do
+    d=$(fresh "$ex-$v")
+    suite "$v examples/$ex" build/$v/examples/$ex "$d" 3000
+    rm -rf "$d"
+  done
 done
-# What an embedder links: the installed libspike.so and libspike.a export
-# spike_* only, and a program with its own recover() still gets recovery.
-suite "rel exports (make install)" tests/test_exports.sh
+# What an embedder gets from the package: make install DESTDIR, the
+# layout, spike_* only, the ABI against abi/, recovery next to a clashing
+# program, examples/ built with pkg-config and run, make uninstall.
+suite "rel package (install, ABI, examples)" tests/test_exports.sh
 if command -v valgrind >/dev/null 2>&1; then
   d=$(fresh embed-vg)
   suite "valgrind examples/embed" valgrind -q --error-exitcode=99 --leak-check=full \

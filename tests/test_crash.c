@@ -337,7 +337,7 @@ static void verify(const spike_config *cfg) {
     /* I3 for every user we heard of */
     static spike_order list[64];
     uint32_t n;
-    CHECK_EQ(spike_user_orders(p, o.user_id, EVENT_ID, list, 64, &n), SPIKE_OK);
+    CHECK_EQ(spike_user_orders(p, o.user_id, EVENT_ID, 0, list, 64, &n, NULL), SPIKE_OK);
     uint32_t held = 0;
     for (uint32_t j = 0; j < n; j++)
       if (list[j].state == SPIKE_ORDER_RESERVED || list[j].state == SPIKE_ORDER_PAID)

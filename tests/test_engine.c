@@ -20,7 +20,7 @@ static void open_close_reopen(void) {
   e = open_engine(&cfg);
   spike_event evs[1];
   uint32_t n = 99;
-  CHECK_EQ(spike_event_list(e, evs, 1, &n), SPIKE_OK);
+  CHECK_EQ(spike_event_list(e, 0, evs, 1, &n, NULL), SPIKE_OK);
   CHECK_EQ(n, 0);
   CHECK_EQ(spike_close(e), SPIKE_OK);
   test_rmrf(cfg.data_dir);
@@ -51,8 +51,8 @@ static void dir_is_locked(void) {
   spike_config cfg;
   small_config(&cfg, "lock");
   spike_engine *e = open_engine(&cfg), *e2;
-  CHECK_EQ(spike_open(&e2, &cfg), SPIKE_EBUSY);
-  CHECK(strstr(spike_open_error(), "in use") != NULL);
+  CHECK_EQ(spike_open(&e2, &cfg), SPIKE_ELOCKED);
+  CHECK(strstr(spike_open_error(), "already open in this process") != NULL);
   CHECK_EQ(spike_close(e), SPIKE_OK);
   e = open_engine(&cfg);
   CHECK_EQ(spike_close(e), SPIKE_OK);
@@ -107,7 +107,7 @@ static void events_create_get_list(void) {
   CHECK_EQ(create_event(p, &s), SPIKE_OK);
   spike_event list[4];
   uint32_t count;
-  CHECK_EQ(spike_event_list(e, list, 4, &count), SPIKE_OK);
+  CHECK_EQ(spike_event_list(e, 0, list, 4, &count, NULL), SPIKE_OK);
   CHECK_EQ(count, 2);
   CHECK(list[1].id != 0 && list[1].id != 42);
 
@@ -368,16 +368,16 @@ static void pay_and_cancel(void) {
 
   spike_order list[8];
   uint32_t n;
-  CHECK_EQ(spike_user_orders(p, 11, 0, list, 8, &n), SPIKE_OK);
-  CHECK_EQ(n, 2);
-  CHECK_EQ(list[0].id, o2);
-  CHECK_EQ(list[0].state, SPIKE_ORDER_CANCELLED);
-  CHECK_EQ(list[1].state, SPIKE_ORDER_RESERVED);
-  CHECK_EQ(spike_user_orders(p, 11, 3, list, 1, &n), SPIKE_OK);
+  CHECK_EQ(spike_user_orders(p, 11, 0, 0, list, 8, &n, NULL), SPIKE_OK);
+  CHECK_EQ(n, 2); /* newest first */
+  CHECK_EQ(list[1].id, o2);
+  CHECK_EQ(list[1].state, SPIKE_ORDER_CANCELLED);
+  CHECK_EQ(list[0].state, SPIKE_ORDER_RESERVED);
+  CHECK_EQ(spike_user_orders(p, 11, 3, 0, list, 1, &n, NULL), SPIKE_OK);
   CHECK_EQ(n, 1);
-  CHECK_EQ(spike_user_orders(p, 11, 4, list, 8, &n), SPIKE_OK);
+  CHECK_EQ(spike_user_orders(p, 11, 4, 0, list, 8, &n, NULL), SPIKE_OK);
   CHECK_EQ(n, 0);
-  CHECK_EQ(spike_user_orders(p, 12, 0, list, 8, &n), SPIKE_OK);
+  CHECK_EQ(spike_user_orders(p, 12, 0, 0, list, 8, &n, NULL), SPIKE_OK);
   CHECK_EQ(n, 0);
   CHECK_EQ(spike_producer_close(p), SPIKE_OK);
   CHECK_EQ(spike_close(e), SPIKE_OK);
@@ -604,7 +604,7 @@ static void bounds_answer_busy(void) {
   spike_op op;
   CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 30, 104, 1, NULL, 0, count_cb)), SPIKE_OK);
   CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 30, 105, 1, NULL, 0, count_cb)), SPIKE_OK);
-  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 30, 106, 1, NULL, 0, count_cb)), SPIKE_EBUSY);
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 30, 106, 1, NULL, 0, count_cb)), SPIKE_EFULL);
   CHECK(strstr(op.detail, "buyer table") != NULL);
   spike_stats st;
   spike_stats_get(e, &st);
@@ -622,10 +622,10 @@ static void bounds_answer_busy(void) {
   CHECK_EQ(create_event(p, &s), SPIKE_OK);
   CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 30, 1, 1, NULL, 0, count_cb)), SPIKE_OK);
   CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 30, 2, 1, NULL, 0, count_cb)), SPIKE_OK);
-  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 30, 3, 1, NULL, 0, count_cb)), SPIKE_EBUSY);
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 30, 3, 1, NULL, 0, count_cb)), SPIKE_EFULL);
   CHECK(strstr(op.detail, "reservation table") != NULL);
   const char *why;
-  CHECK_EQ(spike_health(e, &why), SPIKE_EBUSY);
+  CHECK_EQ(spike_health(e, &why), SPIKE_EFULL);
   CHECK_EQ(spike_producer_close(p), SPIKE_OK);
   CHECK_EQ(spike_close(e), SPIKE_OK);
   test_rmrf(cfg.data_dir);
@@ -820,7 +820,7 @@ static void reservation_bound_counts_live(void) {
       CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 50, user, 1, NULL, 0, count_cb)), SPIKE_OK);
       ids[i] = op.r.order.id;
     }
-    CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 50, user, 1, NULL, 0, count_cb)), SPIKE_EBUSY);
+    CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 50, user, 1, NULL, 0, count_cb)), SPIKE_EFULL);
     CHECK(strstr(op.detail, "reservation table") != NULL);
     spike_stats st;
     spike_stats_get(e, &st);
@@ -973,30 +973,56 @@ static void user_orders_follow_commits(void) {
   for (int round = 0; round < 2; round++) {
     static spike_order out[128];
     uint32_t count;
-    CHECK_EQ(spike_user_orders(a, 5, 0, out, 128, &count), SPIKE_OK);
+    CHECK_EQ(spike_user_orders(a, 5, 0, 0, out, 128, &count, NULL), SPIKE_OK);
     CHECK_EQ(count, N);
-    for (uint32_t i = 0; i < count; i++) {
-      CHECK_EQ(out[i].user_id, 5);
-      if (i > 0) /* grouped by event, oldest first */
-        CHECK(out[i - 1].event_id < out[i].event_id ||
-              (out[i - 1].event_id == out[i].event_id && out[i - 1].id < out[i].id));
-    }
+    for (uint32_t i = 0; i < count; i++) CHECK_EQ(out[i].user_id, 5);
+    /* Newest first: each pair was committed before the next was submitted,
+     * so every order of a later pair comes before every one of an earlier. */
+    static uint32_t pos[N];
     int seen = 0;
     for (int i = 0; i < N; i++)
       for (uint32_t j = 0; j < count; j++)
-        if (out[j].id == made[i]) seen++;
+        if (out[j].id == made[i]) pos[i] = j, seen++;
     CHECK_EQ(seen, N);
-    CHECK_EQ(out[0].state, SPIKE_ORDER_CANCELLED);
-    CHECK_EQ(spike_user_orders(a, 5, 71, out, 128, &count), SPIKE_OK);
+    for (int i = 2; i < N; i++) {
+      CHECK(pos[i] < pos[(i / 2 - 1) * 2]);
+      CHECK(pos[i] < pos[(i / 2 - 1) * 2 + 1]);
+    }
+    CHECK_EQ(out[pos[0]].state, SPIKE_ORDER_CANCELLED);
+    /* Pages of 7 walk the same list, in the same order, and end with 0. */
+    static spike_order page[7];
+    uint64_t after = 0, next = 0;
+    uint32_t got = 0, k;
+    do {
+      CHECK_EQ(spike_user_orders(a, 5, 0, after, page, 7, &k, &next), SPIKE_OK);
+      CHECK(k == 7 || next == 0);
+      for (uint32_t j = 0; j < k; j++) CHECK_EQ(page[j].id, out[got + j].id);
+      got += k;
+      after = next;
+    } while (next != 0);
+    CHECK_EQ(got, N);
+    /* ... and with an event filter */
+    got = 0, after = 0;
+    do {
+      CHECK_EQ(spike_user_orders(a, 5, 71, after, page, 4, &k, &next), SPIKE_OK);
+      for (uint32_t j = 0; j < k; j++) CHECK_EQ(page[j].event_id, 71);
+      got += k;
+      after = next;
+    } while (next != 0);
+    CHECK_EQ(got, N / 3);
+    /* a cursor that is not one of this user's orders */
+    CHECK_EQ(spike_user_orders(b, 6, 0, made[3], page, 7, &k, &next), SPIKE_EINVAL);
+    CHECK_EQ(spike_user_orders(b, 5, 0, 12345, page, 7, &k, &next), SPIKE_EINVAL);
+    CHECK_EQ(spike_user_orders(a, 5, 71, 0, out, 128, &count, NULL), SPIKE_OK);
     CHECK_EQ(count, N / 3);
     for (uint32_t i = 0; i < count; i++) CHECK_EQ(out[i].event_id, 71);
     /* asked for fewer: the newest ones */
-    CHECK_EQ(spike_user_orders(a, 5, 72, out, 5, &count), SPIKE_OK);
+    CHECK_EQ(spike_user_orders(a, 5, 72, 0, out, 5, &count, NULL), SPIKE_OK);
     CHECK_EQ(count, 5);
-    CHECK_EQ(out[4].id, made[N - 1]);
-    CHECK_EQ(spike_user_orders(a, 6, 0, out, 128, &count), SPIKE_OK);
+    CHECK_EQ(out[0].id, made[N - 1]);
+    CHECK_EQ(spike_user_orders(a, 6, 0, 0, out, 128, &count, NULL), SPIKE_OK);
     CHECK_EQ(count, 1);
-    CHECK_EQ(spike_user_orders(a, 4242, 0, out, 128, &count), SPIKE_OK);
+    CHECK_EQ(spike_user_orders(a, 4242, 0, 0, out, 128, &count, NULL), SPIKE_OK);
     CHECK_EQ(count, 0);
     if (round == 1) break;
     CHECK_EQ(spike_producer_close(a), SPIKE_OK);

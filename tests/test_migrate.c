@@ -22,10 +22,18 @@ static void copy_fixture(const char *dir) {
   CHECK_EQ(system(cmd), 0);
 }
 
+static int by_event_then_id(const void *a, const void *b) {
+  const spike_order *x = a, *y = b;
+  if (x->event_id != y->event_id) return x->event_id < y->event_id ? -1 : 1;
+  return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* A user's orders, sorted by event then id (the fixture's order). */
 static void user_orders(spike_producer *p, uint64_t user, uint64_t event, uint64_t *ids,
                         uint32_t *n) {
   static spike_order out[16];
-  CHECK_EQ(spike_user_orders(p, user, event, out, 16, n), SPIKE_OK);
+  CHECK_EQ(spike_user_orders(p, user, event, 0, out, 16, n, NULL), SPIKE_OK);
+  qsort(out, *n, sizeof(*out), by_event_then_id);
   for (uint32_t i = 0; i < *n; i++) {
     CHECK_EQ(out[i].user_id, user);
     ids[i] = out[i].id;

@@ -30,7 +30,7 @@ static void *intrude(void *arg) {
     uint32_t count;
     uint64_t next;
     int r1 = spike_order_get(in->p, 1, &o);
-    int r2 = spike_user_orders(in->p, 7, 0, &o, 1, &count);
+    int r2 = spike_user_orders(in->p, 7, 0, 0, &o, 1, &count, NULL);
     int r3 = spike_feed_read(in->p, 0, &c, 1, &count, &next);
     if (rc == SPIKE_EMISUSE && rd == SPIKE_EMISUSE && r1 == SPIKE_EMISUSE &&
         r2 == SPIKE_EMISUSE && r3 == SPIKE_EMISUSE)

@@ -283,7 +283,7 @@ static void check_store(const spike_config *cfg, const answer *ans, int nans, ui
     for (uint64_t u = 1; u <= 20; u++) {
       static spike_order list[16];
       uint32_t k;
-      CHECK_EQ(spike_user_orders(p, u, id, list, 16, &k), SPIKE_OK);
+      CHECK_EQ(spike_user_orders(p, u, id, 0, list, 16, &k, NULL), SPIKE_OK);
       uint32_t held = 0;
       for (uint32_t j = 0; j < k; j++)
         if (list[j].state == SPIKE_ORDER_RESERVED || list[j].state == SPIKE_ORDER_PAID)

@@ -295,7 +295,7 @@ static void check(sim *s) {
   uint64_t user = 1 + rnd(s, USERS);
   static spike_order list[ORDERS_MAX];
   uint32_t n;
-  CHECK_EQ(spike_user_orders(s->p, user, 0, list, ORDERS_MAX, &n), SPIKE_OK);
+  CHECK_EQ(spike_user_orders(s->p, user, 0, 0, list, ORDERS_MAX, &n, NULL), SPIKE_OK);
   uint32_t want = 0;
   for (int i = 0; i < m->no; i++) want += m->o[i].user == user;
   FAIL_IF(n != want, "user %llu has %u orders listed, the model %u", (unsigned long long)user, n,

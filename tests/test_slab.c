@@ -126,11 +126,11 @@ static void create_visible_dead_reuse(void) {
   spike_event_spec d = spec_of(10, 1, "fourth");
   st = 0;
   CHECK_EQ(slab_create(&s, &d, &st), SLAB_NONE);
-  CHECK_EQ(st, SPIKE_EBUSY);
+  CHECK_EQ(st, SPIKE_EFULL);
   slab_make_dead(&s, sc);
   st = 0;
   CHECK_EQ(slab_create(&s, &d, &st), SLAB_NONE);
-  CHECK_EQ(st, SPIKE_EBUSY); /* a dead slot belongs to its id, not to anyone */
+  CHECK_EQ(st, SPIKE_EFULL); /* a dead slot belongs to its id, not to anyone */
   CHECK_EQ(slab_create(&s, &c, &st), sc);
   slab_make_visible(&s, sc);
   CHECK_EQ(slab_find(&s, 9), sc);
@@ -176,7 +176,7 @@ static void many_ids_in_index(void) {
   int st;
   spike_event_spec sp = spec_of(123456789, 1, "y");
   CHECK_EQ(slab_create(&s, &sp, &st), SLAB_NONE);
-  CHECK_EQ(st, SPIKE_EBUSY);
+  CHECK_EQ(st, SPIKE_EFULL);
   slab_free(&s);
 }
 

@@ -223,7 +223,7 @@ static void million_attempts(void) {
   static spike_order orders[LIMIT + 1];
   for (uint64_t u = 0; u < USERS; u++) {
     uint32_t n;
-    CHECK_EQ(spike_user_orders(p, u, EVENT_ID, orders, LIMIT + 1, &n), SPIKE_OK);
+    CHECK_EQ(spike_user_orders(p, u, EVENT_ID, 0, orders, LIMIT + 1, &n, NULL), SPIKE_OK);
     uint32_t units = 0;
     for (uint32_t i = 0; i < n; i++) units += orders[i].qty;
     CHECK(units <= LIMIT); /* I3 on disk */
