@@ -4,20 +4,26 @@
 #   make test     build everything (release, ASan+UBSan, TSan) and run every test
 #   make bench    micro and end-to-end engine benchmarks (not tests)
 #   make deps     install the Debian packages this needs (run by test and run)
-#   make install  libspike.a, libspike.so, spike.h and spike.pc under PREFIX
+#   make install  libspike.a, libspike.so, spike.h, spike.pc, spiked and its
+#                 systemd unit under PREFIX
 #
 # Build outputs go under build/<variant>/: rel (-O2), asan (ASan+UBSan), tsan.
 
 CC      ?= cc
 PREFIX  ?= /usr/local
 DESTDIR ?=
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
 
 PKGS      := lmdb libuv msgpack libxxhash libjwt
-DEB_LIBS  := liblmdb-dev libuv1-dev node-llhttp libmsgpack-dev libxxhash-dev libjsmn-dev libjwt-dev pkg-config
+DEB_LIBS  := liblmdb-dev libuv1-dev node-llhttp libmsgpack-dev libxxhash-dev libjsmn-dev libjwt-dev pkg-config \
+             libsqlite3-dev
 # libclang-rt-dev: clang's sanitizer and libFuzzer runtimes, only a
 # Recommends of clang, so --no-install-recommends leaves it out. curl:
 # tests/test_api_doc.sh and the lines `make run` prints.
-DEB_TOOLS := valgrind clang libclang-rt-dev curl
+# prometheus: promtool, which lints /metrics in tests/test_ops.c; systemd:
+# systemd-analyze, which checks the unit file in tests/test_unit.sh.
+DEB_TOOLS := valgrind clang libclang-rt-dev curl prometheus systemd
 DEB_BENCH := wrk nginx-light
 LLHTTP_DIR     := /usr/share/llhttp
 LLHTTP_INCLUDE := /usr/share/include/llhttp
@@ -58,8 +64,9 @@ FUZZERS    := fuzz_body fuzz_record fuzz_route
 BENCH_SRC  := bench/spikebench.c bench/hist.c bench/plot.c
 TEST_UNITS := test_ring test_slab test_limit test_ids test_wheel test_codec test_order test_misuse \
               test_memory_ack test_clock test_migrate test_powerloss test_sim test_races \
-              test_body test_engine test_lifecycle test_stress test_crash test_http test_spikebench
-EXAMPLES   := embed
+              test_body test_engine test_lifecycle test_stress test_crash test_http test_spikebench \
+              test_ops
+EXAMPLES   := embed feed_sqlite
 MICRO      := bench_ring bench_reserve bench_writer bench_lifecycle
 
 .PHONY: all deps bench-deps test check run bench bench-http install clean format powerloss \
@@ -147,6 +154,13 @@ endef
 $(foreach v,rel asan tsan,$(eval $(call variant,$(v))))
 
 .SECONDARY:
+
+# The feed consumer speaks HTTP and SQLite, not libspike; test_ops reads
+# what it wrote.
+build/%/examples/feed_sqlite: build/%/examples/feed_sqlite.o
+	@echo "  LD    $@"
+	@$(CC) $(LD_$*) -o $@ $^ -lsqlite3
+build/rel/tests/test_ops build/asan/tests/test_ops build/tsan/tests/test_ops: PKG_LIBS += -lsqlite3
 
 # libFuzzer targets: clang, ASan+UBSan, every source compiled in.
 FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
@@ -249,6 +263,17 @@ install: build/rel/dist/libspike.a build/rel/libspike.so
 	install -m 644 include/spike.h $(DESTDIR)$(PREFIX)/include/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/.*SPIKE_VERSION_STRING "\(.*\)"/\1/p' include/spike.h)|' \
 	  spike.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/spike.pc
+
+# spiked, its systemd unit and a config file (kept if one is there).
+install: install-spiked
+.PHONY: install-spiked
+install-spiked: build/rel/spiked
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/spike
+	install -m 755 build/rel/spiked $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' dist/spiked.service.in \
+	  > $(DESTDIR)$(UNITDIR)/spiked.service
+	[ -e $(DESTDIR)$(SYSCONFDIR)/spike/spiked.conf ] || \
+	  install -m 644 dist/spiked.conf $(DESTDIR)$(SYSCONFDIR)/spike/spiked.conf
 
 format:
 	clang-format -i include/*.h common/*.[ch] engine/*.[ch] store/*.[ch] net/*.[ch] tests/*.[ch] bench/*.[ch] bench/micro/*.c examples/*.c 2>/dev/null || true
