@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ACCESS_BUFS 4              /* per loop thread */
+#define ACCESS_BUFS 32             /* per loop thread: 2 MiB */
 #define ACCESS_BUF_BYTES (64u << 10)
 #define ACCESS_LINE_MAX 2048
 

@@ -300,8 +300,11 @@ static int from_file(const char *path) {
       rc = -1;
       break;
     }
-    char *kept = strdup(value);
-    if (kept == NULL || set(fl, kept, from) != 0) rc = -1;
+    /* A string flag points at its value: keep a copy for the process's
+     * life, in a table, so a later line or flag replacing it leaks none. */
+    static char *kept[CONFIG_LINES_MAX];
+    if (fl->k == K_STR && (value = kept[lineno - 1] = strdup(value)) == NULL) rc = -1;
+    else if (set(fl, value, from) != 0) rc = -1;
   }
   fclose(f);
   return rc;
