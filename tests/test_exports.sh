@@ -14,21 +14,7 @@ trap 'rm -rf "$tmp"' EXIT
 trap 'exit 1' INT TERM
 prefix=$tmp/prefix
 CFLAGS_CLASH="-std=gnu11 -Wall -Wextra -Wpedantic -Werror -g"
-passed=0
-failed=0
-
-check() {
-  name=$1
-  shift
-  if "$@" >"$tmp/log" 2>&1; then
-    passed=$((passed + 1))
-    echo "ok $name"
-  else
-    failed=$((failed + 1))
-    echo "FAIL $name"
-    sed 's/^/    /' "$tmp/log" | tail -n 30
-  fi
-}
+. tests/check.sh
 
 # A fresh make: the one running tests/run.sh, if any, keeps its jobserver.
 install_prefix() {

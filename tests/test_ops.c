@@ -62,6 +62,15 @@ static void expect(int status, int code) {
   }
 }
 
+/* One raw request on a new connection; its answer in R. */
+static void raw_request(int port, const char *req) {
+  int fd = hc_connect(port);
+  CHECK(fd >= 0);
+  hc_send(fd, req, strlen(req));
+  CHECK_EQ(hc_read(fd, &R, 5000), 0);
+  close(fd);
+}
+
 /* Send raw bytes on a new connection and read until the server closes or
  * timeout_ms pass; the bytes read, NUL-terminated, in out. */
 static size_t raw(int port, const char *req, size_t len, char *out, size_t cap, int timeout_ms) {
@@ -331,42 +340,24 @@ static void http_manners(void) {
   close(fd);
 
   /* a body with no Content-Type is refused as the docs say; no body is fine */
-  static const char no_ctype[] = "POST /api/v1/events/3/orders HTTP/1.1\r\nHost: t\r\n"
-                                 "Content-Length: 16\r\n\r\n{\"user_id\":\"44\"}";
-  fd = hc_connect(p);
-  hc_send(fd, no_ctype, sizeof(no_ctype) - 1);
-  CHECK_EQ(hc_read(fd, &R, 5000), 0);
+  raw_request(p, "POST /api/v1/events/3/orders HTTP/1.1\r\nHost: t\r\n"
+                 "Content-Length: 16\r\n\r\n{\"user_id\":\"44\"}");
   expect(400, 40003);
   CHECK(strstr(R.body, "no Content-Type") != NULL);
-  close(fd);
-  static const char empty_post[] = "POST /api/v1/events/3/close HTTP/1.1\r\nHost: t\r\n"
-                                   "Authorization: Bearer adm\r\nContent-Length: 0\r\n\r\n";
-  fd = hc_connect(p);
-  hc_send(fd, empty_post, sizeof(empty_post) - 1);
-  CHECK_EQ(hc_read(fd, &R, 5000), 0);
+  raw_request(p, "POST /api/v1/events/3/close HTTP/1.1\r\nHost: t\r\n"
+                 "Authorization: Bearer adm\r\nContent-Length: 0\r\n\r\n");
   CHECK_EQ(R.status, 200);
-  close(fd);
 
   /* a malformed request line is 400/40001; a well-formed one with an
    * unknown method 405/40002 */
   static const char *const bad[] = {"GET\r\n\r\n", "garbage\r\n\r\n", " GET / HTTP/1.1\r\n\r\n",
                                     "G@T / HTTP/1.1\r\n\r\n", "GET / HTTP/1.1 x\r\n\r\n"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-    fd = hc_connect(p);
-    hc_send(fd, bad[i], strlen(bad[i]));
-    CHECK_EQ(hc_read(fd, &R, 5000), 0);
-    if (R.status != 400 || hc_code(&R) != 40001) {
-      fprintf(stderr, "%s: %d %s\n", bad[i], R.status, R.body);
-      abort();
-    }
-    close(fd);
+    raw_request(p, bad[i]);
+    expect(400, 40001);
   }
-  fd = hc_connect(p);
-  static const char foo[] = "FOO /livez HTTP/1.1\r\nHost: t\r\n\r\n";
-  hc_send(fd, foo, sizeof(foo) - 1);
-  CHECK_EQ(hc_read(fd, &R, 5000), 0);
+  raw_request(p, "FOO /livez HTTP/1.1\r\nHost: t\r\n\r\n");
   expect(405, 40002);
-  close(fd);
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
   test_rmrf(s.dir);
 }

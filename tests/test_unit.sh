@@ -11,21 +11,7 @@ cd "$(dirname "$0")/.." || exit 1
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/spike-unit.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 1' INT TERM
-passed=0
-failed=0
-
-check() {
-  name=$1
-  shift
-  if "$@" >"$tmp/log" 2>&1; then
-    passed=$((passed + 1))
-    echo "ok $name"
-  else
-    failed=$((failed + 1))
-    echo "FAIL $name"
-    sed 's/^/    /' "$tmp/log" | tail -n 30
-  fi
-}
+. tests/check.sh
 
 # Installed under a scratch PREFIX with no DESTDIR, so the unit's
 # ExecStart names a binary that exists and verify can check it.
@@ -33,7 +19,11 @@ prefix=$tmp/usr
 unit=$prefix/lib/systemd/system/spiked.service
 conf=$tmp/etc/spike/spiked.conf
 
-install_it() { make --no-print-directory install-spiked PREFIX="$prefix" SYSCONFDIR="$tmp/etc"; }
+# A fresh make: the one running tests/run.sh, if any, keeps its jobserver.
+install_it() {
+  env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make --no-print-directory -s install-spiked \
+    PREFIX="$prefix" SYSCONFDIR="$tmp/etc"
+}
 
 # verify prints its findings and may still exit 0: any output fails.
 verify() {
