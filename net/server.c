@@ -13,6 +13,9 @@
  * left on their loop. When every loop is done the engine commits what is
  * left and closes LMDB. A drain that outlives --drain-timeout-ms is forced.
  *
+ * A setting found wrong here (the address, a missing secret) is a flag
+ * error: a plain line on stderr and exit 2, as main.c's.
+ *
  * SIGHUP reopens --log-file and --access-log (logrotate moves a file, then
  * signals), and nothing else: no drain, no exit.
  */
@@ -342,7 +345,8 @@ int server_run(const server_config *cfg) {
   struct sockaddr_storage sa;
   memset(&sa, 0, sizeof(sa));
   if (parse_listen(cfg->listen, srv.host, sizeof(srv.host), &srv.port, &sa) != 0) {
-    log_line(LOG_ERROR, "server", NULL, NULL, "--listen %s: not host:port", cfg->listen);
+    fprintf(stderr, "spiked: --listen: bad value \"%s\": host:port or [v6]:port (see --help)\n",
+            cfg->listen);
     return 2;
   }
   srv.lim = cfg->lim;
@@ -352,16 +356,16 @@ int server_run(const server_config *cfg) {
   srv.auth = (auth_config){cfg->auth, cfg->jwt_secret, cfg->admin_token, is_loopback(&sa),
                            cfg->feed_token};
   if (cfg->log_file != NULL && cfg->log_file[0] != '\0' && (rc = open_log_file(cfg->log_file)) != 0) {
-    log_line(LOG_ERROR, "server", NULL, NULL, "--log-file %s: %s", cfg->log_file, strerror(-rc));
+    fprintf(stderr, "spiked: --log-file: bad value \"%s\": %s\n", cfg->log_file, strerror(-rc));
     return 2;
   }
   if (cfg->feed_token != NULL && cfg->feed_token[0] != '\0' && cfg->admin_token != NULL &&
       strcmp(cfg->feed_token, cfg->admin_token) == 0) {
-    log_line(LOG_ERROR, "server", NULL, NULL, "--feed-token must differ from --admin-token");
+    fprintf(stderr, "spiked: --feed-token: bad value: the same as --admin-token (see --help)\n");
     return 2;
   }
   if (cfg->auth == AUTH_JWT && (cfg->jwt_secret == NULL || cfg->jwt_secret[0] == '\0')) {
-    log_line(LOG_ERROR, "server", NULL, NULL, "--auth jwt needs --jwt-secret");
+    fprintf(stderr, "spiked: --jwt-secret: missing: --auth jwt needs it (see --help)\n");
     return 2;
   }
   if (!srv.auth.loopback && (cfg->admin_token == NULL || cfg->admin_token[0] == '\0'))

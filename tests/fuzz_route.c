@@ -50,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (digits && n < 20) ASSERT(ok);
 
   /* the same bytes as an Authorization header, both modes */
-  auth_config none = {AUTH_NONE, NULL, "admin-token", 1};
+  auth_config none = {AUTH_NONE, NULL, "admin-token", 1, NULL};
   auth_config jwt = {AUTH_JWT, "a-secret-of-some-length", "admin-token", 0, "feed-token"};
   who w;
   uint64_t user;

@@ -557,6 +557,10 @@ static void config_and_flag_errors(void) {
              "with K, M, G or T (KiB..TiB)");
   flag_error((const char *const[]){"--ack", "fast", NULL}, NULL,
              "spiked: --ack: bad value \"fast\": durable or memory");
+  flag_error((const char *const[]){"--listen", "nowhere", NULL}, NULL,
+             "spiked: --listen: bad value \"nowhere\": host:port or [v6]:port (see --help)\n");
+  flag_error((const char *const[]){"--auth", "jwt", NULL}, NULL,
+             "spiked: --jwt-secret: missing: --auth jwt needs it (see --help)\n");
   snprintf(bad, sizeof(bad), "%s/bad.conf", tmp);
   f = fopen(bad, "w");
   CHECK(f != NULL);
