@@ -6,7 +6,8 @@
 #   make bench      micro and end-to-end engine benchmarks (not tests)
 #   make deps       install the Debian packages this needs (the only target that
 #                   installs; test and run call it only when something is missing)
-#   make install    libspike (.so, .a), spike.h, spike_uv.h, spike.pc, spike-uv.pc
+#   make install    libspike (.so, .a), spike.h, spike_uv.h, spike.pc, spike-uv.pc,
+#                   and spiked with its systemd unit and config file
 #   make uninstall  remove what install put there (same PREFIX, LIBDIR, DESTDIR)
 #   make deb        Debian binary packages from packaging/debian (docs/embedding.md)
 #
@@ -28,6 +29,8 @@ MULTIARCH    := $(shell $(CC) -print-multiarch 2>/dev/null)
 LIBDIR       ?= $(PREFIX)/lib$(if $(MULTIARCH),/$(MULTIARCH))
 INCLUDEDIR   ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+SYSCONFDIR   ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR      ?= $(PREFIX)/lib/systemd/system
 WERROR  ?= 0
 V       ?= 0
 Q       := $(if $(filter 1,$(V)),,@)
@@ -37,12 +40,16 @@ say      = $(if $(filter 1,$(V)),@:,@echo "  $(1)	$(2)")
 PKGS      := lmdb libuv msgpack libxxhash libjwt
 # libspike itself needs only these (spike.pc's Requires.private).
 LIB_PKGS  := lmdb msgpack libxxhash
-DEB_LIBS  := liblmdb-dev libuv1-dev node-llhttp libmsgpack-dev libxxhash-dev libjsmn-dev libjwt-dev pkg-config
+# libsqlite3-dev: examples/feed_sqlite.c, the feed consumer test_ops runs.
+DEB_LIBS  := liblmdb-dev libuv1-dev node-llhttp libmsgpack-dev libxxhash-dev libjsmn-dev libjwt-dev pkg-config \
+             libsqlite3-dev
 # libclang-rt-dev: clang's sanitizer and libFuzzer runtimes, only a
 # Recommends of clang, so --no-install-recommends leaves it out. curl:
 # tests/test_api_doc.sh and the lines `make run` prints. abigail-tools:
-# abidiff, the ABI check in make test. debhelper: make deb.
-DEB_TOOLS := valgrind clang libclang-rt-dev curl abigail-tools
+# abidiff, the ABI check in make test. prometheus: promtool, which lints
+# /metrics in tests/test_ops.c; systemd: systemd-analyze, which checks the
+# unit file in tests/test_unit.sh. debhelper: make deb.
+DEB_TOOLS := valgrind clang libclang-rt-dev curl abigail-tools prometheus systemd
 DEB_PACK  := debhelper dpkg-dev
 DEB_BENCH := wrk nginx-light
 LLHTTP_DIR     ?= /usr/share/llhttp
@@ -93,8 +100,8 @@ BENCH_SRC  := bench/spikebench.c bench/hist.c bench/plot.c
 TEST_UNITS := test_ring test_slab test_limit test_ids test_wheel test_codec test_order test_misuse \
               test_memory_ack test_clock test_migrate test_powerloss test_sim test_races \
               test_body test_engine test_lifecycle test_stress test_crash test_http test_spikebench \
-              test_callbacks test_errors
-EXAMPLES   := embed epoll
+              test_callbacks test_errors test_ops
+EXAMPLES   := embed epoll feed_sqlite
 MICRO      := bench_ring bench_reserve bench_writer bench_lifecycle
 
 .PHONY: all lib deps deps-check deb-deps bench-deps test test-run check run bench bench-http install \
@@ -197,6 +204,13 @@ endef
 $(foreach v,rel asan tsan,$(eval $(call variant,$(v))))
 
 .SECONDARY:
+
+# The feed consumer speaks HTTP and SQLite, not libspike; test_ops reads
+# what it wrote.
+build/%/examples/feed_sqlite: build/%/examples/feed_sqlite.o
+	@echo "  LD    $@"
+	@$(CC) $(LD_$*) -o $@ $^ -lsqlite3
+build/rel/tests/test_ops build/asan/tests/test_ops build/tsan/tests/test_ops: PKG_LIBS += -lsqlite3
 
 # libFuzzer targets: clang, ASan+UBSan, every source compiled in.
 FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
@@ -348,6 +362,23 @@ deb: deb-deps
 
 deb-deps: deps
 	@$(call install_missing,deb-deps,$(DEB_PACK))
+
+# spiked, its systemd unit and a config file (kept if one is there).
+install: install-spiked
+.PHONY: install-spiked
+install-spiked: build/rel/spiked
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/spike
+	install -m 755 build/rel/spiked $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' dist/spiked.service.in \
+	  > $(DESTDIR)$(UNITDIR)/spiked.service
+	[ -e $(DESTDIR)$(SYSCONFDIR)/spike/spiked.conf ] || \
+	  install -m 644 dist/spiked.conf $(DESTDIR)$(SYSCONFDIR)/spike/spiked.conf
+
+# The config file stays: it is the operator's now.
+uninstall: uninstall-spiked
+.PHONY: uninstall-spiked
+uninstall-spiked:
+	rm -f $(DESTDIR)$(PREFIX)/bin/spiked $(DESTDIR)$(UNITDIR)/spiked.service
 
 format:
 	clang-format -i include/*.h common/*.[ch] engine/*.[ch] store/*.[ch] net/*.[ch] tests/*.[ch] bench/*.[ch] bench/micro/*.c examples/*.c 2>/dev/null || true

@@ -463,6 +463,16 @@ int spike_open(spike_engine **out, const spike_config *user_cfg) {
     engine_log(e, LOG_INFO, "engine", kv, 3, "migrated %s to store schema %s: %s orders rewritten",
                e->data_dir, schema, orders);
   }
+  uint64_t map_asked, map_was, map_now;
+  store_map_open_sizes(e->st, &map_asked, &map_was, &map_now);
+  if (map_was > map_asked)
+    log_line(LOG_INFO, "engine", NULL, NULL,
+             "map size %llu MiB, the store's own, larger than the %llu MiB asked for",
+             (unsigned long long)(map_was >> 20), (unsigned long long)(map_asked >> 20));
+  if (map_now > map_was)
+    log_line(LOG_WARN, "engine", NULL, NULL,
+             "map grown at open from %llu MiB to %llu MiB: the store was over 80%% full",
+             (unsigned long long)(map_was >> 20), (unsigned long long)(map_now >> 20));
   e->w = writer_create(e);
   if (e->w == NULL) {
     snprintf(open_err, sizeof(open_err), "out of memory for the writer");
@@ -1205,19 +1215,38 @@ int spike_user_orders(spike_producer *p, uint64_t user_id, uint64_t event_id, ui
   return SPIKE_OK;
 }
 
-int spike_feed_read(spike_producer *p, uint64_t after, spike_change *out, uint32_t max,
-                    uint32_t *count, uint64_t *next) {
+int spike_feed_fetch(spike_producer *p, uint64_t after, spike_change *out, uint32_t max,
+                     uint32_t *count, uint64_t *next, spike_feed_info *info) {
   *count = 0;
   *next = after;
   if (!owned(p)) return SPIKE_EMISUSE;
+  memset(info, 0, sizeof(*info));
+  info->store_id = store_id(p->e->st);
   /* Only what is durable: a record a power cut could take back (the last
    * commit, until its sync) must not reach a consumer, who would then see
    * its seq reused. acquire: pairs with the writer's release of feed_seq. */
   uint64_t upto = atomic_load_explicit(&p->e->feed_seq, memory_order_acquire);
+  info->head = upto;
+  uint64_t first = 0, last = 0;
   int rc = store_read_begin(p->rtxn);
+  if (rc == 0) rc = store_feed_bounds(p->rtxn, &first, &last);
+  if (rc == 0) rc = store_feed_size(p->rtxn, &info->records, &info->bytes);
+  /* first > upto: what is kept is newer than durable (retention trimmed
+   * past the head): from the head's point of view nothing is kept. */
+  info->first = first != 0 && first <= upto ? first : upto + 1;
+  if (rc == 0 && (after > upto || after + 1 < info->first)) {
+    store_read_end(p->rtxn);
+    return SPIKE_EINVAL;
+  }
   if (rc == 0) rc = store_feed_read(p->rtxn, after, upto, out, max, count, next);
   store_read_end(p->rtxn);
   return rc == 0 ? SPIKE_OK : read_status(p->e, "spike_feed_read", rc);
+}
+
+int spike_feed_read(spike_producer *p, uint64_t after, spike_change *out, uint32_t max,
+                    uint32_t *count, uint64_t *next) {
+  spike_feed_info info;
+  return spike_feed_fetch(p, after, out, max, count, next, &info);
 }
 
 /* ---- health and stats --------------------------------------------------- */
@@ -1287,5 +1316,7 @@ void spike_stats_get_size(spike_engine *e, spike_stats *user_out, size_t size) {
   out->keys_capacity = lim_capacity(&e->keys);
   out->users_used = lim_used(&e->users);
   out->users_capacity = lim_capacity(&e->users);
+  out->store_id = store_id(e->st);
+  store_map_usage(e->st, &out->map_size_bytes, &out->map_used_bytes);
   if (size >= sizeof(uint32_t)) memcpy(user_out, out, out->size);
 }

@@ -609,13 +609,37 @@ SPIKE_EXTERN int spike_user_orders(spike_producer *p, uint64_t user_id, uint64_t
                                    uint64_t after, spike_order *out, uint32_t max,
                                    uint32_t *count, uint64_t *next);
 
+/* Where the change feed stands, for a consumer that must neither miss nor
+ * repeat a record. */
+typedef struct spike_feed_info {
+  uint64_t store_id; /* random (never 0) when the store was made, the same
+                        for its life; a copy of its files keeps it. A
+                        different id means a different store: start over. */
+  uint64_t head;     /* the newest durable seq; 0 when there is none */
+  uint64_t first;    /* the oldest seq still kept (feed_retain drops older
+                        ones); head + 1 when none is */
+  uint64_t records;  /* records kept */
+  uint64_t bytes;    /* the LMDB pages they take */
+} spike_feed_info;
+
 /* Feed records with seq > after, oldest first, up to max: durable ones
  * only, so no record read here can be taken back by a power cut. *count
  * gets how many were copied; *next the seq to pass as `after` next time.
- * Errors: SPIKE_ESTORAGE, SPIKE_EMISUSE (not p's thread). */
+ * A cursor the feed cannot continue is refused, never answered with a
+ * page that skips: after > the head (a restored or replaced store) and
+ * after + 1 < the oldest kept seq (records dropped by feed_retain) are
+ * SPIKE_EINVAL with nothing copied; spike_feed_fetch says which.
+ * Errors: SPIKE_EINVAL, SPIKE_ESTORAGE, SPIKE_EMISUSE (not p's thread). */
 SPIKE_EXTERN int spike_feed_read(spike_producer *p, uint64_t after,
                                  spike_change *out, uint32_t max,
                                  uint32_t *count, uint64_t *next);
+
+/* spike_feed_read, and *info read from the same snapshot as the records
+ * (filled on SPIKE_OK and SPIKE_EINVAL). Errors: as spike_feed_read. */
+SPIKE_EXTERN int spike_feed_fetch(spike_producer *p, uint64_t after,
+                                  spike_change *out, uint32_t max,
+                                  uint32_t *count, uint64_t *next,
+                                  spike_feed_info *info);
 
 /* -------------------------------------------------------------------------
  * Health and statistics
@@ -654,6 +678,10 @@ typedef struct spike_stats {
   uint32_t users_used, users_capacity;
   uint32_t keys_used, keys_capacity;
   uint64_t feed_seq;         /* newest durable feed seq */
+  uint64_t store_id;         /* as spike_feed_info.store_id */
+  uint64_t map_size_bytes;   /* the LMDB map */
+  uint64_t map_used_bytes;   /* its high-water mark (pages freed inside are
+                                reused, so this never falls) */
 } spike_stats;
 
 /* Any thread. A snapshot; counters are monotonic. The inline wrapper passes

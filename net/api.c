@@ -9,9 +9,12 @@
  * the response is written into the request's inline buffer, headers in
  * front of the body in reserved head room.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <xxhash.h>
@@ -27,6 +30,7 @@
 
 static const char *reason_phrase(int http) {
   switch (http) {
+  case 100: return "Continue";
   case 200: return "OK";
   case 201: return "Created";
   case 400: return "Bad Request";
@@ -91,11 +95,19 @@ static void finish(req *r, int http, const char *ctype, const char *extra) {
   const char *date = date_header(r->lc);
   put(&p, date, strlen(date));
   if (extra != NULL) put(&p, extra, strlen(extra));
+  if (r->feed_head_ok) {
+    n = snprintf(head + (p - head), sizeof(head) - (size_t)(p - head),
+                 "X-Spike-Store-Id: %016llx\r\nX-Spike-Feed-Head: %llu\r\nX-Spike-Feed-First: %llu\r\n",
+                 (unsigned long long)r->feed.store_id, (unsigned long long)r->feed.head,
+                 (unsigned long long)r->feed.first);
+    p += n;
+  }
   if (!r->keep_alive) PUT_LIT(&p, "Connection: close\r\n");
   PUT_LIT(&p, "\r\n");
   size_t hl = (size_t)(p - head);
   r->out_off = RESP_HEAD_ROOM - hl;
   memcpy(r->out.p + r->out_off, head, hl);
+  if (r->head) r->out.len = RESP_HEAD_ROOM; /* HEAD: GET's headers, no body */
   r->http = http;
   conn_respond(r);
 }
@@ -153,7 +165,12 @@ static void fail(req *r, int status, const char *detail) {
     extra = allow;
   } else if (status == SPIKE_EBUSY || status == SPIKE_ERATE) {
     extra = "Retry-After: 1\r\n";
+  } else if (status == SPIKE_ENOCREDS) { /* RFC 6750 §3 */
+    extra = "WWW-Authenticate: Bearer realm=\"spike\"\r\n";
+  } else if (status == SPIKE_ETOKEN) {
+    extra = "WWW-Authenticate: Bearer realm=\"spike\", error=\"invalid_token\"\r\n";
   }
+  if (status == SPIKE_EBUSY) r->busy = (uint8_t)metrics_busy_reason((handler)r->handler, detail);
   if (http >= 500) {
     char ids[64];
     api_log_ids(r, ids, sizeof(ids));
@@ -210,19 +227,31 @@ static void identify(loop_ctx *lc, req *r, caller *c) {
                         (int64_t)time(NULL), &c->w, &c->user);
 }
 
-/* Admin routes: SPIKE_OK, or the refusal already sent. */
+/* Admin routes (and the feed, which the feed token may read too):
+ * SPIKE_OK, or the refusal already sent. */
 static int need_admin(loop_ctx *lc, req *r) {
   caller c;
   identify(lc, r, &c);
-  int st = auth_admin(&lc->srv->auth, c.w, c.hdr, c.st);
+  int st = auth_admin(&lc->srv->auth, c.w, c.hdr, c.st, r->handler == H_FEED);
   if (st != SPIKE_OK)
-    fail(r, st, st == SPIKE_EFORBIDDEN && c.w != WHO_USER ? "admin routes need --admin-token off loopback" : NULL);
+    fail(r, st,
+         st != SPIKE_EFORBIDDEN ? NULL
+         : c.w == WHO_FEED      ? "the feed token reads the change feed only"
+         : c.w != WHO_USER      ? "admin routes need --admin-token off loopback"
+                                : NULL);
   return st;
 }
 
 /* User routes under --auth jwt need a valid token (or the admin's). */
 static int need_user(loop_ctx *lc, req *r, caller *c) {
   identify(lc, r, c);
+  if (c->w == WHO_FEED) { /* read-only: nobody in particular here */
+    if (lc->srv->auth.mode == AUTH_JWT) {
+      fail(r, SPIKE_EFORBIDDEN, "the feed token reads the change feed only");
+      return SPIKE_EFORBIDDEN;
+    }
+    c->w = WHO_NOBODY;
+  }
   if (lc->srv->auth.mode == AUTH_NONE) {
     if (c->st != SPIKE_OK) c->w = WHO_NOBODY; /* a token we cannot read: nobody */
     c->st = SPIKE_OK;
@@ -248,7 +277,9 @@ static int parse_body(loop_ctx *lc, req *r, body *b, const char *const *allowed)
   }
   const char *in = r->in.p + r->body_off;
   size_t cap = lc->srv->lim.max_body_bytes;
-  if (r->ctype == 3)
+  if (r->ctype == 0)
+    rc = SPIKE_EBADBODY, field = "no Content-Type: send application/json or application/msgpack";
+  else if (r->ctype == 3)
     rc = SPIKE_EBADBODY, field = "Content-Type is not application/json or application/msgpack";
   else if (r->ctype == 2)
     rc = body_parse_msgpack(b, in, r->body_len, lc->scratch, cap);
@@ -284,12 +315,16 @@ static int query_u64(req *r, const char *name, uint64_t def, uint64_t min, uint6
 /* ---- handlers -------------------------------------------------------------- */
 
 static void respond_event(req *r, const spike_event *e, int http) {
+  r->event_id = e->id;
   ok_begin(r);
   json_event(&r->out, e);
   ok_end(r, http);
 }
 
 static void respond_order(req *r, const spike_order *o, int http) {
+  r->order_id = o->id;
+  r->event_id = o->event_id;
+  r->user_id = o->user_id;
   ok_begin(r);
   json_order(&r->out, o);
   ok_end(r, http);
@@ -432,6 +467,7 @@ static void reserve(loop_ctx *lc, req *r) {
       parse_body(lc, r, &b, allowed) != SPIKE_OK ||
       acting_user(r, &c, &b, 1, &user) != SPIKE_OK)
     return;
+  r->user_id = user;
   int rc = body_u64(&b, "qty", 0, 1, UINT32_MAX, &qty, NULL, &f);
   if (rc == SPIKE_OK)
     rc = body_str(&b, "request_id", 0, 1, SPIKE_KEY_MAX, &key, &key_len, &has_key, &f);
@@ -524,18 +560,44 @@ static void user_orders(loop_ctx *lc, req *r) {
   ok_end(r, 200);
 }
 
-/* Read the feed after r->after; 0 when there was nothing to read. */
+/* Read the feed after r->after; 0 when there was nothing to read. Every
+ * answer, refusals included, says which store it is and where its feed
+ * stands (data and X-Spike-* headers), so a consumer can tell a replaced
+ * or restored store from a quiet one. */
 static int feed_answer(loop_ctx *lc, req *r, int force) {
   uint32_t n = 0;
   uint64_t next = r->after;
-  int rc = spike_feed_read(lc->producer, r->after, lc->changes, r->limit, &n, &next);
+  int rc = spike_feed_fetch(lc->producer, r->after, lc->changes, r->limit, &n, &next, &r->feed);
+  r->feed_head_ok = rc == SPIKE_OK || rc == SPIKE_EINVAL;
+  if (rc == SPIKE_EINVAL) {
+    char why[200];
+    if (r->after > r->feed.head)
+      snprintf(why, sizeof(why),
+               "after: %llu is ahead of the feed's head %llu (a restored or replaced store?)",
+               (unsigned long long)r->after, (unsigned long long)r->feed.head);
+    else
+      snprintf(why, sizeof(why),
+               "after: records %llu..%llu were dropped (--feed-retain); the oldest kept is %llu",
+               (unsigned long long)r->after + 1, (unsigned long long)r->feed.first - 1,
+               (unsigned long long)r->feed.first);
+    fail(r, rc, why);
+    return 1;
+  }
   if (rc != SPIKE_OK) {
     fail(r, rc, NULL);
     return 1;
   }
   if (n == 0 && !force) return 0;
   ok_begin(r);
-  jb_lit(&r->out, "{\"changes\":[");
+  jb_lit(&r->out, "{\"storeId\":\"");
+  char id[24];
+  snprintf(id, sizeof(id), "%016llx", (unsigned long long)r->feed.store_id);
+  jb_raw(&r->out, id, 16);
+  jb_lit(&r->out, "\",\"head\":");
+  jb_u64(&r->out, r->feed.head);
+  jb_lit(&r->out, ",\"first\":");
+  jb_u64(&r->out, r->feed.first);
+  jb_lit(&r->out, ",\"changes\":[");
   for (uint32_t i = 0; i < n; i++) {
     if (i > 0) jb_lit(&r->out, ",");
     json_change(&r->out, &lc->changes[i]);
@@ -605,6 +667,7 @@ void api_handle(loop_ctx *lc, req *r) {
   set_trace(lc, r);
   router_match((router_method)r->method, r->in.p, r->target_len, &r->m);
   r->handler = (uint8_t)r->m.h;
+  r->head = r->method == RM_HEAD;
   int probe = r->m.h == H_LIVE || r->m.h == H_READY || r->m.h == H_METRICS;
   if (!probe && r->c != NULL && !rl_allow(&lc->rl, r->c->peer, uv_now(&lc->loop))) {
     fail(r, SPIKE_ERATE, "slow down");
@@ -632,5 +695,70 @@ void api_handle(loop_ctx *lc, req *r) {
   case H_BAD_METHOD: fail(r, SPIKE_EMETHOD, NULL); break;
   case H_NOT_FOUND:
   default: fail(r, SPIKE_ENOROUTE, NULL); break;
+  }
+}
+
+/* ---- after the answer: metrics and the access log ------------------------- */
+
+void api_format_addr(const struct sockaddr_storage *sa, char *out, size_t cap) {
+  char ip[INET6_ADDRSTRLEN] = "?";
+  if (sa->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+    inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
+    snprintf(out, cap, "[%s]:%u", ip, ntohs(a->sin6_port));
+  } else {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+    inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
+    snprintf(out, cap, "%s:%u", ip, ntohs(a->sin_port));
+  }
+}
+
+/* One access line: who asked what, the answer, how long it took, the ids
+ * it is about. Formatted on the loop, written by the log's own thread. */
+static void access_line(loop_ctx *lc, const req *r, uint64_t ns) {
+  char line[ACCESS_LINE_MAX], path[600], ids[128];
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  if ((int64_t)ts.tv_sec != lc->log_sec) {
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(lc->log_ts, sizeof(lc->log_ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    lc->log_sec = (int64_t)ts.tv_sec;
+  }
+  uint32_t tl = r->target_len < 512 ? r->target_len : 512;
+  log_escape(path, sizeof(path), r->in.p, tl);
+  const char *method = r->handler == H_BAD_REQUEST ? "-" : llhttp_method_name(r->llmethod);
+  size_t k = 0;
+  ids[0] = '\0';
+  uint64_t ev = r->event_id, ord = r->order_id, user = r->user_id;
+  if (r->m.id_ok && ev == 0 && r->handler >= H_EVENT_GET && r->handler <= H_RESERVE) ev = r->m.id;
+  if (r->m.id_ok && ord == 0 && r->handler >= H_ORDER_GET && r->handler <= H_ORDER_CANCEL) ord = r->m.id;
+  if (r->m.id_ok && user == 0 && r->handler == H_USER_ORDERS) user = r->m.id;
+  if (ev != 0) k += (size_t)snprintf(ids + k, sizeof(ids) - k, ",\"eventId\":\"%llu\"", (unsigned long long)ev);
+  if (ord != 0) k += (size_t)snprintf(ids + k, sizeof(ids) - k, ",\"orderId\":\"%llu\"", (unsigned long long)ord);
+  if (user != 0) snprintf(ids + k, sizeof(ids) - k, ",\"userId\":\"%llu\"", (unsigned long long)user);
+  int n = snprintf(line, sizeof(line),
+                   "{\"ts\":\"%s.%03ldZ\",\"traceId\":\"%s\",\"client\":\"%s\",\"method\":\"%s\","
+                   "\"path\":\"%s\",\"route\":\"%s\",\"status\":%d,\"code\":%d,\"us\":%llu%s}\n",
+                   lc->log_ts, ts.tv_nsec / 1000000, r->trace, r->c->addr, method, path,
+                   router_label((handler)r->handler), r->http, spike_code(r->status),
+                   (unsigned long long)(ns / 1000), ids);
+  if (n <= 0 || (size_t)n >= sizeof(line)) return; /* cannot happen with these bounds */
+  if (accesslog_write(lc->srv->access, lc->idx, line, (size_t)n) == 0)
+    metrics_add(&lc->m.log_lines, 1);
+  else
+    metrics_add(&lc->m.log_dropped, 1);
+}
+
+void api_done(loop_ctx *lc, req *r, uint64_t ns) {
+  metrics_request(&lc->m, (handler)r->handler, r->http, r->status, (metric_busy)r->busy, ns);
+  if (lc->srv->access != NULL) access_line(lc, r, ns);
+  if (log_enabled(LOG_DEBUG)) { /* at debug, the same in the main log */
+    char f[160], ids[64];
+    api_log_ids(r, ids, sizeof(ids));
+    snprintf(f, sizeof(f), ",\"route\":\"%s\",\"status\":%d,\"code\":%d,\"us\":%llu%s",
+             router_label((handler)r->handler), r->http, spike_code(r->status),
+             (unsigned long long)(ns / 1000), ids);
+    log_line(LOG_DEBUG, "http", r->trace, f, "request");
   }
 }

@@ -73,14 +73,20 @@ int auth_identify(const auth_config *a, const char *hdr, size_t len, int64_t now
     *w = WHO_ADMIN;
     return SPIKE_OK;
   }
+  if (a->feed_token != NULL && a->feed_token[0] != '\0' &&
+      auth_equal(tok, n, a->feed_token, strlen(a->feed_token))) {
+    *w = WHO_FEED;
+    return SPIKE_OK;
+  }
   if (a->mode != AUTH_JWT) return SPIKE_ETOKEN;
   int rc = verify_jwt(a, tok, n, now_s, user);
   if (rc == SPIKE_OK) *w = WHO_USER;
   return rc;
 }
 
-int auth_admin(const auth_config *a, who w, int hdr_present, int identify_status) {
+int auth_admin(const auth_config *a, who w, int hdr_present, int identify_status, int feed_route) {
   int configured = a->admin_token != NULL && a->admin_token[0] != '\0';
+  if (w == WHO_FEED) return feed_route ? SPIKE_OK : SPIKE_EFORBIDDEN;
   if (!configured) return a->loopback ? SPIKE_OK : SPIKE_EFORBIDDEN;
   if (w == WHO_ADMIN) return SPIKE_OK;
   if (identify_status != SPIKE_OK) return SPIKE_ETOKEN;

@@ -18,9 +18,12 @@ typedef struct auth_config {
   const char *jwt_secret;  /* AUTH_JWT */
   const char *admin_token; /* NULL or "" when none is configured */
   int loopback;            /* the server listens on loopback only */
+  const char *feed_token;  /* read-only: the change feed and nothing else */
 } auth_config;
 
-typedef enum who { WHO_NOBODY = 0, WHO_USER, WHO_ADMIN } who;
+/* WHO_FEED: the feed token's bearer, who may read the change feed and is
+ * nobody in particular everywhere else. */
+typedef enum who { WHO_NOBODY = 0, WHO_USER, WHO_ADMIN, WHO_FEED } who;
 
 /*
  * Identify the caller from an Authorization header value (NULL when the
@@ -32,9 +35,11 @@ int auth_identify(const auth_config *a, const char *hdr, size_t len, int64_t now
                   uint64_t *user);
 
 /* The admin routes' rule: SPIKE_OK, or the status to answer (20001 no
- * credentials, 20005 bad token, 20006 a user, or no admin token configured
- * off loopback). hdr_present: an Authorization header was sent. */
-int auth_admin(const auth_config *a, who w, int hdr_present, int identify_status);
+ * credentials, 20005 bad token, 20006 a user or the feed token, or no
+ * admin token configured off loopback). hdr_present: an Authorization
+ * header was sent. feed_route: the route is the change feed, which the
+ * feed token may read too. */
+int auth_admin(const auth_config *a, who w, int hdr_present, int identify_status, int feed_route);
 
 /* Constant-time equality of two byte strings (the time depends only on
  * their lengths). 1 when equal. */

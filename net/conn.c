@@ -40,7 +40,7 @@
 #include "http.h"
 #include "log.h"
 
-enum hkind { HK_NONE = 0, HK_RID, HK_AUTH, HK_IKEY, HK_CTYPE };
+enum hkind { HK_NONE = 0, HK_RID, HK_AUTH, HK_IKEY, HK_CTYPE, HK_EXPECT };
 
 #define FREE_REQS_MAX 4096
 #define WRITE_BUFS_MAX 64
@@ -353,6 +353,7 @@ static int on_header_field_complete(llhttp_t *p) {
              : name_is(c, "authorization")   ? HK_AUTH
              : name_is(c, "idempotency-key") ? HK_IKEY
              : name_is(c, "content-type")    ? HK_CTYPE
+             : name_is(c, "expect")          ? HK_EXPECT
                                              : HK_NONE;
   c->hname_len = 0;
   c->hval_off = (uint32_t)c->cur->in.len;
@@ -386,16 +387,37 @@ static int on_header_value_complete(llhttp_t *p) {
     r->in.len = off; /* classified: the bytes are not needed */
     break;
   }
+  case HK_EXPECT:
+    r->expect = len == 12 && strncasecmp(r->in.p + off, "100-continue", 12) == 0;
+    r->in.len = off;
+    break;
   default: break;
   }
   c->hkind = HK_NONE;
   return 0;
 }
 
+/* Expect: 100-continue (RFC 9110 §10.1.1): the interim answer goes in the
+ * connection's queue as a finished response of its own, so it follows the
+ * answers to earlier pipelined requests and precedes this one's. */
+static void continue_100(conn *c) {
+  static const char interim[] = "HTTP/1.1 100 Continue\r\n\r\n";
+  req *x = req_alloc(c->lc);
+  if (x == NULL) return; /* the client sends its body after its own timeout */
+  x->c = c;
+  x->keep_alive = 1;
+  x->done = 1;
+  jb_raw(&x->out, interim, sizeof(interim) - 1);
+  push_req(c, x);
+  mark_dirty(c);
+}
+
 static int on_headers_complete(llhttp_t *p) {
   conn *c = p->data;
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->lc->srv->lim.max_body_bytes)
     return stop(c, SPIKE_ETOOLARGE, "body");
+  int body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+  if (c->cur->expect && body && p->http_major == 1 && p->http_minor >= 1) continue_100(c);
   return 0;
 }
 
@@ -422,7 +444,8 @@ static int on_message_complete(llhttp_t *p) {
   c->deadline_ms = 0; /* waiting on us now, not on the client */
   r->keep_alive = (uint8_t)llhttp_should_keep_alive(p);
   uint8_t m = llhttp_get_method(p);
-  r->method = m == HTTP_GET ? RM_GET : m == HTTP_POST ? RM_POST : RM_OTHER;
+  r->method = m == HTTP_GET ? RM_GET : m == HTTP_POST ? RM_POST : m == HTTP_HEAD ? RM_HEAD : RM_OTHER;
+  r->llmethod = m;
   push_req(c, r);
   api_handle(lc, r);
   if (!r->keep_alive || lc->draining) {
@@ -449,6 +472,28 @@ void conn_init_settings(void) {
 
 /* ---- reading ------------------------------------------------------------ */
 
+/* After llhttp refused a method: 1 when the request line around pos is
+ * well formed (token SP target SP HTTP/d.d) and only its method is
+ * unknown (405); 0 when the line itself is malformed (400), or not all in
+ * data. */
+static int method_only_unknown(const char *data, size_t len, const char *pos) {
+  const char *b = pos, *end = data + len;
+  while (b > data && b[-1] != '\n') b--;
+  const char *e = memchr(b, '\n', (size_t)(end - b));
+  if (pos == NULL || pos < data || pos > end || e == NULL) return 1;
+  if (e > b && e[-1] == '\r') e--;
+  const char *p = b;
+  while (p < e && (strchr("!#$%&'*+-.^_`|~", *p) != NULL || (*p >= '0' && *p <= '9') ||
+                   ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z')))
+    p++;
+  if (p == b || p == e || *p++ != ' ') return 0;
+  const char *t = p;
+  while (p < e && *p != ' ' && (unsigned char)*p > 0x20 && *p != 0x7f) p++;
+  if (p == t || p + 9 != e || *p != ' ') return 0;
+  return memcmp(p + 1, "HTTP/", 5) == 0 && p[6] >= '0' && p[6] <= '9' && p[7] == '.' &&
+         p[8] >= '0' && p[8] <= '9';
+}
+
 static void feed(conn *c, const char *data, size_t len) {
   llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
   if (c->closing || err == HPE_OK) return;
@@ -470,8 +515,11 @@ static void feed(conn *c, const char *data, size_t len) {
   if (c->no_more) return; /* already answering with an error */
   if (c->err_status != 0)
     refuse(c, c->err_status, c->err_detail);
-  else if (err == HPE_INVALID_METHOD)
+  else if (err == HPE_INVALID_METHOD &&
+           method_only_unknown(data, len, llhttp_get_error_pos(&c->parser)))
     refuse(c, SPIKE_EMETHOD, "unknown method");
+  else if (err == HPE_INVALID_METHOD)
+    refuse(c, SPIKE_EINVAL, "malformed request line");
   else
     refuse(c, SPIKE_EINVAL, "malformed request");
 }
@@ -632,17 +680,7 @@ void conn_respond(req *r) {
     req_free(r->lc, r);
     return;
   }
-  loop_ctx *lc = c->lc;
-  uint64_t ns = uv_hrtime() - r->t0_ns;
-  metrics_request(&lc->m, (handler)r->handler, r->http, r->status, ns);
-  if (log_enabled(LOG_DEBUG)) { /* the access log, at debug only: one line per request */
-    char f[160], ids[64];
-    api_log_ids(r, ids, sizeof(ids));
-    snprintf(f, sizeof(f), ",\"route\":\"%s\",\"status\":%d,\"code\":%d,\"us\":%llu%s",
-             router_label((handler)r->handler), r->http, spike_code(r->status),
-             (unsigned long long)(ns / 1000), ids);
-    log_line(LOG_DEBUG, "http", r->trace, f, "request");
-  }
+  api_done(c->lc, r, uv_hrtime() - r->t0_ns);
   mark_dirty(c);
 }
 
@@ -699,7 +737,7 @@ void conn_on_accept(uv_stream_t *listener, int status) {
   }
   metrics_add(&lc->m.accepted, 1);
   uv_tcp_nodelay(&c->tcp, 1);
-  if (srv->lim.rate_limit > 0) {
+  if (srv->lim.rate_limit > 0 || srv->access != NULL) {
     struct sockaddr_storage peer;
     int len = sizeof(peer);
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&peer, &len) == 0) {
@@ -708,6 +746,7 @@ void conn_on_accept(uv_stream_t *listener, int status) {
       size_t n = 4;
       if (peer.ss_family == AF_INET6) a = &((struct sockaddr_in6 *)&peer)->sin6_addr, n = 16;
       c->peer = XXH3_64bits(a, n);
+      if (srv->access != NULL) api_format_addr(&peer, c->addr, sizeof(c->addr));
     }
   }
   llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);

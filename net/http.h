@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "accesslog.h"
 #include "auth.h"
 #include "json.h"
 #include "metrics.h"
@@ -27,7 +28,7 @@
 
 #define REQ_IN_INLINE 384    /* url, kept headers and body, before the heap */
 #define REQ_OUT_INLINE 1024  /* one reserve's whole response fits */
-#define RESP_HEAD_ROOM 320   /* status line and headers go in front of the body */
+#define RESP_HEAD_ROOM 448   /* status line and headers go in front of the body */
 #define READ_BUF_BYTES 65536
 #define TRACE_MAX 64
 #define API_LIST_MAX 1000  /* orders in one user-orders answer: lc->orders */
@@ -70,6 +71,10 @@ struct req {
   uint8_t keep_alive;
   uint8_t ctype;    /* 0 none, 1 JSON, 2 MessagePack, 3 other */
   uint8_t parked;   /* waiting on the engine */
+  uint8_t head;     /* HEAD: answered as GET, without the body */
+  uint8_t llmethod; /* llhttp's method, for the access log */
+  uint8_t busy;     /* metric_busy, for a 503 */
+  uint8_t expect;   /* Expect: 100-continue */
   int http;         /* response status */
   int status;       /* spike status the request ended with */
   uint64_t t0_ns;
@@ -81,6 +86,11 @@ struct req {
   uint8_t has_rid, has_auth, has_ikey;
   char trace[TRACE_MAX + 1];
   route_match m;
+  /* the ids the answer is about (0: none), for the access log */
+  uint64_t event_id, order_id, user_id;
+  /* the feed: where it stood when answered (X-Spike-* headers) */
+  spike_feed_info feed;
+  uint8_t feed_head_ok;
   /* handler state across an engine wait */
   uint64_t after;
   uint32_t limit;
@@ -120,6 +130,7 @@ struct conn {
   conn *dirty_next;
   uint8_t dirty;
   uint64_t peer; /* a hash of the client's address, for the rate limiter */
+  char addr[56];  /* "ip:port" or "[v6]:port", when the access log is on */
 };
 
 struct loop_ctx {
@@ -150,6 +161,8 @@ struct loop_ctx {
   uint64_t trace_seq, trace_salt;
   char date[48];       /* "Date: ...\r\n", remade once a second */
   int64_t date_sec;
+  char log_ts[24];     /* "2026-01-02T03:04:05", remade once a second */
+  int64_t log_sec;
   int draining;
   _Atomic int forced; /* set by the main thread, then a wake-up */
   uv_thread_t thread;
@@ -165,6 +178,7 @@ struct server {
   int port;
   uint32_t threads;
   loop_ctx *loops;
+  accesslog *access;   /* NULL without --access-log */
   _Atomic uint32_t conns; /* open across all loops, refusals not included */
   _Atomic int draining;
 };
@@ -190,5 +204,11 @@ void api_handle(loop_ctx *lc, req *r);
 void api_error(loop_ctx *lc, req *r, int status, const char *detail);
 /* The ids a request names, as JSON members for a log line ("" if none). */
 void api_log_ids(const req *r, char *out, size_t cap);
+/* A response is ready to go (conn_respond): count it in the metrics and
+ * write its access line. ns: since its first byte. */
+void api_done(loop_ctx *lc, req *r, uint64_t ns);
+/* "ip:port" or "[v6]:port" into out. */
+struct sockaddr_storage;
+void api_format_addr(const struct sockaddr_storage *sa, char *out, size_t cap);
 
 #endif /* SPIKE_HTTP_H */

@@ -2,9 +2,11 @@
  * main.c -- spiked: flags, their environment twins, --help, then server_run.
  *
  * One table describes every flag: its name, its variable (SPIKE_ plus the
- * name in capitals), its kind, its default and its help line, so --help,
- * the environment and the parser can never disagree. Environment first,
- * then flags, so a flag always wins.
+ * name in capitals), its kind, its default, its bounds and its help line,
+ * so --help, the environment, the config file and the parser can never
+ * disagree, and every bad value is refused with the same sentence naming
+ * what is allowed. The config file (--config FILE) first, then the
+ * environment, then flags, so a flag always wins.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -23,6 +25,7 @@ typedef struct flag {
   const char *def;  /* shown in --help */
   const char *help;
   uint64_t min, max;
+  int pow2;         /* a power of two (or 0, when min is 0) */
 } flag;
 
 static server_config cfg;
@@ -32,75 +35,136 @@ static uint32_t threads_u32 = 1;
 #define U32(field) (&cfg.field)
 
 static flag flags[] = {
-    {"listen", K_STR, &cfg.listen, "127.0.0.1:8080", "address to listen on: host:port or [v6]:port", 0, 0},
-    {"data", K_STR, &cfg.engine.data_dir, "./data", "data directory (LMDB files and a lock file)", 0, 0},
+    {"listen", K_STR, &cfg.listen, "127.0.0.1:8080", "address to listen on: host:port or [v6]:port", 0, 0, 0},
+    {"data", K_STR, &cfg.engine.data_dir, "./data", "data directory (LMDB files and a lock file)", 0, 0, 0},
     {"ack", K_ACK, &cfg.engine.ack, "durable",
-     "durable: 201 after the fsync'd commit; memory: 201 at enqueue (a crash can lose one batch)", 0, 0},
-    {"threads", K_U32, &threads_u32, "1", "event-loop threads (each with its own listener)", 1, 62},
-    {"batch-max", K_U32, U32(engine.batch_max), "4096", "operations per commit", 1, 65536},
-    {"batch-us", K_U32, U32(engine.batch_us), "0", "extra microseconds a commit may wait to fill", 0, 1000000},
-    {"map-size", K_SIZE, &cfg.engine.map_size_bytes, "1G", "LMDB map size (K, M, G suffixes)", 1u << 20, UINT64_MAX},
-    {"auth", K_AUTH, &cfg.auth, "none", "none: the body's user_id is the user; jwt: HS256 bearer tokens", 0, 0},
-    {"jwt-secret", K_STR, &cfg.jwt_secret, "", "HS256 secret for --auth jwt", 0, 0},
+     "durable: 201 after the fsync'd commit; memory: 201 at enqueue (a crash can lose one batch)", 0, 0, 0},
+    {"threads", K_U32, &threads_u32, "1", "event-loop threads (each with its own listener)", 1, 62, 0},
+    {"batch-max", K_U32, U32(engine.batch_max), "4096", "operations per commit", 1, 65536, 0},
+    {"batch-us", K_U32, U32(engine.batch_us), "0", "extra microseconds a commit may wait to fill", 0, 1000000, 0},
+    {"map-size", K_SIZE, &cfg.engine.map_size_bytes, "1G",
+     "LMDB map size; doubled at open when the store is over 80% full", 1u << 20, UINT64_MAX, 0},
+    {"auth", K_AUTH, &cfg.auth, "none", "none: the body's user_id is the user; jwt: HS256 bearer tokens", 0, 0, 0},
+    {"jwt-secret", K_STR, &cfg.jwt_secret, "", "HS256 secret for --auth jwt", 0, 0, 0},
     {"admin-token", K_STR, &cfg.admin_token, "",
-     "bearer token for admin routes; without one they are open only on loopback", 0, 0},
-    {"log-level", K_LEVEL, &log_level, "info", "debug, info, warn or error", 0, 0},
-    {"demo", K_BOOL, &cfg.demo, "off", "create a demo event (id 1) on an empty store", 0, 0},
-    {"max-conns", K_U32, U32(lim.max_conns), "10000", "open connections; past it new ones get a 503", 1, 10000000},
+     "bearer token for admin routes; without one they are open only on loopback", 0, 0, 0},
+    {"feed-token", K_STR, &cfg.feed_token, "",
+     "read-only bearer token: GET /api/v1/feed and nothing else", 0, 0, 0},
+    {"access-log", K_STR, &cfg.access_log, "",
+     "one JSON line per request to this file, or - for stdout (reopened on SIGHUP)", 0, 0, 0},
+    {"log-file", K_STR, &cfg.log_file, "", "the JSON log to this file, not stderr (reopened on SIGHUP)", 0, 0, 0},
+    {"log-level", K_LEVEL, &log_level, "info", "debug, info, warn or error", 0, 0, 0},
+    {"demo", K_BOOL, &cfg.demo, "off", "create a demo event (id 1) on an empty store", 0, 0, 0},
+    {"max-conns", K_U32, U32(lim.max_conns), "10000", "open connections; past it new ones get a 503", 1, 10000000, 0},
     {"max-refusals", K_U32, U32(lim.max_refusals), "64",
      "connections past --max-conns being answered 503, per loop thread; past it: closed unanswered",
-     0, 1000000},
-    {"max-header-bytes", K_U32, U32(lim.max_header_bytes), "8192", "request line and headers; 413 past it", 256, 1u << 20},
-    {"max-body-bytes", K_U32, U32(lim.max_body_bytes), "65536", "request body; 413 past it", 64, 16u << 20},
+     0, 1000000, 0},
+    {"max-header-bytes", K_U32, U32(lim.max_header_bytes), "8192", "request line and headers; 413 past it", 256, 1u << 20, 0},
+    {"max-body-bytes", K_U32, U32(lim.max_body_bytes), "65536", "request body; 413 past it", 64, 16u << 20, 0},
     {"header-timeout-ms", K_U32, U32(lim.header_timeout_ms), "10000",
-     "a request must arrive whole within this (slowloris)", 100, 3600000},
+     "a request must arrive whole within this (slowloris)", 100, 3600000, 0},
     {"idle-timeout-ms", K_U32, U32(lim.idle_timeout_ms), "60000",
-     "idle keep-alive connections, and clients that do not read, are closed after this", 100, 86400000},
-    {"max-pipeline", K_U32, U32(lim.max_pipeline), "16", "requests in flight per connection", 1, 1024},
+     "idle keep-alive connections, and clients that do not read, are closed after this", 100, 86400000, 0},
+    {"max-pipeline", K_U32, U32(lim.max_pipeline), "16", "requests in flight per connection", 1, 1024, 0},
     {"drain-timeout-ms", K_U32, U32(lim.drain_timeout_ms), "10000",
-     "on SIGTERM, longest wait for in-flight requests", 0, 600000},
+     "on SIGTERM, longest wait for in-flight requests", 0, 600000, 0},
     {"linger-ms", K_U32, U32(lim.linger_ms), "5000",
-     "after an answer that ends a connection, discard client input this long (0: close)", 0, 600000},
+     "after an answer that ends a connection, discard client input this long (0: close)", 0, 600000, 0},
     {"linger-idle-ms", K_U32, U32(lim.linger_idle_ms), "2000",
-     "... or until the client is quiet this long", 1, 600000},
+     "... or until the client is quiet this long", 1, 600000, 0},
     {"linger-max-bytes", K_SIZE, &cfg.lim.linger_max_bytes, "8M",
-     "... or until this much is discarded (K, M, G suffixes)", 0, UINT64_MAX},
+     "... or until this much is discarded", 0, UINT64_MAX, 0},
     {"rate-limit", K_U32, U32(lim.rate_limit), "0",
-     "requests per second per client address, per loop thread; 0: off (429 past it)", 0, 10000000},
+     "requests per second per client address, per loop thread; 0: off (429 past it)", 0, 10000000, 0},
     {"rate-burst", K_U32, U32(lim.rate_burst), "0", "token-bucket size for --rate-limit (0: the rate)", 0,
-     10000000},
-    {"max-events", K_U32, U32(engine.max_events), "4096", "events the engine holds", 1, 1u << 24},
+     10000000, 0},
+    {"max-events", K_U32, U32(engine.max_events), "4096", "events the engine holds", 1, 1u << 24, 0},
     {"max-buyers", K_U32, U32(engine.max_buyers), "1048576",
-     "(event, user) slots, a power of two, usable to 3/4", 4, 1u << 30},
+     "(event, user) slots, usable to 3/4", 4, 1u << 30, 1},
     {"max-keys", K_U32, U32(engine.max_keys), "1048576",
-     "idempotency key slots, a power of two, usable to 3/4", 4, 1u << 30},
+     "idempotency key slots, usable to 3/4", 4, 1u << 30, 1},
     {"max-users", K_U32, U32(engine.max_users), "0",
-     "users with orders in the store, a power of two, usable to 3/4 (0: as --max-buyers)", 0,
-     1u << 30},
+     "users with orders in the store, usable to 3/4 (0: as --max-buyers)", 0, 1u << 30, 1},
     {"max-reserved", K_U32, U32(engine.max_reserved), "1048576", "live reservations (reserved, not yet paid, cancelled or expired)",
-     1, 1u << 30},
-    {"ring-size", K_U32, U32(engine.ring_size), "8192", "commit ring slots per loop thread, a power of two", 2,
-     1u << 24},
+     1, 1u << 30, 0},
+    {"ring-size", K_U32, U32(engine.ring_size), "8192", "commit ring slots per loop thread", 2,
+     1u << 24, 1},
     {"feed-retain", K_U64, &cfg.engine.feed_retain, "0", "newest change-feed records kept (0: all)", 0,
-     UINT64_MAX},
+     UINT64_MAX, 0},
 };
 #define NFLAGS (sizeof(flags) / sizeof(flags[0]))
 
+/* A size as --help and errors write it: "1M" when whole, else bytes. */
+static void fmt_size(char *out, size_t cap, uint64_t v) {
+  static const char units[] = "TGMK";
+  for (int u = 0; u < 4; u++) {
+    uint64_t m = 1ull << (10 * (4 - u));
+    if (v >= m && v % m == 0) {
+      snprintf(out, cap, "%llu%c", (unsigned long long)(v / m), units[u]);
+      return;
+    }
+  }
+  snprintf(out, cap, "%llu", (unsigned long long)v);
+}
+
+/* What a flag accepts, in words: the same text in --help and in errors. */
+static void allowed(const flag *f, char *out, size_t cap) {
+  char lo[32], hi[32];
+  switch (f->k) {
+  case K_STR: snprintf(out, cap, "a string"); break;
+  case K_BOOL: snprintf(out, cap, "on or off (also true/false, yes/no, 1/0)"); break;
+  case K_ACK: snprintf(out, cap, "durable or memory"); break;
+  case K_AUTH: snprintf(out, cap, "none or jwt"); break;
+  case K_LEVEL: snprintf(out, cap, "debug, info, warn or error"); break;
+  case K_SIZE:
+    fmt_size(lo, sizeof(lo), f->min);
+    if (f->max == UINT64_MAX)
+      snprintf(out, cap, "a size of at least %s: bytes, or a number with K, M, G or T (KiB..TiB)", lo);
+    else
+      fmt_size(hi, sizeof(hi), f->max), snprintf(out, cap, "a size from %s to %s", lo, hi);
+    break;
+  case K_U32:
+  case K_U64:
+    if (f->pow2)
+      snprintf(out, cap, "%sa power of two from %llu to %llu", f->min == 0 ? "0 or " : "",
+               (unsigned long long)(f->min == 0 ? 1 : f->min), (unsigned long long)f->max);
+    else if (f->max == UINT64_MAX)
+      snprintf(out, cap, "an integer, %llu or more", (unsigned long long)f->min);
+    else
+      snprintf(out, cap, "an integer from %llu to %llu", (unsigned long long)f->min,
+               (unsigned long long)f->max);
+    break;
+  }
+}
+
+static void env_name(const flag *f, char *env, size_t cap) {
+  char *e = env + snprintf(env, cap, "SPIKE_");
+  for (const char *n = f->name; *n && e < env + cap - 1; n++) *e++ = *n == '-' ? '_' : (char)(*n & ~0x20);
+  *e = '\0';
+}
+
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: spiked [flags]\n\n"
+          "usage: spiked [--config FILE] [flags]\n\n"
           "spike's flash-sale endpoint: reserve, pay and cancel over HTTP/1.1 with\n"
-          "every 201 on disk (ack=durable). SIGTERM or SIGINT drains and exits 0.\n\n"
-          "Every flag also reads from the environment variable shown; a flag wins.\n\n");
+          "every 201 on disk (ack=durable). SIGTERM or SIGINT drains and exits 0;\n"
+          "SIGHUP reopens --log-file and --access-log.\n\n"
+          "Every flag also reads from the environment variable shown, and from a\n"
+          "config file (--config FILE or SPIKE_CONFIG: one \"name = value\" a line,\n"
+          "the names below without dashes, # comments). A flag wins over the\n"
+          "environment, which wins over the file.\n\n");
   for (size_t i = 0; i < NFLAGS; i++) {
-    char env[64], *e = env;
-    e += snprintf(env, sizeof(env), "SPIKE_");
-    for (const char *n = flags[i].name; *n; n++) *e++ = *n == '-' ? '_' : (char)(*n & ~0x20);
-    *e = '\0';
+    char env[64], what[160];
+    env_name(&flags[i], env, sizeof(env));
     fprintf(f, "  --%-18s %-24s %s (default %s)\n", flags[i].name, env, flags[i].help,
             flags[i].def[0] ? flags[i].def : "none");
+    if (flags[i].k != K_STR) {
+      allowed(&flags[i], what, sizeof(what));
+      fprintf(f, "  %-45s %s\n", "", what);
+    }
   }
-  fprintf(f, "  --%-18s %-24s %s\n  --%-18s %-24s %s\n", "help", "", "this text", "version", "",
+  fprintf(f, "  --%-18s %-24s %s\n  --%-18s %-24s %s\n  --%-18s %-24s %s\n", "config", "SPIKE_CONFIG",
+          "read flags from this file first", "help", "", "this text", "version", "",
           "print the version");
 }
 
@@ -128,6 +192,7 @@ static int parse_u64(const char *v, uint64_t *out, int sizes) {
   return 0;
 }
 
+/* Set f from v. from: where v came from, as the error names it. */
 static int set(const flag *f, const char *v, const char *from) {
   uint64_t x;
   switch (f->k) {
@@ -162,11 +227,15 @@ static int set(const flag *f, const char *v, const char *from) {
   case K_U64:
   case K_SIZE:
     if (parse_u64(v, &x, f->k == K_SIZE) != 0 || x < f->min || x > f->max) break;
+    if (f->pow2 && x != 0 && (x & (x - 1)) != 0) break;
     if (f->k == K_U32) *(uint32_t *)f->dst = (uint32_t)x;
     else *(uint64_t *)f->dst = x;
     return 0;
   }
-  fprintf(stderr, "spiked: %s%s: bad value \"%s\" (see --help)\n", from, f->name, v ? v : "");
+  char what[160];
+  allowed(f, what, sizeof(what));
+  fprintf(stderr, "spiked: %s--%s: bad value \"%s\": %s (see --help)\n", from, f->name, v ? v : "",
+          what);
   return -1;
 }
 
@@ -178,14 +247,77 @@ static const flag *find(const char *name, size_t n) {
 
 static int from_env(void) {
   for (size_t i = 0; i < NFLAGS; i++) {
-    char env[64], *e = env;
-    e += snprintf(env, sizeof(env), "SPIKE_");
-    for (const char *n = flags[i].name; *n; n++) *e++ = *n == '-' ? '_' : (char)(*n & ~0x20);
-    *e = '\0';
+    char env[64], from[80];
+    env_name(&flags[i], env, sizeof(env));
     const char *v = getenv(env);
-    if (v != NULL && set(&flags[i], v, "$SPIKE_ for --") != 0) return -1;
+    snprintf(from, sizeof(from), "$%s: ", env);
+    if (v != NULL && set(&flags[i], v, from) != 0) return -1;
   }
   return 0;
+}
+
+#define CONFIG_LINE_MAX 4096
+#define CONFIG_LINES_MAX 1000
+
+static char *trim(char *p) {
+  while (*p == ' ' || *p == '\t') p++;
+  char *e = p + strlen(p);
+  while (e > p && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r')) *--e = '\0';
+  return p;
+}
+
+/* name = value lines; # starts a comment line. The values are kept for
+ * the process's life (flags point at them). */
+static int from_file(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL) {
+    fprintf(stderr, "spiked: --config %s: %s\n", path, strerror(errno));
+    return -1;
+  }
+  char buf[CONFIG_LINE_MAX + 2], from[CONFIG_LINE_MAX + 64];
+  int rc = 0;
+  for (int lineno = 1; rc == 0 && fgets(buf, sizeof(buf), f) != NULL; lineno++) {
+    snprintf(from, sizeof(from), "%s:%d: ", path, lineno);
+    if (lineno > CONFIG_LINES_MAX || (strlen(buf) > CONFIG_LINE_MAX && buf[CONFIG_LINE_MAX] != '\n')) {
+      fprintf(stderr, "spiked: %sover %d lines or %d bytes a line\n", from, CONFIG_LINES_MAX,
+              CONFIG_LINE_MAX);
+      rc = -1;
+      break;
+    }
+    char *p = trim(buf);
+    if (*p == '\0' || *p == '#') continue;
+    char *eq = strchr(p, '=');
+    if (eq == NULL) {
+      fprintf(stderr, "spiked: %sexpected \"name = value\"\n", from);
+      rc = -1;
+      break;
+    }
+    *eq = '\0';
+    char *name = trim(p), *value = trim(eq + 1);
+    const flag *fl = find(name, strlen(name));
+    if (fl == NULL || strcmp(name, "config") == 0) {
+      fprintf(stderr, "spiked: %sunknown name \"%s\" (see --help)\n", from, name);
+      rc = -1;
+      break;
+    }
+    /* A string flag points at its value: keep a copy for the process's
+     * life, in a table, so a later line or flag replacing it leaks none. */
+    static char *kept[CONFIG_LINES_MAX];
+    if (fl->k == K_STR && (value = kept[lineno - 1] = strdup(value)) == NULL) rc = -1;
+    else if (set(fl, value, from) != 0) rc = -1;
+  }
+  fclose(f);
+  return rc;
+}
+
+/* The --config flag (or SPIKE_CONFIG), looked for before anything else. */
+static const char *config_path(int argc, char **argv) {
+  const char *path = getenv("SPIKE_CONFIG");
+  for (int i = 1; i < argc; i++) {
+    if (strncmp(argv[i], "--config=", 9) == 0) path = argv[i] + 9;
+    else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) path = argv[++i];
+  }
+  return path;
 }
 
 static int from_args(int argc, char **argv) {
@@ -203,6 +335,15 @@ static int from_args(int argc, char **argv) {
       fprintf(stderr, "spiked: unexpected argument \"%s\" (see --help)\n", a);
       return -1;
     }
+    if (strncmp(a, "--config=", 9) == 0) continue; /* read first */
+    if (strcmp(a, "--config") == 0) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "spiked: --config needs a value\n");
+        return -1;
+      }
+      i++;
+      continue;
+    }
     const char *name = a + 2, *eq = strchr(name, '=');
     size_t n = eq ? (size_t)(eq - name) : strlen(name);
     const flag *f = find(name, n);
@@ -218,23 +359,18 @@ static int from_args(int argc, char **argv) {
       }
       v = argv[++i];
     }
-    if (set(f, v, "--") != 0) return -1;
+    if (set(f, v, "") != 0) return -1;
   }
   return 0;
 }
 
 int main(int argc, char **argv) {
   server_config_init(&cfg);
-  if (from_env() != 0 || from_args(argc, argv) != 0) return 2;
+  const char *config = config_path(argc, argv);
+  if ((config != NULL && config[0] != '\0' && from_file(config) != 0) || from_env() != 0 ||
+      from_args(argc, argv) != 0)
+    return 2;
   cfg.threads = threads_u32;
   log_set_level(log_level);
-  if ((cfg.engine.max_buyers & (cfg.engine.max_buyers - 1)) != 0 ||
-      (cfg.engine.max_keys & (cfg.engine.max_keys - 1)) != 0 ||
-      (cfg.engine.max_users & (cfg.engine.max_users - 1)) != 0 ||
-      (cfg.engine.ring_size & (cfg.engine.ring_size - 1)) != 0) {
-    fprintf(stderr,
-            "spiked: --max-buyers, --max-keys, --max-users and --ring-size must be powers of two\n");
-    return 2;
-  }
   return server_run(&cfg);
 }

@@ -2,12 +2,20 @@
  * metrics.c -- counters and histograms in the Prometheus text format
  * (version 0.0.4): counters end in _total, durations are histograms in
  * seconds with cumulative le buckets, a HELP and TYPE line per family.
+ * The process_* families are the ones Prometheus client libraries export,
+ * read from /proc at scrape time.
  */
 #include "metrics.h"
 
+#include <dirent.h>
+#include <llhttp.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <uv.h>
 
 static const double lat_bucket_s[METRIC_LAT_BUCKETS] = {
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
@@ -38,7 +46,25 @@ static int status_index(int http) {
   return METRIC_STATUSES - 1;
 }
 
-void metrics_request(metrics *m, handler h, int http, int status, uint64_t ns) {
+static const char *const busy_text[MB_COUNT] = {
+#define XX(label, text) text,
+    METRIC_BUSY_REASONS(XX)
+#undef XX
+};
+static const char *const busy_label[MB_COUNT] = {
+#define XX(label, text) #label,
+    METRIC_BUSY_REASONS(XX)
+#undef XX
+};
+
+metric_busy metrics_busy_reason(handler h, const char *detail) {
+  if (h == H_READY) return MB_not_ready;
+  for (int i = 0; detail != NULL && i < MB_COUNT; i++)
+    if (busy_text[i] != NULL && strstr(detail, busy_text[i]) != NULL) return (metric_busy)i;
+  return MB_other;
+}
+
+void metrics_request(metrics *m, handler h, int http, int status, metric_busy busy, uint64_t ns) {
   int s = status_index(http);
   double sec = (double)ns / 1e9;
   int b = 0;
@@ -51,6 +77,7 @@ void metrics_request(metrics *m, handler h, int http, int status, uint64_t ns) {
         metrics_add(&m->errors[i], 1);
         break;
       }
+  if (status == SPIKE_EBUSY && (unsigned)busy < MB_COUNT) metrics_add(&m->busy[busy], 1);
 }
 
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
@@ -69,7 +96,7 @@ static void family(jbuf *b, const char *name, const char *type, const char *help
   line(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void http_metrics(jbuf *b, metrics *const *sh, uint32_t n) {
+static void http_metrics(jbuf *b, metrics *const *sh, uint32_t n, int access_log) {
   family(b, "spike_http_request_duration_seconds", "histogram",
          "HTTP request latency by route and status code.");
   for (int h = 0; h < H_COUNT; h++)
@@ -84,7 +111,8 @@ static void http_metrics(jbuf *b, metrics *const *sh, uint32_t n) {
       for (int k = 0; k <= METRIC_LAT_BUCKETS; k++) total += counts[k];
       if (total == 0) continue;
       char code[8];
-      snprintf(code, sizeof(code), "%d", s < METRIC_STATUSES - 1 ? statuses[s] : 0);
+      if (s < METRIC_STATUSES - 1) snprintf(code, sizeof(code), "%d", statuses[s]);
+      else snprintf(code, sizeof(code), "other");
       const char *route = router_label((handler)h);
       for (int k = 0; k < METRIC_LAT_BUCKETS; k++) {
         cum += counts[k];
@@ -98,11 +126,19 @@ static void http_metrics(jbuf *b, metrics *const *sh, uint32_t n) {
       line(b, "spike_http_request_duration_seconds_count{route=\"%s\",code=\"%s\"} %llu\n", route,
            code, (unsigned long long)total);
     }
-  family(b, "spike_api_errors_total", "counter", "Error answers by contract code.");
+  family(b, "spike_api_errors_total", "counter", "Error answers by contract code (api_code).");
   for (int c = 0; c < METRIC_CODES; c++) {
     uint64_t v = 0;
     for (uint32_t i = 0; i < n; i++) v += LOAD(sh[i]->errors[c]);
-    line(b, "spike_api_errors_total{code=\"%d\"} %llu\n", codes[c], (unsigned long long)v);
+    line(b, "spike_api_errors_total{api_code=\"%d\"} %llu\n", codes[c], (unsigned long long)v);
+  }
+  family(b, "spike_http_overloaded_total", "counter",
+         "503 answers (api_code 50005) by reason: which queue, table or limit was at its bound.");
+  for (int r = 0; r < MB_COUNT; r++) {
+    uint64_t v = 0;
+    for (uint32_t i = 0; i < n; i++) v += LOAD(sh[i]->busy[r]);
+    line(b, "spike_http_overloaded_total{reason=\"%s\"} %llu\n", busy_label[r],
+         (unsigned long long)v);
   }
   int64_t conns = 0, lingering = 0;
   uint64_t acc = 0, ref = 0, to = 0, lingered = 0;
@@ -130,6 +166,17 @@ static void http_metrics(jbuf *b, metrics *const *sh, uint32_t n) {
   family(b, "spike_connections_lingered_total", "counter",
          "Connections closed by lingering close after an answer that ended them.");
   line(b, "spike_connections_lingered_total %llu\n", (unsigned long long)lingered);
+  if (!access_log) return;
+  uint64_t lines = 0, dropped = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    lines += LOAD(sh[i]->log_lines);
+    dropped += LOAD(sh[i]->log_dropped);
+  }
+  family(b, "spike_access_log_lines_total", "counter", "Access-log lines handed to its writer.");
+  line(b, "spike_access_log_lines_total %llu\n", (unsigned long long)lines);
+  family(b, "spike_access_log_dropped_total", "counter",
+         "Access-log lines dropped because its writer was behind (every buffer full).");
+  line(b, "spike_access_log_dropped_total %llu\n", (unsigned long long)dropped);
 }
 
 /* A histogram without labels: counts per bucket (not cumulative) + +Inf. */
@@ -147,7 +194,7 @@ static void histogram(jbuf *b, const char *name, const char *help, const double 
   line(b, "%s_count %llu\n", name, (unsigned long long)cum);
 }
 
-static void engine_metrics(jbuf *b, spike_engine *e) {
+static void engine_metrics(jbuf *b, spike_engine *e, uint32_t nevents, uint32_t max_events) {
   spike_stats st;
   spike_stats_get(e, &st);
   histogram(b, "spike_commit_duration_seconds",
@@ -181,19 +228,40 @@ static void engine_metrics(jbuf *b, spike_engine *e) {
   line(b, "spike_table_used{table=\"buyers\"} %u\n", st.buyers_used);
   line(b, "spike_table_used{table=\"keys\"} %u\n", st.keys_used);
   line(b, "spike_table_used{table=\"users\"} %u\n", st.users_used);
+  line(b, "spike_table_used{table=\"reservations\"} %u\n", st.reservations_live);
+  line(b, "spike_table_used{table=\"events\"} %u\n", nevents);
   family(b, "spike_table_capacity", "gauge", "Slots in the engine's fixed tables.");
   line(b, "spike_table_capacity{table=\"buyers\"} %u\n", st.buyers_capacity);
   line(b, "spike_table_capacity{table=\"keys\"} %u\n", st.keys_capacity);
   line(b, "spike_table_capacity{table=\"users\"} %u\n", st.users_capacity);
-  family(b, "spike_feed_seq", "gauge", "Newest durable change-feed sequence number.");
+  line(b, "spike_table_capacity{table=\"reservations\"} %u\n", st.reservations_capacity);
+  line(b, "spike_table_capacity{table=\"events\"} %u\n", max_events);
+  family(b, "spike_feed_seq", "gauge", "Newest durable change-feed sequence number (the head).");
   line(b, "spike_feed_seq %llu\n", (unsigned long long)st.feed_seq);
+  family(b, "spike_store_map_size_bytes", "gauge", "The LMDB map size (--map-size, or grown).");
+  line(b, "spike_store_map_size_bytes %llu\n", (unsigned long long)st.map_size_bytes);
+  family(b, "spike_store_map_used_bytes", "gauge",
+         "The LMDB map's high-water mark; commits fail (map full) when it reaches the size.");
+  line(b, "spike_store_map_used_bytes %llu\n", (unsigned long long)st.map_used_bytes);
 }
 
-static void event_metrics(jbuf *b, spike_engine *e, spike_event *ev, uint32_t max) {
-  uint32_t n = 0;
-  spike_event_list(e, 0, ev, max, &n, NULL);
+static void feed_metrics(jbuf *b, const spike_feed_info *f) {
+  if (f == NULL) return;
+  family(b, "spike_feed_first_seq", "gauge",
+         "Oldest change-feed seq still kept (older ones were dropped by --feed-retain).");
+  line(b, "spike_feed_first_seq %llu\n", (unsigned long long)f->first);
+  family(b, "spike_feed_records", "gauge", "Change-feed records kept.");
+  line(b, "spike_feed_records %llu\n", (unsigned long long)f->records);
+  family(b, "spike_feed_size_bytes", "gauge", "Bytes of the LMDB pages the change feed takes.");
+  line(b, "spike_feed_size_bytes %llu\n", (unsigned long long)f->bytes);
+  family(b, "spike_store_info", "gauge",
+         "The store's id (random at creation; the feed's answers carry it), as a label.");
+  line(b, "spike_store_info{store_id=\"%016llx\"} 1\n", (unsigned long long)f->store_id);
+}
+
+static void event_metrics(jbuf *b, const spike_event *ev, uint32_t n) {
   static const char *const names[] = {"spike_event_available", "spike_event_reserved",
-                                      "spike_event_sold", "spike_event_stock_total"};
+                                      "spike_event_sold", "spike_event_stock"};
   static const char *const helps[] = {"Units available.", "Units reserved, awaiting payment.",
                                       "Units sold (paid).", "Initial stock plus restocks."};
   for (int f = 0; f < 4; f++) {
@@ -208,11 +276,84 @@ static void event_metrics(jbuf *b, spike_engine *e, spike_event *ev, uint32_t ma
   }
 }
 
-void metrics_render(jbuf *out, metrics *const *shards, uint32_t nshards, spike_engine *e,
-                    spike_event *events, uint32_t max_events, int ready) {
-  http_metrics(out, shards, nshards);
-  engine_metrics(out, e);
-  event_metrics(out, e, events, max_events);
-  family(out, "spike_ready", "gauge", "1 when /healthz/ready answers 200.");
-  line(out, "spike_ready %d\n", ready ? 1 : 0);
+/* process_*: what every Prometheus client library exports, from /proc. */
+static void process_metrics(jbuf *b) {
+  char buf[1024];
+  FILE *f = fopen("/proc/self/stat", "r");
+  size_t n = f != NULL ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+  if (f != NULL) fclose(f);
+  buf[n] = '\0';
+  /* Fields after the command name, which may hold spaces: field 3 first. */
+  const char *p = strrchr(buf, ')');
+  unsigned long long field[52] = {0};
+  for (int k = 3; p != NULL && k < 52; k++) {
+    p = strchr(p + 1, ' ');
+    if (p != NULL) field[k] = strtoull(p + 1, NULL, 10);
+  }
+  double tick = (double)sysconf(_SC_CLK_TCK), page = (double)sysconf(_SC_PAGESIZE);
+  unsigned long long boot = 0;
+  if ((f = fopen("/proc/stat", "r")) != NULL) {
+    while (fgets(buf, sizeof(buf), f) != NULL)
+      if (strncmp(buf, "btime ", 6) == 0) boot = strtoull(buf + 6, NULL, 10);
+    fclose(f);
+  }
+  uint64_t fds = 0;
+  DIR *d = opendir("/proc/self/fd");
+  if (d != NULL) {
+    for (struct dirent *de; (de = readdir(d)) != NULL;)
+      if (de->d_name[0] != '.') fds++;
+    closedir(d);
+    fds--; /* the directory's own descriptor */
+  }
+  struct rlimit rl = {0, 0};
+  getrlimit(RLIMIT_NOFILE, &rl);
+  family(b, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+  line(b, "process_cpu_seconds_total %.2f\n", (double)(field[14] + field[15]) / tick);
+  family(b, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+  line(b, "process_resident_memory_bytes %.0f\n", (double)field[24] * page);
+  family(b, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+  line(b, "process_virtual_memory_bytes %llu\n", field[23]);
+  family(b, "process_open_fds", "gauge", "Number of open file descriptors.");
+  line(b, "process_open_fds %llu\n", (unsigned long long)fds);
+  family(b, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
+  line(b, "process_max_fds %llu\n", (unsigned long long)rl.rlim_cur);
+  family(b, "process_start_time_seconds", "gauge",
+         "Start time of the process since unix epoch in seconds.");
+  line(b, "process_start_time_seconds %.2f\n", (double)boot + (double)field[22] / tick);
+}
+
+/* spike_ready, and which check holds it at 0. */
+static void ready_metrics(jbuf *b, const metrics_view *v) {
+  static const char *const reasons[] = {"draining", "storage_failed", "map_full", "commit_queue",
+                                        "reservations"};
+  int now = -1;
+  const char *why = v->ready_why != NULL ? v->ready_why : "";
+  if (v->draining) now = 0;
+  else if (v->ready_status == SPIKE_ESTORAGE) now = strncmp(why, "map full", 8) == 0 ? 2 : 1;
+  else if (v->ready_status != SPIKE_OK) now = strstr(why, "commit queue") != NULL ? 3 : 4;
+  family(b, "spike_ready", "gauge", "1 when /healthz/ready answers 200.");
+  line(b, "spike_ready %d\n", now < 0 ? 1 : 0);
+  family(b, "spike_not_ready", "gauge",
+         "1 for the reason /healthz/ready answers 503 now (the first check that fails).");
+  for (int i = 0; i < 5; i++)
+    line(b, "spike_not_ready{reason=\"%s\"} %d\n", reasons[i], i == now ? 1 : 0);
+}
+
+static void build_metrics(jbuf *b) {
+  family(b, "spike_build_info", "gauge", "The build: spike's version and its libraries'. Always 1.");
+  line(b, "spike_build_info{version=\"%s\",libuv=\"%s\",llhttp=\"%d.%d.%d\"} 1\n", spike_version(),
+       uv_version_string(), LLHTTP_VERSION_MAJOR, LLHTTP_VERSION_MINOR, LLHTTP_VERSION_PATCH);
+}
+
+void metrics_render(jbuf *out, const metrics_view *v) {
+  uint32_t nevents = 0;
+  spike_event_list(v->e, 0, v->events, v->max_events, &nevents, NULL);
+  uint32_t shown = nevents < v->max_events ? nevents : v->max_events;
+  http_metrics(out, v->shards, v->nshards, v->access_log);
+  engine_metrics(out, v->e, nevents, v->max_events);
+  feed_metrics(out, v->feed);
+  event_metrics(out, v->events, shown);
+  ready_metrics(out, v);
+  process_metrics(out);
+  build_metrics(out);
 }

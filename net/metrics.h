@@ -2,6 +2,12 @@
  * metrics.h -- Prometheus text exposition. Each loop thread owns one shard
  * and is its only writer, so counting a request is plain loads and stores
  * (relaxed atomics, no locked instruction); a scrape sums the shards.
+ *
+ * Names follow the Prometheus naming guide (and pass `promtool check
+ * metrics`): the spike_ prefix, base units in the name (_seconds, _bytes),
+ * _total on counters and only on them. Labels mean one thing everywhere:
+ * route (router_label), code (the HTTP status), api_code (the contract's
+ * code), reason, table, event.
  */
 #ifndef SPIKE_METRICS_H
 #define SPIKE_METRICS_H
@@ -19,23 +25,67 @@
 #define METRIC_ONE_(name, code, http, msg) +1
 #define METRIC_CODES (0 SPIKE_ERRNO_MAP(METRIC_ONE_))
 
+/* Why a request was answered 503: XX(label, text found in the answer's
+ * detail). Every 503 spiked sends is counted under one of these. */
+#define METRIC_BUSY_REASONS(XX)                                               \
+  XX(commit_queue, "commit queue full")                                      \
+  XX(inflight, "too many operations in flight")                              \
+  XX(reservations, "reservation table full")                                 \
+  XX(buyers, "buyer table full")                                             \
+  XX(users, "user table full")                                               \
+  XX(keys, "idempotency key table full")                                     \
+  XX(events, "event table full")                                             \
+  XX(feed_waiters, "too many parked feed requests")                          \
+  XX(key_in_progress, "in progress")                                         \
+  XX(order_in_flight, "still on its way")                                    \
+  XX(connections, "connection limit")                                        \
+  XX(not_ready, NULL) /* the readiness probes' own 503 */                    \
+  XX(other, NULL)
+
+typedef enum metric_busy {
+#define XX(label, text) MB_##label,
+  METRIC_BUSY_REASONS(XX)
+#undef XX
+  MB_COUNT
+} metric_busy;
+
 typedef struct metrics {
   _Atomic uint64_t lat[H_COUNT][METRIC_STATUSES][METRIC_LAT_BUCKETS + 1];
   _Atomic uint64_t lat_sum_ns[H_COUNT][METRIC_STATUSES];
   _Atomic uint64_t errors[METRIC_CODES];
+  _Atomic uint64_t busy[MB_COUNT];
   _Atomic int64_t connections, lingering;
   _Atomic uint64_t accepted, refused, timeouts, lingered;
+  _Atomic uint64_t log_lines, log_dropped; /* the access log */
 } metrics;
 
-/* Owner thread only. status: the spike status the request ended with. */
-void metrics_request(metrics *m, handler h, int http, int status, uint64_t ns);
+/* The reason a 503 is counted under: h is the route, detail the answer's
+ * detail text (NULL when none). */
+metric_busy metrics_busy_reason(handler h, const char *detail);
+
+/* Owner thread only. status: the spike status the request ended with;
+ * busy: its 503 reason (ignored unless status is SPIKE_EBUSY). */
+void metrics_request(metrics *m, handler h, int http, int status, metric_busy busy, uint64_t ns);
 /* Owner thread only: add delta to a counter or gauge of its shard. */
 void metrics_add(_Atomic uint64_t *c, uint64_t delta);
 void metrics_gauge_add(_Atomic int64_t *g, int64_t delta);
 
-/* Render every metric: the shards' HTTP metrics, the engine's statistics
- * and per-event gauges. events: scratch for max_events spike_events. */
-void metrics_render(jbuf *out, metrics *const *shards, uint32_t nshards, spike_engine *e,
-                    spike_event *events, uint32_t max_events, int ready);
+/* What one scrape shows. */
+typedef struct metrics_view {
+  metrics *const *shards;
+  uint32_t nshards;
+  spike_engine *e;
+  spike_event *events;         /* scratch for max_events spike_events */
+  uint32_t max_events;
+  const spike_feed_info *feed; /* NULL when it could not be read */
+  int ready_status;            /* SPIKE_OK, or why readiness is 503: */
+  const char *ready_why;       /* its text */
+  int draining;
+  int access_log;              /* an access log is configured */
+} metrics_view;
+
+/* Render every metric: the shards' HTTP metrics, the engine's statistics,
+ * per-event gauges, the process and the build. */
+void metrics_render(jbuf *out, const metrics_view *v);
 
 #endif /* SPIKE_METRICS_H */

@@ -39,15 +39,18 @@ typedef struct seg {
 
 static int eq(seg s, const char *lit) { return s.n == strlen(lit) && memcmp(s.p, lit, s.n) == 0; }
 
-/* GET-only, POST-only or both; picks the handler or H_BAD_METHOD. */
+/* GET-only, POST-only or both; picks the handler or H_BAD_METHOD. A GET
+ * route answers HEAD too. */
 static void pick(route_match *m, router_method method, handler get, handler post) {
-  if (method == RM_GET && get != H_COUNT) {
+  if ((method == RM_GET || method == RM_HEAD) && get != H_COUNT) {
     m->h = get;
   } else if (method == RM_POST && post != H_COUNT) {
     m->h = post;
   } else {
     m->h = H_BAD_METHOD;
-    m->allow = get != H_COUNT && post != H_COUNT ? "GET, POST" : get != H_COUNT ? "GET" : "POST";
+    m->allow = get != H_COUNT && post != H_COUNT ? "GET, HEAD, POST"
+               : get != H_COUNT                  ? "GET, HEAD"
+                                                 : "POST";
   }
 }
 
@@ -78,6 +81,14 @@ void router_match(router_method method, const char *target, size_t len, route_ma
   }
   if (n == 1 && eq(s[0], "metrics")) {
     pick(m, method, H_METRICS, H_COUNT);
+    return;
+  }
+  if (n == 1 && eq(s[0], "livez")) { /* the Kubernetes names, beside the contract's */
+    pick(m, method, H_LIVE, H_COUNT);
+    return;
+  }
+  if (n == 1 && eq(s[0], "readyz")) {
+    pick(m, method, H_READY, H_COUNT);
     return;
   }
   if (n < 3 || !eq(s[0], "api") || !eq(s[1], "v1")) return;

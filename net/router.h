@@ -35,7 +35,8 @@ typedef enum handler {
   H_COUNT
 } handler;
 
-typedef enum router_method { RM_GET = 0, RM_POST = 1, RM_OTHER = 2 } router_method;
+/* HEAD is matched as GET: every GET route answers HEAD without a body. */
+typedef enum router_method { RM_GET = 0, RM_POST = 1, RM_OTHER = 2, RM_HEAD = 3 } router_method;
 
 typedef struct route_match {
   handler h;

@@ -12,11 +12,18 @@
  * producer. Connections in lingering close are closed once nothing else is
  * left on their loop. When every loop is done the engine commits what is
  * left and closes LMDB. A drain that outlives --drain-timeout-ms is forced.
+ *
+ * A setting found wrong here (the address, a missing secret) is a flag
+ * error: a plain line on stderr and exit 2, as main.c's.
+ *
+ * SIGHUP reopens --log-file and --access-log (logrotate moves a file, then
+ * signals), and nothing else: no drain, no exit.
  */
 #include "server.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -67,9 +74,19 @@ void server_metrics(loop_ctx *lc, jbuf *out) {
   metrics *shards[SPIKE_PRODUCERS_MAX];
   uint32_t n = srv->threads < SPIKE_PRODUCERS_MAX ? srv->threads : SPIKE_PRODUCERS_MAX;
   for (uint32_t i = 0; i < n; i++) shards[i] = &srv->loops[i].m;
-  const char *why;
-  metrics_render(out, shards, n, srv->engine, lc->events, srv->ecfg.max_events,
-                 server_ready(srv, &why) == SPIKE_OK);
+  spike_feed_info feed;
+  uint32_t count;
+  uint64_t next;
+  int feed_rc = lc->producer == NULL ? SPIKE_EINTERNAL
+                                     : spike_feed_fetch(lc->producer, 0, NULL, 0, &count, &next, &feed);
+  metrics_view v = {.shards = shards, .nshards = n, .e = srv->engine, .events = lc->events,
+                    .max_events = srv->ecfg.max_events,
+                    .feed = feed_rc == SPIKE_OK || feed_rc == SPIKE_EINVAL ? &feed : NULL,
+                    /* relaxed: a flag read for a scrape. */
+                    .draining = atomic_load_explicit(&srv->draining, memory_order_relaxed),
+                    .access_log = srv->access != NULL};
+  v.ready_status = server_ready(srv, &v.ready_why);
+  metrics_render(out, &v);
 }
 
 /* ---- the drain ------------------------------------------------------------ */
@@ -117,7 +134,19 @@ static void on_wake(uv_async_t *a) {
 static void on_sweep(uv_timer_t *t) {
   loop_ctx *lc = t->data;
   conn_sweep(t);
+  if (lc->srv->access != NULL) accesslog_flush(lc->srv->access, lc->idx);
   server_loop_maybe_done(lc);
+}
+
+/* --log-file: point stderr (the JSON log) at the file, opened anew. dup2
+ * swaps the descriptor in one step, so a line being written goes whole to
+ * the old file or the new. */
+static int open_log_file(const char *path) {
+  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  if (fd < 0) return -errno;
+  int rc = dup2(fd, STDERR_FILENO) < 0 ? -errno : 0;
+  close(fd);
+  return rc;
 }
 
 static void loop_main(void *arg) {
@@ -312,19 +341,31 @@ static int create_demo(server *srv) {
 
 int server_run(const server_config *cfg) {
   static server srv;
+  int rc;
   struct sockaddr_storage sa;
   memset(&sa, 0, sizeof(sa));
   if (parse_listen(cfg->listen, srv.host, sizeof(srv.host), &srv.port, &sa) != 0) {
-    log_line(LOG_ERROR, "server", NULL, NULL, "--listen %s: not host:port", cfg->listen);
+    fprintf(stderr, "spiked: --listen: bad value \"%s\": host:port or [v6]:port (see --help)\n",
+            cfg->listen);
     return 2;
   }
   srv.lim = cfg->lim;
   srv.threads = cfg->threads;
   srv.ecfg = cfg->engine;
   srv.ecfg.max_producers = cfg->threads + 2; /* loops, the demo, one spare */
-  srv.auth = (auth_config){cfg->auth, cfg->jwt_secret, cfg->admin_token, is_loopback(&sa)};
+  srv.auth = (auth_config){cfg->auth, cfg->jwt_secret, cfg->admin_token, is_loopback(&sa),
+                           cfg->feed_token};
+  if (cfg->log_file != NULL && cfg->log_file[0] != '\0' && (rc = open_log_file(cfg->log_file)) != 0) {
+    fprintf(stderr, "spiked: --log-file: bad value \"%s\": %s\n", cfg->log_file, strerror(-rc));
+    return 2;
+  }
+  if (cfg->feed_token != NULL && cfg->feed_token[0] != '\0' && cfg->admin_token != NULL &&
+      strcmp(cfg->feed_token, cfg->admin_token) == 0) {
+    fprintf(stderr, "spiked: --feed-token: bad value: the same as --admin-token (see --help)\n");
+    return 2;
+  }
   if (cfg->auth == AUTH_JWT && (cfg->jwt_secret == NULL || cfg->jwt_secret[0] == '\0')) {
-    log_line(LOG_ERROR, "server", NULL, NULL, "--auth jwt needs --jwt-secret");
+    fprintf(stderr, "spiked: --jwt-secret: missing: --auth jwt needs it (see --help)\n");
     return 2;
   }
   if (!srv.auth.loopback && (cfg->admin_token == NULL || cfg->admin_token[0] == '\0'))
@@ -337,12 +378,13 @@ int server_run(const server_config *cfg) {
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
   signal(SIGPIPE, SIG_IGN);
 
   /* The address first: a second spiked on a taken address fails at once,
    * before it opens (or creates) a store. */
-  int rc = claim_address(&sa);
+  rc = claim_address(&sa);
   if (rc != 0) {
     log_line(LOG_ERROR, "server", NULL, NULL, "cannot listen on %s: %s", cfg->listen,
              uv_strerror(rc));
@@ -357,6 +399,14 @@ int server_run(const server_config *cfg) {
   if (cfg->demo && create_demo(&srv) != 0) {
     spike_close(srv.engine);
     return 1;
+  }
+  if (cfg->access_log != NULL && cfg->access_log[0] != '\0') {
+    char err[300];
+    if (accesslog_open(&srv.access, cfg->access_log, cfg->threads, err, sizeof(err)) != 0) {
+      log_line(LOG_ERROR, "server", NULL, NULL, "%s", err);
+      spike_close(srv.engine);
+      return 1;
+    }
   }
   conn_init_settings();
   srv.port = ntohs(sa.ss_family == AF_INET ? ((struct sockaddr_in *)&sa)->sin_port
@@ -387,7 +437,13 @@ int server_run(const server_config *cfg) {
              cfg->auth == AUTH_JWT ? "jwt" : "none");
     log_line(LOG_INFO, "server", NULL, fields, "spiked %s listening", spike_version());
     int sig = 0;
-    sigwait(&sigs, &sig);
+    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP) {
+      if (cfg->log_file != NULL && cfg->log_file[0] != '\0' && (rc = open_log_file(cfg->log_file)) != 0)
+        log_line(LOG_ERROR, "server", NULL, NULL, "SIGHUP: --log-file %s: %s (keeping the old file)",
+                 cfg->log_file, strerror(-rc));
+      if (srv.access != NULL) accesslog_reopen(srv.access);
+      log_line(LOG_INFO, "server", NULL, NULL, "SIGHUP: log files reopened");
+    }
     log_line(LOG_INFO, "server", NULL, NULL, "%s: draining", sig == SIGINT ? "SIGINT" : "SIGTERM");
   }
 
@@ -416,6 +472,8 @@ int server_run(const server_config *cfg) {
     loop_free(&srv.loops[i]);
   }
   free(srv.loops);
+  accesslog_close(srv.access); /* the loops are gone: write what they left */
+  srv.access = NULL;
   rc = spike_close(srv.engine);
   if (rc != SPIKE_OK) {
     log_line(LOG_ERROR, "server", NULL, NULL, "engine close: %s", spike_strerror(rc));

@@ -17,6 +17,9 @@ typedef struct server_config {
   auth_mode auth;
   const char *jwt_secret;
   const char *admin_token;
+  const char *feed_token;  /* read-only bearer token for the change feed */
+  const char *access_log;  /* path, "-" (stdout) or NULL (none) */
+  const char *log_file;    /* stderr goes here (reopened on SIGHUP); NULL: stderr */
   int demo;             /* create a demo event on an empty store */
   http_limits lim;
 } server_config;
@@ -25,8 +28,8 @@ typedef struct server_config {
 void server_config_init(server_config *cfg);
 
 /* Run until SIGTERM or SIGINT, then drain: stop accepting, finish what is
- * in flight, commit, close LMDB. Returns the process exit status (0 after a
- * clean drain). */
+ * in flight, commit, close LMDB. SIGHUP reopens the log files (logrotate)
+ * and goes on. Returns the process exit status (0 after a clean drain). */
 int server_run(const server_config *cfg);
 
 #endif /* SPIKE_SERVER_H */

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -32,6 +33,9 @@ struct store {
   MDB_dbi events, orders, feed, meta;
   uint64_t migrated;
   int probe_fd; /* our own descriptor on data.mdb: see space_refusal */
+  uint64_t id;                       /* meta "store_id" */
+  uint64_t map_was, map_bytes;       /* the map before and after open */
+  uint64_t map_asked;
 };
 
 struct store_txn {
@@ -357,12 +361,16 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
 
   /* If the file on disk was created with a bigger map, LMDB adopts it;
    * grow ours to match so a smaller flag never shrinks a live store. */
+  MDB_envinfo info;
+  mdb_env_info(s->env, &info);
+  s->map_asked = map_size_bytes;
+  s->map_was = s->map_bytes = info.me_mapsize;
   if (store_map_used_pct(s) > 80) {
     /* More than 80% used: grow at open, the one moment no reader exists. */
-    MDB_envinfo info;
-    mdb_env_info(s->env, &info);
     what = "mdb_env_set_mapsize (grow)";
     if ((rc = mdb_env_set_mapsize(s->env, info.me_mapsize * 2)) != 0) goto fail;
+    mdb_env_info(s->env, &info);
+    s->map_bytes = info.me_mapsize;
   }
 
   what = "mdb_txn_begin";
@@ -380,6 +388,21 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
     what = "migrating from schema 1";
     if ((rc = migrate_1(s, txn)) != 0) goto fail;
   }
+  /* The store's identity: random when it is made (or first opened by a
+   * build that keeps one), then never changed, so a feed consumer can tell
+   * this store from a restored copy's successor or a replacement. */
+  what = "the store id";
+  rc = get_meta(s, txn, "store_id", &s->id);
+  if (rc == MDB_NOTFOUND) {
+    do {
+      if (getrandom(&s->id, sizeof(s->id), 0) != (ssize_t)sizeof(s->id)) {
+        rc = errno;
+        goto fail;
+      }
+    } while (s->id == 0);
+    rc = put_meta(s, txn, "store_id", s->id);
+  }
+  if (rc != 0) goto fail;
   what = "mdb_txn_commit";
   rc = mdb_txn_commit(txn);
   txn = NULL; /* freed by commit even when it fails */
@@ -404,6 +427,23 @@ void store_close(store *s) {
 }
 
 uint64_t store_migrated(const store *s) { return s->migrated; }
+
+uint64_t store_id(const store *s) { return s->id; }
+
+void store_map_open_sizes(const store *s, uint64_t *asked, uint64_t *was, uint64_t *now) {
+  *asked = s->map_asked;
+  *was = s->map_was;
+  *now = s->map_bytes;
+}
+
+void store_map_usage(const store *s, uint64_t *size_bytes, uint64_t *used_bytes) {
+  MDB_envinfo info;
+  MDB_stat st;
+  mdb_env_info(s->env, &info);
+  mdb_env_stat(s->env, &st);
+  *size_bytes = info.me_mapsize;
+  *used_bytes = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
+}
 
 /* ---- transactions -------------------------------------------------------- */
 
@@ -614,6 +654,15 @@ int store_feed_bounds(store_txn *t, uint64_t *first, uint64_t *last) {
   }
   mdb_cursor_close(c);
   return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int store_feed_size(store_txn *t, uint64_t *records, uint64_t *bytes) {
+  MDB_stat st;
+  int rc = mdb_stat(t->txn, t->s->feed, &st);
+  if (rc != 0) return rc;
+  *records = st.ms_entries;
+  *bytes = (uint64_t)st.ms_psize * (st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages);
+  return 0;
 }
 
 int store_feed_read(store_txn *t, uint64_t after, uint64_t upto, spike_change *out, uint32_t max,

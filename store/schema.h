@@ -12,7 +12,7 @@
  *                    and key indexes from these at recovery: no index is a
  *                    B-tree write per order)
  *   feed    seq   -> change record
- *   meta    name  -> value ("schema", "id_hwm")
+ *   meta    name  -> value ("schema", "id_hwm", "store_id")
  *
  * Schema 1 also had buyers (user, event -> order ids) and keys (event, key
  * hash -> order id); store_open migrates such a store to schema 2 in one
@@ -63,6 +63,18 @@ void store_close(store *s);
 
 /* Orders rewritten by the migration at open (0 when none ran). */
 uint64_t store_migrated(const store *s);
+
+/* The store's id: random (never 0) when the store is made, kept in meta
+ * "store_id" for its life; a copy of the file keeps it. */
+uint64_t store_id(const store *s);
+
+/* The map at open: what the caller asked for, what it was once the file
+ * was opened (LMDB adopts a file's bigger map), and what it is after the
+ * open-time growth (doubled when over 80% used). */
+void store_map_open_sizes(const store *s, uint64_t *asked, uint64_t *was, uint64_t *now);
+
+/* The map's size and its high-water mark, in bytes. Any thread. */
+void store_map_usage(const store *s, uint64_t *size_bytes, uint64_t *used_bytes);
 
 /* Text for any return value of this module. */
 const char *store_strerror(int rc);
@@ -137,6 +149,8 @@ int store_get_meta(store_txn *t, const char *name, uint64_t *v);
 
 /* The oldest and newest seqs (0 when the feed is empty). */
 int store_feed_bounds(store_txn *t, uint64_t *first, uint64_t *last);
+/* Records in the feed and the bytes of the pages they take. */
+int store_feed_size(store_txn *t, uint64_t *records, uint64_t *bytes);
 /* Records with after < seq <= upto, oldest first, up to max; *count gets how
  * many were copied, *next the seq of the last one (after when none). */
 int store_feed_read(store_txn *t, uint64_t after, uint64_t upto, spike_change *out, uint32_t max,

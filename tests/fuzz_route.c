@@ -50,16 +50,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (digits && n < 20) ASSERT(ok);
 
   /* the same bytes as an Authorization header, both modes */
-  auth_config none = {AUTH_NONE, NULL, "admin-token", 1};
-  auth_config jwt = {AUTH_JWT, "a-secret-of-some-length", "admin-token", 0};
+  auth_config none = {AUTH_NONE, NULL, "admin-token", 1, NULL};
+  auth_config jwt = {AUTH_JWT, "a-secret-of-some-length", "admin-token", 0, "feed-token"};
   who w;
   uint64_t user;
   int rc = auth_identify(&none, t, n, 1800000000, &w, &user);
   ASSERT(rc == 0 || rc == -20005);
   rc = auth_identify(&jwt, t, n, 1800000000, &w, &user);
   ASSERT(rc == 0 || rc == -20005);
-  if (rc == 0) ASSERT(w == WHO_NOBODY || w == WHO_USER || w == WHO_ADMIN);
-  ASSERT(auth_admin(&jwt, w, 1, rc) <= 0);
+  if (rc == 0) ASSERT(w == WHO_NOBODY || w == WHO_USER || w == WHO_ADMIN || w == WHO_FEED);
+  ASSERT(auth_admin(&jwt, w, 1, rc, 0) <= 0);
+  if (w == WHO_FEED) ASSERT(auth_admin(&jwt, w, 1, rc, 0) == -20006); /* read-only */
+  /* HEAD is GET without the body: the same handler, the same id */
+  route_match g, h;
+  router_match(RM_GET, t, n, &g);
+  router_match(RM_HEAD, t, n, &h);
+  ASSERT(g.h == h.h && g.id_ok == h.id_ok && (!g.id_ok || g.id == h.id));
   free(t);
   return 0;
 }

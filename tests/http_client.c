@@ -55,8 +55,12 @@ int hc_connect(int port) {
 int spiked_nofile;
 
 void spiked_start(spiked *s, const char *dir, const char *const *args) {
+  spiked_start_on(s, free_port(), dir, args);
+}
+
+void spiked_start_on(spiked *s, int port, const char *dir, const char *const *args) {
   memset(s, 0, sizeof(*s));
-  s->port = free_port();
+  s->port = port;
   if (dir != NULL)
     snprintf(s->dir, sizeof(s->dir), "%s", dir);
   else

@@ -26,6 +26,8 @@ extern int spiked_nofile;
 /* Start spiked with --listen 127.0.0.1:<free port> --data <dir> plus args
  * (NULL-terminated); dir NULL makes a fresh one. Waits for /healthz/live. */
 void spiked_start(spiked *s, const char *dir, const char *const *args);
+/* The same on a given port (a restart where clients expect it). */
+void spiked_start_on(spiked *s, int port, const char *dir, const char *const *args);
 /* Send sig and wait; returns the exit status (or 128+signal). */
 int spiked_stop(spiked *s, int sig);
 /* The server's log so far, NUL-terminated, static storage. */

@@ -65,6 +65,16 @@ for v in rel asan tsan; do
   suite "http vs $v spiked" env SPIKED=build/$v/spiked build/rel/tests/test_http
 done
 
+# What operators and feed consumers rely on (metrics and promtool, HTTP
+# manners, the feed's store id, the access log and SIGHUP, the config file,
+# the reference consumer across restarts), against the release and ASan
+# spiked; and the systemd unit `make install` installs.
+for v in rel asan; do
+  suite "ops vs $v spiked" env SPIKED=build/$v/spiked FEED_SQLITE=build/$v/examples/feed_sqlite \
+    build/rel/tests/test_ops
+done
+suite "systemd unit (make install)" tests/test_unit.sh
+
 # docs/api.md's examples, as written, against the release and ASan spiked.
 for v in rel asan; do
   suite "api.md examples vs $v spiked" env SPIKED=build/$v/spiked tests/test_api_doc.sh

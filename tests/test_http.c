@@ -192,9 +192,9 @@ static void every_route_and_code(void) {
   check_envelope();
   CHECK_EQ(hc_do(p, "PUT", "/api/v1/events/7", NULL, NULL, &R), 405);
   expect(405, 40002);
-  CHECK(hc_header(&R, "Allow", v, sizeof(v)) != NULL && strcmp(v, "GET") == 0);
+  CHECK(hc_header(&R, "Allow", v, sizeof(v)) != NULL && strcmp(v, "GET, HEAD") == 0);
   CHECK_EQ(hc_do(p, "DELETE", "/api/v1/events", NULL, NULL, &R), 405);
-  CHECK(hc_header(&R, "Allow", v, sizeof(v)) != NULL && strcmp(v, "GET, POST") == 0);
+  CHECK(hc_header(&R, "Allow", v, sizeof(v)) != NULL && strcmp(v, "GET, HEAD, POST") == 0);
 
   /* health and metrics */
   CHECK_EQ(hc_do(p, "GET", "/healthz/live", NULL, NULL, &R), 200);
@@ -205,7 +205,7 @@ static void every_route_and_code(void) {
       "spike_http_request_duration_seconds_bucket{route=\"reserve\",code=\"201\"",
       "spike_commit_duration_seconds_count", "spike_commit_batch_size_bucket",
       "spike_commit_queue_depth", "spike_connections ", "spike_event_available{event=\"7\"}",
-      "spike_event_sold{event=\"7\"} 1", "spike_api_errors_total{code=\"30001\"} 1",
+      "spike_event_sold{event=\"7\"} 1", "spike_api_errors_total{api_code=\"30001\"} 1",
       "# TYPE spike_commits_total counter"};
   for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
     if (strstr(R.body, names[i]) == NULL) {

@@ -1,0 +1,720 @@
+/*
+ * test_ops.c -- spiked as the people who run it and consume its feed see
+ * it: metrics that lint (promtool, and the naming rules checked here too)
+ * and explain every 503; HTTP manners (HEAD, WWW-Authenticate, Expect:
+ * 100-continue, a body with no Content-Type, a malformed request line,
+ * /livez and /readyz); the feed's store id, head and refusals, and its
+ * read-only token; the access log and SIGHUP; the config file and the
+ * flag errors; the map growth logged at open; and the reference consumer
+ * (examples/feed_sqlite) moving the feed into SQLite exactly once across a
+ * kill -9 of spiked and of itself.
+ *
+ *   SPIKED=build/asan/spiked ./build/rel/tests/test_ops [case]
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http_client.h"
+#include "spike.h"
+#include "test.h"
+
+static hc_resp R;
+
+static int64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int create_event(int port, uint64_t id, uint64_t stock, const char *auth) {
+  char body[512];
+  snprintf(body, sizeof(body),
+           "{\"id\":%llu,\"name\":\"Sale %llu\",\"stock\":%llu,\"price\":1500,\"start_at\":%lld,"
+           "\"end_at\":%lld,\"per_user_limit\":5,\"pay_timeout_s\":600}",
+           (unsigned long long)id, (unsigned long long)id, (unsigned long long)stock,
+           (long long)(wall_ms() - 60000), (long long)(wall_ms() + 3600000));
+  return hc_do(port, "POST", "/api/v1/events", auth, body, &R);
+}
+
+static int reserve(int port, uint64_t event, uint64_t user, const char *headers) {
+  char path[64], body[64];
+  snprintf(path, sizeof(path), "/api/v1/events/%llu/orders", (unsigned long long)event);
+  snprintf(body, sizeof(body), "{\"user_id\":\"%llu\"}", (unsigned long long)user);
+  return hc_do(port, "POST", path, headers, body, &R);
+}
+
+static void expect(int status, int code) {
+  if (R.status != status || hc_code(&R) != code) {
+    fprintf(stderr, "want %d/%d, got %d/%d: %s\n", status, code, R.status, hc_code(&R), R.body);
+    abort();
+  }
+}
+
+/* One raw request on a new connection; its answer in R. */
+static void raw_request(int port, const char *req) {
+  int fd = hc_connect(port);
+  CHECK(fd >= 0);
+  hc_send(fd, req, strlen(req));
+  CHECK_EQ(hc_read(fd, &R, 5000), 0);
+  close(fd);
+}
+
+/* Send raw bytes on a new connection and read until the server closes or
+ * timeout_ms pass; the bytes read, NUL-terminated, in out. */
+static size_t raw(int port, const char *req, size_t len, char *out, size_t cap, int timeout_ms) {
+  int fd = hc_connect(port);
+  CHECK(fd >= 0);
+  hc_send(fd, req, len);
+  size_t n = 0;
+  int64_t end = test_now_ms() + timeout_ms;
+  while (n < cap - 1 && test_now_ms() < end) {
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 50) <= 0) continue;
+    ssize_t k = recv(fd, out + n, cap - 1 - n, 0);
+    if (k <= 0) break;
+    n += (size_t)k;
+  }
+  close(fd);
+  out[n] = '\0';
+  return n;
+}
+
+static const char *find_file_text(const char *path, const char *needle) {
+  static char buf[1 << 20];
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return NULL;
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  return strstr(buf, needle);
+}
+
+/* Poll until path holds needle (a buffered log is written within a sweep). */
+static int wait_for_text(const char *path, const char *needle, int ms) {
+  for (int64_t end = test_now_ms() + ms; test_now_ms() < end; usleep(20000))
+    if (find_file_text(path, needle) != NULL) return 1;
+  return 0;
+}
+
+/* ---- metrics --------------------------------------------------------------- */
+
+/* The value of one sample ("name{labels}" as written), or -1. */
+static double sample(const char *text, const char *series) {
+  size_t n = strlen(series);
+  for (const char *p = text; (p = strstr(p, series)) != NULL; p += n)
+    if ((p == text || p[-1] == '\n') && p[n] == ' ') return strtod(p + n + 1, NULL);
+  return -1;
+}
+
+static int ends_with(const char *s, size_t n, const char *suffix) {
+  size_t k = strlen(suffix);
+  return n >= k && memcmp(s + n - k, suffix, k) == 0;
+}
+
+/* The naming rules promtool checks, and ours: every sample's family has a
+ * HELP and a TYPE line before it; counters end in _total and nothing else
+ * does; label code is an HTTP status, api_code a contract code. */
+static void lint(const char *text) {
+  char family[128] = "", type[16] = "";
+  int helped = 0;
+  for (const char *line = text; *line != '\0';) {
+    const char *eol = strchr(line, '\n');
+    CHECK(eol != NULL);
+    size_t len = (size_t)(eol - line);
+    char name[128];
+    if (strncmp(line, "# HELP ", 7) == 0) {
+      CHECK(sscanf(line + 7, "%127s", family) == 1);
+      helped = 1;
+      CHECK(len > 8 + strlen(family)); /* a help text, not just the name */
+    } else if (strncmp(line, "# TYPE ", 7) == 0) {
+      CHECK(sscanf(line + 7, "%127s %15s", name, type) == 2);
+      CHECK(helped && strcmp(name, family) == 0);
+      size_t fl = strlen(family);
+      if (strcmp(type, "counter") == 0) CHECK(ends_with(family, fl, "_total"));
+      else CHECK(!ends_with(family, fl, "_total"));
+      CHECK(strncmp(family, "spike_", 6) == 0 || strncmp(family, "process_", 8) == 0);
+      helped = 0;
+    } else {
+      size_t k = strcspn(line, "{ ");
+      CHECK(k < sizeof(name));
+      memcpy(name, line, k);
+      name[k] = '\0';
+      size_t fl = strlen(family);
+      int ok = strcmp(name, family) == 0;
+      if (strcmp(type, "histogram") == 0)
+        ok = strncmp(name, family, fl) == 0 &&
+             (strcmp(name + fl, "_bucket") == 0 || strcmp(name + fl, "_sum") == 0 ||
+              strcmp(name + fl, "_count") == 0);
+      if (!ok) fprintf(stderr, "sample %s outside its family %s\n", name, family);
+      CHECK(ok);
+      const char *code = strstr(line, "code=\"");
+      if (code != NULL && code < eol && code[-1] != '_') { /* code=, not api_code= */
+        int http = atoi(code + 6);
+        CHECK((http >= 100 && http <= 599) || strncmp(code + 6, "other\"", 6) == 0);
+      }
+      const char *api = strstr(line, "api_code=\"");
+      if (api != NULL && api < eol) CHECK(atoi(api + 10) >= 20001 && atoi(api + 10) <= 59999);
+    }
+    line = eol + 1;
+  }
+}
+
+/* promtool check metrics, from Debian's prometheus package (make deps):
+ * it must find nothing at all. */
+static void promtool(const char *text) {
+  char path[300], cmd[700];
+  snprintf(path, sizeof(path), "%s/metrics.txt", test_tmpdir("promtool"));
+  FILE *f = fopen(path, "w");
+  CHECK(f != NULL);
+  fputs(text, f);
+  fclose(f);
+  if (system("command -v promtool >/dev/null 2>&1") != 0) {
+    fprintf(stderr, "promtool is not installed: run make deps\n");
+    abort();
+  }
+  snprintf(cmd, sizeof(cmd), "promtool check metrics < %s > %s.out 2>&1", path, path);
+  int rc = system(cmd);
+  snprintf(cmd, sizeof(cmd), "%s.out", path);
+  struct stat st;
+  CHECK(stat(cmd, &st) == 0);
+  if (rc != 0 || st.st_size != 0) {
+    snprintf(cmd, sizeof(cmd), "cat %s.out >&2", path);
+    CHECK(system(cmd) >= 0);
+    abort();
+  }
+}
+
+static void metrics_lint_and_503s(void) {
+  static const char *const extra[] = {"--max-reserved", "1", NULL};
+  spiked s;
+  spiked_start(&s, NULL, extra);
+  int p = s.port;
+  CHECK_EQ(create_event(p, 1, 10, NULL), 201);
+  CHECK_EQ(reserve(p, 1, 7, NULL), 201);
+  CHECK_EQ(reserve(p, 1, 8, NULL), 503); /* the one live reservation is taken */
+  CHECK(strstr(R.body, "reservation table full") != NULL);
+  CHECK_EQ(hc_do(p, "GET", "/healthz/ready", NULL, NULL, &R), 503);
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/nope", NULL, NULL, &R), 404);
+  CHECK_EQ(hc_do(p, "GET", "/metrics", NULL, NULL, &R), 200);
+  lint(R.body);
+  promtool(R.body);
+  const char *m = R.body;
+  CHECK_EQ(sample(m, "spike_http_overloaded_total{reason=\"reservations\"}"), 1);
+  CHECK_EQ(sample(m, "spike_http_overloaded_total{reason=\"not_ready\"}"), 1);
+  CHECK_EQ(sample(m, "spike_table_used{table=\"reservations\"}"), 1);
+  CHECK_EQ(sample(m, "spike_table_capacity{table=\"reservations\"}"), 1);
+  CHECK_EQ(sample(m, "spike_not_ready{reason=\"reservations\"}"), 1);
+  CHECK_EQ(sample(m, "spike_not_ready{reason=\"draining\"}"), 0);
+  CHECK_EQ(sample(m, "spike_ready"), 0);
+  CHECK_EQ(sample(m, "spike_api_errors_total{api_code=\"50005\"}"), 2);
+  CHECK_EQ(sample(m, "spike_api_errors_total{api_code=\"40004\"}"), 1);
+  CHECK_EQ(sample(m, "spike_http_request_duration_seconds_count{route=\"reserve\",code=\"503\"}"), 1);
+  CHECK_EQ(sample(m, "spike_event_stock{event=\"1\"}"), 10);
+  CHECK_EQ(sample(m, "spike_feed_records"), 2);
+  CHECK_EQ(sample(m, "spike_feed_first_seq"), 1);
+  CHECK(sample(m, "spike_feed_size_bytes") > 0);
+  CHECK(sample(m, "spike_store_map_used_bytes") > 0);
+  CHECK_EQ(sample(m, "spike_store_map_size_bytes"), 1 << 30);
+  CHECK(sample(m, "process_resident_memory_bytes") > 1e6);
+  CHECK(sample(m, "process_open_fds") >= 5);
+  CHECK(sample(m, "process_max_fds") >= sample(m, "process_open_fds"));
+  double start = sample(m, "process_start_time_seconds");
+  CHECK(start > (double)(wall_ms() / 1000 - 120) && start <= (double)(wall_ms() / 1000 + 1));
+  CHECK(sample(m, "process_cpu_seconds_total") >= 0);
+  CHECK(strstr(m, "\nspike_build_info{version=\"" SPIKE_VERSION_STRING "\",") != NULL);
+  CHECK(strstr(m, "spike_event_stock_total") == NULL); /* a gauge: no _total */
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  test_rmrf(s.dir);
+}
+
+/* ---- HTTP manners ----------------------------------------------------------- */
+
+/* HEAD answers as GET does, with GET's headers and no body: the next
+ * pipelined answer starts right after the head's blank line. */
+static void head_like_get(int port, const char *path, const char *auth, int same_length) {
+  char req[1024], resp[65536];
+  CHECK_EQ(hc_do(port, "GET", path, auth, NULL, &R), R.status);
+  int get_status = R.status;
+  char cl[32];
+  CHECK(hc_header(&R, "Content-Length", cl, sizeof(cl)) != NULL);
+  int n = snprintf(req, sizeof(req),
+                   "HEAD %s HTTP/1.1\r\nHost: t\r\n%s\r\n"
+                   "GET /livez HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                   path, auth ? auth : "");
+  raw(port, req, (size_t)n, resp, sizeof(resp), 3000);
+  char want[64];
+  snprintf(want, sizeof(want), "HTTP/1.1 %d ", get_status);
+  if (strncmp(resp, want, strlen(want)) != 0) {
+    fprintf(stderr, "HEAD %s: %s\n", path, resp);
+    abort();
+  }
+  char hcl[64];
+  snprintf(hcl, sizeof(hcl), "\r\nContent-Length: %s\r\n", cl);
+  const char *blank = strstr(resp, "\r\n\r\n");
+  CHECK(blank != NULL && strstr(resp, "\r\nContent-Length: ") < blank);
+  if (same_length) CHECK(strstr(resp, hcl) != NULL && strstr(resp, hcl) < blank);
+  CHECK(strncmp(blank + 4, "HTTP/1.1 200 OK\r\n", 17) == 0);
+}
+
+static void http_manners(void) {
+  static const char *const extra[] = {"--admin-token", "adm", NULL};
+  spiked s;
+  spiked_start(&s, NULL, extra);
+  int p = s.port;
+  const char *admin = "Authorization: Bearer adm\r\n";
+  CHECK_EQ(create_event(p, 3, 10, admin), 201);
+  CHECK_EQ(reserve(p, 3, 42, NULL), 201);
+  char order[32], path[64];
+  CHECK(hc_json(&R, "data.id", order, sizeof(order)) == 0);
+
+  /* HEAD on every GET route, the probes included */
+  snprintf(path, sizeof(path), "/api/v1/orders/%s", order);
+  const char *gets[] = {"/api/v1/events", "/api/v1/events/3", path, "/api/v1/users/42/orders",
+                        "/healthz/live", "/healthz/ready", "/livez", "/readyz",
+                        "/api/v1/events/99"};
+  for (size_t i = 0; i < sizeof(gets) / sizeof(gets[0]); i++) head_like_get(p, gets[i], NULL, 1);
+  head_like_get(p, "/api/v1/feed?after=0", admin, 1);
+  head_like_get(p, "/metrics", NULL, 0); /* its counts move between the two */
+  CHECK_EQ(hc_do(p, "DELETE", "/api/v1/events/3", NULL, NULL, &R), 405);
+  char v[128];
+  CHECK(hc_header(&R, "Allow", v, sizeof(v)) != NULL && strcmp(v, "GET, HEAD") == 0);
+  char resp[4096];
+  static const char head_post[] = "HEAD /api/v1/events/3/close HTTP/1.1\r\nHost: t\r\n"
+                                  "Connection: close\r\n\r\n";
+  raw(p, head_post, sizeof(head_post) - 1, resp, sizeof(resp), 3000);
+  CHECK(strncmp(resp, "HTTP/1.1 405 ", 13) == 0 && strstr(resp, "\r\nAllow: POST\r\n") != NULL);
+  CHECK(strstr(resp, "\r\n\r\n")[4] == '\0'); /* no body */
+
+  /* /livez and /readyz beside the contract's probes */
+  CHECK_EQ(hc_do(p, "GET", "/livez", NULL, NULL, &R), 200);
+  CHECK_EQ(hc_do(p, "GET", "/readyz", NULL, NULL, &R), 200);
+
+  /* 401s say how to authenticate (RFC 6750) */
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/feed", NULL, NULL, &R), 401);
+  expect(401, 20001);
+  CHECK(hc_header(&R, "WWW-Authenticate", v, sizeof(v)) != NULL &&
+        strcmp(v, "Bearer realm=\"spike\"") == 0);
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/feed", "Authorization: Bearer nope\r\n", NULL, &R), 401);
+  expect(401, 20005);
+  CHECK(hc_header(&R, "WWW-Authenticate", v, sizeof(v)) != NULL &&
+        strcmp(v, "Bearer realm=\"spike\", error=\"invalid_token\"") == 0);
+  CHECK_EQ(create_event(p, 4, 10, "Authorization: Bearer nope\r\n"), 401);
+  CHECK(hc_header(&R, "WWW-Authenticate", v, sizeof(v)) != NULL);
+
+  /* Expect: 100-continue: the interim answer comes before the body is
+   * sent, after the answer to a request pipelined before it */
+  int fd = hc_connect(p);
+  static const char first[] =
+      "GET /livez HTTP/1.1\r\nHost: t\r\n\r\n"
+      "POST /api/v1/events/3/orders HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+      "Expect: 100-continue\r\nContent-Length: 16\r\n\r\n";
+  hc_send(fd, first, sizeof(first) - 1);
+  char got[4096];
+  size_t n = 0;
+  for (int64_t end = test_now_ms() + 3000; test_now_ms() < end && !strstr(got, "100 Continue");) {
+    struct pollfd pf = {fd, POLLIN, 0};
+    if (poll(&pf, 1, 50) <= 0) continue;
+    ssize_t k = recv(fd, got + n, sizeof(got) - 1 - n, 0);
+    CHECK(k > 0);
+    n += (size_t)k;
+    got[n] = '\0';
+  }
+  const char *cont = strstr(got, "HTTP/1.1 100 Continue\r\n\r\n");
+  CHECK(cont != NULL && strncmp(got, "HTTP/1.1 200 OK", 15) == 0 && cont > got);
+  CHECK(cont[25] == '\0'); /* nothing after it yet: the 201 waits for the body */
+  hc_send(fd, "{\"user_id\":\"43\"}", 16);
+  CHECK_EQ(hc_read(fd, &R, 5000), 0);
+  CHECK_EQ(R.status, 201);
+  close(fd);
+
+  /* a body with no Content-Type is refused as the docs say; no body is fine */
+  raw_request(p, "POST /api/v1/events/3/orders HTTP/1.1\r\nHost: t\r\n"
+                 "Content-Length: 16\r\n\r\n{\"user_id\":\"44\"}");
+  expect(400, 40003);
+  CHECK(strstr(R.body, "no Content-Type") != NULL);
+  raw_request(p, "POST /api/v1/events/3/close HTTP/1.1\r\nHost: t\r\n"
+                 "Authorization: Bearer adm\r\nContent-Length: 0\r\n\r\n");
+  CHECK_EQ(R.status, 200);
+
+  /* a malformed request line is 400/40001; a well-formed one with an
+   * unknown method 405/40002 */
+  static const char *const bad[] = {"GET\r\n\r\n", "garbage\r\n\r\n", " GET / HTTP/1.1\r\n\r\n",
+                                    "G@T / HTTP/1.1\r\n\r\n", "GET / HTTP/1.1 x\r\n\r\n"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    raw_request(p, bad[i]);
+    expect(400, 40001);
+  }
+  raw_request(p, "FOO /livez HTTP/1.1\r\nHost: t\r\n\r\n");
+  expect(405, 40002);
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  test_rmrf(s.dir);
+}
+
+/* ---- the change feed ---------------------------------------------------------- */
+
+static void feed_store_id_and_cursors(void) {
+  static const char *const extra[] = {"--admin-token", "adm", "--feed-token", "rd",
+                                      "--feed-retain", "5", NULL};
+  spiked s;
+  spiked_start(&s, NULL, extra);
+  int p = s.port;
+  const char *admin = "Authorization: Bearer adm\r\n", *rd = "Authorization: Bearer rd\r\n";
+  CHECK_EQ(create_event(p, 1, 100, admin), 201);
+  for (uint64_t u = 1; u <= 10; u++) CHECK_EQ(reserve(p, 1, u, NULL), 201);
+  /* 11 records, the newest 5 kept: 7..11 */
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/feed?after=6", rd, NULL, &R), 200);
+  char id[40], hid[40], v[64];
+  CHECK(hc_json(&R, "data.storeId", id, sizeof(id)) == 0 && strlen(id) == 16);
+  CHECK(hc_header(&R, "X-Spike-Store-Id", hid, sizeof(hid)) != NULL && strcmp(id, hid) == 0);
+  CHECK_EQ(hc_json_int(&R, "data.head"), 11);
+  CHECK_EQ(hc_json_int(&R, "data.first"), 7);
+  CHECK_EQ(hc_json_len(&R, "data.changes"), 5);
+  CHECK_EQ(hc_json_int(&R, "data.next"), 11);
+  /* a dropped range: refused, saying where the feed now starts */
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/feed?after=0", rd, NULL, &R), 400);
+  expect(400, 40001);
+  CHECK(strstr(R.body, "dropped") != NULL && strstr(R.body, "oldest kept is 7") != NULL);
+  CHECK(hc_header(&R, "X-Spike-Feed-First", v, sizeof(v)) != NULL && strcmp(v, "7") == 0);
+  CHECK(hc_header(&R, "X-Spike-Feed-Head", v, sizeof(v)) != NULL && strcmp(v, "11") == 0);
+  CHECK(hc_header(&R, "X-Spike-Store-Id", v, sizeof(v)) != NULL && strcmp(v, id) == 0);
+  /* a cursor ahead of the head: an error, not an empty page, long-poll or not */
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/feed?after=12&wait_ms=5000", rd, NULL, &R), 400);
+  expect(400, 40001);
+  CHECK(strstr(R.body, "ahead of the feed's head 11") != NULL);
+  /* at the head: an empty page */
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/feed?after=11", rd, NULL, &R), 200);
+  CHECK_EQ(hc_json_len(&R, "data.changes"), 0);
+  /* the feed token reads the feed and nothing else */
+  CHECK_EQ(create_event(p, 2, 10, rd), 403);
+  expect(403, 20006);
+  CHECK_EQ(hc_do(p, "POST", "/api/v1/events/1/close", rd, NULL, &R), 403);
+  CHECK_EQ(hc_do(p, "GET", "/metrics", NULL, NULL, &R), 200);
+  CHECK_EQ(sample(R.body, "spike_feed_records"), 5);
+  CHECK_EQ(sample(R.body, "spike_feed_first_seq"), 7);
+  CHECK_EQ(sample(R.body, "spike_feed_seq"), 11);
+  char series[96];
+  snprintf(series, sizeof(series), "spike_store_info{store_id=\"%s\"}", id);
+  CHECK_EQ(sample(R.body, series), 1);
+  /* the id survives a restart; another store has another */
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  char dir[256];
+  snprintf(dir, sizeof(dir), "%s", s.dir);
+  spiked_start(&s, dir, extra);
+  CHECK_EQ(hc_do(s.port, "GET", "/api/v1/feed?after=11", rd, NULL, &R), 200);
+  CHECK(hc_json(&R, "data.storeId", v, sizeof(v)) == 0 && strcmp(v, id) == 0);
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  test_rmrf(dir);
+  spiked_start(&s, NULL, extra);
+  CHECK_EQ(hc_do(s.port, "GET", "/api/v1/feed", rd, NULL, &R), 200);
+  CHECK(hc_json(&R, "data.storeId", v, sizeof(v)) == 0 && strcmp(v, id) != 0);
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  test_rmrf(s.dir);
+}
+
+/* ---- logs and signals ----------------------------------------------------------- */
+
+static void access_log_and_sighup(void) {
+  char alog[300], elog[300], moved[320], tmp[256];
+  snprintf(tmp, sizeof(tmp), "%s", test_tmpdir("alog"));
+  snprintf(alog, sizeof(alog), "%s/access.log", tmp);
+  snprintf(elog, sizeof(elog), "%s/spiked.log", tmp);
+  const char *const extra[] = {"--access-log", alog, "--log-file", elog, NULL};
+  spiked s;
+  spiked_start(&s, NULL, extra);
+  int p = s.port;
+  CHECK_EQ(create_event(p, 5, 10, NULL), 201);
+  CHECK_EQ(reserve(p, 5, 77, "X-Request-Id: follow-me-1\r\n"), 201);
+  char order[32], want[256];
+  CHECK(hc_json(&R, "data.id", order, sizeof(order)) == 0);
+  /* one line with everything needed to follow the order */
+  CHECK(wait_for_text(alog, "follow-me-1", 3000));
+  const char *line = find_file_text(alog, "{\"ts\":\"");
+  CHECK(line != NULL);
+  line = find_file_text(alog, "\"traceId\":\"follow-me-1\",\"client\":\"127.0.0.1:");
+  CHECK(line != NULL);
+  snprintf(want, sizeof(want),
+           "\"method\":\"POST\",\"path\":\"/api/v1/events/5/orders\",\"route\":\"reserve\","
+           "\"status\":201,\"code\":0,\"us\":");
+  CHECK(strstr(line, want) != NULL);
+  snprintf(want, sizeof(want), "\"eventId\":\"5\",\"orderId\":\"%s\",\"userId\":\"77\"}\n", order);
+  CHECK(strstr(line, want) != NULL);
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/nope", "X-Request-Id: missing-2\r\n", NULL, &R), 404);
+  CHECK(wait_for_text(alog, "\"traceId\":\"missing-2\"", 3000));
+  CHECK(find_file_text(alog, "\"status\":404,\"code\":40004") != NULL);
+  CHECK(find_file_text(elog, "spiked " SPIKE_VERSION_STRING " listening") != NULL);
+
+  /* logrotate: move the files, SIGHUP; spiked goes on, writing new ones */
+  snprintf(moved, sizeof(moved), "%s.1", alog);
+  CHECK(rename(alog, moved) == 0);
+  snprintf(moved, sizeof(moved), "%s.1", elog);
+  CHECK(rename(elog, moved) == 0);
+  kill(s.pid, SIGHUP);
+  CHECK(wait_for_text(elog, "SIGHUP: log files reopened", 3000));
+  CHECK_EQ(hc_do(p, "GET", "/livez", "X-Request-Id: after-hup-3\r\n", NULL, &R), 200);
+  CHECK(wait_for_text(alog, "after-hup-3", 3000));
+  CHECK(find_file_text(alog, "follow-me-1") == NULL);
+  snprintf(moved, sizeof(moved), "%s.1", alog);
+  CHECK(find_file_text(moved, "follow-me-1") != NULL && find_file_text(moved, "after-hup-3") == NULL);
+  int st;
+  CHECK_EQ(waitpid(s.pid, &st, WNOHANG), 0); /* still running */
+  CHECK_EQ(hc_do(p, "GET", "/metrics", NULL, NULL, &R), 200);
+  CHECK(sample(R.body, "spike_access_log_lines_total") >= 4);
+  CHECK_EQ(sample(R.body, "spike_access_log_dropped_total"), 0);
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  /* the drain writes what the buffers held */
+  CHECK(find_file_text(alog, "\"route\":\"metrics\"") != NULL);
+  CHECK(find_file_text(elog, "drained; bye") != NULL);
+  test_rmrf(s.dir);
+  test_rmrf(tmp);
+}
+
+/* ---- config file, flag errors, map growth --------------------------------------- */
+
+/* Run spiked with args (and one environment variable, or NULL) to its
+ * exit; its stderr in out. */
+static int run_spiked(const char *const *args, const char *env, char *out, size_t cap) {
+  char path[300];
+  snprintf(path, sizeof(path), "%s/err", test_tmpdir("flags"));
+  const char *bin = getenv("SPIKED");
+  if (bin == NULL || *bin == '\0') bin = "build/rel/spiked";
+  const char *argv[16] = {bin};
+  int n = 1;
+  for (int i = 0; args[i] != NULL && n < 15; i++) argv[n++] = args[i];
+  argv[n] = NULL;
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    if (env != NULL) putenv((char *)env);
+    execv(bin, (char *const *)argv);
+    _exit(127);
+  }
+  int st;
+  CHECK_EQ(waitpid(pid, &st, 0), pid);
+  FILE *f = fopen(path, "r");
+  CHECK(f != NULL);
+  size_t k = fread(out, 1, cap - 1, f);
+  out[k] = '\0';
+  fclose(f);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void flag_error(const char *const *args, const char *env, const char *want) {
+  char out[4096];
+  CHECK_EQ(run_spiked(args, env, out, sizeof(out)), 2);
+  if (strstr(out, want) == NULL) {
+    fprintf(stderr, "want \"%s\", got: %s\n", want, out);
+    abort();
+  }
+}
+
+static void config_and_flag_errors(void) {
+  char conf[300], bad[300], arg[420], tmp[256];
+  snprintf(tmp, sizeof(tmp), "%s", test_tmpdir("conf"));
+  snprintf(conf, sizeof(conf), "%s/spiked.conf", tmp);
+  FILE *f = fopen(conf, "w");
+  CHECK(f != NULL);
+  fprintf(f, "# a comment\n\nmax-reserved = 1\n  admin-token=from-file  \nmax-events = 2\n");
+  fclose(f);
+  snprintf(arg, sizeof(arg), "--config=%s", conf);
+  /* the file's keys are the flags'; a flag wins over the file */
+  const char *const extra[] = {arg, "--max-events", "3", NULL};
+  spiked s;
+  spiked_start(&s, NULL, extra);
+  const char *admin = "Authorization: Bearer from-file\r\n";
+  CHECK_EQ(create_event(s.port, 1, 10, admin), 201);
+  CHECK_EQ(create_event(s.port, 2, 10, admin), 201);
+  CHECK_EQ(create_event(s.port, 3, 10, admin), 201); /* --max-events 3, not the file's 2 */
+  CHECK_EQ(create_event(s.port, 4, 10, admin), 503);
+  CHECK_EQ(reserve(s.port, 1, 1, NULL), 201);
+  CHECK_EQ(reserve(s.port, 1, 2, NULL), 503); /* max-reserved = 1 */
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  test_rmrf(s.dir);
+
+  /* every bad value the same way: where it came from, the value, what is allowed */
+  flag_error((const char *const[]){"--threads", "0", NULL}, NULL,
+             "spiked: --threads: bad value \"0\": an integer from 1 to 62 (see --help)\n");
+  flag_error((const char *const[]){NULL}, "SPIKE_THREADS=99",
+             "spiked: $SPIKE_THREADS: --threads: bad value \"99\": an integer from 1 to 62");
+  flag_error((const char *const[]){"--max-buyers", "1000", NULL}, NULL,
+             "spiked: --max-buyers: bad value \"1000\": a power of two from 4 to 1073741824");
+  flag_error((const char *const[]){"--map-size", "512K", NULL}, NULL,
+             "spiked: --map-size: bad value \"512K\": a size of at least 1M: bytes, or a number "
+             "with K, M, G or T (KiB..TiB)");
+  flag_error((const char *const[]){"--ack", "fast", NULL}, NULL,
+             "spiked: --ack: bad value \"fast\": durable or memory");
+  flag_error((const char *const[]){"--listen", "nowhere", NULL}, NULL,
+             "spiked: --listen: bad value \"nowhere\": host:port or [v6]:port (see --help)\n");
+  flag_error((const char *const[]){"--auth", "jwt", NULL}, NULL,
+             "spiked: --jwt-secret: missing: --auth jwt needs it (see --help)\n");
+  snprintf(bad, sizeof(bad), "%s/bad.conf", tmp);
+  f = fopen(bad, "w");
+  CHECK(f != NULL);
+  fprintf(f, "threads = 1\nmap-size = 10X\n");
+  fclose(f);
+  snprintf(arg, sizeof(arg), "%s:2: --map-size: bad value \"10X\": a size of at least 1M", bad);
+  flag_error((const char *const[]){"--config", bad, NULL}, NULL, arg);
+  f = fopen(bad, "w");
+  CHECK(f != NULL);
+  fprintf(f, "nonsense = 1\n");
+  fclose(f);
+  snprintf(arg, sizeof(arg), "%s:1: unknown name \"nonsense\"", bad);
+  flag_error((const char *const[]){"--config", bad, NULL}, NULL, arg);
+  /* --help says what the errors say */
+  char out[16384];
+  CHECK_EQ(run_spiked((const char *const[]){"--help", NULL}, NULL, out, sizeof(out)), 0);
+  CHECK(strstr(out, "a size of at least 1M: bytes, or a number with K, M, G or T (KiB..TiB)") != NULL);
+  CHECK(strstr(out, "an integer from 1 to 62") != NULL);
+  CHECK(strstr(out, "--config") != NULL && strstr(out, "SIGHUP") != NULL);
+  test_rmrf(tmp);
+}
+
+static void map_growth_logged(void) {
+  static const char *const small[] = {"--map-size", "1M", "--ack", "memory", NULL};
+  spiked s;
+  spiked_start(&s, NULL, small);
+  char dir[256];
+  snprintf(dir, sizeof(dir), "%s", s.dir);
+  CHECK_EQ(create_event(s.port, 1, 100000, NULL), 201);
+  /* fill the map past 80% (a 201 or, once it is full, a 500) */
+  double used = 0;
+  for (uint64_t u = 1; u <= 20000; u++) {
+    int st = reserve(s.port, 1, u, NULL);
+    CHECK(st == 201 || st == 500);
+    if (u % 200 == 0 || st == 500) {
+      CHECK_EQ(hc_do(s.port, "GET", "/metrics", NULL, NULL, &R), 200);
+      used = sample(R.body, "spike_store_map_used_bytes") / sample(R.body, "spike_store_map_size_bytes");
+      if (used > 0.85 || st == 500) break;
+    }
+  }
+  CHECK(used > 0.8);
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  spiked_start(&s, dir, small);
+  CHECK(strstr(spiked_log(&s), "map grown at open from 1 MiB to 2 MiB") != NULL);
+  CHECK_EQ(hc_do(s.port, "GET", "/metrics", NULL, NULL, &R), 200);
+  CHECK_EQ(sample(R.body, "spike_store_map_size_bytes"), 2 << 20);
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  test_rmrf(dir);
+}
+
+/* ---- the reference consumer ------------------------------------------------------- */
+
+static pid_t consumer(int port, const char *db, const char *stop_at, const char *limit) {
+  char addr[32];
+  snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+  const char *bin = getenv("FEED_SQLITE");
+  if (bin == NULL || *bin == '\0') bin = "build/rel/examples/feed_sqlite";
+  fflush(NULL);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    execl(bin, bin, addr, db, "--token", "rd", "--stop-at", stop_at, "--limit", limit, "--wait-ms",
+          "500", "--retry-s", "20", (char *)NULL);
+    _exit(127);
+  }
+  return pid;
+}
+
+static int wait_exit(pid_t pid) {
+  int st;
+  CHECK_EQ(waitpid(pid, &st, 0), pid);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static long long db_int(sqlite3 *db, const char *sql) {
+  sqlite3_stmt *q;
+  CHECK(sqlite3_prepare_v2(db, sql, -1, &q, NULL) == SQLITE_OK);
+  long long v = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : -1;
+  sqlite3_finalize(q);
+  return v;
+}
+
+static void reserve_many(int port, uint64_t from, uint64_t to) {
+  for (uint64_t u = from; u <= to; u++) CHECK_EQ(reserve(port, 1, u, NULL), 201);
+}
+
+static void consumer_exactly_once(void) {
+  static const char *const extra[] = {"--feed-token", "rd", NULL};
+  char db[300], tmp[256];
+  snprintf(tmp, sizeof(tmp), "%s", test_tmpdir("consumer"));
+  snprintf(db, sizeof(db), "%s/feed.db", tmp);
+  spiked s;
+  spiked_start(&s, NULL, extra);
+  int port = s.port;
+  char dir[256];
+  snprintf(dir, sizeof(dir), "%s", s.dir);
+  CHECK_EQ(create_event(port, 1, 100000, NULL), 201);
+  reserve_many(port, 1, 60); /* seqs 1..61 */
+  /* part of the way, in small pages */
+  CHECK_EQ(wait_exit(consumer(port, db, "25", "7")), 0);
+  /* the rest while spiked is killed and restarted under it, and the
+   * consumer itself is killed mid-way and started again */
+  pid_t c = consumer(port, db, "241", "10");
+  reserve_many(port, 61, 120);
+  CHECK_EQ(spiked_stop(&s, SIGKILL), 128 + SIGKILL);
+  spiked_start_on(&s, port, dir, extra);
+  reserve_many(port, 121, 180);
+  kill(c, SIGKILL);
+  CHECK_EQ(wait_exit(c), 128 + SIGKILL);
+  c = consumer(port, db, "241", "10");
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  spiked_start_on(&s, port, dir, extra);
+  reserve_many(port, 181, 240);
+  CHECK_EQ(wait_exit(c), 0);
+
+  /* every seq once, in order, the same records the feed holds, the cursor
+   * at the head and tied to this store */
+  sqlite3 *h;
+  CHECK(sqlite3_open(db, &h) == SQLITE_OK);
+  CHECK_EQ(db_int(h, "SELECT count(*) FROM changes"), 241);
+  CHECK_EQ(db_int(h, "SELECT min(seq) FROM changes"), 1);
+  CHECK_EQ(db_int(h, "SELECT max(seq) FROM changes"), 241);
+  CHECK_EQ(db_int(h, "SELECT seq FROM cursor"), 241);
+  CHECK_EQ(db_int(h, "SELECT count(*) FROM orders WHERE state = 'reserved'"), 240);
+  CHECK_EQ(db_int(h, "SELECT count(DISTINCT order_id) FROM changes WHERE type = 'order.reserved'"), 240);
+  CHECK_EQ(hc_do(port, "GET", "/api/v1/feed?after=100&limit=1", "Authorization: Bearer rd\r\n", NULL, &R), 200);
+  char oid[32], id[40], sql[200];
+  CHECK(hc_json(&R, "data.changes.0.order.id", oid, sizeof(oid)) == 0);
+  CHECK(hc_json(&R, "data.storeId", id, sizeof(id)) == 0);
+  snprintf(sql, sizeof(sql), "SELECT count(*) FROM changes WHERE seq = 101 AND order_id = '%s'", oid);
+  CHECK_EQ(db_int(h, sql), 1);
+  snprintf(sql, sizeof(sql), "SELECT count(*) FROM cursor WHERE store_id = '%s'", id);
+  CHECK_EQ(db_int(h, sql), 1);
+  sqlite3_close(h);
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+
+  /* a replaced store (same address, new data): the consumer stops, the
+   * database untouched */
+  test_rmrf(dir);
+  spiked_start_on(&s, port, dir, extra);
+  CHECK_EQ(create_event(port, 1, 10, NULL), 201);
+  CHECK_EQ(wait_exit(consumer(port, db, "300", "10")), 3);
+  CHECK(sqlite3_open(db, &h) == SQLITE_OK);
+  CHECK_EQ(db_int(h, "SELECT count(*) FROM changes"), 241);
+  sqlite3_close(h);
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  test_rmrf(dir);
+  test_rmrf(tmp);
+}
+
+TEST_LIST({"metrics_lint_and_503s", metrics_lint_and_503s, 30},
+          {"http_manners", http_manners, 30},
+          {"feed_store_id_and_cursors", feed_store_id_and_cursors, 30},
+          {"access_log_and_sighup", access_log_and_sighup, 30},
+          {"config_and_flag_errors", config_and_flag_errors, 30},
+          {"map_growth_logged", map_growth_logged, 60},
+          {"consumer_exactly_once", consumer_exactly_once, 90})
