@@ -265,7 +265,7 @@ static void migrated_store_opens(void) {
   CHECK(ev.reserved == 2 && ev.sold == 1);
   static spike_order mine[8];
   uint32_t n;
-  CHECK_EQ(spike_user_orders(p, 7, 0, mine, 8, &n), SPIKE_OK);
+  CHECK_EQ(spike_user_orders(p, 7, 0, 0, mine, 8, &n, NULL), SPIKE_OK);
   CHECK_EQ(n, 4);
   spike_op op;
   CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 11, 7, 1, "key-a", 5, count_cb)), SPIKE_OK);
@@ -345,7 +345,7 @@ static void ops(spike_engine *e, outcome *r) {
   r->feed = spike_feed_read(p, 0, ch, 16, &count, &next);
   CHECK(r->feed == SPIKE_OK || is_fault(r->feed));
   static spike_order mine[8];
-  r->user = spike_user_orders(p, 2, 0, mine, 8, &count);
+  r->user = spike_user_orders(p, 2, 0, 0, mine, 8, &count, NULL);
   CHECK(r->user == SPIKE_OK || is_fault(r->user));
   if (r->user == SPIKE_OK) CHECK_EQ(count, 1);
   CHECK_EQ(spike_producer_close(p), SPIKE_OK);
