@@ -221,7 +221,7 @@ static void million_attempts(void) {
   CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
   uint64_t checked = 0;
   static spike_order orders[LIMIT + 1];
-  for (uint64_t u = 0; u < USERS; u++) {
+  for (uint64_t u = 1; u <= USERS; u++) {
     uint32_t n;
     CHECK_EQ(spike_user_orders(p, u, EVENT_ID, 0, orders, LIMIT + 1, &n, NULL), SPIKE_OK);
     uint32_t units = 0;
