@@ -13,6 +13,7 @@
  *   SPIKE_CRASH_CYCLES=N   cycles per case (default 20; make soak-crash: 1,000)
  *   SPIKE_CRASH_SEGMENT=N  start from an empty store every N cycles (default
  *                          50), so every check reads a bounded store
+ *   SPIKE_CRASH_RUN_MS=N   every life runs N ms (default: 30 to 330 at random)
  *   SPIKE_POWERLOSS=1      with LD_PRELOAD=build/rel/tests/libpowerloss.so:
  *                          every kill is a power cut. The shim keeps the data
  *                          file as the disk would hold it (unsynced writes
@@ -101,6 +102,8 @@ static void child_main(const spike_config *cfg, int fd, uint64_t seed, uint64_t 
     s.pay_timeout_s = pay_share ? 1 : 900; /* with pay: expiries race the kills too */
     CHECK_EQ(create_event(c.p, &s), SPIKE_OK);
   }
+  /* serving: the parent's clock starts now (see one_life) */
+  if (write(c.fd, "S\n", 2) != 2) _exit(3);
   static creq reqs[128];
   for (;;) {
     for (int i = 0; i < 128; i++) {
@@ -138,10 +141,13 @@ static void child_main(const spike_config *cfg, int fd, uint64_t seed, uint64_t 
 
 /* ---- the parent --------------------------------------------------------- */
 
-static void parse_acks(char *buf, size_t *len) {
+/* Returns 1 when the child said it is serving. */
+static int parse_acks(char *buf, size_t *len) {
   char *start = buf, *nl;
+  int serving = 0;
   while ((nl = memchr(start, '\n', (size_t)(buf + *len - start))) != NULL) {
     *nl = '\0';
+    if (strcmp(start, "S") == 0) serving = 1;
     ack a;
     unsigned long long o, u;
     if (sscanf(start, "%c %llu %llu %u", &a.kind, &o, &u, &a.qty) == 4) {
@@ -159,6 +165,7 @@ static void parse_acks(char *buf, size_t *len) {
   }
   *len = (size_t)(buf + *len - start);
   memmove(buf, start, *len);
+  return serving;
 }
 
 static int power_loss(void) {
@@ -171,9 +178,13 @@ static int power_loss(void) {
   return 1;
 }
 
-/* Run the child for run_ms, kill it, collect every ack it wrote. */
+/* Run the child, kill it, collect every ack it wrote. The kill comes
+ * run_ms after the child says it serves, or, with early set, run_ms after
+ * the fork, which may be during its open and recovery: on a loaded machine
+ * an open alone can take longer than a short life, and lives that never
+ * serve would check nothing. */
 static void one_life(const spike_config *cfg, uint64_t seed, uint64_t user_base, int pay_share,
-                     int run_ms) {
+                     int run_ms, int early) {
   int pfd[2];
   CHECK_EQ(pipe(pfd), 0);
   pid_t pid = fork();
@@ -193,9 +204,14 @@ static void one_life(const spike_config *cfg, uint64_t seed, uint64_t user_base,
   fcntl(pfd[0], F_SETFL, O_NONBLOCK);
   static char buf[1 << 16];
   size_t len = 0;
-  int64_t kill_at = test_now_ms() + run_ms;
-  int killed = 0;
+  /* a bound on the wait for "serving" too, so a hung open is a failure */
+  int64_t kill_at = test_now_ms() + (early ? run_ms : 60000);
+  int killed = 0, serving = 0;
   for (;;) {
+    if (!killed && !early && !serving && test_now_ms() >= kill_at) {
+      fprintf(stderr, "the child did not serve within 60 s\n");
+      abort();
+    }
     if (!killed && test_now_ms() >= kill_at) {
       kill(pid, SIGKILL);
       killed = 1;
@@ -205,7 +221,10 @@ static void one_life(const spike_config *cfg, uint64_t seed, uint64_t user_base,
     ssize_t n = read(pfd[0], buf + len, sizeof(buf) - len);
     if (n > 0) {
       len += (size_t)n;
-      parse_acks(buf, &len);
+      if (parse_acks(buf, &len) && !serving) {
+        serving = 1;
+        if (!early) kill_at = test_now_ms() + run_ms;
+      }
     } else if (n == 0) {
       break; /* the child is gone and the pipe is drained */
     } else if (errno != EAGAIN && errno != EINTR) {
@@ -380,13 +399,15 @@ static void run_cycles(const char *tag, int pay_share, spike_ack mode) {
     }
     life = i;
     int run_ms = 30 + (int)(test_rand(&rng) % 300);
-    one_life(&cfg, test_rand(&rng), (uint64_t)(i + 1) * 10000000u, pay_share, run_ms);
+    if ((env = getenv("SPIKE_CRASH_RUN_MS")) != NULL && atoi(env) > 0) run_ms = atoi(env);
+    int early = test_rand(&rng) % 4 == 0; /* one life in four may die opening */
+    one_life(&cfg, test_rand(&rng), (uint64_t)(i + 1) * 10000000u, pay_share, run_ms, early);
     disk_check(&cfg); /* as the crash left it */
     verify(&cfg);
     disk_check(&cfg); /* after recovery and its expiries */
     if (cycles <= 50 || (i + 1) % 50 == 0)
-      printf("  cycle %d: killed after %d ms, %u acks (%u in this store)\n", i + 1, run_ms,
-             nacks - before, nacks);
+      printf("  cycle %d: killed %d ms after %s, %u acks (%u in this store)\n", i + 1, run_ms,
+             early ? "its start" : "it served", nacks - before, nacks);
     heard += nacks - before;
     before = nacks;
   }
