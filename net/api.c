@@ -96,10 +96,11 @@ static void finish(req *r, int http, const char *ctype, const char *extra) {
   put(&p, date, strlen(date));
   if (extra != NULL) put(&p, extra, strlen(extra));
   if (r->feed_head_ok) {
-    n = snprintf(head + (p - head), sizeof(head) - (size_t)(p - head),
-                 "X-Spike-Store-Id: %016llx\r\nX-Spike-Feed-Head: %llu\r\nX-Spike-Feed-First: %llu\r\n",
-                 (unsigned long long)r->feed.store_id, (unsigned long long)r->feed.head,
-                 (unsigned long long)r->feed.first);
+    n = snprintf(
+        head + (p - head), sizeof(head) - (size_t)(p - head),
+        "X-Spike-Store-Id: %016llx\r\nX-Spike-Feed-Head: %llu\r\nX-Spike-Feed-First: %llu\r\n",
+        (unsigned long long)r->feed.store_id, (unsigned long long)r->feed.head,
+        (unsigned long long)r->feed.first);
     p += n;
   }
   if (!r->keep_alive) PUT_LIT(&p, "Connection: close\r\n");
@@ -117,9 +118,9 @@ static void fail(req *r, int status, const char *detail);
 void api_log_ids(const req *r, char *out, size_t cap) {
   out[0] = '\0';
   if (!r->m.id_ok) return;
-  const char *name = r->handler == H_USER_ORDERS                                ? "userId"
+  const char *name = r->handler == H_USER_ORDERS                                 ? "userId"
                      : r->handler >= H_ORDER_GET && r->handler <= H_ORDER_CANCEL ? "orderId"
-                                                                                  : "eventId";
+                                                                                 : "eventId";
   snprintf(out, cap, ",\"%s\":\"%llu\"", name, (unsigned long long)r->m.id);
 }
 
@@ -170,7 +171,8 @@ static void fail(req *r, int status, const char *detail) {
   } else if (status == SPIKE_ETOKEN) {
     extra = "WWW-Authenticate: Bearer realm=\"spike\", error=\"invalid_token\"\r\n";
   }
-  if (status == SPIKE_EBUSY) r->busy = (uint8_t)metrics_busy_reason((handler)r->handler, detail);
+  if (status == SPIKE_EBUSY || status == SPIKE_EFULL)
+    r->busy = (uint8_t)metrics_busy_reason((handler)r->handler, detail);
   if (http >= 500) {
     char ids[64];
     api_log_ids(r, ids, sizeof(ids));
@@ -190,15 +192,16 @@ void api_error(loop_ctx *lc, req *r, int status, const char *detail) {
 /* ---- request pieces -------------------------------------------------------- */
 
 static int trace_char_ok(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         c == '.' || c == '_' || c == '-';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == '-';
 }
 
 static void set_trace(loop_ctx *lc, req *r) {
   if (r->has_rid && r->rid_len >= 1 && r->rid_len <= TRACE_MAX) {
     const char *v = r->in.p + r->rid_off;
     uint32_t i = 0;
-    while (i < r->rid_len && trace_char_ok(v[i])) i++;
+    while (i < r->rid_len && trace_char_ok(v[i]))
+      i++;
     if (i == r->rid_len) {
       memcpy(r->trace, v, i);
       r->trace[i] = '\0';
@@ -209,7 +212,8 @@ static void set_trace(loop_ctx *lc, req *r) {
   uint64_t x = XXH3_64bits_withSeed(&lc->trace_seq, sizeof(lc->trace_seq), lc->trace_salt);
   lc->trace_seq++;
   static const char hex[] = "0123456789abcdef";
-  for (int i = 15; i >= 0; i--, x >>= 4) r->trace[i] = hex[x & 15];
+  for (int i = 15; i >= 0; i--, x >>= 4)
+    r->trace[i] = hex[x & 15];
   r->trace[16] = '\0';
 }
 
@@ -285,8 +289,10 @@ static int parse_body(loop_ctx *lc, req *r, body *b, const char *const *allowed)
     rc = body_parse_msgpack(b, in, r->body_len, lc->scratch, cap);
   else
     rc = body_parse_json(b, in, r->body_len, lc->scratch, cap);
-  if (rc == SPIKE_OK) rc = body_only(b, allowed, &field);
-  else if (field == NULL && b->bad[0] != '\0') field = b->bad;
+  if (rc == SPIKE_OK)
+    rc = body_only(b, allowed, &field);
+  else if (field == NULL && b->bad[0] != '\0')
+    field = b->bad;
   if (rc != SPIKE_OK) fail(r, rc, field);
   return rc;
 }
@@ -304,7 +310,8 @@ static int query_u64(req *r, const char *name, uint64_t def, uint64_t min, uint6
   const char *v;
   size_t n;
   *out = def;
-  if (r->m.query == NULL || !router_query(r->m.query, r->m.query_len, name, &v, &n)) return SPIKE_OK;
+  if (r->m.query == NULL || !router_query(r->m.query, r->m.query_len, name, &v, &n))
+    return SPIKE_OK;
   if (router_parse_u64(v, n, out) != 0 || *out < min || *out > max) {
     fail(r, SPIKE_EINVAL, name);
     return SPIKE_EINVAL;
@@ -332,8 +339,10 @@ static void respond_order(req *r, const spike_order *o, int http) {
 
 static void on_event_done(spike_op *op) {
   req *r = (req *)op;
-  if (op->status != SPIKE_OK) fail(r, op->status, op->detail);
-  else respond_event(r, &op->r.event, r->handler == H_EVENT_CREATE ? 201 : 200);
+  if (op->status != SPIKE_OK)
+    fail(r, op->status, op->detail);
+  else
+    respond_event(r, &op->r.event, r->handler == H_EVENT_CREATE ? 201 : 200);
 }
 
 static void park_or_fail(req *r, int rc) {
@@ -344,8 +353,9 @@ static void park_or_fail(req *r, int rc) {
 }
 
 static void event_create(loop_ctx *lc, req *r) {
-  static const char *const allowed[] = {"id", "name", "stock", "price", "start_at", "end_at",
-                                        "per_user_limit", "pay_timeout_s", NULL};
+  static const char *const allowed[] = {"id",       "name",   "stock",          "price",
+                                        "start_at", "end_at", "per_user_limit", "pay_timeout_s",
+                                        NULL};
   body b;
   if (need_admin(lc, r) != SPIKE_OK || parse_body(lc, r, &b, allowed) != SPIKE_OK) return;
   spike_event_spec s;
@@ -353,7 +363,8 @@ static void event_create(loop_ctx *lc, req *r) {
   uint64_t stock = 0, limit = 1, timeout = 900;
   const char *f = NULL;
   int rc = body_u64(&b, "id", 0, 1, UINT64_MAX, &s.id, NULL, &f);
-  if (rc == SPIKE_OK) rc = body_str(&b, "name", 1, 1, SPIKE_NAME_MAX, &s.name, &s.name_len, NULL, &f);
+  if (rc == SPIKE_OK)
+    rc = body_str(&b, "name", 1, 1, SPIKE_NAME_MAX, &s.name, &s.name_len, NULL, &f);
   if (rc == SPIKE_OK) rc = body_u64(&b, "stock", 1, 1, UINT32_MAX, &stock, NULL, &f);
   if (rc == SPIKE_OK) rc = body_i64(&b, "price", 1, 0, INT64_MAX, &s.price, NULL, &f);
   if (rc == SPIKE_OK) rc = body_i64(&b, "start_at", 1, 0, INT64_MAX, &s.start_at, NULL, &f);
@@ -387,8 +398,10 @@ static void event_get(loop_ctx *lc, req *r) {
   spike_event e;
   if (path_id(r, "event id") != SPIKE_OK) return;
   int rc = spike_event_get(lc->srv->engine, r->m.id, &e);
-  if (rc != SPIKE_OK) fail(r, rc, NULL);
-  else respond_event(r, &e, 200);
+  if (rc != SPIKE_OK)
+    fail(r, rc, NULL);
+  else
+    respond_event(r, &e, 200);
 }
 
 static void event_restock(loop_ctx *lc, req *r) {
@@ -429,8 +442,7 @@ static void on_order_done(spike_op *op) {
 /* The user a request acts for: the token's, checked against a body
  * user_id; the body's under --auth none or for the admin. *user 0: the
  * admin acting on anyone's order. SPIKE_OK or a refusal sent. */
-static int acting_user(req *r, const caller *c, const body *b, int need_body_user,
-                       uint64_t *user) {
+static int acting_user(req *r, const caller *c, const body *b, int need_body_user, uint64_t *user) {
   const char *f = NULL;
   uint64_t from_body = 0;
   int present = 0;
@@ -464,8 +476,7 @@ static void reserve(loop_ctx *lc, req *r) {
   size_t key_len = 0;
   int has_key = 0;
   if (need_user(lc, r, &c) != SPIKE_OK || path_id(r, "event id") != SPIKE_OK ||
-      parse_body(lc, r, &b, allowed) != SPIKE_OK ||
-      acting_user(r, &c, &b, 1, &user) != SPIKE_OK)
+      parse_body(lc, r, &b, allowed) != SPIKE_OK || acting_user(r, &c, &b, 1, &user) != SPIKE_OK)
     return;
   r->user_id = user;
   int rc = body_u64(&b, "qty", 0, 1, UINT32_MAX, &qty, NULL, &f);
@@ -478,9 +489,11 @@ static void reserve(loop_ctx *lc, req *r) {
   if (r->has_ikey) {
     const char *h = r->in.p + r->ikey_off;
     int ok = r->ikey_len >= 1 && r->ikey_len <= SPIKE_KEY_MAX;
-    for (uint32_t i = 0; ok && i < r->ikey_len; i++) ok = (unsigned char)h[i] >= 0x20 && h[i] != 0x7f;
+    for (uint32_t i = 0; ok && i < r->ikey_len; i++)
+      ok = (unsigned char)h[i] >= 0x20 && h[i] != 0x7f;
     if (!ok || (has_key && (key_len != r->ikey_len || memcmp(key, h, key_len) != 0))) {
-      fail(r, SPIKE_EINVAL, has_key ? "request_id differs from Idempotency-Key" : "Idempotency-Key");
+      fail(r, SPIKE_EINVAL,
+           has_key ? "request_id differs from Idempotency-Key" : "Idempotency-Key");
       return;
     }
     key = h;
@@ -488,8 +501,10 @@ static void reserve(loop_ctx *lc, req *r) {
   }
   rc = spike_reserve(lc->producer, &r->op, r->m.id, user, (uint32_t)qty, key, key_len,
                      on_order_done);
-  if (rc == SPIKE_OK) respond_order(r, &r->op.r.order, 201); /* ack=memory */
-  else park_or_fail(r, rc);
+  if (rc == SPIKE_OK)
+    respond_order(r, &r->op.r.order, 201); /* ack=memory */
+  else
+    park_or_fail(r, rc);
 }
 
 static void order_get(loop_ctx *lc, req *r) {
@@ -497,9 +512,12 @@ static void order_get(loop_ctx *lc, req *r) {
   spike_order o;
   if (need_user(lc, r, &c) != SPIKE_OK || path_id(r, "order id") != SPIKE_OK) return;
   int rc = spike_order_get(lc->producer, r->m.id, &o);
-  if (rc != SPIKE_OK) fail(r, rc, NULL);
-  else if (c.w == WHO_USER && o.user_id != c.user) fail(r, SPIKE_EFORBIDDEN, "not your order");
-  else respond_order(r, &o, 200);
+  if (rc != SPIKE_OK)
+    fail(r, rc, NULL);
+  else if (c.w == WHO_USER && o.user_id != c.user)
+    fail(r, SPIKE_EFORBIDDEN, "not your order");
+  else
+    respond_order(r, &o, 200);
 }
 
 static void order_change(loop_ctx *lc, req *r, int pay) {
@@ -636,7 +654,7 @@ static void feed(loop_ctx *lc, req *r) {
   park_or_fail(r, spike_feed_wait(lc->producer, &r->op, after, (uint32_t)wait_ms, on_feed_wake));
 }
 
-void server_metrics(loop_ctx *lc, jbuf *out); /* server.c */
+void server_metrics(loop_ctx *lc, jbuf *out);    /* server.c */
 int server_ready(server *srv, const char **why); /* server.c */
 
 static void metrics_page(loop_ctx *lc, req *r) {
@@ -732,11 +750,17 @@ static void access_line(loop_ctx *lc, const req *r, uint64_t ns) {
   ids[0] = '\0';
   uint64_t ev = r->event_id, ord = r->order_id, user = r->user_id;
   if (r->m.id_ok && ev == 0 && r->handler >= H_EVENT_GET && r->handler <= H_RESERVE) ev = r->m.id;
-  if (r->m.id_ok && ord == 0 && r->handler >= H_ORDER_GET && r->handler <= H_ORDER_CANCEL) ord = r->m.id;
+  if (r->m.id_ok && ord == 0 && r->handler >= H_ORDER_GET && r->handler <= H_ORDER_CANCEL)
+    ord = r->m.id;
   if (r->m.id_ok && user == 0 && r->handler == H_USER_ORDERS) user = r->m.id;
-  if (ev != 0) k += (size_t)snprintf(ids + k, sizeof(ids) - k, ",\"eventId\":\"%llu\"", (unsigned long long)ev);
-  if (ord != 0) k += (size_t)snprintf(ids + k, sizeof(ids) - k, ",\"orderId\":\"%llu\"", (unsigned long long)ord);
-  if (user != 0) snprintf(ids + k, sizeof(ids) - k, ",\"userId\":\"%llu\"", (unsigned long long)user);
+  if (ev != 0)
+    k +=
+        (size_t)snprintf(ids + k, sizeof(ids) - k, ",\"eventId\":\"%llu\"", (unsigned long long)ev);
+  if (ord != 0)
+    k += (size_t)snprintf(ids + k, sizeof(ids) - k, ",\"orderId\":\"%llu\"",
+                          (unsigned long long)ord);
+  if (user != 0)
+    snprintf(ids + k, sizeof(ids) - k, ",\"userId\":\"%llu\"", (unsigned long long)user);
   int n = snprintf(line, sizeof(line),
                    "{\"ts\":\"%s.%03ldZ\",\"traceId\":\"%s\",\"client\":\"%s\",\"method\":\"%s\","
                    "\"path\":\"%s\",\"route\":\"%s\",\"status\":%d,\"code\":%d,\"us\":%llu%s}\n",

@@ -68,7 +68,8 @@ void metrics_request(metrics *m, handler h, int http, int status, metric_busy bu
   int s = status_index(http);
   double sec = (double)ns / 1e9;
   int b = 0;
-  while (b < METRIC_LAT_BUCKETS && sec > lat_bucket_s[b]) b++;
+  while (b < METRIC_LAT_BUCKETS && sec > lat_bucket_s[b])
+    b++;
   metrics_add(&m->lat[h][s][b], 1);
   metrics_add(&m->lat_sum_ns[h][s], ns);
   if (status < 0)
@@ -77,7 +78,8 @@ void metrics_request(metrics *m, handler h, int http, int status, metric_busy bu
         metrics_add(&m->errors[i], 1);
         break;
       }
-  if (status == SPIKE_EBUSY && (unsigned)busy < MB_COUNT) metrics_add(&m->busy[busy], 1);
+  if ((status == SPIKE_EBUSY || status == SPIKE_EFULL) && (unsigned)busy < MB_COUNT)
+    metrics_add(&m->busy[busy], 1);
 }
 
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
@@ -104,23 +106,32 @@ static void http_metrics(jbuf *b, metrics *const *sh, uint32_t n, int access_log
       uint64_t cum = 0, counts[METRIC_LAT_BUCKETS + 1], sum_ns = 0;
       for (int k = 0; k <= METRIC_LAT_BUCKETS; k++) {
         counts[k] = 0;
-        for (uint32_t i = 0; i < n; i++) counts[k] += LOAD(sh[i]->lat[h][s][k]);
+        for (uint32_t i = 0; i < n; i++)
+          counts[k] += LOAD(sh[i]->lat[h][s][k]);
       }
-      for (uint32_t i = 0; i < n; i++) sum_ns += LOAD(sh[i]->lat_sum_ns[h][s]);
+      for (uint32_t i = 0; i < n; i++)
+        sum_ns += LOAD(sh[i]->lat_sum_ns[h][s]);
       uint64_t total = 0;
-      for (int k = 0; k <= METRIC_LAT_BUCKETS; k++) total += counts[k];
+      for (int k = 0; k <= METRIC_LAT_BUCKETS; k++)
+        total += counts[k];
       if (total == 0) continue;
       char code[8];
-      if (s < METRIC_STATUSES - 1) snprintf(code, sizeof(code), "%d", statuses[s]);
-      else snprintf(code, sizeof(code), "other");
+      if (s < METRIC_STATUSES - 1)
+        snprintf(code, sizeof(code), "%d", statuses[s]);
+      else
+        snprintf(code, sizeof(code), "other");
       const char *route = router_label((handler)h);
       for (int k = 0; k < METRIC_LAT_BUCKETS; k++) {
         cum += counts[k];
-        line(b, "spike_http_request_duration_seconds_bucket{route=\"%s\",code=\"%s\",le=\"%g\"} %llu\n",
-             route, code, lat_bucket_s[k], (unsigned long long)cum);
+        line(
+            b,
+            "spike_http_request_duration_seconds_bucket{route=\"%s\",code=\"%s\",le=\"%g\"} %llu\n",
+            route, code, lat_bucket_s[k], (unsigned long long)cum);
       }
-      line(b, "spike_http_request_duration_seconds_bucket{route=\"%s\",code=\"%s\",le=\"+Inf\"} %llu\n",
-           route, code, (unsigned long long)total);
+      line(
+          b,
+          "spike_http_request_duration_seconds_bucket{route=\"%s\",code=\"%s\",le=\"+Inf\"} %llu\n",
+          route, code, (unsigned long long)total);
       line(b, "spike_http_request_duration_seconds_sum{route=\"%s\",code=\"%s\"} %.9f\n", route,
            code, (double)sum_ns / 1e9);
       line(b, "spike_http_request_duration_seconds_count{route=\"%s\",code=\"%s\"} %llu\n", route,
@@ -129,14 +140,17 @@ static void http_metrics(jbuf *b, metrics *const *sh, uint32_t n, int access_log
   family(b, "spike_api_errors_total", "counter", "Error answers by contract code (api_code).");
   for (int c = 0; c < METRIC_CODES; c++) {
     uint64_t v = 0;
-    for (uint32_t i = 0; i < n; i++) v += LOAD(sh[i]->errors[c]);
+    for (uint32_t i = 0; i < n; i++)
+      v += LOAD(sh[i]->errors[c]);
     line(b, "spike_api_errors_total{api_code=\"%d\"} %llu\n", codes[c], (unsigned long long)v);
   }
   family(b, "spike_http_overloaded_total", "counter",
-         "503 answers (api_code 50005) by reason: which queue, table or limit was at its bound.");
+         "Refusals at a bound by reason: 503 (50005) for a queue or limit, 507 (50006) for a full "
+         "table.");
   for (int r = 0; r < MB_COUNT; r++) {
     uint64_t v = 0;
-    for (uint32_t i = 0; i < n; i++) v += LOAD(sh[i]->busy[r]);
+    for (uint32_t i = 0; i < n; i++)
+      v += LOAD(sh[i]->busy[r]);
     line(b, "spike_http_overloaded_total{reason=\"%s\"} %llu\n", busy_label[r],
          (unsigned long long)v);
   }
@@ -201,7 +215,8 @@ static void engine_metrics(jbuf *b, spike_engine *e, uint32_t nevents, uint32_t 
             "Time of one LMDB commit (write and fsync) of a batch.", spike_commit_bucket_s,
             SPIKE_COMMIT_BUCKETS, st.commit_seconds_count, st.commit_seconds_sum);
   double batch_le[SPIKE_BATCH_BUCKETS];
-  for (int k = 0; k < SPIKE_BATCH_BUCKETS; k++) batch_le[k] = spike_batch_bucket[k];
+  for (int k = 0; k < SPIKE_BATCH_BUCKETS; k++)
+    batch_le[k] = spike_batch_bucket[k];
   histogram(b, "spike_commit_batch_size", "Operations per committed batch.", batch_le,
             SPIKE_BATCH_BUCKETS, st.batch_size_count, (double)st.batch_size_sum);
   family(b, "spike_commits_total", "counter", "Batches committed.");
@@ -267,9 +282,10 @@ static void event_metrics(jbuf *b, const spike_event *ev, uint32_t n) {
   for (int f = 0; f < 4; f++) {
     family(b, names[f], "gauge", helps[f]);
     for (uint32_t i = 0; i < n; i++) {
-      uint64_t v = f == 0 ? ev[i].available : f == 1 ? ev[i].reserved
-                                             : f == 2 ? ev[i].sold
-                                                      : ev[i].stock_total;
+      uint64_t v = f == 0   ? ev[i].available
+                   : f == 1 ? ev[i].reserved
+                   : f == 2 ? ev[i].sold
+                            : ev[i].stock_total;
       line(b, "%s{event=\"%llu\"} %llu\n", names[f], (unsigned long long)ev[i].id,
            (unsigned long long)v);
     }
@@ -307,7 +323,8 @@ static void process_metrics(jbuf *b) {
   }
   struct rlimit rl = {0, 0};
   getrlimit(RLIMIT_NOFILE, &rl);
-  family(b, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+  family(b, "process_cpu_seconds_total", "counter",
+         "Total user and system CPU time spent in seconds.");
   line(b, "process_cpu_seconds_total %.2f\n", (double)(field[14] + field[15]) / tick);
   family(b, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
   line(b, "process_resident_memory_bytes %.0f\n", (double)field[24] * page);
@@ -328,9 +345,12 @@ static void ready_metrics(jbuf *b, const metrics_view *v) {
                                         "reservations"};
   int now = -1;
   const char *why = v->ready_why != NULL ? v->ready_why : "";
-  if (v->draining) now = 0;
-  else if (v->ready_status == SPIKE_ESTORAGE) now = strncmp(why, "map full", 8) == 0 ? 2 : 1;
-  else if (v->ready_status != SPIKE_OK) now = strstr(why, "commit queue") != NULL ? 3 : 4;
+  if (v->draining)
+    now = 0;
+  else if (v->ready_status == SPIKE_ESTORAGE)
+    now = strncmp(why, "map full", 8) == 0 ? 2 : 1;
+  else if (v->ready_status != SPIKE_OK)
+    now = strstr(why, "commit queue") != NULL ? 3 : 4;
   family(b, "spike_ready", "gauge", "1 when /healthz/ready answers 200.");
   line(b, "spike_ready %d\n", now < 0 ? 1 : 0);
   family(b, "spike_not_ready", "gauge",
@@ -340,7 +360,8 @@ static void ready_metrics(jbuf *b, const metrics_view *v) {
 }
 
 static void build_metrics(jbuf *b) {
-  family(b, "spike_build_info", "gauge", "The build: spike's version and its libraries'. Always 1.");
+  family(b, "spike_build_info", "gauge",
+         "The build: spike's version and its libraries'. Always 1.");
   line(b, "spike_build_info{version=\"%s\",libuv=\"%s\",llhttp=\"%d.%d.%d\"} 1\n", spike_version(),
        uv_version_string(), LLHTTP_VERSION_MAJOR, LLHTTP_VERSION_MINOR, LLHTTP_VERSION_PATCH);
 }

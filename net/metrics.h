@@ -25,8 +25,9 @@
 #define METRIC_ONE_(name, code, http, msg) +1
 #define METRIC_CODES (0 SPIKE_ERRNO_MAP(METRIC_ONE_))
 
-/* Why a request was answered 503: XX(label, text found in the answer's
- * detail). Every 503 spiked sends is counted under one of these. */
+/* Why a request was refused at a bound, 503 or 507 (a full table):
+ * XX(label, text found in the answer's detail). Every 503 and 507 spiked
+ * sends is counted under one of these. */
 #define METRIC_BUSY_REASONS(XX)                                               \
   XX(commit_queue, "commit queue full")                                      \
   XX(inflight, "too many operations in flight")                              \
@@ -64,7 +65,8 @@ typedef struct metrics {
 metric_busy metrics_busy_reason(handler h, const char *detail);
 
 /* Owner thread only. status: the spike status the request ended with;
- * busy: its 503 reason (ignored unless status is SPIKE_EBUSY). */
+ * busy: its 503 or 507 reason (ignored unless status is SPIKE_EBUSY or
+ * SPIKE_EFULL). */
 void metrics_request(metrics *m, handler h, int http, int status, metric_busy busy, uint64_t ns);
 /* Owner thread only: add delta to a counter or gauge of its shard. */
 void metrics_add(_Atomic uint64_t *c, uint64_t delta);

@@ -37,15 +37,15 @@
 #define LIMIT 3
 
 typedef struct ack {
-  char kind;     /* 'R' reserved, 'P' paid, 'C' cancelled; 'L' lost (ack=memory) */
+  char kind; /* 'R' reserved, 'P' paid, 'C' cancelled; 'L' lost (ack=memory) */
   uint64_t order, user;
   uint32_t qty;
-  int life;      /* the cycle that heard it */
+  int life; /* the cycle that heard it */
 } ack;
 
 static ack *acks;
 static uint32_t nacks, cap_acks;
-static int life;                  /* the current cycle */
+static int life; /* the current cycle */
 static uint64_t lost_total, lost_most;
 
 /* ---- the child ---------------------------------------------------------- */
@@ -327,8 +327,8 @@ static void verify(const spike_config *cfg) {
     return;
   }
   CHECK_EQ(rc, SPIKE_OK);
-  CHECK(ev.reserved + ev.sold <= ev.stock_total);                      /* I1 */
-  CHECK_EQ(ev.available + ev.reserved + ev.sold, ev.stock_total);      /* I2 */
+  CHECK(ev.reserved + ev.sold <= ev.stock_total);                 /* I1 */
+  CHECK_EQ(ev.available + ev.reserved + ev.sold, ev.stock_total); /* I2 */
   uint64_t *ids = malloc(sizeof(uint64_t) * (nacks + 1));
   uint32_t nids = 0, lost = 0;
   for (uint32_t i = 0; i < nacks; i++) {
@@ -347,7 +347,7 @@ static void verify(const spike_config *cfg) {
       lost++;
       continue;
     }
-    CHECK_EQ(rc, SPIKE_OK);                                            /* I5 */
+    CHECK_EQ(rc, SPIKE_OK); /* I5 */
     CHECK_EQ(o.user_id, acks[i].user);
     CHECK_EQ(o.qty, acks[i].qty);
     if (acks[i].kind == 'R') ids[nids++] = acks[i].order;
@@ -369,7 +369,8 @@ static void verify(const spike_config *cfg) {
   if (lost > lost_most) lost_most = lost;
   /* ids are never reused, across all the restarts */
   qsort(ids, nids, sizeof(uint64_t), cmp_u64);
-  for (uint32_t i = 1; i < nids; i++) CHECK(ids[i] != ids[i - 1]);
+  for (uint32_t i = 1; i < nids; i++)
+    CHECK(ids[i] != ids[i - 1]);
   free(ids);
   CHECK_EQ(spike_producer_close(p), SPIKE_OK);
   CHECK_EQ(spike_close(e), SPIKE_OK);

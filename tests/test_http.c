@@ -269,7 +269,7 @@ static void pipelined_in_order(void) {
   int fd = hc_connect(s.port);
   hc_send(fd, buf, len);
   for (int i = 0; i < 100; i++) {
-    CHECK_EQ(hc_read(fd, &R, 5000), 0);
+    CHECK_EQ(hc_read(fd, &R, 30000), 0);
     char want[32], got[64];
     snprintf(want, sizeof(want), "req-%d", i);
     CHECK(hc_header(&R, "X-Request-Id", got, sizeof(got)) && strcmp(got, want) == 0);
@@ -285,7 +285,7 @@ static void pipelined_in_order(void) {
     hc_send(fd, buf + i, 1);
     if (i % 16 == 0) usleep(200);
   }
-  CHECK_EQ(hc_read(fd, &R, 5000), 0);
+  CHECK_EQ(hc_read(fd, &R, 30000), 0);
   CHECK_EQ(R.status, 201);
   close(fd);
 

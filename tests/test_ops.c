@@ -142,8 +142,10 @@ static void lint(const char *text) {
       CHECK(sscanf(line + 7, "%127s %15s", name, type) == 2);
       CHECK(helped && strcmp(name, family) == 0);
       size_t fl = strlen(family);
-      if (strcmp(type, "counter") == 0) CHECK(ends_with(family, fl, "_total"));
-      else CHECK(!ends_with(family, fl, "_total"));
+      if (strcmp(type, "counter") == 0)
+        CHECK(ends_with(family, fl, "_total"));
+      else
+        CHECK(!ends_with(family, fl, "_total"));
       CHECK(strncmp(family, "spike_", 6) == 0 || strncmp(family, "process_", 8) == 0);
       helped = 0;
     } else {
@@ -203,7 +205,7 @@ static void metrics_lint_and_503s(void) {
   int p = s.port;
   CHECK_EQ(create_event(p, 1, 10, NULL), 201);
   CHECK_EQ(reserve(p, 1, 7, NULL), 201);
-  CHECK_EQ(reserve(p, 1, 8, NULL), 503); /* the one live reservation is taken */
+  CHECK_EQ(reserve(p, 1, 8, NULL), 507); /* the one live reservation is taken */
   CHECK(strstr(R.body, "reservation table full") != NULL);
   CHECK_EQ(hc_do(p, "GET", "/healthz/ready", NULL, NULL, &R), 503);
   CHECK_EQ(hc_do(p, "GET", "/api/v1/nope", NULL, NULL, &R), 404);
@@ -218,9 +220,11 @@ static void metrics_lint_and_503s(void) {
   CHECK_EQ(sample(m, "spike_not_ready{reason=\"reservations\"}"), 1);
   CHECK_EQ(sample(m, "spike_not_ready{reason=\"draining\"}"), 0);
   CHECK_EQ(sample(m, "spike_ready"), 0);
-  CHECK_EQ(sample(m, "spike_api_errors_total{api_code=\"50005\"}"), 2);
+  CHECK_EQ(sample(m, "spike_api_errors_total{api_code=\"50005\"}"), 1); /* ready */
+  CHECK_EQ(sample(m, "spike_api_errors_total{api_code=\"50006\"}"), 1); /* the full table */
   CHECK_EQ(sample(m, "spike_api_errors_total{api_code=\"40004\"}"), 1);
-  CHECK_EQ(sample(m, "spike_http_request_duration_seconds_count{route=\"reserve\",code=\"503\"}"), 1);
+  CHECK_EQ(sample(m, "spike_http_request_duration_seconds_count{route=\"reserve\",code=\"507\"}"),
+           1);
   CHECK_EQ(sample(m, "spike_event_stock{event=\"1\"}"), 10);
   CHECK_EQ(sample(m, "spike_feed_records"), 2);
   CHECK_EQ(sample(m, "spike_feed_first_seq"), 1);
@@ -281,10 +285,11 @@ static void http_manners(void) {
 
   /* HEAD on every GET route, the probes included */
   snprintf(path, sizeof(path), "/api/v1/orders/%s", order);
-  const char *gets[] = {"/api/v1/events", "/api/v1/events/3", path, "/api/v1/users/42/orders",
-                        "/healthz/live", "/healthz/ready", "/livez", "/readyz",
+  const char *gets[] = {"/api/v1/events",   "/api/v1/events/3", path,     "/api/v1/users/42/orders",
+                        "/healthz/live",    "/healthz/ready",   "/livez", "/readyz",
                         "/api/v1/events/99"};
-  for (size_t i = 0; i < sizeof(gets) / sizeof(gets[0]); i++) head_like_get(p, gets[i], NULL, 1);
+  for (size_t i = 0; i < sizeof(gets) / sizeof(gets[0]); i++)
+    head_like_get(p, gets[i], NULL, 1);
   head_like_get(p, "/api/v1/feed?after=0", admin, 1);
   head_like_get(p, "/metrics", NULL, 0); /* its counts move between the two */
   CHECK_EQ(hc_do(p, "DELETE", "/api/v1/events/3", NULL, NULL, &R), 405);
@@ -365,14 +370,15 @@ static void http_manners(void) {
 /* ---- the change feed ---------------------------------------------------------- */
 
 static void feed_store_id_and_cursors(void) {
-  static const char *const extra[] = {"--admin-token", "adm", "--feed-token", "rd",
-                                      "--feed-retain", "5", NULL};
+  static const char *const extra[] = {
+      "--admin-token", "adm", "--feed-token", "rd", "--feed-retain", "5", NULL};
   spiked s;
   spiked_start(&s, NULL, extra);
   int p = s.port;
   const char *admin = "Authorization: Bearer adm\r\n", *rd = "Authorization: Bearer rd\r\n";
   CHECK_EQ(create_event(p, 1, 100, admin), 201);
-  for (uint64_t u = 1; u <= 10; u++) CHECK_EQ(reserve(p, 1, u, NULL), 201);
+  for (uint64_t u = 1; u <= 10; u++)
+    CHECK_EQ(reserve(p, 1, u, NULL), 201);
   /* 11 records, the newest 5 kept: 7..11 */
   CHECK_EQ(hc_do(p, "GET", "/api/v1/feed?after=6", rd, NULL, &R), 200);
   char id[40], hid[40], v[64];
@@ -466,7 +472,8 @@ static void access_log_and_sighup(void) {
   CHECK(wait_for_text(alog, "after-hup-3", 3000));
   CHECK(find_file_text(alog, "follow-me-1") == NULL);
   snprintf(moved, sizeof(moved), "%s.1", alog);
-  CHECK(find_file_text(moved, "follow-me-1") != NULL && find_file_text(moved, "after-hup-3") == NULL);
+  CHECK(find_file_text(moved, "follow-me-1") != NULL &&
+        find_file_text(moved, "after-hup-3") == NULL);
   int st;
   CHECK_EQ(waitpid(s.pid, &st, WNOHANG), 0); /* still running */
   CHECK_EQ(hc_do(p, "GET", "/metrics", NULL, NULL, &R), 200);
@@ -491,7 +498,8 @@ static int run_spiked(const char *const *args, const char *env, char *out, size_
   if (bin == NULL || *bin == '\0') bin = "build/rel/spiked";
   const char *argv[16] = {bin};
   int n = 1;
-  for (int i = 0; args[i] != NULL && n < 15; i++) argv[n++] = args[i];
+  for (int i = 0; args[i] != NULL && n < 15; i++)
+    argv[n++] = args[i];
   argv[n] = NULL;
   pid_t pid = fork();
   CHECK(pid >= 0);
@@ -539,9 +547,9 @@ static void config_and_flag_errors(void) {
   CHECK_EQ(create_event(s.port, 1, 10, admin), 201);
   CHECK_EQ(create_event(s.port, 2, 10, admin), 201);
   CHECK_EQ(create_event(s.port, 3, 10, admin), 201); /* --max-events 3, not the file's 2 */
-  CHECK_EQ(create_event(s.port, 4, 10, admin), 503);
+  CHECK_EQ(create_event(s.port, 4, 10, admin), 507);
   CHECK_EQ(reserve(s.port, 1, 1, NULL), 201);
-  CHECK_EQ(reserve(s.port, 1, 2, NULL), 503); /* max-reserved = 1 */
+  CHECK_EQ(reserve(s.port, 1, 2, NULL), 507); /* max-reserved = 1 */
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
   test_rmrf(s.dir);
 
@@ -577,7 +585,8 @@ static void config_and_flag_errors(void) {
   /* --help says what the errors say */
   char out[16384];
   CHECK_EQ(run_spiked((const char *const[]){"--help", NULL}, NULL, out, sizeof(out)), 0);
-  CHECK(strstr(out, "a size of at least 1M: bytes, or a number with K, M, G or T (KiB..TiB)") != NULL);
+  CHECK(strstr(out, "a size of at least 1M: bytes, or a number with K, M, G or T (KiB..TiB)") !=
+        NULL);
   CHECK(strstr(out, "an integer from 1 to 62") != NULL);
   CHECK(strstr(out, "--config") != NULL && strstr(out, "SIGHUP") != NULL);
   test_rmrf(tmp);
@@ -597,7 +606,8 @@ static void map_growth_logged(void) {
     CHECK(st == 201 || st == 500);
     if (u % 200 == 0 || st == 500) {
       CHECK_EQ(hc_do(s.port, "GET", "/metrics", NULL, NULL, &R), 200);
-      used = sample(R.body, "spike_store_map_used_bytes") / sample(R.body, "spike_store_map_size_bytes");
+      used = sample(R.body, "spike_store_map_used_bytes") /
+             sample(R.body, "spike_store_map_size_bytes");
       if (used > 0.85 || st == 500) break;
     }
   }
@@ -644,7 +654,8 @@ static long long db_int(sqlite3 *db, const char *sql) {
 }
 
 static void reserve_many(int port, uint64_t from, uint64_t to) {
-  for (uint64_t u = from; u <= to; u++) CHECK_EQ(reserve(port, 1, u, NULL), 201);
+  for (uint64_t u = from; u <= to; u++)
+    CHECK_EQ(reserve(port, 1, u, NULL), 201);
 }
 
 static void consumer_exactly_once(void) {
@@ -685,12 +696,16 @@ static void consumer_exactly_once(void) {
   CHECK_EQ(db_int(h, "SELECT max(seq) FROM changes"), 241);
   CHECK_EQ(db_int(h, "SELECT seq FROM cursor"), 241);
   CHECK_EQ(db_int(h, "SELECT count(*) FROM orders WHERE state = 'reserved'"), 240);
-  CHECK_EQ(db_int(h, "SELECT count(DISTINCT order_id) FROM changes WHERE type = 'order.reserved'"), 240);
-  CHECK_EQ(hc_do(port, "GET", "/api/v1/feed?after=100&limit=1", "Authorization: Bearer rd\r\n", NULL, &R), 200);
+  CHECK_EQ(db_int(h, "SELECT count(DISTINCT order_id) FROM changes WHERE type = 'order.reserved'"),
+           240);
+  CHECK_EQ(hc_do(port, "GET", "/api/v1/feed?after=100&limit=1", "Authorization: Bearer rd\r\n",
+                 NULL, &R),
+           200);
   char oid[32], id[40], sql[200];
   CHECK(hc_json(&R, "data.changes.0.order.id", oid, sizeof(oid)) == 0);
   CHECK(hc_json(&R, "data.storeId", id, sizeof(id)) == 0);
-  snprintf(sql, sizeof(sql), "SELECT count(*) FROM changes WHERE seq = 101 AND order_id = '%s'", oid);
+  snprintf(sql, sizeof(sql), "SELECT count(*) FROM changes WHERE seq = 101 AND order_id = '%s'",
+           oid);
   CHECK_EQ(db_int(h, sql), 1);
   snprintf(sql, sizeof(sql), "SELECT count(*) FROM cursor WHERE store_id = '%s'", id);
   CHECK_EQ(db_int(h, sql), 1);
@@ -711,8 +726,7 @@ static void consumer_exactly_once(void) {
   test_rmrf(tmp);
 }
 
-TEST_LIST({"metrics_lint_and_503s", metrics_lint_and_503s, 30},
-          {"http_manners", http_manners, 30},
+TEST_LIST({"metrics_lint_and_503s", metrics_lint_and_503s, 30}, {"http_manners", http_manners, 30},
           {"feed_store_id_and_cursors", feed_store_id_and_cursors, 30},
           {"access_log_and_sighup", access_log_and_sighup, 30},
           {"config_and_flag_errors", config_and_flag_errors, 30},
