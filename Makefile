@@ -284,7 +284,7 @@ ABI_BASELINE := abi/$(SONAME).abi
 ABI_FLAGS    := --headers-dir include --drop-private-types
 abi-check: build/rel/libspike.so
 	abidiff --no-added-syms --headers-dir2 include --drop-private-types \
-	  $(ABI_BASELINE) build/rel/libspike.so
+	  --suppressions abi/suppressions.abignore $(ABI_BASELINE) build/rel/libspike.so
 
 # Write the baseline: when SPIKE_ABI_VERSION moves, or on a release that
 # added functions; never to make abi-check pass.
@@ -374,11 +374,15 @@ install-spiked: build/rel/spiked
 	[ -e $(DESTDIR)$(SYSCONFDIR)/spike/spiked.conf ] || \
 	  install -m 644 dist/spiked.conf $(DESTDIR)$(SYSCONFDIR)/spike/spiked.conf
 
-# The config file stays: it is the operator's now.
+# The config file goes only as installed; an edited one is the operator's.
 uninstall: uninstall-spiked
 .PHONY: uninstall-spiked
 uninstall-spiked:
 	rm -f $(DESTDIR)$(PREFIX)/bin/spiked $(DESTDIR)$(UNITDIR)/spiked.service
+	@conf=$(DESTDIR)$(SYSCONFDIR)/spike/spiked.conf; \
+	if [ -f $$conf ] && cmp -s $$conf dist/spiked.conf; then \
+	  rm -f $$conf; rmdir $(DESTDIR)$(SYSCONFDIR)/spike 2>/dev/null || true; \
+	elif [ -f $$conf ]; then echo "uninstall: kept $$conf (edited)"; fi
 
 format:
 	clang-format -i include/*.h common/*.[ch] engine/*.[ch] store/*.[ch] net/*.[ch] tests/*.[ch] bench/*.[ch] bench/micro/*.c examples/*.c 2>/dev/null || true

@@ -7,6 +7,7 @@
 #include "http_client.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -55,11 +56,60 @@ int hc_connect(int port) {
 
 int spiked_nofile;
 
+static int start_once(spiked *s, int port, const char *dir, const char *const *args,
+                      int may_retry);
+
 void spiked_start(spiked *s, const char *dir, const char *const *args) {
-  spiked_start_on(s, free_port(), dir, args);
+  /* another program may take the free port before spiked binds it */
+  for (int i = 0; i < 5; i++)
+    if (start_once(s, free_port(), dir, args, i < 4) == 0) return;
 }
 
-void spiked_start_on(spiked *s, int port, const char *dir, const char *const *args) {
+/* 1 when process pid holds a socket listening on 127.0.0.1:port: the
+ * server under test, not another program that took the port between
+ * free_port() and spiked's bind (tests run beside each other). */
+static int listens(pid_t pid, int port) {
+  FILE *f = fopen("/proc/net/tcp", "r");
+  if (f == NULL) return 0;
+  char line[512], want[32];
+  unsigned long inodes[16];
+  int n = 0;
+  snprintf(want, sizeof(want), "0100007F:%04X", (unsigned)port);
+  while (fgets(line, sizeof(line), f) != NULL && n < 16) {
+    char local[64], st[8];
+    unsigned long inode;
+    /* sl local rem st tx:rx tr:when retrnsmt uid timeout inode */
+    if (sscanf(line, "%*s %63s %*s %7s %*s %*s %*s %*s %*s %lu", local, st, &inode) == 3 &&
+        strcmp(local, want) == 0 && strcmp(st, "0A") == 0)
+      inodes[n++] = inode;
+  }
+  fclose(f);
+  if (n == 0) return 0;
+  char dir[64];
+  snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+  DIR *d = opendir(dir);
+  if (d == NULL) return 0;
+  int found = 0;
+  for (struct dirent *de; !found && (de = readdir(d)) != NULL;) {
+    char path[320], link[64];
+    snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+    ssize_t len = readlink(path, link, sizeof(link) - 1);
+    if (len <= 0) continue;
+    link[len] = '\0';
+    for (int i = 0; i < n && !found; i++) {
+      char sock[48];
+      snprintf(sock, sizeof(sock), "socket:[%lu]", inodes[i]);
+      found = strcmp(link, sock) == 0;
+    }
+  }
+  closedir(d);
+  return found;
+}
+
+/* Start; 0 once it listens, -1 when it exited at start for want of the
+ * port (taken after free_port() chose it) and may_retry; aborts otherwise. */
+static int start_once(spiked *s, int port, const char *dir, const char *const *args,
+                      int may_retry) {
   memset(s, 0, sizeof(*s));
   s->port = port;
   if (dir != NULL)
@@ -97,13 +147,16 @@ void spiked_start_on(spiked *s, int port, const char *dir, const char *const *ar
    * takes seconds to zero its tables. */
   int64_t give_up = test_now_ms() + 30000;
   while (test_now_ms() < give_up) {
-    int fd = hc_connect(s->port);
-    if (fd >= 0) {
-      close(fd);
-      return;
+    if (listens(s->pid, s->port)) {
+      int fd = hc_connect(s->port);
+      if (fd >= 0) {
+        close(fd);
+        return 0;
+      }
     }
     int st;
     if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
+      if (may_retry && strstr(spiked_log(s), "address already in use") != NULL) return -1;
       fprintf(stderr, "spiked exited at start:\n%s\n", spiked_log(s));
       abort();
     }
@@ -111,6 +164,10 @@ void spiked_start_on(spiked *s, int port, const char *dir, const char *const *ar
   }
   fprintf(stderr, "spiked did not listen within 30 s:\n%s\n", spiked_log(s));
   abort();
+}
+
+void spiked_start_on(spiked *s, int port, const char *dir, const char *const *args) {
+  start_once(s, port, dir, args, 0);
 }
 
 int spiked_stop(spiked *s, int sig) {

@@ -83,7 +83,7 @@ exports_api() {
 abi_baseline() {
   command -v abidiff >/dev/null || { echo "abidiff missing: make deps (abigail-tools)"; return 1; }
   abidiff --no-added-syms --headers-dir2 "$root$INCLUDEDIR" --drop-private-types \
-    "abi/$SONAME.abi" "$lib/$SONAME"
+    --suppressions abi/suppressions.abignore "abi/$SONAME.abi" "$lib/$SONAME"
 }
 
 # pkg-config as a build against the DESTDIR sees it: the sysroot prefixes
