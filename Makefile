@@ -55,7 +55,9 @@ NET_SRC    := $(filter-out net/main.c,$(sort $(wildcard net/*.c)))
 LLHTTP_SRC := llhttp.c api.c http.c
 FUZZERS    := fuzz_body fuzz_record fuzz_route
 # spikebench: the P99 harness (bench/), and what its tests link.
-BENCH_SRC  := bench/spikebench.c bench/hist.c bench/plot.c
+BENCH_SRC  := bench/spikebench.c bench/hist.c bench/plot.c bench/js.c bench/mint.c \
+              bench/scenario.c bench/load.c bench/report.c bench/verify.c
+BENCH_TESTS := test_sb_scenario test_sb_load test_sb_report test_sb_verify
 TEST_UNITS := test_ring test_slab test_limit test_ids test_wheel test_codec test_order test_misuse \
               test_memory_ack test_clock test_migrate test_powerloss test_sim test_races \
               test_body test_engine test_lifecycle test_stress test_crash test_http test_spikebench
@@ -132,6 +134,7 @@ build/$(1)/spikebench: $(patsubst %.c,build/$(1)/%.o,$(BENCH_SRC)) build/$(1)/li
 	@$$(CC) $$(LD_$(1)) -o $$@ $$^ $$(PKG_LIBS)
 
 build/$(1)/tests/test_hist: build/$(1)/bench/hist.o build/$(1)/bench/plot.o
+$(addprefix build/$(1)/tests/,$(BENCH_TESTS)): $(patsubst %.c,build/$(1)/%.o,$(filter-out bench/spikebench.c,$(BENCH_SRC)))
 build/$(1)/tests/stall_server: build/$(1)/tests/stall_server.o
 	@echo "  LD    $$@"
 	@$$(CC) $$(LD_$(1)) -o $$@ $$^ $$(PKG_LIBS)
@@ -189,7 +192,8 @@ build/rel/dist/libspike.a: $(patsubst %.c,build/rel/%.o,$(LIB_SRC))
 
 TEST_BINS := $(foreach v,rel asan tsan,$(addprefix build/$(v)/tests/,$(TEST_UNITS))) \
              $(foreach v,rel asan tsan,build/$(v)/spiked) \
-             $(foreach v,rel asan,build/$(v)/spikebench build/$(v)/tests/stall_server build/$(v)/tests/test_hist) \
+             $(foreach v,rel asan,build/$(v)/spikebench build/$(v)/tests/stall_server build/$(v)/tests/test_hist \
+               $(addprefix build/$(v)/tests/,$(BENCH_TESTS))) \
              $(foreach v,rel asan,$(addprefix build/$(v)/examples/,$(EXAMPLES))) \
              $(addprefix build/fuzz/,$(FUZZERS)) build/rel/tests/test_fault build/rel/tests/libfault.so \
              build/rel/tests/libpowerloss.so

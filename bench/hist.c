@@ -13,6 +13,7 @@
 #include "hist.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,6 +186,20 @@ int hist_write_hgrm(const hist *h, FILE *f) {
   fprintf(f, "#[Max     = %12.3f, Total count    = %12llu]\n", (double)hist_max(h) / NS_PER_MS,
           (unsigned long long)h->total);
   fprintf(f, "#[Buckets = %12d, SubBuckets     = %12d]\n", HIST_BUCKETS, HIST_SUB_BUCKETS);
+  fprintf(f, "#[spikebench-counts min_ns=%llu max_ns=%llu sum_ns=%llu clamped=%llu]\n",
+          (unsigned long long)hist_min(h), (unsigned long long)hist_max(h),
+          (unsigned long long)h->sum_ns, (unsigned long long)h->clamped);
+  int on_line = 0;
+  for (size_t i = 0; i < HIST_COUNTS; i++) {
+    if (h->counts[i] == 0) continue;
+    fprintf(f, "%s%llu:%llu", on_line == 0 ? "#[c " : " ", (unsigned long long)hist_bucket_low(i),
+            (unsigned long long)h->counts[i]);
+    if (++on_line == 16) {
+      fputs("]\n", f);
+      on_line = 0;
+    }
+  }
+  if (on_line > 0) fputs("]\n", f);
   return ferror(f) ? -1 : 0;
 }
 
@@ -249,4 +264,104 @@ int hist_read_hgrm(FILE *f, hist_hgrm *out) {
     out->rows[out->n++] = r;
   }
   return saw_header && out->n > 0 && !ferror(f) ? 0 : -1;
+}
+
+/* "key=NUMBER" in line: 0 with *v, or -1. */
+static int kv(const char *line, const char *key, unsigned long long *v) {
+  const char *p = strstr(line, key);
+  if (p == NULL) return -1;
+  p += strlen(key);
+  char *end;
+  errno = 0;
+  *v = strtoull(p, &end, 10);
+  return end == p || errno != 0 ? -1 : 0;
+}
+
+int hist_load_hgrm(FILE *f, hist *h, int *exact) {
+  char line[1024];
+  hist_init(h);
+  *exact = 0;
+  int have_counts = 0;
+  unsigned long long mn = 0, mx = 0, sum = 0, clamped = 0;
+  hist_row prev = {0, 0, 0};
+  uint64_t rows = 0, footer_total = 0;
+  int saw_header = 0;
+  hist approx;
+  hist_init(&approx);
+  while (fgets(line, sizeof(line), f) != NULL) {
+    if (strchr(line, '\n') == NULL && !feof(f)) return -1;
+    const char *p = line;
+    while (*p == ' ' || *p == '\t')
+      p++;
+    if (*p == '\n' || *p == '\r' || *p == '\0') continue;
+    if (strncmp(p, "#[spikebench-counts ", 20) == 0) {
+      if (kv(p, "min_ns=", &mn) || kv(p, "max_ns=", &mx) || kv(p, "sum_ns=", &sum) ||
+          kv(p, "clamped=", &clamped))
+        return -1;
+      have_counts = 1;
+      continue;
+    }
+    if (strncmp(p, "#[c ", 4) == 0) {
+      if (!have_counts) return -1;
+      for (p += 4; *p != ']' && *p != '\0';) {
+        char *end;
+        errno = 0;
+        unsigned long long low = strtoull(p, &end, 10);
+        if (end == p || *end != ':' || errno != 0) return -1;
+        p = end + 1;
+        unsigned long long n = strtoull(p, &end, 10);
+        if (end == p || errno != 0 || n == 0) return -1;
+        p = end;
+        while (*p == ' ')
+          p++;
+        size_t i = hist_index(low);
+        if (hist_bucket_low(i) != low && low >= HIST_MIN_NS) return -1; /* another geometry */
+        h->counts[i] += n;
+        h->total += n;
+      }
+      continue;
+    }
+    if (*p == '#') {
+      double a, b;
+      if (footer(p, "Max", &a, &b)) footer_total = b < 0 ? 0 : (uint64_t)b;
+      continue;
+    }
+    if (strncmp(p, "Value", 5) == 0) {
+      saw_header = 1;
+      continue;
+    }
+    char *end;
+    hist_row r;
+    r.value_ms = strtod(p, &end);
+    if (end == p) return -1;
+    p = end;
+    r.pct = strtod(p, &end) * 100.0;
+    if (end == p) return -1;
+    p = end;
+    r.total_count = strtoull(p, &end, 10);
+    if (end == p || !isfinite(r.value_ms) || r.value_ms < 0 || r.total_count < prev.total_count)
+      return -1;
+    uint64_t ns = (uint64_t)llround(r.value_ms * NS_PER_MS);
+    hist_record_n(&approx, ns, r.total_count - prev.total_count);
+    prev = r;
+    rows++;
+  }
+  if (ferror(f) || !saw_header) return -1;
+  if (have_counts) {
+    if (h->total != footer_total) return -1;
+    h->sum_ns = sum;
+    h->clamped = clamped;
+    if (h->total > 0) {
+      if (mn > mx || mn < HIST_MIN_NS || mx > HIST_MAX_NS || h->counts[hist_index(mn)] == 0 ||
+          h->counts[hist_index(mx)] == 0)
+        return -1;
+      h->min_ns = mn;
+      h->max_ns = mx;
+    }
+    *exact = 1;
+    return 0;
+  }
+  if (rows == 0) return -1;
+  *h = approx;
+  return 0;
 }
