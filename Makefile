@@ -134,7 +134,11 @@ build/$(1)/spikebench: $(patsubst %.c,build/$(1)/%.o,$(BENCH_SRC)) build/$(1)/li
 	@$$(CC) $$(LD_$(1)) -o $$@ $$^ $$(PKG_LIBS)
 
 build/$(1)/tests/test_hist: build/$(1)/bench/hist.o build/$(1)/bench/plot.o
-$(addprefix build/$(1)/tests/,$(BENCH_TESTS)): $(patsubst %.c,build/$(1)/%.o,$(filter-out bench/spikebench.c,$(BENCH_SRC)))
+$(addprefix build/$(1)/tests/,$(BENCH_TESTS)): build/$(1)/tests/%: build/$(1)/tests/%.o build/$(1)/tests/test.o \
+    build/$(1)/tests/http_client.o $(patsubst %.c,build/$(1)/%.o,$(filter-out bench/spikebench.c,$(BENCH_SRC))) \
+    build/$(1)/libspiked.a build/$(1)/libspike.a
+	@echo "  LD    $$@"
+	@$$(CC) $$(LD_$(1)) -o $$@ $$^ $$(PKG_LIBS)
 build/$(1)/tests/stall_server: build/$(1)/tests/stall_server.o
 	@echo "  LD    $$@"
 	@$$(CC) $$(LD_$(1)) -o $$@ $$^ $$(PKG_LIBS)

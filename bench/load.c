@@ -777,7 +777,15 @@ static void schedule(conn *c) {
       finish_conn(c, CAUSE_SERVER);
       return;
     }
-    send_req(c, now, in_window(now), CAUSE_SERVER);
+    if (now + LD_PACE_SLACK_NS < R.t0_ns) { /* the run has not begun: wait for t0 */
+      c->next_ns = R.t0_ns;
+      heap_push(w, c);
+      return;
+    }
+    {
+      uint64_t t = now > R.t0_ns ? now : R.t0_ns;
+      send_req(c, t, in_window(t), CAUSE_SERVER);
+    }
     return;
   case LD_FLASH:
     if (w->flash_pending) return; /* opened before t0: it fires with the crowd */
@@ -822,6 +830,10 @@ static void on_pace(uv_poll_t *h, int status, int events) {
   while (w->heap_n > 0 && w->heap[0]->next_ns <= now + LD_PACE_SLACK_NS) {
     conn *c = w->heap[0];
     heap_remove(w, c);
+    if (R.cfg->mode == LD_CLOSED) { /* t0 came */
+      schedule(c);
+      continue;
+    }
     uint64_t t = c->next_ns;
     if (t >= w->end_ns || now >= w->end_ns) {
       finish_conn(c, CAUSE_GENERATOR);

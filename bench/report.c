@@ -505,8 +505,10 @@ void rp_explain(const rp_run *run, char *out, size_t cap) {
       if (s->late[c] == 0 && s->unsent[c] == 0) continue;
       char mx[32];
       rp_fmt_ns(mx, sizeof(mx), (double)s->late_max_ns[c]);
-      add(out, cap, "%" PRIu64 " late (up to %s) and %" PRIu64 " never made %s", s->late[c],
-          s->late[c] ? mx : "0", s->unsent[c], why[c]);
+      if (s->late[c] > 0) add(out, cap, "%" PRIu64 " late (up to %s)", s->late[c], mx);
+      if (s->late[c] > 0 && s->unsent[c] > 0) add(out, cap, " and ");
+      if (s->unsent[c] > 0) add(out, cap, "%" PRIu64 " never made", s->unsent[c]);
+      add(out, cap, " %s", why[c]);
       if (c == CAUSE_GENERATOR && gen_busy)
         add(out, cap,
             " (busiest thread at %.0f%% CPU: add --threads, or more machines and "
