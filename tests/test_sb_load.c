@@ -5,7 +5,7 @@
  * latency never below uncorrected), the closed loop, a flash crowd on a
  * small stock, and the cause given for late and never-made sends when the
  * server is behind, when it is down from the start and when it dies
- * during the run.
+ * during the run; --start-at.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../bench/load.h"
@@ -241,6 +242,28 @@ static void down_during_the_run(void) {
   test_rmrf(victim.dir);
 }
 
+/* --start-at: several machines begin at one wall-clock instant. */
+static void start_at(void) {
+  spiked s;
+  spiked_start(&s, NULL, spiked_args);
+  create_event(s.port, 1, 1000000);
+  setup(s.port, SC_RESERVE, 1, LD_OPEN, 100, 2, 1, 0.2);
+  struct timespec rt;
+  clock_gettime(CLOCK_REALTIME, &rt);
+  uint64_t now_ms = (uint64_t)rt.tv_sec * 1000 + (uint64_t)rt.tv_nsec / 1000000;
+  cfg.start_at_ms = now_ms + 400;
+  struct timespec m0;
+  clock_gettime(CLOCK_MONOTONIC, &m0);
+  uint64_t mono0 = (uint64_t)m0.tv_sec * 1000000000ull + (uint64_t)m0.tv_nsec;
+  CHECK_EQ(ld_run(&cfg, &res), 0);
+  /* t0 (on the monotonic clock uv_hrtime reads) is at least 0.35 s after the call */
+  CHECK(res.t0_ns >= mono0 + 350000000ull);
+  CHECK(answers() > 0);
+  ld_result_free(&res);
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  test_rmrf(s.dir);
+}
+
 static void rows_needed(void) {
   ld_config c = {0};
   c.duration_s = 10;
@@ -256,4 +279,5 @@ static void rows_needed(void) {
 TEST_LIST({"open_loop_books", open_loop_books, 30},
           {"closed_loop_and_mixed", closed_loop_and_mixed, 30}, {"flash_crowd", flash_crowd, 30},
           {"server_behind", server_behind, 30}, {"down_from_the_start", down_from_the_start, 30},
-          {"down_during_the_run", down_during_the_run, 30}, {"rows_needed", rows_needed, 0})
+          {"down_during_the_run", down_during_the_run, 30}, {"start_at", start_at, 30},
+          {"rows_needed", rows_needed, 0})
