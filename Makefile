@@ -18,7 +18,7 @@ DEB_LIBS  := liblmdb-dev libuv1-dev node-llhttp libmsgpack-dev libxxhash-dev lib
 # Recommends of clang, so --no-install-recommends leaves it out. curl:
 # tests/test_api_doc.sh and the lines `make run` prints.
 DEB_TOOLS := valgrind clang libclang-rt-dev curl
-DEB_BENCH := wrk nginx-light
+DEB_BENCH := wrk nginx-light nghttp2-client hey
 LLHTTP_DIR     := /usr/share/llhttp
 LLHTTP_INCLUDE := /usr/share/include/llhttp
 
@@ -89,7 +89,8 @@ deps:
 	fi
 
 bench-deps: deps
-	@command -v wrk >/dev/null && command -v nginx >/dev/null || \
+	@command -v wrk >/dev/null && command -v nginx >/dev/null && command -v h2load >/dev/null && \
+	  command -v hey >/dev/null || \
 	{ $(APT) $(DEB_BENCH) || { $(SUDO) apt-get update && $(APT) $(DEB_BENCH); }; }
 
 # ---- objects, per variant ---------------------------------------------------
@@ -248,6 +249,12 @@ bench: deps
 bench-http: bench-deps
 	@$(MAKE) --no-print-directory build/rel/spiked
 	@bench/http.sh
+
+# spikebench beside wrk, h2load and hey, the same runs (docs/benchmarks.md).
+.PHONY: bench-compare
+bench-compare: bench-deps
+	@$(MAKE) --no-print-directory build/rel/spiked build/rel/spikebench build/rel/tests/stall_server
+	@bench/compare.sh
 
 install: build/rel/dist/libspike.a build/rel/libspike.so
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
