@@ -21,6 +21,7 @@
 
 #include "hist.h"
 #include "js.h"
+#include "text.h"
 #include "plot.h"
 #include "spike.h"
 
@@ -28,25 +29,6 @@ static const double pcts[] = {50, 90, 99, 99.9, 99.99};
 static const char *const pct_keys[] = {"p50", "p90", "p99", "p99_9", "p99_99"};
 
 static double ms(uint64_t ns) { return (double)ns / 1e6; }
-
-static void say(char *dst, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void say(char *dst, size_t cap, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(dst, cap, fmt, ap);
-  va_end(ap);
-}
-
-/* Append to a bounded string. */
-static void add(char *dst, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void add(char *dst, size_t cap, const char *fmt, ...) {
-  size_t n = strlen(dst);
-  if (n + 1 >= cap) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(dst + n, cap - n, fmt, ap);
-  va_end(ap);
-}
 
 void rp_fmt_ns(char *out, size_t cap, double ns) {
   if (ns >= 1e9)
@@ -69,7 +51,7 @@ static int parse_term(rp_term *t, const char *s, size_t n, char *err, size_t err
   while (op < end && *op != '<' && *op != '>')
     op++;
   if (op == end) {
-    say(err, errcap, "--slo: \"%s\" has no < <= > >=", t->text);
+    sb_say(err, errcap, "--slo: \"%s\" has no < <= > >=", t->text);
     return -1;
   }
   char name[RP_TERM_BYTES];
@@ -77,7 +59,7 @@ static int parse_term(rp_term *t, const char *s, size_t n, char *err, size_t err
   while (nl > 0 && s[nl - 1] == ' ')
     nl--;
   if (nl == 0 || nl >= sizeof(name)) {
-    say(err, errcap, "--slo: \"%s\" names no metric", t->text);
+    sb_say(err, errcap, "--slo: \"%s\" names no metric", t->text);
     return -1;
   }
   memcpy(name, s, nl);
@@ -94,7 +76,7 @@ static int parse_term(rp_term *t, const char *s, size_t n, char *err, size_t err
   char num[RP_TERM_BYTES];
   size_t vl = (size_t)(end - v);
   if (vl == 0 || vl >= sizeof(num)) {
-    say(err, errcap, "--slo: \"%s\" has no value", t->text);
+    sb_say(err, errcap, "--slo: \"%s\" has no value", t->text);
     return -1;
   }
   memcpy(num, v, vl);
@@ -103,7 +85,7 @@ static int parse_term(rp_term *t, const char *s, size_t n, char *err, size_t err
   errno = 0;
   double x = strtod(num, &unit);
   if (unit == num || errno != 0 || !isfinite(x) || x < 0) {
-    say(err, errcap, "--slo: \"%s\": \"%s\" is not a number", t->text, num);
+    sb_say(err, errcap, "--slo: \"%s\": \"%s\" is not a number", t->text, num);
     return -1;
   }
   while (*unit == ' ')
@@ -121,8 +103,8 @@ static int parse_term(rp_term *t, const char *s, size_t n, char *err, size_t err
       for (int o = 0; o < OUT_COUNT; o++)
         if (strcmp(name, sc_outcome_names[o]) == 0) t->outcome = o;
       if (t->outcome < 0) {
-        say(err, errcap, "--slo: \"%s\": \"%s\" is not an outcome or \"uncorrected\"", t->text,
-            name);
+        sb_say(err, errcap, "--slo: \"%s\": \"%s\" is not an outcome or \"uncorrected\"", t->text,
+               name);
         return -1;
       }
     }
@@ -134,7 +116,7 @@ static int parse_term(rp_term *t, const char *s, size_t n, char *err, size_t err
     char *pe;
     t->pct = strtod(metric + 1, &pe);
     if (*pe != '\0' || !(t->pct > 0 && t->pct < 100)) {
-      say(err, errcap, "--slo: \"%s\": a percentile between p0 and p100", t->text);
+      sb_say(err, errcap, "--slo: \"%s\": a percentile between p0 and p100", t->text);
       return -1;
     }
     t->metric = M_LATENCY;
@@ -146,7 +128,7 @@ static int parse_term(rp_term *t, const char *s, size_t n, char *err, size_t err
     t->metric = M_MEAN;
     latency = 1;
   } else if (metric != name) {
-    say(err, errcap, "--slo: \"%s\": after \"%s.\" comes pN, max or mean", t->text, name);
+    sb_say(err, errcap, "--slo: \"%s\": after \"%s.\" comes pN, max or mean", t->text, name);
     return -1;
   } else if (strcmp(metric, "errors") == 0) {
     t->metric = M_ERRORS;
@@ -161,10 +143,10 @@ static int parse_term(rp_term *t, const char *s, size_t n, char *err, size_t err
     for (int o = 0; o < OUT_COUNT; o++)
       if (strcmp(metric, sc_outcome_names[o]) == 0) t->outcome = o;
     if (t->outcome < 0) {
-      say(err, errcap,
-          "--slo: \"%s\": unknown metric \"%s\" (pN, max, mean, errors, rate, unsent, late, "
-          "won, sold_out, limited, shed)",
-          t->text, metric);
+      sb_say(err, errcap,
+             "--slo: \"%s\": unknown metric \"%s\" (pN, max, mean, errors, rate, unsent, late, "
+             "won, sold_out, limited, shed)",
+             t->text, metric);
       return -1;
     }
   }
@@ -174,7 +156,7 @@ static int parse_term(rp_term *t, const char *s, size_t n, char *err, size_t err
                   : strcmp(unit, "s") == 0  ? 1e9
                                             : 0;
     if (mult == 0) {
-      say(err, errcap, "--slo: \"%s\": a latency needs a unit: us, ms or s", t->text);
+      sb_say(err, errcap, "--slo: \"%s\": a latency needs a unit: us, ms or s", t->text);
       return -1;
     }
     t->value = x * mult;
@@ -182,7 +164,7 @@ static int parse_term(rp_term *t, const char *s, size_t n, char *err, size_t err
   }
   if (strcmp(unit, "%") == 0) {
     if (x > 100) {
-      say(err, errcap, "--slo: \"%s\": a share above 100%%", t->text);
+      sb_say(err, errcap, "--slo: \"%s\": a share above 100%%", t->text);
       return -1;
     }
     t->share = 1;
@@ -190,7 +172,7 @@ static int parse_term(rp_term *t, const char *s, size_t n, char *err, size_t err
   } else if (*unit == '\0') {
     t->value = x;
   } else {
-    say(err, errcap, "--slo: \"%s\": \"%s\" is not a unit here (%% or none)", t->text, unit);
+    sb_say(err, errcap, "--slo: \"%s\": \"%s\" is not a unit here (%% or none)", t->text, unit);
     return -1;
   }
   return 0;
@@ -208,11 +190,11 @@ int rp_slo_parse(rp_slo *s, const char *text, char *err, size_t errcap) {
     while (n > 0 && p[n - 1] == ' ')
       n--;
     if (s->n == RP_TERMS_MAX) {
-      say(err, errcap, "--slo: more than %d terms", RP_TERMS_MAX);
+      sb_say(err, errcap, "--slo: more than %d terms", RP_TERMS_MAX);
       return -1;
     }
     if (n >= RP_TERM_BYTES) {
-      say(err, errcap, "--slo: a term longer than %d characters", RP_TERM_BYTES - 1);
+      sb_say(err, errcap, "--slo: a term longer than %d characters", RP_TERM_BYTES - 1);
       return -1;
     }
     if (parse_term(&s->t[s->n], p, n, err, errcap) != 0) return -1;
@@ -221,7 +203,7 @@ int rp_slo_parse(rp_slo *s, const char *text, char *err, size_t errcap) {
     p += n;
   }
   if (s->n == 0) {
-    say(err, errcap, "--slo: no terms");
+    sb_say(err, errcap, "--slo: no terms");
     return -1;
   }
   return 0;
@@ -355,18 +337,18 @@ static void describe_unexpected(const rp_run *run, char *out, size_t cap) {
         chosen[k] = i;
       }
     if (chosen[k] < 0) break;
-    add(out, cap, "%s%" PRIu64 " answered status %d", k ? ", " : "", best, chosen[k]);
+    sb_add(out, cap, "%s%" PRIu64 " answered status %d", k ? ", " : "", best, chosen[k]);
   }
   int64_t top_code = -1;
   uint64_t code_n = 0;
   for (uint64_t i = 0; i < s->bad_ncodes; i++)
     if (s->bad_code_n[i] > code_n) code_n = s->bad_code_n[i], top_code = s->bad_code[i];
   if (code_n > 0 && run->sc->spike_api && top_code > 0 && top_code <= 99999)
-    add(out, cap, " (most with code %" PRId64 ", %s)", top_code, spike_strerror((int)-top_code));
+    sb_add(out, cap, " (most with code %" PRId64 ", %s)", top_code, spike_strerror((int)-top_code));
   else if (code_n > 0)
-    add(out, cap, " (most with code %" PRId64 ")", top_code);
+    sb_add(out, cap, " (most with code %" PRId64 ")", top_code);
   const char *h = hint(run->sc->spike_api, chosen[0], code_n ? top_code : -1, run->sc->users == 0);
-  if (h != NULL) add(out, cap, ": %s", h);
+  if (h != NULL) sb_add(out, cap, ": %s", h);
 }
 
 void rp_judge(const rp_run *run, rp_verdict *v) {
@@ -418,10 +400,10 @@ void rp_judge(const rp_run *run, rp_verdict *v) {
       if (!described) describe_unexpected(run, why, sizeof(why));
       char lostw[160] = "";
       if (l > 0)
-        say(lostw, sizeof(lostw),
-            "%s%" PRIu64 " requests lost (%" PRIu64 " timed out, %" PRIu64 " cut off, %" PRIu64
-            " not written, %" PRIu64 " unreadable)",
-            why[0] ? "; " : "", l, s->e_timeout, s->e_read, s->e_write, s->e_parse);
+        sb_say(lostw, sizeof(lostw),
+               "%s%" PRIu64 " requests lost (%" PRIu64 " timed out, %" PRIu64 " cut off, %" PRIu64
+               " not written, %" PRIu64 " unreadable)",
+               why[0] ? "; " : "", l, s->e_timeout, s->e_read, s->e_write, s->e_parse);
       reason(v,
              "%" PRIu64 " of %" PRIu64 " requests (%.3f%%) did not get an answer this scenario "
              "expects%s%s%s%s",
@@ -471,28 +453,28 @@ void rp_explain(const rp_run *run, char *out, size_t cap) {
   int gen_busy = res->cpu_max >= 0.9;
   if (run->cfg->mode == LD_CLOSED) {
     if (gen_busy)
-      add(out, cap,
-          "The load generator's busiest thread was at %.0f%% CPU: this rate may be spikebench's "
-          "limit, not the server's (add --threads, or more machines and spikebench merge). ",
-          100.0 * res->cpu_max);
+      sb_add(out, cap,
+             "The load generator's busiest thread was at %.0f%% CPU: this rate may be spikebench's "
+             "limit, not the server's (add --threads, or more machines and spikebench merge). ",
+             100.0 * res->cpu_max);
     return;
   }
   uint64_t late = late_all(s), unsent = unsent_all(s);
   if (res->connected == 0) {
-    add(out, cap,
-        "None of the %.0f sends the schedule called for were made: the server was down or "
-        "refused connections (%" PRIu64 " connects failed, %" PRIu64 " refused).",
-        run->cfg->rate * run->cfg->duration_s, s->e_connect, res->connect_refused);
+    sb_add(out, cap,
+           "None of the %.0f sends the schedule called for were made: the server was down or "
+           "refused connections (%" PRIu64 " connects failed, %" PRIu64 " refused).",
+           run->cfg->rate * run->cfg->duration_s, s->e_connect, res->connect_refused);
     return;
   }
   if (late == 0 && unsent == 0) {
-    add(out, cap, "Every request went out on schedule (none more than 1 ms late). ");
+    sb_add(out, cap, "Every request went out on schedule (none more than 1 ms late). ");
   } else {
     uint64_t sched = s->sent + unsent;
-    add(out, cap,
-        "Of %" PRIu64 " sends the schedule called for, %" PRIu64
-        " went out more than 1 ms late and %" PRIu64 " were never made. ",
-        sched, late, unsent);
+    sb_add(out, cap,
+           "Of %" PRIu64 " sends the schedule called for, %" PRIu64
+           " went out more than 1 ms late and %" PRIu64 " were never made. ",
+           sched, late, unsent);
     static const char *const why[CAUSE_COUNT] = {
         "because the server was behind: a connection waits for its answer before its next "
         "send, so the schedule slipped while answers were slow (the latency above counts that "
@@ -505,29 +487,29 @@ void rp_explain(const rp_run *run, char *out, size_t cap) {
       if (s->late[c] == 0 && s->unsent[c] == 0) continue;
       char mx[32];
       rp_fmt_ns(mx, sizeof(mx), (double)s->late_max_ns[c]);
-      if (s->late[c] > 0) add(out, cap, "%" PRIu64 " late (up to %s)", s->late[c], mx);
-      if (s->late[c] > 0 && s->unsent[c] > 0) add(out, cap, " and ");
-      if (s->unsent[c] > 0) add(out, cap, "%" PRIu64 " never made", s->unsent[c]);
-      add(out, cap, " %s", why[c]);
+      if (s->late[c] > 0) sb_add(out, cap, "%" PRIu64 " late (up to %s)", s->late[c], mx);
+      if (s->late[c] > 0 && s->unsent[c] > 0) sb_add(out, cap, " and ");
+      if (s->unsent[c] > 0) sb_add(out, cap, "%" PRIu64 " never made", s->unsent[c]);
+      sb_add(out, cap, " %s", why[c]);
       if (c == CAUSE_GENERATOR && gen_busy)
-        add(out, cap,
-            " (busiest thread at %.0f%% CPU: add --threads, or more machines and "
-            "spikebench merge)",
-            100.0 * res->cpu_max);
+        sb_add(out, cap,
+               " (busiest thread at %.0f%% CPU: add --threads, or more machines and "
+               "spikebench merge)",
+               100.0 * res->cpu_max);
       else if (c == CAUSE_GENERATOR)
-        add(out, cap,
-            " (busiest thread at only %.0f%% CPU: the machine did not run it on time; "
-            "other processes share its cores)",
-            100.0 * res->cpu_max);
+        sb_add(out, cap,
+               " (busiest thread at only %.0f%% CPU: the machine did not run it on time; "
+               "other processes share its cores)",
+               100.0 * res->cpu_max);
       if (c == CAUSE_DOWN)
-        add(out, cap, " (%" PRIu64 " connects failed, %" PRIu64 " refused)", s->e_connect,
-            res->connect_refused);
-      add(out, cap, ". ");
+        sb_add(out, cap, " (%" PRIu64 " connects failed, %" PRIu64 " refused)", s->e_connect,
+               res->connect_refused);
+      sb_add(out, cap, ". ");
     }
   }
   if (gen_busy && s->late[CAUSE_GENERATOR] == 0 && s->unsent[CAUSE_GENERATOR] == 0)
-    add(out, cap, "The busiest load thread was at %.0f%% CPU: close to the generator's limit. ",
-        100.0 * res->cpu_max);
+    sb_add(out, cap, "The busiest load thread was at %.0f%% CPU: close to the generator's limit. ",
+           100.0 * res->cpu_max);
   size_t n = strlen(out);
   if (n > 0 && out[n - 1] == ' ') out[n - 1] = '\0';
 }
@@ -597,24 +579,24 @@ static void print_flash(FILE *f, const rp_run *run) {
   const ld_stats *t = &res->total;
   uint64_t t0 = res->t0_ns;
   char line[600];
-  say(line, sizeof(line),
-      "%" PRIu64 " connections fired at t0, all written within %.3f ms; %" PRIu64
-      " answers in all (a connection that won buys again until sold out)",
-      t->burst_sent, ms(hist_max(&t->lag)), answers(t));
+  sb_say(line, sizeof(line),
+         "%" PRIu64 " connections fired at t0, all written within %.3f ms; %" PRIu64
+         " answers in all (a connection that won buys again until sold out)",
+         t->burst_sent, ms(hist_max(&t->lag)), answers(t));
   print_wrapped(f, "crowd", line);
-  say(line, sizeof(line), "%" PRIu64 " won", t->created);
+  sb_say(line, sizeof(line), "%" PRIu64 " won", t->created);
   if (t->first_won_ns > t0)
-    add(line, sizeof(line), " (first at %.3f ms, last at %.3f ms)", ms(t->first_won_ns - t0),
-        ms(t->last_won_ns - t0));
+    sb_add(line, sizeof(line), " (first at %.3f ms, last at %.3f ms)", ms(t->first_won_ns - t0),
+           ms(t->last_won_ns - t0));
   if (t->soldout_seen && t->created == 0)
-    add(line, sizeof(line), "; sold out before the crowd came");
+    sb_add(line, sizeof(line), "; sold out before the crowd came");
   else if (t->soldout_seen)
-    add(line, sizeof(line), "; sold out: first sold-out answer at %.3f ms",
-        ms(t->first_soldout_ns - t0));
+    sb_add(line, sizeof(line), "; sold out: first sold-out answer at %.3f ms",
+           ms(t->first_soldout_ns - t0));
   else
-    add(line, sizeof(line), "; not sold out");
-  add(line, sizeof(line), "; every burst answer in by %.3f ms",
-      t->burst_last_ns > t0 ? ms(t->burst_last_ns - t0) : 0.0);
+    sb_add(line, sizeof(line), "; not sold out");
+  sb_add(line, sizeof(line), "; every burst answer in by %.3f ms",
+         t->burst_last_ns > t0 ? ms(t->burst_last_ns - t0) : 0.0);
   print_wrapped(f, "sale", line);
   print_lat(f, "burst", &t->burst);
   print_lat(f, "own send", &t->burst_own);
@@ -705,7 +687,7 @@ void rp_print(FILE *f, const rp_run *run, const rp_verdict *v) {
           t->e_connect, res->connect_refused, t->e_read, t->e_write, t->e_timeout, t->e_parse,
           t->server_closed);
   char gen[160];
-  say(gen, sizeof(gen), "busiest load thread at %.0f%% CPU over the run", 100.0 * res->cpu_max);
+  sb_say(gen, sizeof(gen), "busiest load thread at %.0f%% CPU over the run", 100.0 * res->cpu_max);
   print_wrapped(f, "generator", gen);
   if (t->minted > 0)
     fprintf(f,

@@ -14,7 +14,6 @@
 
 #include <ctype.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +22,7 @@
 #include <unistd.h>
 
 #include "js.h"
+#include "text.h"
 #include "spike.h"
 
 const char *const sc_outcome_names[OUT_COUNT] = {"won", "sold_out", "limited", "shed", "error"};
@@ -34,15 +34,6 @@ static const char *const ph_names[PH_END] = {NULL, "user", "event", "seq", "run"
 
 #define SC_TOKENS 96 /* JSON tokens of one envelope */
 
-static void say(char *dst, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void say(char *dst, size_t cap, const char *fmt, ...) {
-  if (cap == 0) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(dst, cap, fmt, ap);
-  va_end(ap);
-}
-
 /* Copy src[0..n) into dst (cap bytes) with {name} placeholders turned into
  * marks; allow_order lets {order} through. The stored length, or -1 with
  * err when it does not fit or has a control character. */
@@ -52,7 +43,7 @@ static long compile(char *dst, size_t cap, const char *src, size_t n, int allow_
   for (size_t i = 0; i < n;) {
     unsigned char ch = (unsigned char)src[i];
     if (ch < 0x20 || ch == 0x7f) {
-      say(err, errcap, "%s: control character at byte %zu", what, i);
+      sb_say(err, errcap, "%s: control character at byte %zu", what, i);
       return -1;
     }
     int mark = 0;
@@ -66,12 +57,12 @@ static long compile(char *dst, size_t cap, const char *src, size_t n, int allow_
         }
       }
       if (mark == PH_ORDER && !allow_order) {
-        say(err, errcap, "%s: {order} is only for the built-in pay", what);
+        sb_say(err, errcap, "%s: {order} is only for the built-in pay", what);
         return -1;
       }
     }
     if (o + 1 >= cap) {
-      say(err, errcap, "%s: longer than %zu bytes", what, cap - 1);
+      sb_say(err, errcap, "%s: longer than %zu bytes", what, cap - 1);
       return -1;
     }
     dst[o++] = mark ? (char)mark : (char)ch;
@@ -107,7 +98,7 @@ static int builtin_req(sc_request *r, const char *name, int role, const char *me
   int n = snprintf(full, sizeof(full), "%s%s", prefix, path);
   if (n < 0 || (size_t)n >= sizeof(full) ||
       compile(r->target, sizeof(r->target), full, (size_t)n, 1, "--url path", err, errcap) < 0) {
-    if (err && err[0] == '\0') say(err, errcap, "--url: path too long");
+    if (err && err[0] == '\0') sb_say(err, errcap, "--url: path too long");
     return -1;
   }
   if (body != NULL) {
@@ -131,7 +122,7 @@ int sc_builtin(sc_scenario *sc, int id, const char *prefix, const char *get_targ
   while (pl > 0 && prefix[pl - 1] == '/')
     pl--;
   if (pl >= sizeof(pre)) {
-    say(err, errcap, "--url: path too long");
+    sb_say(err, errcap, "--url: path too long");
     return -1;
   }
   memcpy(pre, prefix, pl);
@@ -208,13 +199,13 @@ int sc_header_add(char *buf, size_t *len, size_t cap, const char *line, int jwt,
                   size_t errcap) {
   const char *colon = strchr(line, ':');
   if (colon == NULL || colon == line) {
-    say(err, errcap, "header \"%.60s\" is not \"Name: value\"", line);
+    sb_say(err, errcap, "header \"%.60s\" is not \"Name: value\"", line);
     return -1;
   }
   size_t nl = (size_t)(colon - line);
   for (size_t i = 0; i < nl; i++)
     if (!is_tchar((unsigned char)line[i])) {
-      say(err, errcap, "header name \"%.*s\" is not an HTTP token", (int)nl, line);
+      sb_say(err, errcap, "header name \"%.*s\" is not an HTTP token", (int)nl, line);
       return -1;
     }
   const char *v = colon + 1;
@@ -225,18 +216,18 @@ int sc_header_add(char *buf, size_t *len, size_t cap, const char *line, int jwt,
     vl--;
   for (size_t i = 0; i < vl; i++)
     if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f) {
-      say(err, errcap, "header %.*s: a control character (or tab) in the value", (int)nl, line);
+      sb_say(err, errcap, "header %.*s: a control character (or tab) in the value", (int)nl, line);
       return -1;
     }
   static const char *const own[] = {"content-length", "transfer-encoding", "connection"};
   for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
     if (nl == strlen(own[i]) && strncasecmp(line, own[i], nl) == 0) {
-      say(err, errcap, "header %.*s is spikebench's own (it frames every request itself)", (int)nl,
-          line);
+      sb_say(err, errcap, "header %.*s is spikebench's own (it frames every request itself)",
+             (int)nl, line);
       return -1;
     }
   if (jwt && nl == 13 && strncasecmp(line, "authorization", 13) == 0) {
-    say(err, errcap, "header Authorization and --jwt-secret both give the credentials");
+    sb_say(err, errcap, "header Authorization and --jwt-secret both give the credentials");
     return -1;
   }
   size_t lines = 0;
@@ -248,8 +239,8 @@ int sc_header_add(char *buf, size_t *len, size_t cap, const char *line, int jwt,
   if (lines < SC_HEADER_LINES_MAX && hl > 0 && (size_t)hl < sizeof(h) && *len + 3 < cap)
     cl = compile(buf + *len, cap - *len - 2, h, (size_t)hl, 0, "header", err, errcap);
   if (cl < 0) {
-    say(err, errcap, "more than %d header lines or %zu bytes of them", SC_HEADER_LINES_MAX,
-        cap - 1);
+    sb_say(err, errcap, "more than %d header lines or %zu bytes of them", SC_HEADER_LINES_MAX,
+           cap - 1);
     buf[*len] = '\0';
     return -1;
   }
@@ -275,7 +266,7 @@ int sc_template_parse(sc_request *r, const char *prefix, const char *text, size_
   r->role = ROLE_BUY;
   if (err && errcap) err[0] = '\0';
   if (len > SC_TEMPLATE_BYTES) {
-    say(err, errcap, "template longer than %d bytes", SC_TEMPLATE_BYTES);
+    sb_say(err, errcap, "template longer than %d bytes", SC_TEMPLATE_BYTES);
     return -1;
   }
   int have_path = 0, have_won = 0, have_method = 0;
@@ -309,12 +300,12 @@ int sc_template_parse(sc_request *r, const char *prefix, const char *text, size_
     int out = -1;
     if (strcmp(key, "method") == 0) {
       if (vl == 0 || vl >= sizeof(r->method)) {
-        say(err, errcap, "%s: a method of 1-%zu letters", where, sizeof(r->method) - 1);
+        sb_say(err, errcap, "%s: a method of 1-%zu letters", where, sizeof(r->method) - 1);
         return -1;
       }
       for (size_t i = 0; i < vl; i++)
         if (!isupper((unsigned char)v[i])) {
-          say(err, errcap, "%s: \"%.*s\" is not an upper-case method", where, (int)vl, v);
+          sb_say(err, errcap, "%s: \"%.*s\" is not an upper-case method", where, (int)vl, v);
           return -1;
         }
       memcpy(r->method, v, vl);
@@ -322,18 +313,18 @@ int sc_template_parse(sc_request *r, const char *prefix, const char *text, size_
       have_method = 1;
     } else if (strcmp(key, "path") == 0) {
       if (vl == 0 || v[0] != '/') {
-        say(err, errcap, "%s: the path starts with /", where);
+        sb_say(err, errcap, "%s: the path starts with /", where);
         return -1;
       }
       for (size_t i = 0; i < vl; i++)
         if (v[i] == ' ' || v[i] == '\t') {
-          say(err, errcap, "%s: spaces in the path", where);
+          sb_say(err, errcap, "%s: spaces in the path", where);
           return -1;
         }
       char full[SC_TARGET_BYTES + 8];
       if (pl + vl >= sizeof(full)) {
-        say(err, errcap, "%s: longer than %d bytes with the URL's prefix", where,
-            SC_TARGET_BYTES - 1);
+        sb_say(err, errcap, "%s: longer than %d bytes with the URL's prefix", where,
+               SC_TARGET_BYTES - 1);
         return -1;
       }
       memcpy(full, prefix, pl);
@@ -349,7 +340,7 @@ int sc_template_parse(sc_request *r, const char *prefix, const char *text, size_
     } else if (strcmp(key, "header") == 0) {
       char h[SC_HEADERS_BYTES];
       if (vl >= sizeof(h)) {
-        say(err, errcap, "%s: too long", where);
+        sb_say(err, errcap, "%s: too long", where);
         return -1;
       }
       memcpy(h, v, vl);
@@ -357,12 +348,12 @@ int sc_template_parse(sc_request *r, const char *prefix, const char *text, size_
       char why[160];
       if (sc_header_add(r->headers, &r->headers_len, sizeof(r->headers), h, 0, why, sizeof(why)) !=
           0) {
-        say(err, errcap, "%s: %s", where, why);
+        sb_say(err, errcap, "%s: %s", where, why);
         return -1;
       }
     } else if (strcmp(key, "name") == 0) {
       if (vl == 0 || vl >= sizeof(r->name)) {
-        say(err, errcap, "%s: a name of 1-%zu characters", where, sizeof(r->name) - 1);
+        sb_say(err, errcap, "%s: a name of 1-%zu characters", where, sizeof(r->name) - 1);
         return -1;
       }
       memcpy(r->name, v, vl);
@@ -377,15 +368,15 @@ int sc_template_parse(sc_request *r, const char *prefix, const char *text, size_
     } else if (strcmp(key, "shed") == 0) {
       out = OUT_SHED;
     } else {
-      say(err, errcap,
-          "line %d: unknown key \"%s\" (method, path, body, header, name, won, sold-out, "
-          "limited, shed)",
-          lineno, key);
+      sb_say(err, errcap,
+             "line %d: unknown key \"%s\" (method, path, body, header, name, won, sold-out, "
+             "limited, shed)",
+             lineno, key);
       return -1;
     }
     if (out < 0) continue;
     if (vl == 0) {
-      say(err, errcap, "%s: give statuses like 201, 2xx or 409:30001", where);
+      sb_say(err, errcap, "%s: give statuses like 201, 2xx or 409:30001", where);
       return -1;
     }
     for (size_t i = 0; i < vl;) {
@@ -394,12 +385,12 @@ int sc_template_parse(sc_request *r, const char *prefix, const char *text, size_
         j++;
       sc_rule ru;
       if (parse_status(v + i, j - i, &ru) != 0) {
-        say(err, errcap, "%s: \"%.*s\" is not a status (201, 2xx, 409:30001)", where, (int)(j - i),
-            v + i);
+        sb_say(err, errcap, "%s: \"%.*s\" is not a status (201, 2xx, 409:30001)", where,
+               (int)(j - i), v + i);
         return -1;
       }
       if (r->nrules >= SC_RULES_MAX) {
-        say(err, errcap, "%s: more than %d statuses in all", where, SC_RULES_MAX);
+        sb_say(err, errcap, "%s: more than %d statuses in all", where, SC_RULES_MAX);
         return -1;
       }
       rule(r, ru.lo, ru.hi, ru.code, out);
@@ -409,7 +400,7 @@ int sc_template_parse(sc_request *r, const char *prefix, const char *text, size_
     }
   }
   if (!have_path) {
-    say(err, errcap, "the template has no path line");
+    sb_say(err, errcap, "the template has no path line");
     return -1;
   }
   if (!have_method) snprintf(r->method, sizeof(r->method), "%s", r->has_body ? "POST" : "GET");

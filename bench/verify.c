@@ -20,15 +20,8 @@
 #include <llhttp.h>
 
 #include "js.h"
+#include "text.h"
 #include "mint.h"
-
-static void say(char *dst, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void say(char *dst, size_t cap, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(dst, cap, fmt, ap);
-  va_end(ap);
-}
 
 /* ---- blocking HTTP ---------------------------------------------------------------- */
 
@@ -76,7 +69,7 @@ static int http_get(const vf_target *t, const char *path, uint64_t user, bresp *
     const char *tok =
         mint_init(&m, sc->jwt_secret, sc->jwt_exp_s, 0) == 0 ? mint_token(&m, user, &tl) : NULL;
     if (tok == NULL) {
-      say(err, errcap, "cannot sign a token for user %" PRIu64, user);
+      sb_say(err, errcap, "cannot sign a token for user %" PRIu64, user);
       mint_free(&m);
       return -1;
     }
@@ -86,19 +79,19 @@ static int http_get(const vf_target *t, const char *path, uint64_t user, bresp *
   char extra[SC_HEADERS_BYTES + 64];
   size_t el = sc_headers(sc, user, extra, sizeof(extra));
   if (el == 0 && sc->headers_len > 0) {
-    say(err, errcap, "--header lines too long");
+    sb_say(err, errcap, "--header lines too long");
     return -1;
   }
   int n = snprintf(buf, sizeof(buf), "GET %s HTTP/1.1\r\n%s%s%s%s%sConnection: close\r\n\r\n", path,
                    sc->host_given ? "" : "Host: ", sc->host_given ? "" : sc->host,
                    sc->host_given ? "" : "\r\n", extra, auth);
   if (n < 0 || (size_t)n >= sizeof(buf)) {
-    say(err, errcap, "request for %s too long", path);
+    sb_say(err, errcap, "request for %s too long", path);
     return -1;
   }
   int fd = socket(t->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
-    say(err, errcap, "socket: %s", strerror(errno));
+    sb_say(err, errcap, "socket: %s", strerror(errno));
     return -1;
   }
   socklen_t alen =
@@ -107,12 +100,12 @@ static int http_get(const vf_target *t, const char *path, uint64_t user, bresp *
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
   if (connect(fd, (const struct sockaddr *)&t->addr, alen) != 0) {
-    say(err, errcap, "connect: %s", strerror(errno));
+    sb_say(err, errcap, "connect: %s", strerror(errno));
     close(fd);
     return -1;
   }
   if (send(fd, buf, (size_t)n, MSG_NOSIGNAL) != n) {
-    say(err, errcap, "send: %s", strerror(errno));
+    sb_say(err, errcap, "send: %s", strerror(errno));
     close(fd);
     return -1;
   }
@@ -130,20 +123,20 @@ static int http_get(const vf_target *t, const char *path, uint64_t user, bresp *
     if (got <= 0) {
       if (got == 0) llhttp_finish(&p);
       if (r->complete) break;
-      say(err, errcap, "%s", got == 0 ? "closed before the answer ended" : strerror(errno));
+      sb_say(err, errcap, "%s", got == 0 ? "closed before the answer ended" : strerror(errno));
       close(fd);
       return -1;
     }
     llhttp_errno_t e = llhttp_execute(&p, buf, (size_t)got);
     if (e != HPE_OK && e != HPE_PAUSED) {
-      say(err, errcap, "bad answer: %s", llhttp_errno_name(e));
+      sb_say(err, errcap, "bad answer: %s", llhttp_errno_name(e));
       close(fd);
       return -1;
     }
   }
   close(fd);
   if (r->truncated) {
-    say(err, errcap, "answer body larger than %zu bytes", r->cap);
+    sb_say(err, errcap, "answer body larger than %zu bytes", r->cap);
     return -1;
   }
   r->body[r->len] = '\0'; /* for messages; the parsers take the length */
@@ -165,7 +158,7 @@ int vf_read_event(const vf_target *t, vf_event *e, char *err, size_t errcap) {
   if (http_get(t, path, 0, &r, err, errcap) != 0) return -1;
   js_doc d;
   if (r.status != 200 || js_parse(&d, r.body, r.len, vtoks, VF_TOKENS) != 0) {
-    say(err, errcap, "GET %s answered %d: %.200s", path, r.status, r.body);
+    sb_say(err, errcap, "GET %s answered %d: %.200s", path, r.status, r.body);
     return -1;
   }
   int data = js_key(&d, 0, "data");
@@ -179,7 +172,7 @@ int vf_read_event(const vf_target *t, vf_event *e, char *err, size_t errcap) {
            {"per_user_limit", &e->per_user_limit}};
   for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
     if (js_u64(&d, js_key(&d, data, f[i].k), f[i].v) != 0) {
-      say(err, errcap, "GET %s: no \"%s\" in the event: %.200s", path, f[i].k, r.body);
+      sb_say(err, errcap, "GET %s: no \"%s\" in the event: %.200s", path, f[i].k, r.body);
       return -1;
     }
   e->state[0] = '\0';
@@ -199,7 +192,7 @@ int vf_read_user_orders(const vf_target *t, uint64_t user, uint64_t order, uint6
   if (js_parse(&d, r.body, r.len, vtoks, VF_TOKENS) == 0)
     arr = js_key(&d, js_key(&d, 0, "data"), "orders");
   if (r.status != 200 || arr < 0 || d.t[arr].type != JSMN_ARRAY) {
-    say(err, errcap, "GET %s answered %d: %.200s", path, r.status, r.body);
+    sb_say(err, errcap, "GET %s answered %d: %.200s", path, r.status, r.body);
     return -1;
   }
   *live = *qty = 0;
