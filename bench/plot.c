@@ -41,6 +41,18 @@ static void esc(FILE *f, const char *s) {
   }
 }
 
+/* The document's start: size, white ground, the title on top. */
+static void svg_open(FILE *f, double height, const char *title) {
+  fprintf(f,
+          "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+          "viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\" font-size=\"12\">\n",
+          W, height, W, height);
+  fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
+  fprintf(f, "<text x=\"%.1f\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">", W / 2);
+  esc(f, title);
+  fputs("</text>\n", f);
+}
+
 /* x in nines: log10(1/(1-p)); 100 % has none, the caller puts it on the edge. */
 static double nines(double pct, double max_nines) {
   if (pct >= 100.0) return max_nines;
@@ -91,14 +103,7 @@ int plot_svg(FILE *f, const char *title, const plot_series *s, size_t n) {
   double xmax = kmax;
   double top = round_up(ymax);
 
-  fprintf(f,
-          "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-          "viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\" font-size=\"12\">\n",
-          W, H, W, H);
-  fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
-  fprintf(f, "<text x=\"%.1f\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">", W / 2);
-  esc(f, title != NULL ? title : "Latency by Percentile Distribution");
-  fputs("</text>\n", f);
+  svg_open(f, H, title != NULL ? title : "Latency by Percentile Distribution");
 
   /* grid: one vertical line per nine, five horizontal steps */
   fputs("<g stroke=\"#dddddd\" stroke-width=\"1\">\n", f);
@@ -194,14 +199,7 @@ int plot_timeline_svg(FILE *f, const char *title, const double *x, size_t n,
   if (n > 1) x1 += (x[n - 1] - x[n - 2]); /* the end of the last interval */
   if (!(x1 > x0)) x1 = x0 + 1.0;
   double height = TOP + np * TL_H_PANEL + (np - 1) * TL_GAP + BOTTOM;
-  fprintf(f,
-          "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-          "viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\" font-size=\"12\">\n",
-          W, height, W, height);
-  fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
-  fprintf(f, "<text x=\"%.1f\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">", W / 2);
-  esc(f, title != NULL ? title : "Timeline");
-  fputs("</text>\n", f);
+  svg_open(f, height, title != NULL ? title : "Timeline");
   for (size_t p = 0; p < np; p++) {
     double top = TOP + p * (TL_H_PANEL + TL_GAP), bottom = top + TL_H_PANEL;
     double ymax = 0;
