@@ -30,12 +30,10 @@ PORT_N=${PORT_N:-18491}
 PORT_T=${PORT_T:-18492}
 TMPDIR=${TMPDIR:-/tmp}
 work=$(mktemp -d "$TMPDIR/spike-compare.XXXXXX")
-spid=""
-npid=""
 tpid=""
+. bench/servers.sh
 cleanup() {
-  [ -n "$spid" ] && kill -TERM "$spid" 2>/dev/null && wait "$spid" 2>/dev/null
-  [ -n "$npid" ] && kill -QUIT "$npid" 2>/dev/null && wait "$npid" 2>/dev/null
+  bench_stop
   [ -n "$tpid" ] && kill -TERM "$tpid" 2>/dev/null && wait "$tpid" 2>/dev/null
   rm -rf "$work"
 }
@@ -45,42 +43,8 @@ for tool in wrk h2load hey nginx curl "$SB" "$SPIKED" "$STALL"; do
   command -v "$tool" >/dev/null || { echo "bench-compare: $tool missing (make bench-deps)" >&2; exit 1; }
 done
 
-wait_port() {
-  i=0
-  until curl -s -o /dev/null "http://127.0.0.1:$1/$2"; do
-    i=$((i + 1))
-    [ $i -gt 100 ] && { echo "bench-compare: nothing on port $1" >&2; exit 1; }
-    sleep 0.1
-  done
-}
-
-"$SPIKED" --listen 127.0.0.1:$PORT_S --data "$work/data" --log-level warn \
-  --max-buyers 16777216 --max-reserved 16777216 2>"$work/spiked.log" &
-spid=$!
-wait_port $PORT_S healthz/live
-curl -s -o /dev/null -X POST "http://127.0.0.1:$PORT_S/api/v1/events" \
-  -H 'Content-Type: application/json' \
-  -d '{"id":1,"name":"bench","stock":4000000000,"price":999,"start_at":0,"end_at":253402300799999,"per_user_limit":1}'
-pad=$(curl -s -X POST "http://127.0.0.1:$PORT_S/api/v1/events/1/orders" \
-  -H 'Content-Type: application/json' -d '{"user_id":"1"}' | tr -c 'x' 'x')
-mkdir -p "$work/nginx"
-cat >"$work/nginx/nginx.conf" <<NGX
-worker_processes 1;
-daemon off;
-error_log $work/nginx/error.log;
-pid $work/nginx/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  server {
-    listen 127.0.0.1:$PORT_N;
-    location / { default_type application/json; return 200 '$pad'; }
-  }
-}
-NGX
-nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
-npid=$!
-wait_port $PORT_N ""
+bench_spiked $PORT_S
+bench_nginx $PORT_N $PORT_S
 printf '{"user_id":"42"}' >"$work/body.json"
 
 # ---- one run of one tool: prints "rps p50 p90 p99 max statuses" (ms) ----------
