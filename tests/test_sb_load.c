@@ -69,6 +69,19 @@ static void setup(int port, int id, uint64_t event, int mode, double rate, uint6
 
 static uint64_t answers(void) { return hist_count(&res.total.lat); }
 
+/* A fresh spiked with event id of stock units. */
+static void server_up(spiked *s, int id, int stock) {
+  spiked_start(s, NULL, spiked_args);
+  create_event(s->port, id, stock);
+}
+
+/* The run's result freed, the server stopped cleanly, its data removed. */
+static void server_down(spiked *s) {
+  ld_result_free(&res);
+  CHECK_EQ(spiked_stop(s, SIGTERM), 0);
+  test_rmrf(s->dir);
+}
+
 /* Every answer has one outcome; the rows add up to the whole run. */
 static void books_balance(void) {
   const ld_stats *t = &res.total;
@@ -102,8 +115,7 @@ static void books_balance(void) {
 
 static void open_loop_books(void) {
   spiked s;
-  spiked_start(&s, NULL, spiked_args);
-  create_event(s.port, 1, 1000000);
+  server_up(&s, 1, 1000000);
   setup(s.port, SC_RESERVE, 1, LD_OPEN, 400, 4, 2, 1.0);
   cfg.warmup_s = 0.3;
   CHECK_EQ(ld_run(&cfg, &res), 0);
@@ -128,15 +140,12 @@ static void open_loop_books(void) {
   for (double p = 10; p <= 100; p += 10)
     CHECK(hist_percentile(&t->lat, p) >= hist_percentile(&t->lat_unc, p));
   CHECK(res.cpu_max > 0 && res.cpu_max <= 1.0);
-  ld_result_free(&res);
-  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
-  test_rmrf(s.dir);
+  server_down(&s);
 }
 
 static void closed_loop_and_mixed(void) {
   spiked s;
-  spiked_start(&s, NULL, spiked_args);
-  create_event(s.port, 1, 1000000);
+  server_up(&s, 1, 1000000);
   setup(s.port, SC_MIXED, 1, LD_CLOSED, 0, 4, 1, 0.6);
   sc.pay_share = 0.5;
   sc.read_share = 0.2;
@@ -150,15 +159,12 @@ static void closed_loop_and_mixed(void) {
   CHECK(hist_count(&t->kind_lat[0]) > 0 && hist_count(&t->kind_lat[1]) > 0);
   CHECK(hist_count(&t->kind_lat[2]) > 0 && t->paid > 0 && t->paid <= t->created);
   books_balance();
-  ld_result_free(&res);
-  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
-  test_rmrf(s.dir);
+  server_down(&s);
 }
 
 static void flash_crowd(void) {
   spiked s;
-  spiked_start(&s, NULL, spiked_args);
-  create_event(s.port, 2, 20);
+  server_up(&s, 2, 20);
   setup(s.port, SC_FLASH, 2, LD_FLASH, 0, 60, 2, 10);
   CHECK_EQ(ld_run(&cfg, &res), 0);
   const ld_stats *t = &res.total;
@@ -170,17 +176,14 @@ static void flash_crowd(void) {
   CHECK(t->first_soldout_ns > res.t0_ns && t->last_won_ns > res.t0_ns);
   CHECK(res.window_s > 0 && res.window_s < 10);
   books_balance();
-  ld_result_free(&res);
-  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
-  test_rmrf(s.dir);
+  server_down(&s);
 }
 
 /* One connection cannot carry 200,000 requests a second over HTTP: the
  * schedule slips, and the engine says the server was behind. */
 static void server_behind(void) {
   spiked s;
-  spiked_start(&s, NULL, spiked_args);
-  create_event(s.port, 1, 1000000);
+  server_up(&s, 1, 1000000);
   setup(s.port, SC_RESERVE, 1, LD_OPEN, 200000, 1, 1, 0.5);
   CHECK_EQ(ld_run(&cfg, &res), 0);
   const ld_stats *t = &res.total;
@@ -191,9 +194,7 @@ static void server_behind(void) {
   /* the corrected latency counts the wait; the uncorrected does not */
   CHECK(hist_percentile(&t->lat, 99) > hist_percentile(&t->lat_unc, 99));
   books_balance();
-  ld_result_free(&res);
-  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
-  test_rmrf(s.dir);
+  server_down(&s);
 }
 
 static void down_from_the_start(void) {
@@ -245,8 +246,7 @@ static void down_during_the_run(void) {
 /* --start-at: several machines begin at one wall-clock instant. */
 static void start_at(void) {
   spiked s;
-  spiked_start(&s, NULL, spiked_args);
-  create_event(s.port, 1, 1000000);
+  server_up(&s, 1, 1000000);
   setup(s.port, SC_RESERVE, 1, LD_OPEN, 100, 2, 1, 0.2);
   struct timespec rt;
   clock_gettime(CLOCK_REALTIME, &rt);
@@ -259,9 +259,7 @@ static void start_at(void) {
   /* t0 (on the monotonic clock uv_hrtime reads) is at least 0.35 s after the call */
   CHECK(res.t0_ns >= mono0 + 350000000ull);
   CHECK(answers() > 0);
-  ld_result_free(&res);
-  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
-  test_rmrf(s.dir);
+  server_down(&s);
 }
 
 static void rows_needed(void) {

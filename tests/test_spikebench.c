@@ -104,8 +104,8 @@ static void bench(const char *const *args, const char *log, int want) {
   CHECK_EQ(rc, want);
 }
 
-/* Load a --json file into J. */
-static void load_json(const char *path) {
+/* Load a file (--json, a log, an SVG) into J. */
+static void load_file(const char *path) {
   FILE *f = fopen(path, "r");
   CHECK(f != NULL);
   J.body_len = fread(J.body, 1, sizeof(J.body) - 1, f);
@@ -178,7 +178,7 @@ static void stall_open_vs_closed(void) {
   const char *open_args[] = {"--url",      url, "--rate",  "2000",   "--connections",       "16",
                              "--duration", "3", "--quiet", "--json", tmp_path("open.json"), NULL};
   bench(open_args, tmp_path("open.log"), 0);
-  load_json(tmp_path("open.json"));
+  load_file(tmp_path("open.json"));
   double open_p99 = jnum("latency_ms.p99"), open_p50 = jnum("latency_ms.p50");
   double open_n = jnum("requests");
   fprintf(stderr, "open loop: p50 %.3f ms, p99 %.3f ms over %.0f requests\n", open_p50, open_p99,
@@ -192,7 +192,7 @@ static void stall_open_vs_closed(void) {
       "--url", url,       "--max",  "--connections",         "16", "--duration",
       "3",     "--quiet", "--json", tmp_path("closed.json"), NULL};
   bench(closed_args, tmp_path("closed.log"), 0);
-  load_json(tmp_path("closed.json"));
+  load_file(tmp_path("closed.json"));
   double closed_p99 = jnum("latency_ms.p99"), closed_max = jnum("latency_ms.max");
   double closed_n = jnum("requests");
   fprintf(stderr, "closed loop: p99 %.3f ms, max %.3f ms over %.0f requests\n", closed_p99,
@@ -275,7 +275,7 @@ static void reserve_verify(void) {
                         tmp_path("r.svg"),
                         NULL};
   bench(args, tmp_path("r.log"), 0);
-  load_json(tmp_path("r.json"));
+  load_file(tmp_path("r.json"));
   counts_add_up();
   long long n = (long long)jnum("requests");
   long long created = (long long)jnum("run.created");
@@ -302,20 +302,13 @@ static void reserve_verify(void) {
   bench(plot, tmp_path("plot.log"), 0);
   static const char *const svgs[] = {"both.svg", "r.svg"};
   for (int i = 0; i < 2; i++) {
-    FILE *f = fopen(tmp_path(svgs[i]), "r");
-    CHECK(f != NULL);
-    J.body_len = fread(J.body, 1, sizeof(J.body) - 1, f);
-    J.body[J.body_len] = '\0';
-    fclose(f);
+    load_file(tmp_path(svgs[i]));
     CHECK(strncmp(J.body, "<svg", 4) == 0);
     CHECK(strstr(J.body, "</svg>") != NULL);
     CHECK(strstr(J.body, "<polyline") != NULL);
   }
   CHECK(strstr(J.body, ">durable<") == NULL); /* r.svg is labelled by scenario */
-  FILE *f = fopen(tmp_path("both.svg"), "r");
-  J.body_len = fread(J.body, 1, sizeof(J.body) - 1, f);
-  J.body[J.body_len] = '\0';
-  fclose(f);
+  load_file(tmp_path("both.svg"));
   CHECK(strstr(J.body, ">durable<") != NULL && strstr(J.body, ">again<") != NULL);
   /* not an .hgrm: a clear failure */
   const char *bad_plot[] = {"plot", tmp_path("x.svg"), tmp_path("r.json"), NULL};
@@ -355,7 +348,7 @@ static void mixed_verify(void) {
                         tmp_path("m.json"),
                         NULL};
   bench(args, tmp_path("m.log"), 0);
-  load_json(tmp_path("m.json"));
+  load_file(tmp_path("m.json"));
   counts_add_up();
   long long paid = (long long)jnum("run.paid"), created = (long long)jnum("run.created");
   CHECK(paid > 0 && created > 0 && paid <= created);
@@ -381,7 +374,7 @@ static void flash_crowd_verify(void) {
       "200",   "--duration", "20",      "--verify", "--quiet",    "--json",      tmp_path("f.json"),
       NULL};
   bench(args, tmp_path("f.log"), 0);
-  load_json(tmp_path("f.json"));
+  load_file(tmp_path("f.json"));
   counts_add_up();
   CHECK_EQ(jcount("status.201"), 100);
   CHECK_EQ(jcount("codes.30001"), jcount("status.409"));
@@ -393,10 +386,7 @@ static void flash_crowd_verify(void) {
   CHECK_EQ((long long)jnum("flash.burst.count"), 200);
   CHECK(jnum("by_outcome.won.count") == 100 && jnum("by_outcome.sold_out.count") >= 100);
   /* the summary: the burst once, no requests-per-second for a burst */
-  FILE *lf = fopen(tmp_path("f.log"), "r");
-  J.body_len = fread(J.body, 1, sizeof(J.body) - 1, lf);
-  J.body[J.body_len] = '\0';
-  fclose(lf);
+  load_file(tmp_path("f.log"));
   CHECK(strstr(J.body, "req/s") == NULL);
   CHECK(strstr(J.body, "  burst       p50") != NULL && strstr(J.body, "  latency ") == NULL);
   CHECK_EQ(event_field(s.port, 11, "available"), 0);
@@ -426,7 +416,7 @@ static void verify_catches_other_buyer(void) {
       NULL};
   bench(args, tmp_path("v.log"), 1);
   CHECK_EQ(bench_wait(o, tmp_path("other.log")), 0);
-  load_json(tmp_path("v.json"));
+  load_file(tmp_path("v.json"));
   char v[16];
   CHECK(hc_json(&J, "verify.ok", v, sizeof(v)) == 0 && strcmp(v, "false") == 0);
   CHECK(strstr(J.body, "\"name\":\"taken-equals-201s\",\"ok\":false") != NULL);
@@ -473,7 +463,7 @@ static void wrong_answers_fail(void) {
       "--url",      url,   "--event", "5",      "--rate",           "300", "--connections", "4",
       "--duration", "0.5", "--quiet", "--json", tmp_path("n.json"), NULL};
   bench(no_token, tmp_path("n.log"), 1);
-  load_json(tmp_path("n.json"));
+  load_file(tmp_path("n.json"));
   check_verdict(1, "credentials missing");
   CHECK(jcount("status.401") > 0 && jcount("status.401") == (long long)jnum("requests"));
   CHECK_EQ(jcount("outcomes.error"), jcount("status.401"));
@@ -498,7 +488,7 @@ static void wrong_answers_fail(void) {
                         tmp_path("w.json"),
                         NULL};
   bench(with, tmp_path("w.log"), 0);
-  load_json(tmp_path("w.json"));
+  load_file(tmp_path("w.json"));
   check_verdict(0, NULL);
   CHECK(jcount("status.201") > 0 && jcount("status.201") == (long long)jnum("run.created"));
   char v[16];
@@ -509,7 +499,7 @@ static void wrong_answers_fail(void) {
       "--connections", "4",   "--duration", "0.5",    "--user-base",      "700000",
       "--jwt-secret",  "k3y", "--quiet",    "--json", tmp_path("a.json"), NULL};
   bench(again, tmp_path("a.log"), 1);
-  load_json(tmp_path("a.json"));
+  load_file(tmp_path("a.json"));
   check_verdict(1, "--user-base");
   CHECK(jcount("codes.30007") > 0 && jcount("codes.30007") == jcount("outcomes.limited"));
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
@@ -519,7 +509,7 @@ static void wrong_answers_fail(void) {
   const char *down[] = {"--url",   url,      "--rate",           "100", "--duration", "0.3",
                         "--quiet", "--json", tmp_path("d.json"), NULL};
   bench(down, tmp_path("d.log"), 1);
-  load_json(tmp_path("d.json"));
+  load_file(tmp_path("d.json"));
   check_verdict(1, "the server was down");
   CHECK(strstr(J.body, "were made: the server was down or refused connections") != NULL);
   test_rmrf(workdir);
@@ -535,7 +525,7 @@ static void slo_exit_codes(void) {
   const char *miss[] = {"--url",   url,     "--rate",         "500",    "--duration",       "0.5",
                         "--quiet", "--slo", "p99<1us,won>=1", "--json", tmp_path("m.json"), NULL};
   bench(miss, tmp_path("m.log"), 3);
-  load_json(tmp_path("m.json"));
+  load_file(tmp_path("m.json"));
   check_verdict(3, "--slo p99<1us did not hold");
   const char *hold[] = {"--url",   url,          "--rate",
                         "500",     "--duration", "0.5",
@@ -594,7 +584,7 @@ static void template_timeline_merge(void) {
                           svg,
                           NULL};
     bench(args, tmp_path("t.log"), 0);
-    load_json(json);
+    load_file(json);
     check_verdict(0, NULL);
     long long n = (long long)jnum("requests");
     CHECK(n > 0 && jcount("outcomes.won") == n && jcount("status.201") == n);
@@ -617,7 +607,7 @@ static void template_timeline_merge(void) {
   snprintf(json, sizeof(json), "%s", tmp_path("all.json"));
   const char *merge[] = {"merge", all, t0, hgrm, "--json", json, NULL};
   bench(merge, mlog, 0);
-  load_json(json);
+  load_file(json);
   CHECK_EQ((long long)jnum("latency_ms.count"), total);
   char v[16];
   CHECK(hc_json(&J, "exact", v, sizeof(v)) == 0 && strcmp(v, "true") == 0);
@@ -625,11 +615,7 @@ static void template_timeline_merge(void) {
   f = fopen(tmp_path("t0.won.hgrm"), "r");
   CHECK(f != NULL);
   fclose(f);
-  f = fopen(svg, "r");
-  CHECK(f != NULL);
-  J.body_len = fread(J.body, 1, sizeof(J.body) - 1, f);
-  J.body[J.body_len] = '\0';
-  fclose(f);
+  load_file(svg);
   CHECK(strncmp(J.body, "<svg", 4) == 0 && strstr(J.body, ">in flight<") != NULL);
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
   test_rmrf(s.dir);
@@ -678,10 +664,7 @@ static void usage_errors(void) {
   /* --help names every flag and exits 0 */
   const char *help[] = {"--help", NULL};
   bench(help, tmp_path("h.log"), 0);
-  FILE *f = fopen(tmp_path("h.log"), "r");
-  J.body_len = fread(J.body, 1, sizeof(J.body) - 1, f);
-  J.body[J.body_len] = '\0';
-  fclose(f);
+  load_file(tmp_path("h.log"));
   static const char *const names[] = {
       "--url",          "--scenario",     "--event",         "--connections", "--threads",
       "--duration",     "--warmup",       "--rate",          "--max",         "--users",
