@@ -34,7 +34,8 @@ tpid=""
 . bench/servers.sh
 cleanup() {
   bench_stop
-  [ -n "$tpid" ] && kill -TERM "$tpid" 2>/dev/null && wait "$tpid" 2>/dev/null
+  if [ -n "$tpid" ]; then kill -TERM "$tpid" 2>/dev/null && wait "$tpid" 2>/dev/null || true; fi
+  tpid=""
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM

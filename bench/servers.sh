@@ -54,9 +54,11 @@ NGX
   wait_port "$1" ""
 }
 
+# A server's exit status on its signal is no failure here: under set -e a
+# non-zero wait would end the cleanup before it removed $work.
 bench_stop() {
-  [ -n "${spid:-}" ] && kill -TERM "$spid" 2>/dev/null && wait "$spid" 2>/dev/null
-  [ -n "${npid:-}" ] && kill -QUIT "$npid" 2>/dev/null && wait "$npid" 2>/dev/null
+  if [ -n "${spid:-}" ]; then kill -TERM "$spid" 2>/dev/null && wait "$spid" 2>/dev/null || true; fi
+  if [ -n "${npid:-}" ]; then kill -QUIT "$npid" 2>/dev/null && wait "$npid" 2>/dev/null || true; fi
   spid=""
   npid=""
 }
