@@ -34,8 +34,9 @@
 #define SB_TIMEOUT_MAX_MS 600000
 #define SB_VERIFY_CAP_MAX (1u << 28)
 #define SB_PATH_BYTES 256
-#define SB_PLOT_ROWS 8192   /* rows of one .hgrm */
-#define SB_JWT_SLACK_S 3600 /* tokens outlive the run by this */
+#define SB_PLOT_ROWS 8192                 /* rows of one .hgrm */
+#define SB_JWT_SLACK_S 3600               /* tokens outlive the run by this */
+#define SB_START_AHEAD_MAX_MS 86400000ull /* --start-at at most a day ahead */
 
 /* ---- options ------------------------------------------------------------------------ */
 
@@ -113,7 +114,9 @@ static const flag flags[] = {
     {"interval-ms", F_U64, &O.interval_ms, "", "timeline interval (default 1000; flash-crowd 10)",
      1, 3600000},
     {"start-at", F_U64, &O.start_at_ms, "",
-     "unix time in ms at which the load starts: several machines start together", 1, U64_ANY},
+     "unix time in ms at which the load starts (from 1 s ago to a day ahead): several "
+     "machines start together",
+     1, U64_ANY},
     {"hgrm", F_STR, &O.hgrm, "",
      "write the distribution (HdrHistogram .hgrm, ms), and one per outcome beside it", 0, 0},
     {"svg", F_STR, &O.svg, "", "write a latency-by-percentile plot, a line per outcome", 0, 0},
@@ -373,6 +376,15 @@ static void parse_args(int argc, char **argv) {
   if (O.verify && (O.scenario == SC_GET || O.template_file != NULL))
     die_usage("--verify reads spike's API: it needs reserve, flash-crowd or mixed, not a %s",
               O.template_file ? "template" : "get");
+  if (O.start_at_ms > 0) {
+    struct timespec rt;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    uint64_t now_ms = (uint64_t)rt.tv_sec * 1000 + (uint64_t)rt.tv_nsec / 1000000;
+    if (O.start_at_ms > now_ms + SB_START_AHEAD_MAX_MS)
+      die_usage("--start-at: more than a day from now (it is %" PRIu64 " now)", now_ms);
+    if (O.start_at_ms + 1000 < now_ms)
+      die_usage("--start-at: %" PRIu64 " ms ago already", now_ms - O.start_at_ms);
+  }
   if (O.threads > O.conns) O.threads = O.conns;
   if (O.interval_ms == 0) O.interval_ms = O.scenario == SC_FLASH ? 10 : 1000;
   struct rlimit rl;
@@ -404,7 +416,8 @@ static void build_scenario(void) {
     if (strlen(O.jwt_secret) >= MINT_SECRET_BYTES)
       die_usage("--jwt-secret: longer than %d bytes", MINT_SECRET_BYTES - 1);
     SC.jwt_secret = O.jwt_secret;
-    SC.jwt_exp_s = (int64_t)time(NULL) + (int64_t)(O.warmup_s + O.duration_s) + SB_JWT_SLACK_S;
+    int64_t from = O.start_at_ms ? (int64_t)(O.start_at_ms / 1000) : (int64_t)time(NULL);
+    SC.jwt_exp_s = from + (int64_t)(O.warmup_s + O.duration_s) + SB_JWT_SLACK_S;
   }
   for (int i = 0; i < O.nheaders; i++) {
     if (sc_header_add(SC.headers, &SC.headers_len, sizeof(SC.headers), O.headers[i],

@@ -656,6 +656,8 @@ static void usage_errors(void) {
       {"--scenario", "template", "--max", NULL},
       {"--scenario", "get", "--max", "--template", "/dev/null", NULL},
       {"--max", "--interval-ms", "1", "--duration", "86400", NULL},
+      {"--max", "--start-at", "1000", NULL},
+      {"--max", "--start-at", "99999999999999", NULL},
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     fprintf(stderr, "bad usage %zu: %s %s\n", i, bad[i][0], bad[i][1] ? bad[i][1] : "");
