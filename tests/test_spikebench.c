@@ -445,7 +445,8 @@ static void check_verdict(int exit_code, const char *what) {
 
 /* A protected server: every answer 401 is a failure that says why; with
  * --jwt-secret each user's own token passes --verify; the same users again
- * are refused at their limit, which fails and names --user-base. */
+ * are refused at their limit, which fails and names --user-base; --header
+ * with the admin token passes. */
 static void wrong_answers_fail(void) {
   setup("sb-wrong");
   spiked s;
@@ -502,6 +503,29 @@ static void wrong_answers_fail(void) {
   load_file(tmp_path("a.json"));
   check_verdict(1, "--user-base");
   CHECK(jcount("codes.30007") > 0 && jcount("codes.30007") == jcount("outcomes.limited"));
+  /* --header reaches the server: the admin token acts for the body's user */
+  const char *admin[] = {"--url",
+                         url,
+                         "--event",
+                         "5",
+                         "--rate",
+                         "300",
+                         "--connections",
+                         "4",
+                         "--duration",
+                         "0.3",
+                         "--user-base",
+                         "900000",
+                         "--header",
+                         "Authorization: Bearer adm",
+                         "--quiet",
+                         "--json",
+                         tmp_path("h.json"),
+                         NULL};
+  bench(admin, tmp_path("h.log"), 0);
+  load_file(tmp_path("h.json"));
+  check_verdict(0, NULL);
+  CHECK(jcount("status.201") > 0 && jcount("status.201") == (long long)jnum("requests"));
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
   test_rmrf(s.dir);
 
