@@ -51,7 +51,7 @@ DEB_LIBS  := liblmdb-dev libuv1-dev node-llhttp libmsgpack-dev libxxhash-dev lib
 # unit file in tests/test_unit.sh. debhelper: make deb.
 DEB_TOOLS := valgrind clang libclang-rt-dev curl abigail-tools prometheus systemd
 DEB_PACK  := debhelper dpkg-dev
-DEB_BENCH := wrk nginx-light
+DEB_BENCH := wrk nginx-light nghttp2-client hey
 LLHTTP_DIR     ?= /usr/share/llhttp
 LLHTTP_INCLUDE ?= /usr/share/include/llhttp
 
@@ -96,7 +96,9 @@ NET_SRC    := $(filter-out net/main.c,$(sort $(wildcard net/*.c)))
 LLHTTP_SRC := llhttp.c api.c http.c
 FUZZERS    := fuzz_body fuzz_record fuzz_route
 # spikebench: the P99 harness (bench/), and what its tests link.
-BENCH_SRC  := bench/spikebench.c bench/hist.c bench/plot.c
+BENCH_SRC  := bench/spikebench.c bench/hist.c bench/plot.c bench/js.c bench/mint.c \
+              bench/scenario.c bench/load.c bench/report.c bench/verify.c
+BENCH_TESTS := test_sb_scenario test_sb_load test_sb_report test_sb_verify
 TEST_UNITS := test_ring test_slab test_limit test_ids test_wheel test_codec test_order test_misuse \
               test_memory_ack test_clock test_migrate test_powerloss test_sim test_races \
               test_body test_engine test_lifecycle test_stress test_crash test_http test_spikebench \
@@ -144,7 +146,8 @@ deps-check:
 	fi
 
 bench-deps: deps
-	@command -v wrk >/dev/null && command -v nginx >/dev/null || \
+	@command -v wrk >/dev/null && command -v nginx >/dev/null && command -v h2load >/dev/null && \
+	  command -v hey >/dev/null || \
 	{ $(APT) $(DEB_BENCH) || { $(SUDO) apt-get update && $(APT) $(DEB_BENCH); }; }
 
 # ---- objects, per variant ---------------------------------------------------
@@ -189,6 +192,11 @@ build/$(1)/spikebench: $(patsubst %.c,build/$(1)/%.o,$(BENCH_SRC)) build/$(1)/li
 	$(Q)$$(CC) $$(LD_$(1)) $$(LDFLAGS) -o $$@ $$^ $$(PKG_LIBS)
 
 build/$(1)/tests/test_hist: build/$(1)/bench/hist.o build/$(1)/bench/plot.o
+$(addprefix build/$(1)/tests/,$(BENCH_TESTS)): build/$(1)/tests/%: build/$(1)/tests/%.o build/$(1)/tests/test.o \
+    build/$(1)/tests/http_client.o $(patsubst %.c,build/$(1)/%.o,$(filter-out bench/spikebench.c,$(BENCH_SRC))) \
+    build/$(1)/libspiked.a build/$(1)/libspike.a
+	@echo "  LD    $$@"
+	@$$(CC) $$(LD_$(1)) -o $$@ $$^ $$(PKG_LIBS)
 build/$(1)/tests/stall_server: build/$(1)/tests/stall_server.o
 	$$(call say,LD,$$@)
 	$(Q)$$(CC) $$(LD_$(1)) $$(LDFLAGS) -o $$@ $$^ $$(PKG_LIBS)
@@ -260,7 +268,8 @@ build/rel/dist/libspike.a: $(patsubst %.c,build/rel/%.o,$(LIB_SRC))
 
 TEST_BINS := $(foreach v,rel asan tsan,$(addprefix build/$(v)/tests/,$(TEST_UNITS))) \
              $(foreach v,rel asan tsan,build/$(v)/spiked) \
-             $(foreach v,rel asan,build/$(v)/spikebench build/$(v)/tests/stall_server build/$(v)/tests/test_hist) \
+             $(foreach v,rel asan,build/$(v)/spikebench build/$(v)/tests/stall_server build/$(v)/tests/test_hist \
+               $(addprefix build/$(v)/tests/,$(BENCH_TESTS))) \
              $(foreach v,rel asan,$(addprefix build/$(v)/examples/,$(EXAMPLES))) \
              $(addprefix build/fuzz/,$(FUZZERS)) build/rel/tests/test_fault build/rel/tests/libfault.so \
              build/rel/tests/test_unsafe build/rel/tests/test_fault_http \
@@ -334,6 +343,12 @@ bench: deps
 bench-http: bench-deps
 	@$(MAKE) --no-print-directory build/rel/spiked
 	@bench/http.sh
+
+# spikebench beside wrk, h2load and hey, the same runs (docs/benchmarks.md).
+.PHONY: bench-compare
+bench-compare: bench-deps
+	@$(MAKE) --no-print-directory build/rel/spiked build/rel/spikebench build/rel/tests/stall_server
+	@bench/compare.sh
 
 pc_subst = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	  -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(SPIKE_VERSION)|'

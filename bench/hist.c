@@ -13,6 +13,7 @@
 #include "hist.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,6 +186,20 @@ int hist_write_hgrm(const hist *h, FILE *f) {
   fprintf(f, "#[Max     = %12.3f, Total count    = %12llu]\n", (double)hist_max(h) / NS_PER_MS,
           (unsigned long long)h->total);
   fprintf(f, "#[Buckets = %12d, SubBuckets     = %12d]\n", HIST_BUCKETS, HIST_SUB_BUCKETS);
+  fprintf(f, "#[spikebench-counts min_ns=%llu max_ns=%llu sum_ns=%llu clamped=%llu]\n",
+          (unsigned long long)hist_min(h), (unsigned long long)hist_max(h),
+          (unsigned long long)h->sum_ns, (unsigned long long)h->clamped);
+  int on_line = 0;
+  for (size_t i = 0; i < HIST_COUNTS; i++) {
+    if (h->counts[i] == 0) continue;
+    fprintf(f, "%s%llu:%llu", on_line == 0 ? "#[c " : " ", (unsigned long long)hist_bucket_low(i),
+            (unsigned long long)h->counts[i]);
+    if (++on_line == 16) {
+      fputs("]\n", f);
+      on_line = 0;
+    }
+  }
+  if (on_line > 0) fputs("]\n", f);
   return ferror(f) ? -1 : 0;
 }
 
@@ -203,12 +218,20 @@ static int footer(const char *line, const char *first, double *a, double *b) {
   return end != eq + 1;
 }
 
-int hist_read_hgrm(FILE *f, hist_hgrm *out) {
-  char line[512];
-  out->n = 0;
-  out->mean_ms = out->stddev_ms = out->max_ms = -1.0;
-  out->total = 0;
+/* One walk over a .hgrm text: blank lines skipped, the header noted, each
+ * "#" line given to on_comment, each row parsed, checked (percentile and
+ * count never going down) and given to on_row. A callback's non-zero return
+ * stops the walk with -1. 0, or -1 for a malformed text or a read error. */
+typedef struct walk {
+  int (*on_row)(void *arg, const hist_row *r);
+  int (*on_comment)(void *arg, const char *line);
+  void *arg;
+} walk;
+
+static int walk_hgrm(FILE *f, const walk *w) {
+  char line[1024];
   int saw_header = 0;
+  hist_row prev = {0, 0, 0};
   while (fgets(line, sizeof(line), f) != NULL) {
     if (strchr(line, '\n') == NULL && !feof(f)) return -1; /* a line this long is not .hgrm */
     const char *p = line;
@@ -216,14 +239,7 @@ int hist_read_hgrm(FILE *f, hist_hgrm *out) {
       p++;
     if (*p == '\n' || *p == '\r' || *p == '\0') continue;
     if (*p == '#') {
-      double a, b;
-      if (footer(p, "Mean", &a, &b)) {
-        out->mean_ms = a;
-        out->stddev_ms = b;
-      } else if (footer(p, "Max", &a, &b)) {
-        out->max_ms = a;
-        out->total = b < 0 ? 0 : (uint64_t)b;
-      }
+      if (w->on_comment(w->arg, p) != 0) return -1;
       continue;
     }
     if (strncmp(p, "Value", 5) == 0) {
@@ -238,15 +254,130 @@ int hist_read_hgrm(FILE *f, hist_hgrm *out) {
     r.pct = strtod(p, &end) * 100.0;
     if (end == p) return -1;
     p = end;
-    unsigned long long c = strtoull(p, &end, 10);
+    r.total_count = strtoull(p, &end, 10);
     if (end == p) return -1;
-    r.total_count = c;
     if (!isfinite(r.value_ms) || r.value_ms < 0 || !(r.pct >= 0.0 && r.pct <= 100.0)) return -1;
-    if (out->n > 0 &&
-        (r.pct < out->rows[out->n - 1].pct || r.total_count < out->rows[out->n - 1].total_count))
-      return -1;
-    if (out->n == out->cap) return -1;
-    out->rows[out->n++] = r;
+    if (r.pct < prev.pct || r.total_count < prev.total_count) return -1;
+    if (w->on_row(w->arg, &r) != 0) return -1;
+    prev = r;
   }
-  return saw_header && out->n > 0 && !ferror(f) ? 0 : -1;
+  return saw_header && !ferror(f) ? 0 : -1;
+}
+
+static int rows_row(void *arg, const hist_row *r) {
+  hist_hgrm *out = arg;
+  if (out->n == out->cap) return -1;
+  out->rows[out->n++] = *r;
+  return 0;
+}
+
+static int rows_comment(void *arg, const char *line) {
+  hist_hgrm *out = arg;
+  double a, b;
+  if (footer(line, "Mean", &a, &b)) {
+    out->mean_ms = a;
+    out->stddev_ms = b;
+  } else if (footer(line, "Max", &a, &b)) {
+    out->max_ms = a;
+    out->total = b < 0 ? 0 : (uint64_t)b;
+  }
+  return 0;
+}
+
+int hist_read_hgrm(FILE *f, hist_hgrm *out) {
+  out->n = 0;
+  out->mean_ms = out->stddev_ms = out->max_ms = -1.0;
+  out->total = 0;
+  walk w = {rows_row, rows_comment, out};
+  return walk_hgrm(f, &w) == 0 && out->n > 0 ? 0 : -1;
+}
+
+/* "key=NUMBER" in line: 0 with *v, or -1. */
+static int kv(const char *line, const char *key, unsigned long long *v) {
+  const char *p = strstr(line, key);
+  if (p == NULL) return -1;
+  p += strlen(key);
+  char *end;
+  errno = 0;
+  *v = strtoull(p, &end, 10);
+  return end == p || errno != 0 ? -1 : 0;
+}
+
+/* hist_load_hgrm's state: the exact counts, and the rows as a fallback. */
+typedef struct load {
+  hist *h;
+  hist approx;
+  uint64_t prev_count, rows, footer_total;
+  int have_counts;
+  unsigned long long mn, mx, sum, clamped;
+} load;
+
+static int load_row(void *arg, const hist_row *r) {
+  load *l = arg;
+  uint64_t ns = (uint64_t)llround(r->value_ms * NS_PER_MS);
+  hist_record_n(&l->approx, ns, r->total_count - l->prev_count);
+  l->prev_count = r->total_count;
+  l->rows++;
+  return 0;
+}
+
+static int load_comment(void *arg, const char *p) {
+  load *l = arg;
+  hist *h = l->h;
+  double a, b;
+  if (strncmp(p, "#[spikebench-counts ", 20) == 0) {
+    if (kv(p, "min_ns=", &l->mn) || kv(p, "max_ns=", &l->mx) || kv(p, "sum_ns=", &l->sum) ||
+        kv(p, "clamped=", &l->clamped))
+      return -1;
+    l->have_counts = 1;
+  } else if (strncmp(p, "#[c ", 4) == 0) {
+    if (!l->have_counts) return -1;
+    for (p += 4; *p != ']' && *p != '\0';) {
+      char *end;
+      errno = 0;
+      unsigned long long low = strtoull(p, &end, 10);
+      if (end == p || *end != ':' || errno != 0) return -1;
+      p = end + 1;
+      unsigned long long n = strtoull(p, &end, 10);
+      if (end == p || errno != 0 || n == 0) return -1;
+      p = end;
+      while (*p == ' ')
+        p++;
+      size_t i = hist_index(low);
+      if (hist_bucket_low(i) != low && low >= HIST_MIN_NS) return -1; /* another geometry */
+      h->counts[i] += n;
+      h->total += n;
+    }
+  } else if (footer(p, "Max", &a, &b)) {
+    l->footer_total = b < 0 ? 0 : (uint64_t)b;
+  }
+  return 0;
+}
+
+int hist_load_hgrm(FILE *f, hist *h, int *exact) {
+  load l; /* 30 KB of fallback histogram, on the stack */
+  memset(&l, 0, sizeof(l));
+  l.h = h;
+  hist_init(h);
+  hist_init(&l.approx);
+  *exact = 0;
+  walk w = {load_row, load_comment, &l};
+  if (walk_hgrm(f, &w) != 0) return -1;
+  if (l.have_counts) {
+    if (h->total != l.footer_total) return -1;
+    h->sum_ns = l.sum;
+    h->clamped = l.clamped;
+    if (h->total > 0) {
+      if (l.mn > l.mx || l.mn < HIST_MIN_NS || l.mx > HIST_MAX_NS ||
+          h->counts[hist_index(l.mn)] == 0 || h->counts[hist_index(l.mx)] == 0)
+        return -1;
+      h->min_ns = l.mn;
+      h->max_ns = l.mx;
+    }
+    *exact = 1;
+    return 0;
+  }
+  if (l.rows == 0) return -1;
+  *h = l.approx;
+  return 0;
 }

@@ -106,6 +106,24 @@ typedef struct hist_hgrm {
 } hist_hgrm;
 
 /*
+ * The exact histogram inside a .hgrm that hist_write_hgrm wrote: after the
+ * footer, comment lines (which HdrHistogram's tools skip) carry the exact
+ * min, max, sum and every non-empty counter:
+ *
+ *   #[spikebench-counts min_ns=... max_ns=... sum_ns=... clamped=...]
+ *   #[c LOW_NS:COUNT LOW_NS:COUNT ...]     (up to 16 counters a line)
+ *
+ * hist_load_hgrm reads a .hgrm back into h: exactly when those lines are
+ * there (*exact = 1), so `spikebench merge` of several runs' files is the
+ * histogram one process would have recorded; otherwise (*exact = 0, a
+ * file from another tool) from the percentile rows, each row's new counts
+ * put at its value, which overstates values between two rows by at most
+ * one row's step. 0, or -1 when f is not a .hgrm or its lines disagree
+ * with each other (counts not adding up to the total).
+ */
+int hist_load_hgrm(FILE *f, hist *h, int *exact);
+
+/*
  * Read a .hgrm text from f into out (out->rows and out->cap set by the
  * caller). Returns 0; -1 when the text is not a percentile distribution
  * (no rows, a malformed row, percentiles going down) or has more than cap

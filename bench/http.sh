@@ -17,11 +17,9 @@ PORT_S=${PORT_S:-18480}
 PORT_N=${PORT_N:-18481}
 TMPDIR=${TMPDIR:-/tmp}
 work=$(mktemp -d "$TMPDIR/spike-bench-http.XXXXXX")
-spid=""
-npid=""
+. bench/servers.sh
 cleanup() {
-  [ -n "$spid" ] && kill -TERM "$spid" 2>/dev/null && wait "$spid" 2>/dev/null
-  [ -n "$npid" ] && kill -QUIT "$npid" 2>/dev/null && wait "$npid" 2>/dev/null
+  bench_stop
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
@@ -30,46 +28,10 @@ for tool in wrk nginx curl; do
   command -v $tool >/dev/null || { echo "bench-http: $tool missing (make bench-deps)" >&2; exit 1; }
 done
 
-wait_port() {
-  i=0
-  until curl -s -o /dev/null "http://127.0.0.1:$1/$2"; do
-    i=$((i + 1))
-    [ $i -gt 100 ] && { echo "bench-http: nothing on port $1" >&2; exit 1; }
-    sleep 0.1
-  done
-}
-
-# spiked, durable, with room for every fresh user of every round
-"$SPIKED" --listen 127.0.0.1:$PORT_S --data "$work/data" --log-level warn \
-  --max-buyers 16777216 --max-reserved 16777216 "$@" 2>"$work/spiked.log" &
-spid=$!
-wait_port $PORT_S healthz/live
-curl -s -o /dev/null -X POST "http://127.0.0.1:$PORT_S/api/v1/events" \
-  -H 'Content-Type: application/json' \
-  -d '{"id":1,"name":"bench","stock":4000000000,"price":999,"start_at":0,"end_at":253402300799999,"per_user_limit":1}'
-
-# nginx, one worker, answering a body as long as a reserve's answer
-body=$(curl -s -X POST "http://127.0.0.1:$PORT_S/api/v1/events/1/orders" \
-  -H 'Content-Type: application/json' -d '{"user_id":"1"}')
-pad=$(printf '%s' "$body" | tr -c 'x' 'x')
-mkdir -p "$work/nginx"
-cat >"$work/nginx/nginx.conf" <<NGX
-worker_processes 1;
-daemon off;
-error_log $work/nginx/error.log;
-pid $work/nginx/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  server {
-    listen 127.0.0.1:$PORT_N;
-    location / { default_type application/json; return 200 '$pad'; }
-  }
-}
-NGX
-nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
-npid=$!
-wait_port $PORT_N ""
+# spiked, durable, with room for every fresh user of every round; nginx
+# answering a body as long as a reserve's answer
+bench_spiked $PORT_S "$@"
+bench_nginx $PORT_N $PORT_S
 
 ack=durable
 prev=""

@@ -41,6 +41,18 @@ static void esc(FILE *f, const char *s) {
   }
 }
 
+/* The document's start: size, white ground, the title on top. */
+static void svg_open(FILE *f, double height, const char *title) {
+  fprintf(f,
+          "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+          "viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\" font-size=\"12\">\n",
+          W, height, W, height);
+  fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
+  fprintf(f, "<text x=\"%.1f\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">", W / 2);
+  esc(f, title);
+  fputs("</text>\n", f);
+}
+
 /* x in nines: log10(1/(1-p)); 100 % has none, the caller puts it on the edge. */
 static double nines(double pct, double max_nines) {
   if (pct >= 100.0) return max_nines;
@@ -91,14 +103,7 @@ int plot_svg(FILE *f, const char *title, const plot_series *s, size_t n) {
   double xmax = kmax;
   double top = round_up(ymax);
 
-  fprintf(f,
-          "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-          "viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\" font-size=\"12\">\n",
-          W, H, W, H);
-  fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
-  fprintf(f, "<text x=\"%.1f\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">", W / 2);
-  esc(f, title != NULL ? title : "Latency by Percentile Distribution");
-  fputs("</text>\n", f);
+  svg_open(f, H, title != NULL ? title : "Latency by Percentile Distribution");
 
   /* grid: one vertical line per nine, five horizontal steps */
   fputs("<g stroke=\"#dddddd\" stroke-width=\"1\">\n", f);
@@ -176,6 +181,93 @@ int plot_svg(FILE *f, const char *title, const plot_series *s, size_t n) {
     esc(f, s[i].label);
     fputs("</text>\n", f);
   }
+  fputs("</svg>\n", f);
+  return ferror(f) ? -1 : 0;
+}
+
+/* ---- the timeline ------------------------------------------------------------ */
+
+#define TL_H_PANEL 220.0
+#define TL_GAP 50.0
+
+int plot_timeline_svg(FILE *f, const char *title, const double *x, size_t n,
+                      const plot_panel *panels, size_t np, double warmup_end_s) {
+  if (n == 0 || np == 0 || np > PLOT_PANELS_MAX) return -1;
+  for (size_t p = 0; p < np; p++)
+    if (panels[p].nlines == 0 || panels[p].nlines > PLOT_LINES_MAX) return -1;
+  double x0 = x[0], x1 = x[n - 1];
+  if (n > 1) x1 += (x[n - 1] - x[n - 2]); /* the end of the last interval */
+  if (!(x1 > x0)) x1 = x0 + 1.0;
+  double height = TOP + np * TL_H_PANEL + (np - 1) * TL_GAP + BOTTOM;
+  svg_open(f, height, title != NULL ? title : "Timeline");
+  for (size_t p = 0; p < np; p++) {
+    double top = TOP + p * (TL_H_PANEL + TL_GAP), bottom = top + TL_H_PANEL;
+    double ymax = 0;
+    for (size_t l = 0; l < panels[p].nlines; l++)
+      for (size_t i = 0; i < n; i++) {
+        double v = panels[p].lines[l].y[i];
+        if (isfinite(v) && v > ymax) ymax = v;
+      }
+    double ytop = round_up(ymax);
+    if (warmup_end_s > x0) {
+      double wx = LEFT + PW * ((warmup_end_s < x1 ? warmup_end_s : x1) - x0) / (x1 - x0);
+      fprintf(f,
+              "<rect class=\"warmup\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
+              "fill=\"#f2f2f2\"/>\n",
+              LEFT, top, wx - LEFT, TL_H_PANEL);
+    }
+    fputs("<g stroke=\"#dddddd\" stroke-width=\"1\">\n", f);
+    for (int k = 0; k <= 4; k++) {
+      double y = bottom - TL_H_PANEL * k / 4.0;
+      fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", LEFT, y, LEFT + PW,
+              y);
+    }
+    fputs("</g>\n", f);
+    fprintf(f,
+            "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
+            "stroke=\"#333333\"/>\n",
+            LEFT, top, PW, TL_H_PANEL);
+    fputs("<g fill=\"#333333\">\n", f);
+    for (int k = 0; k <= 4; k++)
+      fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n", LEFT - 6,
+              bottom - TL_H_PANEL * k / 4.0 + 4, ytop * k / 4.0);
+    for (int k = 0; k <= 5; k++)
+      fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.3g</text>\n",
+              LEFT + PW * k / 5.0, bottom + 16, x0 + (x1 - x0) * k / 5.0);
+    fprintf(f,
+            "<text x=\"18\" y=\"%.1f\" text-anchor=\"middle\" "
+            "transform=\"rotate(-90 18 %.1f)\">",
+            top + TL_H_PANEL / 2, top + TL_H_PANEL / 2);
+    esc(f, panels[p].ylabel);
+    fputs("</text>\n</g>\n", f);
+    for (size_t l = 0; l < panels[p].nlines; l++) {
+      fprintf(f,
+              "<polyline class=\"series\" fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" "
+              "points=\"",
+              palette[l]);
+      /* steps: each value holds across its interval */
+      for (size_t i = 0; i < n; i++) {
+        double v = panels[p].lines[l].y[i];
+        if (!isfinite(v) || v < 0) v = 0;
+        double xe = i + 1 < n ? x[i + 1] : x1;
+        double cy = bottom - TL_H_PANEL * v / ytop;
+        fprintf(f, "%s%.2f,%.2f %.2f,%.2f", i ? " " : "", LEFT + PW * (x[i] - x0) / (x1 - x0), cy,
+                LEFT + PW * (xe - x0) / (x1 - x0), cy);
+      }
+      fputs("\"><title>", f);
+      esc(f, panels[p].lines[l].label);
+      fputs("</title></polyline>\n", f);
+      fprintf(f,
+              "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+              "stroke-width=\"3\"/>\n",
+              LEFT + 12 + 110.0 * l, top + 14, LEFT + 30 + 110.0 * l, top + 14, palette[l]);
+      fprintf(f, "<text class=\"legend\" x=\"%.1f\" y=\"%.1f\">", LEFT + 34 + 110.0 * l, top + 18);
+      esc(f, panels[p].lines[l].label);
+      fputs("</text>\n", f);
+    }
+  }
+  fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">seconds from the start</text>\n",
+          LEFT + PW / 2, height - 18);
   fputs("</svg>\n", f);
   return ferror(f) ? -1 : 0;
 }

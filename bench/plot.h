@@ -33,4 +33,31 @@ typedef struct plot_series {
  */
 int plot_svg(FILE *f, const char *title, const plot_series *series, size_t n);
 
+/* ---- the timeline ------------------------------------------------------------ */
+
+#define PLOT_PANELS_MAX 4
+#define PLOT_LINES_MAX 8 /* per panel */
+
+typedef struct plot_line {
+  const char *label;
+  const double *y; /* one value per x */
+} plot_line;
+
+typedef struct plot_panel {
+  const char *ylabel;
+  const plot_line *lines;
+  size_t nlines;
+} plot_panel;
+
+/*
+ * Write an SVG of panels stacked over one time axis: x_s[i] is the start of
+ * interval i in seconds (increasing), each panel a few step lines over it
+ * (a value holds across its interval) on a linear y axis from 0, with a
+ * legend; the time before warmup_end_s (0: no
+ * warmup) is shaded. Returns 0; -1 when n is 0, a panel count or line
+ * count is out of bounds, or writing failed.
+ */
+int plot_timeline_svg(FILE *f, const char *title, const double *x_s, size_t n,
+                      const plot_panel *panels, size_t npanels, double warmup_end_s);
+
 #endif /* SPIKE_PLOT_H */

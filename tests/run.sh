@@ -80,9 +80,13 @@ for v in rel asan; do
   suite "api.md examples vs $v spiked" env SPIKED=build/$v/spiked tests/test_api_doc.sh
 done
 
-# The harness: its histogram, and spikebench against the stalling server and
+# The harness: its histogram, its modules (scenarios, load engine, report,
+# verify) under ASan, and spikebench against the stalling server and
 # spiked (release, then every binary under ASan; exit 86 marks an ASan report).
 suite "asan test_hist" build/asan/tests/test_hist
+for t in test_sb_scenario test_sb_load test_sb_report test_sb_verify; do
+  suite "asan $t" build/asan/tests/$t
+done
 suite "spikebench (rel)" build/rel/tests/test_spikebench
 suite "spikebench (asan)" env ASAN_OPTIONS=exitcode=86 SPIKED=build/asan/spiked \
   SPIKEBENCH=build/asan/spikebench STALL_SERVER=build/asan/tests/stall_server \

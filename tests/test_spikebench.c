@@ -4,8 +4,12 @@
  * its p99 while the closed loop (--max) hides it (coordinated omission);
  * against a real spiked, the reserve, mixed and flash-crowd scenarios must
  * pass --verify with counts that add up, and --verify must fail when
- * another client takes stock behind its back. Plus the usage errors, and
- * the .hgrm / `spikebench plot` path.
+ * another client takes stock behind its back. A run whose answers are
+ * wrong (401s from a protected server, 409s for users that already
+ * bought, the server down) fails and says why; --jwt-secret reaches the
+ * protected server; --slo decides the exit status; a template run, its
+ * timeline and `spikebench merge`. Plus the usage errors, and the .hgrm /
+ * `spikebench plot` path.
  *
  *   SPIKEBENCH=build/asan/spikebench STALL_SERVER=... SPIKED=... \
  *     ./build/rel/tests/test_spikebench [case]
@@ -100,8 +104,8 @@ static void bench(const char *const *args, const char *log, int want) {
   CHECK_EQ(rc, want);
 }
 
-/* Load a --json file into J. */
-static void load_json(const char *path) {
+/* Load a file (--json, a log, an SVG) into J. */
+static void load_file(const char *path) {
   FILE *f = fopen(path, "r");
   CHECK(f != NULL);
   J.body_len = fread(J.body, 1, sizeof(J.body) - 1, f);
@@ -174,7 +178,7 @@ static void stall_open_vs_closed(void) {
   const char *open_args[] = {"--url",      url, "--rate",  "2000",   "--connections",       "16",
                              "--duration", "3", "--quiet", "--json", tmp_path("open.json"), NULL};
   bench(open_args, tmp_path("open.log"), 0);
-  load_json(tmp_path("open.json"));
+  load_file(tmp_path("open.json"));
   double open_p99 = jnum("latency_ms.p99"), open_p50 = jnum("latency_ms.p50");
   double open_n = jnum("requests");
   fprintf(stderr, "open loop: p50 %.3f ms, p99 %.3f ms over %.0f requests\n", open_p50, open_p99,
@@ -188,7 +192,7 @@ static void stall_open_vs_closed(void) {
       "--url", url,       "--max",  "--connections",         "16", "--duration",
       "3",     "--quiet", "--json", tmp_path("closed.json"), NULL};
   bench(closed_args, tmp_path("closed.log"), 0);
-  load_json(tmp_path("closed.json"));
+  load_file(tmp_path("closed.json"));
   double closed_p99 = jnum("latency_ms.p99"), closed_max = jnum("latency_ms.max");
   double closed_n = jnum("requests");
   fprintf(stderr, "closed loop: p99 %.3f ms, max %.3f ms over %.0f requests\n", closed_p99,
@@ -271,7 +275,7 @@ static void reserve_verify(void) {
                         tmp_path("r.svg"),
                         NULL};
   bench(args, tmp_path("r.log"), 0);
-  load_json(tmp_path("r.json"));
+  load_file(tmp_path("r.json"));
   counts_add_up();
   long long n = (long long)jnum("requests");
   long long created = (long long)jnum("run.created");
@@ -298,20 +302,13 @@ static void reserve_verify(void) {
   bench(plot, tmp_path("plot.log"), 0);
   static const char *const svgs[] = {"both.svg", "r.svg"};
   for (int i = 0; i < 2; i++) {
-    FILE *f = fopen(tmp_path(svgs[i]), "r");
-    CHECK(f != NULL);
-    J.body_len = fread(J.body, 1, sizeof(J.body) - 1, f);
-    J.body[J.body_len] = '\0';
-    fclose(f);
+    load_file(tmp_path(svgs[i]));
     CHECK(strncmp(J.body, "<svg", 4) == 0);
     CHECK(strstr(J.body, "</svg>") != NULL);
     CHECK(strstr(J.body, "<polyline") != NULL);
   }
   CHECK(strstr(J.body, ">durable<") == NULL); /* r.svg is labelled by scenario */
-  FILE *f = fopen(tmp_path("both.svg"), "r");
-  J.body_len = fread(J.body, 1, sizeof(J.body) - 1, f);
-  J.body[J.body_len] = '\0';
-  fclose(f);
+  load_file(tmp_path("both.svg"));
   CHECK(strstr(J.body, ">durable<") != NULL && strstr(J.body, ">again<") != NULL);
   /* not an .hgrm: a clear failure */
   const char *bad_plot[] = {"plot", tmp_path("x.svg"), tmp_path("r.json"), NULL};
@@ -351,7 +348,7 @@ static void mixed_verify(void) {
                         tmp_path("m.json"),
                         NULL};
   bench(args, tmp_path("m.log"), 0);
-  load_json(tmp_path("m.json"));
+  load_file(tmp_path("m.json"));
   counts_add_up();
   long long paid = (long long)jnum("run.paid"), created = (long long)jnum("run.created");
   CHECK(paid > 0 && created > 0 && paid <= created);
@@ -377,7 +374,7 @@ static void flash_crowd_verify(void) {
       "200",   "--duration", "20",      "--verify", "--quiet",    "--json",      tmp_path("f.json"),
       NULL};
   bench(args, tmp_path("f.log"), 0);
-  load_json(tmp_path("f.json"));
+  load_file(tmp_path("f.json"));
   counts_add_up();
   CHECK_EQ(jcount("status.201"), 100);
   CHECK_EQ(jcount("codes.30001"), jcount("status.409"));
@@ -387,6 +384,11 @@ static void flash_crowd_verify(void) {
   CHECK(hc_json(&J, "flash.sold_out", v, sizeof(v)) == 0 && strcmp(v, "true") == 0);
   CHECK(jnum("flash.sell_out_ms") > 0);
   CHECK_EQ((long long)jnum("flash.burst.count"), 200);
+  CHECK(jnum("by_outcome.won.count") == 100 && jnum("by_outcome.sold_out.count") >= 100);
+  /* the summary: the burst once, no requests-per-second for a burst */
+  load_file(tmp_path("f.log"));
+  CHECK(strstr(J.body, "req/s") == NULL);
+  CHECK(strstr(J.body, "  burst       p50") != NULL && strstr(J.body, "  latency ") == NULL);
   CHECK_EQ(event_field(s.port, 11, "available"), 0);
   CHECK_EQ(event_field(s.port, 11, "reserved"), 100);
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
@@ -414,7 +416,7 @@ static void verify_catches_other_buyer(void) {
       NULL};
   bench(args, tmp_path("v.log"), 1);
   CHECK_EQ(bench_wait(o, tmp_path("other.log")), 0);
-  load_json(tmp_path("v.json"));
+  load_file(tmp_path("v.json"));
   char v[16];
   CHECK(hc_json(&J, "verify.ok", v, sizeof(v)) == 0 && strcmp(v, "false") == 0);
   CHECK(strstr(J.body, "\"name\":\"taken-equals-201s\",\"ok\":false") != NULL);
@@ -432,9 +434,221 @@ static void verify_catches_other_buyer(void) {
   test_rmrf(workdir);
 }
 
+/* The JSON's verdict: its exit status, and whether some reason says what. */
+static void check_verdict(int exit_code, const char *what) {
+  CHECK_EQ((long long)jnum("verdict.exit"), exit_code);
+  if (what != NULL && strstr(J.body, what) == NULL) {
+    fprintf(stderr, "no \"%s\" in %s\n", what, J.body);
+    CHECK(0);
+  }
+}
+
+/* A protected server: every answer 401 is a failure that says why; with
+ * --jwt-secret each user's own token passes --verify; the same users again
+ * are refused at their limit, which fails and names --user-base; --header
+ * with the admin token passes. */
+static void wrong_answers_fail(void) {
+  setup("sb-wrong");
+  spiked s;
+  static const char *const jwt_args[] = {
+      "--log-level", "warn", "--auth", "jwt", "--jwt-secret", "k3y", "--admin-token", "adm", NULL};
+  spiked_start(&s, NULL, jwt_args);
+  char body[256];
+  snprintf(body, sizeof(body),
+           "{\"id\":5,\"name\":\"j\",\"stock\":100000,\"price\":1,\"start_at\":0,"
+           "\"end_at\":253402300799999,\"per_user_limit\":1}");
+  CHECK_EQ(hc_do(s.port, "POST", "/api/v1/events", "Authorization: Bearer adm\r\n", body, &J), 201);
+  char url[64];
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d", s.port);
+  const char *no_token[] = {
+      "--url",      url,   "--event", "5",      "--rate",           "300", "--connections", "4",
+      "--duration", "0.5", "--quiet", "--json", tmp_path("n.json"), NULL};
+  bench(no_token, tmp_path("n.log"), 1);
+  load_file(tmp_path("n.json"));
+  check_verdict(1, "credentials missing");
+  CHECK(jcount("status.401") > 0 && jcount("status.401") == (long long)jnum("requests"));
+  CHECK_EQ(jcount("outcomes.error"), jcount("status.401"));
+
+  const char *with[] = {"--url",
+                        url,
+                        "--event",
+                        "5",
+                        "--rate",
+                        "300",
+                        "--connections",
+                        "4",
+                        "--duration",
+                        "0.5",
+                        "--user-base",
+                        "700000",
+                        "--jwt-secret",
+                        "k3y",
+                        "--verify",
+                        "--quiet",
+                        "--json",
+                        tmp_path("w.json"),
+                        NULL};
+  bench(with, tmp_path("w.log"), 0);
+  load_file(tmp_path("w.json"));
+  check_verdict(0, NULL);
+  CHECK(jcount("status.201") > 0 && jcount("status.201") == (long long)jnum("run.created"));
+  char v[16];
+  CHECK(hc_json(&J, "verify.ok", v, sizeof(v)) == 0 && strcmp(v, "true") == 0);
+  /* the same users again: 409 30007 for everyone, fast, and a failure */
+  const char *again[] = {
+      "--url",         url,   "--event",    "5",      "--rate",           "300",
+      "--connections", "4",   "--duration", "0.5",    "--user-base",      "700000",
+      "--jwt-secret",  "k3y", "--quiet",    "--json", tmp_path("a.json"), NULL};
+  bench(again, tmp_path("a.log"), 1);
+  load_file(tmp_path("a.json"));
+  check_verdict(1, "--user-base");
+  CHECK(jcount("codes.30007") > 0 && jcount("codes.30007") == jcount("outcomes.limited"));
+  /* --header reaches the server: the admin token acts for the body's user */
+  const char *admin[] = {"--url",
+                         url,
+                         "--event",
+                         "5",
+                         "--rate",
+                         "300",
+                         "--connections",
+                         "4",
+                         "--duration",
+                         "0.3",
+                         "--user-base",
+                         "900000",
+                         "--header",
+                         "Authorization: Bearer adm",
+                         "--quiet",
+                         "--json",
+                         tmp_path("h.json"),
+                         NULL};
+  bench(admin, tmp_path("h.log"), 0);
+  load_file(tmp_path("h.json"));
+  check_verdict(0, NULL);
+  CHECK(jcount("status.201") > 0 && jcount("status.201") == (long long)jnum("requests"));
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  test_rmrf(s.dir);
+
+  /* the server gone: a failure that says so, not "the server was behind" */
+  const char *down[] = {"--url",   url,      "--rate",           "100", "--duration", "0.3",
+                        "--quiet", "--json", tmp_path("d.json"), NULL};
+  bench(down, tmp_path("d.log"), 1);
+  load_file(tmp_path("d.json"));
+  check_verdict(1, "the server was down");
+  CHECK(strstr(J.body, "were made: the server was down or refused connections") != NULL);
+  test_rmrf(workdir);
+}
+
+/* --slo decides the exit status: 3 for a threshold crossed, 0 when all hold. */
+static void slo_exit_codes(void) {
+  setup("sb-slo");
+  int port;
+  pid_t srv = stall_start(&port);
+  char url[64];
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+  const char *miss[] = {"--url",   url,     "--rate",         "500",    "--duration",       "0.5",
+                        "--quiet", "--slo", "p99<1us,won>=1", "--json", tmp_path("m.json"), NULL};
+  bench(miss, tmp_path("m.log"), 3);
+  load_file(tmp_path("m.json"));
+  check_verdict(3, "--slo p99<1us did not hold");
+  const char *hold[] = {"--url",   url,          "--rate",
+                        "500",     "--duration", "0.5",
+                        "--quiet", "--slo",      "p99<10s,errors<1%,won>=50%",
+                        NULL};
+  bench(hold, tmp_path("h.log"), 0);
+  stall_stop(srv);
+  test_rmrf(workdir);
+}
+
+/* A template measures any endpoint; two runs' .hgrm files merge into one. */
+static void template_timeline_merge(void) {
+  setup("sb-template");
+  spiked s;
+  spiked_start(&s, NULL, spiked_args);
+  create_event(s.port, 21, 100000);
+  FILE *f = fopen(tmp_path("buy.tpl"), "w");
+  fputs("name buy\nmethod POST\npath /api/v1/events/{event}/orders\n"
+        "header Idempotency-Key: {run}-{seq}\nbody {\"user_id\":\"{user}\"}\n"
+        "won 201\nsold-out 409:30001\nlimited 409:30007\nshed 503 429\n",
+        f);
+  fclose(f);
+  char url[64];
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d", s.port);
+  long long total = 0;
+  char tpl[600], json[600], hgrm[600], svg[600];
+  snprintf(tpl, sizeof(tpl), "%s", tmp_path("buy.tpl"));
+  snprintf(svg, sizeof(svg), "%s", tmp_path("tl.svg"));
+  for (int k = 0; k < 2; k++) {
+    char base[16];
+    snprintf(base, sizeof(base), "%d", 800000 + k * 100000);
+    snprintf(json, sizeof(json), "%s/t%d.json", workdir, k);
+    snprintf(hgrm, sizeof(hgrm), "%s/t%d.hgrm", workdir, k);
+    const char *args[] = {"--url",
+                          url,
+                          "--event",
+                          "21",
+                          "--template",
+                          tpl,
+                          "--rate",
+                          "400",
+                          "--connections",
+                          "4",
+                          "--duration",
+                          "0.6",
+                          "--interval-ms",
+                          "200",
+                          "--user-base",
+                          base,
+                          "--quiet",
+                          "--json",
+                          json,
+                          "--hgrm",
+                          hgrm,
+                          "--timeline-svg",
+                          svg,
+                          NULL};
+    bench(args, tmp_path("t.log"), 0);
+    load_file(json);
+    check_verdict(0, NULL);
+    long long n = (long long)jnum("requests");
+    CHECK(n > 0 && jcount("outcomes.won") == n && jcount("status.201") == n);
+    total += n;
+    /* the timeline: every answer in some row */
+    long long rows_won = 0;
+    for (int i = 0;; i++) {
+      char key[64], v[32];
+      snprintf(key, sizeof(key), "timeline.rows.%d.won", i);
+      if (hc_json(&J, key, v, sizeof(v)) != 0) break;
+      rows_won += strtoll(v, NULL, 10);
+    }
+    CHECK_EQ(rows_won, n);
+  }
+  CHECK_EQ(event_field(s.port, 21, "reserved"), total);
+  char all[600], t0[600], mlog[600];
+  snprintf(all, sizeof(all), "%s", tmp_path("all.hgrm"));
+  snprintf(t0, sizeof(t0), "%s", tmp_path("t0.hgrm"));
+  snprintf(mlog, sizeof(mlog), "%s", tmp_path("merge.log"));
+  snprintf(json, sizeof(json), "%s", tmp_path("all.json"));
+  const char *merge[] = {"merge", all, t0, hgrm, "--json", json, NULL};
+  bench(merge, mlog, 0);
+  load_file(json);
+  CHECK_EQ((long long)jnum("latency_ms.count"), total);
+  char v[16];
+  CHECK(hc_json(&J, "exact", v, sizeof(v)) == 0 && strcmp(v, "true") == 0);
+  /* the per-outcome file sits beside the run's */
+  f = fopen(tmp_path("t0.won.hgrm"), "r");
+  CHECK(f != NULL);
+  fclose(f);
+  load_file(svg);
+  CHECK(strncmp(J.body, "<svg", 4) == 0 && strstr(J.body, ">in flight<") != NULL);
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  test_rmrf(s.dir);
+  test_rmrf(workdir);
+}
+
 static void usage_errors(void) {
   setup("sb-usage");
-  static const char *const bad[][8] = {
+  static const char *const bad[][10] = {
       {"--rate", "100", "--max", NULL},
       {"--duration", "5", NULL},
       {"--rate", "0", NULL},
@@ -456,6 +670,18 @@ static void usage_errors(void) {
       {"--max=1", NULL},
       {"plot", NULL},
       {"plot", "out.svg", NULL},
+      {"merge", NULL},
+      {"merge", "out.hgrm", NULL},
+      {"--max", "--slo", "p99<2", NULL},
+      {"--max", "--slo", "nonsense", NULL},
+      {"--max", "--header", "Connection: close", NULL},
+      {"--max", "--header", "X: 1", "--header", "Authorization: x", "--jwt-secret", "s", NULL},
+      {"--max", "--template", "/nonexistent/t.tpl", NULL},
+      {"--scenario", "template", "--max", NULL},
+      {"--scenario", "get", "--max", "--template", "/dev/null", NULL},
+      {"--max", "--interval-ms", "1", "--duration", "86400", NULL},
+      {"--max", "--start-at", "1000", NULL},
+      {"--max", "--start-at", "99999999999999", NULL},
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     fprintf(stderr, "bad usage %zu: %s %s\n", i, bad[i][0], bad[i][1] ? bad[i][1] : "");
@@ -464,18 +690,20 @@ static void usage_errors(void) {
   /* --help names every flag and exits 0 */
   const char *help[] = {"--help", NULL};
   bench(help, tmp_path("h.log"), 0);
-  FILE *f = fopen(tmp_path("h.log"), "r");
-  J.body_len = fread(J.body, 1, sizeof(J.body) - 1, f);
-  J.body[J.body_len] = '\0';
-  fclose(f);
+  load_file(tmp_path("h.log"));
   static const char *const names[] = {
-      "--url",          "--scenario",   "--event",      "--connections", "--threads",
-      "--duration",     "--warmup",     "--rate",       "--max",         "--users",
-      "--user-base",    "--pay-share",  "--read-share", "--seed",        "--timeout-ms",
-      "--hgrm",         "--svg",        "--label",      "--json",        "--verify",
-      "--verify-users", "--verify-cap", "--quiet",      "--progress",    "spikebench plot"};
+      "--url",          "--scenario",     "--event",         "--connections", "--threads",
+      "--duration",     "--warmup",       "--rate",          "--max",         "--users",
+      "--user-base",    "--pay-share",    "--read-share",    "--seed",        "--timeout-ms",
+      "--hgrm",         "--svg",          "--label",         "--json",        "--verify",
+      "--verify-users", "--verify-cap",   "--quiet",         "--progress",    "spikebench plot",
+      "--template",     "--header",       "--jwt-secret",    "--slo",         "--interval-ms",
+      "--start-at",     "--timeline-svg", "spikebench merge"};
   for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
     CHECK(strstr(J.body, names[i]) != NULL);
+  /* ranges as numbers people read: no 1.8e+19 */
+  CHECK(strstr(J.body, "e+") == NULL);
+  CHECK(strstr(J.body, "[1..10000000]") != NULL && strstr(J.body, "[1..any]") != NULL);
   /* nothing listening: exit 1 with a clear line, not a hang */
   const char *down[] = {"--url", "http://127.0.0.1:1", "--max", "--duration", "0.2", "--quiet",
                         NULL};
@@ -487,4 +715,6 @@ TEST_LIST({"stall_open_vs_closed", stall_open_vs_closed, 30},
           {"reserve_verify", reserve_verify, 30}, {"mixed_verify", mixed_verify, 30},
           {"flash_crowd_verify", flash_crowd_verify, 30},
           {"verify_catches_other_buyer", verify_catches_other_buyer, 30},
+          {"wrong_answers_fail", wrong_answers_fail, 30}, {"slo_exit_codes", slo_exit_codes, 30},
+          {"template_timeline_merge", template_timeline_merge, 30},
           {"usage_errors", usage_errors, 60})
