@@ -323,18 +323,18 @@ static int lock_dir(spike_engine *e) {
  * not a refusal: tests, CI and throwaway demos run there on purpose, and a
  * volatile disk is not always visible from here anyway (an overlay whose
  * upper layer is in memory, a disk that ignores flushes). */
-static void warn_if_volatile(const spike_engine *e) {
+static void warn_if_volatile(spike_engine *e) {
   struct statfs f;
   if (statfs(e->data_dir, &f) != 0) return;
   const char *fs = (unsigned long)f.f_type == 0x01021994ul   ? "tmpfs"
                    : (unsigned long)f.f_type == 0x858458f6ul ? "ramfs"
                                                              : NULL;
   if (fs == NULL) return;
-  log_line(LOG_WARN, "engine", NULL, NULL,
-           "%s is on %s: the store is lost on reboot or power loss%s", e->data_dir, fs,
-           e->cfg.ack == SPIKE_ACK_DURABLE
-               ? ", so --ack durable answers survive a crash of the process, not of the machine"
-               : "");
+  engine_log(e, LOG_WARN, "engine", NULL, 0,
+             "%s is on %s: the store is lost on reboot or power loss%s", e->data_dir, fs,
+             e->cfg.ack == SPIKE_ACK_DURABLE
+                 ? ", so --ack durable answers survive a crash of the process, not of the machine"
+                 : "");
 }
 
 static void free_engine(spike_engine *e) {
@@ -466,13 +466,13 @@ int spike_open(spike_engine **out, const spike_config *user_cfg) {
   uint64_t map_asked, map_was, map_now;
   store_map_open_sizes(e->st, &map_asked, &map_was, &map_now);
   if (map_was > map_asked)
-    log_line(LOG_INFO, "engine", NULL, NULL,
-             "map size %llu MiB, the store's own, larger than the %llu MiB asked for",
-             (unsigned long long)(map_was >> 20), (unsigned long long)(map_asked >> 20));
+    engine_log(e, LOG_INFO, "engine", NULL, 0,
+               "map size %llu MiB, the store's own, larger than the %llu MiB asked for",
+               (unsigned long long)(map_was >> 20), (unsigned long long)(map_asked >> 20));
   if (map_now > map_was)
-    log_line(LOG_WARN, "engine", NULL, NULL,
-             "map grown at open from %llu MiB to %llu MiB: the store was over 80%% full",
-             (unsigned long long)(map_was >> 20), (unsigned long long)(map_now >> 20));
+    engine_log(e, LOG_WARN, "engine", NULL, 0,
+               "map grown at open from %llu MiB to %llu MiB: the store was over 80%% full",
+               (unsigned long long)(map_was >> 20), (unsigned long long)(map_now >> 20));
   e->w = writer_create(e);
   if (e->w == NULL) {
     snprintf(open_err, sizeof(open_err), "out of memory for the writer");

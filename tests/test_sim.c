@@ -313,6 +313,7 @@ static void run_seed(uint64_t seed, int steps, const char *dir) {
   snprintf(path, sizeof(path), "%s/spike-sim-%d", dir, (int)getpid());
   test_rmrf(path);
   s->cfg.data_dir = path;
+  s->cfg.log_level = SPIKE_LOG_ERROR; /* tmpfs on purpose: no warning per reopen */
   s->cfg.max_producers = 2;
   s->cfg.ring_size = 64;
   open_sim(s);
