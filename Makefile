@@ -132,6 +132,7 @@ build/$(1)/spikebench: $(patsubst %.c,build/$(1)/%.o,$(BENCH_SRC)) build/$(1)/li
 	@$$(CC) $$(LD_$(1)) -o $$@ $$^ $$(PKG_LIBS)
 
 build/$(1)/tests/test_hist: build/$(1)/bench/hist.o build/$(1)/bench/plot.o
+build/$(1)/tests/test_hostile: build/$(1)/tests/hostile.o
 build/$(1)/tests/stall_server: build/$(1)/tests/stall_server.o
 	@echo "  LD    $$@"
 	@$$(CC) $$(LD_$(1)) -o $$@ $$^ $$(PKG_LIBS)
@@ -192,7 +193,7 @@ TEST_BINS := $(foreach v,rel asan tsan,$(addprefix build/$(v)/tests/,$(TEST_UNIT
              $(foreach v,rel asan,build/$(v)/spikebench build/$(v)/tests/stall_server build/$(v)/tests/test_hist) \
              $(foreach v,rel asan,$(addprefix build/$(v)/examples/,$(EXAMPLES))) \
              $(addprefix build/fuzz/,$(FUZZERS)) build/rel/tests/test_fault build/rel/tests/libfault.so \
-             build/rel/tests/libpowerloss.so
+             build/rel/tests/libpowerloss.so build/rel/tests/test_hostile
 
 test: deps
 	@$(MAKE) --no-print-directory check
