@@ -16,6 +16,17 @@
  * connection stops reading until it completes: a client that does not
  * read gets no more of our memory.
  *
+ * Framing: llhttp 8.1 as Debian 12 ships it, in its default (loose) build,
+ * takes a bare LF as a line end, reads the byte after a bare CR as if it
+ * were the LF, and unfolds header lines that start with a space or tab.
+ * A proxy in front that frames such bytes otherwise would see one request
+ * where spiked sees two (request smuggling). So every byte llhttp reads
+ * outside a body is checked here too (scan_framing): lines end in CRLF
+ * exactly and none starts with a space or tab, and a request is
+ * dispatched only once the bytes up to its last one have passed, which
+ * is why on_message_complete pauses the parser. A request that fails is
+ * answered 400 and the connection ends.
+ *
  * Limits: header bytes, body bytes, requests in flight per connection,
  * connections per server, a deadline per request (slowloris) and per idle
  * connection, each with a defined answer (413, pause, 503, close).
@@ -41,6 +52,8 @@
 #include "log.h"
 
 enum hkind { HK_NONE = 0, HK_RID, HK_AUTH, HK_IKEY, HK_CTYPE };
+/* conn.scan: where the framing check stands (0: a connection's start is a line's) */
+enum { SCAN_LINE_START = 0, SCAN_MID, SCAN_CR };
 
 #define FREE_REQS_MAX 4096
 #define WRITE_BUFS_MAX 64
@@ -399,9 +412,16 @@ static int on_headers_complete(llhttp_t *p) {
   return 0;
 }
 
+static const char *scan_framing(conn *c, const char *p, const char *end);
+
 static int on_body(llhttp_t *p, const char *at, size_t n) {
   conn *c = p->data;
   req *r = c->cur;
+  /* the framing before this piece of body is checked; the body is not framing */
+  const char *why = scan_framing(c, c->scan_at, at);
+  if (why != NULL) return stop(c, SPIKE_EINVAL, why);
+  c->scan_at = at + n;
+  c->scan = SCAN_MID;
   c->body_bytes += (uint32_t)n;
   if (c->body_bytes > c->lc->srv->lim.max_body_bytes) return stop(c, SPIKE_ETOOLARGE, "body");
   if (r->body_len == 0) r->body_off = (uint32_t)r->in.len;
@@ -410,26 +430,20 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
   return 0;
 }
 
+/* A whole request: feed() dispatches it once its last framing bytes have
+ * passed the check, which needs the position only a pause gives. */
 static int on_message_complete(llhttp_t *p) {
   conn *c = p->data;
-  loop_ctx *lc = c->lc;
   req *r = c->cur;
-  if (r->in.oom) {
-    stop(c, SPIKE_EINTERNAL, "out of memory");
-    return -1;
-  }
+  if (r->in.oom) return stop(c, SPIKE_EINTERNAL, "out of memory");
   c->cur = NULL;
   c->deadline_ms = 0; /* waiting on us now, not on the client */
   r->keep_alive = (uint8_t)llhttp_should_keep_alive(p);
   uint8_t m = llhttp_get_method(p);
   r->method = m == HTTP_GET ? RM_GET : m == HTTP_POST ? RM_POST : RM_OTHER;
-  push_req(c, r);
-  api_handle(lc, r);
-  if (!r->keep_alive || lc->draining) {
-    c->no_more = 1;
-    return HPE_PAUSED;
-  }
-  return c->queued >= lc->srv->lim.max_pipeline ? HPE_PAUSED : 0;
+  assert(c->complete == NULL);
+  c->complete = r;
+  return HPE_PAUSED;
 }
 
 static llhttp_settings_t parser_settings;
@@ -449,31 +463,100 @@ void conn_init_settings(void) {
 
 /* ---- reading ------------------------------------------------------------ */
 
+/* Check framing bytes (everything llhttp reads outside a body) from p to
+ * end, carrying c->scan across reads: a line ends in CRLF exactly and
+ * does not start with a space or tab. NULL, or why the bytes are refused. */
+static const char *scan_framing(conn *c, const char *p, const char *end) {
+  uint8_t st = c->scan;
+  assert(p <= end);
+  for (; p < end; p++) {
+    char ch = *p;
+    if (st == SCAN_CR) {
+      if (ch != '\n') return "CR without LF";
+      st = SCAN_LINE_START;
+    } else if (ch == '\n') {
+      return "LF without CR";
+    } else if (ch == '\r') {
+      st = SCAN_CR;
+    } else if (st == SCAN_LINE_START && (ch == ' ' || ch == '\t')) {
+      return "line starts with whitespace (obs-fold)";
+    } else {
+      st = SCAN_MID;
+    }
+  }
+  c->scan = st;
+  return NULL;
+}
+
+/* Keep the input from data to end for when the connection may parse
+ * again; 0, or -1 when out of memory (the connection is closed). */
+static int keep_pending(conn *c, const char *data, const char *end) {
+  if (data == end) return 0;
+  c->pending = malloc((size_t)(end - data));
+  if (c->pending == NULL) {
+    conn_close(c);
+    return -1;
+  }
+  memcpy(c->pending, data, (size_t)(end - data));
+  c->pending_len = (size_t)(end - data);
+  return 0;
+}
+
 static void feed(conn *c, const char *data, size_t len) {
-  llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
-  if (c->closing || err == HPE_OK) return;
-  if (err == HPE_PAUSED) {
-    const char *pos = llhttp_get_error_pos(&c->parser);
-    size_t used = pos != NULL ? (size_t)(pos - data) : len;
-    if (used < len && !c->no_more) {
-      c->pending = malloc(len - used);
-      if (c->pending == NULL) {
-        conn_close(c);
+  loop_ctx *lc = c->lc;
+  const char *end = data + len;
+  for (;;) {
+    c->scan_at = data;
+    llhttp_errno_t err = llhttp_execute(&c->parser, data, (size_t)(end - data));
+    if (c->closing) return;
+    if (err == HPE_OK) {
+      const char *why = scan_framing(c, c->scan_at, end);
+      if (why != NULL && !c->no_more) refuse(c, SPIKE_EINVAL, why);
+      return;
+    }
+    if (err == HPE_PAUSED && c->complete != NULL) {
+      const char *pos = llhttp_get_error_pos(&c->parser);
+      assert(pos != NULL && pos >= data && pos <= end);
+      req *r = c->complete;
+      c->complete = NULL;
+      const char *why = scan_framing(c, c->scan_at, pos);
+      if (why != NULL) { /* not served: refused in its place */
+        assert(c->cur == NULL);
+        c->cur = r;
+        refuse(c, SPIKE_EINVAL, why);
         return;
       }
-      memcpy(c->pending, data + used, len - used);
-      c->pending_len = len - used;
+      int keep_alive = r->keep_alive;
+      push_req(c, r);
+      api_handle(lc, r);
+      if (c->closing) return;
+      data = pos;
+      if (!keep_alive || lc->draining) { /* the rest is not read */
+        c->no_more = 1;
+        set_reading(c, 0);
+        return;
+      }
+      if (c->queued >= lc->srv->lim.max_pipeline) { /* the rest waits, parser paused */
+        if (keep_pending(c, data, end) == 0) set_reading(c, 0);
+        return;
+      }
+      llhttp_resume(&c->parser);
+      if (data == end) return;
+      continue;
     }
-    set_reading(c, 0);
+    if (c->no_more) return;    /* already answering with an error */
+    if (c->complete != NULL) { /* stopped before its dispatch: never served */
+      req_free(lc, c->complete);
+      c->complete = NULL;
+    }
+    if (c->err_status != 0)
+      refuse(c, c->err_status, c->err_detail);
+    else if (err == HPE_INVALID_METHOD)
+      refuse(c, SPIKE_EMETHOD, "unknown method");
+    else
+      refuse(c, SPIKE_EINVAL, "malformed request");
     return;
   }
-  if (c->no_more) return; /* already answering with an error */
-  if (c->err_status != 0)
-    refuse(c, c->err_status, c->err_detail);
-  else if (err == HPE_INVALID_METHOD)
-    refuse(c, SPIKE_EMETHOD, "unknown method");
-  else
-    refuse(c, SPIKE_EINVAL, "malformed request");
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {

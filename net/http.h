@@ -103,7 +103,10 @@ struct conn {
   const char *err_detail;
   char hname[32];
   uint8_t hname_len, hkind;
+  uint8_t scan;     /* framing check: what the last framing byte checked was */
   uint32_t hval_off;
+  const char *scan_at; /* framing check: unchecked input from here (during feed only) */
+  req *complete;       /* parsed whole; feed() checks its framing, then dispatches it */
   char *pending;     /* input left over when the parser paused */
   size_t pending_len;
   uint64_t deadline_ms; /* uv_now-based; 0 = none */

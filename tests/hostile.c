@@ -149,11 +149,19 @@ const hx_smuggle hx_smuggles[] = {
     {"cl_overflow", POST_ORDERS "Content-Length: 18446744073709551620\r\n\r\nabcd%s"},
     {"cl_space_before_colon", POST_ORDERS "Content-Length : 4\r\n\r\nabcd%s"},
     /* obs-fold: a line that starts with a space or tab continues the last */
+    {"obs_fold_value", GET_LIVE "Host: t\r\nX-Pad: a\r\n b\r\n\r\n%s"},
+    {"obs_fold_tab", GET_LIVE "Host: t\r\nX-Pad: a\r\n\tb\r\n\r\n%s"},
+    {"obs_fold_te", POST_ORDERS "Transfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n%s"},
+    {"obs_fold_cl", POST_ORDERS "Content-Length:\r\n 4\r\n\r\nabcd%s"},
+    {"space_before_cl", GET_LIVE "Host: t\r\n Content-Length: 5\r\n\r\nabcde%s"},
     {"space_before_first_header", GET_LIVE " Host: t\r\n\r\n%s"},
     /* bare LF and bare CR as line ends */
+    {"bare_lf_request_line", "GET /healthz/live HTTP/1.1\nHost: t\r\n\r\n%s"},
     {"bare_lf_header", GET_LIVE "Host: t\nX-Pad: a\r\n\r\n%s"},
+    {"bare_lf_head_end", GET_LIVE "Host: t\r\n\n%s"},
     {"bare_lf_everywhere", "GET /healthz/live HTTP/1.1\nHost: t\n\n%s"},
     {"bare_cr_header", GET_LIVE "Host: t\rX-Pad: a\r\n\r\n%s"},
+    {"bare_cr_head_end", GET_LIVE "Host: t\r\n\rX%s"},
     /* header names */
     /* Transfer-Encoding that is not exactly chunked, or not in HTTP/1.1 */
     {"te_gzip", POST_ORDERS "Transfer-Encoding: gzip\r\n\r\n%s"},
@@ -173,8 +181,17 @@ const hx_smuggle hx_smuggles[] = {
     {"chunk_data_too_long", CHUNKED "4\r\nabcdef\r\n0\r\n\r\n%s"},
     {"chunk_data_no_crlf", CHUNKED "4\r\nabcd0\r\n\r\n%s"},
     {"chunk_data_bare_lf", CHUNKED "4\r\nabcd\n0\r\n\r\n%s"},
+    {"chunk_data_bare_cr", CHUNKED "4\r\nabcd\rX0\r\n\r\n%s"},
     {"chunk_size_bare_lf", CHUNKED "4\nabcd\r\n0\r\n\r\n%s"},
+    {"chunk_size_bare_cr", CHUNKED "4\rXabcd\r\n0\r\n\r\n%s"},
     {"chunk_ext_bare_lf", CHUNKED "4;a\nabcd\r\n0\r\n\r\n%s"},
+    {"chunk_ext_bare_cr", CHUNKED "4;a\rXabcd\r\n0\r\n\r\n%s"},
+    {"last_chunk_bare_lf", CHUNKED "4\r\nabcd\r\n0\r\n\n%s"},
+    {"last_chunk_bare_cr", CHUNKED "4\r\nabcd\r\n0\r\n\rX%s"},
+    {"last_chunk_size_bare_cr", CHUNKED "0\rX\r\n%s"},
+    {"trailer_obs_fold", CHUNKED "0\r\nX-Pad: a\r\n b\r\n\r\n%s"},
+    {"trailer_bare_lf_end", CHUNKED "0\r\nX-Pad: a\r\n\n%s"},
+    {"trailer_bare_cr_end", CHUNKED "0\r\nX-Pad: a\r\n\rX%s"},
 };
 const size_t hx_nsmuggles = sizeof(hx_smuggles) / sizeof(hx_smuggles[0]);
 

@@ -150,6 +150,72 @@ static void smuggling_refused(void) {
   stop_clean(&s);
 }
 
+/* The checks behind smuggling_refused must not refuse what is merely
+ * unusual: leading empty lines, trailing spaces, bodies holding bare CR,
+ * LF and folded-looking lines, chunk extensions. Each
+ * request is answered, once, on a connection that stays open; whole and
+ * one byte per write. */
+static void unusual_framing_accepted(void) {
+  spiked s;
+  spiked_start(&s, NULL, NULL);
+  create_event(s.port, 1, 100000);
+  static const struct {
+    const char *name, *raw;
+    int answers, status;
+  } cases[] = {
+      {"leading_crlf", "\r\n\r\nGET /healthz/live HTTP/1.1\r\nHost: t\r\n\r\n", 1, 200},
+      {"cl_trailing_space",
+       "POST /api/v1/events/1/orders HTTP/1.1\r\nHost: t\r\n"
+       "Content-Type: application/json\r\nContent-Length: 18 \r\n\r\n{\"user_id\":\"%u\"}",
+       1, 201},
+      {"body_with_line_ends",
+       "POST /api/v1/events/1/orders HTTP/1.1\r\nHost: t\r\n"
+       "Content-Type: application/json\r\nContent-Length: 24\r\n\r\n{\n \"user_id\":\r\n \"%u\"\r}",
+       1, 201},
+      {"chunked_with_ext",
+       "POST /api/v1/events/1/orders HTTP/1.1\r\nHost: t\r\n"
+       "Content-Type: application/json\r\nTransfer-Encoding: CHUNKED\r\n\r\n"
+       "3;a=b\r\n{\n \r\n"
+       "10\r\n\"user_id\":\"%u\"\r\n1\r\n}\r\n0\r\n\r\n",
+       1, 201},
+      {"value_with_tab", "GET /healthz/live HTTP/1.1\r\nHost: t\r\nX-Pad: a\tb \r\n\r\n", 1, 200},
+      {"pipelined_after_body",
+       "POST /api/v1/events/1/orders HTTP/1.1\r\nHost: t\r\n"
+       "Content-Type: application/json\r\nContent-Length: 18\r\n\r\n{\"user_id\":\"%u\"}"
+       "\r\nGET /healthz/live HTTP/1.1\r\nHost: t\r\n\r\n",
+       2, 201},
+  };
+  unsigned user = 5000;
+  int bad = 0;
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    for (int split = 0; split < 2; split++) {
+      char raw[1024];
+      int len = snprintf(raw, sizeof(raw), cases[i].raw, user++); /* every %u is 4 digits */
+      int fd = hc_connect(s.port);
+      for (int k = 0; k < len; k += split ? 1 : len) {
+        hc_send(fd, raw + k, split ? 1 : (size_t)len);
+        if (split && k % 8 == 7) usleep(100);
+      }
+      int got = 0, first = 0, closed = 0;
+      while (got < cases[i].answers && hc_read(fd, &R, 3000) == 0) {
+        if (got++ == 0) first = R.status;
+        closed |= R.closed;
+      }
+      /* no stray answer follows, and the connection is still open */
+      struct pollfd p = {fd, POLLIN, 0};
+      int more = poll(&p, 1, 200);
+      if (got != cases[i].answers || first != cases[i].status || closed || more != 0) {
+        printf("  %-24s %s: %d answer(s), first %d%s%s\n", cases[i].name, split ? "split" : "whole",
+               got, first, closed ? ", closed" : "", more ? ", more bytes or EOF" : "");
+        bad++;
+      }
+      close(fd);
+    }
+  }
+  CHECK_EQ(bad, 0);
+  stop_clean(&s);
+}
+
 /* ---- slowloris ------------------------------------------------------------- */
 
 /* 1,000 connections trickle a request one byte per 100 ms (half their
@@ -310,6 +376,7 @@ static void flood_10000_past_max_conns(void) {
 }
 
 TEST_LIST({"smuggling_refused", smuggling_refused, 120},
+          {"unusual_framing_accepted", unusual_framing_accepted, 60},
           {"slowloris_1000", slowloris_1000, 60},
           {"non_readers_1000", non_readers_1000, 60},
           {"flood_10000_past_max_conns", flood_10000_past_max_conns, 120})
