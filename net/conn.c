@@ -24,8 +24,9 @@
  * outside a body is checked here too (scan_framing): lines end in CRLF
  * exactly and none starts with a space or tab, and a request is
  * dispatched only once the bytes up to its last one have passed, which
- * is why on_message_complete pauses the parser. A request that fails is
- * answered 400 and the connection ends.
+ * is why on_message_complete pauses the parser. Header names must be
+ * tokens, and Transfer-Encoding must end in chunked and only in HTTP/1.1.
+ * A request that fails is answered 400 and the connection ends.
  *
  * Limits: header bytes, body bytes, requests in flight per connection,
  * connections per server, a deadline per request (slowloris) and per idle
@@ -329,6 +330,7 @@ static int on_message_begin(llhttp_t *p) {
   c->header_bytes = c->body_bytes = 0;
   c->hname_len = 0;
   c->hkind = HK_NONE;
+  c->saw_te = 0;
   c->deadline_ms = uv_now(&lc->loop) + lc->srv->lim.header_timeout_ms;
   return 0;
 }
@@ -341,9 +343,18 @@ static int on_url(llhttp_t *p, const char *at, size_t n) {
   return 0;
 }
 
+/* A field name's characters: RFC 9110's tchar. llhttp's loose build lets
+ * a space through ("X Y: a"). */
+static int is_tchar(unsigned char ch) {
+  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+         (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   conn *c = p->data;
   if (over_headers(c, n)) return -1;
+  for (size_t i = 0; i < n; i++)
+    if (!is_tchar((unsigned char)at[i])) return stop(c, SPIKE_EINVAL, "header name");
   for (size_t i = 0; i < n && c->hname_len != UINT8_MAX; i++) {
     if (c->hname_len >= sizeof(c->hname)) {
       c->hname_len = UINT8_MAX; /* too long to be one we keep */
@@ -362,11 +373,13 @@ static int name_is(const conn *c, const char *lit) {
 
 static int on_header_field_complete(llhttp_t *p) {
   conn *c = p->data;
+  if (c->hname_len == 0) return stop(c, SPIKE_EINVAL, "empty header name");
   c->hkind = name_is(c, "x-request-id")      ? HK_RID
              : name_is(c, "authorization")   ? HK_AUTH
              : name_is(c, "idempotency-key") ? HK_IKEY
              : name_is(c, "content-type")    ? HK_CTYPE
                                              : HK_NONE;
+  if (name_is(c, "transfer-encoding")) c->saw_te = 1;
   c->hname_len = 0;
   c->hval_off = (uint32_t)c->cur->in.len;
   return 0;
@@ -407,6 +420,14 @@ static int on_header_value_complete(llhttp_t *p) {
 
 static int on_headers_complete(llhttp_t *p) {
   conn *c = p->data;
+  /* llhttp refuses Content-Length beside Transfer-Encoding, twice, or as a
+   * list, and a request's Transfer-Encoding that does not end in chunked;
+   * not an empty one, nor one in HTTP/1.0 (whose framing RFC 9112 §6.1
+   * calls faulty). */
+  if (c->saw_te && !(p->flags & F_CHUNKED))
+    return stop(c, SPIKE_EINVAL, "Transfer-Encoding without chunked");
+  if (c->saw_te && (p->http_major != 1 || p->http_minor != 1))
+    return stop(c, SPIKE_EINVAL, "Transfer-Encoding before HTTP/1.1");
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->lc->srv->lim.max_body_bytes)
     return stop(c, SPIKE_ETOOLARGE, "body");
   return 0;

@@ -163,13 +163,19 @@ const hx_smuggle hx_smuggles[] = {
     {"bare_cr_header", GET_LIVE "Host: t\rX-Pad: a\r\n\r\n%s"},
     {"bare_cr_head_end", GET_LIVE "Host: t\r\n\rX%s"},
     /* header names */
+    {"empty_header_name", GET_LIVE "Host: t\r\n: x\r\n\r\n%s"},
+    {"space_in_header_name", GET_LIVE "Host: t\r\nX Pad: x\r\n\r\n%s"},
     /* Transfer-Encoding that is not exactly chunked, or not in HTTP/1.1 */
+    {"te_empty", POST_ORDERS "Transfer-Encoding: \r\n\r\n%s"},
     {"te_gzip", POST_ORDERS "Transfer-Encoding: gzip\r\n\r\n%s"},
     {"te_chunked_then_identity",
      POST_ORDERS "Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n%s"},
     {"te_twice",
      POST_ORDERS "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n%s"},
     {"te_xchunked", POST_ORDERS "Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n%s"},
+    {"te_in_http10",
+     "POST /api/v1/events/1/orders HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\n"
+     "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n%s"},
     /* chunked bodies with bad sizes and bad line ends */
     {"chunk_size_negative", CHUNKED "-4\r\nabcd\r\n0\r\n\r\n%s"},
     {"chunk_size_0x", CHUNKED "0x4\r\nabcd\r\n0\r\n\r\n%s"},
