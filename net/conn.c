@@ -25,8 +25,9 @@
  * exactly and none starts with a space or tab, and a request is
  * dispatched only once the bytes up to its last one have passed, which
  * is why on_message_complete pauses the parser. Header names must be
- * tokens, and Transfer-Encoding must end in chunked and only in HTTP/1.1.
- * A request that fails is answered 400 and the connection ends.
+ * tokens, Transfer-Encoding must end in chunked and only in HTTP/1.1, and
+ * trailer fields are ignored. A request that fails is answered 400 and
+ * the connection ends.
  *
  * Limits: header bytes, body bytes, requests in flight per connection,
  * connections per server, a deadline per request (slowloris) and per idle
@@ -330,6 +331,7 @@ static int on_message_begin(llhttp_t *p) {
   c->header_bytes = c->body_bytes = 0;
   c->hname_len = 0;
   c->hkind = HK_NONE;
+  c->trailers = 0;
   c->saw_te = 0;
   c->deadline_ms = uv_now(&lc->loop) + lc->srv->lim.header_timeout_ms;
   return 0;
@@ -380,6 +382,9 @@ static int on_header_field_complete(llhttp_t *p) {
              : name_is(c, "content-type")    ? HK_CTYPE
                                              : HK_NONE;
   if (name_is(c, "transfer-encoding")) c->saw_te = 1;
+  /* A trailer field never stands in for a header (RFC 9110 §6.5.1): a
+   * proxy that vetted the head has not vetted what follows the body. */
+  if (c->trailers) c->hkind = HK_NONE;
   c->hname_len = 0;
   c->hval_off = (uint32_t)c->cur->in.len;
   return 0;
@@ -428,6 +433,7 @@ static int on_headers_complete(llhttp_t *p) {
     return stop(c, SPIKE_EINVAL, "Transfer-Encoding without chunked");
   if (c->saw_te && (p->http_major != 1 || p->http_minor != 1))
     return stop(c, SPIKE_EINVAL, "Transfer-Encoding before HTTP/1.1");
+  c->trailers = 1;
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->lc->srv->lim.max_body_bytes)
     return stop(c, SPIKE_ETOOLARGE, "body");
   return 0;

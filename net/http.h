@@ -103,6 +103,7 @@ struct conn {
   const char *err_detail;
   char hname[32];
   uint8_t hname_len, hkind;
+  uint8_t trailers; /* the head is done: header callbacks now bring trailer fields */
   uint8_t saw_te;   /* the head has a Transfer-Encoding field */
   uint8_t scan;     /* framing check: what the last framing byte checked was */
   uint32_t hval_off;

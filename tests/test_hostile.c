@@ -152,7 +152,7 @@ static void smuggling_refused(void) {
 
 /* The checks behind smuggling_refused must not refuse what is merely
  * unusual: leading empty lines, trailing spaces, bodies holding bare CR,
- * LF and folded-looking lines, chunk extensions. Each
+ * LF and folded-looking lines, chunk extensions, trailers. Each
  * request is answered, once, on a connection that stays open; whole and
  * one byte per write. */
 static void unusual_framing_accepted(void) {
@@ -177,6 +177,12 @@ static void unusual_framing_accepted(void) {
        "Content-Type: application/json\r\nTransfer-Encoding: CHUNKED\r\n\r\n"
        "3;a=b\r\n{\n \r\n"
        "10\r\n\"user_id\":\"%u\"\r\n1\r\n}\r\n0\r\n\r\n",
+       1, 201},
+      {"chunked_trailer_ignored",
+       "POST /api/v1/events/1/orders HTTP/1.1\r\nHost: t\r\n"
+       "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+       "12\r\n{\"user_id\":\"%u\"}\r\n0\r\nX-Request-Id: from-trailer\r\nContent-Type: text/plain"
+       "\r\n\r\n",
        1, 201},
       {"value_with_tab", "GET /healthz/live HTTP/1.1\r\nHost: t\r\nX-Pad: a\tb \r\n\r\n", 1, 200},
       {"pipelined_after_body",
