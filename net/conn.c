@@ -25,9 +25,9 @@
  * exactly and none starts with a space or tab, and a request is
  * dispatched only once the bytes up to its last one have passed, which
  * is why on_message_complete pauses the parser. Header names must be
- * tokens, Transfer-Encoding must end in chunked and only in HTTP/1.1, and
- * trailer fields are ignored. A request that fails is answered 400 and
- * the connection ends.
+ * tokens, Transfer-Encoding must end in chunked and only in HTTP/1.1,
+ * trailer fields are ignored, Upgrade is ignored and CONNECT refused. A
+ * request that fails is answered 400 and the connection ends.
  *
  * Limits: header bytes, body bytes, requests in flight per connection,
  * connections per server, a deadline per request (slowloris) and per idle
@@ -433,6 +433,10 @@ static int on_headers_complete(llhttp_t *p) {
     return stop(c, SPIKE_EINVAL, "Transfer-Encoding without chunked");
   if (c->saw_te && (p->http_major != 1 || p->http_minor != 1))
     return stop(c, SPIKE_EINVAL, "Transfer-Encoding before HTTP/1.1");
+  if (p->method == HTTP_CONNECT) return stop(c, SPIKE_EMETHOD, "CONNECT");
+  /* Upgrade is only offered (RFC 9110 §7.8): the connection stays
+   * HTTP/1.1, and what follows is the next request. */
+  p->upgrade = 0;
   c->trailers = 1;
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->lc->srv->lim.max_body_bytes)
     return stop(c, SPIKE_ETOOLARGE, "body");
@@ -570,6 +574,11 @@ static void feed(conn *c, const char *data, size_t len) {
       llhttp_resume(&c->parser);
       if (data == end) return;
       continue;
+    }
+    if (err == HPE_PAUSED_UPGRADE) { /* not reached: on_headers_complete clears upgrade */
+      c->no_more = 1;
+      set_reading(c, 0);
+      return;
     }
     if (c->no_more) return;    /* already answering with an error */
     if (c->complete != NULL) { /* stopped before its dispatch: never served */

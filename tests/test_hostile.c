@@ -152,7 +152,7 @@ static void smuggling_refused(void) {
 
 /* The checks behind smuggling_refused must not refuse what is merely
  * unusual: leading empty lines, trailing spaces, bodies holding bare CR,
- * LF and folded-looking lines, chunk extensions, trailers. Each
+ * LF and folded-looking lines, chunk extensions, trailers, Upgrade. Each
  * request is answered, once, on a connection that stays open; whole and
  * one byte per write. */
 static void unusual_framing_accepted(void) {
@@ -185,6 +185,10 @@ static void unusual_framing_accepted(void) {
        "\r\n\r\n",
        1, 201},
       {"value_with_tab", "GET /healthz/live HTTP/1.1\r\nHost: t\r\nX-Pad: a\tb \r\n\r\n", 1, 200},
+      {"upgrade_ignored",
+       "GET /healthz/live HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\n"
+       "Upgrade: websocket\r\n\r\nGET /healthz/live HTTP/1.1\r\nHost: t\r\n\r\n",
+       2, 200},
       {"pipelined_after_body",
        "POST /api/v1/events/1/orders HTTP/1.1\r\nHost: t\r\n"
        "Content-Type: application/json\r\nContent-Length: 18\r\n\r\n{\"user_id\":\"%u\"}"
@@ -219,6 +223,26 @@ static void unusual_framing_accepted(void) {
     }
   }
   CHECK_EQ(bad, 0);
+  stop_clean(&s);
+}
+
+/* CONNECT is refused once, and nothing after it is read. */
+static void connect_refused_once(void) {
+  spiked s;
+  spiked_start(&s, NULL, NULL);
+  static const char raw[] = "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"
+                            "GET /healthz/live HTTP/1.1\r\nHost: t\r\n\r\n";
+  int fd = hc_connect(s.port);
+  hc_send(fd, raw, sizeof(raw) - 1);
+  CHECK_EQ(hc_read(fd, &R, 3000), 0);
+  printf("  CONNECT: %d %s\n", R.status, R.body);
+  CHECK_EQ(R.status, 405);
+  CHECK_EQ(hc_code(&R), 40002);
+  CHECK(R.closed);
+  static hc_resp more;
+  CHECK_EQ(hc_read(fd, &more, 1000), -1); /* EOF: no second answer */
+  CHECK_EQ(more.status, 0);
+  close(fd);
   stop_clean(&s);
 }
 
@@ -383,6 +407,7 @@ static void flood_10000_past_max_conns(void) {
 
 TEST_LIST({"smuggling_refused", smuggling_refused, 120},
           {"unusual_framing_accepted", unusual_framing_accepted, 60},
+          {"connect_refused_once", connect_refused_once, 30},
           {"slowloris_1000", slowloris_1000, 60},
           {"non_readers_1000", non_readers_1000, 60},
           {"flood_10000_past_max_conns", flood_10000_past_max_conns, 120})
