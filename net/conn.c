@@ -333,7 +333,18 @@ static int on_message_begin(llhttp_t *p) {
   c->hkind = HK_NONE;
   c->trailers = 0;
   c->saw_te = 0;
-  c->deadline_ms = uv_now(&lc->loop) + lc->srv->lim.header_timeout_ms;
+  /* The request's own deadline, kept apart from deadline_ms: a request
+   * begun in a read that also held pipelined ones is still being received
+   * when their answers go out in a uv_write, whose deadline (and its end,
+   * in on_write) must not replace or clear this one (slowloris behind a
+   * large answer). The idle deadline ends here. No write is pending now:
+   * llhttp runs only in feed(), from on_read or resume(), and a connection
+   * stops reading when a uv_write starts (conn_flush) and resumes only
+   * once it is done; answers made during feed() are written later, from
+   * the uv_check. So clearing deadline_ms drops no write's deadline. */
+  assert(!c->writing);
+  c->req_deadline_ms = uv_now(&lc->loop) + lc->srv->lim.header_timeout_ms;
+  c->deadline_ms = 0;
   return 0;
 }
 
@@ -468,7 +479,7 @@ static int on_message_complete(llhttp_t *p) {
   req *r = c->cur;
   if (r->in.oom) return stop(c, SPIKE_EINTERNAL, "out of memory");
   c->cur = NULL;
-  c->deadline_ms = 0; /* waiting on us now, not on the client */
+  c->req_deadline_ms = 0; /* waiting on us now, not on the client */
   r->keep_alive = (uint8_t)llhttp_should_keep_alive(p);
   uint8_t m = llhttp_get_method(p);
   r->method = m == HTTP_GET ? RM_GET : m == HTTP_POST ? RM_POST : RM_OTHER;
@@ -840,7 +851,13 @@ void conn_sweep(uv_timer_t *t) {
   uint64_t now = uv_now(&lc->loop);
   for (conn *c = lc->conns, *next; c != NULL; c = next) {
     next = c->next;
-    if (c->closing || c->deadline_ms == 0 || now < c->deadline_ms) continue;
+    if (c->closing) continue;
+    /* two clocks: the connection's (idle, a write, lingering) and, while
+     * a request is being received, that request's (req_deadline_ms is
+     * left stale wherever cur is dropped, so it counts only with cur) */
+    int late = c->deadline_ms != 0 && now >= c->deadline_ms;
+    int req_late = c->cur != NULL && c->req_deadline_ms != 0 && now >= c->req_deadline_ms;
+    if (!late && !req_late) continue;
     if (c->lingering) { /* a bound, not a fault: the client had its time */
       log_line(LOG_DEBUG, "http", NULL, NULL, "lingering close ended (%s)",
                now >= c->linger_end_ms ? "linger time" : "quiet");
@@ -849,7 +866,9 @@ void conn_sweep(uv_timer_t *t) {
     }
     metrics_add(&lc->m.timeouts, 1);
     log_line(LOG_DEBUG, "http", NULL, NULL, "connection timed out (%s)",
-             c->cur != NULL ? "request" : c->writing ? "write" : "idle");
+             req_late     ? "request"
+             : c->writing ? "write"
+                          : "idle");
     conn_close(c);
   }
 }

@@ -304,6 +304,98 @@ static void slowloris_1000(void) {
   stop_clean(&s);
 }
 
+/* A request's deadline holds however the connection spends the time: a
+ * client that starts its next request while its earlier answers wait for
+ * it to read them is still cut at --header-timeout-ms from that request's
+ * first byte, not spared by the wait. --idle-timeout-ms (the deadline of
+ * a write) is far beyond the test, so only the request's deadline can cut
+ * it; its bounds are generous (the sweep runs every 250 ms). */
+static void slowloris_after_a_write(void) {
+  enum { HEADER_MS = 3000 };
+  static const char *const extra[] = {
+      "--header-timeout-ms", "3000", "--idle-timeout-ms", "600000", "--max-pipeline", "256", NULL};
+  spiked s;
+  spiked_start(&s, NULL, extra);
+  /* 200 metrics pages (a few KiB each) do not fit the socket buffers while
+   * the client reads nothing: spiked has to wait for it in a uv_write. The
+   * last whole request marks the end of the answers. */
+  static char buf[1 << 16];
+  size_t len = 0;
+  for (int i = 0; i < 200; i++)
+    len += hc_format(buf + len, sizeof(buf) - len, "GET", "/metrics", NULL, NULL);
+  static const char last[] =
+      "GET /healthz/live HTTP/1.1\r\nHost: t\r\nX-Request-Id: the-last-one\r\n"
+      "\r\n"
+      "GET /healthz/live HTTP/1.1\r\n"; /* and the next request, begun */
+  memcpy(buf + len, last, sizeof(last) - 1);
+  len += sizeof(last) - 1;
+  /* a small receive buffer, set before connecting so the window is small
+   * from the start */
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int small = 4096;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t)s.port),
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  CHECK(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+  int64_t t_begun = test_now_ms();
+  hc_send(fd, buf, len);
+  usleep(300 * 1000); /* spiked answers what it can and waits for the client */
+  /* now read every answer, up to the last one's id (kept: the stream's
+   * last bytes, in front of the next read, for an id split between two) */
+  static char sink[32 + (1 << 16)];
+  size_t kept = 0;
+  long long drained = 0;
+  int all = 0, cut = 0;
+  int64_t t_cut = 0;
+  while (!all) {
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 10000) <= 0) break;
+    ssize_t r = recv(fd, sink + kept, 1 << 16, 0);
+    if (r <= 0) {
+      cut = 1, t_cut = test_now_ms();
+      break;
+    }
+    drained += r;
+    size_t n = kept + (size_t)r;
+    sink[n] = '\0';
+    all = strstr(sink, "the-last-one") != NULL;
+    kept = n < 31 ? n : 31;
+    memmove(sink, sink + n - kept, kept);
+  }
+  int64_t t_all = test_now_ms();
+  /* trickle the rest of the request, a byte every 200 ms, for as long as
+   * the deadline and as long again */
+  long long stray = 0;
+  static const char host[] = "Host: t\r\nX-Slow: ";
+  for (size_t i = 0; !cut && test_now_ms() - t_begun < 2 * HEADER_MS + 2000; i++) {
+    char ch = i < sizeof(host) - 1 ? host[i] : 'a';
+    send(fd, &ch, 1, MSG_NOSIGNAL);
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 200) == 1) {
+      ssize_t r = recv(fd, sink, sizeof(sink), 0);
+      if (r <= 0)
+        cut = 1, t_cut = test_now_ms();
+      else
+        stray += r;
+    }
+  }
+  printf("  %lld answer bytes, all %s, read %lld ms after the first byte; the next request %s",
+         drained, all ? "read" : "NOT read", (long long)(t_all - t_begun),
+         cut ? "was cut" : "was never cut");
+  if (cut) printf(" %lld ms after its first byte", (long long)(t_cut - t_begun));
+  printf("; %lld stray bytes\n", stray);
+  CHECK(all);
+  CHECK(drained > 200 * 1000); /* the answers did wait: they never fit the buffers */
+  CHECK(cut);
+  CHECK_EQ(stray, 0); /* a timeout is a close, not an answer */
+  CHECK(t_cut - t_begun >= HEADER_MS - 100);
+  CHECK(t_cut - t_begun <= 2 * HEADER_MS + 2000);
+  CHECK(metric(s.port, "spike_connection_timeouts_total") == 1);
+  close(fd);
+  stop_clean(&s);
+}
+
 /* ---- non-readers ----------------------------------------------------------- */
 
 /* 1,000 connections pipeline 32 requests each (reads, reserves, refused
@@ -409,5 +501,6 @@ TEST_LIST({"smuggling_refused", smuggling_refused, 120},
           {"unusual_framing_accepted", unusual_framing_accepted, 60},
           {"connect_refused_once", connect_refused_once, 30},
           {"slowloris_1000", slowloris_1000, 60},
+          {"slowloris_after_a_write", slowloris_after_a_write, 30},
           {"non_readers_1000", non_readers_1000, 60},
           {"flood_10000_past_max_conns", flood_10000_past_max_conns, 120})
