@@ -6,8 +6,9 @@
  * what a handler needs (the target, four header values, the body) into the
  * request, so the buffer is free again when the read callback returns.
  * Pipelined requests in one read are all parsed and dispatched in that
- * callback; past max_pipeline the parser pauses and the rest of the input
- * waits in the connection until responses drain.
+ * callback; past max_pipeline requests in flight, or max_pipeline_bytes
+ * of answers the client has not taken, the parser pauses and the rest of
+ * the input waits in the connection until responses drain.
  *
  * Writing: responses are written from the requests' own buffers. Once per
  * loop iteration (a uv_check) every connection with finished responses at
@@ -530,6 +531,18 @@ static const char *scan_framing(conn *c, const char *p, const char *end) {
   return NULL;
 }
 
+/* Enough in flight: max_pipeline requests, or max_pipeline_bytes of
+ * answers the client has not taken yet (one large answer each pipelined
+ * request would otherwise hold for a client that never reads). */
+static int conn_full(const conn *c) {
+  const http_limits *lim = &c->lc->srv->lim;
+  if (c->queued >= lim->max_pipeline) return 1;
+  uint64_t held = 0;
+  for (const req *r = c->head; r != NULL; r = r->next)
+    if (r->done) held += r->out.len - r->out_off;
+  return held >= lim->max_pipeline_bytes;
+}
+
 /* Keep the input from data to end for when the connection may parse
  * again; 0, or -1 when out of memory (the connection is closed). */
 static int keep_pending(conn *c, const char *data, const char *end) {
@@ -578,7 +591,7 @@ static void feed(conn *c, const char *data, size_t len) {
         set_reading(c, 0);
         return;
       }
-      if (c->queued >= lc->srv->lim.max_pipeline) { /* the rest waits, parser paused */
+      if (conn_full(c)) { /* the rest waits, parser paused */
         if (keep_pending(c, data, end) == 0) set_reading(c, 0);
         return;
       }
@@ -634,7 +647,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 static void resume(conn *c) {
   loop_ctx *lc = c->lc;
   if (c->closing || c->no_more || c->writing || lc->draining) return;
-  if (c->queued >= lc->srv->lim.max_pipeline) return;
+  if (conn_full(c)) return;
   if (llhttp_get_errno(&c->parser) == HPE_PAUSED) llhttp_resume(&c->parser);
   if (c->pending != NULL) {
     char *data = c->pending;

@@ -47,6 +47,9 @@ typedef struct http_limits {
   uint32_t header_timeout_ms; /* from a request's first byte to its last */
   uint32_t idle_timeout_ms;   /* keep-alive connection with nothing to do */
   uint32_t max_pipeline;      /* requests in flight per connection */
+  uint64_t max_pipeline_bytes; /* answers written but not yet sent, per connection: past it,
+                                * no more requests are read (a client that does not read
+                                * its answers holds about this much, plus one answer) */
   uint32_t drain_timeout_ms;  /* SIGTERM: longest wait for in-flight work */
   uint32_t rate_limit;        /* requests per second per client address; 0: off */
   uint32_t rate_burst;        /* bucket size; 0: rate_limit */

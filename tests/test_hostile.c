@@ -312,8 +312,16 @@ static void slowloris_1000(void) {
  * it; its bounds are generous (the sweep runs every 250 ms). */
 static void slowloris_after_a_write(void) {
   enum { HEADER_MS = 3000 };
-  static const char *const extra[] = {
-      "--header-timeout-ms", "3000", "--idle-timeout-ms", "600000", "--max-pipeline", "256", NULL};
+  /* every request in one read is parsed before the first answer is sent */
+  static const char *const extra[] = {"--header-timeout-ms",
+                                      "3000",
+                                      "--idle-timeout-ms",
+                                      "600000",
+                                      "--max-pipeline",
+                                      "256",
+                                      "--max-pipeline-bytes",
+                                      "64M",
+                                      NULL};
   spiked s;
   spiked_start(&s, NULL, extra);
   /* 200 metrics pages (a few KiB each) do not fit the socket buffers while
@@ -441,6 +449,81 @@ static void non_readers_1000(void) {
   stop_clean(&s);
 }
 
+/* A connection that does not read its answers holds about
+ * --max-pipeline-bytes of them in spiked, plus one, not --max-pipeline
+ * whole answers however large: 50 clients each pipeline 16 reads of a
+ * 300-event list (~70 KiB an answer) with a 4 KiB receive buffer, and
+ * read nothing. Each is closed at --idle-timeout-ms. */
+static void non_readers_large_answers(void) {
+  enum { N = 50, EVENTS = 300 };
+  static const char *const extra[] = {"--idle-timeout-ms", "2000", NULL};
+  spiked s;
+  spiked_start(&s, NULL, extra);
+  int fd = hc_connect(s.port);
+  for (int sent = 0, got = 0; got < EVENTS;) {
+    static char buf[1 << 15];
+    size_t len = 0;
+    for (; sent < EVENTS && sent - got < 16; sent++) {
+      char body[512];
+      snprintf(body, sizeof(body),
+               "{\"id\":%d,\"name\":\"An event with a name long enough to matter %d\","
+               "\"stock\":10,\"price\":100,\"start_at\":%lld,\"end_at\":%lld}",
+               sent + 1, sent + 1, (long long)(wall_ms() - 60000),
+               (long long)(wall_ms() + 3600000));
+      len += hc_format(buf + len, sizeof(buf) - len, "POST", "/api/v1/events", NULL, body);
+    }
+    hc_send(fd, buf, len);
+    for (; got < sent; got++) {
+      CHECK_EQ(hc_read(fd, &R, 10000), 0);
+      CHECK_EQ(R.status, 201);
+    }
+  }
+  close(fd);
+  CHECK_EQ(hc_do(s.port, "GET", "/api/v1/events", NULL, NULL, &R), 200);
+  size_t answer = R.body_len;
+  usleep(200 * 1000);
+  long rss0 = hx_rss_kib(s.pid), rss_max = rss0;
+  static char reqs[16 * 64];
+  size_t len = 0;
+  for (int i = 0; i < 16; i++)
+    len += hc_format(reqs + len, sizeof(reqs) - len, "GET", "/api/v1/events", NULL, NULL);
+  int fds[N];
+  for (int i = 0; i < N; i++) {
+    fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+    int small = 4096;
+    setsockopt(fds[i], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)s.port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    CHECK(connect(fds[i], (struct sockaddr *)&a, sizeof(a)) == 0);
+    hc_send(fds[i], reqs, len);
+  }
+  /* spiked's side: a closed socket's FIN waits behind answers the client
+   * never takes, so only the server can say it has closed them */
+  int64_t t0 = test_now_ms();
+  long long open = N;
+  while (open > 0 && test_now_ms() - t0 < 10000) {
+    usleep(100 * 1000);
+    long rss = hx_rss_kib(s.pid);
+    if (rss > rss_max) rss_max = rss;
+    open = metric(s.port, "spike_connections") - 1; /* not the one asking */
+  }
+  int closed = N - (int)open;
+  long per_conn = (rss_max - rss0) / N;
+  printf("  %d non-readers of %zu-byte answers: spiked RSS %ld KiB before, %ld max (+%ld KiB a "
+         "connection); closed by spiked: %d after %lld ms\n",
+         N, answer, rss0, rss_max, per_conn, closed, (long long)(test_now_ms() - t0));
+  CHECK(answer > 64 * 1024);
+  /* the 64 KiB allowance, the answer being written and a read of input;
+   * 16 answers would be 1.6 MiB */
+  check_rss(per_conn, 400);
+  CHECK_EQ(closed, N);
+  for (int i = 0; i < N; i++)
+    close(fds[i]);
+  CHECK_EQ(hc_do(s.port, "GET", "/healthz/live", NULL, NULL, &R), 200);
+  stop_clean(&s);
+}
+
 /* ---- a flood --------------------------------------------------------------- */
 
 /* 10,000 connections at once, each sending a request, at --max-conns 1000:
@@ -503,4 +586,5 @@ TEST_LIST({"smuggling_refused", smuggling_refused, 120},
           {"slowloris_1000", slowloris_1000, 60},
           {"slowloris_after_a_write", slowloris_after_a_write, 30},
           {"non_readers_1000", non_readers_1000, 60},
+          {"non_readers_large_answers", non_readers_large_answers, 60},
           {"flood_10000_past_max_conns", flood_10000_past_max_conns, 120})
