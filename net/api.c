@@ -152,7 +152,8 @@ static void fail(req *r, int status, const char *detail) {
   } else if (status == SPIKE_EBUSY || status == SPIKE_ERATE) {
     extra = "Retry-After: 1\r\n";
   }
-  if (http >= 500) {
+  /* a refusal at the connection limit is logged by conn.c, once a second */
+  if (http >= 500 && !(r->handler == H_BAD_REQUEST && status == SPIKE_EBUSY)) {
     char ids[64];
     api_log_ids(r, ids, sizeof(ids));
     log_line(LOG_ERROR, "http", r->trace, ids, "%s failed: %s%s%s",

@@ -59,6 +59,7 @@ enum hkind { HK_NONE = 0, HK_RID, HK_AUTH, HK_IKEY, HK_CTYPE };
 enum { SCAN_LINE_START = 0, SCAN_MID, SCAN_CR };
 
 #define FREE_REQS_MAX 4096
+#define ACCEPTS_PER_TURN 64 /* connections taken per loop turn (see conn_on_accept) */
 #define WRITE_BUFS_MAX 64
 
 void server_loop_maybe_done(loop_ctx *lc); /* server.c */
@@ -97,6 +98,7 @@ void req_free(loop_ctx *lc, req *r) {
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void conn_flush(conn *c);
+static int accept_one(loop_ctx *lc);
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
@@ -756,6 +758,10 @@ static void conn_flush(conn *c) {
 
 void conn_flush_dirty(uv_check_t *h) {
   loop_ctx *lc = h->data;
+  lc->accepts = 0;
+  if (lc->accept_pending && !lc->draining) { /* see conn_on_accept */
+    if (accept_one(lc) == 0) lc->accept_pending = 0, lc->accepts = 1;
+  }
   conn *c = lc->dirty;
   lc->dirty = NULL;
   while (c != NULL) {
@@ -791,22 +797,26 @@ void conn_respond(req *r) {
 
 /* ---- accepting, sweeping, draining ------------------------------------- */
 
-void conn_on_accept(uv_stream_t *listener, int status) {
-  loop_ctx *lc = listener->data;
+/* A refusal at the connection limit is a 503 that api.c does not log: a
+ * flood would write a line for each. One line a second at most, with the
+ * count since the last; spike_connections_refused_total has them all. */
+static void log_refusal(loop_ctx *lc) {
+  uint64_t now = uv_now(&lc->loop);
+  lc->refusals_unlogged++;
+  if (lc->refusal_logged_ms != 0 && now - lc->refusal_logged_ms < 1000) return;
+  log_line(LOG_ERROR, "http", NULL, NULL,
+           "connection limit (--max-conns %u): %llu connection(s) refused", lc->srv->lim.max_conns,
+           (unsigned long long)lc->refusals_unlogged);
+  lc->refusal_logged_ms = now;
+  lc->refusals_unlogged = 0;
+}
+
+/* Take the connection libuv has accepted; 0, or -1 when it stays pending
+ * (no memory: tried again next turn). */
+static int accept_one(loop_ctx *lc) {
   server *srv = lc->srv;
-  if (status < 0) {
-    /* EMFILE and friends: libuv already accepted and dropped the pending
-     * connection (its reserved-fd trick), so this does not spin. */
-    static _Thread_local uint64_t last_ms;
-    uint64_t now = uv_now(&lc->loop);
-    if (now - last_ms >= 1000) {
-      last_ms = now;
-      log_line(LOG_WARN, "http", NULL, NULL, "accept failed: %s", uv_strerror(status));
-    }
-    return;
-  }
   conn *c = calloc(1, sizeof(*c));
-  if (c == NULL) return;
+  if (c == NULL) return -1;
   c->lc = lc;
   uv_tcp_init(&lc->loop, &c->tcp);
   c->tcp.data = c;
@@ -817,10 +827,10 @@ void conn_on_accept(uv_stream_t *listener, int status) {
   lc->conns = c;
   lc->nconns++;
   metrics_gauge_add(&lc->m.connections, 1);
-  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+  if (uv_accept((uv_stream_t *)&lc->listener, (uv_stream_t *)&c->tcp) != 0) {
     c->closing = 1;
     uv_close((uv_handle_t *)&c->tcp, on_closed);
-    return;
+    return 0;
   }
   if (open >= srv->lim.max_conns || lc->draining) {
     /* Refused: a 503 saying so, then a lingering close, since the client
@@ -828,6 +838,7 @@ void conn_on_accept(uv_stream_t *listener, int status) {
      * the limit (it would keep the server full for its linger); it has a
      * bound of its own, past which the connection is closed unanswered. */
     metrics_add(&lc->m.refused, 1);
+    log_refusal(lc);
     /* relaxed: as above. */
     atomic_fetch_sub_explicit(&srv->conns, 1, memory_order_relaxed);
     c->refusal = 1;
@@ -835,10 +846,10 @@ void conn_on_accept(uv_stream_t *listener, int status) {
     if (lc->draining || lc->nrefusals > srv->lim.max_refusals) {
       c->closing = 1;
       uv_close((uv_handle_t *)&c->tcp, on_closed);
-      return;
+      return 0;
     }
     refuse(c, SPIKE_EBUSY, "connection limit");
-    return;
+    return 0;
   }
   metrics_add(&lc->m.accepted, 1);
   uv_tcp_nodelay(&c->tcp, 1);
@@ -857,6 +868,33 @@ void conn_on_accept(uv_stream_t *listener, int status) {
   c->parser.data = c;
   c->deadline_ms = uv_now(&lc->loop) + srv->lim.idle_timeout_ms;
   set_reading(c, 1);
+  return 0;
+}
+
+/* libuv accepts until the backlog is empty, calling this for each; a
+ * flood of ten thousand would hold the loop, and every open connection's
+ * requests, for as long as they all take. Past ACCEPTS_PER_TURN in one
+ * turn the connection is left pending, which stops libuv watching the
+ * listener; conn_flush_dirty takes it at the end of the turn, after the
+ * requests that were waiting, and the listener is watched again. */
+void conn_on_accept(uv_stream_t *listener, int status) {
+  loop_ctx *lc = listener->data;
+  if (status < 0) {
+    /* EMFILE and friends: libuv already accepted and dropped the pending
+     * connection (its reserved-fd trick), so this does not spin. */
+    static _Thread_local uint64_t last_ms;
+    uint64_t now = uv_now(&lc->loop);
+    if (now - last_ms >= 1000) {
+      last_ms = now;
+      log_line(LOG_WARN, "http", NULL, NULL, "accept failed: %s", uv_strerror(status));
+    }
+    return;
+  }
+  if (lc->accepts >= ACCEPTS_PER_TURN || accept_one(lc) != 0) {
+    lc->accept_pending = 1;
+    return;
+  }
+  lc->accepts++;
 }
 
 void conn_sweep(uv_timer_t *t) {

@@ -146,6 +146,9 @@ struct loop_ctx {
   uint32_t nlinger;    /* of nconns, lingering */
   uint32_t nrefusals;  /* of nconns, refused for the connection limit */
   conn *dirty;         /* connections with responses to write */
+  uint32_t accepts;    /* connections taken this loop turn */
+  uint64_t refusals_unlogged, refusal_logged_ms; /* refusals at max_conns: the log's count */
+  uint8_t accept_pending; /* libuv holds one accepted that waits for the next turn */
   req *free_reqs;
   uint32_t nfree;
   metrics m;
