@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "http_client.h"
 #include "test.h"
 
 /* ---- the process and the server ------------------------------------------ */
@@ -62,46 +63,28 @@ int hx_fd_count(pid_t pid) {
   return n;
 }
 
-int hx_connect_nb(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+/* A connect(2) to 127.0.0.1:port with TCP_NODELAY and, when rcvbuf_bytes
+ * > 0, that receive buffer (set first, so the window is small from the
+ * start); the fd, or -1. */
+static int connect_to(int port, int nonblock, int rcvbuf_bytes) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
   if (fd < 0) return -1;
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if (rcvbuf_bytes > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf_bytes, sizeof(rcvbuf_bytes));
   struct sockaddr_in a = {.sin_family = AF_INET,
                           .sin_port = htons((uint16_t)port),
                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 && errno != EINPROGRESS) {
+  if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 && !(nonblock && errno == EINPROGRESS)) {
     close(fd);
     return -1;
   }
   return fd;
 }
 
-/* A blocking connect; -1 when refused. */
-static int connect_blocking(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  struct sockaddr_in a = {.sin_family = AF_INET,
-                          .sin_port = htons((uint16_t)port),
-                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
+int hx_connect_nb(int port) { return connect_to(port, 1, 0); }
 
-static void send_all(int fd, const char *p, size_t n) {
-  while (n > 0) {
-    ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return; /* the server closed: what it sent says why */
-    p += w;
-    n -= (size_t)w;
-  }
-}
+int hx_connect(int port, int rcvbuf_bytes) { return connect_to(port, 0, rcvbuf_bytes); }
 
 /* ---- parsing what came back ------------------------------------------------ */
 
@@ -216,15 +199,15 @@ void hx_smuggle_run(int port, const hx_smuggle *s, uint64_t event, uint64_t user
                                 smuggled, at + 2);
   CHECK(len < sizeof(raw));
   memset(a, 0, sizeof(*a));
-  int fd = connect_blocking(port);
+  int fd = hx_connect(port, 0);
   CHECK(fd >= 0);
   if (split) {
     for (size_t i = 0; i < len; i++) {
-      send_all(fd, raw + i, 1);
+      hc_send(fd, raw + i, 1);
       if (i % 8 == 7) usleep(100);
     }
   } else {
-    send_all(fd, raw, len);
+    hc_send(fd, raw, len);
   }
   static char in[1 << 16];
   size_t got = 0;
@@ -268,7 +251,7 @@ static const char slow_body[] = "POST /api/v1/events/1/orders HTTP/1.1\r\nHost: 
                                 "Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n{";
 
 static void slow_open_one(hx_slow *g, int i, int port) {
-  g->fd[i] = connect_blocking(port);
+  g->fd[i] = hx_connect(port, 0);
   g->t_first_ms[i] = test_now_ms();
   g->t_closed_ms[i] = 0;
   g->sent[i] = 0;
@@ -281,7 +264,7 @@ static void slow_open_one(hx_slow *g, int i, int port) {
   fcntl(g->fd[i], F_SETFL, fcntl(g->fd[i], F_GETFL) | O_NONBLOCK);
   const char *s = i % 2 ? slow_body : slow_head;
   size_t n = i % 2 ? sizeof(slow_body) - 1 : sizeof(slow_head) - 1;
-  send_all(g->fd[i], s, n);
+  hc_send(g->fd[i], s, n);
   g->sent[i] = (int)n;
   g->open++;
 }
@@ -385,7 +368,7 @@ void hx_mute_open(hx_mute *g, int port, int n, int reqs, uint64_t event, uint64_
       CHECK(w > 0 && (size_t)w < cap - len);
       len += (size_t)w;
     }
-    g->fd[i] = connect_blocking(port);
+    g->fd[i] = hx_connect(port, 0);
     if (g->fd[i] < 0) continue;
     fcntl(g->fd[i], F_SETFL, fcntl(g->fd[i], F_GETFL) | O_NONBLOCK);
     size_t off = 0;

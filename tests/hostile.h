@@ -31,6 +31,9 @@ long hx_rss_kib(pid_t pid);
 int hx_fd_count(pid_t pid);
 /* A connect(2) to 127.0.0.1:port that does not wait; the fd, or -1. */
 int hx_connect_nb(int port);
+/* A blocking connect(2) to 127.0.0.1:port, with a receive buffer of
+ * rcvbuf_bytes when > 0 (a client with a small window); the fd, or -1. */
+int hx_connect(int port, int rcvbuf_bytes);
 
 /* ---- request smuggling ----------------------------------------------------- */
 
