@@ -30,9 +30,11 @@
  * trailer fields are ignored, Upgrade is ignored and CONNECT refused. A
  * request that fails is answered 400 and the connection ends.
  *
- * Limits: header bytes, body bytes, requests in flight per connection,
- * connections per server, a deadline per request (slowloris) and per idle
- * connection, each with a defined answer (413, pause, 503, close).
+ * Limits: header bytes, body bytes, requests in flight and answer bytes
+ * not taken per connection, connections per server (and new ones taken
+ * per loop turn), a deadline per request (slowloris) and per idle
+ * connection or pending write, each with a defined answer (413, pause,
+ * 503, close).
  *
  * Closing: when the server ends a connection after an answer (a refused
  * request, Connection: close, the drain) the client may still be sending,
