@@ -197,6 +197,7 @@ $(addprefix build/$(1)/tests/,$(BENCH_TESTS)): build/$(1)/tests/%: build/$(1)/te
     build/$(1)/libspiked.a build/$(1)/libspike.a
 	@echo "  LD    $$@"
 	@$$(CC) $$(LD_$(1)) -o $$@ $$^ $$(PKG_LIBS)
+build/$(1)/tests/test_hostile build/$(1)/tests/hostile_load: build/$(1)/tests/hostile.o
 build/$(1)/tests/stall_server: build/$(1)/tests/stall_server.o
 	$$(call say,LD,$$@)
 	$(Q)$$(CC) $$(LD_$(1)) $$(LDFLAGS) -o $$@ $$^ $$(PKG_LIBS)
@@ -274,7 +275,7 @@ TEST_BINS := $(foreach v,rel asan tsan,$(addprefix build/$(v)/tests/,$(TEST_UNIT
              $(addprefix build/fuzz/,$(FUZZERS)) build/rel/tests/test_fault build/rel/tests/libfault.so \
              build/rel/tests/test_unsafe build/rel/tests/test_fault_http \
              build/rel/tests/test_failalloc build/rel/tests/libfailalloc.so \
-             build/rel/tests/libpowerloss.so
+             build/rel/tests/libpowerloss.so build/rel/tests/test_hostile build/rel/tests/hostile_load
 
 # make test: dependencies (apt only for what is missing), then everything
 # built with -Werror and every suite run. make check is the same.
@@ -294,6 +295,20 @@ ABI_FLAGS    := --headers-dir include --drop-private-types
 abi-check: build/rel/libspike.so
 	abidiff --no-added-syms --headers-dir2 include --drop-private-types \
 	  --suppressions abi/suppressions.abignore $(ABI_BASELINE) build/rel/libspike.so
+
+# Issue 11 row 6 at full size: a legitimate client's p99 alone and beside
+# slow and hostile clients, spiked's RSS before, during, after (about two
+# minutes; the functional checks alone are test_hostile in `make test`).
+.PHONY: hostile
+hostile: deps
+	@$(MAKE) --no-print-directory build/rel/spiked build/rel/spikebench build/rel/tests/hostile_load
+	@tests/hostile.sh
+
+# `make test` as the README promises it, on a fresh Debian 12 minbase root
+# made with debootstrap: root, the network and ten minutes; not in `test`.
+.PHONY: test-fresh
+test-fresh:
+	@tests/fresh-debian.sh
 
 # Write the baseline: when SPIKE_ABI_VERSION moves, or on a release that
 # added functions; never to make abi-check pass.

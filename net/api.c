@@ -173,7 +173,8 @@ static void fail(req *r, int status, const char *detail) {
   }
   if (status == SPIKE_EBUSY || status == SPIKE_EFULL)
     r->busy = (uint8_t)metrics_busy_reason((handler)r->handler, detail);
-  if (http >= 500) {
+  /* a refusal at the connection limit is logged by conn.c, once a second */
+  if (http >= 500 && !(r->handler == H_BAD_REQUEST && status == SPIKE_EBUSY)) {
     char ids[64];
     api_log_ids(r, ids, sizeof(ids));
     log_line(LOG_ERROR, "http", r->trace, ids, "%s failed: %s%s%s",

@@ -6,8 +6,9 @@
  * what a handler needs (the target, four header values, the body) into the
  * request, so the buffer is free again when the read callback returns.
  * Pipelined requests in one read are all parsed and dispatched in that
- * callback; past max_pipeline the parser pauses and the rest of the input
- * waits in the connection until responses drain.
+ * callback; past max_pipeline requests in flight, or max_pipeline_bytes
+ * of answers the client has not taken, the parser pauses and the rest of
+ * the input waits in the connection until responses drain.
  *
  * Writing: responses are written from the requests' own buffers. Once per
  * loop iteration (a uv_check) every connection with finished responses at
@@ -16,9 +17,24 @@
  * connection stops reading until it completes: a client that does not
  * read gets no more of our memory.
  *
- * Limits: header bytes, body bytes, requests in flight per connection,
- * connections per server, a deadline per request (slowloris) and per idle
- * connection, each with a defined answer (413, pause, 503, close).
+ * Framing: llhttp 8.1 as Debian 12 ships it, in its default (loose) build,
+ * takes a bare LF as a line end, reads the byte after a bare CR as if it
+ * were the LF, and unfolds header lines that start with a space or tab.
+ * A proxy in front that frames such bytes otherwise would see one request
+ * where spiked sees two (request smuggling). So every byte llhttp reads
+ * outside a body is checked here too (scan_framing): lines end in CRLF
+ * exactly and none starts with a space or tab, and a request is
+ * dispatched only once the bytes up to its last one have passed, which
+ * is why on_message_complete pauses the parser. Header names must be
+ * tokens, Transfer-Encoding must end in chunked and only in HTTP/1.1,
+ * trailer fields are ignored, Upgrade is ignored and CONNECT refused. A
+ * request that fails is answered 400 and the connection ends.
+ *
+ * Limits: header bytes, body bytes, requests in flight and answer bytes
+ * not taken per connection, connections per server (and new ones taken
+ * per loop turn), a deadline per request (slowloris) and per idle
+ * connection or pending write, each with a defined answer (413, pause,
+ * 503, close).
  *
  * Closing: when the server ends a connection after an answer (a refused
  * request, Connection: close, the drain) the client may still be sending,
@@ -41,8 +57,11 @@
 #include "log.h"
 
 enum hkind { HK_NONE = 0, HK_RID, HK_AUTH, HK_IKEY, HK_CTYPE, HK_EXPECT };
+/* conn.scan: where the framing check stands (0: a connection's start is a line's) */
+enum { SCAN_LINE_START = 0, SCAN_MID, SCAN_CR };
 
 #define FREE_REQS_MAX 4096
+#define ACCEPTS_PER_TURN 64 /* connections taken per loop turn (see conn_on_accept) */
 #define WRITE_BUFS_MAX 64
 
 void server_loop_maybe_done(loop_ctx *lc); /* server.c */
@@ -81,6 +100,7 @@ void req_free(loop_ctx *lc, req *r) {
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void conn_flush(conn *c);
+static int accept_one(loop_ctx *lc);
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
@@ -316,7 +336,20 @@ static int on_message_begin(llhttp_t *p) {
   c->header_bytes = c->body_bytes = 0;
   c->hname_len = 0;
   c->hkind = HK_NONE;
-  c->deadline_ms = uv_now(&lc->loop) + lc->srv->lim.header_timeout_ms;
+  c->trailers = 0;
+  c->saw_te = 0;
+  /* The request's own deadline, kept apart from deadline_ms: a request
+   * begun in a read that also held pipelined ones is still being received
+   * when their answers go out in a uv_write, whose deadline (and its end,
+   * in on_write) must not replace or clear this one (slowloris behind a
+   * large answer). The idle deadline ends here. No write is pending now:
+   * llhttp runs only in feed(), from on_read or resume(), and a connection
+   * stops reading when a uv_write starts (conn_flush) and resumes only
+   * once it is done; answers made during feed() are written later, from
+   * the uv_check. So clearing deadline_ms drops no write's deadline. */
+  assert(!c->writing);
+  c->req_deadline_ms = uv_now(&lc->loop) + lc->srv->lim.header_timeout_ms;
+  c->deadline_ms = 0;
   return 0;
 }
 
@@ -328,9 +361,18 @@ static int on_url(llhttp_t *p, const char *at, size_t n) {
   return 0;
 }
 
+/* A field name's characters: RFC 9110's tchar. llhttp's loose build lets
+ * a space through ("X Y: a"). */
+static int is_tchar(unsigned char ch) {
+  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+         (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   conn *c = p->data;
   if (over_headers(c, n)) return -1;
+  for (size_t i = 0; i < n; i++)
+    if (!is_tchar((unsigned char)at[i])) return stop(c, SPIKE_EINVAL, "header name");
   for (size_t i = 0; i < n && c->hname_len != UINT8_MAX; i++) {
     if (c->hname_len >= sizeof(c->hname)) {
       c->hname_len = UINT8_MAX; /* too long to be one we keep */
@@ -349,12 +391,17 @@ static int name_is(const conn *c, const char *lit) {
 
 static int on_header_field_complete(llhttp_t *p) {
   conn *c = p->data;
+  if (c->hname_len == 0) return stop(c, SPIKE_EINVAL, "empty header name");
   c->hkind = name_is(c, "x-request-id")      ? HK_RID
              : name_is(c, "authorization")   ? HK_AUTH
              : name_is(c, "idempotency-key") ? HK_IKEY
              : name_is(c, "content-type")    ? HK_CTYPE
              : name_is(c, "expect")          ? HK_EXPECT
                                              : HK_NONE;
+  if (name_is(c, "transfer-encoding")) c->saw_te = 1;
+  /* A trailer field never stands in for a header (RFC 9110 §6.5.1): a
+   * proxy that vetted the head has not vetted what follows the body. */
+  if (c->trailers) c->hkind = HK_NONE;
   c->hname_len = 0;
   c->hval_off = (uint32_t)c->cur->in.len;
   return 0;
@@ -414,6 +461,19 @@ static void continue_100(conn *c) {
 
 static int on_headers_complete(llhttp_t *p) {
   conn *c = p->data;
+  /* llhttp refuses Content-Length beside Transfer-Encoding, twice, or as a
+   * list, and a request's Transfer-Encoding that does not end in chunked;
+   * not an empty one, nor one in HTTP/1.0 (whose framing RFC 9112 §6.1
+   * calls faulty). */
+  if (c->saw_te && !(p->flags & F_CHUNKED))
+    return stop(c, SPIKE_EINVAL, "Transfer-Encoding without chunked");
+  if (c->saw_te && (p->http_major != 1 || p->http_minor != 1))
+    return stop(c, SPIKE_EINVAL, "Transfer-Encoding before HTTP/1.1");
+  if (p->method == HTTP_CONNECT) return stop(c, SPIKE_EMETHOD, "CONNECT");
+  /* Upgrade is only offered (RFC 9110 §7.8): the connection stays
+   * HTTP/1.1, and what follows is the next request. */
+  p->upgrade = 0;
+  c->trailers = 1;
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->lc->srv->lim.max_body_bytes)
     return stop(c, SPIKE_ETOOLARGE, "body");
   int body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
@@ -421,9 +481,16 @@ static int on_headers_complete(llhttp_t *p) {
   return 0;
 }
 
+static const char *scan_framing(conn *c, const char *p, const char *end);
+
 static int on_body(llhttp_t *p, const char *at, size_t n) {
   conn *c = p->data;
   req *r = c->cur;
+  /* the framing before this piece of body is checked; the body is not framing */
+  const char *why = scan_framing(c, c->scan_at, at);
+  if (why != NULL) return stop(c, SPIKE_EINVAL, why);
+  c->scan_at = at + n;
+  c->scan = SCAN_MID;
   c->body_bytes += (uint32_t)n;
   if (c->body_bytes > c->lc->srv->lim.max_body_bytes) return stop(c, SPIKE_ETOOLARGE, "body");
   if (r->body_len == 0) r->body_off = (uint32_t)r->in.len;
@@ -432,27 +499,21 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
   return 0;
 }
 
+/* A whole request: feed() dispatches it once its last framing bytes have
+ * passed the check, which needs the position only a pause gives. */
 static int on_message_complete(llhttp_t *p) {
   conn *c = p->data;
-  loop_ctx *lc = c->lc;
   req *r = c->cur;
-  if (r->in.oom) {
-    stop(c, SPIKE_EINTERNAL, "out of memory");
-    return -1;
-  }
+  if (r->in.oom) return stop(c, SPIKE_EINTERNAL, "out of memory");
   c->cur = NULL;
-  c->deadline_ms = 0; /* waiting on us now, not on the client */
+  c->req_deadline_ms = 0; /* waiting on us now, not on the client */
   r->keep_alive = (uint8_t)llhttp_should_keep_alive(p);
   uint8_t m = llhttp_get_method(p);
   r->method = m == HTTP_GET ? RM_GET : m == HTTP_POST ? RM_POST : m == HTTP_HEAD ? RM_HEAD : RM_OTHER;
   r->llmethod = m;
-  push_req(c, r);
-  api_handle(lc, r);
-  if (!r->keep_alive || lc->draining) {
-    c->no_more = 1;
-    return HPE_PAUSED;
-  }
-  return c->queued >= lc->srv->lim.max_pipeline ? HPE_PAUSED : 0;
+  assert(c->complete == NULL);
+  c->complete = r;
+  return HPE_PAUSED;
 }
 
 static llhttp_settings_t parser_settings;
@@ -471,6 +532,57 @@ void conn_init_settings(void) {
 }
 
 /* ---- reading ------------------------------------------------------------ */
+
+/* Check framing bytes (everything llhttp reads outside a body) from p to
+ * end, carrying c->scan across reads: a line ends in CRLF exactly and
+ * does not start with a space or tab. NULL, or why the bytes are refused. */
+static const char *scan_framing(conn *c, const char *p, const char *end) {
+  uint8_t st = c->scan;
+  assert(p <= end);
+  for (; p < end; p++) {
+    char ch = *p;
+    if (st == SCAN_CR) {
+      if (ch != '\n') return "CR without LF";
+      st = SCAN_LINE_START;
+    } else if (ch == '\n') {
+      return "LF without CR";
+    } else if (ch == '\r') {
+      st = SCAN_CR;
+    } else if (st == SCAN_LINE_START && (ch == ' ' || ch == '\t')) {
+      return "line starts with whitespace (obs-fold)";
+    } else {
+      st = SCAN_MID;
+    }
+  }
+  c->scan = st;
+  return NULL;
+}
+
+/* Enough in flight: max_pipeline requests, or max_pipeline_bytes of
+ * answers the client has not taken yet (one large answer each pipelined
+ * request would otherwise hold for a client that never reads). */
+static int conn_full(const conn *c) {
+  const http_limits *lim = &c->lc->srv->lim;
+  if (c->queued >= lim->max_pipeline) return 1;
+  uint64_t held = 0;
+  for (const req *r = c->head; r != NULL; r = r->next)
+    if (r->done) held += r->out.len - r->out_off;
+  return held >= lim->max_pipeline_bytes;
+}
+
+/* Keep the input from data to end for when the connection may parse
+ * again; 0, or -1 when out of memory (the connection is closed). */
+static int keep_pending(conn *c, const char *data, const char *end) {
+  if (data == end) return 0;
+  c->pending = malloc((size_t)(end - data));
+  if (c->pending == NULL) {
+    conn_close(c);
+    return -1;
+  }
+  memcpy(c->pending, data, (size_t)(end - data));
+  c->pending_len = (size_t)(end - data);
+  return 0;
+}
 
 /* After llhttp refused a method: 1 when the request line around pos is
  * well formed (token SP target SP HTTP/d.d) and only its method is
@@ -495,33 +607,68 @@ static int method_only_unknown(const char *data, size_t len, const char *pos) {
 }
 
 static void feed(conn *c, const char *data, size_t len) {
-  llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
-  if (c->closing || err == HPE_OK) return;
-  if (err == HPE_PAUSED) {
-    const char *pos = llhttp_get_error_pos(&c->parser);
-    size_t used = pos != NULL ? (size_t)(pos - data) : len;
-    if (used < len && !c->no_more) {
-      c->pending = malloc(len - used);
-      if (c->pending == NULL) {
-        conn_close(c);
+  loop_ctx *lc = c->lc;
+  const char *end = data + len;
+  for (;;) {
+    c->scan_at = data;
+    llhttp_errno_t err = llhttp_execute(&c->parser, data, (size_t)(end - data));
+    if (c->closing) return;
+    if (err == HPE_OK) {
+      const char *why = scan_framing(c, c->scan_at, end);
+      if (why != NULL && !c->no_more) refuse(c, SPIKE_EINVAL, why);
+      return;
+    }
+    if (err == HPE_PAUSED && c->complete != NULL) {
+      const char *pos = llhttp_get_error_pos(&c->parser);
+      assert(pos != NULL && pos >= data && pos <= end);
+      req *r = c->complete;
+      c->complete = NULL;
+      const char *why = scan_framing(c, c->scan_at, pos);
+      if (why != NULL) { /* not served: refused in its place */
+        assert(c->cur == NULL);
+        c->cur = r;
+        refuse(c, SPIKE_EINVAL, why);
         return;
       }
-      memcpy(c->pending, data + used, len - used);
-      c->pending_len = len - used;
+      int keep_alive = r->keep_alive;
+      push_req(c, r);
+      api_handle(lc, r);
+      if (c->closing) return;
+      data = pos;
+      if (!keep_alive || lc->draining) { /* the rest is not read */
+        c->no_more = 1;
+        set_reading(c, 0);
+        return;
+      }
+      if (conn_full(c)) { /* the rest waits, parser paused */
+        if (keep_pending(c, data, end) == 0) set_reading(c, 0);
+        return;
+      }
+      llhttp_resume(&c->parser);
+      if (data == end) return;
+      continue;
     }
-    set_reading(c, 0);
+    if (err == HPE_PAUSED_UPGRADE) { /* not reached: on_headers_complete clears upgrade */
+      c->no_more = 1;
+      set_reading(c, 0);
+      return;
+    }
+    if (c->no_more) return;    /* already answering with an error */
+    if (c->complete != NULL) { /* stopped before its dispatch: never served */
+      req_free(lc, c->complete);
+      c->complete = NULL;
+    }
+    if (c->err_status != 0)
+      refuse(c, c->err_status, c->err_detail);
+    else if (err == HPE_INVALID_METHOD &&
+             method_only_unknown(data, (size_t)(end - data), llhttp_get_error_pos(&c->parser)))
+      refuse(c, SPIKE_EMETHOD, "unknown method");
+    else if (err == HPE_INVALID_METHOD)
+      refuse(c, SPIKE_EINVAL, "malformed request line");
+    else
+      refuse(c, SPIKE_EINVAL, "malformed request");
     return;
   }
-  if (c->no_more) return; /* already answering with an error */
-  if (c->err_status != 0)
-    refuse(c, c->err_status, c->err_detail);
-  else if (err == HPE_INVALID_METHOD &&
-           method_only_unknown(data, len, llhttp_get_error_pos(&c->parser)))
-    refuse(c, SPIKE_EMETHOD, "unknown method");
-  else if (err == HPE_INVALID_METHOD)
-    refuse(c, SPIKE_EINVAL, "malformed request line");
-  else
-    refuse(c, SPIKE_EINVAL, "malformed request");
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -552,7 +699,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 static void resume(conn *c) {
   loop_ctx *lc = c->lc;
   if (c->closing || c->no_more || c->writing || lc->draining) return;
-  if (c->queued >= lc->srv->lim.max_pipeline) return;
+  if (conn_full(c)) return;
   if (llhttp_get_errno(&c->parser) == HPE_PAUSED) llhttp_resume(&c->parser);
   if (c->pending != NULL) {
     char *data = c->pending;
@@ -661,6 +808,10 @@ static void conn_flush(conn *c) {
 
 void conn_flush_dirty(uv_check_t *h) {
   loop_ctx *lc = h->data;
+  lc->accepts = 0;
+  if (lc->accept_pending && !lc->draining) { /* see conn_on_accept */
+    if (accept_one(lc) == 0) lc->accept_pending = 0, lc->accepts = 1;
+  }
   conn *c = lc->dirty;
   lc->dirty = NULL;
   while (c != NULL) {
@@ -686,22 +837,26 @@ void conn_respond(req *r) {
 
 /* ---- accepting, sweeping, draining ------------------------------------- */
 
-void conn_on_accept(uv_stream_t *listener, int status) {
-  loop_ctx *lc = listener->data;
+/* A refusal at the connection limit is a 503 that api.c does not log: a
+ * flood would write a line for each. One line a second at most, with the
+ * count since the last; spike_connections_refused_total has them all. */
+static void log_refusal(loop_ctx *lc) {
+  uint64_t now = uv_now(&lc->loop);
+  lc->refusals_unlogged++;
+  if (lc->refusal_logged_ms != 0 && now - lc->refusal_logged_ms < 1000) return;
+  log_line(LOG_ERROR, "http", NULL, NULL,
+           "connection limit (--max-conns %u): %llu connection(s) refused", lc->srv->lim.max_conns,
+           (unsigned long long)lc->refusals_unlogged);
+  lc->refusal_logged_ms = now;
+  lc->refusals_unlogged = 0;
+}
+
+/* Take the connection libuv has accepted; 0, or -1 when it stays pending
+ * (no memory: tried again next turn). */
+static int accept_one(loop_ctx *lc) {
   server *srv = lc->srv;
-  if (status < 0) {
-    /* EMFILE and friends: libuv already accepted and dropped the pending
-     * connection (its reserved-fd trick), so this does not spin. */
-    static _Thread_local uint64_t last_ms;
-    uint64_t now = uv_now(&lc->loop);
-    if (now - last_ms >= 1000) {
-      last_ms = now;
-      log_line(LOG_WARN, "http", NULL, NULL, "accept failed: %s", uv_strerror(status));
-    }
-    return;
-  }
   conn *c = calloc(1, sizeof(*c));
-  if (c == NULL) return;
+  if (c == NULL) return -1;
   c->lc = lc;
   uv_tcp_init(&lc->loop, &c->tcp);
   c->tcp.data = c;
@@ -712,10 +867,10 @@ void conn_on_accept(uv_stream_t *listener, int status) {
   lc->conns = c;
   lc->nconns++;
   metrics_gauge_add(&lc->m.connections, 1);
-  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+  if (uv_accept((uv_stream_t *)&lc->listener, (uv_stream_t *)&c->tcp) != 0) {
     c->closing = 1;
     uv_close((uv_handle_t *)&c->tcp, on_closed);
-    return;
+    return 0;
   }
   if (open >= srv->lim.max_conns || lc->draining) {
     /* Refused: a 503 saying so, then a lingering close, since the client
@@ -723,6 +878,7 @@ void conn_on_accept(uv_stream_t *listener, int status) {
      * the limit (it would keep the server full for its linger); it has a
      * bound of its own, past which the connection is closed unanswered. */
     metrics_add(&lc->m.refused, 1);
+    log_refusal(lc);
     /* relaxed: as above. */
     atomic_fetch_sub_explicit(&srv->conns, 1, memory_order_relaxed);
     c->refusal = 1;
@@ -730,10 +886,10 @@ void conn_on_accept(uv_stream_t *listener, int status) {
     if (lc->draining || lc->nrefusals > srv->lim.max_refusals) {
       c->closing = 1;
       uv_close((uv_handle_t *)&c->tcp, on_closed);
-      return;
+      return 0;
     }
     refuse(c, SPIKE_EBUSY, "connection limit");
-    return;
+    return 0;
   }
   metrics_add(&lc->m.accepted, 1);
   uv_tcp_nodelay(&c->tcp, 1);
@@ -753,6 +909,33 @@ void conn_on_accept(uv_stream_t *listener, int status) {
   c->parser.data = c;
   c->deadline_ms = uv_now(&lc->loop) + srv->lim.idle_timeout_ms;
   set_reading(c, 1);
+  return 0;
+}
+
+/* libuv accepts until the backlog is empty, calling this for each; a
+ * flood of ten thousand would hold the loop, and every open connection's
+ * requests, for as long as they all take. Past ACCEPTS_PER_TURN in one
+ * turn the connection is left pending, which stops libuv watching the
+ * listener; conn_flush_dirty takes it at the end of the turn, after the
+ * requests that were waiting, and the listener is watched again. */
+void conn_on_accept(uv_stream_t *listener, int status) {
+  loop_ctx *lc = listener->data;
+  if (status < 0) {
+    /* EMFILE and friends: libuv already accepted and dropped the pending
+     * connection (its reserved-fd trick), so this does not spin. */
+    static _Thread_local uint64_t last_ms;
+    uint64_t now = uv_now(&lc->loop);
+    if (now - last_ms >= 1000) {
+      last_ms = now;
+      log_line(LOG_WARN, "http", NULL, NULL, "accept failed: %s", uv_strerror(status));
+    }
+    return;
+  }
+  if (lc->accepts >= ACCEPTS_PER_TURN || accept_one(lc) != 0) {
+    lc->accept_pending = 1;
+    return;
+  }
+  lc->accepts++;
 }
 
 void conn_sweep(uv_timer_t *t) {
@@ -760,7 +943,13 @@ void conn_sweep(uv_timer_t *t) {
   uint64_t now = uv_now(&lc->loop);
   for (conn *c = lc->conns, *next; c != NULL; c = next) {
     next = c->next;
-    if (c->closing || c->deadline_ms == 0 || now < c->deadline_ms) continue;
+    if (c->closing) continue;
+    /* two clocks: the connection's (idle, a write, lingering) and, while
+     * a request is being received, that request's (req_deadline_ms is
+     * left stale wherever cur is dropped, so it counts only with cur) */
+    int late = c->deadline_ms != 0 && now >= c->deadline_ms;
+    int req_late = c->cur != NULL && c->req_deadline_ms != 0 && now >= c->req_deadline_ms;
+    if (!late && !req_late) continue;
     if (c->lingering) { /* a bound, not a fault: the client had its time */
       log_line(LOG_DEBUG, "http", NULL, NULL, "lingering close ended (%s)",
                now >= c->linger_end_ms ? "linger time" : "quiet");
@@ -769,7 +958,9 @@ void conn_sweep(uv_timer_t *t) {
     }
     metrics_add(&lc->m.timeouts, 1);
     log_line(LOG_DEBUG, "http", NULL, NULL, "connection timed out (%s)",
-             c->cur != NULL ? "request" : c->writing ? "write" : "idle");
+             req_late     ? "request"
+             : c->writing ? "write"
+                          : "idle");
     conn_close(c);
   }
 }

@@ -48,6 +48,9 @@ typedef struct http_limits {
   uint32_t header_timeout_ms; /* from a request's first byte to its last */
   uint32_t idle_timeout_ms;   /* keep-alive connection with nothing to do */
   uint32_t max_pipeline;      /* requests in flight per connection */
+  uint64_t max_pipeline_bytes; /* answers written but not yet sent, per connection: past it,
+                                * no more requests are read (a client that does not read
+                                * its answers holds about this much, plus one answer) */
   uint32_t drain_timeout_ms;  /* SIGTERM: longest wait for in-flight work */
   uint32_t rate_limit;        /* requests per second per client address; 0: off */
   uint32_t rate_burst;        /* bucket size; 0: rate_limit */
@@ -113,10 +116,16 @@ struct conn {
   const char *err_detail;
   char hname[32];
   uint8_t hname_len, hkind;
+  uint8_t trailers; /* the head is done: header callbacks now bring trailer fields */
+  uint8_t saw_te;   /* the head has a Transfer-Encoding field */
+  uint8_t scan;     /* framing check: what the last framing byte checked was */
   uint32_t hval_off;
+  const char *scan_at; /* framing check: unchecked input from here (during feed only) */
+  req *complete;       /* parsed whole; feed() checks its framing, then dispatches it */
   char *pending;     /* input left over when the parser paused */
   size_t pending_len;
-  uint64_t deadline_ms; /* uv_now-based; 0 = none */
+  uint64_t deadline_ms;     /* idle, unread answers, lingering: uv_now-based; 0 = none */
+  uint64_t req_deadline_ms; /* cur is whole by then (header_timeout_ms); only while cur != NULL */
   uint64_t linger_end_ms; /* lingering: the last moment, uv_now-based */
   uint64_t linger_bytes;  /* lingering: bytes read and discarded */
   uint8_t reading, writing, closing, no_more;
@@ -148,6 +157,9 @@ struct loop_ctx {
   uint32_t nlinger;    /* of nconns, lingering */
   uint32_t nrefusals;  /* of nconns, refused for the connection limit */
   conn *dirty;         /* connections with responses to write */
+  uint32_t accepts;    /* connections taken this loop turn */
+  uint64_t refusals_unlogged, refusal_logged_ms; /* refusals at max_conns: the log's count */
+  uint8_t accept_pending; /* libuv holds one accepted that waits for the next turn */
   req *free_reqs;
   uint32_t nfree;
   metrics m;

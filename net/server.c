@@ -52,6 +52,7 @@ void server_config_init(server_config *cfg) {
   cfg->lim.header_timeout_ms = 10000;
   cfg->lim.idle_timeout_ms = 60000;
   cfg->lim.max_pipeline = 16;
+  cfg->lim.max_pipeline_bytes = 64u << 10;
   cfg->lim.drain_timeout_ms = 10000;
   cfg->lim.linger_ms = 5000;
   cfg->lim.linger_idle_ms = 2000;

@@ -74,6 +74,11 @@ for v in rel asan; do
     build/rel/tests/test_ops
 done
 suite "systemd unit (make install)" tests/test_unit.sh
+# Slow and hostile clients (issue 11, row 6): what must hold, against the
+# release and ASan spiked; the p99 under that load is `make hostile`.
+for v in rel asan; do
+  suite "hostile clients vs $v spiked" env SPIKED=build/$v/spiked build/rel/tests/test_hostile
+done
 
 # docs/api.md's examples, as written, against the release and ASan spiked.
 for v in rel asan; do
