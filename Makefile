@@ -107,7 +107,7 @@ TEST_UNITS := test_ring test_slab test_limit test_ids test_wheel test_codec test
 EXAMPLES   := embed epoll feed_sqlite
 MICRO      := bench_ring bench_reserve bench_writer bench_lifecycle
 
-.PHONY: all lib deps deps-check deb-deps bench-deps test test-run check run bench bench-http install \
+.PHONY: all lib deps deps-check deb-deps bench-deps test test-run check run bench bench-http bench-scaleout install \
         uninstall deb clean format powerloss soak-crash soak sim diskfull abi-check abi-dump
 
 all: build/rel/libspike.a build/rel/dist/libspike.a build/rel/libspike.so build/rel/spiked build/rel/spikebench \
@@ -350,6 +350,12 @@ bench-http: bench-deps
 bench-compare: bench-deps
 	@$(MAKE) --no-print-directory build/rel/spiked build/rel/spikebench build/rel/tests/stall_server
 	@bench/compare.sh
+
+# Reserves through the nginx partition router (deploy/) against 1, 2 and 3
+# spiked, with nginx's own fixed body as the reference (docs/scale-out.md).
+bench-scaleout: bench-deps
+	@$(MAKE) --no-print-directory build/rel/spiked
+	@bench/scaleout.sh
 
 pc_subst = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	  -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(SPIKE_VERSION)|'
