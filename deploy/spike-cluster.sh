@@ -94,31 +94,31 @@ node_start() {
 write_nginx() {
   ng=$1/nginx
   mkdir -p "$ng/tmp"
-  {
-    echo "# written by deploy/spike-cluster.sh: the nodes of $1"
-    echo "upstream spike_events {"
-    echo "    hash \$spike_event consistent;"
-    wn=0
-    while [ "$wn" -lt "$2" ]; do
-      echo "    server 127.0.0.1:$(cat "$1/node-$wn/port") max_fails=0;"
-      wn=$((wn + 1))
-    done
-    echo "    keepalive 64;"
-    echo "}"
-    wn=0
-    while [ "$wn" -lt "$2" ]; do
-      echo "upstream spike_node_$wn { server 127.0.0.1:$(cat "$1/node-$wn/port") max_fails=0; keepalive 4; }"
-      wn=$((wn + 1))
-    done
-    echo "map \$request_uri \$spike_node {"
-    wn=0
-    while [ "$wn" -lt "$2" ]; do
-      echo "    \"~^/nodes/$wn/\" spike_node_$wn;"
-      wn=$((wn + 1))
-    done
-    echo "    default \"\";"
-    echo "}"
-  } >"$ng/upstreams.conf"
+  servers="" groups="" routes=""
+  wn=0
+  while [ "$wn" -lt "$2" ]; do # one line per node in each of the three
+    addr=127.0.0.1:$(cat "$1/node-$wn/port")
+    servers="$servers    server $addr max_fails=0;
+"
+    groups="${groups}upstream spike_node_$wn { server $addr max_fails=0; keepalive 4; }
+"
+    routes="$routes    \"~^/nodes/$wn/\" spike_node_$wn;
+"
+    wn=$((wn + 1))
+  done
+  cat >"$ng/upstreams.conf" <<EOF
+# written by deploy/spike-cluster.sh: the nodes of $1
+# Every request for an event goes to its node and no other: max_fails=0
+# (docs/scale-out.md, "A node that is down").
+upstream spike_events {
+    hash \$spike_event consistent;
+$servers    keepalive 64;
+}
+$groups# /nodes/{n}/...: node n's group
+map \$request_uri \$spike_node {
+$routes    default "";
+}
+EOF
   alog=off
   [ "$ACCESS_LOG" = off ] || alog="$ACCESS_LOG"
   cat >"$ng/nginx.conf" <<EOF
