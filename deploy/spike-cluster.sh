@@ -53,9 +53,16 @@ wait_gone() {
   ! alive "$1"
 }
 
-# A free-looking port in 20000..59999 (spiked and nginx say if it is
-# taken).
-pick_port() { echo $((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 40000)); }
+# A free-looking port below the kernel's ephemeral range (32768 by default):
+# a port inside it can be taken, while its node is down, by a connect() to
+# it that the kernel gives that very port as its source (a TCP
+# self-connect), and the node could not listen there again. spiked and
+# nginx say when a port is taken.
+pick_port() {
+  pp_low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  [ "$pp_low" -gt 12000 ] || pp_low=32768
+  echo $((10000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % (pp_low - 10000)))
+}
 
 # node_start DIR I: start node I and wait until it is ready. The first
 # start picks a free port (another try when spiked finds it taken); later
