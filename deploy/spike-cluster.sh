@@ -72,7 +72,17 @@ node_start() {
   mkdir -p "$nd"
   ns_try=0
   while :; do
-    if [ -s "$nd/port" ]; then port=$(cat "$nd/port"); else port=$(pick_port); fi
+    if [ -s "$nd/port" ]; then
+      port=$(cat "$nd/port")
+    else # a fresh one, where nothing answers (another server's 200 is not ours)
+      port=$(pick_port)
+      curl -s -o /dev/null -m 1 "http://127.0.0.1:$port/"
+      if [ $? != 7 ]; then
+        ns_try=$((ns_try + 1))
+        [ "$ns_try" -lt 20 ] || die "node $2: no free port after 20 tries"
+        continue
+      fi
+    fi
     : >"$nd/log"
     # shellcheck disable=SC2086 # SPIKED_ARGS is a list of flags
     "$SPIKED" --listen "127.0.0.1:$port" --data "$nd/data" $SPIKED_ARGS </dev/null >>"$nd/log" 2>&1 &
@@ -90,10 +100,13 @@ node_start() {
       return 0
     fi
     ns_try=$((ns_try + 1))
-    if [ -s "$nd/port" ] || [ "$ns_try" -ge 10 ] || ! grep -qi "in use" "$nd/log"; then
+    # Taken: a fresh port at the first start; at a restart the same one
+    # (nginx names it), tried again for START_MAX_S.
+    if [ "$ns_try" -ge $((START_MAX_S * 2)) ] || ! grep -qi "in use" "$nd/log"; then
       tail -n 5 "$nd/log" >&2
       die "node $2 exited"
     fi
+    [ -s "$nd/port" ] && sleep 0.5
   done
 }
 
