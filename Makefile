@@ -48,8 +48,9 @@ DEB_LIBS  := liblmdb-dev libuv1-dev node-llhttp libmsgpack-dev libxxhash-dev lib
 # tests/test_api_doc.sh and the lines `make run` prints. abigail-tools:
 # abidiff, the ABI check in make test. prometheus: promtool, which lints
 # /metrics in tests/test_ops.c; systemd: systemd-analyze, which checks the
-# unit file in tests/test_unit.sh. debhelper: make deb.
-DEB_TOOLS := valgrind clang libclang-rt-dev curl abigail-tools prometheus systemd
+# unit file in tests/test_unit.sh. nginx-light: the partition router in
+# tests/test_scaleout.sh (deploy/). debhelper: make deb.
+DEB_TOOLS := valgrind clang libclang-rt-dev curl abigail-tools prometheus systemd nginx-light
 DEB_PACK  := debhelper dpkg-dev
 DEB_BENCH := wrk nginx-light nghttp2-client hey
 LLHTTP_DIR     ?= /usr/share/llhttp
@@ -106,7 +107,7 @@ TEST_UNITS := test_ring test_slab test_limit test_ids test_wheel test_codec test
 EXAMPLES   := embed epoll feed_sqlite
 MICRO      := bench_ring bench_reserve bench_writer bench_lifecycle
 
-.PHONY: all lib deps deps-check deb-deps bench-deps test test-run check run bench bench-http install \
+.PHONY: all lib deps deps-check deb-deps bench-deps test test-run check run bench bench-http bench-scaleout install \
         uninstall deb clean format powerloss soak-crash soak sim diskfull abi-check abi-dump
 
 all: build/rel/libspike.a build/rel/dist/libspike.a build/rel/libspike.so build/rel/spiked build/rel/spikebench \
@@ -364,6 +365,12 @@ bench-http: bench-deps
 bench-compare: bench-deps
 	@$(MAKE) --no-print-directory build/rel/spiked build/rel/spikebench build/rel/tests/stall_server
 	@bench/compare.sh
+
+# Reserves through the nginx partition router (deploy/) against 1, 2 and 3
+# spiked, with nginx's own fixed body as the reference (docs/scale-out.md).
+bench-scaleout: bench-deps
+	@$(MAKE) --no-print-directory build/rel/spiked
+	@bench/scaleout.sh
 
 pc_subst = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	  -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(SPIKE_VERSION)|'

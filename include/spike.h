@@ -507,9 +507,19 @@ SPIKE_EXTERN int spike_pay(spike_producer *p, spike_op *op, uint64_t order_id,
 SPIKE_EXTERN int spike_cancel(spike_producer *p, spike_op *op,
                               uint64_t order_id, uint64_t user_id, spike_cb cb);
 
+/*
+ * Event ids a caller picks (spec.id, PUT /api/v1/events/{id}) are unique
+ * per engine: a taken one is SPIKE_EEXIST, in memory before the commit.
+ * Ids the engine mints are (unix ms << 20 | producer << 14 | sequence),
+ * which is above 2^53 for any clock after 1970-04-10, so a caller that
+ * keeps to 1..SPIKE_EVENT_ID_CLIENT_MAX never takes one the engine will
+ * mint later (and its ids stay exact in JavaScript). See docs/scale-out.md.
+ */
+#define SPIKE_EVENT_ID_CLIENT_MAX ((UINT64_C(1) << 53) - 1)
+
 /* What an event is created from. */
 typedef struct spike_event_spec {
-  uint64_t id;             /* 0: the engine picks one */
+  uint64_t id;             /* 0: the engine picks one; else see above */
   const char *name;        /* 1..SPIKE_NAME_MAX bytes of UTF-8, no controls */
   size_t name_len;
   uint64_t stock;          /* 1..UINT32_MAX */

@@ -364,6 +364,17 @@ static void event_create(loop_ctx *lc, req *r) {
   uint64_t stock = 0, limit = 1, timeout = 900;
   const char *f = NULL;
   int rc = body_u64(&b, "id", 0, 1, UINT64_MAX, &s.id, NULL, &f);
+  if (r->method == RM_PUT) { /* PUT /api/v1/events/{id}: the path's id, in the client range */
+    if (!r->m.id_ok || r->m.id == 0 || r->m.id > SPIKE_EVENT_ID_CLIENT_MAX) {
+      fail(r, SPIKE_EINVAL, "event id (1..2^53-1 on PUT)");
+      return;
+    }
+    if (rc == SPIKE_OK && s.id != 0 && s.id != r->m.id) {
+      fail(r, SPIKE_EINVAL, "id (differs from the path's)");
+      return;
+    }
+    s.id = r->m.id;
+  }
   if (rc == SPIKE_OK)
     rc = body_str(&b, "name", 1, 1, SPIKE_NAME_MAX, &s.name, &s.name_len, NULL, &f);
   if (rc == SPIKE_OK) rc = body_u64(&b, "stock", 1, 1, UINT32_MAX, &stock, NULL, &f);
@@ -508,10 +519,30 @@ static void reserve(loop_ctx *lc, req *r) {
     park_or_fail(r, rc);
 }
 
+/* The event-scoped order routes (/api/v1/events/{eid}/orders/{id}...): an
+ * order of another event is not found there. Checked against committed
+ * orders; one not committed yet (ack=memory) is left to the operation.
+ * SPIKE_OK, or a refusal sent. */
+static int order_in_event(loop_ctx *lc, req *r) {
+  if (!r->m.in_event) return SPIKE_OK;
+  if (!r->m.event_ok || r->m.event_id == 0) {
+    fail(r, SPIKE_EINVAL, "event id");
+    return SPIKE_EINVAL;
+  }
+  spike_order o;
+  int rc = spike_order_get(lc->producer, r->m.id, &o);
+  if (rc == SPIKE_OK && o.event_id != r->m.event_id) rc = SPIKE_ENOORDER;
+  else if (rc == SPIKE_ENOORDER) rc = SPIKE_OK;
+  if (rc != SPIKE_OK) fail(r, rc, NULL);
+  return rc;
+}
+
 static void order_get(loop_ctx *lc, req *r) {
   caller c;
   spike_order o;
-  if (need_user(lc, r, &c) != SPIKE_OK || path_id(r, "order id") != SPIKE_OK) return;
+  if (need_user(lc, r, &c) != SPIKE_OK || path_id(r, "order id") != SPIKE_OK ||
+      order_in_event(lc, r) != SPIKE_OK)
+    return;
   int rc = spike_order_get(lc->producer, r->m.id, &o);
   if (rc != SPIKE_OK)
     fail(r, rc, NULL);
@@ -530,6 +561,7 @@ static void order_change(loop_ctx *lc, req *r, int pay) {
   const char *pid = NULL, *f = NULL;
   size_t pid_len = 0;
   if (need_user(lc, r, &c) != SPIKE_OK || path_id(r, "order id") != SPIKE_OK ||
+      order_in_event(lc, r) != SPIKE_OK ||
       parse_body(lc, r, &b, pay ? pay_fields : cancel_fields) != SPIKE_OK ||
       acting_user(r, &c, &b, 0, &user) != SPIKE_OK)
     return;
@@ -751,6 +783,7 @@ static void access_line(loop_ctx *lc, const req *r, uint64_t ns) {
   ids[0] = '\0';
   uint64_t ev = r->event_id, ord = r->order_id, user = r->user_id;
   if (r->m.id_ok && ev == 0 && r->handler >= H_EVENT_GET && r->handler <= H_RESERVE) ev = r->m.id;
+  if (r->m.event_ok && ev == 0 && r->m.in_event) ev = r->m.event_id;
   if (r->m.id_ok && ord == 0 && r->handler >= H_ORDER_GET && r->handler <= H_ORDER_CANCEL)
     ord = r->m.id;
   if (r->m.id_ok && user == 0 && r->handler == H_USER_ORDERS) user = r->m.id;

@@ -509,7 +509,11 @@ static int on_message_complete(llhttp_t *p) {
   c->req_deadline_ms = 0; /* waiting on us now, not on the client */
   r->keep_alive = (uint8_t)llhttp_should_keep_alive(p);
   uint8_t m = llhttp_get_method(p);
-  r->method = m == HTTP_GET ? RM_GET : m == HTTP_POST ? RM_POST : m == HTTP_HEAD ? RM_HEAD : RM_OTHER;
+  r->method = m == HTTP_GET    ? RM_GET
+              : m == HTTP_POST ? RM_POST
+              : m == HTTP_HEAD ? RM_HEAD
+              : m == HTTP_PUT  ? RM_PUT
+                               : RM_OTHER;
   r->llmethod = m;
   assert(c->complete == NULL);
   c->complete = r;

@@ -1,6 +1,6 @@
 /*
  * router.c -- a hand-written matcher over the handful of v1 paths: split
- * the path on '/', compare the fixed segments, parse the one id segment.
+ * the path on '/', compare the fixed segments, parse the id segments.
  * Cheaper and easier to read than a table of patterns for this many routes.
  */
 #include "router.h"
@@ -30,7 +30,7 @@ int router_parse_u64(const char *s, size_t n, uint64_t *out) {
   return 0;
 }
 
-#define SEGS_MAX 6
+#define SEGS_MAX 7
 
 typedef struct seg {
   const char *p;
@@ -52,6 +52,14 @@ static void pick(route_match *m, router_method method, handler get, handler post
                : get != H_COUNT                  ? "GET, HEAD"
                                                  : "POST";
   }
+}
+
+/* An order route from its {id} segment on: s[0] is the id, n counts it. */
+static void order_route(route_match *m, router_method method, const seg *s, size_t n) {
+  m->id_ok = router_parse_u64(s[0].p, s[0].n, &m->id) == 0;
+  if (n == 1) pick(m, method, H_ORDER_GET, H_COUNT);
+  else if (n == 2 && eq(s[1], "pay")) pick(m, method, H_COUNT, H_ORDER_PAY);
+  else if (n == 2 && eq(s[1], "cancel")) pick(m, method, H_COUNT, H_ORDER_CANCEL);
 }
 
 void router_match(router_method method, const char *target, size_t len, route_match *m) {
@@ -96,14 +104,22 @@ void router_match(router_method method, const char *target, size_t len, route_ma
   if (n > 3) m->id_ok = router_parse_u64(s[3].p, s[3].n, &m->id) == 0;
   if (eq(col, "events")) {
     if (n == 3) pick(m, method, H_EVENT_LIST, H_EVENT_CREATE);
-    else if (n == 4) pick(m, method, H_EVENT_GET, H_COUNT);
+    else if (n == 4 && method == RM_PUT) m->h = H_EVENT_CREATE; /* the path's id */
+    else if (n == 4) {
+      pick(m, method, H_EVENT_GET, H_COUNT);
+      if (m->h == H_BAD_METHOD) m->allow = "GET, HEAD, PUT";
+    }
     else if (n == 5 && eq(s[4], "restock")) pick(m, method, H_COUNT, H_EVENT_RESTOCK);
     else if (n == 5 && eq(s[4], "close")) pick(m, method, H_COUNT, H_EVENT_CLOSE);
     else if (n == 5 && eq(s[4], "orders")) pick(m, method, H_COUNT, H_RESERVE);
+    else if (n > 5 && eq(s[4], "orders")) { /* the order routes, under their event */
+      m->in_event = 1;
+      m->event_id = m->id;
+      m->event_ok = m->id_ok;
+      order_route(m, method, s + 5, n - 5);
+    }
   } else if (eq(col, "orders")) {
-    if (n == 4) pick(m, method, H_ORDER_GET, H_COUNT);
-    else if (n == 5 && eq(s[4], "pay")) pick(m, method, H_COUNT, H_ORDER_PAY);
-    else if (n == 5 && eq(s[4], "cancel")) pick(m, method, H_COUNT, H_ORDER_CANCEL);
+    if (n > 3) order_route(m, method, s + 3, n - 3);
   } else if (eq(col, "users")) {
     if (n == 5 && eq(s[4], "orders")) pick(m, method, H_USER_ORDERS, H_COUNT);
   } else if (eq(col, "feed")) {

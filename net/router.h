@@ -36,12 +36,22 @@ typedef enum handler {
 } handler;
 
 /* HEAD is matched as GET: every GET route answers HEAD without a body. */
-typedef enum router_method { RM_GET = 0, RM_POST = 1, RM_OTHER = 2, RM_HEAD = 3 } router_method;
+typedef enum router_method {
+  RM_GET = 0,
+  RM_POST = 1,
+  RM_OTHER = 2,
+  RM_HEAD = 3,
+  RM_PUT = 4 /* only PUT /api/v1/events/{id}: create with the path's id */
+} router_method;
 
 typedef struct route_match {
   handler h;
-  uint64_t id;        /* the {id} or {uid} in the path */
+  uint64_t id;        /* the {id} or {uid} in the path (the order's in an order route) */
   int id_ok;          /* 0: the id was not a decimal u64 (H_* still set) */
+  int in_event;       /* 1: an order route in the event-scoped form
+                       * /api/v1/events/{event_id}/orders/{id}[/pay|/cancel] */
+  uint64_t event_id;  /* in_event: the {event_id}; event_ok as id_ok */
+  int event_ok;
   const char *allow;  /* H_BAD_METHOD: the methods the path allows */
   const char *query;  /* after '?', not including it; NULL when none */
   size_t query_len;

@@ -85,6 +85,13 @@ for v in rel asan; do
   suite "api.md examples vs $v spiked" env SPIKED=build/$v/spiked tests/test_api_doc.sh
 done
 
+# Events partitioned over 3 spiked behind nginx (deploy/): placement by id,
+# a node killed by kill -9 in a flash crowd, its events (only) 503 from
+# nginx, restarted with every acknowledged order there.
+for v in rel asan; do
+  suite "scale-out vs $v spiked" env SPIKED=build/$v/spiked tests/test_scaleout.sh
+done
+
 # The harness: its histogram, its modules (scenarios, load engine, report,
 # verify) under ASan, and spikebench against the stalling server and
 # spiked (release, then every binary under ASan; exit 86 marks an ASan report).

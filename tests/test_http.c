@@ -190,8 +190,10 @@ static void every_route_and_code(void) {
   CHECK_EQ(hc_do(p, "GET", "/api/v2/events", NULL, NULL, &R), 404);
   expect(404, 40004);
   check_envelope();
-  CHECK_EQ(hc_do(p, "PUT", "/api/v1/events/7", NULL, NULL, &R), 405);
+  CHECK_EQ(hc_do(p, "DELETE", "/api/v1/events/7", NULL, NULL, &R), 405);
   expect(405, 40002);
+  CHECK(hc_header(&R, "Allow", v, sizeof(v)) != NULL && strcmp(v, "GET, HEAD, PUT") == 0);
+  CHECK_EQ(hc_do(p, "PUT", "/api/v1/orders/1", NULL, NULL, &R), 405);
   CHECK(hc_header(&R, "Allow", v, sizeof(v)) != NULL && strcmp(v, "GET, HEAD") == 0);
   CHECK_EQ(hc_do(p, "DELETE", "/api/v1/events", NULL, NULL, &R), 405);
   CHECK(hc_header(&R, "Allow", v, sizeof(v)) != NULL && strcmp(v, "GET, HEAD, POST") == 0);
@@ -1004,6 +1006,90 @@ static void sell_out_200_connections(void) {
 
 /* ---- restart and drain ------------------------------------------------------ */
 
+/* PUT /api/v1/events/{id}: an event placed by its id (docs/scale-out.md),
+ * and the order routes under their event, across a kill -9. */
+static void put_event_and_scoped_orders(void) {
+  spiked s;
+  spiked_start(&s, NULL, NULL);
+  int p = s.port;
+  char dir[256], body[512], path[128], order[32], v[64];
+  snprintf(dir, sizeof(dir), "%s", s.dir);
+  long long t0 = (long long)wall_ms();
+  snprintf(body, sizeof(body),
+           "{\"name\":\"placed\",\"stock\":3,\"price\":100,\"start_at\":%lld,"
+           "\"end_at\":%lld,\"per_user_limit\":1}", t0 - 60000, t0 + 3600000);
+  CHECK_EQ(hc_do(p, "PUT", "/api/v1/events/42", NULL, body, &R), 201);
+  check_envelope();
+  CHECK(hc_json(&R, "data.id", v, sizeof(v)) == 0 && strcmp(v, "42") == 0);
+  CHECK_EQ(hc_do(p, "PUT", "/api/v1/events/42", NULL, body, &R), 409); /* taken */
+  expect(409, 30010);
+  /* the largest client id, and one past it */
+  CHECK_EQ(hc_do(p, "PUT", "/api/v1/events/9007199254740991", NULL, body, &R), 201);
+  CHECK_EQ(hc_do(p, "PUT", "/api/v1/events/9007199254740992", NULL, body, &R), 400);
+  expect(400, 40001);
+  CHECK(strstr(R.body, "event id") != NULL);
+  CHECK_EQ(hc_do(p, "PUT", "/api/v1/events/0", NULL, body, &R), 400);
+  expect(400, 40001);
+  CHECK_EQ(hc_do(p, "PUT", "/api/v1/events/x1", NULL, body, &R), 400);
+  expect(400, 40001);
+  snprintf(body, sizeof(body),
+           "{\"id\":43,\"name\":\"placed\",\"stock\":3,\"price\":100,\"start_at\":%lld,"
+           "\"end_at\":%lld}", t0 - 60000, t0 + 3600000);
+  CHECK_EQ(hc_do(p, "PUT", "/api/v1/events/44", NULL, body, &R), 400); /* body id differs */
+  expect(400, 40001);
+  CHECK(strstr(R.body, "id") != NULL);
+  CHECK_EQ(hc_do(p, "PUT", "/api/v1/events/43", NULL, body, &R), 201); /* body id agrees */
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/events/44", NULL, NULL, &R), 404);
+  /* engine-minted ids are above the client range */
+  snprintf(body, sizeof(body),
+           "{\"name\":\"minted\",\"stock\":3,\"price\":100,\"start_at\":%lld,"
+           "\"end_at\":%lld}", t0 - 60000, t0 + 3600000);
+  CHECK_EQ(hc_do(p, "POST", "/api/v1/events", NULL, body, &R), 201);
+  CHECK(hc_json(&R, "data.id", v, sizeof(v)) == 0);
+  CHECK(strtoull(v, NULL, 10) > 9007199254740991ull);
+
+  CHECK_EQ(reserve(p, 42, 7, NULL), 201);
+  CHECK(hc_json(&R, "data.id", order, sizeof(order)) == 0);
+  snprintf(path, sizeof(path), "/api/v1/events/42/orders/%s", order);
+  CHECK_EQ(hc_do(p, "GET", path, NULL, NULL, &R), 200);
+  CHECK(hc_json(&R, "data.event_id", v, sizeof(v)) == 0 && strcmp(v, "42") == 0);
+  snprintf(path, sizeof(path), "/api/v1/events/43/orders/%s", order); /* another event's */
+  CHECK_EQ(hc_do(p, "GET", path, NULL, NULL, &R), 404);
+  expect(404, 30008);
+  snprintf(path, sizeof(path), "/api/v1/events/43/orders/%s/pay", order);
+  CHECK_EQ(hc_do(p, "POST", path, NULL, "{\"payment_id\":\"p1\"}", &R), 404);
+  expect(404, 30008);
+  snprintf(path, sizeof(path), "/api/v1/events/x/orders/%s", order);
+  CHECK_EQ(hc_do(p, "GET", path, NULL, NULL, &R), 400);
+  expect(400, 40001);
+  snprintf(path, sizeof(path), "/api/v1/events/42/orders/%s/pay", order);
+  CHECK_EQ(hc_do(p, "GET", path, NULL, NULL, &R), 405);
+  CHECK_EQ(hc_do(p, "POST", path, NULL, "{\"payment_id\":\"p1\"}", &R), 200);
+  CHECK(hc_json(&R, "data.state", v, sizeof(v)) == 0 && strcmp(v, "paid") == 0);
+  CHECK_EQ(reserve(p, 42, 8, NULL), 201);
+  CHECK(hc_json(&R, "data.id", order, sizeof(order)) == 0);
+  snprintf(path, sizeof(path), "/api/v1/events/42/orders/%s/cancel", order);
+  CHECK_EQ(hc_do(p, "POST", path, NULL, NULL, &R), 200);
+  CHECK(hc_json(&R, "data.state", v, sizeof(v)) == 0 && strcmp(v, "cancelled") == 0);
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/events/42/orders/1/x", NULL, NULL, &R), 404);
+  expect(404, 40004);
+
+  /* kill -9: the placed events and their counters come back */
+  CHECK_EQ(spiked_stop(&s, SIGKILL), 128 + SIGKILL);
+  spiked_start(&s, dir, NULL);
+  CHECK_EQ(hc_do(s.port, "GET", "/api/v1/events/42", NULL, NULL, &R), 200);
+  CHECK_EQ(hc_json_int(&R, "data.sold"), 1);
+  CHECK_EQ(hc_json_int(&R, "data.available"), 2);
+  CHECK_EQ(hc_do(s.port, "GET", "/api/v1/events/9007199254740991", NULL, NULL, &R), 200);
+  snprintf(body, sizeof(body),
+           "{\"name\":\"again\",\"stock\":3,\"price\":100,\"start_at\":%lld,"
+           "\"end_at\":%lld}", t0 - 60000, t0 + 3600000);
+  CHECK_EQ(hc_do(s.port, "PUT", "/api/v1/events/42", NULL, body, &R), 409);
+  expect(409, 30010);
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  test_rmrf(dir);
+}
+
 static void restart_keeps_state(void) {
   spiked s;
   spiked_start(&s, NULL, NULL);
@@ -1166,6 +1252,7 @@ TEST_LIST({"every_route_and_code", every_route_and_code, 60},
           {"storage_error_map_full", storage_error_map_full, 60},
           {"jwt_and_admin", jwt_and_admin, 30},
           {"sell_out_200_connections", sell_out_200_connections, 120},
+          {"put_event_and_scoped_orders", put_event_and_scoped_orders, 30},
           {"restart_keeps_state", restart_keeps_state, 30},
           {"sigterm_drains_in_flight", sigterm_drains_in_flight, 60},
           {"feed_long_poll", feed_long_poll, 60})

@@ -1,0 +1,71 @@
+#!/bin/sh
+# bench/scaleout.sh -- `make bench-scaleout`: durable reserves through the
+# partition router (deploy/: nginx, hash by event id) against 1, 2 and 3
+# spiked nodes, each run with its references under the same wrk load:
+# nginx answering a fixed body itself (the router's /healthz/live, so the
+# ceiling of this nginx on this machine) and one spiked without nginx.
+# Requests spread over EVENTS events in turn (bench/reserve.lua), a fresh
+# user each. On one machine the nodes, nginx and wrk share its cores, so
+# this measures the router's cost and the placement, not a fleet. Not a
+# test: it never fails on speed.
+#
+#   NODES="1 2 3" EVENTS=12 DURATION=5 CONNS=64 NGINX_WORKERS=1 bench/scaleout.sh
+set -eu
+cd "$(dirname "$0")/.."
+NODES=${NODES:-1 2 3}
+EVENTS=${EVENTS:-12}
+DURATION=${DURATION:-5}
+CONNS=${CONNS:-64}
+WRK_THREADS=${WRK_THREADS:-1}
+SPIKED=${SPIKED:-build/rel/spiked}
+NGINX_WORKERS=${NGINX_WORKERS:-1}
+TMPDIR=${TMPDIR:-/tmp}
+work=$(mktemp -d "$TMPDIR/spike-bench-scaleout.XXXXXX")
+cluster=""
+cleanup() {
+  [ -n "$cluster" ] && deploy/spike-cluster.sh stop "$cluster" >/dev/null 2>&1
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+for tool in wrk nginx curl; do
+  command -v $tool >/dev/null || { echo "bench-scaleout: $tool missing (make bench-deps)" >&2; exit 1; }
+done
+
+rps() { sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$1"; }
+p99() { sed -n 's/^ *99% *\(.*\)$/\1/p' "$1"; }
+bad() { sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$1"; }
+reserves() { # reserves URL BASE OUT: wrk's reserve load on URL
+  SPIKE_EVENTS=$EVENTS SPIKE_USER_BASE=$2 wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" \
+    --latency -s bench/reserve.lua "$1/" >"$3" 2>&1
+}
+line() { printf '%-34s %10s req/s  p99 %-9s %s\n' "$1" "$(rps "$2")" "$(p99 "$2")" \
+  "$(b=$(bad "$2"); [ -n "$b" ] && echo "($b non-2xx)")"; }
+
+echo "bench-scaleout: $(nproc) cores, wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s, reserves over" \
+  "$EVENTS events (ack=durable), nginx $NGINX_WORKERS worker(s)"
+for n in $NODES; do
+  cluster=$work/c$n
+  U=$(SPIKED=$SPIKED NGINX_WORKERS=$NGINX_WORKERS SPIKED_ARGS="--log-level warn --max-buyers 16777216 --max-reserved 16777216" \
+    deploy/spike-cluster.sh start "$cluster" "$n")
+  e=1
+  while [ $e -le "$EVENTS" ]; do
+    curl -s -o /dev/null -X PUT "$U/api/v1/events/$e" -H 'Content-Type: application/json' \
+      -d '{"name":"bench","stock":4000000000,"price":999,"start_at":0,"end_at":253402300799999}'
+    e=$((e + 1))
+  done
+  spread=""
+  k=0
+  while [ $k -lt "$n" ]; do
+    spread="$spread $(curl -s "$U/nodes/$k/api/v1/events" | grep -o '"id":"[0-9]*"' | wc -l)"
+    k=$((k + 1))
+  done
+  wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$U/healthz/live" >"$work/ref.out" 2>&1
+  reserves "$U" 1000000000 "$work/r.out"
+  [ "$n" = 1 ] && reserves "$(deploy/spike-cluster.sh url "$cluster" 0)" 2000000000 "$work/d.out"
+  echo "$n node(s), events per node:$spread"
+  line "  nginx fixed body (reference)" "$work/ref.out"
+  line "  reserve through nginx" "$work/r.out"
+  [ "$n" = 1 ] && line "  reserve, spiked direct" "$work/d.out"
+  deploy/spike-cluster.sh stop "$cluster" >/dev/null
+  cluster=""
+done
