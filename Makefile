@@ -10,6 +10,8 @@
 #                   and spiked with its systemd unit and config file
 #   make uninstall  remove what install put there (same PREFIX, LIBDIR, DESTDIR)
 #   make deb        Debian binary packages from packaging/debian (docs/embedding.md)
+#   make relay-chaos  spike-relay under many kills of itself, spiked and RabbitMQ
+#   make bench-relay  spike-relay's pace (changes/s) next to the reference consumer's
 #
 # Build outputs go under build/<variant>/: rel (-O2), asan (ASan+UBSan), tsan.
 # What a packager or CI sets, all optional:
@@ -348,6 +350,12 @@ relay-chaos: build/rel/spike-relay build/asan/spike-relay build/rel/tests/test_r
 	  SPIKE_RELAY_KILLS=20,6,3 SPIKE_RELAY=build/$$v/spike-relay SPIKE_TEST_TIMEOUT_S=1800 \
 	    build/rel/tests/test_relay chaos || exit 1; \
 	done
+
+# spike-relay's pace against the reference consumer (feed_sqlite) over the
+# same feed of 20,000 more operations, no kills: a benchmark, not a test.
+.PHONY: bench-relay
+bench-relay: build/rel/spike-relay build/rel/tests/test_relay build/rel/spiked build/rel/examples/feed_sqlite
+	SPIKE_RELAY_KILLS=0,0,0 SPIKE_RELAY_PACE=20000 SPIKE_TEST_TIMEOUT_S=1800 build/rel/tests/test_relay chaos
 
 # ---- run, bench, install ----------------------------------------------------
 

@@ -21,11 +21,13 @@
  *
  *   SPIKE_RELAY_KILLS=R,S,B  kills of the relay, spiked, the broker (4,2,1)
  *   SPIKE_RELAY=build/asan/spike-relay   the relay under test
+ *   SPIKE_RELAY_WRAP="valgrind -q --error-exitcode=99"   the relay under a tool
+ *   SPIKE_RELAY_PACE=N       N more operations before the pace is taken
+ *   FEED_SQLITE=...          the reference consumer the pace is compared to
  *   RABBITMQ_SERVER=...      the broker's start script (found under
  *                            /usr/lib/rabbitmq otherwise)
  */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -35,7 +37,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -379,13 +380,22 @@ static void relay_start(relay *r, int feed_port, int amqp_port, const char *cons
   snprintf(feed, sizeof(feed), "127.0.0.1:%d", feed_port);
   snprintf(amqp, sizeof(amqp), "127.0.0.1:%d", amqp_port);
   snprintf(limit, sizeof(limit), "%d", LIMIT);
-  const char *argv[32] = {relay_bin(), "--feed",           feed,  "--feed-token",
-                          "rd",        "--amqp",           amqp,  "--cursor",
-                          r->cursor,   "--limit",          limit, "--wait-ms",
-                          "1000",      "--backoff-max-ms", "500", "--confirm-timeout-ms",
-                          "3000"};
-  int n = 17;
-  for (int i = 0; extra && extra[i] && n < 30; i++)
+  /* SPIKE_RELAY_WRAP: words to run it under (valgrind ...) */
+  static char wrap[256];
+  const char *argv[48];
+  int n = 0;
+  const char *w = getenv("SPIKE_RELAY_WRAP");
+  snprintf(wrap, sizeof(wrap), "%s", w ? w : "");
+  for (char *save, *t = strtok_r(wrap, " ", &save); t && n < 8; t = strtok_r(NULL, " ", &save))
+    argv[n++] = t;
+  const char *fixed[] = {relay_bin(), "--feed",           feed,  "--feed-token",
+                         "rd",        "--amqp",           amqp,  "--cursor",
+                         r->cursor,   "--limit",          limit, "--wait-ms",
+                         "1000",      "--backoff-max-ms", "500", "--confirm-timeout-ms",
+                         "3000"};
+  for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+    argv[n++] = fixed[i];
+  for (int i = 0; extra && extra[i] && n < 46; i++)
     argv[n++] = extra[i];
   argv[n] = NULL;
   r->pid = spawn(argv, r->log);
@@ -602,19 +612,44 @@ static void chaos(void) {
   CHECK(strstr(slurp(u.log), "routed a change nowhere") != NULL);
   CHECK(access(u.cursor, F_OK) != 0);
 
-  /* the relay's pace: the whole feed again into a fresh queue */
+  /* the relay's pace: the whole feed again into a fresh queue, and the
+   * reference consumer (feed_sqlite, one fsync per page too) over the same
+   * feed, for scale; SPIKE_RELAY_PACE=N adds N operations first */
+  const char *more = getenv("SPIKE_RELAY_PACE");
+  if (more) {
+    load(s.port, atoi(more));
+    head = feed_head(s.port, store, sizeof(store));
+  }
   relay b;
   snprintf(b.cursor, sizeof(b.cursor), "%s/cursor-bench", tmp);
   snprintf(b.log, sizeof(b.log), "%s/relay-bench.log", tmp);
-  char stop_at[32];
+  char stop_at[32], db[300], feed[32];
   snprintf(stop_at, sizeof(stop_at), "%llu", head);
   const char *bargs[] = {"--queue", "spike.bench", "--stop-at", stop_at, "--limit", "1000", NULL};
   int64_t t0 = test_now_ms();
   relay_start(&b, s.port, mq.port, bargs);
-  CHECK_EQ(reap(b.pid, 60000), 0);
-  int64_t ms = test_now_ms() - t0;
-  printf("  relay pace: %llu changes in %lld ms, %.0f changes/s (pages of 1000)\n", head,
-         (long long)ms, (double)head * 1000 / (double)(ms ? ms : 1));
+  CHECK_EQ(reap(b.pid, 600000), 0);
+  int64_t relay_ms = test_now_ms() - t0;
+  const char *fs = getenv("FEED_SQLITE");
+  snprintf(db, sizeof(db), "%s/feed.db", tmp);
+  snprintf(feed, sizeof(feed), "127.0.0.1:%d", s.port);
+  const char *fargs[] = {fs && *fs ? fs : "build/rel/examples/feed_sqlite",
+                         feed,
+                         db,
+                         "--token",
+                         "rd",
+                         "--stop-at",
+                         stop_at,
+                         "--limit",
+                         "1000",
+                         NULL};
+  t0 = test_now_ms();
+  CHECK_EQ(reap(spawn(fargs, b.log), 600000), 0);
+  int64_t sqlite_ms = test_now_ms() - t0;
+  printf("  pace, %llu changes in pages of 1000: spike-relay %lld ms, %.0f changes/s; "
+         "feed_sqlite %lld ms, %.0f changes/s\n",
+         head, (long long)relay_ms, (double)head * 1000 / (double)(relay_ms ? relay_ms : 1),
+         (long long)sqlite_ms, (double)head * 1000 / (double)(sqlite_ms ? sqlite_ms : 1));
 
   free(copies);
   free(first_epoch);
