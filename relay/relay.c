@@ -503,6 +503,14 @@ static bool parse_uint(const char *s, uint64_t max, uint64_t *out) {
   return true;
 }
 
+typedef struct num_opt {
+  int c;
+  const char *name;
+  uint64_t min, max;
+  const char *range;
+  unsigned *u32; /* NULL: stop_at, the one 64-bit option */
+} num_opt;
+
 static int parse_opts(int argc, char **argv, opts *o) {
   static const struct option longs[] = {{"feed", required_argument, 0, 'f'},
                                         {"feed-token", required_argument, 0, 't'},
@@ -533,6 +541,14 @@ static int parse_opts(int argc, char **argv, opts *o) {
               .confirm_timeout_ms = 10000,
               .backoff_max_ms = 5000,
               .stop_at = UINT64_MAX};
+  /* the numeric options: their bounds, said the same way when broken */
+  const num_opt num_opts[] = {
+      {'l', "limit", 1, FEED_LIMIT_MAX, "1-1000", &o->limit},
+      {'w', "wait-ms", 0, FEED_WAIT_MS_MAX, "0-30000", &o->feed.wait_ms},
+      {'C', "confirm-timeout-ms", 100, 3600000, "100-3600000", &o->confirm_timeout_ms},
+      {'B', "backoff-max-ms", BACKOFF_MIN_MS, 600000, "100-600000", &o->backoff_max_ms},
+      {'s', "stop-at", 0, UINT64_MAX, "a seq", NULL},
+  };
   if (o->user == NULL) o->user = "guest";
   if (o->password == NULL) o->password = "guest";
   bool have_feed = false;
@@ -569,30 +585,24 @@ static int parse_opts(int argc, char **argv, opts *o) {
       break;
     case 'q': o->queue = optarg; break;
     case 'l':
-      if (!parse_uint(optarg, FEED_LIMIT_MAX, &v) || v == 0)
-        return usage_error("--limit %s: not 1-1000", optarg);
-      o->limit = (unsigned)v;
-      break;
     case 'w':
-      if (!parse_uint(optarg, FEED_WAIT_MS_MAX, &v))
-        return usage_error("--wait-ms %s: not 0-30000", optarg);
-      o->feed.wait_ms = (unsigned)v;
-      break;
     case 'C':
-      if (!parse_uint(optarg, 3600000, &v) || v < 100)
-        return usage_error("--confirm-timeout-ms %s: not 100-3600000", optarg);
-      o->confirm_timeout_ms = (unsigned)v;
-      break;
     case 'B':
-      if (!parse_uint(optarg, 600000, &v) || v < BACKOFF_MIN_MS)
-        return usage_error("--backoff-max-ms %s: not 100-600000", optarg);
-      o->backoff_max_ms = (unsigned)v;
+    case 's': {
+      const num_opt *n = num_opts;
+      while (n->c != c)
+        n++;
+      if (!parse_uint(optarg, n->max, &v) || v < n->min) {
+        fprintf(stderr, "spike-relay: --%s %s: not %s\n(spike-relay --help for the options)\n",
+                n->name, optarg, n->range);
+        return EXIT_USAGE;
+      }
+      if (n->u32)
+        *n->u32 = (unsigned)v;
+      else
+        o->stop_at = v;
       break;
-    case 's':
-      if (!parse_uint(optarg, UINT64_MAX, &v))
-        return usage_error("--stop-at %s: not a seq", optarg);
-      o->stop_at = v;
-      break;
+    }
     case 'h': fputs(usage_text, stdout); exit(EXIT_DONE);
     default: return usage_error("%s: unknown option, or one missing its value", argv[optind - 1]);
     }
