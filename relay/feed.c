@@ -239,6 +239,10 @@ int feed_fetch(const feed_conn *c, const char *store_id, uint64_t after, unsigne
     return FEED_BAD;
   }
   p->count = tok[p->changes].size;
+  if (p->count > (int)limit) {
+    WHY("a page of %d changes where %u were asked for", p->count, limit);
+    return FEED_BAD;
+  }
   feed_change ch;
   int t = 0;
   while (feed_next(p, &t, &ch) == 0) {

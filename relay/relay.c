@@ -359,7 +359,10 @@ static int broker_pump(broker *b) {
     amqp_frame_t f;
     struct timeval zero = {0, 0};
     int rc = amqp_simple_wait_frame_noblock(b->conn, &f, &zero);
-    if (rc == AMQP_STATUS_TIMEOUT) return 0;
+    if (rc == AMQP_STATUS_TIMEOUT) {
+      amqp_maybe_release_buffers(b->conn);
+      return 0;
+    }
     if (rc != AMQP_STATUS_OK) {
       snprintf(b->why, sizeof(b->why), "the broker's connection: %s", amqp_error_string2(rc));
       return -1;
