@@ -190,7 +190,7 @@ int feed_fetch(const feed_conn *c, const char *store_id, uint64_t after, unsigne
   }
   p->body = body;
   size_t body_len = len - (size_t)(body - buf);
-  if (p->status >= 500) {
+  if (p->status >= 500 || p->status == 429) { /* restarting, draining, overloaded, rate limited */
     WHY("%s:%d answered HTTP %d: %.200s", c->host, c->port, p->status, body);
     return FEED_UNREACHABLE;
   }

@@ -40,7 +40,7 @@ typedef struct feed_conn {
  * page's why[]. */
 enum {
   FEED_OK = 0,
-  FEED_UNREACHABLE = -1, /* no answer, a cut answer, or a 5xx: try again later */
+  FEED_UNREACHABLE = -1, /* no answer, a cut answer, a 5xx or a 429: try again later */
   FEED_STOPPED = -2,     /* *stop was set while waiting */
   FEED_OTHER_STORE = -3, /* the store id is not the cursor's: another store */
   FEED_AHEAD = -4,       /* the cursor is ahead of the head: an older copy of the store */

@@ -474,11 +474,12 @@ static void chaos(void) {
   rabbit_start(&mq);
   static const char *const sargs[] = {"--feed-token", "rd", "--admin-token", "adm", NULL};
   spiked s;
-  spiked_start(&s, NULL, sargs);
-  char dir[256], tmp[256], seen[400];
-  snprintf(dir, sizeof(dir), "%s", s.dir);
+  /* spiked's data and log inside this test's own folder */
+  char dir[256], tmp[200], seen[256];
   snprintf(tmp, sizeof(tmp), "%s", test_tmpdir("relay"));
+  snprintf(dir, sizeof(dir), "%s/spiked", tmp);
   snprintf(seen, sizeof(seen), "%s/seen", tmp);
+  spiked_start(&s, dir, sargs);
   for (uint64_t e = 1; e <= EVENTS; e++)
     CHECK_EQ(create_event(s.port, e), 201);
 
@@ -659,7 +660,6 @@ done:
   free(first_epoch);
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
   rabbit_stop(&mq);
-  test_rmrf(dir);
   test_rmrf(tmp);
 }
 
@@ -667,12 +667,13 @@ done:
 static void stops_and_waits(void) {
   static const char *const sargs[] = {"--feed-token", "rd", "--admin-token", "adm", NULL};
   spiked s;
-  spiked_start(&s, NULL, sargs);
+  char store[40], tmp[200], dir[256], line[128];
+  snprintf(tmp, sizeof(tmp), "%s", test_tmpdir("relay-stops"));
+  snprintf(dir, sizeof(dir), "%s/spiked", tmp);
+  spiked_start(&s, dir, sargs);
   CHECK_EQ(create_event(s.port, 1), 201);
   load(s.port, 5);
-  char store[40], tmp[256], line[128];
   unsigned long long head = feed_head(s.port, store, sizeof(store));
-  snprintf(tmp, sizeof(tmp), "%s", test_tmpdir("relay-stops"));
   int closed = hc_free_port();
   relay r;
   snprintf(r.cursor, sizeof(r.cursor), "%s/cursor", tmp);
@@ -747,7 +748,6 @@ static void stops_and_waits(void) {
   const char *none[] = {relay_bin(), "--cursor", r.cursor, NULL};
   CHECK_EQ(reap(spawn(none, r.log), 10000), 2);
   CHECK(strstr(slurp(r.log), "--feed HOST:PORT is required") != NULL);
-  test_rmrf(s.dir);
   test_rmrf(tmp);
 }
 
