@@ -501,7 +501,7 @@ static void chaos(void) {
     char t = plan[i];
     plan[i] = plan[j], plan[j] = t;
   }
-  unsigned long long resumed[64];
+  unsigned long long resumed[512];
   size_t n_resumed = 0;
   for (int i = 0; i < steps; i++) {
     load(s.port, 30 + (int)(test_rand(&rng) % 100));
@@ -559,7 +559,7 @@ static void chaos(void) {
   unsigned *copies = calloc(head + 1, sizeof(unsigned));
   int *first_epoch = calloc(head + 1, sizeof(int));
   CHECK(copies && first_epoch);
-  n_resumed += resume_points(slurp(r.log), resumed + n_resumed, 64 - n_resumed);
+  n_resumed += resume_points(slurp(r.log), resumed + n_resumed, 512 - n_resumed);
   size_t dups = 0, relay_dups = 0;
   for (size_t i = 0; i < n_deliveries; i++) {
     delivery *d = &deliveries[i];
