@@ -632,7 +632,16 @@ static void chaos(void) {
                          stop_at,      "--limit",     "1000",    NULL};
   int64_t t0 = test_now_ms();
   relay_start(&b, s.port, mq.port, bargs);
-  CHECK_EQ(reap(b.pid, 600000), 0);
+  /* its peak resident size, read while it runs (VmHWM) */
+  long hwm_kb = 0;
+  int rc;
+  while ((rc = reap(b.pid, 50)) < 0 && test_now_ms() - t0 < 600000) {
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)b.pid);
+    const char *st = strstr(slurp(path), "VmHWM:");
+    if (st) hwm_kb = strtol(st + 6, NULL, 10);
+  }
+  CHECK_EQ(rc, 0);
   int64_t relay_ms = test_now_ms() - t0;
   const char *fs = getenv("FEED_SQLITE");
   snprintf(db, sizeof(db), "%s/feed.db", tmp);
@@ -650,6 +659,7 @@ static void chaos(void) {
   t0 = test_now_ms();
   CHECK_EQ(reap(spawn(fargs, b.log), 600000), 0);
   int64_t sqlite_ms = test_now_ms() - t0;
+  printf("  spike-relay's peak resident size: %ld KiB\n", hwm_kb);
   printf("  pace, %llu changes in pages of 1000: spike-relay %lld ms, %.0f changes/s; "
          "feed_sqlite %lld ms, %.0f changes/s\n",
          head, (long long)relay_ms, (double)head * 1000 / (double)(relay_ms ? relay_ms : 1),
