@@ -10,6 +10,8 @@
 #                   and spiked with its systemd unit and config file
 #   make uninstall  remove what install put there (same PREFIX, LIBDIR, DESTDIR)
 #   make deb        Debian binary packages from packaging/debian (docs/embedding.md)
+#   make relay-chaos  spike-relay under many kills of itself, spiked and RabbitMQ
+#   make bench-relay  spike-relay's pace (changes/s) next to the reference consumer's
 #
 # Build outputs go under build/<variant>/: rel (-O2), asan (ASan+UBSan), tsan.
 # What a packager or CI sets, all optional:
@@ -41,16 +43,22 @@ PKGS      := lmdb libuv msgpack libxxhash libjwt
 # libspike itself needs only these (spike.pc's Requires.private).
 LIB_PKGS  := lmdb msgpack libxxhash
 # libsqlite3-dev: examples/feed_sqlite.c, the feed consumer test_ops runs.
+# librabbitmq-dev: relay/, spike-relay, which publishes the feed to RabbitMQ
+# (and test_relay's consumer).
 DEB_LIBS  := liblmdb-dev libuv1-dev node-llhttp libmsgpack-dev libxxhash-dev libjsmn-dev libjwt-dev pkg-config \
-             libsqlite3-dev
+             libsqlite3-dev librabbitmq-dev
 # libclang-rt-dev: clang's sanitizer and libFuzzer runtimes, only a
 # Recommends of clang, so --no-install-recommends leaves it out. curl:
 # tests/test_api_doc.sh and the lines `make run` prints. abigail-tools:
 # abidiff, the ABI check in make test. prometheus: promtool, which lints
 # /metrics in tests/test_ops.c; systemd: systemd-analyze, which checks the
 # unit file in tests/test_unit.sh. nginx-light: the partition router in
-# tests/test_scaleout.sh (deploy/). debhelper: make deb.
-DEB_TOOLS := valgrind clang libclang-rt-dev curl abigail-tools prometheus systemd nginx-light
+# tests/test_scaleout.sh (deploy/). debhelper: make deb. rabbitmq-server:
+# the broker tests/test_relay.c starts as a private instance of its own
+# (the package's own service is never used; Debian's policy-rc.d may keep
+# it from starting at all).
+DEB_TOOLS := valgrind clang libclang-rt-dev curl abigail-tools prometheus systemd nginx-light \
+             rabbitmq-server
 DEB_PACK  := debhelper dpkg-dev
 DEB_BENCH := wrk nginx-light nghttp2-client hey
 LLHTTP_DIR     ?= /usr/share/llhttp
@@ -72,7 +80,8 @@ INC_common   := -iquote include -iquote common
 INC_store    := -iquote include -iquote store
 INC_engine   := -iquote include -iquote common -iquote engine -iquote store
 INC_net      := -iquote include -iquote common -iquote net -I$(LLHTTP_INCLUDE)
-INC_examples := -iquote include
+INC_examples := -iquote include -iquote relay
+INC_relay    := -iquote relay
 INC_bench    := -iquote include -iquote bench -I$(LLHTTP_INCLUDE)
 INC_tests    := -iquote include -iquote common -iquote engine -iquote store -iquote net \
                 -iquote bench -iquote tests -I$(LLHTTP_INCLUDE)
@@ -111,7 +120,7 @@ MICRO      := bench_ring bench_reserve bench_writer bench_lifecycle
         uninstall deb clean format powerloss soak-crash soak sim diskfull abi-check abi-dump
 
 all: build/rel/libspike.a build/rel/dist/libspike.a build/rel/libspike.so build/rel/spiked build/rel/spikebench \
-     $(addprefix build/rel/examples/,$(EXAMPLES))
+     $(addprefix build/rel/examples/,$(EXAMPLES)) build/rel/spike-relay
 
 # What make install needs, and no more (packaging/debian builds this).
 lib: build/rel/dist/libspike.a build/rel/libspike.so
@@ -217,10 +226,18 @@ $(foreach v,rel asan tsan,$(eval $(call variant,$(v))))
 
 # The feed consumer speaks HTTP and SQLite, not libspike; test_ops reads
 # what it wrote.
-build/%/examples/feed_sqlite: build/%/examples/feed_sqlite.o
+build/%/examples/feed_sqlite: build/%/examples/feed_sqlite.o build/%/relay/feed.o
 	@echo "  LD    $@"
 	@$(CC) $(LD_$*) -o $@ $^ -lsqlite3
 build/rel/tests/test_ops build/asan/tests/test_ops build/tsan/tests/test_ops: PKG_LIBS += -lsqlite3
+
+# spike-relay: the feed into RabbitMQ (relay/), HTTP and librabbitmq, not
+# libspike. test_relay drives it and a real broker, and consumes with
+# librabbitmq too.
+build/%/spike-relay: build/%/relay/relay.o build/%/relay/feed.o
+	$(call say,LD,$@)
+	$(Q)$(CC) $(LD_$*) $(LDFLAGS) -o $@ $^ -lrabbitmq
+build/rel/tests/test_relay build/asan/tests/test_relay: PKG_LIBS += -lrabbitmq
 
 # libFuzzer targets: clang, ASan+UBSan, every source compiled in.
 FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
@@ -276,7 +293,8 @@ TEST_BINS := $(foreach v,rel asan tsan,$(addprefix build/$(v)/tests/,$(TEST_UNIT
              $(addprefix build/fuzz/,$(FUZZERS)) build/rel/tests/test_fault build/rel/tests/libfault.so \
              build/rel/tests/test_unsafe build/rel/tests/test_fault_http \
              build/rel/tests/test_failalloc build/rel/tests/libfailalloc.so \
-             build/rel/tests/libpowerloss.so build/rel/tests/test_hostile build/rel/tests/hostile_load
+             build/rel/tests/libpowerloss.so build/rel/tests/test_hostile build/rel/tests/hostile_load \
+             build/rel/spike-relay build/asan/spike-relay build/rel/tests/test_relay
 
 # make test: dependencies (apt only for what is missing), then everything
 # built with -Werror and every suite run. make check is the same.
@@ -339,6 +357,22 @@ soak-crash: build/rel/tests/test_crash build/rel/tests/libpowerloss.so
 	SPIKE_CRASH_CYCLES=1000 SPIKE_TEST_TIMEOUT_S=14400 build/rel/tests/test_crash
 	SPIKE_CRASH_CYCLES=1000 SPIKE_TEST_TIMEOUT_S=14400 SPIKE_POWERLOSS=1 \
 	  LD_PRELOAD=build/rel/tests/libpowerloss.so build/rel/tests/test_crash
+
+# spike-relay's chaos case at length: 20 kills of the relay, 6 of spiked,
+# 3 of the broker, with each build of the relay (a few minutes; make test
+# runs 4, 2 and 1 with the ASan one).
+.PHONY: relay-chaos
+relay-chaos: build/rel/spike-relay build/asan/spike-relay build/rel/tests/test_relay build/rel/spiked
+	for v in rel asan; do \
+	  SPIKE_RELAY_KILLS=20,6,3 SPIKE_RELAY=build/$$v/spike-relay SPIKE_TEST_TIMEOUT_S=1800 \
+	    build/rel/tests/test_relay chaos || exit 1; \
+	done
+
+# spike-relay's pace against the reference consumer (feed_sqlite) over the
+# same feed of 20,000 more operations, no kills: a benchmark, not a test.
+.PHONY: bench-relay
+bench-relay: build/rel/spike-relay build/rel/tests/test_relay build/rel/spiked build/rel/examples/feed_sqlite
+	SPIKE_RELAY_KILLS=0,0,0 SPIKE_RELAY_PACE=20000 SPIKE_TEST_TIMEOUT_S=1800 build/rel/tests/test_relay chaos
 
 # ---- run, bench, install ----------------------------------------------------
 
@@ -422,7 +456,7 @@ uninstall-spiked:
 	elif [ -f $$conf ]; then echo "uninstall: kept $$conf (edited)"; fi
 
 format:
-	clang-format -i include/*.h common/*.[ch] engine/*.[ch] store/*.[ch] net/*.[ch] tests/*.[ch] bench/*.[ch] bench/micro/*.c examples/*.c 2>/dev/null || true
+	clang-format -i include/*.h common/*.[ch] relay/*.[ch] engine/*.[ch] store/*.[ch] net/*.[ch] tests/*.[ch] bench/*.[ch] bench/micro/*.c examples/*.c 2>/dev/null || true
 
 clean:
 	rm -rf build

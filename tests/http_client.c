@@ -29,7 +29,7 @@
 
 #include "test.h"
 
-static int free_port(void) {
+int hc_free_port(void) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   CHECK(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
@@ -62,12 +62,12 @@ static int start_once(spiked *s, int port, const char *dir, const char *const *a
 void spiked_start(spiked *s, const char *dir, const char *const *args) {
   /* another program may take the free port before spiked binds it */
   for (int i = 0; i < 5; i++)
-    if (start_once(s, free_port(), dir, args, i < 4) == 0) return;
+    if (start_once(s, hc_free_port(), dir, args, i < 4) == 0) return;
 }
 
 /* 1 when process pid holds a socket listening on 127.0.0.1:port: the
  * server under test, not another program that took the port between
- * free_port() and spiked's bind (tests run beside each other). */
+ * hc_free_port() and spiked's bind (tests run beside each other). */
 static int listens(pid_t pid, int port) {
   FILE *f = fopen("/proc/net/tcp", "r");
   if (f == NULL) return 0;
@@ -107,7 +107,7 @@ static int listens(pid_t pid, int port) {
 }
 
 /* Start; 0 once it listens, -1 when it exited at start for want of the
- * port (taken after free_port() chose it) and may_retry; aborts otherwise. */
+ * port (taken after hc_free_port() chose it) and may_retry; aborts otherwise. */
 static int start_once(spiked *s, int port, const char *dir, const char *const *args,
                       int may_retry) {
   memset(s, 0, sizeof(*s));

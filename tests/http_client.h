@@ -41,6 +41,8 @@ typedef struct hc_resp {
   int closed;          /* the server closed the connection after it */
 } hc_resp;
 
+/* A loopback TCP port that was free a moment ago. */
+int hc_free_port(void);
 int hc_connect(int port);
 void hc_send(int fd, const char *buf, size_t n);
 /* Read one response; 0, or -1 when the connection closed first / timed out. */

@@ -80,6 +80,13 @@ for v in rel asan; do
   suite "hostile clients vs $v spiked" env SPIKED=build/$v/spiked build/rel/tests/test_hostile
 done
 
+# The feed into RabbitMQ: the ASan spike-relay against a private
+# rabbitmq-server the suite starts and spiked, with kill -9s of all three
+# under load; fails (never skips) where rabbitmq-server cannot run. The
+# long form, more kills and both builds: make relay-chaos.
+suite "relay (asan spike-relay)" env SPIKE_RELAY=build/asan/spike-relay SPIKED=build/rel/spiked \
+  build/rel/tests/test_relay
+
 # docs/api.md's examples, as written, against the release and ASan spiked.
 for v in rel asan; do
   suite "api.md examples vs $v spiked" env SPIKED=build/$v/spiked tests/test_api_doc.sh

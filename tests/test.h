@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/types.h>
 
 typedef struct test_case {
   const char *name;
@@ -59,5 +60,9 @@ const char *test_tmpdir(const char *tag);
 void test_rmrf(const char *path);
 /* Monotonic milliseconds. */
 int64_t test_now_ms(void);
+/* fork and exec argv (argv[0] looked up in PATH) with stdout and stderr
+ * to log (truncated, or appended to when append), the child killed when
+ * the test's process dies. The child's pid. */
+pid_t test_spawn(const char *const *argv, const char *log, int append);
 
 #endif /* SPIKE_TEST_H */

@@ -59,20 +59,7 @@ static pid_t bench_start(const char *const *args, const char *log) {
   for (int i = 0; args[i] != NULL && n < 63; i++)
     argv[n++] = args[i];
   argv[n] = NULL;
-  fflush(NULL);
-  pid_t pid = fork();
-  CHECK(pid >= 0);
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    close(fd);
-    execv(argv[0], (char *const *)argv);
-    fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-    _exit(127);
-  }
-  return pid;
+  return test_spawn(argv, log, 0);
 }
 
 static void show(const char *log) {

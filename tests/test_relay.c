@@ -1,0 +1,764 @@
+/*
+ * test_relay.c -- spike-relay (relay/) against a real spiked and a real
+ * RabbitMQ broker, both started here on 127.0.0.1.
+ *
+ * The broker is a private instance of Debian's rabbitmq-server: its own
+ * node name, AMQP, distribution and epmd ports, data and log directories
+ * under a fresh temporary directory, run as this user; it never touches a
+ * system-wide broker (if the package started one) and is killed with the
+ * test. A machine without rabbitmq-server fails the broker cases, saying
+ * so: they are never skipped.
+ *
+ * chaos: a load of reserves, pays and cancels on several events while the
+ * relay, spiked and the broker are each killed with SIGKILL at random
+ * points (SPIKE_SEED replays one), a consumer reading the queue all along.
+ * Then: every change the feed holds arrived; the first copy of each came
+ * in seq order (so in order per event); every repeat is one the relay was
+ * entitled to (at most one page after a point it resumed from) or one the
+ * broker redelivered to the reconnected consumer; every order acknowledged
+ * 201 arrived. The relay ends on SIGTERM with exit 0 and its cursor at the
+ * head.
+ *
+ *   SPIKE_RELAY_KILLS=R,S,B  kills of the relay, spiked, the broker (4,2,1)
+ *   SPIKE_RELAY=build/asan/spike-relay   the relay under test
+ *   SPIKE_RELAY_WRAP="valgrind -q --error-exitcode=99"   the relay under a tool
+ *   SPIKE_RELAY_PACE=N       also take the pace (make bench-relay): N more
+ *                            operations, then the whole feed through a fresh
+ *                            relay and through feed_sqlite
+ *   FEED_SQLITE=...          the reference consumer the pace is compared to
+ *   RABBITMQ_SERVER=...      the broker's start script (found under
+ *                            /usr/lib/rabbitmq otherwise)
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <amqp.h>
+#include <amqp_framing.h>
+#include <amqp_tcp_socket.h>
+
+#include "http_client.h"
+#include "test.h"
+
+#define LIMIT 50 /* the relay's page: the most one restart may repeat */
+#define QUEUE "spike.test"
+#define EVENTS 4
+
+static hc_resp R;
+
+static const char *relay_bin(void) {
+  const char *b = getenv("SPIKE_RELAY");
+  return b && *b ? b : "build/rel/spike-relay";
+}
+
+static int64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms) { usleep((useconds_t)ms * 1000); }
+
+/* The file's text, NUL-terminated, static storage ("" if absent). */
+static const char *slurp(const char *path) {
+  static char buf[1 << 20];
+  buf[0] = '\0';
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return buf;
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  buf[n] = '\0';
+  fclose(f);
+  return buf;
+}
+
+static pid_t spawn(const char *const *argv, const char *log) { return test_spawn(argv, log, 1); }
+
+/* Wait up to ms for needle to appear in the file at path. */
+static bool wait_log(const char *path, const char *needle, int ms) {
+  for (int64_t until = test_now_ms() + ms; test_now_ms() < until; sleep_ms(50))
+    if (strstr(slurp(path), needle) != NULL) return true;
+  return false;
+}
+
+/* Wait for pid up to ms; its exit status (128 + signal), or -1 still running. */
+static int reap(pid_t pid, int ms) {
+  for (int i = 0; i <= ms / 10; i++) {
+    int st;
+    if (waitpid(pid, &st, WNOHANG) == pid)
+      return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    sleep_ms(10);
+  }
+  return -1;
+}
+
+static int stop(pid_t pid, int sig, int ms) {
+  kill(pid, sig);
+  int rc = reap(pid, ms);
+  if (rc < 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+  }
+  return rc;
+}
+
+/* ---- the private broker ---------------------------------------------------- */
+
+typedef struct rabbit {
+  char dir[300], log[320];
+  int port, dist_port, epmd_port;
+  pid_t pid, epmd;
+} rabbit;
+
+static const char *rabbit_script(void) {
+  static char path[512];
+  const char *env = getenv("RABBITMQ_SERVER");
+  if (env && *env) return env;
+  glob_t g;
+  path[0] = '\0';
+  if (glob("/usr/lib/rabbitmq/lib/rabbitmq_server-*/sbin/rabbitmq-server", 0, NULL, &g) == 0) {
+    snprintf(path, sizeof(path), "%s", g.gl_pathv[g.gl_pathc - 1]);
+    globfree(&g);
+  }
+  return path;
+}
+
+/* Log in and out: the broker takes connections. */
+static bool amqp_up(int port) {
+  amqp_connection_state_t c = amqp_new_connection();
+  amqp_socket_t *s = amqp_tcp_socket_new(c);
+  struct timeval tv = {2, 0};
+  bool ok = amqp_socket_open_noblock(s, "127.0.0.1", port, &tv) == AMQP_STATUS_OK &&
+            amqp_login(c, "/", 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, "guest", "guest").reply_type ==
+                AMQP_RESPONSE_NORMAL;
+  if (ok) amqp_connection_close(c, AMQP_REPLY_SUCCESS);
+  amqp_destroy_connection(c);
+  return ok;
+}
+
+static void rabbit_boot(rabbit *r) {
+  const char *script = rabbit_script();
+  if (script[0] == '\0' || access(script, X_OK) != 0) {
+    fprintf(stderr,
+            "rabbitmq-server is not installed (no /usr/lib/rabbitmq/lib/rabbitmq_server-*/"
+            "sbin/rabbitmq-server): `make deps` installs it; this test needs a real broker\n");
+    abort();
+  }
+  char port[16], dist[16], epmd[16], node[64], s1[400], s2[400], s3[400], s4[400], s5[400];
+  snprintf(port, sizeof(port), "%d", r->port);
+  snprintf(dist, sizeof(dist), "%d", r->dist_port);
+  snprintf(epmd, sizeof(epmd), "%d", r->epmd_port);
+  snprintf(node, sizeof(node), "spike-test-%d@localhost", r->port);
+  snprintf(s1, sizeof(s1), "%s/mnesia", r->dir);
+  snprintf(s2, sizeof(s2), "%s/log", r->dir);
+  snprintf(s3, sizeof(s3), "%s/rabbitmq", r->dir); /* rabbitmq.conf, empty */
+  snprintf(s4, sizeof(s4), "%s/enabled_plugins", r->dir);
+  snprintf(s5, sizeof(s5), "%s/pid", r->dir);
+  fflush(NULL);
+  r->pid = fork();
+  CHECK(r->pid >= 0);
+  if (r->pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    setenv("HOME", r->dir, 1); /* its own Erlang cookie */
+    setenv("RABBITMQ_NODENAME", node, 1);
+    setenv("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1", 1);
+    setenv("RABBITMQ_NODE_PORT", port, 1);
+    setenv("RABBITMQ_DIST_PORT", dist, 1);
+    setenv("ERL_EPMD_PORT", epmd, 1);
+    setenv("ERL_EPMD_ADDRESS", "127.0.0.1", 1);
+    setenv("RABBITMQ_MNESIA_BASE", s1, 1);
+    setenv("RABBITMQ_LOG_BASE", s2, 1);
+    setenv("RABBITMQ_CONFIG_FILE", s3, 1);
+    setenv("RABBITMQ_ADVANCED_CONFIG_FILE", s3, 1); /* none there */
+    setenv("RABBITMQ_CONF_ENV_FILE", s3, 1);
+    setenv("RABBITMQ_ENABLED_PLUGINS_FILE", s4, 1);
+    setenv("RABBITMQ_PID_FILE", s5, 1);
+    /* exec the Erlang VM in this very process, so its pid is the broker */
+    setenv("RUNNING_UNDER_SYSTEMD", "1", 1);
+    int fd = open(r->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    close(fd);
+    execl(script, script, (char *)NULL);
+    fprintf(stderr, "exec %s: %s\n", script, strerror(errno));
+    _exit(127);
+  }
+  int64_t t0 = test_now_ms(), until = t0 + 120000; /* a loaded two-core machine: 15-25 s */
+  while (!amqp_up(r->port)) {
+    int st = reap(r->pid, 0);
+    if (st >= 0 || test_now_ms() > until) {
+      const char *log = slurp(r->log);
+      size_t n = strlen(log);
+      fprintf(stderr, "rabbitmq-server %s (node %s, port %d); its output ends:\n%s\n",
+              st >= 0 ? "exited at start" : "did not take connections in 120 s", node, r->port,
+              log + (n > 3000 ? n - 3000 : 0));
+      abort();
+    }
+    sleep_ms(200);
+  }
+  fprintf(stderr, "rabbitmq-server up in %lld ms\n", (long long)(test_now_ms() - t0));
+}
+
+static void rabbit_start(rabbit *r) {
+  memset(r, 0, sizeof(*r));
+  snprintf(r->dir, sizeof(r->dir), "%s", test_tmpdir("rabbit"));
+  snprintf(r->log, sizeof(r->log), "%s/broker.out", r->dir);
+  r->port = hc_free_port();
+  r->dist_port = hc_free_port();
+  r->epmd_port = hc_free_port();
+  char f[400];
+  snprintf(f, sizeof(f), "%s/enabled_plugins", r->dir);
+  FILE *pf = fopen(f, "w");
+  CHECK(pf != NULL);
+  fputs("[].\n", pf);
+  fclose(pf);
+  snprintf(f, sizeof(f), "%s/rabbitmq.conf", r->dir);
+  pf = fopen(f, "w");
+  CHECK(pf != NULL);
+  fputs("loopback_users = none\n", pf);
+  fclose(pf);
+  /* our own epmd on a private port, so nothing outlives the test */
+  char port[16], log[400];
+  snprintf(port, sizeof(port), "%d", r->epmd_port);
+  snprintf(log, sizeof(log), "%s/epmd.out", r->dir);
+  const char *argv[] = {"epmd", "-port", port, "-address", "127.0.0.1", NULL};
+  r->epmd = spawn(argv, log);
+  sleep_ms(200);
+  rabbit_boot(r);
+}
+
+static void rabbit_stop(rabbit *r) {
+  if (r->pid > 0) stop(r->pid, SIGKILL, 10000);
+  if (r->epmd > 0) stop(r->epmd, SIGKILL, 10000);
+  r->pid = r->epmd = 0;
+  test_rmrf(r->dir);
+}
+
+/* ---- the consumer: a child that writes down every delivery ------------------- */
+
+static volatile sig_atomic_t consumer_stop;
+static void on_term(int sig) {
+  (void)sig;
+  consumer_stop = 1;
+}
+
+/* One line per delivery: "epoch seq redelivered message-id routing-key
+ * order-id", order-id "-" for event changes; acked after it is written. */
+static void consume(int port, const char *out) {
+  signal(SIGTERM, on_term);
+  FILE *f = fopen(out, "w");
+  CHECK(f != NULL);
+  for (int epoch = 1; !consumer_stop; epoch++) {
+    amqp_connection_state_t c = amqp_new_connection();
+    amqp_socket_t *s = amqp_tcp_socket_new(c);
+    struct timeval tv = {2, 0};
+    if (amqp_socket_open_noblock(s, "127.0.0.1", port, &tv) != AMQP_STATUS_OK ||
+        amqp_login(c, "/", 0, 131072, 10, AMQP_SASL_METHOD_PLAIN, "guest", "guest").reply_type !=
+            AMQP_RESPONSE_NORMAL)
+      goto next;
+    amqp_channel_open(c, 1);
+    amqp_basic_qos(c, 1, 0, 200, 0);
+    amqp_basic_consume(c, 1, amqp_cstring_bytes(QUEUE), amqp_empty_bytes, 0, 0, 0,
+                       amqp_empty_table);
+    if (amqp_get_rpc_reply(c).reply_type != AMQP_RESPONSE_NORMAL) goto next; /* no queue yet */
+    while (!consumer_stop) {
+      amqp_envelope_t e;
+      struct timeval wait = {0, 200000};
+      amqp_maybe_release_buffers(c);
+      amqp_rpc_reply_t r = amqp_consume_message(c, &e, &wait, 0);
+      if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT)
+        continue;
+      if (r.reply_type != AMQP_RESPONSE_NORMAL) break;
+      char body[4096], oid[32] = "-";
+      snprintf(body, sizeof(body), "%.*s", (int)e.message.body.len, (char *)e.message.body.bytes);
+      const char *o = strstr(body, "\"order\":{\"id\":\"");
+      if (o) sscanf(o + 15, "%31[0-9]", oid);
+      unsigned long long seq = 0;
+      const char *q = strstr(body, "\"seq\":");
+      if (q) seq = strtoull(q + 6, NULL, 10);
+      amqp_basic_properties_t *p = &e.message.properties;
+      fprintf(f, "%d %llu %d %.*s %.*s %s\n", epoch, seq, e.redelivered,
+              (int)(p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG ? p->message_id.len : 1),
+              p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG ? (char *)p->message_id.bytes : "?",
+              (int)e.routing_key.len, (char *)e.routing_key.bytes, oid);
+      fflush(f);
+      int acked = amqp_basic_ack(c, 1, e.delivery_tag, 0);
+      amqp_destroy_envelope(&e);
+      if (acked != AMQP_STATUS_OK) break;
+    }
+  next:
+    amqp_destroy_connection(c);
+    if (!consumer_stop) sleep_ms(200);
+  }
+  fclose(f);
+  _exit(0);
+}
+
+static pid_t consumer_start(int port, const char *out) {
+  fflush(NULL);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    consume(port, out);
+  }
+  return pid;
+}
+
+/* What the consumer saw, read back. */
+typedef struct delivery {
+  int epoch, redelivered;
+  unsigned long long seq;
+  char id[48], rkey[64], oid[32];
+} delivery;
+
+static delivery *deliveries;
+static size_t n_deliveries;
+
+static void read_deliveries(const char *path) {
+  free(deliveries);
+  deliveries = NULL;
+  n_deliveries = 0;
+  size_t cap = 0;
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return;
+  delivery d;
+  while (fscanf(f, "%d %llu %d %47s %63s %31s", &d.epoch, &d.seq, &d.redelivered, d.id, d.rkey,
+                d.oid) == 6) {
+    if (n_deliveries == cap) {
+      cap = cap ? cap * 2 : 1024;
+      deliveries = realloc(deliveries, cap * sizeof(*deliveries));
+      CHECK(deliveries != NULL);
+    }
+    deliveries[n_deliveries++] = d;
+  }
+  fclose(f);
+}
+
+/* The first copies, in arrival order, are 1, 2, 3, ...: the highest seq
+ * up to which they are, stopping at a gap (printed when verbose). */
+static unsigned long long first_copies_in_order(bool verbose) {
+  unsigned long long top = 0;
+  for (size_t i = 0; i < n_deliveries; i++) {
+    if (deliveries[i].seq == top + 1)
+      top++;
+    else if (deliveries[i].seq > top + 1) {
+      if (verbose)
+        fprintf(stderr, "delivery %zu: seq %llu arrived before seq %llu: a change lost or late\n",
+                i, deliveries[i].seq, top + 1);
+      break;
+    }
+  }
+  return top;
+}
+
+/* ---- the relay ------------------------------------------------------------- */
+
+typedef struct relay {
+  pid_t pid;
+  char cursor[400], log[400];
+} relay;
+
+static void relay_start(relay *r, int feed_port, int amqp_port, const char *const *extra) {
+  char feed[32], amqp[32], limit[16];
+  snprintf(feed, sizeof(feed), "127.0.0.1:%d", feed_port);
+  snprintf(amqp, sizeof(amqp), "127.0.0.1:%d", amqp_port);
+  snprintf(limit, sizeof(limit), "%d", LIMIT);
+  /* SPIKE_RELAY_WRAP: words to run it under (valgrind ...) */
+  static char wrap[256];
+  const char *argv[48];
+  int n = 0;
+  const char *w = getenv("SPIKE_RELAY_WRAP");
+  snprintf(wrap, sizeof(wrap), "%s", w ? w : "");
+  for (char *save, *t = strtok_r(wrap, " ", &save); t && n < 8; t = strtok_r(NULL, " ", &save))
+    argv[n++] = t;
+  const char *fixed[] = {relay_bin(), "--feed",           feed,  "--feed-token",
+                         "rd",        "--amqp",           amqp,  "--cursor",
+                         r->cursor,   "--limit",          limit, "--wait-ms",
+                         "1000",      "--backoff-max-ms", "500", "--confirm-timeout-ms",
+                         "3000"};
+  for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+    argv[n++] = fixed[i];
+  for (int i = 0; extra && extra[i] && n < 46; i++)
+    argv[n++] = extra[i];
+  argv[n] = NULL;
+  r->pid = spawn(argv, r->log);
+}
+
+/* The cursor file as "<store> <seq>": the seq, or 0 when there is none. */
+static unsigned long long cursor_seq(const char *path, char *store, size_t cap) {
+  unsigned long long seq = 0;
+  char id[64] = "";
+  if (sscanf(slurp(path), "%63s %llu", id, &seq) != 2) seq = 0;
+  if (store) snprintf(store, cap, "%s", id);
+  return seq;
+}
+
+/* ---- load ------------------------------------------------------------------ */
+
+static uint64_t rng;
+static char acked_orders[20000][24];
+static size_t n_acked;
+
+static int create_event(int port, uint64_t id) {
+  char body[512];
+  snprintf(body, sizeof(body),
+           "{\"id\":%llu,\"name\":\"Sale %llu\",\"stock\":1000000,\"price\":1500,\"start_at\":%lld,"
+           "\"end_at\":%lld,\"per_user_limit\":1000,\"pay_timeout_s\":600}",
+           (unsigned long long)id, (unsigned long long)id, (long long)(wall_ms() - 60000),
+           (long long)(wall_ms() + 3600000));
+  return hc_do(port, "POST", "/api/v1/events", "Authorization: Bearer adm\r\n", body, &R);
+}
+
+/* n operations: reserves on random events, some paid or cancelled at once.
+ * Refusals while spiked restarts are fine: the feed is the truth; every
+ * 201 is noted, to be found at the consumer. */
+static void load(int port, int n) {
+  for (int i = 0; i < n; i++) {
+    char path[96], body[96], oid[24];
+    uint64_t ev = 1 + test_rand(&rng) % EVENTS;
+    snprintf(path, sizeof(path), "/api/v1/events/%llu/orders", (unsigned long long)ev);
+    unsigned long long user = 1 + test_rand(&rng) % 50;
+    snprintf(body, sizeof(body), "{\"user_id\":\"%llu\"}", user);
+    if (hc_do(port, "POST", path, NULL, body, &R) != 201 ||
+        hc_json(&R, "data.id", oid, sizeof(oid)) != 0)
+      continue;
+    if (n_acked < sizeof(acked_orders) / sizeof(acked_orders[0]))
+      snprintf(acked_orders[n_acked++], sizeof(acked_orders[0]), "%s", oid);
+    unsigned what = (unsigned)(test_rand(&rng) % 4);
+    if (what == 0) {
+      snprintf(path, sizeof(path), "/api/v1/orders/%s/pay", oid);
+      snprintf(body, sizeof(body), "{\"user_id\":\"%llu\",\"payment_id\":\"p%s\"}", user, oid);
+      hc_do(port, "POST", path, NULL, body, &R);
+    } else if (what == 1) {
+      snprintf(path, sizeof(path), "/api/v1/orders/%s/cancel", oid);
+      snprintf(body, sizeof(body), "{\"user_id\":\"%llu\"}", user);
+      hc_do(port, "POST", path, NULL, body, &R);
+    }
+  }
+}
+
+static unsigned long long feed_head(int port, char *store, size_t cap) {
+  CHECK_EQ(
+      hc_do(port, "GET", "/api/v1/feed?after=0&limit=1", "Authorization: Bearer rd\r\n", NULL, &R),
+      200);
+  CHECK(hc_json(&R, "data.storeId", store, cap) == 0);
+  return (unsigned long long)hc_json_int(&R, "data.head");
+}
+
+/* Every "after":N the relay logged: where it started or resumed. */
+static size_t resume_points(const char *log, unsigned long long *out, size_t cap) {
+  size_t n = 0;
+  for (const char *p = strstr(log, "\"after\":"); p && n < cap; p = strstr(p + 1, "\"after\":"))
+    out[n++] = strtoull(p + 8, NULL, 10);
+  return n;
+}
+
+/* ---- the cases ------------------------------------------------------------- */
+
+static void chaos(void) {
+  int kills[3] = {4, 2, 1}; /* relay, spiked, broker */
+  const char *k = getenv("SPIKE_RELAY_KILLS");
+  if (k) CHECK(sscanf(k, "%d,%d,%d", &kills[0], &kills[1], &kills[2]) == 3);
+  rng = test_seed();
+  rabbit mq;
+  rabbit_start(&mq);
+  static const char *const sargs[] = {"--feed-token", "rd", "--admin-token", "adm", NULL};
+  spiked s;
+  /* spiked's data and log inside this test's own folder */
+  char dir[256], tmp[200], seen[256];
+  snprintf(tmp, sizeof(tmp), "%s", test_tmpdir("relay"));
+  snprintf(dir, sizeof(dir), "%s/spiked", tmp);
+  snprintf(seen, sizeof(seen), "%s/seen", tmp);
+  spiked_start(&s, dir, sargs);
+  for (uint64_t e = 1; e <= EVENTS; e++)
+    CHECK_EQ(create_event(s.port, e), 201);
+
+  static const char *const rargs[] = {"--queue", QUEUE, NULL};
+  relay r;
+  snprintf(r.cursor, sizeof(r.cursor), "%s/cursor", tmp);
+  snprintf(r.log, sizeof(r.log), "%s/relay.log", tmp);
+  relay_start(&r, s.port, mq.port, rargs);
+  pid_t cons = consumer_start(mq.port, seen);
+
+  /* the kills, in a random order, each after a random burst of load */
+  char plan[64];
+  int steps = 0;
+  for (int w = 0; w < 3; w++)
+    for (int i = 0; i < kills[w] && steps < 60; i++)
+      plan[steps++] = "rsb"[w];
+  for (int i = steps - 1; i > 0; i--) {
+    int j = (int)(test_rand(&rng) % (uint64_t)(i + 1));
+    char t = plan[i];
+    plan[i] = plan[j], plan[j] = t;
+  }
+  unsigned long long resumed[512];
+  size_t n_resumed = 0;
+  for (int i = 0; i < steps; i++) {
+    load(s.port, 30 + (int)(test_rand(&rng) % 100));
+    sleep_ms((int)(test_rand(&rng) % 150)); /* the relay somewhere in a page */
+    if (plan[i] == 'r') {
+      /* a backlog first, so the kill lands in the middle of pages */
+      kill(r.pid, SIGSTOP);
+      load(s.port, LIMIT + 10 + (int)(test_rand(&rng) % 100));
+      kill(r.pid, SIGCONT);
+      sleep_ms((int)(test_rand(&rng) % 200));
+      CHECK_EQ(stop(r.pid, SIGKILL, 10000), 128 + SIGKILL);
+      resumed[n_resumed++] = cursor_seq(r.cursor, NULL, 0);
+      load(s.port, 30);
+      relay_start(&r, s.port, mq.port, rargs);
+    } else if (plan[i] == 's') {
+      CHECK_EQ(spiked_stop(&s, SIGKILL), 128 + SIGKILL);
+      sleep_ms(300);
+      spiked_start_on(&s, s.port, dir, sargs);
+    } else {
+      CHECK_EQ(stop(mq.pid, SIGKILL, 10000), 128 + SIGKILL);
+      load(s.port, 50); /* the relay waits it out */
+      rabbit_boot(&mq);
+    }
+    fprintf(stderr, "step %d: killed %s\n", i,
+            plan[i] == 'r'   ? "the relay"
+            : plan[i] == 's' ? "spiked"
+                             : "the broker");
+  }
+  load(s.port, 100);
+
+  /* everything arrives */
+  char store[40];
+  unsigned long long head = feed_head(s.port, store, sizeof(store)), got = 0;
+  int64_t until = test_now_ms() + 60000;
+  while ((got = (read_deliveries(seen), first_copies_in_order(false))) < head &&
+         test_now_ms() < until)
+    sleep_ms(200);
+  if (got < head) {
+    fprintf(stderr, "the consumer has seqs 1..%llu of %llu in order; relay log:\n%s\n", got, head,
+            slurp(r.log));
+    first_copies_in_order(true);
+  }
+  CHECK_EQ(got, head);
+  /* the relay stops on SIGTERM, exit 0, its cursor at the head */
+  CHECK_EQ(stop(r.pid, SIGTERM, 20000), 0);
+  char cstore[40];
+  CHECK_EQ(cursor_seq(r.cursor, cstore, sizeof(cstore)), head);
+  CHECK(strcmp(cstore, store) == 0);
+  CHECK_EQ(stop(cons, SIGTERM, 10000), 0);
+  read_deliveries(seen);
+
+  /* in order: the first copies are 1..head with no gap (so, per event too) */
+  CHECK_EQ(first_copies_in_order(true), head);
+  /* each message says what it is */
+  unsigned *copies = calloc(head + 1, sizeof(unsigned));
+  int *first_epoch = calloc(head + 1, sizeof(int));
+  CHECK(copies && first_epoch);
+  n_resumed += resume_points(slurp(r.log), resumed + n_resumed, 512 - n_resumed);
+  size_t dups = 0, relay_dups = 0;
+  for (size_t i = 0; i < n_deliveries; i++) {
+    delivery *d = &deliveries[i];
+    char want[64];
+    snprintf(want, sizeof(want), "%s:%llu", store, d->seq);
+    CHECK(d->seq >= 1 && d->seq <= head);
+    if (strcmp(d->id, want) != 0) fprintf(stderr, "message id %s for seq %llu\n", d->id, d->seq);
+    CHECK(strcmp(d->id, want) == 0);
+    CHECK(strncmp(d->rkey, "order.", 6) == 0 || strncmp(d->rkey, "event.", 6) == 0);
+    if (copies[d->seq]++ == 0) {
+      first_epoch[d->seq] = d->epoch;
+      continue;
+    }
+    dups++;
+    /* a repeat: the broker's, to a consumer that reconnected or on a
+     * redelivery it marked; or the relay's, within one page after a point
+     * it resumed from */
+    if (d->epoch != first_epoch[d->seq] || d->redelivered) continue;
+    bool explained = false;
+    for (size_t j = 0; j < n_resumed && !explained; j++)
+      explained = resumed[j] < d->seq && d->seq <= resumed[j] + LIMIT;
+    if (!explained) fprintf(stderr, "seq %llu repeated, and no resume point explains it\n", d->seq);
+    CHECK(explained);
+    relay_dups++;
+  }
+  /* every order acknowledged 201 arrived */
+  for (size_t i = 0; i < n_acked; i++) {
+    bool found = false;
+    for (size_t j = 0; j < n_deliveries && !found; j++)
+      found = strcmp(deliveries[j].oid, acked_orders[i]) == 0;
+    if (!found) fprintf(stderr, "order %s was acknowledged and never arrived\n", acked_orders[i]);
+    CHECK(found);
+  }
+  printf("  %llu changes, %zu deliveries, %zu repeats (%zu by the relay), %zu resume points, "
+         "kills: relay %d, spiked %d, broker %d\n",
+         head, n_deliveries, dups, relay_dups, n_resumed, kills[0], kills[1], kills[2]);
+
+  /* a change that no queue takes is not dropped: the relay stops on it,
+   * its cursor unwritten */
+  relay u;
+  snprintf(u.cursor, sizeof(u.cursor), "%s/cursor-nowhere", tmp);
+  snprintf(u.log, sizeof(u.log), "%s/relay-nowhere.log", tmp);
+  static const char *const nowhere[] = {"--exchange", "spike.nowhere", NULL};
+  relay_start(&u, s.port, mq.port, nowhere);
+  CHECK_EQ(reap(u.pid, 20000), 1);
+  CHECK(strstr(slurp(u.log), "routed a change nowhere") != NULL);
+  CHECK(access(u.cursor, F_OK) != 0);
+  /* a refused login is not waited out: exit 1, the broker's words */
+  unlink(u.log);
+  static const char *const wrong[] = {"--amqp-password", "wrong", NULL};
+  relay_start(&u, s.port, mq.port, wrong);
+  CHECK_EQ(reap(u.pid, 20000), 1);
+  CHECK(strstr(slurp(u.log), "ACCESS_REFUSED") != NULL);
+  CHECK(access(u.cursor, F_OK) != 0);
+
+  /* the relay's pace: the whole feed again into a fresh queue, and the
+   * reference consumer (feed_sqlite, one fsync per page too) over the same
+   * feed, for scale; SPIKE_RELAY_PACE=N adds N operations first */
+  const char *more = getenv("SPIKE_RELAY_PACE");
+  if (more == NULL) goto done; /* make bench-relay, not make test */
+  load(s.port, atoi(more));
+  head = feed_head(s.port, store, sizeof(store));
+  relay b;
+  snprintf(b.cursor, sizeof(b.cursor), "%s/cursor-bench", tmp);
+  snprintf(b.log, sizeof(b.log), "%s/relay-bench.log", tmp);
+  char stop_at[32], db[300], feed[32];
+  snprintf(stop_at, sizeof(stop_at), "%llu", head);
+  /* an exchange of its own: only the bench queue takes these */
+  const char *bargs[] = {"--exchange", "spike.bench", "--queue", "spike.bench", "--stop-at",
+                         stop_at,      "--limit",     "1000",    NULL};
+  int64_t t0 = test_now_ms();
+  relay_start(&b, s.port, mq.port, bargs);
+  /* its peak resident size, read while it runs (VmHWM) */
+  long hwm_kb = 0;
+  int rc;
+  while ((rc = reap(b.pid, 50)) < 0 && test_now_ms() - t0 < 600000) {
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)b.pid);
+    const char *st = strstr(slurp(path), "VmHWM:");
+    if (st) hwm_kb = strtol(st + 6, NULL, 10);
+  }
+  CHECK_EQ(rc, 0);
+  int64_t relay_ms = test_now_ms() - t0;
+  const char *fs = getenv("FEED_SQLITE");
+  snprintf(db, sizeof(db), "%s/feed.db", tmp);
+  snprintf(feed, sizeof(feed), "127.0.0.1:%d", s.port);
+  const char *fargs[] = {fs && *fs ? fs : "build/rel/examples/feed_sqlite",
+                         feed,
+                         db,
+                         "--token",
+                         "rd",
+                         "--stop-at",
+                         stop_at,
+                         "--limit",
+                         "1000",
+                         NULL};
+  t0 = test_now_ms();
+  CHECK_EQ(reap(spawn(fargs, b.log), 600000), 0);
+  int64_t sqlite_ms = test_now_ms() - t0;
+  printf("  spike-relay's peak resident size: %ld KiB\n", hwm_kb);
+  printf("  pace, %llu changes in pages of 1000: spike-relay %lld ms, %.0f changes/s; "
+         "feed_sqlite %lld ms, %.0f changes/s\n",
+         head, (long long)relay_ms, (double)head * 1000 / (double)(relay_ms ? relay_ms : 1),
+         (long long)sqlite_ms, (double)head * 1000 / (double)(sqlite_ms ? sqlite_ms : 1));
+
+done:
+  free(copies);
+  free(first_epoch);
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  rabbit_stop(&mq);
+  test_rmrf(tmp);
+}
+
+/* The stops and the waits that need no broker: a closed port stands in. */
+static void stops_and_waits(void) {
+  static const char *const sargs[] = {"--feed-token", "rd", "--admin-token", "adm", NULL};
+  spiked s;
+  char store[40], tmp[200], dir[256], line[128];
+  snprintf(tmp, sizeof(tmp), "%s", test_tmpdir("relay-stops"));
+  snprintf(dir, sizeof(dir), "%s/spiked", tmp);
+  spiked_start(&s, dir, sargs);
+  CHECK_EQ(create_event(s.port, 1), 201);
+  load(s.port, 5);
+  unsigned long long head = feed_head(s.port, store, sizeof(store));
+  int closed = hc_free_port();
+  relay r;
+  snprintf(r.cursor, sizeof(r.cursor), "%s/cursor", tmp);
+  snprintf(r.log, sizeof(r.log), "%s/relay.log", tmp);
+#define CURSOR(...)                                                                                \
+  do {                                                                                             \
+    FILE *f_ = fopen(r.cursor, "w");                                                               \
+    CHECK(f_ != NULL);                                                                             \
+    snprintf(line, sizeof(line), __VA_ARGS__);                                                     \
+    fputs(line, f_);                                                                               \
+    fclose(f_);                                                                                    \
+    unlink(r.log);                                                                                 \
+  } while (0)
+
+  /* another store's cursor: exit 3, saying so */
+  CURSOR("00000000deadbeef 3\n");
+  relay_start(&r, s.port, closed, NULL);
+  CHECK_EQ(reap(r.pid, 20000), 3);
+  CHECK(strstr(slurp(r.log), "a replaced store") != NULL);
+  /* a cursor ahead of the head (an older copy of the store): exit 4 */
+  CURSOR("%s %llu\n", store, head + 10);
+  relay_start(&r, s.port, closed, NULL);
+  CHECK_EQ(reap(r.pid, 20000), 4);
+  CHECK(strstr(slurp(r.log), "is ahead of the feed's head") != NULL);
+  CHECK_EQ(cursor_seq(r.cursor, NULL, 0), head + 10); /* untouched */
+  /* a cursor file that is not one: exit 1, not a guess */
+  CURSOR("garbage\n");
+  relay_start(&r, s.port, closed, NULL);
+  CHECK_EQ(reap(r.pid, 20000), 1);
+  CHECK(strstr(slurp(r.log), "is not '<store id> <seq>'") != NULL);
+  /* a wrong token: exit 1 */
+  unlink(r.cursor);
+  static const char *const bad_token[] = {"--feed-token", "nope", NULL};
+  relay_start(&r, s.port, closed, bad_token);
+  CHECK_EQ(reap(r.pid, 20000), 1);
+  CHECK(strstr(slurp(r.log), "refused the token") != NULL);
+
+  /* no broker: it waits, retrying with backoff, and SIGTERM ends it at
+   * once with exit 0, no cursor written; a second relay on the same
+   * cursor is refused meanwhile */
+  unlink(r.log);
+  relay_start(&r, s.port, closed, NULL);
+  CHECK(wait_log(r.log, "cannot connect to the broker", 20000));
+  sleep_ms(500);
+  CHECK_EQ(reap(r.pid, 0), -1);
+  relay two;
+  snprintf(two.cursor, sizeof(two.cursor), "%s", r.cursor);
+  snprintf(two.log, sizeof(two.log), "%s/two.log", tmp);
+  relay_start(&two, s.port, closed, NULL);
+  CHECK_EQ(reap(two.pid, 20000), 1);
+  CHECK(strstr(slurp(two.log), "another spike-relay holds") != NULL);
+  CHECK_EQ(stop(r.pid, SIGTERM, 10000), 0); /* not waiting out the backoff */
+  CHECK(access(r.cursor, F_OK) != 0);
+
+  /* no spiked: the same */
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  unlink(r.log);
+  relay_start(&r, s.port, closed, NULL);
+  CHECK(wait_log(r.log, "no answer from", 20000));
+  CHECK_EQ(reap(r.pid, 0), -1);
+  CHECK_EQ(stop(r.pid, SIGTERM, 10000), 0);
+
+  /* usage */
+  unlink(r.log);
+  const char *h[] = {relay_bin(), "--help", NULL};
+  CHECK_EQ(reap(spawn(h, r.log), 10000), 0);
+  CHECK(strstr(slurp(r.log), "usage: spike-relay") != NULL);
+  const char *bad[] = {relay_bin(), "--feed",  "127.0.0.1:1", "--cursor",
+                       r.cursor,    "--limit", "5000",        NULL};
+  CHECK_EQ(reap(spawn(bad, r.log), 10000), 2);
+  CHECK(strstr(slurp(r.log), "--limit 5000: not 1-1000") != NULL);
+  const char *none[] = {relay_bin(), "--cursor", r.cursor, NULL};
+  CHECK_EQ(reap(spawn(none, r.log), 10000), 2);
+  CHECK(strstr(slurp(r.log), "--feed HOST:PORT is required") != NULL);
+  test_rmrf(tmp);
+}
+
+TEST_LIST({"stops_and_waits", stops_and_waits, 60}, {"chaos", chaos, 400})
