@@ -409,7 +409,10 @@ bench-scaleout: bench-deps
 pc_subst = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	  -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(SPIKE_VERSION)|'
 
-install: lib
+# install-lib alone is the library and its headers (what the Debian
+# packages hold); install adds spiked, its unit and config.
+install: install-lib install-spiked
+install-lib: lib
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
 	install -m 644 build/rel/dist/libspike.a $(DESTDIR)$(LIBDIR)/
 	install -m 644 build/rel/libspike.so $(DESTDIR)$(LIBDIR)/$(SONAME)
@@ -418,7 +421,8 @@ install: lib
 	$(pc_subst) spike.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/spike.pc
 	$(pc_subst) spike-uv.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/spike-uv.pc
 
-uninstall:
+uninstall: uninstall-lib uninstall-spiked
+uninstall-lib:
 	rm -f $(DESTDIR)$(LIBDIR)/libspike.a $(DESTDIR)$(LIBDIR)/$(SONAME) \
 	  $(DESTDIR)$(LIBDIR)/libspike.so $(DESTDIR)$(INCLUDEDIR)/spike.h \
 	  $(DESTDIR)$(INCLUDEDIR)/spike_uv.h $(DESTDIR)$(PKGCONFIGDIR)/spike.pc \
@@ -435,8 +439,7 @@ deb-deps: deps
 	@$(call install_missing,deb-deps,$(DEB_PACK))
 
 # spiked, its systemd unit and a config file (kept if one is there).
-install: install-spiked
-.PHONY: install-spiked
+.PHONY: install-lib uninstall-lib install-spiked
 install-spiked: build/rel/spiked
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/spike
 	install -m 755 build/rel/spiked $(DESTDIR)$(PREFIX)/bin/
@@ -446,7 +449,6 @@ install-spiked: build/rel/spiked
 	  install -m 644 dist/spiked.conf $(DESTDIR)$(SYSCONFDIR)/spike/spiked.conf
 
 # The config file goes only as installed; an edited one is the operator's.
-uninstall: uninstall-spiked
 .PHONY: uninstall-spiked
 uninstall-spiked:
 	rm -f $(DESTDIR)$(PREFIX)/bin/spiked $(DESTDIR)$(UNITDIR)/spiked.service
