@@ -273,7 +273,7 @@ TEST_BINS := $(foreach v,rel asan tsan,$(addprefix build/$(v)/tests/,$(TEST_UNIT
                $(addprefix build/$(v)/tests/,$(BENCH_TESTS))) \
              $(foreach v,rel asan,$(addprefix build/$(v)/examples/,$(EXAMPLES))) \
              $(addprefix build/fuzz/,$(FUZZERS)) build/rel/tests/test_fault build/rel/tests/libfault.so \
-             build/rel/tests/test_unsafe build/rel/tests/test_fault_http \
+             build/rel/tests/test_unsafe build/rel/tests/test_fault_http build/rel/tests/test_backup \
              build/rel/tests/test_failalloc build/rel/tests/libfailalloc.so \
              build/rel/tests/libpowerloss.so build/rel/tests/test_hostile build/rel/tests/hostile_load
 

@@ -65,6 +65,35 @@ void spiked_start(spiked *s, const char *dir, const char *const *args) {
     if (start_once(s, free_port(), dir, args, i < 4) == 0) return;
 }
 
+void spiked_start_shim(spiked *s, const char *dir, const char *const *args, char *ctl,
+                       size_t ctl_cap) {
+  const char *shim = getenv("FAULT_SHIM");
+  if (shim == NULL || *shim == '\0') shim = "build/rel/tests/libfault.so";
+  CHECK(access(shim, R_OK) == 0);
+  const char *tmp = getenv("TMPDIR");
+  snprintf(ctl, ctl_cap, "%s/spike-test-faultctl-%d", tmp != NULL && *tmp ? tmp : "/tmp",
+           (int)getpid());
+  unlink(ctl);
+  /* for spiked alone: it inherits these at its fork */
+  setenv("LD_PRELOAD", shim, 1);
+  setenv("SPIKE_FAULT_CTL", ctl, 1);
+  setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 1);
+  spiked_start(s, dir, args);
+  unsetenv("LD_PRELOAD");
+  unsetenv("SPIKE_FAULT_CTL");
+  unsetenv("ASAN_OPTIONS");
+}
+
+void fault_ctl(const char *ctl, const char *what) {
+  char tmp[600];
+  snprintf(tmp, sizeof(tmp), "%s.new", ctl);
+  FILE *f = fopen(tmp, "w");
+  CHECK(f != NULL);
+  fprintf(f, "%s\n", what);
+  fclose(f);
+  CHECK_EQ(rename(tmp, ctl), 0);
+}
+
 /* 1 when process pid holds a socket listening on 127.0.0.1:port: the
  * server under test, not another program that took the port between
  * free_port() and spiked's bind (tests run beside each other). */

@@ -28,6 +28,13 @@ extern int spiked_nofile;
 void spiked_start(spiked *s, const char *dir, const char *const *args);
 /* The same on a given port (a restart where clients expect it). */
 void spiked_start_on(spiked *s, int port, const char *dir, const char *const *args);
+/* spiked_start with tests/fault.c loaded into spiked alone ($FAULT_SHIM,
+ * default build/rel/tests/libfault.so), steered by a control file whose
+ * path goes into ctl (removed first: no faults until fault_ctl). */
+void spiked_start_shim(spiked *s, const char *dir, const char *const *args, char *ctl,
+                       size_t ctl_cap);
+/* Replace the control file's text at once ("write=ENOSPC", ...). */
+void fault_ctl(const char *ctl, const char *what);
 /* Send sig and wait; returns the exit status (or 128+signal). */
 int spiked_stop(spiked *s, int sig);
 /* The server's log so far, NUL-terminated, static storage. */

@@ -141,35 +141,11 @@ static void all_acked_there(int port) {
 
 static char ctl[300];
 
-static void faults(const char *what) {
-  char tmp[320];
-  snprintf(tmp, sizeof(tmp), "%s.new", ctl);
-  FILE *f = fopen(tmp, "w");
-  CHECK(f != NULL);
-  fprintf(f, "%s\n", what);
-  fclose(f);
-  CHECK_EQ(rename(tmp, ctl), 0);
-}
+static void faults(const char *what) { fault_ctl(ctl, what); }
 
 static void no_faults(void) { unlink(ctl); }
 
-static void start_under_shim(spiked *s, const char *dir) {
-  const char *shim = getenv("FAULT_SHIM");
-  if (shim == NULL || *shim == '\0') shim = "build/rel/tests/libfault.so";
-  CHECK(access(shim, R_OK) == 0);
-  const char *tmp = getenv("TMPDIR");
-  snprintf(ctl, sizeof(ctl), "%s/spike-test-faultctl-%d", tmp != NULL && *tmp ? tmp : "/tmp",
-           (int)getpid());
-  no_faults();
-  /* for spiked alone: it inherits these at its fork */
-  setenv("LD_PRELOAD", shim, 1);
-  setenv("SPIKE_FAULT_CTL", ctl, 1);
-  setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 1);
-  spiked_start(s, dir, NULL);
-  unsetenv("LD_PRELOAD");
-  unsetenv("SPIKE_FAULT_CTL");
-  unsetenv("ASAN_OPTIONS");
-}
+static void start_under_shim(spiked *s, const char *dir) { spiked_start_shim(s, dir, NULL, ctl, sizeof(ctl)); }
 
 static void disk_full_and_io_error(void) {
   spiked s;
