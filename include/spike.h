@@ -698,8 +698,10 @@ SPIKE_EXTERN int spike_backup(spike_engine *e, const char *dest_dir, spike_backu
 /*
  * The same for the store in data_dir, without opening an engine on it:
  * the store is opened read-only beside whoever serves it (another process
- * may be running spiked on it; LMDB lets a second process read). Errors: as
- * spike_backup, and SPIKE_EINVAL when data_dir holds no spike store.
+ * may be running spiked on it; LMDB lets a second process read). Not for
+ * a store this process has open (LMDB forbids opening one environment
+ * twice in a process): use spike_backup there. Errors: as spike_backup,
+ * and SPIKE_EINVAL when data_dir holds no spike store.
  */
 SPIKE_EXTERN int spike_backup_dir(const char *data_dir, const char *dest_dir,
                                   spike_backup_info *out);
