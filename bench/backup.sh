@@ -51,11 +51,12 @@ until curl -s -o /dev/null "http://127.0.0.1:$PORT/healthz/ready"; do
 done
 echo "spiked open on a store of $ORDERS orders ($((size / 1048576)) MiB): $(($(ms) - t0)) ms"
 now=$(ms)
-curl -s -o /dev/null -XPOST "http://127.0.0.1:$PORT/api/v1/events" -H 'Content-Type: application/json' \
-  -d "{\"id\":2,\"name\":\"live\",\"stock\":4000000000,\"price\":100,\"start_at\":$((now - 60000)),\"end_at\":$((now + 86400000))}"
+event=$((now / 1000)) # a new event each run, so a kept store (KEEP=1) takes the same load
+curl -sf -o /dev/null -XPOST "http://127.0.0.1:$PORT/api/v1/events" -H 'Content-Type: application/json' \
+  -d "{\"id\":$event,\"name\":\"live\",\"stock\":4000000000,\"price\":100,\"start_at\":$((now - 60000)),\"end_at\":$((now + 86400000))}"
 
 load() { # seconds, user base, label
-  build/rel/spikebench --url http://127.0.0.1:$PORT --event 2 --rate "$RATE" --duration "$1" \
+  build/rel/spikebench --url http://127.0.0.1:$PORT --event $event --rate "$RATE" --duration "$1" \
     --connections 16 --user-base "$2" --quiet --json "$base/lat/$3.json" >"$base/lat/$3.txt"
   printf '%-16s ' "$3"
   grep -E 'latency|status' "$base/lat/$3.txt" | tr -s ' \n' ' '

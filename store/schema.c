@@ -223,7 +223,7 @@ static void remove_new(const char *dir) {
   rmdir(path);
 }
 
-static int fsync_dir(const char *dir) {
+int store_fsync_dir(const char *dir) {
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return errno;
   int rc = fsync(fd) == 0 ? 0 : errno;
@@ -264,7 +264,7 @@ static int create_store(const char *dir, uint64_t map_size_bytes, const char **w
   snprintf(from, sizeof(from), "%s/data.mdb", tmp);
   snprintf(to, sizeof(to), "%s/data.mdb", dir);
   if (rc == 0 && rename(from, to) != 0) rc = errno;
-  if (rc == 0) rc = fsync_dir(dir);
+  if (rc == 0) rc = store_fsync_dir(dir);
   remove_new(dir);
   return rc;
 }

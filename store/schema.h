@@ -83,6 +83,9 @@ typedef struct store_origin {
 } store_origin;
 void store_get_origin(const store *s, store_origin *out);
 
+/* fsync a directory (a rename or a creation in it made durable): 0 or errno. */
+int store_fsync_dir(const char *dir);
+
 /* The LMDB environment, for backup.c alone. */
 struct MDB_env *store_lmdb_env(store *s);
 

@@ -22,6 +22,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define JSMN_STATIC
@@ -435,4 +436,17 @@ long long hc_json_int(const hc_resp *r, const char *path) {
 int hc_json_len(const hc_resp *r, const char *path) {
   int i = locate(r, path);
   return i < 0 || toks[i].type != JSMN_ARRAY ? -1 : toks[i].size;
+}
+
+void hc_create_event(int port, uint64_t id, uint64_t stock) {
+  static hc_resp r;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  long long now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  char body[256];
+  snprintf(body, sizeof(body),
+           "{\"id\":%llu,\"name\":\"Sale\",\"stock\":%llu,\"price\":100,\"start_at\":%lld,"
+           "\"end_at\":%lld}",
+           (unsigned long long)id, (unsigned long long)stock, now - 60000, now + 3600000);
+  CHECK_EQ(hc_do(port, "POST", "/api/v1/events", NULL, body, &r), 201);
 }

@@ -60,6 +60,10 @@ int hc_do(int port, const char *method, const char *path, const char *headers,
 size_t hc_format(char *buf, size_t cap, const char *method, const char *path,
                  const char *headers, const char *body);
 
+/* POST /api/v1/events: a live sale (started a minute ago, ending in an
+ * hour) of stock units with this id; CHECKs the 201. */
+void hc_create_event(int port, uint64_t id, uint64_t stock);
+
 /* The value of header name (case-insensitive) in r->head, or NULL. */
 const char *hc_header(const hc_resp *r, const char *name, char *out, size_t cap);
 

@@ -34,20 +34,7 @@
 static hc_resp R;
 static uint64_t order_of[ACKED + 1]; /* by user */
 
-static int64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void create_event(int port) {
-  char body[256];
-  snprintf(body, sizeof(body),
-           "{\"id\":1,\"name\":\"Sale\",\"stock\":%d,\"price\":100,\"start_at\":%lld,"
-           "\"end_at\":%lld}",
-           STOCK, (long long)(wall_ms() - 60000), (long long)(wall_ms() + 3600000));
-  CHECK_EQ(hc_do(port, "POST", "/api/v1/events", NULL, body, &R), 201);
-}
+static void create_event(int port) { hc_create_event(port, 1, STOCK); }
 
 static int reserve(int port, uint64_t user) {
   char body[64];
@@ -362,17 +349,24 @@ static void backup_refused(void) {
 
 static char ctl[300];
 
+/* spiked under the fault shim with a fresh --backup-dir (into bdir), an
+ * event and one order. */
+static void start_shim_with_backups(spiked *s, char *bdir, size_t cap, const char *tag) {
+  static char dir[600];
+  snprintf(bdir, cap, "%s", test_tmpdir(tag));
+  snprintf(dir, sizeof(dir), "%s", bdir);
+  const char *args[] = {"--backup-dir", dir, NULL};
+  spiked_start_shim(s, NULL, args, ctl, sizeof(ctl));
+  create_event(s->port);
+  CHECK_EQ(reserve(s->port, 1), 201);
+}
+
 /* The backup's file system fills: 500 naming it, nothing left behind, the
  * server serves on; once there is room a backup is made. */
 static void backup_disk_full(void) {
-  char bdir[512], dir[600];
-  snprintf(bdir, sizeof(bdir), "%s", test_tmpdir("full"));
-  snprintf(dir, sizeof(dir), "%s", bdir);
-  const char *args[] = {"--backup-dir", dir, NULL};
+  char bdir[512];
   spiked s;
-  spiked_start_shim(&s, NULL, args, ctl, sizeof(ctl));
-  create_event(s.port);
-  CHECK_EQ(reserve(s.port, 1), 201);
+  start_shim_with_backups(&s, bdir, sizeof(bdir), "full");
   fault_ctl(ctl, "copy=ENOSPC");
   CHECK_EQ(hc_do(s.port, "POST", "/api/v1/admin/backup", NULL, "{\"name\":\"full\"}", &R), 500);
   CHECK_EQ(hc_code(&R), 50001);
@@ -392,14 +386,9 @@ static void backup_disk_full(void) {
  * shim slows every sync so the first is seen running (its .partial
  * directory exists from its start to its end). */
 static void backup_concurrent(void) {
-  char bdir[512], dir[600];
-  snprintf(bdir, sizeof(bdir), "%s", test_tmpdir("conc"));
-  snprintf(dir, sizeof(dir), "%s", bdir);
-  const char *args[] = {"--backup-dir", dir, NULL};
+  char bdir[512];
   spiked s;
-  spiked_start_shim(&s, NULL, args, ctl, sizeof(ctl));
-  create_event(s.port);
-  CHECK_EQ(reserve(s.port, 1), 201);
+  start_shim_with_backups(&s, bdir, sizeof(bdir), "conc");
   fault_ctl(ctl, "delay=1500");
   int fd = hc_connect(s.port);
   CHECK(fd >= 0);

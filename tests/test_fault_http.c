@@ -31,20 +31,7 @@
 
 static hc_resp R;
 
-static int64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void create_event(int port) {
-  char body[256];
-  snprintf(body, sizeof(body),
-           "{\"id\":1,\"name\":\"Sale\",\"stock\":1000000,\"price\":100,\"start_at\":%lld,"
-           "\"end_at\":%lld}",
-           (long long)(wall_ms() - 60000), (long long)(wall_ms() + 3600000));
-  CHECK_EQ(hc_do(port, "POST", "/api/v1/events", NULL, body, &R), 201);
-}
+static void create_event(int port) { hc_create_event(port, 1, 1000000); }
 
 /* Answered orders, to look for after a restart. */
 static uint64_t acked[1 << 16];
