@@ -166,19 +166,23 @@ static void load_stop(pid_t pid) {
   CHECK_EQ(waitpid(pid, &st, 0), pid);
 }
 
+/* spiked with args, an event and the acked orders; where its feed stands. */
+static void serving_with_orders(spiked *s, const char *const *args, feed_id *before) {
+  spiked_start(s, NULL, args);
+  create_event(s->port);
+  acked_orders(s->port);
+  feed_id_get(s->port, before);
+  CHECK_EQ(before->from[0], '\0');
+}
+
 static void restore_drill(void) {
   char bdir[512], backup[600], args_dir[600];
   snprintf(bdir, sizeof(bdir), "%s", test_tmpdir("backups"));
   snprintf(args_dir, sizeof(args_dir), "%s", bdir);
   const char *args[] = {"--backup-dir", args_dir, NULL};
   spiked s;
-  spiked_start(&s, NULL, args);
-  create_event(s.port);
-  acked_orders(s.port);
   feed_id before;
-  feed_id_get(s.port, &before);
-  CHECK_EQ(before.from[0], '\0');
-
+  serving_with_orders(&s, args, &before);
   pid_t load = load_start(s.port);
   usleep(200 * 1000);
   CHECK_EQ(hc_do(s.port, "POST", "/api/v1/admin/backup", NULL, "{\"name\":\"drill\"}", &R), 201);
@@ -255,11 +259,8 @@ static int run_backup_command(const char *data, const char *dest, char *out, siz
 
 static void backup_command(void) {
   spiked s;
-  spiked_start(&s, NULL, NULL);
-  create_event(s.port);
-  acked_orders(s.port);
   feed_id before;
-  feed_id_get(s.port, &before);
+  serving_with_orders(&s, NULL, &before);
   char bdir[512], dest[600], out[4096];
   snprintf(bdir, sizeof(bdir), "%s", test_tmpdir("cmdbackups"));
   snprintf(dest, sizeof(dest), "%s/one", bdir);
