@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine_util.h"
 #include "http_client.h"
 #include "test.h"
 
@@ -34,7 +36,7 @@
 static hc_resp R;
 static uint64_t order_of[ACKED + 1]; /* by user */
 
-static void create_event(int port) { hc_create_event(port, 1, STOCK); }
+static void sale_event(int port) { hc_create_event(port, 1, STOCK); }
 
 static int reserve(int port, uint64_t user) {
   char body[64];
@@ -169,7 +171,7 @@ static void load_stop(pid_t pid) {
 /* spiked with args, an event and the acked orders; where its feed stands. */
 static void serving_with_orders(spiked *s, const char *const *args, feed_id *before) {
   spiked_start(s, NULL, args);
-  create_event(s->port);
+  sale_event(s->port);
   acked_orders(s->port);
   feed_id_get(s->port, before);
   CHECK_EQ(before->from[0], '\0');
@@ -358,7 +360,7 @@ static void start_shim_with_backups(spiked *s, char *bdir, size_t cap, const cha
   snprintf(dir, sizeof(dir), "%s", bdir);
   const char *args[] = {"--backup-dir", dir, NULL};
   spiked_start_shim(s, NULL, args, ctl, sizeof(ctl));
-  create_event(s->port);
+  sale_event(s->port);
   CHECK_EQ(reserve(s->port, 1), 201);
 }
 
@@ -420,6 +422,138 @@ static void backup_concurrent(void) {
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
 }
 
+/* ---- libspike itself ---------------------------------------------------- */
+
+typedef struct lib_backup {
+  spike_engine *e;
+  const char *dest;
+  int rc;
+  spike_backup_info info;
+} lib_backup;
+
+static void *lib_backup_run(void *arg) {
+  lib_backup *b = arg;
+  b->rc = spike_backup(b->e, b->dest, &b->info);
+  return NULL;
+}
+
+/* Through spike.h, under the shim with every sync slowed (the case reruns
+ * this binary so, by its own name): while spike_backup runs, a second one
+ * and spike_close are refused with SPIKE_EBUSY and nothing is closed; then
+ * the backup opens as a restored store, spike_store_origin_get says from
+ * what, and spike_backup_dir copies a store no engine has open. */
+static void library_busy_here(const char *ctl);
+
+static void library_busy(void) {
+  const char *ctl = getenv("SPIKE_FAULT_CTL");
+  if (ctl != NULL && *ctl != '\0') {
+    library_busy_here(ctl);
+    return;
+  }
+  const char *shim = getenv("FAULT_SHIM");
+  if (shim == NULL || *shim == '\0') shim = "build/rel/tests/libfault.so";
+  CHECK(access(shim, R_OK) == 0);
+  char path[300], self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  CHECK(n > 0);
+  self[n] = '\0';
+  const char *tmp = getenv("TMPDIR");
+  snprintf(path, sizeof(path), "%s/spike-test-libctl-%d", tmp != NULL && *tmp ? tmp : "/tmp",
+           (int)getpid());
+  unlink(path);
+  fflush(NULL);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    setenv("LD_PRELOAD", shim, 1);
+    setenv("SPIKE_FAULT_CTL", path, 1);
+    execl(self, self, "library_busy", (char *)NULL);
+    _exit(127);
+  }
+  int st;
+  CHECK_EQ(waitpid(pid, &st, 0), pid);
+  unlink(path);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+static void library_busy_here(const char *ctl) {
+  spike_config cfg;
+  small_config(&cfg, "lib");
+  char data[512], bdir[512], dest[600], dest2[600];
+  snprintf(data, sizeof(data), "%s", cfg.data_dir);
+  cfg.data_dir = data;
+  snprintf(bdir, sizeof(bdir), "%s", test_tmpdir("libbackups"));
+  snprintf(dest, sizeof(dest), "%s/one", bdir);
+  snprintf(dest2, sizeof(dest2), "%s/two", bdir);
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p = producer_with_event(e, 1, 1000, 1);
+  spike_op op;
+  uint64_t ids[20];
+  for (uint64_t u = 1; u <= 20; u++) {
+    CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 1, u, 1, NULL, 0, count_cb)), SPIKE_OK);
+    ids[u - 1] = op.r.order.id;
+  }
+  spike_store_origin o;
+  spike_store_origin_get(e, &o);
+  CHECK(o.store_id != 0 && o.restored_from == 0);
+  spike_backup_info info;
+  CHECK_EQ(spike_backup(e, NULL, &info), SPIKE_EINVAL);
+
+  fault_ctl(ctl, "delay=1000");
+  lib_backup b = {e, dest, -1, {0}};
+  pthread_t t;
+  CHECK_EQ(pthread_create(&t, NULL, lib_backup_run, &b), 0);
+  int64_t end = test_now_ms() + 20000;
+  while (entries_with(bdir, "one.partial") == 0) {
+    CHECK(test_now_ms() < end);
+    usleep(2000);
+  }
+  CHECK_EQ(spike_backup(e, dest2, &info), SPIKE_EBUSY);
+  CHECK(strstr(info.error, "already running") != NULL);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_EBUSY);
+  unlink(ctl);
+  CHECK_EQ(pthread_join(t, NULL), 0);
+  CHECK_EQ(b.rc, SPIKE_OK);
+  CHECK_EQ(b.info.store_id, o.store_id);
+  CHECK(b.info.seq >= 21 && b.info.bytes > 0);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  CHECK(!exists(dest2));
+
+  /* a store no engine holds, copied by path; then both restored */
+  CHECK_EQ(spike_backup_dir(data, dest2, &info), SPIKE_OK);
+  CHECK_EQ(info.store_id, o.store_id);
+  uint64_t seq2 = info.seq;
+  CHECK_EQ(spike_backup_dir(data, dest2, &info), SPIKE_EINVAL);
+  CHECK(strstr(info.error, "already exists") != NULL);
+  const char *paths[] = {dest, dest2};
+  for (int i = 0; i < 2; i++) {
+    spike_config rc;
+    small_config(&rc, i == 0 ? "librestored" : "librestored2");
+    char from[700], to[700];
+    snprintf(from, sizeof(from), "%s/data.mdb", paths[i]);
+    snprintf(to, sizeof(to), "%s/data.mdb", rc.data_dir);
+    copy_file(from, to);
+    spike_engine *r = open_engine(&rc);
+    spike_store_origin ro;
+    spike_store_origin_get(r, &ro);
+    CHECK(ro.store_id != 0 && ro.store_id != o.store_id);
+    CHECK_EQ(ro.restored_from, o.store_id);
+    CHECK_EQ(ro.restored_seq, i == 0 ? b.info.seq : seq2);
+    CHECK(ro.backup_at_ms > 0 && ro.restored_at_ms >= ro.backup_at_ms);
+    spike_producer *rp;
+    CHECK_EQ(spike_producer_open(r, &rp), SPIKE_OK);
+    spike_order ord;
+    for (int k = 0; k < 20; k++) CHECK_EQ(spike_order_get(rp, ids[k], &ord), SPIKE_OK);
+    spike_event ev;
+    CHECK_EQ(spike_event_get(r, 1, &ev), SPIKE_OK);
+    CHECK_EQ(ev.available + ev.reserved + ev.sold, ev.stock_total);
+    CHECK_EQ(ev.reserved, 20);
+    CHECK_EQ(spike_producer_close(rp), SPIKE_OK);
+    CHECK_EQ(spike_close(r), SPIKE_OK);
+  }
+}
+
 TEST_LIST({"restore_drill", restore_drill, 90}, {"backup_command", backup_command, 60},
           {"backup_refused", backup_refused, 60}, {"backup_disk_full", backup_disk_full, 60},
-          {"backup_concurrent", backup_concurrent, 60})
+          {"backup_concurrent", backup_concurrent, 60}, {"library_busy", library_busy, 60})
