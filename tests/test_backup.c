@@ -422,6 +422,39 @@ static void backup_concurrent(void) {
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
 }
 
+/* kill -9 in the middle of a backup leaves no backup of that name, only
+ * its .partial directory; a new spiked makes one under the same name. */
+static void backup_killed(void) {
+  char bdir[512], dir[600], name[700];
+  spiked s;
+  start_shim_with_backups(&s, bdir, sizeof(bdir), "killed");
+  snprintf(dir, sizeof(dir), "%s", s.dir);
+  fault_ctl(ctl, "delay=2000");
+  int fd = hc_connect(s.port);
+  CHECK(fd >= 0);
+  char req[512];
+  size_t n = hc_format(req, sizeof(req), "POST", "/api/v1/admin/backup", "", "{\"name\":\"k\"}");
+  hc_send(fd, req, n);
+  int64_t end = test_now_ms() + 20000;
+  while (entries_with(bdir, "k.partial") == 0) {
+    CHECK(test_now_ms() < end);
+    usleep(5000);
+  }
+  CHECK_EQ(spiked_stop(&s, SIGKILL), 128 + SIGKILL);
+  close(fd);
+  unlink(ctl);
+  snprintf(name, sizeof(name), "%s/k", bdir);
+  CHECK(!exists(name));
+  CHECK_EQ(entries_with(bdir, "k.partial"), 1);
+  char bd[600];
+  snprintf(bd, sizeof(bd), "%s", bdir);
+  const char *args[] = {"--backup-dir", bd, NULL};
+  spiked_start(&s, dir, args);
+  CHECK_EQ(hc_do(s.port, "POST", "/api/v1/admin/backup", NULL, "{\"name\":\"k\"}", &R), 201);
+  CHECK(exists(name));
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+}
+
 /* ---- libspike itself ---------------------------------------------------- */
 
 typedef struct lib_backup {
@@ -556,4 +589,5 @@ static void library_busy_here(const char *ctl) {
 
 TEST_LIST({"restore_drill", restore_drill, 90}, {"backup_command", backup_command, 60},
           {"backup_refused", backup_refused, 60}, {"backup_disk_full", backup_disk_full, 60},
-          {"backup_concurrent", backup_concurrent, 60}, {"library_busy", library_busy, 60})
+          {"backup_concurrent", backup_concurrent, 60}, {"backup_killed", backup_killed, 60},
+          {"library_busy", library_busy, 60})
