@@ -59,7 +59,7 @@ load() { # seconds, user base, label
   build/rel/spikebench --url http://127.0.0.1:$PORT --event $event --rate "$RATE" --duration "$1" \
     --connections 16 --user-base "$2" --quiet --json "$base/lat/$3.json" >"$base/lat/$3.txt"
   printf '%-16s ' "$3"
-  grep -E 'latency|status' "$base/lat/$3.txt" | tr -s ' \n' ' '
+  grep -E '^ +(corrected|status) ' "$base/lat/$3.txt" | tr -s ' \n' ' '
   echo
 }
 
