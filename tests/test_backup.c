@@ -385,6 +385,25 @@ static void backup_disk_full(void) {
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
 }
 
+/* POST a backup named name on a connection of its own and wait until its
+ * copy is seen running (name.partial.PID exists in bdir); the connection,
+ * for its answer. */
+static int backup_started(int port, const char *bdir, const char *name) {
+  int fd = hc_connect(port);
+  CHECK(fd >= 0);
+  char req[512], body[128], partial[96];
+  snprintf(body, sizeof(body), "{\"name\":\"%s\"}", name);
+  size_t n = hc_format(req, sizeof(req), "POST", "/api/v1/admin/backup", "", body);
+  hc_send(fd, req, n);
+  snprintf(partial, sizeof(partial), "%s.partial", name);
+  int64_t end = test_now_ms() + 20000;
+  while (entries_with(bdir, partial) == 0) {
+    CHECK(test_now_ms() < end);
+    usleep(5000);
+  }
+  return fd;
+}
+
 /* A second backup while one runs is 503 at once; the first completes. The
  * shim slows every sync so the first is seen running (its .partial
  * directory exists from its start to its end). */
@@ -393,16 +412,7 @@ static void backup_concurrent(void) {
   spiked s;
   start_shim_with_backups(&s, bdir, sizeof(bdir), "conc");
   fault_ctl(ctl, "delay=1500");
-  int fd = hc_connect(s.port);
-  CHECK(fd >= 0);
-  char req[512];
-  size_t n = hc_format(req, sizeof(req), "POST", "/api/v1/admin/backup", "", "{\"name\":\"first\"}");
-  hc_send(fd, req, n);
-  int64_t end = test_now_ms() + 20000;
-  while (entries_with(bdir, "first.partial") == 0) {
-    CHECK(test_now_ms() < end);
-    usleep(5000);
-  }
+  int fd = backup_started(s.port, bdir, "first");
   CHECK_EQ(hc_do(s.port, "POST", "/api/v1/admin/backup", NULL, "{\"name\":\"second\"}", &R), 503);
   CHECK_EQ(hc_code(&R), 50005);
   CHECK(strstr(R.body, "a backup is already running") != NULL);
@@ -430,16 +440,7 @@ static void backup_killed(void) {
   start_shim_with_backups(&s, bdir, sizeof(bdir), "killed");
   snprintf(dir, sizeof(dir), "%s", s.dir);
   fault_ctl(ctl, "delay=2000");
-  int fd = hc_connect(s.port);
-  CHECK(fd >= 0);
-  char req[512];
-  size_t n = hc_format(req, sizeof(req), "POST", "/api/v1/admin/backup", "", "{\"name\":\"k\"}");
-  hc_send(fd, req, n);
-  int64_t end = test_now_ms() + 20000;
-  while (entries_with(bdir, "k.partial") == 0) {
-    CHECK(test_now_ms() < end);
-    usleep(5000);
-  }
+  int fd = backup_started(s.port, bdir, "k");
   CHECK_EQ(spiked_stop(&s, SIGKILL), 128 + SIGKILL);
   close(fd);
   unlink(ctl);
