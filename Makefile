@@ -117,7 +117,8 @@ EXAMPLES   := embed epoll feed_sqlite
 MICRO      := bench_ring bench_reserve bench_writer bench_lifecycle
 
 .PHONY: all lib deps deps-check deb-deps bench-deps test test-run check run bench bench-http bench-scaleout install \
-        uninstall deb clean format powerloss soak-crash soak sim diskfull abi-check abi-dump
+        uninstall deb clean format powerloss soak-crash soak sim diskfull abi-check abi-dump \
+        bench-backup
 
 all: build/rel/libspike.a build/rel/dist/libspike.a build/rel/libspike.so build/rel/spiked build/rel/spikebench \
      $(addprefix build/rel/examples/,$(EXAMPLES)) build/rel/spike-relay
@@ -291,7 +292,7 @@ TEST_BINS := $(foreach v,rel asan tsan,$(addprefix build/$(v)/tests/,$(TEST_UNIT
                $(addprefix build/$(v)/tests/,$(BENCH_TESTS))) \
              $(foreach v,rel asan,$(addprefix build/$(v)/examples/,$(EXAMPLES))) \
              $(addprefix build/fuzz/,$(FUZZERS)) build/rel/tests/test_fault build/rel/tests/libfault.so \
-             build/rel/tests/test_unsafe build/rel/tests/test_fault_http \
+             build/rel/tests/test_unsafe build/rel/tests/test_fault_http build/rel/tests/test_backup \
              build/rel/tests/test_failalloc build/rel/tests/libfailalloc.so \
              build/rel/tests/libpowerloss.so build/rel/tests/test_hostile build/rel/tests/hostile_load \
              build/rel/spike-relay build/asan/spike-relay build/rel/tests/test_relay
@@ -405,6 +406,12 @@ bench-compare: bench-deps
 bench-scaleout: bench-deps
 	@$(MAKE) --no-print-directory build/rel/spiked
 	@bench/scaleout.sh
+
+# A hot backup of a store of ORDERS orders (default 10 million, about
+# 2.7 GiB) while spiked serves reserves: duration, size, reserve latency.
+bench-backup:
+	@$(MAKE) --no-print-directory build/rel/spiked build/rel/spikebench build/rel/bench/micro/bench_writer
+	@bench/backup.sh
 
 pc_subst = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	  -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(SPIKE_VERSION)|'

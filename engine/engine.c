@@ -30,6 +30,7 @@
 
 #include <xxhash.h>
 
+#include "backup.h"
 #include "engine.h"
 #include "log.h"
 #include "mem.h"
@@ -362,6 +363,27 @@ static void free_engine(spike_engine *e) {
   free(e);
 }
 
+/* A restored store says so at every open, loudest at the first. */
+static void log_origin(spike_engine *e) {
+  store_origin o;
+  store_get_origin(e->st, &o);
+  if (o.restored_from == 0) return;
+  char id[24], from[24], seq[24];
+  snprintf(id, sizeof(id), "%016llx", (unsigned long long)store_id(e->st));
+  snprintf(from, sizeof(from), "%016llx", (unsigned long long)o.restored_from);
+  snprintf(seq, sizeof(seq), "%llu", (unsigned long long)o.restored_seq);
+  const spike_log_kv kv[] = {
+      {"dataDir", e->data_dir}, {"storeId", id}, {"restoredFrom", from}, {"restoredSeq", seq}};
+  if (o.restored_now)
+    engine_log(e, LOG_WARN, "engine", kv, 4,
+               "restored from a backup of store %s at feed seq %s: this is store %s now; feed "
+               "consumers must resync (docs/operations.md, Backups)",
+               from, seq, id);
+  else
+    engine_log(e, LOG_INFO, "engine", kv, 4, "store %s was restored from store %s at feed seq %s",
+               id, from, seq);
+}
+
 int spike_open(spike_engine **out, const spike_config *user_cfg) {
   open_err[0] = '\0';
   *out = NULL;
@@ -463,6 +485,7 @@ int spike_open(spike_engine **out, const spike_config *user_cfg) {
     engine_log(e, LOG_INFO, "engine", kv, 3, "migrated %s to store schema %s: %s orders rewritten",
                e->data_dir, schema, orders);
   }
+  log_origin(e);
   uint64_t map_asked, map_was, map_now;
   store_map_open_sizes(e->st, &map_asked, &map_was, &map_now);
   if (map_was > map_asked)
@@ -520,9 +543,81 @@ int spike_close(spike_engine *e) {
                  open == 1 ? " is" : "s are", open == 1 ? "it" : "them");
     return SPIKE_EBUSY;
   }
+  /* relaxed: a flag, not a guard of memory; spike_backup's own CAS orders it */
+  if (atomic_load_explicit(&e->backing_up, memory_order_relaxed)) {
+    engine_error(e, SPIKE_EBUSY, NULL, "spike_close: a backup is running; nothing was closed");
+    return SPIKE_EBUSY;
+  }
   writer_stop(e->w);
   free_engine(e);
   return SPIKE_OK;
+}
+
+/* ---- backups ---------------------------------------------------------- */
+
+static int backup_status(int rc) {
+  return rc == 0 ? SPIKE_OK : rc == STORE_BADDEST || rc == EINVAL ? SPIKE_EINVAL : SPIKE_ESTORAGE;
+}
+
+static void backup_out(spike_backup_info *out, const store_backup_info *b) {
+  out->store_id = b->store_id;
+  out->seq = b->seq;
+  out->bytes = b->bytes;
+  out->at_ms = b->at_ms;
+  out->duration_ms = b->duration_ms;
+}
+
+int spike_backup(spike_engine *e, const char *dest_dir, spike_backup_info *out) {
+  memset(out, 0, sizeof(*out));
+  int idle = 0;
+  if (dest_dir == NULL) {
+    snprintf(out->error, sizeof(out->error), "no backup destination");
+    return SPIKE_EINVAL;
+  }
+  if (!atomic_compare_exchange_strong(&e->backing_up, &idle, 1)) {
+    snprintf(out->error, sizeof(out->error), "a backup is already running");
+    return SPIKE_EBUSY;
+  }
+  store_backup_info b;
+  int rc = store_backup(e->st, dest_dir, &b, out->error, sizeof(out->error));
+  atomic_store(&e->backing_up, 0);
+  backup_out(out, &b);
+  char id[24], seq[24], bytes[24], ms[24];
+  snprintf(id, sizeof(id), "%016llx", (unsigned long long)b.store_id);
+  snprintf(seq, sizeof(seq), "%llu", (unsigned long long)b.seq);
+  snprintf(bytes, sizeof(bytes), "%llu", (unsigned long long)b.bytes);
+  snprintf(ms, sizeof(ms), "%llu", (unsigned long long)b.duration_ms);
+  const spike_log_kv kv[] = {
+      {"dest", dest_dir}, {"storeId", id}, {"seq", seq}, {"bytes", bytes}, {"ms", ms}};
+  if (rc == 0)
+    engine_log(e, LOG_INFO, "backup", kv, 5, "backup of store %s at feed seq %s: %s bytes in %s ms",
+               id, seq, bytes, ms);
+  else
+    engine_log(e, LOG_ERROR, "backup", kv, 1, "backup failed: %s", out->error);
+  return backup_status(rc);
+}
+
+int spike_backup_dir(const char *data_dir, const char *dest_dir, spike_backup_info *out) {
+  memset(out, 0, sizeof(*out));
+  if (data_dir == NULL || dest_dir == NULL) {
+    snprintf(out->error, sizeof(out->error), "no %s", data_dir == NULL ? "data directory"
+                                                                       : "backup destination");
+    return SPIKE_EINVAL;
+  }
+  store_backup_info b;
+  int rc = store_backup_dir(data_dir, dest_dir, &b, out->error, sizeof(out->error));
+  backup_out(out, &b);
+  return backup_status(rc);
+}
+
+void spike_store_origin_get(spike_engine *e, spike_store_origin *out) {
+  store_origin o;
+  store_get_origin(e->st, &o);
+  out->store_id = store_id(e->st);
+  out->restored_from = o.restored_from;
+  out->restored_seq = o.restored_seq;
+  out->backup_at_ms = o.backup_at_ms;
+  out->restored_at_ms = o.restored_at_ms;
 }
 
 /* ---- producers ------------------------------------------------------- */

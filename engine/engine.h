@@ -161,6 +161,7 @@ struct spike_engine {
   const char *_Atomic failed_why;
   _Atomic uint64_t feed_seq;           /* newest committed feed seq */
   engine_stats stats;
+  _Atomic int backing_up;              /* spike_backup is running */
   pthread_t writer_thread;
   int writer_running;
 };

@@ -347,7 +347,8 @@ SPIKE_EXTERN int spike_engine_error(spike_engine *e, char *buf, size_t cap);
 /*
  * Stop the writer after it has committed every op already submitted, close
  * LMDB and free the engine. Every producer must have been closed first.
- * Errors: SPIKE_EBUSY (a producer is still open; nothing was closed).
+ * Errors: SPIKE_EBUSY (a producer is still open, or spike_backup is
+ * running; nothing was closed).
  */
 SPIKE_EXTERN int spike_close(spike_engine *e);
 
@@ -623,8 +624,11 @@ SPIKE_EXTERN int spike_user_orders(spike_producer *p, uint64_t user_id, uint64_t
  * repeat a record. */
 typedef struct spike_feed_info {
   uint64_t store_id; /* random (never 0) when the store was made, the same
-                        for its life; a copy of its files keeps it. A
-                        different id means a different store: start over. */
+                        for its life; a copy of its files keeps it, a
+                        restored backup gets a new one (see
+                        spike_store_origin). A different id means a
+                        different store: start over, or resume from
+                        spike_store_origin.restored_seq. */
   uint64_t head;     /* the newest durable seq; 0 when there is none */
   uint64_t first;    /* the oldest seq still kept (feed_retain drops older
                         ones); head + 1 when none is */
@@ -650,6 +654,67 @@ SPIKE_EXTERN int spike_feed_fetch(spike_producer *p, uint64_t after,
                                   spike_change *out, uint32_t max,
                                   uint32_t *count, uint64_t *next,
                                   spike_feed_info *info);
+
+/* -------------------------------------------------------------------------
+ * Backups and the store's origin
+ */
+
+/* Where the store came from. A store restored from a backup (the first
+ * open of a copy of what spike_backup wrote) has a new store_id, so a feed
+ * consumer of the store it came from sees a different store, and says
+ * which store and which seq it starts from: its feed is that store's feed
+ * up to restored_seq, under the same seqs, and its own after. */
+typedef struct spike_store_origin {
+  uint64_t store_id;       /* as spike_feed_info.store_id */
+  uint64_t restored_from;  /* the store_id the backup was taken of; 0: this
+                              store was not restored from a backup */
+  uint64_t restored_seq;   /* that store's newest feed seq in the backup */
+  int64_t backup_at_ms;    /* unix ms when the backup's copy began */
+  int64_t restored_at_ms;  /* unix ms when the restored copy was first opened */
+} spike_store_origin;
+
+/* Any thread. Fixed for the engine's life. */
+SPIKE_EXTERN void spike_store_origin_get(spike_engine *e, spike_store_origin *out);
+
+/* What a backup holds, or why it failed. */
+typedef struct spike_backup_info {
+  uint64_t store_id;     /* of the store backed up */
+  uint64_t seq;          /* the newest feed seq in the backup; 0: none.
+                            Every change with a seq up to this is in it. */
+  uint64_t bytes;        /* the backup's data.mdb */
+  int64_t at_ms;         /* unix ms when the copy began */
+  uint64_t duration_ms;
+  char error[256];       /* on failure: what went wrong, in words */
+} spike_backup_info;
+
+/*
+ * A hot, compacting backup of the engine's store into the directory
+ * dest_dir, made while the engine serves: LMDB's compacting copy of one
+ * read snapshot (every change committed before the call is in it), synced,
+ * then renamed into place, so dest_dir either holds a whole backup
+ * (data.mdb) or does not exist; a crash mid-copy can leave only a
+ * dest_dir.partial.PID directory, which is safe to delete. Commits go on
+ * meanwhile; pages they free are reused only after the copy.
+ * Restore: copy dest_dir/data.mdb into an empty data directory and open it
+ * (see spike_store_origin). Any thread; blocks for the copy (seconds per
+ * GiB), so call it off a loop thread. One backup per engine at a time.
+ * Errors: SPIKE_EINVAL (dest_dir exists, or its parent directory does not),
+ * SPIKE_EBUSY (a backup of this engine is running), SPIKE_ESTORAGE (the
+ * copy failed: a full disk, an I/O error; nothing is left at dest_dir);
+ * out->error says which. out may not be NULL.
+ */
+SPIKE_EXTERN int spike_backup(spike_engine *e, const char *dest_dir, spike_backup_info *out);
+
+/*
+ * The same for the store in data_dir, without opening an engine on it:
+ * the store is opened read-only beside whoever serves it (another process
+ * may be running spiked on it; LMDB lets a second process read). Not for
+ * a store this process has open (LMDB forbids opening one environment
+ * twice in a process): use spike_backup there. Errors: as spike_backup,
+ * and SPIKE_EINVAL when data_dir holds no spike store.
+ */
+SPIKE_EXTERN int spike_backup_dir(const char *data_dir, const char *dest_dir,
+                                  spike_backup_info *out);
 
 /* -------------------------------------------------------------------------
  * Health and statistics

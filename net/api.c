@@ -102,6 +102,12 @@ static void finish(req *r, int http, const char *ctype, const char *extra) {
         (unsigned long long)r->feed.store_id, (unsigned long long)r->feed.head,
         (unsigned long long)r->feed.first);
     p += n;
+    if (r->restored_from != 0) {
+      n = snprintf(head + (p - head), sizeof(head) - (size_t)(p - head),
+                   "X-Spike-Restored-From: %016llx\r\nX-Spike-Restored-Seq: %llu\r\n",
+                   (unsigned long long)r->restored_from, (unsigned long long)r->restored_seq);
+      p += n;
+    }
   }
   if (!r->keep_alive) PUT_LIT(&p, "Connection: close\r\n");
   PUT_LIT(&p, "\r\n");
@@ -620,6 +626,10 @@ static int feed_answer(loop_ctx *lc, req *r, int force) {
   uint64_t next = r->after;
   int rc = spike_feed_fetch(lc->producer, r->after, lc->changes, r->limit, &n, &next, &r->feed);
   r->feed_head_ok = rc == SPIKE_OK || rc == SPIKE_EINVAL;
+  spike_store_origin origin;
+  spike_store_origin_get(lc->srv->engine, &origin);
+  r->restored_from = origin.restored_from;
+  r->restored_seq = origin.restored_seq;
   if (rc == SPIKE_EINVAL) {
     char why[200];
     if (r->after > r->feed.head)
@@ -644,7 +654,16 @@ static int feed_answer(loop_ctx *lc, req *r, int force) {
   char id[24];
   snprintf(id, sizeof(id), "%016llx", (unsigned long long)r->feed.store_id);
   jb_raw(&r->out, id, 16);
-  jb_lit(&r->out, "\",\"head\":");
+  if (r->restored_from != 0) { /* a restored store: where it picks up from */
+    snprintf(id, sizeof(id), "%016llx", (unsigned long long)r->restored_from);
+    jb_lit(&r->out, "\",\"restoredFrom\":\"");
+    jb_raw(&r->out, id, 16);
+    jb_lit(&r->out, "\",\"restoredSeq\":");
+    jb_u64(&r->out, r->restored_seq);
+    jb_lit(&r->out, ",\"head\":");
+  } else {
+    jb_lit(&r->out, "\",\"head\":");
+  }
   jb_u64(&r->out, r->feed.head);
   jb_lit(&r->out, ",\"first\":");
   jb_u64(&r->out, r->feed.first);
@@ -685,6 +704,146 @@ static void feed(loop_ctx *lc, req *r) {
   if (feed_answer(lc, r, wait_ms == 0)) return;
   /* Nothing yet: park until a commit adds to the feed or wait_ms ends. */
   park_or_fail(r, spike_feed_wait(lc->producer, &r->op, after, (uint32_t)wait_ms, on_feed_wake));
+}
+
+/* ---- backups -------------------------------------------------------------
+ * POST /api/v1/admin/backup {"name"?}: spike_backup into --backup-dir/name,
+ * on a libuv pool thread so the loop goes on serving; the request waits
+ * parked and is answered when the copy is done. One at a time per server:
+ * another while one runs is 503 at once. The name is checked, never a
+ * path: the destination is always a new directory right inside
+ * --backup-dir. */
+
+#define BACKUP_NAME_MAX 64
+
+typedef struct backup_job {
+  uv_work_t work;
+  req *r;
+  spike_engine *e;
+  int rc;
+  char name[BACKUP_NAME_MAX + 1];
+  char dest[4096 + BACKUP_NAME_MAX + 2];
+  spike_backup_info info;
+} backup_job;
+
+/* 1..64 of [A-Za-z0-9._-], beginning with a letter or digit (so never "."
+ * or ".."), and not the name of a backup being made. */
+static int backup_name_ok(const char *s, size_t n) {
+  if (n == 0 || n > BACKUP_NAME_MAX) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    int alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-'))) return 0;
+  }
+  for (size_t i = 0; i + 8 <= n; i++)
+    if (memcmp(s + i, ".partial", 8) == 0) return 0;
+  return 1;
+}
+
+static void backup_work(uv_work_t *w) { /* a libuv pool thread */
+  backup_job *j = w->data;
+  j->rc = spike_backup(j->e, j->dest, &j->info);
+}
+
+static void backup_done(uv_work_t *w, int status) {
+  backup_job *j = w->data;
+  req *r = j->r;
+  metrics_backups *k = &r->lc->srv->backups;
+  (void)status; /* never cancelled */
+  /* relaxed: counters and a flag for scrapes; the pool's hand-back orders
+   * the job's fields. */
+  if (j->rc == SPIKE_OK) {
+    atomic_store_explicit(&k->last_ok_at_ms, (uint64_t)j->info.at_ms, memory_order_relaxed);
+    atomic_store_explicit(&k->last_duration_ms, j->info.duration_ms, memory_order_relaxed);
+    atomic_store_explicit(&k->last_bytes, j->info.bytes, memory_order_relaxed);
+    atomic_store_explicit(&k->last_seq, j->info.seq, memory_order_relaxed);
+    atomic_fetch_add_explicit(&k->ok, 1, memory_order_relaxed);
+  } else {
+    atomic_fetch_add_explicit(&k->failed, 1, memory_order_relaxed);
+  }
+  atomic_store(&k->running, 0);
+  if (r->c == NULL) { /* the client left: the backup stands, nobody to tell */
+    conn_respond(r);
+  } else if (j->rc != SPIKE_OK) {
+    fail(r, j->rc, j->info.error);
+  } else {
+    char id[24];
+    snprintf(id, sizeof(id), "%016llx", (unsigned long long)j->info.store_id);
+    ok_begin(r);
+    jb_lit(&r->out, "{\"name\":");
+    jb_cstr(&r->out, j->name);
+    jb_lit(&r->out, ",\"path\":");
+    jb_cstr(&r->out, j->dest);
+    jb_lit(&r->out, ",\"storeId\":\"");
+    jb_raw(&r->out, id, 16);
+    jb_lit(&r->out, "\",\"seq\":");
+    jb_u64(&r->out, j->info.seq);
+    jb_lit(&r->out, ",\"bytes\":");
+    jb_u64(&r->out, j->info.bytes);
+    jb_lit(&r->out, ",\"at\":");
+    jb_i64(&r->out, j->info.at_ms);
+    jb_lit(&r->out, ",\"ms\":");
+    jb_u64(&r->out, j->info.duration_ms);
+    jb_lit(&r->out, "}");
+    ok_end(r, 201);
+  }
+  free(j);
+}
+
+static void backup(loop_ctx *lc, req *r) {
+  static const char *const allowed[] = {"name", NULL};
+  server *srv = lc->srv;
+  body b;
+  if (need_admin(lc, r) != SPIKE_OK || parse_body(lc, r, &b, allowed) != SPIKE_OK) return;
+  const char *name = NULL, *f = NULL;
+  size_t name_len = 0;
+  int has_name = 0;
+  if (body_str(&b, "name", 0, 1, BACKUP_NAME_MAX, &name, &name_len, &has_name, &f) != SPIKE_OK ||
+      (has_name && !backup_name_ok(name, name_len))) {
+    fail(r, SPIKE_EINVAL,
+         "name: 1 to 64 of A-Z a-z 0-9 . _ -, beginning with a letter or digit, without "
+         "\".partial\"");
+    return;
+  }
+  if (srv->backup_dir == NULL) {
+    fail(r, SPIKE_EFORBIDDEN, "backups are off: start spiked with --backup-dir");
+    return;
+  }
+  int idle = 0;
+  if (!atomic_compare_exchange_strong(&srv->backups.running, &idle, 1)) {
+    /* relaxed: a counter for scrapes. */
+    atomic_fetch_add_explicit(&srv->backups.busy, 1, memory_order_relaxed);
+    fail(r, SPIKE_EBUSY, "a backup is already running");
+    return;
+  }
+  backup_job *j = calloc(1, sizeof(*j));
+  if (j == NULL) {
+    atomic_store(&srv->backups.running, 0);
+    fail(r, SPIKE_EINTERNAL, "out of memory");
+    return;
+  }
+  if (has_name) {
+    memcpy(j->name, name, name_len);
+  } else { /* backup-20261127T120938.123Z: sorts by time */
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(j->name, sizeof(j->name), "backup-%Y%m%dT%H%M%S", &tm);
+    snprintf(j->name + n, sizeof(j->name) - n, ".%03ldZ", ts.tv_nsec / 1000000);
+  }
+  snprintf(j->dest, sizeof(j->dest), "%s/%s", srv->backup_dir, j->name);
+  j->r = r;
+  j->e = srv->engine;
+  j->work.data = j;
+  int rc = uv_queue_work(&lc->loop, &j->work, backup_work, backup_done);
+  if (rc != 0) {
+    free(j);
+    atomic_store(&srv->backups.running, 0);
+    fail(r, SPIKE_EINTERNAL, uv_strerror(rc));
+    return;
+  }
+  r->parked = 1;
 }
 
 void server_metrics(loop_ctx *lc, jbuf *out);    /* server.c */
@@ -736,6 +895,7 @@ void api_handle(loop_ctx *lc, req *r) {
   case H_ORDER_CANCEL: order_change(lc, r, 0); break;
   case H_USER_ORDERS: user_orders(lc, r); break;
   case H_FEED: feed(lc, r); break;
+  case H_BACKUP: backup(lc, r); break;
   case H_LIVE:
     ok_begin(r);
     jb_lit(&r->out, "{\"status\":\"live\"}");

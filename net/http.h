@@ -93,6 +93,7 @@ struct req {
   uint64_t event_id, order_id, user_id;
   /* the feed: where it stood when answered (X-Spike-* headers) */
   spike_feed_info feed;
+  uint64_t restored_from, restored_seq; /* spike_store_origin, with feed */
   uint8_t feed_head_ok;
   /* handler state across an engine wait */
   uint64_t after;
@@ -193,6 +194,8 @@ struct server {
   accesslog *access;   /* NULL without --access-log */
   _Atomic uint32_t conns; /* open across all loops, refusals not included */
   _Atomic int draining;
+  const char *backup_dir; /* --backup-dir; NULL: the backup route is refused */
+  metrics_backups backups;
 };
 
 /* ---- conn.c ---- */

@@ -48,6 +48,8 @@ static flag flags[] = {
     {"jwt-secret", K_STR, &cfg.jwt_secret, "", "HS256 secret for --auth jwt", 0, 0, 0},
     {"admin-token", K_STR, &cfg.admin_token, "",
      "bearer token for admin routes; without one they are open only on loopback", 0, 0, 0},
+    {"backup-dir", K_STR, &cfg.backup_dir, "",
+     "POST /api/v1/admin/backup writes backups here, each a new directory (off without it)", 0, 0, 0},
     {"feed-token", K_STR, &cfg.feed_token, "",
      "read-only bearer token: GET /api/v1/feed and nothing else", 0, 0, 0},
     {"access-log", K_STR, &cfg.access_log, "",
@@ -169,6 +171,9 @@ static void usage(FILE *f) {
   fprintf(f, "  --%-18s %-24s %s\n  --%-18s %-24s %s\n  --%-18s %-24s %s\n", "config", "SPIKE_CONFIG",
           "read flags from this file first", "help", "", "this text", "version", "",
           "print the version");
+  fprintf(f, "  --%-18s %-24s %s\n  %-45s %s\n", "backup DEST", "",
+          "back up the store in --data into the new directory DEST and exit: no server", "",
+          "starts; a spiked may be serving that store meanwhile (exit 0, or 1 and why)");
 }
 
 static int parse_u64(const char *v, uint64_t *out, int sizes) {
@@ -323,9 +328,24 @@ static const char *config_path(int argc, char **argv) {
   return path;
 }
 
+static const char *backup_to; /* --backup DEST: back up and exit */
+
 static int from_args(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
+    /* --backup is a command, not a setting: no variable, no config name */
+    if (strncmp(a, "--backup=", 9) == 0) {
+      backup_to = a + 9;
+      continue;
+    }
+    if (strcmp(a, "--backup") == 0) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "spiked: --backup needs a value (the new backup directory)\n");
+        return -1;
+      }
+      backup_to = argv[++i];
+      continue;
+    }
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       usage(stdout);
       exit(0);
@@ -367,6 +387,24 @@ static int from_args(int argc, char **argv) {
   return 0;
 }
 
+/* spiked --backup DEST: one line of JSON on stdout when it is made. */
+static int backup_command(const char *data_dir, const char *dest) {
+  spike_backup_info info;
+  int rc = spike_backup_dir(data_dir, dest, &info);
+  if (rc != SPIKE_OK) {
+    fprintf(stderr, "spiked: --backup: %s\n", info.error);
+    return 1;
+  }
+  char path[8192];
+  log_escape(path, sizeof(path), dest, strlen(dest));
+  printf("{\"path\":\"%s\",\"storeId\":\"%016llx\",\"seq\":%llu,\"bytes\":%llu,\"at\":%lld,"
+         "\"ms\":%llu}\n",
+         path, (unsigned long long)info.store_id, (unsigned long long)info.seq,
+         (unsigned long long)info.bytes, (long long)info.at_ms,
+         (unsigned long long)info.duration_ms);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   server_config_init(&cfg);
   const char *config = config_path(argc, argv);
@@ -375,5 +413,6 @@ int main(int argc, char **argv) {
     return 2;
   cfg.threads = threads_u32;
   log_set_level(log_level);
+  if (backup_to != NULL) return backup_command(cfg.engine.data_dir, backup_to);
   return server_run(&cfg);
 }

@@ -359,6 +359,46 @@ static void ready_metrics(jbuf *b, const metrics_view *v) {
     line(b, "spike_not_ready{reason=\"%s\"} %d\n", reasons[i], i == now ? 1 : 0);
 }
 
+/* The store's origin, and the backups asked of this process. */
+static void backup_metrics(jbuf *b, const metrics_view *v) {
+  spike_store_origin o;
+  spike_store_origin_get(v->e, &o);
+  if (o.restored_from != 0) {
+    family(b, "spike_store_restored_info", "gauge",
+           "This store was restored from a backup of store restored_from, whose feed it holds "
+           "up to restored_seq. Always 1.");
+    line(b, "spike_store_restored_info{restored_from=\"%016llx\",restored_seq=\"%llu\"} 1\n",
+         (unsigned long long)o.restored_from, (unsigned long long)o.restored_seq);
+  }
+  const metrics_backups *k = v->backups;
+  if (k == NULL) return;
+  /* relaxed: counters read for a scrape. */
+  family(b, "spike_backups_total", "counter",
+         "Backups asked for through POST /api/v1/admin/backup, by result (busy: one was running).");
+  line(b, "spike_backups_total{result=\"ok\"} %llu\n",
+       (unsigned long long)atomic_load_explicit(&k->ok, memory_order_relaxed));
+  line(b, "spike_backups_total{result=\"failed\"} %llu\n",
+       (unsigned long long)atomic_load_explicit(&k->failed, memory_order_relaxed));
+  line(b, "spike_backups_total{result=\"busy\"} %llu\n",
+       (unsigned long long)atomic_load_explicit(&k->busy, memory_order_relaxed));
+  family(b, "spike_backup_running", "gauge", "1 while a backup runs.");
+  line(b, "spike_backup_running %d\n", atomic_load_explicit(&k->running, memory_order_relaxed));
+  uint64_t at = atomic_load_explicit(&k->last_ok_at_ms, memory_order_relaxed);
+  if (at == 0) return; /* no backup has succeeded yet: no last one to describe */
+  family(b, "spike_backup_last_success_timestamp_seconds", "gauge",
+         "When the last successful backup's copy began (unix seconds).");
+  line(b, "spike_backup_last_success_timestamp_seconds %.3f\n", (double)at / 1000.0);
+  family(b, "spike_backup_last_duration_seconds", "gauge", "How long the last successful backup took.");
+  line(b, "spike_backup_last_duration_seconds %.3f\n",
+       (double)atomic_load_explicit(&k->last_duration_ms, memory_order_relaxed) / 1000.0);
+  family(b, "spike_backup_last_size_bytes", "gauge", "The last successful backup's data file.");
+  line(b, "spike_backup_last_size_bytes %llu\n",
+       (unsigned long long)atomic_load_explicit(&k->last_bytes, memory_order_relaxed));
+  family(b, "spike_backup_last_seq", "gauge", "The newest feed seq the last successful backup holds.");
+  line(b, "spike_backup_last_seq %llu\n",
+       (unsigned long long)atomic_load_explicit(&k->last_seq, memory_order_relaxed));
+}
+
 static void build_metrics(jbuf *b) {
   family(b, "spike_build_info", "gauge",
          "The build: spike's version and its libraries'. Always 1.");
@@ -373,6 +413,7 @@ void metrics_render(jbuf *out, const metrics_view *v) {
   http_metrics(out, v->shards, v->nshards, v->access_log);
   engine_metrics(out, v->e, nevents, v->max_events);
   feed_metrics(out, v->feed);
+  backup_metrics(out, v);
   event_metrics(out, v->events, shown);
   ready_metrics(out, v);
   process_metrics(out);

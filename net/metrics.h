@@ -40,6 +40,7 @@
   XX(key_in_progress, "in progress")                                         \
   XX(order_in_flight, "still on its way")                                    \
   XX(connections, "connection limit")                                        \
+  XX(backup_running, "a backup is already running")                          \
   XX(not_ready, NULL) /* the readiness probes' own 503 */                    \
   XX(other, NULL)
 
@@ -73,6 +74,13 @@ void metrics_add(_Atomic uint64_t *c, uint64_t delta);
 void metrics_gauge_add(_Atomic int64_t *g, int64_t delta);
 
 /* What one scrape shows. */
+/* Backups made through the admin route: api.c counts, any loop thread. */
+typedef struct metrics_backups {
+  _Atomic uint64_t ok, failed, busy; /* answered 201; failed; refused, one running */
+  _Atomic int running;               /* 1 while one runs: the route's one-at-a-time guard */
+  _Atomic uint64_t last_ok_at_ms, last_duration_ms, last_bytes, last_seq; /* the last 201 */
+} metrics_backups;
+
 typedef struct metrics_view {
   metrics *const *shards;
   uint32_t nshards;
@@ -84,6 +92,7 @@ typedef struct metrics_view {
   const char *ready_why;       /* its text */
   int draining;
   int access_log;              /* an access log is configured */
+  const metrics_backups *backups;
 } metrics_view;
 
 /* Render every metric: the shards' HTTP metrics, the engine's statistics,

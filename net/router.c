@@ -124,6 +124,8 @@ void router_match(router_method method, const char *target, size_t len, route_ma
     if (n == 5 && eq(s[4], "orders")) pick(m, method, H_USER_ORDERS, H_COUNT);
   } else if (eq(col, "feed")) {
     if (n == 3) pick(m, method, H_FEED, H_COUNT);
+  } else if (eq(col, "admin")) {
+    if (n == 4 && eq(s[3], "backup")) pick(m, method, H_COUNT, H_BACKUP);
   }
 }
 

@@ -21,6 +21,7 @@
   XX(ORDER_CANCEL, "order_cancel")                                            \
   XX(USER_ORDERS, "user_orders")                                              \
   XX(FEED, "feed")                                                            \
+  XX(BACKUP, "admin_backup")                                                  \
   XX(LIVE, "healthz_live")                                                    \
   XX(READY, "healthz_ready")                                                  \
   XX(METRICS, "metrics")                                                      \

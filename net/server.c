@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -85,7 +86,8 @@ void server_metrics(loop_ctx *lc, jbuf *out) {
                     .feed = feed_rc == SPIKE_OK || feed_rc == SPIKE_EINVAL ? &feed : NULL,
                     /* relaxed: a flag read for a scrape. */
                     .draining = atomic_load_explicit(&srv->draining, memory_order_relaxed),
-                    .access_log = srv->access != NULL};
+                    .access_log = srv->access != NULL,
+                    .backups = &srv->backups};
   v.ready_status = server_ready(srv, &v.ready_why);
   metrics_render(out, &v);
 }
@@ -364,6 +366,16 @@ int server_run(const server_config *cfg) {
       strcmp(cfg->feed_token, cfg->admin_token) == 0) {
     fprintf(stderr, "spiked: --feed-token: bad value: the same as --admin-token (see --help)\n");
     return 2;
+  }
+  if (cfg->backup_dir != NULL && cfg->backup_dir[0] != '\0') {
+    struct stat st;
+    int bad = stat(cfg->backup_dir, &st) != 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+    if (bad != 0) {
+      fprintf(stderr, "spiked: --backup-dir: bad value \"%s\": %s (see --help)\n", cfg->backup_dir,
+              strerror(bad));
+      return 2;
+    }
+    srv.backup_dir = cfg->backup_dir;
   }
   if (cfg->auth == AUTH_JWT && (cfg->jwt_secret == NULL || cfg->jwt_secret[0] == '\0')) {
     fprintf(stderr, "spiked: --jwt-secret: missing: --auth jwt needs it (see --help)\n");

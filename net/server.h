@@ -20,6 +20,7 @@ typedef struct server_config {
   const char *feed_token;  /* read-only bearer token for the change feed */
   const char *access_log;  /* path, "-" (stdout) or NULL (none) */
   const char *log_file;    /* stderr goes here (reopened on SIGHUP); NULL: stderr */
+  const char *backup_dir;  /* where POST /api/v1/admin/backup writes; NULL or "": off */
   int demo;             /* create a demo event on an empty store */
   http_limits lim;
 } server_config;

@@ -17,6 +17,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "codec.h"
@@ -36,6 +37,7 @@ struct store {
   uint64_t id;                       /* meta "store_id" */
   uint64_t map_was, map_bytes;       /* the map before and after open */
   uint64_t map_asked;
+  store_origin origin;
 };
 
 struct store_txn {
@@ -221,7 +223,7 @@ static void remove_new(const char *dir) {
   rmdir(path);
 }
 
-static int fsync_dir(const char *dir) {
+int store_fsync_dir(const char *dir) {
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return errno;
   int rc = fsync(fd) == 0 ? 0 : errno;
@@ -262,7 +264,7 @@ static int create_store(const char *dir, uint64_t map_size_bytes, const char **w
   snprintf(from, sizeof(from), "%s/data.mdb", tmp);
   snprintf(to, sizeof(to), "%s/data.mdb", dir);
   if (rc == 0 && rename(from, to) != 0) rc = errno;
-  if (rc == 0) rc = fsync_dir(dir);
+  if (rc == 0) rc = store_fsync_dir(dir);
   remove_new(dir);
   return rc;
 }
@@ -311,6 +313,56 @@ static int read_schema(store *s, const char *dir, uint64_t *version, char *err, 
   }
 out:
   mdb_txn_abort(txn);
+  return rc;
+}
+
+static int new_store_id(store *s, MDB_txn *txn) {
+  do {
+    if (getrandom(&s->id, sizeof(s->id), 0) != (ssize_t)sizeof(s->id)) return errno;
+  } while (s->id == 0);
+  return put_meta(s, txn, "store_id", s->id);
+}
+
+static int del_meta(const store *s, MDB_txn *txn, const char *name) {
+  MDB_val key = {strlen(name), (void *)name};
+  int rc = mdb_del(txn, s->meta, &key, NULL);
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int get_meta_or_0(const store *s, MDB_txn *txn, const char *name, uint64_t *v) {
+  int rc = get_meta(s, txn, name, v);
+  if (rc == MDB_NOTFOUND) *v = 0;
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* A backup (backup.c) carries "backup_of": the first open of it is its
+ * restore. The store takes a new id, so that a feed consumer of the old one
+ * sees a different store, and records which store and which feed seq it
+ * starts from; the mark goes, so a second open is an ordinary one and two
+ * restores of one backup are two stores with two ids. */
+static int read_origin(store *s, MDB_txn *txn) {
+  store_origin *o = &s->origin;
+  uint64_t of, seq, at = 0;
+  int rc = get_meta_or_0(s, txn, "backup_of", &of);
+  if (rc == 0 && of != 0) {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t now_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+    rc = get_meta_or_0(s, txn, "backup_seq", &seq);
+    if (rc == 0) rc = new_store_id(s, txn);
+    if (rc == 0) rc = put_meta(s, txn, "restored_from", of);
+    if (rc == 0) rc = put_meta(s, txn, "restored_seq", seq);
+    if (rc == 0) rc = put_meta(s, txn, "restored_at_ms", now_ms);
+    if (rc == 0) rc = del_meta(s, txn, "backup_of");
+    if (rc == 0) rc = del_meta(s, txn, "backup_seq");
+    o->restored_now = 1;
+  }
+  if (rc == 0) rc = get_meta_or_0(s, txn, "restored_from", &o->restored_from);
+  if (rc == 0) rc = get_meta_or_0(s, txn, "restored_seq", &o->restored_seq);
+  if (rc == 0) rc = get_meta_or_0(s, txn, "restored_at_ms", &at);
+  o->restored_at_ms = (int64_t)at;
+  if (rc == 0) rc = get_meta_or_0(s, txn, "backup_at_ms", &at);
+  o->backup_at_ms = (int64_t)at;
   return rc;
 }
 
@@ -393,16 +445,10 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
    * this store from a restored copy's successor or a replacement. */
   what = "the store id";
   rc = get_meta(s, txn, "store_id", &s->id);
-  if (rc == MDB_NOTFOUND) {
-    do {
-      if (getrandom(&s->id, sizeof(s->id), 0) != (ssize_t)sizeof(s->id)) {
-        rc = errno;
-        goto fail;
-      }
-    } while (s->id == 0);
-    rc = put_meta(s, txn, "store_id", s->id);
-  }
+  if (rc == MDB_NOTFOUND) rc = new_store_id(s, txn);
   if (rc != 0) goto fail;
+  what = "the store's origin";
+  if ((rc = read_origin(s, txn)) != 0) goto fail;
   what = "mdb_txn_commit";
   rc = mdb_txn_commit(txn);
   txn = NULL; /* freed by commit even when it fails */
@@ -429,6 +475,10 @@ void store_close(store *s) {
 uint64_t store_migrated(const store *s) { return s->migrated; }
 
 uint64_t store_id(const store *s) { return s->id; }
+
+void store_get_origin(const store *s, store_origin *out) { *out = s->origin; }
+
+struct MDB_env *store_lmdb_env(store *s) { return s->env; }
 
 void store_map_open_sizes(const store *s, uint64_t *asked, uint64_t *was, uint64_t *now) {
   *asked = s->map_asked;

@@ -12,7 +12,10 @@
  *                    and key indexes from these at recovery: no index is a
  *                    B-tree write per order)
  *   feed    seq   -> change record
- *   meta    name  -> value ("schema", "id_hwm", "store_id")
+ *   meta    name  -> value ("schema", "id_hwm", "store_id"; a backup's
+ *                    "backup_of", "backup_seq", "backup_at_ms", and a
+ *                    restored store's "restored_from", "restored_seq",
+ *                    "restored_at_ms", "backup_at_ms": see backup.h)
  *
  * Schema 1 also had buyers (user, event -> order ids) and keys (event, key
  * hash -> order id); store_open migrates such a store to schema 2 in one
@@ -65,8 +68,26 @@ void store_close(store *s);
 uint64_t store_migrated(const store *s);
 
 /* The store's id: random (never 0) when the store is made, kept in meta
- * "store_id" for its life; a copy of the file keeps it. */
+ * "store_id" for its life; a copy of the file keeps it. A backup made by
+ * backup.c carries a mark, and the first open of it (a restore) gives the
+ * store a new id and records where it came from. */
 uint64_t store_id(const store *s);
+
+/* Where a restored store came from; all 0 for a store that was not. */
+typedef struct store_origin {
+  uint64_t restored_from; /* the id of the store the backup was taken of */
+  uint64_t restored_seq;  /* that store's newest feed seq in the backup */
+  int64_t backup_at_ms;   /* when the backup's snapshot was taken */
+  int64_t restored_at_ms; /* when it was first opened here */
+  int restored_now;       /* 1: this open made the restore */
+} store_origin;
+void store_get_origin(const store *s, store_origin *out);
+
+/* fsync a directory (a rename or a creation in it made durable): 0 or errno. */
+int store_fsync_dir(const char *dir);
+
+/* The LMDB environment, for backup.c alone. */
+struct MDB_env *store_lmdb_env(store *s);
 
 /* The map at open: what the caller asked for, what it was once the file
  * was opened (LMDB adopts a file's bigger map), and what it is after the

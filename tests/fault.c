@@ -21,7 +21,10 @@
  * cannot call them (spiked under a shell test) is steered by a file instead:
  * with SPIKE_FAULT_CTL=path in its environment, the shim rereads path when
  * it changes, before each call it can fail. It holds "write=ENOSPC" and/or
- * "sync=EIO" (ENOSPC, EDQUOT, EIO or 0); a missing file means no faults.
+ * "sync=EIO" (ENOSPC, EDQUOT, EIO or 0), "copy=ENOSPC" (every write() to a
+ * regular file fails: LMDB writes with write() only when it copies an
+ * environment, so this fails a backup and nothing else) and "delay=MS"
+ * (every sync first sleeps MS ms); a missing file means no faults.
  * stdin, stdout and stderr are never failed, so logging still works.
  */
 #define _GNU_SOURCE
@@ -40,6 +43,7 @@
 static _Atomic int sync_errno, write_errno, sync_delay_ms, sync_ok_left = -1, sync_later_errno;
 static _Atomic int sync_just_once, write_after_syncs = -1, write_later_errno;
 static _Atomic int writes_ok_left = -1;
+static _Atomic int copy_errno;
 
 void spike_fault_sync(int err) {
   atomic_store(&sync_ok_left, -1);
@@ -124,6 +128,9 @@ static void ctl_poll(void) {
   }
   atomic_store(&write_errno, ctl_errno(text, "write="));
   atomic_store(&sync_errno, ctl_errno(text, "sync="));
+  atomic_store(&copy_errno, ctl_errno(text, "copy="));
+  const char *delay = strstr(text, "delay=");
+  atomic_store(&sync_delay_ms, delay != NULL ? atoi(delay + 6) : 0);
   atomic_store(&seen_ns, ns);
   atomic_store(&seen_ino, ino);
   atomic_store(&seen_size, size);
@@ -133,8 +140,10 @@ typedef int (*sync_fn)(int);
 typedef ssize_t (*pwrite_fn)(int, const void *, size_t, off_t);
 typedef ssize_t (*pwritev_fn)(int, const struct iovec *, int, off_t);
 typedef ssize_t (*writev_fn)(int, const struct iovec *, int);
+typedef ssize_t (*write_fn)(int, const void *, size_t);
 
 static void stall(int fd) {
+  ctl_poll();
   int ms = atomic_load(&sync_delay_ms);
   if (ms <= 0 || fd <= 2) return;
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
@@ -245,4 +254,12 @@ ssize_t writev(int fd, const struct iovec *iov, int cnt) {
     if (failing(&write_errno, fd)) return -1;
   }
   return real_writev(fd, iov, cnt);
+}
+
+/* write() to a regular file: only LMDB's environment copy (a backup). */
+ssize_t write(int fd, const void *buf, size_t n) {
+  REAL(write, write_fn);
+  struct stat st;
+  if (fd > 2 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && failing(&copy_errno, fd)) return -1;
+  return real_write(fd, buf, n);
 }

@@ -28,6 +28,13 @@ extern int spiked_nofile;
 void spiked_start(spiked *s, const char *dir, const char *const *args);
 /* The same on a given port (a restart where clients expect it). */
 void spiked_start_on(spiked *s, int port, const char *dir, const char *const *args);
+/* spiked_start with tests/fault.c loaded into spiked alone ($FAULT_SHIM,
+ * default build/rel/tests/libfault.so), steered by a control file whose
+ * path goes into ctl (removed first: no faults until fault_ctl). */
+void spiked_start_shim(spiked *s, const char *dir, const char *const *args, char *ctl,
+                       size_t ctl_cap);
+/* Replace the control file's text at once ("write=ENOSPC", ...). */
+void fault_ctl(const char *ctl, const char *what);
 /* Send sig and wait; returns the exit status (or 128+signal). */
 int spiked_stop(spiked *s, int sig);
 /* The server's log so far, NUL-terminated, static storage. */
@@ -54,6 +61,10 @@ int hc_do(int port, const char *method, const char *path, const char *headers,
  * JSON body (NULL for none). Returns the length written into buf. */
 size_t hc_format(char *buf, size_t cap, const char *method, const char *path,
                  const char *headers, const char *body);
+
+/* POST /api/v1/events: a live sale (started a minute ago, ending in an
+ * hour) of stock units with this id; CHECKs the 201. */
+void hc_create_event(int port, uint64_t id, uint64_t stock);
 
 /* The value of header name (case-insensitive) in r->head, or NULL. */
 const char *hc_header(const hc_resp *r, const char *name, char *out, size_t cap);

@@ -60,6 +60,13 @@ for v in rel asan; do
   suite "test_unsafe vs $v spiked" env SPIKED=build/$v/spiked build/rel/tests/test_unsafe
 done
 
+# Backups that restore: the restore drill under load, spiked --backup
+# beside a server, refused destinations, a full disk (the shim in spiked
+# alone), a second backup while one runs.
+for v in rel asan; do
+  suite "test_backup vs $v spiked" env SPIKED=build/$v/spiked build/rel/tests/test_backup
+done
+
 # The HTTP suite is a client; the server under test is each build of spiked.
 for v in rel asan tsan; do
   suite "http vs $v spiked" env SPIKED=build/$v/spiked build/rel/tests/test_http

@@ -39,6 +39,7 @@ done
 [ -r "$DOC" ] || { echo "FAIL 0 $DOC unreadable"; exit 1; }
 
 work=$(mktemp -d "$TMPDIR/spike-apidoc.XXXXXX") || exit 1
+mkdir "$work/backups" || exit 1
 spid="" # spiked's pid once known
 rpid="" # the blocks' runner while it runs
 
@@ -86,7 +87,7 @@ finish() {
 token="doc-test-$$"
 (
   "$SPIKED" --listen 127.0.0.1:0 --data "$work/data" --admin-token "$token" \
-    2>"$work/spiked.log" </dev/null &
+    --backup-dir "$work/backups" 2>"$work/spiked.log" </dev/null &
   echo $! >"$work/spiked.pid"
   wait $!
   echo $? >"$work/spiked.rc"

@@ -31,20 +31,7 @@
 
 static hc_resp R;
 
-static int64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void create_event(int port) {
-  char body[256];
-  snprintf(body, sizeof(body),
-           "{\"id\":1,\"name\":\"Sale\",\"stock\":1000000,\"price\":100,\"start_at\":%lld,"
-           "\"end_at\":%lld}",
-           (long long)(wall_ms() - 60000), (long long)(wall_ms() + 3600000));
-  CHECK_EQ(hc_do(port, "POST", "/api/v1/events", NULL, body, &R), 201);
-}
+static void create_event(int port) { hc_create_event(port, 1, 1000000); }
 
 /* Answered orders, to look for after a restart. */
 static uint64_t acked[1 << 16];
@@ -141,35 +128,11 @@ static void all_acked_there(int port) {
 
 static char ctl[300];
 
-static void faults(const char *what) {
-  char tmp[320];
-  snprintf(tmp, sizeof(tmp), "%s.new", ctl);
-  FILE *f = fopen(tmp, "w");
-  CHECK(f != NULL);
-  fprintf(f, "%s\n", what);
-  fclose(f);
-  CHECK_EQ(rename(tmp, ctl), 0);
-}
+static void faults(const char *what) { fault_ctl(ctl, what); }
 
 static void no_faults(void) { unlink(ctl); }
 
-static void start_under_shim(spiked *s, const char *dir) {
-  const char *shim = getenv("FAULT_SHIM");
-  if (shim == NULL || *shim == '\0') shim = "build/rel/tests/libfault.so";
-  CHECK(access(shim, R_OK) == 0);
-  const char *tmp = getenv("TMPDIR");
-  snprintf(ctl, sizeof(ctl), "%s/spike-test-faultctl-%d", tmp != NULL && *tmp ? tmp : "/tmp",
-           (int)getpid());
-  no_faults();
-  /* for spiked alone: it inherits these at its fork */
-  setenv("LD_PRELOAD", shim, 1);
-  setenv("SPIKE_FAULT_CTL", ctl, 1);
-  setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 1);
-  spiked_start(s, dir, NULL);
-  unsetenv("LD_PRELOAD");
-  unsetenv("SPIKE_FAULT_CTL");
-  unsetenv("ASAN_OPTIONS");
-}
+static void start_under_shim(spiked *s, const char *dir) { spiked_start_shim(s, dir, NULL, ctl, sizeof(ctl)); }
 
 static void disk_full_and_io_error(void) {
   spiked s;

@@ -513,6 +513,8 @@ static void usage(FILE *f) {
              "  --preload N  instead of the raw reference, run the engine on a fresh store\n"
              "               and on one already holding N orders (reserved, then cancelled,\n"
              "               by N/10 users; built once, copied per run), alternately\n"
+             "  --store-only OUT  with --preload N: only build that store, in the new\n"
+             "               directory OUT, and keep it (for bench/backup.sh)\n"
              "Output: one line per run, one line per batch size, the goals, then\n"
              "  summary<TAB>what<TAB>value<TAB>reference<TAB>ratio\n");
 }
@@ -522,6 +524,7 @@ int main(int argc, char **argv) {
   uint32_t inflight_opt = 0, only_batch = 0;
   double seconds = 1.0;
   uint64_t cap = 1u << 21, preload = 0;
+  const char *store_only = NULL;
   const char *dir = getenv("TMPDIR");
   if (dir == NULL || dir[0] == '\0') dir = "/tmp";
   for (int i = 1; i < argc; i++) {
@@ -544,6 +547,8 @@ int main(int argc, char **argv) {
       prefault = 0;
     } else if (strcmp(argv[i], "--preload") == 0 && i + 1 < argc) {
       preload = strtoull(argv[++i], NULL, 10);
+    } else if (strcmp(argv[i], "--store-only") == 0 && i + 1 < argc) {
+      store_only = argv[++i];
     } else if (argv[i][0] != '-') {
       dir = argv[i];
     } else {
@@ -556,6 +561,17 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_writer: --reps 1..%d, --seconds (0, 60], --orders 8192..2^28\n",
             REPS_MAX);
     return 2;
+  }
+  if (store_only != NULL) {
+    if (preload == 0 || mkdir(store_only, 0755) != 0) {
+      fprintf(stderr, "bench_writer: --store-only needs --preload N and a new directory\n");
+      return 2;
+    }
+    uint64_t t0 = now_ns(), bytes = preload_build(store_only, preload);
+    printf("bench_writer: a store of %llu orders by %llu users in %s: %.1f s to write, %.0f MiB\n",
+           (unsigned long long)preload, (unsigned long long)(preload / PRELOAD_PER_USER),
+           store_only, (double)(now_ns() - t0) / 1e9, (double)bytes / 1048576.0);
+    return 0;
   }
   char base[PATH_MAX - 64]; /* room for the runs' subdirectories */
   if ((size_t)snprintf(base, sizeof(base), "%s/spike-bench-writer-XXXXXX", dir) >= sizeof(base)) {
