@@ -182,7 +182,11 @@ static int start_once(spiked *s, int port, const char *dir, const char *const *a
        * its address (claim_address) listens for a moment before the store
        * opens. */
       static hc_resp live;
-      if (hc_do(s->port, "GET", "/healthz/live", NULL, NULL, &live) == 200) return 0;
+      int fd = hc_connect(s->port); /* the probe may have closed since */
+      if (fd >= 0) {
+        close(fd);
+        if (hc_do(s->port, "GET", "/healthz/live", NULL, NULL, &live) == 200) return 0;
+      }
     }
     int st;
     if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
