@@ -48,8 +48,10 @@ DEB_LIBS  := liblmdb-dev libuv1-dev node-llhttp libmsgpack-dev libxxhash-dev lib
 # tests/test_api_doc.sh and the lines `make run` prints. abigail-tools:
 # abidiff, the ABI check in make test. prometheus: promtool, which lints
 # /metrics in tests/test_ops.c; systemd: systemd-analyze, which checks the
-# unit file in tests/test_unit.sh. debhelper: make deb.
-DEB_TOOLS := valgrind clang libclang-rt-dev curl abigail-tools prometheus systemd
+# unit file in tests/test_unit.sh. chromium: a real headless browser that
+# loads /dashboard in tests/test_dashboard.sh and reads what the page shows.
+# debhelper: make deb.
+DEB_TOOLS := valgrind clang libclang-rt-dev curl abigail-tools prometheus systemd chromium
 DEB_PACK  := debhelper dpkg-dev
 DEB_BENCH := wrk nginx-light nghttp2-client hey
 LLHTTP_DIR     ?= /usr/share/llhttp

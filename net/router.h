@@ -24,6 +24,8 @@
   XX(LIVE, "healthz_live")                                                    \
   XX(READY, "healthz_ready")                                                  \
   XX(METRICS, "metrics")                                                      \
+  XX(DASHBOARD, "dashboard")        /* the page and its two files */          \
+  XX(ADMIN_STATS, "admin_stats")                                              \
   XX(NOT_FOUND, "not_found")        /* no such path */                        \
   XX(BAD_METHOD, "method_not_allowed") /* path exists, method does not */     \
   XX(BAD_REQUEST, "bad_request")    /* unparseable, too large, ... */
@@ -35,6 +37,9 @@ typedef enum handler {
   H_COUNT
 } handler;
 
+/* The files of /dashboard. */
+typedef enum router_asset { RA_PAGE = 0, RA_JS = 1, RA_CSS = 2 } router_asset;
+
 /* HEAD is matched as GET: every GET route answers HEAD without a body. */
 typedef enum router_method { RM_GET = 0, RM_POST = 1, RM_OTHER = 2, RM_HEAD = 3 } router_method;
 
@@ -43,6 +48,7 @@ typedef struct route_match {
   uint64_t id;        /* the {id} or {uid} in the path */
   int id_ok;          /* 0: the id was not a decimal u64 (H_* still set) */
   const char *allow;  /* H_BAD_METHOD: the methods the path allows */
+  int asset;          /* H_DASHBOARD: which file, a router_asset */
   const char *query;  /* after '?', not including it; NULL when none */
   size_t query_len;
 } route_match;
