@@ -715,8 +715,14 @@ static void admin_stats(loop_ctx *lc, req *r) {
     fail(r, SPIKE_EINTERNAL, "the dashboard's history did not start (see the log)");
     return;
   }
+  /* The events as they are now, so the page and GET /api/v1/events/{id}
+   * agree; their per-second history comes from the samples. */
+  uint32_t n = 0, max = lc->srv->ecfg.max_events;
+  uint64_t next = 0;
+  spike_event_list(lc->srv->engine, 0, lc->events, max < STATS_EVENTS_MAX ? max : STATS_EVENTS_MAX,
+                   &n, &next);
   ok_begin(r);
-  stats_render(lc->srv->stats, &r->out, (uint32_t)seconds);
+  stats_render(lc->srv->stats, &r->out, (uint32_t)seconds, lc->events, n, next != 0);
   ok_end(r, 200);
 }
 

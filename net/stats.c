@@ -53,9 +53,6 @@ struct stats {
   pthread_mutex_t lock;    /* guards what follows */
   sample ring[STATS_HISTORY_S];
   uint32_t head, filled;   /* next slot; samples held */
-  spike_event latest[STATS_EVENTS_MAX];
-  uint32_t nlatest;
-  int more;                /* more events than STATS_EVENTS_MAX */
   pthread_cond_t wake;
   int stop;
   pthread_t thread;
@@ -133,8 +130,7 @@ void stats_sample(stats *s) {
   x.commit_p99_ms = quantile_ms(d, spike_commit_bucket_s, SPIKE_COMMIT_BUCKETS, 0.99);
   s->prev = now;
   uint32_t n = 0;
-  uint64_t next = 0;
-  spike_event_list(s->e, 0, s->scratch, STATS_EVENTS_MAX, &n, &next);
+  spike_event_list(s->e, 0, s->scratch, STATS_EVENTS_MAX, &n, NULL);
   x.nev = n;
   for (uint32_t i = 0; i < n; i++) {
     const spike_event *ev = &s->scratch[i];
@@ -144,9 +140,6 @@ void stats_sample(stats *s) {
   s->ring[s->head] = x;
   s->head = (s->head + 1) % STATS_HISTORY_S;
   if (s->filled < STATS_HISTORY_S) s->filled++;
-  memcpy(s->latest, s->scratch, n * sizeof(spike_event));
-  s->nlatest = n;
-  s->more = next != 0;
   pthread_mutex_unlock(&s->lock);
 }
 
@@ -249,7 +242,8 @@ static void series(jbuf *b, const stats *s, uint32_t n, field f) {
   jb_lit(b, "]");
 }
 
-void stats_render(stats *s, jbuf *b, uint32_t seconds) {
+void stats_render(stats *s, jbuf *b, uint32_t seconds, const spike_event *evs, uint32_t nevs,
+                  int more) {
   pthread_mutex_lock(&s->lock);
   uint32_t n = seconds < s->filled ? seconds : s->filled;
   jb_lit(b, "{\"historyS\":");
@@ -294,8 +288,8 @@ void stats_render(stats *s, jbuf *b, uint32_t seconds) {
   jb_lit(b, ",\"p99\":");
   series(b, s, n, F_COM99);
   jb_lit(b, "},\"events\":[");
-  for (uint32_t e = 0; e < s->nlatest; e++) {
-    const spike_event *ev = &s->latest[e];
+  for (uint32_t e = 0; e < nevs; e++) {
+    const spike_event *ev = &evs[e];
     if (e > 0) jb_lit(b, ",");
     jb_lit(b, "{\"id\":");
     jb_id(b, ev->id);
@@ -326,7 +320,7 @@ void stats_render(stats *s, jbuf *b, uint32_t seconds) {
     jb_lit(b, "]}");
   }
   jb_lit(b, "],\"eventsMore\":");
-  if (s->more)
+  if (more)
     jb_lit(b, "true}");
   else
     jb_lit(b, "false}");

@@ -34,7 +34,10 @@ void stats_close(stats *s);
 /* Take one sample now (the thread does this every second; tests call it). */
 void stats_sample(stats *s);
 /* Any thread: the newest `seconds` samples (1..STATS_HISTORY_S) as the
- * JSON object docs/api.md describes ("Dashboard statistics"). */
-void stats_render(stats *s, jbuf *out, uint32_t seconds);
+ * JSON object docs/api.md describes ("Dashboard"), with evs[0..nevs) (at
+ * most STATS_EVENTS_MAX, read by the caller now) as its events; more: there
+ * are more events than those. */
+void stats_render(stats *s, jbuf *out, uint32_t seconds, const spike_event *evs, uint32_t nevs,
+                  int more);
 
 #endif /* SPIKE_STATS_H */

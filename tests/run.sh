@@ -80,6 +80,11 @@ for v in rel asan; do
   suite "api.md examples vs $v spiked" env SPIKED=build/$v/spiked tests/test_api_doc.sh
 done
 
+# The live page in headless chromium while a load runs: what it shows
+# against the API (ASan spiked: the sampler thread and the page's routes).
+suite "dashboard in chromium (asan)" env SPIKED=build/asan/spiked SPIKEBENCH=build/rel/spikebench \
+  tests/test_dashboard.sh
+
 # The harness: its histogram, its modules (scenarios, load engine, report,
 # verify) under ASan, and spikebench against the stalling server and
 # spiked (release, then every binary under ASan; exit 86 marks an ASan report).
