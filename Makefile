@@ -104,7 +104,7 @@ BENCH_TESTS := test_sb_scenario test_sb_load test_sb_report test_sb_verify
 TEST_UNITS := test_ring test_slab test_limit test_ids test_wheel test_codec test_order test_misuse \
               test_memory_ack test_clock test_migrate test_powerloss test_sim test_races \
               test_body test_engine test_lifecycle test_stress test_crash test_http test_spikebench \
-              test_callbacks test_errors test_ops
+              test_callbacks test_errors test_ops test_stats
 EXAMPLES   := embed epoll feed_sqlite
 MICRO      := bench_ring bench_reserve bench_writer bench_lifecycle
 

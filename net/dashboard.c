@@ -130,7 +130,7 @@ static const char script[] =
     "    cell(tr, 'id', e.id);\n"
     "    cell(tr, 'name', e.name);\n"
     "    cell(tr, 'state', e.state);\n"
-    "    cell(tr, 'stock', String(e.stock));\n"
+    "    cell(tr, 'stock', String(e.stock_total));\n"
     "    cell(tr, 'available', String(e.available));\n"
     "    cell(tr, 'reserved', String(e.reserved));\n"
     "    cell(tr, 'sold', String(e.sold));\n"

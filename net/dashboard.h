@@ -11,9 +11,9 @@
 /* The headers every file of the page is sent with: same-origin scripts,
  * styles and fetches only, nothing framed, no type sniffing. (They and
  * finish()'s own headers must fit RESP_HEAD_ROOM: api.c asserts it.) */
-#define DASHBOARD_HEADERS                                                              \
-  "Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; " \
-  "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'\r\n" \
+#define DASHBOARD_HEADERS                                                                          \
+  "Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; "             \
+  "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'\r\n"            \
   "X-Content-Type-Options: nosniff\r\n"
 
 /* File a (static storage, not NUL-counted in *len) and its Content-Type. */

@@ -21,14 +21,14 @@
 #include <time.h>
 
 typedef struct stats_event {
-  uint64_t id, stock, available, reserved, sold;
+  uint64_t id, taken; /* taken: reserved + sold */
 } stats_event;
 
 typedef struct sample {
   int64_t t; /* unix seconds */
   uint32_t answers[METRIC_STATUSES];
-  uint32_t orders;  /* reserve answered 201 */
-  uint32_t commits; /* batches committed */
+  uint32_t orders;                    /* reserve answered 201 */
+  uint32_t commits;                   /* batches committed */
   float lat_p50_ms, lat_p99_ms;       /* reserve route; < 0: no request */
   float commit_p50_ms, commit_p99_ms; /* < 0: no commit */
   uint32_t nev;
@@ -48,13 +48,14 @@ struct stats {
   spike_engine *e;
   const metrics *shards[SPIKE_PRODUCERS_MAX];
   uint32_t nshards;
-  totals prev;             /* the sampler's own */
+  totals prev;                           /* the sampler's own */
   spike_event scratch[STATS_EVENTS_MAX]; /* the sampler's own */
-  pthread_mutex_t lock;    /* guards what follows */
+  pthread_mutex_t lock;                  /* guards what follows */
   sample ring[STATS_HISTORY_S];
-  uint32_t head, filled;   /* next slot; samples held */
+  uint32_t head, filled; /* next slot; samples held */
   pthread_cond_t wake;
   int stop;
+  int started; /* the thread runs */
   pthread_t thread;
 };
 
@@ -134,7 +135,7 @@ void stats_sample(stats *s) {
   x.nev = n;
   for (uint32_t i = 0; i < n; i++) {
     const spike_event *ev = &s->scratch[i];
-    x.ev[i] = (stats_event){ev->id, ev->stock_total, ev->available, ev->reserved, ev->sold};
+    x.ev[i] = (stats_event){ev->id, ev->reserved + ev->sold};
   }
   pthread_mutex_lock(&s->lock);
   s->ring[s->head] = x;
@@ -175,24 +176,26 @@ int stats_open(stats **out, spike_engine *e, metrics *const *shards, uint32_t ns
   pthread_cond_init(&s->wake, &ca);
   pthread_condattr_destroy(&ca);
   pthread_mutex_init(&s->lock, NULL);
-  int rc = pthread_create(&s->thread, NULL, sampler, s);
-  if (rc != 0) {
-    pthread_cond_destroy(&s->wake);
-    pthread_mutex_destroy(&s->lock);
-    free(s);
-    return -rc;
-  }
   *out = s;
+  return 0;
+}
+
+int stats_start(stats *s) {
+  int rc = pthread_create(&s->thread, NULL, sampler, s);
+  if (rc != 0) return -rc;
+  s->started = 1;
   return 0;
 }
 
 void stats_close(stats *s) {
   if (s == NULL) return;
-  pthread_mutex_lock(&s->lock);
-  s->stop = 1;
-  pthread_cond_signal(&s->wake);
-  pthread_mutex_unlock(&s->lock);
-  pthread_join(s->thread, NULL);
+  if (s->started) {
+    pthread_mutex_lock(&s->lock);
+    s->stop = 1;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+    pthread_join(s->thread, NULL);
+  }
   pthread_cond_destroy(&s->wake);
   pthread_mutex_destroy(&s->lock);
   free(s);
@@ -291,20 +294,8 @@ void stats_render(stats *s, jbuf *b, uint32_t seconds, const spike_event *evs, u
   for (uint32_t e = 0; e < nevs; e++) {
     const spike_event *ev = &evs[e];
     if (e > 0) jb_lit(b, ",");
-    jb_lit(b, "{\"id\":");
-    jb_id(b, ev->id);
-    jb_lit(b, ",\"name\":");
-    jb_cstr(b, ev->name);
-    jb_lit(b, ",\"state\":");
-    jb_cstr(b, spike_event_state_name(ev->state));
-    jb_lit(b, ",\"stock\":");
-    jb_u64(b, ev->stock_total);
-    jb_lit(b, ",\"available\":");
-    jb_u64(b, ev->available);
-    jb_lit(b, ",\"reserved\":");
-    jb_u64(b, ev->reserved);
-    jb_lit(b, ",\"sold\":");
-    jb_u64(b, ev->sold);
+    json_event(b, ev);
+    if (b->len > 0 && b->p[b->len - 1] == '}') b->len--; /* reopen it for one more field */
     /* Units taken (reserved + sold) more than a second before; 0 when
      * units came back (cancel, expiry) or the event was not yet followed. */
     jb_lit(b, ",\"unitsPerS\":[");
@@ -312,8 +303,8 @@ void stats_render(stats *s, jbuf *b, uint32_t seconds, const spike_event *evs, u
       const stats_event *x = find(at(s, n, i), ev->id);
       const sample *p = at(s, n, (int64_t)i - 1);
       const stats_event *y = p != NULL ? find(p, ev->id) : NULL;
-      uint64_t now = x != NULL ? x->reserved + x->sold : 0;
-      uint64_t before = y != NULL ? y->reserved + y->sold : now;
+      uint64_t now = x != NULL ? x->taken : 0;
+      uint64_t before = y != NULL ? y->taken : now;
       if (i > 0) jb_lit(b, ",");
       jb_u64(b, now > before ? now - before : 0);
     }

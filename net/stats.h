@@ -19,19 +19,23 @@
 #include "metrics.h"
 #include "spike.h"
 
-#define STATS_HISTORY_S 300  /* seconds kept: five minutes */
-#define STATS_EVENTS_MAX 32  /* events followed per sample */
+#define STATS_HISTORY_S 300 /* seconds kept: five minutes */
+#define STATS_EVENTS_MAX 32 /* events followed per sample */
 #define STATS_SECONDS_DEFAULT 60
 
 typedef struct stats stats;
 
-/* Start sampling shards[0..nshards) (at most SPIKE_PRODUCERS_MAX; the
- * pointers are copied) and engine e once a second. The shards and the
- * engine must outlive stats_close. 0, or a negative errno. */
+/* A history of shards[0..nshards) (at most SPIKE_PRODUCERS_MAX; the
+ * pointers are copied) and engine e, empty, its baseline read now. The
+ * shards and the engine must outlive stats_close. 0, or -ENOMEM. */
 int stats_open(stats **out, spike_engine *e, metrics *const *shards, uint32_t nshards);
-/* Stop the thread and free the ring. NULL is fine. */
+/* Start the thread that calls stats_sample once a second. 0, or a
+ * negative errno (then nothing samples; the rest still works). */
+int stats_start(stats *s);
+/* Stop the thread, if started, and free the ring. NULL is fine. */
 void stats_close(stats *s);
-/* Take one sample now (the thread does this every second; tests call it). */
+/* Take one sample now: what changed since the last one (or the baseline).
+ * The thread's, or a test's when no thread runs. */
 void stats_sample(stats *s);
 /* Any thread: the newest `seconds` samples (1..STATS_HISTORY_S) as the
  * JSON object docs/api.md describes ("Dashboard"), with evs[0..nevs) (at

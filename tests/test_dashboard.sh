@@ -7,11 +7,11 @@
 # twice (--dump-dom after a virtual time budget, each in its own temporary
 # profile): both times the page must say "live" with at least one update,
 # show the event's row, and the second snapshot must show a later sample
-# and more units taken than the first. After the load has stopped and the
-# server has taken two more samples, a third snapshot's stock, available,
-# reserved and sold must equal GET /api/v1/events/{id}. Chromium's log
-# must hold no Content-Security-Policy refusal. Also: the page's headers
-# (CSP, nosniff), HEAD on both new routes, the stats route's bounds.
+# and more units taken than the first. After the load has stopped, a third
+# snapshot's stock, available, reserved and sold must equal
+# GET /api/v1/events/{id}, read before and after it (and the same both
+# times). Chromium's log must hold no Content-Security-Policy refusal. Also: the page's headers
+# (CSP, nosniff), HEAD on the new routes, the stats route's bounds, 405.
 #
 # chromium missing or unable to run is a FAIL (make deps installs it),
 # never a skip. Everything started here is stopped, and the temporary
@@ -29,22 +29,6 @@ LOAD_MAX_S=90    # the load's own bound (it is stopped once two snapshots are ta
 TMPDIR=${TMPDIR:-/tmp}
 case $TMPDIR in /*) ;; *) TMPDIR=$PWD/$TMPDIR ;; esac
 
-passed=0
-failed=0
-ok() {
-  passed=$((passed + 1))
-  echo "ok $*"
-}
-fail() {
-  failed=$((failed + 1))
-  echo "FAIL $*"
-}
-finish() {
-  echo "$passed passed, $failed failed"
-  [ "$failed" -eq 0 ]
-  exit
-}
-
 for tool in curl timeout; do
   command -v $tool >/dev/null || { echo "FAIL $tool missing: run make deps"; exit 1; }
 done
@@ -54,17 +38,8 @@ command -v "$CHROMIUM" >/dev/null ||
 [ -x "$SPIKEBENCH" ] || { echo "FAIL $SPIKEBENCH missing: make $SPIKEBENCH"; exit 1; }
 
 work=$(mktemp -d "$TMPDIR/spike-dashboard.XXXXXX") || exit 1
-spid="" # spiked
+. tests/lib.sh
 bpid="" # spikebench
-
-wait_file() {
-  i=0
-  while [ ! -e "$2" ] && [ "$i" -lt $(($1 * 10)) ]; do
-    sleep 0.1
-    i=$((i + 1))
-  done
-  [ -e "$2" ]
-}
 
 stop_bench() {
   [ -n "$bpid" ] || return 0
@@ -75,10 +50,7 @@ stop_bench() {
 
 cleanup() {
   stop_bench
-  if [ -n "$spid" ] && [ ! -e "$work/spiked.rc" ]; then
-    kill -TERM "$spid" 2>/dev/null
-    wait_file 10 "$work/spiked.rc" || { kill -KILL "$spid" 2>/dev/null && wait_file 5 "$work/spiked.rc"; }
-  fi
+  spiked_down 10
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -86,24 +58,7 @@ trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# ---- spiked on a free port: port 0, then read the port from its log -------
-
-(
-  "$SPIKED" --listen 127.0.0.1:0 --data "$work/data" 2>"$work/spiked.log" </dev/null &
-  echo $! >"$work/spiked.pid"
-  wait $!
-  echo $? >"$work/spiked.rc"
-) &
-wait_file 5 "$work/spiked.pid" && spid=$(cat "$work/spiked.pid")
-port=""
-i=0
-while [ -z "$port" ] && [ ! -e "$work/spiked.rc" ] && [ "$i" -lt $((START_MAX_S * 10)) ]; do
-  sleep 0.1
-  i=$((i + 1))
-  port=$(sed -n 's/.*"msg":"spiked [^"]* listening".*"listen":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' \
-    "$work/spiked.log" 2>/dev/null)
-done
-if [ -z "$port" ]; then
+if ! spiked_up --data "$work/data"; then
   fail "start $SPIKED"
   tail -n 20 "$work/spiked.log"
   finish
@@ -231,11 +186,13 @@ fi
 
 # ---- after the load: what the page shows is what the API says -----------------
 
+sleep 1 # answers to requests in flight when the load stopped
 c -o "$work/api" "$base/api/v1/events/$ev"
-sleep 2.5 # two samples after the last request
-c -o "$work/api2" "$base/api/v1/events/$ev"
 snapshot c
 check_live c
+c -o "$work/api2" "$base/api/v1/events/$ev"
+# The event did not move while chromium read the page, so the page had to
+# show exactly this.
 if [ "$(sed 's/"traceId":"[^"]*"//' "$work/api")" != "$(sed 's/"traceId":"[^"]*"//' "$work/api2")" ]; then
   fail "the event still changed after the load stopped: $(cat "$work/api") vs $(cat "$work/api2")"
 fi
@@ -248,6 +205,16 @@ for f in stock_total:stock available:available reserved:reserved sold:sold; do
     fail "the page's ${f#*:} '$page' differs from the API's ${f%%:*} '$api'"
   fi
 done
+# The history adds up: every order of the run (qty 1 each) was counted in
+# exactly one second, and every 201 (those and the event's creation).
+c -o "$work/stats" "$base/api/v1/admin/stats?seconds=300"
+sum() { sed -n "s/.*\"$1\":\[\([0-9,]*\)\].*/\1/p" "$work/stats" | tr ',' '\n' | awk '{s += $1} END {print s + 0}'; }
+taken=$(($(shown c reserved) + $(shown c sold)))
+if [ "$(sum orders)" = "$taken" ] && [ "$(sum 201)" = $((taken + 1)) ]; then
+  ok "the history adds up: $taken orders over the run's seconds, $((taken + 1)) answers 201"
+else
+  fail "the history does not add up: orders $(sum orders), 201s $(sum 201), units taken $taken"
+fi
 if grep -q '<tr id="answers-201">' "$work/dom.c" && [ "$(shown c sold)" -gt 0 ]; then
   ok "the page shows answers by status (201 among them)"
 else
