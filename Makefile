@@ -53,12 +53,14 @@ DEB_LIBS  := liblmdb-dev libuv1-dev node-llhttp libmsgpack-dev libxxhash-dev lib
 # abidiff, the ABI check in make test. prometheus: promtool, which lints
 # /metrics in tests/test_ops.c; systemd: systemd-analyze, which checks the
 # unit file in tests/test_unit.sh. nginx-light: the partition router in
-# tests/test_scaleout.sh (deploy/). debhelper: make deb. rabbitmq-server:
-# the broker tests/test_relay.c starts as a private instance of its own
-# (the package's own service is never used; Debian's policy-rc.d may keep
-# it from starting at all).
+# tests/test_scaleout.sh (deploy/). rabbitmq-server: the broker
+# tests/test_relay.c starts as a private instance of its own (the
+# package's own service is never used; Debian's policy-rc.d may keep it
+# from starting at all). chromium: a real headless browser that loads
+# /dashboard in tests/test_dashboard.sh and reads what the page shows.
+# debhelper: make deb.
 DEB_TOOLS := valgrind clang libclang-rt-dev curl abigail-tools prometheus systemd nginx-light \
-             rabbitmq-server
+             rabbitmq-server chromium
 DEB_PACK  := debhelper dpkg-dev
 DEB_BENCH := wrk nginx-light nghttp2-client hey
 LLHTTP_DIR     ?= /usr/share/llhttp
@@ -112,7 +114,7 @@ BENCH_TESTS := test_sb_scenario test_sb_load test_sb_report test_sb_verify
 TEST_UNITS := test_ring test_slab test_limit test_ids test_wheel test_codec test_order test_misuse \
               test_memory_ack test_clock test_migrate test_powerloss test_sim test_races \
               test_body test_engine test_lifecycle test_stress test_crash test_http test_spikebench \
-              test_callbacks test_errors test_ops
+              test_callbacks test_errors test_ops test_stats
 EXAMPLES   := embed epoll feed_sqlite
 MICRO      := bench_ring bench_reserve bench_writer bench_lifecycle
 

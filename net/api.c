@@ -20,6 +20,7 @@
 #include <xxhash.h>
 
 #include "body.h"
+#include "dashboard.h"
 #include "http.h"
 #include "log.h"
 
@@ -873,6 +874,50 @@ static void ready(loop_ctx *lc, req *r) {
   ok_end(r, 200);
 }
 
+/* The longest head finish() writes besides its extra headers: status line,
+ * the longest Content-Type here, a 20-digit length, a TRACE_MAX trace id,
+ * Date, Connection: close and the blank line. */
+#define HEAD_BASE_MAX 240
+_Static_assert(sizeof(DASHBOARD_HEADERS) - 1 + HEAD_BASE_MAX <= RESP_HEAD_ROOM,
+               "the dashboard's headers must fit the response head room");
+
+/* GET /dashboard and its two files (admin): from memory, strict CSP. */
+static void dashboard(loop_ctx *lc, req *r) {
+  if (need_admin(lc, r) != SPIKE_OK) return;
+  const char *body, *ctype;
+  size_t len;
+  dashboard_asset((router_asset)r->m.asset, &body, &len, &ctype);
+  out_begin(r);
+  jb_raw(&r->out, body, len);
+  if (r->out.oom) {
+    fail(r, SPIKE_EINTERNAL, "page too large");
+    return;
+  }
+  r->status = SPIKE_OK;
+  finish(r, 200, ctype, DASHBOARD_HEADERS);
+}
+
+/* GET /api/v1/admin/stats (admin): the per-second history the page draws. */
+static void admin_stats(loop_ctx *lc, req *r) {
+  uint64_t seconds;
+  if (need_admin(lc, r) != SPIKE_OK ||
+      query_u64(r, "seconds", STATS_SECONDS_DEFAULT, 1, STATS_HISTORY_S, &seconds) != SPIKE_OK)
+    return;
+  if (lc->srv->stats == NULL) {
+    fail(r, SPIKE_EINTERNAL, "the dashboard's history did not start (see the log)");
+    return;
+  }
+  /* The events as they are now, so the page and GET /api/v1/events/{id}
+   * agree; their per-second history comes from the samples. */
+  uint32_t n = 0, max = lc->srv->ecfg.max_events;
+  uint64_t next = 0;
+  spike_event_list(lc->srv->engine, 0, lc->events, max < STATS_EVENTS_MAX ? max : STATS_EVENTS_MAX,
+                   &n, &next);
+  ok_begin(r);
+  stats_render(lc->srv->stats, &r->out, (uint32_t)seconds, lc->events, n, next != 0);
+  ok_end(r, 200);
+}
+
 void api_handle(loop_ctx *lc, req *r) {
   set_trace(lc, r);
   router_match((router_method)r->method, r->in.p, r->target_len, &r->m);
@@ -903,6 +948,8 @@ void api_handle(loop_ctx *lc, req *r) {
     break;
   case H_READY: ready(lc, r); break;
   case H_METRICS: metrics_page(lc, r); break;
+  case H_DASHBOARD: dashboard(lc, r); break;
+  case H_ADMIN_STATS: admin_stats(lc, r); break;
   case H_BAD_METHOD: fail(r, SPIKE_EMETHOD, NULL); break;
   case H_NOT_FOUND:
   default: fail(r, SPIKE_ENOROUTE, NULL); break;

@@ -25,6 +25,7 @@
 #include "router.h"
 #include "spike.h"
 #include "spike_uv.h"
+#include "stats.h"
 
 #define REQ_IN_INLINE 384    /* url, kept headers and body, before the heap */
 #define REQ_OUT_INLINE 1024  /* one reserve's whole response fits */
@@ -192,6 +193,7 @@ struct server {
   uint32_t threads;
   loop_ctx *loops;
   accesslog *access;   /* NULL without --access-log */
+  stats *stats;        /* the dashboard's history; NULL if it could not start */
   _Atomic uint32_t conns; /* open across all loops, refusals not included */
   _Atomic int draining;
   const char *backup_dir; /* --backup-dir; NULL: the backup route is refused */

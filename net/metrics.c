@@ -57,6 +57,14 @@ static const char *const busy_label[MB_COUNT] = {
 #undef XX
 };
 
+int metrics_status_of(int s) {
+  return s >= 0 && s < METRIC_STATUSES - 1 ? statuses[s] : 0;
+}
+
+double metrics_lat_bucket_s(int k) {
+  return k >= 0 && k < METRIC_LAT_BUCKETS ? lat_bucket_s[k] : lat_bucket_s[METRIC_LAT_BUCKETS - 1];
+}
+
 metric_busy metrics_busy_reason(handler h, const char *detail) {
   if (h == H_READY) return MB_not_ready;
   for (int i = 0; detail != NULL && i < MB_COUNT; i++)

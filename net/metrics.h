@@ -73,6 +73,12 @@ void metrics_request(metrics *m, handler h, int http, int status, metric_busy bu
 void metrics_add(_Atomic uint64_t *c, uint64_t delta);
 void metrics_gauge_add(_Atomic int64_t *g, int64_t delta);
 
+/* The HTTP status counted at status index s (0..METRIC_STATUSES-1); 0 for
+ * the last index, "other". */
+int metrics_status_of(int s);
+/* The upper bound, in seconds, of latency bucket k (0..METRIC_LAT_BUCKETS-1). */
+double metrics_lat_bucket_s(int k);
+
 /* What one scrape shows. */
 /* Backups made through the admin route: api.c counts, any loop thread. */
 typedef struct metrics_backups {

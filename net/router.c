@@ -91,6 +91,15 @@ void router_match(router_method method, const char *target, size_t len, route_ma
     pick(m, method, H_METRICS, H_COUNT);
     return;
   }
+  if (eq(s[0], "dashboard") && n <= 2) { /* the page, its script, its style */
+    if (n == 2) {
+      if (eq(s[1], "app.js")) m->asset = RA_JS;
+      else if (eq(s[1], "app.css")) m->asset = RA_CSS;
+      else return;
+    }
+    pick(m, method, H_DASHBOARD, H_COUNT);
+    return;
+  }
   if (n == 1 && eq(s[0], "livez")) { /* the Kubernetes names, beside the contract's */
     pick(m, method, H_LIVE, H_COUNT);
     return;
@@ -126,6 +135,7 @@ void router_match(router_method method, const char *target, size_t len, route_ma
     if (n == 3) pick(m, method, H_FEED, H_COUNT);
   } else if (eq(col, "admin")) {
     if (n == 4 && eq(s[3], "backup")) pick(m, method, H_COUNT, H_BACKUP);
+    if (n == 4 && eq(s[3], "stats")) pick(m, method, H_ADMIN_STATS, H_COUNT);
   }
 }
 

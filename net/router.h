@@ -25,6 +25,8 @@
   XX(LIVE, "healthz_live")                                                    \
   XX(READY, "healthz_ready")                                                  \
   XX(METRICS, "metrics")                                                      \
+  XX(DASHBOARD, "dashboard")        /* the page and its two files */          \
+  XX(ADMIN_STATS, "admin_stats")                                              \
   XX(NOT_FOUND, "not_found")        /* no such path */                        \
   XX(BAD_METHOD, "method_not_allowed") /* path exists, method does not */     \
   XX(BAD_REQUEST, "bad_request")    /* unparseable, too large, ... */
@@ -35,6 +37,9 @@ typedef enum handler {
 #undef XX
   H_COUNT
 } handler;
+
+/* The files of /dashboard. */
+typedef enum router_asset { RA_PAGE = 0, RA_JS = 1, RA_CSS = 2 } router_asset;
 
 /* HEAD is matched as GET: every GET route answers HEAD without a body. */
 typedef enum router_method {
@@ -54,6 +59,7 @@ typedef struct route_match {
   uint64_t event_id;  /* in_event: the {event_id}; event_ok as id_ok */
   int event_ok;
   const char *allow;  /* H_BAD_METHOD: the methods the path allows */
+  int asset;          /* H_DASHBOARD: which file, a router_asset */
   const char *query;  /* after '?', not including it; NULL when none */
   size_t query_len;
 } route_match;

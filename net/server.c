@@ -438,6 +438,15 @@ int server_run(const server_config *cfg) {
     }
   }
   if (exit_code == 0) {
+    metrics *shards[SPIKE_PRODUCERS_MAX];
+    uint32_t ns = made < SPIKE_PRODUCERS_MAX ? made : SPIKE_PRODUCERS_MAX;
+    for (uint32_t i = 0; i < ns; i++) shards[i] = &srv.loops[i].m;
+    if ((rc = stats_open(&srv.stats, srv.engine, shards, ns)) != 0 ||
+        (rc = stats_start(srv.stats)) != 0) { /* no history: the stats route says so */
+      log_line(LOG_WARN, "server", NULL, NULL, "dashboard history: %s", strerror(-rc));
+      stats_close(srv.stats);
+      srv.stats = NULL;
+    }
     for (uint32_t i = 0; i < made; i++) {
       uv_thread_create(&srv.loops[i].thread, loop_main, &srv.loops[i]);
       srv.loops[i].started = 1;
@@ -480,10 +489,11 @@ int server_run(const server_config *cfg) {
       }
     }
   }
-  for (uint32_t i = 0; i < made; i++) {
+  for (uint32_t i = 0; i < made; i++)
     if (srv.loops[i].started) uv_thread_join(&srv.loops[i].thread);
-    loop_free(&srv.loops[i]);
-  }
+  stats_close(srv.stats); /* it reads the loops' shards: before they go */
+  srv.stats = NULL;
+  for (uint32_t i = 0; i < made; i++) loop_free(&srv.loops[i]);
   free(srv.loops);
   accesslog_close(srv.access); /* the loops are gone: write what they left */
   srv.access = NULL;

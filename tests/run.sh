@@ -33,10 +33,10 @@ fresh() { d="$TMPDIR/spike-run-$1-$$"; rm -rf "$d"; echo "$d"; }
 
 UNIT="test_ring test_slab test_limit test_ids test_wheel test_codec test_order test_body test_engine
   test_lifecycle test_misuse test_memory_ack test_clock test_migrate test_sim test_races
-  test_callbacks test_errors"
+  test_callbacks test_errors test_stats"
 for t in $UNIT; do suite "asan $t" build/asan/tests/$t; done
 for t in test_ring test_slab test_limit test_engine test_lifecycle test_stress test_misuse \
-  test_memory_ack test_races test_callbacks; do
+  test_memory_ack test_races test_callbacks test_stats; do
   suite "tsan $t" build/tsan/tests/$t
 done
 suite "rel test_crash" build/rel/tests/test_crash
@@ -105,6 +105,10 @@ done
 for v in rel asan; do
   suite "scale-out vs $v spiked" env SPIKED=build/$v/spiked tests/test_scaleout.sh
 done
+# The live page in headless chromium while a load runs: what it shows
+# against the API (ASan spiked: the sampler thread and the page's routes).
+suite "dashboard in chromium (asan)" env SPIKED=build/asan/spiked SPIKEBENCH=build/rel/spikebench \
+  tests/test_dashboard.sh
 
 # The harness: its histogram, its modules (scenarios, load engine, report,
 # verify) under ASan, and spikebench against the stalling server and

@@ -40,25 +40,12 @@ done
 
 work=$(mktemp -d "$TMPDIR/spike-apidoc.XXXXXX") || exit 1
 mkdir "$work/backups" || exit 1
-spid="" # spiked's pid once known
+. tests/lib.sh
 rpid="" # the blocks' runner while it runs
-
-# Wait up to $1 seconds for file $2 to exist.
-wait_file() {
-  i=0
-  while [ ! -e "$2" ] && [ "$i" -lt $(($1 * 10)) ]; do
-    sleep 0.1
-    i=$((i + 1))
-  done
-  [ -e "$2" ]
-}
 
 cleanup() {
   [ -n "$rpid" ] && kill -TERM "$rpid" 2>/dev/null # timeout passes it on to the blocks
-  if [ -n "$spid" ] && [ ! -e "$work/spiked.rc" ]; then
-    kill -TERM "$spid" 2>/dev/null
-    wait_file 5 "$work/spiked.rc" || { kill -KILL "$spid" 2>/dev/null && wait_file 5 "$work/spiked.rc"; }
-  fi
+  spiked_down 5
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -66,42 +53,10 @@ trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-passed=0
-failed=0
-ok() {
-  passed=$((passed + 1))
-  echo "ok $*"
-}
-fail() {
-  failed=$((failed + 1))
-  echo "FAIL $*"
-}
-finish() {
-  echo "$passed passed, $failed failed"
-  [ "$failed" -eq 0 ]
-  exit
-}
-
-# ---- spiked on a free port: port 0, then read the port from its log -------
+# ---- spiked on a free port -----------------------------------------------
 
 token="doc-test-$$"
-(
-  "$SPIKED" --listen 127.0.0.1:0 --data "$work/data" --admin-token "$token" \
-    --backup-dir "$work/backups" 2>"$work/spiked.log" </dev/null &
-  echo $! >"$work/spiked.pid"
-  wait $!
-  echo $? >"$work/spiked.rc"
-) &
-wait_file 5 "$work/spiked.pid" && spid=$(cat "$work/spiked.pid")
-port=""
-i=0
-while [ -z "$port" ] && [ ! -e "$work/spiked.rc" ] && [ "$i" -lt $((START_MAX_S * 10)) ]; do
-  sleep 0.1
-  i=$((i + 1))
-  port=$(sed -n 's/.*"msg":"spiked [^"]* listening".*"listen":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' \
-    "$work/spiked.log" 2>/dev/null)
-done
-if [ -z "$port" ]; then
+if ! spiked_up --data "$work/data" --admin-token "$token" --backup-dir "$work/backups"; then
   fail "0 start $SPIKED"
   sed 's/^/      /' "$work/spiked.log" | tail -n 20
   finish

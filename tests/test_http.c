@@ -933,6 +933,17 @@ static void jwt_and_admin(void) {
   CHECK_EQ(hc_do(p, "GET", "/api/v1/feed", alice, NULL, &R), 403);
   CHECK_EQ(hc_do(p, "GET", "/api/v1/feed", admin, NULL, &R), 200);
   CHECK_EQ(hc_do(p, "GET", "/api/v1/events/1", NULL, NULL, &R), 200); /* reads are public */
+  /* the live page and its data: admin routes like the others */
+  static const char *const page[] = {"/dashboard", "/dashboard/app.js", "/dashboard/app.css",
+                                     "/api/v1/admin/stats"};
+  for (size_t i = 0; i < sizeof(page) / sizeof(page[0]); i++) {
+    CHECK_EQ(hc_do(p, "GET", page[i], NULL, NULL, &R), 401);
+    expect(401, 20001);
+    CHECK_EQ(hc_do(p, "GET", page[i], alice, NULL, &R), 403);
+    expect(403, 20006);
+    CHECK_EQ(hc_do(p, "GET", page[i], admin, NULL, &R), 200);
+  }
+  CHECK(hc_json(&R, "data.historyS", v, sizeof(v)) == 0 && strcmp(v, "300") == 0);
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
   test_rmrf(s.dir);
 }

@@ -292,6 +292,10 @@ static void http_manners(void) {
     head_like_get(p, gets[i], NULL, 1);
   head_like_get(p, "/api/v1/feed?after=0", admin, 1);
   head_like_get(p, "/metrics", NULL, 0); /* its counts move between the two */
+  head_like_get(p, "/dashboard", admin, 1);
+  head_like_get(p, "/dashboard/app.js", admin, 1);
+  head_like_get(p, "/dashboard/app.css", admin, 1);
+  head_like_get(p, "/api/v1/admin/stats?seconds=5", admin, 0); /* a new sample may come */
   CHECK_EQ(hc_do(p, "DELETE", "/api/v1/events/3", NULL, NULL, &R), 405);
   char v[128];
   CHECK(hc_header(&R, "Allow", v, sizeof(v)) != NULL && strcmp(v, "GET, HEAD") == 0);
