@@ -298,7 +298,7 @@ static void http_manners(void) {
   head_like_get(p, "/api/v1/admin/stats?seconds=5", admin, 0); /* a new sample may come */
   CHECK_EQ(hc_do(p, "DELETE", "/api/v1/events/3", NULL, NULL, &R), 405);
   char v[128];
-  CHECK(hc_header(&R, "Allow", v, sizeof(v)) != NULL && strcmp(v, "GET, HEAD") == 0);
+  CHECK(hc_header(&R, "Allow", v, sizeof(v)) != NULL && strcmp(v, "GET, HEAD, PUT") == 0);
   char resp[4096];
   static const char head_post[] = "HEAD /api/v1/events/3/close HTTP/1.1\r\nHost: t\r\n"
                                   "Connection: close\r\n\r\n";
