@@ -39,7 +39,8 @@ for t in test_ring test_slab test_limit test_engine test_lifecycle test_stress t
   test_memory_ack test_races test_callbacks test_stats; do
   suite "tsan $t" build/tsan/tests/$t
 done
-suite "rel test_crash" build/rel/tests/test_crash
+# 8 lives per case here (the binary's default is 20; make soak-crash: 1,000)
+suite "rel test_crash" env SPIKE_CRASH_CYCLES=8 build/rel/tests/test_crash
 suite "rel test_powerloss (LD_PRELOAD)" env LD_PRELOAD=build/rel/tests/libpowerloss.so \
   build/rel/tests/test_powerloss
 suite "rel test_crash (power loss)" env LD_PRELOAD=build/rel/tests/libpowerloss.so \
@@ -129,7 +130,7 @@ if command -v clang >/dev/null 2>&1; then
     name=$(basename "$f")
     corpus="$TMPDIR/spike-corpus-$name-$$"
     mkdir -p "$corpus"
-    suite "fuzz $name (10 s)" "$f" -max_total_time=10 -max_len=4096 -print_final_stats=0 \
+    suite "fuzz $name (5 s)" "$f" -max_total_time=5 -max_len=4096 -print_final_stats=0 \
       "$corpus" "tests/corpus/${name#fuzz_}"
     rm -rf "$corpus"
   done
