@@ -30,6 +30,13 @@
 
 #include "test.h"
 
+/* Per-fd leftovers: bytes read past one response belong to the next. */
+#define HC_FDS 4096
+static struct {
+  char *buf;
+  size_t len;
+} carry[HC_FDS];
+
 int hc_free_port(void) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -136,6 +143,22 @@ static int listens(pid_t pid, int port) {
   return found;
 }
 
+/* 1 when GET /healthz/live on port answers 200, over one connection (a
+ * test with --max-conns 1 must not find a second one of ours); 0 when the
+ * connection fails or the answer is another (the probe may have closed). */
+static int answers_live(int port) {
+  static hc_resp live;
+  static char buf[512];
+  int fd = hc_connect(port);
+  if (fd < 0) return 0;
+  size_t n = hc_format(buf, sizeof(buf), "GET", "/healthz/live", NULL, NULL);
+  int ok = send(fd, buf, n, MSG_NOSIGNAL) == (ssize_t)n && hc_read(fd, &live, 10000) == 0 &&
+           live.status == 200;
+  if (fd < HC_FDS) carry[fd].len = 0;
+  close(fd);
+  return ok;
+}
+
 /* Start; 0 once it listens, -1 when it exited at start for want of the
  * port (taken after hc_free_port() chose it) and may_retry; aborts otherwise. */
 static int start_once(spiked *s, int port, const char *dir, const char *const *args,
@@ -181,12 +204,7 @@ static int start_once(spiked *s, int port, const char *dir, const char *const *a
       /* An answer, not only a listening socket: spiked's start-up probe of
        * its address (claim_address) listens for a moment before the store
        * opens. */
-      static hc_resp live;
-      int fd = hc_connect(s->port); /* the probe may have closed since */
-      if (fd >= 0) {
-        close(fd);
-        if (hc_do(s->port, "GET", "/healthz/live", NULL, NULL, &live) == 200) return 0;
-      }
+      if (answers_live(s->port)) return 0;
     }
     int st;
     if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
@@ -243,12 +261,6 @@ void hc_send(int fd, const char *buf, size_t n) {
   }
 }
 
-/* Per-fd leftovers: bytes read past one response belong to the next. */
-#define HC_FDS 4096
-static struct {
-  char *buf;
-  size_t len;
-} carry[HC_FDS];
 
 static ssize_t fill(int fd, char *dst, size_t cap, int timeout_ms) {
   if (fd < HC_FDS && carry[fd].len > 0) {
