@@ -32,7 +32,7 @@ MAX_CONNS=3000
 mkdir -p "$OUT"
 base=/dev/shm
 [ -d "$base" ] && [ -w "$base" ] || base=${TMPDIR:-/tmp}
-data=$(mktemp -d "$base/spike-hostile.XXXXXX")
+data=$(mktemp -d "$base/spike-hostile.XXXXXX") || exit 1
 log="$OUT/spiked.log"
 pid=""
 load=""

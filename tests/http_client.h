@@ -35,6 +35,9 @@ void spiked_start_shim(spiked *s, const char *dir, const char *const *args, char
                        size_t ctl_cap);
 /* Replace the control file's text at once ("write=ENOSPC", ...). */
 void fault_ctl(const char *ctl, const char *what);
+/* Run spiked ($SPIKED) with args until it exits (10 s at most; longer
+ * aborts); its stderr into log. Returns its exit status. */
+int spiked_refused(const char *const *args, char *log, size_t cap);
 /* Send sig and wait; returns the exit status (or 128+signal). */
 int spiked_stop(spiked *s, int sig);
 /* The server's log so far, NUL-terminated, static storage. */

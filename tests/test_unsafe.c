@@ -26,53 +26,6 @@
 
 #define TMPFS_MAGIC_ 0x01021994
 
-static const char *spiked_bin(void) {
-  const char *bin = getenv("SPIKED");
-  return bin != NULL && *bin != '\0' ? bin : "build/rel/spiked";
-}
-
-/* Run spiked with args until it exits (10 s at most); its stderr into log.
- * Returns its exit status. */
-static int spiked_refused(const char *const *args, char *log, size_t cap) {
-  char path[300];
-  const char *tmp = getenv("TMPDIR");
-  snprintf(path, sizeof(path), "%s/spike-test-refused-%d.err", tmp != NULL && *tmp ? tmp : "/tmp",
-           (int)getpid());
-  const char *argv[32] = {spiked_bin()};
-  int n = 1;
-  for (int i = 0; args[i] != NULL && n < 31; i++) argv[n++] = args[i];
-  argv[n] = NULL;
-  fflush(NULL);
-  pid_t pid = fork();
-  CHECK(pid >= 0);
-  if (pid == 0) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 2);
-    close(fd);
-    execv(argv[0], (char *const *)argv);
-    _exit(127);
-  }
-  int st = 0;
-  int64_t t0 = test_now_ms();
-  while (waitpid(pid, &st, WNOHANG) == 0) {
-    if (test_now_ms() - t0 > 10000) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &st, 0);
-      fprintf(stderr, "spiked kept running where it should have refused\n");
-      abort();
-    }
-    usleep(10 * 1000);
-  }
-  int fd = open(path, O_RDONLY);
-  CHECK(fd >= 0);
-  ssize_t got = read(fd, log, cap - 1);
-  log[got > 0 ? got : 0] = '\0';
-  close(fd);
-  unlink(path);
-  CHECK(WIFEXITED(st));
-  return WEXITSTATUS(st);
-}
-
 /* The whole of a file, NUL-terminated, in a static buffer; *len gets its
  * size. */
 static const char *slurp(const char *path, size_t *len) {
