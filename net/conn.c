@@ -61,7 +61,8 @@ enum hkind { HK_NONE = 0, HK_RID, HK_AUTH, HK_IKEY, HK_CTYPE, HK_EXPECT };
 enum { SCAN_LINE_START = 0, SCAN_MID, SCAN_CR };
 
 #define FREE_REQS_MAX 4096
-#define ACCEPTS_PER_TURN 64 /* connections taken per loop turn (see conn_on_accept) */
+#define ACCEPTS_PER_TURN 16 /* connections taken per loop turn (see conn_on_accept) */
+#define CLOSES_PER_TURN 64  /* late connections closed per sweep (see conn_sweep) */
 #define WRITE_BUFS_MAX 64
 
 void server_loop_maybe_done(loop_ctx *lc); /* server.c */
@@ -942,12 +943,19 @@ void conn_on_accept(uv_stream_t *listener, int status) {
   lc->accepts++;
 }
 
-void conn_sweep(uv_timer_t *t) {
+/* Close what is late, at most CLOSES_PER_TURN: a thousand slowloris
+ * connections opened together time out together, and closing them all in
+ * one callback (a FIN each) would hold every open connection's requests
+ * for as long. Returns 1 when it stopped at the bound: the caller sweeps
+ * again in the next turn, after the loop has polled. */
+int conn_sweep(uv_timer_t *t) {
   loop_ctx *lc = t->data;
   uint64_t now = uv_now(&lc->loop);
+  unsigned closed = 0;
   for (conn *c = lc->conns, *next; c != NULL; c = next) {
     next = c->next;
     if (c->closing) continue;
+    if (closed == CLOSES_PER_TURN) return 1;
     /* two clocks: the connection's (idle, a write, lingering) and, while
      * a request is being received, that request's (req_deadline_ms is
      * left stale wherever cur is dropped, so it counts only with cur) */
@@ -958,6 +966,7 @@ void conn_sweep(uv_timer_t *t) {
       log_line(LOG_DEBUG, "http", NULL, NULL, "lingering close ended (%s)",
                now >= c->linger_end_ms ? "linger time" : "quiet");
       conn_close(c);
+      closed++;
       continue;
     }
     metrics_add(&lc->m.timeouts, 1);
@@ -966,7 +975,9 @@ void conn_sweep(uv_timer_t *t) {
              : c->writing ? "write"
                           : "idle");
     conn_close(c);
+    closed++;
   }
+  return 0;
 }
 
 void conn_drain_all(loop_ctx *lc, int force) {

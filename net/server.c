@@ -136,7 +136,9 @@ static void on_wake(uv_async_t *a) {
 
 static void on_sweep(uv_timer_t *t) {
   loop_ctx *lc = t->data;
-  conn_sweep(t);
+  /* more late than one turn closes: again after the next poll, then the
+   * usual period (a 0 ms timer runs in the next turn, not this one) */
+  if (conn_sweep(t) && !uv_is_closing((uv_handle_t *)t)) uv_timer_start(t, on_sweep, 0, SWEEP_MS);
   if (lc->srv->access != NULL) accesslog_flush(lc->srv->access, lc->idx);
   server_loop_maybe_done(lc);
 }
