@@ -12,7 +12,7 @@
 # its answer or with a reset after it, spiked gone); the ratio is reported,
 # never judged: timings on a shared machine are not a pass/fail test.
 #
-#   HOSTILE_SECONDS=20 HOSTILE_RATE=1000 HOSTILE_CONNS=8 HOSTILE_ROUNDS=2 tests/hostile.sh
+#   HOSTILE_SECONDS=20 HOSTILE_RATE=1000 HOSTILE_CONNS=8 HOSTILE_ROUNDS=3 tests/hostile.sh
 #   HOSTILE_LOAD_ARGS="--slowloris 0 --non-readers 0" tests/hostile.sh   # floods only
 #
 # The hostile clients run at nice 10 so that on a small machine they do not
@@ -25,7 +25,7 @@ cd "$(dirname "$0")/.."
 SECS=${HOSTILE_SECONDS:-20}
 RATE=${HOSTILE_RATE:-1000}
 CONNS=${HOSTILE_CONNS:-8}
-ROUNDS=${HOSTILE_ROUNDS:-2}
+ROUNDS=${HOSTILE_ROUNDS:-3}
 SPIKED=${SPIKED:-build/rel/spiked}
 OUT=${HOSTILE_OUT:-build/hostile}
 MAX_CONNS=3000
@@ -57,7 +57,9 @@ rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo -1; }
 jget() { sed -n "s/.*\"$2\":{[^}]*\"$3\":\([0-9.e+-]*\).*/\1/p" "$1"; }
 # Legitimate requests all answered 200 or 201, no socket errors.
 legit_ok() {
-  grep -q '"errors":{"connect":0,"read":0,"write":0,"timeout":0,"parse":0,"server_closed":0}' "$1" &&
+  # every socket error count zero, whatever fields spikebench reports
+  errs=$(sed -n 's/.*"errors":{\([^}]*\)}.*/\1/p' "$1")
+  [ -n "$errs" ] && [ -z "$(printf '%s' "$errs" | tr ',' '\n' | grep -v ':0$')" ] &&
     [ -z "$(sed -n 's/.*"status":{\([^}]*\)}.*/\1/p' "$1" | tr ',' '\n' | grep -v '"20[01]"')" ]
 }
 
@@ -130,11 +132,22 @@ for r in $runs after; do
     "$(jget "$f" latency_ms max)" "$(jget "$f" read p99)" "$(jget "$f" reserve p99)"
   legit_ok "$f" || { echo "  $r: legitimate requests failed:"; sed 's/^/    /' "$OUT/$r.txt"; failed=1; }
 done
+median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+: >"$OUT/alone.p99"
+: >"$OUT/hostile.p99"
 for round in $(seq "$ROUNDS"); do
   a=$(jget "$OUT/alone$round.json" latency_ms p99)
   h=$(jget "$OUT/hostile$round.json" latency_ms p99)
+  echo "$a" >>"$OUT/alone.p99"
+  echo "$h" >>"$OUT/hostile.p99"
   echo "  round $round: p99 hostile / alone = $(awk -v a="$a" -v h="$h" 'BEGIN { printf "%.2f", h / a }') (target: at most 2)"
 done
+# One window's p99 is its worst 1 %: a single stall of the machine (nginx
+# alone shows 15-20 ms ones here) decides it. The medians over the rounds
+# are the figure to compare.
+ma=$(median <"$OUT/alone.p99")
+mh=$(median <"$OUT/hostile.p99")
+echo "  median p99 of $ROUNDS rounds: alone $ma ms, hostile $mh ms; ratio $(awk -v a="$ma" -v h="$mh" 'BEGIN { printf "%.2f", h / a }') (target: at most 2)"
 echo "spiked RSS (KiB): before $rss_before; max during ${rss_during:-?}; after $rss_after;" \
   "at the end $rss_final"
 echo "a keep-alive request's wait when spiked wakes to 4000 queued connections (ms):$stalls"
