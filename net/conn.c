@@ -62,7 +62,7 @@ enum { SCAN_LINE_START = 0, SCAN_MID, SCAN_CR };
 
 #define FREE_REQS_MAX 4096
 #define ACCEPTS_PER_TURN 16 /* connections taken per loop turn (see conn_on_accept) */
-#define CLOSES_PER_TURN 64  /* late connections closed per sweep (see conn_sweep) */
+#define CLOSES_PER_TURN 64  /* closed per sweep (conn_sweep) and per turn (close_later) */
 #define WRITE_BUFS_MAX 64
 
 void server_loop_maybe_done(loop_ctx *lc); /* server.c */
@@ -189,10 +189,22 @@ static void drop_requests(conn *c) {
   c->pending_len = 0;
 }
 
+static void unqueue_close(conn *c) {
+  loop_ctx *lc = c->lc;
+  if (c->cq_prev != NULL)
+    c->cq_prev->cq_next = c->cq_next;
+  else
+    lc->closeq = c->cq_next;
+  if (c->cq_next != NULL) c->cq_next->cq_prev = c->cq_prev;
+  c->cq_prev = c->cq_next = NULL;
+  c->close_queued = 0;
+}
+
 /* Close now: uv_close cancels a pending write or shutdown. */
 static void conn_close(conn *c) {
   if (c->closing) return;
   loop_ctx *lc = c->lc;
+  if (c->close_queued) unqueue_close(c);
   set_reading(c, 0);
   c->closing = 1;
   if (c->lingering) {
@@ -203,6 +215,28 @@ static void conn_close(conn *c) {
   }
   drop_requests(c);
   uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+static void on_closer_idle(uv_idle_t *h) {
+  (void)h; /* its being active is the point: the loop polls without blocking */
+}
+
+/* The client hung up (end of file or a reset): close at the end of the
+ * turn, at most CLOSES_PER_TURN a turn (conn_flush_dirty). Three thousand
+ * clients of a flood that hang up together reach one poll together, and
+ * closing them there (a FIN each) held every open connection's requests
+ * for the whole lot. Nothing more is read from it meanwhile. */
+static void close_later(conn *c) {
+  loop_ctx *lc = c->lc;
+  if (c->closing || c->close_queued) return;
+  set_reading(c, 0);
+  c->close_queued = 1;
+  c->cq_prev = NULL;
+  c->cq_next = lc->closeq;
+  if (lc->closeq != NULL) lc->closeq->cq_prev = c;
+  lc->closeq = c;
+  if (!uv_is_active((uv_handle_t *)&lc->closer) && !uv_is_closing((uv_handle_t *)&lc->closer))
+    uv_idle_start(&lc->closer, on_closer_idle);
 }
 
 static void on_shutdown(uv_shutdown_t *sd, int status) {
@@ -257,7 +291,7 @@ static void conn_end(conn *c) {
 static void linger_read(conn *c, ssize_t nread) {
   loop_ctx *lc = c->lc;
   if (nread < 0) { /* the client closed (or reset): nothing left to protect */
-    conn_close(c);
+    close_later(c);
     return;
   }
   c->linger_bytes += (uint64_t)nread;
@@ -693,7 +727,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       c->eof = 1;
       set_reading(c, 0);
     } else {
-      conn_close(c);
+      close_later(c);
     }
     return;
   }
@@ -826,6 +860,8 @@ void conn_flush_dirty(uv_check_t *h) {
     if (!c->closing) conn_flush(c);
     c = next;
   }
+  for (unsigned n = 0; lc->closeq != NULL && n < CLOSES_PER_TURN; n++) conn_close(lc->closeq);
+  if (lc->closeq == NULL && uv_is_active((uv_handle_t *)&lc->closer)) uv_idle_stop(&lc->closer);
 }
 
 void conn_respond(req *r) {

@@ -140,6 +140,8 @@ struct conn {
   conn *prev, *next;    /* the loop's list */
   conn *dirty_next;
   uint8_t dirty;
+  uint8_t close_queued; /* the client hung up: in lc->closeq, closed at the end of a turn */
+  conn *cq_prev, *cq_next;
   uint64_t peer; /* a hash of the client's address, for the rate limiter */
   char addr[56];  /* "ip:port" or "[v6]:port", when the access log is on */
 };
@@ -159,6 +161,8 @@ struct loop_ctx {
   uint32_t nlinger;    /* of nconns, lingering */
   uint32_t nrefusals;  /* of nconns, refused for the connection limit */
   conn *dirty;         /* connections with responses to write */
+  conn *closeq;        /* connections whose clients hung up, to close (see close_later) */
+  uv_idle_t closer;    /* active while closeq is not empty: the loop does not block */
   uint32_t accepts;    /* connections taken this loop turn */
   uint64_t refusals_unlogged, refusal_logged_ms; /* refusals at max_conns: the log's count */
   uint8_t accept_pending; /* libuv holds one accepted that waits for the next turn */

@@ -120,6 +120,7 @@ void server_loop_maybe_done(loop_ctx *lc) {
   lc->producer = NULL;
   close_quietly((uv_handle_t *)&lc->sweep);
   close_quietly((uv_handle_t *)&lc->flush);
+  close_quietly((uv_handle_t *)&lc->closer);
   close_quietly((uv_handle_t *)&lc->wake);
 }
 
@@ -274,6 +275,8 @@ static int loop_init(server *srv, loop_ctx *lc, uint32_t idx, const struct socka
   uv_timer_init(&lc->loop, &lc->sweep);
   lc->sweep.data = lc;
   uv_timer_start(&lc->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+  uv_idle_init(&lc->loop, &lc->closer);
+  lc->closer.data = lc;
   uv_check_init(&lc->loop, &lc->flush);
   lc->flush.data = lc;
   uv_check_start(&lc->flush, conn_flush_dirty);

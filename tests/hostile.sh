@@ -14,6 +14,7 @@
 #
 #   HOSTILE_SECONDS=20 HOSTILE_RATE=1000 HOSTILE_CONNS=8 HOSTILE_ROUNDS=3 tests/hostile.sh
 #   HOSTILE_LOAD_ARGS="--slowloris 0 --non-readers 0" tests/hostile.sh   # floods only
+#   HOSTILE_PIN=1 tests/hostile.sh   # spiked + spikebench on CPU 0, hostile clients on the rest
 #
 # The hostile clients run at nice 10 so that on a small machine they do not
 # starve the measuring client of CPU (on a real network they would be on
@@ -63,7 +64,16 @@ legit_ok() {
     [ -z "$(sed -n 's/.*"status":{\([^}]*\)}.*/\1/p' "$1" | tr ',' '\n' | grep -v '"20[01]"')" ]
 }
 
-"$SPIKED" --listen 127.0.0.1:0 --data "$data" --max-conns $MAX_CONNS 2>"$log" &
+# HOSTILE_PIN=1: spiked and the legitimate client on CPU 0, the hostile
+# clients on the others, as if they came from elsewhere (their TCP work
+# still runs partly on CPU 0: loopback delivers in the sender's context)
+pin_srv=""
+pin_host=""
+if [ "${HOSTILE_PIN:-0}" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  pin_srv="taskset -c 0"
+  pin_host="taskset -c 1-$(($(nproc) - 1))"
+fi
+$pin_srv "$SPIKED" --listen 127.0.0.1:0 --data "$data" --max-conns $MAX_CONNS 2>"$log" &
 pid=$!
 port=""
 for _ in $(seq 100); do
@@ -79,13 +89,13 @@ curl -sf -o /dev/null -X POST "http://127.0.0.1:$port/api/v1/events" \
   { echo "cannot create the event"; exit 1; }
 
 bench() { # name user_base seconds: 2 s of warm-up (connections made), then measured
-  build/rel/spikebench --url "http://127.0.0.1:$port" --scenario mixed --pay-share 0 \
+  $pin_srv build/rel/spikebench --url "http://127.0.0.1:$port" --scenario mixed --pay-share 0 \
     --read-share 0.5 --rate "$RATE" --connections "$CONNS" --duration "$3" --warmup 2 \
     --user-base "$2" --quiet --json "$OUT/$1.json" >"$OUT/$1.txt" 2>&1
 }
 
 failed=0
-echo "spiked $SPIKED on 127.0.0.1:$port, --max-conns $MAX_CONNS; data on $base; $(nproc) CPUs;" \
+echo "spiked $SPIKED on 127.0.0.1:$port, --max-conns $MAX_CONNS; data on $base; $(nproc) CPUs${pin_srv:+ (pinned: spiked and spikebench on CPU 0, hostile clients on the rest)};" \
   "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 rss_before=""
 rss_during=""
@@ -99,7 +109,7 @@ for round in $(seq "$ROUNDS"); do
   bench "hostile$round" $((round * 100000000 + 50000000)) "$SECS" &
   b=$!
   sleep 1
-  nice -n 10 build/rel/tests/hostile_load --port "$port" --pid "$pid" --seconds $((SECS + 2)) \
+  $pin_host nice -n 10 build/rel/tests/hostile_load --port "$port" --pid "$pid" --seconds $((SECS + 2)) \
     --user-base $((3000000000 + round * 100000000)) ${HOSTILE_LOAD_ARGS:-} >"$OUT/load$round.txt" 2>&1 &
   load=$!
   wait "$b" || failed=1
