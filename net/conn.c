@@ -62,7 +62,7 @@ enum { SCAN_LINE_START = 0, SCAN_MID, SCAN_CR };
 
 #define FREE_REQS_MAX 4096
 #define ACCEPTS_PER_TURN 16 /* connections taken per loop turn (see conn_on_accept) */
-#define CLOSES_PER_TURN 64  /* closed per sweep (conn_sweep) and per turn (close_later) */
+#define CLOSES_PER_TURN 64  /* connections closed per turn (see close_later) */
 #define WRITE_BUFS_MAX 64
 
 void server_loop_maybe_done(loop_ctx *lc); /* server.c */
@@ -116,7 +116,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 }
 
 static void set_reading(conn *c, int on) {
-  if (c->closing || on == c->reading) return;
+  if (c->closing || on == c->reading || (on && c->close_queued)) return;
   if (on) {
     if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read) == 0) c->reading = 1;
   } else {
@@ -221,11 +221,13 @@ static void on_closer_idle(uv_idle_t *h) {
   (void)h; /* its being active is the point: the loop polls without blocking */
 }
 
-/* The client hung up (end of file or a reset): close at the end of the
- * turn, at most CLOSES_PER_TURN a turn (conn_flush_dirty). Three thousand
- * clients of a flood that hang up together reach one poll together, and
- * closing them there (a FIN each) held every open connection's requests
- * for the whole lot. Nothing more is read from it meanwhile. */
+/* Close at the end of the turn, at most CLOSES_PER_TURN a turn
+ * (conn_flush_dirty): for clients that hung up (end of file or a reset)
+ * and connections the sweep found late. Three thousand clients of a flood
+ * that hang up together reach one poll together, and a thousand slowloris
+ * time out together; closing them all at once (a FIN each) held every
+ * open connection's requests for the whole lot. Nothing more is read from
+ * a queued connection. */
 static void close_later(conn *c) {
   loop_ctx *lc = c->lc;
   if (c->closing || c->close_queued) return;
@@ -979,19 +981,14 @@ void conn_on_accept(uv_stream_t *listener, int status) {
   lc->accepts++;
 }
 
-/* Close what is late, at most CLOSES_PER_TURN: a thousand slowloris
- * connections opened together time out together, and closing them all in
- * one callback (a FIN each) would hold every open connection's requests
- * for as long. Returns 1 when it stopped at the bound: the caller sweeps
- * again in the next turn, after the loop has polled. */
-int conn_sweep(uv_timer_t *t) {
+/* Close what is late, through close_later: a thousand slowloris
+ * connections opened together time out together. */
+void conn_sweep(uv_timer_t *t) {
   loop_ctx *lc = t->data;
   uint64_t now = uv_now(&lc->loop);
-  unsigned closed = 0;
   for (conn *c = lc->conns, *next; c != NULL; c = next) {
     next = c->next;
-    if (c->closing) continue;
-    if (closed == CLOSES_PER_TURN) return 1;
+    if (c->closing || c->close_queued) continue;
     /* two clocks: the connection's (idle, a write, lingering) and, while
      * a request is being received, that request's (req_deadline_ms is
      * left stale wherever cur is dropped, so it counts only with cur) */
@@ -1001,8 +998,7 @@ int conn_sweep(uv_timer_t *t) {
     if (c->lingering) { /* a bound, not a fault: the client had its time */
       log_line(LOG_DEBUG, "http", NULL, NULL, "lingering close ended (%s)",
                now >= c->linger_end_ms ? "linger time" : "quiet");
-      conn_close(c);
-      closed++;
+      close_later(c);
       continue;
     }
     metrics_add(&lc->m.timeouts, 1);
@@ -1010,10 +1006,8 @@ int conn_sweep(uv_timer_t *t) {
              req_late     ? "request"
              : c->writing ? "write"
                           : "idle");
-    conn_close(c);
-    closed++;
+    close_later(c);
   }
-  return 0;
 }
 
 void conn_drain_all(loop_ctx *lc, int force) {

@@ -212,7 +212,7 @@ void conn_respond(req *r);
 /* Close every idle connection; the rest close when their work is done.
  * Lingering connections are left to the drain's end unless force. */
 void conn_drain_all(loop_ctx *lc, int force);
-int conn_sweep(uv_timer_t *t); /* 1: stopped at its bound, sweep again next turn */
+void conn_sweep(uv_timer_t *t);
 void conn_flush_dirty(uv_check_t *h);
 req *req_alloc(loop_ctx *lc);
 void req_free(loop_ctx *lc, req *r);

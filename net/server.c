@@ -137,9 +137,7 @@ static void on_wake(uv_async_t *a) {
 
 static void on_sweep(uv_timer_t *t) {
   loop_ctx *lc = t->data;
-  /* more late than one turn closes: again after the next poll, then the
-   * usual period (a 0 ms timer runs in the next turn, not this one) */
-  if (conn_sweep(t) && !uv_is_closing((uv_handle_t *)t)) uv_timer_start(t, on_sweep, 0, SWEEP_MS);
+  conn_sweep(t);
   if (lc->srv->access != NULL) accesslog_flush(lc->srv->access, lc->idx);
   server_loop_maybe_done(lc);
 }
