@@ -9,10 +9,20 @@
 # There (any x86-64 Linux with glibc >= Debian 12's, bash, taskset):
 #   bash DIR/device.sh run         the table; DIR/results.md gets it too
 #
+# PARTS (run; default "table scaleout hostile") picks and orders the parts:
+#   table     the issue-10 table above
+#   scaleout  bench/scaleout.sh: 1, 2 and 3 nodes (NODES) of SCALE_NODE_THREADS
+#             (1) loop threads behind the nginx router of SCALE_NGINX_WORKERS
+#             (6), all on SCALE_SRVCPU (0-11); wrk -t SCALE_WRK_THREADS (4) and
+#             spikebench on SCALE_LOADCPU (12-15)
+#   hostile   tests/hostile.sh: spiked alone and beside slow and hostile
+#             clients, each on its own CPUs (HOSTILE_PIN=0-1:2-3:LOADCPU)
+#
 # Knobs (run): WS="1 2 4 8" spiked thread counts, NW="1 8" nginx workers,
 # TOP=8 threads for the memory-ack and spikebench rows, DUR=6 seconds per
 # wrk run, SRVCPU (default 0-7) cores for servers, LOADCPU (default 8-15)
-# for the load, DATA (default /var/tmp) for the stores (a real disk).
+# for the load, DATA (default /var/tmp) for the stores (a real disk),
+# RESULTS (default DIR/results.md) the file the results also go to.
 # Every server gets cores 0..w-1 and wrk -t8 -c512 runs on LOADCPU. Not a
 # test: it reports, and never fails on speed.
 set -u
@@ -20,9 +30,11 @@ set -u
 pack() {
   out=$1
   cd "$(dirname "$0")/.." || exit 2
-  make --no-print-directory build/rel/spiked build/rel/spikebench build/rel/bench/micro/bench_writer >/dev/null || exit 1
-  mkdir -p "$out/bin" "$out/lib"
-  for p in build/rel/spiked build/rel/spikebench build/rel/bench/micro/bench_writer wrk nginx curl h2load; do
+  make --no-print-directory build/rel/spiked build/rel/spikebench build/rel/bench/micro/bench_writer \
+    build/rel/tests/hostile_load >/dev/null || exit 1
+  mkdir -p "$out/bin" "$out/lib" "$out/bench" "$out/deploy" "$out/tests"
+  for p in build/rel/spiked build/rel/spikebench build/rel/bench/micro/bench_writer \
+    build/rel/tests/hostile_load wrk nginx curl h2load; do
     src=$(command -v "$p" 2>/dev/null || true)
     [ -n "$src" ] || { [ "$p" = h2load ] && continue; echo "device.sh: $p not found (make bench-deps)" >&2; exit 1; }
     cp -L "$src" "$out/bin/"
@@ -31,6 +43,10 @@ pack() {
       while read -r lib; do cp -Ln "$lib" "$out/lib/" 2>/dev/null || true; done
   done
   cp bench/device.sh bench/reserve.lua "$out/"
+  # scaleout.sh and hostile.sh run from the bundle as from a checkout
+  cp bench/scaleout.sh bench/reserve.lua "$out/bench/"
+  cp deploy/spike-cluster.sh deploy/spike-maps.conf deploy/spike-routes.conf "$out/deploy/"
+  cp tests/hostile.sh "$out/tests/"
   du -sh "$out" | awk '{print "device.sh: packed " $1 " in " $2}'
 }
 
@@ -39,13 +55,40 @@ run() {
   export PATH="$here/bin:$PATH" LD_LIBRARY_PATH="$here/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   WS=${WS:-1 2 4 8}; NW=${NW:-1 8}; TOP=${TOP:-8}; T=${DUR:-6}
   L=${LOADCPU:-8-15}; DATA=${DATA:-/var/tmp}
-  D=$DATA/spike-device-data; G=/tmp/spike-device-nginx; R=$here/results.md
+  D=$DATA/spike-device-data; G=/tmp/spike-device-nginx; R=${RESULTS:-$here/results.md}
   mkdir -p "$G"; ulimit -n "$(ulimit -Hn)"
   : >"$R"
+  echo "device.sh: $(nproc) cores, data on $(df -T "$DATA" | awk 'NR==2 {print $1, $2}')" | tee -a "$R"
+  for part in ${PARTS:-table scaleout hostile}; do
+    case $part in
+    table) table ;;
+    scaleout)
+      echo | tee -a "$R"
+      (cd "$here" && SPIKED="$here/bin/spiked" SPIKEBENCH="$here/bin/spikebench" TMPDIR="$DATA" \
+        NODES="${NODES:-1 2 3}" SERVER_CPUS="${SCALE_SRVCPU:-0-11}" \
+        LOAD_CPUS="${SCALE_LOADCPU:-12-15}" CONNS=512 \
+        WRK_THREADS="${SCALE_WRK_THREADS:-4}" NGINX_WORKERS="${SCALE_NGINX_WORKERS:-6}" \
+        NODE_THREADS="${SCALE_NODE_THREADS:-1}" UPSTREAM_KEEPALIVE="${SCALE_KEEPALIVE:-256}" \
+        DURATION="$T" sh bench/scaleout.sh) 2>&1 | tee -a "$R"
+      ;;
+    hostile)
+      echo | tee -a "$R"
+      (cd "$here" && SPIKED="$here/bin/spiked" SPIKEBENCH="$here/bin/spikebench" \
+        HOSTILE_LOAD="$here/bin/hostile_load" HOSTILE_PIN="${HOSTILE_PIN:-0-1:2-3:$L}" \
+        HOSTILE_SECONDS="${HOSTILE_SECONDS:-10}" HOSTILE_ROUNDS="${HOSTILE_ROUNDS:-3}" \
+        sh tests/hostile.sh) 2>&1 | tee -a "$R"
+      ;;
+    *) echo "device.sh: PARTS: table, scaleout or hostile, not $part" >&2 ;;
+    esac
+  done
+  rm -rf "$D" "$G"
+  echo "device.sh: results in $R"
+}
+
+table() {
   row() { printf '| %s | %s |\n' "$1" "$2" | tee -a "$R"; }
   rps() { awk '/Requests\/sec/ {print int($2)}'; }
   W() { taskset -c "$L" wrk -t8 -c512 -d"${T}s" --latency "$@" 2>&1; }
-  echo "device.sh: $(nproc) cores, data on $(df -T "$DATA" | awk 'NR==2 {print $1, $2}')" | tee -a "$R"
   printf '| run | req/s |\n|---|---|\n' | tee -a "$R"
 
   ngx() {
@@ -117,8 +160,6 @@ NGX
     cpu=$(printf '%s\n' "$line" | sed -n 's/.*writer thread \([0-9.]*\) us.*/\1/p')
     printf '| batch %s | %s | %s | %s |\n' "$batch" "$eng" "$ref" "$cpu" | tee -a "$R"
   done
-  rm -rf "$D" "$G"
-  echo "device.sh: table in $R"
 }
 
 case "${1:-}" in

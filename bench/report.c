@@ -612,7 +612,10 @@ void rp_print(FILE *f, const rp_run *run, const rp_verdict *v) {
   const sc_scenario *sc = run->sc;
   uint64_t n = answers(t);
   fprintf(f, "spikebench %s on %s", sc_names[sc->id], run->url);
-  if (sc->spike_api) fprintf(f, " (event %" PRIu64 ")", sc->event);
+  if (sc->spike_api && sc->events > 1)
+    fprintf(f, " (events %" PRIu64 "..%" PRIu64 ")", sc->event, sc->event + sc->events - 1);
+  else if (sc->spike_api)
+    fprintf(f, " (event %" PRIu64 ")", sc->event);
   fprintf(f, ", %" PRIu64 " connections, %u thread%s, ", cfg->conns, cfg->threads,
           cfg->threads == 1 ? "" : "s");
   if (cfg->mode == LD_OPEN)
@@ -761,9 +764,9 @@ void rp_write_json(FILE *f, const rp_run *run, const rp_verdict *v) {
   fputs(",\"url\":", f);
   js_write_str(f, run->url);
   fprintf(f,
-          ",\"run_id\":\"%s\",\"event\":%" PRIu64 ",\"connections\":%" PRIu64
-          ",\"threads\":%u,\"mode\":\"%s\"",
-          sc->run_id, sc->event, cfg->conns, cfg->threads, mode_name(cfg->mode));
+          ",\"run_id\":\"%s\",\"event\":%" PRIu64 ",\"events\":%" PRIu64
+          ",\"connections\":%" PRIu64 ",\"threads\":%u,\"mode\":\"%s\"",
+          sc->run_id, sc->event, sc->events ? sc->events : 1, cfg->conns, cfg->threads, mode_name(cfg->mode));
   fprintf(f,
           ",\"rate\":%.3f,\"duration_s\":%.3f,\"warmup_s\":%.3f,\"user_base\":%" PRIu64
           ",\"users\":%" PRIu64,

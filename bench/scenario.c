@@ -252,7 +252,7 @@ int sc_header_add(char *buf, size_t *len, size_t cap, const char *line, int jwt,
 
 size_t sc_headers(const sc_scenario *sc, uint64_t user, char *out, size_t cap) {
   if (cap == 0) return 0;
-  sc_call c = {0, user, 0, 0};
+  sc_call c = {0, user, 0, 0, sc->event};
   char *e = expand(out, out + cap - 1, sc->headers, sc->headers_len, sc, &c);
   if (e == NULL) e = out;
   *e = '\0';
@@ -509,6 +509,7 @@ int sc_worker_premint(sc_worker *w, uint64_t n) {
 void sc_next(sc_worker *w, sc_call *call) {
   const sc_scenario *sc = w->sc;
   call->seq = w->seq++ * sc->nworkers + w->id + 1;
+  call->event = sc->event + (sc->events > 1 ? (call->seq - 1) % sc->events : 0);
   call->order = 0;
   call->kind = 0;
   if (sc->id == SC_MIXED) {
@@ -545,7 +546,7 @@ static char *expand(char *o, char *end, const char *src, size_t n, const sc_scen
     size_t l;
     switch (ch) {
     case PH_USER: l = (size_t)snprintf(num, sizeof(num), "%" PRIu64, call->user); break;
-    case PH_EVENT: l = (size_t)snprintf(num, sizeof(num), "%" PRIu64, sc->event); break;
+    case PH_EVENT: l = (size_t)snprintf(num, sizeof(num), "%" PRIu64, call->event); break;
     case PH_SEQ: l = (size_t)snprintf(num, sizeof(num), "%" PRIu64, call->seq); break;
     case PH_ORDER: l = (size_t)snprintf(num, sizeof(num), "%" PRIu64, call->order); break;
     case PH_RUN:
@@ -630,7 +631,7 @@ size_t sc_max_request(const sc_scenario *sc) {
   static char buf[65536];
   size_t worst = 0;
   for (int k = 0; k < sc->nreq; k++) {
-    sc_call c = {(uint8_t)k, UINT64_MAX, UINT64_MAX, UINT64_MAX};
+    sc_call c = {(uint8_t)k, UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX};
     const char *tok = NULL;
     size_t tl = 0;
     mint m;

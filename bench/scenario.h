@@ -83,7 +83,7 @@ typedef struct sc_scenario {
   int nreq;
   uint8_t expected[OUT_COUNT]; /* outcomes that are a normal answer in this run */
   int spike_api;               /* spike's own routes: envelope ids are checked */
-  uint64_t event, users, user_base;
+  uint64_t event, events, users, user_base; /* events: event .. event+events-1 in turn */
   double pay_share, read_share;
   uint64_t seed;
   uint32_t nworkers;
@@ -99,7 +99,7 @@ typedef struct sc_scenario {
 /* One request in flight: which template and the values it was sent with. */
 typedef struct sc_call {
   uint8_t kind; /* index into scenario.req */
-  uint64_t user, order, seq;
+  uint64_t user, order, seq, event;
 } sc_call;
 
 /* What one answer said. */

@@ -33,6 +33,7 @@
 #define SB_RATE_MAX 10000000.0 /* requests per second, all connections */
 #define SB_TIMEOUT_MAX_MS 600000
 #define SB_VERIFY_CAP_MAX (1u << 28)
+#define SB_EVENTS_MAX 1000000
 #define SB_PATH_BYTES 256
 #define SB_PLOT_ROWS 8192                 /* rows of one .hgrm */
 #define SB_JWT_SLACK_S 3600               /* tokens outlive the run by this */
@@ -46,7 +47,7 @@ typedef struct opts {
   char port_s[8];
   char path[SB_PATH_BYTES]; /* the URL's path: a prefix for the API, the target for get */
   int scenario, scenario_given;
-  uint64_t event, conns, threads, users, user_base, seed, timeout_ms, interval_ms, start_at_ms;
+  uint64_t event, events, conns, threads, users, user_base, seed, timeout_ms, interval_ms, start_at_ms;
   double duration_s, warmup_s, rate, pay_share, read_share;
   int max, verify, quiet, progress;
   uint64_t verify_users, verify_cap;
@@ -83,6 +84,9 @@ static const flag flags[] = {
      0, 0},
     {"event", F_U64, &O.event, "1", "the event id: spike's routes, and {event} in a template", 1,
      U64_ANY},
+    {"events", F_U64, &O.events, "1",
+     "spread the requests over events --event .. --event+N-1 in turn (a partitioned cluster)", 1,
+     SB_EVENTS_MAX},
     {"connections", F_U64, &O.conns, "16", "keep-alive connections, over all threads", 1,
      LD_CONNS_MAX},
     {"threads", F_U64, &O.threads, "1", "event-loop threads, each with its share of connections", 1,
@@ -373,6 +377,10 @@ static void parse_args(int argc, char **argv) {
     if (have_rate && O.rate / (double)O.conns > 1e6)
       die_usage("--rate: more than 1,000,000 requests per second per connection");
   }
+  if (O.events > 1 && (O.scenario == SC_FLASH || O.verify))
+    die_usage("--events: %s checks one event", O.verify ? "--verify" : "flash-crowd");
+  if (O.events > 1 && O.event > UINT64_MAX - (O.events - 1))
+    die_usage("--events: --event + --events passes the largest id");
   if (O.verify && (O.scenario == SC_GET || O.template_file != NULL))
     die_usage("--verify reads spike's API: it needs reserve, flash-crowd or mixed, not a %s",
               O.template_file ? "template" : "get");
@@ -405,6 +413,7 @@ static void parse_args(int argc, char **argv) {
 static void build_scenario(void) {
   char err[300];
   SC.event = O.event;
+  SC.events = O.events;
   SC.users = O.users;
   SC.user_base = O.user_base;
   SC.pay_share = O.pay_share;

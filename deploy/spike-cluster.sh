@@ -19,7 +19,8 @@
 # Environment: SPIKED (build/rel/spiked), NGINX (nginx), SPIKED_ARGS (more
 # flags for every node), NGINX_WORKERS (1), ROUTER_PORT (0: pick),
 # ACCESS_LOG (off, or a file for nginx's access log), START_MAX_S (15),
-# STOP_MAX_S (15).
+# STOP_MAX_S (15), UPSTREAM_KEEPALIVE (64: idle connections to the nodes
+# each nginx worker keeps; raise it with the clients' concurrency).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 SPIKED=${SPIKED:-build/rel/spiked}
@@ -28,6 +29,7 @@ SPIKED_ARGS=${SPIKED_ARGS:-}
 NGINX_WORKERS=${NGINX_WORKERS:-1}
 ROUTER_PORT=${ROUTER_PORT:-0}
 ACCESS_LOG=${ACCESS_LOG:-off}
+UPSTREAM_KEEPALIVE=${UPSTREAM_KEEPALIVE:-64}
 START_MAX_S=${START_MAX_S:-15}
 STOP_MAX_S=${STOP_MAX_S:-15}
 NODES_MAX=64
@@ -132,7 +134,7 @@ write_nginx() {
 # (docs/scale-out.md, "A node that is down").
 upstream spike_events {
     hash \$spike_event consistent;
-$servers    keepalive 64;
+$servers    keepalive $UPSTREAM_KEEPALIVE;
 }
 $groups# /nodes/{n}/...: node n's group
 map \$request_uri \$spike_node {

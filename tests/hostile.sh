@@ -15,6 +15,8 @@
 #   HOSTILE_SECONDS=20 HOSTILE_RATE=1000 HOSTILE_CONNS=8 HOSTILE_ROUNDS=3 tests/hostile.sh
 #   HOSTILE_LOAD_ARGS="--slowloris 0 --non-readers 0" tests/hostile.sh   # floods only
 #   HOSTILE_PIN=1 tests/hostile.sh   # spiked + spikebench on CPU 0, hostile clients on the rest
+#   HOSTILE_PIN=0-1:2-3:8-15 tests/hostile.sh   # CPUs of spiked : spikebench : hostile clients
+#   SPIKED, SPIKEBENCH, HOSTILE_LOAD: the programs (build/rel/ by default)
 #
 # The hostile clients run at nice 10 so that on a small machine they do not
 # starve the measuring client of CPU (on a real network they would be on
@@ -28,6 +30,8 @@ RATE=${HOSTILE_RATE:-1000}
 CONNS=${HOSTILE_CONNS:-8}
 ROUNDS=${HOSTILE_ROUNDS:-3}
 SPIKED=${SPIKED:-build/rel/spiked}
+SPIKEBENCH=${SPIKEBENCH:-build/rel/spikebench}
+HOSTILE_LOAD=${HOSTILE_LOAD:-build/rel/tests/hostile_load}
 OUT=${HOSTILE_OUT:-build/hostile}
 MAX_CONNS=3000
 mkdir -p "$OUT"
@@ -68,10 +72,26 @@ legit_ok() {
 # clients on the others, as if they came from elsewhere (their TCP work
 # still runs partly on CPU 0: loopback delivers in the sender's context)
 pin_srv=""
+pin_bench=""
 pin_host=""
-if [ "${HOSTILE_PIN:-0}" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
-  pin_srv="taskset -c 0"
-  pin_host="taskset -c 1-$(($(nproc) - 1))"
+pin="${HOSTILE_PIN:-0}"
+if [ "$pin" != 0 ] && command -v taskset >/dev/null; then
+  case $pin in
+  1)
+    if [ "$(nproc)" -ge 2 ]; then
+      pin_srv="taskset -c 0"
+      pin_bench="taskset -c 0"
+      pin_host="taskset -c 1-$(($(nproc) - 1))"
+    fi
+    ;;
+  *:*:*)
+    pin_srv="taskset -c ${pin%%:*}"
+    rest=${pin#*:}
+    pin_bench="taskset -c ${rest%%:*}"
+    pin_host="taskset -c ${rest#*:}"
+    ;;
+  *) echo "HOSTILE_PIN: 1, or CPUS:CPUS:CPUS for spiked, spikebench and the hostile clients" >&2; exit 2 ;;
+  esac
 fi
 $pin_srv "$SPIKED" --listen 127.0.0.1:0 --data "$data" --max-conns $MAX_CONNS 2>"$log" &
 pid=$!
@@ -89,13 +109,13 @@ curl -sf -o /dev/null -X POST "http://127.0.0.1:$port/api/v1/events" \
   { echo "cannot create the event"; exit 1; }
 
 bench() { # name user_base seconds: 2 s of warm-up (connections made), then measured
-  $pin_srv build/rel/spikebench --url "http://127.0.0.1:$port" --scenario mixed --pay-share 0 \
+  $pin_bench "$SPIKEBENCH" --url "http://127.0.0.1:$port" --scenario mixed --pay-share 0 \
     --read-share 0.5 --rate "$RATE" --connections "$CONNS" --duration "$3" --warmup 2 \
     --user-base "$2" --quiet --json "$OUT/$1.json" >"$OUT/$1.txt" 2>&1
 }
 
 failed=0
-echo "spiked $SPIKED on 127.0.0.1:$port, --max-conns $MAX_CONNS; data on $base; $(nproc) CPUs${pin_srv:+ (pinned: spiked and spikebench on CPU 0, hostile clients on the rest)};" \
+echo "spiked $SPIKED on 127.0.0.1:$port, --max-conns $MAX_CONNS; data on $base; $(nproc) CPUs${pin_srv:+ (pinned: spiked: ${pin_srv#taskset -c }, spikebench: ${pin_bench#taskset -c }, hostile clients: ${pin_host#taskset -c })};" \
   "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 rss_before=""
 rss_during=""
@@ -109,7 +129,7 @@ for round in $(seq "$ROUNDS"); do
   bench "hostile$round" $((round * 100000000 + 50000000)) "$SECS" &
   b=$!
   sleep 1
-  $pin_host nice -n 10 build/rel/tests/hostile_load --port "$port" --pid "$pid" --seconds $((SECS + 2)) \
+  $pin_host nice -n 10 "$HOSTILE_LOAD" --port "$port" --pid "$pid" --seconds $((SECS + 2)) \
     --user-base $((3000000000 + round * 100000000)) ${HOSTILE_LOAD_ARGS:-} >"$OUT/load$round.txt" 2>&1 &
   load=$!
   wait "$b" || failed=1
@@ -123,7 +143,7 @@ rss_after=$(rss "$pid")
 bench after 900000000 $((SECS / 2)) || failed=1
 stalls=""
 for _ in 1 2 3; do
-  st=$(build/rel/tests/hostile_load --port "$port" --pid "$pid" --stall 4000) || failed=1
+  st=$("$HOSTILE_LOAD" --port "$port" --pid "$pid" --stall 4000) || failed=1
   stalls="$stalls $(echo "$st" | sed -n 's/.*waited \([0-9]*\) ms.*/\1/p')"
   sleep 1
 done

@@ -71,6 +71,26 @@ static void builtin_reserve_bytes(void) {
   CHECK(seen[0] == 1000 && seen[1] == 1001 && seen[2] == 1002 && seen[3] == 1000);
   sc_worker_free(&w0);
 
+  /* --events 3: events 7, 8, 9 in turn over both threads' requests */
+  setup(SC_RESERVE, "");
+  sc.events = 3;
+  CHECK_EQ(sc_worker_init(&w0, &sc, 0, 0), 0);
+  CHECK_EQ(sc_worker_init(&w1, &sc, 1, 0), 0);
+  int per[3] = {0, 0, 0};
+  for (int i = 0; i < 30; i++) {
+    sc_next(i % 2 ? &w1 : &w0, &c);
+    CHECK(c.event >= 7 && c.event <= 9);
+    per[c.event - 7]++;
+    n = sc_format(i % 2 ? &w1 : &w0, &c, buf, sizeof(buf));
+    buf[n] = '\0';
+    char line[64];
+    snprintf(line, sizeof(line), "POST /api/v1/events/%" PRIu64 "/orders ", c.event);
+    CHECK(strncmp(buf, line, strlen(line)) == 0);
+  }
+  CHECK(per[0] == 10 && per[1] == 10 && per[2] == 10);
+  sc_worker_free(&w0);
+  sc_worker_free(&w1);
+
   /* get fetches the URL's path as is */
   setup(SC_GET, "/index.html");
   CHECK_EQ(sc_worker_init(&w0, &sc, 0, 0), 0);
@@ -219,7 +239,7 @@ static void header_lines(void) {
 
 static void outcomes(void) {
   setup(SC_RESERVE, "");
-  sc_call c = {0, 1000, 0, 1};
+  sc_call c = {0, 1000, 0, 1, 7};
   sc_answer a;
   static const struct {
     int status;
