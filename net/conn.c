@@ -62,7 +62,8 @@ enum { SCAN_LINE_START = 0, SCAN_MID, SCAN_CR };
 
 #define FREE_REQS_MAX 4096
 #define ACCEPTS_PER_TURN 16 /* connections taken per loop turn (see conn_on_accept) */
-#define CLOSES_PER_TURN 64  /* connections closed per turn (see close_later) */
+#define CLOSES_PER_TURN 16  /* connections closed per turn (see close_later) */
+#define NEW_REQS_PER_TURN 32 /* requests of connections not yet answered, per turn (see alloc_cb) */
 #define WRITE_BUFS_MAX 64
 
 void server_loop_maybe_done(loop_ctx *lc); /* server.c */
@@ -103,20 +104,81 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void conn_flush(conn *c);
 static int accept_one(loop_ctx *lc);
 
+/* ---- per-turn queues ---------------------------------------------------- */
+
+static void on_closer_idle(uv_idle_t *h);
+
+static void q_push(conn *c, int q) {
+  loop_ctx *lc = c->lc;
+  if (c->inq[q]) return;
+  c->inq[q] = 1;
+  c->q_next[q] = NULL;
+  c->q_prev[q] = lc->q_tail[q];
+  if (lc->q_tail[q] != NULL)
+    lc->q_tail[q]->q_next[q] = c;
+  else
+    lc->q[q] = c;
+  lc->q_tail[q] = c;
+  if (!uv_is_active((uv_handle_t *)&lc->closer) && !uv_is_closing((uv_handle_t *)&lc->closer))
+    uv_idle_start(&lc->closer, on_closer_idle);
+}
+
+static void q_unlink(conn *c, int q) {
+  loop_ctx *lc = c->lc;
+  if (!c->inq[q]) return;
+  if (c->q_prev[q] != NULL)
+    c->q_prev[q]->q_next[q] = c->q_next[q];
+  else
+    lc->q[q] = c->q_next[q];
+  if (c->q_next[q] != NULL)
+    c->q_next[q]->q_prev[q] = c->q_prev[q];
+  else
+    lc->q_tail[q] = c->q_prev[q];
+  c->q_prev[q] = c->q_next[q] = NULL;
+  c->inq[q] = 0;
+}
+
+/* ---- reading ------------------------------------------------------------- */
+
+/* A flood's thousand new connections each bring a request (a thousand
+ * that never read bring 32 each), and one poll can report hundreds of them
+ * readable: served in one turn, they held up the requests of every
+ * connection already being served for milliseconds. So a turn serves at
+ * most NEW_REQS_PER_TURN requests of connections that have had no answer
+ * yet (not c->known). Past it such a connection stops reading (its bytes
+ * stay in the kernel, or in c->pending when a read held several requests)
+ * and waits in CONNQ_READ, oldest first. Each turn starts by letting
+ * NEW_REQS_PER_TURN of those read again (on_closer_idle), before it polls,
+ * so that each makes progress however busy the turns. Known and lingering
+ * connections are read at once. */
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
-  loop_ctx *lc = ((conn *)h->data)->lc;
-  /* libuv reads one stream at a time: alloc, read(2), read callback. */
+  conn *c = h->data;
+  loop_ctx *lc = c->lc;
+  /* libuv reads one stream at a time: alloc, read(2), read callback. A
+   * NULL buffer makes the read callback see UV_ENOBUFS. */
   if (lc->rbuf_busy) {
     *buf = uv_buf_init(NULL, 0);
     return;
+  }
+  if (!c->known && !c->lingering) {
+    if (c->go_turn != lc->turn && lc->new_reqs >= NEW_REQS_PER_TURN) {
+      q_push(c, CONNQ_READ);
+      *buf = uv_buf_init(NULL, 0);
+      return;
+    }
+    lc->new_reqs++; /* a read counts as a request: slowloris reads come a byte each */
   }
   lc->rbuf_busy = 1;
   *buf = uv_buf_init(lc->rbuf, sizeof(lc->rbuf));
 }
 
+/* Reading on or off. A connection waiting in CONNQ_READ is not reading
+ * and is started again by its queue; turning it off takes it out. */
 static void set_reading(conn *c, int on) {
-  if (c->closing || on == c->reading || (on && c->close_queued)) return;
+  if (!on) q_unlink(c, CONNQ_READ);
+  if (c->closing || on == c->reading || (on && (c->inq[CONNQ_CLOSE] || c->inq[CONNQ_READ])))
+    return;
   if (on) {
     if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read) == 0) c->reading = 1;
   } else {
@@ -189,22 +251,12 @@ static void drop_requests(conn *c) {
   c->pending_len = 0;
 }
 
-static void unqueue_close(conn *c) {
-  loop_ctx *lc = c->lc;
-  if (c->cq_prev != NULL)
-    c->cq_prev->cq_next = c->cq_next;
-  else
-    lc->closeq = c->cq_next;
-  if (c->cq_next != NULL) c->cq_next->cq_prev = c->cq_prev;
-  c->cq_prev = c->cq_next = NULL;
-  c->close_queued = 0;
-}
-
 /* Close now: uv_close cancels a pending write or shutdown. */
 static void conn_close(conn *c) {
   if (c->closing) return;
   loop_ctx *lc = c->lc;
-  if (c->close_queued) unqueue_close(c);
+  q_unlink(c, CONNQ_CLOSE);
+  q_unlink(c, CONNQ_READ);
   set_reading(c, 0);
   c->closing = 1;
   if (c->lingering) {
@@ -217,10 +269,6 @@ static void conn_close(conn *c) {
   uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
-static void on_closer_idle(uv_idle_t *h) {
-  (void)h; /* its being active is the point: the loop polls without blocking */
-}
-
 /* Close at the end of the turn, at most CLOSES_PER_TURN a turn
  * (conn_flush_dirty): for clients that hung up (end of file or a reset)
  * and connections the sweep found late. Three thousand clients of a flood
@@ -229,16 +277,10 @@ static void on_closer_idle(uv_idle_t *h) {
  * open connection's requests for the whole lot. Nothing more is read from
  * a queued connection. */
 static void close_later(conn *c) {
-  loop_ctx *lc = c->lc;
-  if (c->closing || c->close_queued) return;
+  if (c->closing || c->inq[CONNQ_CLOSE]) return;
   set_reading(c, 0);
-  c->close_queued = 1;
-  c->cq_prev = NULL;
-  c->cq_next = lc->closeq;
-  if (lc->closeq != NULL) lc->closeq->cq_prev = c;
-  lc->closeq = c;
-  if (!uv_is_active((uv_handle_t *)&lc->closer) && !uv_is_closing((uv_handle_t *)&lc->closer))
-    uv_idle_start(&lc->closer, on_closer_idle);
+  q_unlink(c, CONNQ_READ);
+  q_push(c, CONNQ_CLOSE);
 }
 
 static void on_shutdown(uv_shutdown_t *sd, int status) {
@@ -650,6 +692,7 @@ static int method_only_unknown(const char *data, size_t len, const char *pos) {
 static void feed(conn *c, const char *data, size_t len) {
   loop_ctx *lc = c->lc;
   const char *end = data + len;
+  unsigned nreq = 0;
   for (;;) {
     c->scan_at = data;
     llhttp_errno_t err = llhttp_execute(&c->parser, data, (size_t)(end - data));
@@ -685,6 +728,14 @@ static void feed(conn *c, const char *data, size_t len) {
         if (keep_pending(c, data, end) == 0) set_reading(c, 0);
         return;
       }
+      /* the read was counted (alloc_cb); each request after the first counts too */
+      if (!c->known && nreq++ > 0 && ++lc->new_reqs >= NEW_REQS_PER_TURN) { /* the rest: later */
+        if (keep_pending(c, data, end) == 0) {
+          set_reading(c, 0);
+          q_push(c, CONNQ_READ);
+        }
+        return;
+      }
       llhttp_resume(&c->parser);
       if (data == end) return;
       continue;
@@ -717,6 +768,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   loop_ctx *lc = c->lc;
   if (buf->base == lc->rbuf) lc->rbuf_busy = 0;
   if (nread == 0) return;
+  if (nread == UV_ENOBUFS && c->inq[CONNQ_READ]) { /* deferred by alloc_cb */
+    uv_read_stop(s);
+    c->reading = 0;
+    return;
+  }
   if (c->lingering) {
     linger_read(c, nread);
     return;
@@ -734,6 +790,21 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   feed(c, buf->base, (size_t)nread);
+}
+
+static void resume(conn *c);
+
+/* Active while a queue is not empty, so that the loop polls without
+ * blocking; it starts each turn with the connections whose requests
+ * waited for the budget, oldest first (see alloc_cb). */
+static void on_closer_idle(uv_idle_t *h) {
+  loop_ctx *lc = h->data;
+  for (unsigned n = 0; lc->q[CONNQ_READ] != NULL && n < NEW_REQS_PER_TURN; n++) {
+    conn *c = lc->q[CONNQ_READ];
+    q_unlink(c, CONNQ_READ);
+    c->go_turn = lc->turn; /* read this turn, whatever the budget */
+    resume(c);
+  }
 }
 
 /* Parse what waited while paused, then read again if there is room. */
@@ -763,6 +834,7 @@ static uv_buf_t resp_buf(req *r) {
 /* Free a written request; 1 when the connection must close after it. */
 static int retire(conn *c, req *r) {
   int last = !r->keep_alive;
+  c->known = 1;
   req_free(c->lc, r);
   return last;
 }
@@ -862,8 +934,13 @@ void conn_flush_dirty(uv_check_t *h) {
     if (!c->closing) conn_flush(c);
     c = next;
   }
-  for (unsigned n = 0; lc->closeq != NULL && n < CLOSES_PER_TURN; n++) conn_close(lc->closeq);
-  if (lc->closeq == NULL && uv_is_active((uv_handle_t *)&lc->closer)) uv_idle_stop(&lc->closer);
+  for (unsigned n = 0; lc->q[CONNQ_CLOSE] != NULL && n < CLOSES_PER_TURN; n++)
+    conn_close(lc->q[CONNQ_CLOSE]);
+  lc->new_reqs = 0; /* the next turn's budget (see alloc_cb) */
+  lc->turn++;
+  if (lc->q[CONNQ_CLOSE] == NULL && lc->q[CONNQ_READ] == NULL &&
+      uv_is_active((uv_handle_t *)&lc->closer))
+    uv_idle_stop(&lc->closer);
 }
 
 void conn_respond(req *r) {
@@ -988,7 +1065,7 @@ void conn_sweep(uv_timer_t *t) {
   uint64_t now = uv_now(&lc->loop);
   for (conn *c = lc->conns, *next; c != NULL; c = next) {
     next = c->next;
-    if (c->closing || c->close_queued) continue;
+    if (c->closing || c->inq[CONNQ_CLOSE]) continue;
     /* two clocks: the connection's (idle, a write, lingering) and, while
      * a request is being received, that request's (req_deadline_ms is
      * left stale wherever cur is dropped, so it counts only with cur) */

@@ -31,6 +31,11 @@
 #define REQ_OUT_INLINE 1024  /* one reserve's whole response fits */
 #define RESP_HEAD_ROOM 448   /* status line and headers go in front of the body */
 #define READ_BUF_BYTES 65536
+/* Per-turn queues of connections (net/conn.c): to close, and whose first
+ * read waits for a later turn. */
+#define CONNQ_CLOSE 0
+#define CONNQ_READ 1
+#define CONN_QUEUES 2
 #define TRACE_MAX 64
 #define API_LIST_MAX 1000  /* orders in one user-orders answer: lc->orders */
 #define API_FEED_MAX 1000  /* changes in one feed answer: lc->changes */
@@ -140,8 +145,10 @@ struct conn {
   conn *prev, *next;    /* the loop's list */
   conn *dirty_next;
   uint8_t dirty;
-  uint8_t close_queued; /* the client hung up: in lc->closeq, closed at the end of a turn */
-  conn *cq_prev, *cq_next;
+  uint8_t known;        /* a request of it was answered: its reads are never deferred */
+  uint32_t go_turn;     /* taken from CONNQ_READ in lc->turn: read whatever the budget */
+  uint8_t inq[CONN_QUEUES]; /* in lc->q[i] (see CONNQ_CLOSE, CONNQ_READ) */
+  conn *q_prev[CONN_QUEUES], *q_next[CONN_QUEUES];
   uint64_t peer; /* a hash of the client's address, for the rate limiter */
   char addr[56];  /* "ip:port" or "[v6]:port", when the access log is on */
 };
@@ -161,8 +168,10 @@ struct loop_ctx {
   uint32_t nlinger;    /* of nconns, lingering */
   uint32_t nrefusals;  /* of nconns, refused for the connection limit */
   conn *dirty;         /* connections with responses to write */
-  conn *closeq;        /* connections whose clients hung up, to close (see close_later) */
-  uv_idle_t closer;    /* active while closeq is not empty: the loop does not block */
+  conn *q[CONN_QUEUES], *q_tail[CONN_QUEUES]; /* work left for later turns, oldest first */
+  uv_idle_t closer;    /* active while a queue is not empty: the loop does not block */
+  uint32_t new_reqs;   /* requests this turn of connections not yet answered */
+  uint32_t turn;       /* loop turns, counted at their end (conn_flush_dirty) */
   uint32_t accepts;    /* connections taken this loop turn */
   uint64_t refusals_unlogged, refusal_logged_ms; /* refusals at max_conns: the log's count */
   uint8_t accept_pending; /* libuv holds one accepted that waits for the next turn */
