@@ -279,6 +279,35 @@ static void pipelined_in_order(void) {
   }
   close(fd);
 
+  /* 64 new connections, each writing 8 requests at once before any is
+   * read: past the turn's budget for connections not yet answered, reads
+   * wait for later turns and a read's later requests wait in c->pending;
+   * every answer still comes, in order */
+  enum { NEWC = 64, PER = 8 };
+  int fds[NEWC];
+  for (int k = 0; k < NEWC; k++) {
+    len = 0;
+    for (int i = 0; i < PER; i++) {
+      char hdr[64], body[64];
+      snprintf(hdr, sizeof(hdr), "X-Request-Id: c%d-%d\r\n", k, i);
+      snprintf(body, sizeof(body), "{\"user_id\":\"%d\"}", 7000 + k * PER + i);
+      len += i % 2 ? hc_format(buf + len, sizeof(buf) - len, "POST", "/api/v1/events/3/orders", hdr, body)
+                   : hc_format(buf + len, sizeof(buf) - len, "GET", "/api/v1/events/3", hdr, NULL);
+    }
+    fds[k] = hc_connect(s.port);
+    hc_send(fds[k], buf, len);
+  }
+  for (int k = 0; k < NEWC; k++) {
+    for (int i = 0; i < PER; i++) {
+      CHECK_EQ(hc_read(fds[k], &R, 30000), 0);
+      char want[32], got[64];
+      snprintf(want, sizeof(want), "c%d-%d", k, i);
+      CHECK(hc_header(&R, "X-Request-Id", got, sizeof(got)) && strcmp(got, want) == 0);
+      CHECK_EQ(R.status, i % 2 ? 201 : 200);
+    }
+    close(fds[k]);
+  }
+
   /* one request, one byte per write */
   len = hc_format(buf, sizeof(buf), "POST", "/api/v1/events/3/orders", "X-Request-Id: split\r\n",
                   "{\"user_id\":\"424242\"}");
