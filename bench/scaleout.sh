@@ -61,7 +61,7 @@ sb_rps() { awk '$1 == "rate" {for (i = 1; i <= NF; i++) {
 sb_p99() { awk '$1 == "latency" || $1 == "corrected" {for (i = 1; i <= NF; i++) if ($i == "p99") {print $(i + 1) "ms"; exit}}' "$1"; }
 sb_line() { printf '%-34s %10s req/s  p99 %-9s %s\n' "$1" "$(sb_rps "$2")" "$(sb_p99 "$2")" \
   "$(awk '$1 == "status" || $1 == "verdict"' "$2" | tr -s ' ' | tr '\n' ' ')"; }
-spikebench() { # spikebench URL BASE OUT --max | --rate R
+sb_run() { # sb_run URL BASE OUT --max | --rate R
   $pin_load "$SPIKEBENCH" --url "$1" --event 1 --events "$EVENTS" --threads "$WRK_THREADS" \
     --connections "$CONNS" --duration "$DURATION" --user-base "$2" --quiet "$4" ${5:+"$5"} >"$3" 2>&1 || true
 }
@@ -94,12 +94,12 @@ for n in $NODES; do
   line "  reserve through nginx" "$work/r.out"
   [ "$n" = 1 ] && line "  reserve, spiked direct" "$work/d.out"
   if [ -x "$SPIKEBENCH" ]; then
-    spikebench "$U" 3000000000 "$work/sb.out" --max
+    sb_run "$U" 3000000000 "$work/sb.out" --max
     peak=$(sb_rps "$work/sb.out")
     sb_line "  spikebench --max through nginx" "$work/sb.out"
     half=$(awk -v p="${peak:-0}" 'BEGIN { printf "%d", p / 2 }')
     if [ "$half" -gt 0 ]; then
-      spikebench "$U" 4000000000 "$work/open.out" --rate "$half"
+      sb_run "$U" 4000000000 "$work/open.out" --rate "$half"
       sb_line "  spikebench open loop at $half/s" "$work/open.out"
     fi
   fi

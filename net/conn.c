@@ -175,16 +175,19 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 
 /* Reading on or off. A connection waiting in CONNQ_READ is not reading
  * and is started again by its queue; turning it off takes it out. */
+static void read_stop(conn *c) {
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  c->reading = 0;
+}
+
 static void set_reading(conn *c, int on) {
   if (!on) q_unlink(c, CONNQ_READ);
   if (c->closing || on == c->reading || (on && (c->inq[CONNQ_CLOSE] || c->inq[CONNQ_READ])))
     return;
-  if (on) {
-    if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read) == 0) c->reading = 1;
-  } else {
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    c->reading = 0;
-  }
+  if (!on)
+    read_stop(c);
+  else if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read) == 0)
+    c->reading = 1;
 }
 
 static void mark_dirty(conn *c) {
@@ -256,8 +259,7 @@ static void conn_close(conn *c) {
   if (c->closing) return;
   loop_ctx *lc = c->lc;
   q_unlink(c, CONNQ_CLOSE);
-  q_unlink(c, CONNQ_READ);
-  set_reading(c, 0);
+  set_reading(c, 0); /* and out of CONNQ_READ */
   c->closing = 1;
   if (c->lingering) {
     c->lingering = 0;
@@ -278,8 +280,7 @@ static void conn_close(conn *c) {
  * a queued connection. */
 static void close_later(conn *c) {
   if (c->closing || c->inq[CONNQ_CLOSE]) return;
-  set_reading(c, 0);
-  q_unlink(c, CONNQ_READ);
+  set_reading(c, 0); /* and out of CONNQ_READ */
   q_push(c, CONNQ_CLOSE);
 }
 
@@ -724,15 +725,13 @@ static void feed(conn *c, const char *data, size_t len) {
         set_reading(c, 0);
         return;
       }
-      if (conn_full(c)) { /* the rest waits, parser paused */
-        if (keep_pending(c, data, end) == 0) set_reading(c, 0);
-        return;
-      }
       /* the read was counted (alloc_cb); each request after the first counts too */
-      if (!c->known && nreq++ > 0 && ++lc->new_reqs >= NEW_REQS_PER_TURN) { /* the rest: later */
+      int full = conn_full(c);
+      int over = !full && !c->known && nreq++ > 0 && ++lc->new_reqs >= NEW_REQS_PER_TURN;
+      if (full || over) { /* the rest waits, parser paused: for room, or for a later turn */
         if (keep_pending(c, data, end) == 0) {
           set_reading(c, 0);
-          q_push(c, CONNQ_READ);
+          if (over) q_push(c, CONNQ_READ);
         }
         return;
       }
@@ -768,9 +767,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   loop_ctx *lc = c->lc;
   if (buf->base == lc->rbuf) lc->rbuf_busy = 0;
   if (nread == 0) return;
-  if (nread == UV_ENOBUFS && c->inq[CONNQ_READ]) { /* deferred by alloc_cb */
-    uv_read_stop(s);
-    c->reading = 0;
+  if (nread == UV_ENOBUFS && c->inq[CONNQ_READ]) { /* deferred by alloc_cb: stays queued */
+    read_stop(c);
     return;
   }
   if (c->lingering) {

@@ -669,6 +669,10 @@ static void usage_errors(void) {
       {"--max", "--interval-ms", "1", "--duration", "86400", NULL},
       {"--max", "--start-at", "1000", NULL},
       {"--max", "--start-at", "99999999999999", NULL},
+      {"--max", "--events", "0", NULL},
+      {"--max", "--events", "2", "--verify", NULL},
+      {"--scenario", "flash-crowd", "--events", "2", NULL},
+      {"--max", "--event", "18446744073709551615", "--events", "2", NULL},
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     fprintf(stderr, "bad usage %zu: %s %s\n", i, bad[i][0], bad[i][1] ? bad[i][1] : "");
@@ -685,7 +689,7 @@ static void usage_errors(void) {
       "--hgrm",         "--svg",          "--label",         "--json",        "--verify",
       "--verify-users", "--verify-cap",   "--quiet",         "--progress",    "spikebench plot",
       "--template",     "--header",       "--jwt-secret",    "--slo",         "--interval-ms",
-      "--start-at",     "--timeline-svg", "spikebench merge"};
+      "--start-at",     "--timeline-svg", "spikebench merge", "--events"};
   for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
     CHECK(strstr(J.body, names[i]) != NULL);
   /* ranges as numbers people read: no 1.8e+19 */
