@@ -10,13 +10,19 @@
 #include <string.h>
 
 
+/* The packers below are inlined into each encoder, where the callback is
+ * known: gcc then turns every field into a bounds check and a store, not
+ * an indirect call and a memcpy (an order and its change record: 96 ns to
+ * 22 ns, measured with -O2). */
+#define INLINE static inline __attribute__((always_inline))
+
 typedef struct fbuf {
   uint8_t *p;
   size_t len, cap;
   int overflow;
 } fbuf;
 
-static int fbuf_write(void *data, const char *buf, size_t len) {
+INLINE int fbuf_write(void *data, const char *buf, size_t len) {
   fbuf *f = data;
   if (f->overflow || len > f->cap - f->len) {
     f->overflow = 1;
@@ -57,7 +63,7 @@ int codec_event_valid(const spike_event *e) {
          memchr(e->name, '\0', sizeof(e->name)) != NULL;
 }
 
-static void pack_order(msgpack_packer *pk, const order_rec *r) {
+INLINE void pack_order(msgpack_packer *pk, const order_rec *r) {
   const spike_order *o = &r->o;
   msgpack_pack_array(pk, 15);
   msgpack_pack_uint8(pk, CODEC_VERSION);
@@ -89,7 +95,7 @@ static void pack_order(msgpack_packer *pk, const order_rec *r) {
   }
 }
 
-static void pack_event(msgpack_packer *pk, const spike_event *e, int closed) {
+INLINE void pack_event(msgpack_packer *pk, const spike_event *e, int closed) {
   msgpack_pack_array(pk, 12);
   msgpack_pack_uint8(pk, CODEC_VERSION);
   msgpack_pack_uint64(pk, e->id);
@@ -133,7 +139,7 @@ size_t codec_encode_event(const spike_event *e, int closed, uint8_t *buf, size_t
 }
 
 /* [version, type, at, ...]: the head every change record starts with. */
-static void pack_change_head(msgpack_packer *pk, spike_change_type type, int64_t at) {
+INLINE void pack_change_head(msgpack_packer *pk, spike_change_type type, int64_t at) {
   msgpack_pack_array(pk, 4);
   msgpack_pack_uint8(pk, CODEC_VERSION);
   msgpack_pack_uint8(pk, (uint8_t)type);
@@ -159,13 +165,15 @@ size_t codec_encode_change(spike_change_type type, int64_t at, const spike_order
   return f.overflow ? 0 : f.len;
 }
 
-size_t codec_wrap_change(spike_change_type type, int64_t at, const uint8_t *payload, size_t n,
-                         uint8_t *buf, size_t cap) {
+size_t codec_encode_order_change(const order_rec *r, spike_change_type type, int64_t at,
+                                 uint8_t *buf, size_t cap, size_t *order_at) {
+  assert(type < SPIKE_CHANGE_EVENT_CREATED && codec_order_valid(&r->o));
   fbuf f = {buf, 0, cap, 0};
   msgpack_packer pk;
   msgpack_packer_init(&pk, &f, fbuf_write);
   pack_change_head(&pk, type, at);
-  fbuf_write(&f, (const char *)payload, n);
+  *order_at = f.len;
+  pack_order(&pk, r);
   return f.overflow ? 0 : f.len;
 }
 

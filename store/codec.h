@@ -46,10 +46,12 @@ size_t codec_encode_event(const spike_event *e, int closed, uint8_t *buf, size_t
 size_t codec_encode_change(spike_change_type type, int64_t at, const spike_order *o,
                            const spike_event *e, int closed, uint8_t *buf, size_t cap);
 
-/* A change record around an already encoded order or event (payload):
- * the same bytes as codec_encode_change, without encoding twice. */
-size_t codec_wrap_change(spike_change_type type, int64_t at, const uint8_t *payload, size_t n,
-                         uint8_t *buf, size_t cap);
+/* An order's change record, with the order record itself as its tail: the
+ * bytes codec_encode_change writes, but with r's prev, rseq and key, and
+ * *order_at set to where the order record (codec_encode_order_rec's bytes)
+ * starts. One encoding serves both puts. 0 when cap is too small. */
+size_t codec_encode_order_change(const order_rec *r, spike_change_type type, int64_t at,
+                                 uint8_t *buf, size_t cap, size_t *order_at);
 
 /* 0, or -1 when the bytes are not a valid record. The event's state is
  * computed at now_ms; *closed (may be NULL) gets the stored flag. */

@@ -623,12 +623,12 @@ static int append_feed(store_txn *t, uint64_t seq, const uint8_t *v, size_t n) {
 
 int store_put_order_change(store_txn *t, const order_rec *r, int append, uint64_t seq,
                            spike_change_type type, int64_t at) {
-  uint8_t k[8], v[CODEC_ORDER_MAX], c[CODEC_CHANGE_MAX];
+  uint8_t k[8], c[CODEC_CHANGE_MAX];
+  size_t at_order;
   store_be64(k, r->o.id);
-  size_t n = codec_encode_order_rec(r, v, sizeof(v));
-  size_t cn = n ? codec_wrap_change(type, at, v, n, c, sizeof(c)) : 0;
+  size_t cn = codec_encode_order_change(r, type, at, c, sizeof(c), &at_order);
   if (cn == 0) return STORE_ECORRUPT;
-  MDB_val key = {sizeof(k), k}, val = {n, v};
+  MDB_val key = {sizeof(k), k}, val = {cn - at_order, c + at_order};
   int rc = mdb_put(t->txn, t->s->orders, &key, &val, append ? MDB_APPEND : 0);
   return rc != 0 ? rc : append_feed(t, seq, c, cn);
 }

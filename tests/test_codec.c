@@ -318,45 +318,61 @@ static void change_round_trip(void) {
   guard_close(&g);
 }
 
-static void wrap_change_same_bytes(void) {
-  /* codec_wrap_change around an encoded order or event writes the bytes
-   * codec_encode_change writes, decodes the same, and reports a short
-   * buffer (ending at the guard page) as 0. */
+static void order_change_same_bytes(void) {
+  /* codec_encode_order_change writes the bytes codec_encode_change writes
+   * (an order without prev, rseq or key), its tail from *order_at is the
+   * order record codec_encode_order_rec writes (with them), both decode,
+   * and a short buffer (ending at the guard page) reports 0. */
   guard g;
   guard_open(&g);
   msgpack_zone z;
   CHECK(msgpack_zone_init(&z, 1024));
-  for (int t = SPIKE_CHANGE_ORDER_RESERVED; t <= SPIKE_CHANGE_EVENT_CLOSED; t++) {
-    int is_event = t >= SPIKE_CHANGE_EVENT_CREATED;
-    spike_order o = order_in(t == SPIKE_CHANGE_ORDER_PAID        ? SPIKE_ORDER_PAID
-                             : t == SPIKE_CHANGE_ORDER_CANCELLED ? SPIKE_ORDER_CANCELLED
-                             : t == SPIKE_CHANGE_ORDER_EXPIRED   ? SPIKE_ORDER_EXPIRED
-                                                                 : SPIKE_ORDER_RESERVED);
-    spike_event e = event_in();
-    int closed = t == SPIKE_CHANGE_EVENT_CLOSED;
-    uint8_t payload[CODEC_EVENT_MAX], want[CODEC_CHANGE_MAX], got[CODEC_CHANGE_MAX];
-    size_t pn = is_event ? codec_encode_event(&e, closed, payload, sizeof(payload))
-                         : codec_encode_order(&o, payload, sizeof(payload));
-    CHECK(pn > 0);
-    size_t wn = codec_encode_change((spike_change_type)t, T0 + t, is_event ? NULL : &o,
-                                    is_event ? &e : NULL, closed, want, sizeof(want));
-    size_t gn = codec_wrap_change((spike_change_type)t, T0 + t, payload, pn, got, sizeof(got));
-    CHECK_EQ(gn, wn);
-    CHECK(memcmp(got, want, wn) == 0);
+  uint64_t rs = test_seed();
+  for (int i = 0; i < 400; i++) {
+    int t = SPIKE_CHANGE_ORDER_RESERVED + i % 4;
+    order_rec r;
+    memset(&r, 0, sizeof(r));
+    r.o = order_in(t == SPIKE_CHANGE_ORDER_PAID        ? SPIKE_ORDER_PAID
+                   : t == SPIKE_CHANGE_ORDER_CANCELLED ? SPIKE_ORDER_CANCELLED
+                   : t == SPIKE_CHANGE_ORDER_EXPIRED   ? SPIKE_ORDER_EXPIRED
+                                                       : SPIKE_ORDER_RESERVED);
+    int64_t at = i % 5 == 0 ? -T0 : T0 + i;
+    uint8_t want[CODEC_CHANGE_MAX], got[CODEC_CHANGE_MAX], rec[CODEC_ORDER_MAX];
+    size_t at_order = 0;
+    if (i % 2 == 0) { /* no prev, rseq or key: the same bytes as encode_change */
+      size_t wn = codec_encode_change((spike_change_type)t, at, &r.o, NULL, 0, want, sizeof(want));
+      CHECK(wn > 0);
+      CHECK_EQ(codec_encode_order_change(&r, (spike_change_type)t, at, got, sizeof(got), &at_order),
+               wn);
+      CHECK(memcmp(got, want, wn) == 0);
+    }
+    r.prev = test_rand(&rs) >> (i % 64);
+    r.rseq = test_rand(&rs) >> (i % 60);
+    r.keyed = i % 3 != 0;
+    if (r.keyed) {
+      r.key1 = test_rand(&rs);
+      r.key2 = test_rand(&rs);
+    }
+    size_t gn = codec_encode_order_change(&r, (spike_change_type)t, at, got, sizeof(got), &at_order);
+    size_t rn = codec_encode_order_rec(&r, rec, sizeof(rec));
+    CHECK(gn > 0 && rn > 0 && at_order + rn == gn);
+    CHECK(memcmp(got + at_order, rec, rn) == 0);
     spike_change c;
     CHECK_EQ(codec_decode_change(flush_end(&g, got, gn), gn, &z, &c), 0);
     CHECK_EQ(c.type, t);
-    CHECK_EQ(c.at, T0 + t);
-    if (is_event)
-      check_event_eq(&e, &c.u.event);
-    else
-      check_order_eq(&o, &c.u.order);
-    for (size_t cap = 0; cap < wn; cap++)
-      CHECK_EQ(
-          codec_wrap_change((spike_change_type)t, T0 + t, payload, pn, g.page + g.size - cap, cap),
-          0);
-    CHECK_EQ(codec_wrap_change((spike_change_type)t, T0 + t, payload, pn, g.page + g.size - wn, wn),
-             wn);
+    CHECK_EQ(c.at, at);
+    check_order_eq(&r.o, &c.u.order);
+    order_rec back;
+    CHECK_EQ(codec_decode_order_rec(flush_end(&g, got + at_order, rn), rn, &z, &back), 0);
+    CHECK(back.prev == r.prev && back.rseq == r.rseq && back.keyed == r.keyed);
+    CHECK(back.key1 == r.key1 && back.key2 == r.key2);
+    for (size_t cap = 0; cap < gn; cap++)
+      CHECK_EQ(codec_encode_order_change(&r, (spike_change_type)t, at, g.page + g.size - cap, cap,
+                                         &at_order),
+               0);
+    CHECK_EQ(codec_encode_order_change(&r, (spike_change_type)t, at, g.page + g.size - gn, gn,
+                                       &at_order),
+             gn);
   }
   msgpack_zone_destroy(&z);
   guard_close(&g);
@@ -1163,7 +1179,7 @@ TEST_LIST({"order_rec_round_trip", order_rec_round_trip, 0},
           {"huge_claims_refused", huge_claims_refused, 0},
           {"order_round_trip", order_round_trip, 0}, {"event_round_trip", event_round_trip, 0},
           {"change_round_trip", change_round_trip, 0},
-          {"wrap_change_same_bytes", wrap_change_same_bytes, 0},
+          {"order_change_same_bytes", order_change_same_bytes, 0},
           {"encode_too_small", encode_too_small, 0},
           {"decode_truncated_and_trailing", decode_truncated_and_trailing, 0},
           {"hand_built_matches_codec", hand_built_matches_codec, 0},
