@@ -15,9 +15,13 @@ void *mem_lazy(size_t bytes) {
   return m;
 }
 
+void mem_populate(void *p, size_t bytes) {
+  if (p != NULL) memset(p, 0, bytes); /* touch every page: populate now, not on the hot path */
+}
+
 void *mem_populated(size_t bytes) {
   void *m = mem_lazy(bytes);
-  if (m != NULL) memset(m, 0, bytes); /* touch every page: populate now, not on the hot path */
+  mem_populate(m, bytes);
   return m;
 }
 

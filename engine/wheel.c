@@ -136,6 +136,10 @@ int wheel_init(wheel *w, uint32_t capacity, int64_t now_ms) {
     wheel_free(w);
     return -1;
   }
+  /* The pool fills from its start as reserves arrive: fault its first
+   * WHEEL_POPULATE entries in now, so a sale's first million reserves do
+   * not each take a share of a page fault on the writer's path. */
+  mem_populate(w->pool, sizeof(wheel_entry) * (capacity < WHEEL_POPULATE ? capacity : WHEEL_POPULATE));
   w->free_head = WHEEL_NONE;
   w->fresh = 0;
   w->cur_ms = now_ms;
