@@ -297,7 +297,8 @@ TEST_BINS := $(foreach v,rel asan tsan,$(addprefix build/$(v)/tests/,$(TEST_UNIT
              build/rel/tests/test_unsafe build/rel/tests/test_fault_http build/rel/tests/test_backup \
              build/rel/tests/test_failalloc build/rel/tests/libfailalloc.so \
              build/rel/tests/libpowerloss.so build/rel/tests/test_hostile build/rel/tests/hostile_load \
-             build/rel/spike-relay build/asan/spike-relay build/rel/tests/test_relay
+             build/rel/spike-relay build/asan/spike-relay build/rel/tests/test_relay \
+             $(addprefix build/rel/bench/micro/,$(MICRO))
 
 # make test: dependencies (apt only for what is missing), then everything
 # built with -Werror and every suite run. make check is the same.

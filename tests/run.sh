@@ -128,6 +128,11 @@ suite "spikebench (asan)" env ASAN_OPTIONS=exitcode=86 SPIKED=build/asan/spiked 
   SPIKEBENCH=build/asan/spikebench STALL_SERVER=build/asan/tests/stall_server \
   build/rel/tests/test_spikebench
 
+# The engine's micro-benchmarks (make bench) at a tiny size: each still
+# runs to its end and prints its summary (bench_reserve had stopped at the
+# memory-ack bound unnoticed). No number is judged.
+suite "bench/micro (smoke)" bench/micro/run.sh --smoke "$TMPDIR"
+
 # A short libFuzzer run per target, from the committed seed corpus.
 if command -v clang >/dev/null 2>&1; then
   for f in build/fuzz/*; do

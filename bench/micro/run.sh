@@ -2,6 +2,9 @@
 # run.sh -- run the engine micro-benchmarks in sequence and print one table.
 #
 #   bench/micro/run.sh [DIR]
+#   bench/micro/run.sh --smoke [DIR]   each binary at a tiny size (about 15 s
+#                                      in all), for make test: exits 1 when
+#                                      one fails or prints no summary line
 #
 # Runs build/rel/bench/micro/{bench_ring,bench_reserve,bench_writer} (built
 # by `make bench`), showing each one's own output as it comes, then a
@@ -11,11 +14,18 @@
 # must be on a real disk, since bench_writer measures fsync'd commits.
 #
 # Benchmarks are not tests: this exits 0 whatever the numbers are. A binary
-# that is missing or fails is reported in the table.
+# that is missing or fails is reported in the table. --smoke judges only
+# that every benchmark still runs to its end, never a number.
 
 cd "$(dirname "$0")/../.." || exit 0
 BIN=build/rel/bench/micro
+SMOKE=0
+if [ "${1:-}" = --smoke ]; then
+  SMOKE=1
+  shift
+fi
 DIR=${1:-${TMPDIR:-/tmp}}
+failed=0
 OUT=$(mktemp "${TMPDIR:-/tmp}/spike-bench-out.XXXXXX") || exit 0
 trap 'rm -f "$OUT" "$OUT.one"' EXIT
 trap 'exit 130' INT TERM
@@ -38,9 +48,22 @@ run() {
   if [ "$rc" -ne 0 ]; then
     echo "$name exited with status $rc"
     printf 'summary\t%s\tFAILED (exit %d)\t-\t-\n' "$name" "$rc" >>"$OUT"
+    failed=1
+  elif ! grep -q '^summary' "$OUT.one"; then
+    echo "$name printed no summary line"
+    failed=1
   fi
   echo
 }
+
+if [ "$SMOKE" = 1 ]; then
+  run bench_ring --reps 1 --msgs 100000
+  run bench_reserve --reps 1 --seconds 0.2 --calls 65536 --dir "$DIR"
+  run bench_writer --reps 1 --seconds 0.2 --orders 65536 "$DIR"
+  run bench_lifecycle --orders 500 --expire 1000 "$DIR"
+  [ "$failed" = 0 ] && echo "micro-benchmarks: all ran" && exit 0
+  echo "micro-benchmarks: one or more failed" && exit 1
+fi
 
 run bench_ring
 run bench_reserve --dir "$DIR"
