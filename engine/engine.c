@@ -904,6 +904,11 @@ int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t u
     }
     return refuse(op, SPIKE_ESOLDOUT, NULL);
   }
+  /* Both tables are probed at random below: ask for both lines now, so
+   * their misses overlap each other and the checks in between. */
+  uint64_t btag = lim_tag(user_id, slot), utag = lim_tag(user_id, 0);
+  lim_prefetch(&e->buyers, btag);
+  lim_prefetch(&e->users, utag);
   if (key != NULL) {
     kidx = lim_upsert(&e->keys, kh.low64, kh.high64);
     if (kidx == LIM_FULL) return refuse(op, SPIKE_EFULL, "idempotency key table full (max_keys)");
@@ -964,13 +969,13 @@ int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t u
     detail = "reservation table full (max_reserved)";
     goto unarm;
   }
-  uint32_t bidx = lim_upsert(&e->buyers, user_id, slot);
+  uint32_t bidx = lim_upsert_tag(&e->buyers, user_id, slot, btag);
   if (bidx == LIM_FULL) {
     status = SPIKE_EFULL;
     detail = "buyer table full (max_buyers)";
     goto unarm;
   }
-  uint32_t uidx = lim_upsert(&e->users, user_id, 0);
+  uint32_t uidx = lim_upsert_tag(&e->users, user_id, 0, utag);
   if (uidx == LIM_FULL) {
     status = SPIKE_EFULL;
     detail = "user table full (max_users)";

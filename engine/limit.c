@@ -47,7 +47,7 @@ uint32_t lim_used(const lim_table *t) {
   return atomic_load_explicit(&t->used, memory_order_relaxed);
 }
 
-static uint64_t key_tag(uint64_t k1, uint64_t k2) {
+uint64_t lim_tag(uint64_t k1, uint64_t k2) {
   uint64_t k[2] = {k1, k2};
   uint64_t h = XXH3_64bits(k, sizeof(k));
   return h > TAG_BUSY ? h : h + 2;
@@ -62,8 +62,7 @@ static uint64_t wait_claimed(lim_entry *e) {
   return tag;
 }
 
-static uint32_t probe(lim_table *t, uint64_t k1, uint64_t k2, int insert) {
-  uint64_t tag = key_tag(k1, k2);
+static uint32_t probe(lim_table *t, uint64_t k1, uint64_t k2, uint64_t tag, int insert) {
   uint32_t i = (uint32_t)tag & t->mask;
   for (uint32_t n = 0; n <= t->mask; n++, i = (i + 1) & t->mask) {
     lim_entry *e = &t->e[i];
@@ -109,9 +108,18 @@ static uint32_t probe(lim_table *t, uint64_t k1, uint64_t k2, int insert) {
   return LIM_FULL; /* unreachable while max_used < capacity */
 }
 
-uint32_t lim_upsert(lim_table *t, uint64_t k1, uint64_t k2) { return probe(t, k1, k2, 1); }
+uint32_t lim_upsert(lim_table *t, uint64_t k1, uint64_t k2) {
+  return probe(t, k1, k2, lim_tag(k1, k2), 1);
+}
 
-uint32_t lim_find(lim_table *t, uint64_t k1, uint64_t k2) { return probe(t, k1, k2, 0); }
+uint32_t lim_upsert_tag(lim_table *t, uint64_t k1, uint64_t k2, uint64_t tag) {
+  assert(tag == lim_tag(k1, k2));
+  return probe(t, k1, k2, tag, 1);
+}
+
+uint32_t lim_find(lim_table *t, uint64_t k1, uint64_t k2) {
+  return probe(t, k1, k2, lim_tag(k1, k2), 0);
+}
 
 int lim_take(lim_entry *e, uint32_t qty, uint32_t limit) {
   /* relaxed: a counter whose invariant lives in its own modification order. */

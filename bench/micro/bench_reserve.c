@@ -67,7 +67,7 @@ static void flag_cb(spike_op *op) {
  * SPIKE_PENDING and its op stays the engine's until the callback. The loop
  * uses OPS ops in turn, and waits (as for a full ring) for one to come
  * back before it uses it again. */
-#define OPS RING_SLOTS
+#define OPS 8192u /* as many as spiked's default ring; a cold op per call would be measured too */
 static spike_op *ops;
 static unsigned char *op_out; /* 1 while ops[i] is in flight */
 
