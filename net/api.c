@@ -9,6 +9,7 @@
  * the response is written into the request's inline buffer, headers in
  * front of the body in reserved head room.
  */
+#include <assert.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -78,18 +79,18 @@ static const char *date_header(loop_ctx *lc) {
 /* Put the status line and headers in front of the body, then hand the
  * request to the transport. */
 static void finish(req *r, int http, const char *ctype, const char *extra) {
-  char head[RESP_HEAD_ROOM], *p = head, num[24];
+  char head[RESP_HEAD_ROOM], *p = head, num[20];
   size_t body = r->out.len - RESP_HEAD_ROOM;
-  int n = snprintf(num, sizeof(num), "%d ", http);
   PUT_LIT(&p, "HTTP/1.1 ");
-  put(&p, num, (size_t)n);
+  assert(http >= 100 && http <= 999);
+  put(&p, num, fmt_u64(num, (uint64_t)http));
+  PUT_LIT(&p, " ");
   const char *why = reason_phrase(http);
   put(&p, why, strlen(why));
   PUT_LIT(&p, "\r\nContent-Type: ");
   put(&p, ctype, strlen(ctype));
   PUT_LIT(&p, "\r\nContent-Length: ");
-  n = snprintf(num, sizeof(num), "%zu", body);
-  put(&p, num, (size_t)n);
+  put(&p, num, fmt_u64(num, body));
   PUT_LIT(&p, "\r\nX-Request-Id: ");
   put(&p, r->trace, strlen(r->trace));
   PUT_LIT(&p, "\r\n");
@@ -97,7 +98,7 @@ static void finish(req *r, int http, const char *ctype, const char *extra) {
   put(&p, date, strlen(date));
   if (extra != NULL) put(&p, extra, strlen(extra));
   if (r->feed_head_ok) {
-    n = snprintf(
+    int n = snprintf(
         head + (p - head), sizeof(head) - (size_t)(p - head),
         "X-Spike-Store-Id: %016llx\r\nX-Spike-Feed-Head: %llu\r\nX-Spike-Feed-First: %llu\r\n",
         (unsigned long long)r->feed.store_id, (unsigned long long)r->feed.head,

@@ -75,7 +75,7 @@ void jb_str(jbuf *b, const char *s, size_t n) {
 
 void jb_cstr(jbuf *b, const char *s) { jb_str(b, s, strlen(s)); }
 
-static size_t fmt_u64(char out[20], uint64_t v) {
+size_t fmt_u64(char out[20], uint64_t v) {
   char tmp[20];
   size_t n = 0;
   do {
