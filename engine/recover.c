@@ -30,6 +30,8 @@ typedef struct rec {
   uint64_t *head_rseq; /* per users entry: the rseq of its head so far */
   uint64_t max_id;
   uint32_t armed;
+  uint32_t npending; /* read, not yet applied (see load_order) */
+  struct pending *pending;
   int status;
   char *err;
   size_t errlen;
@@ -56,19 +58,31 @@ static int load_event(void *arg, const spike_event *ev, int closed) {
   return 0;
 }
 
-static int load_order(void *arg, const order_rec *rr) {
-  rec *r = arg;
+/* Orders are applied RECOVER_AHEAD at a time: as each is read, the lines
+ * of the tables it will probe (users, buyers, keys: at random) are asked
+ * for; when the batch is full it is applied in read order, the users
+ * probes first, then the chain heads they found (asked for in between).
+ * The misses of a batch overlap instead of adding up. */
+#define RECOVER_AHEAD 32
+
+typedef struct pending {
+  order_rec rr;
+  uint32_t slot;
+  uint32_t u; /* users entry, after the first pass */
+  uint64_t utag, btag, ktag;
+} pending;
+
+/* Apply everything but the chain head; find the users entry. */
+static int apply_one(rec *r, pending *pd) {
   spike_engine *e = r->e;
+  const order_rec *rr = &pd->rr;
   const spike_order *o = &rr->o;
-  uint32_t slot = slab_find(&e->slab, o->event_id);
-  if (slot == SLAB_NONE)
-    return refuse(r, SPIKE_ESTORAGE, "order %" PRIu64 " names missing event %" PRIu64, o->id,
-                  o->event_id);
+  uint32_t slot = pd->slot;
   if (o->id > r->max_id) r->max_id = o->id;
   if (o->state == SPIKE_ORDER_RESERVED) r->sum[slot].reserved += o->qty;
   if (o->state == SPIKE_ORDER_PAID) r->sum[slot].sold += o->qty;
   if (o->state == SPIKE_ORDER_RESERVED || o->state == SPIKE_ORDER_PAID) {
-    uint32_t b = lim_upsert(&e->buyers, o->user_id, slot);
+    uint32_t b = lim_upsert_tag(&e->buyers, o->user_id, slot, pd->btag);
     if (b == LIM_FULL)
       return refuse(r, SPIKE_EINVAL, "more buyers on disk than max_buyers (%u) holds at 3/4 load",
                     lim_capacity(&e->buyers));
@@ -82,25 +96,66 @@ static int load_order(void *arg, const order_rec *rr) {
   }
   /* relaxed throughout: recovery is single-threaded. */
   if (rr->keyed) {
-    uint32_t k = lim_upsert(&e->keys, rr->key1, rr->key2);
+    uint32_t k = lim_upsert_tag(&e->keys, rr->key1, rr->key2, pd->ktag);
     if (k == LIM_FULL)
       return refuse(r, SPIKE_EINVAL, "more idempotency keys on disk than max_keys (%u) holds",
                     lim_capacity(&e->keys));
     atomic_store_explicit(&lim_at(&e->keys, k)->val, o->id, memory_order_relaxed);
   }
-  uint32_t u = lim_upsert(&e->users, o->user_id, 0);
-  if (u == LIM_FULL)
+  pd->u = lim_upsert_tag(&e->users, o->user_id, 0, pd->utag);
+  if (pd->u == LIM_FULL)
     return refuse(r, SPIKE_EINVAL, "more users on disk than max_users (%u) holds at 3/4 load",
                   lim_capacity(&e->users));
-  _Atomic uint64_t *head_at = &e->user_head[u];
-  uint64_t head = atomic_load_explicit(head_at, memory_order_relaxed);
-  /* The head is the last order the writer committed for the user: highest
-   * rseq, then (schema 1's orders have none) highest id. */
-  if (head == 0 || rr->rseq > r->head_rseq[u] || (rr->rseq == r->head_rseq[u] && o->id > head)) {
-    atomic_store_explicit(head_at, o->id, memory_order_relaxed);
-    r->head_rseq[u] = rr->rseq;
-  }
+  __builtin_prefetch(&e->user_head[pd->u], 1);
+  __builtin_prefetch(&r->head_rseq[pd->u], 1);
   return 0;
+}
+
+/* The head is the last order the writer committed for the user: highest
+ * rseq, then (schema 1's orders have none) highest id. */
+static void apply_head(rec *r, const pending *pd) {
+  const order_rec *rr = &pd->rr;
+  _Atomic uint64_t *head_at = &r->e->user_head[pd->u];
+  /* relaxed: recovery is single-threaded. */
+  uint64_t head = atomic_load_explicit(head_at, memory_order_relaxed);
+  if (head == 0 || rr->rseq > r->head_rseq[pd->u] ||
+      (rr->rseq == r->head_rseq[pd->u] && rr->o.id > head)) {
+    atomic_store_explicit(head_at, rr->o.id, memory_order_relaxed);
+    r->head_rseq[pd->u] = rr->rseq;
+  }
+}
+
+/* Apply the batch in read order. 0, or -1 with the refusal set. */
+static int flush_pending(rec *r) {
+  for (uint32_t i = 0; i < r->npending; i++)
+    if (apply_one(r, &r->pending[i]) != 0) return -1;
+  for (uint32_t i = 0; i < r->npending; i++) apply_head(r, &r->pending[i]);
+  r->npending = 0;
+  return 0;
+}
+
+static int load_order(void *arg, const order_rec *rr) {
+  rec *r = arg;
+  spike_engine *e = r->e;
+  const spike_order *o = &rr->o;
+  uint32_t slot = slab_find(&e->slab, o->event_id);
+  if (slot == SLAB_NONE)
+    return refuse(r, SPIKE_ESTORAGE, "order %" PRIu64 " names missing event %" PRIu64, o->id,
+                  o->event_id);
+  pending *pd = &r->pending[r->npending++];
+  pd->rr = *rr;
+  pd->slot = slot;
+  pd->utag = lim_tag(o->user_id, 0);
+  lim_prefetch(&e->users, pd->utag);
+  if (o->state == SPIKE_ORDER_RESERVED || o->state == SPIKE_ORDER_PAID) {
+    pd->btag = lim_tag(o->user_id, slot);
+    lim_prefetch(&e->buyers, pd->btag);
+  }
+  if (rr->keyed) {
+    pd->ktag = lim_tag(rr->key1, rr->key2);
+    lim_prefetch(&e->keys, pd->ktag);
+  }
+  return r->npending == RECOVER_AHEAD ? flush_pending(r) : 0;
 }
 
 /* Both were written in the same transactions: any difference is damage. */
@@ -133,10 +188,12 @@ int recover(spike_engine *e, char *err, size_t errlen) {
   rec r = {.e = e, .status = SPIKE_OK, .err = err, .errlen = errlen};
   r.sum = calloc(e->cfg.max_events, sizeof(*r.sum));
   r.head_rseq = calloc(lim_capacity(&e->users), sizeof(*r.head_rseq));
-  if (t == NULL || r.sum == NULL || r.head_rseq == NULL) {
+  r.pending = malloc(RECOVER_AHEAD * sizeof(*r.pending));
+  if (t == NULL || r.sum == NULL || r.head_rseq == NULL || r.pending == NULL) {
     store_txn_free(t);
     free(r.sum);
     free(r.head_rseq);
+    free(r.pending);
     snprintf(err, errlen, "out of memory");
     return SPIKE_EINTERNAL;
   }
@@ -156,6 +213,10 @@ int recover(spike_engine *e, char *err, size_t errlen) {
   if ((status = walked(&r, store_each_event(t, now, load_event, &r), "events")) != SPIKE_OK ||
       (status = walked(&r, store_each_order(t, load_order, &r), "orders")) != SPIKE_OK)
     goto out;
+  if (flush_pending(&r) != 0) { /* the last, partial batch */
+    status = r.status;
+    goto out;
+  }
   /* relaxed: no other thread exists yet. */
   atomic_store_explicit(&e->armed, r.armed, memory_order_relaxed);
   if (r.armed > e->armed_max) e->armed_max = r.armed;
@@ -193,5 +254,6 @@ out:
   store_txn_free(t);
   free(r.sum);
   free(r.head_rseq);
+  free(r.pending);
   return status;
 }

@@ -406,11 +406,24 @@ int server_run(const server_config *cfg) {
              uv_strerror(rc));
     return 1;
   }
+  uint64_t open_ns = uv_hrtime();
   rc = spike_open(&srv.engine, &srv.ecfg);
   if (rc != SPIKE_OK) {
     log_line(LOG_ERROR, "server", NULL, NULL, "cannot open the engine: %s: %s",
              spike_strerror(rc), spike_open_error());
     return 1;
+  }
+  {
+    /* What recovery found, and what it cost: a restart's downtime grows
+     * with the store (docs/operations.md, "Restarts"). */
+    spike_stats st;
+    spike_stats_get(srv.engine, &st);
+    char fields[160];
+    snprintf(fields, sizeof(fields),
+             ",\"ms\":%llu,\"users\":%u,\"reservationsLive\":%u,\"feedSeq\":%llu",
+             (unsigned long long)((uv_hrtime() - open_ns) / 1000000u), st.users_used,
+             st.reservations_live, (unsigned long long)st.feed_seq);
+    log_line(LOG_INFO, "server", NULL, fields, "store opened");
   }
   if (cfg->demo && create_demo(&srv) != 0) {
     spike_close(srv.engine);

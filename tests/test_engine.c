@@ -323,6 +323,69 @@ static void restart_keeps_everything(void) {
   test_rmrf(cfg.data_dir);
 }
 
+/* Recovery rebuilds the buyer, user and key tables from the orders; a
+ * table too small for what the store holds refuses the open, naming the
+ * flag, whether the refusal comes in a full batch of recovery's read-ahead
+ * or in the last, partial one; sized right, every limit and key is back. */
+static void recovery_refuses_small_tables(void) {
+  spike_config cfg;
+  small_config(&cfg, "rectables");
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p = producer_with_event(e, 31, 1000, 1);
+  enum { N = 100 };
+  spike_op op;
+  for (uint64_t u = 1; u <= N; u++) {
+    char key[16];
+    int kn = snprintf(key, sizeof(key), "k-%llu", (unsigned long long)u);
+    CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 31, u, 1, key, (size_t)kn, count_cb)), SPIKE_OK);
+  }
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+
+  static const struct {
+    uint32_t users, buyers, keys;
+    const char *says;
+  } small[] = {
+      {64, 256, 256, "max_users (64)"},   /* 48 usable: refused in a full batch */
+      {128, 256, 256, "max_users (128)"}, /* 96 usable: in the last, partial one */
+      {256, 64, 256, "max_buyers (64)"},
+      {256, 128, 256, "max_buyers (128)"},
+      {256, 256, 64, "max_keys (64)"},
+  };
+  for (size_t i = 0; i < sizeof(small) / sizeof(small[0]); i++) {
+    cfg.max_users = small[i].users;
+    cfg.max_buyers = small[i].buyers;
+    cfg.max_keys = small[i].keys;
+    CHECK_EQ(spike_open(&e, &cfg), SPIKE_EINVAL);
+    if (strstr(spike_open_error(), small[i].says) == NULL)
+      fprintf(stderr, "want \"%s\" in: %s\n", small[i].says, spike_open_error());
+    CHECK(strstr(spike_open_error(), small[i].says) != NULL);
+  }
+  cfg.max_users = cfg.max_buyers = cfg.max_keys = 256;
+  e = open_engine(&cfg);
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  for (uint64_t u = 1; u <= N; u++) {
+    CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 31, u, 1, NULL, 0, count_cb)), SPIKE_ELIMIT);
+    spike_order out[2];
+    uint32_t count = 0;
+    CHECK_EQ(spike_user_orders(p, u, 0, 0, out, 2, &count, NULL), SPIKE_OK);
+    CHECK_EQ(count, 1);
+    char key[16];
+    int kn = snprintf(key, sizeof(key), "k-%llu", (unsigned long long)u);
+    CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 31, u, 1, key, (size_t)kn, count_cb)), SPIKE_OK);
+    CHECK_EQ(op.r.order.id, out[0].id); /* the key's order, replayed */
+  }
+  spike_stats st;
+  spike_stats_get(e, &st);
+  CHECK_EQ(st.users_used, N);
+  CHECK_EQ(st.buyers_used, N);
+  CHECK_EQ(st.keys_used, N);
+  CHECK_EQ(st.reservations_live, N);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
 static void pay_and_cancel(void) {
   spike_config cfg;
   small_config(&cfg, "pay");
@@ -1063,6 +1126,7 @@ TEST_LIST({"open_close_reopen", open_close_reopen, 0}, {"config_errors", config_
           {"sold_out_and_limits", sold_out_and_limits, 0}, {"sale_window", sale_window, 0},
           {"idempotency_keys", idempotency_keys, 0},
           {"restart_keeps_everything", restart_keeps_everything, 0},
+          {"recovery_refuses_small_tables", recovery_refuses_small_tables, 0},
           {"pay_and_cancel", pay_and_cancel, 0}, {"restock_and_close", restock_and_close, 0},
           {"expiry_returns_stock", expiry_returns_stock, 0},
           {"overdue_expire_at_open", overdue_expire_at_open, 0},
