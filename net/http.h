@@ -157,6 +157,7 @@ struct loop_ctx {
   server *srv;
   uint32_t idx;
   uv_loop_t loop;
+  uint64_t run_ns; /* uv_hrtime() when its uv_run began (the loop busy metric) */
   uv_tcp_t listener;
   uv_async_t wake;     /* drain / force from the main thread */
   uv_timer_t sweep;    /* timeouts */

@@ -172,6 +172,12 @@ static void http_metrics(jbuf *b, metrics *const *sh, uint32_t n, int access_log
     to += LOAD(sh[i]->timeouts);
     lingered += LOAD(sh[i]->lingered);
   }
+  family(b, "spike_loop_busy_seconds_total", "counter",
+         "Time each HTTP loop thread spent working, not waiting for events; rate() is the "
+         "loop's utilisation (1: saturated). Brought up to date every 250 ms.");
+  for (uint32_t i = 0; i < n; i++)
+    line(b, "spike_loop_busy_seconds_total{loop=\"%u\"} %.6f\n", i,
+         (double)LOAD(sh[i]->loop_busy_ns) / 1e9);
   family(b, "spike_connections", "gauge", "Open client connections.");
   line(b, "spike_connections %lld\n", (long long)conns);
   family(b, "spike_connections_accepted_total", "counter", "Connections accepted.");

@@ -239,6 +239,12 @@ static void metrics_lint_and_503s(void) {
   CHECK(sample(m, "process_cpu_seconds_total") >= 0);
   CHECK(strstr(m, "\nspike_build_info{version=\"" SPIKE_VERSION_STRING "\",") != NULL);
   CHECK(strstr(m, "spike_event_stock_total") == NULL); /* a gauge: no _total */
+  /* The loop's busy time: some, less than it has run, and growing with work. */
+  double busy = sample(m, "spike_loop_busy_seconds_total{loop=\"0\"}");
+  CHECK(busy > 0 && busy < (double)wall_ms() / 1000 - start + 1);
+  for (int i = 0; i < 200; i++) CHECK_EQ(hc_do(p, "GET", "/api/v1/events/1", NULL, NULL, &R), 200);
+  CHECK_EQ(hc_do(p, "GET", "/metrics", NULL, NULL, &R), 200);
+  CHECK(sample(R.body, "spike_loop_busy_seconds_total{loop=\"0\"}") > busy);
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
   test_rmrf(s.dir);
 }
