@@ -59,16 +59,20 @@ void lim_free(lim_table *t);
 /* Index of the entry for (k1, k2), inserting it (val 0) when absent;
  * LIM_FULL when absent and the table is at its bound. Any thread. */
 uint32_t lim_upsert(lim_table *t, uint64_t k1, uint64_t k2);
-/* The same, for the tag lim_tag(k1, k2) gave: a caller that asked for the
- * entry's line early (lim_prefetch) need not hash twice. */
-uint32_t lim_upsert_tag(lim_table *t, uint64_t k1, uint64_t k2, uint64_t tag);
-/* The hash a probe for (k1, k2) starts from. */
+/* The hash a probe for (k1, k2) starts from. Any thread. */
 uint64_t lim_tag(uint64_t k1, uint64_t k2);
+/* lim_upsert for the tag lim_tag(k1, k2) gave (not checked): a caller that
+ * asked for the entry's line early (lim_prefetch) need not hash twice. */
+uint32_t lim_upsert_tag(lim_table *t, uint64_t k1, uint64_t k2, uint64_t tag);
+/* The slot a probe for tag looks at first. */
+static inline uint32_t lim_home(const lim_table *t, uint64_t tag) {
+  return (uint32_t)tag & t->mask;
+}
 /* Ask for the cache line a probe for tag starts at, to be written: a
  * caller with other work to do first lets the miss, and another table's,
- * run beside it instead of one after the other. */
+ * run beside it instead of one after the other. Any thread. */
 static inline void lim_prefetch(const lim_table *t, uint64_t tag) {
-  __builtin_prefetch(&t->e[(uint32_t)tag & t->mask], 1);
+  __builtin_prefetch(&t->e[lim_home(t, tag)], 1);
 }
 /* Index of the entry for (k1, k2), or LIM_FULL when absent. Any thread. */
 uint32_t lim_find(lim_table *t, uint64_t k1, uint64_t k2);

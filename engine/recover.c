@@ -23,6 +23,19 @@ typedef struct sums {
   uint64_t reserved, sold;
 } sums;
 
+/* Orders are applied RECOVER_AHEAD at a time: as each is read, the lines
+ * of the tables it will probe (users, buyers, keys: at random) are asked
+ * for; when the batch is full it is applied in read order, the users
+ * probes first, then the chain heads they found (asked for in between).
+ * The misses of a batch overlap instead of adding up. */
+typedef struct pending {
+  order_rec rr;
+  uint32_t slot;
+  uint32_t u;    /* users entry, after the first pass */
+  uint8_t holds; /* reserved or paid: its units count against the buyer */
+  uint64_t utag, btag, ktag;
+} pending;
+
 /* What the walks share; the first refusal's status and sentence. */
 typedef struct rec {
   spike_engine *e;
@@ -31,7 +44,7 @@ typedef struct rec {
   uint64_t max_id;
   uint32_t armed;
   uint32_t npending; /* read, not yet applied (see load_order) */
-  struct pending *pending;
+  pending pending[RECOVER_AHEAD];
   int status;
   char *err;
   size_t errlen;
@@ -58,20 +71,6 @@ static int load_event(void *arg, const spike_event *ev, int closed) {
   return 0;
 }
 
-/* Orders are applied RECOVER_AHEAD at a time: as each is read, the lines
- * of the tables it will probe (users, buyers, keys: at random) are asked
- * for; when the batch is full it is applied in read order, the users
- * probes first, then the chain heads they found (asked for in between).
- * The misses of a batch overlap instead of adding up. */
-#define RECOVER_AHEAD 32
-
-typedef struct pending {
-  order_rec rr;
-  uint32_t slot;
-  uint32_t u; /* users entry, after the first pass */
-  uint64_t utag, btag, ktag;
-} pending;
-
 /* Apply everything but the chain head; find the users entry. */
 static int apply_one(rec *r, pending *pd) {
   spike_engine *e = r->e;
@@ -81,7 +80,7 @@ static int apply_one(rec *r, pending *pd) {
   if (o->id > r->max_id) r->max_id = o->id;
   if (o->state == SPIKE_ORDER_RESERVED) r->sum[slot].reserved += o->qty;
   if (o->state == SPIKE_ORDER_PAID) r->sum[slot].sold += o->qty;
-  if (o->state == SPIKE_ORDER_RESERVED || o->state == SPIKE_ORDER_PAID) {
+  if (pd->holds) {
     uint32_t b = lim_upsert_tag(&e->buyers, o->user_id, slot, pd->btag);
     if (b == LIM_FULL)
       return refuse(r, SPIKE_EINVAL, "more buyers on disk than max_buyers (%u) holds at 3/4 load",
@@ -139,15 +138,19 @@ static int load_order(void *arg, const order_rec *rr) {
   spike_engine *e = r->e;
   const spike_order *o = &rr->o;
   uint32_t slot = slab_find(&e->slab, o->event_id);
-  if (slot == SLAB_NONE)
+  if (slot == SLAB_NONE) {
+    /* the orders read before it first: their refusal, if any, comes first */
+    if (flush_pending(r) != 0) return -1;
     return refuse(r, SPIKE_ESTORAGE, "order %" PRIu64 " names missing event %" PRIu64, o->id,
                   o->event_id);
+  }
   pending *pd = &r->pending[r->npending++];
   pd->rr = *rr;
   pd->slot = slot;
+  pd->holds = o->state == SPIKE_ORDER_RESERVED || o->state == SPIKE_ORDER_PAID;
   pd->utag = lim_tag(o->user_id, 0);
   lim_prefetch(&e->users, pd->utag);
-  if (o->state == SPIKE_ORDER_RESERVED || o->state == SPIKE_ORDER_PAID) {
+  if (pd->holds) {
     pd->btag = lim_tag(o->user_id, slot);
     lim_prefetch(&e->buyers, pd->btag);
   }
@@ -188,12 +191,10 @@ int recover(spike_engine *e, char *err, size_t errlen) {
   rec r = {.e = e, .status = SPIKE_OK, .err = err, .errlen = errlen};
   r.sum = calloc(e->cfg.max_events, sizeof(*r.sum));
   r.head_rseq = calloc(lim_capacity(&e->users), sizeof(*r.head_rseq));
-  r.pending = malloc(RECOVER_AHEAD * sizeof(*r.pending));
-  if (t == NULL || r.sum == NULL || r.head_rseq == NULL || r.pending == NULL) {
+  if (t == NULL || r.sum == NULL || r.head_rseq == NULL) {
     store_txn_free(t);
     free(r.sum);
     free(r.head_rseq);
-    free(r.pending);
     snprintf(err, errlen, "out of memory");
     return SPIKE_EINTERNAL;
   }
@@ -254,6 +255,5 @@ out:
   store_txn_free(t);
   free(r.sum);
   free(r.head_rseq);
-  free(r.pending);
   return status;
 }

@@ -19,4 +19,7 @@
  */
 int recover(spike_engine *e, char *err, size_t errlen);
 
+/* Orders recovery reads ahead of the one it applies (recover.c). */
+#define RECOVER_AHEAD 32
+
 #endif /* SPIKE_RECOVER_H */

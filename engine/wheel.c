@@ -137,9 +137,10 @@ int wheel_init(wheel *w, uint32_t capacity, int64_t now_ms) {
     return -1;
   }
   /* The pool fills from its start as reserves arrive: fault its first
-   * WHEEL_POPULATE entries in now, so a sale's first million reserves do
+   * WHEEL_POPULATE_ENTRIES entries in now, so a sale's first million reserves do
    * not each take a share of a page fault on the writer's path. */
-  mem_populate(w->pool, sizeof(wheel_entry) * (capacity < WHEEL_POPULATE ? capacity : WHEEL_POPULATE));
+  uint32_t hot = capacity < WHEEL_POPULATE_ENTRIES ? capacity : WHEEL_POPULATE_ENTRIES;
+  mem_populate(w->pool, sizeof(wheel_entry) * hot);
   w->free_head = WHEEL_NONE;
   w->fresh = 0;
   w->cur_ms = now_ms;
@@ -167,6 +168,10 @@ int wheel_grow(wheel *w, uint32_t capacity) {
     return -1;
   }
   memcpy(pool, w->pool, sizeof(wheel_entry) * w->fresh);
+  if (w->fresh < WHEEL_POPULATE_ENTRIES) { /* as wheel_init: the start of the pool, populated */
+    uint32_t hot = capacity < WHEEL_POPULATE_ENTRIES ? capacity : WHEEL_POPULATE_ENTRIES;
+    mem_populate(pool + w->fresh, sizeof(wheel_entry) * (hot - w->fresh));
+  }
   mem_free(w->pool, sizeof(wheel_entry) * w->capacity);
   mem_free(w->scratch, sizeof(uint32_t) * w->capacity);
   w->pool = pool;

@@ -25,7 +25,7 @@
  *
  * Single-threaded: owned by the writer. Bounds: capacity entries of
  * 32 bytes plus 12 bytes of index and scratch each, allocated at init; the
- * index and the pool's first WHEEL_POPULATE entries are touched then, the
+ * index and the pool's first WHEEL_POPULATE_ENTRIES entries are touched then, the
  * rest of the pool as it fills. wheel_arm fails when all are in use.
  */
 #ifndef SPIKE_WHEEL_H
@@ -40,7 +40,7 @@
 #define WHEEL_NONE UINT32_MAX
 #define WHEEL_WALK_MAX_MS 65536
 /* Pool entries populated at init (64 MiB); the rest fault in as used. */
-#define WHEEL_POPULATE (1u << 21)
+#define WHEEL_POPULATE_ENTRIES (1u << 21)
 
 typedef struct wheel_entry {
   uint64_t order_id;

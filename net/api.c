@@ -9,8 +9,8 @@
  * the response is written into the request's inline buffer, headers in
  * front of the body in reserved head room.
  */
-#include <assert.h>
 #include <arpa/inet.h>
+#include <assert.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,14 +83,14 @@ static void finish(req *r, int http, const char *ctype, const char *extra) {
   size_t body = r->out.len - RESP_HEAD_ROOM;
   PUT_LIT(&p, "HTTP/1.1 ");
   assert(http >= 100 && http <= 999);
-  put(&p, num, fmt_u64(num, (uint64_t)http));
+  put(&p, num, json_fmt_u64(num, (uint64_t)http));
   PUT_LIT(&p, " ");
   const char *why = reason_phrase(http);
   put(&p, why, strlen(why));
   PUT_LIT(&p, "\r\nContent-Type: ");
   put(&p, ctype, strlen(ctype));
   PUT_LIT(&p, "\r\nContent-Length: ");
-  put(&p, num, fmt_u64(num, body));
+  put(&p, num, json_fmt_u64(num, body));
   PUT_LIT(&p, "\r\nX-Request-Id: ");
   put(&p, r->trace, strlen(r->trace));
   PUT_LIT(&p, "\r\n");

@@ -75,7 +75,7 @@ void jb_str(jbuf *b, const char *s, size_t n) {
 
 void jb_cstr(jbuf *b, const char *s) { jb_str(b, s, strlen(s)); }
 
-size_t fmt_u64(char out[20], uint64_t v) {
+size_t json_fmt_u64(char out[20], uint64_t v) {
   char tmp[20];
   size_t n = 0;
   do {
@@ -88,7 +88,7 @@ size_t fmt_u64(char out[20], uint64_t v) {
 
 void jb_u64(jbuf *b, uint64_t v) {
   char d[20];
-  jb_raw(b, d, fmt_u64(d, v));
+  jb_raw(b, d, json_fmt_u64(d, v));
 }
 
 void jb_i64(jbuf *b, int64_t v) {
@@ -103,7 +103,7 @@ void jb_i64(jbuf *b, int64_t v) {
 void jb_id(jbuf *b, uint64_t v) {
   char d[22];
   d[0] = '"';
-  size_t n = fmt_u64(d + 1, v);
+  size_t n = json_fmt_u64(d + 1, v);
   d[n + 1] = '"';
   jb_raw(b, d, n + 2);
 }

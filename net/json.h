@@ -35,7 +35,7 @@ void jb_str(jbuf *b, const char *s, size_t n); /* quoted and escaped */
 void jb_cstr(jbuf *b, const char *s);
 void jb_u64(jbuf *b, uint64_t v);
 /* v in decimal into out (not terminated); returns its length, 1..20. */
-size_t fmt_u64(char out[20], uint64_t v);
+size_t json_fmt_u64(char out[20], uint64_t v);
 void jb_i64(jbuf *b, int64_t v);
 void jb_id(jbuf *b, uint64_t v); /* "123" */
 

@@ -6,6 +6,7 @@
  */
 #include "schema.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -628,6 +629,7 @@ int store_put_order_change(store_txn *t, const order_rec *r, int append, uint64_
   store_be64(k, r->o.id);
   size_t cn = codec_encode_order_change(r, type, at, c, sizeof(c), &at_order);
   if (cn == 0) return STORE_ECORRUPT;
+  assert(cn - at_order <= CODEC_ORDER_MAX);
   MDB_val key = {sizeof(k), k}, val = {cn - at_order, c + at_order};
   int rc = mdb_put(t->txn, t->s->orders, &key, &val, append ? MDB_APPEND : 0);
   return rc != 0 ? rc : append_feed(t, seq, c, cn);

@@ -353,7 +353,8 @@ static void order_change_same_bytes(void) {
       r.key1 = test_rand(&rs);
       r.key2 = test_rand(&rs);
     }
-    size_t gn = codec_encode_order_change(&r, (spike_change_type)t, at, got, sizeof(got), &at_order);
+    size_t gn =
+        codec_encode_order_change(&r, (spike_change_type)t, at, got, sizeof(got), &at_order);
     size_t rn = codec_encode_order_rec(&r, rec, sizeof(rec));
     CHECK(gn > 0 && rn > 0 && at_order + rn == gn);
     CHECK(memcmp(got + at_order, rec, rn) == 0);

@@ -54,6 +54,16 @@ static void upsert_find(void) {
   CHECK(z != LIM_FULL && z != i);
   CHECK_EQ(lim_find(&t, 0, 0), z);
   CHECK_EQ(lim_used(&t), 2);
+  /* With its tag given (as a caller that prefetched gives it), an upsert
+   * finds the same entry, or makes the one lim_upsert would have; the tag
+   * is the one the entry stores, and the probe starts at its home. */
+  CHECK_EQ(lim_upsert_tag(&t, 10, 20, lim_tag(10, 20)), i);
+  CHECK_EQ(atomic_load(&e->tag), lim_tag(10, 20));
+  uint32_t y = lim_upsert_tag(&t, 30, 40, lim_tag(30, 40));
+  CHECK(y != LIM_FULL && y != i && y != z);
+  CHECK_EQ(lim_find(&t, 30, 40), y);
+  CHECK_EQ(lim_upsert(&t, 30, 40), y);
+  CHECK_EQ(lim_used(&t), 3);
   lim_free(&t);
 }
 

@@ -37,6 +37,7 @@ run() {
   if [ ! -x "$BIN/$name" ]; then
     echo "$BIN/$name is missing: run make bench"
     printf 'summary\t%s\tmissing\t-\t-\n' "$name" >>"$OUT"
+    failed=1
     return
   fi
   start=$(date +%s)
