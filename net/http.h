@@ -158,6 +158,8 @@ struct loop_ctx {
   uint32_t idx;
   uv_loop_t loop;
   uint64_t run_ns; /* uv_hrtime() when its uv_run began (the loop busy metric) */
+  uv_prepare_t turns;        /* times each turn (the loop turn histogram) */
+  uint64_t turn_ns, turn_idle_ns; /* at the last prepare: the clock, libuv's idle time */
   uv_tcp_t listener;
   uv_async_t wake;     /* drain / force from the main thread */
   uv_timer_t sweep;    /* timeouts */

@@ -72,13 +72,22 @@ metric_busy metrics_busy_reason(handler h, const char *detail) {
   return MB_other;
 }
 
-void metrics_request(metrics *m, handler h, int http, int status, metric_busy busy, uint64_t ns) {
-  int s = status_index(http);
+/* Loop turns are mostly tens of microseconds; the tail is what matters. */
+static const double turn_bucket_s[METRIC_TURN_BUCKETS] = {
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.1, 1};
+
+/* The bucket of n upper bounds that ns falls in; n for past the last. */
+static int bucket(const double *bounds, int n, uint64_t ns) {
   double sec = (double)ns / 1e9;
   int b = 0;
-  while (b < METRIC_LAT_BUCKETS && sec > lat_bucket_s[b])
+  while (b < n && sec > bounds[b])
     b++;
-  metrics_add(&m->lat[h][s][b], 1);
+  return b;
+}
+
+void metrics_request(metrics *m, handler h, int http, int status, metric_busy busy, uint64_t ns) {
+  int s = status_index(http);
+  metrics_add(&m->lat[h][s][bucket(lat_bucket_s, METRIC_LAT_BUCKETS, ns)], 1);
   metrics_add(&m->lat_sum_ns[h][s], ns);
   if (status < 0)
     for (int i = 0; i < METRIC_CODES; i++)
@@ -88,6 +97,11 @@ void metrics_request(metrics *m, handler h, int http, int status, metric_busy bu
       }
   if ((status == SPIKE_EBUSY || status == SPIKE_EFULL) && (unsigned)busy < MB_COUNT)
     metrics_add(&m->busy[busy], 1);
+}
+
+void metrics_turn(metrics *m, uint64_t ns) {
+  metrics_add(&m->turn[bucket(turn_bucket_s, METRIC_TURN_BUCKETS, ns)], 1);
+  metrics_add(&m->turn_sum_ns, ns);
 }
 
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
@@ -104,6 +118,21 @@ static void line(jbuf *b, const char *fmt, ...) {
 
 static void family(jbuf *b, const char *name, const char *type, const char *help) {
   line(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A histogram without labels: counts per bucket (not cumulative) + +Inf. */
+static void histogram(jbuf *b, const char *name, const char *help, const double *le, int n,
+                      const uint64_t *counts, double sum) {
+  family(b, name, "histogram", help);
+  uint64_t cum = 0;
+  for (int k = 0; k < n; k++) {
+    cum += counts[k];
+    line(b, "%s_bucket{le=\"%g\"} %llu\n", name, le[k], (unsigned long long)cum);
+  }
+  cum += counts[n];
+  line(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+  line(b, "%s_sum %.9g\n", name, sum);
+  line(b, "%s_count %llu\n", name, (unsigned long long)cum);
 }
 
 static void http_metrics(jbuf *b, metrics *const *sh, uint32_t n, int access_log) {
@@ -178,6 +207,16 @@ static void http_metrics(jbuf *b, metrics *const *sh, uint32_t n, int access_log
   for (uint32_t i = 0; i < n; i++)
     line(b, "spike_loop_busy_seconds_total{loop=\"%u\"} %.6f\n", i,
          (double)LOAD(sh[i]->loop_busy_ns) / 1e9);
+  uint64_t turns[METRIC_TURN_BUCKETS + 1] = {0}, turn_ns = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    for (int k = 0; k <= METRIC_TURN_BUCKETS; k++) turns[k] += LOAD(sh[i]->turn[k]);
+    turn_ns += LOAD(sh[i]->turn_sum_ns);
+  }
+  histogram(b, "spike_loop_turn_seconds",
+            "Loop turns by the time each kept its thread busy, from one wait for events to the "
+            "next (every loop thread). A request that arrives during a turn waits for its end: a "
+            "long tail here is latency every client shares.",
+            turn_bucket_s, METRIC_TURN_BUCKETS, turns, (double)turn_ns / 1e9);
   family(b, "spike_connections", "gauge", "Open client connections.");
   line(b, "spike_connections %lld\n", (long long)conns);
   family(b, "spike_connections_accepted_total", "counter", "Connections accepted.");
@@ -205,21 +244,6 @@ static void http_metrics(jbuf *b, metrics *const *sh, uint32_t n, int access_log
   family(b, "spike_access_log_dropped_total", "counter",
          "Access-log lines dropped because its writer was behind (every buffer full).");
   line(b, "spike_access_log_dropped_total %llu\n", (unsigned long long)dropped);
-}
-
-/* A histogram without labels: counts per bucket (not cumulative) + +Inf. */
-static void histogram(jbuf *b, const char *name, const char *help, const double *le, int n,
-                      const uint64_t *counts, double sum) {
-  family(b, name, "histogram", help);
-  uint64_t cum = 0;
-  for (int k = 0; k < n; k++) {
-    cum += counts[k];
-    line(b, "%s_bucket{le=\"%g\"} %llu\n", name, le[k], (unsigned long long)cum);
-  }
-  cum += counts[n];
-  line(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
-  line(b, "%s_sum %.9g\n", name, sum);
-  line(b, "%s_count %llu\n", name, (unsigned long long)cum);
 }
 
 static void engine_metrics(jbuf *b, spike_engine *e, uint32_t nevents, uint32_t max_events) {

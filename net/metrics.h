@@ -20,6 +20,7 @@
 #include "spike.h"
 
 #define METRIC_LAT_BUCKETS 16
+#define METRIC_TURN_BUCKETS 12
 #define METRIC_STATUSES 15 /* 14 known HTTP statuses and "other" */
 /* the contract's error codes, in SPIKE_ERRNO_MAP order */
 #define METRIC_ONE_(name, code, http, msg) +1
@@ -60,6 +61,8 @@ typedef struct metrics {
   _Atomic uint64_t accepted, refused, timeouts, lingered;
   _Atomic uint64_t log_lines, log_dropped; /* the access log */
   _Atomic uint64_t loop_busy_ns; /* time its loop spent not waiting for events (server.c) */
+  _Atomic uint64_t turn[METRIC_TURN_BUCKETS + 1]; /* its loop's turns by busy time */
+  _Atomic uint64_t turn_sum_ns;
 } metrics;
 
 /* The reason a 503 is counted under: h is the route, detail the answer's
@@ -70,6 +73,9 @@ metric_busy metrics_busy_reason(handler h, const char *detail);
  * busy: its 503 or 507 reason (ignored unless status is SPIKE_EBUSY or
  * SPIKE_EFULL). */
 void metrics_request(metrics *m, handler h, int http, int status, metric_busy busy, uint64_t ns);
+/* Owner thread only: one loop turn that kept the thread busy for ns (its
+ * time between two waits for events). */
+void metrics_turn(metrics *m, uint64_t ns);
 /* Owner thread only: add delta to a counter or gauge of its shard. */
 void metrics_add(_Atomic uint64_t *c, uint64_t delta);
 void metrics_gauge_add(_Atomic int64_t *g, int64_t delta);

@@ -244,7 +244,17 @@ static void metrics_lint_and_503s(void) {
   CHECK(busy > 0 && busy < (double)wall_ms() / 1000 - start + 1);
   for (int i = 0; i < 200; i++) CHECK_EQ(hc_do(p, "GET", "/api/v1/events/1", NULL, NULL, &R), 200);
   CHECK_EQ(hc_do(p, "GET", "/metrics", NULL, NULL, &R), 200);
-  CHECK(sample(R.body, "spike_loop_busy_seconds_total{loop=\"0\"}") > busy);
+  double busy2 = sample(R.body, "spike_loop_busy_seconds_total{loop=\"0\"}");
+  CHECK(busy2 > busy);
+  /* Every turn is in the histogram, which sums to no more than the busy time
+   * (the turn serving this scrape is not over yet). */
+  double turns = sample(R.body, "spike_loop_turn_seconds_count");
+  CHECK(turns >= 200); /* at least a turn a request, one after the other */
+  CHECK_EQ(sample(R.body, "spike_loop_turn_seconds_bucket{le=\"+Inf\"}"), turns);
+  CHECK(sample(R.body, "spike_loop_turn_seconds_bucket{le=\"1e-05\"}") <=
+        sample(R.body, "spike_loop_turn_seconds_bucket{le=\"0.001\"}"));
+  double turn_s = sample(R.body, "spike_loop_turn_seconds_sum");
+  CHECK(turn_s > 0 && turn_s <= busy2 + 1e-3);
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
   test_rmrf(s.dir);
 }
