@@ -64,6 +64,7 @@ enum { SCAN_LINE_START = 0, SCAN_MID, SCAN_CR };
 #define ACCEPTS_PER_TURN 16 /* connections taken per loop turn (see conn_on_accept) */
 #define CLOSES_PER_TURN 16  /* connections closed per turn (see close_later) */
 #define NEW_REQS_PER_TURN 32 /* requests of connections not yet answered, per turn (see alloc_cb) */
+#define TURN_BUDGET_NS 250000u /* past it a turn takes no more of that work (see turn_over) */
 #define WRITE_BUFS_MAX 64
 
 void server_loop_maybe_done(loop_ctx *lc); /* server.c */
@@ -140,6 +141,18 @@ static void q_unlink(conn *c, int q) {
 
 /* ---- reading ------------------------------------------------------------- */
 
+/* 1 once this turn has kept the thread busy past TURN_BUDGET_NS: the time
+ * since the loop's last prepare, less the wait for events in between (see
+ * on_prepare in server.c). The counts below bound a turn's new work on a
+ * fast machine; this bounds it on a slow or loaded one, where each accept
+ * or first request takes longer. */
+static int turn_over(loop_ctx *lc) {
+  if (lc->turn_ns == 0) return 0;
+  uint64_t span = uv_hrtime() - lc->turn_ns;
+  uint64_t waited = uv_metrics_idle_time(&lc->loop) - lc->turn_idle_ns;
+  return span > waited && span - waited > TURN_BUDGET_NS;
+}
+
 /* A flood's thousand new connections each bring a request (a thousand
  * that never read bring 32 each), and one poll can report hundreds of them
  * readable: served in one turn, they held up the requests of every
@@ -162,7 +175,8 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     return;
   }
   if (!c->known && !c->lingering) {
-    if (c->go_turn != lc->turn && lc->new_reqs >= NEW_REQS_PER_TURN) {
+    if (c->go_turn != lc->turn &&
+        (lc->new_reqs >= NEW_REQS_PER_TURN || (lc->new_reqs > 0 && turn_over(lc)))) {
       q_push(c, CONNQ_READ);
       *buf = uv_buf_init(NULL, 0);
       return;
@@ -727,7 +741,8 @@ static void feed(conn *c, const char *data, size_t len) {
       }
       /* the read was counted (alloc_cb); each request after the first counts too */
       int full = conn_full(c);
-      int over = !full && !c->known && nreq++ > 0 && ++lc->new_reqs >= NEW_REQS_PER_TURN;
+      int over = !full && !c->known && nreq++ > 0 &&
+                 (++lc->new_reqs >= NEW_REQS_PER_TURN || turn_over(lc));
       if (full || over) { /* the rest waits, parser paused: for room, or for a later turn */
         if (keep_pending(c, data, end) == 0) {
           set_reading(c, 0);
@@ -932,7 +947,8 @@ void conn_flush_dirty(uv_check_t *h) {
     if (!c->closing) conn_flush(c);
     c = next;
   }
-  for (unsigned n = 0; lc->q[CONNQ_CLOSE] != NULL && n < CLOSES_PER_TURN; n++)
+  for (unsigned n = 0; lc->q[CONNQ_CLOSE] != NULL && n < CLOSES_PER_TURN && (n == 0 || !turn_over(lc));
+       n++)
     conn_close(lc->q[CONNQ_CLOSE]);
   lc->new_reqs = 0; /* the next turn's budget (see alloc_cb) */
   lc->turn++;
@@ -1049,7 +1065,8 @@ void conn_on_accept(uv_stream_t *listener, int status) {
     }
     return;
   }
-  if (lc->accepts >= ACCEPTS_PER_TURN || accept_one(lc) != 0) {
+  if (lc->accepts >= ACCEPTS_PER_TURN || (lc->accepts > 0 && turn_over(lc)) ||
+      accept_one(lc) != 0) {
     lc->accept_pending = 1;
     return;
   }
