@@ -6,8 +6,9 @@
 # smuggling attempts, 10,000 connections at once every 5 s past
 # --max-conns), then alone again; spiked's RSS before, during and after.
 #
-# Prints the three latency lines, the p99 ratio and what the hostile
-# clients saw. Exits 1 when a functional check fails (a legitimate request
+# Prints the three latency lines, the p99 ratio, spiked's loop turns
+# alone and beside the hostile clients (how many kept it busy past 0.5 and
+# 1 ms: spike_loop_turn_seconds) and what the hostile clients saw. Exits 1 when a functional check fails (a legitimate request
 # not answered 200/201, a smuggled request not refused, a refusal without
 # its answer or with a reset after it, spiked gone); the ratio is reported,
 # never judged: timings on a shared machine are not a pass/fail test.
@@ -114,13 +115,28 @@ bench() { # name user_base seconds: 2 s of warm-up (connections made), then meas
     --user-base "$2" --quiet --json "$OUT/$1.json" >"$OUT/$1.txt" 2>&1
 }
 
+# spike_loop_turn_seconds into a file, and what changed between two such:
+# the turns, and how many kept the loop busy past 0.5 and 1 ms (a request
+# arriving during a turn waits for its end)
+turns_snap() { curl -s "http://127.0.0.1:$port/metrics" | grep '^spike_loop_turn_seconds' >"$1"; }
+turns_delta() {
+  awk 'FNR == NR { a[$1] = $2; next } { d[$1] = $2 - a[$1] }
+    END { n = d["spike_loop_turn_seconds_count"]
+      printf "%d turns, %d over 0.5 ms, %d over 1 ms", n,
+        n - d["spike_loop_turn_seconds_bucket{le=\"0.0005\"}"],
+        n - d["spike_loop_turn_seconds_bucket{le=\"0.001\"}"] }' "$1" "$2"
+}
+
 failed=0
 echo "spiked $SPIKED on 127.0.0.1:$port, --max-conns $MAX_CONNS; data on $base; $(nproc) CPUs${pin_srv:+ (pinned: spiked: ${pin_srv#taskset -c }, spikebench: ${pin_bench#taskset -c }, hostile clients: ${pin_host#taskset -c })};" \
   "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 rss_before=""
 rss_during=""
+: >"$OUT/turns.txt"
 for round in $(seq "$ROUNDS"); do
+  turns_snap "$OUT/turns.a0"
   bench "alone$round" $((round * 100000000)) "$SECS" || failed=1
+  turns_snap "$OUT/turns.a1"
   [ -n "$rss_before" ] || rss_before=$(rss "$pid")
   # The legitimate client connects first (a client arriving while a flood
   # fills --max-conns is rightly turned away), then the hostile ones start:
@@ -135,6 +151,9 @@ for round in $(seq "$ROUNDS"); do
   wait "$b" || failed=1
   wait "$load" || failed=1
   load=""
+  turns_snap "$OUT/turns.h1"
+  echo "round $round: spiked's loop turns: alone $(turns_delta "$OUT/turns.a0" "$OUT/turns.a1");" \
+    "beside the hostile clients $(turns_delta "$OUT/turns.a1" "$OUT/turns.h1")" >>"$OUT/turns.txt"
   r=$(sed -n 's/^spiked during: max RSS \([0-9]*\) KiB.*/\1/p' "$OUT/load$round.txt")
   if [ -n "$r" ] && { [ -z "$rss_during" ] || [ "$r" -gt "$rss_during" ]; }; then rss_during=$r; fi
 done
@@ -181,6 +200,7 @@ echo "  median p99 of $ROUNDS rounds: alone $ma ms, hostile $mh ms; ratio $(awk 
 echo "spiked RSS (KiB): before $rss_before; max during ${rss_during:-?}; after $rss_after;" \
   "at the end $rss_final"
 echo "a keep-alive request's wait when spiked wakes to 4000 queued connections (ms):$stalls"
+cat "$OUT/turns.txt"
 for round in $(seq "$ROUNDS"); do sed "s/^/  round $round: /" "$OUT/load$round.txt"; done
 if [ "$failed" -ne 0 ]; then
   echo "hostile: a functional check failed"
