@@ -40,9 +40,12 @@ die() {
 }
 
 # alive PIDFILE: the pid in it runs (a zombie nobody reaped yet does not).
+# Its state is read once: a process reaped between two looks at it (kill -0,
+# then its stat) must not count as running.
 alive() {
-  al_pid=$(cat "$1" 2>/dev/null) && [ -n "$al_pid" ] && kill -0 "$al_pid" 2>/dev/null &&
-    ! sed 's/.*) //' "/proc/$al_pid/stat" 2>/dev/null | grep -q '^Z'
+  al_pid=$(cat "$1" 2>/dev/null) && [ -n "$al_pid" ] || return 1
+  al_state=$(sed 's/.*) \(.\).*/\1/' "/proc/$al_pid/stat" 2>/dev/null) || return 1
+  [ -n "$al_state" ] && [ "$al_state" != Z ] && [ "$al_state" != X ]
 }
 
 # wait_gone PIDFILE SECONDS: 0 once the pid has exited.
@@ -250,7 +253,7 @@ kill)
 restart)
   [ $# -eq 3 ] || die "usage: $0 restart DIR I"
   nd=$(node_dir "$2" "$3") || exit 1
-  alive "$nd/pid" && die "node $3 is running"
+  wait_gone "$nd/pid" 2 || die "node $3 is running"
   node_start "$(cd "$2" && pwd)" "$3"
   ;;
 url)
