@@ -10,6 +10,7 @@
 #                                         what is still running after STOP_MAX_S
 #   deploy/spike-cluster.sh kill DIR I    kill -9 node I (0 .. N-1)
 #   deploy/spike-cluster.sh restart DIR I start node I again, on its port and data
+#                                         (once the old one is gone: up to 2 s)
 #   deploy/spike-cluster.sh url DIR [I]   the router's URL, or node I's
 #
 # DIR holds: router.url; nginx/ (nginx.conf, upstreams.conf, error.log, the pid);
@@ -40,11 +41,14 @@ die() {
 }
 
 # alive PIDFILE: the pid in it runs (a zombie nobody reaped yet does not).
-# Its state is read once: a process reaped between two looks at it (kill -0,
-# then its stat) must not count as running.
+# Its state is read once, from /proc (Linux only): a process reaped between
+# two looks at it (kill -0, then its stat) must not count as running. The
+# state follows the last ") " of the stat line, whatever the command name.
 alive() {
   al_pid=$(cat "$1" 2>/dev/null) && [ -n "$al_pid" ] || return 1
-  al_state=$(sed 's/.*) \(.\).*/\1/' "/proc/$al_pid/stat" 2>/dev/null) || return 1
+  al_stat=$(cat "/proc/$al_pid/stat" 2>/dev/null) || return 1
+  al_state=${al_stat##*) }
+  al_state=${al_state%% *}
   [ -n "$al_state" ] && [ "$al_state" != Z ] && [ "$al_state" != X ]
 }
 

@@ -64,7 +64,7 @@ enum { SCAN_LINE_START = 0, SCAN_MID, SCAN_CR };
 #define ACCEPTS_PER_TURN 16 /* connections taken per loop turn (see conn_on_accept) */
 #define CLOSES_PER_TURN 16  /* connections closed per turn (see close_later) */
 #define NEW_REQS_PER_TURN 32 /* requests of connections not yet answered, per turn (see alloc_cb) */
-#define TURN_BUDGET_NS 250000u /* past it a turn takes no more of that work (see turn_over) */
+#define TURN_BUDGET_NS 250000u /* past it a turn takes no more new work (see turn_over) */
 #define WRITE_BUFS_MAX 64
 
 void server_loop_maybe_done(loop_ctx *lc); /* server.c */
@@ -141,24 +141,24 @@ static void q_unlink(conn *c, int q) {
 
 /* ---- reading ------------------------------------------------------------- */
 
-/* 1 once this turn has kept the thread busy past TURN_BUDGET_NS: the time
- * since the loop's last prepare, less the wait for events in between (see
- * on_prepare in server.c). The counts below bound a turn's new work on a
- * fast machine; this bounds it on a slow or loaded one, where each accept
- * or first request takes longer. */
-static int turn_over(loop_ctx *lc) {
-  if (lc->turn_ns == 0) return 0;
-  uint64_t span = uv_hrtime() - lc->turn_ns;
-  uint64_t waited = uv_metrics_idle_time(&lc->loop) - lc->turn_idle_ns;
-  return span > waited && span - waited > TURN_BUDGET_NS;
-}
+/* 1 once this turn has kept the thread busy past TURN_BUDGET_NS, whatever
+ * the work (loop_turn_busy_ns). The counts (ACCEPTS_PER_TURN,
+ * NEW_REQS_PER_TURN) bound a turn's new work on a fast machine; this bounds
+ * it on a slow or loaded one, where each accept or first request costs
+ * more. It gives established clients the turn: while their own work keeps
+ * a turn past the budget, new connections get one accept a turn (the one
+ * conn_flush_dirty takes) and the reads the queue resumes. Closes are held
+ * to it too (one a turn at least), but not within an eighth of
+ * --max-conns: there they free places. */
+static int turn_over(const loop_ctx *lc) { return loop_turn_busy_ns(lc) > TURN_BUDGET_NS; }
 
 /* A flood's thousand new connections each bring a request (a thousand
  * that never read bring 32 each), and one poll can report hundreds of them
  * readable: served in one turn, they held up the requests of every
  * connection already being served for milliseconds. So a turn serves at
  * most NEW_REQS_PER_TURN requests of connections that have had no answer
- * yet (not c->known). Past it such a connection stops reading (its bytes
+ * yet (not c->known), and none past the first once it is over its time
+ * budget (turn_over). Past it such a connection stops reading (its bytes
  * stay in the kernel, or in c->pending when a read held several requests)
  * and waits in CONNQ_READ, oldest first. Each turn starts by letting
  * NEW_REQS_PER_TURN of those read again (on_closer_idle), before it polls,
@@ -947,7 +947,12 @@ void conn_flush_dirty(uv_check_t *h) {
     if (!c->closing) conn_flush(c);
     c = next;
   }
-  for (unsigned n = 0; lc->q[CONNQ_CLOSE] != NULL && n < CLOSES_PER_TURN && (n == 0 || !turn_over(lc));
+  /* Closes free places under --max-conns: near the limit they are not
+   * held to the turn's time budget. relaxed: a count, not a publication. */
+  uint32_t open = atomic_load_explicit(&lc->srv->conns, memory_order_relaxed);
+  int near_limit = open >= lc->srv->lim.max_conns - lc->srv->lim.max_conns / 8;
+  for (unsigned n = 0; lc->q[CONNQ_CLOSE] != NULL && n < CLOSES_PER_TURN &&
+                      (n == 0 || near_limit || !turn_over(lc));
        n++)
     conn_close(lc->q[CONNQ_CLOSE]);
   lc->new_reqs = 0; /* the next turn's budget (see alloc_cb) */
@@ -1049,7 +1054,8 @@ static int accept_one(loop_ctx *lc) {
 /* libuv accepts until the backlog is empty, calling this for each; a
  * flood of ten thousand would hold the loop, and every open connection's
  * requests, for as long as they all take. Past ACCEPTS_PER_TURN in one
- * turn the connection is left pending, which stops libuv watching the
+ * turn, or past the first once the turn is over its time budget
+ * (turn_over), the connection is left pending, which stops libuv watching the
  * listener; conn_flush_dirty takes it at the end of the turn, after the
  * requests that were waiting, and the listener is watched again. */
 void conn_on_accept(uv_stream_t *listener, int status) {

@@ -158,7 +158,7 @@ struct loop_ctx {
   uint32_t idx;
   uv_loop_t loop;
   uint64_t run_ns; /* uv_hrtime() when its uv_run began (the loop busy metric) */
-  uv_prepare_t turns;        /* times each turn (the loop turn histogram) */
+  uv_prepare_t turn_clock;   /* times each turn (see loop_turn_busy_ns) */
   uint64_t turn_ns, turn_idle_ns; /* at the last prepare: the clock, libuv's idle time */
   uv_tcp_t listener;
   uv_async_t wake;     /* drain / force from the main thread */
@@ -243,5 +243,11 @@ void api_done(loop_ctx *lc, req *r, uint64_t ns);
 /* "ip:port" or "[v6]:port" into out. */
 struct sockaddr_storage;
 void api_format_addr(const struct sockaddr_storage *sa, char *out, size_t cap);
+
+/* The time the current turn has kept its loop's thread busy: since the
+ * loop's last prepare (just before it waited for events), less that wait.
+ * Wall time: a thread descheduled by the kernel counts as busy. Owner
+ * thread only (server.c). */
+uint64_t loop_turn_busy_ns(const loop_ctx *lc);
 
 #endif /* SPIKE_HTTP_H */

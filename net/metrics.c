@@ -74,7 +74,8 @@ metric_busy metrics_busy_reason(handler h, const char *detail) {
 
 /* Loop turns are mostly tens of microseconds; the tail is what matters. */
 static const double turn_bucket_s[METRIC_TURN_BUCKETS] = {
-    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.1, 1};
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001,
+    0.0025,  0.005,    0.01,    0.025,  0.05,    0.1,    1};
 
 /* The bucket of n upper bounds that ns falls in; n for past the last. */
 static int bucket(const double *bounds, int n, uint64_t ns) {
@@ -202,8 +203,9 @@ static void http_metrics(jbuf *b, metrics *const *sh, uint32_t n, int access_log
     lingered += LOAD(sh[i]->lingered);
   }
   family(b, "spike_loop_busy_seconds_total", "counter",
-         "Time each HTTP loop thread spent working, not waiting for events; rate() is the "
-         "loop's utilisation (1: saturated). Brought up to date every 250 ms.");
+         "Wall time each HTTP loop thread spent outside its wait for events (time descheduled "
+         "included: compare process_cpu_seconds_total); rate() is the loop's utilisation (1: "
+         "saturated). Brought up to date every 250 ms.");
   for (uint32_t i = 0; i < n; i++)
     line(b, "spike_loop_busy_seconds_total{loop=\"%u\"} %.6f\n", i,
          (double)LOAD(sh[i]->loop_busy_ns) / 1e9);
@@ -213,9 +215,9 @@ static void http_metrics(jbuf *b, metrics *const *sh, uint32_t n, int access_log
     turn_ns += LOAD(sh[i]->turn_sum_ns);
   }
   histogram(b, "spike_loop_turn_seconds",
-            "Loop turns by the time each kept its thread busy, from one wait for events to the "
-            "next (every loop thread). A request that arrives during a turn waits for its end: a "
-            "long tail here is latency every client shares.",
+            "Loop turns, of every loop thread together, by the wall time each kept its thread "
+            "from waiting for events (time descheduled included). A request that arrives during "
+            "a turn waits for its end: a long tail here is latency every client shares.",
             turn_bucket_s, METRIC_TURN_BUCKETS, turns, (double)turn_ns / 1e9);
   family(b, "spike_connections", "gauge", "Open client connections.");
   line(b, "spike_connections %lld\n", (long long)conns);

@@ -20,7 +20,7 @@
 #include "spike.h"
 
 #define METRIC_LAT_BUCKETS 16
-#define METRIC_TURN_BUCKETS 12
+#define METRIC_TURN_BUCKETS 14
 #define METRIC_STATUSES 15 /* 14 known HTTP statuses and "other" */
 /* the contract's error codes, in SPIKE_ERRNO_MAP order */
 #define METRIC_ONE_(name, code, http, msg) +1

@@ -130,7 +130,7 @@ void server_loop_maybe_done(loop_ctx *lc) {
   close_quietly((uv_handle_t *)&lc->sweep);
   close_quietly((uv_handle_t *)&lc->flush);
   close_quietly((uv_handle_t *)&lc->closer);
-  close_quietly((uv_handle_t *)&lc->turns);
+  close_quietly((uv_handle_t *)&lc->turn_clock);
   close_quietly((uv_handle_t *)&lc->wake);
 }
 
@@ -145,17 +145,21 @@ static void on_wake(uv_async_t *a) {
   server_loop_maybe_done(lc);
 }
 
-/* Runs just before each wait for events: the time since the last one,
- * less the wait in between, is the turn that just ended. */
+uint64_t loop_turn_busy_ns(const loop_ctx *lc) {
+  if (lc->turn_ns == 0) return 0; /* before the first prepare */
+  uint64_t span = uv_hrtime() - lc->turn_ns;
+  /* libuv counts a wait once it ends, before the callbacks it woke for */
+  uint64_t waited = uv_metrics_idle_time((uv_loop_t *)&lc->loop) - lc->turn_idle_ns;
+  return span > waited ? span - waited : 0;
+}
+
+/* Runs just before each wait for events: the turn that just ended goes
+ * into the histogram, and the next one starts. */
 static void on_prepare(uv_prepare_t *h) {
   loop_ctx *lc = h->data;
-  uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(&lc->loop);
-  if (lc->turn_ns != 0) {
-    uint64_t span = now - lc->turn_ns, waited = idle - lc->turn_idle_ns;
-    metrics_turn(&lc->m, span > waited ? span - waited : 0);
-  }
-  lc->turn_ns = now;
-  lc->turn_idle_ns = idle;
+  if (lc->turn_ns != 0) metrics_turn(&lc->m, loop_turn_busy_ns(lc));
+  lc->turn_ns = uv_hrtime();
+  lc->turn_idle_ns = uv_metrics_idle_time(&lc->loop);
 }
 
 static void on_sweep(uv_timer_t *t) {
@@ -304,9 +308,9 @@ static int loop_init(server *srv, loop_ctx *lc, uint32_t idx, const struct socka
   uv_check_init(&lc->loop, &lc->flush);
   lc->flush.data = lc;
   uv_check_start(&lc->flush, conn_flush_dirty);
-  uv_prepare_init(&lc->loop, &lc->turns);
-  lc->turns.data = lc;
-  uv_prepare_start(&lc->turns, on_prepare);
+  uv_prepare_init(&lc->loop, &lc->turn_clock);
+  lc->turn_clock.data = lc;
+  uv_prepare_start(&lc->turn_clock, on_prepare);
   lc->handles = 1;
   return listen_on(lc, sa);
 }

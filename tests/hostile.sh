@@ -118,8 +118,11 @@ bench() { # name user_base seconds: 2 s of warm-up (connections made), then meas
 # spike_loop_turn_seconds into a file, and what changed between two such:
 # the turns, and how many kept the loop busy past 0.5 and 1 ms (a request
 # arriving during a turn waits for its end)
-turns_snap() { curl -s "http://127.0.0.1:$port/metrics" | grep '^spike_loop_turn_seconds' >"$1"; }
+turns_snap() {
+  curl -sf -m 5 "http://127.0.0.1:$port/metrics" | grep '^spike_loop_turn_seconds' >"$1"
+}
 turns_delta() {
+  [ -s "$1" ] && [ -s "$2" ] || { printf '? (a scrape failed)'; return; }
   awk 'FNR == NR { a[$1] = $2; next } { d[$1] = $2 - a[$1] }
     END { n = d["spike_loop_turn_seconds_count"]
       printf "%d turns, %d over 0.5 ms, %d over 1 ms", n,
