@@ -64,7 +64,6 @@ enum { SCAN_LINE_START = 0, SCAN_MID, SCAN_CR };
 #define ACCEPTS_PER_TURN 16 /* connections taken per loop turn (see conn_on_accept) */
 #define CLOSES_PER_TURN 16  /* connections closed per turn (see close_later) */
 #define NEW_REQS_PER_TURN 32 /* requests of connections not yet answered, per turn (see alloc_cb) */
-#define TURN_BUDGET_NS 250000u /* past it a turn takes no more new work (see turn_over) */
 #define WRITE_BUFS_MAX 64
 
 void server_loop_maybe_done(loop_ctx *lc); /* server.c */
@@ -141,7 +140,7 @@ static void q_unlink(conn *c, int q) {
 
 /* ---- reading ------------------------------------------------------------- */
 
-/* 1 once this turn has kept the thread busy past TURN_BUDGET_NS, whatever
+/* 1 once this turn has kept the thread busy past --turn-budget-us, whatever
  * the work (loop_turn_busy_ns). The counts (ACCEPTS_PER_TURN,
  * NEW_REQS_PER_TURN) bound a turn's new work on a fast machine; this bounds
  * it on a slow or loaded one, where each accept or first request costs
@@ -150,7 +149,9 @@ static void q_unlink(conn *c, int q) {
  * conn_flush_dirty takes) and the reads the queue resumes. Closes are held
  * to it too (one a turn at least), but not within an eighth of
  * --max-conns: there they free places. */
-static int turn_over(const loop_ctx *lc) { return loop_turn_busy_ns(lc) > TURN_BUDGET_NS; }
+static int turn_over(const loop_ctx *lc) {
+  return loop_turn_busy_ns(lc) >= (uint64_t)lc->srv->lim.turn_budget_us * 1000u;
+}
 
 /* A flood's thousand new connections each bring a request (a thousand
  * that never read bring 32 each), and one poll can report hundreds of them

@@ -58,6 +58,7 @@ typedef struct http_limits {
                                 * no more requests are read (a client that does not read
                                 * its answers holds about this much, plus one answer) */
   uint32_t drain_timeout_ms;  /* SIGTERM: longest wait for in-flight work */
+  uint32_t turn_budget_us;    /* a loop turn's busy time past which it takes no new work */
   uint32_t rate_limit;        /* requests per second per client address; 0: off */
   uint32_t rate_burst;        /* bucket size; 0: rate_limit */
   /* Lingering close, after an answer that ends the connection: read and

@@ -48,6 +48,7 @@ void server_config_init(server_config *cfg) {
   cfg->auth = AUTH_NONE;
   cfg->lim.max_conns = 10000;
   cfg->lim.max_refusals = 64;
+  cfg->lim.turn_budget_us = 250;
   cfg->lim.max_header_bytes = 8192;
   cfg->lim.max_body_bytes = 65536;
   cfg->lim.header_timeout_ms = 10000;

@@ -250,9 +250,9 @@ static void trace_ids_and_msgpack(void) {
 
 /* ---- framing ---------------------------------------------------------------- */
 
-static void pipelined_in_order(void) {
+static void pipelined_in_order_with(const char *const *extra) {
   spiked s;
-  spiked_start(&s, NULL, NULL);
+  spiked_start(&s, NULL, extra);
   CHECK_EQ(create_event(s.port, 3, 1000000, 1, NULL), 201);
   static char buf[1 << 20];
   size_t len = 0;
@@ -344,6 +344,17 @@ static void pipelined_in_order(void) {
   close(fd);
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
   test_rmrf(s.dir);
+}
+
+static void pipelined_in_order(void) { pipelined_in_order_with(NULL); }
+
+/* --turn-budget-us 0: every turn is past its budget from its first piece
+ * of new work, so it takes one accept, one first request and one close,
+ * and the rest waits for the queue: every answer above still comes, in
+ * order (the progress argument at conn.c's turn_over). */
+static void pipelined_with_no_turn_budget(void) {
+  static const char *const extra[] = {"--turn-budget-us", "0", NULL};
+  pipelined_in_order_with(extra);
 }
 
 static void malformed_requests(void) {
@@ -1260,6 +1271,7 @@ TEST_LIST({"every_route_and_code", every_route_and_code, 60},
           {"address_in_use", address_in_use, 30},
           {"trace_ids_and_msgpack", trace_ids_and_msgpack, 30},
           {"pipelined_in_order", pipelined_in_order, 120},
+          {"pipelined_with_no_turn_budget", pipelined_with_no_turn_budget, 120},
           {"malformed_requests", malformed_requests, 30},
           {"slowloris_and_idle", slowloris_and_idle, 30},
           {"connection_limit", connection_limit, 30},
