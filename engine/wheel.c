@@ -126,6 +126,15 @@ static void release(wheel *w, uint32_t i) {
 
 /* ---- set-up ---------------------------------------------------------------- */
 
+/* The pool fills from its start as reserves arrive: fault its first
+ * WHEEL_POPULATE_ENTRIES entries in now (those from `from` on), so a
+ * sale's first million reserves do not each take a share of a page fault
+ * on the writer's path. */
+static void populate_head(wheel_entry *pool, uint32_t from, uint32_t capacity) {
+  uint32_t hot = capacity < WHEEL_POPULATE_ENTRIES ? capacity : WHEEL_POPULATE_ENTRIES;
+  if (from < hot) mem_populate(pool + from, sizeof(wheel_entry) * (hot - from));
+}
+
 int wheel_init(wheel *w, uint32_t capacity, int64_t now_ms) {
   memset(w, 0, sizeof(*w));
   if (capacity == 0 || capacity == WHEEL_NONE) return -1;
@@ -136,11 +145,7 @@ int wheel_init(wheel *w, uint32_t capacity, int64_t now_ms) {
     wheel_free(w);
     return -1;
   }
-  /* The pool fills from its start as reserves arrive: fault its first
-   * WHEEL_POPULATE_ENTRIES entries in now, so a sale's first million reserves do
-   * not each take a share of a page fault on the writer's path. */
-  uint32_t hot = capacity < WHEEL_POPULATE_ENTRIES ? capacity : WHEEL_POPULATE_ENTRIES;
-  mem_populate(w->pool, sizeof(wheel_entry) * hot);
+  populate_head(w->pool, 0, capacity);
   w->free_head = WHEEL_NONE;
   w->fresh = 0;
   w->cur_ms = now_ms;
@@ -168,10 +173,7 @@ int wheel_grow(wheel *w, uint32_t capacity) {
     return -1;
   }
   memcpy(pool, w->pool, sizeof(wheel_entry) * w->fresh);
-  if (w->fresh < WHEEL_POPULATE_ENTRIES) { /* as wheel_init: the start of the pool, populated */
-    uint32_t hot = capacity < WHEEL_POPULATE_ENTRIES ? capacity : WHEEL_POPULATE_ENTRIES;
-    mem_populate(pool + w->fresh, sizeof(wheel_entry) * (hot - w->fresh));
-  }
+  populate_head(pool, w->fresh, capacity); /* entries before fresh were copied */
   mem_free(w->pool, sizeof(wheel_entry) * w->capacity);
   mem_free(w->scratch, sizeof(uint32_t) * w->capacity);
   w->pool = pool;

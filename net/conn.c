@@ -949,9 +949,11 @@ void conn_flush_dirty(uv_check_t *h) {
     c = next;
   }
   /* Closes free places under --max-conns: near the limit they are not
-   * held to the turn's time budget. relaxed: a count, not a publication. */
-  uint32_t open = atomic_load_explicit(&lc->srv->conns, memory_order_relaxed);
-  int near_limit = open >= lc->srv->lim.max_conns - lc->srv->lim.max_conns / 8;
+   * held to the turn's time budget. relaxed: a count, not a publication
+   * (read only when something waits to close: other loops write it). */
+  int near_limit = lc->q[CONNQ_CLOSE] != NULL &&
+                   atomic_load_explicit(&lc->srv->conns, memory_order_relaxed) >=
+                       lc->srv->lim.max_conns - lc->srv->lim.max_conns / 8;
   for (unsigned n = 0; lc->q[CONNQ_CLOSE] != NULL && n < CLOSES_PER_TURN &&
                       (n == 0 || near_limit || !turn_over(lc));
        n++)

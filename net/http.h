@@ -158,7 +158,6 @@ struct loop_ctx {
   server *srv;
   uint32_t idx;
   uv_loop_t loop;
-  uint64_t run_ns; /* uv_hrtime() when its uv_run began (the loop busy metric) */
   uv_prepare_t turn_clock;   /* times each turn (see loop_turn_busy_ns) */
   uint64_t turn_ns, turn_idle_ns; /* at the last prepare: the clock, libuv's idle time */
   uv_tcp_t listener;

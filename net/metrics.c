@@ -205,10 +205,10 @@ static void http_metrics(jbuf *b, metrics *const *sh, uint32_t n, int access_log
   family(b, "spike_loop_busy_seconds_total", "counter",
          "Wall time each HTTP loop thread spent outside its wait for events (time descheduled "
          "included: compare process_cpu_seconds_total); rate() is the loop's utilisation (1: "
-         "saturated). Brought up to date every 250 ms.");
+         "saturated). Counted at the end of each turn.");
   for (uint32_t i = 0; i < n; i++)
     line(b, "spike_loop_busy_seconds_total{loop=\"%u\"} %.6f\n", i,
-         (double)LOAD(sh[i]->loop_busy_ns) / 1e9);
+         (double)LOAD(sh[i]->turn_sum_ns) / 1e9);
   uint64_t turns[METRIC_TURN_BUCKETS + 1] = {0}, turn_ns = 0;
   for (uint32_t i = 0; i < n; i++) {
     for (int k = 0; k <= METRIC_TURN_BUCKETS; k++) turns[k] += LOAD(sh[i]->turn[k]);

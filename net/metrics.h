@@ -60,9 +60,8 @@ typedef struct metrics {
   _Atomic int64_t connections, lingering;
   _Atomic uint64_t accepted, refused, timeouts, lingered;
   _Atomic uint64_t log_lines, log_dropped; /* the access log */
-  _Atomic uint64_t loop_busy_ns; /* time its loop spent not waiting for events (server.c) */
   _Atomic uint64_t turn[METRIC_TURN_BUCKETS + 1]; /* its loop's turns by busy time */
-  _Atomic uint64_t turn_sum_ns;
+  _Atomic uint64_t turn_sum_ns;  /* their sum: the loop's busy time (both metrics) */
 } metrics;
 
 /* The reason a 503 is counted under: h is the route, detail the answer's

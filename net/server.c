@@ -72,17 +72,8 @@ int server_ready(server *srv, const char **why) {
   return spike_health(srv->engine, why);
 }
 
-/* The loop's time not spent in epoll_wait, for the metric: its thread
- * alone reads its loop's idle time, so a loop being closed is never read. */
-static void publish_busy(loop_ctx *lc) {
-  uint64_t ran = uv_hrtime() - lc->run_ns, idle = uv_metrics_idle_time(&lc->loop);
-  /* relaxed: a counter read by a scrape. */
-  atomic_store_explicit(&lc->m.loop_busy_ns, ran > idle ? ran - idle : 0, memory_order_relaxed);
-}
-
 void server_metrics(loop_ctx *lc, jbuf *out) {
   server *srv = lc->srv;
-  publish_busy(lc); /* the other loops' figures are at most SWEEP_MS old */
   metrics *shards[SPIKE_PRODUCERS_MAX];
   uint32_t n = srv->threads < SPIKE_PRODUCERS_MAX ? srv->threads : SPIKE_PRODUCERS_MAX;
   for (uint32_t i = 0; i < n; i++) shards[i] = &srv->loops[i].m;
@@ -165,7 +156,6 @@ static void on_prepare(uv_prepare_t *h) {
 
 static void on_sweep(uv_timer_t *t) {
   loop_ctx *lc = t->data;
-  publish_busy(lc);
   conn_sweep(t);
   if (lc->srv->access != NULL) accesslog_flush(lc->srv->access, lc->idx);
   server_loop_maybe_done(lc);
@@ -184,7 +174,6 @@ static int open_log_file(const char *path) {
 
 static void loop_main(void *arg) {
   loop_ctx *lc = arg;
-  lc->run_ns = uv_hrtime();
   uv_run(&lc->loop, UV_RUN_DEFAULT);
   int rc = uv_loop_close(&lc->loop);
   if (rc != 0) log_line(LOG_ERROR, "server", NULL, NULL, "loop %u: handles left open", lc->idx);

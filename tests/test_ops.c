@@ -248,8 +248,8 @@ static void metrics_lint_and_503s(void) {
   double busy2 = sample(R.body, "spike_loop_busy_seconds_total{loop=\"0\"}");
   CHECK(busy2 > busy);
   /* A request waited for and answered before the next is sent is a turn of
-   * its own at least; the turns sum to no more than the busy time (the
-   * turn serving this scrape is not over yet). */
+   * its own at least; the busy counter is the sum of the turns (both are
+   * counted as each turn ends). */
   CHECK(sample(R.body, "spike_loop_turn_seconds_count") - turns >= 200);
   double turn_s = sample(R.body, "spike_loop_turn_seconds_sum");
   CHECK(turn_s > 0 && turn_s <= busy2 + 1e-3);
@@ -263,7 +263,7 @@ static void loop_metrics_per_thread(void) {
   static const char *const extra[] = {"--threads", "2", NULL};
   spiked s;
   spiked_start(&s, NULL, extra);
-  usleep(600 * 1000); /* each loop publishes its figure every 250 ms */
+  usleep(600 * 1000); /* each loop has had turns: its sweep timer fires every 250 ms */
   CHECK_EQ(hc_do(s.port, "GET", "/metrics", NULL, NULL, &R), 200);
   lint(R.body);
   for (int i = 0; i < 2; i++) {
