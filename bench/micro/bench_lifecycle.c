@@ -13,8 +13,8 @@
  * get and decode the order, change its state, store_put_order_change
  * (the order and its feed record), and one event record per batch.
  *
- * Expiry: reserve E orders with a 1 s window in a fresh store, close the
- * engine, let the window pass, and time spike_open, which recovers the
+ * Expiry: reserve E orders with a window of S seconds in a fresh store,
+ * close the engine, let the window pass, and time spike_open, which recovers the
  * store and expires every overdue reservation before returning; the same
  * store opened with nothing overdue (a second copy, reserved with a long
  * window) gives the recovery alone. Reference: one thread rewriting the E
@@ -22,7 +22,10 @@
  * 24 bytes per reservation (wheel.h); the resident set before and after
  * the reservations are made is printed beside it.
  *
- *   bench_lifecycle [--orders N] [--expire E] [DIR]
+ *   bench_lifecycle [--orders N] [--expire E] [--window S] [DIR]
+ *
+ * S (default 10) is the expiry phase's pay window, which must outlast the
+ * time it takes to reserve E orders; the smoke run in make test uses 1.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -284,18 +287,22 @@ static double timed_open(const char *dir, uint64_t e_orders, uint64_t *expired) 
 
 int main(int argc, char **argv) {
   uint64_t n = 200000, ne = 1000000;
+  uint32_t window_s = 10;
   const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--orders") == 0 && i + 1 < argc) n = strtoull(argv[++i], NULL, 10);
     else if (strcmp(argv[i], "--expire") == 0 && i + 1 < argc) ne = strtoull(argv[++i], NULL, 10);
+    else if (strcmp(argv[i], "--window") == 0 && i + 1 < argc)
+      window_s = (uint32_t)strtoul(argv[++i], NULL, 10);
     else if (strcmp(argv[i], "--help") == 0 || argv[i][0] == '-') {
-      printf("usage: bench_lifecycle [--orders N] [--expire E] [DIR]\n"
+      printf("usage: bench_lifecycle [--orders N] [--expire E] [--window S] [DIR]\n"
              "  durable reserve/pay/cancel ops/s over N orders (default 200000) and the cost\n"
-             "  of expiring E reservations (default 1000000), against raw LMDB; data in DIR\n");
+             "  of expiring E reservations (default 1000000) reserved with a pay window of\n"
+             "  S seconds (default 10), against raw LMDB; data in DIR\n");
       return argv[i][1] == '-' && argv[i][2] == 'h' ? 0 : 2;
     } else base = argv[i];
   }
-  if (n < 2 || ne < 1) return 2;
+  if (n < 2 || ne < 1 || window_s < 1) return 2;
   char dir[512];
   snprintf(dir, sizeof(dir), "%s/spike-bench-lifecycle-%d", base, (int)getpid());
   rmrf(dir);
@@ -331,7 +338,6 @@ int main(int argc, char **argv) {
   rmrf(b);
 
   /* expiry: a store of ne overdue reservations, and one of ne live ones */
-  const uint32_t window_s = 10;
   long rss0, rss1;
   double fill_s, fill2_s;
   snprintf(c, sizeof(c), "%s/live", dir);
