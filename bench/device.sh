@@ -22,7 +22,11 @@
 # TOP=8 threads for the memory-ack and spikebench rows, DUR=6 seconds per
 # wrk run, SRVCPU (default 0-7) cores for servers, LOADCPU (default 8-15)
 # for the load, DATA (default /var/tmp) for the stores (a real disk),
-# RESULTS (default DIR/results.md) the file the results also go to.
+# RESULTS (default DIR/results.md) the file the results also go to,
+# SPIKED_BIN (default spiked) which spiked in DIR/bin every part runs: for an
+# A/B, copy the other build in beside it (cp OLD/spiked DIR/bin/spiked-old)
+# and run once with SPIKED_BIN=spiked-old and once without, each with its
+# own RESULTS.
 # Every server gets cores 0..w-1 and wrk -t8 -c512 runs on LOADCPU. Not a
 # test: it reports, and never fails on speed.
 set -u
@@ -56,15 +60,17 @@ run() {
   WS=${WS:-1 2 4 8}; NW=${NW:-1 8}; TOP=${TOP:-8}; T=${DUR:-6}
   L=${LOADCPU:-8-15}; DATA=${DATA:-/var/tmp}
   D=$DATA/spike-device-data; G=/tmp/spike-device-nginx; R=${RESULTS:-$here/results.md}
+  S=$here/bin/${SPIKED_BIN:-spiked}
+  [ -x "$S" ] || { echo "device.sh: $S not found" >&2; exit 1; }
   mkdir -p "$G"; ulimit -n "$(ulimit -Hn)"
   : >"$R"
-  echo "device.sh: $(nproc) cores, data on $(df -T "$DATA" | awk 'NR==2 {print $1, $2}')" | tee -a "$R"
+  echo "device.sh: $(nproc) cores, $(basename "$S"), data on $(df -T "$DATA" | awk 'NR==2 {print $1, $2}')" | tee -a "$R"
   for part in ${PARTS:-table scaleout hostile}; do
     case $part in
     table) table ;;
     scaleout)
       echo | tee -a "$R"
-      (cd "$here" && SPIKED="$here/bin/spiked" SPIKEBENCH="$here/bin/spikebench" TMPDIR="$DATA" \
+      (cd "$here" && SPIKED="$S" SPIKEBENCH="$here/bin/spikebench" TMPDIR="$DATA" \
         NODES="${NODES:-1 2 3}" SERVER_CPUS="${SCALE_SRVCPU:-0-11}" \
         LOAD_CPUS="${SCALE_LOADCPU:-12-15}" CONNS=512 \
         WRK_THREADS="${SCALE_WRK_THREADS:-4}" NGINX_WORKERS="${SCALE_NGINX_WORKERS:-6}" \
@@ -73,7 +79,7 @@ run() {
       ;;
     hostile)
       echo | tee -a "$R"
-      (cd "$here" && SPIKED="$here/bin/spiked" SPIKEBENCH="$here/bin/spikebench" \
+      (cd "$here" && SPIKED="$S" SPIKEBENCH="$here/bin/spikebench" \
         HOSTILE_LOAD="$here/bin/hostile_load" HOSTILE_PIN="${HOSTILE_PIN:-0-1:2-3:$L}" \
         HOSTILE_SECONDS="${HOSTILE_SECONDS:-10}" HOSTILE_ROUNDS="${HOSTILE_ROUNDS:-3}" \
         sh tests/hostile.sh) 2>&1 | tee -a "$R"
@@ -106,7 +112,7 @@ NGX
   ngx_stop() { kill "$(cat "$G/nginx.pid")"; sleep 1; }
   sp() { # sp THREADS ACK: a fresh spiked on cores 0..THREADS-1, event 1 of 4e9 units
     rm -rf "$D"
-    taskset -c "0-$(($1 - 1))" spiked --listen 127.0.0.1:18090 --data "$D" --threads "$1" --ack "$2" \
+    taskset -c "0-$(($1 - 1))" "$S" --listen 127.0.0.1:18090 --data "$D" --threads "$1" --ack "$2" \
       --log-level warn --max-buyers 33554432 --max-reserved 33554432 --map-size 32G \
       --max-conns 20000 >/tmp/spike-device.log 2>&1 &
     SP=$!
