@@ -264,6 +264,16 @@ static void unregister_dir(spike_engine *e) {
   pthread_mutex_unlock(&open_lock);
 }
 
+/* The engine this process has open on the directory st describes, or NULL.
+ * open_lock held. */
+static const spike_engine *open_here(const struct stat *st) {
+  for (const spike_engine *o = open_list; o != NULL; o = o->open_next)
+    if (o->open_pid == getpid() && o->dir_dev == (uint64_t)st->st_dev &&
+        o->dir_ino == (uint64_t)st->st_ino)
+      return o;
+  return NULL;
+}
+
 /* One engine per data directory, in this process and across processes: two
  * would each believe they own the stock. LMDB alone would let both in. The
  * lock file holds the owner's pid, for the message a second opener gets. */
@@ -275,15 +285,14 @@ static int lock_dir(spike_engine *e) {
     return SPIKE_ESTORAGE;
   }
   pthread_mutex_lock(&open_lock);
-  for (spike_engine *o = open_list; o != NULL; o = o->open_next)
-    if (o->open_pid == getpid() && o->dir_dev == (uint64_t)st.st_dev &&
-        o->dir_ino == (uint64_t)st.st_ino) {
-      pthread_mutex_unlock(&open_lock);
-      snprintf(open_err, sizeof(open_err),
-               "%s is already open in this process (as %s): one engine per data directory",
-               e->data_dir, o->data_dir);
-      return SPIKE_ELOCKED;
-    }
+  const spike_engine *o = open_here(&st);
+  if (o != NULL) {
+    snprintf(open_err, sizeof(open_err),
+             "%s is already open in this process (as %s): one engine per data directory",
+             e->data_dir, o->data_dir);
+    pthread_mutex_unlock(&open_lock);
+    return SPIKE_ELOCKED;
+  }
   e->dir_dev = (uint64_t)st.st_dev;
   e->dir_ino = (uint64_t)st.st_ino;
   e->open_pid = getpid();
@@ -604,6 +613,19 @@ int spike_backup_dir(const char *data_dir, const char *dest_dir, spike_backup_in
                                                                        : "backup destination");
     return SPIKE_EINVAL;
   }
+  /* LMDB's locks are per process: opening the environment again here and
+   * closing it would drop the engine's own. */
+  struct stat st;
+  if (stat(data_dir, &st) == 0) {
+    pthread_mutex_lock(&open_lock);
+    int here = open_here(&st) != NULL;
+    pthread_mutex_unlock(&open_lock);
+    if (here) {
+      snprintf(out->error, sizeof(out->error),
+               "%s is open in this process: back it up with spike_backup()", data_dir);
+      return SPIKE_EMISUSE;
+    }
+  }
   store_backup_info b;
   int rc = store_backup_dir(data_dir, dest_dir, &b, out->error, sizeof(out->error));
   backup_out(out, &b);
@@ -681,6 +703,12 @@ static const char *call_name(uint8_t type) {
 }
 
 int spike_producer_error(const spike_producer *p, char *buf, size_t cap) {
+  /* Only the owner's own errors, and without claiming p: a thread that
+   * reads before it submits does not take p from the one it was meant for. */
+  uintptr_t o = atomic_load_explicit(&((spike_producer *)p)->owner, memory_order_relaxed);
+  if (o != (uintptr_t)pthread_self() && o != 0)
+    return copy_error(SPIKE_EMISUSE, "spike_producer_error: another thread's producer, or a closed one",
+                      buf, cap);
   if (p->err_status == SPIKE_OK) return copy_error(SPIKE_OK, "", buf, cap);
   const char *hint = p->err_status == SPIKE_EFULL ? "; raise it in spike_config"
                      : p->err_status == SPIKE_EBUSY ? "; retry soon"
@@ -734,7 +762,8 @@ static void pend_del(spike_producer *p, spike_op *op) {
   p->pend[hole] = NULL;
 }
 
-/* The calling thread may use p: it is p's owner, or p had none yet. */
+/* The calling thread may use p: it is p's owner, or p had none yet (and
+ * this thread is its owner from now on). Never true of a closed p. */
 static int owned(spike_producer *p) {
   uintptr_t self = (uintptr_t)pthread_self();
   uintptr_t o = atomic_load_explicit(&p->owner, memory_order_relaxed);
@@ -777,6 +806,8 @@ int spike_producer_drain(spike_producer *p) {
 
 int spike_producer_close(spike_producer *p) {
   spike_engine *e = p->e;
+  if (atomic_load_explicit(&p->owner, memory_order_relaxed) == PRODUCER_CLOSED)
+    return SPIKE_EMISUSE;
   if (atomic_load_explicit(&p->draining, memory_order_relaxed)) return SPIKE_EMISUSE;
   if (p->inflight > 0) {
     note_error(p, SPIKE_EBUSY, 0, "ops are still in flight: drain first");
@@ -792,6 +823,9 @@ int spike_producer_close(spike_producer *p) {
   pthread_mutex_lock(&e->producers_lock);
   store_txn_free(p->rtxn);
   p->rtxn = NULL;
+  /* A handle kept past its close is refused (SPIKE_EMISUSE) until the slot
+   * is opened again, when it is the new producer's. */
+  atomic_store_explicit(&p->owner, PRODUCER_CLOSED, memory_order_relaxed);
   atomic_store_explicit(&p->active, 0, memory_order_release);
   pthread_mutex_unlock(&e->producers_lock);
   return SPIKE_OK;
@@ -878,6 +912,21 @@ static int sale_window(const slab_event *ev, int64_t now) {
   return now >= ev->start_at && now < ev->end_at;
 }
 
+/* A reserve refused before it has inserted anything, unless its key
+ * already names an order: then it is a retry, answered with that order. */
+static int refuse_unless_bound(spike_producer *p, spike_op *op, uint32_t slot, uint64_t user_id,
+                               const char *key, XXH128_hash_t kh, int status, const char *detail,
+                               spike_cb cb) {
+  if (key != NULL) {
+    uint32_t kidx = lim_find(&p->e->keys, kh.low64, kh.high64);
+    if (kidx != LIM_FULL) {
+      uint64_t v = lim_val(lim_at(&p->e->keys, kidx));
+      if (v > LIM_KEY_PENDING) return replay(p, op, slot, v, user_id, kidx, cb);
+    }
+  }
+  return refuse(op, status, detail);
+}
+
 int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t user_id,
                   uint32_t qty, const char *key, size_t key_len, spike_cb cb) {
   spike_engine *e = p->e;
@@ -895,26 +944,52 @@ int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t u
   uint32_t kidx = LIM_FULL;
   XXH128_hash_t kh = {0, 0};
   if (key != NULL) kh = XXH3_128bits_withSeed(key, key_len, event_id);
-  if (slab_sold_out(ev)) {
+  if (slab_short(ev, 1)) {
     /* The short-circuit: a keyless request touches nothing else. A keyed
-     * one may be a retry of an order that won. */
-    if (key != NULL && (kidx = lim_find(&e->keys, kh.low64, kh.high64)) != LIM_FULL) {
-      uint64_t v = lim_val(lim_at(&e->keys, kidx));
-      if (v > LIM_KEY_PENDING) return replay(p, op, slot, v, user_id, kidx, cb);
-    }
-    return refuse(op, SPIKE_ESOLDOUT, NULL);
+     * one may be a retry of an order that won. An event that is over is
+     * that before it is sold out. */
+    return refuse_unless_bound(p, op, slot, user_id, key, kh,
+                               sale_window(ev, engine_now_ms()) ? SPIKE_ESOLDOUT : SPIKE_ENOTLIVE,
+                               NULL, cb);
   }
-  /* Both tables are probed at random below: ask for both lines now, so
-   * their misses overlap each other and the checks in between. Here, not
+  /* The buyer and user tables (and the key table, with a key) are probed
+   * at random below: ask for their lines now, so the misses overlap each
+   * other and the checks in between. Here, not
    * after those checks: there it bought nothing (bench_reserve, alternated:
    * 2.38-2.53 M reserves/s here, 2.05-2.23 there and 2.09-2.20 without),
    * and a refusal between (the sale not open yet, qty over the limit)
    * costs two hashes more, a few ns beside an HTTP request. */
   uint64_t btag = lim_tag(user_id, slot), utag = lim_tag(user_id, 0);
+  uint64_t ktag = key != NULL ? lim_tag(kh.low64, kh.high64) : 0;
   lim_prefetch(&e->buyers, btag);
   lim_prefetch(&e->users, utag);
+  if (key != NULL) lim_prefetch(&e->keys, ktag);
+  int64_t now = engine_now_ms();
+  /* What can be refused is refused before anything is inserted: the
+   * tables never delete, so a refusal that inserted (a key, a buyer, a
+   * user) would hold a slot until a restart, and a crowd retrying before
+   * the sale opens could fill them. Only a race with another reserve of
+   * the same user or the last units gets past these and is refused below,
+   * after the inserts. */
+  if (writer_failed(e))
+    return refuse_unless_bound(p, op, slot, user_id, key, kh, SPIKE_ESTORAGE,
+                               "storage failed; the engine must be reopened", cb);
+  if (!sale_window(ev, now))
+    return refuse_unless_bound(p, op, slot, user_id, key, kh, SPIKE_ENOTLIVE, NULL, cb);
+  if (qty > ev->per_user_limit)
+    return refuse_unless_bound(p, op, slot, user_id, key, kh, SPIKE_ELIMIT, NULL, cb);
+  uint32_t bidx = LIM_FULL;
   if (key != NULL) {
-    kidx = lim_upsert(&e->keys, kh.low64, kh.high64);
+    /* A user at the limit inserts no key either. (Without a key, lim_take
+     * decides below: such a user's entries exist already.) */
+    bidx = lim_find_tag(&e->buyers, user_id, slot, btag);
+    if (bidx != LIM_FULL && lim_held(lim_at(&e->buyers, bidx)) + qty > ev->per_user_limit)
+      return refuse_unless_bound(p, op, slot, user_id, key, kh, SPIKE_ELIMIT, NULL, cb);
+  }
+  if (slab_short(ev, qty))
+    return refuse_unless_bound(p, op, slot, user_id, key, kh, SPIKE_ESOLDOUT, NULL, cb);
+  if (key != NULL) {
+    kidx = lim_upsert_tag(&e->keys, kh.low64, kh.high64, ktag);
     if (kidx == LIM_FULL) return refuse(op, SPIKE_EFULL, "idempotency key table full (max_keys)");
     ke = lim_at(&e->keys, kidx);
     uint64_t v = lim_key_claim(ke);
@@ -926,22 +1001,8 @@ int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t u
    * or binds it. */
   const char *detail = NULL;
   int ack_now = 0; /* acknowledged at enqueue: holds one unconfirmed place */
-  int64_t now = engine_now_ms();
   msg *m = NULL;
   lim_entry *buyer = NULL;
-  if (writer_failed(e)) {
-    status = SPIKE_ESTORAGE;
-    detail = "storage failed; the engine must be reopened";
-    goto refused;
-  }
-  if (!sale_window(ev, now)) {
-    status = SPIKE_ENOTLIVE;
-    goto refused;
-  }
-  if (qty > ev->per_user_limit) {
-    status = SPIKE_ELIMIT;
-    goto refused;
-  }
   /* ack=memory answers before the commit only while commits succeed and
    * at most unconfirmed_max such answers are uncommitted: that is all a
    * crash or a failed batch can lose. Past either, the reserve waits for
@@ -973,7 +1034,7 @@ int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t u
     detail = "reservation table full (max_reserved)";
     goto unarm;
   }
-  uint32_t bidx = lim_upsert_tag(&e->buyers, user_id, slot, btag);
+  if (bidx == LIM_FULL) bidx = lim_upsert_tag(&e->buyers, user_id, slot, btag);
   if (bidx == LIM_FULL) {
     status = SPIKE_EFULL;
     detail = "buyer table full (max_buyers)";

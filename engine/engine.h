@@ -81,6 +81,8 @@ typedef struct msg {
 _Static_assert(sizeof(msg) <= 64, "a message fits one cache line");
 #define MSG_SLOT_BYTES 64
 
+#define PRODUCER_CLOSED ((uintptr_t)1) /* no pthread_t is 1 */
+
 struct spike_producer {
   spike_engine *e;
   uint32_t idx;
@@ -90,7 +92,8 @@ struct spike_producer {
   ids ids;
   uint32_t inflight;      /* owner thread only */
   /* The thread that uses it: bound by the first submission or drain, so a
-   * host may open producers on one thread and hand each to its own loop.
+   * host may open producers on one thread and hand each to its own loop;
+   * PRODUCER_CLOSED from its close until the slot is opened again.
    * relaxed throughout: only the owner's own accesses need to agree. */
   _Atomic uintptr_t owner;
   spike_op **pend;        /* ops in flight, by address: owner thread only */

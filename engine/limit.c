@@ -120,6 +120,10 @@ uint32_t lim_find(lim_table *t, uint64_t k1, uint64_t k2) {
   return probe(t, k1, k2, lim_tag(k1, k2), 0);
 }
 
+uint32_t lim_find_tag(lim_table *t, uint64_t k1, uint64_t k2, uint64_t tag) {
+  return probe(t, k1, k2, tag, 0);
+}
+
 int lim_take(lim_entry *e, uint32_t qty, uint32_t limit) {
   /* relaxed: a counter whose invariant lives in its own modification order. */
   uint64_t c = atomic_load_explicit(&e->val, memory_order_relaxed);

@@ -76,6 +76,8 @@ static inline void lim_prefetch(const lim_table *t, uint64_t tag) {
 }
 /* Index of the entry for (k1, k2), or LIM_FULL when absent. Any thread. */
 uint32_t lim_find(lim_table *t, uint64_t k1, uint64_t k2);
+/* lim_find for the tag lim_tag(k1, k2) gave (not checked). */
+uint32_t lim_find_tag(lim_table *t, uint64_t k1, uint64_t k2, uint64_t tag);
 
 static inline lim_entry *lim_at(lim_table *t, uint32_t i) { return &t->e[i]; }
 static inline uint32_t lim_capacity(const lim_table *t) { return t->mask + 1; }
@@ -85,6 +87,11 @@ uint32_t lim_used(const lim_table *t);
 int lim_take(lim_entry *e, uint32_t qty, uint32_t limit);
 /* buyers: subtract qty (it must be held). */
 void lim_give(lim_entry *e, uint32_t qty);
+/* buyers: the units held now (a hint: lim_take decides). */
+static inline uint64_t lim_held(lim_entry *e) {
+  /* relaxed: as in lim_take. */
+  return atomic_load_explicit(&e->val, memory_order_relaxed);
+}
 
 /* keys: claim a free key for this thread. Returns LIM_KEY_FREE when the
  * caller now holds it (value PENDING); otherwise the value it had: PENDING

@@ -220,11 +220,11 @@ int slab_restock(slab_event *e, uint64_t add) {
   return 0;
 }
 
-int slab_sold_out(const slab_event *e) {
+int slab_short(const slab_event *e, uint32_t qty) {
   /* acquire: as in slab_take, so a stale total cannot fake a sell-out. */
   uint64_t h = atomic_load_explicit(&e->held, memory_order_acquire);
   uint32_t t = atomic_load_explicit(&e->total, memory_order_acquire);
-  return (uint64_t)HELD_RESERVED(h) + HELD_SOLD(h) >= t;
+  return (uint64_t)HELD_RESERVED(h) + HELD_SOLD(h) + qty > t;
 }
 
 void slab_read(const slab_event *e, int64_t now_ms, spike_event *out) {

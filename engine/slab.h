@@ -97,8 +97,9 @@ void slab_sell(slab_event *e, uint32_t qty);
 /* Add to stock_total (restock): 0, or -1 past UINT32_MAX. */
 int slab_restock(slab_event *e, uint64_t add);
 
-/* True when nothing is available: the sold-out short-circuit. */
-int slab_sold_out(const slab_event *e);
+/* True when fewer than qty units are available: the sold-out
+ * short-circuit, which takes nothing (slab_take decides). */
+int slab_short(const slab_event *e, uint32_t qty);
 
 /* A consistent snapshot of the event at now_ms. */
 void slab_read(const slab_event *e, int64_t now_ms, spike_event *out);

@@ -390,7 +390,9 @@ SPIKE_EXTERN uint32_t spike_producer_inflight(const spike_producer *p);
  * buyer table full (max_buyers 65536); raise max_buyers"). Covers refusals
  * at the call and failures delivered to a callback. Copies at most cap
  * bytes, NUL-terminated, into buf and returns that status, SPIKE_OK when
- * nothing has failed since spike_producer_open(). p's thread.
+ * nothing has failed since spike_producer_open(). p's thread (or any, while
+ * p has no owner yet); from another, or on a closed p, SPIKE_EMISUSE and a
+ * text saying so.
  */
 SPIKE_EXTERN int spike_producer_error(const spike_producer *p, char *buf, size_t cap);
 
@@ -398,7 +400,9 @@ SPIKE_EXTERN int spike_producer_error(const spike_producer *p, char *buf, size_t
  * Unregister p. Waits for the writer to take what is still in its ring
  * (reserves acknowledged at enqueue). Errors: SPIKE_EBUSY (ops are still in
  * flight: drain until spike_producer_inflight() is 0; nothing was closed),
- * SPIKE_EMISUSE (called from inside one of p's callbacks).
+ * SPIKE_EMISUSE (called from inside one of p's callbacks, or p is closed
+ * already). Once closed, every call with p is refused with SPIKE_EMISUSE,
+ * until a spike_producer_open() hands the same slot out again.
  */
 SPIKE_EXTERN int spike_producer_close(spike_producer *p);
 
@@ -710,8 +714,9 @@ SPIKE_EXTERN int spike_backup(spike_engine *e, const char *dest_dir, spike_backu
  * the store is opened read-only beside whoever serves it (another process
  * may be running spiked on it; LMDB lets a second process read). Not for
  * a store this process has open (LMDB forbids opening one environment
- * twice in a process): use spike_backup there. Errors: as spike_backup,
- * and SPIKE_EINVAL when data_dir holds no spike store.
+ * twice in a process): use spike_backup there; this refuses it with
+ * SPIKE_EMISUSE. Errors: as spike_backup, and SPIKE_EINVAL when data_dir
+ * holds no spike store.
  */
 SPIKE_EXTERN int spike_backup_dir(const char *data_dir, const char *dest_dir,
                                   spike_backup_info *out);

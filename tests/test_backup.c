@@ -475,7 +475,8 @@ static void *lib_backup_run(void *arg) {
  * this binary so, by its own name): while spike_backup runs, a second one
  * and spike_close are refused with SPIKE_EBUSY and nothing is closed; then
  * the backup opens as a restored store, spike_store_origin_get says from
- * what, and spike_backup_dir copies a store no engine has open. */
+ * what, and spike_backup_dir copies a store no engine has open (and
+ * refuses one this process has). */
 static void library_busy_here(const char *ctl);
 
 static void library_busy(void) {
@@ -551,6 +552,9 @@ static void library_busy_here(const char *ctl) {
   CHECK_EQ(b.rc, SPIKE_OK);
   CHECK_EQ(b.info.store_id, o.store_id);
   CHECK(b.info.seq >= 21 && b.info.bytes > 0);
+  /* by path while this process has it open: refused, the locks kept */
+  CHECK_EQ(spike_backup_dir(data, dest2, &info), SPIKE_EMISUSE);
+  CHECK(strstr(info.error, "open in this process") != NULL);
   CHECK_EQ(spike_close(e), SPIKE_OK);
   CHECK(!exists(dest2));
 

@@ -303,6 +303,8 @@ static void callbacks_on_the_owner_thread(void) {
   CHECK_EQ(o.inside_submit, 0);
   /* this thread is not the owner: refused, nothing run */
   CHECK_EQ(spike_producer_drain(o.p), SPIKE_EMISUSE);
+  char text[160];
+  CHECK_EQ(spike_producer_error(o.p, text, sizeof(text)), SPIKE_EMISUSE);
   CHECK_EQ(spike_producer_close(o.p), SPIKE_OK); /* any thread, once idle */
   CHECK_EQ(spike_producer_close(setup), SPIKE_OK);
   CHECK_EQ(spike_close(e), SPIKE_OK);
@@ -382,6 +384,36 @@ static void run_waves(int edge) {
   test_rmrf(cfg.data_dir);
 }
 
+/* A handle kept past its close is refused at every call, and no op of it
+ * reaches the writer; the slot opened again is a new producer. */
+static void closed_producer_refused(void) {
+  spike_config cfg;
+  small_config(&cfg, "cb-closed");
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p, *q;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(1, 10);
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  spike_op op;
+  memset(&op, 0x5a, sizeof(op));
+  CHECK_EQ(spike_reserve(p, &op, 1, 7, 1, NULL, 0, count_cb), SPIKE_EMISUSE);
+  CHECK_EQ(spike_pay(p, &op, 1, 7, "x", 1, count_cb), SPIKE_EMISUSE);
+  CHECK_EQ(spike_producer_drain(p), SPIKE_EMISUSE);
+  CHECK_EQ(spike_producer_inflight(p), 0);
+  char text[160];
+  CHECK_EQ(spike_producer_error(p, text, sizeof(text)), SPIKE_EMISUSE);
+  CHECK_EQ(spike_producer_close(p), SPIKE_EMISUSE);
+  spike_event ev;
+  CHECK_EQ(spike_event_get(e, 1, &ev), SPIKE_OK);
+  CHECK_EQ(ev.available, 10);
+  CHECK_EQ(spike_producer_open(e, &q), SPIKE_OK);
+  CHECK_EQ(settle(q, &op, spike_reserve(q, &op, 1, 8, 1, NULL, 0, count_cb)), SPIKE_OK);
+  CHECK_EQ(spike_producer_close(q), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
 static void edge_triggered(void) { run_waves(1); }
 static void level_triggered(void) { run_waves(0); }
 
@@ -390,4 +422,5 @@ TEST_LIST({"once_per_pending", once_per_pending, 0},
           {"op_freed_in_its_callback", op_freed_in_its_callback, 0},
           {"what_a_callback_may_call", what_a_callback_may_call, 0},
           {"callbacks_on_the_owner_thread", callbacks_on_the_owner_thread, 0},
+          {"closed_producer_refused", closed_producer_refused, 0},
           {"edge_triggered", edge_triggered, 0}, {"level_triggered", level_triggered, 0})

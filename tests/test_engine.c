@@ -218,6 +218,67 @@ static void sold_out_and_limits(void) {
   test_rmrf(cfg.data_dir);
 }
 
+/* A refused reserve inserts nothing: the buyer, user and key tables never
+ * delete, so a crowd retrying with fresh keys before the sale opens, a
+ * user at the limit, or asks for more than is left must not fill them. An
+ * event that is over answers that before sold out; a retry still replays. */
+static void refusals_insert_nothing(void) {
+  spike_config cfg;
+  small_config(&cfg, "refusals");
+  cfg.max_keys = 16; /* 12 usable */
+  cfg.max_buyers = 16;
+  cfg.max_users = 16;
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(1, 5);
+  s.start_at = wall_ms() + 600000; /* not open yet */
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  s = spec_default(2, 3);
+  s.per_user_limit = 2;
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  spike_op op;
+  char key[32];
+  for (int i = 0; i < 40; i++) {
+    snprintf(key, sizeof(key), "early-%d", i);
+    CHECK_EQ(spike_reserve(p, &op, 1, 100 + (uint64_t)i, 1, key, strlen(key), count_cb),
+             SPIKE_ENOTLIVE);
+  }
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 2, 7, 2, NULL, 0, count_cb)), SPIKE_OK);
+  for (int i = 0; i < 40; i++) {
+    snprintf(key, sizeof(key), "limit-%d", i);
+    CHECK_EQ(spike_reserve(p, &op, 2, 7, 1, key, strlen(key), count_cb), SPIKE_ELIMIT);
+    snprintf(key, sizeof(key), "short-%d", i);
+    CHECK_EQ(spike_reserve(p, &op, 2, 200 + (uint64_t)i, 2, key, strlen(key), count_cb),
+             SPIKE_ESOLDOUT);
+  }
+  spike_stats st;
+  spike_stats_get(e, &st);
+  CHECK_EQ(st.keys_used, 0);
+  CHECK_EQ(st.buyers_used, 1);
+  CHECK_EQ(st.users_used, 1);
+  /* the tables still take the reserves that can win */
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 2, 8, 1, "won", 3, count_cb)), SPIKE_OK);
+  uint64_t won = op.r.order.id;
+  spike_stats_get(e, &st);
+  CHECK_EQ(st.keys_used, 1);
+  CHECK_EQ(st.buyers_used, 2);
+  /* sold out and then closed: not live; the winner's retry replays */
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 2, 9, 1, NULL, 0, count_cb)), SPIKE_ESOLDOUT);
+  CHECK_EQ(settle(p, &op, spike_event_close(p, &op, 2, count_cb)), SPIKE_OK);
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 2, 9, 1, NULL, 0, count_cb)), SPIKE_ENOTLIVE);
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 2, 8, 1, "won", 3, count_cb)), SPIKE_OK);
+  CHECK_EQ(op.replayed, 1);
+  CHECK_EQ(op.r.order.id, won);
+  spike_stats_get(e, &st);
+  CHECK_EQ(st.keys_used, 1);
+  CHECK_EQ(st.buyers_used, 2);
+  CHECK_EQ(st.users_used, 2);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
 static void sale_window(void) {
   spike_config cfg;
   small_config(&cfg, "window");
@@ -1128,6 +1189,7 @@ TEST_LIST({"open_close_reopen", open_close_reopen, 0}, {"config_errors", config_
           {"events_create_get_list", events_create_get_list, 0},
           {"reserve_durable", reserve_durable, 0}, {"reserve_memory_ack", reserve_memory_ack, 0},
           {"sold_out_and_limits", sold_out_and_limits, 0}, {"sale_window", sale_window, 0},
+          {"refusals_insert_nothing", refusals_insert_nothing, 0},
           {"idempotency_keys", idempotency_keys, 0},
           {"restart_keeps_everything", restart_keeps_everything, 0},
           {"recovery_refuses_small_tables", recovery_refuses_small_tables, 0},

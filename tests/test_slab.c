@@ -47,7 +47,8 @@ static void check_balance(const slab_event *e, uint64_t total, uint64_t reserved
   CHECK_EQ(ev.sold, sold);
   CHECK_EQ(ev.available, total - reserved - sold);
   CHECK_EQ(ev.available + ev.reserved + ev.sold, ev.stock_total);
-  CHECK_EQ(slab_sold_out(e), reserved + sold >= total);
+  CHECK_EQ(slab_short(e, 1), reserved + sold >= total);
+  CHECK_EQ(slab_short(e, 3), reserved + sold + 3 > total);
 }
 
 static void init_bounds(void) {
@@ -194,10 +195,10 @@ static void take_release_sell(void) {
   CHECK_EQ(slab_take(e, 1), 0);
   CHECK_EQ(slab_take(e, 1), -1);
   check_balance(e, 10, 10, 0);
-  CHECK(slab_sold_out(e));
+  CHECK(slab_short(e, 1));
   slab_release(e, 2);
   check_balance(e, 10, 8, 0);
-  CHECK(!slab_sold_out(e));
+  CHECK(!slab_short(e, 1));
   slab_sell(e, 5); /* pay: reserved -> sold, available unchanged */
   check_balance(e, 10, 3, 5);
   CHECK_EQ(slab_take(e, 3), -1);
@@ -205,7 +206,7 @@ static void take_release_sell(void) {
   check_balance(e, 10, 5, 5);
   slab_sell(e, 5);
   check_balance(e, 10, 0, 10);
-  CHECK(slab_sold_out(e));
+  CHECK(slab_short(e, 1));
   CHECK_EQ(slab_take(e, 1), -1);
   CHECK_EQ(slab_take(e, UINT32_MAX), -1);
   slab_free(&s);
@@ -246,12 +247,12 @@ static void restock_bounds(void) {
   CHECK_EQ(slab_init(&s, 1), 0);
   slab_event *e = slab_at(&s, make_live(&s, 5, 10));
   CHECK_EQ(slab_take(e, 10), 0);
-  CHECK(slab_sold_out(e));
+  CHECK(slab_short(e, 1));
   CHECK_EQ(slab_restock(e, 0), -1);
   check_balance(e, 10, 10, 0);
   CHECK_EQ(slab_restock(e, 5), 0);
   check_balance(e, 15, 10, 0);
-  CHECK(!slab_sold_out(e));
+  CHECK(!slab_short(e, 1));
   CHECK_EQ(slab_take(e, 5), 0);
   CHECK_EQ(slab_take(e, 1), -1);
   /* Up to UINT32_MAX exactly, not one past, and no wrap for a huge add. */
@@ -467,7 +468,7 @@ static void *racer_main(void *arg) {
       me->sold += k;
       holding -= k;
     }
-    if (slab_sold_out(e)) sched_yield();
+    if (slab_short(e, 1)) sched_yield();
   }
   if (pthread_barrier_wait(&me->r->phase) == PTHREAD_BARRIER_SERIAL_THREAD) {
     atomic_store(&me->r->stop_restock, 1);
@@ -551,7 +552,7 @@ static void take_race(uint32_t total) {
   /* They kept trying until sold out: exactly the total, never more. */
   CHECK_EQ(ev.reserved + ev.sold, ev.stock_total);
   CHECK_EQ(ev.available, 0);
-  CHECK(slab_sold_out(r.e));
+  CHECK(slab_short(r.e, 1));
   CHECK_EQ(slab_take(r.e, 1), -1);
   pthread_barrier_destroy(&r.phase);
   slab_free(&s);
