@@ -116,7 +116,7 @@ TEST_UNITS := test_ring test_slab test_limit test_ids test_wheel test_codec test
               test_body test_engine test_lifecycle test_stress test_crash test_http test_spikebench \
               test_callbacks test_errors test_ops test_stats
 EXAMPLES   := embed epoll feed_sqlite
-MICRO      := bench_ring bench_reserve bench_writer bench_lifecycle
+MICRO      := bench_ring bench_reserve bench_writer bench_lifecycle bench_disk
 
 .PHONY: all lib deps deps-check deb-deps bench-deps test test-run check run bench bench-http bench-scaleout install \
         uninstall deb clean format powerloss soak-crash soak sim diskfull abi-check abi-dump \

@@ -6,9 +6,10 @@
 #                                      in all), for make test: exits 1 when
 #                                      one fails or prints no summary line
 #
-# Runs build/rel/bench/micro/{bench_ring,bench_reserve,bench_writer} (built
-# by `make bench`), showing each one's own output as it comes, then a
-# combined table of what, value, reference and ratio, collected from the
+# Runs build/rel/bench/micro/{bench_ring,bench_reserve,bench_writer,
+# bench_lifecycle,bench_disk} (built by `make bench`), showing each one's
+# own output as it comes, then a combined table of what, value, reference
+# and ratio, collected from the
 # "summary<TAB>..." lines each binary prints, and the writer's goal lines.
 # DIR (default $TMPDIR or /tmp) holds the benchmarks' data directories; it
 # must be on a real disk, since bench_writer measures fsync'd commits.
@@ -62,6 +63,7 @@ if [ "$SMOKE" = 1 ]; then
   run bench_reserve --reps 1 --seconds 0.2 --calls 65536 --dir "$DIR"
   run bench_writer --reps 1 --seconds 0.2 --orders 65536 "$DIR"
   run bench_lifecycle --orders 500 --expire 1000 --window 1 "$DIR"
+  run bench_disk --seconds 0.2 --jobs 2 "$DIR"
   [ "$failed" = 0 ] && echo "micro-benchmarks: all ran" && exit 0
   echo "micro-benchmarks: one or more failed" && exit 1
 fi
@@ -70,6 +72,7 @@ run bench_ring
 run bench_reserve --dir "$DIR"
 run bench_writer "$DIR"
 run bench_lifecycle "$DIR"
+run bench_disk "$DIR"
 
 echo "== summary ($(uname -n), $(nproc) CPUs, data under $DIR)"
 awk -F '\t' '
