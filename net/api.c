@@ -371,7 +371,8 @@ static void event_create(loop_ctx *lc, req *r) {
   memset(&s, 0, sizeof(s));
   uint64_t stock = 0, limit = 1, timeout = 900;
   const char *f = NULL;
-  int rc = body_u64(&b, "id", 0, 1, UINT64_MAX, &s.id, NULL, &f);
+  /* A chosen id stays below the ids the engine generates (above 2^53). */
+  int rc = body_u64(&b, "id", 0, 1, SPIKE_EVENT_ID_CLIENT_MAX, &s.id, NULL, &f);
   if (r->method == RM_PUT) { /* PUT /api/v1/events/{id}: the path's id, in the client range */
     if (!r->m.id_ok || r->m.id == 0 || r->m.id > SPIKE_EVENT_ID_CLIENT_MAX) {
       fail(r, SPIKE_EINVAL, "event id (1..2^53-1 on PUT)");

@@ -413,12 +413,31 @@ static int stop(conn *c, int status, const char *detail) {
   return -1;
 }
 
+/* --max-header-bytes counts the head as sent: the request line and every
+ * header line with their separators and line ends (as one space, ": " and
+ * CRLF: the optional whitespace around a value is not kept, and bounded by
+ * the head's deadline). */
 static int over_headers(conn *c, size_t n) {
   c->header_bytes += (uint32_t)n;
   if (c->header_bytes <= c->lc->srv->lim.max_header_bytes) return 0;
   stop(c, SPIKE_ETOOLARGE, "headers");
   return 1;
 }
+
+static int on_method(llhttp_t *p, const char *at, size_t n) {
+  (void)at;
+  return over_headers(p->data, n) ? -1 : 0;
+}
+
+static int on_version(llhttp_t *p, const char *at, size_t n) {
+  (void)at;
+  return over_headers(p->data, n) ? -1 : 0;
+}
+
+static int on_method_complete(llhttp_t *p) { return over_headers(p->data, 1) ? -1 : 0; }
+static int on_url_complete(llhttp_t *p) { return over_headers(p->data, 1) ? -1 : 0; }
+/* llhttp gives the version's digits: "HTTP/" and the CRLF are 7 more */
+static int on_version_complete(llhttp_t *p) { return over_headers(p->data, 7) ? -1 : 0; }
 
 static int on_message_begin(llhttp_t *p) {
   conn *c = p->data;
@@ -487,6 +506,7 @@ static int name_is(const conn *c, const char *lit) {
 static int on_header_field_complete(llhttp_t *p) {
   conn *c = p->data;
   if (c->hname_len == 0) return stop(c, SPIKE_EINVAL, "empty header name");
+  if (over_headers(c, 2)) return -1; /* ": " */
   c->hkind = name_is(c, "x-request-id")      ? HK_RID
              : name_is(c, "authorization")   ? HK_AUTH
              : name_is(c, "idempotency-key") ? HK_IKEY
@@ -509,20 +529,42 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   return 0;
 }
 
+/* The value v (len bytes) names media type t: t, then the end, or
+ * parameters after optional whitespace and ';' (RFC 9110 §8.3.1). */
+static int media_is(const char *v, uint32_t len, const char *t) {
+  size_t n = strlen(t);
+  if (len < n || strncasecmp(v, t, n) != 0) return 0;
+  for (uint32_t i = (uint32_t)n; i < len; i++) {
+    if (v[i] == ';') return 1;
+    if (v[i] != ' ' && v[i] != '\t') return 0;
+  }
+  return 1;
+}
+
 static int on_header_value_complete(llhttp_t *p) {
   conn *c = p->data;
+  if (over_headers(c, 2)) return -1; /* CRLF */
   req *r = c->cur;
   uint32_t off = c->hval_off, len = (uint32_t)r->in.len - off;
+  /* Credentials, a key and a content type given twice are refused, not
+   * settled by taking one: a proxy that read the other would have vetted
+   * a different request. */
   switch (c->hkind) {
   case HK_RID: r->rid_off = off, r->rid_len = len, r->has_rid = 1; break;
-  case HK_AUTH: r->auth_off = off, r->auth_len = len, r->has_auth = 1; break;
-  case HK_IKEY: r->ikey_off = off, r->ikey_len = len, r->has_ikey = 1; break;
+  case HK_AUTH:
+    if (r->has_auth) return stop(c, SPIKE_EINVAL, "Authorization given twice");
+    r->auth_off = off, r->auth_len = len, r->has_auth = 1;
+    break;
+  case HK_IKEY:
+    if (r->has_ikey) return stop(c, SPIKE_EINVAL, "Idempotency-Key given twice");
+    r->ikey_off = off, r->ikey_len = len, r->has_ikey = 1;
+    break;
   case HK_CTYPE: {
+    if (r->ctype != 0) return stop(c, SPIKE_EINVAL, "Content-Type given twice");
     const char *v = r->in.p + off;
-    if (len >= 16 && strncasecmp(v, "application/json", 16) == 0)
+    if (media_is(v, len, "application/json"))
       r->ctype = 1;
-    else if ((len >= 19 && strncasecmp(v, "application/msgpack", 19) == 0) ||
-             (len >= 21 && strncasecmp(v, "application/x-msgpack", 21) == 0))
+    else if (media_is(v, len, "application/msgpack") || media_is(v, len, "application/x-msgpack"))
       r->ctype = 2;
     else
       r->ctype = 3;
@@ -556,6 +598,7 @@ static void continue_100(conn *c) {
 
 static int on_headers_complete(llhttp_t *p) {
   conn *c = p->data;
+  if (over_headers(c, 2)) return -1; /* the empty line */
   /* llhttp refuses Content-Length beside Transfer-Encoding, twice, or as a
    * list, and a request's Transfer-Encoding that does not end in chunked;
    * not an empty one, nor one in HTTP/1.0 (whose framing RFC 9112 §6.1
@@ -620,7 +663,12 @@ static llhttp_settings_t parser_settings;
 void conn_init_settings(void) {
   llhttp_settings_init(&parser_settings);
   parser_settings.on_message_begin = on_message_begin;
+  parser_settings.on_method = on_method;
+  parser_settings.on_method_complete = on_method_complete;
   parser_settings.on_url = on_url;
+  parser_settings.on_url_complete = on_url_complete;
+  parser_settings.on_version = on_version;
+  parser_settings.on_version_complete = on_version_complete;
   parser_settings.on_header_field = on_header_field;
   parser_settings.on_header_field_complete = on_header_field_complete;
   parser_settings.on_header_value = on_header_value;
