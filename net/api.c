@@ -624,15 +624,19 @@ static void user_orders(loop_ctx *lc, req *r) {
  * answer, refusals included, says which store it is and where its feed
  * stands (data and X-Spike-* headers), so a consumer can tell a replaced
  * or restored store from a quiet one. */
+static void feed_origin(loop_ctx *lc, req *r) {
+  spike_store_origin origin;
+  spike_store_origin_get(lc->srv->engine, &origin);
+  r->restored_from = origin.restored_from;
+  r->restored_seq = origin.restored_seq;
+}
+
 static int feed_answer(loop_ctx *lc, req *r, int force) {
   uint32_t n = 0;
   uint64_t next = r->after;
   int rc = spike_feed_fetch(lc->producer, r->after, lc->changes, r->limit, &n, &next, &r->feed);
   r->feed_head_ok = rc == SPIKE_OK || rc == SPIKE_EINVAL;
-  spike_store_origin origin;
-  spike_store_origin_get(lc->srv->engine, &origin);
-  r->restored_from = origin.restored_from;
-  r->restored_seq = origin.restored_seq;
+  feed_origin(lc, r);
   if (rc == SPIKE_EINVAL) {
     char why[200];
     if (r->after > r->feed.head)
@@ -697,8 +701,14 @@ static void on_feed_wake(spike_op *op) {
 
 static void feed(loop_ctx *lc, req *r) {
   uint64_t after, limit, wait_ms;
-  if (need_admin(lc, r) != SPIKE_OK ||
-      query_u64(r, "after", 0, 0, UINT64_MAX, &after) != SPIKE_OK ||
+  if (need_admin(lc, r) != SPIKE_OK) return; /* no feed state for a stranger */
+  /* A refused parameter is answered with where the feed stands too. */
+  uint32_t none = 0;
+  uint64_t next = 0;
+  int rc = spike_feed_fetch(lc->producer, 0, lc->changes, 0, &none, &next, &r->feed);
+  r->feed_head_ok = rc == SPIKE_OK || rc == SPIKE_EINVAL;
+  feed_origin(lc, r);
+  if (query_u64(r, "after", 0, 0, UINT64_MAX, &after) != SPIKE_OK ||
       query_u64(r, "limit", API_FEED_DEFAULT, 1, API_FEED_MAX, &limit) != SPIKE_OK ||
       query_u64(r, "wait_ms", 0, 0, API_FEED_WAIT_MAX_MS, &wait_ms) != SPIKE_OK)
     return;

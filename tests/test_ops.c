@@ -438,6 +438,18 @@ static void feed_store_id_and_cursors(void) {
   CHECK_EQ(hc_do(p, "GET", "/api/v1/feed?after=12&wait_ms=5000", rd, NULL, &R), 400);
   expect(400, 40001);
   CHECK(strstr(R.body, "ahead of the feed's head 11") != NULL);
+  /* a refused parameter says where the feed stands too; a stranger learns nothing */
+  static const char *const bad[] = {"/api/v1/feed?after=abc", "/api/v1/feed?limit=0",
+                                    "/api/v1/feed?after=11&wait_ms=30001"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    CHECK_EQ(hc_do(p, "GET", bad[i], rd, NULL, &R), 400);
+    expect(400, 40001);
+    CHECK(hc_header(&R, "X-Spike-Feed-Head", v, sizeof(v)) != NULL && strcmp(v, "11") == 0);
+    CHECK(hc_header(&R, "X-Spike-Feed-First", v, sizeof(v)) != NULL && strcmp(v, "7") == 0);
+    CHECK(hc_header(&R, "X-Spike-Store-Id", v, sizeof(v)) != NULL && strcmp(v, id) == 0);
+  }
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/feed?after=abc", NULL, NULL, &R), 401);
+  CHECK(hc_header(&R, "X-Spike-Feed-Head", v, sizeof(v)) == NULL);
   /* at the head: an empty page */
   CHECK_EQ(hc_do(p, "GET", "/api/v1/feed?after=11", rd, NULL, &R), 200);
   CHECK_EQ(hc_json_len(&R, "data.changes"), 0);
