@@ -986,8 +986,12 @@ int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t u
     if (bidx != LIM_FULL && lim_held(lim_at(&e->buyers, bidx)) + qty > ev->per_user_limit)
       return refuse_unless_bound(p, op, slot, user_id, key, kh, SPIKE_ELIMIT, NULL, cb);
   }
-  if (slab_short(ev, qty))
-    return refuse_unless_bound(p, op, slot, user_id, key, kh, SPIKE_ESOLDOUT, NULL, cb);
+  if (slab_short(ev, qty)) { /* the user's limit first, as lim_take comes before slab_take */
+    if (key == NULL) bidx = lim_find_tag(&e->buyers, user_id, slot, btag);
+    int over = bidx != LIM_FULL && lim_held(lim_at(&e->buyers, bidx)) + qty > ev->per_user_limit;
+    return refuse_unless_bound(p, op, slot, user_id, key, kh, over ? SPIKE_ELIMIT : SPIKE_ESOLDOUT,
+                               NULL, cb);
+  }
   if (key != NULL) {
     kidx = lim_upsert_tag(&e->keys, kh.low64, kh.high64, ktag);
     if (kidx == LIM_FULL) return refuse(op, SPIKE_EFULL, "idempotency key table full (max_keys)");

@@ -388,7 +388,9 @@ static int expire_order(writer *w, order_rec *r, uint32_t slot, int popped) {
   spike_order *o = &r->o;
   assert(o->state == SPIKE_ORDER_RESERVED);
   o->state = SPIKE_ORDER_EXPIRED;
-  o->cancelled_at = w->now;
+  /* When it expired, the same whether the wheel fired on time or a restart
+   * found it overdue; the feed record's time says when that was recorded. */
+  o->cancelled_at = o->expires_at;
   shadow *s = &w->sh[slot];
   touch(w, slot);
   assert(s->reserved >= o->qty);

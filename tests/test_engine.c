@@ -611,6 +611,8 @@ static void overdue_expire_at_open(void) {
   spike_order o;
   CHECK_EQ(spike_order_get(p, a.r.order.id, &o), SPIKE_OK);
   CHECK_EQ(o.state, SPIKE_ORDER_EXPIRED);
+  /* when it expired, not when the restart found it */
+  CHECK_EQ(o.cancelled_at, o.expires_at);
   CHECK_EQ(spike_producer_close(p), SPIKE_OK);
   CHECK_EQ(spike_close(e), SPIKE_OK);
   test_rmrf(cfg.data_dir);

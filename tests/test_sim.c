@@ -167,10 +167,10 @@ static void step_reserve(sim *s) {
   uint64_t bound = keyed ? m->key_order[ev][k] : 0;
   if (bound != 0) {
     want = find(m, bound)->user == user ? SPIKE_OK : SPIKE_EFORBIDDEN; /* a replay */
+  } else if (me->closed || now_ms() < me->start || now_ms() >= me->end) {
+    want = SPIKE_ENOTLIVE; /* sold out or not: a sale that is over is that first */
   } else if (avail == 0) {
     want = SPIKE_ESOLDOUT;
-  } else if (me->closed || now_ms() < me->start || now_ms() >= me->end) {
-    want = SPIKE_ENOTLIVE;
   } else if (qty > me->limit || held(m, ev, user) + qty > me->limit) {
     want = SPIKE_ELIMIT;
   } else if (avail < qty) {
