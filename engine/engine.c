@@ -1138,8 +1138,9 @@ static int valid_utf8(const char *str, size_t n) {
   return 1;
 }
 
-static int order_op(spike_producer *p, spike_op *op, uint8_t type, uint64_t order_id,
-                    uint64_t user_id, const char *payment_id, size_t pid_len, spike_cb cb) {
+static int order_op(spike_producer *p, spike_op *op, uint8_t type, uint64_t event_id,
+                    uint64_t order_id, uint64_t user_id, const char *payment_id, size_t pid_len,
+                    spike_cb cb) {
   int status;
   if ((status = op_start(op, p, type, cb)) != SPIKE_OK) return status;
   if (order_id == 0) return refuse(op, SPIKE_ENOORDER, NULL);
@@ -1151,6 +1152,7 @@ static int order_op(spike_producer *p, spike_op *op, uint8_t type, uint64_t orde
   if (m == NULL) return status;
   OP(op)->a_ = order_id;
   OP(op)->b_ = user_id;
+  OP(op)->c_ = event_id;
   OP(op)->pid_len_ = (uint8_t)pid_len;
   if (type == MSG_PAY) memcpy(OP(op)->pid_, payment_id, pid_len);
   return submit(p, m, op);
@@ -1158,12 +1160,23 @@ static int order_op(spike_producer *p, spike_op *op, uint8_t type, uint64_t orde
 
 int spike_pay(spike_producer *p, spike_op *op, uint64_t order_id, uint64_t user_id,
               const char *payment_id, size_t payment_id_len, spike_cb cb) {
-  return order_op(p, op, MSG_PAY, order_id, user_id, payment_id, payment_id_len, cb);
+  return order_op(p, op, MSG_PAY, 0, order_id, user_id, payment_id, payment_id_len, cb);
 }
 
 int spike_cancel(spike_producer *p, spike_op *op, uint64_t order_id, uint64_t user_id,
                  spike_cb cb) {
-  return order_op(p, op, MSG_CANCEL, order_id, user_id, NULL, 0, cb);
+  return order_op(p, op, MSG_CANCEL, 0, order_id, user_id, NULL, 0, cb);
+}
+
+int spike_pay_in_event(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t order_id,
+                       uint64_t user_id, const char *payment_id, size_t payment_id_len,
+                       spike_cb cb) {
+  return order_op(p, op, MSG_PAY, event_id, order_id, user_id, payment_id, payment_id_len, cb);
+}
+
+int spike_cancel_in_event(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t order_id,
+                          uint64_t user_id, spike_cb cb) {
+  return order_op(p, op, MSG_CANCEL, event_id, order_id, user_id, NULL, 0, cb);
 }
 
 #define PRICE_MAX 1000000000000ll  /* 10^10 currency units, in cents */

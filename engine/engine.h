@@ -36,6 +36,7 @@ typedef struct op_priv {
   spike_producer *producer_;
   uint64_t a_;        /* order id or feed seq */
   uint64_t b_;        /* user id or restock amount */
+  uint64_t c_;        /* pay, cancel: the event the order must be of (0: any) */
   int64_t deadline_;  /* feed wait: monotonic ms */
   uint32_t slot_;     /* event slot */
   uint32_t idx_;      /* idempotency key entry */

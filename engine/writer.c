@@ -444,6 +444,11 @@ static int apply_order_op(writer *w, spike_op *op) {
     finish(w, op, SPIKE_ESTORAGE, 0);
     return rc;
   }
+  if (OP(op)->c_ != 0 && o->event_id != OP(op)->c_) {
+    /* Not found where it was looked for; final as below. */
+    finish(w, op, SPIKE_ENOORDER, !touched_has(w, o->id));
+    return 0;
+  }
   if (OP(op)->b_ != 0 && o->user_id != OP(op)->b_) {
     /* Final unless this batch wrote the order: then it falls with it. */
     finish(w, op, SPIKE_EFORBIDDEN, !touched_has(w, o->id));

@@ -512,6 +512,18 @@ SPIKE_EXTERN int spike_pay(spike_producer *p, spike_op *op, uint64_t order_id,
 SPIKE_EXTERN int spike_cancel(spike_producer *p, spike_op *op,
                               uint64_t order_id, uint64_t user_id, spike_cb cb);
 
+/* spike_pay and spike_cancel of an order that must be of event_id: an
+ * order of another event is SPIKE_ENOORDER, decided by the writer as it
+ * applies the operation, so also for an order whose reserve is still on
+ * its way (ack=memory). event_id 0: any event, as spike_pay and
+ * spike_cancel. */
+SPIKE_EXTERN int spike_pay_in_event(spike_producer *p, spike_op *op, uint64_t event_id,
+                                    uint64_t order_id, uint64_t user_id,
+                                    const char *payment_id, size_t payment_id_len,
+                                    spike_cb cb);
+SPIKE_EXTERN int spike_cancel_in_event(spike_producer *p, spike_op *op, uint64_t event_id,
+                                       uint64_t order_id, uint64_t user_id, spike_cb cb);
+
 /*
  * Event ids a caller picks (spec.id, PUT /api/v1/events/{id}) are unique
  * per engine: a taken one is SPIKE_EEXIST, in memory before the commit.

@@ -530,8 +530,8 @@ static void reserve(loop_ctx *lc, req *r) {
 
 /* The event-scoped order routes (/api/v1/events/{eid}/orders/{id}...): an
  * order of another event is not found there. Checked against committed
- * orders; one not committed yet (ack=memory) is left to the operation.
- * SPIKE_OK, or a refusal sent. */
+ * orders; one not committed yet (ack=memory) is left to the operation,
+ * which pay and cancel check in the writer. SPIKE_OK, or a refusal sent. */
 static int order_in_event(loop_ctx *lc, req *r) {
   if (!r->m.in_event) return SPIKE_OK;
   if (!r->m.event_ok || r->m.event_id == 0) {
@@ -574,15 +574,20 @@ static void order_change(loop_ctx *lc, req *r, int pay) {
       parse_body(lc, r, &b, pay ? pay_fields : cancel_fields) != SPIKE_OK ||
       acting_user(r, &c, &b, 0, &user) != SPIKE_OK)
     return;
+  /* The scoped form: the writer checks the event too, for an order that
+   * order_in_event could not read yet (ack=memory). */
+  uint64_t in_event = r->m.in_event ? r->m.event_id : 0;
   if (pay) {
     int rc = body_str(&b, "payment_id", 1, 1, SPIKE_PAYMENT_ID_MAX, &pid, &pid_len, NULL, &f);
     if (rc != SPIKE_OK) {
       fail(r, rc, f);
       return;
     }
-    park_or_fail(r, spike_pay(lc->producer, &r->op, r->m.id, user, pid, pid_len, on_order_done));
+    park_or_fail(r, spike_pay_in_event(lc->producer, &r->op, in_event, r->m.id, user, pid,
+                                       pid_len, on_order_done));
   } else {
-    park_or_fail(r, spike_cancel(lc->producer, &r->op, r->m.id, user, on_order_done));
+    park_or_fail(r, spike_cancel_in_event(lc->producer, &r->op, in_event, r->m.id, user,
+                                          on_order_done));
   }
 }
 

@@ -112,6 +112,29 @@ static void pay_and_cancel_through_another_producer(void) {
     else CHECK_EQ(rc, SPIKE_OK);
   }
   CHECK_EQ(not_found, 0);
+  /* The event-scoped forms: an order of another event is not found there,
+   * whether or not its reserve has reached the writer yet; of its own
+   * event it is paid or cancelled as above. */
+  spike_event_spec s2 = spec_default(9, 10);
+  CHECK_EQ(create_event(a, &s2), SPIKE_OK);
+  for (int i = 0; i < 200; i++) {
+    spike_op r, o;
+    int rc = spike_reserve(a, &r, 8, 5000 + (uint64_t)i, 1, NULL, 0, count_cb);
+    if (rc == SPIKE_PENDING) rc = settle(a, &r, rc);
+    CHECK_EQ(rc, SPIKE_OK);
+    uint64_t id = r.r.order.id;
+    if (i % 2 == 0)
+      rc = settle(b, &o, spike_cancel_in_event(b, &o, 9, id, 0, count_cb));
+    else
+      rc = settle(b, &o, spike_pay_in_event(b, &o, 9, id, 0, "pay", 3, count_cb));
+    CHECK_EQ(rc, SPIKE_ENOORDER);
+    rc = settle(b, &o, spike_cancel_in_event(b, &o, 8, id, 0, count_cb));
+    CHECK_EQ(rc, SPIKE_OK);
+    CHECK_EQ(o.r.order.state, SPIKE_ORDER_CANCELLED);
+  }
+  spike_event ev;
+  CHECK_EQ(spike_event_get(e, 9, &ev), SPIKE_OK);
+  CHECK_EQ(ev.available, 10);
   /* An id nobody minted is still "not found", at once. */
   spike_op o;
   CHECK_EQ(settle(b, &o, spike_pay(b, &o, 12345, 0, "pay", 3, count_cb)), SPIKE_ENOORDER);
