@@ -430,6 +430,10 @@ install-lib: lib
 	install -m 644 include/spike.h include/spike_uv.h $(DESTDIR)$(INCLUDEDIR)/
 	$(pc_subst) spike.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/spike.pc
 	$(pc_subst) spike-uv.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/spike-uv.pc
+	@# into the running system, as root: refresh the loader's cache, or a
+	@# program linked against the new library does not find it
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then \
+	  ldconfig; fi
 
 uninstall: uninstall-lib uninstall-spiked
 uninstall-lib:

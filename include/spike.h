@@ -156,10 +156,10 @@ typedef struct spike_log_kv {
 
 /*
  * A log sink. Called with every line at or above spike_config.log_level, on
- * whichever thread logs: the writer thread, a producer's thread, or the one
- * in spike_open(); so it must be thread-safe. module is "engine" or
- * "writer"; msg, kv and the strings they point to live only
- * for the call. It must not call back into the engine (spike_strerror and
+ * whichever thread logs: the writer thread, a producer's thread, the one in
+ * spike_open(), or the one running spike_backup(); so it must be
+ * thread-safe. module is "engine", "writer" or "backup"; msg, kv and the
+ * strings they point to live only for the call. It must not call back into the engine (spike_strerror and
  * the other pure functions excepted) and should not block: the writer waits
  * for it.
  */
