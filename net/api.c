@@ -111,7 +111,13 @@ static void finish(req *r, int http, const char *ctype, const char *extra) {
       p += n;
     }
   }
-  if (!r->keep_alive) PUT_LIT(&p, "Connection: close\r\n");
+  /* Draining, the connection ends after this answer: say so. An HTTP/1.0
+   * client keeps the connection only if the answer says it may. */
+  if (r->lc->draining) r->keep_alive = 0;
+  if (!r->keep_alive)
+    PUT_LIT(&p, "Connection: close\r\n");
+  else if (r->http10)
+    PUT_LIT(&p, "Connection: keep-alive\r\n");
   PUT_LIT(&p, "\r\n");
   size_t hl = (size_t)(p - head);
   r->out_off = RESP_HEAD_ROOM - hl;
@@ -893,7 +899,7 @@ static void ready(loop_ctx *lc, req *r) {
 
 /* The longest head finish() writes besides its extra headers: status line,
  * the longest Content-Type here, a 20-digit length, a TRACE_MAX trace id,
- * Date, Connection: close and the blank line. */
+ * Date, Connection: keep-alive (the longer of the two) and the blank line. */
 #define HEAD_BASE_MAX 240
 _Static_assert(sizeof(DASHBOARD_HEADERS) - 1 + HEAD_BASE_MAX <= RESP_HEAD_ROOM,
                "the dashboard's headers must fit the response head room");

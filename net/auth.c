@@ -2,7 +2,8 @@
  * auth.c -- bearer tokens. The admin token is compared in constant time;
  * JWTs are verified with libjwt, which checks the HMAC. libjwt 1.10 does not
  * pin the algorithm or check exp itself, so both are checked here: only
- * HS256 is accepted (never "none"), and a token without exp is refused.
+ * HS256 is accepted (never "none"), a token without exp is refused, one
+ * whose nbf is still ahead too, and so is a sub of 0 (no user).
  */
 #include "auth.h"
 
@@ -41,6 +42,9 @@ static int verify_jwt(const auth_config *a, const char *tok, size_t n, int64_t n
   errno = 0;
   long exp = jwt_get_grant_int(jwt, "exp");
   if (errno != 0 || exp <= now_s) goto out;
+  errno = 0; /* nbf is optional; when given, not before it (RFC 7519 §4.1.5) */
+  long nbf = jwt_get_grant_int(jwt, "nbf");
+  if (errno == 0 && nbf > now_s) goto out;
   const char *sub = jwt_get_grant(jwt, "sub");
   uint64_t uid;
   if (sub != NULL) {
@@ -51,6 +55,7 @@ static int verify_jwt(const auth_config *a, const char *tok, size_t n, int64_t n
     if (errno != 0 || v < 0) goto out;
     uid = (uint64_t)v;
   }
+  if (uid == 0) goto out; /* no user is 0 */
   *user = uid;
   status = SPIKE_OK;
 out:

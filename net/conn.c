@@ -646,6 +646,7 @@ static int on_message_complete(llhttp_t *p) {
   c->cur = NULL;
   c->req_deadline_ms = 0; /* waiting on us now, not on the client */
   r->keep_alive = (uint8_t)llhttp_should_keep_alive(p);
+  r->http10 = p->http_major == 1 && p->http_minor == 0;
   uint8_t m = llhttp_get_method(p);
   r->method = m == HTTP_GET    ? RM_GET
               : m == HTTP_POST ? RM_POST

@@ -79,6 +79,7 @@ struct req {
   uint8_t handler;  /* enum handler */
   uint8_t done;     /* the response is in out */
   uint8_t keep_alive;
+  uint8_t http10;   /* an HTTP/1.0 request: keep-alive is said, not assumed */
   uint8_t ctype;    /* 0 none, 1 JSON, 2 MessagePack, 3 other */
   uint8_t parked;   /* waiting on the engine */
   uint8_t head;     /* HEAD: answered as GET, without the body */

@@ -357,6 +357,8 @@ static void pipelined_with_no_turn_budget(void) {
   pipelined_in_order_with(extra);
 }
 
+static void expect_eof(int fd);
+
 static void malformed_requests(void) {
   static const char *const extra[] = {"--max-header-bytes", "1024", "--max-body-bytes", "2048",
                                       NULL};
@@ -460,6 +462,24 @@ static void malformed_requests(void) {
       abort();
     }
   }
+  /* HTTP/1.0: kept alive only when asked, and then the answer says so */
+  char v[32];
+  fd = hc_connect(s.port);
+  static const char ka10[] = "GET /healthz/live HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+  for (int i = 0; i < 2; i++) {
+    hc_send(fd, ka10, sizeof(ka10) - 1);
+    CHECK_EQ(hc_read(fd, &R, 5000), 0);
+    CHECK_EQ(R.status, 200);
+    CHECK(hc_header(&R, "Connection", v, sizeof(v)) != NULL && strcasecmp(v, "keep-alive") == 0);
+    CHECK(!R.closed);
+  }
+  close(fd);
+  fd = hc_connect(s.port);
+  hc_send(fd, "GET /healthz/live HTTP/1.0\r\n\r\n", 31);
+  CHECK_EQ(hc_read(fd, &R, 5000), 0);
+  CHECK(hc_header(&R, "Connection", v, sizeof(v)) != NULL && strcasecmp(v, "close") == 0);
+  expect_eof(fd);
+  close(fd);
   /* the server took all that and still serves */
   CHECK_EQ(hc_do(s.port, "GET", "/healthz/live", NULL, NULL, &R), 200);
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
@@ -993,6 +1013,26 @@ static void jwt_and_admin(void) {
   CHECK_EQ(hc_do(p, "POST", "/api/v1/events/1/orders", forged, "{}", &R), 401);
   expect(401, 20005);
   CHECK_EQ(hc_do(p, "POST", "/api/v1/events/1/orders", unsigned_tok, "{}", &R), 401);
+  expect(401, 20005);
+  /* not valid yet (nbf ahead), or for no user (sub 0): the token is refused */
+  char early[1024], nobody[1024];
+  {
+    jwt_t *j;
+    CHECK(jwt_new(&j) == 0);
+    jwt_add_grant(j, "sub", "11");
+    jwt_add_grant_int(j, "exp", (long)time(NULL) + 600);
+    jwt_add_grant_int(j, "nbf", (long)time(NULL) + 300);
+    jwt_set_alg(j, JWT_ALG_HS256, (const unsigned char *)"s3cret", 6);
+    char *t = jwt_encode_str(j);
+    CHECK(t != NULL);
+    snprintf(early, sizeof(early), "Authorization: Bearer %s\r\n", t);
+    free(t);
+    jwt_free(j);
+  }
+  token(nobody, sizeof(nobody), "s3cret", "0", 600, JWT_ALG_HS256);
+  CHECK_EQ(hc_do(p, "POST", "/api/v1/events/1/orders", early, "{}", &R), 401);
+  expect(401, 20005);
+  CHECK_EQ(hc_do(p, "POST", "/api/v1/events/1/orders", nobody, "{}", &R), 401);
   expect(401, 20005);
   CHECK_EQ(hc_do(p, "POST", "/api/v1/events/1/orders", alice, "{\"user_id\":\"12\"}", &R), 403);
   expect(403, 20006);
