@@ -35,7 +35,7 @@
 #define LD_CONNECT_WAIT_MS 30000  /* every connection open before the start */
 #define LD_PACE_SLACK_NS 10000ull /* send this early rather than re-arm for it */
 #define LD_SWEEP_MS 20
-#define LD_BACKOFF_MAX_MS 1000
+#define LD_BACKOFF_MAX_MS 100 /* a server back up waits at most this for us */
 #define LD_TL_SLOTS 64 /* timeline intervals in hand-over at once */
 #define NS_PER_S 1000000000ull
 #define NS_PER_MS 1000000ull
@@ -69,6 +69,8 @@ typedef struct conn {
   uint32_t heap_pos; /* NO_POS: not waiting in the pacer's heap */
   uint8_t state, busy, done, counted, burst, writing, prepared;
   uint8_t msg_done, keep, bad, truncated, ever_connected, ready_cause;
+  uint8_t closed_after_answer; /* by the server, after a whole answer (Connection: close) */
+  uint8_t after_close;   /* the connect under way follows such a close */
   int status; /* of the answer being parsed */
   uint32_t backoff_ms;
   uint64_t next_ns; /* open loop: the next intended send time */
@@ -472,6 +474,11 @@ static void lose_request(conn *c) {
 
 static int in_window(uint64_t t) { return t >= R.warm_end_ns && t < R.end_ns; }
 
+/* A failure on c counts against the run only when the request it lost was
+ * measured (warm-up's losses are warm-up's), or, with none in flight, when
+ * it happens inside the measured window. */
+static int measured(const conn *c) { return c->busy ? c->counted : in_window(now_ns()); }
+
 /* Send c's next request (the prepared one, if any), meant for intended_ns;
  * cause says why it may be late. */
 static void send_req(conn *c, uint64_t intended_ns, int counted, int cause) {
@@ -503,7 +510,7 @@ static void send_req(conn *c, uint64_t intended_ns, int counted, int cause) {
   }
   if (c->wlen == 0) {
     /* a token could not be signed: checked at start-up, so not expected */
-    w->st.e_write++;
+    if (measured(c)) w->st.e_write++;
     conn_close(c);
     return;
   }
@@ -511,7 +518,7 @@ static void send_req(conn *c, uint64_t intended_ns, int counted, int cause) {
   int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
   if (n == (int)c->wlen) return;
   if (n < 0 && n != UV_EAGAIN) {
-    w->st.e_write++;
+    if (measured(c)) w->st.e_write++;
     conn_close(c);
     return;
   }
@@ -520,7 +527,7 @@ static void send_req(conn *c, uint64_t intended_ns, int counted, int cause) {
   c->writing = 1;
   if (uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
     c->writing = 0;
-    w->st.e_write++;
+    if (measured(c)) w->st.e_write++;
     conn_close(c);
   }
 }
@@ -529,7 +536,7 @@ static void on_write(uv_write_t *req, int status) {
   conn *c = req->data;
   c->writing = 0;
   if (status < 0 && status != UV_ECANCELED && c->state == C_READY) {
-    c->w->st.e_write++;
+    if (measured(c)) c->w->st.e_write++;
     conn_close(c);
   }
 }
@@ -598,6 +605,9 @@ static void on_response(conn *c) {
   w->busy_n--;
   c->backoff_ms = 0;
   if (!c->keep) {
+    /* The server's own way of working, not a failure: open the next
+     * connection at once (on_closed), and charge its wait to the server. */
+    c->closed_after_answer = 1;
     conn_close(c);
     return;
   }
@@ -638,7 +648,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (nread > 0) {
     llhttp_errno_t err = llhttp_execute(&c->parser, buf->base, (size_t)nread);
     if (err != HPE_OK || c->bad) {
-      w->st.e_parse++;
+      if (measured(c)) w->st.e_parse++;
       conn_close(c);
       return;
     }
@@ -647,7 +657,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     if (nread == UV_EOF && c->busy && !c->msg_done) llhttp_finish(&c->parser);
     if (!c->msg_done) {
       if (c->busy)
-        w->st.e_read++;
+        w->st.e_read += measured(c);
       else
         w->st.server_closed++;
       conn_close(c);
@@ -665,6 +675,8 @@ static void on_connect(uv_connect_t *req, int status) {
   conn *c = req->data;
   worker *w = c->w;
   if (status == UV_ECANCELED || c->state != C_CONNECTING) return;
+  int after_close = c->after_close;
+  c->after_close = 0;
   if (status < 0) {
     w->st.e_connect++;
     /* relaxed: counts the main thread polls */
@@ -691,7 +703,7 @@ static void on_connect(uv_connect_t *req, int status) {
   }
   if (w->started) {
     if (R.cfg->mode == LD_FLASH && c->burst) c->burst = 0; /* too late for the burst */
-    c->ready_cause = CAUSE_DOWN;
+    c->ready_cause = after_close ? CAUSE_SERVER : CAUSE_DOWN;
     schedule(c);
   }
 }
@@ -718,8 +730,20 @@ static void conn_connect(conn *c) {
 
 static void on_closed(uv_handle_t *h) {
   conn *c = h->data;
+  worker *w = c->w;
   c->state = C_CLOSED;
   c->writing = 0;
+  if (c->closed_after_answer) { /* no back-off, no wait for the sweep */
+    c->closed_after_answer = 0; /* a connect that fails from here backs off as usual */
+    c->backoff_ms = 0;
+    c->reconnect_ns = 0;
+    if (!c->done && !w->stopping && (!w->started || now_ns() < w->end_ns)) {
+      c->after_close = 1;
+      conn_connect(c);
+    }
+    return;
+  }
+  c->after_close = 0;
   c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : 10;
   if (c->backoff_ms > LD_BACKOFF_MAX_MS) c->backoff_ms = LD_BACKOFF_MAX_MS;
   c->reconnect_ns = now_ns() + c->backoff_ms * NS_PER_MS;
@@ -902,7 +926,7 @@ static void on_sweep(uv_timer_t *t) {
   for (uint32_t i = 0; i < w->nconns; i++) {
     conn *c = &w->conns[i];
     if (c->busy && now - c->sent_ns > limit) {
-      w->st.e_timeout++;
+      w->st.e_timeout += c->counted;
       conn_close(c);
     } else if (c->state == C_CLOSED && !c->done && !w->stopping && now >= c->reconnect_ns &&
                (!w->started || now < w->end_ns)) {

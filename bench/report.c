@@ -357,8 +357,12 @@ void rp_judge(const rp_run *run, rp_verdict *v) {
   const ld_stats *s = &res->total;
   const sc_scenario *sc = run->sc;
   uint64_t n = answers(s), l = lost(s);
-  v->errors = s->unexpected + l;
-  v->requests = n + l;
+  /* Sends the schedule owed that were never made because no connection
+   * could be opened: the server went away during the run. They are
+   * requests it did not answer, like lost ones. */
+  uint64_t gone = s->e_connect > 0 ? s->unsent[CAUSE_DOWN] : 0;
+  v->errors = s->unexpected + l + gone;
+  v->requests = n + l + gone;
   v->errors_ok = 1;
   int failed = 0, described = 0;
 
@@ -398,12 +402,17 @@ void rp_judge(const rp_run *run, rp_verdict *v) {
     if (!v->errors_ok) {
       char why[RP_REASON_BYTES] = "";
       if (!described) describe_unexpected(run, why, sizeof(why));
-      char lostw[160] = "";
+      char lostw[320] = "";
       if (l > 0)
         sb_say(lostw, sizeof(lostw),
                "%s%" PRIu64 " requests lost (%" PRIu64 " timed out, %" PRIu64 " cut off, %" PRIu64
                " not written, %" PRIu64 " unreadable)",
                why[0] ? "; " : "", l, s->e_timeout, s->e_read, s->e_write, s->e_parse);
+      if (gone > 0)
+        sb_add(lostw, sizeof(lostw),
+               "%s%" PRIu64 " never sent: the server went away (%" PRIu64
+               " connects failed, %" PRIu64 " refused)",
+               why[0] || lostw[0] ? "; " : "", gone, s->e_connect, res->connect_refused);
       reason(v,
              "%" PRIu64 " of %" PRIu64 " requests (%.3f%%) did not get an answer this scenario "
              "expects%s%s%s%s",

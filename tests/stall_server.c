@@ -9,8 +9,11 @@
  * all answered when the freeze ends. A server stuck in a garbage
  * collection or an fsync looks like this from outside.
  *
- *   stall_server [--port N] [--freeze-ms 200] [--period-ms 1000]
+ *   stall_server [--port N] [--freeze-ms 200] [--period-ms 1000] [--close]
  *
+ * --close answers each connection's first request with Connection: close
+ * and closes it, as a server without keep-alive does (--freeze-ms 0: never
+ * frozen).
  * --port 0 (the default) takes a free port; the first line on stdout is
  * "listening 127.0.0.1:PORT". Requests are framed by their headers and
  * Content-Length only (spikebench's are small and never chunked); anything
@@ -36,6 +39,9 @@
 static const char RESPONSE[] =
     "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 57\r\n\r\n" BODY;
 _Static_assert(sizeof(BODY) - 1 == 57, "Content-Length matches the body");
+static const char RESPONSE_CLOSE[] = "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
+                                     "Content-Length: 57\r\nConnection: close\r\n\r\n" BODY;
+static int close_each;
 
 typedef struct sconn {
   uv_tcp_t tcp;
@@ -58,6 +64,7 @@ static uv_buf_t batch[BATCH];
 
 /* 0 when answering; otherwise the ms until the current freeze ends. */
 static uint64_t frozen_for(void) {
+  if (freeze_ms == 0) return 0;
   uint64_t t = uv_now(loop) - start_ms;
   if (t < period_ms) return 0;
   uint64_t in = t % period_ms;
@@ -81,7 +88,7 @@ static void sclose(sconn *c) {
 static void on_written(uv_write_t *w, int status) {
   sconn *c = w->data;
   c->writing = 0;
-  if (status < 0) {
+  if (status < 0 || close_each) {
     sclose(c);
     return;
   }
@@ -102,7 +109,7 @@ static void flush(sconn *c) {
       uv_timer_start(&thaw, on_thaw, wait, 0);
     return;
   }
-  unsigned n = c->owed < BATCH ? (unsigned)c->owed : BATCH;
+  unsigned n = close_each ? 1 : c->owed < BATCH ? (unsigned)c->owed : BATCH;
   c->owed -= n;
   c->writing = 1;
   if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, batch, n, on_written) != 0) {
@@ -209,8 +216,12 @@ int main(int argc, char **argv) {
       rc = flag_u64("--freeze-ms", v, 3600000, &freeze_ms);
     else if (strcmp(argv[i], "--period-ms") == 0)
       rc = flag_u64("--period-ms", v, 3600000, &period_ms);
-    else {
-      fprintf(stderr, "usage: stall_server [--port N] [--freeze-ms MS] [--period-ms MS]\n");
+    else if (strcmp(argv[i], "--close") == 0) {
+      close_each = 1;
+      continue;
+    } else {
+      fprintf(stderr,
+              "usage: stall_server [--port N] [--freeze-ms MS] [--period-ms MS] [--close]\n");
       return 2;
     }
     if (rc != 0) return 2;
@@ -221,7 +232,8 @@ int main(int argc, char **argv) {
     return 2;
   }
   for (int i = 0; i < BATCH; i++)
-    batch[i] = uv_buf_init((char *)RESPONSE, sizeof(RESPONSE) - 1);
+    batch[i] = close_each ? uv_buf_init((char *)RESPONSE_CLOSE, sizeof(RESPONSE_CLOSE) - 1)
+                          : uv_buf_init((char *)RESPONSE, sizeof(RESPONSE) - 1);
   loop = uv_default_loop();
   uv_timer_init(loop, &thaw);
   uv_tcp_init(loop, &listener);

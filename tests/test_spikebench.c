@@ -120,7 +120,7 @@ static void setup(const char *tag) { snprintf(workdir, sizeof(workdir), "%s", te
 
 /* ---- the stall server -------------------------------------------------------------- */
 
-static pid_t stall_start(int *port) {
+static pid_t stall_start_with(int *port, const char *const *extra) {
   int fds[2];
   CHECK(pipe(fds) == 0);
   fflush(NULL);
@@ -131,7 +131,12 @@ static pid_t stall_start(int *port) {
     dup2(fds[1], 1);
     close(fds[0]);
     close(fds[1]);
-    execl(stall_bin(), stall_bin(), "--freeze-ms", "200", "--period-ms", "1000", (char *)NULL);
+    const char *argv[16] = {stall_bin(), "--freeze-ms", "200", "--period-ms", "1000"};
+    int n = 5;
+    for (int i = 0; extra != NULL && extra[i] != NULL && n < 15; i++)
+      argv[n++] = extra[i]; /* later flags win */
+    argv[n] = NULL;
+    execv(stall_bin(), (char *const *)argv);
     fprintf(stderr, "exec %s: %s\n", stall_bin(), strerror(errno));
     _exit(127);
   }
@@ -148,6 +153,8 @@ static pid_t stall_start(int *port) {
   CHECK(sscanf(line, "listening 127.0.0.1:%d", port) == 1);
   return pid;
 }
+
+static pid_t stall_start(int *port) { return stall_start_with(port, NULL); }
 
 static void stall_stop(pid_t pid) {
   kill(pid, SIGTERM);
@@ -189,6 +196,59 @@ static void stall_open_vs_closed(void) {
   CHECK(closed_p99 < 50.0);
   CHECK(closed_p99 < open_p99 / 3);
   CHECK(closed_n > open_n);
+  stall_stop(srv);
+  test_rmrf(workdir);
+}
+
+/* A server that closes each connection after its answer is served at the
+ * rate asked, with nothing put down to it being down; one that goes away
+ * mid-run fails the run; what is lost in the warm-up is not the run's. */
+static void closes_goes_away_warmup(void) {
+  setup("sb-away");
+  char url[64];
+  int port;
+  static const char *const closing[] = {"--close", "--freeze-ms", "0", NULL};
+  pid_t srv = stall_start_with(&port, closing);
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+  const char *close_args[] = {"--url",      url, "--rate",  "500",    "--connections",        "8",
+                              "--duration", "2", "--quiet", "--json", tmp_path("close.json"), NULL};
+  bench(close_args, tmp_path("close.log"), 0);
+  load_file(tmp_path("close.json"));
+  CHECK(jnum("requests") >= 500 * 2 * 0.95);
+  CHECK_EQ(jcount("late_by_cause.down"), 0);
+  CHECK_EQ(jcount("unsent_by_cause.down"), 0);
+  stall_stop(srv);
+
+  /* killed a second into a 3 s run */
+  static const char *const calm[] = {"--freeze-ms", "0", NULL};
+  srv = stall_start_with(&port, calm);
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+  const char *away_args[] = {"--url",      url, "--rate", "100", "--connections", "4",
+                             "--duration", "3", NULL};
+  pid_t b = bench_start(away_args, tmp_path("away.log"));
+  usleep(1000 * 1000);
+  kill(srv, SIGKILL);
+  waitpid(srv, NULL, 0);
+  int rc = bench_wait(b, tmp_path("away.log"));
+  if (rc != 1) show(tmp_path("away.log"));
+  CHECK_EQ(rc, 1);
+  load_file(tmp_path("away.log"));
+  CHECK(strstr(J.body, "the server went away") != NULL);
+
+  /* frozen (SIGSTOP) from 0.3 to 0.9 s, in a 2 s warm-up; 300 ms timeouts */
+  srv = stall_start_with(&port, calm);
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+  const char *warm_args[] = {"--url",      url, "--rate",       "200", "--connections", "4",
+                             "--warmup",   "2", "--duration",   "1",   "--timeout-ms",  "300",
+                             NULL};
+  b = bench_start(warm_args, tmp_path("warm.log"));
+  usleep(300 * 1000);
+  kill(srv, SIGSTOP);
+  usleep(600 * 1000);
+  kill(srv, SIGCONT);
+  rc = bench_wait(b, tmp_path("warm.log"));
+  if (rc != 0) show(tmp_path("warm.log"));
+  CHECK_EQ(rc, 0);
   stall_stop(srv);
   test_rmrf(workdir);
 }
@@ -703,6 +763,7 @@ static void usage_errors(void) {
 }
 
 TEST_LIST({"stall_open_vs_closed", stall_open_vs_closed, 30},
+          {"closes_goes_away_warmup", closes_goes_away_warmup, 30},
           {"reserve_verify", reserve_verify, 30}, {"mixed_verify", mixed_verify, 30},
           {"flash_crowd_verify", flash_crowd_verify, 30},
           {"verify_catches_other_buyer", verify_catches_other_buyer, 30},
