@@ -137,7 +137,8 @@ static const flag flags[] = {
      "--verify: 201s remembered for the per-user check (16 bytes each)", 1, SB_VERIFY_CAP_MAX},
     {"quiet", F_BOOL, &O.quiet, "off", "no progress line", 0, 0},
     {"progress", F_BOOL, &O.progress, "off",
-     "a progress line every second even when stdout is not a terminal", 0, 0},
+     "a progress line every second even when stdout is not a terminal (with --interval-ms "
+     "under 1000, the interval that ends each second)", 0, 0},
 };
 #define NFLAGS (sizeof(flags) / sizeof(flags[0]))
 
@@ -623,14 +624,20 @@ static int write_timeline_svg(const ld_config *cfg, const ld_result *res) {
 
 /* ---- main -------------------------------------------------------------------------- */
 
+/* The first SIGINT or SIGTERM ends the run and reports it; a second one,
+ * for a run stuck on a frozen server, ends the process at once. */
 static void on_signal(int sig) {
-  (void)sig;
   interrupted = 1;
+  signal(sig, SIG_DFL);
 }
 
+/* A progress line a second: every row when rows are a second or longer,
+ * else the row that ends each second (its own interval's figures). */
 static void on_row(const ld_row *row, void *arg) {
   (void)arg;
-  if (!O.progress || O.interval_ms < 1000) return;
+  if (!O.progress) return;
+  uint32_t every = O.interval_ms >= 1000 ? 1 : (uint32_t)((1000 + O.interval_ms - 1) / O.interval_ms);
+  if (row->index % every != every - 1) return;
   rp_print_row(stdout, row, O.interval_ms);
   fflush(stdout);
 }
