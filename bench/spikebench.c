@@ -704,8 +704,10 @@ int main(int argc, char **argv) {
   cfg.interrupted = &interrupted;
   cfg.on_row = on_row;
   if (ld_rows_needed(&cfg) > LD_ROWS_MAX)
-    die_usage("--interval-ms %" PRIu64 ": the run needs more than %d timeline rows", O.interval_ms,
-              LD_ROWS_MAX);
+    die_usage("a run of %.0f s (warmup included) in timeline rows of %" PRIu64
+              " ms (--interval-ms%s) needs more than %d rows: raise --interval-ms or shorten the run",
+              O.duration_s + O.warmup_s, O.interval_ms,
+              O.scenario == SC_FLASH ? ", 10 for a flash crowd unless given" : "", LD_ROWS_MAX);
 
   vf_target tg = {cfg.addr, &SC, O.path};
   vf_event before;
