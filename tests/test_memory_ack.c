@@ -85,6 +85,16 @@ static void map_full_loses_at_most_one_batch(void) {
   test_rmrf(cfg.data_dir);
 }
 
+/* A reserve of one unit, answered (at enqueue, or at its commit past the
+ * memory-ack bound): its order id. */
+static uint64_t reserve_now(spike_producer *p, uint64_t event, uint64_t user) {
+  spike_op r;
+  int rc = spike_reserve(p, &r, event, user, 1, NULL, 0, count_cb);
+  if (rc == SPIKE_PENDING) rc = settle(p, &r, rc);
+  CHECK_EQ(rc, SPIKE_OK);
+  return r.r.order.id;
+}
+
 /* A reserve answered on one producer, paid or cancelled at once on another:
  * the writer may drain the second ring first, and must wait for the order
  * rather than say it does not exist. */
@@ -99,11 +109,9 @@ static void pay_and_cancel_through_another_producer(void) {
   CHECK_EQ(create_event(a, &s), SPIKE_OK);
   int not_found = 0;
   for (int i = 0; i < 2000; i++) {
-    spike_op r, o;
-    int rc = spike_reserve(a, &r, 8, 1000 + (uint64_t)i, 1, NULL, 0, count_cb);
-    if (rc == SPIKE_PENDING) rc = settle(a, &r, rc);
-    CHECK_EQ(rc, SPIKE_OK);
-    uint64_t id = r.r.order.id;
+    spike_op o;
+    uint64_t id = reserve_now(a, 8, 1000 + (uint64_t)i);
+    int rc;
     if (i % 2 == 0)
       rc = settle(b, &o, spike_pay(b, &o, id, 0, "pay", 3, count_cb));
     else
@@ -118,11 +126,9 @@ static void pay_and_cancel_through_another_producer(void) {
   spike_event_spec s2 = spec_default(9, 10);
   CHECK_EQ(create_event(a, &s2), SPIKE_OK);
   for (int i = 0; i < 200; i++) {
-    spike_op r, o;
-    int rc = spike_reserve(a, &r, 8, 5000 + (uint64_t)i, 1, NULL, 0, count_cb);
-    if (rc == SPIKE_PENDING) rc = settle(a, &r, rc);
-    CHECK_EQ(rc, SPIKE_OK);
-    uint64_t id = r.r.order.id;
+    spike_op o;
+    uint64_t id = reserve_now(a, 8, 5000 + (uint64_t)i);
+    int rc;
     if (i % 2 == 0)
       rc = settle(b, &o, spike_cancel_in_event(b, &o, 9, id, 0, count_cb));
     else
