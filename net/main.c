@@ -25,7 +25,7 @@ typedef struct flag {
   const char *def;  /* shown in --help */
   const char *help;
   uint64_t min, max;
-  int pow2;         /* a power of two (or 0, when min is 0) */
+  int pow2;         /* 1: a power of two; 2: that or 0 (which means another flag's value) */
 } flag;
 
 static server_config cfg;
@@ -92,7 +92,7 @@ static flag flags[] = {
     {"max-keys", K_U32, U32(engine.max_keys), "1048576",
      "idempotency key slots, usable to 3/4", 4, 1u << 30, 1},
     {"max-users", K_U32, U32(engine.max_users), "0",
-     "users with orders in the store, usable to 3/4 (0: as --max-buyers)", 0, 1u << 30, 1},
+     "users with orders in the store, usable to 3/4 (0: as --max-buyers)", 4, 1u << 30, 2},
     {"max-reserved", K_U32, U32(engine.max_reserved), "1048576", "live reservations (reserved, not yet paid, cancelled or expired)",
      1, 1u << 30, 0},
     {"ring-size", K_U32, U32(engine.ring_size), "8192", "commit ring slots per loop thread", 2,
@@ -134,8 +134,8 @@ static void allowed(const flag *f, char *out, size_t cap) {
   case K_U32:
   case K_U64:
     if (f->pow2)
-      snprintf(out, cap, "%sa power of two from %llu to %llu", f->min == 0 ? "0 or " : "",
-               (unsigned long long)(f->min == 0 ? 1 : f->min), (unsigned long long)f->max);
+      snprintf(out, cap, "%sa power of two from %llu to %llu", f->pow2 == 2 ? "0 or " : "",
+               (unsigned long long)f->min, (unsigned long long)f->max);
     else if (f->max == UINT64_MAX)
       snprintf(out, cap, "an integer, %llu or more", (unsigned long long)f->min);
     else
@@ -177,6 +177,9 @@ static void usage(FILE *f) {
   fprintf(f, "  --%-18s %-24s %s\n  %-45s %s\n", "backup DEST", "",
           "back up the store in --data into the new directory DEST and exit: no server", "",
           "starts; a spiked may be serving that store meanwhile (exit 0, or 1 and why)");
+  fprintf(f, "  --%-18s %-24s %s\n  %-45s %s\n", "check-config", "",
+          "read the config file, the environment and the flags, check them, say", "",
+          "\"configuration ok\" and exit 0, or exit 2 with the first bad value");
 }
 
 static int parse_u64(const char *v, uint64_t *out, int sizes) {
@@ -200,6 +203,13 @@ static int parse_u64(const char *v, uint64_t *out, int sizes) {
   }
   if (*end != '\0' || x > UINT64_MAX / mul) return -1;
   *out = x * mul;
+  return 0;
+}
+
+static int is_bool_word(const char *w) {
+  static const char *const words[] = {"on", "off", "true", "false", "yes", "no", "1", "0"};
+  for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+    if (strcmp(w, words[i]) == 0) return 1;
   return 0;
 }
 
@@ -237,8 +247,11 @@ static int set(const flag *f, const char *v, const char *from) {
   case K_U32:
   case K_U64:
   case K_SIZE:
-    if (parse_u64(v, &x, f->k == K_SIZE) != 0 || x < f->min || x > f->max) break;
-    if (f->pow2 && x != 0 && (x & (x - 1)) != 0) break;
+    if (parse_u64(v, &x, f->k == K_SIZE) != 0) break;
+    if (!(f->pow2 == 2 && x == 0)) { /* 2: 0 (as another flag) or a power of two */
+      if (x < f->min || x > f->max) break;
+      if (f->pow2 && (x & (x - 1)) != 0) break;
+    }
     if (f->k == K_U32) *(uint32_t *)f->dst = (uint32_t)x;
     else *(uint64_t *)f->dst = x;
     return 0;
@@ -317,8 +330,27 @@ static int from_file(const char *path) {
     if (fl->k == K_STR && (value = kept[lineno - 1] = strdup(value)) == NULL) rc = -1;
     else if (set(fl, value, from) != 0) rc = -1;
   }
+  if (rc == 0 && ferror(f)) { /* a directory, an I/O error: not an end of file */
+    fprintf(stderr, "spiked: --config %s: %s\n", path, strerror(errno));
+    rc = -1;
+  }
   fclose(f);
   return rc;
+}
+
+/* --help and --version answer whatever else the command line, the
+ * environment or a config file holds. */
+static void help_or_version(int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      usage(stdout);
+      exit(0);
+    }
+    if (strcmp(argv[i], "--version") == 0) {
+      printf("spiked %s\n", spike_version());
+      exit(0);
+    }
+  }
 }
 
 /* The --config flag (or SPIKE_CONFIG), looked for before anything else. */
@@ -332,6 +364,7 @@ static const char *config_path(int argc, char **argv) {
 }
 
 static const char *backup_to; /* --backup DEST: back up and exit */
+static int check_only;        /* --check-config: read everything, say so, exit */
 
 static int from_args(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
@@ -349,13 +382,9 @@ static int from_args(int argc, char **argv) {
       backup_to = argv[++i];
       continue;
     }
-    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-      usage(stdout);
-      exit(0);
-    }
-    if (strcmp(a, "--version") == 0) {
-      printf("spiked %s\n", spike_version());
-      exit(0);
+    if (strcmp(a, "--check-config") == 0) {
+      check_only = 1;
+      continue;
     }
     if (strncmp(a, "--", 2) != 0) {
       fprintf(stderr, "spiked: unexpected argument \"%s\" (see --help)\n", a);
@@ -378,6 +407,8 @@ static int from_args(int argc, char **argv) {
       return -1;
     }
     const char *v = eq ? eq + 1 : NULL;
+    /* a switch may take its value as the next word: --demo off */
+    if (v == NULL && f->k == K_BOOL && i + 1 < argc && is_bool_word(argv[i + 1])) v = argv[++i];
     if (v == NULL && f->k != K_BOOL) {
       if (i + 1 >= argc) {
         fprintf(stderr, "spiked: --%s needs a value\n", f->name);
@@ -410,12 +441,18 @@ static int backup_command(const char *data_dir, const char *dest) {
 
 int main(int argc, char **argv) {
   server_config_init(&cfg);
+  help_or_version(argc, argv);
   const char *config = config_path(argc, argv);
   if ((config != NULL && config[0] != '\0' && from_file(config) != 0) || from_env() != 0 ||
       from_args(argc, argv) != 0)
     return 2;
   cfg.threads = threads_u32;
   log_set_level(log_level);
+  if (check_only) {
+    int rc = server_check(&cfg);
+    if (rc == 0) printf("spiked: configuration ok\n");
+    return rc;
+  }
   if (backup_to != NULL) return backup_command(cfg.engine.data_dir, backup_to);
   return server_run(&cfg);
 }

@@ -24,12 +24,14 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -368,24 +370,14 @@ static int create_demo(server *srv) {
   return 0;
 }
 
-int server_run(const server_config *cfg) {
-  static server srv;
-  int rc;
+int server_check(const server_config *cfg) {
+  char host[sizeof(((server *)0)->host)];
+  int port;
   struct sockaddr_storage sa;
   memset(&sa, 0, sizeof(sa));
-  if (parse_listen(cfg->listen, srv.host, sizeof(srv.host), &srv.port, &sa) != 0) {
+  if (parse_listen(cfg->listen, host, sizeof(host), &port, &sa) != 0) {
     fprintf(stderr, "spiked: --listen: bad value \"%s\": host:port or [v6]:port (see --help)\n",
             cfg->listen);
-    return 2;
-  }
-  srv.lim = cfg->lim;
-  srv.threads = cfg->threads;
-  srv.ecfg = cfg->engine;
-  srv.ecfg.max_producers = cfg->threads + 2; /* loops, the demo, one spare */
-  srv.auth = (auth_config){cfg->auth, cfg->jwt_secret, cfg->admin_token, is_loopback(&sa),
-                           cfg->feed_token};
-  if (cfg->log_file != NULL && cfg->log_file[0] != '\0' && (rc = open_log_file(cfg->log_file)) != 0) {
-    fprintf(stderr, "spiked: --log-file: bad value \"%s\": %s\n", cfg->log_file, strerror(-rc));
     return 2;
   }
   if (cfg->feed_token != NULL && cfg->feed_token[0] != '\0' && cfg->admin_token != NULL &&
@@ -401,15 +393,43 @@ int server_run(const server_config *cfg) {
               strerror(bad));
       return 2;
     }
-    srv.backup_dir = cfg->backup_dir;
   }
   if (cfg->auth == AUTH_JWT && (cfg->jwt_secret == NULL || cfg->jwt_secret[0] == '\0')) {
     fprintf(stderr, "spiked: --jwt-secret: missing: --auth jwt needs it (see --help)\n");
     return 2;
   }
+  return 0;
+}
+
+int server_run(const server_config *cfg) {
+  static server srv;
+  int rc;
+  struct sockaddr_storage sa;
+  memset(&sa, 0, sizeof(sa));
+  if ((rc = server_check(cfg)) != 0) return rc;
+  parse_listen(cfg->listen, srv.host, sizeof(srv.host), &srv.port, &sa); /* checked */
+  srv.lim = cfg->lim;
+  srv.threads = cfg->threads;
+  srv.ecfg = cfg->engine;
+  srv.ecfg.max_producers = cfg->threads + 2; /* loops, the demo, one spare */
+  srv.auth = (auth_config){cfg->auth, cfg->jwt_secret, cfg->admin_token, is_loopback(&sa),
+                           cfg->feed_token};
+  if (cfg->log_file != NULL && cfg->log_file[0] != '\0' && (rc = open_log_file(cfg->log_file)) != 0) {
+    fprintf(stderr, "spiked: --log-file: bad value \"%s\": %s\n", cfg->log_file, strerror(-rc));
+    return 2;
+  }
+  if (cfg->backup_dir != NULL && cfg->backup_dir[0] != '\0') srv.backup_dir = cfg->backup_dir;
   if (!srv.auth.loopback && (cfg->admin_token == NULL || cfg->admin_token[0] == '\0'))
     log_line(LOG_WARN, "server", NULL, NULL,
              "no admin token and not on loopback: admin routes are refused");
+  /* Opened before the store, like --log-file: a bad path is a bad value. */
+  if (cfg->access_log != NULL && cfg->access_log[0] != '\0') {
+    char err[300];
+    if (accesslog_open(&srv.access, cfg->access_log, cfg->threads, err, sizeof(err)) != 0) {
+      fprintf(stderr, "spiked: %s\n", err); /* err names the flag and the path */
+      return 2;
+    }
+  }
 
   /* Signals are taken by this thread alone, with sigwait; every loop thread
    * inherits the blocked mask. */
@@ -421,12 +441,33 @@ int server_run(const server_config *cfg) {
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
   signal(SIGPIPE, SIG_IGN);
 
+  /* Descriptors for every connection --max-conns allows, the refusals
+   * being answered, and some to spare (the store, the logs, the loops):
+   * raise the soft limit as far as the hard one lets, and say so when
+   * that is not enough, since past it connections are dropped at accept
+   * with nothing to tell the client. */
+  {
+    struct rlimit rl;
+    uint64_t want = (uint64_t)cfg->lim.max_conns + (uint64_t)cfg->threads * cfg->lim.max_refusals + 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+      rlim_t old = rl.rlim_cur;
+      rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? (rlim_t)want : rl.rlim_max;
+      if (rl.rlim_cur > old) setrlimit(RLIMIT_NOFILE, &rl);
+      if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want)
+        log_line(LOG_WARN, "server", NULL, NULL,
+                 "open files limited to %llu, under the %llu that --max-conns %u needs: raise "
+                 "ulimit -n (LimitNOFILE) or lower --max-conns",
+                 (unsigned long long)rl.rlim_cur, (unsigned long long)want, cfg->lim.max_conns);
+    }
+  }
+
   /* The address first: a second spiked on a taken address fails at once,
    * before it opens (or creates) a store. */
   rc = claim_address(&sa);
   if (rc != 0) {
     log_line(LOG_ERROR, "server", NULL, NULL, "cannot listen on %s: %s", cfg->listen,
              uv_strerror(rc));
+    accesslog_close(srv.access);
     return 1;
   }
   uint64_t open_ns = uv_hrtime();
@@ -434,6 +475,7 @@ int server_run(const server_config *cfg) {
   if (rc != SPIKE_OK) {
     log_line(LOG_ERROR, "server", NULL, NULL, "cannot open the engine: %s: %s",
              spike_strerror(rc), spike_open_error());
+    accesslog_close(srv.access);
     return 1;
   }
   {
@@ -450,15 +492,8 @@ int server_run(const server_config *cfg) {
   }
   if (cfg->demo && create_demo(&srv) != 0) {
     spike_close(srv.engine);
+    accesslog_close(srv.access);
     return 1;
-  }
-  if (cfg->access_log != NULL && cfg->access_log[0] != '\0') {
-    char err[300];
-    if (accesslog_open(&srv.access, cfg->access_log, cfg->threads, err, sizeof(err)) != 0) {
-      log_line(LOG_ERROR, "server", NULL, NULL, "%s", err);
-      spike_close(srv.engine);
-      return 1;
-    }
   }
   conn_init_settings();
   srv.port = ntohs(sa.ss_family == AF_INET ? ((struct sockaddr_in *)&sa)->sin_port
@@ -490,11 +525,14 @@ int server_run(const server_config *cfg) {
       uv_thread_create(&srv.loops[i].thread, loop_main, &srv.loops[i]);
       srv.loops[i].started = 1;
     }
-    char fields[256];
+    /* The data directory is the operator's string: escaped, whole. */
+    char dir[4 * PATH_MAX], fields[sizeof(dir) + 256];
+    log_escape(dir, sizeof(dir), srv.ecfg.data_dir, strlen(srv.ecfg.data_dir));
     snprintf(fields, sizeof(fields),
-             ",\"listen\":\"%s:%d\",\"data\":\"%s\",\"ack\":\"%s\",\"threads\":%u,\"auth\":\"%s\"",
-             srv.host, srv.port, srv.ecfg.data_dir,
-             srv.ecfg.ack == SPIKE_ACK_DURABLE ? "durable" : "memory", cfg->threads,
+             ",\"listen\":\"%s%s%s:%d\",\"data\":\"%s\",\"ack\":\"%s\",\"threads\":%u,"
+             "\"auth\":\"%s\"",
+             sa.ss_family == AF_INET6 ? "[" : "", srv.host, sa.ss_family == AF_INET6 ? "]" : "",
+             srv.port, dir, srv.ecfg.ack == SPIKE_ACK_DURABLE ? "durable" : "memory", cfg->threads,
              cfg->auth == AUTH_JWT ? "jwt" : "none");
     log_line(LOG_INFO, "server", NULL, fields, "spiked %s listening", spike_version());
     int sig = 0;

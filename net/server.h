@@ -32,5 +32,9 @@ void server_config_init(server_config *cfg);
  * in flight, commit, close LMDB. SIGHUP reopens the log files (logrotate)
  * and goes on. Returns the process exit status (0 after a clean drain). */
 int server_run(const server_config *cfg);
+/* The checks server_run makes before it touches anything (the address's
+ * form, tokens, --backup-dir, --jwt-secret): 0, or 2 with the reason on
+ * stderr. For --check-config. */
+int server_check(const server_config *cfg);
 
 #endif /* SPIKE_SERVER_H */

@@ -41,15 +41,19 @@ exposure() {
 }
 
 asks_for() {
+  # SystemCallErrorNumber: without it a call the filter refuses kills
+  # spiked, and the backup thread's setpriority is one (route backups
+  # killed it under this unit).
   for k in DynamicUser=yes StateDirectory=spike ProtectSystem=strict NoNewPrivileges=yes \
-    LimitNOFILE=65536 "ExecStart=$prefix/bin/spiked --config $conf"; do
+    LimitNOFILE=65536 "ExecStart=$prefix/bin/spiked --config $conf" SystemCallErrorNumber=EPERM \
+    RestartPreventExitStatus=2; do
     grep -qx "$k" "$unit" || { echo "missing: $k"; return 1; }
   done
 }
 
-# --version exits after the config file and the environment are read, so
-# a key the parser does not know fails here.
-reads_config() { "$prefix/bin/spiked" --config "$conf" --version; }
+# --check-config reads the config file and the environment and checks
+# them, so a key the parser does not know fails here.
+reads_config() { "$prefix/bin/spiked" --config "$conf" --check-config; }
 
 check "make install-spiked" install_it
 check "systemd-analyze verify" verify
