@@ -155,6 +155,39 @@ static void ok_end(req *r, int http) {
   finish(r, http, "application/json", NULL);
 }
 
+/* Every 5xx is logged, up to API_5XX_LOGGED_PER_S lines a second per loop
+ * thread: a storm of them (a table full under a crowd, a probe every few
+ * ms) is told as a count instead of a line each, which would flood the log
+ * (a 2 s flood once wrote 137,000 lines). The metrics count every one. */
+#define API_5XX_LOGGED_PER_S 20
+
+void api_log_unlogged(loop_ctx *lc) {
+  uint64_t now = uv_now(&lc->loop);
+  if (lc->err_unlogged == 0 || now - lc->err_window_ms < 1000) return;
+  log_line(LOG_ERROR, "http", NULL, NULL,
+           "%llu more 5xx answer(s) in the last %llu ms not logged one by one (at most %d lines "
+           "a second per loop thread; spike_http_request_duration_seconds counts every answer by "
+           "code)",
+           (unsigned long long)lc->err_unlogged, (unsigned long long)(now - lc->err_window_ms),
+           API_5XX_LOGGED_PER_S);
+  lc->err_unlogged = 0;
+}
+
+static int log_5xx_allowed(loop_ctx *lc) {
+  uint64_t now = uv_now(&lc->loop);
+  if (now - lc->err_window_ms >= 1000) {
+    api_log_unlogged(lc);
+    lc->err_window_ms = now;
+    lc->err_logged = 0;
+  }
+  if (lc->err_logged < API_5XX_LOGGED_PER_S) {
+    lc->err_logged++;
+    return 1;
+  }
+  lc->err_unlogged++;
+  return 0;
+}
+
 static void fail(req *r, int status, const char *detail) {
   int http = spike_http_status(status);
   const char *msg = spike_strerror(status);
@@ -188,7 +221,8 @@ static void fail(req *r, int status, const char *detail) {
   if (status == SPIKE_EBUSY || status == SPIKE_EFULL)
     r->busy = (uint8_t)metrics_busy_reason((handler)r->handler, detail);
   /* a refusal at the connection limit is logged by conn.c, once a second */
-  if (http >= 500 && !(r->handler == H_BAD_REQUEST && status == SPIKE_EBUSY)) {
+  if (http >= 500 && !(r->handler == H_BAD_REQUEST && status == SPIKE_EBUSY) &&
+      log_5xx_allowed(r->lc)) {
     char ids[64];
     api_log_ids(r, ids, sizeof(ids));
     log_line(LOG_ERROR, "http", r->trace, ids, "%s failed: %s%s%s",

@@ -178,6 +178,9 @@ struct loop_ctx {
   uint32_t turn;       /* loop turns, counted at their end (conn_flush_dirty) */
   uint32_t accepts;    /* connections taken this loop turn */
   uint64_t refusals_unlogged, refusal_logged_ms; /* refusals at max_conns: the log's count */
+  uint64_t err_window_ms;  /* 5xx log lines: the second being counted */
+  uint32_t err_logged;     /* lines logged in it (at most API_5XX_LOGGED_PER_S) */
+  uint64_t err_unlogged;   /* 5xx answers past that, told in one line later */
   uint8_t accept_pending; /* libuv holds one accepted that waits for the next turn */
   req *free_reqs;
   uint32_t nfree;
@@ -238,6 +241,9 @@ void api_handle(loop_ctx *lc, req *r);
 void api_error(loop_ctx *lc, req *r, int status, const char *detail);
 /* The ids a request names, as JSON members for a log line ("" if none). */
 void api_log_ids(const req *r, char *out, size_t cap);
+/* Log how many 5xx answers went unlogged in a second that has ended (the
+ * loop's sweep calls it, so a storm's tail is told too). */
+void api_log_unlogged(loop_ctx *lc);
 /* A response is ready to go (conn_respond): count it in the metrics and
  * write its access line. ns: since its first byte. */
 void api_done(loop_ctx *lc, req *r, uint64_t ns);

@@ -159,6 +159,7 @@ static void on_prepare(uv_prepare_t *h) {
 static void on_sweep(uv_timer_t *t) {
   loop_ctx *lc = t->data;
   conn_sweep(t);
+  api_log_unlogged(lc);
   if (lc->srv->access != NULL) accesslog_flush(lc->srv->access, lc->idx);
   server_loop_maybe_done(lc);
 }

@@ -640,7 +640,59 @@ static void config_and_flag_errors(void) {
         NULL);
   CHECK(strstr(out, "an integer from 1 to 62") != NULL);
   CHECK(strstr(out, "--config") != NULL && strstr(out, "SIGHUP") != NULL);
+  /* --help and --version whatever else is wrong; --check-config checks */
+  CHECK_EQ(run_spiked((const char *const[]){"--config", "/nonexistent", "--help", NULL},
+                      "SPIKE_THREADS=0", out, sizeof(out)),
+           0);
+  CHECK_EQ(run_spiked((const char *const[]){"--config", bad, "--version", NULL}, NULL, out,
+                      sizeof(out)),
+           0);
+  CHECK(strstr(out, "spiked " SPIKE_VERSION_STRING) != NULL);
+  CHECK_EQ(run_spiked((const char *const[]){"--config", conf, "--check-config", NULL}, NULL, out,
+                      sizeof(out)),
+           0);
+  CHECK(strstr(out, "configuration ok") != NULL);
+  flag_error((const char *const[]){"--config", bad, "--check-config", NULL}, NULL, arg);
+  /* a directory is not a config file; a switch takes its value as a word */
+  snprintf(arg, sizeof(arg), "spiked: --config %s: Is a directory", tmp);
+  flag_error((const char *const[]){"--config", tmp, "--check-config", NULL}, NULL, arg);
+  CHECK_EQ(run_spiked((const char *const[]){"--demo", "off", "--check-config", NULL}, NULL, out,
+                      sizeof(out)),
+           0);
+  flag_error((const char *const[]){"--max-users", "2", NULL}, NULL,
+             "spiked: --max-users: bad value \"2\": 0 or a power of two from 4 to 1073741824");
+  flag_error((const char *const[]){"--access-log", "/nonexistent/dir/a.log", NULL}, NULL,
+             "spiked: --access-log /nonexistent/dir/a.log: ");
   test_rmrf(tmp);
+}
+
+/* A storm of 5xx answers (here 507s: the reservation table full) is
+ * logged a line each up to 20 a second per loop, then as one count a
+ * second: every answer is told, none floods the log. */
+static void error_storm_logged_as_counts(void) {
+  static const char *const extra[] = {"--max-reserved", "2", NULL};
+  spiked s;
+  spiked_start(&s, NULL, extra);
+  CHECK_EQ(create_event(s.port, 1, 1000, NULL), 201);
+  CHECK_EQ(reserve(s.port, 1, 1, NULL), 201);
+  CHECK_EQ(reserve(s.port, 1, 2, NULL), 201);
+  enum { STORM = 150 };
+  for (uint64_t u = 3; u < 3 + STORM; u++) CHECK_EQ(reserve(s.port, 1, u, NULL), 507);
+  usleep(1300 * 1000); /* the sweep tells the count once the second is over */
+  const char *log = spiked_log(&s);
+  uint64_t lines = 0, counted = 0;
+  for (const char *p = log; (p = strstr(p, "reservation table full")) != NULL; p++) lines++;
+  for (const char *p = log; (p = strstr(p, " more 5xx answer(s) in the last ")) != NULL; p++) {
+    const char *q = p;
+    while (q > log && q[-1] >= '0' && q[-1] <= '9') q--;
+    counted += strtoull(q, NULL, 10);
+  }
+  fprintf(stderr, "%llu 507s: %llu logged, %llu counted\n", (unsigned long long)STORM,
+          (unsigned long long)lines, (unsigned long long)counted);
+  CHECK_EQ(lines + counted, STORM);
+  CHECK(counted > 0);
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  test_rmrf(s.dir);
 }
 
 static void map_growth_logged(void) {
@@ -782,5 +834,6 @@ TEST_LIST({"metrics_lint_and_503s", metrics_lint_and_503s, 30},
           {"feed_store_id_and_cursors", feed_store_id_and_cursors, 30},
           {"access_log_and_sighup", access_log_and_sighup, 30},
           {"config_and_flag_errors", config_and_flag_errors, 30},
+          {"error_storm_logged_as_counts", error_storm_logged_as_counts, 30},
           {"map_growth_logged", map_growth_logged, 60},
           {"consumer_exactly_once", consumer_exactly_once, 90})
