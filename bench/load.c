@@ -212,6 +212,7 @@ void ld_stats_merge(ld_stats *d, const ld_stats *s) {
   ADD(e_timeout);
   ADD(e_parse);
   ADD(server_closed);
+  ADD(e_connect_measured);
   ADD(created);
   ADD(paid);
   ADD(unknown_buy);
@@ -606,8 +607,10 @@ static void on_response(conn *c) {
   c->backoff_ms = 0;
   if (!c->keep) {
     /* The server's own way of working, not a failure: open the next
-     * connection at once (on_closed), and charge its wait to the server. */
-    c->closed_after_answer = 1;
+     * connection at once (on_closed), and charge its wait to the server.
+     * Unless it was shedding (a 5xx or 429 with the close): then back off
+     * as after a failure, rather than storm it with connects. */
+    c->closed_after_answer = c->status < 500 && c->status != 429;
     conn_close(c);
     return;
   }
@@ -679,6 +682,7 @@ static void on_connect(uv_connect_t *req, int status) {
   c->after_close = 0;
   if (status < 0) {
     w->st.e_connect++;
+    if (in_window(now_ns())) w->st.e_connect_measured++;
     /* relaxed: counts the main thread polls */
     atomic_fetch_add_explicit(&R.connect_failures, 1, memory_order_relaxed);
     if (status == UV_ECONNREFUSED)
@@ -714,6 +718,7 @@ static void conn_connect(conn *c) {
   int rc = uv_tcp_init(&w->loop, &c->tcp);
   if (rc != 0) {
     w->st.e_connect++;
+    c->after_close = 0;
     c->reconnect_ns = now_ns() + 100 * NS_PER_MS;
     return;
   }
@@ -902,6 +907,7 @@ static void check_finish(worker *w) {
     conn *c = &w->conns[i];
     if (!c->done) {
       int cause = c->state == C_READY ? (c->heap_pos != NO_POS ? CAUSE_GENERATOR : CAUSE_SERVER)
+                  : c->after_close    ? CAUSE_SERVER /* re-opening after a Connection: close */
                                       : CAUSE_DOWN;
       heap_remove(w, c);
       c->done = 1;

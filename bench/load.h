@@ -77,6 +77,7 @@ typedef struct ld_stats {
   uint64_t late[CAUSE_COUNT], late_max_ns[CAUSE_COUNT];
   uint64_t unsent[CAUSE_COUNT]; /* what the schedule still owed at the end */
   uint64_t e_connect, e_read, e_write, e_timeout, e_parse, server_closed;
+  uint64_t e_connect_measured; /* connects that failed inside the measured window */
   /* whole run, warmup included: what --verify compares with the server */
   uint64_t created, paid, unknown_buy, unknown_pay, soldout_seen, wrong_user;
   uint64_t wins_dropped, pay_dropped;

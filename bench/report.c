@@ -360,7 +360,7 @@ void rp_judge(const rp_run *run, rp_verdict *v) {
   /* Sends the schedule owed that were never made because no connection
    * could be opened: the server went away during the run. They are
    * requests it did not answer, like lost ones. */
-  uint64_t gone = s->e_connect > 0 ? s->unsent[CAUSE_DOWN] : 0;
+  uint64_t gone = s->e_connect_measured > 0 ? s->unsent[CAUSE_DOWN] : 0;
   v->errors = s->unexpected + l + gone;
   v->requests = n + l + gone;
   v->errors_ok = 1;

@@ -922,6 +922,9 @@ static int refuse_unless_bound(spike_producer *p, spike_op *op, uint32_t slot, u
     if (kidx != LIM_FULL) {
       uint64_t v = lim_val(lim_at(&p->e->keys, kidx));
       if (v > LIM_KEY_PENDING) return replay(p, op, slot, v, user_id, kidx, cb);
+      /* its first try is still deciding: the answer is that one's */
+      if (v == LIM_KEY_PENDING)
+        return refuse(op, SPIKE_EBUSY, "a request with this key is in progress");
     }
   }
   return refuse(op, status, detail);
@@ -993,6 +996,21 @@ int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t u
                                NULL, cb);
   }
   if (key != NULL) {
+    /* Back-pressure and the reservation bound, looked at before the key
+     * goes in (and decided again below, where they are claimed): a crowd
+     * retrying with a fresh key each time through a full queue must not
+     * fill the key table. ring_acquire only looks: the slot is taken when
+     * it is published. */
+    if (ring_acquire(&p->submit) == NULL)
+      return refuse_unless_bound(p, op, slot, user_id, key, kh, SPIKE_EBUSY, "commit queue full",
+                                 cb);
+    if (e->cfg.ack != SPIKE_ACK_MEMORY && p->inflight >= ring_capacity(&p->done))
+      return refuse_unless_bound(p, op, slot, user_id, key, kh, SPIKE_EBUSY,
+                                 "too many operations in flight", cb);
+    /* relaxed: a bound, read as a hint */
+    if (atomic_load_explicit(&e->armed, memory_order_relaxed) >= e->armed_max)
+      return refuse_unless_bound(p, op, slot, user_id, key, kh, SPIKE_EFULL,
+                                 "reservation table full (max_reserved)", cb);
     kidx = lim_upsert_tag(&e->keys, kh.low64, kh.high64, ktag);
     if (kidx == LIM_FULL) return refuse(op, SPIKE_EFULL, "idempotency key table full (max_keys)");
     ke = lim_at(&e->keys, kidx);

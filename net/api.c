@@ -111,9 +111,10 @@ static void finish(req *r, int http, const char *ctype, const char *extra) {
       p += n;
     }
   }
-  /* Draining, the connection ends after this answer: say so. An HTTP/1.0
-   * client keeps the connection only if the answer says it may. */
-  if (r->lc->draining) r->keep_alive = 0;
+  /* Draining, the connection ends after its last answer: that one says so
+   * (the answers queued before it are still written). An HTTP/1.0 client
+   * keeps the connection only if the answer says it may. */
+  if (r->lc->draining && r->next == NULL) r->keep_alive = 0;
   if (!r->keep_alive)
     PUT_LIT(&p, "Connection: close\r\n");
   else if (r->http10)
@@ -129,13 +130,23 @@ static void finish(req *r, int http, const char *ctype, const char *extra) {
 
 static void fail(req *r, int status, const char *detail);
 
+/* The ids a request is about, as JSON fields: those its answer named
+ * (event, order, user) and, failing those, the path's. */
 void api_log_ids(const req *r, char *out, size_t cap) {
+  size_t k = 0;
   out[0] = '\0';
-  if (!r->m.id_ok) return;
-  const char *name = r->handler == H_USER_ORDERS                                 ? "userId"
-                     : r->handler >= H_ORDER_GET && r->handler <= H_ORDER_CANCEL ? "orderId"
-                                                                                 : "eventId";
-  snprintf(out, cap, ",\"%s\":\"%llu\"", name, (unsigned long long)r->m.id);
+  uint64_t ev = r->event_id, ord = r->order_id, user = r->user_id;
+  if (r->m.id_ok && ev == 0 && r->handler >= H_EVENT_GET && r->handler <= H_RESERVE) ev = r->m.id;
+  if (r->m.event_ok && ev == 0 && r->m.in_event) ev = r->m.event_id;
+  if (r->m.id_ok && ord == 0 && r->handler >= H_ORDER_GET && r->handler <= H_ORDER_CANCEL)
+    ord = r->m.id;
+  if (r->m.id_ok && user == 0 && r->handler == H_USER_ORDERS) user = r->m.id;
+  if (ev != 0)
+    k += (size_t)snprintf(out + k, cap - k, ",\"eventId\":\"%llu\"", (unsigned long long)ev);
+  if (ord != 0 && k < cap)
+    k += (size_t)snprintf(out + k, cap - k, ",\"orderId\":\"%llu\"", (unsigned long long)ord);
+  if (user != 0 && k < cap)
+    snprintf(out + k, cap - k, ",\"userId\":\"%llu\"", (unsigned long long)user);
 }
 
 static void ok_begin(req *r) {
@@ -223,7 +234,7 @@ static void fail(req *r, int status, const char *detail) {
   /* a refusal at the connection limit is logged by conn.c, once a second */
   if (http >= 500 && !(r->handler == H_BAD_REQUEST && status == SPIKE_EBUSY) &&
       log_5xx_allowed(r->lc)) {
-    char ids[64];
+    char ids[128];
     api_log_ids(r, ids, sizeof(ids));
     log_line(LOG_ERROR, "http", r->trace, ids, "%s failed: %s%s%s",
              router_label((handler)r->handler), msg, detail ? ": " : "", detail ? detail : "");
@@ -1043,22 +1054,7 @@ static void access_line(loop_ctx *lc, const req *r, uint64_t ns) {
   uint32_t tl = r->target_len < 512 ? r->target_len : 512;
   log_escape(path, sizeof(path), r->in.p, tl);
   const char *method = r->handler == H_BAD_REQUEST ? "-" : llhttp_method_name(r->llmethod);
-  size_t k = 0;
-  ids[0] = '\0';
-  uint64_t ev = r->event_id, ord = r->order_id, user = r->user_id;
-  if (r->m.id_ok && ev == 0 && r->handler >= H_EVENT_GET && r->handler <= H_RESERVE) ev = r->m.id;
-  if (r->m.event_ok && ev == 0 && r->m.in_event) ev = r->m.event_id;
-  if (r->m.id_ok && ord == 0 && r->handler >= H_ORDER_GET && r->handler <= H_ORDER_CANCEL)
-    ord = r->m.id;
-  if (r->m.id_ok && user == 0 && r->handler == H_USER_ORDERS) user = r->m.id;
-  if (ev != 0)
-    k +=
-        (size_t)snprintf(ids + k, sizeof(ids) - k, ",\"eventId\":\"%llu\"", (unsigned long long)ev);
-  if (ord != 0)
-    k += (size_t)snprintf(ids + k, sizeof(ids) - k, ",\"orderId\":\"%llu\"",
-                          (unsigned long long)ord);
-  if (user != 0)
-    snprintf(ids + k, sizeof(ids) - k, ",\"userId\":\"%llu\"", (unsigned long long)user);
+  api_log_ids(r, ids, sizeof(ids));
   int n = snprintf(line, sizeof(line),
                    "{\"ts\":\"%s.%03ldZ\",\"traceId\":\"%s\",\"client\":\"%s\",\"method\":\"%s\","
                    "\"path\":\"%s\",\"route\":\"%s\",\"status\":%d,\"code\":%d,\"us\":%llu%s}\n",
@@ -1076,7 +1072,7 @@ void api_done(loop_ctx *lc, req *r, uint64_t ns) {
   metrics_request(&lc->m, (handler)r->handler, r->http, r->status, (metric_busy)r->busy, ns);
   if (lc->srv->access != NULL) access_line(lc, r, ns);
   if (log_enabled(LOG_DEBUG)) { /* at debug, the same in the main log */
-    char f[160], ids[64];
+    char f[224], ids[128];
     api_log_ids(r, ids, sizeof(ids));
     snprintf(f, sizeof(f), ",\"route\":\"%s\",\"status\":%d,\"code\":%d,\"us\":%llu%s",
              router_label((handler)r->handler), r->http, spike_code(r->status),

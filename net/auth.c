@@ -42,9 +42,9 @@ static int verify_jwt(const auth_config *a, const char *tok, size_t n, int64_t n
   errno = 0;
   long exp = jwt_get_grant_int(jwt, "exp");
   if (errno != 0 || exp <= now_s) goto out;
-  errno = 0; /* nbf is optional; when given, not before it (RFC 7519 §4.1.5) */
+  errno = 0; /* nbf is optional; when given, a number, and not before it (RFC 7519 §4.1.5) */
   long nbf = jwt_get_grant_int(jwt, "nbf");
-  if (errno == 0 && nbf > now_s) goto out;
+  if (errno != ENOENT && (errno != 0 || nbf > now_s)) goto out;
   const char *sub = jwt_get_grant(jwt, "sub");
   uint64_t uid;
   if (sub != NULL) {

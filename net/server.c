@@ -399,6 +399,28 @@ int server_check(const server_config *cfg) {
     fprintf(stderr, "spiked: --jwt-secret: missing: --auth jwt needs it (see --help)\n");
     return 2;
   }
+  /* The log files: a start opens (and creates) them before the store, and
+   * exits 2 when it cannot; here nothing is created. */
+  const struct {
+    const char *flag, *path;
+  } files[] = {{"--log-file", cfg->log_file}, {"--access-log", cfg->access_log}};
+  for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+    const char *path = files[i].path;
+    if (path == NULL || path[0] == '\0') continue;
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL) snprintf(dir, sizeof(dir), ".");
+    else if (slash == dir) slash[1] = '\0';
+    else *slash = '\0';
+    int bad = access(path, F_OK) == 0 ? (access(path, W_OK) == 0 ? 0 : errno)
+                                      : (access(dir, W_OK | X_OK) == 0 ? 0 : errno);
+    if (bad != 0) {
+      fprintf(stderr, "spiked: %s: bad value \"%s\": %s (see --help)\n", files[i].flag, path,
+              strerror(bad));
+      return 2;
+    }
+  }
   return 0;
 }
 
@@ -408,6 +430,17 @@ int server_run(const server_config *cfg) {
   struct sockaddr_storage sa;
   memset(&sa, 0, sizeof(sa));
   if ((rc = server_check(cfg)) != 0) return rc;
+  /* Signals are taken by this thread alone, with sigwait; every thread
+   * started from here on (the access log's, the loops, the writer)
+   * inherits the blocked mask, so none of them can be the one a SIGHUP or
+   * SIGTERM kills. Before any thread is made. */
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+  signal(SIGPIPE, SIG_IGN);
   parse_listen(cfg->listen, srv.host, sizeof(srv.host), &srv.port, &sa); /* checked */
   srv.lim = cfg->lim;
   srv.threads = cfg->threads;
@@ -432,15 +465,6 @@ int server_run(const server_config *cfg) {
     }
   }
 
-  /* Signals are taken by this thread alone, with sigwait; every loop thread
-   * inherits the blocked mask. */
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  sigaddset(&sigs, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-  signal(SIGPIPE, SIG_IGN);
 
   /* Descriptors for every connection --max-conns allows, the refusals
    * being answered, and some to spare (the store, the logs, the loops):

@@ -727,6 +727,15 @@ static void bounds_answer_busy(void) {
   }
   CHECK_EQ(spike_reserve(p, &ops[4], 30, 200, 1, NULL, 0, count_cb), SPIKE_EBUSY);
   CHECK(strstr(ops[4].detail, "in flight") != NULL);
+  /* retries with a fresh key each through the full bound insert no key */
+  spike_stats st;
+  for (int i = 0; i < 20; i++) {
+    char key[16];
+    snprintf(key, sizeof(key), "busy-%d", i);
+    CHECK_EQ(spike_reserve(p, &ops[4], 30, 200, 1, key, strlen(key), count_cb), SPIKE_EBUSY);
+  }
+  spike_stats_get(e, &st);
+  CHECK_EQ(st.keys_used, 0);
   CHECK_EQ(spike_producer_close(p), SPIKE_EBUSY);
   CHECK_EQ(spike_close(e), SPIKE_EBUSY);
   wait_count(p, &n, 4);
@@ -736,7 +745,6 @@ static void bounds_answer_busy(void) {
   CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 30, 105, 1, NULL, 0, count_cb)), SPIKE_OK);
   CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 30, 106, 1, NULL, 0, count_cb)), SPIKE_EFULL);
   CHECK(strstr(op.detail, "buyer table") != NULL);
-  spike_stats st;
   spike_stats_get(e, &st);
   CHECK_EQ(st.buyers_used, 6);
   CHECK_EQ(st.reservations_live, 6);
@@ -754,6 +762,9 @@ static void bounds_answer_busy(void) {
   CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 30, 2, 1, NULL, 0, count_cb)), SPIKE_OK);
   CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 30, 3, 1, NULL, 0, count_cb)), SPIKE_EFULL);
   CHECK(strstr(op.detail, "reservation table") != NULL);
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 30, 3, 1, "full-1", 6, count_cb)), SPIKE_EFULL);
+  spike_stats_get(e, &st);
+  CHECK_EQ(st.keys_used, 0);
   const char *why;
   CHECK_EQ(spike_health(e, &why), SPIKE_EFULL);
   CHECK_EQ(spike_producer_close(p), SPIKE_OK);

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -538,6 +539,54 @@ static void access_log_and_sighup(void) {
   test_rmrf(tmp);
 }
 
+/* SIGHUP while the store opens, with an access log (whose thread exists by
+ * then): the signal waits for the main thread's sigwait, it never kills
+ * spiked by landing on another thread. */
+static void sighup_during_start(void) {
+  char tmp[256], alog[300], dir[300], port_s[16], listen[64];
+  snprintf(tmp, sizeof(tmp), "%s", test_tmpdir("hupstart"));
+  snprintf(alog, sizeof(alog), "%s/access.log", tmp);
+  snprintf(dir, sizeof(dir), "%s/data", tmp);
+  int port = hc_free_port();
+  snprintf(port_s, sizeof(port_s), "%d", port);
+  snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+  const char *bin = getenv("SPIKED");
+  if (bin == NULL || *bin == '\0') bin = "build/rel/spiked";
+  /* large tables: the open takes a while, and the signals land in it */
+  const char *argv[] = {bin, "--listen", listen, "--data", dir, "--access-log", alog,
+                        "--max-keys", "8388608", "--max-buyers", "8388608", NULL};
+  fflush(NULL);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed check leaves no server behind */
+    int fd = open("/dev/null", O_WRONLY);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    execv(argv[0], (char *const *)argv);
+    _exit(127);
+  }
+  for (int i = 0; i < 5; i++) {
+    usleep(30 * 1000);
+    kill(pid, SIGHUP);
+  }
+  int st, up = 0;
+  for (int64_t end = test_now_ms() + 30000; !up && test_now_ms() < end;) {
+    CHECK_EQ(waitpid(pid, &st, WNOHANG), 0); /* not killed */
+    int fd = hc_connect(port);
+    if (fd >= 0) close(fd);
+    up = fd >= 0 && hc_do(port, "GET", "/healthz/live", NULL, NULL, &R) == 200;
+    if (!up) usleep(50 * 1000);
+  }
+  CHECK(up);
+  kill(pid, SIGTERM);
+  usleep(20 * 1000);
+  kill(pid, SIGHUP); /* during the drain too */
+  CHECK_EQ(waitpid(pid, &st, 0), pid);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  test_rmrf(tmp);
+}
+
 /* ---- config file, flag errors, map growth --------------------------------------- */
 
 /* Run spiked with args (and one environment variable, or NULL) to its
@@ -662,7 +711,9 @@ static void config_and_flag_errors(void) {
   flag_error((const char *const[]){"--max-users", "2", NULL}, NULL,
              "spiked: --max-users: bad value \"2\": 0 or a power of two from 4 to 1073741824");
   flag_error((const char *const[]){"--access-log", "/nonexistent/dir/a.log", NULL}, NULL,
-             "spiked: --access-log /nonexistent/dir/a.log: ");
+             "spiked: --access-log: bad value \"/nonexistent/dir/a.log\": No such file");
+  flag_error((const char *const[]){"--log-file", "/nonexistent/dir/e.log", "--check-config", NULL},
+             NULL, "spiked: --log-file: bad value \"/nonexistent/dir/e.log\": No such file");
   test_rmrf(tmp);
 }
 
@@ -836,6 +887,7 @@ TEST_LIST({"metrics_lint_and_503s", metrics_lint_and_503s, 30},
           {"loop_metrics_per_thread", loop_metrics_per_thread, 30}, {"http_manners", http_manners, 30},
           {"feed_store_id_and_cursors", feed_store_id_and_cursors, 30},
           {"access_log_and_sighup", access_log_and_sighup, 30},
+          {"sighup_during_start", sighup_during_start, 60},
           {"config_and_flag_errors", config_and_flag_errors, 30},
           {"error_storm_logged_as_counts", error_storm_logged_as_counts, 30},
           {"map_growth_logged", map_growth_logged, 60},
