@@ -730,7 +730,7 @@ static void bounds_answer_busy(void) {
   /* retries with a fresh key each through the full bound insert no key */
   spike_stats st;
   for (int i = 0; i < 20; i++) {
-    char key[16];
+    char key[32];
     snprintf(key, sizeof(key), "busy-%d", i);
     CHECK_EQ(spike_reserve(p, &ops[4], 30, 200, 1, key, strlen(key), count_cb), SPIKE_EBUSY);
   }
