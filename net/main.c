@@ -449,7 +449,7 @@ int main(int argc, char **argv) {
   cfg.threads = threads_u32;
   log_set_level(log_level);
   if (check_only) {
-    int rc = server_check(&cfg);
+    int rc = server_check(&cfg, 0);
     if (rc == 0) printf("spiked: configuration ok\n");
     return rc;
   }

@@ -371,7 +371,7 @@ static int create_demo(server *srv) {
   return 0;
 }
 
-int server_check(const server_config *cfg) {
+int server_check(const server_config *cfg, int starting) {
   char host[sizeof(((server *)0)->host)];
   int port;
   struct sockaddr_storage sa;
@@ -400,7 +400,9 @@ int server_check(const server_config *cfg) {
     return 2;
   }
   /* The log files: a start opens (and creates) them before the store, and
-   * exits 2 when it cannot; here nothing is created. */
+   * exits 2 when it cannot; here nothing is created. A directory that is
+   * not there yet is only a note for --check-config: a service manager
+   * may make it at start (systemd's LogsDirectory=). */
   const struct {
     const char *flag, *path;
   } files[] = {{"--log-file", cfg->log_file}, {"--access-log", cfg->access_log}};
@@ -415,6 +417,11 @@ int server_check(const server_config *cfg) {
     else *slash = '\0';
     int bad = access(path, F_OK) == 0 ? (access(path, W_OK) == 0 ? 0 : errno)
                                       : (access(dir, W_OK | X_OK) == 0 ? 0 : errno);
+    if (bad == ENOENT && !starting) {
+      fprintf(stderr, "spiked: note: %s \"%s\": its directory does not exist yet; a start "
+                      "without it exits 2\n", files[i].flag, path);
+      continue;
+    }
     if (bad != 0) {
       fprintf(stderr, "spiked: %s: bad value \"%s\": %s (see --help)\n", files[i].flag, path,
               strerror(bad));
@@ -429,7 +436,7 @@ int server_run(const server_config *cfg) {
   int rc;
   struct sockaddr_storage sa;
   memset(&sa, 0, sizeof(sa));
-  if ((rc = server_check(cfg)) != 0) return rc;
+  if ((rc = server_check(cfg, 1)) != 0) return rc;
   /* Signals are taken by this thread alone, with sigwait; every thread
    * started from here on (the access log's, the loops, the writer)
    * inherits the blocked mask, so none of them can be the one a SIGHUP or

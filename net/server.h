@@ -33,8 +33,9 @@ void server_config_init(server_config *cfg);
  * and goes on. Returns the process exit status (0 after a clean drain). */
 int server_run(const server_config *cfg);
 /* The checks server_run makes before it touches anything (the address's
- * form, tokens, --backup-dir, --jwt-secret): 0, or 2 with the reason on
- * stderr. For --check-config. */
-int server_check(const server_config *cfg);
+ * form, tokens, --backup-dir, --jwt-secret, the log files): 0, or 2 with
+ * the reason on stderr. starting 0 (--check-config): a log file's missing
+ * directory is a note, not a failure. */
+int server_check(const server_config *cfg, int starting);
 
 #endif /* SPIKE_SERVER_H */
