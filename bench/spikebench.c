@@ -676,6 +676,9 @@ int main(int argc, char **argv) {
   if (O.slo != NULL) {
     char err[200];
     if (rp_slo_parse(&slo, O.slo, err, sizeof(err)) != 0) die_usage("%s", err);
+    for (int i = 0; i < slo.n; i++) /* a share of the target rate needs a target */
+      if (slo.t[i].metric == M_RATE && slo.t[i].share && (O.max || O.scenario == SC_FLASH))
+        die_usage("--slo %s: a share of the target rate needs --rate (open loop)", slo.t[i].text);
   }
   if (O.quiet)
     O.progress = 0;

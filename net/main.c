@@ -185,7 +185,7 @@ static void usage(FILE *f) {
 static int parse_u64(const char *v, uint64_t *out, int sizes) {
   char *end;
   errno = 0;
-  if (*v == '-' || *v == '\0') return -1;
+  if (*v < '0' || *v > '9') return -1; /* no sign, no space: strtoull would take them */
   unsigned long long x = strtoull(v, &end, 10);
   if (errno != 0 || end == v) return -1;
   uint64_t mul = 1;
@@ -198,8 +198,8 @@ static int parse_u64(const char *v, uint64_t *out, int sizes) {
     default: return -1;
     }
     end++;
-    if ((*end | 0x20) == 'b' || (*end | 0x20) == 'i') end++;
-    if ((*end | 0x20) == 'b') end++;
+    if ((*end | 0x20) == 'i') end++; /* Ki, KiB */
+    if ((*end | 0x20) == 'b') end++; /* KB, KiB */
   }
   if (*end != '\0' || x > UINT64_MAX / mul) return -1;
   *out = x * mul;

@@ -724,6 +724,14 @@ static void config_and_flag_errors(void) {
   CHECK_EQ(run_spiked((const char *const[]){"--demo", "off", "--check-config", NULL}, NULL, out,
                       sizeof(out)),
            0);
+  /* sizes: K, KB, Ki, KiB and nothing else; numbers: digits only */
+  CHECK_EQ(run_spiked((const char *const[]){"--map-size", "1GiB", "--check-config", NULL}, NULL,
+                      out, sizeof(out)),
+           0);
+  flag_error((const char *const[]){"--map-size", "1GBB", NULL}, NULL,
+             "spiked: --map-size: bad value \"1GBB\"");
+  flag_error((const char *const[]){"--threads", "+2", NULL}, NULL,
+             "spiked: --threads: bad value \"+2\"");
   flag_error((const char *const[]){"--max-users", "2", NULL}, NULL,
              "spiked: --max-users: bad value \"2\": 0 or a power of two from 4 to 1073741824");
   flag_error((const char *const[]){"--access-log", "/nonexistent/dir/a.log", NULL}, NULL,

@@ -728,6 +728,7 @@ static void usage_errors(void) {
       {"--scenario", "get", "--max", "--template", "/dev/null", NULL},
       {"--max", "--interval-ms", "1", "--duration", "86400", NULL},
       {"--scenario", "flash-crowd", "--duration", "3600", NULL},
+      {"--max", "--slo", "rate>=99%", NULL},
       {"--max", "--start-at", "1000", NULL},
       {"--max", "--start-at", "99999999999999", NULL},
       {"--max", "--events", "0", NULL},
