@@ -37,6 +37,12 @@ NODES_MAX=64
 
 die() {
   echo "spike-cluster: $*" >&2
+  if [ -n "${starting:-}" ]; then # a start that fails leaves nothing running
+    st_dir=$starting
+    starting=""
+    cmd_stop "$st_dir" >/dev/null 2>&1
+    rm -rf "$st_dir/nginx" "$st_dir/nodes" "$st_dir/router.url"
+  fi
   exit 1
 }
 
@@ -79,6 +85,8 @@ pick_port() {
 node_start() {
   nd=$1/node-$2
   mkdir -p "$nd"
+  # never a second one over a running node (its pid file would be lost)
+  ! alive "$nd/pid" || die "node $2 is running already (pid $(cat "$nd/pid"))"
   ns_try=0
   while :; do
     if [ -s "$nd/port" ]; then
@@ -184,6 +192,7 @@ cmd_start() {
   dir=$(cd "$dir" && pwd)
   chmod 755 "$dir" # nginx's workers run as nobody when started by root
   [ -e "$dir/nginx" ] && die "$dir holds a cluster already"
+  starting=$dir
   echo "$n" >"$dir/nodes"
   i=0
   while [ "$i" -lt "$n" ]; do
@@ -208,6 +217,7 @@ cmd_start() {
     sleep 0.1
     i=$((i + 1))
   done
+  starting=""
   cat "$dir/router.url"
 }
 

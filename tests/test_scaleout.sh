@@ -146,6 +146,22 @@ while read -r tag code node; do
 done <"$work/res"
 pass "30 events created through nginx: $n0 / $n1 / $n2 on nodes 0 / 1 / 2, each on one node"
 
+# event_id given twice: the router goes by the first, as spiked reads it
+# (it went by the last, and the wrong node answered an empty list)
+a=1
+b=2
+while [ $b -le $EVENTS ]; do
+  eval "[ \$node_$b != \$node_$a ]" && break
+  b=$((b + 1))
+done
+[ $b -le $EVENTS ] || fail "events 1..$EVENTS all on one node"
+node=$(curl -s -o /dev/null -m 10 -w '%header{x-spike-node}' \
+  "$U/api/v1/users/42/orders?event_id=$a&event_id=$b")
+node_of "$node"
+eval "want=\$node_$a"
+[ "$nk" = "$want" ] || fail "?event_id=$a&event_id=$b went to node $nk, not event $a's node $want"
+pass "a repeated event_id is routed by the first, as spiked reads it"
+
 # The node to kill: the one with the most events; the others must hold some.
 K=0
 [ $n1 -gt $n0 ] && K=1
