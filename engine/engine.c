@@ -912,6 +912,12 @@ static int sale_window(const slab_event *ev, int64_t now) {
   return now >= ev->start_at && now < ev->end_at;
 }
 
+/* The buyer entry bidx (LIM_FULL: none yet) could not take qty more under
+ * limit: a hint read before any insert (lim_take decides). */
+static int holds_too_many(spike_engine *e, uint32_t bidx, uint32_t qty, uint32_t limit) {
+  return bidx != LIM_FULL && lim_held(lim_at(&e->buyers, bidx)) + qty > limit;
+}
+
 /* A reserve refused before it has inserted anything, unless its key
  * already names an order: then it is a retry, answered with that order. */
 static int refuse_unless_bound(spike_producer *p, spike_op *op, uint32_t slot, uint64_t user_id,
@@ -986,13 +992,14 @@ int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t u
     /* A user at the limit inserts no key either. (Without a key, lim_take
      * decides below: such a user's entries exist already.) */
     bidx = lim_find_tag(&e->buyers, user_id, slot, btag);
-    if (bidx != LIM_FULL && lim_held(lim_at(&e->buyers, bidx)) + qty > ev->per_user_limit)
+    if (holds_too_many(e, bidx, qty, ev->per_user_limit))
       return refuse_unless_bound(p, op, slot, user_id, key, kh, SPIKE_ELIMIT, NULL, cb);
   }
   if (slab_short(ev, qty)) { /* the user's limit first, as lim_take comes before slab_take */
     if (key == NULL) bidx = lim_find_tag(&e->buyers, user_id, slot, btag);
-    int over = bidx != LIM_FULL && lim_held(lim_at(&e->buyers, bidx)) + qty > ev->per_user_limit;
-    return refuse_unless_bound(p, op, slot, user_id, key, kh, over ? SPIKE_ELIMIT : SPIKE_ESOLDOUT,
+    return refuse_unless_bound(p, op, slot, user_id, key, kh,
+                               holds_too_many(e, bidx, qty, ev->per_user_limit) ? SPIKE_ELIMIT
+                                                                                 : SPIKE_ESOLDOUT,
                                NULL, cb);
   }
   if (key != NULL) {

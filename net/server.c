@@ -431,6 +431,26 @@ int server_check(const server_config *cfg, int starting) {
   return 0;
 }
 
+/* Descriptors for every connection --max-conns allows, the refusals being
+ * answered, and some to spare (the store, the logs, the loops): raise the
+ * soft limit as far as the hard one lets, and say so when that is not
+ * enough, since past it connections are dropped at accept with nothing to
+ * tell the client. */
+static void raise_nofile(const server_config *cfg) {
+  struct rlimit rl;
+  uint64_t want = (uint64_t)cfg->lim.max_conns + (uint64_t)cfg->threads * cfg->lim.max_refusals + 64;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
+    return;
+  rlim_t old = rl.rlim_cur;
+  rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? (rlim_t)want : rl.rlim_max;
+  if (rl.rlim_cur > old) setrlimit(RLIMIT_NOFILE, &rl);
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want)
+    log_line(LOG_WARN, "server", NULL, NULL,
+             "open files limited to %llu, under the %llu that --max-conns %u needs: raise "
+             "ulimit -n (LimitNOFILE) or lower --max-conns",
+             (unsigned long long)rl.rlim_cur, (unsigned long long)want, cfg->lim.max_conns);
+}
+
 int server_run(const server_config *cfg) {
   static server srv;
   int rc;
@@ -472,26 +492,7 @@ int server_run(const server_config *cfg) {
     }
   }
 
-
-  /* Descriptors for every connection --max-conns allows, the refusals
-   * being answered, and some to spare (the store, the logs, the loops):
-   * raise the soft limit as far as the hard one lets, and say so when
-   * that is not enough, since past it connections are dropped at accept
-   * with nothing to tell the client. */
-  {
-    struct rlimit rl;
-    uint64_t want = (uint64_t)cfg->lim.max_conns + (uint64_t)cfg->threads * cfg->lim.max_refusals + 64;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
-      rlim_t old = rl.rlim_cur;
-      rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? (rlim_t)want : rl.rlim_max;
-      if (rl.rlim_cur > old) setrlimit(RLIMIT_NOFILE, &rl);
-      if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want)
-        log_line(LOG_WARN, "server", NULL, NULL,
-                 "open files limited to %llu, under the %llu that --max-conns %u needs: raise "
-                 "ulimit -n (LimitNOFILE) or lower --max-conns",
-                 (unsigned long long)rl.rlim_cur, (unsigned long long)want, cfg->lim.max_conns);
-    }
-  }
+  raise_nofile(cfg);
 
   /* The address first: a second spiked on a taken address fails at once,
    * before it opens (or creates) a store. */

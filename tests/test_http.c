@@ -588,6 +588,9 @@ static void emfile_no_busy_loop(void) {
   spiked_nofile = 64; /* the server alone runs out of descriptors */
   spiked_start(&s, NULL, NULL);
   spiked_nofile = 0;
+  /* and said so at start: the hard limit is 64 too */
+  CHECK(strstr(spiked_log(&s), "open files limited to 64, under the 10128 that --max-conns 10000 "
+                               "needs") != NULL);
   static int fds[200];
   for (int i = 0; i < 200; i++) fds[i] = hc_connect(s.port);
   /* Past EMFILE the server waits, it does not spin: once it has worked
