@@ -9,8 +9,12 @@
 # There (any x86-64 Linux with glibc >= Debian 12's, bash, taskset):
 #   bash DIR/device.sh run         the table; DIR/results.md gets it too
 #
-# PARTS (run; default "table scaleout hostile") picks and orders the parts:
+# PARTS (run; default "disk table scaleout hostile") picks and orders the parts:
+#   disk      bench_disk on DATA: the floor a durable commit stands on there
 #   table     the issue-10 table above
+#   where     per thread (by name) the CPU spiked uses under that load, and
+#             its commits, orders a commit and the loops' busy time: TOP
+#             threads with each ack, 1 thread on 1 and on 2 cores
 #   scaleout  bench/scaleout.sh: 1, 2 and 3 nodes (NODES) of SCALE_NODE_THREADS
 #             (1) loop threads behind the nginx router of SCALE_NGINX_WORKERS
 #             (6), all on SCALE_SRVCPU (0-11); wrk -t SCALE_WRK_THREADS (4) and
@@ -22,11 +26,12 @@
 # TOP=8 threads for the memory-ack and spikebench rows, DUR=6 seconds per
 # wrk run, SRVCPU (default 0-7) cores for servers, LOADCPU (default 8-15)
 # for the load, DATA (default /var/tmp) for the stores (a real disk),
-# RESULTS (default DIR/results.md) the file the results also go to,
-# SPIKED_BIN (default spiked) which spiked in DIR/bin every part runs: for an
-# A/B, copy the other build in beside it (cp OLD/spiked DIR/bin/spiked-old)
-# and run once with SPIKED_BIN=spiked-old and once without, each with its
-# own RESULTS.
+# RESULTS (default DIR/results.md) the file the results also go to, KEEP=1
+# leaves the last store and scratch files behind,
+# SPIKED_BIN (default spiked) which spiked in DIR/bin every part runs, and
+# WRITER_BIN (default bench_writer) which bench_writer: for an A/B, copy the
+# other build in beside it (cp OLD/spiked DIR/bin/spiked-old) and run once
+# with SPIKED_BIN=spiked-old and once without, each with its own RESULTS.
 # Every server gets cores 0..w-1 and wrk -t8 -c512 runs on LOADCPU. Not a
 # test: it reports, and never fails on speed.
 set -u
@@ -35,10 +40,10 @@ pack() {
   out=$1
   cd "$(dirname "$0")/.." || exit 2
   make --no-print-directory build/rel/spiked build/rel/spikebench build/rel/bench/micro/bench_writer \
-    build/rel/tests/hostile_load >/dev/null || exit 1
+    build/rel/bench/micro/bench_disk build/rel/tests/hostile_load >/dev/null || exit 1
   mkdir -p "$out/bin" "$out/lib" "$out/bench" "$out/deploy" "$out/tests"
   for p in build/rel/spiked build/rel/spikebench build/rel/bench/micro/bench_writer \
-    build/rel/tests/hostile_load wrk nginx curl h2load; do
+    build/rel/bench/micro/bench_disk build/rel/tests/hostile_load wrk nginx curl h2load; do
     src=$(command -v "$p" 2>/dev/null || true)
     [ -n "$src" ] || { [ "$p" = h2load ] && continue; echo "device.sh: $p not found (make bench-deps)" >&2; exit 1; }
     cp -L "$src" "$out/bin/"
@@ -65,9 +70,14 @@ run() {
   mkdir -p "$G"; ulimit -n "$(ulimit -Hn)"
   : >"$R"
   echo "device.sh: $(nproc) cores, $(basename "$S"), data on $(df -T "$DATA" | awk 'NR==2 {print $1, $2}')" | tee -a "$R"
-  for part in ${PARTS:-table scaleout hostile}; do
+  for part in ${PARTS:-disk table scaleout hostile}; do
     case $part in
+    disk)
+      echo | tee -a "$R"
+      bench_disk --seconds "${DISK_SECONDS:-2}" --jobs "${DISK_JOBS:-4}" "$DATA" 2>&1 | tee -a "$R"
+      ;;
     table) table ;;
+    where) echo | tee -a "$R"; where ;;
     scaleout)
       echo | tee -a "$R"
       (cd "$here" && SPIKED="$S" SPIKEBENCH="$here/bin/spikebench" TMPDIR="$DATA" \
@@ -84,21 +94,18 @@ run() {
         HOSTILE_SECONDS="${HOSTILE_SECONDS:-10}" HOSTILE_ROUNDS="${HOSTILE_ROUNDS:-3}" \
         sh tests/hostile.sh) 2>&1 | tee -a "$R"
       ;;
-    *) echo "device.sh: PARTS: table, scaleout or hostile, not $part" >&2 ;;
+    *) echo "device.sh: PARTS: disk, table, where, scaleout or hostile, not $part" >&2 ;;
     esac
   done
-  rm -rf "$D" "$G"
+  [ -n "${KEEP:-}" ] || rm -rf "$D" "$G"
   echo "device.sh: results in $R"
 }
 
-table() {
-  row() { printf '| %s | %s |\n' "$1" "$2" | tee -a "$R"; }
-  rps() { awk '/Requests\/sec/ {print int($2)}'; }
-  W() { taskset -c "$L" wrk -t8 -c512 -d"${T}s" --latency "$@" 2>&1; }
-  printf '| run | req/s |\n|---|---|\n' | tee -a "$R"
-
-  ngx() {
-    cat >"$G/n.conf" <<NGX
+rps() { awk '/Requests\/sec/ {print int($2)}'; }
+W() { taskset -c "$L" wrk -t8 -c512 -d"${T}s" --latency "$@" 2>&1; }
+# nginx with $1 workers on cores 0..$1-1 answering a fixed body
+ngx() {
+  cat >"$G/n.conf" <<NGX
 worker_processes $1; worker_cpu_affinity auto; daemon on; pid $G/nginx.pid; error_log $G/error.log warn;
 events { worker_connections 8192; }
 http { access_log off; client_body_temp_path $G; proxy_temp_path $G; fastcgi_temp_path $G;
@@ -106,22 +113,71 @@ http { access_log off; client_body_temp_path $G; proxy_temp_path $G; fastcgi_tem
   server { listen 127.0.0.1:18080 reuseport backlog=8192; keepalive_requests 100000000;
     location / { default_type application/json; return 200 '{"code":0,"msg":"ok"}'; } } }
 NGX
-    taskset -c "0-$(($1 - 1))" nginx -c "$G/n.conf" -p "$G" -e "$G/error.log"
-    sleep 0.5
-  }
-  ngx_stop() { kill "$(cat "$G/nginx.pid")"; sleep 1; }
-  sp() { # sp THREADS ACK: a fresh spiked on cores 0..THREADS-1, event 1 of 4e9 units
-    rm -rf "$D"
-    taskset -c "0-$(($1 - 1))" "$S" --listen 127.0.0.1:18090 --data "$D" --threads "$1" --ack "$2" \
-      --log-level warn --max-buyers 33554432 --max-reserved 33554432 --map-size 32G \
-      --max-conns 20000 >/tmp/spike-device.log 2>&1 &
-    SP=$!
-    for _ in $(seq 300); do curl -sf localhost:18090/healthz/live >/dev/null && break; sleep 0.05; done
-    curl -s -o /dev/null -XPOST localhost:18090/api/v1/events -H 'Content-Type: application/json' \
-      -d '{"id":1,"name":"bench","stock":4000000000,"price":999,"start_at":0,"end_at":253402300799999,"per_user_limit":1}'
-  }
-  sp_stop() { kill "$SP"; wait "$SP" 2>/dev/null; }
+  taskset -c "0-$(($1 - 1))" nginx -c "$G/n.conf" -p "$G" -e "$G/error.log"
+  sleep 0.5
+}
+ngx_stop() { kill "$(cat "$G/nginx.pid")"; sleep 1; }
 
+# a fresh spiked with THREADS loops and ACK on CPUS (default cores
+# 0..THREADS-1), event 1 of 4e9 units
+sp() { # THREADS ACK [CPUS]
+  rm -rf "$D"
+  taskset -c "${3:-0-$(($1 - 1))}" "$S" --listen 127.0.0.1:18090 --data "$D" --threads "$1" --ack "$2" \
+    --log-level warn --max-buyers 33554432 --max-reserved 33554432 --map-size 32G \
+    --max-conns 20000 >/tmp/spike-device.log 2>&1 &
+  SP=$!
+  for _ in $(seq 300); do curl -sf localhost:18090/healthz/live >/dev/null && break; sleep 0.05; done
+  curl -s -o /dev/null -XPOST localhost:18090/api/v1/events -H 'Content-Type: application/json' \
+    -d '{"id":1,"name":"bench","stock":4000000000,"price":999,"start_at":0,"end_at":253402300799999,"per_user_limit":1}'
+}
+sp_stop() { kill "$SP"; wait "$SP" 2>/dev/null; }
+
+# where: what each of spiked's threads does under wrk -t8 -c512, by thread
+# name (% of a core, over 3 s in the middle of the run), and spiked's own
+# counters over the same 3 s: commits, orders a commit, the commit's time,
+# the loops' busy time. Whether a run is bound by CPU (loops near 100 %) or
+# by the commit cycle (loops and writer part idle) shows here.
+snap() { for t in /proc/"$1"/task/*; do echo "${t##*/} $(cat "$t/comm") $(awk '{print $14 + $15, $15}' "$t/stat")"; done | sort; }
+counters() {
+  curl -s localhost:18090/metrics | awk '/^spike_(commits_total|ops_committed_total|commit_duration_seconds_sum) / {print $1, $2}
+    /^spike_loop_busy_seconds_total/ {b += $2} END {print "busy", b}'
+}
+where_one() { # THREADS ACK CPUS
+  sp "$1" "$2" "$3"
+  SPIKE_USER_BASE=$((RANDOM * 100000000)) W -s "$here/reserve.lua" http://127.0.0.1:18090/ >"$G/w.txt" &
+  wp=$!
+  sleep 1.5
+  snap "$SP" >"$G/a"; counters >"$G/ca"; s0=$(date +%s.%N)
+  sleep 3
+  snap "$SP" >"$G/b"; counters >"$G/cb"; s1=$(date +%s.%N)
+  wait "$wp"
+  s=$(awk -v a="$s0" -v b="$s1" 'BEGIN {print b - a}')
+  bad=$(awk '/Non-2xx/ {print $NF}' "$G/w.txt")
+  echo "spiked --threads $1 --ack $2 on cores $3: $(rps <"$G/w.txt") req/s${bad:+ ($bad non-2xx)}" | tee -a "$R"
+  join -o 1.2,1.3,1.4,2.3,2.4 "$G/a" "$G/b" | # name, CPU ticks (all, system) before and after
+    awk -v tk="$(getconf CLK_TCK)" -v s="$s" '{g = $1; sub(/-[0-9]+$/, "", g); u = ($4 - $2) / tk / s * 100
+        n[g]++; t[g] += u; y[g] += ($5 - $3) / tk / s * 100; if (u > m[g]) m[g] = u }
+      END { for (g in n) if (t[g] >= 0.5) printf "    %-15s x%-2d %6.1f%% of a core (system %5.1f%%), busiest %5.1f%%\n", g, n[g], t[g], y[g], m[g] }' |
+    sort | tee -a "$R"
+  paste "$G/ca" "$G/cb" | awk -v s="$s" '{d[$1] = $4 - $2} END { c = d["spike_commits_total"]
+      printf "    %.0f commits/s, %.1f orders a commit, %.3f ms a commit, loops busy %.2f cores\n",
+        c / s, c ? d["spike_ops_committed_total"] / c : 0, c ? d["spike_commit_duration_seconds_sum"] / c * 1000 : 0, d["busy"] / s }' |
+    tee -a "$R"
+  sp_stop
+}
+where() {
+  ngx 8
+  echo "nginx workers=8, POST fixed answer: $(SPIKE_USER_BASE=1 W -s "$here/reserve.lua" http://127.0.0.1:18080/ | rps) req/s" | tee -a "$R"
+  ngx_stop
+  where_one "$TOP" memory "0-$((TOP - 1))"
+  where_one "$TOP" durable "0-$((TOP - 1))"
+  where_one 1 durable 0
+  where_one 1 durable 0-1
+}
+
+table() {
+  row() { printf '| %s | %s |\n' "$1" "$2" | tee -a "$R"; }
+  printf '| run | req/s |\n|---|---|\n' | tee -a "$R"
   for w in $NW; do
     ngx "$w"
     row "nginx workers=$w, GET fixed body" "$(W http://127.0.0.1:18080/ | rps)"
@@ -159,7 +215,7 @@ NGX
   echo | tee -a "$R"
   printf '| engine alone (bench_writer, random users) | durable orders/s | raw LMDB | writer us/order |\n|---|---|---|---|\n' | tee -a "$R"
   for batch in 256 4096; do
-    line=$(taskset -c "0-$(($(nproc) / 2 - 1))" bench_writer --reps 3 --batch "$batch" --users random "$DATA" 2>&1 |
+    line=$(taskset -c "0-$(($(nproc) / 2 - 1))" "$here/bin/${WRITER_BIN:-bench_writer}" --reps 3 --batch "$batch" --users random "$DATA" 2>&1 |
       grep "^batch *$batch:")
     eng=$(printf '%s\n' "$line" | sed -n 's/.*engine \([0-9]*\) durable.*/\1/p')
     ref=$(printf '%s\n' "$line" | sed -n 's/.*reference \([0-9]*\) orders.*/\1/p')

@@ -18,6 +18,7 @@
 #include <linux/futex.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -1275,6 +1276,7 @@ static void writer_sleep(writer *w) {
 static void *writer_main(void *arg) {
   writer *w = arg;
   spike_engine *e = w->e;
+  (void)prctl(PR_SET_NAME, "spike-writer"); /* top -H, perf, /proc/PID/task/TID/comm */
   for (;;) {
     if (cycle(w) > 0) continue;
     if (atomic_load_explicit(&e->stopping, memory_order_acquire)) {

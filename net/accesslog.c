@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -76,6 +77,7 @@ static void reopen(accesslog *a) {
 
 static void *writer_main(void *arg) {
   accesslog *a = arg;
+  (void)prctl(PR_SET_NAME, "spike-accesslog");
   pthread_mutex_lock(&a->lock);
   for (;;) {
     while (a->head == NULL && !a->stop && !a->reopen) pthread_cond_wait(&a->ready, &a->lock);

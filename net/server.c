@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -177,6 +178,9 @@ static int open_log_file(const char *path) {
 
 static void loop_main(void *arg) {
   loop_ctx *lc = arg;
+  char name[16];
+  snprintf(name, sizeof name, "spike-loop-%u", lc->idx % 10000);
+  (void)prctl(PR_SET_NAME, name);
   uv_run(&lc->loop, UV_RUN_DEFAULT);
   int rc = uv_loop_close(&lc->loop);
   if (rc != 0) log_line(LOG_ERROR, "server", NULL, NULL, "loop %u: handles left open", lc->idx);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 typedef struct stats_event {
@@ -146,6 +147,7 @@ void stats_sample(stats *s) {
 
 static void *sampler(void *arg) {
   stats *s = arg;
+  (void)prctl(PR_SET_NAME, "spike-stats");
   struct timespec at;
   clock_gettime(CLOCK_MONOTONIC, &at);
   pthread_mutex_lock(&s->lock);

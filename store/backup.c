@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -149,6 +150,7 @@ typedef struct copy_job {
  * effort: a refused setting leaves the copy at the caller's priority. */
 static void *copy_low(void *arg) {
   copy_job *j = arg;
+  (void)prctl(PR_SET_NAME, "spike-backup");
   pid_t tid = (pid_t)syscall(SYS_gettid);
   errno = 0;
   int nice_now = getpriority(PRIO_PROCESS, (id_t)tid);
