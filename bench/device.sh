@@ -153,11 +153,13 @@ where_one() { # THREADS ACK CPUS
   wait "$wp"
   s=$(awk -v a="$s0" -v b="$s1" 'BEGIN {print b - a}')
   bad=$(awk '/Non-2xx/ {print $NF}' "$G/w.txt")
-  echo "spiked --threads $1 --ack $2 on cores $3: $(rps <"$G/w.txt") req/s${bad:+ ($bad non-2xx)}" | tee -a "$R"
+  r=$(rps <"$G/w.txt")
+  echo "spiked --threads $1 --ack $2 on cores $3: $r req/s${bad:+ ($bad non-2xx)}" | tee -a "$R"
   join -o 1.2,1.3,1.4,2.3,2.4 "$G/a" "$G/b" | # name, CPU ticks (all, system) before and after
-    awk -v tk="$(getconf CLK_TCK)" -v s="$s" '{g = $1; sub(/-[0-9]+$/, "", g); u = ($4 - $2) / tk / s * 100
+    awk -v tk="$(getconf CLK_TCK)" -v s="$s" -v r="$r" '{g = $1; sub(/-[0-9]+$/, "", g); u = ($4 - $2) / tk / s * 100
         n[g]++; t[g] += u; y[g] += ($5 - $3) / tk / s * 100; if (u > m[g]) m[g] = u }
-      END { for (g in n) if (t[g] >= 0.5) printf "    %-15s x%-2d %6.1f%% of a core (system %5.1f%%), busiest %5.1f%%\n", g, n[g], t[g], y[g], m[g] }' |
+      END { for (g in n) if (t[g] >= 0.5) printf "    %-15s x%-2d %6.1f%% of a core (system %5.1f%%), busiest %5.1f%%, %.1f us a request\n",
+        g, n[g], t[g], y[g], m[g], r ? t[g] / 100 / r * 1e6 : 0 }' |
     sort | tee -a "$R"
   paste "$G/ca" "$G/cb" | awk -v s="$s" '{d[$1] = $4 - $2} END { c = d["spike_commits_total"]
       printf "    %.0f commits/s, %.1f orders a commit, %.3f ms a commit, loops busy %.2f cores\n",
@@ -165,9 +167,24 @@ where_one() { # THREADS ACK CPUS
     tee -a "$R"
   sp_stop
 }
+ticks() { # PID...: their CPU ticks, all and system
+  for p in "$@"; do awk '{print $14 + $15, $15}' "/proc/$p/stat"; done | awk '{a += $1; s += $2} END {print a, s}'
+}
 where() {
-  ngx 8
-  echo "nginx workers=8, POST fixed answer: $(SPIKE_USER_BASE=1 W -s "$here/reserve.lua" http://127.0.0.1:18080/ | rps) req/s" | tee -a "$R"
+  ngx "$TOP"
+  sleep 0.5
+  wk=$(pgrep -f "nginx: worker process" | tr '\n' ' ')
+  SPIKE_USER_BASE=1 W -s "$here/reserve.lua" http://127.0.0.1:18080/ >"$G/w.txt" &
+  wp=$!
+  sleep 1.5
+  read -r a0 y0 <<<"$(ticks $wk)"; s0=$(date +%s.%N)
+  sleep 3
+  read -r a1 y1 <<<"$(ticks $wk)"; s1=$(date +%s.%N)
+  wait "$wp"
+  r=$(rps <"$G/w.txt")
+  awk -v tk="$(getconf CLK_TCK)" -v a="$((a1 - a0))" -v y="$((y1 - y0))" -v s0="$s0" -v s1="$s1" -v r="$r" -v w="$TOP" \
+    'BEGIN { s = s1 - s0; printf "nginx workers=%d, POST fixed answer: %d req/s\n    nginx workers   x%-2d %6.1f%% of a core (system %5.1f%%), %.1f us a request\n",
+      w, r, w, a / tk / s * 100, y / tk / s * 100, r ? a / tk / s / r * 1e6 : 0 }' | tee -a "$R"
   ngx_stop
   where_one "$TOP" memory "0-$((TOP - 1))"
   where_one "$TOP" durable "0-$((TOP - 1))"
