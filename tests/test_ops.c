@@ -12,6 +12,7 @@
  *   SPIKED=build/asan/spiked ./build/rel/tests/test_ops [case]
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -258,8 +259,32 @@ static void metrics_lint_and_503s(void) {
   test_rmrf(s.dir);
 }
 
+/* Whether a thread of process pid is named name (/proc/PID/task/TID/comm). */
+static int has_thread(pid_t pid, const char *name) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+  DIR *d = opendir(path);
+  if (d == NULL) return 0;
+  int found = 0;
+  struct dirent *de;
+  while (!found && (de = readdir(d)) != NULL) {
+    if (de->d_name[0] == '.') continue;
+    char comm[340], got[32] = "";
+    snprintf(comm, sizeof(comm), "%s/%s/comm", path, de->d_name);
+    FILE *f = fopen(comm, "r");
+    if (f == NULL) continue;
+    if (fgets(got, sizeof(got), f) != NULL) {
+      got[strcspn(got, "\n")] = '\0';
+      found = strcmp(got, name) == 0;
+    }
+    fclose(f);
+  }
+  closedir(d);
+  return found;
+}
+
 /* Each loop thread has its busy counter, and the turn histogram takes the
- * turns of every loop. */
+ * turns of every loop. Each thread is named for top -H and perf. */
 static void loop_metrics_per_thread(void) {
   static const char *const extra[] = {"--threads", "2", NULL};
   spiked s;
@@ -275,6 +300,11 @@ static void loop_metrics_per_thread(void) {
   }
   CHECK(strstr(R.body, "spike_loop_busy_seconds_total{loop=\"2\"}") == NULL);
   CHECK(sample(R.body, "spike_loop_turn_seconds_count") >= 4); /* two sweeps a loop */
+  CHECK(has_thread(s.pid, "spike-loop-0"));
+  CHECK(has_thread(s.pid, "spike-loop-1"));
+  CHECK(!has_thread(s.pid, "spike-loop-2"));
+  CHECK(has_thread(s.pid, "spike-writer"));
+  CHECK(has_thread(s.pid, "spiked"));
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
   test_rmrf(s.dir);
 }
