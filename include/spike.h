@@ -114,7 +114,8 @@ extern "C" {
   XX(EMISUSE, 50003, 500, "the library was called the wrong way")              \
   XX(EBUSY, 50005, 503, "overloaded")                                          \
   XX(EFULL, 50006, 507, "a table is full")                                     \
-  XX(ELOCKED, 50007, 503, "the data directory is in use")
+  XX(ELOCKED, 50007, 503, "the data directory is in use")                      \
+  XX(EVERSION, 50008, 505, "HTTP version not supported")
 
 typedef enum spike_status {
   SPIKE_OK = 0,

@@ -45,6 +45,7 @@ static const char *reason_phrase(int http) {
   case 429: return "Too Many Requests";
   case 500: return "Internal Server Error";
   case 503: return "Service Unavailable";
+  case 505: return "HTTP Version Not Supported";
   case 507: return "Insufficient Storage";
   }
   return "Unknown";
@@ -232,8 +233,9 @@ static void fail(req *r, int status, const char *detail) {
   }
   if (status == SPIKE_EBUSY || status == SPIKE_EFULL)
     r->busy = (uint8_t)metrics_busy_reason((handler)r->handler, detail);
-  /* a refusal at the connection limit is logged by conn.c, once a second */
-  if (http >= 500 && !(r->handler == H_BAD_REQUEST && status == SPIKE_EBUSY) &&
+  /* a refusal at the connection limit is logged by conn.c, once a second;
+   * a client's HTTP version is not the server's error */
+  if (http >= 500 && r->handler != H_CONN_LIMIT && status != SPIKE_EVERSION &&
       log_5xx_allowed(r->lc)) {
     char ids[128];
     api_log_ids(r, ids, sizeof(ids));
@@ -1066,7 +1068,8 @@ static void access_line(loop_ctx *lc, const req *r, uint64_t ns) {
   }
   uint32_t tl = r->target_len < 512 ? r->target_len : 512;
   log_escape(path, sizeof(path), r->in.p, tl);
-  const char *method = r->handler == H_BAD_REQUEST ? "-" : llhttp_method_name(r->llmethod);
+  const char *method =
+      r->handler == H_BAD_REQUEST || r->handler == H_CONN_LIMIT ? "-" : llhttp_method_name(r->llmethod);
   api_log_ids(r, ids, sizeof(ids));
   int n = snprintf(line, sizeof(line),
                    "{\"ts\":\"%s.%03ldZ\",\"traceId\":\"%s\",\"client\":\"%s\",\"method\":\"%s\","

@@ -384,7 +384,7 @@ static req *pop_req(conn *c) {
 
 /* The transport refuses the request being parsed (or a new one): answer
  * with status and close once it is written. */
-static void refuse(conn *c, int status, const char *detail) {
+static void refuse_as(conn *c, handler h, int status, const char *detail) {
   loop_ctx *lc = c->lc;
   req *r = c->cur;
   c->cur = NULL;
@@ -395,7 +395,7 @@ static void refuse(conn *c, int status, const char *detail) {
   if (r->t0_ns == 0) r->t0_ns = uv_hrtime();
   r->c = c;
   r->keep_alive = 0;
-  r->handler = H_BAD_REQUEST;
+  r->handler = h;
   c->no_more = 1;
   set_reading(c, 0);
   free(c->pending);
@@ -403,6 +403,8 @@ static void refuse(conn *c, int status, const char *detail) {
   push_req(c, r);
   api_error(lc, r, status, detail);
 }
+
+static void refuse(conn *c, int status, const char *detail) { refuse_as(c, H_BAD_REQUEST, status, detail); }
 
 /* ---- llhttp callbacks ------------------------------------------------- */
 
@@ -603,6 +605,8 @@ static int on_headers_complete(llhttp_t *p) {
    * list, and a request's Transfer-Encoding that does not end in chunked;
    * not an empty one, nor one in HTTP/1.0 (whose framing RFC 9112 §6.1
    * calls faulty). */
+  /* llhttp takes 0.9, 2.0 and 3.0 too: spiked speaks HTTP/1.0 and 1.1 */
+  if (p->http_major != 1) return stop(c, SPIKE_EVERSION, "spiked speaks HTTP/1.1 and 1.0");
   if (c->saw_te && !(p->flags & F_CHUNKED))
     return stop(c, SPIKE_EINVAL, "Transfer-Encoding without chunked");
   if (c->saw_te && (p->http_major != 1 || p->http_minor != 1))
@@ -816,6 +820,10 @@ static void feed(conn *c, const char *data, size_t len) {
     }
     if (c->err_status != 0)
       refuse(c, c->err_status, c->err_detail);
+    else if (err == HPE_PAUSED_H2_UPGRADE) /* HTTP/2's preface: prior knowledge, h2load's default */
+      refuse(c, SPIKE_EVERSION, "HTTP/2 (spiked speaks HTTP/1.1; h2load: --h1)");
+    else if (err == HPE_INVALID_VERSION)
+      refuse(c, SPIKE_EVERSION, "spiked speaks HTTP/1.1 and 1.0");
     else if (err == HPE_INVALID_METHOD &&
              method_only_unknown(data, (size_t)(end - data), llhttp_get_error_pos(&c->parser)))
       refuse(c, SPIKE_EMETHOD, "unknown method");
@@ -1079,7 +1087,7 @@ static int accept_one(loop_ctx *lc) {
       uv_close((uv_handle_t *)&c->tcp, on_closed);
       return 0;
     }
-    refuse(c, SPIKE_EBUSY, "connection limit");
+    refuse_as(c, H_CONN_LIMIT, SPIKE_EBUSY, "connection limit");
     return 0;
   }
   metrics_add(&lc->m.accepted, 1);

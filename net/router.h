@@ -29,7 +29,8 @@
   XX(ADMIN_STATS, "admin_stats")                                              \
   XX(NOT_FOUND, "not_found")        /* no such path */                        \
   XX(BAD_METHOD, "method_not_allowed") /* path exists, method does not */     \
-  XX(BAD_REQUEST, "bad_request")    /* unparseable, too large, ... */
+  XX(BAD_REQUEST, "bad_request")    /* unparseable, too large, ... */        \
+  XX(CONN_LIMIT, "connection_limit") /* a connection past --max-conns: 503 */
 
 typedef enum handler {
 #define XX(name, label) H_##name,

@@ -24,6 +24,8 @@ static void codes_and_http(void) {
   CHECK_EQ(spike_http_status(SPIKE_EFULL), 507);
   CHECK_EQ(spike_code(SPIKE_ELOCKED), 50007);
   CHECK_EQ(spike_http_status(SPIKE_ELOCKED), 503);
+  CHECK_EQ(spike_code(SPIKE_EVERSION), 50008);
+  CHECK_EQ(spike_http_status(SPIKE_EVERSION), 505);
   CHECK(strcmp(spike_strerror(SPIKE_EFULL), "a table is full") == 0);
   CHECK(strcmp(spike_strerror(SPIKE_ELOCKED), "the data directory is in use") == 0);
   /* no two statuses share a contract code */

@@ -370,7 +370,13 @@ static void malformed_requests(void) {
   } cases[] = {
       {"FOO / HTTP/1.1\r\nHost: t\r\n\r\n", 405, 40002},
       {"GET / HTTP/1.1\r\nHost t\r\n\r\n", 400, 40001},
-      {"GET /healthz/live HTTP/9.9\r\n\r\n", 400, 40001},
+      /* versions other than 1.0 and 1.1, and HTTP/2's preface (h2load's
+       * default): 505, closed */
+      {"GET /healthz/live HTTP/9.9\r\n\r\n", 505, 50008},
+      {"GET /healthz/live HTTP/2.0\r\nHost: t\r\n\r\n", 505, 50008},
+      {"GET /healthz/live HTTP/0.9\r\nHost: t\r\n\r\n", 505, 50008},
+      {"GET /healthz/live HTTP/1.2\r\nHost: t\r\n\r\n", 505, 50008},
+      {"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505, 50008},
       {"POST /api/v1/events/1/orders HTTP/1.1\r\nContent-Length: 99999\r\n\r\n", 413, 40005},
       {"POST /api/v1/events/1/orders HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400, 40001},
       /* given twice: a proxy that read the other one vetted another request */
@@ -564,6 +570,11 @@ static void connection_limit(void) {
   }
   CHECK_EQ(st, 200);
   CHECK(strstr(R.body, "spike_connections_refused_total 1") != NULL);
+  /* the 503 counts under its own route, not as a bad request */
+  CHECK(strstr(R.body,
+               "spike_http_request_duration_seconds_count{route=\"connection_limit\",code=\"503\"} 1") !=
+        NULL);
+  CHECK(strstr(R.body, "route=\"bad_request\",code=\"503\"") == NULL);
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
   test_rmrf(s.dir);
 }
