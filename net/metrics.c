@@ -136,7 +136,8 @@ static void histogram(jbuf *b, const char *name, const char *help, const double 
   line(b, "%s_count %llu\n", name, (unsigned long long)cum);
 }
 
-static void http_metrics(jbuf *b, metrics *const *sh, uint32_t n, int access_log) {
+static void http_metrics(jbuf *b, metrics *const *sh, uint32_t n, int access_log,
+                         uint32_t inflight_capacity) {
   family(b, "spike_http_request_duration_seconds", "histogram",
          "HTTP request latency by route and status code.");
   for (int h = 0; h < H_COUNT; h++)
@@ -219,6 +220,14 @@ static void http_metrics(jbuf *b, metrics *const *sh, uint32_t n, int access_log
             "from waiting for events (time descheduled included). A request that arrives during "
             "a turn waits for its end: a long tail here is latency every client shares.",
             turn_bucket_s, METRIC_TURN_BUCKETS, turns, (double)turn_ns / 1e9);
+  family(b, "spike_http_inflight", "gauge",
+         "Requests of each HTTP loop waiting for the engine (a commit, mostly), at the end of its "
+         "last turn. At spike_http_inflight_capacity new ones are answered 503 (reason inflight).");
+  for (uint32_t i = 0; i < n; i++)
+    line(b, "spike_http_inflight{loop=\"%u\"} %u\n", i, (unsigned)LOAD(sh[i]->inflight));
+  family(b, "spike_http_inflight_capacity", "gauge",
+         "Each HTTP loop's bound on requests waiting for the engine (--ring-size).");
+  line(b, "spike_http_inflight_capacity %u\n", inflight_capacity);
   family(b, "spike_connections", "gauge", "Open client connections.");
   line(b, "spike_connections %lld\n", (long long)conns);
   family(b, "spike_connections_accepted_total", "counter", "Connections accepted.");
@@ -450,7 +459,7 @@ void metrics_render(jbuf *out, const metrics_view *v) {
   uint32_t nevents = 0;
   spike_event_list(v->e, 0, v->events, v->max_events, &nevents, NULL);
   uint32_t shown = nevents < v->max_events ? nevents : v->max_events;
-  http_metrics(out, v->shards, v->nshards, v->access_log);
+  http_metrics(out, v->shards, v->nshards, v->access_log, v->inflight_capacity);
   engine_metrics(out, v->e, nevents, v->max_events);
   feed_metrics(out, v->feed);
   backup_metrics(out, v);

@@ -62,6 +62,7 @@ typedef struct metrics {
   _Atomic uint64_t log_lines, log_dropped; /* the access log */
   _Atomic uint64_t turn[METRIC_TURN_BUCKETS + 1]; /* its loop's turns by busy time */
   _Atomic uint64_t turn_sum_ns;  /* their sum: the loop's busy time (both metrics) */
+  _Atomic uint32_t inflight;     /* its producer's ops in flight at its last turn's end */
 } metrics;
 
 /* The reason a 503 is counted under: h is the route, detail the answer's
@@ -105,6 +106,7 @@ typedef struct metrics_view {
   int draining;
   int access_log;              /* an access log is configured */
   const metrics_backups *backups;
+  uint32_t inflight_capacity;  /* a loop's bound on ops in flight (--ring-size) */
 } metrics_view;
 
 /* Render every metric: the shards' HTTP metrics, the engine's statistics,

@@ -91,7 +91,8 @@ void server_metrics(loop_ctx *lc, jbuf *out) {
                     /* relaxed: a flag read for a scrape. */
                     .draining = atomic_load_explicit(&srv->draining, memory_order_relaxed),
                     .access_log = srv->access != NULL,
-                    .backups = &srv->backups};
+                    .backups = &srv->backups,
+                    .inflight_capacity = srv->ecfg.ring_size};
   v.ready_status = server_ready(srv, &v.ready_why);
   metrics_render(out, &v);
 }
@@ -153,6 +154,9 @@ uint64_t loop_turn_busy_ns(const loop_ctx *lc) {
 static void on_prepare(uv_prepare_t *h) {
   loop_ctx *lc = h->data;
   if (lc->turn_ns != 0) metrics_turn(&lc->m, loop_turn_busy_ns(lc));
+  /* relaxed: a gauge for a scrape on another loop. */
+  atomic_store_explicit(&lc->m.inflight, lc->producer != NULL ? spike_producer_inflight(lc->producer) : 0,
+                        memory_order_relaxed);
   lc->turn_ns = uv_hrtime();
   lc->turn_idle_ns = uv_metrics_idle_time(&lc->loop);
 }

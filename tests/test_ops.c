@@ -299,6 +299,10 @@ static void loop_metrics_per_thread(void) {
     CHECK(sample(R.body, series) > 0); /* its sweep timer's turns, at least */
   }
   CHECK(strstr(R.body, "spike_loop_busy_seconds_total{loop=\"2\"}") == NULL);
+  /* requests waiting for the engine, per loop, and their bound */
+  CHECK_EQ(sample(R.body, "spike_http_inflight{loop=\"0\"}"), 0);
+  CHECK_EQ(sample(R.body, "spike_http_inflight{loop=\"1\"}"), 0);
+  CHECK_EQ(sample(R.body, "spike_http_inflight_capacity"), 8192);
   CHECK(sample(R.body, "spike_loop_turn_seconds_count") >= 4); /* two sweeps a loop */
   CHECK(has_thread(s.pid, "spike-loop-0"));
   CHECK(has_thread(s.pid, "spike-loop-1"));
