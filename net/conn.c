@@ -454,6 +454,7 @@ static int on_message_begin(llhttp_t *p) {
   c->hkind = HK_NONE;
   c->trailers = 0;
   c->saw_te = 0;
+  c->nhost = 0;
   /* The request's own deadline, kept apart from deadline_ms: a request
    * begun in a read that also held pipelined ones is still being received
    * when their answers go out in a uv_write, whose deadline (and its end,
@@ -516,6 +517,7 @@ static int on_header_field_complete(llhttp_t *p) {
              : name_is(c, "expect")          ? HK_EXPECT
                                              : HK_NONE;
   if (name_is(c, "transfer-encoding")) c->saw_te = 1;
+  if (name_is(c, "host") && !c->trailers && c->nhost < 2) c->nhost++;
   /* A trailer field never stands in for a header (RFC 9110 §6.5.1): a
    * proxy that vetted the head has not vetted what follows the body. */
   if (c->trailers) c->hkind = HK_NONE;
@@ -607,6 +609,9 @@ static int on_headers_complete(llhttp_t *p) {
    * calls faulty). */
   /* llhttp takes 0.9, 2.0 and 3.0 too: spiked speaks HTTP/1.0 and 1.1 */
   if (p->http_major != 1) return stop(c, SPIKE_EVERSION, "spiked speaks HTTP/1.1 and 1.0");
+  /* RFC 9112 §3.2: HTTP/1.1 needs one Host; two could name two servers */
+  if (c->nhost > 1) return stop(c, SPIKE_EINVAL, "Host given twice");
+  if (c->nhost == 0 && p->http_minor == 1) return stop(c, SPIKE_EINVAL, "Host missing (HTTP/1.1)");
   if (c->saw_te && !(p->flags & F_CHUNKED))
     return stop(c, SPIKE_EINVAL, "Transfer-Encoding without chunked");
   if (c->saw_te && (p->http_major != 1 || p->http_minor != 1))
@@ -822,8 +827,6 @@ static void feed(conn *c, const char *data, size_t len) {
       refuse(c, c->err_status, c->err_detail);
     else if (err == HPE_PAUSED_H2_UPGRADE) /* HTTP/2's preface: prior knowledge, h2load's default */
       refuse(c, SPIKE_EVERSION, "HTTP/2 (spiked speaks HTTP/1.1; h2load: --h1)");
-    else if (err == HPE_INVALID_VERSION)
-      refuse(c, SPIKE_EVERSION, "spiked speaks HTTP/1.1 and 1.0");
     else if (err == HPE_INVALID_METHOD &&
              method_only_unknown(data, (size_t)(end - data), llhttp_get_error_pos(&c->parser)))
       refuse(c, SPIKE_EMETHOD, "unknown method");

@@ -127,6 +127,7 @@ struct conn {
   uint8_t hname_len, hkind;
   uint8_t trailers; /* the head is done: header callbacks now bring trailer fields */
   uint8_t saw_te;   /* the head has a Transfer-Encoding field */
+  uint8_t nhost;    /* Host fields in the head (2 means two or more) */
   uint8_t scan;     /* framing check: what the last framing byte checked was */
   uint32_t hval_off;
   const char *scan_at; /* framing check: unchecked input from here (during feed only) */

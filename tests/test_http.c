@@ -367,27 +367,31 @@ static void malformed_requests(void) {
   struct {
     const char *raw;
     int status, code;
+    const char *why; /* in the message, when given */
   } cases[] = {
-      {"FOO / HTTP/1.1\r\nHost: t\r\n\r\n", 405, 40002},
-      {"GET / HTTP/1.1\r\nHost t\r\n\r\n", 400, 40001},
-      /* versions other than 1.0 and 1.1, and HTTP/2's preface (h2load's
-       * default): 505, closed */
-      {"GET /healthz/live HTTP/9.9\r\n\r\n", 505, 50008},
-      {"GET /healthz/live HTTP/2.0\r\nHost: t\r\n\r\n", 505, 50008},
-      {"GET /healthz/live HTTP/0.9\r\nHost: t\r\n\r\n", 505, 50008},
-      {"GET /healthz/live HTTP/1.2\r\nHost: t\r\n\r\n", 505, 50008},
-      {"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505, 50008},
-      {"POST /api/v1/events/1/orders HTTP/1.1\r\nContent-Length: 99999\r\n\r\n", 413, 40005},
-      {"POST /api/v1/events/1/orders HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400, 40001},
+      {"FOO / HTTP/1.1\r\nHost: t\r\n\r\n", 405, 40002, NULL},
+      {"GET / HTTP/1.1\r\nHost: t\r\nHost t\r\n\r\n", 400, 40001, NULL},
+      /* versions llhttp takes other than 1.0 and 1.1, and HTTP/2's preface
+       * (h2load's default): 505, closed; versions it refuses: 400 */
+      {"GET /healthz/live HTTP/2.0\r\nHost: t\r\n\r\n", 505, 50008, NULL},
+      {"GET /healthz/live HTTP/0.9\r\nHost: t\r\n\r\n", 505, 50008, NULL},
+      {"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505, 50008, NULL},
+      {"GET /healthz/live HTTP/9.9\r\nHost: t\r\n\r\n", 400, 40001, NULL},
+      {"GET /healthz/live HTTP/1.2\r\nHost: t\r\n\r\n", 400, 40001, NULL},
+      /* HTTP/1.1 needs exactly one Host (RFC 9112 §3.2); HTTP/1.0 none */
+      {"GET /healthz/live HTTP/1.1\r\n\r\n", 400, 40001, "Host missing"},
+      {"GET /healthz/live HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, 40001, "Host given twice"},
+      {"POST /api/v1/events/1/orders HTTP/1.1\r\nHost: t\r\nContent-Length: 99999\r\n\r\n", 413, 40005, NULL},
+      {"POST /api/v1/events/1/orders HTTP/1.1\r\nHost: t\r\nContent-Length: x\r\n\r\n", 400, 40001, NULL},
       /* given twice: a proxy that read the other one vetted another request */
-      {"GET /api/v1/events HTTP/1.1\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n",
-       400, 40001},
-      {"POST /api/v1/events/1/orders HTTP/1.1\r\nIdempotency-Key: a\r\nIdempotency-Key: b\r\n"
+      {"GET /api/v1/events HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n", 400,
+       40001, "Authorization given twice"},
+      {"POST /api/v1/events/1/orders HTTP/1.1\r\nHost: t\r\nIdempotency-Key: a\r\nIdempotency-Key: b\r\n"
        "Content-Length: 2\r\n\r\n{}",
-       400, 40001},
-      {"POST /api/v1/events/1/orders HTTP/1.1\r\nContent-Type: application/json\r\n"
+       400, 40001, "given twice"},
+      {"POST /api/v1/events/1/orders HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
        "Content-Type: text/plain\r\nContent-Length: 2\r\n\r\n{}",
-       400, 40001},
+       400, 40001, "given twice"},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     int fd = hc_connect(s.port);
@@ -398,11 +402,21 @@ static void malformed_requests(void) {
       abort();
     }
     CHECK(R.closed); /* the connection cannot be trusted after a framing error */
+    if (cases[i].why != NULL) CHECK(strstr(R.body, cases[i].why) != NULL);
+    close(fd);
+  }
+  /* HTTP/1.0 needs no Host */
+  {
+    static const char h10[] = "GET /healthz/live HTTP/1.0\r\n\r\n";
+    int fd = hc_connect(s.port);
+    hc_send(fd, h10, sizeof(h10) - 1);
+    CHECK_EQ(hc_read(fd, &R, 5000), 0);
+    CHECK_EQ(R.status, 200);
     close(fd);
   }
   /* oversize headers, and a chunked body past the limit */
   static char big[4096];
-  int n = snprintf(big, sizeof(big), "GET /healthz/live HTTP/1.1\r\nX-Pad: ");
+  int n = snprintf(big, sizeof(big), "GET /healthz/live HTTP/1.1\r\nHost: t\r\nX-Pad: ");
   memset(big + n, 'a', 2000);
   memcpy(big + n + 2000, "\r\n\r\n", 5);
   int fd = hc_connect(s.port);
@@ -413,7 +427,7 @@ static void malformed_requests(void) {
   /* the limit is on the head as sent, line ends included: 1024 bytes pass,
    * 1025 do not, and neither do 300 empty headers (5 bytes each) */
   for (int over = 0; over <= 1; over++) {
-    n = snprintf(big, sizeof(big), "GET /healthz/live HTTP/1.1\r\nX: ");
+    n = snprintf(big, sizeof(big), "GET /healthz/live HTTP/1.1\r\nHost: t\r\nX: ");
     memset(big + n, 'a', (size_t)(1024 - n - 4 + over));
     memcpy(big + 1024 - 4 + over, "\r\n\r\n", 5);
     CHECK_EQ(strlen(big), (size_t)(1024 + over));
@@ -426,7 +440,7 @@ static void malformed_requests(void) {
       CHECK_EQ(R.status, 200);
     close(fd);
   }
-  n = snprintf(big, sizeof(big), "GET /healthz/live HTTP/1.1\r\n");
+  n = snprintf(big, sizeof(big), "GET /healthz/live HTTP/1.1\r\nHost: t\r\n");
   for (int i = 0; i < 300; i++) n += snprintf(big + n, sizeof(big) - (size_t)n, "X:\r\n");
   snprintf(big + n, sizeof(big) - (size_t)n, "\r\n");
   fd = hc_connect(s.port);
@@ -435,7 +449,7 @@ static void malformed_requests(void) {
   expect(413, 40005);
   close(fd);
   /* a content type is its media type, not a prefix of one */
-  static const char jsonx[] = "POST /api/v1/events/1/orders HTTP/1.1\r\n"
+  static const char jsonx[] = "POST /api/v1/events/1/orders HTTP/1.1\r\nHost: t\r\n"
                               "Content-Type: application/jsonx\r\nContent-Length: 13\r\n\r\n"
                               "{\"user_id\":1}";
   fd = hc_connect(s.port);
@@ -444,7 +458,7 @@ static void malformed_requests(void) {
   expect(400, 40003);
   close(fd);
   fd = hc_connect(s.port);
-  static const char chunked[] = "POST /api/v1/events/1/orders HTTP/1.1\r\n"
+  static const char chunked[] = "POST /api/v1/events/1/orders HTTP/1.1\r\nHost: t\r\n"
                                 "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
                                 "800\r\n";
   hc_send(fd, chunked, sizeof(chunked) - 1);
@@ -829,7 +843,7 @@ static void linger_after_413(void) {
 static void linger_after_400(void) {
   spiked s;
   spiked_start(&s, NULL, NULL);
-  static const char broken[] = "POST /api/v1/events/1/orders HTTP/1.1\r\nHost t\r\n\r\n";
+  static const char broken[] = "POST /api/v1/events/1/orders HTTP/1.1\r\nHost: t\r\nHost t\r\n\r\n";
   int fd = hc_connect(s.port);
   hc_send(fd, broken, sizeof(broken) - 1);
   await_answer(fd);
