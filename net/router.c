@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <string.h>
+#include <strings.h>
 
 const char *router_label(handler h) {
   static const char *const labels[] = {
@@ -62,9 +63,24 @@ static void order_route(route_match *m, router_method method, const seg *s, size
   else if (n == 2 && eq(s[1], "cancel")) pick(m, method, H_COUNT, H_ORDER_CANCEL);
 }
 
+/* The absolute form (RFC 9112 §3.2.2: "http://host:port/path?q", which a
+ * server must accept): the scheme and authority are skipped, and what
+ * follows is routed as the origin form is. */
+static size_t absolute_form_skip(const char *t, size_t len) {
+  size_t k = len >= 7 && strncasecmp(t, "http://", 7) == 0    ? 7
+             : len >= 8 && strncasecmp(t, "https://", 8) == 0 ? 8
+                                                             : 0;
+  if (k == 0) return 0;
+  while (k < len && t[k] != '/' && t[k] != '?') k++;
+  return k;
+}
+
 void router_match(router_method method, const char *target, size_t len, route_match *m) {
   memset(m, 0, sizeof(*m));
   m->h = H_NOT_FOUND;
+  size_t skip = absolute_form_skip(target, len);
+  target += skip;
+  len -= skip;
   const char *q = memchr(target, '?', len);
   size_t plen = len;
   if (q != NULL) {

@@ -437,6 +437,14 @@ static void http_manners(void) {
   }
   raw_request(p, "FOO /livez HTTP/1.1\r\nHost: t\r\n\r\n");
   expect(405, 40002);
+  /* the absolute form, which a server must accept (RFC 9112 §3.2.2) */
+  raw_request(p, "GET http://spike.example:8080/healthz/live HTTP/1.1\r\nHost: spike.example\r\n\r\n");
+  CHECK_EQ(R.status, 200);
+  raw_request(p, "GET HTTPS://[::1]:8080/api/v1/events/3?x=1 HTTP/1.1\r\nHost: t\r\n\r\n");
+  CHECK_EQ(R.status, 200);
+  CHECK_EQ(hc_json_int(&R, "data.id"), 3);
+  raw_request(p, "GET http://spike.example HTTP/1.1\r\nHost: t\r\n\r\n");
+  expect(404, 40004);
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
   test_rmrf(s.dir);
 }
