@@ -92,6 +92,9 @@ int auth_identify(const auth_config *a, const char *hdr, size_t len, int64_t now
 int auth_admin(const auth_config *a, who w, int hdr_present, int identify_status, int feed_route) {
   int configured = a->admin_token != NULL && a->admin_token[0] != '\0';
   if (w == WHO_FEED) return feed_route ? SPIKE_OK : SPIKE_EFORBIDDEN;
+  /* Open on loopback, but a credential that was sent and does not verify
+   * is refused there too: the client would meet the same 401 elsewhere. */
+  if (!configured && hdr_present && identify_status != SPIKE_OK) return identify_status;
   if (!configured) return a->loopback ? SPIKE_OK : SPIKE_EFORBIDDEN;
   if (w == WHO_ADMIN) return SPIKE_OK;
   if (identify_status != SPIKE_OK) return SPIKE_ETOKEN;

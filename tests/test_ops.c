@@ -451,6 +451,24 @@ static void http_manners(void) {
 
 /* ---- the change feed ---------------------------------------------------------- */
 
+/* No admin token on loopback: admin routes and the feed are open, but a
+ * credential that is sent and does not verify is refused. */
+static void loopback_open_checks_tokens(void) {
+  static const char *const extra[] = {"--feed-token", "rd", NULL};
+  spiked s;
+  spiked_start(&s, NULL, extra);
+  int p = s.port;
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/feed", NULL, NULL, &R), 200);
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/feed", "Authorization: Bearer rd\r\n", NULL, &R), 200);
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/feed", "Authorization: Bearer wrong\r\n", NULL, &R), 401);
+  expect(401, 20005);
+  CHECK_EQ(create_event(p, 1, 10, NULL), 201);
+  CHECK_EQ(create_event(p, 2, 10, "Authorization: Bearer wrong\r\n"), 401);
+  CHECK_EQ(create_event(p, 3, 10, "Authorization: Bearer rd\r\n"), 403); /* read-only */
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  test_rmrf(s.dir);
+}
+
 static void feed_store_id_and_cursors(void) {
   static const char *const extra[] = {
       "--admin-token", "adm", "--feed-token", "rd", "--feed-retain", "5", NULL};
@@ -958,6 +976,7 @@ static void consumer_exactly_once(void) {
 TEST_LIST({"metrics_lint_and_503s", metrics_lint_and_503s, 30},
           {"loop_metrics_per_thread", loop_metrics_per_thread, 30}, {"http_manners", http_manners, 30},
           {"feed_store_id_and_cursors", feed_store_id_and_cursors, 30},
+          {"loopback_open_checks_tokens", loopback_open_checks_tokens, 30},
           {"access_log_and_sighup", access_log_and_sighup, 30},
           {"sighup_during_start", sighup_during_start, 60},
           {"config_and_flag_errors", config_and_flag_errors, 30},
