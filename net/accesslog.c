@@ -38,7 +38,8 @@ struct accesslog {
   pthread_cond_t ready;
   abuf *head, *tail; /* the writer's queue, under the lock */
   int stop;          /* under the lock */
-  int reopen;        /* under the lock */
+  int reopen;        /* under the lock: next_fd waits to replace fd */
+  int next_fd;       /* under the lock; -1 when none */
   int fd, own_fd;
   char *path;
   uint32_t nloops;
@@ -64,27 +65,19 @@ static void write_all(accesslog *a, const char *p, size_t n) {
   }
 }
 
-static void reopen(accesslog *a) {
-  int fd = open_file(a->path);
-  if (fd >= 0) {
-    close(a->fd);
-    a->fd = fd;
-  } else {
-    log_line(LOG_ERROR, "server", NULL, NULL, "access log %s: reopen: %s (keeping the old file)",
-             a->path, strerror(errno));
-  }
-}
-
 static void *writer_main(void *arg) {
   accesslog *a = arg;
   (void)prctl(PR_SET_NAME, "spike-accesslog");
   pthread_mutex_lock(&a->lock);
   for (;;) {
     while (a->head == NULL && !a->stop && !a->reopen) pthread_cond_wait(&a->ready, &a->lock);
-    if (a->reopen) {
+    if (a->reopen) { /* the file opened by accesslog_reopen replaces the old one */
       a->reopen = 0;
+      int old = a->fd;
+      a->fd = a->next_fd;
+      a->next_fd = -1;
       pthread_mutex_unlock(&a->lock);
-      if (a->own_fd) reopen(a);
+      close(old);
       pthread_mutex_lock(&a->lock);
       continue;
     }
@@ -108,6 +101,7 @@ int accesslog_open(accesslog **out, const char *path, uint32_t nloops, char *err
   accesslog *a = calloc(1, sizeof(*a));
   if (a == NULL) goto oom;
   a->nloops = nloops;
+  a->next_fd = -1;
   a->loops = calloc(nloops, sizeof(aloop));
   a->all = calloc((size_t)nloops * ACCESS_BUFS, sizeof(abuf));
   a->path = strdup(path);
@@ -183,11 +177,17 @@ void accesslog_flush(accesslog *a, uint32_t loop) {
   if (l->cur == NULL || l->cur->len > 0) hand_over(a, l);
 }
 
-void accesslog_reopen(accesslog *a) {
+int accesslog_reopen(accesslog *a) {
+  if (!a->own_fd) return 0; /* standard output stays */
+  int fd = open_file(a->path);
+  if (fd < 0) return -errno;
   pthread_mutex_lock(&a->lock);
+  if (a->next_fd >= 0) close(a->next_fd); /* a reopen not taken yet: this one is newer */
+  a->next_fd = fd;
   a->reopen = 1;
   pthread_cond_signal(&a->ready);
   pthread_mutex_unlock(&a->lock);
+  return 0;
 }
 
 void accesslog_close(accesslog *a) {
@@ -199,6 +199,7 @@ void accesslog_close(accesslog *a) {
   pthread_mutex_unlock(&a->lock);
   pthread_join(a->thread, NULL);
   if (a->own_fd) close(a->fd);
+  if (a->next_fd >= 0) close(a->next_fd);
   pthread_mutex_destroy(&a->lock);
   pthread_cond_destroy(&a->ready);
   free(a->loops);

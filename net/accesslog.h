@@ -32,9 +32,10 @@ int accesslog_write(accesslog *a, uint32_t loop, const char *line, size_t n);
 /* Loop thread loop only: hand what its buffer holds to the writer. */
 void accesslog_flush(accesslog *a, uint32_t loop);
 
-/* Any thread (the signal thread on SIGHUP): the writer reopens the file
- * before its next write, so a rotated file is let go of. */
-void accesslog_reopen(accesslog *a);
+/* Any thread (the signal thread on SIGHUP): open the file's path again; the
+ * writer takes the new file before its next write, so a rotated file is let
+ * go of. 0, or -errno when the path cannot be opened (the old file stays). */
+int accesslog_reopen(accesslog *a);
 
 /* After every loop has stopped: write what is left, stop the writer,
  * close the file and free a. */

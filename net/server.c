@@ -578,11 +578,22 @@ int server_run(const server_config *cfg) {
     log_line(LOG_INFO, "server", NULL, fields, "spiked %s listening", spike_version());
     int sig = 0;
     while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP) {
-      if (cfg->log_file != NULL && cfg->log_file[0] != '\0' && (rc = open_log_file(cfg->log_file)) != 0)
+      int kept = 0; /* files that could not be reopened */
+      if (cfg->log_file != NULL && cfg->log_file[0] != '\0' && (rc = open_log_file(cfg->log_file)) != 0) {
         log_line(LOG_ERROR, "server", NULL, NULL, "SIGHUP: --log-file %s: %s (keeping the old file)",
                  cfg->log_file, strerror(-rc));
-      if (srv.access != NULL) accesslog_reopen(srv.access);
-      log_line(LOG_INFO, "server", NULL, NULL, "SIGHUP: log files reopened");
+        kept++;
+      }
+      if (srv.access != NULL && (rc = accesslog_reopen(srv.access)) != 0) {
+        log_line(LOG_ERROR, "server", NULL, NULL, "SIGHUP: --access-log %s: %s (keeping the old file)",
+                 cfg->access_log, strerror(-rc));
+        kept++;
+      }
+      if (kept == 0)
+        log_line(LOG_INFO, "server", NULL, NULL, "SIGHUP: log files reopened");
+      else
+        log_line(LOG_WARN, "server", NULL, NULL, "SIGHUP: %d log file%s not reopened (above)", kept,
+                 kept > 1 ? "s" : "");
     }
     log_line(LOG_INFO, "server", NULL, NULL, "%s: draining", sig == SIGINT ? "SIGINT" : "SIGTERM");
   }

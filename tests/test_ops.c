@@ -591,6 +591,23 @@ static void access_log_and_sighup(void) {
   CHECK_EQ(hc_do(p, "GET", "/metrics", NULL, NULL, &R), 200);
   CHECK(sample(R.body, "spike_access_log_lines_total") >= 4);
   CHECK_EQ(sample(R.body, "spike_access_log_dropped_total"), 0);
+
+  /* the directory gone: neither file can be reopened; both are kept, and
+   * the kept log file says so, not that they were reopened */
+  char gone[300], galog[340], gelog[340];
+  snprintf(gone, sizeof(gone), "%s.gone", tmp);
+  CHECK(rename(tmp, gone) == 0);
+  snprintf(galog, sizeof(galog), "%s/access.log", gone);
+  snprintf(gelog, sizeof(gelog), "%s/spiked.log", gone);
+  kill(s.pid, SIGHUP);
+  CHECK(wait_for_text(gelog, "log files not reopened (above)", 3000));
+  CHECK(find_file_text(gelog, "SIGHUP: --log-file") != NULL);
+  CHECK(find_file_text(gelog, "SIGHUP: --access-log") != NULL);
+  const char *first = find_file_text(gelog, "SIGHUP: log files reopened"); /* the rename's */
+  CHECK(first != NULL && strstr(first + 1, "SIGHUP: log files reopened") == NULL);
+  CHECK_EQ(hc_do(p, "GET", "/livez", "X-Request-Id: kept-4\r\n", NULL, &R), 200);
+  CHECK(wait_for_text(galog, "kept-4", 3000));
+  CHECK(rename(gone, tmp) == 0);
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
   /* the drain writes what the buffers held */
   CHECK(find_file_text(alog, "\"route\":\"metrics\"") != NULL);
