@@ -32,6 +32,20 @@ int log_level_parse(const char *name) {
   return -1;
 }
 
+/* The length of the well-formed UTF-8 sequence s begins with (RFC 3629:
+ * no overlong forms, no surrogates, nothing past U+10FFFF), 0 if none. */
+static size_t utf8_seq(const unsigned char *s, size_t n) {
+  unsigned char c = s[0];
+  size_t len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+  if (len == 0 || n < len) return 0;
+  for (size_t i = 1; i < len; i++)
+    if ((s[i] & 0xc0) != 0x80) return 0;
+  if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0) || (c == 0xf0 && s[1] < 0x90) ||
+      (c == 0xf4 && s[1] >= 0x90))
+    return 0;
+  return len;
+}
+
 size_t log_escape(char *out, size_t cap, const char *s, size_t n) {
   size_t j = 0;
   if (cap == 0) return 0;
@@ -42,8 +56,20 @@ size_t log_escape(char *out, size_t cap, const char *s, size_t n) {
       out[j++] = (char)c;
     } else if (c < 0x20 || c == 0x7f) {
       j += (size_t)snprintf(out + j, cap - j, "\\u%04x", c);
-    } else {
+    } else if (c < 0x80) {
       out[j++] = (char)c;
+    } else {
+      /* JSON text is UTF-8: a byte that begins no whole sequence (a client's
+       * Latin-1, a cut in the middle of a character) becomes U+FFFD */
+      size_t k = utf8_seq((const unsigned char *)s + i, n - i);
+      if (k == 0) {
+        memcpy(out + j, "\\ufffd", 6);
+        j += 6;
+      } else {
+        memcpy(out + j, s + i, k);
+        j += k;
+        i += k - 1;
+      }
     }
   }
   out[j] = '\0';

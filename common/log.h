@@ -38,8 +38,10 @@ void log_line(int level, const char *module, const char *trace, const char *fiel
  */
 void log_kv(int level, const char *module, const spike_log_kv *kv, size_t n, const char *msg);
 
-/* Append s (n bytes) to out as JSON string content (no quotes); returns
- * the bytes written, never more than cap - 1; out is NUL-terminated. */
+/* Append s (n bytes) to out as JSON string content (no quotes): '"', '\\'
+ * and control characters escaped, well-formed UTF-8 kept, any other byte
+ * written as U+FFFD (so a line is valid JSON whatever a client sent);
+ * returns the bytes written, never more than cap - 1; out is NUL-terminated. */
 size_t log_escape(char *out, size_t cap, const char *s, size_t n);
 
 #endif /* SPIKE_LOG_H */

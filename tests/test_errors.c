@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "engine_util.h"
+#include "log.h"
 
 static void codes_and_http(void) {
   CHECK_EQ(spike_code(SPIKE_EBUSY), 50005);
@@ -336,7 +337,37 @@ static void log_default_json_on_stderr(void) {
   test_rmrf(cfg.data_dir);
 }
 
-TEST_LIST({"codes_and_http", codes_and_http, 0}, {"busy_full_distinct", busy_full_distinct, 0},
+/* What a client sends ends up in JSON lines: whatever the bytes, the
+ * escape is valid JSON text (UTF-8 kept, anything else U+FFFD). */
+static void escape_any_bytes(void) {
+  static const struct {
+    const char *in, *out;
+  } cases[] = {
+      {"/caf\xc3\xa9", "/caf\xc3\xa9"},              /* é: kept */
+      {"/\xe2\x82\xac\xf0\x9f\x98\x80", "/\xe2\x82\xac\xf0\x9f\x98\x80"}, /* € and an emoji */
+      {"/\xff", "/\\ufffd"},                           /* never UTF-8 */
+      {"/\xc0\xaf", "/\\ufffd\\ufffd"},                /* overlong '/' */
+      {"/12\xe9", "/12\\ufffd"},                       /* Latin-1 */
+      {"/\xed\xa0\x80", "/\\ufffd\\ufffd\\ufffd"},    /* a surrogate */
+      {"/\xf4\x90\x80\x80", "/\\ufffd\\ufffd\\ufffd\\ufffd"}, /* past U+10FFFF */
+      {"/\xe2\x82", "/\\ufffd\\ufffd"},                /* a character cut short */
+      {"a\"b\\c\x01", "a\\\"b\\\\c\\u0001"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    char out[128];
+    log_escape(out, sizeof(out), cases[i].in, strlen(cases[i].in));
+    if (strcmp(out, cases[i].out) != 0) {
+      fprintf(stderr, "case %zu: got %s\n", i, out);
+      abort();
+    }
+  }
+  /* a cut at cap never splits an escape or a character */
+  char small[12];
+  size_t n = log_escape(small, sizeof(small), "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac", 9);
+  CHECK(n <= sizeof(small) - 1 && n % 3 == 0 && small[n] == '\0');
+}
+
+TEST_LIST({"codes_and_http", codes_and_http, 0}, {"escape_any_bytes", escape_any_bytes, 0}, {"busy_full_distinct", busy_full_distinct, 0},
           {"reservations_full", reservations_full, 0},
           {"locked_by_another_owner", locked_by_another_owner, 0},
           {"config_carries_its_size", config_carries_its_size, 0},
