@@ -381,6 +381,36 @@ static int query_read(const req *r, const char *name, uint64_t def, uint64_t min
   return SPIKE_OK;
 }
 
+/* A route's query holds only the parameters it names, each at most once:
+ * NULL, or the text for a 400 naming the first that is not ("aftr: not a
+ * parameter of this route"), so a typo never passes silently. */
+static const char *query_strange(const req *r, const char *const *known, char *buf, size_t cap) {
+  const char *p = r->m.query, *end = p + (p != NULL ? r->m.query_len : 0);
+  while (p != NULL && p < end) {
+    const char *amp = memchr(p, '&', (size_t)(end - p));
+    const char *stop = amp != NULL ? amp : end;
+    const char *eqs = memchr(p, '=', (size_t)(stop - p));
+    size_t nl = (size_t)((eqs != NULL ? eqs : stop) - p);
+    if (stop > p) { /* "a&&b" and a trailing '&' have empty ones: nothing */
+      int k = 0;
+      while (known[k] != NULL && !(strlen(known[k]) == nl && memcmp(known[k], p, nl) == 0)) k++;
+      int n = (int)(nl < 64 ? nl : 64);
+      if (known[k] == NULL) {
+        snprintf(buf, cap, "%.*s: not a parameter of this route", n, p);
+        return buf;
+      }
+      const char *v;
+      size_t vn;
+      if (router_query(stop, (size_t)(end - stop), known[k], &v, &vn)) {
+        snprintf(buf, cap, "%.*s: given twice", n, p);
+        return buf;
+      }
+    }
+    p = amp != NULL ? amp + 1 : NULL;
+  }
+  return NULL;
+}
+
 /* query_read, and a refusal (400, naming the parameter) when it is bad. */
 static int query_u64(req *r, const char *name, uint64_t def, uint64_t min, uint64_t max,
                      uint64_t *out) {
@@ -659,11 +689,17 @@ static int by_event_then_id(const void *a, const void *b) {
 }
 
 static void user_orders(loop_ctx *lc, req *r) {
+  static const char *const params[] = {"event_id", NULL};
   caller c;
   uint64_t event = 0;
-  if (need_user(lc, r, &c) != SPIKE_OK || path_id(r, "user id") != SPIKE_OK ||
-      query_u64(r, "event_id", 0, 1, UINT64_MAX, &event) != SPIKE_OK)
+  char why[128];
+  if (need_user(lc, r, &c) != SPIKE_OK || path_id(r, "user id") != SPIKE_OK) return;
+  const char *strange = query_strange(r, params, why, sizeof(why));
+  if (strange != NULL) {
+    fail(r, SPIKE_EINVAL, strange);
     return;
+  }
+  if (query_u64(r, "event_id", 0, 1, UINT64_MAX, &event) != SPIKE_OK) return;
   if (c.w == WHO_USER && c.user != r->m.id) {
     fail(r, SPIKE_EFORBIDDEN, "not your orders");
     return;
@@ -770,12 +806,16 @@ static void on_feed_wake(spike_op *op) {
 }
 
 static void feed(loop_ctx *lc, req *r) {
+  static const char *const params[] = {"after", "limit", "wait_ms", NULL};
   uint64_t after, limit, wait_ms;
+  char why[128];
   if (need_admin(lc, r) != SPIKE_OK) return; /* no feed state for a stranger */
-  const char *bad = query_read(r, "after", 0, 0, UINT64_MAX, &after)                   ? "after"
-                    : query_read(r, "limit", API_FEED_DEFAULT, 1, API_FEED_MAX, &limit) ? "limit"
-                    : query_read(r, "wait_ms", 0, 0, API_FEED_WAIT_MAX_MS, &wait_ms)    ? "wait_ms"
-                                                                                         : NULL;
+  const char *bad = query_strange(r, params, why, sizeof(why));
+  if (bad == NULL)
+    bad = query_read(r, "after", 0, 0, UINT64_MAX, &after)                     ? "after"
+          : query_read(r, "limit", API_FEED_DEFAULT, 1, API_FEED_MAX, &limit) ? "limit"
+          : query_read(r, "wait_ms", 0, 0, API_FEED_WAIT_MAX_MS, &wait_ms)    ? "wait_ms"
+                                                                               : NULL;
   if (bad != NULL) { /* refused, saying where the feed stands too */
     uint32_t none = 0;
     uint64_t next = 0;
@@ -982,9 +1022,16 @@ static void dashboard(loop_ctx *lc, req *r) {
 
 /* GET /api/v1/admin/stats (admin): the per-second history the page draws. */
 static void admin_stats(loop_ctx *lc, req *r) {
+  static const char *const params[] = {"seconds", NULL};
   uint64_t seconds;
-  if (need_admin(lc, r) != SPIKE_OK ||
-      query_u64(r, "seconds", STATS_SECONDS_DEFAULT, 1, STATS_HISTORY_S, &seconds) != SPIKE_OK)
+  char why[128];
+  if (need_admin(lc, r) != SPIKE_OK) return;
+  const char *strange = query_strange(r, params, why, sizeof(why));
+  if (strange != NULL) {
+    fail(r, SPIKE_EINVAL, strange);
+    return;
+  }
+  if (query_u64(r, "seconds", STATS_SECONDS_DEFAULT, 1, STATS_HISTORY_S, &seconds) != SPIKE_OK)
     return;
   if (lc->srv->stats == NULL) {
     fail(r, SPIKE_EINTERNAL, "the dashboard's history did not start (see the log)");

@@ -501,7 +501,9 @@ static void feed_store_id_and_cursors(void) {
   CHECK(strstr(R.body, "ahead of the feed's head 11") != NULL);
   /* a refused parameter says where the feed stands too; a stranger learns nothing */
   static const char *const bad[] = {"/api/v1/feed?after=abc", "/api/v1/feed?limit=0",
-                                    "/api/v1/feed?after=11&wait_ms=30001"};
+                                    "/api/v1/feed?after=11&wait_ms=30001",
+                                    /* a typo replayed the feed from 0; a second value was ignored */
+                                    "/api/v1/feed?aftr=11", "/api/v1/feed?after=11&after=3"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     CHECK_EQ(hc_do(p, "GET", bad[i], rd, NULL, &R), 400);
     expect(400, 40001);
@@ -509,6 +511,16 @@ static void feed_store_id_and_cursors(void) {
     CHECK(hc_header(&R, "X-Spike-Feed-First", v, sizeof(v)) != NULL && strcmp(v, "7") == 0);
     CHECK(hc_header(&R, "X-Spike-Store-Id", v, sizeof(v)) != NULL && strcmp(v, id) == 0);
   }
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/feed?aftr=11", rd, NULL, &R), 400);
+  CHECK(strstr(R.body, "aftr: not a parameter of this route") != NULL);
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/feed?after=11&limit=2&after=3", rd, NULL, &R), 400);
+  CHECK(strstr(R.body, "after: given twice") != NULL);
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/feed?after=11&limit=2&", rd, NULL, &R), 200); /* an empty one */
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/users/1/orders?evnt_id=1", admin, NULL, &R), 400);
+  CHECK(strstr(R.body, "evnt_id") != NULL);
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/users/1/orders?event_id=1", admin, NULL, &R), 200);
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/admin/stats?secnds=5", admin, NULL, &R), 400);
+  CHECK(strstr(R.body, "secnds") != NULL);
   CHECK_EQ(hc_do(p, "GET", "/api/v1/feed?after=abc", NULL, NULL, &R), 401);
   CHECK(hc_header(&R, "X-Spike-Feed-Head", v, sizeof(v)) == NULL);
   /* at the head: an empty page */
