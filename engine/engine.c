@@ -632,6 +632,8 @@ int spike_backup_dir(const char *data_dir, const char *dest_dir, spike_backup_in
   return backup_status(rc);
 }
 
+uint64_t spike_feed_epoch(spike_engine *e, uint64_t seq) { return store_epoch_of(e->st, seq); }
+
 void spike_store_origin_get(spike_engine *e, spike_store_origin *out) {
   store_origin o;
   store_get_origin(e->st, &o);

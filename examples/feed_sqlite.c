@@ -22,10 +22,12 @@
  *
  * Tables: changes (seq, type, at, order_id, event_id, record: the change's
  * JSON as received), orders (the latest state of each order, upserted),
- * cursor (one row: store_id, seq). Exit status: 0 at --stop-at; 1 an
- * error (SQLite, or spiked unreachable for --retry-s); 2 usage; 3 the
- * store's id changed; 4 the feed refused the cursor (dropped or ahead);
- * 5 a repeated or missing seq.
+ * cursor (one row: store_id, seq, and the epoch of the record at seq).
+ * Exit status: 0 at --stop-at; 1 an error (SQLite, or spiked unreachable
+ * for --retry-s); 2 usage; 3 the store's id changed, or the store is a copy
+ * that took other writes (its record at the cursor has another epoch); 4
+ * the feed refused the cursor (dropped or ahead); 5 a repeated or missing
+ * seq.
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -72,14 +74,25 @@ static int db_open(const char *path) {
            "user_id TEXT NOT NULL, qty INTEGER NOT NULL, state TEXT NOT NULL, seq INTEGER NOT "
            "NULL)") != 0 ||
       exec("CREATE TABLE IF NOT EXISTS cursor(one INTEGER PRIMARY KEY CHECK (one = 1), "
-           "store_id TEXT NOT NULL, seq INTEGER NOT NULL)") != 0)
+           "store_id TEXT NOT NULL, seq INTEGER NOT NULL, epoch TEXT NOT NULL DEFAULT '')") != 0)
+    return -1;
+  /* a database made before the cursor kept its epoch: add the column */
+  sqlite3_stmt *q;
+  int has_epoch = 0;
+  if (sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_info('cursor')", -1, &q, NULL) != SQLITE_OK)
+    return -1;
+  while (sqlite3_step(q) == SQLITE_ROW)
+    has_epoch |= strcmp((const char *)sqlite3_column_text(q, 0), "epoch") == 0;
+  sqlite3_finalize(q);
+  if (!has_epoch && exec("ALTER TABLE cursor ADD COLUMN epoch TEXT NOT NULL DEFAULT ''") != 0)
     return -1;
   static const char *const sql[] = {
       "INSERT INTO changes(seq, type, at, order_id, event_id, record) VALUES(?,?,?,?,?,?)",
       "INSERT INTO orders(id, event_id, user_id, qty, state, seq) VALUES(?,?,?,?,?,?) "
       "ON CONFLICT(id) DO UPDATE SET state = excluded.state, seq = excluded.seq",
-      "INSERT INTO cursor(one, store_id, seq) VALUES(1,?,?) "
-      "ON CONFLICT(one) DO UPDATE SET store_id = excluded.store_id, seq = excluded.seq"};
+      "INSERT INTO cursor(one, store_id, seq, epoch) VALUES(1,?,?,?) "
+      "ON CONFLICT(one) DO UPDATE SET store_id = excluded.store_id, seq = excluded.seq, "
+      "epoch = excluded.epoch"};
   sqlite3_stmt **st[] = {&ins_change, &up_order, &set_cursor};
   for (int i = 0; i < 3; i++)
     if (sqlite3_prepare_v2(db, sql[i], -1, st[i], NULL) != SQLITE_OK) {
@@ -89,18 +102,19 @@ static int db_open(const char *path) {
   return 0;
 }
 
-/* The cursor: the store it belongs to ("" before the first record) and
- * the last seq applied. */
-static int load_cursor(char *store, size_t cap, uint64_t *seq) {
+/* The cursor: the store it belongs to ("" before the first record), the
+ * last seq applied and that record's epoch ("" when unknown). */
+static int load_cursor(char *store, size_t cap, uint64_t *seq, char *epoch, size_t ecap) {
   sqlite3_stmt *q;
-  store[0] = '\0';
+  store[0] = epoch[0] = '\0';
   *seq = 0;
-  if (sqlite3_prepare_v2(db, "SELECT store_id, seq FROM cursor WHERE one = 1", -1, &q, NULL) !=
-      SQLITE_OK)
+  if (sqlite3_prepare_v2(db, "SELECT store_id, seq, epoch FROM cursor WHERE one = 1", -1, &q,
+                         NULL) != SQLITE_OK)
     return -1;
   if (sqlite3_step(q) == SQLITE_ROW) {
     snprintf(store, cap, "%s", (const char *)sqlite3_column_text(q, 0));
     *seq = (uint64_t)sqlite3_column_int64(q, 1);
+    snprintf(epoch, ecap, "%s", (const char *)sqlite3_column_text(q, 2));
   }
   sqlite3_finalize(q);
   return 0;
@@ -160,6 +174,7 @@ static int apply_page(const feed_page *p, const char *store, uint64_t *cursor) {
   if (rc == 0) {
     sqlite3_bind_text(set_cursor, 1, store, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(set_cursor, 2, (sqlite3_int64)p->last_seq);
+    sqlite3_bind_text(set_cursor, 3, p->last_epoch, -1, SQLITE_TRANSIENT);
     if (step(set_cursor) != 0) rc = 1;
   }
   if (rc == 0 && exec("COMMIT") != 0) rc = 1;
@@ -203,14 +218,14 @@ int main(int argc, char **argv) {
   }
   if ((argc - 3) % 2 != 0) return usage();
   if (db_open(o.db) != 0) return 1;
-  char store[FEED_STORE_ID_MAX + 1];
+  char store[FEED_STORE_ID_MAX + 1], epoch[FEED_EPOCH_MAX + 1];
   uint64_t cursor;
-  if (load_cursor(store, sizeof(store), &cursor) != 0) return 1;
+  if (load_cursor(store, sizeof(store), &cursor, epoch, sizeof(epoch)) != 0) return 1;
   int64_t last_ok = now_ms();
   int status = 1;
   while (cursor < o.stop_at) {
     feed_page p;
-    int rc = feed_fetch(&o.feed, store, cursor, o.limit, &p);
+    int rc = feed_fetch(&o.feed, store, cursor, epoch, o.limit, &p);
     if (rc == FEED_UNREACHABLE) {
       /* spiked restarting or draining: try again, for a while */
       if (now_ms() - last_ok > (int64_t)o.retry_s * 1000) {
@@ -223,7 +238,7 @@ int main(int argc, char **argv) {
     last_ok = now_ms();
     if (rc != FEED_OK) {
       fprintf(stderr, "feed_sqlite: %s\n", p.why);
-      status = rc == FEED_OTHER_STORE                   ? 3
+      status = rc == FEED_OTHER_STORE || rc == FEED_FORKED ? 3
                : rc == FEED_AHEAD || rc == FEED_DROPPED ? 4
                : rc == FEED_OUT_OF_LINE                 ? 5
                                                         : 1;
@@ -234,6 +249,7 @@ int main(int argc, char **argv) {
       status = rc;
       goto out;
     }
+    snprintf(epoch, sizeof(epoch), "%s", p.last_epoch);
   }
   status = 0;
 out:

@@ -672,6 +672,19 @@ SPIKE_EXTERN int spike_feed_fetch(spike_producer *p, uint64_t after,
                                   uint32_t *count, uint64_t *next,
                                   spike_feed_info *info);
 
+/* The epoch of feed record seq: a random id of the run of the engine that
+ * wrote it (each spike_open begins one, at the head + 1). Two copies of a
+ * store that both took writes after the copy was made (a cold copy or a
+ * disk snapshot started beside or instead of the original) keep the same
+ * store_id and seqs, but the records after the fork have other epochs. A
+ * consumer keeps the epoch of its cursor's record beside it and, when it
+ * resumes, compares it with this store's: another epoch means this store's
+ * record of that seq is not the one it read, and its cursor means nothing
+ * here. 0 for seq 0, and for records older than the first epoch kept
+ * (written before a build that keeps them); for a seq past the head, the
+ * running epoch. Any thread. */
+SPIKE_EXTERN uint64_t spike_feed_epoch(spike_engine *e, uint64_t seq);
+
 /* -------------------------------------------------------------------------
  * Backups and the store's origin
  */

@@ -739,10 +739,34 @@ static int feed_fetch(loop_ctx *lc, req *r, uint64_t after, uint32_t max, uint32
   return rc;
 }
 
+/* 16 hex digits (a store id, an epoch) as a nonzero u64: 0 or -1. */
+static int parse_hex64(const char *v, size_t n, uint64_t *out) {
+  uint64_t x = 0;
+  if (n != 16) return -1;
+  for (size_t i = 0; i < n; i++) {
+    char ch = v[i];
+    int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+    if (d < 0) return -1;
+    x = x << 4 | (uint64_t)d;
+  }
+  *out = x;
+  return x == 0 ? -1 : 0;
+}
+
 static int feed_answer(loop_ctx *lc, req *r, int force) {
   uint32_t n = 0;
   uint64_t next = r->after;
   int rc = feed_fetch(lc, r, r->after, r->limit, &n, &next);
+  uint64_t mine = r->epoch != 0 && rc == SPIKE_OK ? spike_feed_epoch(lc->srv->engine, r->after) : 0;
+  if (mine != 0 && mine != r->epoch) { /* the same store and seq, another record: a fork */
+    char why[240];
+    snprintf(why, sizeof(why),
+             "epoch: this store's record %llu was written in epoch %016llx, yours in %016llx: "
+             "a copy of the store that took other writes (a restored snapshot or cold copy?)",
+             (unsigned long long)r->after, (unsigned long long)mine, (unsigned long long)r->epoch);
+    fail(r, SPIKE_EINVAL, why);
+    return 1;
+  }
   if (rc == SPIKE_EINVAL) {
     char why[200];
     if (r->after > r->feed.head)
@@ -787,6 +811,13 @@ static int feed_answer(loop_ctx *lc, req *r, int force) {
   }
   jb_lit(&r->out, "],\"next\":");
   jb_u64(&r->out, next);
+  uint64_t ep = spike_feed_epoch(lc->srv->engine, next);
+  if (next != 0 && ep != 0) { /* keep it beside next; send it back as epoch= */
+    snprintf(id, sizeof(id), "%016llx", (unsigned long long)ep);
+    jb_lit(&r->out, ",\"nextEpoch\":\"");
+    jb_raw(&r->out, id, 16);
+    jb_lit(&r->out, "\"");
+  }
   jb_lit(&r->out, "}");
   ok_end(r, 200);
   return 1;
@@ -806,16 +837,21 @@ static void on_feed_wake(spike_op *op) {
 }
 
 static void feed(loop_ctx *lc, req *r) {
-  static const char *const params[] = {"after", "limit", "wait_ms", NULL};
-  uint64_t after, limit, wait_ms;
+  static const char *const params[] = {"after", "limit", "wait_ms", "epoch", NULL};
+  uint64_t after, limit, wait_ms, epoch = 0;
   char why[128];
+  const char *ev;
+  size_t evn;
   if (need_admin(lc, r) != SPIKE_OK) return; /* no feed state for a stranger */
   const char *bad = query_strange(r, params, why, sizeof(why));
   if (bad == NULL)
     bad = query_read(r, "after", 0, 0, UINT64_MAX, &after)                     ? "after"
           : query_read(r, "limit", API_FEED_DEFAULT, 1, API_FEED_MAX, &limit) ? "limit"
           : query_read(r, "wait_ms", 0, 0, API_FEED_WAIT_MAX_MS, &wait_ms)    ? "wait_ms"
-                                                                               : NULL;
+          : r->m.query != NULL && router_query(r->m.query, r->m.query_len, "epoch", &ev, &evn) &&
+                  parse_hex64(ev, evn, &epoch) != 0
+              ? "epoch (16 hex digits, as nextEpoch)"
+              : NULL;
   if (bad != NULL) { /* refused, saying where the feed stands too */
     uint32_t none = 0;
     uint64_t next = 0;
@@ -824,6 +860,7 @@ static void feed(loop_ctx *lc, req *r) {
     return;
   }
   r->after = after;
+  r->epoch = epoch;
   r->limit = (uint32_t)limit;
   if (feed_answer(lc, r, wait_ms == 0)) return;
   /* Nothing yet: park until a commit adds to the feed or wait_ms ends. */

@@ -105,6 +105,7 @@ struct req {
   uint8_t feed_head_ok;
   /* handler state across an engine wait */
   uint64_t after;
+  uint64_t epoch; /* the feed's epoch= (0: not given) */
   uint32_t limit;
   /* the response: out.p + out_off .. out.p + out.len */
   jbuf out;

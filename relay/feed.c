@@ -171,14 +171,16 @@ int feed_next(const feed_page *p, int *t, feed_change *ch) {
 
 #define WHY(...) snprintf(p->why, sizeof(p->why), __VA_ARGS__)
 
-int feed_fetch(const feed_conn *c, const char *store_id, uint64_t after, unsigned limit,
-               feed_page *p) {
+int feed_fetch(const feed_conn *c, const char *store_id, uint64_t after, const char *epoch,
+               unsigned limit, feed_page *p) {
   memset(p, 0, sizeof(*p));
   p->changes = -1;
   p->last_seq = after;
-  char target[160], v[64];
-  snprintf(target, sizeof(target), "/api/v1/feed?after=%llu&limit=%u&wait_ms=%u",
-           (unsigned long long)after, limit, c->wait_ms);
+  snprintf(p->last_epoch, sizeof(p->last_epoch), "%s", epoch);
+  char target[200], v[64];
+  snprintf(target, sizeof(target), "/api/v1/feed?after=%llu&limit=%u&wait_ms=%u%s%.16s",
+           (unsigned long long)after, limit, c->wait_ms, epoch[0] && after ? "&epoch=" : "",
+           epoch[0] && after ? epoch : "");
   size_t len;
   char *body;
   errno = 0;
@@ -223,6 +225,13 @@ int feed_fetch(const feed_conn *c, const char *store_id, uint64_t after, unsigne
         (unsigned long long)after, (unsigned long long)p->first, (unsigned long long)p->first - 1);
     return FEED_DROPPED;
   }
+  if (p->status == 400 && strstr(body, "\"parameter validation failed: epoch: ") != NULL) {
+    WHY("the store's record %llu is not the one the cursor read (another epoch): a copy of the "
+        "store that took other writes (a restored snapshot?), refusing to continue (rebuild "
+        "from scratch)",
+        (unsigned long long)after);
+    return FEED_FORKED;
+  }
   if (p->status != 200) {
     WHY("the feed refused after=%llu: HTTP %d %.200s", (unsigned long long)after, p->status, body);
     return FEED_BAD;
@@ -238,6 +247,8 @@ int feed_fetch(const feed_conn *c, const char *store_id, uint64_t after, unsigne
         nt < 0 ? "not JSON, or too many tokens" : "no changes");
     return FEED_BAD;
   }
+  int ne = member(body, data, "nextEpoch");
+  if (ne >= 0) feed_text(p, ne, p->last_epoch, sizeof(p->last_epoch));
   p->count = tok[p->changes].size;
   if (p->count > (int)limit) {
     WHY("a page of %d changes where %u were asked for", p->count, limit);

@@ -11,9 +11,10 @@
  * 1 MiB; an answer larger than the buffer is FEED_BAD, never cut silently.
  *
  * feed_fetch applies the checks every consumer owes the feed (docs/api.md,
- * "Resuming"): the store id must be the cursor's, a refused cursor is an
- * answer to stop on (never skipped), and the page must start right after
- * the cursor with seqs one apart.
+ * "Resuming"): the store id must be the cursor's, and so must the epoch of
+ * the cursor's record (a copy of the store that took other writes has the
+ * same id), a refused cursor is an answer to stop on (never skipped), and
+ * the page must start right after the cursor with seqs one apart.
  */
 #ifndef SPIKE_FEED_H
 #define SPIKE_FEED_H
@@ -25,6 +26,7 @@
 #define FEED_RESP_MAX (4u << 20)
 #define FEED_TOKENS_MAX 65536
 #define FEED_STORE_ID_MAX 32 /* 16 hex digits today, room to spare */
+#define FEED_EPOCH_MAX 16    /* 16 hex digits */
 #define FEED_LIMIT_MAX 1000  /* the feed's own cap on limit */
 #define FEED_WAIT_MS_MAX 30000
 
@@ -48,6 +50,7 @@ enum {
   FEED_DENIED = -6,      /* 401 or 403: the token */
   FEED_BAD = -7,         /* anything else: not a feed page */
   FEED_OUT_OF_LINE = -8, /* a page whose seqs do not follow the cursor one by one */
+  FEED_FORKED = -9,      /* the cursor's record is another one here: a copy that took other writes */
 };
 
 typedef struct feed_page {
@@ -58,6 +61,8 @@ typedef struct feed_page {
   int changes;          /* token index of data.changes */
   int count;            /* how many changes */
   uint64_t last_seq;    /* the last change's seq (after when count is 0) */
+  char last_epoch[FEED_EPOCH_MAX + 1]; /* its epoch (data.nextEpoch): keep it beside
+                                          last_seq; "" when the store keeps none */
   char why[320];
 } feed_page;
 
@@ -76,10 +81,12 @@ int feed_conn_parse(feed_conn *c, const char *host_port);
 
 /* GET the page after `after` (limit 1..FEED_LIMIT_MAX). store_id is the
  * cursor's store ("" for none yet): an answer from another store is
- * FEED_OTHER_STORE. On FEED_OK every change's seq is after + 1, after + 2,
- * ... (else FEED_OUT_OF_LINE). */
-int feed_fetch(const feed_conn *c, const char *store_id, uint64_t after, unsigned limit,
-               feed_page *p);
+ * FEED_OTHER_STORE. epoch is the cursor's record's (the last_epoch kept with
+ * it; "" for none): this store's record after being another is
+ * FEED_FORKED. On FEED_OK every change's seq is after + 1, after + 2, ...
+ * (else FEED_OUT_OF_LINE). */
+int feed_fetch(const feed_conn *c, const char *store_id, uint64_t after, const char *epoch,
+               unsigned limit, feed_page *p);
 
 /* The i-th change of the last page fetched, in order: call with *tok = 0
  * first; it advances *tok. 0, or -1 past the end. */

@@ -54,7 +54,7 @@ enum {
   EXIT_DONE = 0,  /* --stop-at reached, or SIGTERM/SIGINT */
   EXIT_ERROR = 1, /* the cursor file, a broker or token refusal, a routing failure */
   EXIT_USAGE = 2,
-  EXIT_STORE = 3,      /* the feed is another store's */
+  EXIT_STORE = 3,      /* the feed is another store's, or another history of it (a fork) */
   EXIT_CURSOR = 4,     /* the feed cannot continue the cursor (ahead of the head, or dropped) */
   EXIT_OUT_OF_LINE = 5 /* the feed sent seqs that do not follow the cursor */
 };
@@ -114,11 +114,13 @@ static int64_t now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* ---- the cursor: "<store id> <seq>\n", replaced whole ------------------------ */
+/* ---- the cursor: "<store id> <seq> <epoch>\n", replaced whole ------------------
+ * (the epoch of the record at seq; a cursor written before epochs has none) */
 
 typedef struct cursor {
   char store_id[FEED_STORE_ID_MAX + 1]; /* "" before the first change is confirmed */
   uint64_t seq;
+  char epoch[FEED_EPOCH_MAX + 1]; /* "" when unknown */
 } cursor;
 
 /* A lock beside the cursor file, held for the process's life: two relays
@@ -149,13 +151,15 @@ static int cursor_load(const char *path, cursor *c) {
   }
   char line[128], extra;
   unsigned long long seq;
-  int ok = fgets(line, sizeof(line), f) != NULL &&
-           sscanf(line, "%32s %llu %c", c->store_id, &seq, &extra) == 2 &&
-           strspn(c->store_id, "0123456789abcdefABCDEF") == strlen(c->store_id);
+  int k = fgets(line, sizeof(line), f) != NULL
+              ? sscanf(line, "%32s %llu %16s %c", c->store_id, &seq, c->epoch, &extra)
+              : 0;
+  int ok = (k == 2 || k == 3) && strspn(c->store_id, "0123456789abcdefABCDEF") == strlen(c->store_id) &&
+           strspn(c->epoch, "0123456789abcdef") == strlen(c->epoch);
   fclose(f);
   if (!ok) {
-    LOG_ERROR("the cursor %s is not '<store id> <seq>': refusing to guess (remove it to start "
-              "from the feed's beginning)",
+    LOG_ERROR("the cursor %s is not '<store id> <seq> [<epoch>]': refusing to guess (remove it "
+              "to start from the feed's beginning)",
               path);
     return -1;
   }
@@ -171,8 +175,9 @@ static int cursor_store(const char *path, const cursor *c) {
   snprintf(dir, sizeof(dir), "%s", path);
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) goto fail;
-  char line[80];
-  int n = snprintf(line, sizeof(line), "%s %" PRIu64 "\n", c->store_id, c->seq);
+  char line[96];
+  int n = snprintf(line, sizeof(line), "%s %" PRIu64 "%s%s\n", c->store_id, c->seq,
+                   c->epoch[0] ? " " : "", c->epoch);
   if (write(fd, line, (size_t)n) != n || fsync(fd) != 0) {
     close(fd);
     goto fail;
@@ -655,7 +660,7 @@ int main(int argc, char **argv) {
   int64_t progress_at = now_ms();
   int status = EXIT_DONE;
   while (!stopping && cur.seq < o.stop_at) {
-    rc = feed_fetch(&o.feed, cur.store_id, cur.seq, o.limit, &page);
+    rc = feed_fetch(&o.feed, cur.store_id, cur.seq, cur.epoch, o.limit, &page);
     if (rc == FEED_STOPPED) break;
     if (rc == FEED_UNREACHABLE) {
       unsigned w = backoff_next(&feed_wait, o.backoff_max_ms);
@@ -670,7 +675,7 @@ int main(int argc, char **argv) {
     feed_wait = BACKOFF_MIN_MS, feed_tries = 0;
     if (rc != FEED_OK) {
       LOG_ERROR("%s", page.why);
-      status = rc == FEED_OTHER_STORE                   ? EXIT_STORE
+      status = rc == FEED_OTHER_STORE || rc == FEED_FORKED ? EXIT_STORE
                : rc == FEED_AHEAD || rc == FEED_DROPPED ? EXIT_CURSOR
                : rc == FEED_OUT_OF_LINE                 ? EXIT_OUT_OF_LINE
                                                         : EXIT_ERROR;
@@ -727,6 +732,7 @@ int main(int argc, char **argv) {
     /* every change of the page is confirmed: now, and only now, the cursor */
     snprintf(cur.store_id, sizeof(cur.store_id), "%s", page.store_id);
     cur.seq = page.last_seq;
+    snprintf(cur.epoch, sizeof(cur.epoch), "%s", page.last_epoch);
     if (cursor_store(o.cursor_path, &cur) != 0) {
       status = EXIT_ERROR;
       break;

@@ -39,6 +39,8 @@ struct store {
   uint64_t map_was, map_bytes;       /* the map before and after open */
   uint64_t map_asked;
   store_origin origin;
+  store_epoch *epochs; /* every run's first seq and id, by seq; read-only after open */
+  size_t nepochs;
 };
 
 struct store_txn {
@@ -367,6 +369,78 @@ static int read_origin(store *s, MDB_txn *txn) {
   return rc;
 }
 
+/* ---- epochs ---------------------------------------------------------------
+ * Each open of the store begins an epoch: a random id kept in meta under
+ * "epoch" + the big-endian seq of the first feed record it will write (the
+ * head + 1). A run that writes nothing leaves its key to the next open,
+ * which overwrites it. Two copies of one store that both take writes past
+ * the copy's head (a cold copy or a disk snapshot started beside, or instead
+ * of, the original) share their store id and their seqs, but not the
+ * epochs of the records after the fork: a consumer that sends the epoch of
+ * its cursor's record learns that this store's record of that seq is
+ * another one (docs/api.md, the feed). */
+#define EPOCH_KEY "epoch"
+#define EPOCH_KEY_LEN 5
+
+static int begin_epoch(store *s, MDB_txn *txn) {
+  uint64_t last = 0;
+  MDB_cursor *c;
+  MDB_val k, v;
+  int rc = mdb_cursor_open(txn, s->feed, &c);
+  if (rc != 0) return rc;
+  rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+  if (rc == 0 && k.mv_size == 8) last = store_get_be64(k.mv_data);
+  mdb_cursor_close(c);
+  if (rc != 0 && rc != MDB_NOTFOUND) return rc;
+  uint64_t id;
+  do {
+    if (getrandom(&id, sizeof(id), 0) != (ssize_t)sizeof(id)) return errno;
+  } while (id == 0);
+  uint8_t key[EPOCH_KEY_LEN + 8], val[8];
+  memcpy(key, EPOCH_KEY, EPOCH_KEY_LEN);
+  store_be64(key + EPOCH_KEY_LEN, last + 1);
+  store_be64(val, id);
+  k = (MDB_val){sizeof(key), key};
+  v = (MDB_val){sizeof(val), val};
+  if ((rc = mdb_put(txn, s->meta, &k, &v, 0)) != 0) return rc;
+  /* every epoch, in seq order (the keys sort so) */
+  if ((rc = mdb_cursor_open(txn, s->meta, &c)) != 0) return rc;
+  k = (MDB_val){EPOCH_KEY_LEN, (void *)EPOCH_KEY};
+  size_t cap = 0;
+  for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+    if (k.mv_size != sizeof(key) || memcmp(k.mv_data, EPOCH_KEY, EPOCH_KEY_LEN) != 0) break;
+    if (v.mv_size != 8) {
+      rc = STORE_ECORRUPT;
+      break;
+    }
+    if (s->nepochs == cap) {
+      cap = cap ? 2 * cap : 16;
+      store_epoch *grown = realloc(s->epochs, cap * sizeof(*grown));
+      if (grown == NULL) {
+        rc = ENOMEM;
+        break;
+      }
+      s->epochs = grown;
+    }
+    s->epochs[s->nepochs++] = (store_epoch){store_get_be64((const uint8_t *)k.mv_data + EPOCH_KEY_LEN),
+                                            store_get_be64(v.mv_data)};
+  }
+  mdb_cursor_close(c);
+  return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
+}
+
+uint64_t store_epoch_of(const store *s, uint64_t seq) {
+  size_t lo = 0, hi = s->nepochs; /* the last epoch that began at or before seq */
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (s->epochs[mid].first_seq <= seq)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return seq == 0 || lo == 0 ? 0 : s->epochs[lo - 1].id;
+}
+
 int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned max_readers,
                char *err, size_t errlen) {
   MDB_txn *txn = NULL;
@@ -450,6 +524,8 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
   if (rc != 0) goto fail;
   what = "the store's origin";
   if ((rc = read_origin(s, txn)) != 0) goto fail;
+  what = "the run's epoch";
+  if ((rc = begin_epoch(s, txn)) != 0) goto fail;
   what = "mdb_txn_commit";
   rc = mdb_txn_commit(txn);
   txn = NULL; /* freed by commit even when it fails */
@@ -462,6 +538,7 @@ fail:
   if (txn != NULL) mdb_txn_abort(txn);
   if (s != NULL && s->env != NULL) mdb_env_close(s->env);
   if (s != NULL && s->probe_fd >= 0) close(s->probe_fd);
+  if (s != NULL) free(s->epochs);
   free(s);
   return rc;
 }
@@ -470,6 +547,7 @@ void store_close(store *s) {
   if (s == NULL) return;
   mdb_env_close(s->env);
   close(s->probe_fd);
+  free(s->epochs);
   free(s);
 }
 

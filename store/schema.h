@@ -73,6 +73,16 @@ uint64_t store_migrated(const store *s);
  * store a new id and records where it came from. */
 uint64_t store_id(const store *s);
 
+/* Each open begins an epoch (schema.c, "epochs"): a random id for the feed
+ * records that run writes, from the head + 1 at open. */
+typedef struct store_epoch {
+  uint64_t first_seq, id;
+} store_epoch;
+/* The epoch of feed record seq: the id of the run that wrote it (for a seq
+ * past the head, this run's); 0 for seq 0 and for records older than the
+ * first epoch kept (written by a build that kept none). */
+uint64_t store_epoch_of(const store *s, uint64_t seq);
+
 /* Where a restored store came from; all 0 for a store that was not. */
 typedef struct store_origin {
   uint64_t restored_from; /* the id of the store the backup was taken of */

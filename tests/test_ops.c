@@ -988,6 +988,30 @@ static void consumer_exactly_once(void) {
   sqlite3_close(h);
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
 
+  /* a cold copy of the store taken now, the original goes on and the
+   * consumer follows it; then the copy is put back and takes other writes
+   * past the cursor: the same store id and seqs, another history. The
+   * consumer stops (its record at the cursor has another epoch there),
+   * the database untouched. */
+  char snap[300], cmd[1024];
+  snprintf(snap, sizeof(snap), "%s.snap", dir);
+  snprintf(cmd, sizeof(cmd), "cp -a '%s' '%s'", dir, snap);
+  CHECK_EQ(system(cmd), 0);
+  spiked_start_on(&s, port, dir, extra);
+  reserve_many(port, 241, 260); /* seqs 242..261 */
+  CHECK_EQ(wait_exit(consumer(port, db, "261", "10")), 0);
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  test_rmrf(dir);
+  CHECK(rename(snap, dir) == 0);
+  spiked_start_on(&s, port, dir, extra);
+  reserve_many(port, 300, 339); /* seqs 242..281, other orders */
+  CHECK_EQ(wait_exit(consumer(port, db, "300", "10")), 3);
+  CHECK(sqlite3_open(db, &h) == SQLITE_OK);
+  CHECK_EQ(db_int(h, "SELECT count(*) FROM changes"), 261);
+  CHECK_EQ(db_int(h, "SELECT seq FROM cursor"), 261);
+  sqlite3_close(h);
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+
   /* a replaced store (same address, new data): the consumer stops, the
    * database untouched */
   test_rmrf(dir);
@@ -995,7 +1019,7 @@ static void consumer_exactly_once(void) {
   CHECK_EQ(create_event(port, 1, 10, NULL), 201);
   CHECK_EQ(wait_exit(consumer(port, db, "300", "10")), 3);
   CHECK(sqlite3_open(db, &h) == SQLITE_OK);
-  CHECK_EQ(db_int(h, "SELECT count(*) FROM changes"), 241);
+  CHECK_EQ(db_int(h, "SELECT count(*) FROM changes"), 261);
   sqlite3_close(h);
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
   test_rmrf(dir);
