@@ -382,6 +382,8 @@ static int read_origin(store *s, MDB_txn *txn) {
 #define EPOCH_KEY "epoch"
 #define EPOCH_KEY_LEN 5
 
+static int space_refusal(store *s, int rc);
+
 static int begin_epoch(store *s, MDB_txn *txn) {
   uint64_t last = 0;
   MDB_cursor *c;
@@ -529,7 +531,10 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
   what = "mdb_txn_commit";
   rc = mdb_txn_commit(txn);
   txn = NULL; /* freed by commit even when it fails */
-  if (rc != 0) goto fail;
+  if (rc != 0) {
+    rc = space_refusal(s, rc); /* a full disk says so, as a commit's does */
+    goto fail;
+  }
   *out = s;
   return 0;
 

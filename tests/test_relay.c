@@ -550,6 +550,8 @@ static void chaos(void) {
   char cstore[40];
   CHECK_EQ(cursor_seq(r.cursor, cstore, sizeof(cstore)), head);
   CHECK(strcmp(cstore, store) == 0);
+  char ep[40] = ""; /* and the epoch of its record */
+  CHECK(sscanf(slurp(r.cursor), "%*s %*u %39s", ep) == 1 && strlen(ep) == 16);
   CHECK_EQ(stop(cons, SIGTERM, 10000), 0);
   read_deliveries(seen);
 
@@ -703,6 +705,12 @@ static void stops_and_waits(void) {
   relay_start(&r, s.port, closed, NULL);
   CHECK_EQ(reap(r.pid, 20000), 3);
   CHECK(strstr(slurp(r.log), "a replaced store") != NULL);
+  /* this store's id and a seq it has, but another history's record there
+   * (a copy of the store that took other writes): exit 3, saying so */
+  CURSOR("%s %llu 0123456789abcdef\n", store, head);
+  relay_start(&r, s.port, closed, NULL);
+  CHECK_EQ(reap(r.pid, 20000), 3);
+  CHECK(strstr(slurp(r.log), "another epoch") != NULL);
   /* a cursor ahead of the head (an older copy of the store): exit 4 */
   CURSOR("%s %llu\n", store, head + 10);
   relay_start(&r, s.port, closed, NULL);
@@ -713,7 +721,7 @@ static void stops_and_waits(void) {
   CURSOR("garbage\n");
   relay_start(&r, s.port, closed, NULL);
   CHECK_EQ(reap(r.pid, 20000), 1);
-  CHECK(strstr(slurp(r.log), "is not '<store id> <seq>'") != NULL);
+  CHECK(strstr(slurp(r.log), "is not '<store id> <seq> [<epoch>]'") != NULL);
   /* a wrong token: exit 1 */
   unlink(r.cursor);
   static const char *const bad_token[] = {"--feed-token", "nope", NULL};
