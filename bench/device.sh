@@ -14,7 +14,8 @@
 #   table     the issue-10 table above
 #   where     per thread (by name) the CPU spiked uses under that load, and
 #             its commits, orders a commit and the loops' busy time: TOP
-#             threads with each ack, 1 thread on 1 and on 2 cores
+#             threads with each ack, 1 thread on 1 and on 2 cores; nginx's
+#             workers and wrk's own CPU over the same window beside them
 #   scaleout  bench/scaleout.sh: 1, 2 and 3 nodes (NODES) of SCALE_NODE_THREADS
 #             (1) loop threads behind the nginx router of SCALE_NGINX_WORKERS
 #             (6), all on SCALE_SRVCPU (0-11); wrk -t SCALE_WRK_THREADS (4) and
@@ -142,14 +143,21 @@ counters() {
   curl -s localhost:18090/metrics | awk '/^spike_(commits_total|ops_committed_total|commit_duration_seconds_sum) / {print $1, $2}
     /^spike_loop_busy_seconds_total/ {b += $2} END {print "busy", b}'
 }
+# the load generator's CPU over the window: is the client the limit?
+load_line() { # TICKS_BEFORE TICKS_AFTER SECONDS REQ/S
+  awk -v tk="$(getconf CLK_TCK)" -v a="$1" -v b="$2" -v s="$3" -v r="$4" \
+    'BEGIN { printf "    wrk (the load)  x8  %6.1f%% of a core, %.1f us a request\n", (b - a) / tk / s * 100,
+      r ? (b - a) / tk / s / r * 1e6 : 0 }' | tee -a "$R"
+}
 where_one() { # THREADS ACK CPUS
   sp "$1" "$2" "$3"
   SPIKE_USER_BASE=$((RANDOM * 100000000)) W -s "$here/reserve.lua" http://127.0.0.1:18090/ >"$G/w.txt" &
   wp=$!
   sleep 1.5
-  snap "$SP" >"$G/a"; counters >"$G/ca"; s0=$(date +%s.%N)
+  cl=$(pgrep -nx wrk)
+  snap "$SP" >"$G/a"; counters >"$G/ca"; l0=$(ticks $cl); s0=$(date +%s.%N)
   sleep 3
-  snap "$SP" >"$G/b"; counters >"$G/cb"; s1=$(date +%s.%N)
+  snap "$SP" >"$G/b"; counters >"$G/cb"; l1=$(ticks $cl); s1=$(date +%s.%N)
   wait "$wp"
   s=$(awk -v a="$s0" -v b="$s1" 'BEGIN {print b - a}')
   bad=$(awk '/Non-2xx/ {print $NF}' "$G/w.txt")
@@ -165,6 +173,7 @@ where_one() { # THREADS ACK CPUS
       printf "    %.0f commits/s, %.1f orders a commit, %.3f ms a commit, loops busy %.2f cores\n",
         c / s, c ? d["spike_ops_committed_total"] / c : 0, c ? d["spike_commit_duration_seconds_sum"] / c * 1000 : 0, d["busy"] / s }' |
     tee -a "$R"
+  load_line "${l0% *}" "${l1% *}" "$s" "$r"
   sp_stop
 }
 ticks() { # PID...: their CPU ticks, all and system
@@ -177,14 +186,16 @@ where() {
   SPIKE_USER_BASE=1 W -s "$here/reserve.lua" http://127.0.0.1:18080/ >"$G/w.txt" &
   wp=$!
   sleep 1.5
-  read -r a0 y0 <<<"$(ticks $wk)"; s0=$(date +%s.%N)
+  cl=$(pgrep -nx wrk)
+  read -r a0 y0 <<<"$(ticks $wk)"; l0=$(ticks $cl); s0=$(date +%s.%N)
   sleep 3
-  read -r a1 y1 <<<"$(ticks $wk)"; s1=$(date +%s.%N)
+  read -r a1 y1 <<<"$(ticks $wk)"; l1=$(ticks $cl); s1=$(date +%s.%N)
   wait "$wp"
   r=$(rps <"$G/w.txt")
   awk -v tk="$(getconf CLK_TCK)" -v a="$((a1 - a0))" -v y="$((y1 - y0))" -v s0="$s0" -v s1="$s1" -v r="$r" -v w="$TOP" \
     'BEGIN { s = s1 - s0; printf "nginx workers=%d, POST fixed answer: %d req/s\n    nginx workers   x%-2d %6.1f%% of a core (system %5.1f%%), %.1f us a request\n",
       w, r, w, a / tk / s * 100, y / tk / s * 100, r ? a / tk / s / r * 1e6 : 0 }' | tee -a "$R"
+  load_line "${l0% *}" "${l1% *}" "$(awk -v a="$s0" -v b="$s1" 'BEGIN {print b - a}')" "$r"
   ngx_stop
   where_one "$TOP" memory "0-$((TOP - 1))"
   where_one "$TOP" durable "0-$((TOP - 1))"
