@@ -819,6 +819,8 @@ static int commit(writer *w) {
   }
   if (rc == 0 && w->feed_first == 0 && w->seq > w->seq_committed)
     w->feed_first = w->seq_committed + 1;
+  /* how far this run's epoch reaches (store/schema.c, "epochs") */
+  if (rc == 0 && w->seq > w->seq_committed) rc = store_put_meta(w->txn, "epoch_end", w->seq);
   if (rc == 0) rc = trim_feed(w);
   if (rc != 0) return rc;
   uint64_t t0 = engine_mono_ns();

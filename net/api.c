@@ -385,7 +385,8 @@ static int query_read(const req *r, const char *name, uint64_t def, uint64_t min
  * NULL, or the text for a 400 naming the first that is not ("aftr: not a
  * parameter of this route"), so a typo never passes silently. */
 static const char *query_strange(const req *r, const char *const *known, char *buf, size_t cap) {
-  const char *p = r->m.query, *end = p + (p != NULL ? r->m.query_len : 0);
+  if (r->m.query == NULL) return NULL;
+  const char *p = r->m.query, *end = p + r->m.query_len;
   while (p != NULL && p < end) {
     const char *amp = memchr(p, '&', (size_t)(end - p));
     const char *stop = amp != NULL ? amp : end;

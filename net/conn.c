@@ -609,6 +609,7 @@ static int on_headers_complete(llhttp_t *p) {
    * calls faulty). */
   /* llhttp takes 0.9, 2.0 and 3.0 too: spiked speaks HTTP/1.0 and 1.1 */
   if (p->http_major != 1) return stop(c, SPIKE_EVERSION, "spiked speaks HTTP/1.1 and 1.0");
+  if (p->method == HTTP_CONNECT) return stop(c, SPIKE_EMETHOD, "CONNECT");
   /* RFC 9112 §3.2: HTTP/1.1 needs one Host; two could name two servers */
   if (c->nhost > 1) return stop(c, SPIKE_EINVAL, "Host given twice");
   if (c->nhost == 0 && p->http_minor == 1) return stop(c, SPIKE_EINVAL, "Host missing (HTTP/1.1)");
@@ -616,7 +617,6 @@ static int on_headers_complete(llhttp_t *p) {
     return stop(c, SPIKE_EINVAL, "Transfer-Encoding without chunked");
   if (c->saw_te && (p->http_major != 1 || p->http_minor != 1))
     return stop(c, SPIKE_EINVAL, "Transfer-Encoding before HTTP/1.1");
-  if (p->method == HTTP_CONNECT) return stop(c, SPIKE_EMETHOD, "CONNECT");
   /* Upgrade is only offered (RFC 9110 §7.8): the connection stays
    * HTTP/1.1, and what follows is the next request. */
   p->upgrade = 0;

@@ -20,8 +20,8 @@
 static const double lat_bucket_s[METRIC_LAT_BUCKETS] = {
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
     0.025,   0.05,   0.1,     0.25,   0.5,   1,      2.5,   10};
-static const int statuses[METRIC_STATUSES - 1] = {200, 201, 400, 401, 403, 404, 405,
-                                                  409, 413, 429, 431, 500, 503, 507};
+static const int statuses[METRIC_STATUSES - 1] = {200, 201, 400, 401, 403, 404, 405, 409,
+                                                  413, 429, 431, 500, 503, 505, 507};
 static const int codes[METRIC_CODES] = {
 #define XX(name, code, http, msg) code,
     SPIKE_ERRNO_MAP(XX)

@@ -21,7 +21,7 @@
 
 #define METRIC_LAT_BUCKETS 16
 #define METRIC_TURN_BUCKETS 14
-#define METRIC_STATUSES 15 /* 14 known HTTP statuses and "other" */
+#define METRIC_STATUSES 16 /* 15 known HTTP statuses and "other" */
 /* the contract's error codes, in SPIKE_ERRNO_MAP order */
 #define METRIC_ONE_(name, code, http, msg) +1
 #define METRIC_CODES (0 SPIKE_ERRNO_MAP(METRIC_ONE_))

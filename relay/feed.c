@@ -225,7 +225,7 @@ int feed_fetch(const feed_conn *c, const char *store_id, uint64_t after, const c
         (unsigned long long)after, (unsigned long long)p->first, (unsigned long long)p->first - 1);
     return FEED_DROPPED;
   }
-  if (p->status == 400 && strstr(body, "\"parameter validation failed: epoch: ") != NULL) {
+  if (p->status == 400 && strstr(body, "validation failed: epoch: this store's record ") != NULL) {
     WHY("the store's record %llu is not the one the cursor read (another epoch): a copy of the "
         "store that took other writes (a restored snapshot?), refusing to continue (rebuild "
         "from scratch)",

@@ -155,7 +155,8 @@ static int cursor_load(const char *path, cursor *c) {
               ? sscanf(line, "%32s %llu %16s %c", c->store_id, &seq, c->epoch, &extra)
               : 0;
   int ok = (k == 2 || k == 3) && strspn(c->store_id, "0123456789abcdefABCDEF") == strlen(c->store_id) &&
-           strspn(c->epoch, "0123456789abcdef") == strlen(c->epoch);
+           strspn(c->epoch, "0123456789abcdef") == strlen(c->epoch) &&
+           (c->epoch[0] == '\0' || strlen(c->epoch) == FEED_EPOCH_MAX);
   fclose(f);
   if (!ok) {
     LOG_ERROR("the cursor %s is not '<store id> <seq> [<epoch>]': refusing to guess (remove it "

@@ -378,14 +378,43 @@ static int read_origin(store *s, MDB_txn *txn) {
  * of, the original) share their store id and their seqs, but not the
  * epochs of the records after the fork: a consumer that sends the epoch of
  * its cursor's record learns that this store's record of that seq is
- * another one (docs/api.md, the feed). */
+ * another one (docs/api.md, the feed).
+ *
+ * Every commit that writes feed records also stores "epoch_end", its last
+ * seq. Records past it at the next open were written by a build that keeps
+ * no epochs (a rollback, then forward again): they get an epoch of id 0,
+ * unknown, rather than the epoch before them. Epoch keys found with no
+ * "epoch_end" beside them are dropped for the same reason. */
 #define EPOCH_KEY "epoch"
 #define EPOCH_KEY_LEN 5
 
 static int space_refusal(store *s, int rc);
 
+static int put_epoch(const store *s, MDB_txn *txn, uint64_t first_seq, uint64_t id) {
+  uint8_t key[EPOCH_KEY_LEN + 8], val[8];
+  memcpy(key, EPOCH_KEY, EPOCH_KEY_LEN);
+  store_be64(key + EPOCH_KEY_LEN, first_seq);
+  store_be64(val, id);
+  MDB_val k = {sizeof(key), key}, v = {sizeof(val), val};
+  return mdb_put(txn, s->meta, &k, &v, 0);
+}
+
+static int drop_epochs(const store *s, MDB_txn *txn) {
+  MDB_cursor *c;
+  MDB_val k = {EPOCH_KEY_LEN, (void *)EPOCH_KEY}, v;
+  int rc = mdb_cursor_open(txn, s->meta, &c);
+  if (rc != 0) return rc;
+  for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)) {
+    if (k.mv_size != EPOCH_KEY_LEN + 8 || memcmp(k.mv_data, EPOCH_KEY, EPOCH_KEY_LEN) != 0) break;
+    if ((rc = mdb_cursor_del(c, 0)) != 0) break;
+    k = (MDB_val){EPOCH_KEY_LEN, (void *)EPOCH_KEY};
+  }
+  mdb_cursor_close(c);
+  return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
+}
+
 static int begin_epoch(store *s, MDB_txn *txn) {
-  uint64_t last = 0;
+  uint64_t last = 0, end;
   MDB_cursor *c;
   MDB_val k, v;
   int rc = mdb_cursor_open(txn, s->feed, &c);
@@ -394,23 +423,24 @@ static int begin_epoch(store *s, MDB_txn *txn) {
   if (rc == 0 && k.mv_size == 8) last = store_get_be64(k.mv_data);
   mdb_cursor_close(c);
   if (rc != 0 && rc != MDB_NOTFOUND) return rc;
+  rc = get_meta(s, txn, "epoch_end", &end);
+  if (rc == MDB_NOTFOUND)
+    rc = drop_epochs(s, txn); /* none that can be trusted */
+  else if (rc == 0 && last > end)
+    rc = put_epoch(s, txn, end + 1, 0); /* written by a build that keeps no epochs */
+  if (rc != 0) return rc;
   uint64_t id;
   do {
     if (getrandom(&id, sizeof(id), 0) != (ssize_t)sizeof(id)) return errno;
   } while (id == 0);
-  uint8_t key[EPOCH_KEY_LEN + 8], val[8];
-  memcpy(key, EPOCH_KEY, EPOCH_KEY_LEN);
-  store_be64(key + EPOCH_KEY_LEN, last + 1);
-  store_be64(val, id);
-  k = (MDB_val){sizeof(key), key};
-  v = (MDB_val){sizeof(val), val};
-  if ((rc = mdb_put(txn, s->meta, &k, &v, 0)) != 0) return rc;
+  if ((rc = put_epoch(s, txn, last + 1, id)) != 0 || (rc = put_meta(s, txn, "epoch_end", last)) != 0)
+    return rc;
   /* every epoch, in seq order (the keys sort so) */
   if ((rc = mdb_cursor_open(txn, s->meta, &c)) != 0) return rc;
   k = (MDB_val){EPOCH_KEY_LEN, (void *)EPOCH_KEY};
   size_t cap = 0;
   for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-    if (k.mv_size != sizeof(key) || memcmp(k.mv_data, EPOCH_KEY, EPOCH_KEY_LEN) != 0) break;
+    if (k.mv_size != EPOCH_KEY_LEN + 8 || memcmp(k.mv_data, EPOCH_KEY, EPOCH_KEY_LEN) != 0) break;
     if (v.mv_size != 8) {
       rc = STORE_ECORRUPT;
       break;

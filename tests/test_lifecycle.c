@@ -4,6 +4,7 @@
  * expiry from several threads. Each ends with the counters balanced and
  * the feed holding exactly one record per change.
  */
+#include <lmdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -391,7 +392,85 @@ static void feed_retention(void) {
   test_rmrf(cfg.data_dir);
 }
 
+/* Set (v != UINT64_MAX) or delete the store's meta key "epoch_end" from
+ * outside, as a build that keeps no epochs would leave it. */
+static void meta_epoch_end(const char *dir, uint64_t v) {
+  MDB_env *env;
+  MDB_txn *txn;
+  MDB_dbi dbi;
+  CHECK_EQ(mdb_env_create(&env), 0);
+  CHECK_EQ(mdb_env_set_maxdbs(env, 8), 0);
+  CHECK_EQ(mdb_env_set_mapsize(env, 64u << 20), 0);
+  CHECK_EQ(mdb_env_open(env, dir, 0, 0644), 0);
+  CHECK_EQ(mdb_txn_begin(env, NULL, 0, &txn), 0);
+  CHECK_EQ(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+  MDB_val k = {9, (void *)"epoch_end"};
+  if (v == UINT64_MAX) {
+    CHECK_EQ(mdb_del(txn, dbi, &k, NULL), 0);
+  } else {
+    uint8_t b[8];
+    for (int i = 0; i < 8; i++) b[i] = (uint8_t)(v >> (56 - 8 * i));
+    MDB_val val = {8, b};
+    CHECK_EQ(mdb_put(txn, dbi, &k, &val, 0), 0);
+  }
+  CHECK_EQ(mdb_txn_commit(txn), 0);
+  mdb_env_close(env);
+}
+
+static void reserve_users(spike_engine *e, uint64_t from, uint64_t to) {
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  for (uint64_t u = from; u <= to; u++) {
+    spike_op op;
+    CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 4, u, 1, NULL, 0, count_cb)), SPIKE_OK);
+  }
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+}
+
+/* Each open begins an epoch at the head + 1; records keep the epoch of the
+ * run that wrote them; records a build without epochs wrote (past
+ * "epoch_end") are unknown (0), never the epoch before them. */
+static void feed_epochs(void) {
+  spike_config cfg;
+  small_config(&cfg, "epochs");
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(4, 100);
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  reserve_users(e, 1, 4); /* seqs 1..5 */
+  uint64_t a = spike_feed_epoch(e, 5);
+  CHECK(a != 0 && spike_feed_epoch(e, 1) == a && spike_feed_epoch(e, 0) == 0);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  e = open_engine(&cfg);
+  reserve_users(e, 5, 5); /* seq 6 */
+  uint64_t b = spike_feed_epoch(e, 6);
+  CHECK(b != 0 && b != a && spike_feed_epoch(e, 5) == a);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  /* as if the run of epoch b had written nothing, and then a build keeping
+   * no epochs had written seq 6 */
+  meta_epoch_end(cfg.data_dir, 5);
+  e = open_engine(&cfg);
+  CHECK_EQ(spike_feed_epoch(e, 5), a);
+  CHECK_EQ(spike_feed_epoch(e, 6), 0);
+  uint64_t c = spike_feed_epoch(e, 7); /* this run's */
+  CHECK(c != 0 && c != a && c != b);
+  reserve_users(e, 6, 6); /* seq 7 */
+  CHECK_EQ(spike_feed_epoch(e, 7), c);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  /* epochs with no end kept beside them: none is trusted */
+  meta_epoch_end(cfg.data_dir, UINT64_MAX);
+  e = open_engine(&cfg);
+  CHECK_EQ(spike_feed_epoch(e, 4), 0);
+  CHECK_EQ(spike_feed_epoch(e, 7), 0);
+  CHECK(spike_feed_epoch(e, 8) != 0);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
 TEST_LIST({"every_state_and_operation", every_state_and_operation, 60},
+          {"feed_epochs", feed_epochs, 30},
           {"ten_thousand_expire", ten_thousand_expire, 60},
           {"pay_races_cancel_and_expiry", pay_races_cancel_and_expiry, 60},
           {"expiry_not_starved_by_full_batches", expiry_not_starved_by_full_batches, 30},
