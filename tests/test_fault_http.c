@@ -255,6 +255,48 @@ static void disk_full_tmpfs(void) {
   test_rmrf(mnt);
 }
 
+/* spike_http_inflight{loop="0"}: requests waiting for the engine, as the
+ * last scrape saw them (-1 when absent). */
+static long inflight_now(int port) {
+  CHECK_EQ(hc_do(port, "GET", "/metrics", NULL, NULL, &R), 200);
+  const char *m = strstr(R.body, "\nspike_http_inflight{loop=\"0\"} ");
+  return m != NULL ? strtol(m + strlen("\nspike_http_inflight{loop=\"0\"} "), NULL, 10) : -1;
+}
+
+/* The in-flight gauge under a slow disk: five reserves waiting for a commit
+ * whose sync is held show as five, and as none once answered. */
+static void inflight_gauge_under_a_slow_sync(void) {
+  spiked s;
+  start_under_shim(&s, NULL);
+  create_event(s.port);
+  CHECK_EQ(inflight_now(s.port), 0);
+  faults("delay=1500");
+  int fds[5];
+  for (int i = 0; i < 5; i++) {
+    char body[96], req[512];
+    snprintf(body, sizeof(body), "{\"user_id\":%d,\"qty\":1}", 7000 + i);
+    size_t n = hc_format(req, sizeof(req), "POST", "/api/v1/events/1/orders", "", body);
+    fds[i] = hc_connect(s.port);
+    hc_send(fds[i], req, n);
+  }
+  long seen = 0;
+  for (int t = 0; t < 20 && seen != 5; t++) { /* each scrape a turn later */
+    usleep(50 * 1000);
+    seen = inflight_now(s.port);
+  }
+  CHECK_EQ(seen, 5);
+  no_faults();
+  for (int i = 0; i < 5; i++) {
+    CHECK_EQ(hc_read(fds[i], &R, 10000), 0);
+    CHECK_EQ(R.status, 201);
+    close(fds[i]);
+  }
+  CHECK_EQ(inflight_now(s.port), 0);
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  test_rmrf(s.dir);
+}
+
 TEST_LIST({"disk_full_and_io_error", disk_full_and_io_error, 60},
+          {"inflight_gauge_under_a_slow_sync", inflight_gauge_under_a_slow_sync, 60},
           {"map_full_then_larger_map", map_full_then_larger_map, 120},
           {"disk_full_tmpfs", disk_full_tmpfs, 60})
