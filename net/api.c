@@ -412,6 +412,15 @@ static const char *query_strange(const req *r, const char *const *known, char *b
   return NULL;
 }
 
+/* query_strange, and the refusal (400) when a parameter is strange. */
+static int query_known(req *r, const char *const *known) {
+  char why[128];
+  const char *strange = query_strange(r, known, why, sizeof(why));
+  if (strange == NULL) return SPIKE_OK;
+  fail(r, SPIKE_EINVAL, strange);
+  return SPIKE_EINVAL;
+}
+
 /* query_read, and a refusal (400, naming the parameter) when it is bad. */
 static int query_u64(req *r, const char *name, uint64_t def, uint64_t min, uint64_t max,
                      uint64_t *out) {
@@ -693,14 +702,10 @@ static void user_orders(loop_ctx *lc, req *r) {
   static const char *const params[] = {"event_id", NULL};
   caller c;
   uint64_t event = 0;
-  char why[128];
-  if (need_user(lc, r, &c) != SPIKE_OK || path_id(r, "user id") != SPIKE_OK) return;
-  const char *strange = query_strange(r, params, why, sizeof(why));
-  if (strange != NULL) {
-    fail(r, SPIKE_EINVAL, strange);
+  if (need_user(lc, r, &c) != SPIKE_OK || path_id(r, "user id") != SPIKE_OK ||
+      query_known(r, params) != SPIKE_OK ||
+      query_u64(r, "event_id", 0, 1, UINT64_MAX, &event) != SPIKE_OK)
     return;
-  }
-  if (query_u64(r, "event_id", 0, 1, UINT64_MAX, &event) != SPIKE_OK) return;
   if (c.w == WHO_USER && c.user != r->m.id) {
     fail(r, SPIKE_EFORBIDDEN, "not your orders");
     return;
@@ -812,8 +817,8 @@ static int feed_answer(loop_ctx *lc, req *r, int force) {
   }
   jb_lit(&r->out, "],\"next\":");
   jb_u64(&r->out, next);
-  uint64_t ep = spike_feed_epoch(lc->srv->engine, next);
-  if (next != 0 && ep != 0) { /* keep it beside next; send it back as epoch= */
+  uint64_t ep = spike_feed_epoch(lc->srv->engine, next); /* 0 for next 0 */
+  if (ep != 0) { /* keep it beside next; send it back as epoch= */
     snprintf(id, sizeof(id), "%016llx", (unsigned long long)ep);
     jb_lit(&r->out, ",\"nextEpoch\":\"");
     jb_raw(&r->out, id, 16);
@@ -1062,14 +1067,8 @@ static void dashboard(loop_ctx *lc, req *r) {
 static void admin_stats(loop_ctx *lc, req *r) {
   static const char *const params[] = {"seconds", NULL};
   uint64_t seconds;
-  char why[128];
-  if (need_admin(lc, r) != SPIKE_OK) return;
-  const char *strange = query_strange(r, params, why, sizeof(why));
-  if (strange != NULL) {
-    fail(r, SPIKE_EINVAL, strange);
-    return;
-  }
-  if (query_u64(r, "seconds", STATS_SECONDS_DEFAULT, 1, STATS_HISTORY_S, &seconds) != SPIKE_OK)
+  if (need_admin(lc, r) != SPIKE_OK || query_known(r, params) != SPIKE_OK ||
+      query_u64(r, "seconds", STATS_SECONDS_DEFAULT, 1, STATS_HISTORY_S, &seconds) != SPIKE_OK)
     return;
   if (lc->srv->stats == NULL) {
     fail(r, SPIKE_EINTERNAL, "the dashboard's history did not start (see the log)");

@@ -319,11 +319,17 @@ out:
   return rc;
 }
 
-static int new_store_id(store *s, MDB_txn *txn) {
+/* A random nonzero id (a store's, an epoch's): 0 or errno. */
+static int random_id(uint64_t *out) {
   do {
-    if (getrandom(&s->id, sizeof(s->id), 0) != (ssize_t)sizeof(s->id)) return errno;
-  } while (s->id == 0);
-  return put_meta(s, txn, "store_id", s->id);
+    if (getrandom(out, sizeof(*out), 0) != (ssize_t)sizeof(*out)) return errno;
+  } while (*out == 0);
+  return 0;
+}
+
+static int new_store_id(store *s, MDB_txn *txn) {
+  int rc = random_id(&s->id);
+  return rc != 0 ? rc : put_meta(s, txn, "store_id", s->id);
 }
 
 static int del_meta(const store *s, MDB_txn *txn, const char *name) {
@@ -413,27 +419,21 @@ static int drop_epochs(const store *s, MDB_txn *txn) {
   return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
 }
 
+static int feed_bounds(const store *s, MDB_txn *txn, uint64_t *first, uint64_t *last);
+
 static int begin_epoch(store *s, MDB_txn *txn) {
-  uint64_t last = 0, end;
+  uint64_t first, last, end, id;
   MDB_cursor *c;
   MDB_val k, v;
-  int rc = mdb_cursor_open(txn, s->feed, &c);
+  int rc = feed_bounds(s, txn, &first, &last);
   if (rc != 0) return rc;
-  rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
-  if (rc == 0 && k.mv_size == 8) last = store_get_be64(k.mv_data);
-  mdb_cursor_close(c);
-  if (rc != 0 && rc != MDB_NOTFOUND) return rc;
   rc = get_meta(s, txn, "epoch_end", &end);
   if (rc == MDB_NOTFOUND)
     rc = drop_epochs(s, txn); /* none that can be trusted */
   else if (rc == 0 && last > end)
     rc = put_epoch(s, txn, end + 1, 0); /* written by a build that keeps no epochs */
-  if (rc != 0) return rc;
-  uint64_t id;
-  do {
-    if (getrandom(&id, sizeof(id), 0) != (ssize_t)sizeof(id)) return errno;
-  } while (id == 0);
-  if ((rc = put_epoch(s, txn, last + 1, id)) != 0 || (rc = put_meta(s, txn, "epoch_end", last)) != 0)
+  if (rc != 0 || (rc = random_id(&id)) != 0 || (rc = put_epoch(s, txn, last + 1, id)) != 0 ||
+      (rc = put_meta(s, txn, "epoch_end", last)) != 0)
     return rc;
   /* every epoch, in seq order (the keys sort so) */
   if ((rc = mdb_cursor_open(txn, s->meta, &c)) != 0) return rc;
@@ -805,11 +805,11 @@ int store_get_meta(store_txn *t, const char *name, uint64_t *v) {
 
 /* ---- the feed ---------------------------------------------------------------- */
 
-int store_feed_bounds(store_txn *t, uint64_t *first, uint64_t *last) {
+static int feed_bounds(const store *s, MDB_txn *txn, uint64_t *first, uint64_t *last) {
   MDB_cursor *c;
   MDB_val k, v;
   *first = *last = 0;
-  int rc = mdb_cursor_open(t->txn, t->s->feed, &c);
+  int rc = mdb_cursor_open(txn, s->feed, &c);
   if (rc != 0) return rc;
   rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
   if (rc == 0 && k.mv_size == 8) {
@@ -819,6 +819,10 @@ int store_feed_bounds(store_txn *t, uint64_t *first, uint64_t *last) {
   }
   mdb_cursor_close(c);
   return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int store_feed_bounds(store_txn *t, uint64_t *first, uint64_t *last) {
+  return feed_bounds(t->s, t->txn, first, last);
 }
 
 int store_feed_size(store_txn *t, uint64_t *records, uint64_t *bytes) {
