@@ -2,8 +2,10 @@
 # bench/http.sh -- `make bench-http`: the durable reserve route against nginx
 # answering a fixed body of the same size, under the same wrk load (1 thread,
 # 64 connections), in alternating rounds so machine noise hits both alike.
-# Prints each round, both medians and their ratio. Not a test: it never fails
-# on speed.
+# nginx runs twice a round: GETs (the issue's reference) and the very POSTs
+# spiked gets (wrk's Lua script costs wrk about 1.5 us a request more, and on
+# two cores wrk is what holds nginx back). Prints each round, the medians and
+# the ratios. Not a test: it never fails on speed.
 #
 #   ROUNDS=5 DURATION=5 CONNS=64 THREADS=1 bench/http.sh [spiked flags...]
 set -eu
@@ -45,27 +47,40 @@ rps() { sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$1"; }
 p99() { sed -n 's/^ *99% *\(.*\)$/\1/p' "$1"; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
+# The issue's goals against nginx's fixed body: durable 0.7x at 64
+# connections and 1.0x at 512; memory acks 1.0x.
+goal=1.0
+[ "$ack" = durable ] && [ "$CONNS" -lt 512 ] && goal=0.7
+
 echo "bench-http: wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s, $ROUNDS alternating rounds; body ${#pad} bytes"
 : >"$work/s.rps"
 : >"$work/n.rps"
+: >"$work/p.rps"
 r=1
 while [ $r -le "$ROUNDS" ]; do
   SPIKE_USER_BASE=$((r * 1000000000)) wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency \
     -s bench/reserve.lua "http://127.0.0.1:$PORT_S/" >"$work/s.out" 2>&1
   wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT_N/" \
     >"$work/n.out" 2>&1
+  # nginx again, sent the very requests spiked gets (the same wrk script):
+  # wrk's own cost per request is then the same on both sides
+  wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s bench/reserve.lua \
+    "http://127.0.0.1:$PORT_N/" >"$work/p.out" 2>&1
   bad=$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$work/s.out")
-  printf 'round %d: spiked %9s req/s (p99 %s)%s   nginx %9s req/s (p99 %s)\n' "$r" \
+  printf 'round %d: spiked %9s req/s (p99 %s)%s   nginx %9s req/s (p99 %s)   nginx POST %9s req/s\n' "$r" \
     "$(rps "$work/s.out")" "$(p99 "$work/s.out")" "${bad:+, $bad non-2xx}" \
-    "$(rps "$work/n.out")" "$(p99 "$work/n.out")"
+    "$(rps "$work/n.out")" "$(p99 "$work/n.out")" "$(rps "$work/p.out")"
   rps "$work/s.out" >>"$work/s.rps"
   rps "$work/n.out" >>"$work/n.rps"
+  rps "$work/p.out" >>"$work/p.rps"
   r=$((r + 1))
 done
 ms=$(median <"$work/s.rps")
 mn=$(median <"$work/n.rps")
-echo "median: spiked reserve (ack=$ack) $ms req/s; nginx fixed body $mn req/s"
-awk -v s="$ms" -v n="$mn" 'BEGIN { printf "ratio spiked/nginx: %.3f (goal >= 1.0: %s)\n", s / n, (s / n >= 1.0) ? "met" : "not met" }'
+mp=$(median <"$work/p.rps")
+echo "median: spiked reserve (ack=$ack) $ms req/s; nginx fixed body $mn req/s; nginx POST (same requests) $mp req/s"
+awk -v s="$ms" -v n="$mn" -v g="$goal" 'BEGIN { printf "ratio spiked/nginx: %.3f (goal >= %s: %s)\n", s / n, g, (s / n >= g) ? "met" : "not met" }'
+awk -v s="$ms" -v p="$mp" 'BEGIN { printf "ratio spiked/nginx POST: %.3f\n", s / p }'
 curl -s "http://127.0.0.1:$PORT_S/metrics" | awk '
   /^spike_commit_batch_size_sum/ {s=$2} /^spike_commit_batch_size_count/ {c=$2}
   /^spike_commit_duration_seconds_sum/ {ds=$2} /^spike_commit_duration_seconds_count/ {dc=$2}

@@ -153,13 +153,28 @@ int spike_engine_error(spike_engine *e, char *buf, size_t cap) {
   return status;
 }
 
-void engine_wake_writer(spike_engine *e) {
-  /* seq_cst: the producer's half of the handshake in writer_sleep. The tail
-   * was stored seq_cst (ring_publish_sc); this load cannot move above it, so
-   * either the writer sees the message or this sees it asleep. */
-  if (atomic_load_explicit(&e->writer_sleeping, memory_order_seq_cst) &&
-      atomic_exchange_explicit(&e->writer_sleeping, 0, memory_order_seq_cst))
+static void wake(spike_engine *e) {
+  if (atomic_exchange_explicit(&e->writer_sleeping, WRITER_AWAKE, memory_order_seq_cst) != WRITER_AWAKE)
     syscall(SYS_futex, (int *)&e->writer_sleeping, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+void engine_wake_writer(spike_engine *e) {
+  /* seq_cst: the producer's half of the handshakes in writer_sleep and
+   * pace. The tail was stored seq_cst (ring_publish_sc), then urgent; the
+   * load below cannot move above them, so either the writer sees the
+   * message (and urgent) or this sees it asleep or pacing. */
+  if (e->pacing) atomic_store_explicit(&e->urgent, 1, memory_order_seq_cst);
+  if (atomic_load_explicit(&e->writer_sleeping, memory_order_seq_cst) != WRITER_AWAKE) wake(e);
+}
+
+/* A reserve answered at enqueue while the writer paces: it wakes a writer
+ * that sleeps with nothing to do, and a pacing one only once this ring is
+ * half full. Otherwise it waits for the pace, as it may. */
+static void nudge_writer(spike_engine *e, spike_producer *p) {
+  int s = atomic_load_explicit(&e->writer_sleeping, memory_order_seq_cst);
+  if (s == WRITER_ASLEEP ||
+      (s == WRITER_PACING && ring_depth(&p->submit) >= ring_capacity(&p->submit) / 2))
+    wake(e);
 }
 
 /* ---- configuration and open ------------------------------------------- */
@@ -184,6 +199,7 @@ static void config_defaults(spike_config *cfg) {
   cfg->log_cb = NULL;
   cfg->log_ctx = NULL;
   cfg->log_level = SPIKE_LOG_INFO;
+  cfg->memory_commit_us = 5000;
 }
 
 /* The first spike_config of this ABI ended with feed_retain: a smaller
@@ -219,6 +235,7 @@ static const char *check_config(const spike_config *c) {
   if (c->ack != SPIKE_ACK_DURABLE && c->ack != SPIKE_ACK_MEMORY) return "ack is not a mode";
   if (c->batch_max < 1 || c->batch_max > 65536) return "batch_max is not in 1..65536";
   if (c->batch_us > 1000000) return "batch_us is above 1 s";
+  if (c->memory_commit_us > 1000000) return "memory_commit_us is above 1 s";
   if (c->max_events < 1 || c->max_events > (1u << 24)) return "max_events is not in 1..2^24";
   if (!is_pow2(c->max_buyers) || c->max_buyers < 4 || c->max_buyers > (1u << 30))
     return "max_buyers is not a power of two in 4..2^30";
@@ -428,6 +445,7 @@ int spike_open(spike_engine **out, const spike_config *user_cfg) {
   e->lock_fd = -1;
   e->armed_max = cfg->max_reserved;
   e->unconfirmed_max = cfg->batch_max;
+  e->pacing = cfg->ack == SPIKE_ACK_MEMORY && cfg->memory_commit_us > 0;
   pthread_mutex_init(&e->producers_lock, NULL);
   pthread_mutex_init(&e->err_lock, NULL);
   int status = SPIKE_EINTERNAL;
@@ -1115,7 +1133,10 @@ int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t u
   if (ke != NULL) lim_key_set(ke, id);
   if (!ack_now) pend_add(p, op);
   ring_publish_sc(&p->submit);
-  engine_wake_writer(e);
+  if (ack_now && e->pacing)
+    nudge_writer(e, p);
+  else
+    engine_wake_writer(e);
   if (ack_now) return SPIKE_OK;
   p->inflight++;
   return SPIKE_PENDING;

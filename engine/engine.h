@@ -150,6 +150,7 @@ struct spike_engine {
   int64_t id_floor_ms;
   uint32_t armed_max;
   uint32_t unconfirmed_max;            /* memory acks not yet committed: batch_max */
+  int pacing;                          /* ack=memory with memory_commit_us > 0 */
   /* Live reservations: taken by a producer and not yet paid, cancelled,
    * expired or undone. Bounded by armed_max (max_reserved). */
   alignas(64) _Atomic uint32_t armed;
@@ -157,7 +158,13 @@ struct spike_engine {
    * committed yet: what a crash can lose, bounded by unconfirmed_max. */
   alignas(64) _Atomic uint32_t unconfirmed;
   _Atomic int commits_failing;         /* a batch failed: no early acks until reopened */
+  /* WRITER_AWAKE, WRITER_ASLEEP (any message wakes it) or WRITER_PACING
+   * (waiting out memory_commit_us: only an urgent message, or a ring half
+   * full, wakes it). */
   alignas(64) _Atomic int writer_sleeping;
+  /* pacing: a message that waits for a commit was queued since the writer
+   * began its last drain (stored by engine_wake_writer). */
+  _Atomic int urgent;
   _Atomic int stopping;
   _Atomic int feed_released;           /* spike_feed_release was called */
   _Atomic int failed;                  /* fatal storage error: no commits */
@@ -192,7 +199,12 @@ void engine_log(spike_engine *e, int level, const char *module, const spike_log_
 void engine_error(spike_engine *e, int status, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* Wake the writer if it sleeps; call after ring_publish. */
+#define WRITER_AWAKE 0
+#define WRITER_ASLEEP 1
+#define WRITER_PACING 2
+
+/* Wake the writer if it sleeps or paces, for a message that waits for a
+ * commit; call after ring_publish_sc. */
 void engine_wake_writer(spike_engine *e);
 
 

@@ -131,6 +131,7 @@ struct writer {
   store_txn *txn;    /* the batch's write transaction, when open */
   int writes;
   int deferred_meta; /* the last commit left its meta page to the next */
+  uint64_t paced_from; /* monotonic ns: when the last batch that wrote began */
   uint64_t seq, seq_committed, feed_first;
   uint64_t seq_durable;  /* what readers of the feed may see */
   uint64_t orders_max;
@@ -1195,6 +1196,13 @@ static uint32_t cycle(writer *w) {
   spike_engine *e = w->e;
   if (atomic_load_explicit(&e->failed, memory_order_acquire)) return cycle_failed(w);
   clock_read(w);
+  uint64_t began = engine_mono_ns();
+  if (e->pacing) {
+    /* seq_cst, then a fence: a message whose urgent flag this clears was
+     * published before it, and the drain below sees it (see pace). */
+    atomic_store_explicit(&e->urgent, 0, memory_order_seq_cst);
+    atomic_thread_fence(memory_order_seq_cst);
+  }
   w->batch++;
   w->n = w->nfx = w->nud = w->ndirty = w->acked = w->nheads = 0;
   w->writes = 0;
@@ -1221,6 +1229,7 @@ static uint32_t cycle(writer *w) {
   } else {
     post_commit(w, w->writes);
     if (w->writes) committed(w);
+    if (w->writes) w->paced_from = began;
   }
   if (rc != 0 && !refused_for_room(rc)) {
     if (w->unsynced_batch != 0) lose_unsynced(w, rc); /* never sync after a failed write */
@@ -1265,14 +1274,54 @@ static void writer_sleep(writer *w) {
   /* seq_cst store then seq_cst loads of every ring's tail (and of the feed
    * release, when waits are parked): the writer's half of the handshake in
    * engine_wake_writer. */
-  atomic_store_explicit(&e->writer_sleeping, 1, memory_order_seq_cst);
+  atomic_store_explicit(&e->writer_sleeping, WRITER_ASLEEP, memory_order_seq_cst);
   int released = w->waiters.head != NULL &&
                  atomic_load_explicit(&e->feed_released, memory_order_seq_cst);
   if (!released && !rings_pending(w) && !atomic_load_explicit(&e->stopping, memory_order_seq_cst)) {
     struct timespec ts = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000};
-    syscall(SYS_futex, (int *)&e->writer_sleeping, FUTEX_WAIT_PRIVATE, 1, &ts, NULL, 0);
+    syscall(SYS_futex, (int *)&e->writer_sleeping, FUTEX_WAIT_PRIVATE, WRITER_ASLEEP, &ts, NULL, 0);
   }
-  atomic_store_explicit(&e->writer_sleeping, 0, memory_order_relaxed);
+  atomic_store_explicit(&e->writer_sleeping, WRITER_AWAKE, memory_order_relaxed);
+}
+
+/* ack=memory with memory_commit_us: a batch begins at most that long after
+ * the last one that wrote began, so that a commit, whose syncs cost the
+ * same for a few orders as for hundreds, carries more reserves that were
+ * answered at enqueue and wait for nobody. Anything a caller waits on ends
+ * the wait: an urgent message (engine_wake_writer: a durable reserve, a
+ * pay, a feed release...), a ring half full (nudge_writer), a batch waiting
+ * for its sync, a deferred op, a stop; and a full last batch (what did not
+ * fit may be urgent: the flag was cleared as that batch began). Reserves past the memory-ack bound
+ * (unconfirmed_max) wait for their commit, so they are urgent: the bound on
+ * what a crash can lose holds whatever the pace.
+ *
+ * The handshake is writer_sleep's: WRITER_PACING stored seq_cst, then
+ * urgent loaded seq_cst; a producer stores its tail, then urgent, then
+ * loads writer_sleeping, all seq_cst. Either this sees urgent or the
+ * producer sees WRITER_PACING and wakes the futex (whose wait fails if the
+ * word is no longer WRITER_PACING). */
+static void pace(writer *w) {
+  spike_engine *e = w->e;
+  if (!e->pacing) return;
+  uint64_t due = w->paced_from + (uint64_t)e->cfg.memory_commit_us * 1000;
+  for (;;) {
+    uint64_t now = engine_mono_ns();
+    if (now >= due || w->n >= w->cap || w->unsynced_batch != 0 || w->deferred.n > 0 ||
+        atomic_load_explicit(&e->failed, memory_order_acquire))
+      return;
+    atomic_store_explicit(&e->writer_sleeping, WRITER_PACING, memory_order_seq_cst);
+    if (atomic_load_explicit(&e->urgent, memory_order_seq_cst) ||
+        atomic_load_explicit(&e->stopping, memory_order_seq_cst)) {
+      atomic_store_explicit(&e->writer_sleeping, WRITER_AWAKE, memory_order_relaxed);
+      return;
+    }
+    uint64_t left = due - now;
+    struct timespec ts = {(time_t)(left / 1000000000u), (long)(left % 1000000000u)};
+    syscall(SYS_futex, (int *)&e->writer_sleeping, FUTEX_WAIT_PRIVATE, WRITER_PACING, &ts, NULL, 0);
+    /* AWAKE already: a producer woke it, for a reason to commit now. */
+    if (atomic_exchange_explicit(&e->writer_sleeping, WRITER_AWAKE, memory_order_seq_cst) == WRITER_AWAKE)
+      return;
+  }
 }
 
 static void *writer_main(void *arg) {
@@ -1280,6 +1329,7 @@ static void *writer_main(void *arg) {
   spike_engine *e = w->e;
   (void)prctl(PR_SET_NAME, "spike-writer"); /* top -H, perf, /proc/PID/task/TID/comm */
   for (;;) {
+    pace(w);
     if (cycle(w) > 0) continue;
     if (atomic_load_explicit(&e->stopping, memory_order_acquire)) {
       if (!rings_pending(w)) break;

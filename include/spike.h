@@ -226,6 +226,13 @@ typedef struct spike_config {
   spike_log_cb log_cb;        /* NULL (default): JSON lines on stderr */
   void *log_ctx;              /* passed to log_cb */
   spike_log_level log_level;  /* lines below it are dropped; SPIKE_LOG_INFO */
+  uint32_t memory_commit_us;  /* with SPIKE_ACK_MEMORY: how long reserves
+                                 answered at enqueue may wait for their
+                                 commit, so that one commit carries more of
+                                 them; an op that waits for a commit (a
+                                 durable reserve, pay, cancel, event change)
+                                 or a ring half full ends the wait. 0: commit
+                                 at once. At most 1 s; default 5000 */
 } spike_config;
 
 /* Fill cfg with the defaults and record its size; data_dir becomes

@@ -42,6 +42,8 @@ static flag flags[] = {
     {"threads", K_U32, &threads_u32, "1", "event-loop threads (each with its own listener)", 1, 62, 0},
     {"batch-max", K_U32, U32(engine.batch_max), "4096", "operations per commit", 1, 65536, 0},
     {"batch-us", K_U32, U32(engine.batch_us), "0", "extra microseconds a commit may wait to fill", 0, 1000000, 0},
+    {"memory-commit-us", K_U32, U32(engine.memory_commit_us), "5000",
+     "with --ack memory: longest a reserve answered at enqueue waits for its commit (0: commit at once)", 0, 1000000, 0},
     {"map-size", K_SIZE, &cfg.engine.map_size_bytes, "1G",
      "LMDB map size; doubled at open when the store is over 80% full", 1u << 20, UINT64_MAX, 0},
     {"auth", K_AUTH, &cfg.auth, "none", "none: the body's user_id is the user; jwt: HS256 bearer tokens", 0, 0, 0},

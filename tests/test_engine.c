@@ -191,6 +191,101 @@ static void reserve_memory_ack(void) {
   test_rmrf(cfg.data_dir);
 }
 
+/* ack=memory paces its commits (memory_commit_us): reserves answered at
+ * enqueue wait for the pace; a pay, a reserve past the memory-ack bound
+ * and a ring half full each end the wait at once. The pace here is 1 s, so
+ * "at once" is "well under it". */
+static int64_t committed_by(spike_producer *p, uint64_t id, int64_t deadline_ms) {
+  spike_order o;
+  while (spike_order_get(p, id, &o) != SPIKE_OK) {
+    if (test_now_ms() > deadline_ms) return -1;
+    usleep(1000);
+  }
+  return test_now_ms();
+}
+
+static void memory_acks_paced(void) {
+  spike_config cfg;
+  small_config(&cfg, "paced");
+  cfg.ack = SPIKE_ACK_MEMORY;
+  cfg.memory_commit_us = 1000000;
+  cfg.batch_max = 16; /* the memory-ack bound */
+  cfg.ring_size = 64;
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p = producer_with_event(e, 7, 100, 1);
+  spike_stats st0, st1;
+  spike_stats_get(e, &st0);
+
+  /* a memory ack waits for the pace... */
+  spike_op a;
+  int64_t t0 = test_now_ms();
+  CHECK_EQ(spike_reserve(p, &a, 7, 1, 1, NULL, 0, count_cb), SPIKE_OK);
+  usleep(100 * 1000);
+  spike_order o;
+  if (test_now_ms() - t0 < 900) CHECK_EQ(spike_order_get(p, a.r.order.id, &o), SPIKE_ENOORDER);
+  /* ...and a pay, which waits for its commit, ends the wait */
+  spike_op pay;
+  int64_t t1 = test_now_ms();
+  CHECK_EQ(settle(p, &pay, spike_pay(p, &pay, a.r.order.id, 1, "pid", 3, count_cb)), SPIKE_OK);
+  CHECK(test_now_ms() - t1 < 900);
+  CHECK_EQ(spike_order_get(p, a.r.order.id, &o), SPIKE_OK);
+  CHECK_EQ(o.state, SPIKE_ORDER_PAID);
+  spike_stats_get(e, &st1);
+  CHECK_EQ(st1.commits_total, st0.commits_total + 1); /* the reserve and the pay, together */
+
+  /* past the bound a reserve waits for its commit, so it ends the wait too */
+  uint64_t ids[17];
+  spike_op r;
+  for (int i = 0; i < 16; i++) {
+    CHECK_EQ(spike_reserve(p, &r, 7, 100 + i, 1, NULL, 0, count_cb), SPIKE_OK);
+    ids[i] = r.r.order.id;
+  }
+  t1 = test_now_ms();
+  CHECK_EQ(settle(p, &r, spike_reserve(p, &r, 7, 116, 1, NULL, 0, count_cb)), SPIKE_OK);
+  CHECK(test_now_ms() - t1 < 900);
+  ids[16] = r.r.order.id;
+  for (int i = 0; i < 17; i++) CHECK_EQ(spike_order_get(p, ids[i], &o), SPIKE_OK);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+
+  /* a ring half full ends the wait: 32 of 64 slots, under the bound */
+  small_config(&cfg, "paced-ring");
+  cfg.ack = SPIKE_ACK_MEMORY;
+  cfg.memory_commit_us = 1000000;
+  cfg.ring_size = 64;
+  e = open_engine(&cfg);
+  p = producer_with_event(e, 7, 100, 1);
+  t1 = test_now_ms();
+  uint64_t last = 0;
+  for (int i = 0; i < 32; i++) {
+    CHECK_EQ(spike_reserve(p, &r, 7, 200 + i, 1, NULL, 0, count_cb), SPIKE_OK);
+    last = r.r.order.id;
+  }
+  int64_t t2 = committed_by(p, last, t1 + 10000);
+  CHECK(t2 >= 0 && t2 - t1 < 900);
+
+  /* with memory_commit_us 0 nothing waits: each reserve is committed
+   * as soon as the writer takes it */
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  cfg.memory_commit_us = 0;
+  e = open_engine(&cfg);
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  t1 = test_now_ms();
+  CHECK_EQ(spike_reserve(p, &r, 7, 300, 1, NULL, 0, count_cb), SPIKE_OK);
+  t2 = committed_by(p, r.r.order.id, t1 + 10000);
+  CHECK(t2 >= 0 && t2 - t1 < 900);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+
+  /* out of range */
+  cfg.memory_commit_us = 1000001;
+  CHECK_EQ(spike_open(&e, &cfg), SPIKE_EINVAL);
+  CHECK(strstr(spike_open_error(), "memory_commit_us") != NULL);
+  test_rmrf(cfg.data_dir);
+}
+
 static void sold_out_and_limits(void) {
   spike_config cfg;
   small_config(&cfg, "limits");
@@ -1201,6 +1296,7 @@ TEST_LIST({"open_close_reopen", open_close_reopen, 0}, {"config_errors", config_
           {"dir_is_locked", dir_is_locked, 0},
           {"events_create_get_list", events_create_get_list, 0},
           {"reserve_durable", reserve_durable, 0}, {"reserve_memory_ack", reserve_memory_ack, 0},
+          {"memory_acks_paced", memory_acks_paced, 0},
           {"sold_out_and_limits", sold_out_and_limits, 0}, {"sale_window", sale_window, 0},
           {"refusals_insert_nothing", refusals_insert_nothing, 0},
           {"idempotency_keys", idempotency_keys, 0},
