@@ -398,6 +398,14 @@ bench-http: bench-deps
 	@$(MAKE) --no-print-directory build/rel/spiked
 	@bench/http.sh
 
+# Durable reserves over HTTP on an empty store and on one of ORDERS orders
+# (default 10 million, about 2.7 GiB), alternated: does throughput fall as
+# the store grows? (30 s runs; BENCH_DIR, default /var/tmp, a real disk.)
+.PHONY: bench-grown
+bench-grown: bench-deps
+	@$(MAKE) --no-print-directory build/rel/spiked build/rel/bench/micro/bench_writer
+	@bench/grown.sh $(or $(BENCH_DIR),/var/tmp)
+
 # spikebench beside wrk, h2load and hey, the same runs (docs/benchmarks.md).
 .PHONY: bench-compare
 bench-compare: bench-deps
