@@ -167,14 +167,17 @@ void engine_wake_writer(spike_engine *e) {
   if (atomic_load_explicit(&e->writer_sleeping, memory_order_seq_cst) != WRITER_AWAKE) wake(e);
 }
 
-/* A reserve answered at enqueue while the writer paces: it wakes a writer
- * that sleeps with nothing to do, and a pacing one only once this ring is
- * half full. Otherwise it waits for the pace, as it may. */
+/* A message nobody waits on (a reserve answered at enqueue, a long feed
+ * wait) while the writer paces: it wakes a writer that sleeps with nothing
+ * to do, and otherwise waits for the pace, as it may; but once this ring is
+ * half full it is urgent (so that the flag, not a look at a writer that
+ * may be busy just then, carries it to the next pace). */
 static void nudge_writer(spike_engine *e, spike_producer *p) {
-  int s = atomic_load_explicit(&e->writer_sleeping, memory_order_seq_cst);
-  if (s == WRITER_ASLEEP ||
-      (s == WRITER_PACING && ring_depth(&p->submit) >= ring_capacity(&p->submit) / 2))
-    wake(e);
+  if (ring_depth(&p->submit) >= ring_capacity(&p->submit) / 2) {
+    engine_wake_writer(e);
+    return;
+  }
+  if (atomic_load_explicit(&e->writer_sleeping, memory_order_seq_cst) == WRITER_ASLEEP) wake(e);
 }
 
 /* ---- configuration and open ------------------------------------------- */
@@ -903,15 +906,21 @@ static msg *claim_slot(spike_producer *p, spike_op *op, int *status) {
   return m;
 }
 
-static int submit(spike_producer *p, msg *m, spike_op *op) {
+static int submit_as(spike_producer *p, msg *m, spike_op *op, int urgent) {
   m->type = OP(op)->type_;
   m->op = op;
   pend_add(p, op);
   ring_publish_sc(&p->submit);
-  engine_wake_writer(p->e);
+  if (urgent || !p->e->pacing)
+    engine_wake_writer(p->e);
+  else
+    nudge_writer(p->e, p);
   p->inflight++;
   return SPIKE_PENDING;
 }
+
+/* An op whose caller waits for the writer: urgent. */
+static int submit(spike_producer *p, msg *m, spike_op *op) { return submit_as(p, m, op, 1); }
 
 static int replay(spike_producer *p, spike_op *op, uint32_t slot, uint64_t order_id,
                   uint64_t user_id, uint32_t key_idx, spike_cb cb) {
@@ -1312,7 +1321,10 @@ int spike_feed_wait(spike_producer *p, spike_op *op, uint64_t after, uint32_t wa
   if (m == NULL) return status;
   OP(op)->a_ = after;
   OP(op)->deadline_ = engine_mono_ms() + wait_ms;
-  return submit(p, m, op);
+  /* A long wait is for the next commit, which the pace bounds; one that
+   * ends sooner than the pace must reach the writer now (pace() then
+   * counts its deadline). */
+  return submit_as(p, m, op, (uint64_t)wait_ms * 1000 < p->e->cfg.memory_commit_us);
 }
 
 void spike_feed_release(spike_engine *e) {

@@ -1226,6 +1226,7 @@ static uint32_t cycle(writer *w) {
   }
   if (rc != 0) {
     fail_batch(w, rc, seq0, orders_max0, hwm0, feed_first0);
+    w->paced_from = 0; /* what the failure left queued goes at once (pace) */
   } else {
     post_commit(w, w->writes);
     if (w->writes) committed(w);
@@ -1289,9 +1290,11 @@ static void writer_sleep(writer *w) {
  * same for a few orders as for hundreds, carries more reserves that were
  * answered at enqueue and wait for nobody. Anything a caller waits on ends
  * the wait: an urgent message (engine_wake_writer: a durable reserve, a
- * pay, a feed release...), a ring half full (nudge_writer), a batch waiting
- * for its sync, a deferred op, a stop; and a full last batch (what did not
- * fit may be urgent: the flag was cleared as that batch began). Reserves past the memory-ack bound
+ * pay, a feed release, a feed wait shorter than the pace...), a ring half
+ * full (nudge_writer makes that urgent too), a batch waiting for its sync,
+ * a deferred op, a stop, a failed batch, and a full last batch (what did
+ * not fit may be urgent: the flag was cleared as that batch began). It
+ * ends no later than the writer's next timer or parked wait's deadline. Reserves past the memory-ack bound
  * (unconfirmed_max) wait for their commit, so they are urgent: the bound on
  * what a crash can lose holds whatever the pace.
  *
@@ -1304,6 +1307,11 @@ static void pace(writer *w) {
   spike_engine *e = w->e;
   if (!e->pacing) return;
   uint64_t due = w->paced_from + (uint64_t)e->cfg.memory_commit_us * 1000;
+  /* no later than a timer, a parked feed wait's deadline or a retry */
+  int64_t in = next_wake_in_ms(w);
+  if (in <= 0) return;
+  if (in < INT64_MAX && engine_mono_ns() + (uint64_t)in * 1000000 < due)
+    due = engine_mono_ns() + (uint64_t)in * 1000000;
   for (;;) {
     uint64_t now = engine_mono_ns();
     if (now >= due || w->n >= w->cap || w->unsynced_batch != 0 || w->deferred.n > 0 ||
