@@ -51,9 +51,7 @@ apid=$!
 start $PORT_B "$work/b" --access-log "$work/access.log"
 bpid=$!
 
-rps() { sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$1"; }
-p99() { sed -n 's/^ *99% *\(.*\)$/\1/p' "$1"; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+. bench/wrkout.sh
 
 echo "access-log: wrk -t1 -c$CONNS -d${DURATION}s, $ROUNDS alternating rounds per route"
 for route in read reserve; do

@@ -54,7 +54,7 @@ pack() {
   done
   cp bench/device.sh bench/reserve.lua "$out/"
   # scaleout.sh and hostile.sh run from the bundle as from a checkout
-  cp bench/scaleout.sh bench/reserve.lua "$out/bench/"
+  cp bench/scaleout.sh bench/wrkout.sh bench/reserve.lua "$out/bench/"
   cp deploy/spike-cluster.sh deploy/spike-maps.conf deploy/spike-routes.conf "$out/deploy/"
   cp tests/hostile.sh "$out/tests/"
   du -sh "$out" | awk '{print "device.sh: packed " $1 " in " $2}'

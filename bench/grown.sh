@@ -80,9 +80,7 @@ rm -rf "$base/empty"
 start $PORT_E "$base/empty" "$@"
 pe=$started
 
-rps() { sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$1"; }
-p99() { sed -n 's/^ *99% *\(.*\)$/\1/p' "$1"; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+. bench/wrkout.sh
 commits() { # PORT: commits, orders committed, commit seconds so far
   curl -s "http://127.0.0.1:$1/metrics" | awk '
     /^spike_commit_batch_size_sum/ {s=$2} /^spike_commit_batch_size_count/ {c=$2}

@@ -43,9 +43,7 @@ for a in "$@"; do
   prev=$a
 done
 
-rps() { sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$1"; }
-p99() { sed -n 's/^ *99% *\(.*\)$/\1/p' "$1"; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+. bench/wrkout.sh
 
 # The goals against nginx's fixed body: durable 0.7x at 64
 # connections and 1.0x at 512; memory acks 1.0x.

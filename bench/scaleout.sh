@@ -45,8 +45,7 @@ for tool in wrk nginx curl; do
   command -v $tool >/dev/null || { echo "bench-scaleout: $tool missing (make bench-deps)" >&2; exit 1; }
 done
 
-rps() { sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$1"; }
-p99() { sed -n 's/^ *99% *\(.*\)$/\1/p' "$1"; }
+. bench/wrkout.sh
 bad() { sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$1"; }
 reserves() { # reserves URL BASE OUT: wrk's reserve load on URL
   SPIKE_EVENTS=$EVENTS SPIKE_USER_BASE=$2 $pin_load wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" \
