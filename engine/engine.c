@@ -1520,7 +1520,9 @@ int spike_health(spike_engine *e, const char **why) {
   }
   uint32_t cap;
   uint32_t depth = queue_depth(e, &cap);
-  if (cap > 0 && depth > cap / 10 * 9) {
+  /* past nine tenths (cap / 10 * 9 was 0 for rings under 10 slots: one
+   * queued op read as "nearly full") */
+  if (cap > 0 && (uint64_t)depth * 10 > (uint64_t)cap * 9) {
     *why = "commit queue nearly full";
     return SPIKE_EBUSY;
   }

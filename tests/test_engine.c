@@ -303,6 +303,21 @@ static void memory_acks_paced(void) {
   CHECK_EQ(spike_producer_close(p), SPIKE_OK);
   CHECK_EQ(spike_close(e), SPIKE_OK);
 
+  /* a ring of 8 holding one paced reserve is not "nearly full" (nine
+   * tenths of 8 once rounded to 0, so spiked's ready turned 503) */
+  test_rmrf(cfg.data_dir);
+  small_config(&cfg, "paced-health");
+  cfg.ack = SPIKE_ACK_MEMORY;
+  cfg.memory_commit_us = 1000000;
+  cfg.ring_size = 8;
+  e = open_engine(&cfg);
+  p = producer_with_event(e, 7, 100, 1);
+  CHECK_EQ(spike_reserve(p, &r, 7, 400, 1, NULL, 0, count_cb), SPIKE_OK);
+  const char *why;
+  CHECK_EQ(spike_health(e, &why), SPIKE_OK);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+
   /* out of range */
   cfg.memory_commit_us = 1000001;
   CHECK_EQ(spike_open(&e, &cfg), SPIKE_EINVAL);
