@@ -119,13 +119,16 @@ NGX
 }
 ngx_stop() { kill "$(cat "$G/nginx.pid")"; sleep 1; }
 
-# a fresh spiked with THREADS loops and ACK on CPUS (default cores
-# 0..THREADS-1), event 1 of 4e9 units
-sp() { # THREADS ACK [CPUS]
+# a fresh spiked with THREADS loops and ACK on CPUS (default, or "":
+# cores 0..THREADS-1) and any further flags, event 1 of 4e9 units
+sp() { # THREADS ACK [CPUS [FLAGS...]]
   rm -rf "$D"
-  taskset -c "${3:-0-$(($1 - 1))}" "$S" --listen 127.0.0.1:18090 --data "$D" --threads "$1" --ack "$2" \
+  local t=$1 a=$2 c=${3:-0-$(($1 - 1))}
+  shift 2
+  [ $# -gt 0 ] && shift
+  taskset -c "$c" "$S" --listen 127.0.0.1:18090 --data "$D" --threads "$t" --ack "$a" \
     --log-level warn --max-buyers 33554432 --max-reserved 33554432 --map-size 32G \
-    --max-conns 20000 >/tmp/spike-device.log 2>&1 &
+    --max-conns 20000 "$@" >/tmp/spike-device.log 2>&1 &
   SP=$!
   for _ in $(seq 300); do curl -sf localhost:18090/healthz/live >/dev/null && break; sleep 0.05; done
   curl -s -o /dev/null -XPOST localhost:18090/api/v1/events -H 'Content-Type: application/json' \
@@ -227,6 +230,15 @@ table() {
   bad=$(printf '%s\n' "$out" | awk '/Non-2xx/ {print $NF}')
   row "spiked threads=$TOP, memory reserve" "$(printf '%s\n' "$out" | rps)${bad:+ ($bad non-2xx)}"
   sp_stop
+  # the same without pacing (commits as often as they can go, as before
+  # --memory-commit-us); a spiked without the flag leaves no row
+  if "$S" --help 2>&1 | grep -q memory-commit-us; then
+    sp "$TOP" memory "" --memory-commit-us 0
+    out=$(SPIKE_USER_BASE=210000000000 W -s "$here/reserve.lua" http://127.0.0.1:18090/)
+    bad=$(printf '%s\n' "$out" | awk '/Non-2xx/ {print $NF}')
+    row "spiked threads=$TOP, memory reserve, --memory-commit-us 0" "$(printf '%s\n' "$out" | rps)${bad:+ ($bad non-2xx)}"
+    sp_stop
+  fi
 
   sp "$TOP" durable
   peak=$(taskset -c "$L" spikebench --url http://127.0.0.1:18090 --event 1 --max --threads 8 \
