@@ -1294,9 +1294,10 @@ static void writer_sleep(writer *w) {
  * full (nudge_writer makes that urgent too), a batch waiting for its sync,
  * a deferred op, a stop, a failed batch, and a full last batch (what did
  * not fit may be urgent: the flag was cleared as that batch began). It
- * ends no later than the writer's next timer or parked wait's deadline. Reserves past the memory-ack bound
- * (unconfirmed_max) wait for their commit, so they are urgent: the bound on
- * what a crash can lose holds whatever the pace.
+ * ends no later than the writer's next timer or parked wait's deadline.
+ * Reserves past the memory-ack bound (unconfirmed_max) wait for their
+ * commit, so they are urgent: the bound on what a crash can lose holds
+ * whatever the pace.
  *
  * The handshake is writer_sleep's: WRITER_PACING stored seq_cst, then
  * urgent loaded seq_cst; a producer stores its tail, then urgent, then
