@@ -586,13 +586,15 @@ int server_run(const server_config *cfg) {
       srv.loops[i].started = 1;
     }
     /* The data directory is the operator's string: escaped, whole. */
-    char dir[4 * PATH_MAX], fields[sizeof(dir) + 256];
+    char dir[4 * PATH_MAX], fields[sizeof(dir) + 256], pace[40] = "";
     log_escape(dir, sizeof(dir), srv.ecfg.data_dir, strlen(srv.ecfg.data_dir));
+    if (srv.ecfg.ack == SPIKE_ACK_MEMORY)
+      snprintf(pace, sizeof(pace), ",\"memoryCommitUs\":%u", srv.ecfg.memory_commit_us);
     snprintf(fields, sizeof(fields),
-             ",\"listen\":\"%s%s%s:%d\",\"data\":\"%s\",\"ack\":\"%s\",\"threads\":%u,"
+             ",\"listen\":\"%s%s%s:%d\",\"data\":\"%s\",\"ack\":\"%s\"%s,\"threads\":%u,"
              "\"auth\":\"%s\"",
              sa.ss_family == AF_INET6 ? "[" : "", srv.host, sa.ss_family == AF_INET6 ? "]" : "",
-             srv.port, dir, srv.ecfg.ack == SPIKE_ACK_DURABLE ? "durable" : "memory", cfg->threads,
+             srv.port, dir, srv.ecfg.ack == SPIKE_ACK_DURABLE ? "durable" : "memory", pace, cfg->threads,
              cfg->auth == AUTH_JWT ? "jwt" : "none");
     log_line(LOG_INFO, "server", NULL, fields, "spiked %s listening", spike_version());
     int sig = 0;
