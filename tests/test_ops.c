@@ -873,6 +873,8 @@ static void map_growth_logged(void) {
   static const char *const small[] = {"--map-size", "1M", "--ack", "memory", NULL};
   spiked s;
   spiked_start(&s, NULL, small);
+  /* the listening line names the memory-ack pace */
+  CHECK(strstr(spiked_log(&s), "\"ack\":\"memory\",\"memoryCommitUs\":5000,") != NULL);
   char dir[256];
   snprintf(dir, sizeof(dir), "%s", s.dir);
   CHECK_EQ(create_event(s.port, 1, 100000, NULL), 201);
