@@ -209,12 +209,27 @@ static void config_defaults(spike_config *cfg) {
  * size than that is not a spike_config_init's. */
 #define CONFIG_SIZE_MIN (offsetof(spike_config, feed_retain) + sizeof(uint64_t))
 
+/* The size of 0.2.0's spike_config: log_level, then padding. A field added
+ * since must begin past it (spike.h says why). */
+#define CONFIG_SIZE_0_2_0                                                                    \
+  ((offsetof(spike_config, log_level) + sizeof(spike_log_level) + _Alignof(spike_config) - 1) / \
+   _Alignof(spike_config) * _Alignof(spike_config))
+_Static_assert(offsetof(spike_config, memory_commit_us) >= CONFIG_SIZE_0_2_0,
+               "memory_commit_us is inside the padding an older spike.h's size covers");
+_Static_assert(sizeof(spike_config) % 8 == 0 &&
+                   offsetof(spike_config, reserved2_) + sizeof(uint32_t) == sizeof(spike_config),
+               "spike_config has tail padding: a field added there would not grow it");
+
 void spike_config_init_size(spike_config *cfg, size_t size) {
   spike_config d;
   config_defaults(&d);
-  if (size > sizeof(d)) size = sizeof(d);
-  if (size < CONFIG_SIZE_MIN) return; /* not a spike_config: spike_open refuses it */
-  memcpy(cfg, &d, size);
+  if (size < CONFIG_SIZE_MIN || size > UINT32_MAX) return; /* not a spike_config: spike_open refuses it */
+  /* A config from a newer spike.h keeps its size, so that spike_open
+   * refuses it rather than ignore what it asks; its fields this library
+   * does not know are zeroed. */
+  size_t known = size < sizeof(d) ? size : sizeof(d);
+  memcpy(cfg, &d, known);
+  if (size > known) memset((char *)cfg + known, 0, size - known);
   cfg->size = (uint32_t)size;
 }
 

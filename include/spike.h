@@ -226,13 +226,23 @@ typedef struct spike_config {
   spike_log_cb log_cb;        /* NULL (default): JSON lines on stderr */
   void *log_ctx;              /* passed to log_cb */
   spike_log_level log_level;  /* lines below it are dropped; SPIKE_LOG_INFO */
+  /* The struct of 0.2.0 ended here, padded to 8 bytes: a field added in
+   * that padding would be covered by an older program's size (and its
+   * padding read as the field), so fields are added past it, and never
+   * into tail padding of this struct either (keep it a multiple of 8). */
+  uint32_t reserved1_;        /* the old padding; ignored */
   uint32_t memory_commit_us;  /* with SPIKE_ACK_MEMORY: how long reserves
                                  answered at enqueue may wait for their
                                  commit, so that one commit carries more of
-                                 them; an op that waits for a commit (a
-                                 durable reserve, pay, cancel, event change)
-                                 or a ring half full ends the wait. 0: commit
-                                 at once. At most 1 s; default 5000 */
+                                 them. Anything a caller waits on ends the
+                                 wait at once: a durable reserve, a reserve
+                                 past the memory-ack bound, a pay, a cancel,
+                                 an event change, a feed wait shorter than
+                                 the pace, spike_feed_release; so does a
+                                 ring half full. 0: commit at once. At most
+                                 1 s (checked in both ack modes); default
+                                 5000 */
+  uint32_t reserved2_;        /* ignored */
 } spike_config;
 
 /* Fill cfg with the defaults and record its size; data_dir becomes
@@ -622,7 +632,9 @@ SPIKE_EXTERN int spike_event_list(spike_engine *e, uint64_t after, spike_event *
                                   uint32_t max, uint32_t *count, uint64_t *next);
 
 /* Committed orders, read from LMDB on the producer's thread. With
- * SPIKE_ACK_MEMORY a change can be seen here up to one batch late. A commit
+ * SPIKE_ACK_MEMORY a reserve answered at enqueue is seen here once its
+ * batch commits: up to about memory_commit_us (the pace) and a commit
+ * later. A commit
  * is seen here as soon as it is made, which can be a batch before it is
  * durable (see docs/design.md, Durability). Errors: SPIKE_ENOORDER,
  * SPIKE_ESTORAGE, SPIKE_EMISUSE (not p's thread). */

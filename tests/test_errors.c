@@ -206,6 +206,32 @@ static void config_carries_its_size(void) {
   cfg.size = sizeof(cfg) + 8;
   CHECK_EQ(spike_open(&e, &cfg), SPIKE_EMISUSE);
   CHECK(has(spike_open_error(), "newer spike.h"));
+  /* ... also when made by spike_config_init of that newer spike.h (its
+   * inline wrapper passes the larger size): its own fields zeroed */
+  struct {
+    spike_config c;
+    unsigned char more[8];
+  } newer;
+  memset(&newer, 0xa5, sizeof(newer));
+  spike_config_init_size(&newer.c, sizeof(newer));
+  CHECK_EQ(newer.c.size, sizeof(newer));
+  for (size_t i = 0; i < sizeof(newer.more); i++) CHECK_EQ(newer.more[i], 0);
+  newer.c.data_dir = test_tmpdir("err-size");
+  CHECK_EQ(spike_open(&e, &newer.c), SPIKE_EMISUSE);
+  CHECK(has(spike_open_error(), "newer spike.h"));
+  /* 0.2.0's spike.h: its size ends with log_level's padding; the fields
+   * after it (memory_commit_us) keep their defaults whatever its padding
+   * held */
+  size_t v020 = (offsetof(spike_config, log_level) + sizeof(spike_log_level) + 7) / 8 * 8;
+  CHECK(offsetof(spike_config, memory_commit_us) >= v020);
+  small_config(&cfg, "err-size");
+  cfg.size = (uint32_t)v020;
+  cfg.ack = SPIKE_ACK_MEMORY;
+  memset((char *)&cfg + offsetof(spike_config, log_level) + sizeof(spike_log_level), 0xff,
+         sizeof(cfg) - offsetof(spike_config, log_level) - sizeof(spike_log_level));
+  CHECK_EQ(spike_open(&e, &cfg), SPIKE_OK); /* 0xffffffff would be refused as a pace */
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
   /* an older spike.h, which ended at feed_retain: the rest is defaulted */
   size_t old = offsetof(spike_config, feed_retain) + sizeof(uint64_t);
   memset(&cfg, 0xa5, sizeof(cfg)); /* what an older caller never wrote */
