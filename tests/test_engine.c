@@ -206,16 +206,26 @@ static int64_t committed_by(spike_producer *p, uint64_t id, int64_t deadline_ms)
   return test_now_ms();
 }
 
+/* An engine on a fresh directory with memory acks paced at 1 s, rings of
+ * ring_size, a memory-ack bound of batch_max (0: the default), and a
+ * producer that has created event 7 (100 units). */
+static spike_engine *paced_engine(spike_config *cfg, const char *tag, uint32_t ring_size,
+                                  uint32_t batch_max, spike_producer **p) {
+  small_config(cfg, tag);
+  cfg->ack = SPIKE_ACK_MEMORY;
+  cfg->memory_commit_us = 1000000;
+  cfg->ring_size = ring_size;
+  if (batch_max != 0) cfg->batch_max = batch_max;
+  spike_engine *e = open_engine(cfg);
+  *p = producer_with_event(e, 7, 100, 1);
+  return e;
+}
+
 static void memory_acks_paced(void) {
   spike_config cfg;
-  small_config(&cfg, "paced");
-  cfg.ack = SPIKE_ACK_MEMORY;
-  cfg.memory_commit_us = 1000000;
-  cfg.batch_max = 16; /* the memory-ack bound */
-  cfg.ring_size = 64;
-  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
   int64_t tc = test_now_ms(); /* before the create, whose batch starts the pace */
-  spike_producer *p = producer_with_event(e, 7, 100, 1);
+  spike_engine *e = paced_engine(&cfg, "paced", 64, 16, &p); /* 16: the memory-ack bound */
   spike_stats st0, st1;
   spike_stats_get(e, &st0);
 
@@ -274,12 +284,7 @@ static void memory_acks_paced(void) {
   test_rmrf(cfg.data_dir);
 
   /* a ring half full ends the wait: 32 of 64 slots, under the bound */
-  small_config(&cfg, "paced-ring");
-  cfg.ack = SPIKE_ACK_MEMORY;
-  cfg.memory_commit_us = 1000000;
-  cfg.ring_size = 64;
-  e = open_engine(&cfg);
-  p = producer_with_event(e, 7, 100, 1);
+  e = paced_engine(&cfg, "paced-ring", 64, 0, &p);
   t1 = test_now_ms();
   uint64_t last = 0;
   for (int i = 0; i < 32; i++) {
@@ -306,12 +311,7 @@ static void memory_acks_paced(void) {
   /* a ring of 8 holding one paced reserve is not "nearly full" (nine
    * tenths of 8 once rounded to 0, so spiked's ready turned 503) */
   test_rmrf(cfg.data_dir);
-  small_config(&cfg, "paced-health");
-  cfg.ack = SPIKE_ACK_MEMORY;
-  cfg.memory_commit_us = 1000000;
-  cfg.ring_size = 8;
-  e = open_engine(&cfg);
-  p = producer_with_event(e, 7, 100, 1);
+  e = paced_engine(&cfg, "paced-health", 8, 0, &p);
   CHECK_EQ(spike_reserve(p, &r, 7, 400, 1, NULL, 0, count_cb), SPIKE_OK);
   const char *why;
   CHECK_EQ(spike_health(e, &why), SPIKE_OK);
