@@ -180,6 +180,15 @@ static void nudge_writer(spike_engine *e, spike_producer *p) {
   if (atomic_load_explicit(&e->writer_sleeping, memory_order_seq_cst) == WRITER_ASLEEP) wake(e);
 }
 
+/* After ring_publish_sc: tell the writer of a message, urgent when its
+ * caller waits for the commit. */
+static void tell_writer(spike_engine *e, spike_producer *p, int urgent) {
+  if (urgent || !e->pacing)
+    engine_wake_writer(e);
+  else
+    nudge_writer(e, p);
+}
+
 /* ---- configuration and open ------------------------------------------- */
 
 static void config_defaults(spike_config *cfg) {
@@ -926,10 +935,7 @@ static int submit_as(spike_producer *p, msg *m, spike_op *op, int urgent) {
   m->op = op;
   pend_add(p, op);
   ring_publish_sc(&p->submit);
-  if (urgent || !p->e->pacing)
-    engine_wake_writer(p->e);
-  else
-    nudge_writer(p->e, p);
+  tell_writer(p->e, p, urgent);
   p->inflight++;
   return SPIKE_PENDING;
 }
@@ -1157,10 +1163,7 @@ int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t u
   if (ke != NULL) lim_key_set(ke, id);
   if (!ack_now) pend_add(p, op);
   ring_publish_sc(&p->submit);
-  if (ack_now && e->pacing)
-    nudge_writer(e, p);
-  else
-    engine_wake_writer(e);
+  tell_writer(e, p, !ack_now);
   if (ack_now) return SPIKE_OK;
   p->inflight++;
   return SPIKE_PENDING;

@@ -1196,7 +1196,7 @@ static uint32_t cycle(writer *w) {
   spike_engine *e = w->e;
   if (atomic_load_explicit(&e->failed, memory_order_acquire)) return cycle_failed(w);
   clock_read(w);
-  uint64_t began = engine_mono_ns();
+  uint64_t began = e->pacing ? engine_mono_ns() : 0;
   if (e->pacing) {
     /* seq_cst, then a fence: a message whose urgent flag this clears was
      * published before it, and the drain below sees it (see pace). */

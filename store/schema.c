@@ -396,6 +396,10 @@ static int read_origin(store *s, MDB_txn *txn) {
 
 static int space_refusal(store *s, int rc);
 
+static int is_epoch_key(const MDB_val *k) {
+  return k->mv_size == EPOCH_KEY_LEN + 8 && memcmp(k->mv_data, EPOCH_KEY, EPOCH_KEY_LEN) == 0;
+}
+
 static int put_epoch(const store *s, MDB_txn *txn, uint64_t first_seq, uint64_t id) {
   uint8_t key[EPOCH_KEY_LEN + 8], val[8];
   memcpy(key, EPOCH_KEY, EPOCH_KEY_LEN);
@@ -411,7 +415,7 @@ static int drop_epochs(const store *s, MDB_txn *txn) {
   int rc = mdb_cursor_open(txn, s->meta, &c);
   if (rc != 0) return rc;
   for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)) {
-    if (k.mv_size != EPOCH_KEY_LEN + 8 || memcmp(k.mv_data, EPOCH_KEY, EPOCH_KEY_LEN) != 0) break;
+    if (!is_epoch_key(&k)) break;
     if ((rc = mdb_cursor_del(c, 0)) != 0) break;
     k = (MDB_val){EPOCH_KEY_LEN, (void *)EPOCH_KEY};
   }
@@ -440,7 +444,7 @@ static int begin_epoch(store *s, MDB_txn *txn) {
   k = (MDB_val){EPOCH_KEY_LEN, (void *)EPOCH_KEY};
   size_t cap = 0;
   for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-    if (k.mv_size != EPOCH_KEY_LEN + 8 || memcmp(k.mv_data, EPOCH_KEY, EPOCH_KEY_LEN) != 0) break;
+    if (!is_epoch_key(&k)) break;
     if (v.mv_size != 8) {
       rc = STORE_ECORRUPT;
       break;
