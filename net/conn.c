@@ -1175,8 +1175,17 @@ void conn_drain_all(loop_ctx *lc, int force) {
   for (conn *c = lc->conns, *next; c != NULL; c = next) {
     next = c->next;
     if (c->closing || (c->lingering && !force)) continue;
-    if (force || (c->queued == 0 && !c->writing)) {
+    int body_due = c->cur != NULL && c->trailers; /* the head read, the body on its way */
+    if (force || (c->queued == 0 && !c->writing && !body_due)) {
       conn_close(c);
+    } else if (c->queued == 0 && !c->writing) {
+      /* A request whose head was read, perhaps answered 100 Continue:
+       * closing now would leave its client not knowing whether it
+       * happened. Its body is read, the request served and answered with
+       * Connection: close, within its body deadline and the drain's. (A
+       * head not yet whole is closed with the idle: nothing of it was
+       * taken, and waiting for it would let a slow client hold the drain.) */
+      continue;
     } else {
       /* in-flight requests finish; nothing new is read */
       c->no_more = 1;

@@ -1321,6 +1321,75 @@ static void sigterm_drains_in_flight(void) {
   test_rmrf(dir);
 }
 
+/* A request whose head was read before SIGTERM and whose body was still on
+ * its way (after a 100 Continue, or without Expect) is read to its end,
+ * served and answered: closing it unanswered would leave its client not
+ * knowing whether it happened. An idle connection, and one with half a
+ * head, are closed at once. */
+static void sigterm_finishes_begun_requests(void) {
+  spiked s;
+  spiked_start(&s, NULL, NULL);
+  char dir[256];
+  snprintf(dir, sizeof(dir), "%s", s.dir);
+  CHECK_EQ(create_event(s.port, 3, 100, 1, NULL), 201);
+  static const char with_expect[] =
+      "POST /api/v1/events/3/orders HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+      "Expect: 100-continue\r\nContent-Length: 16\r\n\r\n";
+  static const char without[] =
+      "POST /api/v1/events/3/orders HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+      "Content-Length: 16\r\n\r\n";
+  static const char half_head[] = "POST /api/v1/events/3/orders HTTP/1.1\r\nHost: t\r\n";
+  int a = hc_connect(s.port), b = hc_connect(s.port), c = hc_connect(s.port);
+  int idle = hc_connect(s.port);
+  hc_send(a, with_expect, sizeof(with_expect) - 1);
+  char got[256];
+  size_t n = 0;
+  for (int64_t end = test_now_ms() + 5000; test_now_ms() < end && !strstr(got, "\r\n\r\n");) {
+    struct pollfd pf = {a, POLLIN, 0};
+    if (poll(&pf, 1, 50) <= 0) continue;
+    ssize_t k = recv(a, got + n, sizeof(got) - 1 - n, 0);
+    CHECK(k > 0);
+    n += (size_t)k;
+    got[n] = '\0';
+  }
+  CHECK(strcmp(got, "HTTP/1.1 100 Continue\r\n\r\n") == 0);
+  hc_send(b, without, sizeof(without) - 1);
+  hc_send(c, half_head, sizeof(half_head) - 1);
+  CHECK_EQ(hc_do(s.port, "GET", "/livez", NULL, NULL, &R), 200); /* all three were read */
+  kill(s.pid, SIGTERM);
+  usleep(300 * 1000);
+  /* the idle connection and the half head are closed: end of file, nothing else */
+  int closed[2] = {idle, c};
+  for (int i = 0; i < 2; i++) {
+    char x;
+    struct pollfd pf = {closed[i], POLLIN, 0};
+    CHECK(poll(&pf, 1, 3000) == 1 && recv(closed[i], &x, 1, 0) == 0);
+    close(closed[i]);
+  }
+  hc_send(a, "{\"user_id\":\"71\"}", 16);
+  hc_send(b, "{\"user_id\":\"72\"}", 16);
+  char ids[2][32];
+  int fds[2] = {a, b};
+  for (int i = 0; i < 2; i++) {
+    CHECK_EQ(hc_read(fds[i], &R, 5000), 0);
+    CHECK_EQ(R.status, 201);
+    char v[32];
+    CHECK(hc_header(&R, "Connection", v, sizeof(v)) != NULL && strcmp(v, "close") == 0);
+    CHECK(hc_json(&R, "data.id", ids[i], sizeof(ids[i])) == 0);
+    CHECK(hc_read(fds[i], &R, 3000) != 0); /* then the close */
+    close(fds[i]);
+  }
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  spiked_start(&s, dir, NULL);
+  for (int i = 0; i < 2; i++) { /* answered 201, so on disk */
+    char path[64];
+    snprintf(path, sizeof(path), "/api/v1/orders/%.31s", ids[i]);
+    CHECK_EQ(hc_do(s.port, "GET", path, NULL, NULL, &R), 200);
+  }
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  test_rmrf(dir);
+}
+
 static void feed_long_poll(void) {
   spiked s;
   spiked_start(&s, NULL, NULL);
@@ -1399,4 +1468,5 @@ TEST_LIST({"every_route_and_code", every_route_and_code, 60},
           {"put_event_and_scoped_orders", put_event_and_scoped_orders, 30},
           {"restart_keeps_state", restart_keeps_state, 30},
           {"sigterm_drains_in_flight", sigterm_drains_in_flight, 60},
+          {"sigterm_finishes_begun_requests", sigterm_finishes_begun_requests, 30},
           {"feed_long_poll", feed_long_poll, 60})
