@@ -115,6 +115,7 @@ struct writer {
   uint32_t cap;      /* batch_max: messages + expiries per batch */
   uint32_t n;        /* used of cap in this batch */
   uint32_t acked;    /* reserves in this batch acknowledged at enqueue */
+  uint32_t reserves; /* reserves written in this batch */
   touched *touched;
   uint32_t touched_mask;
   head *heads;       /* touched_mask + 1 slots */
@@ -382,6 +383,7 @@ static int apply_reserve(writer *w, const msg *m) {
   int rc = txn_begin(w);
   if (rc == 0) rc = write_order(w, &r, SPIKE_CHANGE_ORDER_RESERVED, o->created_at);
   if (rc == 0) head_set(w, m->user_idx, o->id);
+  w->reserves++;
   return rc;
 }
 
@@ -999,7 +1001,12 @@ static void post_commit(writer *w, int committed) {
   w->expire_backoff_ms = 0;
   w->expire_after_ms = 0;
   w->seq_committed = w->seq;
-  atomic_store_explicit(&e->map_full, 0, memory_order_relaxed);
+  /* A full disk has room again when any commit fits (space comes back
+   * from outside). A full map does only when reserves fit: a close or a
+   * new event small enough to commit says nothing of the next order. */
+  if (w->reserves > 0 ||
+      atomic_load_explicit(&e->map_full, memory_order_relaxed) != ENGINE_FULL_MAP)
+    atomic_store_explicit(&e->map_full, 0, memory_order_relaxed);
   engine_stats *st = &e->stats;
   uint32_t b = 0;
   while (b < SPIKE_BATCH_BUCKETS && w->n > spike_batch_bucket[b]) b++;
@@ -1204,7 +1211,7 @@ static uint32_t cycle(writer *w) {
     atomic_thread_fence(memory_order_seq_cst);
   }
   w->batch++;
-  w->n = w->nfx = w->nud = w->ndirty = w->acked = w->nheads = 0;
+  w->n = w->nfx = w->nud = w->ndirty = w->acked = w->nheads = w->reserves = 0;
   w->writes = 0;
   uint64_t seq0 = w->seq, orders_max0 = w->orders_max, hwm0 = w->hwm;
   uint64_t feed_first0 = w->feed_first;
