@@ -235,17 +235,19 @@ static int parse_listen(const char *s, char *host, size_t hostcap, int *port,
   if (colon == NULL) return -1;
   size_t hl = (size_t)(colon - s);
   const char *h = s;
-  if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') h++, hl -= 2;
-  if (hl >= hostcap) return -1;
+  int v6 = hl >= 2 && s[0] == '[' && s[hl - 1] == ']';
+  if (v6) h++, hl -= 2;
+  /* no host is no default: ":8080" would listen on every interface, the
+   * admin routes' loopback rule included, without the address saying so */
+  if (hl == 0 || hl >= hostcap) return -1;
   memcpy(host, h, hl);
   host[hl] = '\0';
-  if (hl == 0) snprintf(host, hostcap, "0.0.0.0");
   char *end;
   long p = strtol(colon + 1, &end, 10);
   if (*end != '\0' || p < 0 || p > 65535 || end == colon + 1) return -1;
   *port = (int)p;
-  if (uv_ip4_addr(host, *port, (struct sockaddr_in *)sa) == 0) return 0;
-  if (uv_ip6_addr(host, *port, (struct sockaddr_in6 *)sa) == 0) return 0;
+  if (!v6 && uv_ip4_addr(host, *port, (struct sockaddr_in *)sa) == 0) return 0;
+  if (v6 && uv_ip6_addr(host, *port, (struct sockaddr_in6 *)sa) == 0) return 0;
   return -1;
 }
 
@@ -403,7 +405,9 @@ int server_check(const server_config *cfg, int starting) {
   struct sockaddr_storage sa;
   memset(&sa, 0, sizeof(sa));
   if (parse_listen(cfg->listen, host, sizeof(host), &port, &sa) != 0) {
-    fprintf(stderr, "spiked: --listen: bad value \"%s\": host:port or [v6]:port (see --help)\n",
+    fprintf(stderr,
+            "spiked: --listen: bad value \"%s\": host:port or [v6]:port, the host an IP address "
+            "(0.0.0.0 or [::] for every interface) (see --help)\n",
             cfg->listen);
     return 2;
   }
@@ -441,8 +445,11 @@ int server_check(const server_config *cfg, int starting) {
     if (slash == NULL) snprintf(dir, sizeof(dir), ".");
     else if (slash == dir) slash[1] = '\0';
     else *slash = '\0';
-    int bad = access(path, F_OK) == 0 ? (access(path, W_OK) == 0 ? 0 : errno)
-                                      : (access(dir, W_OK | X_OK) == 0 ? 0 : errno);
+    struct stat st;
+    int bad = stat(path, &st) == 0 ? (S_ISDIR(st.st_mode)         ? EISDIR
+                                      : access(path, W_OK) == 0 ? 0
+                                                                : errno)
+                                   : (access(dir, W_OK | X_OK) == 0 ? 0 : errno);
     if (bad == ENOENT && !starting) {
       fprintf(stderr, "spiked: note: %s \"%s\": its directory does not exist yet; a start "
                       "without it exits 2\n", files[i].flag, path);

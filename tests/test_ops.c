@@ -772,7 +772,13 @@ static void config_and_flag_errors(void) {
   flag_error((const char *const[]){"--ack", "fast", NULL}, NULL,
              "spiked: --ack: bad value \"fast\": durable or memory");
   flag_error((const char *const[]){"--listen", "nowhere", NULL}, NULL,
-             "spiked: --listen: bad value \"nowhere\": host:port or [v6]:port (see --help)\n");
+             "spiked: --listen: bad value \"nowhere\": host:port or [v6]:port, the host an IP "
+             "address (0.0.0.0 or [::] for every interface) (see --help)\n");
+  /* no host is no default (it listened on every interface), brackets are for v6 */
+  flag_error((const char *const[]){"--listen", ":8080", "--check-config", NULL}, NULL,
+             "spiked: --listen: bad value \":8080\"");
+  flag_error((const char *const[]){"--listen", "[127.0.0.1]:8080", "--check-config", NULL}, NULL,
+             "spiked: --listen: bad value \"[127.0.0.1]:8080\"");
   flag_error((const char *const[]){"--auth", "jwt", NULL}, NULL,
              "spiked: --jwt-secret: missing: --auth jwt needs it (see --help)\n");
   snprintf(bad, sizeof(bad), "%s/bad.conf", tmp);
@@ -828,6 +834,9 @@ static void config_and_flag_errors(void) {
              "spiked: --access-log: bad value \"/nonexistent/dir/a.log\": No such file");
   flag_error((const char *const[]){"--log-file", "/etc/passwd/e.log", "--check-config", NULL},
              NULL, "spiked: --log-file: bad value \"/etc/passwd/e.log\": ");
+  /* a log path that is a directory: refused as a start refuses it */
+  snprintf(arg, sizeof(arg), "spiked: --access-log: bad value \"%s\": Is a directory", tmp);
+  flag_error((const char *const[]){"--access-log", tmp, "--check-config", NULL}, NULL, arg);
   /* a directory not there yet is only a note: a service manager may make it */
   CHECK_EQ(run_spiked((const char *const[]){"--access-log", "/nonexistent/dir/a.log",
                                             "--check-config", NULL},
