@@ -56,7 +56,7 @@
 #include "http.h"
 #include "log.h"
 
-enum hkind { HK_NONE = 0, HK_RID, HK_AUTH, HK_IKEY, HK_CTYPE, HK_EXPECT };
+enum hkind { HK_NONE = 0, HK_RID, HK_AUTH, HK_IKEY, HK_CTYPE, HK_EXPECT, HK_TE };
 /* conn.scan: where the framing check stands (0: a connection's start is a line's) */
 enum { SCAN_LINE_START = 0, SCAN_MID, SCAN_CR };
 
@@ -516,7 +516,7 @@ static int on_header_field_complete(llhttp_t *p) {
              : name_is(c, "content-type")    ? HK_CTYPE
              : name_is(c, "expect")          ? HK_EXPECT
                                              : HK_NONE;
-  if (name_is(c, "transfer-encoding")) c->saw_te = 1;
+  if (name_is(c, "transfer-encoding")) c->saw_te = 1, c->hkind = HK_TE;
   if (name_is(c, "host") && !c->trailers && c->nhost < 2) c->nhost++;
   /* A trailer field never stands in for a header (RFC 9110 §6.5.1): a
    * proxy that vetted the head has not vetted what follows the body. */
@@ -579,6 +579,22 @@ static int on_header_value_complete(llhttp_t *p) {
     r->expect = len == 12 && strncasecmp(r->in.p + off, "100-continue", 12) == 0;
     r->in.len = off;
     break;
+  case HK_TE: {
+    /* chunked is the only coding spiked decodes: a body also gzipped, say,
+     * would be read as if it were not (RFC 9112 §6.1: not understood,
+     * not served) */
+    const char *v = r->in.p + off;
+    for (uint32_t i = 0; i < len;) {
+      while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ',')) i++;
+      uint32_t b = i;
+      while (i < len && v[i] != ',' && v[i] != ' ' && v[i] != '\t' && v[i] != ';') i++;
+      if (i > b && !(i - b == 7 && strncasecmp(v + b, "chunked", 7) == 0))
+        return stop(c, SPIKE_EINVAL, "a Transfer-Encoding other than chunked");
+      while (i < len && v[i] != ',') i++; /* its parameters */
+    }
+    r->in.len = off;
+    break;
+  }
   default: break;
   }
   c->hkind = HK_NONE;

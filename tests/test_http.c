@@ -378,6 +378,11 @@ static void malformed_requests(void) {
       {"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505, 50008, NULL},
       {"GET /healthz/live HTTP/9.9\r\nHost: t\r\n\r\n", 400, 40001, NULL},
       {"GET /healthz/live HTTP/1.2\r\nHost: t\r\n\r\n", 400, 40001, NULL},
+      /* chunked is the one transfer coding spiked decodes: a gzipped body
+       * would be read as if it were not */
+      {"POST /api/v1/events/1/orders HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+       "Transfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+       400, 40001, "other than chunked"},
       /* HTTP/1.1 needs exactly one Host (RFC 9112 §3.2); HTTP/1.0 none */
       {"GET /healthz/live HTTP/1.1\r\n\r\n", 400, 40001, "Host missing"},
       {"GET /healthz/live HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, 40001, "Host given twice"},
