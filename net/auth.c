@@ -69,7 +69,7 @@ static int claims_once(const char *tok, size_t n) {
   const char *dot2 = memchr(p, '.', n - (size_t)(p - tok));
   if (dot2 == NULL) return -1;
   static _Thread_local unsigned char js[AUTH_TOKEN_MAX];
-  static _Thread_local jsmntok_t t[AUTH_TOKEN_MAX / 4];
+  static _Thread_local jsmntok_t t[AUTH_TOKEN_MAX / 2]; /* a token per two bytes at most */
   long len = b64url_decode(p, (size_t)(dot2 - p), js, sizeof(js));
   if (len <= 0) return -1;
   jsmn_parser jp;
