@@ -699,24 +699,27 @@ static int by_event_then_id(const void *a, const void *b) {
 }
 
 static void user_orders(loop_ctx *lc, req *r) {
-  static const char *const params[] = {"event_id", NULL};
+  static const char *const params[] = {"event_id", "after", NULL};
   caller c;
-  uint64_t event = 0;
+  uint64_t event = 0, after = 0, next = 0;
   if (need_user(lc, r, &c) != SPIKE_OK || path_id(r, "user id") != SPIKE_OK ||
       query_known(r, params) != SPIKE_OK ||
-      query_u64(r, "event_id", 0, 1, UINT64_MAX, &event) != SPIKE_OK)
+      query_u64(r, "event_id", 0, 1, UINT64_MAX, &event) != SPIKE_OK ||
+      query_u64(r, "after", 0, 1, UINT64_MAX, &after) != SPIKE_OK)
     return;
   if (c.w == WHO_USER && c.user != r->m.id) {
     fail(r, SPIKE_EFORBIDDEN, "not your orders");
     return;
   }
   uint32_t n = 0;
-  int rc = spike_user_orders(lc->producer, r->m.id, event, 0, lc->orders, API_LIST_MAX, &n, NULL);
+  int rc = spike_user_orders(lc->producer, r->m.id, event, after, lc->orders, API_LIST_MAX, &n,
+                             &next);
   if (rc != SPIKE_OK) {
-    fail(r, rc, NULL);
+    fail(r, rc, rc == SPIKE_EINVAL ? "after: not one of this user's orders" : NULL);
     return;
   }
-  /* The newest API_LIST_MAX, shown grouped by event, oldest first in each. */
+  /* A page: the newest API_LIST_MAX after the cursor, shown grouped by
+   * event, oldest first in each; next, the cursor of the older ones. */
   qsort(lc->orders, n, sizeof(*lc->orders), by_event_then_id);
   ok_begin(r);
   jb_lit(&r->out, "{\"orders\":[");
@@ -724,7 +727,12 @@ static void user_orders(loop_ctx *lc, req *r) {
     if (i > 0) jb_lit(&r->out, ",");
     json_order(&r->out, &lc->orders[i]);
   }
-  jb_lit(&r->out, "]}");
+  jb_lit(&r->out, "],\"next\":");
+  if (next != 0)
+    jb_id(&r->out, next);
+  else
+    jb_lit(&r->out, "null");
+  jb_lit(&r->out, "}");
   ok_end(r, 200);
 }
 

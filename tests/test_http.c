@@ -1435,6 +1435,67 @@ static void sigterm_finishes_begun_requests(void) {
   test_rmrf(dir);
 }
 
+/* A user's orders come a page of 1,000 at a time, newest first, with the
+ * cursor of the next page (null on the last); every order on exactly one
+ * page. */
+static void user_orders_paged(void) {
+  enum { N = 1005, WAVE = 100 };
+  spiked s;
+  spiked_start(&s, NULL, NULL);
+  int p = s.port;
+  CHECK_EQ(hc_do(p, "POST", "/api/v1/events", NULL,
+                 "{\"id\":5,\"name\":\"paged\",\"stock\":2000,\"price\":1,\"start_at\":0,"
+                 "\"end_at\":253402300799999,\"per_user_limit\":2000}",
+                 &R),
+           201);
+  int fd = hc_connect(p);
+  static char buf[WAVE * 256];
+  for (int done = 0; done < N;) {
+    size_t len = 0;
+    int k = N - done < WAVE ? N - done : WAVE;
+    for (int i = 0; i < k; i++)
+      len += hc_format(buf + len, sizeof(buf) - len, "POST", "/api/v1/events/5/orders", NULL,
+                       "{\"user_id\":\"500\"}");
+    hc_send(fd, buf, len);
+    for (int i = 0; i < k; i++) {
+      CHECK_EQ(hc_read(fd, &R, 10000), 0);
+      CHECK_EQ(R.status, 201);
+    }
+    done += k;
+  }
+  close(fd);
+  static char seen[N][24];
+  int nseen = 0;
+  char next[32] = "", path[128];
+  for (int page = 0;; page++) {
+    if (page == 0)
+      snprintf(path, sizeof(path), "/api/v1/users/500/orders");
+    else
+      snprintf(path, sizeof(path), "/api/v1/users/500/orders?after=%s", next);
+    CHECK_EQ(hc_do(p, "GET", path, NULL, NULL, &R), 200);
+    int n = hc_json_len(&R, "data.orders");
+    CHECK_EQ(n, page == 0 ? 1000 : N - 1000);
+    for (int i = 0; i < n; i++) {
+      char key[48], id[24];
+      snprintf(key, sizeof(key), "data.orders.%d.id", i);
+      CHECK(hc_json(&R, key, id, sizeof(id)) == 0);
+      for (int j = 0; j < nseen; j++) CHECK(strcmp(seen[j], id) != 0);
+      CHECK(nseen < N);
+      snprintf(seen[nseen++], sizeof(seen[0]), "%s", id);
+    }
+    if (strstr(R.body, "\"next\":null") != NULL) break;
+    CHECK(page == 0);
+    CHECK(hc_json(&R, "data.next", next, sizeof(next)) == 0 && next[0] != '\0');
+  }
+  CHECK_EQ(nseen, N);
+  /* a cursor that is not one of this user's orders */
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/users/501/orders?after=12345", NULL, NULL, &R), 400);
+  expect(400, 40001);
+  CHECK(strstr(R.body, "after") != NULL);
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  test_rmrf(s.dir);
+}
+
 static void feed_long_poll(void) {
   spiked s;
   spiked_start(&s, NULL, NULL);
@@ -1514,4 +1575,5 @@ TEST_LIST({"every_route_and_code", every_route_and_code, 60},
           {"restart_keeps_state", restart_keeps_state, 30},
           {"sigterm_drains_in_flight", sigterm_drains_in_flight, 60},
           {"sigterm_finishes_begun_requests", sigterm_finishes_begun_requests, 30},
+          {"user_orders_paged", user_orders_paged, 60},
           {"feed_long_poll", feed_long_poll, 60})
