@@ -74,6 +74,7 @@ typedef struct conn {
   int status; /* of the answer being parsed */
   uint32_t backoff_ms;
   uint64_t next_ns; /* open loop: the next intended send time */
+  uint64_t k;       /* open loop: its sends scheduled so far (send_at) */
   uint64_t intended_ns, sent_ns, reconnect_ns;
   sc_call call; /* the request in flight */
   size_t body_len, wlen;
@@ -95,6 +96,10 @@ struct worker {
   int wake_ready; /* the async handle exists: main may send */
   int started, stopping;
   uint64_t end_ns; /* R.end_ns, or earlier on a signal */
+  /* Open loop: sends due before end_ns are still made after it, when a
+   * connection frees, until this (end_ns + the request timeout); what is
+   * owed then was never sent. Other modes: end_ns. */
+  uint64_t hard_end_ns;
   conn *conns;
   uint32_t nconns, busy_n;
   conn **heap;
@@ -117,7 +122,6 @@ static struct {
   const sc_scenario *sc;
   int read_body;
   size_t req_cap;
-  uint64_t interval_ns; /* open loop: per connection */
   uint64_t t0_ns, warm_end_ns, end_ns;
   _Atomic int go;       /* release: t0/warm_end/end are set before it */
   _Atomic int stop;     /* a signal: stop sending now */
@@ -742,7 +746,7 @@ static void on_closed(uv_handle_t *h) {
     c->closed_after_answer = 0; /* a connect that fails from here backs off as usual */
     c->backoff_ms = 0;
     c->reconnect_ns = 0;
-    if (!c->done && !w->stopping && (!w->started || now_ns() < w->end_ns)) {
+    if (!c->done && !w->stopping && (!w->started || now_ns() < w->hard_end_ns)) {
       c->after_close = 1;
       conn_connect(c);
     }
@@ -766,17 +770,43 @@ static void conn_close(conn *c) {
 
 /* ---- the schedule ------------------------------------------------------------------- */
 
+/* Open loop: when c's send number k is due. The run's sends are numbered
+ * over every connection (c's are gidx, gidx + conns, ...), send j due at
+ * t0 + j / rate, each computed whole: adding a rounded interval instead
+ * let one send too many fit before the end (rate 7 for 1 s scheduled 8). */
+static uint64_t send_at(const conn *c, uint64_t k) {
+  long double j = (long double)c->gidx + (long double)k * R.cfg->conns;
+  return R.t0_ns + (uint64_t)(j * 1e9L / (long double)R.cfg->rate);
+}
+
+/* The number of c's first send due at t or later. */
+static uint64_t first_from(const conn *c, uint64_t t) {
+  if (t <= R.t0_ns) return 0;
+  long double x =
+      ((long double)(t - R.t0_ns) * (long double)R.cfg->rate / 1e9L - c->gidx) / R.cfg->conns;
+  uint64_t k = x <= 0 ? 0 : (uint64_t)x;
+  while (k > 0 && send_at(c, k - 1) >= t) k--;
+  while (send_at(c, k) < t) k++;
+  return k;
+}
+
+/* Open loop: c's sends still due in the measured window, never to be made
+ * (c is done), counted as unsent for the reason given. */
+static void owe_rest(conn *c, int cause) {
+  worker *w = c->w;
+  if (R.cfg->mode != LD_OPEN) return;
+  uint64_t from = first_from(c, R.warm_end_ns), end = first_from(c, w->end_ns);
+  if (from < c->k) from = c->k;
+  if (end > from) w->st.unsent[cause] += end - from;
+}
+
 /* c sends no more. In open loop, what its schedule still owed before the
  * end was never sent, for the reason given. */
 static void finish_conn(conn *c, int cause) {
   worker *w = c->w;
   if (c->done) return;
   c->done = 1;
-  if (R.cfg->mode == LD_OPEN) {
-    uint64_t from = c->next_ns > R.warm_end_ns ? c->next_ns : R.warm_end_ns;
-    if (from < w->end_ns)
-      w->st.unsent[cause] += (w->end_ns - from + R.interval_ns - 1) / R.interval_ns;
-  }
+  owe_rest(c, cause);
   check_finish(w);
 }
 
@@ -787,7 +817,8 @@ static void schedule(conn *c) {
   uint64_t now = now_ns();
   switch (R.cfg->mode) {
   case LD_OPEN:
-    if (c->next_ns >= w->end_ns || now >= w->end_ns) {
+    /* past the end only what the window's schedule still owes is sent */
+    if (c->next_ns >= w->end_ns || now >= w->hard_end_ns) {
       finish_conn(c, c->ready_cause);
       return;
     }
@@ -797,7 +828,7 @@ static void schedule(conn *c) {
     }
     {
       uint64_t t = c->next_ns;
-      c->next_ns += R.interval_ns;
+      c->next_ns = send_at(c, ++c->k);
       send_req(c, t, in_window(t), c->ready_cause);
     }
     return;
@@ -864,11 +895,11 @@ static void on_pace(uv_poll_t *h, int status, int events) {
       continue;
     }
     uint64_t t = c->next_ns;
-    if (t >= w->end_ns || now >= w->end_ns) {
+    if (t >= w->end_ns || now >= w->hard_end_ns) {
       finish_conn(c, CAUSE_GENERATOR);
       continue;
     }
-    c->next_ns += R.interval_ns;
+    c->next_ns = send_at(c, ++c->k);
     uint64_t sent = now_ns();
     send_req(c, t, in_window(t), CAUSE_GENERATOR);
     if (in_window(t)) hist_record(&w->st.lag, sent > t ? sent - t : 0);
@@ -889,10 +920,33 @@ static void worker_close_all(worker *w) {
   uv_close((uv_handle_t *)&w->pacer, NULL);
 }
 
+/* Why c, not done, is not sending: the cause its unsent sends are put
+ * down to. */
+static int cause_of(const conn *c) {
+  return c->state == C_READY ? (c->heap_pos != NO_POS ? CAUSE_GENERATOR : CAUSE_SERVER)
+         : c->after_close    ? CAUSE_SERVER /* re-opening after a Connection: close */
+                             : CAUSE_DOWN;
+}
+
 static void check_finish(worker *w) {
   if (!w->started || w->stopping) return;
   uint64_t now = now_ns();
-  int over = now >= w->end_ns;
+  if (R.cfg->mode == LD_OPEN && now >= w->end_ns && now < w->hard_end_ns) {
+    /* After the window: a connection that owes nothing is done; one that
+     * is down (not one re-opening after a Connection: close) sends
+     * nothing more, and what it owed was never sent; the others make what
+     * they owe. */
+    for (uint32_t i = 0; i < w->nconns; i++) {
+      conn *c = &w->conns[i];
+      int down = c->state != C_READY && !c->after_close;
+      if (!c->done && !c->busy && (c->next_ns >= w->end_ns || down)) {
+        heap_remove(w, c);
+        c->done = 1;
+        owe_rest(c, CAUSE_DOWN); /* nothing, for one that owes nothing */
+      }
+    }
+  }
+  int over = now >= w->hard_end_ns;
   if (R.cfg->mode == LD_FLASH && atomic_load_explicit(&R.sold_out, memory_order_relaxed)) over = 1;
   if (!over) {
     /* every connection has had its last request answered */
@@ -906,16 +960,10 @@ static void check_finish(worker *w) {
   for (uint32_t i = 0; i < w->nconns; i++) {
     conn *c = &w->conns[i];
     if (!c->done) {
-      int cause = c->state == C_READY ? (c->heap_pos != NO_POS ? CAUSE_GENERATOR : CAUSE_SERVER)
-                  : c->after_close    ? CAUSE_SERVER /* re-opening after a Connection: close */
-                                      : CAUSE_DOWN;
+      int cause = cause_of(c);
       heap_remove(w, c);
       c->done = 1;
-      if (R.cfg->mode == LD_OPEN) {
-        uint64_t from = c->next_ns > R.warm_end_ns ? c->next_ns : R.warm_end_ns;
-        if (from < w->end_ns)
-          w->st.unsent[cause] += (w->end_ns - from + R.interval_ns - 1) / R.interval_ns;
-      }
+      owe_rest(c, cause);
     }
   }
   w->stopping = 1;
@@ -946,11 +994,11 @@ static void on_sweep(uv_timer_t *t) {
 static void start_run(worker *w) {
   w->started = 1;
   w->end_ns = R.end_ns;
+  w->hard_end_ns = R.end_ns + (R.cfg->mode == LD_OPEN ? R.cfg->timeout_ms * NS_PER_MS : 0);
   w->cpu0_ns = thread_cpu_ns();
   for (uint32_t i = 0; i < w->nconns; i++) {
     conn *c = &w->conns[i];
-    if (R.cfg->mode == LD_OPEN)
-      c->next_ns = R.t0_ns + (uint64_t)((double)c->gidx * 1e9 / R.cfg->rate);
+    if (R.cfg->mode == LD_OPEN) c->next_ns = send_at(c, c->k = 0);
     c->ready_cause = CAUSE_GENERATOR;
   }
   if (R.cfg->mode == LD_FLASH) {
@@ -969,10 +1017,13 @@ static void on_wake(uv_async_t *a) {
   if (atomic_load_explicit(&R.stop, memory_order_acquire) && w->started && !w->stopping) {
     uint64_t now = now_ns();
     if (now < w->end_ns) w->end_ns = now;
+    w->hard_end_ns = w->end_ns;
     w->flash_pending = 0;
     for (uint32_t i = 0; i < w->nconns; i++) {
-      heap_remove(w, &w->conns[i]);
-      w->conns[i].done = 1;
+      conn *c = &w->conns[i];
+      if (!c->done) owe_rest(c, cause_of(c)); /* what was due before the stop */
+      heap_remove(w, c);
+      c->done = 1;
     }
     check_finish(w);
   }
@@ -1081,8 +1132,6 @@ int ld_run(const ld_config *cfg, ld_result *res) {
     return -1;
   }
   R.req_cap = (longest + 64) & ~(size_t)63;
-  if (cfg->mode == LD_OPEN) R.interval_ns = (uint64_t)((double)cfg->conns * 1e9 / cfg->rate);
-  if (R.interval_ns == 0) R.interval_ns = 1;
   R.tl_ns = (cfg->interval_ms ? cfg->interval_ms : 1000) * NS_PER_MS;
   R.nrows = ld_rows_needed(cfg);
   assert(R.nrows <= LD_ROWS_MAX);

@@ -340,6 +340,7 @@ static void parse_args(int argc, char **argv) {
     if (f->def[0] != '\0' && f->k != F_BOOL && f->k != F_HDR) set_flag(f, f->def);
   }
   int have_rate = 0;
+  unsigned char given[NFLAGS] = {0};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -353,6 +354,11 @@ static void parse_args(int argc, char **argv) {
     for (size_t k = 0; k < NFLAGS; k++)
       if (strlen(flags[k].name) == n && memcmp(flags[k].name, name, n) == 0) f = &flags[k];
     if (f == NULL) die_usage("unknown flag \"%s\"", a);
+    /* A flag given twice is refused, not settled by the last: a second
+     * --slo silently dropped the first one's terms. --header adds. */
+    if (f->k != F_HDR && given[f - flags]++)
+      die_usage("--%s given twice%s", f->name,
+                f->dst == &O.slo ? ": one --slo takes every term, joined by commas" : "");
     const char *v = eq ? eq + 1 : NULL;
     if (f->k == F_BOOL) {
       if (v != NULL) die_usage("--%s takes no value", f->name);

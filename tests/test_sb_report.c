@@ -252,8 +252,9 @@ static void explanations(void) {
   t->unsent[CAUSE_DOWN] = 9;
   t->e_connect = 12;
   res.connect_refused = 12;
-  explain("9 never made because the server was down or refused connections: they were being "
-          "re-opened (12 connects failed, 12 refused)");
+  explain("9 never made because no connection was open: the server went away, refused "
+          "connections or let a request time out, and they were being re-opened (12 connects "
+          "failed, 12 refused)");
   /* closed loop: nothing is late; a busy generator is said */
   make_run(SC_RESERVE, LD_CLOSED, 1000, OUT_WON, 201, 0);
   res.cpu_max = 0.99;

@@ -253,6 +253,62 @@ static void closes_goes_away_warmup(void) {
   test_rmrf(workdir);
 }
 
+/* The schedule is the window's, kept past its end: users due in a freeze
+ * that outlasts the window wait for it in the corrected latency (they were
+ * left out); a server that takes connections and stops answering fails
+ * the run (its owed sends passed --slo errors<5%); a second at 7/s is 7
+ * sends (rounding made it 8, one "never made"). */
+static void schedule_past_the_end(void) {
+  setup("sb-end");
+  char url[64];
+  int port;
+  /* frozen from 1.5 s to 2.5 s of the server's life; the run is 2 s */
+  static const char *const late[] = {"--freeze-ms", "1000", "--period-ms", "1500", NULL};
+  pid_t srv = stall_start_with(&port, late);
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+  const char *end_args[] = {"--url",      url, "--rate",  "400",    "--connections",      "4",
+                            "--duration", "2", "--quiet", "--json", tmp_path("end.json"), NULL};
+  bench(end_args, tmp_path("end.log"), 0);
+  load_file(tmp_path("end.json"));
+  fprintf(stderr, "freeze at the end: p99 %.1f ms, %.0f requests, %lld unsent\n",
+          jnum("latency_ms.p99"), jnum("requests"), jcount("unsent"));
+  CHECK(jnum("latency_ms.p99") >= 300.0); /* a fifth of the schedule waited 0.5 s or more */
+  CHECK_EQ(jcount("unsent"), 0);
+  CHECK(jnum("requests") >= 400 * 2 * 0.98);
+  stall_stop(srv);
+
+  /* stopped (SIGSTOP) 0.5 s into a 2 s run and never answering again:
+   * connections open, requests time out, the schedule is owed */
+  static const char *const calm[] = {"--freeze-ms", "0", NULL};
+  srv = stall_start_with(&port, calm);
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+  const char *hang_args[] = {"--url",        url, "--rate",     "200",         "--connections", "4",
+                             "--duration",   "2", "--timeout-ms", "200",       "--slo",
+                             "errors<5%",    NULL};
+  pid_t b = bench_start(hang_args, tmp_path("hang.log"));
+  usleep(500 * 1000);
+  kill(srv, SIGSTOP);
+  int rc = bench_wait(b, tmp_path("hang.log"));
+  kill(srv, SIGCONT);
+  if (rc != 1) show(tmp_path("hang.log"));
+  CHECK_EQ(rc, 1);
+  load_file(tmp_path("hang.log"));
+  CHECK(strstr(J.body, "never sent") != NULL);
+  stall_stop(srv);
+
+  srv = stall_start_with(&port, calm);
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+  const char *seven[] = {"--url",      url, "--rate", "7",        "--connections", "1",
+                         "--duration", "1", "--slo",  "unsent<=0", "--quiet",       "--json",
+                         tmp_path("seven.json"), NULL};
+  bench(seven, tmp_path("seven.log"), 0);
+  load_file(tmp_path("seven.json"));
+  CHECK_EQ(jcount("sent"), 7);
+  CHECK_EQ(jcount("unsent"), 0);
+  stall_stop(srv);
+  test_rmrf(workdir);
+}
+
 /* ---- against spiked ---------------------------------------------------------------- */
 
 static void create_event(int port, int id, int stock) {
@@ -735,6 +791,9 @@ static void usage_errors(void) {
       {"--max", "--events", "2", "--verify", NULL},
       {"--scenario", "flash-crowd", "--events", "2", NULL},
       {"--max", "--event", "18446744073709551615", "--events", "2", NULL},
+      /* a flag twice: the second --slo dropped the first's terms */
+      {"--max", "--slo", "p99<2ms", "--slo", "p90<9ms", NULL},
+      {"--rate", "100", "--rate", "200", NULL},
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     fprintf(stderr, "bad usage %zu: %s %s\n", i, bad[i][0], bad[i][1] ? bad[i][1] : "");
@@ -766,6 +825,7 @@ static void usage_errors(void) {
 
 TEST_LIST({"stall_open_vs_closed", stall_open_vs_closed, 30},
           {"closes_goes_away_warmup", closes_goes_away_warmup, 30},
+          {"schedule_past_the_end", schedule_past_the_end, 40},
           {"reserve_verify", reserve_verify, 30}, {"mixed_verify", mixed_verify, 30},
           {"flash_crowd_verify", flash_crowd_verify, 30},
           {"verify_catches_other_buyer", verify_catches_other_buyer, 30},
