@@ -663,10 +663,16 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     /* the end of an answer that runs to EOF (no Content-Length) */
     if (nread == UV_EOF && c->busy && !c->msg_done) llhttp_finish(&c->parser);
     if (!c->msg_done) {
-      if (c->busy)
+      if (c->busy) {
         w->st.e_read += measured(c);
-      else
+      } else {
+        /* An idle connection the server ended (its idle timeout): its
+         * way of working, not a failure, so it is re-opened at once and
+         * the wait charged to it, as after a Connection: close (it backed
+         * off 10 ms and was put down to the server being down). */
         w->st.server_closed++;
+        c->closed_after_answer = 1;
+      }
       conn_close(c);
       return;
     }

@@ -13,7 +13,9 @@
  *
  * --close answers each connection's first request with Connection: close
  * and closes it, as a server without keep-alive does (--freeze-ms 0: never
- * frozen).
+ * frozen). --idle-close-ms N closes a keep-alive connection N ms after its
+ * last answer if nothing came meanwhile, with no Connection: close said (an
+ * idle timeout, as nginx's keepalive_timeout).
  * --port 0 (the default) takes a free port; the first line on stdout is
  * "listening 127.0.0.1:PORT". Requests are framed by their headers and
  * Content-Length only (spikebench's are small and never chunked); anything
@@ -42,11 +44,13 @@ _Static_assert(sizeof(BODY) - 1 == 57, "Content-Length matches the body");
 static const char RESPONSE_CLOSE[] = "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
                                      "Content-Length: 57\r\nConnection: close\r\n\r\n" BODY;
 static int close_each;
+static uint64_t idle_close_ms;
 
 typedef struct sconn {
   uv_tcp_t tcp;
   uv_write_t wr;
-  int writing, closing;
+  uv_timer_t idle; /* --idle-close-ms */
+  int writing, closing, handles;
   uint64_t owed; /* answers not yet written */
   size_t in_len;
   struct sconn *next_owed;
@@ -75,7 +79,9 @@ static void flush(sconn *c);
 static void on_thaw(uv_timer_t *t);
 
 static void on_closed(uv_handle_t *h) {
-  free(h->data);
+  sconn *c = h->data;
+  if (--c->handles > 0) return;
+  free(c);
   nconns--;
 }
 
@@ -83,7 +89,10 @@ static void sclose(sconn *c) {
   if (c->closing) return;
   c->closing = 1;
   uv_close((uv_handle_t *)&c->tcp, on_closed);
+  uv_close((uv_handle_t *)&c->idle, on_closed);
 }
+
+static void on_idle(uv_timer_t *t) { sclose(t->data); }
 
 static void on_written(uv_write_t *w, int status) {
   sconn *c = w->data;
@@ -93,6 +102,8 @@ static void on_written(uv_write_t *w, int status) {
     return;
   }
   flush(c);
+  if (idle_close_ms > 0 && c->owed == 0 && !c->writing)
+    uv_timer_start(&c->idle, on_idle, idle_close_ms, 0);
 }
 
 /* Write what c is owed, BATCH at a time, unless frozen. */
@@ -170,6 +181,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   c->in_len += (size_t)nread;
+  uv_timer_stop(&c->idle);
   if (take_requests(c) != 0) {
     sclose(c);
     return;
@@ -182,8 +194,11 @@ static void on_conn(uv_stream_t *l, int status) {
   sconn *c = calloc(1, sizeof(*c));
   if (c == NULL) return;
   uv_tcp_init(loop, &c->tcp);
+  uv_timer_init(loop, &c->idle);
   c->tcp.data = c;
+  c->idle.data = c;
   c->wr.data = c;
+  c->handles = 2;
   nconns++;
   if (uv_accept(l, (uv_stream_t *)&c->tcp) != 0 || nconns > MAX_CONNS) {
     sclose(c);
@@ -216,12 +231,15 @@ int main(int argc, char **argv) {
       rc = flag_u64("--freeze-ms", v, 3600000, &freeze_ms);
     else if (strcmp(argv[i], "--period-ms") == 0)
       rc = flag_u64("--period-ms", v, 3600000, &period_ms);
+    else if (strcmp(argv[i], "--idle-close-ms") == 0)
+      rc = flag_u64("--idle-close-ms", v, 3600000, &idle_close_ms);
     else if (strcmp(argv[i], "--close") == 0) {
       close_each = 1;
       continue;
     } else {
       fprintf(stderr,
-              "usage: stall_server [--port N] [--freeze-ms MS] [--period-ms MS] [--close]\n");
+              "usage: stall_server [--port N] [--freeze-ms MS] [--period-ms MS] [--close] "
+              "[--idle-close-ms MS]\n");
       return 2;
     }
     if (rc != 0) return 2;

@@ -219,6 +219,24 @@ static void closes_goes_away_warmup(void) {
   CHECK_EQ(jcount("unsent_by_cause.down"), 0);
   stall_stop(srv);
 
+  /* one that closes a connection idle for 5 ms, saying nothing (an idle
+   * timeout): re-opened at once, nothing put down to it being down (it
+   * backed off 10-20 ms, and most sends went out late) */
+  static const char *const idle[] = {"--idle-close-ms", "5", "--freeze-ms", "0", NULL};
+  srv = stall_start_with(&port, idle);
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+  const char *idle_args[] = {"--url",      url, "--rate",  "100",    "--connections",       "2",
+                             "--duration", "2", "--quiet", "--json", tmp_path("idle.json"), NULL};
+  bench(idle_args, tmp_path("idle.log"), 0);
+  load_file(tmp_path("idle.json"));
+  fprintf(stderr, "idle closes: %lld late for the server, %lld for being down\n",
+          jcount("late_by_cause.server"), jcount("late_by_cause.down"));
+  CHECK(jcount("requests") >= 200 * 0.98);
+  CHECK_EQ(jcount("late_by_cause.down"), 0);
+  CHECK_EQ(jcount("unsent"), 0);
+  CHECK(jcount("late_by_cause.server") < 20);
+  stall_stop(srv);
+
   /* killed a second into a 3 s run */
   static const char *const calm[] = {"--freeze-ms", "0", NULL};
   srv = stall_start_with(&port, calm);
