@@ -225,8 +225,10 @@ static void closes_goes_away_warmup(void) {
   static const char *const idle[] = {"--idle-close-ms", "5", "--freeze-ms", "0", NULL};
   srv = stall_start_with(&port, idle);
   snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+  /* (a send that meets the close in flight is lost: HTTP's keep-alive race) */
   const char *idle_args[] = {"--url",      url, "--rate",  "100",    "--connections",       "2",
-                             "--duration", "2", "--quiet", "--json", tmp_path("idle.json"), NULL};
+                             "--duration", "2", "--quiet", "--json", tmp_path("idle.json"),
+                             "--slo",      "errors<=2",    NULL};
   bench(idle_args, tmp_path("idle.log"), 0);
   load_file(tmp_path("idle.json"));
   fprintf(stderr, "idle closes: %lld late for the server, %lld for being down\n",
