@@ -84,7 +84,7 @@ INC_engine   := -iquote include -iquote common -iquote engine -iquote store
 INC_net      := -iquote include -iquote common -iquote net -I$(LLHTTP_INCLUDE)
 INC_examples := -iquote include -iquote relay
 INC_relay    := -iquote relay
-INC_bench    := -iquote include -iquote bench -I$(LLHTTP_INCLUDE)
+INC_bench    := -iquote include -iquote common -iquote bench -I$(LLHTTP_INCLUDE)
 INC_tests    := -iquote include -iquote common -iquote engine -iquote store -iquote net \
                 -iquote bench -iquote tests -I$(LLHTTP_INCLUDE)
 INCLUDES     := $(INC_tests)

@@ -409,9 +409,10 @@ void rp_judge(const rp_run *run, rp_verdict *v) {
       char lostw[320] = "";
       if (l > 0)
         sb_say(lostw, sizeof(lostw),
-               "%s%" PRIu64 " requests lost (%" PRIu64 " timed out, %" PRIu64 " cut off, %" PRIu64
+               "%s%" PRIu64 " request%s lost (%" PRIu64 " timed out, %" PRIu64 " cut off, %" PRIu64
                " not written, %" PRIu64 " unreadable)",
-               why[0] ? "; " : "", l, s->e_timeout, s->e_read, s->e_write, s->e_parse);
+               why[0] ? "; " : "", l, l == 1 ? "" : "s", s->e_timeout, s->e_read, s->e_write,
+               s->e_parse);
       if (gone > 0)
         sb_add(lostw, sizeof(lostw),
                "%s%" PRIu64 " never sent: the server went away or stopped answering (%" PRIu64

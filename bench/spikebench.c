@@ -24,6 +24,7 @@
 
 #include "hist.h"
 #include "load.h"
+#include "path.h"
 #include "plot.h"
 #include "report.h"
 #include "scenario.h"
@@ -399,6 +400,18 @@ static void parse_args(int argc, char **argv) {
       die_usage("--start-at: more than a day from now (it is %" PRIu64 " now)", now_ms);
     if (O.start_at_ms + 1000 < now_ms)
       die_usage("--start-at: %" PRIu64 " ms ago already", now_ms - O.start_at_ms);
+  }
+  /* The files a run writes, checked before it: a path that cannot be
+   * written was found only after the whole load, which then exited 1 */
+  const struct {
+    const char *flag, *path;
+  } outs[] = {{"--json", O.json}, {"--hgrm", O.hgrm}, {"--svg", O.svg},
+              {"--timeline-svg", O.timeline_svg}};
+  for (size_t i = 0; i < sizeof(outs) / sizeof(outs[0]); i++) {
+    const char *path = outs[i].path;
+    if (path == NULL || path[0] == '\0') continue;
+    int bad = path_writable(path);
+    if (bad != 0) die_usage("%s %s: %s", outs[i].flag, path, strerror(bad));
   }
   if (O.threads > O.conns) O.threads = O.conns;
   if (O.interval_ms == 0) O.interval_ms = O.scenario == SC_FLASH ? 10 : 1000;

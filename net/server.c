@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "path.h"
 
 #define SWEEP_MS 250
 #define LISTEN_BACKLOG 4096
@@ -439,17 +440,7 @@ int server_check(const server_config *cfg, int starting) {
   for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
     const char *path = files[i].path;
     if (path == NULL || path[0] == '\0') continue;
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL) snprintf(dir, sizeof(dir), ".");
-    else if (slash == dir) slash[1] = '\0';
-    else *slash = '\0';
-    struct stat st;
-    int bad = stat(path, &st) == 0 ? (S_ISDIR(st.st_mode)         ? EISDIR
-                                      : access(path, W_OK) == 0 ? 0
-                                                                : errno)
-                                   : (access(dir, W_OK | X_OK) == 0 ? 0 : errno);
+    int bad = path_writable(path);
     if (bad == ENOENT && !starting) {
       fprintf(stderr, "spiked: note: %s \"%s\": its directory does not exist yet; a start "
                       "without it exits 2\n", files[i].flag, path);

@@ -814,6 +814,9 @@ static void usage_errors(void) {
       /* a flag twice: the second --slo dropped the first's terms */
       {"--max", "--slo", "p99<2ms", "--slo", "p90<9ms", NULL},
       {"--rate", "100", "--rate", "200", NULL},
+      /* an output that cannot be written: said before the run, not after it */
+      {"--max", "--json", "/nonexistent/dir/r.json", NULL},
+      {"--max", "--hgrm", "/", NULL},
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     fprintf(stderr, "bad usage %zu: %s %s\n", i, bad[i][0], bad[i][1] ? bad[i][1] : "");

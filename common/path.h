@@ -1,0 +1,14 @@
+/*
+ * path.h -- whether a program could write a file where it was told to,
+ * checked before it starts work that ends in writing it.
+ */
+#ifndef SPIKE_PATH_H
+#define SPIKE_PATH_H
+
+/* 0 when path can be written: an existing file (not a directory) this
+ * process may write, or a new name in a directory it may write into.
+ * Otherwise the errno that says why (EISDIR, ENOENT, EACCES, ...). Nothing
+ * is created. */
+int path_writable(const char *path);
+
+#endif
