@@ -1320,6 +1320,20 @@ static void restart_keeps_state(void) {
   test_rmrf(dir);
 }
 
+/* Stop s (SIGTERM: exit 0), start it again on dir, and find each of the
+ * n orders answered 201 before; then stop it and remove dir. */
+static void all_there_after_restart(spiked *s, const char *dir, char (*ids)[32], int n) {
+  CHECK_EQ(spiked_stop(s, SIGTERM), 0);
+  spiked_start(s, dir, NULL);
+  for (int i = 0; i < n; i++) {
+    char path[64];
+    snprintf(path, sizeof(path), "/api/v1/orders/%.31s", ids[i]);
+    CHECK_EQ(hc_do(s->port, "GET", path, NULL, NULL, &R), 200);
+  }
+  CHECK_EQ(spiked_stop(s, SIGTERM), 0);
+  test_rmrf(dir);
+}
+
 static void sigterm_drains_in_flight(void) {
   enum { CONNS = 50 };
   spiked s;
@@ -1355,15 +1369,7 @@ static void sigterm_drains_in_flight(void) {
     }
     close(fds[i]);
   }
-  CHECK_EQ(spiked_stop(&s, SIGTERM), 0); /* already exiting: exits 0 */
-  spiked_start(&s, dir, NULL);
-  for (int i = 0; i < n; i++) { /* every 201 is on disk */
-    char path[64];
-    snprintf(path, sizeof(path), "/api/v1/orders/%.31s", ids[i]);
-    CHECK_EQ(hc_do(s.port, "GET", path, NULL, NULL, &R), 200);
-  }
-  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
-  test_rmrf(dir);
+  all_there_after_restart(&s, dir, ids, n); /* already exiting: its stop exits 0 */
 }
 
 /* A request whose head was read before SIGTERM and whose body was still on
@@ -1424,15 +1430,7 @@ static void sigterm_finishes_begun_requests(void) {
     CHECK(hc_read(fds[i], &R, 3000) != 0); /* then the close */
     close(fds[i]);
   }
-  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
-  spiked_start(&s, dir, NULL);
-  for (int i = 0; i < 2; i++) { /* answered 201, so on disk */
-    char path[64];
-    snprintf(path, sizeof(path), "/api/v1/orders/%.31s", ids[i]);
-    CHECK_EQ(hc_do(s.port, "GET", path, NULL, NULL, &R), 200);
-  }
-  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
-  test_rmrf(dir);
+  all_there_after_restart(&s, dir, ids, 2);
 }
 
 /* A user's orders come a page of 1,000 at a time, newest first, with the

@@ -120,7 +120,8 @@ static void setup(const char *tag) { snprintf(workdir, sizeof(workdir), "%s", te
 
 /* ---- the stall server -------------------------------------------------------------- */
 
-static pid_t stall_start_with(int *port, const char *const *extra) {
+/* Start the stall server with extra flags; its URL into url (64 bytes). */
+static pid_t stall_start_with(char *url, const char *const *extra) {
   int fds[2];
   CHECK(pipe(fds) == 0);
   fflush(NULL);
@@ -150,11 +151,13 @@ static pid_t stall_start_with(int *port, const char *const *extra) {
   }
   line[n] = '\0';
   close(fds[0]);
-  CHECK(sscanf(line, "listening 127.0.0.1:%d", port) == 1);
+  int port;
+  CHECK(sscanf(line, "listening 127.0.0.1:%d", &port) == 1);
+  snprintf(url, 64, "http://127.0.0.1:%d", port);
   return pid;
 }
 
-static pid_t stall_start(int *port) { return stall_start_with(port, NULL); }
+static pid_t stall_start(char *url) { return stall_start_with(url, NULL); }
 
 static void stall_stop(pid_t pid) {
   kill(pid, SIGTERM);
@@ -164,10 +167,8 @@ static void stall_stop(pid_t pid) {
 /* Open loop sees the stall, closed loop hides it: the point of the tool. */
 static void stall_open_vs_closed(void) {
   setup("sb-stall");
-  int port;
-  pid_t srv = stall_start(&port);
   char url[64];
-  snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+  pid_t srv = stall_start(url);
 
   const char *open_args[] = {"--url",      url, "--rate",  "2000",   "--connections",       "16",
                              "--duration", "3", "--quiet", "--json", tmp_path("open.json"), NULL};
@@ -206,10 +207,8 @@ static void stall_open_vs_closed(void) {
 static void closes_goes_away_warmup(void) {
   setup("sb-away");
   char url[64];
-  int port;
   static const char *const closing[] = {"--close", "--freeze-ms", "0", NULL};
-  pid_t srv = stall_start_with(&port, closing);
-  snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+  pid_t srv = stall_start_with(url, closing);
   const char *close_args[] = {"--url",      url, "--rate",  "500",    "--connections",        "8",
                               "--duration", "2", "--quiet", "--json", tmp_path("close.json"), NULL};
   bench(close_args, tmp_path("close.log"), 0);
@@ -223,8 +222,7 @@ static void closes_goes_away_warmup(void) {
    * timeout): re-opened at once, nothing put down to it being down (it
    * backed off 10-20 ms, and most sends went out late) */
   static const char *const idle[] = {"--idle-close-ms", "5", "--freeze-ms", "0", NULL};
-  srv = stall_start_with(&port, idle);
-  snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+  srv = stall_start_with(url, idle);
   /* (a send that meets the close in flight is lost: HTTP's keep-alive race) */
   const char *idle_args[] = {"--url",      url, "--rate",  "100",    "--connections",       "2",
                              "--duration", "2", "--quiet", "--json", tmp_path("idle.json"),
@@ -241,8 +239,7 @@ static void closes_goes_away_warmup(void) {
 
   /* killed a second into a 3 s run */
   static const char *const calm[] = {"--freeze-ms", "0", NULL};
-  srv = stall_start_with(&port, calm);
-  snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+  srv = stall_start_with(url, calm);
   const char *away_args[] = {"--url",      url, "--rate", "100", "--connections", "4",
                              "--duration", "3", NULL};
   pid_t b = bench_start(away_args, tmp_path("away.log"));
@@ -256,8 +253,7 @@ static void closes_goes_away_warmup(void) {
   CHECK(strstr(J.body, "the server went away") != NULL);
 
   /* frozen (SIGSTOP) from 0.3 to 0.9 s, in a 2 s warm-up; 300 ms timeouts */
-  srv = stall_start_with(&port, calm);
-  snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+  srv = stall_start_with(url, calm);
   const char *warm_args[] = {"--url",      url, "--rate",       "200", "--connections", "4",
                              "--warmup",   "2", "--duration",   "1",   "--timeout-ms",  "300",
                              NULL};
@@ -281,11 +277,9 @@ static void closes_goes_away_warmup(void) {
 static void schedule_past_the_end(void) {
   setup("sb-end");
   char url[64];
-  int port;
   /* frozen from 1.5 s to 2.5 s of the server's life; the run is 2 s */
   static const char *const late[] = {"--freeze-ms", "1000", "--period-ms", "1500", NULL};
-  pid_t srv = stall_start_with(&port, late);
-  snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+  pid_t srv = stall_start_with(url, late);
   const char *end_args[] = {"--url",      url, "--rate",  "400",    "--connections",      "4",
                             "--duration", "2", "--quiet", "--json", tmp_path("end.json"), NULL};
   bench(end_args, tmp_path("end.log"), 0);
@@ -300,8 +294,7 @@ static void schedule_past_the_end(void) {
   /* stopped (SIGSTOP) 0.5 s into a 2 s run and never answering again:
    * connections open, requests time out, the schedule is owed */
   static const char *const calm[] = {"--freeze-ms", "0", NULL};
-  srv = stall_start_with(&port, calm);
-  snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+  srv = stall_start_with(url, calm);
   const char *hang_args[] = {"--url",        url, "--rate",     "200",         "--connections", "4",
                              "--duration",   "2", "--timeout-ms", "200",       "--slo",
                              "errors<5%",    NULL};
@@ -316,8 +309,7 @@ static void schedule_past_the_end(void) {
   CHECK(strstr(J.body, "never sent") != NULL);
   stall_stop(srv);
 
-  srv = stall_start_with(&port, calm);
-  snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+  srv = stall_start_with(url, calm);
   const char *seven[] = {"--url",      url, "--rate", "7",        "--connections", "1",
                          "--duration", "1", "--slo",  "unsent<=0", "--quiet",       "--json",
                          tmp_path("seven.json"), NULL};
@@ -547,9 +539,7 @@ static void verify_catches_other_buyer(void) {
   test_rmrf(s.dir);
 
   /* a server that is not spike cannot be verified: exit 1, not a pass */
-  int port;
-  pid_t srv = stall_start(&port);
-  snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+  pid_t srv = stall_start(url);
   const char *lie[] = {"--url", url,        "--rate",  "100", "--duration",
                        "0.5",   "--verify", "--quiet", NULL};
   bench(lie, tmp_path("lie.log"), 1);
@@ -665,10 +655,8 @@ static void wrong_answers_fail(void) {
 /* --slo decides the exit status: 3 for a threshold crossed, 0 when all hold. */
 static void slo_exit_codes(void) {
   setup("sb-slo");
-  int port;
-  pid_t srv = stall_start(&port);
   char url[64];
-  snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+  pid_t srv = stall_start(url);
   const char *miss[] = {"--url",   url,     "--rate",         "500",    "--duration",       "0.5",
                         "--quiet", "--slo", "p99<1us,won>=1", "--json", tmp_path("m.json"), NULL};
   bench(miss, tmp_path("m.log"), 3);
