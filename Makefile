@@ -21,7 +21,13 @@
 #   PREFIX DESTDIR LIBDIR INCLUDEDIR PKGCONFIGDIR   where install puts things
 #   LLHTTP_DIR LLHTTP_INCLUDE    llhttp's C sources and header (Debian: node-llhttp)
 
-CC      ?= cc
+# gcc unless the caller names a compiler: on a machine whose only compiler
+# is clang (make deps installs it, for the fuzzers), Debian points cc at it,
+# and make test's -Werror build and valgrind's reading of clang's debug
+# info both failed there.
+ifeq ($(origin CC),default)
+CC := gcc
+endif
 PREFIX  ?= /usr/local
 DESTDIR ?=
 # Multiarch: /usr/local/lib/x86_64-linux-gnu on Debian (in ld.so's and
@@ -45,8 +51,12 @@ LIB_PKGS  := lmdb msgpack libxxhash
 # libsqlite3-dev: examples/feed_sqlite.c, the feed consumer test_ops runs.
 # librabbitmq-dev: relay/, spike-relay, which publishes the feed to RabbitMQ
 # (and test_relay's consumer).
-DEB_LIBS  := liblmdb-dev libuv1-dev node-llhttp libmsgpack-dev libxxhash-dev libjsmn-dev libjwt-dev pkg-config \
-             libsqlite3-dev librabbitmq-dev
+# DEB_RUN: what make run needs to build and start spiked (the compiler
+# included: a fresh Debian has none) and the curl its printed lines use;
+# make test installs the rest too.
+DEB_RUN   := gcc libc6-dev liblmdb-dev libuv1-dev node-llhttp libmsgpack-dev libxxhash-dev libjsmn-dev \
+             libjwt-dev pkg-config curl
+DEB_LIBS  := $(DEB_RUN) libsqlite3-dev librabbitmq-dev
 # libclang-rt-dev: clang's sanitizer and libFuzzer runtimes, only a
 # Recommends of clang, so --no-install-recommends leaves it out. curl:
 # tests/test_api_doc.sh and the lines `make run` prints. abigail-tools:
@@ -118,7 +128,7 @@ TEST_UNITS := test_ring test_slab test_limit test_ids test_wheel test_codec test
 EXAMPLES   := embed epoll feed_sqlite
 MICRO      := bench_ring bench_reserve bench_writer bench_lifecycle bench_disk
 
-.PHONY: all lib deps deps-check deb-deps bench-deps test test-build test-run check run bench bench-http bench-scaleout install \
+.PHONY: FORCE all lib deps deps-check deps-run deb-deps bench-deps test test-build test-run check run bench bench-http bench-scaleout install \
         uninstall deb clean format powerloss soak-crash soak sim diskfull abi-check abi-dump \
         bench-backup
 
@@ -141,22 +151,42 @@ missing_debs = for p in $(1); do \
 	done
 
 # install_missing LABEL,PACKAGES: apt-get install those not installed.
+# The tests' servers (nginx-light, rabbitmq-server) are installed for their
+# programs, which the tests start privately on 127.0.0.1: a policy-rc.d
+# made for the install keeps Debian from starting their system services
+# (nginx on every interface's port 80), and where systemd runs, those just
+# installed are disabled, so they do not start at boot either.
+SERVICES := nginx-light:nginx rabbitmq-server:rabbitmq-server
 install_missing = missing="$$($(call missing_debs,$(2)))"; \
 	if [ -n "$$missing" ]; then \
 	  echo "$(1): installing$$missing"; \
-	  $(APT) $$missing || { $(SUDO) apt-get update && $(APT) $$missing; }; \
+	  prc=""; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    prc=/usr/sbin/policy-rc.d; \
+	    printf '\043!/bin/sh\n\043 made by spike make deps for one apt-get install\nexit 101\n' | \
+	      $(SUDO) tee $$prc >/dev/null && $(SUDO) chmod 755 $$prc; fi; \
+	  $(APT) $$missing || { $(SUDO) apt-get update && $(APT) $$missing; }; rc=$$?; \
+	  [ -z "$$prc" ] || $(SUDO) rm -f $$prc; \
+	  if [ -d /run/systemd/system ]; then for ps in $(SERVICES); do \
+	    case " $$missing " in *" $$(echo $$ps | cut -d: -f1) "*) \
+	      $(SUDO) systemctl disable --now $$(echo $$ps | cut -d: -f2) >/dev/null 2>&1 || true;; \
+	    esac; done; fi; \
+	  exit $$rc; \
 	fi
 
 deps:
 	@$(call install_missing,deps,$(DEB_LIBS) $(DEB_TOOLS))
 
-# test and run: apt only when something is missing, and saying what.
+# test and run: apt only when something is missing, and saying what; run
+# only what it needs to build and start spiked.
 deps-check:
 	@missing="$$($(call missing_debs,$(DEB_LIBS) $(DEB_TOOLS)))"; \
 	if [ -n "$$missing" ]; then \
 	  echo "missing Debian packages:$$missing; installing them with make deps"; \
 	  $(MAKE) --no-print-directory deps; \
 	fi
+
+deps-run:
+	@$(call install_missing,make run,$(DEB_RUN))
 
 bench-deps: deps
 	@command -v wrk >/dev/null && command -v nginx >/dev/null && command -v h2load >/dev/null && \
@@ -165,13 +195,24 @@ bench-deps: deps
 
 # ---- objects, per variant ---------------------------------------------------
 
+# What compiled a variant's objects: when the compiler, its version or the
+# caller's flags change, the variant is built again (make run's objects from
+# clang were linked with make test's from gcc, and valgrind could not read
+# the mixed debug info). The stamp is written only when it differs.
+TOOLCHAIN = $(CC) $(shell $(CC) -dumpfullversion -dumpversion 2>/dev/null | head -n 1) \
+            CPPFLAGS=$(CPPFLAGS) CFLAGS=$(CFLAGS)
+build/%/.toolchain: FORCE
+	@mkdir -p $(@D)
+	@echo '$(TOOLCHAIN)' | cmp -s - $@ 2>/dev/null || echo '$(TOOLCHAIN)' > $@
+FORCE:
+
 define variant
-build/$(1)/%.o: %.c
+build/$(1)/%.o: %.c build/$(1)/.toolchain
 	@mkdir -p $$(@D)
 	$$(call say,CC,$(1)/$$<)
 	$(Q)$$(call compile,$$(call inc_for,$$<) $$(OPT_$(1))) -MMD -MP -c $$< -o $$@
 
-build/$(1)/llhttp/%.o: $(LLHTTP_DIR)/%.c
+build/$(1)/llhttp/%.o: $(LLHTTP_DIR)/%.c build/$(1)/.toolchain
 	@mkdir -p $$(@D)
 	$$(call say,CC,$(1)/llhttp/$$(<F))
 	$(Q)$$(CC) $$(CPPFLAGS) -std=gnu11 -g -fPIC -w -I$(LLHTTP_INCLUDE) $$(OPT_$(1)) $$(CFLAGS) -c $$< -o $$@
@@ -305,8 +346,11 @@ TEST_BINS := $(foreach v,rel asan tsan,$(addprefix build/$(v)/tests/,$(TEST_UNIT
 # here on two cores, against 220 s one at a time), and every suite run, one
 # at a time. make check is the same.
 NPROC := $(shell nproc 2>/dev/null || echo 1)
+# One compiler a core, unless the caller gave -j (a -j of ours in its
+# sub-make would turn its jobserver off)
+JOBS   = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(NPROC))
 test: deps-check
-	@$(MAKE) --no-print-directory -j$(NPROC) WERROR=1 test-build
+	@$(MAKE) --no-print-directory $(JOBS) WERROR=1 test-build
 	@$(MAKE) --no-print-directory WERROR=1 test-run
 
 test-build: $(TEST_BINS) build/rel/libspike.so build/rel/dist/libspike.a
@@ -386,8 +430,8 @@ bench-relay: build/rel/spike-relay build/rel/tests/test_relay build/rel/spiked b
 
 # ---- run, bench, install ----------------------------------------------------
 
-run: deps-check
-	@$(MAKE) --no-print-directory -j$(NPROC) build/rel/spiked
+run: deps-run
+	@$(MAKE) --no-print-directory -s $(JOBS) build/rel/spiked
 	@echo
 	@echo "spiked on 127.0.0.1:8080 with ./data and a demo event (id 1). Try:"
 	@echo "  curl -s localhost:8080/api/v1/events/1"
@@ -455,6 +499,8 @@ uninstall-lib:
 	  $(DESTDIR)$(LIBDIR)/libspike.so $(DESTDIR)$(INCLUDEDIR)/spike.h \
 	  $(DESTDIR)$(INCLUDEDIR)/spike_uv.h $(DESTDIR)$(PKGCONFIGDIR)/spike.pc \
 	  $(DESTDIR)$(PKGCONFIGDIR)/spike-uv.pc
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then \
+	  ldconfig; fi
 
 # Debian packages libspike$(SPIKE_ABI) and libspike-dev, built by
 # dpkg-buildpackage from a copy of the tracked tree with packaging/debian as

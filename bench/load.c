@@ -376,7 +376,8 @@ static void tl_collect(uint64_t *done, int final) {
 }
 
 uint64_t ld_rows_needed(const ld_config *cfg) {
-  double span_s = cfg->warmup_s + cfg->duration_s + (double)cfg->timeout_ms / 1000.0 + 1.0;
+  /* the window, then sends owed to it for up to a timeout, then their answers */
+  double span_s = cfg->warmup_s + cfg->duration_s + 2.0 * (double)cfg->timeout_ms / 1000.0 + 1.0;
   double rows = span_s * 1000.0 / (double)(cfg->interval_ms ? cfg->interval_ms : 1000) + 1.0;
   return rows > (double)UINT64_MAX / 2 ? UINT64_MAX / 2 : (uint64_t)rows;
 }
@@ -930,8 +931,9 @@ static void worker_close_all(worker *w) {
  * down to. */
 static int cause_of(const conn *c) {
   return c->state == C_READY ? (c->heap_pos != NO_POS ? CAUSE_GENERATOR : CAUSE_SERVER)
-         : c->after_close    ? CAUSE_SERVER /* re-opening after a Connection: close */
-                             : CAUSE_DOWN;
+         : c->after_close || c->closed_after_answer
+             ? CAUSE_SERVER /* closing or re-opening after a close of the server's */
+             : CAUSE_DOWN;
 }
 
 static void check_finish(worker *w) {
@@ -944,7 +946,7 @@ static void check_finish(worker *w) {
      * they owe. */
     for (uint32_t i = 0; i < w->nconns; i++) {
       conn *c = &w->conns[i];
-      int down = c->state != C_READY && !c->after_close;
+      int down = cause_of(c) == CAUSE_DOWN;
       if (!c->done && !c->busy && (c->next_ns >= w->end_ns || down)) {
         heap_remove(w, c);
         c->done = 1;

@@ -83,10 +83,10 @@ static int claims_once(const char *tok, size_t n) {
     if (k->type != JSMN_STRING) return -1;
     const char *kp = (const char *)js + k->start;
     size_t kl = (size_t)(k->end - k->start);
-    if (memchr(kp, '\\', kl) != NULL) {
-      /* an escaped name could spell one of ours: written plainly or refused */
-      return -1;
-    }
+    /* An escaped name could spell one of ours ("s\u0075b"): refused, as
+     * long as it is short enough to (three \uXXXX escapes at most, 18
+     * bytes); a long one ("https:\/\/example.com\/roles") cannot. */
+    if (kl <= 18 && memchr(kp, '\\', kl) != NULL) return -1;
     for (int c = 0; c < 3; c++)
       if (kl == 3 && memcmp(kp, names[c], 3) == 0 && seen[c]++ > 0) return -1;
     /* the value, and everything inside it */

@@ -898,9 +898,13 @@ static void on_closer_idle(uv_idle_t *h) {
 }
 
 /* Parse what waited while paused, then read again if there is room. */
+/* A request whose head was read and whose body is on its way: the drain
+ * reads it to its end (conn_drain_all). */
+static int body_due(const conn *c) { return c->cur != NULL && c->trailers; }
+
 static void resume(conn *c) {
   loop_ctx *lc = c->lc;
-  if (c->closing || c->no_more || c->writing || lc->draining) return;
+  if (c->closing || c->no_more || c->writing || (lc->draining && !body_due(c))) return;
   if (conn_full(c)) return;
   if (llhttp_get_errno(&c->parser) == HPE_PAUSED) llhttp_resume(&c->parser);
   if (c->pending != NULL) {
@@ -1188,20 +1192,27 @@ void conn_sweep(uv_timer_t *t) {
 }
 
 void conn_drain_all(loop_ctx *lc, int force) {
+  uint64_t now = uv_now(&lc->loop);
   for (conn *c = lc->conns, *next; c != NULL; c = next) {
     next = c->next;
     if (c->closing || (c->lingering && !force)) continue;
-    int body_due = c->cur != NULL && c->trailers; /* the head read, the body on its way */
-    if (force || (c->queued == 0 && !c->writing && !body_due)) {
+    if (force) {
       conn_close(c);
-    } else if (c->queued == 0 && !c->writing) {
-      /* A request whose head was read, perhaps answered 100 Continue:
+    } else if (body_due(c)) {
+      /* A request whose head was read, perhaps answered 100 Continue
+       * (itself maybe still queued), perhaps behind answers still owed:
        * closing now would leave its client not knowing whether it
-       * happened. Its body is read, the request served and answered with
-       * Connection: close, within its body deadline and the drain's. (A
-       * head not yet whole is closed with the idle: nothing of it was
-       * taken, and waiting for it would let a slow client hold the drain.) */
-      continue;
+       * happened. Its body is read (resume lets it be), the request
+       * served and answered with Connection: close. Its deadline is
+       * brought within half the drain's, so a slow upload cannot hold the
+       * drain to its timeout. (A head not yet whole is closed with the
+       * idle: nothing of it was taken, and waiting for it would let a slow
+       * client hold the drain.) */
+      uint64_t by = now + lc->srv->lim.drain_timeout_ms / 2;
+      if (c->req_deadline_ms == 0 || c->req_deadline_ms > by) c->req_deadline_ms = by;
+      resume(c);
+    } else if (c->queued == 0 && !c->writing) {
+      conn_close(c);
     } else {
       /* in-flight requests finish; nothing new is read */
       c->no_more = 1;

@@ -247,8 +247,8 @@ static void event_round_trip(void) {
       "a",
       "\"double\" and 'single' quotes, a \\backslash\\ and a /slash/",
       "tab\there, newline\nthere, {\"json\":[1,2]}",
-      "Schn\xc3\xa4ppchen \xe9\x99\x90\xe6\x97\xb6\xe6\x8a\xa2\xe8\xb4\xad "
-      "\xf0\x9f\x8e\x89\xf0\x9f\x94\xa5",
+      ("Schn\xc3\xa4ppchen \xe9\x99\x90\xe6\x97\xb6\xe6\x8a\xa2\xe8\xb4\xad "
+       "\xf0\x9f\x8e\x89\xf0\x9f\x94\xa5"),
   };
   e = event_in();
   for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {

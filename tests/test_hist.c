@@ -327,8 +327,8 @@ static void hgrm_round_trip(void) {
   static const char *const bad[] = {
       "",
       "hello\n",
-      "       Value     Percentile TotalCount 1/(1-Percentile)\n\n   1.000 0.5 10 2.00\n"
-      "   0.500 0.4 11 1.67\n",
+      ("       Value     Percentile TotalCount 1/(1-Percentile)\n\n   1.000 0.5 10 2.00\n"
+       "   0.500 0.4 11 1.67\n"),
       "       Value     Percentile TotalCount 1/(1-Percentile)\n\n   1.000 abc 10 2.00\n",
       "       Value     Percentile TotalCount 1/(1-Percentile)\n\n   1.000 1.5 10\n",
   };
@@ -469,8 +469,8 @@ static void hgrm_load(void) {
       "#[Max     =        1.000, Total count    =            1]\n"
       "#[spikebench-counts min_ns=1000000 max_ns=1000000 sum_ns=1000000 clamped=0]\n"
       "#[c 999425:1]\n",
-      "       Value     Percentile TotalCount 1/(1-Percentile)\n\n   1.000 1.0 1\n"
-      "#[c 999424:1]\n",
+      ("       Value     Percentile TotalCount 1/(1-Percentile)\n\n   1.000 1.0 1\n"
+       "#[c 999424:1]\n"),
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     f = tmpfile();

@@ -1092,6 +1092,11 @@ static void jwt_and_admin(void) {
       {"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxNyIsImV4cCI6MjUzNDAyMzAwNzk5LCJuYmYiOjI1MzQw"
        "MjMwMDAwMC41fQ.fehke1vOr26WwU4gnGLDV8ydy_sIeEazFUTUSdi5Hv0",
        401, NULL},
+      /* {"sub":"18","exp":253402300799,"https:\/\/example.com\/roles":["buyer"]}: a
+       * claim name with escapes too long to spell sub, exp or nbf */
+      {"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxOCIsImV4cCI6MjUzNDAyMzAwNzk5LCJodHRwczpcL1"
+       "wvZXhhbXBsZS5jb21cL3JvbGVzIjpbImJ1eWVyIl19.U7PWC3os9Tb5bpM0xjFMn6WuC3wsaQFBl05IOvjZLMo",
+       201, "18"},
       /* {"sub":9223372036854775807,"exp":253402300799,"roles":[{"sub":"1"}]}:
        * a numeric sub as large as JSON parsers keep; a nested sub is not one */
       {"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOjkyMjMzNzIwMzY4NTQ3NzU4MDcsImV4cCI6MjUzNDAyMzA"
