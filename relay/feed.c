@@ -207,11 +207,27 @@ int feed_fetch(const feed_conn *c, const char *store_id, uint64_t after, const c
     WHY("an answer without X-Spike-Store-Id (HTTP %d): not spiked's feed", p->status);
     return FEED_BAD;
   }
+  if (header("X-Spike-Restored-From", p->restored_from, sizeof(p->restored_from)) != NULL)
+    p->restored_seq =
+        header("X-Spike-Restored-Seq", v, sizeof(v)) ? strtoull(v, NULL, 10) : 0;
   if (store_id[0] != '\0' && strcmp(id, store_id) != 0) {
-    WHY("the store is %s, the cursor belongs to %s: a replaced store, refusing to continue "
-        "(rebuild from scratch)",
-        id, store_id);
-    return FEED_OTHER_STORE;
+    if (strcmp(p->restored_from, store_id) != 0) {
+      WHY("the store is %s, the cursor belongs to %s: a replaced store, refusing to continue "
+          "(rebuild from scratch)",
+          id, store_id);
+      return FEED_OTHER_STORE;
+    }
+    if (after > p->restored_seq) {
+      WHY("the store is %s, restored from a backup of the cursor's store %s at seq %llu, "
+          "behind the cursor %llu: the changes %llu..%llu published downstream are not in it; "
+          "reconcile downstream (docs/operations.md, Backups), then start a cursor '%s %llu'",
+          id, store_id, (unsigned long long)p->restored_seq, (unsigned long long)after,
+          (unsigned long long)p->restored_seq + 1, (unsigned long long)after, id,
+          (unsigned long long)p->restored_seq);
+      return FEED_AHEAD;
+    }
+    /* the cursor's history up to restored_seq, going on under a new id */
+    p->restore_adopted = 1;
   }
   if (p->status != 200 && after > p->head) {
     WHY("the cursor %llu is ahead of the feed's head %llu: the store is an older copy of the "

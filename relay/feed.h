@@ -63,6 +63,14 @@ typedef struct feed_page {
   uint64_t last_seq;    /* the last change's seq (after when count is 0) */
   char last_epoch[FEED_EPOCH_MAX + 1]; /* its epoch (data.nextEpoch): keep it beside
                                           last_seq; "" when the store keeps none */
+  /* A store restored from a backup: the store the backup was of and the
+   * last seq of its feed the backup holds (X-Spike-Restored-*); "" and 0
+   * otherwise. When it is the cursor's store and the cursor is at most
+   * restored_seq, the page is this store's continuation of the cursor's
+   * history, served as FEED_OK under the new store_id (restore_adopted). */
+  char restored_from[FEED_STORE_ID_MAX + 1];
+  uint64_t restored_seq;
+  int restore_adopted;
   char why[320];
 } feed_page;
 

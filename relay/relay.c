@@ -392,13 +392,20 @@ static int publish_page(broker *b, const opts *o, const feed_page *p) {
     char rkey[96], msg_id[64];
     snprintf(rkey, sizeof(rkey), "%s.%s", ch.type, ch.event_id[0] ? ch.event_id : "none");
     snprintf(msg_id, sizeof(msg_id), "%s:%" PRIu64, p->store_id, ch.seq);
-    amqp_table_entry_t h[3] = {
+    /* a restored store's messages also name the store it was restored
+     * from and the seq up to which their histories are one */
+    amqp_table_entry_t h[5] = {
         {.key = amqp_cstring_bytes("spike-store-id"),
          .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(p->store_id)}},
         {.key = amqp_cstring_bytes("spike-seq"),
          .value = {.kind = AMQP_FIELD_KIND_I64, .value.i64 = (int64_t)ch.seq}},
         {.key = amqp_cstring_bytes("spike-event-id"),
          .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(ch.event_id)}},
+        {.key = amqp_cstring_bytes("spike-restored-from"),
+         .value = {.kind = AMQP_FIELD_KIND_UTF8,
+                   .value.bytes = amqp_cstring_bytes(p->restored_from)}},
+        {.key = amqp_cstring_bytes("spike-restored-seq"),
+         .value = {.kind = AMQP_FIELD_KIND_I64, .value.i64 = (int64_t)p->restored_seq}},
     };
     amqp_basic_properties_t props = {
         ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
@@ -410,7 +417,7 @@ static int publish_page(broker *b, const opts *o, const feed_page *p) {
         .type = amqp_cstring_bytes(ch.type),
         .timestamp = ch.at / 1000,
         .app_id = amqp_cstring_bytes("spike-relay"),
-        .headers = {.num_entries = 3, .entries = h},
+        .headers = {.num_entries = p->restored_from[0] ? 5 : 3, .entries = h},
     };
     amqp_bytes_t body = {.len = ch.json_len, .bytes = (void *)ch.json};
     int rc =
@@ -471,7 +478,7 @@ static const char usage_text[] =
     "\n"
     "  --feed HOST:PORT        spiked's address (IPv4)                        [required]\n"
     "  --feed-token T          the feed (or admin) token; env SPIKE_FEED_TOKEN\n"
-    "  --cursor FILE           where the cursor lives ('<store id> <seq>')     [required]\n"
+    "  --cursor FILE           where the cursor lives ('<store id> <seq> <epoch>') [required]\n"
     "  --amqp HOST:PORT        the broker                        [127.0.0.1:5672]\n"
     "  --amqp-user U           env SPIKE_RELAY_AMQP_USER                        [guest]\n"
     "  --amqp-password P       env SPIKE_RELAY_AMQP_PASSWORD                    [guest]\n"
@@ -674,6 +681,22 @@ int main(int argc, char **argv) {
       continue;
     }
     feed_wait = BACKOFF_MIN_MS, feed_tries = 0;
+    if (rc == FEED_OK && page.restore_adopted) {
+      /* The store was restored from a backup of the cursor's store that
+       * holds everything up to the cursor: go on from it under the new id
+       * (docs/operations.md, Backups, rule 1), the cursor rewritten now. */
+      snprintf(extra, sizeof(extra), "\"storeId\":\"%s\",\"restoredFrom\":\"%s\"",
+               page.store_id, page.restored_from);
+      logf_("warn", extra,
+            "the store is %s, restored from a backup of the cursor's store %s at seq %" PRIu64
+            ": going on after seq %" PRIu64 " under the new id",
+            page.store_id, page.restored_from, page.restored_seq, cur.seq);
+      snprintf(cur.store_id, sizeof(cur.store_id), "%s", page.store_id);
+      if (cursor_store(o.cursor_path, &cur) != 0) {
+        status = EXIT_ERROR;
+        break;
+      }
+    }
     if (rc != FEED_OK) {
       LOG_ERROR("%s", page.why);
       status = rc == FEED_OTHER_STORE || rc == FEED_FORKED ? EXIT_STORE
