@@ -53,12 +53,20 @@ static int plan(const char *dest, paths *p, char *err, size_t errlen) {
   }
   memcpy(p->dest, dest, n);
   p->dest[n] = '\0';
-  memcpy(p->parent, dest, n + 1);
+  memcpy(p->parent, p->dest, n + 1); /* (dest's trailing slash made "a/b/" its own parent) */
   char *slash = strrchr(p->parent, '/');
   if (slash == NULL)
     strcpy(p->parent, ".");
   else
     slash[slash == p->parent ? 1 : 0] = '\0';
+  /* an interrupted backup leaves NAME.partial.PID, which operations.md
+   * calls safe to delete: no backup may be named so */
+  const char *base = strrchr(p->dest, '/');
+  if (strstr(base != NULL ? base + 1 : p->dest, ".partial") != NULL) {
+    snprintf(err, errlen,
+             "backup destination %s: a name with \".partial\" is an interrupted backup's", p->dest);
+    return STORE_BADDEST;
+  }
   snprintf(p->tmp, sizeof(p->tmp), "%s.partial.%ld", p->dest, (long)getpid());
   snprintf(p->file, sizeof(p->file), "%s/data.mdb", p->tmp);
   struct stat st;

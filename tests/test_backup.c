@@ -277,7 +277,16 @@ static void backup_command(void) {
   snprintf(dest, sizeof(dest), "%s/two", bdir);
   CHECK_EQ(run_backup_command(bdir, dest, out, sizeof(out)), 1);
   CHECK(!exists(dest));
+  /* a name an interrupted backup would leave (safe to delete, the docs say) */
+  snprintf(dest, sizeof(dest), "%s/x.partial.1", bdir);
+  CHECK_EQ(run_backup_command(s.dir, dest, out, sizeof(out)), 1);
+  CHECK(strstr(out, "interrupted backup") != NULL && !exists(dest));
   CHECK_EQ(entries_with(bdir, ".partial"), 0);
+  /* a trailing slash names the same directory (its parent was itself) */
+  snprintf(dest, sizeof(dest), "%s/three/", bdir);
+  CHECK_EQ(run_backup_command(s.dir, dest, out, sizeof(out)), 0);
+  snprintf(dest, sizeof(dest), "%s/three/data.mdb", bdir);
+  CHECK(exists(dest));
   /* the server went on serving, and the backup restores */
   CHECK_EQ(reserve(s.port, 5555555), 201);
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
