@@ -176,6 +176,8 @@ static void rabbit_boot(rabbit *r) {
     setenv("RABBITMQ_DIST_PORT", dist, 1);
     setenv("ERL_EPMD_PORT", epmd, 1);
     setenv("ERL_EPMD_ADDRESS", "127.0.0.1", 1);
+    /* the Erlang distribution listener too (it took every interface) */
+    setenv("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS", "-kernel inet_dist_use_interface {127,0,0,1}", 1);
     setenv("RABBITMQ_MNESIA_BASE", s1, 1);
     setenv("RABBITMQ_LOG_BASE", s2, 1);
     setenv("RABBITMQ_CONFIG_FILE", s3, 1);
