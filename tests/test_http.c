@@ -1396,6 +1396,7 @@ static void sigterm_finishes_begun_requests(void) {
       "Content-Length: 16\r\n\r\n";
   static const char half_head[] = "POST /api/v1/events/3/orders HTTP/1.1\r\nHost: t\r\n";
   int a = hc_connect(s.port), b = hc_connect(s.port), c = hc_connect(s.port);
+  int d = hc_connect(s.port), e = hc_connect(s.port);
   int idle = hc_connect(s.port);
   hc_send(a, with_expect, sizeof(with_expect) - 1);
   char got[256];
@@ -1411,7 +1412,13 @@ static void sigterm_finishes_begun_requests(void) {
   CHECK(strcmp(got, "HTTP/1.1 100 Continue\r\n\r\n") == 0);
   hc_send(b, without, sizeof(without) - 1);
   hc_send(c, half_head, sizeof(half_head) - 1);
-  CHECK_EQ(hc_do(s.port, "GET", "/livez", NULL, NULL, &R), 200); /* all three were read */
+  /* and two with part of their bodies in (one, then several, finished
+   * back to back after the signal: only the first was served) */
+  hc_send(d, without, sizeof(without) - 1);
+  hc_send(d, "{", 1);
+  hc_send(e, without, sizeof(without) - 1);
+  hc_send(e, "{\"user", 6);
+  CHECK_EQ(hc_do(s.port, "GET", "/livez", NULL, NULL, &R), 200); /* all of them were read */
   kill(s.pid, SIGTERM);
   usleep(300 * 1000);
   /* the idle connection and the half head are closed: end of file, nothing else */
@@ -1424,9 +1431,11 @@ static void sigterm_finishes_begun_requests(void) {
   }
   hc_send(a, "{\"user_id\":\"71\"}", 16);
   hc_send(b, "{\"user_id\":\"72\"}", 16);
-  char ids[2][32];
-  int fds[2] = {a, b};
-  for (int i = 0; i < 2; i++) {
+  hc_send(d, "\"user_id\":\"73\"}", 15);
+  hc_send(e, "_id\":\"74\"}", 10);
+  char ids[4][32];
+  int fds[4] = {a, b, d, e};
+  for (int i = 0; i < 4; i++) {
     CHECK_EQ(hc_read(fds[i], &R, 5000), 0);
     CHECK_EQ(R.status, 201);
     char v[32];
@@ -1435,7 +1444,7 @@ static void sigterm_finishes_begun_requests(void) {
     CHECK(hc_read(fds[i], &R, 3000) != 0); /* then the close */
     close(fds[i]);
   }
-  all_there_after_restart(&s, dir, ids, 2);
+  all_there_after_restart(&s, dir, ids, 4);
 }
 
 /* A user's orders come a page of 1,000 at a time, newest first, with the
