@@ -430,15 +430,17 @@ bench-relay: build/rel/spike-relay build/rel/tests/test_relay build/rel/spiked b
 
 # ---- run, bench, install ----------------------------------------------------
 
+# make run RUN_LISTEN=127.0.0.1:9090 when 8080 is taken
+RUN_LISTEN ?= 127.0.0.1:8080
 run: deps-run
 	@$(MAKE) --no-print-directory -s $(JOBS) build/rel/spiked
 	@echo
-	@echo "spiked on 127.0.0.1:8080 with ./data and a demo event (id 1). Try:"
-	@echo "  curl -s localhost:8080/api/v1/events/1"
-	@echo "  curl -s -X POST localhost:8080/api/v1/events/1/orders -H 'Content-Type: application/json' -d '{\"user_id\":\"42\"}'"
+	@echo "spiked on $(RUN_LISTEN) with ./data and a demo event (id 1). Try:"
+	@echo "  curl -s $(RUN_LISTEN)/api/v1/events/1"
+	@echo "  curl -s -X POST $(RUN_LISTEN)/api/v1/events/1/orders -H 'Content-Type: application/json' -d '{\"user_id\":\"42\"}'"
 	@echo "Ctrl-C drains and stops it."
 	@echo
-	@./build/rel/spiked --listen 127.0.0.1:8080 --data ./data --demo
+	@./build/rel/spiked --listen $(RUN_LISTEN) --data ./data --demo
 
 bench: deps
 	@$(MAKE) --no-print-directory $(addprefix build/rel/bench/micro/,$(MICRO))

@@ -4,9 +4,11 @@
 # only make and git (without their Recommends), clones this checkout's
 # HEAD into it with git, and runs, as root inside a chroot:
 #
-#   make run     which installs the compiler and libraries it needs, until
-#                the demo event answers GET and a reserve gets 201
+#   make run     on a free port (RUN_LISTEN): it installs the compiler and
+#                libraries it needs; until the demo event answers GET and a
+#                reserve gets 201
 #   make test    which installs the test tools too (`make deps`)
+#   make run     as written, on 127.0.0.1:8080, in a network of its own
 #
 # Needs root and deb.debian.org; takes about ten minutes on two cores, so it is
 # not part of `make test`: run it as `make test-fresh`. Whatever happens, it
@@ -109,36 +111,52 @@ in_root 'export DEBIAN_FRONTEND=noninteractive
 in_root "git -c advice.detachedHead=false clone -q /root/spike.bundle /root/spike"
 t_tools=$(now)
 
-# make run first, as the README lists it: on a network of its own when this
-# machine can make one, so a spiked already on this machine's port 8080 does
-# not get in the way. Its first start installs and builds.
-say "make run: GET the demo event, reserve one unit"
-run_check='cd /root/spike
-  setsid make run >/root/run.log 2>&1 </dev/null &
-  pid=$!
-  trap "kill -TERM -- -$pid 2>/dev/null; wait $pid || true" EXIT
-  for i in $(seq 1 600); do
-    curl -fsS http://127.0.0.1:8080/api/v1/events/1 >/root/event.json 2>/dev/null && break
-    kill -0 $pid 2>/dev/null || { cat /root/run.log; exit 1; }
-    sleep 1
-  done
-  echo "GET event 1: $(head -c 160 /root/event.json)"
-  code=$(curl -sS -o /root/order.json -w "%{http_code}" -X POST \
-    http://127.0.0.1:8080/api/v1/events/1/orders \
-    -H "Content-Type: application/json" -d "{\"user_id\":\"42\"}")
-  echo "POST order: $code $(head -c 160 /root/order.json)"
-  [ "$code" = 201 ]'
-if command -v unshare >/dev/null && command -v ip >/dev/null && unshare --net true 2>/dev/null; then
-  in_root "$run_check" unshare --net /bin/sh -c 'ip link set lo up && exec "$@"' sh
-else
-  in_root "$run_check"
-fi
+# make run, then GET the demo event and reserve a unit; $1: where it
+# listens (make run's RUN_LISTEN). Waits for its first start, which
+# installs the compiler and libraries and builds.
+run_check() {
+  cat <<EOF
+cd /root/spike
+setsid make run RUN_LISTEN=$1 >/root/run.log 2>&1 </dev/null &
+pid=\$!
+trap "kill -TERM -- -\$pid 2>/dev/null; wait \$pid || true" EXIT
+for i in \$(seq 1 900); do
+  curl -fsS http://$1/api/v1/events/1 >/root/event.json 2>/dev/null && break
+  kill -0 \$pid 2>/dev/null || { cat /root/run.log; exit 1; }
+  sleep 1
+done
+echo "GET event 1: \$(head -c 160 /root/event.json)"
+code=\$(curl -sS -o /root/order.json -w "%{http_code}" -X POST \\
+  http://$1/api/v1/events/1/orders \\
+  -H "Content-Type: application/json" -d '{"user_id":"42"}')
+echo "POST order: \$code \$(head -c 160 /root/order.json)"
+[ "\$code" = 201 ]
+EOF
+}
+
+# make run first, as the README lists it, with the network its first start
+# needs for apt, on a port of this machine that is free.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' \
+  2>/dev/null || echo 18080)
+say "make run (RUN_LISTEN=127.0.0.1:$port): GET the demo event, reserve one unit"
+in_root "$(run_check 127.0.0.1:$port)"
+in_root 'rm -rf /root/spike/data'
 t_run=$(now)
 
 say "make test on $commit"
 in_root 'cd /root/spike && make test 2>&1 | tee /root/test.log'
 summary=$(in_root 'grep "suites passed" /root/test.log | tail -n 1')
 t_test=$(now)
+
+# make run as written, on 127.0.0.1:8080: on a network of its own when this
+# machine can make one, so a spiked already on this machine's port 8080
+# does not get in the way (everything is installed by now).
+say "make run: GET the demo event, reserve one unit"
+if command -v unshare >/dev/null && command -v ip >/dev/null && unshare --net true 2>/dev/null; then
+  in_root "$(run_check 127.0.0.1:8080)" unshare --net /bin/sh -c 'ip link set lo up && exec "$@"' sh
+else
+  in_root "$(run_check 127.0.0.1:8080)"
+fi
 
 say "debootstrap $((t_boot - t0)) s, make git $((t_tools - t_boot)) s," \
   "make run $((t_run - t_tools)) s, make test $((t_test - t_run)) s," \
