@@ -84,6 +84,11 @@ mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts "$root/dev/pts"
 rm -f "$root/dev/ptmx" && ln -s pts/ptmx "$root/dev/ptmx"
 mount -t tmpfs -o mode=1777 shm "$root/dev/shm"
 cp -L /etc/resolv.conf "$root/etc/resolv.conf"
+# What the Debian installer writes and debootstrap does not: without it
+# "localhost" does not resolve, and test_relay's broker (node
+# NAME@localhost) cannot start.
+[ -e "$root/etc/hosts" ] ||
+  printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
 
 # The clone comes from a bundle of HEAD: what git inside the root fetches
 # is exactly the commit, with nothing of this checkout's build tree.
