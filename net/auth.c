@@ -4,7 +4,7 @@
  * pin the algorithm or check exp itself, so both are checked here: only
  * HS256 is accepted (never "none"), a token without exp is refused, one
  * whose nbf is still ahead too, and so is a sub of 0 (no user). The claims
- * read here may each appear once, named plainly (claims_once).
+ * read here may each appear once, named plainly (read_claims).
  */
 #define JSMN_STATIC
 #define JSMN_STRICT
@@ -58,11 +58,24 @@ static long b64url_decode(const char *in, size_t n, unsigned char *out, size_t c
   return (long)len;
 }
 
-/* The claims spiked reads (sub, exp, nbf) each appear at most once in the
- * payload, with names written plainly. libjwt keeps the last of a repeated
- * claim: a gateway that read the first would have vetted another user, as
- * with a body's repeated field. 0 when so. */
-static int claims_once(const char *tok, size_t n) {
+enum { CLAIM_SUB, CLAIM_EXP, CLAIM_NBF, CLAIMS };
+
+/* A claim's value as the payload writes it: JSON text, and jsmn's type (0:
+ * the claim is absent). Points into a thread's own buffer, good until its
+ * next read_claims. */
+typedef struct claim {
+  const char *p;
+  size_t len;
+  int type;
+} claim;
+
+/* Read sub, exp and nbf from the token's payload, which libjwt has already
+ * decoded and checked, so both parsers read the same bytes. Each may appear
+ * once, named plainly: libjwt keeps the last of a repeated claim, and a
+ * gateway that read the first would have vetted another user (as with a
+ * body's repeated field). 0, or -1 when the payload breaks that. */
+static int read_claims(const char *tok, size_t n, claim out[CLAIMS]) {
+  memset(out, 0, sizeof(claim) * CLAIMS);
   const char *dot1 = memchr(tok, '.', n);
   if (dot1 == NULL) return -1;
   const char *p = dot1 + 1;
@@ -76,44 +89,42 @@ static int claims_once(const char *tok, size_t n) {
   jsmn_init(&jp);
   int nt = jsmn_parse(&jp, (const char *)js, (size_t)len, t, sizeof(t) / sizeof(t[0]));
   if (nt < 1 || t[0].type != JSMN_OBJECT) return -1;
-  int seen[3] = {0, 0, 0};
-  static const char *const names[3] = {"sub", "exp", "nbf"};
+  static const char *const names[CLAIMS] = {"sub", "exp", "nbf"};
   for (int i = 1; i < nt;) {
     const jsmntok_t *k = &t[i];
     if (k->type != JSMN_STRING) return -1;
     const char *kp = (const char *)js + k->start;
     size_t kl = (size_t)(k->end - k->start);
-    /* An escaped name could spell one of ours ("s\u0075b"): refused, as
-     * long as it is short enough to (three \uXXXX escapes at most, 18
-     * bytes); a long one ("https:\/\/example.com\/roles") cannot. */
+    /* An escaped name might spell one of ours ("s\u0075b"). Three
+     * letters take at most three 6-byte \uXXXX escapes, so only names of
+     * up to 18 bytes could: those are refused, a longer one
+     * ("https:\/\/example.com\/roles") is not. */
     if (kl <= 18 && memchr(kp, '\\', kl) != NULL) return -1;
-    for (int c = 0; c < 3; c++)
-      if (kl == 3 && memcmp(kp, names[c], 3) == 0 && seen[c]++ > 0) return -1;
-    /* the value, and everything inside it */
     int v = i + 1;
     if (v >= nt) return -1;
+    for (int c = 0; c < CLAIMS; c++) {
+      if (kl != 3 || memcmp(kp, names[c], 3) != 0) continue;
+      if (out[c].type != 0) return -1; /* given twice */
+      out[c] = (claim){(const char *)js + t[v].start, (size_t)(t[v].end - t[v].start), t[v].type};
+    }
+    /* past the value, and everything inside it */
     int end = t[v].end;
     for (i = v + 1; i < nt && t[i].start < end; i++) {}
   }
   return 0;
 }
 
-/* A NumericDate claim (RFC 7519 §2: seconds, possibly with a fraction);
- * ENOENT when absent, EINVAL when not a number. Whole seconds, rounded
- * down. Read from the claim's JSON: libjwt's integer getter gives 0 for a
- * number with a fraction, and no error. */
-static int numeric_date(jwt_t *jwt, const char *name, long *out) {
-  errno = 0;
-  (void)jwt_get_grant_int(jwt, name);
-  if (errno == ENOENT) return ENOENT;
-  char *json = jwt_get_grants_json(jwt, name);
-  if (json == NULL) return EINVAL;
+/* A NumericDate (RFC 7519 §2: seconds, possibly with a fraction) in whole
+ * seconds, rounded down; -1 when the claim is not a number. */
+static int numeric_date(const claim *c, long *out) {
+  char num[32];
+  if (c->type != JSMN_PRIMITIVE || c->len == 0 || c->len >= sizeof(num)) return -1;
+  memcpy(num, c->p, c->len);
+  num[c->len] = '\0';
   char *end;
   errno = 0;
-  double d = strtod(json, &end);
-  int bad = errno != 0 || end == json || *end != '\0' || !isfinite(d) || d < 0 || d > 1e15;
-  free(json);
-  if (bad) return EINVAL;
+  double d = strtod(num, &end);
+  if (errno != 0 || *end != '\0' || !isfinite(d) || d < 0 || d > 1e15) return -1;
   *out = (long)floor(d);
   return 0;
 }
@@ -130,22 +141,23 @@ static int verify_jwt(const auth_config *a, const char *tok, size_t n, int64_t n
     return SPIKE_ETOKEN;
   int status = SPIKE_ETOKEN;
   if (jwt_get_alg(jwt) != JWT_ALG_HS256) goto out;
-  if (claims_once(buf, n) != 0) goto out;
+  /* exp and nbf from the payload's text: libjwt's integer getter gives 0,
+   * and no error, for a number with a fraction */
+  claim cl[CLAIMS];
   long exp, nbf;
-  if (numeric_date(jwt, "exp", &exp) != 0 || exp <= now_s) goto out;
+  if (read_claims(buf, n, cl) != 0) goto out;
+  if (numeric_date(&cl[CLAIM_EXP], &exp) != 0 || exp <= now_s) goto out;
   /* nbf is optional; when given, a number, and not before it (RFC 7519 §4.1.5) */
-  int rc = numeric_date(jwt, "nbf", &nbf);
-  if (rc != ENOENT && (rc != 0 || nbf > now_s)) goto out;
+  if (cl[CLAIM_NBF].type != 0 && (numeric_date(&cl[CLAIM_NBF], &nbf) != 0 || nbf > now_s)) goto out;
   const char *sub = jwt_get_grant(jwt, "sub");
   uint64_t uid;
   if (sub != NULL) {
     if (router_parse_u64(sub, strlen(sub), &uid) != 0) goto out;
   } else {
-    /* a number: as JSON wrote it (libjwt's integers stop at 2^63 - 1) */
-    char *json = jwt_get_grants_json(jwt, "sub");
-    int bad = json == NULL || router_parse_u64(json, strlen(json), &uid) != 0;
-    free(json);
-    if (bad) goto out;
+    /* a number, as the payload writes it (libjwt's integers stop at 2^63 - 1) */
+    if (cl[CLAIM_SUB].type != JSMN_PRIMITIVE ||
+        router_parse_u64(cl[CLAIM_SUB].p, cl[CLAIM_SUB].len, &uid) != 0)
+      goto out;
   }
   if (uid == 0) goto out; /* no user is 0 */
   *user = uid;
