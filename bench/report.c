@@ -360,14 +360,9 @@ void rp_judge(const rp_run *run, rp_verdict *v) {
   /* Sends the window's schedule owed that were never made: no connection
    * could be opened (the server went away) or none was free within the
    * request timeout after the end (the server stopped answering). They are
-   * requests it did not answer, like lost ones. (Before, only the first
-   * counted, and only after a failed connect: a server that took
-   * connections and never answered passed --slo errors<5% with a quarter
-   * of its schedule unsent.) */
-  uint64_t gone = s->unsent[CAUSE_DOWN] + s->unsent[CAUSE_SERVER];
-  /* A Ctrl-C cut the grace short: a send due before it that waited for a
-   * slow answer would still have been made; only no connection counts. */
-  if (res->stop_ns != 0) gone = s->unsent[CAUSE_DOWN];
+   * requests it did not answer, like lost ones. After a Ctrl-C, which cut
+   * that grace short, only the first kind counts. */
+  uint64_t gone = s->unsent[CAUSE_DOWN] + (res->stop_ns != 0 ? 0 : s->unsent[CAUSE_SERVER]);
   v->errors = s->unexpected + l + gone;
   v->requests = n + l + gone;
   v->errors_ok = 1;

@@ -382,8 +382,10 @@ static int apply_reserve(writer *w, const msg *m) {
 
   int rc = txn_begin(w);
   if (rc == 0) rc = write_order(w, &r, SPIKE_CHANGE_ORDER_RESERVED, o->created_at);
-  if (rc == 0) head_set(w, m->user_idx, o->id);
-  w->reserves++;
+  if (rc == 0) {
+    head_set(w, m->user_idx, o->id);
+    w->reserves++;
+  }
   return rc;
 }
 

@@ -897,11 +897,11 @@ static void on_closer_idle(uv_idle_t *h) {
   }
 }
 
-/* Parse what waited while paused, then read again if there is room. */
 /* A request whose head was read and whose body is on its way: the drain
  * reads it to its end (conn_drain_all). */
 static int body_due(const conn *c) { return c->cur != NULL && c->trailers; }
 
+/* Parse what waited while paused, then read again if there is room. */
 static void resume(conn *c) {
   loop_ctx *lc = c->lc;
   if (c->closing || c->no_more || c->writing || (lc->draining && !body_due(c))) return;

@@ -226,8 +226,8 @@ int feed_fetch(const feed_conn *c, const char *store_id, uint64_t after, const c
           (unsigned long long)p->restored_seq);
       return FEED_AHEAD;
     }
-    /* the cursor's history up to restored_seq, going on under a new id */
-    p->restore_adopted = 1;
+    /* the cursor's history up to restored_seq, going on under a new id:
+     * served as FEED_OK, page's store_id the new one */
   }
   if (p->status != 200 && after > p->head) {
     WHY("the cursor %llu is ahead of the feed's head %llu: the store is an older copy of the "

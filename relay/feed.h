@@ -67,10 +67,9 @@ typedef struct feed_page {
    * last seq of its feed the backup holds (X-Spike-Restored-*); "" and 0
    * otherwise. When it is the cursor's store and the cursor is at most
    * restored_seq, the page is this store's continuation of the cursor's
-   * history, served as FEED_OK under the new store_id (restore_adopted). */
+   * history, served as FEED_OK under the new store_id. */
   char restored_from[FEED_STORE_ID_MAX + 1];
   uint64_t restored_seq;
-  int restore_adopted;
   char why[320];
 } feed_page;
 

@@ -681,7 +681,7 @@ int main(int argc, char **argv) {
       continue;
     }
     feed_wait = BACKOFF_MIN_MS, feed_tries = 0;
-    if (rc == FEED_OK && page.restore_adopted) {
+    if (rc == FEED_OK && cur.store_id[0] != '\0' && strcmp(page.store_id, cur.store_id) != 0) {
       /* The store was restored from a backup of the cursor's store that
        * holds everything up to the cursor: go on from it under the new id
        * (docs/operations.md, Backups, rule 1), the cursor rewritten now. */
