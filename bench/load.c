@@ -131,6 +131,7 @@ static struct {
   _Atomic uint64_t connect_refused;
   _Atomic uint32_t finished;
   uint64_t tl_ns, nrows;
+  uint64_t tl0_ns; /* where row 0 would begin: rows end at the warm-up's end */
   pthread_mutex_t tl_mu; /* the global slots, rows and row_done */
   tl_gslot *tlg;
   ld_row *rows;
@@ -259,7 +260,10 @@ static void tl_write_row(uint64_t k, const tl_acc *a, int partial) {
   ld_row *r = &R.rows[k];
   memset(r, 0, sizeof(*r));
   r->index = (uint32_t)k;
-  r->warmup = R.t0_ns + k * R.tl_ns < R.warm_end_ns;
+  uint64_t from = R.tl0_ns + k * R.tl_ns;
+  r->t_ns = from > R.t0_ns ? from - R.t0_ns : 0;
+  r->end_ns = from + R.tl_ns - R.t0_ns;
+  r->warmup = from < R.warm_end_ns;
   r->partial = (uint8_t)partial;
   if (a != NULL) {
     r->sent = a->sent;
@@ -325,7 +329,7 @@ static void tl_advance(worker *w, uint64_t k) {
 
 /* The timeline interval now falls in, after handing over older ones. */
 static tl_acc *tl_at(worker *w, uint64_t now) {
-  uint64_t k = now > R.t0_ns ? (now - R.t0_ns) / R.tl_ns : 0;
+  uint64_t k = now > R.tl0_ns ? (now - R.tl0_ns) / R.tl_ns : 0;
   if (k >= R.nrows) k = R.nrows - 1;
   if (k > w->tl_k) tl_advance(w, k);
   return &w->tl;
@@ -378,7 +382,9 @@ static void tl_collect(uint64_t *done, int final) {
 uint64_t ld_rows_needed(const ld_config *cfg) {
   /* the window, then sends owed to it for up to a timeout, then their answers */
   double span_s = cfg->warmup_s + cfg->duration_s + 2.0 * (double)cfg->timeout_ms / 1000.0 + 1.0;
-  double rows = span_s * 1000.0 / (double)(cfg->interval_ms ? cfg->interval_ms : 1000) + 1.0;
+  uint64_t tl_ns = (cfg->interval_ms ? cfg->interval_ms : 1000) * NS_PER_MS;
+  double rows = span_s * 1e9 / (double)tl_ns + 1.0;
+  if ((uint64_t)(cfg->warmup_s * 1e9) % tl_ns != 0) rows += 1.0; /* a short first row */
   return rows > (double)UINT64_MAX / 2 ? UINT64_MAX / 2 : (uint64_t)rows;
 }
 
@@ -1243,6 +1249,9 @@ int ld_run(const ld_config *cfg, ld_result *res) {
   R.warm_end_ns = t0 + (uint64_t)(cfg->warmup_s * 1e9);
   R.end_ns = R.warm_end_ns + (uint64_t)(cfg->duration_s * 1e9);
   if (cfg->mode == LD_FLASH) R.warm_end_ns = t0;
+  /* a row never holds both warm-up and window: they are cut at the
+   * warm-up's end, and the first is short where need be */
+  R.tl0_ns = R.warm_end_ns - (R.warm_end_ns - t0 + R.tl_ns - 1) / R.tl_ns * R.tl_ns;
   if (connected == 0 || *cfg->interrupted || failed_start)
     atomic_store_explicit(&R.stop, 1, memory_order_release);
   /* release: pairs with the workers' acquire in on_wake */

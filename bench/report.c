@@ -574,7 +574,7 @@ static const char *mode_name(int mode) {
   return mode == LD_OPEN ? "open" : mode == LD_CLOSED ? "closed" : "flash";
 }
 
-void rp_print_row(FILE *f, const ld_row *r, uint64_t interval_ms) {
+void rp_print_row(FILE *f, const ld_row *r) {
   uint64_t ans = 0;
   for (int i = 0; i < OUT_COUNT; i++)
     ans += r->out_n[i];
@@ -582,7 +582,7 @@ void rp_print_row(FILE *f, const ld_row *r, uint64_t interval_ms) {
           "[%7.2fs]%s sent %" PRIu64 " answered %" PRIu64 " (won %" PRIu64 ", sold out %" PRIu64
           ", limited %" PRIu64 ", shed %" PRIu64 ", error %" PRIu64 ")  p50 %.3f  p99 %.3f  max "
           "%.3f ms  in flight %" PRIu64 "%s\n",
-          (double)(r->index + 1) * (double)interval_ms / 1000.0, r->warmup ? " warmup" : "",
+          (double)r->end_ns / 1e9, r->warmup ? " warmup" : "",
           r->sent, ans, r->out_n[OUT_WON], r->out_n[OUT_SOLD_OUT], r->out_n[OUT_LIMITED],
           r->out_n[OUT_SHED], r->out_n[OUT_ERROR], ms(r->p50_ns), ms(r->p99_ns), ms(r->max_ns),
           r->in_flight, r->lost ? " (some lost)" : "");
@@ -872,9 +872,9 @@ void rp_write_json(FILE *f, const rp_run *run, const rp_verdict *v) {
           cfg->interval_ms ? cfg->interval_ms : 1000);
   for (size_t i = 0; i < res->nrows; i++) {
     const ld_row *r = &res->rows[i];
-    fprintf(f, "%s{\"t\":%.3f,\"warmup\":%s,\"sent\":%" PRIu64, i ? "," : "",
-            (double)r->index * (double)(cfg->interval_ms ? cfg->interval_ms : 1000) / 1000.0,
-            r->warmup ? "true" : "false", r->sent);
+    fprintf(f, "%s{\"t\":%.3f,\"end\":%.3f,\"warmup\":%s,\"sent\":%" PRIu64, i ? "," : "",
+            (double)r->t_ns / 1e9, (double)r->end_ns / 1e9, r->warmup ? "true" : "false",
+            r->sent);
     for (int o = 0; o < OUT_COUNT; o++)
       fprintf(f, ",\"%s\":%" PRIu64, sc_outcome_names[o], r->out_n[o]);
     fprintf(f,

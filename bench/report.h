@@ -102,7 +102,7 @@ void rp_print(FILE *f, const rp_run *run, const rp_verdict *v);
 void rp_write_json(FILE *f, const rp_run *run, const rp_verdict *v);
 
 /* One timeline row as the progress line. */
-void rp_print_row(FILE *f, const ld_row *row, uint64_t interval_ms);
+void rp_print_row(FILE *f, const ld_row *row);
 
 /*
  * --hgrm PATH: the corrected distribution in PATH, and beside it

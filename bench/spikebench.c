@@ -605,10 +605,10 @@ static int write_timeline_svg(const ld_config *cfg, const ld_result *res) {
   double *x = buf, *p50 = buf + n, *p99 = buf + 2 * n, *mx = buf + 3 * n, *sent = buf + 4 * n,
          *fl = buf + 5 * n;
   double *outs = buf + 6 * n; /* OUT_COUNT series */
-  double per_s = 1000.0 / (double)cfg->interval_ms;
   for (size_t i = 0; i < n; i++) {
     const ld_row *r = &res->rows[i];
-    x[i] = (double)r->index * (double)cfg->interval_ms / 1000.0;
+    double per_s = 1e9 / (double)(r->end_ns - r->t_ns); /* the first row may be short */
+    x[i] = (double)r->t_ns / 1e9;
     p50[i] = (double)r->p50_ns / 1e6;
     p99[i] = (double)r->p99_ns / 1e6;
     mx[i] = (double)r->max_ns / 1e6;
@@ -651,13 +651,12 @@ static void on_signal(int sig) {
 }
 
 /* A progress line a second: every row when rows are a second or longer,
- * else the row that ends each second (its own interval's figures). */
+ * else the row in which each second ends (its own interval's figures). */
 static void on_row(const ld_row *row, void *arg) {
   (void)arg;
   if (!O.progress) return;
-  uint32_t every = O.interval_ms >= 1000 ? 1 : (uint32_t)((1000 + O.interval_ms - 1) / O.interval_ms);
-  if (row->index % every != every - 1) return;
-  rp_print_row(stdout, row, O.interval_ms);
+  if (O.interval_ms < 1000 && row->end_ns / 1000000000u == row->t_ns / 1000000000u) return;
+  rp_print_row(stdout, row);
   fflush(stdout);
 }
 

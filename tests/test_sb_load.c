@@ -97,6 +97,14 @@ static void books_balance(void) {
     const ld_row *r = &res.rows[i];
     CHECK_EQ(r->index, i);
     CHECK(!r->partial);
+    /* rows are contiguous, a whole interval but the first, and never hold
+     * both warm-up and window: they are cut where the warm-up ends */
+    uint64_t warm_ns = (uint64_t)(cfg.warmup_s * 1e9), tl_ns = cfg.interval_ms * 1000000ull;
+    CHECK_EQ(r->t_ns, i ? res.rows[i - 1].end_ns : 0);
+    if (i > 0) CHECK_EQ(r->end_ns - r->t_ns, tl_ns);
+    CHECK(r->end_ns > r->t_ns && r->end_ns - r->t_ns <= tl_ns);
+    if (r->warmup) CHECK(r->end_ns <= warm_ns);
+    else CHECK(r->t_ns >= warm_ns);
     row_sent += r->sent;
     for (int o = 0; o < OUT_COUNT; o++)
       row_ans += r->out_n[o];
@@ -133,9 +141,12 @@ static void open_loop_books(void) {
   CHECK(t->sent + unsent >= 395 && t->sent + unsent <= 405);
   CHECK(t->created >= answers()); /* the warmup's 201s too */
   books_balance();
-  /* (1.3 s + the tail) / 250 ms */
+  /* a short row of 50 ms and one of 250 ms for the warm-up, then the
+   * window's second in 250 ms rows, then the tail */
   CHECK(res.nrows >= 6 && res.nrows <= 8);
-  CHECK(res.rows[0].warmup && !res.rows[2].warmup);
+  CHECK_EQ(res.rows[0].end_ns, 50000000);
+  CHECK(res.rows[0].warmup && res.rows[1].warmup && !res.rows[2].warmup);
+  CHECK_EQ(res.rows[2].t_ns, 300000000);
   /* corrected runs from the earlier of intended and actual send: never less */
   for (double p = 10; p <= 100; p += 10)
     CHECK(hist_percentile(&t->lat, p) >= hist_percentile(&t->lat_unc, p));
@@ -273,6 +284,10 @@ static void rows_needed(void) {
   CHECK_EQ(ld_rows_needed(&c), 16);
   c.interval_ms = 10;
   CHECK_EQ(ld_rows_needed(&c), 1501);
+  /* a warm-up that is not a whole number of rows adds a short first row */
+  c.warmup_s = 2.5;
+  c.interval_ms = 1000;
+  CHECK_EQ(ld_rows_needed(&c), 17);
 }
 
 TEST_LIST({"open_loop_books", open_loop_books, 30},

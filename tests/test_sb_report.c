@@ -398,13 +398,15 @@ static void hgrm_files_and_merge(void) {
 static void progress_row(void) {
   ld_row r = {0};
   r.index = 4;
+  r.t_ns = 4000000000u;
+  r.end_ns = 5000000000u;
   r.sent = 10;
   r.out_n[OUT_WON] = 8;
   r.out_n[OUT_SHED] = 2;
   r.p50_ns = 1500000;
   r.in_flight = 3;
   FILE *f = tmpfile();
-  rp_print_row(f, &r, 1000);
+  rp_print_row(f, &r);
   rewind(f);
   size_t n = fread(text, 1, sizeof(text) - 1, f);
   text[n] = '\0';
