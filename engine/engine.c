@@ -63,8 +63,9 @@ int spike_code(int status) {
   case SPIKE_##name: return code;
     SPIKE_ERRNO_MAP(XX)
 #undef XX
+  case SPIKE_OK: return 0;
   }
-  return 0;
+  return 50002; /* an unknown status (SPIKE_PENDING, a libuv error) is internal, as its 500 */
 }
 
 int spike_http_status(int status) {
@@ -142,11 +143,12 @@ void engine_error(spike_engine *e, int status, const char *module, const char *f
 }
 
 static int copy_error(int status, const char *text, char *buf, size_t cap) {
-  if (cap > 0) snprintf(buf, cap, "%s", text);
+  if (buf != NULL && cap > 0) snprintf(buf, cap, "%s", text);
   return status;
 }
 
 int spike_engine_error(spike_engine *e, char *buf, size_t cap) {
+  if (e == NULL) return copy_error(SPIKE_EMISUSE, "spike_engine_error: the engine is NULL", buf, cap);
   pthread_mutex_lock(&e->err_lock);
   int status = copy_error(e->err_status, e->err_text, buf, cap);
   pthread_mutex_unlock(&e->err_lock);
@@ -439,6 +441,10 @@ static void log_origin(spike_engine *e) {
 
 int spike_open(spike_engine **out, const spike_config *user_cfg) {
   open_err[0] = '\0';
+  if (out == NULL || user_cfg == NULL) {
+    snprintf(open_err, sizeof(open_err), "spike_open: %s is NULL", out == NULL ? "out" : "the config");
+    return SPIKE_EMISUSE;
+  }
   *out = NULL;
   if (user_cfg->size < CONFIG_SIZE_MIN) {
     snprintf(open_err, sizeof(open_err),
@@ -468,7 +474,8 @@ int spike_open(spike_engine **out, const spike_config *user_cfg) {
     return SPIKE_EINTERNAL;
   }
   e->cfg = *cfg;
-  if (e->cfg.max_users == 0) e->cfg.max_users = e->cfg.max_buyers;
+  e->users_as_buyers = e->cfg.max_users == 0;
+  if (e->users_as_buyers) e->cfg.max_users = e->cfg.max_buyers;
   e->lock_fd = -1;
   e->armed_max = cfg->max_reserved;
   e->unconfirmed_max = cfg->batch_max;
@@ -586,6 +593,7 @@ fail:
 }
 
 int spike_close(spike_engine *e) {
+  if (e == NULL) return SPIKE_EMISUSE;
   pthread_mutex_lock(&e->producers_lock);
   uint32_t open = 0;
   for (uint32_t i = 0; i < e->cfg.max_producers; i++)
@@ -622,6 +630,7 @@ static void backup_out(spike_backup_info *out, const store_backup_info *b) {
 }
 
 int spike_backup(spike_engine *e, const char *dest_dir, spike_backup_info *out) {
+  if (e == NULL || out == NULL) return SPIKE_EMISUSE;
   memset(out, 0, sizeof(*out));
   int idle = 0;
   if (dest_dir == NULL) {
@@ -652,6 +661,7 @@ int spike_backup(spike_engine *e, const char *dest_dir, spike_backup_info *out) 
 }
 
 int spike_backup_dir(const char *data_dir, const char *dest_dir, spike_backup_info *out) {
+  if (out == NULL) return SPIKE_EMISUSE;
   memset(out, 0, sizeof(*out));
   if (data_dir == NULL || dest_dir == NULL) {
     snprintf(out->error, sizeof(out->error), "no %s", data_dir == NULL ? "data directory"
@@ -677,9 +687,16 @@ int spike_backup_dir(const char *data_dir, const char *dest_dir, spike_backup_in
   return backup_status(rc);
 }
 
-uint64_t spike_feed_epoch(spike_engine *e, uint64_t seq) { return store_epoch_of(e->st, seq); }
+uint64_t spike_feed_epoch(spike_engine *e, uint64_t seq) {
+  return e != NULL ? store_epoch_of(e->st, seq) : 0;
+}
 
 void spike_store_origin_get(spike_engine *e, spike_store_origin *out) {
+  if (out == NULL) return;
+  if (e == NULL) {
+    memset(out, 0, sizeof(*out));
+    return;
+  }
   store_origin o;
   store_get_origin(e->st, &o);
   out->store_id = store_id(e->st);
@@ -692,7 +709,9 @@ void spike_store_origin_get(spike_engine *e, spike_store_origin *out) {
 /* ---- producers ------------------------------------------------------- */
 
 int spike_producer_open(spike_engine *e, spike_producer **out) {
+  if (out == NULL) return SPIKE_EMISUSE;
   *out = NULL;
+  if (e == NULL) return SPIKE_EMISUSE;
   pthread_mutex_lock(&e->producers_lock);
   spike_producer *p = NULL;
   for (uint32_t i = 0; i < e->cfg.max_producers && p == NULL; i++)
@@ -732,7 +751,7 @@ int spike_producer_open(spike_engine *e, spike_producer **out) {
   return SPIKE_OK;
 }
 
-int spike_producer_fd(const spike_producer *p) { return p->efd; }
+int spike_producer_fd(const spike_producer *p) { return p != NULL ? p->efd : -1; }
 
 static const char *call_name(uint8_t type) {
   static const char *const names[] = {
@@ -750,6 +769,7 @@ static const char *call_name(uint8_t type) {
 }
 
 int spike_producer_error(const spike_producer *p, char *buf, size_t cap) {
+  if (p == NULL) return copy_error(SPIKE_EMISUSE, "spike_producer_error: the producer is NULL", buf, cap);
   /* Only the owner's own errors, and without claiming p: a thread that
    * reads before it submits does not take p from the one it was meant for. */
   uintptr_t o = atomic_load_explicit(&((spike_producer *)p)->owner, memory_order_relaxed);
@@ -767,7 +787,7 @@ int spike_producer_error(const spike_producer *p, char *buf, size_t cap) {
   return copy_error(p->err_status, text, buf, cap);
 }
 
-uint32_t spike_producer_inflight(const spike_producer *p) { return p->inflight; }
+uint32_t spike_producer_inflight(const spike_producer *p) { return p != NULL ? p->inflight : 0; }
 
 /* ---- ops in flight ----------------------------------------------------------
  * Each producer keeps the addresses of its pending ops in a small set (open
@@ -812,6 +832,7 @@ static void pend_del(spike_producer *p, spike_op *op) {
 /* The calling thread may use p: it is p's owner, or p had none yet (and
  * this thread is its owner from now on). Never true of a closed p. */
 static int owned(spike_producer *p) {
+  if (p == NULL) return 0;
   uintptr_t self = (uintptr_t)pthread_self();
   uintptr_t o = atomic_load_explicit(&p->owner, memory_order_relaxed);
   if (o == self) return 1;
@@ -852,6 +873,7 @@ int spike_producer_drain(spike_producer *p) {
 }
 
 int spike_producer_close(spike_producer *p) {
+  if (p == NULL) return SPIKE_EMISUSE;
   spike_engine *e = p->e;
   if (atomic_load_explicit(&p->owner, memory_order_relaxed) == PRODUCER_CLOSED)
     return SPIKE_EMISUSE;
@@ -903,7 +925,7 @@ static int refuse(spike_op *op, int status, const char *detail) {
 /* Every submission starts here: misuse is refused before op is touched
  * (a pending op is the engine's), at the cost of a few instructions. */
 static int op_start(spike_op *op, spike_producer *p, uint8_t type, spike_cb cb) {
-  if (!owned(p)) return SPIKE_EMISUSE;
+  if (op == NULL || !owned(p)) return SPIKE_EMISUSE;
   if (pend_has(p, op)) return SPIKE_EMISUSE;
   op_init(op, p, type, cb);
   if (cb == NULL) return refuse(op, SPIKE_EMISUSE, "callback is NULL");
@@ -988,13 +1010,13 @@ static int refuse_unless_bound(spike_producer *p, spike_op *op, uint32_t slot, u
 
 int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t user_id,
                   uint32_t qty, const char *key, size_t key_len, spike_cb cb) {
-  spike_engine *e = p->e;
   int status = op_start(op, p, MSG_RESERVE, cb);
   if (status != SPIKE_OK) return status;
+  spike_engine *e = p->e;
   if (qty == 0) return refuse(op, SPIKE_EINVAL, "qty");
   if (user_id == 0) return refuse(op, SPIKE_EINVAL, "user_id");
-  if (key != NULL && (key_len == 0 || key_len > SPIKE_KEY_MAX))
-    return refuse(op, SPIKE_EINVAL, "idempotency key");
+  if (key != NULL ? key_len == 0 || key_len > SPIKE_KEY_MAX : key_len != 0)
+    return refuse(op, SPIKE_EINVAL, "idempotency key"); /* NULL with a length: a caller's slip */
   uint32_t slot = slab_find(&e->slab, event_id);
   if (slot == SLAB_NONE) return refuse(op, SPIKE_ENOEVENT, NULL);
   slab_event *ev = slab_at(&e->slab, slot);
@@ -1260,7 +1282,9 @@ int spike_cancel_in_event(spike_producer *p, spike_op *op, uint64_t event_id, ui
 
 int spike_event_spec_check(const spike_event_spec *s, const char **field) {
   const char *bad = NULL;
-  if (s->name == NULL || s->name_len == 0 || s->name_len > SPIKE_NAME_MAX ||
+  if (s == NULL)
+    bad = "spec";
+  else if (s->name == NULL || s->name_len == 0 || s->name_len > SPIKE_NAME_MAX ||
       !valid_text(s->name, s->name_len) || !valid_utf8(s->name, s->name_len))
     bad = "name";
   else if (s->stock == 0 || s->stock > UINT32_MAX)
@@ -1346,6 +1370,7 @@ int spike_feed_wait(spike_producer *p, spike_op *op, uint64_t after, uint32_t wa
 }
 
 void spike_feed_release(spike_engine *e) {
+  if (e == NULL) return;
   /* seq_cst: the releaser's half of a handshake with writer_sleep, which
    * stores writer_sleeping and then loads this (as engine_wake_writer and
    * the rings' tails). */
@@ -1356,6 +1381,7 @@ void spike_feed_release(spike_engine *e) {
 /* ---- reads ------------------------------------------------------------ */
 
 int spike_event_get(spike_engine *e, uint64_t event_id, spike_event *out) {
+  if (e == NULL || out == NULL) return SPIKE_EMISUSE;
   uint32_t slot = slab_find(&e->slab, event_id);
   if (slot == SLAB_NONE) return SPIKE_ENOEVENT;
   slab_read(slab_at(&e->slab, slot), engine_now_ms(), out);
@@ -1384,6 +1410,11 @@ static int by_id(const void *a, const void *b) {
 
 int spike_event_list(spike_engine *e, uint64_t after, spike_event *out, uint32_t max,
                      uint32_t *count, uint64_t *next) {
+  if (next != NULL) *next = 0;
+  if (count == NULL) return SPIKE_EMISUSE;
+  *count = 0;
+  if (e == NULL || out == NULL) return SPIKE_EMISUSE;
+  if (max == 0) return SPIKE_EINVAL; /* no page, and no cursor to give for the next */
   /* acquire: pairs with the release in slab's claim_slot. */
   uint32_t n = atomic_load_explicit(&e->slab.count, memory_order_acquire);
   int64_t now = engine_now_ms();
@@ -1398,7 +1429,7 @@ int spike_event_list(spike_engine *e, uint64_t after, spike_event *out, uint32_t
         for (uint32_t k = max / 2; k-- > 0;) heap_sift(out, max, k);
     } else {
       more = 1;
-      if (max > 0 && ev->id < out[0].id) {
+      if (ev->id < out[0].id) {
         slab_read(ev, now, &out[0]);
         heap_sift(out, max, 0);
       }
@@ -1406,7 +1437,7 @@ int spike_event_list(spike_engine *e, uint64_t after, spike_event *out, uint32_t
   }
   qsort(out, c, sizeof(*out), by_id);
   *count = c;
-  if (next != NULL) *next = more && c > 0 ? out[c - 1].id : 0;
+  if (next != NULL) *next = more ? out[c - 1].id : 0;
   return SPIKE_OK;
 }
 
@@ -1418,7 +1449,7 @@ static int read_status(spike_engine *e, const char *call, int rc) {
 }
 
 int spike_order_get(spike_producer *p, uint64_t order_id, spike_order *out) {
-  if (!owned(p)) return SPIKE_EMISUSE; /* its read transaction is p's */
+  if (out == NULL || !owned(p)) return SPIKE_EMISUSE; /* its read transaction is p's */
   int rc = store_read_begin(p->rtxn);
   if (rc == 0) rc = store_get_order(p->rtxn, order_id, out);
   store_read_end(p->rtxn);
@@ -1431,9 +1462,11 @@ int spike_order_get(spike_producer *p, uint64_t order_id, spike_order *out) {
 
 int spike_user_orders(spike_producer *p, uint64_t user_id, uint64_t event_id, uint64_t after,
                       spike_order *out, uint32_t max, uint32_t *count, uint64_t *next) {
-  *count = 0;
   if (next != NULL) *next = 0;
-  if (!owned(p)) return SPIKE_EMISUSE;
+  if (count == NULL) return SPIKE_EMISUSE;
+  *count = 0;
+  if (out == NULL || !owned(p)) return SPIKE_EMISUSE;
+  if (max == 0) return SPIKE_EINVAL; /* no page, and no cursor to give for the next */
   uint32_t u = lim_find(&p->e->users, user_id, 0);
   if (u == LIM_FULL) return after == 0 ? SPIKE_OK : SPIKE_EINVAL;
   /* The head first, then the snapshot: the writer publishes a head only
@@ -1468,6 +1501,21 @@ int spike_user_orders(spike_producer *p, uint64_t user_id, uint64_t event_id, ui
     last = id;
     id = r.prev;
   }
+  /* A full page of one event: is there another of its orders further on?
+   * Only then is there a next page (else the caller would fetch an empty
+   * one). The orders of other events passed on the way are skipped for
+   * good: the cursor moves past them. */
+  while (rc == 0 && event_id != 0 && id != 0 && n == max && skipped < USER_SKIP_MAX) {
+    rc = store_get_order_rec(p->rtxn, id, &r);
+    if (rc != 0 || r.o.event_id == event_id) break;
+    if (r.o.user_id != user_id) {
+      rc = STORE_ECORRUPT;
+      break;
+    }
+    skipped++;
+    last = id;
+    id = r.prev;
+  }
   store_read_end(p->rtxn);
   *count = n;
   if (rc != 0) return read_status(p->e, "spike_user_orders", rc);
@@ -1477,9 +1525,10 @@ int spike_user_orders(spike_producer *p, uint64_t user_id, uint64_t event_id, ui
 
 int spike_feed_fetch(spike_producer *p, uint64_t after, spike_change *out, uint32_t max,
                      uint32_t *count, uint64_t *next, spike_feed_info *info) {
+  if (count == NULL || next == NULL || info == NULL) return SPIKE_EMISUSE;
   *count = 0;
   *next = after;
-  if (!owned(p)) return SPIKE_EMISUSE;
+  if (out == NULL || !owned(p)) return SPIKE_EMISUSE;
   memset(info, 0, sizeof(*info));
   info->store_id = store_id(p->e->st);
   /* Only what is durable: a record a power cut could take back (the last
@@ -1524,7 +1573,13 @@ static uint32_t queue_depth(spike_engine *e, uint32_t *capacity) {
 }
 
 int spike_health(spike_engine *e, const char **why) {
+  const char *ignored;
+  if (why == NULL) why = &ignored; /* the status alone */
   *why = "ok";
+  if (e == NULL) {
+    *why = "the engine is NULL";
+    return SPIKE_EMISUSE;
+  }
   if (writer_failed(e)) {
     *why = atomic_load_explicit(&e->failed_why, memory_order_relaxed);
     return SPIKE_ESTORAGE;
@@ -1552,6 +1607,7 @@ int spike_health(spike_engine *e, const char **why) {
 }
 
 void spike_stats_get_size(spike_engine *e, spike_stats *user_out, size_t size) {
+  if (e == NULL || user_out == NULL) return;
   const engine_stats *s = &e->stats;
   spike_stats full, *out = &full;
   memset(out, 0, sizeof(*out));

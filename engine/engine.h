@@ -126,7 +126,8 @@ typedef struct engine_stats {
 } engine_stats;
 
 struct spike_engine {
-  spike_config cfg;
+  spike_config cfg;                    /* max_users filled in when given as 0 */
+  int users_as_buyers;                 /* max_users was 0: it is max_buyers */
   struct spike_engine *open_next;      /* the process's open engines (lock_dir) */
   uint64_t dir_dev, dir_ino;           /* the data directory's identity */
   pid_t open_pid;                      /* the process that opened it (a fork inherits the list) */

@@ -103,8 +103,9 @@ static int apply_one(rec *r, pending *pd) {
   }
   pd->u = lim_upsert_tag(&e->users, o->user_id, 0, pd->utag);
   if (pd->u == LIM_FULL)
-    return refuse(r, SPIKE_EINVAL, "more users on disk than max_users (%u) holds at 3/4 load",
-                  lim_capacity(&e->users));
+    return refuse(r, SPIKE_EINVAL, "more users on disk than max_users (%u%s) holds at 3/4 load",
+                  lim_capacity(&e->users),
+                  e->users_as_buyers ? ", max_buyers's: max_users was 0" : "");
   __builtin_prefetch(&e->user_head[pd->u], 1);
   __builtin_prefetch(&r->head_rseq[pd->u], 1);
   return 0;

@@ -37,7 +37,10 @@
  * producer used from a thread that is not its own, an op submitted again
  * through the same producer while it is pending (op is left untouched), a
  * NULL callback, a drain or close from inside one of the producer's own
- * callbacks, a spike_config not made by spike_config_init(). A pending op
+ * callbacks, a spike_config not made by spike_config_init(), a NULL engine,
+ * producer, op or out pointer (a NULL spec is SPIKE_EINVAL, field "spec";
+ * functions without a status do nothing with a NULL, and
+ * spike_producer_fd gives -1). A pending op
  * submitted through another producer is not detected: do not. Nothing the
  * engine returns needs freeing by the caller except the engine and producer
  * handles, through their close functions.
@@ -128,7 +131,8 @@ typedef enum spike_status {
 
 /* The status's message ("sold out"); "unknown status" for anything else. */
 SPIKE_EXTERN const char *spike_strerror(int status);
-/* The contract's numeric code: 0 for SPIKE_OK, 30001 for SPIKE_ESOLDOUT. */
+/* The contract's numeric code: 0 for SPIKE_OK, 30001 for SPIKE_ESOLDOUT;
+ * 50002 (internal) for anything else, as spike_http_status gives it 500. */
 SPIKE_EXTERN int spike_code(int status);
 /* The contract's HTTP status: 200 for SPIKE_OK, 409 for SPIKE_ESOLDOUT. */
 SPIKE_EXTERN int spike_http_status(int status);
@@ -477,8 +481,8 @@ struct spike_op {
 };
 
 /*
- * Reserve qty units of event_id for user_id. key (NULL or 1..SPIKE_KEY_MAX
- * bytes) is the idempotency key: the same (event, key) makes at most one
+ * Reserve qty units of event_id for user_id. key (NULL with key_len 0, or
+ * 1..SPIKE_KEY_MAX bytes) is the idempotency key: the same (event, key) makes at most one
  * order; a repeat completes with that order and op->replayed = 1 (a repeat
  * by another user is SPIKE_EFORBIDDEN).
  * SPIKE_ACK_MEMORY: returns SPIKE_OK with op->r.order filled (a new order),
@@ -626,7 +630,7 @@ SPIKE_EXTERN int spike_event_get(spike_engine *e, uint64_t event_id,
  * Any thread. Events in id order, those with id > after (0: from the
  * first), up to max. *count gets how many were copied; *next (may be NULL)
  * the id to pass as `after` for the next page, or 0 when this page holds
- * the last event.
+ * the last event. Errors: SPIKE_EINVAL (max is 0).
  */
 SPIKE_EXTERN int spike_event_list(spike_engine *e, uint64_t after, spike_event *out,
                                   uint32_t max, uint32_t *count, uint64_t *next);
@@ -649,7 +653,7 @@ SPIKE_EXTERN int spike_order_get(spike_producer *p, uint64_t order_id,
  * how many. *next (may be NULL) gets the cursor for the next page, 0 when
  * there is none. A page also ends after 100,000 orders of other events
  * were skipped, with *next set, so every call is bounded. Errors:
- * SPIKE_EINVAL (after is not one of this user's orders), SPIKE_ESTORAGE,
+ * SPIKE_EINVAL (after is not one of this user's orders, or max is 0), SPIKE_ESTORAGE,
  * SPIKE_EMISUSE (not p's thread).
  */
 SPIKE_EXTERN int spike_user_orders(spike_producer *p, uint64_t user_id, uint64_t event_id,
@@ -773,7 +777,7 @@ SPIKE_EXTERN int spike_backup_dir(const char *data_dir, const char *dest_dir,
 /* SPIKE_OK when storage is writable and the queues have room; otherwise
  * SPIKE_ESTORAGE, SPIKE_EBUSY (the commit queue is nearly full) or
  * SPIKE_EFULL (the live-reservation table is full) with *why saying which
- * (static text). Any thread. */
+ * (static text; why may be NULL). Any thread. */
 SPIKE_EXTERN int spike_health(spike_engine *e, const char **why);
 
 /* Histogram bounds (upper, inclusive) shared by every spike_stats. */

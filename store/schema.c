@@ -510,6 +510,28 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
     rc = errno;
     goto fail;
   }
+  /* A data file shorter than its meta page says (a copy cut short, a
+   * restore onto a full disk) would fault the process with SIGBUS at the
+   * first read of a page past its end: refuse it instead. */
+  what = "checking data.mdb's size";
+  MDB_envinfo fi;
+  MDB_stat fs;
+  struct stat fsb;
+  if (fstat(s->probe_fd, &fsb) != 0) {
+    rc = errno;
+    goto fail;
+  }
+  mdb_env_info(s->env, &fi);
+  mdb_env_stat(s->env, &fs);
+  uint64_t need = ((uint64_t)fi.me_last_pgno + 1) * fs.ms_psize;
+  if ((uint64_t)fsb.st_size < need) {
+    snprintf(err, errlen,
+             "%s: data.mdb is %llu bytes but its pages run to %llu: the file was cut short "
+             "(an interrupted copy?); restore it from a backup",
+             dir, (unsigned long long)fsb.st_size, (unsigned long long)need);
+    rc = STORE_ECORRUPT;
+    goto fail;
+  }
   uint64_t version;
   what = "reading the schema version";
   if ((rc = read_schema(s, dir, &version, err, errlen)) != 0) goto fail;

@@ -111,6 +111,10 @@ static void events_create_get_list(void) {
   CHECK_EQ(spike_event_list(e, 0, list, 4, &count, NULL), SPIKE_OK);
   CHECK_EQ(count, 2);
   CHECK(list[1].id != 0 && list[1].id != 42);
+  uint64_t list_next = 1;
+  CHECK_EQ(spike_event_list(e, 0, list, 0, &count, &list_next), SPIKE_EINVAL);
+  CHECK_EQ(count, 0);
+  CHECK_EQ(list_next, 0);
 
   CHECK_EQ(spike_producer_close(p), SPIKE_OK);
   CHECK_EQ(spike_close(e), SPIKE_OK);
@@ -154,6 +158,16 @@ static void reserve_durable(void) {
   char longkey[SPIKE_KEY_MAX + 2];
   memset(longkey, 'k', sizeof(longkey));
   CHECK_EQ(spike_reserve(p, &op, 7, 1002, 1, longkey, sizeof(longkey), count_cb), SPIKE_EINVAL);
+  CHECK_EQ(spike_reserve(p, &op, 7, 1002, 1, longkey, 0, count_cb), SPIKE_EINVAL);
+  /* a NULL key with a length is a caller's slip, not "no key" */
+  CHECK_EQ(spike_reserve(p, &op, 7, 1002, 1, NULL, 5, count_cb), SPIKE_EINVAL);
+  CHECK(strcmp(op.detail, "idempotency key") == 0);
+  /* codes for what is no status of the table: internal, as their 500 */
+  CHECK_EQ(spike_code(SPIKE_OK), 0);
+  CHECK_EQ(spike_code(SPIKE_ESOLDOUT), 30001);
+  CHECK_EQ(spike_code(SPIKE_PENDING), 50002);
+  CHECK_EQ(spike_code(-12345), 50002);
+  CHECK_EQ(spike_http_status(-12345), 500);
   CHECK_EQ(spike_producer_close(p), SPIKE_OK);
   CHECK_EQ(spike_close(e), SPIKE_OK);
   test_rmrf(cfg.data_dir);
@@ -1285,6 +1299,22 @@ static void user_orders_follow_commits(void) {
       after = next;
     } while (next != 0);
     CHECK_EQ(got, N / 3);
+    /* pages that divide the event's orders exactly: the last full page
+     * says there is no next (orders of other events follow it in the
+     * chain), so no empty page is fetched */
+    static spike_order five[5];
+    int pages = 0;
+    got = 0, after = 0;
+    do {
+      CHECK_EQ(spike_user_orders(a, 5, 72, after, five, 5, &k, &next), SPIKE_OK);
+      CHECK_EQ(k, 5);
+      got += k, pages++;
+      after = next;
+    } while (next != 0 && pages < 100);
+    CHECK_EQ(pages, N / 3 / 5);
+    CHECK_EQ(got, N / 3);
+    CHECK_EQ(spike_user_orders(a, 5, 0, 0, five, 0, &k, &next), SPIKE_EINVAL);
+    CHECK_EQ(k, 0);
     /* a cursor that is not one of this user's orders */
     CHECK_EQ(spike_user_orders(b, 6, 0, made[3], page, 7, &k, &next), SPIKE_EINVAL);
     CHECK_EQ(spike_user_orders(b, 5, 0, 12345, page, 7, &k, &next), SPIKE_EINVAL);

@@ -197,6 +197,71 @@ static void null_callback(void) {
   }
 }
 
+/* A NULL handle, op or out pointer is refused at the call: never a crash. */
+static void null_pointers(void) {
+  spike_config cfg;
+  small_config(&cfg, "misuse-nulls");
+  spike_engine *e = NULL;
+  CHECK_EQ(spike_open(NULL, &cfg), SPIKE_EMISUSE);
+  CHECK(strstr(spike_open_error(), "NULL") != NULL);
+  CHECK_EQ(spike_open(&e, NULL), SPIKE_EMISUSE);
+  CHECK(e == NULL);
+  CHECK_EQ(spike_close(NULL), SPIKE_EMISUSE);
+  CHECK_EQ(spike_producer_close(NULL), SPIKE_EMISUSE);
+  CHECK_EQ(spike_producer_drain(NULL), SPIKE_EMISUSE);
+  CHECK_EQ(spike_producer_fd(NULL), -1);
+  CHECK_EQ(spike_producer_inflight(NULL), 0);
+  char buf[128];
+  CHECK_EQ(spike_engine_error(NULL, buf, sizeof(buf)), SPIKE_EMISUSE);
+  CHECK_EQ(spike_producer_error(NULL, buf, sizeof(buf)), SPIKE_EMISUSE);
+  const char *why = NULL;
+  CHECK_EQ(spike_health(NULL, &why), SPIKE_EMISUSE);
+  CHECK(why != NULL);
+  spike_feed_release(NULL);
+  spike_stats st;
+  spike_stats_get(NULL, &st);
+  CHECK_EQ(spike_feed_epoch(NULL, 1), 0);
+  const char *field = NULL;
+  CHECK_EQ(spike_event_spec_check(NULL, &field), SPIKE_EINVAL);
+  CHECK(strcmp(field, "spec") == 0);
+
+  e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(NULL, &p), SPIKE_EMISUSE);
+  CHECK_EQ(spike_producer_open(e, NULL), SPIKE_EMISUSE);
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(7, 10);
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  spike_op op;
+  CHECK_EQ(spike_reserve(NULL, &op, 7, 1, 1, NULL, 0, count_cb), SPIKE_EMISUSE);
+  CHECK_EQ(spike_reserve(p, NULL, 7, 1, 1, NULL, 0, count_cb), SPIKE_EMISUSE);
+  CHECK_EQ(spike_pay(p, NULL, 1, 1, "x", 1, count_cb), SPIKE_EMISUSE);
+  CHECK_EQ(spike_cancel(NULL, &op, 1, 1, count_cb), SPIKE_EMISUSE);
+  CHECK_EQ(spike_event_create(p, &op, NULL, count_cb), SPIKE_EINVAL);
+  CHECK(strcmp(op.detail, "spec") == 0);
+  CHECK_EQ(spike_health(e, NULL), SPIKE_OK);
+  CHECK_EQ(spike_event_get(e, 7, NULL), SPIKE_EMISUSE);
+  CHECK_EQ(spike_event_get(NULL, 7, &(spike_event){0}), SPIKE_EMISUSE);
+  uint32_t n = 1;
+  uint64_t next = 1;
+  CHECK_EQ(spike_event_list(e, 0, NULL, 4, &n, &next), SPIKE_EMISUSE);
+  CHECK_EQ(n, 0);
+  CHECK_EQ(spike_event_list(e, 0, &(spike_event){0}, 1, NULL, NULL), SPIKE_EMISUSE);
+  CHECK_EQ(spike_order_get(p, 1, NULL), SPIKE_EMISUSE);
+  CHECK_EQ(spike_user_orders(p, 1, 0, 0, NULL, 4, &n, NULL), SPIKE_EMISUSE);
+  spike_change ch;
+  spike_feed_info info;
+  CHECK_EQ(spike_feed_fetch(p, 0, &ch, 1, &n, &next, NULL), SPIKE_EMISUSE);
+  CHECK_EQ(spike_feed_fetch(p, 0, NULL, 1, &n, &next, &info), SPIKE_EMISUSE);
+  CHECK_EQ(spike_backup(e, "x", NULL), SPIKE_EMISUSE);
+  CHECK_EQ(spike_backup_dir("x", "y", NULL), SPIKE_EMISUSE);
+  /* and nothing was half-done: the engine still serves */
+  CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 7, 1, 1, NULL, 0, count_cb)), SPIKE_OK);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
 static void bad_values(void) {
   spike_config cfg;
   small_config(&cfg, "misuse-values");
@@ -243,4 +308,4 @@ static void bad_values(void) {
 TEST_LIST({"producer_used_from_two_threads", producer_used_from_two_threads, 60},
           {"first_user_owns_it", first_user_owns_it, 0},
           {"op_submitted_twice", op_submitted_twice, 0}, {"null_callback", null_callback, 0},
-          {"bad_values", bad_values, 0})
+          {"null_pointers", null_pointers, 0}, {"bad_values", bad_values, 0})
