@@ -25,6 +25,7 @@
 
 #include <assert.h>
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <jsmn.h>
@@ -34,6 +35,23 @@
 /* Top object, each field's key and value, and room for nested values. */
 #define BODY_JSON_TOKENS (1 + 2 * BODY_FIELDS_MAX + 96)
 _Static_assert(BODY_FIELDS_MAX <= 64, "fields are scanned linearly");
+
+/* A body past one of these bounds may be valid JSON or MessagePack: it is
+ * refused as a parameter (SPIKE_EINVAL, saying which), not as malformed.
+ * The numbers are the macros' (a static assertion keeps them so). */
+#define LIMIT_FIELDS "body: more than 16 fields"
+#define LIMIT_DEPTH "body: values nested deeper than 16"
+#define LIMIT_VALUES "body: more than 128 JSON names and values"
+_Static_assert(BODY_FIELDS_MAX == 16 && BODY_DEPTH_MAX == 16 && BODY_JSON_TOKENS == 129,
+               "the LIMIT_ texts name these bounds");
+
+/* The body refused: at a bound (limit), or as malformed. */
+static int refused(body *b, const char *limit) {
+  memset(b, 0, sizeof(*b));
+  if (limit == NULL) return SPIKE_EBADBODY;
+  snprintf(b->bad, sizeof(b->bad), "%s", limit);
+  return SPIKE_EINVAL;
+}
 
 /* ---- shared: UTF-8, decimal ----------------------------------------------- */
 
@@ -89,6 +107,7 @@ typedef struct jctx {
   int nt, ti; /* tokens from jsmn, the next one to walk */
   char *scratch;
   size_t used, scratch_len;
+  const char *limit; /* the bound a valid body passed, if one did */
 } jctx;
 
 static int hex4(const char *p, size_t n, uint32_t *out) {
@@ -232,7 +251,11 @@ static int json_value(jctx *c, int depth, body_field *f);
 static int json_container(jctx *c, const jsmntok_t *t, int depth, body *b) {
   int obj = t->type == JSMN_OBJECT;
   body_field skip;
-  if (b != NULL && (!obj || t->size > BODY_FIELDS_MAX)) return -1;
+  if (b != NULL && !obj) return -1;
+  if (b != NULL && t->size > BODY_FIELDS_MAX) {
+    c->limit = LIMIT_FIELDS;
+    return -1;
+  }
   c->pos++;
   for (int k = 0; k < t->size; k++) {
     body_field *f = b != NULL ? &b->f[k] : &skip;
@@ -252,7 +275,11 @@ static int json_container(jctx *c, const jsmntok_t *t, int depth, body *b) {
 
 static int json_value(jctx *c, int depth, body_field *f) {
   const jsmntok_t *t = json_next(c);
-  if (t == NULL || depth > BODY_DEPTH_MAX) return -1;
+  if (t == NULL) return -1;
+  if (depth > BODY_DEPTH_MAX) {
+    c->limit = LIMIT_DEPTH;
+    return -1;
+  }
   f->type = BODY_OTHER;
   switch (t->type) {
   case JSMN_STRING: f->type = BODY_STR; return json_string(c, t, depth == 1, &f->s, &f->s_len);
@@ -276,6 +303,7 @@ int body_parse_json(body *b, const char *in, size_t len, char *scratch, size_t s
   if (len > INT_MAX) goto fail; /* jsmn keeps offsets in int */
   jsmn_init(&p);
   c.nt = jsmn_parse(&p, in, len, toks, BODY_JSON_TOKENS);
+  if (c.nt == JSMN_ERROR_NOMEM) c.limit = LIMIT_VALUES;
   if (c.nt < 1 || (top = json_next(&c)) == NULL || top->type != JSMN_OBJECT ||
       json_container(&c, top, 0, b) != 0)
     goto fail;
@@ -283,8 +311,7 @@ int body_parse_json(body *b, const char *in, size_t len, char *scratch, size_t s
   if (c.pos != len || c.ti != c.nt) goto fail;
   return SPIKE_OK;
 fail:
-  memset(b, 0, sizeof(*b));
-  return SPIKE_EBADBODY;
+  return refused(b, c.limit);
 }
 
 /* ---- MessagePack ----------------------------------------------------------- */
@@ -292,6 +319,7 @@ fail:
 typedef struct mctx {
   const uint8_t *in;
   size_t len, pos;
+  const char *limit; /* as jctx's */
 } mctx;
 
 /* n big-endian bytes at the cursor. */
@@ -336,7 +364,11 @@ static int mp_value(mctx *c, int depth, body_field *f) {
   uint64_t n, v;
   unsigned w;
   uint8_t b;
-  if (depth > BODY_DEPTH_MAX || c->pos >= c->len) return -1;
+  if (c->pos >= c->len) return -1;
+  if (depth > BODY_DEPTH_MAX) {
+    c->limit = LIMIT_DEPTH;
+    return -1;
+  }
   b = c->in[c->pos++];
   f->type = BODY_OTHER;
   if (b <= 0x7f) return f->type = BODY_UINT, f->u = b, 0;
@@ -386,7 +418,12 @@ int body_parse_msgpack(body *b, const char *in, size_t len, char *scratch, size_
     goto fail;
   else if (mp_be(&c, c.in[0] == 0xde ? 2 : 4, &n) != 0)
     goto fail;
-  if (n > BODY_FIELDS_MAX) goto fail;
+  if (n > BODY_FIELDS_MAX) {
+    /* a count the bytes could hold (two a field at least) is a bound
+     * passed; one they cannot is a malformed map */
+    if (n <= (len - c.pos) / 2) c.limit = LIMIT_FIELDS;
+    goto fail;
+  }
   for (uint32_t k = 0; k < n; k++) {
     if (mp_value(&c, 1, &key) != 0 || key.type != BODY_STR) goto fail;
     b->f[k].name = key.s;
@@ -397,8 +434,7 @@ int body_parse_msgpack(body *b, const char *in, size_t len, char *scratch, size_
   b->n = (uint32_t)n;
   return SPIKE_OK;
 fail:
-  memset(b, 0, sizeof(*b));
-  return SPIKE_EBADBODY;
+  return refused(b, c.limit);
 }
 
 /* ---- lookups --------------------------------------------------------------- */

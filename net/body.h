@@ -16,9 +16,12 @@
  * must outlive the body.
  *
  * Errors: SPIKE_EBADBODY (not valid JSON / MessagePack, not an object/map,
- * more than BODY_FIELDS_MAX fields, trailing bytes) and SPIKE_EINVAL (a
- * field is missing, has the wrong type, is out of range, is repeated, or is
- * unknown); *field then names it, pointing into static storage or the body.
+ * trailing bytes) and SPIKE_EINVAL (a field is missing, has the wrong type,
+ * is out of range, is repeated, or is unknown; *field then names it,
+ * pointing into static storage or the body). A body past a bound (more
+ * than BODY_FIELDS_MAX fields, values nested deeper than 16, more than 128
+ * JSON names and values) is SPIKE_EINVAL from the parse, with b->bad
+ * saying which: it may be valid, and the bound is ours.
  */
 #ifndef SPIKE_BODY_H
 #define SPIKE_BODY_H

@@ -478,8 +478,13 @@ static void malformed_requests(void) {
   CHECK_EQ(create_event(s.port, 1, 10, 1, NULL), 201);
   static const char *const bodies[] = {"[]", "{\"user_id\":true}", "{\"user_id\":\"1\",\"qty\":1.5}",
                                        "{\"user_id\":\"-1\"}", "{\"user_id\":\"1\",\"qty\":0}",
-                                       "{\"user_id\":\"1\",\"user_id\":\"2\"}", "nope"};
-  static const int codes[] = {40003, 40001, 40001, 40001, 40001, 40001, 40003};
+                                       "{\"user_id\":\"1\",\"user_id\":\"2\"}", "nope",
+                                       /* valid JSON past a bound: a parameter, not malformed */
+                                       "{\"user_id\":\"1\",\"a\":1,\"b\":1,\"c\":1,\"d\":1,\"e\":1,"
+                                       "\"f\":1,\"g\":1,\"h\":1,\"i\":1,\"j\":1,\"k\":1,\"l\":1,"
+                                       "\"m\":1,\"n\":1,\"o\":1,\"p\":1}",
+                                       "{\"user_id\":\"1\",\"x\":[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]}"};
+  static const int codes[] = {40003, 40001, 40001, 40001, 40001, 40001, 40003, 40001, 40001};
   for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
     hc_do(s.port, "POST", "/api/v1/events/1/orders", NULL, bodies[i], &R);
     if (hc_code(&R) != codes[i]) {
