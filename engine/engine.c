@@ -1008,6 +1008,24 @@ static int refuse_unless_bound(spike_producer *p, spike_op *op, uint32_t slot, u
   return refuse(op, status, detail);
 }
 
+/* The table a reserve would find full, looked at before it inserts into
+ * any: the tables never delete, so a reserve refused at a full user table
+ * after its key and buyer went in would hold those slots until a restart
+ * (and the next reserve would be refused naming the wrong table). NULL:
+ * room in each table that needs an entry. kh: NULL without a key. */
+static const char *full_table(spike_engine *e, uint32_t bidx, uint64_t user_id, uint32_t slot,
+                              uint64_t btag, uint64_t utag, const XXH128_hash_t *kh, uint64_t ktag) {
+  if (!lim_room(&e->buyers) &&
+      (bidx != LIM_FULL ? bidx : lim_find_tag(&e->buyers, user_id, slot, btag)) == LIM_FULL)
+    return "buyer table full (max_buyers)";
+  if (!lim_room(&e->users) && lim_find_tag(&e->users, user_id, 0, utag) == LIM_FULL)
+    return "user table full (max_users)";
+  if (kh != NULL && !lim_room(&e->keys) &&
+      lim_find_tag(&e->keys, kh->low64, kh->high64, ktag) == LIM_FULL)
+    return "idempotency key table full (max_keys)";
+  return NULL;
+}
+
 int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t user_id,
                   uint32_t qty, const char *key, size_t key_len, spike_cb cb) {
   int status = op_start(op, p, MSG_RESERVE, cb);
@@ -1074,6 +1092,8 @@ int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t u
                                                                                  : SPIKE_ESOLDOUT,
                                NULL, cb);
   }
+  const char *full = full_table(e, bidx, user_id, slot, btag, utag, key != NULL ? &kh : NULL, ktag);
+  if (full != NULL) return refuse_unless_bound(p, op, slot, user_id, key, kh, SPIKE_EFULL, full, cb);
   if (key != NULL) {
     /* Back-pressure and the reservation bound, looked at before the key
      * goes in (and decided again below, where they are claimed): a crowd

@@ -82,6 +82,11 @@ uint32_t lim_find_tag(lim_table *t, uint64_t k1, uint64_t k2, uint64_t tag);
 static inline lim_entry *lim_at(lim_table *t, uint32_t i) { return &t->e[i]; }
 static inline uint32_t lim_capacity(const lim_table *t) { return t->mask + 1; }
 uint32_t lim_used(const lim_table *t);
+/* Room for one more entry (a hint: concurrent inserters may pass it). */
+static inline int lim_room(lim_table *t) {
+  /* relaxed: a bound, read as a hint */
+  return atomic_load_explicit(&t->used, memory_order_relaxed) < t->max_used;
+}
 
 /* buyers: add qty to the entry's count if the result is <= limit. 0 or -1. */
 int lim_take(lim_entry *e, uint32_t qty, uint32_t limit);

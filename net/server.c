@@ -621,7 +621,9 @@ int server_run(const server_config *cfg) {
     for (uint32_t i = 0; i < made; i++) loop_abandon(&srv.loops[i]);
   } else {
     /* Drain: every loop stops accepting and finishes what it has. */
-    atomic_store_explicit(&srv.draining, 1, memory_order_relaxed);
+    /* release: a feed wait answered because of the release below says
+     * Connection: close (api.c's acquire) */
+    atomic_store_explicit(&srv.draining, 1, memory_order_release);
     spike_feed_release(srv.engine);
     for (uint32_t i = 0; i < made; i++) uv_async_send(&srv.loops[i].wake);
     if (!wait_loops(made, cfg->lim.drain_timeout_ms)) {

@@ -192,6 +192,52 @@ static void locked_by_another_owner(void) {
   test_rmrf(cfg.data_dir);
 }
 
+/* A reserve refused at a full table takes no slot in the others: the
+ * tables never delete, so it would hold them until a restart, and the
+ * next reserve would be refused naming the wrong table. */
+static void full_table_takes_no_slot(void) {
+  for (int which = 0; which < 2; which++) {
+    spike_config cfg;
+    small_config(&cfg, "err-fulltab");
+    cfg.max_users = which == 0 ? 4 : 64;   /* 3 usable */
+    cfg.max_buyers = which == 0 ? 16 : 4;  /* 12 or 3 usable */
+    cfg.max_keys = 16;
+    spike_engine *e = open_engine(&cfg);
+    spike_producer *p;
+    CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+    for (uint64_t ev = 1; ev <= 2; ev++) {
+      spike_event_spec s = spec_default(ev, 100);
+      s.per_user_limit = 5;
+      CHECK_EQ(create_event(p, &s), SPIKE_OK);
+    }
+    spike_op op;
+    for (uint64_t u = 1; u <= 3; u++)
+      CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 1, u, 1, NULL, 0, count_cb)), SPIKE_OK);
+    spike_stats before, after;
+    spike_stats_get(e, &before);
+    for (uint64_t u = 100; u < 112; u++) {
+      char key[16];
+      snprintf(key, sizeof(key), "k%llu", (unsigned long long)u);
+      CHECK_EQ(spike_reserve(p, &op, 1, u, 1, key, strlen(key), count_cb), SPIKE_EFULL);
+      CHECK(has(op.detail, which == 0 ? "user table full" : "buyer table full"));
+    }
+    spike_stats_get(e, &after);
+    CHECK_EQ(after.buyers_used, before.buyers_used);
+    CHECK_EQ(after.users_used, before.users_used);
+    CHECK_EQ(after.keys_used, before.keys_used);
+    if (which == 0) {
+      /* a known user buys another event: a buyer slot it can still have */
+      CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 2, 1, 1, NULL, 0, count_cb)), SPIKE_OK);
+    } else {
+      /* a known buyer buys again, with a key: the key table has room */
+      CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 1, 1, 1, "again", 5, count_cb)), SPIKE_OK);
+    }
+    CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+    CHECK_EQ(spike_close(e), SPIKE_OK);
+    test_rmrf(cfg.data_dir);
+  }
+}
+
 /* A data file cut short (an interrupted copy, a restore onto a full disk)
  * is refused at open with words, not read until a page past its end faults
  * the process with SIGBUS; the file is left as it was. */
@@ -430,7 +476,7 @@ static void escape_any_bytes(void) {
   CHECK(n <= sizeof(small) - 1 && n % 3 == 0 && small[n] == '\0');
 }
 
-TEST_LIST({"codes_and_http", codes_and_http, 0}, {"cut_short_store", cut_short_store, 0}, {"escape_any_bytes", escape_any_bytes, 0}, {"busy_full_distinct", busy_full_distinct, 0},
+TEST_LIST({"codes_and_http", codes_and_http, 0}, {"cut_short_store", cut_short_store, 0}, {"full_table_takes_no_slot", full_table_takes_no_slot, 0}, {"escape_any_bytes", escape_any_bytes, 0}, {"busy_full_distinct", busy_full_distinct, 0},
           {"reservations_full", reservations_full, 0},
           {"locked_by_another_owner", locked_by_another_owner, 0},
           {"config_carries_its_size", config_carries_its_size, 0},

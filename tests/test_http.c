@@ -1423,8 +1423,20 @@ static void sigterm_finishes_begun_requests(void) {
   hc_send(d, "{", 1);
   hc_send(e, without, sizeof(without) - 1);
   hc_send(e, "{\"user", 6);
+  /* and a parked feed wait, released by the drain */
+  int f = hc_connect(s.port);
+  char freq[256];
+  size_t fn = hc_format(freq, sizeof(freq), "GET", "/api/v1/feed?after=1&wait_ms=25000", NULL, NULL);
+  hc_send(f, freq, fn);
   CHECK_EQ(hc_do(s.port, "GET", "/livez", NULL, NULL, &R), 200); /* all of them were read */
   kill(s.pid, SIGTERM);
+  /* its answer says the connection ends (released before each loop hears
+   * of the drain, it once lacked Connection: close) */
+  CHECK_EQ(hc_read(f, &R, 5000), 0);
+  CHECK_EQ(R.status, 200);
+  char fconn[32];
+  CHECK(hc_header(&R, "Connection", fconn, sizeof(fconn)) != NULL && strcmp(fconn, "close") == 0);
+  close(f);
   usleep(300 * 1000);
   /* the idle connection and the half head are closed: end of file, nothing else */
   int closed[2] = {idle, c};
@@ -1571,6 +1583,12 @@ static void feed_long_poll(void) {
   t0 = test_now_ms();
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
   CHECK(test_now_ms() - t0 < 5000);
+  /* it was answered, and the answer says the connection ends (the wait is
+   * released before each loop hears of the drain: it once raced) */
+  CHECK_EQ(hc_read(fd, &W, 5000), 0);
+  CHECK_EQ(W.status, 200);
+  char conn[32];
+  CHECK(hc_header(&W, "Connection", conn, sizeof(conn)) != NULL && strcmp(conn, "close") == 0);
   close(fd);
   test_rmrf(s.dir);
 }
