@@ -14,6 +14,9 @@
 
 #include "spike.h"
 
+/* relaxed: a count for reporting */
+static _Atomic uint64_t lines_lost;
+
 static _Atomic int level_ = LOG_INFO;
 
 void log_set_level(int level) {
@@ -116,8 +119,11 @@ static void emit(int level, const char *module, const char *trace, const char *f
   len += (size_t)snprintf(line + len, sizeof(line) - len, "}\n");
   if (len > sizeof(line) - 1) len = sizeof(line) - 1;
   ssize_t w = write(STDERR_FILENO, line, len);
-  (void)w;
+  /* a full disk under --log-file: nowhere to say so but the count */
+  if (w != (ssize_t)len) atomic_fetch_add_explicit(&lines_lost, 1, memory_order_relaxed);
 }
+
+uint64_t log_lines_lost(void) { return atomic_load_explicit(&lines_lost, memory_order_relaxed); }
 
 void log_line(int level, const char *module, const char *trace, const char *fields,
               const char *fmt, ...) {

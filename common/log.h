@@ -11,6 +11,7 @@
 #define SPIKE_LOG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "spike.h"
 
@@ -43,5 +44,9 @@ void log_kv(int level, const char *module, const spike_log_kv *kv, size_t n, con
  * written as U+FFFD (so a line is valid JSON whatever a client sent);
  * returns the bytes written, never more than cap - 1; out is NUL-terminated. */
 size_t log_escape(char *out, size_t cap, const char *s, size_t n);
+
+/* Lines a write(2) to stderr did not take whole (a full disk under
+ * --log-file): counted, since they cannot be told where they go. */
+uint64_t log_lines_lost(void);
 
 #endif /* SPIKE_LOG_H */

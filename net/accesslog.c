@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@ typedef struct aloop {
 } aloop;
 
 struct accesslog {
+  _Atomic uint64_t lost; /* lines a write refused (a full disk); relaxed: a count */
   pthread_mutex_t lock;
   pthread_cond_t ready;
   abuf *head, *tail; /* the writer's queue, under the lock */
@@ -58,6 +60,10 @@ static void write_all(accesslog *a, const char *p, size_t n) {
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) { /* a full or failing disk: these lines are lost, say so once a buffer */
       log_line(LOG_ERROR, "http", NULL, NULL, "access log %s: %s", a->path, strerror(errno));
+      uint64_t lines = 0;
+      for (size_t i = 0; i < n; i++)
+        lines += p[i] == '\n';
+      atomic_fetch_add_explicit(&a->lost, lines, memory_order_relaxed);
       return;
     }
     p += w;
@@ -161,6 +167,10 @@ static void hand_over(accesslog *a, aloop *l) {
     l->free = l->cur->next;
   }
   pthread_mutex_unlock(&a->lock);
+}
+
+uint64_t accesslog_lost(accesslog *a) {
+  return a != NULL ? atomic_load_explicit(&a->lost, memory_order_relaxed) : 0;
 }
 
 int accesslog_write(accesslog *a, uint32_t loop, const char *line, size_t n) {

@@ -41,4 +41,7 @@ int accesslog_reopen(accesslog *a);
  * close the file and free a. */
 void accesslog_close(accesslog *a);
 
+/* Lines its file refused (a full disk): lost, not queued. Any thread. */
+uint64_t accesslog_lost(accesslog *a);
+
 #endif /* SPIKE_ACCESSLOG_H */

@@ -136,7 +136,7 @@ static void histogram(jbuf *b, const char *name, const char *help, const double 
   line(b, "%s_count %llu\n", name, (unsigned long long)cum);
 }
 
-static void http_metrics(jbuf *b, metrics *const *sh, uint32_t n, int access_log,
+static void http_metrics(jbuf *b, metrics *const *sh, uint32_t n, int access_log, uint64_t lost,
                          uint32_t inflight_capacity) {
   family(b, "spike_http_request_duration_seconds", "histogram",
          "HTTP request latency by route and status code.");
@@ -253,8 +253,9 @@ static void http_metrics(jbuf *b, metrics *const *sh, uint32_t n, int access_log
   family(b, "spike_access_log_lines_total", "counter", "Access-log lines handed to its writer.");
   line(b, "spike_access_log_lines_total %llu\n", (unsigned long long)lines);
   family(b, "spike_access_log_dropped_total", "counter",
-         "Access-log lines dropped because its writer was behind (every buffer full).");
-  line(b, "spike_access_log_dropped_total %llu\n", (unsigned long long)dropped);
+         "Access-log lines dropped: its writer was behind (every buffer full), or its file "
+         "refused the write (a full disk).");
+  line(b, "spike_access_log_dropped_total %llu\n", (unsigned long long)(dropped + lost));
 }
 
 static void engine_metrics(jbuf *b, spike_engine *e, uint32_t nevents, uint32_t max_events) {
@@ -459,7 +460,10 @@ void metrics_render(jbuf *out, const metrics_view *v) {
   uint32_t nevents = 0;
   spike_event_list(v->e, 0, v->events, v->max_events, &nevents, NULL);
   uint32_t shown = nevents < v->max_events ? nevents : v->max_events;
-  http_metrics(out, v->shards, v->nshards, v->access_log, v->inflight_capacity);
+  http_metrics(out, v->shards, v->nshards, v->access_log, v->access_log_lost, v->inflight_capacity);
+  family(out, "spike_log_lines_lost_total", "counter",
+         "Log lines a write refused (a full disk under --log-file): lost, since nowhere can say so.");
+  line(out, "spike_log_lines_lost_total %llu\n", (unsigned long long)v->log_lost);
   engine_metrics(out, v->e, nevents, v->max_events);
   feed_metrics(out, v->feed);
   backup_metrics(out, v);

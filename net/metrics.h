@@ -105,6 +105,8 @@ typedef struct metrics_view {
   const char *ready_why;       /* its text */
   int draining;
   int access_log;              /* an access log is configured */
+  uint64_t access_log_lost;    /* its lines a write refused */
+  uint64_t log_lost;           /* log lines a write refused */
   const metrics_backups *backups;
   uint32_t inflight_capacity;  /* a loop's bound on ops in flight (--ring-size) */
 } metrics_view;

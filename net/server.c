@@ -92,6 +92,8 @@ void server_metrics(loop_ctx *lc, jbuf *out) {
                     /* relaxed: a flag read for a scrape. */
                     .draining = atomic_load_explicit(&srv->draining, memory_order_relaxed),
                     .access_log = srv->access != NULL,
+                    .access_log_lost = accesslog_lost(srv->access),
+                    .log_lost = log_lines_lost(),
                     .backups = &srv->backups,
                     .inflight_capacity = srv->ecfg.ring_size};
   v.ready_status = server_ready(srv, &v.ready_why);

@@ -556,6 +556,29 @@ static void feed_store_id_and_cursors(void) {
 
 /* ---- logs and signals ----------------------------------------------------------- */
 
+/* Log and access-log files on a full disk (/dev/full answers ENOSPC): the
+ * lines are lost, and counted, where before they vanished with the drop
+ * counter at 0. */
+static void logs_on_a_full_disk(void) {
+  const char *const extra[] = {"--access-log", "/dev/full", "--log-file", "/dev/full",
+                               "--log-level", "debug", NULL};
+  spiked s;
+  spiked_start(&s, NULL, extra);
+  int p = s.port;
+  for (int i = 0; i < 5; i++) CHECK_EQ(hc_do(p, "GET", "/livez", NULL, NULL, &R), 200);
+  int64_t lost = 0, dropped = 0;
+  for (int64_t end = test_now_ms() + 5000; test_now_ms() < end && dropped < 5; usleep(100 * 1000)) {
+    CHECK_EQ(hc_do(p, "GET", "/metrics", NULL, NULL, &R), 200);
+    dropped = sample(R.body, "spike_access_log_dropped_total");
+    lost = sample(R.body, "spike_log_lines_lost_total");
+  }
+  CHECK(dropped >= 5); /* the flush is a sweep's: within a second */
+  CHECK(lost > 0);     /* the listening line at least */
+  promtool(R.body);
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  test_rmrf(s.dir);
+}
+
 static void access_log_and_sighup(void) {
   char alog[300], elog[300], moved[320], tmp[256];
   snprintf(tmp, sizeof(tmp), "%s", test_tmpdir("alog"));
@@ -1043,6 +1066,7 @@ TEST_LIST({"metrics_lint_and_503s", metrics_lint_and_503s, 30},
           {"feed_store_id_and_cursors", feed_store_id_and_cursors, 30},
           {"loopback_open_checks_tokens", loopback_open_checks_tokens, 30},
           {"access_log_and_sighup", access_log_and_sighup, 30},
+          {"logs_on_a_full_disk", logs_on_a_full_disk, 30},
           {"sighup_during_start", sighup_during_start, 60},
           {"config_and_flag_errors", config_and_flag_errors, 30},
           {"error_storm_logged_as_counts", error_storm_logged_as_counts, 30},
