@@ -49,6 +49,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <strings.h>
 
 #include <xxhash.h>
@@ -1164,6 +1165,13 @@ void conn_on_accept(uv_stream_t *listener, int status) {
 
 /* Close what is late, through close_later: a thousand slowloris
  * connections opened together time out together. */
+/* Bytes the client sent that this loop has not read yet. */
+static int unread_input(conn *c) {
+  uv_os_fd_t fd;
+  int n = 0;
+  return uv_fileno((const uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, FIONREAD, &n) == 0 && n > 0;
+}
+
 void conn_sweep(uv_timer_t *t) {
   loop_ctx *lc = t->data;
   uint64_t now = uv_now(&lc->loop);
@@ -1180,6 +1188,17 @@ void conn_sweep(uv_timer_t *t) {
       log_line(LOG_DEBUG, "http", NULL, NULL, "lingering close ended (%s)",
                now >= c->linger_end_ms ? "linger time" : "quiet");
       close_later(c);
+      continue;
+    }
+    /* Input waiting unread at the deadline: the loop was late (starved of
+     * CPU, or a long turn), and this sweep runs before the read that would
+     * take it. The client sent in time as far as it can tell, so its
+     * deadline is let pass once, and the next sweep judges after the read
+     * (once only: a client trickling bytes gains one sweep, no more). A
+     * connection writing is late on its own reads, not its sends. */
+    uint64_t due = req_late ? c->req_deadline_ms : c->deadline_ms;
+    if (!c->writing && c->spared_ms != due && unread_input(c)) {
+      c->spared_ms = due;
       continue;
     }
     metrics_add(&lc->m.timeouts, 1);

@@ -137,6 +137,7 @@ struct conn {
   size_t pending_len;
   uint64_t deadline_ms;     /* idle, unread answers, lingering: uv_now-based; 0 = none */
   uint64_t req_deadline_ms; /* cur is whole by then (header_timeout_ms); only while cur != NULL */
+  uint64_t spared_ms;       /* the deadline a sweep let pass once: input was waiting unread */
   uint64_t linger_end_ms; /* lingering: the last moment, uv_now-based */
   uint64_t linger_bytes;  /* lingering: bytes read and discarded */
   uint8_t reading, writing, closing, no_more;
