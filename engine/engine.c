@@ -253,6 +253,9 @@ const char *spike_open_error(void) { return open_err; }
  * batches cleanly (map full), so the floor only refuses what cannot be
  * meant. */
 #define MAP_SIZE_MIN_BYTES (1u << 20)
+/* A map is address space: 64 TiB is half of x86-64's user half, and more
+ * than that failed at open as "out of memory" */
+#define MAP_SIZE_MAX_BYTES (1ull << 46)
 
 static int is_pow2(uint32_t n) { return n >= 2 && (n & (n - 1)) == 0; }
 
@@ -261,6 +264,7 @@ static const char *check_config(const spike_config *c) {
   if (c->data_dir == NULL || c->data_dir[0] == '\0') return "data_dir is empty";
   if (strlen(c->data_dir) > PATH_MAX - 32) return "data_dir is too long";
   if (c->map_size_bytes < MAP_SIZE_MIN_BYTES) return "map_size_bytes is below the floor of 1 MiB";
+  if (c->map_size_bytes > MAP_SIZE_MAX_BYTES) return "map_size_bytes is above 64 TiB (2^46)";
   if (c->ack != SPIKE_ACK_DURABLE && c->ack != SPIKE_ACK_MEMORY) return "ack is not a mode";
   if (c->batch_max < 1 || c->batch_max > 65536) return "batch_max is not in 1..65536";
   if (c->batch_us > 1000000) return "batch_us is above 1 s";

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "writer.h"
 
 typedef struct sums {
@@ -221,7 +222,17 @@ int recover(spike_engine *e, char *err, size_t errlen) {
   }
   /* relaxed: no other thread exists yet. */
   atomic_store_explicit(&e->armed, r.armed, memory_order_relaxed);
-  if (r.armed > e->armed_max) e->armed_max = r.armed;
+  if (r.armed > e->armed_max) {
+    /* Live reservations are owed to their buyers: the bound rises to hold
+     * them (refusing to open would leave them unpaid until a restart with
+     * a larger flag, and expiry frees them anyway). Said, not silent. */
+    engine_log(e, LOG_WARN, "engine", NULL, 0,
+               "%u live reservations on disk, more than max_reserved (%u): the bound is raised to "
+               "%u until a restart; until they are paid, cancelled or expire, new reserves get "
+               "507",
+               r.armed, e->armed_max, r.armed);
+    e->armed_max = r.armed;
+  }
   if (check_sums(&r) != 0) {
     status = r.status;
     goto out;

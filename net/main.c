@@ -45,7 +45,7 @@ static flag flags[] = {
     {"memory-commit-us", K_U32, U32(engine.memory_commit_us), "5000",
      "with --ack memory: longest a reserve answered at enqueue waits for its commit (0: commit at once)", 0, 1000000, 0},
     {"map-size", K_SIZE, &cfg.engine.map_size_bytes, "1G",
-     "LMDB map size; doubled at open when the store is over 80% full", 1u << 20, UINT64_MAX, 0},
+     "LMDB map size; doubled at open when the store is over 80% full", 1u << 20, 1ull << 46, 0},
     {"auth", K_AUTH, &cfg.auth, "none", "none: the body's user_id is the user; jwt: HS256 bearer tokens", 0, 0, 0},
     {"jwt-secret", K_STR, &cfg.jwt_secret, "", "HS256 secret for --auth jwt", 0, 0, 0},
     {"admin-token", K_STR, &cfg.admin_token, "",
@@ -131,7 +131,9 @@ static void allowed(const flag *f, char *out, size_t cap) {
     if (f->max == UINT64_MAX)
       snprintf(out, cap, "a size of at least %s: bytes, or a number with K, M, G or T (KiB..TiB)", lo);
     else
-      fmt_size(hi, sizeof(hi), f->max), snprintf(out, cap, "a size from %s to %s", lo, hi);
+      fmt_size(hi, sizeof(hi), f->max),
+          snprintf(out, cap, "a size from %s to %s: bytes, or a number with K, M, G or T (KiB..TiB)",
+                   lo, hi);
     break;
   case K_U32:
   case K_U64:
@@ -358,9 +360,14 @@ static void help_or_version(int argc, char **argv) {
 /* The --config flag (or SPIKE_CONFIG), looked for before anything else. */
 static const char *config_path(int argc, char **argv) {
   const char *path = getenv("SPIKE_CONFIG");
+  int n = 0;
   for (int i = 1; i < argc; i++) {
-    if (strncmp(argv[i], "--config=", 9) == 0) path = argv[i] + 9;
-    else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) path = argv[++i];
+    if (strncmp(argv[i], "--config=", 9) == 0) path = argv[i] + 9, n++;
+    else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) path = argv[++i], n++;
+  }
+  if (n > 1) {
+    fprintf(stderr, "spiked: --config given twice (one value each)\n");
+    exit(2);
   }
   return path;
 }
@@ -369,9 +376,20 @@ static const char *backup_to; /* --backup DEST: back up and exit */
 static int check_only;        /* --check-config: read everything, say so, exit */
 
 static int from_args(int argc, char **argv) {
+  /* each flag once: a second --listen (or any) silently replaced the first */
+  static uint8_t given[sizeof(flags) / sizeof(flags[0])];
+  int backups = 0, configs = 0, checks = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     /* --backup is a command, not a setting: no variable, no config name */
+    if ((strncmp(a, "--backup=", 9) == 0 || strcmp(a, "--backup") == 0) && backups++ > 0) {
+      fprintf(stderr, "spiked: --backup given twice (one value each)\n");
+      return -1;
+    }
+    if ((strncmp(a, "--config=", 9) == 0 || strcmp(a, "--config") == 0) && configs++ > 0) {
+      fprintf(stderr, "spiked: --config given twice (one value each)\n");
+      return -1;
+    }
     if (strncmp(a, "--backup=", 9) == 0) {
       backup_to = a + 9;
       continue;
@@ -385,6 +403,10 @@ static int from_args(int argc, char **argv) {
       continue;
     }
     if (strcmp(a, "--check-config") == 0) {
+      if (checks++ > 0) {
+        fprintf(stderr, "spiked: --check-config given twice\n");
+        return -1;
+      }
       check_only = 1;
       continue;
     }
@@ -406,6 +428,11 @@ static int from_args(int argc, char **argv) {
     const flag *f = find(name, n);
     if (f == NULL) {
       fprintf(stderr, "spiked: unknown flag \"%s\" (see --help)\n", a);
+      return -1;
+    }
+    if (given[f - flags]++ > 0) {
+      fprintf(stderr, "spiked: --%s given twice (one value each; a flag overrides its variable "
+                      "and the config file)\n", f->name);
       return -1;
     }
     const char *v = eq ? eq + 1 : NULL;

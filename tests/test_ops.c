@@ -790,8 +790,16 @@ static void config_and_flag_errors(void) {
   flag_error((const char *const[]){"--max-buyers", "1000", NULL}, NULL,
              "spiked: --max-buyers: bad value \"1000\": a power of two from 4 to 1073741824");
   flag_error((const char *const[]){"--map-size", "512K", NULL}, NULL,
-             "spiked: --map-size: bad value \"512K\": a size of at least 1M: bytes, or a number "
+             "spiked: --map-size: bad value \"512K\": a size from 1M to 64T: bytes, or a number "
              "with K, M, G or T (KiB..TiB)");
+  flag_error((const char *const[]){"--map-size", "100T", "--check-config", NULL}, NULL,
+             "spiked: --map-size: bad value \"100T\": a size from 1M to 64T");
+  /* an empty data directory fails a start: --check-config says so too */
+  flag_error((const char *const[]){"--data=", "--check-config", NULL}, NULL,
+             "spiked: --data: bad value \"\": a directory");
+  /* a flag given twice: the second silently replaced the first */
+  flag_error((const char *const[]){"--listen", "127.0.0.1:1", "--listen", "127.0.0.1:2", NULL}, NULL,
+             "spiked: --listen given twice");
   flag_error((const char *const[]){"--ack", "fast", NULL}, NULL,
              "spiked: --ack: bad value \"fast\": durable or memory");
   flag_error((const char *const[]){"--listen", "nowhere", NULL}, NULL,
@@ -809,7 +817,7 @@ static void config_and_flag_errors(void) {
   CHECK(f != NULL);
   fprintf(f, "threads = 1\nmap-size = 10X\n");
   fclose(f);
-  snprintf(arg, sizeof(arg), "%s:2: --map-size: bad value \"10X\": a size of at least 1M", bad);
+  snprintf(arg, sizeof(arg), "%s:2: --map-size: bad value \"10X\": a size from 1M to 64T", bad);
   flag_error((const char *const[]){"--config", bad, NULL}, NULL, arg);
   f = fopen(bad, "w");
   CHECK(f != NULL);
@@ -820,7 +828,7 @@ static void config_and_flag_errors(void) {
   /* --help says what the errors say */
   char out[16384];
   CHECK_EQ(run_spiked((const char *const[]){"--help", NULL}, NULL, out, sizeof(out)), 0);
-  CHECK(strstr(out, "a size of at least 1M: bytes, or a number with K, M, G or T (KiB..TiB)") !=
+  CHECK(strstr(out, "a size from 1M to 64T: bytes, or a number with K, M, G or T (KiB..TiB)") !=
         NULL);
   CHECK(strstr(out, "an integer from 1 to 62") != NULL);
   CHECK(strstr(out, "--config") != NULL && strstr(out, "SIGHUP") != NULL);
