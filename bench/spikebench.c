@@ -9,6 +9,7 @@
  * `spikebench merge` adds up the .hgrm files of several load machines.
  */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -103,7 +104,8 @@ static const flag flags[] = {
     {"users", F_U64, &O.users, "0", "distinct users cycled through (0: a fresh user per buy)", 0,
      U64_ANY},
     {"user-base", F_U64, &O.user_base, "1",
-     "first user id; give each run against one store its own range", 1, U64_ANY},
+     "first user id; give each run against one store its own range (ids stay below 2^64)", 1,
+     9223372036854775807.0},
     {"pay-share", F_DBL, &O.pay_share, "0.5", "mixed: share of the 201s that are paid", 0, 1},
     {"read-share", F_DBL, &O.read_share, "0.2",
      "mixed: share of the other requests that read the event", 0, 1},
@@ -147,6 +149,8 @@ static const flag flags[] = {
 static void fmt_bound(char *out, size_t cap, double v) {
   if (v >= U64_ANY)
     snprintf(out, cap, "any");
+  else if (v == 9223372036854775807.0)
+    snprintf(out, cap, "2^63");
   else if (v == floor(v) && fabs(v) < 1e15)
     snprintf(out, cap, "%.0f", v);
   else
@@ -237,7 +241,10 @@ static int parse_u64(const char *v, uint64_t *out) {
 }
 
 static int parse_dbl(const char *v, double *out) {
-  if (v == NULL || *v == '\0') return -1;
+  /* decimal only: strtod takes a leading space, hex ("0x10") and "inf" too */
+  if (v == NULL || *v == '\0' || strspn(v, "0123456789.eE+-") != strlen(v) ||
+      !(isdigit((unsigned char)v[0]) || (v[0] == '.' && isdigit((unsigned char)v[1]))))
+    return -1;
   char *end;
   errno = 0;
   double x = strtod(v, &end);

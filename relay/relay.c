@@ -514,7 +514,8 @@ static bool parse_uint(const char *s, uint64_t max, uint64_t *out) {
   char *end;
   errno = 0;
   unsigned long long v = strtoull(s, &end, 10);
-  if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v > max) return false;
+  /* digits only: strtoull takes a leading space or sign too */
+  if (errno != 0 || s[0] < '0' || s[0] > '9' || *end != '\0' || v > max) return false;
   *out = v;
   return true;
 }
@@ -570,8 +571,15 @@ static int parse_opts(int argc, char **argv, opts *o) {
   bool have_feed = false;
   int c;
   uint64_t v;
+  unsigned char given[128] = {0}; /* each option once: a second silently replaced the first */
   opterr = 0;
   while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+    if (c > 0 && c < 128 && c != 'h' && c != '?' && given[c]++ > 0) {
+      const struct option *l = longs;
+      while (l->name != NULL && l->val != c)
+        l++;
+      return usage_error("--%s given twice (one value each)", l->name);
+    }
     switch (c) {
     case 'f':
       if (feed_conn_parse(&o->feed, optarg) != 0)

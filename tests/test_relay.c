@@ -766,6 +766,13 @@ static void stops_and_waits(void) {
                        r.cursor,    "--limit", "5000",        NULL};
   CHECK_EQ(reap(spawn(bad, r.log), 10000), 2);
   CHECK(strstr(slurp(r.log), "--limit 5000: not 1-1000") != NULL);
+  const char *twice[] = {relay_bin(), "--feed",  "127.0.0.1:1", "--cursor", r.cursor,
+                         "--limit",   "5",       "--limit",     "6",        NULL};
+  CHECK_EQ(reap(spawn(twice, r.log), 10000), 2);
+  CHECK(strstr(slurp(r.log), "--limit given twice") != NULL);
+  const char *spaced[] = {relay_bin(), "--feed",  "127.0.0.1:1", "--cursor",
+                          r.cursor,    "--limit", " 5",          NULL};
+  CHECK_EQ(reap(spawn(spaced, r.log), 10000), 2);
   const char *none[] = {relay_bin(), "--cursor", r.cursor, NULL};
   CHECK_EQ(reap(spawn(none, r.log), 10000), 2);
   CHECK(strstr(slurp(r.log), "--feed HOST:PORT is required") != NULL);

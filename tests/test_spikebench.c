@@ -802,6 +802,12 @@ static void usage_errors(void) {
       /* a flag twice: the second --slo dropped the first's terms */
       {"--max", "--slo", "p99<2ms", "--slo", "p90<9ms", NULL},
       {"--rate", "100", "--rate", "200", NULL},
+      /* decimal numbers only: strtod took hex and a leading space */
+      {"--rate", "0x10", NULL},
+      {"--rate", " 5", NULL},
+      {"--max", "--pay-share", "0x0.8p0", NULL},
+      /* fresh users past 2^64 wrapped around to 0 */
+      {"--max", "--user-base", "18446744073709551600", NULL},
       /* an output that cannot be written: said before the run, not after it */
       {"--max", "--json", "/nonexistent/dir/r.json", NULL},
       {"--max", "--hgrm", "/", NULL},
