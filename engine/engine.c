@@ -1552,7 +1552,7 @@ int spike_feed_fetch(spike_producer *p, uint64_t after, spike_change *out, uint3
   if (count == NULL || next == NULL || info == NULL) return SPIKE_EMISUSE;
   *count = 0;
   *next = after;
-  if (out == NULL || !owned(p)) return SPIKE_EMISUSE;
+  if ((out == NULL && max > 0) || !owned(p)) return SPIKE_EMISUSE; /* max 0: the info alone */
   memset(info, 0, sizeof(*info));
   info->store_id = store_id(p->e->st);
   /* Only what is durable: a record a power cut could take back (the last

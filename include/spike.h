@@ -689,7 +689,8 @@ SPIKE_EXTERN int spike_feed_read(spike_producer *p, uint64_t after,
                                  uint32_t *count, uint64_t *next);
 
 /* spike_feed_read, and *info read from the same snapshot as the records
- * (filled on SPIKE_OK and SPIKE_EINVAL). Errors: as spike_feed_read. */
+ * (filled on SPIKE_OK and SPIKE_EINVAL). With max 0, out may be NULL: the
+ * feed's standing alone. Errors: as spike_feed_read. */
 SPIKE_EXTERN int spike_feed_fetch(spike_producer *p, uint64_t after,
                                   spike_change *out, uint32_t max,
                                   uint32_t *count, uint64_t *next,

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <jwt.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1464,6 +1465,80 @@ static void sigterm_finishes_begun_requests(void) {
   all_there_after_restart(&s, dir, ids, 4);
 }
 
+/* A pipelined flood of GETs on one connection, read and dropped: keeps
+ * the loop busy between its waits for events. */
+typedef struct flood {
+  int fd;
+  volatile int stop;
+  pthread_t tw, tr;
+} flood;
+
+static void *flood_write(void *arg) {
+  flood *f = arg;
+  static const char get[] = "GET /livez HTTP/1.1\r\nHost: t\r\n\r\n";
+  char buf[64 * (sizeof(get) - 1)];
+  for (size_t i = 0; i < 64; i++) memcpy(buf + i * (sizeof(get) - 1), get, sizeof(get) - 1);
+  while (!f->stop)
+    if (send(f->fd, buf, sizeof(buf), MSG_NOSIGNAL) < 0) break;
+  return NULL;
+}
+
+static void *flood_read(void *arg) {
+  flood *f = arg;
+  char buf[65536];
+  while (!f->stop)
+    if (recv(f->fd, buf, sizeof(buf), 0) <= 0) break;
+  return NULL;
+}
+
+/* A loop stopped (starved of CPU) past a request's deadline, with the rest
+ * of the request waiting unread in its socket: when it runs again its
+ * sweep can come before the read. The request arrived whole in time; it is
+ * served, not cut as a timeout (a nice-19 spiked beside busy loops cut 18
+ * of 300 such requests). The loop is kept busy by a flood, so that it is
+ * stopped between its waits for events, where the sweep runs first. */
+static void starved_loop_reads_before_it_cuts(void) {
+  static const char *const extra[] = {"--header-timeout-ms", "300", NULL};
+  spiked s;
+  spiked_start(&s, NULL, extra);
+  CHECK_EQ(create_event(s.port, 1, 1000, 1000, NULL), 201);
+  static const char head[] = "POST /api/v1/events/1/orders HTTP/1.1\r\nHost: t\r\n"
+                             "Content-Type: application/json\r\nContent-Length: 16\r\n\r\n";
+  for (int round = 0; round < 5; round++) {
+    flood fl[3];
+    for (int k = 0; k < 3; k++) {
+      flood *f = &fl[k];
+      *f = (flood){.fd = hc_connect(s.port)};
+      CHECK(f->fd >= 0);
+      CHECK_EQ(pthread_create(&f->tw, NULL, flood_write, f), 0);
+      CHECK_EQ(pthread_create(&f->tr, NULL, flood_read, f), 0);
+    }
+    usleep(100 * 1000);
+    int a = hc_connect(s.port);
+    hc_send(a, head, sizeof(head) - 1);
+    usleep(50 * 1000); /* its head is read: its deadline runs */
+    kill(s.pid, SIGSTOP);
+    char body[32];
+    snprintf(body, sizeof(body), "{\"user_id\":\"%d\"}", 70 + round);
+    hc_send(a, body, strlen(body)); /* whole, 50 ms into its 300 */
+    usleep(700 * 1000);
+    kill(s.pid, SIGCONT);
+    CHECK_EQ(hc_read(a, &R, 5000), 0);
+    CHECK_EQ(R.status, 201);
+    close(a);
+    for (int k = 0; k < 3; k++) {
+      flood *f = &fl[k];
+      f->stop = 1;
+      shutdown(f->fd, SHUT_RDWR);
+      pthread_join(f->tw, NULL);
+      pthread_join(f->tr, NULL);
+      close(f->fd);
+    }
+  }
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  test_rmrf(s.dir);
+}
+
 /* A body that never comes does not hold the drain to its timeout: its
  * request's deadline is brought within half the drain's, and the drain
  * ends there, not with "drain timed out". */
@@ -1613,6 +1688,7 @@ static void address_in_use(void) {
 }
 
 TEST_LIST({"every_route_and_code", every_route_and_code, 60},
+          {"starved_loop_reads_before_it_cuts", starved_loop_reads_before_it_cuts, 60},
           {"address_in_use", address_in_use, 30},
           {"trace_ids_and_msgpack", trace_ids_and_msgpack, 30},
           {"pipelined_in_order", pipelined_in_order, 120},

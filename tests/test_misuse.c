@@ -253,6 +253,9 @@ static void null_pointers(void) {
   spike_feed_info info;
   CHECK_EQ(spike_feed_fetch(p, 0, &ch, 1, &n, &next, NULL), SPIKE_EMISUSE);
   CHECK_EQ(spike_feed_fetch(p, 0, NULL, 1, &n, &next, &info), SPIKE_EMISUSE);
+  /* max 0 with no array is the feed's standing alone (spiked's metrics) */
+  CHECK_EQ(spike_feed_fetch(p, 0, NULL, 0, &n, &next, &info), SPIKE_OK);
+  CHECK(info.store_id != 0);
   CHECK_EQ(spike_backup(e, "x", NULL), SPIKE_EMISUSE);
   CHECK_EQ(spike_backup_dir("x", "y", NULL), SPIKE_EMISUSE);
   /* and nothing was half-done: the engine still serves */

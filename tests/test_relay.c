@@ -389,8 +389,15 @@ static void relay_start(relay *r, int feed_port, int amqp_port, const char *cons
                          r->cursor,   "--limit",          limit, "--wait-ms",
                          "1000",      "--backoff-max-ms", "500", "--confirm-timeout-ms",
                          "3000"};
-  for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-    argv[n++] = fixed[i];
+  argv[n++] = fixed[0];
+  /* flag and value pairs; one that extra gives is extra's (a repeat is
+   * refused) */
+  for (size_t i = 1; i + 1 < sizeof(fixed) / sizeof(fixed[0]); i += 2) {
+    int overridden = 0;
+    for (int k = 0; extra && extra[k]; k++)
+      overridden |= strcmp(extra[k], fixed[i]) == 0;
+    if (!overridden) argv[n++] = fixed[i], argv[n++] = fixed[i + 1];
+  }
   for (int i = 0; extra && extra[i] && n < 46; i++)
     argv[n++] = extra[i];
   argv[n] = NULL;
