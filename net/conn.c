@@ -1163,14 +1163,15 @@ void conn_on_accept(uv_stream_t *listener, int status) {
   lc->accepts++;
 }
 
-/* Close what is late, through close_later: a thousand slowloris
- * connections opened together time out together. */
 /* Bytes the client sent that this loop has not read yet. */
 static int unread_input(conn *c) {
   uv_os_fd_t fd;
   int n = 0;
   return uv_fileno((const uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, FIONREAD, &n) == 0 && n > 0;
 }
+
+/* Close what is late, through close_later: a thousand slowloris
+ * connections opened together time out together. */
 
 void conn_sweep(uv_timer_t *t) {
   loop_ctx *lc = t->data;
