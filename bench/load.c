@@ -131,7 +131,8 @@ static struct {
   _Atomic uint64_t connect_refused;
   _Atomic uint32_t finished;
   uint64_t tl_ns, nrows;
-  uint64_t tl0_ns; /* where row 0 would begin: rows end at the warm-up's end */
+  uint64_t tl_lead_ns; /* row 0 would begin this long before t0: rows end at the warm-up's
+                          end (kept from t0, not as a time: the clock may be younger) */
   pthread_mutex_t tl_mu; /* the global slots, rows and row_done */
   tl_gslot *tlg;
   ld_row *rows;
@@ -260,10 +261,10 @@ static void tl_write_row(uint64_t k, const tl_acc *a, int partial) {
   ld_row *r = &R.rows[k];
   memset(r, 0, sizeof(*r));
   r->index = (uint32_t)k;
-  uint64_t from = R.tl0_ns + k * R.tl_ns;
-  r->t_ns = from > R.t0_ns ? from - R.t0_ns : 0;
-  r->end_ns = from + R.tl_ns - R.t0_ns;
-  r->warmup = from < R.warm_end_ns;
+  uint64_t from = k * R.tl_ns; /* from t0 - lead */
+  r->t_ns = from > R.tl_lead_ns ? from - R.tl_lead_ns : 0;
+  r->end_ns = from + R.tl_ns - R.tl_lead_ns;
+  r->warmup = R.t0_ns + r->t_ns < R.warm_end_ns;
   r->partial = (uint8_t)partial;
   if (a != NULL) {
     r->sent = a->sent;
@@ -329,7 +330,7 @@ static void tl_advance(worker *w, uint64_t k) {
 
 /* The timeline interval now falls in, after handing over older ones. */
 static tl_acc *tl_at(worker *w, uint64_t now) {
-  uint64_t k = now > R.tl0_ns ? (now - R.tl0_ns) / R.tl_ns : 0;
+  uint64_t k = now > R.t0_ns ? (now - R.t0_ns + R.tl_lead_ns) / R.tl_ns : 0;
   if (k >= R.nrows) k = R.nrows - 1;
   if (k > w->tl_k) tl_advance(w, k);
   return &w->tl;
@@ -1251,7 +1252,7 @@ int ld_run(const ld_config *cfg, ld_result *res) {
   if (cfg->mode == LD_FLASH) R.warm_end_ns = t0;
   /* a row never holds both warm-up and window: they are cut at the
    * warm-up's end, and the first is short where need be */
-  R.tl0_ns = R.warm_end_ns - (R.warm_end_ns - t0 + R.tl_ns - 1) / R.tl_ns * R.tl_ns;
+  R.tl_lead_ns = (R.tl_ns - (R.warm_end_ns - t0) % R.tl_ns) % R.tl_ns;
   if (connected == 0 || *cfg->interrupted || failed_start)
     atomic_store_explicit(&R.stop, 1, memory_order_release);
   /* release: pairs with the workers' acquire in on_wake */

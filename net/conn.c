@@ -810,7 +810,11 @@ static void feed(conn *c, const char *data, size_t len) {
       api_handle(lc, r);
       if (c->closing) return;
       data = pos;
-      if (!keep_alive || lc->draining) { /* the rest is not read */
+      /* The server's flag too: an answer made before this loop's wake has
+       * set its own says Connection: close (api.c), and a request parsed
+       * after it would be run with no one to answer it. */
+      if (!keep_alive || lc->draining ||
+          atomic_load_explicit(&lc->srv->draining, memory_order_acquire)) { /* the rest is not read */
         c->no_more = 1;
         set_reading(c, 0);
         return;

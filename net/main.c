@@ -304,6 +304,7 @@ static int from_file(const char *path) {
   }
   char buf[CONFIG_LINE_MAX + 2], from[CONFIG_LINE_MAX + 64];
   int rc = 0;
+  int seen[sizeof(flags) / sizeof(flags[0])] = {0}; /* the line each name is on */
   for (int lineno = 1; rc == 0 && fgets(buf, sizeof(buf), f) != NULL; lineno++) {
     snprintf(from, sizeof(from), "%s:%d: ", path, lineno);
     if (lineno > CONFIG_LINES_MAX || (strlen(buf) > CONFIG_LINE_MAX && buf[CONFIG_LINE_MAX] != '\n')) {
@@ -328,6 +329,12 @@ static int from_file(const char *path) {
       rc = -1;
       break;
     }
+    if (seen[fl - flags] != 0) { /* as on the command line: once */
+      fprintf(stderr, "spiked: %s\"%s\" given twice (line %d too)\n", from, name, seen[fl - flags]);
+      rc = -1;
+      break;
+    }
+    seen[fl - flags] = lineno;
     /* A string flag points at its value: keep a copy for the process's
      * life, in a table, so a later line or flag replacing it leaks none. */
     static char *kept[CONFIG_LINES_MAX];

@@ -253,9 +253,11 @@ static void http_metrics(jbuf *b, metrics *const *sh, uint32_t n, int access_log
   family(b, "spike_access_log_lines_total", "counter", "Access-log lines handed to its writer.");
   line(b, "spike_access_log_lines_total %llu\n", (unsigned long long)lines);
   family(b, "spike_access_log_dropped_total", "counter",
-         "Access-log lines dropped: its writer was behind (every buffer full), or its file "
-         "refused the write (a full disk).");
-  line(b, "spike_access_log_dropped_total %llu\n", (unsigned long long)(dropped + lost));
+         "Access-log lines dropped because its writer was behind (every buffer full).");
+  line(b, "spike_access_log_dropped_total %llu\n", (unsigned long long)dropped);
+  family(b, "spike_access_log_lost_total", "counter",
+         "Access-log lines handed to its writer that its file refused (a full disk).");
+  line(b, "spike_access_log_lost_total %llu\n", (unsigned long long)lost);
 }
 
 static void engine_metrics(jbuf *b, spike_engine *e, uint32_t nevents, uint32_t max_events) {

@@ -569,10 +569,11 @@ static void logs_on_a_full_disk(void) {
   int64_t lost = 0, dropped = 0;
   for (int64_t end = test_now_ms() + 5000; test_now_ms() < end && dropped < 5; usleep(100 * 1000)) {
     CHECK_EQ(hc_do(p, "GET", "/metrics", NULL, NULL, &R), 200);
-    dropped = sample(R.body, "spike_access_log_dropped_total");
+    dropped = sample(R.body, "spike_access_log_lost_total");
     lost = sample(R.body, "spike_log_lines_lost_total");
   }
   CHECK(dropped >= 5); /* the flush is a sweep's: within a second */
+  CHECK_EQ(sample(R.body, "spike_access_log_dropped_total"), 0); /* never behind */
   CHECK(lost > 0);     /* the listening line at least */
   promtool(R.body);
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
@@ -824,6 +825,13 @@ static void config_and_flag_errors(void) {
   fprintf(f, "nonsense = 1\n");
   fclose(f);
   snprintf(arg, sizeof(arg), "%s:1: unknown name \"nonsense\"", bad);
+  flag_error((const char *const[]){"--config", bad, NULL}, NULL, arg);
+  /* a name twice in the file, as a flag twice: refused, not the last kept */
+  f = fopen(bad, "w");
+  CHECK(f != NULL);
+  fprintf(f, "listen = 127.0.0.1:1\n# another\nlisten = 127.0.0.1:2\n");
+  fclose(f);
+  snprintf(arg, sizeof(arg), "%s:3: \"listen\" given twice (line 1 too)", bad);
   flag_error((const char *const[]){"--config", bad, NULL}, NULL, arg);
   /* --help says what the errors say */
   char out[16384];
