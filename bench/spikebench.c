@@ -277,7 +277,9 @@ static void set_flag(const flag *f, const char *v) {
       }
     die_usage("--scenario: unknown scenario \"%s\"", v);
   case F_U64:
-    if (parse_u64(v, &u) != 0 || (double)u < f->min || (double)u > f->max)
+    /* the upper bound in integers where it is one: 2^63 + 1 rounds to 2^63 as a double */
+    if (parse_u64(v, &u) != 0 || (double)u < f->min ||
+        (f->max < U64_ANY ? u > (uint64_t)f->max : (double)u > f->max))
       die_usage("--%s: \"%s\" is not a whole number in [%s, %s]", f->name, v, lo, hi);
     *(uint64_t *)f->dst = u;
     return;

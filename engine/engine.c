@@ -234,7 +234,8 @@ _Static_assert(sizeof(spike_config) % 8 == 0 &&
 void spike_config_init_size(spike_config *cfg, size_t size) {
   spike_config d;
   config_defaults(&d);
-  if (size < CONFIG_SIZE_MIN || size > UINT32_MAX) return; /* not a spike_config: spike_open refuses it */
+  if (cfg == NULL || size < CONFIG_SIZE_MIN || size > UINT32_MAX)
+    return; /* not a spike_config: spike_open refuses it */
   /* A config from a newer spike.h keeps its size, so that spike_open
    * refuses it rather than ignore what it asks; its fields this library
    * does not know are zeroed. */

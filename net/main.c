@@ -221,7 +221,13 @@ static int is_bool_word(const char *w) {
 static int set(const flag *f, const char *v, const char *from) {
   uint64_t x;
   switch (f->k) {
-  case K_STR: *(const char **)f->dst = v; return 0;
+  case K_STR:
+    if (f->dst == &cfg.engine.data_dir && v[0] == '\0') { /* said where it came from */
+      fprintf(stderr, "spiked: %s--data: bad value \"\": a directory (see --help)\n", from);
+      return -1;
+    }
+    *(const char **)f->dst = v;
+    return 0;
   case K_BOOL:
     if (v == NULL || strcmp(v, "1") == 0 || strcmp(v, "true") == 0 || strcmp(v, "on") == 0 ||
         strcmp(v, "yes") == 0)
@@ -399,6 +405,10 @@ static int from_args(int argc, char **argv) {
     }
     if (strncmp(a, "--backup=", 9) == 0) {
       backup_to = a + 9;
+      if (backup_to[0] == '\0') {
+        fprintf(stderr, "spiked: --backup needs a value (the new backup directory)\n");
+        return -1;
+      }
       continue;
     }
     if (strcmp(a, "--backup") == 0) {
@@ -407,6 +417,10 @@ static int from_args(int argc, char **argv) {
         return -1;
       }
       backup_to = argv[++i];
+      if (backup_to[0] == '\0') {
+        fprintf(stderr, "spiked: --backup needs a value (the new backup directory)\n");
+        return -1;
+      }
       continue;
     }
     if (strcmp(a, "--check-config") == 0) {

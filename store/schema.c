@@ -493,6 +493,19 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
   if (stat(data, &sb) != 0 && errno == ENOENT &&
       (rc = create_store(dir, map_size_bytes, &what)) != 0)
     goto fail;
+  /* A store is made whole elsewhere and renamed in (create_store), so a
+   * data.mdb shorter than its two meta pages is a copy cut short (a
+   * restore onto a full disk): LMDB would take an empty one for a new
+   * store, and the restored orders would be silently gone. */
+  if (stat(data, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size < 2 * 4096) { /* LMDB's least page */
+    snprintf(err, errlen,
+             "%s: data.mdb is %llu bytes, less than a store's first two pages: the file was cut "
+             "short (an interrupted copy?); restore it from a backup, or remove it to start an "
+             "empty store",
+             dir, (unsigned long long)sb.st_size);
+    rc = STORE_ECORRUPT;
+    goto fail;
+  }
   what = "mdb_env_create";
   if ((rc = mdb_env_create(&s->env)) != 0) goto fail;
   what = "mdb_env_set_maxdbs";

@@ -218,6 +218,7 @@ static void null_pointers(void) {
   CHECK_EQ(spike_health(NULL, &why), SPIKE_EMISUSE);
   CHECK(why != NULL);
   spike_feed_release(NULL);
+  spike_config_init(NULL);
   spike_stats st;
   spike_stats_get(NULL, &st);
   CHECK_EQ(spike_feed_epoch(NULL, 1), 0);
