@@ -31,6 +31,7 @@
  */
 #define _GNU_SOURCE
 #include <stdint.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,6 +193,16 @@ static int usage(void) {
   return 2;
 }
 
+/* A whole number in lo..hi, digits only; 0 or -1. */
+static int number(const char *s, uint64_t lo, uint64_t hi, uint64_t *out) {
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 || v < lo || v > hi) return -1;
+  *out = v;
+  return 0;
+}
+
 static int64_t now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -203,18 +214,27 @@ int main(int argc, char **argv) {
   if (argc < 3 || feed_conn_parse(&o.feed, argv[1]) != 0) return usage();
   o.db = argv[2];
   for (int i = 3; i + 1 < argc; i += 2) {
-    if (strcmp(argv[i], "--token") == 0)
-      o.feed.token = argv[i + 1];
-    else if (strcmp(argv[i], "--stop-at") == 0)
-      o.stop_at = strtoull(argv[i + 1], NULL, 10);
-    else if (strcmp(argv[i], "--limit") == 0)
-      o.limit = (unsigned)atoi(argv[i + 1]);
-    else if (strcmp(argv[i], "--wait-ms") == 0)
-      o.feed.wait_ms = (unsigned)atoi(argv[i + 1]);
-    else if (strcmp(argv[i], "--retry-s") == 0)
-      o.retry_s = (unsigned)atoi(argv[i + 1]);
-    else
+    uint64_t v = 0;
+    const char *a = argv[i], *val = argv[i + 1];
+    if (strcmp(a, "--token") == 0) {
+      o.feed.token = val;
+      continue;
+    }
+    if (strcmp(a, "--stop-at") != 0 && strcmp(a, "--limit") != 0 && strcmp(a, "--wait-ms") != 0 &&
+        strcmp(a, "--retry-s") != 0)
       return usage();
+    if (strcmp(a, "--stop-at") == 0 ? number(val, 0, UINT64_MAX, &v)
+        : strcmp(a, "--limit") == 0 ? number(val, 1, FEED_LIMIT_MAX, &v)
+        : strcmp(a, "--wait-ms") == 0 ? number(val, 0, FEED_WAIT_MS_MAX, &v)
+        : strcmp(a, "--retry-s") == 0 ? number(val, 0, 86400, &v)
+                                     : -1) {
+      fprintf(stderr, "feed_sqlite: %s %s: not a whole number in its range\n", a, val);
+      return usage();
+    }
+    if (strcmp(a, "--stop-at") == 0) o.stop_at = v;
+    else if (strcmp(a, "--limit") == 0) o.limit = (unsigned)v;
+    else if (strcmp(a, "--wait-ms") == 0) o.feed.wait_ms = (unsigned)v;
+    else o.retry_s = (unsigned)v;
   }
   if ((argc - 3) % 2 != 0) return usage();
   if (db_open(o.db) != 0) return 1;

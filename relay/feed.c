@@ -237,7 +237,8 @@ int feed_fetch(const feed_conn *c, const char *store_id, uint64_t after, const c
   }
   if (p->status != 200 && after + 1 < p->first) {
     WHY("the changes after the cursor %llu are gone (the feed now starts at %llu, "
-        "--feed-retain): resync, then go on from %llu",
+        "--feed-retain): resync downstream, then start afresh after seq %llu (spike-relay: a "
+        "new cursor with --from)",
         (unsigned long long)after, (unsigned long long)p->first, (unsigned long long)p->first - 1);
     return FEED_DROPPED;
   }

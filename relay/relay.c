@@ -70,6 +70,8 @@ typedef struct opts {
   const char *user, *password, *vhost, *exchange, *exchange_type, *queue, *cursor_path;
   unsigned limit, confirm_timeout_ms, backoff_max_ms;
   uint64_t stop_at;
+  uint64_t from; /* --from: where a new cursor starts */
+  bool from_given;
 } opts;
 
 static volatile sig_atomic_t stopping;
@@ -432,6 +434,7 @@ static int publish_page(broker *b, const opts *o, const feed_page *p) {
   }
   unsigned acked = 0;
   bool nacked = false, returned = false;
+  char first_return[sizeof(b->why)];
   int64_t deadline = now_ms() + o->confirm_timeout_ms;
   while (acked < (unsigned)p->count) {
     int64_t left = deadline - now_ms();
@@ -450,9 +453,15 @@ static int publish_page(broker *b, const opts *o, const feed_page *p) {
     }
     rc = broker_frame(b, &f, first_tag, &acked, &nacked);
     if (rc < 0) return -1;
-    if (rc == 1) returned = true;
+    if (rc == 1 && !returned) { /* the first change routed nowhere is the one to name */
+      returned = true;
+      memcpy(first_return, b->why, sizeof(first_return));
+    }
   }
-  if (returned) return 1;
+  if (returned) {
+    memcpy(b->why, first_return, sizeof(b->why));
+    return 1;
+  }
   if (nacked) {
     snprintf(b->why, sizeof(b->why), "the broker refused (nacked) part of the page");
     return -1;
@@ -485,12 +494,14 @@ static const char usage_text[] =
     "  --vhost V                                                                    [/]\n"
     "  --exchange NAME         declared durable if missing                 [spike.feed]\n"
     "  --exchange-type T       topic, direct, fanout, headers                   [topic]\n"
-    "  --queue NAME            also declare a durable queue bound to '#'       [none]\n"
+    "  --queue NAME            also declare a durable queue bound to '#' (not with a\n"
+    "                          direct exchange)                               [none]\n"
     "  --limit N               changes per page, 1-1000                          [500]\n"
     "  --wait-ms MS            the feed's long-poll, 0-30000                   [10000]\n"
     "  --confirm-timeout-ms MS confirms not all in by then: reconnect, resend [10000]\n"
     "  --backoff-max-ms MS     the longest wait between reconnects              [5000]\n"
     "  --stop-at SEQ           exit 0 once the cursor reaches SEQ             [never]\n"
+    "  --from SEQ              a new cursor (no FILE yet) starts after SEQ       [0]\n"
     "  --help\n"
     "\n"
     "Routing key: '<type>.<event id>' (order.paid.17, event.created.17). Headers:\n"
@@ -544,6 +555,7 @@ static int parse_opts(int argc, char **argv, opts *o) {
                                         {"confirm-timeout-ms", required_argument, 0, 'C'},
                                         {"backoff-max-ms", required_argument, 0, 'B'},
                                         {"stop-at", required_argument, 0, 's'},
+                                        {"from", required_argument, 0, 'F'},
                                         {"help", no_argument, 0, 'h'},
                                         {0, 0, 0, 0}};
   *o = (opts){.feed = {.wait_ms = 10000, .token = getenv("SPIKE_FEED_TOKEN"), .stop = &stopping},
@@ -565,6 +577,7 @@ static int parse_opts(int argc, char **argv, opts *o) {
       {'C', "confirm-timeout-ms", 100, 3600000, "100-3600000", &o->confirm_timeout_ms},
       {'B', "backoff-max-ms", BACKOFF_MIN_MS, 600000, "100-600000", &o->backoff_max_ms},
       {'s', "stop-at", 0, UINT64_MAX, "a seq", NULL},
+      {'F', "from", 0, UINT64_MAX, "a seq", NULL},
   };
   if (o->user == NULL) o->user = "guest";
   if (o->password == NULL) o->password = "guest";
@@ -612,7 +625,8 @@ static int parse_opts(int argc, char **argv, opts *o) {
     case 'w':
     case 'C':
     case 'B':
-    case 's': {
+    case 's':
+    case 'F': {
       const num_opt *n = num_opts;
       while (n->c != c)
         n++;
@@ -623,8 +637,10 @@ static int parse_opts(int argc, char **argv, opts *o) {
       }
       if (n->u32)
         *n->u32 = (unsigned)v;
-      else
+      else if (c == 's')
         o->stop_at = v;
+      else
+        o->from = v, o->from_given = true;
       break;
     }
     case 'h': fputs(usage_text, stdout); exit(EXIT_DONE);
@@ -634,6 +650,13 @@ static int parse_opts(int argc, char **argv, opts *o) {
   if (optind < argc) return usage_error("%s: unexpected argument", argv[optind]);
   if (!have_feed) return usage_error("%s--feed HOST:PORT is required", "");
   if (o->cursor_path == NULL) return usage_error("%s--cursor FILE is required", "");
+  /* --queue binds with "#", every key to a topic exchange (and anything to
+   * fanout and headers ones) but a key of its own to a direct one, where
+   * every change would then be routed nowhere */
+  if (o->queue != NULL && strcmp(o->exchange_type, "direct") == 0)
+    return usage_error("%s--queue binds with \"#\", which a direct exchange reads as one routing "
+                       "key: bind your queues to it yourself, or use a topic exchange",
+                       "");
   return 0;
 }
 
@@ -663,6 +686,16 @@ int main(int argc, char **argv) {
 
   cursor cur;
   if (cursor_lock(o.cursor_path) < 0 || cursor_load(o.cursor_path, &cur) != 0) return EXIT_ERROR;
+  if (o.from_given) {
+    /* a new cursor only: one that exists is where downstream stands */
+    if (cur.store_id[0] != '\0') {
+      LOG_ERROR("--from %" PRIu64 ": the cursor %s exists (at seq %" PRIu64
+                "); --from starts a new one: remove it first if that is what you mean",
+                o.from, o.cursor_path, cur.seq);
+      return EXIT_ERROR;
+    }
+    cur.seq = o.from;
+  }
   char extra[160];
   snprintf(extra, sizeof(extra), "\"after\":%" PRIu64 ",\"storeId\":\"%s\"", cur.seq, cur.store_id);
   logf_("info", extra, "following %s:%d from seq %" PRIu64 " into exchange %s at %s:%d",
@@ -675,8 +708,17 @@ int main(int argc, char **argv) {
   uint64_t published = 0, progress_seq = cur.seq;
   int64_t progress_at = now_ms();
   int status = EXIT_DONE;
-  while (!stopping && cur.seq < o.stop_at) {
-    rc = feed_fetch(&o.feed, cur.store_id, cur.seq, cur.epoch, o.limit, &page);
+  while (!stopping) {
+    /* A cursor at --stop-at is still checked against the feed (another
+     * store, another history, a cursor past the head end as without
+     * --stop-at): one record asked, none waited for, none published. */
+    int at_stop = cur.seq >= o.stop_at;
+    feed_conn fc = o.feed;
+    if (at_stop) fc.wait_ms = 0;
+    unsigned limit = at_stop ? 1
+                     : o.stop_at - cur.seq < o.limit ? (unsigned)(o.stop_at - cur.seq)
+                                                      : o.limit; /* never past it */
+    rc = feed_fetch(&fc, cur.store_id, cur.seq, cur.epoch, limit, &page);
     if (rc == FEED_STOPPED) break;
     if (rc == FEED_UNREACHABLE) {
       unsigned w = backoff_next(&feed_wait, o.backoff_max_ms);
@@ -713,6 +755,7 @@ int main(int argc, char **argv) {
                                                         : EXIT_ERROR;
       break;
     }
+    if (at_stop) break; /* --stop-at reached: exit 0 */
     if (page.count == 0) {
       if (b.conn && broker_pump(&b) != 0) {
         LOG_WARN("%s; reconnecting", b.why);

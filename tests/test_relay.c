@@ -630,6 +630,16 @@ static void chaos(void) {
   /* the relay's pace: the whole feed again into a fresh queue, and the
    * reference consumer (feed_sqlite, one fsync per page too) over the same
    * feed, for scale; SPIKE_RELAY_PACE=N adds N operations first */
+  /* --stop-at is where it stops, not the end of the page it falls in
+   * (a relay at --stop-at 5 published a whole page of 500) */
+  relay st;
+  snprintf(st.cursor, sizeof(st.cursor), "%s/cursor-stop", tmp);
+  snprintf(st.log, sizeof(st.log), "%s/relay-stop.log", tmp);
+  const char *stop_args[] = {"--exchange", "spike.stop", "--queue", "spike.stop",
+                             "--stop-at",  "5",          NULL};
+  relay_start(&st, s.port, mq.port, stop_args);
+  CHECK_EQ(reap(st.pid, 30000), 0);
+  CHECK_EQ(cursor_seq(st.cursor, NULL, 0), 5);
   const char *more = getenv("SPIKE_RELAY_PACE");
   if (more == NULL) goto done; /* make bench-relay, not make test */
   load(s.port, atoi(more));
