@@ -69,41 +69,39 @@ typedef struct claim {
   int type;
 } claim;
 
-/* Read sub, exp and nbf from the token's payload, which libjwt has already
- * decoded and checked, so both parsers read the same bytes. Each may appear
- * once, named plainly: libjwt keeps the last of a repeated claim, and a
- * gateway that read the first would have vetted another user (as with a
- * body's repeated field). 0, or -1 when the payload breaks that. */
-static int read_claims(const char *tok, size_t n, claim out[CLAIMS]) {
-  memset(out, 0, sizeof(claim) * CLAIMS);
-  const char *dot1 = memchr(tok, '.', n);
-  if (dot1 == NULL) return -1;
-  const char *p = dot1 + 1;
-  const char *dot2 = memchr(p, '.', n - (size_t)(p - tok));
-  if (dot2 == NULL) return -1;
+/* Read the members named in names (nnames of them, each of 3 or 4 bytes)
+ * from one of the token's parts (its base64url text, seg..seg + n), which
+ * libjwt has already decoded and checked, so both parsers read the same
+ * bytes. Each may appear once, named plainly: libjwt keeps the last of a
+ * repeated member, and a gateway that read the first would have vetted
+ * another token (as with a body's repeated field). 0, or -1 when the part
+ * breaks that. out points into a thread's own buffer, good until the next
+ * call. */
+static int read_members(const char *seg, size_t n, const char *const *names, int nnames,
+                        claim *out) {
+  memset(out, 0, sizeof(claim) * (size_t)nnames);
   static _Thread_local unsigned char js[AUTH_TOKEN_MAX];
   static _Thread_local jsmntok_t t[AUTH_TOKEN_MAX / 2]; /* a token per two bytes at most */
-  long len = b64url_decode(p, (size_t)(dot2 - p), js, sizeof(js));
+  long len = b64url_decode(seg, n, js, sizeof(js));
   if (len <= 0) return -1;
   jsmn_parser jp;
   jsmn_init(&jp);
   int nt = jsmn_parse(&jp, (const char *)js, (size_t)len, t, sizeof(t) / sizeof(t[0]));
   if (nt < 1 || t[0].type != JSMN_OBJECT) return -1;
-  static const char *const names[CLAIMS] = {"sub", "exp", "nbf"};
   for (int i = 1; i < nt;) {
     const jsmntok_t *k = &t[i];
     if (k->type != JSMN_STRING) return -1;
     const char *kp = (const char *)js + k->start;
     size_t kl = (size_t)(k->end - k->start);
-    /* An escaped name might spell one of ours ("s\u0075b"). Three
-     * letters take at most three 6-byte \uXXXX escapes, so only names of
-     * up to 18 bytes could: those are refused, a longer one
+    /* An escaped name might spell one of ours ("s\u0075b"). Four
+     * letters take at most four 6-byte \uXXXX escapes, so only names of
+     * up to 24 bytes could: those are refused, a longer one
      * ("https:\/\/example.com\/roles") is not. */
-    if (kl <= 18 && memchr(kp, '\\', kl) != NULL) return -1;
+    if (kl <= 24 && memchr(kp, '\\', kl) != NULL) return -1;
     int v = i + 1;
     if (v >= nt) return -1;
-    for (int c = 0; c < CLAIMS; c++) {
-      if (kl != 3 || memcmp(kp, names[c], 3) != 0) continue;
+    for (int c = 0; c < nnames; c++) {
+      if (kl != strlen(names[c]) || memcmp(kp, names[c], kl) != 0) continue;
       if (out[c].type != 0) return -1; /* given twice */
       out[c] = (claim){(const char *)js + t[v].start, (size_t)(t[v].end - t[v].start), t[v].type};
     }
@@ -112,6 +110,40 @@ static int read_claims(const char *tok, size_t n, claim out[CLAIMS]) {
     for (i = v + 1; i < nt && t[i].start < end; i++) {}
   }
   return 0;
+}
+
+/* The header: alg exactly "HS256" (RFC 7515 §4.1.1: case-sensitive), once;
+ * no crit (it names extensions a receiver must understand, and we know
+ * none: §4.1.11); typ, if given, a string (libjwt refuses one but "JWT").
+ * 0 or -1. */
+static int check_header(const char *tok, size_t n) {
+  const char *dot1 = memchr(tok, '.', n);
+  if (dot1 == NULL) return -1;
+  static const char *const names[] = {"alg", "crit", "typ"};
+  claim h[3];
+  if (read_members(tok, (size_t)(dot1 - tok), names, 3, h) != 0) return -1;
+  if (h[0].type != JSMN_STRING || h[0].len != 5 || memcmp(h[0].p, "HS256", 5) != 0) return -1;
+  if (h[1].type != 0) return -1;
+  if (h[2].type != 0 && h[2].type != JSMN_STRING) return -1;
+  return 0;
+}
+
+/* sub, exp and nbf from the payload (read_members). */
+static int read_claims(const char *tok, size_t n, claim out[CLAIMS]) {
+  const char *dot1 = memchr(tok, '.', n);
+  if (dot1 == NULL) return -1;
+  const char *p = dot1 + 1;
+  const char *dot2 = memchr(p, '.', n - (size_t)(p - tok));
+  if (dot2 == NULL) return -1;
+  static const char *const names[CLAIMS] = {"sub", "exp", "nbf"};
+  return read_members(p, (size_t)(dot2 - p), names, CLAIMS, out);
+}
+
+/* A user id as sub writes it: decimal digits, no leading zero (as a body's
+ * ids: "01013" and "1013" would be one user under two names). 0 or -1. */
+static int sub_id(const char *p, size_t n, uint64_t *uid) {
+  if (n > 1 && p[0] == '0') return -1;
+  return router_parse_u64(p, n, uid);
 }
 
 /* A NumericDate (RFC 7519 §2: seconds, possibly with a fraction) in whole
@@ -140,7 +172,7 @@ static int verify_jwt(const auth_config *a, const char *tok, size_t n, int64_t n
                  (int)strlen(a->jwt_secret)) != 0 || jwt == NULL)
     return SPIKE_ETOKEN;
   int status = SPIKE_ETOKEN;
-  if (jwt_get_alg(jwt) != JWT_ALG_HS256) goto out;
+  if (jwt_get_alg(jwt) != JWT_ALG_HS256 || check_header(buf, n) != 0) goto out;
   /* exp and nbf from the payload's text: libjwt's integer getter gives 0,
    * and no error, for a number with a fraction */
   claim cl[CLAIMS];
@@ -152,11 +184,11 @@ static int verify_jwt(const auth_config *a, const char *tok, size_t n, int64_t n
   const char *sub = jwt_get_grant(jwt, "sub");
   uint64_t uid;
   if (sub != NULL) {
-    if (router_parse_u64(sub, strlen(sub), &uid) != 0) goto out;
+    if (sub_id(sub, strlen(sub), &uid) != 0) goto out;
   } else {
     /* a number, as the payload writes it (libjwt's integers stop at 2^63 - 1) */
     if (cl[CLAIM_SUB].type != JSMN_PRIMITIVE ||
-        router_parse_u64(cl[CLAIM_SUB].p, cl[CLAIM_SUB].len, &uid) != 0)
+        sub_id(cl[CLAIM_SUB].p, cl[CLAIM_SUB].len, &uid) != 0)
       goto out;
   }
   if (uid == 0) goto out; /* no user is 0 */

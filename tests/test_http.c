@@ -1108,6 +1108,30 @@ static void jwt_and_admin(void) {
       {"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOjkyMjMzNzIwMzY4NTQ3NzU4MDcsImV4cCI6MjUzNDAyMzA"
        "wNzk5LCJyb2xlcyI6W3sic3ViIjoiMSJ9XX0.p1215Ms6BeIOwZe9JjmG_-1XMPwclGnvVjmol_3T2oo",
        201, "9223372036854775807"},
+      /* {"alg":"hs256","typ":"JWT"} {"sub":"19","exp":253402300799}: alg is case-sensitive (RFC
+       * 7515 4.1.1) */
+      {"eyJhbGciOiJoczI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxOSIsImV4cCI6MjUzNDAyMzAwNzk5fQ.aduFgkQ9Q8"
+       "GCQT33qwsmb6MKzGZJagrsIUQoj2otBoE",
+       401, NULL},
+      /* {"alg":"HS256","crit":["x-unknown"],"x-unknown":1} {"sub":"20","exp":253402300799}: crit
+       * names an extension we do not understand (4.1.11) */
+      {"eyJhbGciOiJIUzI1NiIsImNyaXQiOlsieC11bmtub3duIl0sIngtdW5rbm93biI6MX0.eyJzdWIiOiIyMCIsImV4cC"
+       "I6MjUzNDAyMzAwNzk5fQ.s_jpEaay_hwqc4KELcjlX3WldFNLuHGCgh7vNI2Qudg",
+       401, NULL},
+      /* {"alg":"none","alg":"HS256"} {"sub":"21","exp":253402300799}: alg twice: a gateway may
+       * have read the first */
+      {"eyJhbGciOiJub25lIiwiYWxnIjoiSFMyNTYifQ.eyJzdWIiOiIyMSIsImV4cCI6MjUzNDAyMzAwNzk5fQ.dFfMMScY"
+       "F4er8NDxyUID4cOJdQbJIKv-szu3zuGTIlE",
+       401, NULL},
+      /* {"alg":"HS256","typ":1} {"sub":"22","exp":253402300799}: typ not a string */
+      {"eyJhbGciOiJIUzI1NiIsInR5cCI6MX0.eyJzdWIiOiIyMiIsImV4cCI6MjUzNDAyMzAwNzk5fQ.8WCTeqSxSc-qq7R"
+       "EObk4CIREAbHm9zzpA8Cb09tyPOw",
+       401, NULL},
+      /* {"alg":"HS256","typ":"JWT"} {"sub":"01013","exp":253402300799}: a sub with a leading zero:
+       * "01013" and "1013" one user */
+      {"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIwMTAxMyIsImV4cCI6MjUzNDAyMzAwNzk5fQ.VHbJTQ"
+       "q59QYucypAiovjiao1kOjOv9VcOnxX9i_ar5U",
+       401, NULL},
   };
   for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
     char hdr[512], who[32];
