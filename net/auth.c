@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "log.h"
 #include "router.h"
 #include "spike.h"
 
@@ -161,28 +162,37 @@ static int numeric_date(const claim *c, long *out) {
   return 0;
 }
 
+/* *why: what refused the token, for the debug log (the client hears only
+ * 401 invalid_token, as RFC 6750 has it: no oracle for a forger). */
 static int verify_jwt(const auth_config *a, const char *tok, size_t n, int64_t now_s,
-                      uint64_t *user) {
+                      uint64_t *user, const char **why) {
   char buf[AUTH_TOKEN_MAX + 1];
+  *why = "longer than 8 KiB, or no --jwt-secret";
   if (n > AUTH_TOKEN_MAX || a->jwt_secret == NULL) return SPIKE_ETOKEN;
   memcpy(buf, tok, n);
   buf[n] = '\0';
   jwt_t *jwt = NULL;
+  *why = "not a JWT libjwt reads, or its signature does not verify (or typ is not JWT)";
   if (jwt_decode(&jwt, buf, (const unsigned char *)a->jwt_secret,
                  (int)strlen(a->jwt_secret)) != 0 || jwt == NULL)
     return SPIKE_ETOKEN;
   int status = SPIKE_ETOKEN;
+  *why = "alg is not HS256 (exactly, once), or the header has crit or a typ not a string";
   if (jwt_get_alg(jwt) != JWT_ALG_HS256 || check_header(buf, n) != 0) goto out;
   /* exp and nbf from the payload's text: libjwt's integer getter gives 0,
    * and no error, for a number with a fraction */
   claim cl[CLAIMS];
   long exp, nbf;
+  *why = "sub, exp or nbf given twice, or its name escaped";
   if (read_claims(buf, n, cl) != 0) goto out;
+  *why = "exp missing, not a NumericDate, or past";
   if (numeric_date(&cl[CLAIM_EXP], &exp) != 0 || exp <= now_s) goto out;
   /* nbf is optional; when given, a number, and not before it (RFC 7519 §4.1.5) */
+  *why = "nbf not a NumericDate, or not yet";
   if (cl[CLAIM_NBF].type != 0 && (numeric_date(&cl[CLAIM_NBF], &nbf) != 0 || nbf > now_s)) goto out;
   const char *sub = jwt_get_grant(jwt, "sub");
   uint64_t uid;
+  *why = "sub missing, or not a user id (digits, no leading zero, 1 .. 2^64 - 1)";
   if (sub != NULL) {
     if (sub_id(sub, strlen(sub), &uid) != 0) goto out;
   } else {
@@ -193,6 +203,7 @@ static int verify_jwt(const auth_config *a, const char *tok, size_t n, int64_t n
   }
   if (uid == 0) goto out; /* no user is 0 */
   *user = uid;
+  *why = NULL;
   status = SPIKE_OK;
 out:
   jwt_free(jwt);
@@ -220,8 +231,11 @@ int auth_identify(const auth_config *a, const char *hdr, size_t len, int64_t now
     return SPIKE_OK;
   }
   if (a->mode != AUTH_JWT) return SPIKE_ETOKEN;
-  int rc = verify_jwt(a, tok, n, now_s, user);
+  const char *why;
+  int rc = verify_jwt(a, tok, n, now_s, user, &why);
   if (rc == SPIKE_OK) *w = WHO_USER;
+  else if (log_enabled(LOG_DEBUG))
+    log_line(LOG_DEBUG, "auth", NULL, NULL, "bearer token refused: %s", why);
   return rc;
 }
 
