@@ -88,10 +88,10 @@ typedef struct ld_stats {
 } ld_stats;
 
 typedef struct ld_row {
-  uint32_t index;         /* interval number */
-  uint8_t warmup;         /* it is in the warm-up (rows are cut at its end) */
-  uint64_t t_ns, end_ns;  /* its span, from t0: the first row is short where the
-                             warm-up is not a whole number of intervals */
+  uint64_t t_ns, end_ns; /* its span, from t0: the first row is short where the
+                            warm-up is not a whole number of intervals */
+  uint32_t index;        /* interval number */
+  uint8_t warmup;        /* it is in the warm-up (rows are cut at its end) */
   uint8_t partial; /* finished before every thread handed it over (a thread was stuck) */
   uint64_t sent, lost, late;
   uint64_t out_n[OUT_COUNT];

@@ -74,6 +74,7 @@ typedef struct flag {
 } flag;
 
 #define U64_ANY 1.8446744073709552e19 /* "no upper bound" for a whole number */
+#define U63 9223372036854775807.0       /* 2^63 as a double: the fresh user ids' bound */
 
 static const flag flags[] = {
     {"url", F_STR, &O.url, "http://127.0.0.1:8080",
@@ -105,7 +106,7 @@ static const flag flags[] = {
      U64_ANY},
     {"user-base", F_U64, &O.user_base, "1",
      "first user id; give each run against one store its own range (ids stay below 2^64)", 1,
-     9223372036854775807.0},
+     U63},
     {"pay-share", F_DBL, &O.pay_share, "0.5", "mixed: share of the 201s that are paid", 0, 1},
     {"read-share", F_DBL, &O.read_share, "0.2",
      "mixed: share of the other requests that read the event", 0, 1},
@@ -149,7 +150,7 @@ static const flag flags[] = {
 static void fmt_bound(char *out, size_t cap, double v) {
   if (v >= U64_ANY)
     snprintf(out, cap, "any");
-  else if (v == 9223372036854775807.0)
+  else if (v == U63)
     snprintf(out, cap, "2^63");
   else if (v == floor(v) && fabs(v) < 1e15)
     snprintf(out, cap, "%.0f", v);
@@ -277,9 +278,8 @@ static void set_flag(const flag *f, const char *v) {
       }
     die_usage("--scenario: unknown scenario \"%s\"", v);
   case F_U64:
-    /* the upper bound in integers where it is one: 2^63 + 1 rounds to 2^63 as a double */
-    if (parse_u64(v, &u) != 0 || (double)u < f->min ||
-        (f->max < U64_ANY ? u > (uint64_t)f->max : (double)u > f->max))
+    /* the upper bound in integers: 2^63 + 1 rounds to 2^63 as a double */
+    if (parse_u64(v, &u) != 0 || (double)u < f->min || (f->max < U64_ANY && u > (uint64_t)f->max))
       die_usage("--%s: \"%s\" is not a whole number in [%s, %s]", f->name, v, lo, hi);
     *(uint64_t *)f->dst = u;
     return;

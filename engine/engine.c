@@ -1512,32 +1512,23 @@ int spike_user_orders(spike_producer *p, uint64_t user_id, uint64_t event_id, ui
   }
   uint32_t n = 0, skipped = 0;
   uint64_t last = 0;
-  while (rc == 0 && id != 0 && n < max && skipped < USER_SKIP_MAX) {
+  /* With an event filter a full page reads on, to learn whether another of
+   * the event's orders follows: only then is there a next page (else the
+   * caller would fetch an empty one), and the orders of other events
+   * passed on the way are skipped for good (the cursor moves past them). */
+  while (rc == 0 && id != 0 && (n < max || event_id != 0) && skipped < USER_SKIP_MAX) {
     rc = store_get_order_rec(p->rtxn, id, &r);
     if (rc != 0) break;
     if (r.o.user_id != user_id) {
       rc = STORE_ECORRUPT; /* a chain that leaves its user is damage */
       break;
     }
-    if (event_id == 0 || r.o.event_id == event_id)
+    if (event_id == 0 || r.o.event_id == event_id) {
+      if (n == max) break; /* the next page's first: id stays at it */
       out[n++] = r.o;
-    else
+    } else {
       skipped++;
-    last = id;
-    id = r.prev;
-  }
-  /* A full page of one event: is there another of its orders further on?
-   * Only then is there a next page (else the caller would fetch an empty
-   * one). The orders of other events passed on the way are skipped for
-   * good: the cursor moves past them. */
-  while (rc == 0 && event_id != 0 && id != 0 && n == max && skipped < USER_SKIP_MAX) {
-    rc = store_get_order_rec(p->rtxn, id, &r);
-    if (rc != 0 || r.o.event_id == event_id) break;
-    if (r.o.user_id != user_id) {
-      rc = STORE_ECORRUPT;
-      break;
     }
-    skipped++;
     last = id;
     id = r.prev;
   }

@@ -31,7 +31,6 @@
  */
 #define _GNU_SOURCE
 #include <stdint.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,16 +192,6 @@ static int usage(void) {
   return 2;
 }
 
-/* A whole number in lo..hi, digits only; 0 or -1. */
-static int number(const char *s, uint64_t lo, uint64_t hi, uint64_t *out) {
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 || v < lo || v > hi) return -1;
-  *out = v;
-  return 0;
-}
-
 static int64_t now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -223,11 +212,10 @@ int main(int argc, char **argv) {
     if (strcmp(a, "--stop-at") != 0 && strcmp(a, "--limit") != 0 && strcmp(a, "--wait-ms") != 0 &&
         strcmp(a, "--retry-s") != 0)
       return usage();
-    if (strcmp(a, "--stop-at") == 0 ? number(val, 0, UINT64_MAX, &v)
-        : strcmp(a, "--limit") == 0 ? number(val, 1, FEED_LIMIT_MAX, &v)
-        : strcmp(a, "--wait-ms") == 0 ? number(val, 0, FEED_WAIT_MS_MAX, &v)
-        : strcmp(a, "--retry-s") == 0 ? number(val, 0, 86400, &v)
-                                     : -1) {
+    if (strcmp(a, "--stop-at") == 0 ? feed_parse_u64(val, 0, UINT64_MAX, &v)
+        : strcmp(a, "--limit") == 0 ? feed_parse_u64(val, 1, FEED_LIMIT_MAX, &v)
+        : strcmp(a, "--wait-ms") == 0 ? feed_parse_u64(val, 0, FEED_WAIT_MS_MAX, &v)
+                                      : feed_parse_u64(val, 0, 86400, &v)) {
       fprintf(stderr, "feed_sqlite: %s %s: not a whole number in its range\n", a, val);
       return usage();
     }

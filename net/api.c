@@ -115,12 +115,7 @@ static void finish(req *r, int http, const char *ctype, const char *extra) {
   /* Draining, the connection ends after its last answer: that one says so
    * (the answers queued before it are still written). An HTTP/1.0 client
    * keeps the connection only if the answer says it may. */
-  /* The server's flag too: a feed wait released for the drain can be
-   * answered before this loop's wake has set its own (acquire: pairs with
-   * the release in server_run, made before the release of the waits). */
-  if ((r->lc->draining || atomic_load_explicit(&r->lc->srv->draining, memory_order_acquire)) &&
-      r->next == NULL)
-    r->keep_alive = 0;
+  if (loop_draining(r->lc) && r->next == NULL) r->keep_alive = 0;
   if (!r->keep_alive)
     PUT_LIT(&p, "Connection: close\r\n");
   else if (r->http10)

@@ -4,7 +4,8 @@
  * pin the algorithm or check exp itself, so both are checked here: only
  * HS256 is accepted (never "none"), a token without exp is refused, one
  * whose nbf is still ahead too, and so is a sub of 0 (no user). The claims
- * read here may each appear once, named plainly (read_claims).
+ * and header members read here may each appear once, named plainly
+ * (read_members).
  */
 #define JSMN_STATIC
 #define JSMN_STRICT
@@ -61,16 +62,16 @@ static long b64url_decode(const char *in, size_t n, unsigned char *out, size_t c
 
 enum { CLAIM_SUB, CLAIM_EXP, CLAIM_NBF, CLAIMS };
 
-/* A claim's value as the payload writes it: JSON text, and jsmn's type (0:
- * the claim is absent). Points into a thread's own buffer, good until its
- * next read_claims. */
+/* A member's value as the token writes it: JSON text, and jsmn's type (0:
+ * the member is absent). Points into a thread's own buffer, good until its
+ * next read_members. */
 typedef struct claim {
   const char *p;
   size_t len;
   int type;
 } claim;
 
-/* Read the members named in names (nnames of them, each of 3 or 4 bytes)
+/* Read the members named in names (nnames of them, each of 3 or 4 letters)
  * from one of the token's parts (its base64url text, seg..seg + n), which
  * libjwt has already decoded and checked, so both parsers read the same
  * bytes. Each may appear once, named plainly: libjwt keeps the last of a
@@ -94,9 +95,9 @@ static int read_members(const char *seg, size_t n, const char *const *names, int
     if (k->type != JSMN_STRING) return -1;
     const char *kp = (const char *)js + k->start;
     size_t kl = (size_t)(k->end - k->start);
-    /* An escaped name might spell one of ours ("s\u0075b"). Four
-     * letters take at most four 6-byte \uXXXX escapes, so only names of
-     * up to 24 bytes could: those are refused, a longer one
+    /* An escaped name might spell one of ours ("s\u0075b"). A \u escape
+     * takes 6 bytes a letter, so only names of up to 24 bytes could spell
+     * one of four letters: those are refused, a longer one
      * ("https:\/\/example.com\/roles") is not. */
     if (kl <= 24 && memchr(kp, '\\', kl) != NULL) return -1;
     int v = i + 1;
@@ -113,31 +114,18 @@ static int read_members(const char *seg, size_t n, const char *const *names, int
   return 0;
 }
 
-/* The header: alg exactly "HS256" (RFC 7515 §4.1.1: case-sensitive), once;
- * no crit (it names extensions a receiver must understand, and we know
- * none: §4.1.11); typ, if given, a string (libjwt refuses one but "JWT").
- * 0 or -1. */
-static int check_header(const char *tok, size_t n) {
-  const char *dot1 = memchr(tok, '.', n);
-  if (dot1 == NULL) return -1;
+/* The header (its base64url text): alg exactly "HS256" (RFC 7515 §4.1.1:
+ * case-sensitive), once; no crit (it names extensions a receiver must
+ * understand, and we know none: §4.1.11); typ, if given, a string (libjwt
+ * refuses one but "JWT"). 0 or -1. */
+static int check_header(const char *seg, size_t n) {
   static const char *const names[] = {"alg", "crit", "typ"};
   claim h[3];
-  if (read_members(tok, (size_t)(dot1 - tok), names, 3, h) != 0) return -1;
+  if (read_members(seg, n, names, 3, h) != 0) return -1;
   if (h[0].type != JSMN_STRING || h[0].len != 5 || memcmp(h[0].p, "HS256", 5) != 0) return -1;
   if (h[1].type != 0) return -1;
   if (h[2].type != 0 && h[2].type != JSMN_STRING) return -1;
   return 0;
-}
-
-/* sub, exp and nbf from the payload (read_members). */
-static int read_claims(const char *tok, size_t n, claim out[CLAIMS]) {
-  const char *dot1 = memchr(tok, '.', n);
-  if (dot1 == NULL) return -1;
-  const char *p = dot1 + 1;
-  const char *dot2 = memchr(p, '.', n - (size_t)(p - tok));
-  if (dot2 == NULL) return -1;
-  static const char *const names[CLAIMS] = {"sub", "exp", "nbf"};
-  return read_members(p, (size_t)(dot2 - p), names, CLAIMS, out);
 }
 
 /* A user id as sub writes it: decimal digits, no leading zero (as a body's
@@ -177,14 +165,20 @@ static int verify_jwt(const auth_config *a, const char *tok, size_t n, int64_t n
                  (int)strlen(a->jwt_secret)) != 0 || jwt == NULL)
     return SPIKE_ETOKEN;
   int status = SPIKE_ETOKEN;
+  /* libjwt read three parts: header.payload.signature */
+  const char *dot1 = memchr(buf, '.', n);
+  const char *dot2 = dot1 != NULL ? memchr(dot1 + 1, '.', n - (size_t)(dot1 + 1 - buf)) : NULL;
+  *why = "not three parts";
+  if (dot2 == NULL) goto out;
   *why = "alg is not HS256 (exactly, once), or the header has crit or a typ not a string";
-  if (jwt_get_alg(jwt) != JWT_ALG_HS256 || check_header(buf, n) != 0) goto out;
-  /* exp and nbf from the payload's text: libjwt's integer getter gives 0,
-   * and no error, for a number with a fraction */
+  if (jwt_get_alg(jwt) != JWT_ALG_HS256 || check_header(buf, (size_t)(dot1 - buf)) != 0) goto out;
+  /* sub, exp and nbf from the payload's text: libjwt's integer getter
+   * gives 0, and no error, for a number with a fraction */
+  static const char *const names[CLAIMS] = {"sub", "exp", "nbf"};
   claim cl[CLAIMS];
   long exp, nbf;
   *why = "sub, exp or nbf given twice, or its name escaped";
-  if (read_claims(buf, n, cl) != 0) goto out;
+  if (read_members(dot1 + 1, (size_t)(dot2 - dot1 - 1), names, CLAIMS, cl) != 0) goto out;
   *why = "exp missing, not a NumericDate, or past";
   if (numeric_date(&cl[CLAIM_EXP], &exp) != 0 || exp <= now_s) goto out;
   /* nbf is optional; when given, a number, and not before it (RFC 7519 §4.1.5) */

@@ -810,11 +810,9 @@ static void feed(conn *c, const char *data, size_t len) {
       api_handle(lc, r);
       if (c->closing) return;
       data = pos;
-      /* The server's flag too: an answer made before this loop's wake has
-       * set its own says Connection: close (api.c), and a request parsed
-       * after it would be run with no one to answer it. */
-      if (!keep_alive || lc->draining ||
-          atomic_load_explicit(&lc->srv->draining, memory_order_acquire)) { /* the rest is not read */
+      /* the rest is not read (draining: a request parsed after an answer
+       * that said Connection: close would run with no one to answer it) */
+      if (!keep_alive || loop_draining(lc)) {
         c->no_more = 1;
         set_reading(c, 0);
         return;
@@ -1176,7 +1174,6 @@ static int unread_input(conn *c) {
 
 /* Close what is late, through close_later: a thousand slowloris
  * connections opened together time out together. */
-
 void conn_sweep(uv_timer_t *t) {
   loop_ctx *lc = t->data;
   uint64_t now = uv_now(&lc->loop);

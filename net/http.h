@@ -232,6 +232,15 @@ void conn_respond(req *r);
  * Lingering connections are left to the drain's end unless force. */
 void conn_drain_all(loop_ctx *lc, int force);
 void conn_sweep(uv_timer_t *t);
+
+/* The loop is draining, or the server is and the loop's wake has not run
+ * yet (a feed wait released for the drain can be answered before it):
+ * nothing more is read, and the last answer says Connection: close.
+ * acquire: pairs with the release in server_run, made before the waits'
+ * release. */
+static inline int loop_draining(const loop_ctx *lc) {
+  return lc->draining || atomic_load_explicit(&lc->srv->draining, memory_order_acquire);
+}
 void conn_flush_dirty(uv_check_t *h);
 req *req_alloc(loop_ctx *lc);
 void req_free(loop_ctx *lc, req *r);

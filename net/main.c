@@ -391,32 +391,16 @@ static int check_only;        /* --check-config: read everything, say so, exit *
 static int from_args(int argc, char **argv) {
   /* each flag once: a second --listen (or any) silently replaced the first */
   static uint8_t given[sizeof(flags) / sizeof(flags[0])];
-  int backups = 0, configs = 0, checks = 0;
+  int checks = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     /* --backup is a command, not a setting: no variable, no config name */
-    if ((strncmp(a, "--backup=", 9) == 0 || strcmp(a, "--backup") == 0) && backups++ > 0) {
-      fprintf(stderr, "spiked: --backup given twice (one value each)\n");
-      return -1;
-    }
-    if ((strncmp(a, "--config=", 9) == 0 || strcmp(a, "--config") == 0) && configs++ > 0) {
-      fprintf(stderr, "spiked: --config given twice (one value each)\n");
-      return -1;
-    }
-    if (strncmp(a, "--backup=", 9) == 0) {
-      backup_to = a + 9;
-      if (backup_to[0] == '\0') {
-        fprintf(stderr, "spiked: --backup needs a value (the new backup directory)\n");
+    if (strncmp(a, "--backup=", 9) == 0 || strcmp(a, "--backup") == 0) {
+      if (backup_to != NULL) {
+        fprintf(stderr, "spiked: --backup given twice (one value each)\n");
         return -1;
       }
-      continue;
-    }
-    if (strcmp(a, "--backup") == 0) {
-      if (i + 1 >= argc) {
-        fprintf(stderr, "spiked: --backup needs a value (the new backup directory)\n");
-        return -1;
-      }
-      backup_to = argv[++i];
+      backup_to = a[8] == '=' ? a + 9 : i + 1 < argc ? argv[++i] : "";
       if (backup_to[0] == '\0') {
         fprintf(stderr, "spiked: --backup needs a value (the new backup directory)\n");
         return -1;

@@ -407,10 +407,6 @@ int server_check(const server_config *cfg, int starting) {
   int port;
   struct sockaddr_storage sa;
   memset(&sa, 0, sizeof(sa));
-  if (cfg->engine.data_dir == NULL || cfg->engine.data_dir[0] == '\0') {
-    fprintf(stderr, "spiked: --data: bad value \"\": a directory (see --help)\n");
-    return 2;
-  }
   if (parse_listen(cfg->listen, host, sizeof(host), &port, &sa) != 0) {
     fprintf(stderr,
             "spiked: --listen: bad value \"%s\": host:port or [v6]:port, the host an IP address "

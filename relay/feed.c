@@ -29,15 +29,24 @@
 static char buf[FEED_RESP_MAX + 1];
 static jsmntok_t tok[FEED_TOKENS_MAX];
 
+int feed_parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out) {
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 || v < lo || v > hi) return -1;
+  *out = v;
+  return 0;
+}
+
 int feed_conn_parse(feed_conn *c, const char *host_port) {
   const char *colon = strrchr(host_port, ':');
   if (colon == NULL || colon == host_port || (size_t)(colon - host_port) >= sizeof(c->host))
     return -1;
   snprintf(c->host, sizeof(c->host), "%.*s", (int)(colon - host_port), host_port);
-  char *end;
-  long port = strtol(colon + 1, &end, 10);
+  uint64_t port;
   struct in_addr a;
-  if (*end != '\0' || port <= 0 || port > 65535 || inet_pton(AF_INET, c->host, &a) != 1) return -1;
+  if (feed_parse_u64(colon + 1, 1, 65535, &port) != 0 || inet_pton(AF_INET, c->host, &a) != 1)
+    return -1;
   c->port = (int)port;
   return 0;
 }

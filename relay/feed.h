@@ -83,6 +83,10 @@ typedef struct feed_change {
   size_t json_len;
 } feed_change;
 
+/* A whole number in lo..hi written as plain digits (strtoull alone takes a
+ * leading space, a sign and trailing junk too), into *out. 0 or -1. */
+int feed_parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out);
+
 /* "HOST:PORT" into c (token, wait_ms and stop untouched). 0 or -1. */
 int feed_conn_parse(feed_conn *c, const char *host_port);
 

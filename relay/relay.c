@@ -70,8 +70,7 @@ typedef struct opts {
   const char *user, *password, *vhost, *exchange, *exchange_type, *queue, *cursor_path;
   unsigned limit, confirm_timeout_ms, backoff_max_ms;
   uint64_t stop_at;
-  uint64_t from; /* --from: where a new cursor starts */
-  bool from_given;
+  uint64_t from; /* --from: where a new cursor starts; UINT64_MAX: not given */
 } opts;
 
 static volatile sig_atomic_t stopping;
@@ -521,22 +520,13 @@ static int usage_error(const char *fmt, const char *arg) {
   return EXIT_USAGE;
 }
 
-static bool parse_uint(const char *s, uint64_t max, uint64_t *out) {
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  /* digits only: strtoull takes a leading space or sign too */
-  if (errno != 0 || s[0] < '0' || s[0] > '9' || *end != '\0' || v > max) return false;
-  *out = v;
-  return true;
-}
-
 typedef struct num_opt {
   int c;
   const char *name;
   uint64_t min, max;
   const char *range;
-  unsigned *u32; /* NULL: stop_at, the one 64-bit option */
+  unsigned *u32; /* the option's value: one of these two */
+  uint64_t *u64;
 } num_opt;
 
 static int parse_opts(int argc, char **argv, opts *o) {
@@ -569,15 +559,16 @@ static int parse_opts(int argc, char **argv, opts *o) {
               .limit = 500,
               .confirm_timeout_ms = 10000,
               .backoff_max_ms = 5000,
-              .stop_at = UINT64_MAX};
+              .stop_at = UINT64_MAX,
+              .from = UINT64_MAX};
   /* the numeric options: their bounds, said the same way when broken */
   const num_opt num_opts[] = {
-      {'l', "limit", 1, FEED_LIMIT_MAX, "1-1000", &o->limit},
-      {'w', "wait-ms", 0, FEED_WAIT_MS_MAX, "0-30000", &o->feed.wait_ms},
-      {'C', "confirm-timeout-ms", 100, 3600000, "100-3600000", &o->confirm_timeout_ms},
-      {'B', "backoff-max-ms", BACKOFF_MIN_MS, 600000, "100-600000", &o->backoff_max_ms},
-      {'s', "stop-at", 0, UINT64_MAX, "a seq", NULL},
-      {'F', "from", 0, UINT64_MAX, "a seq", NULL},
+      {'l', "limit", 1, FEED_LIMIT_MAX, "1-1000", &o->limit, NULL},
+      {'w', "wait-ms", 0, FEED_WAIT_MS_MAX, "0-30000", &o->feed.wait_ms, NULL},
+      {'C', "confirm-timeout-ms", 100, 3600000, "100-3600000", &o->confirm_timeout_ms, NULL},
+      {'B', "backoff-max-ms", BACKOFF_MIN_MS, 600000, "100-600000", &o->backoff_max_ms, NULL},
+      {'s', "stop-at", 0, UINT64_MAX, "a seq", NULL, &o->stop_at},
+      {'F', "from", 0, UINT64_MAX - 1, "a seq", NULL, &o->from},
   };
   if (o->user == NULL) o->user = "guest";
   if (o->password == NULL) o->password = "guest";
@@ -604,7 +595,7 @@ static int parse_opts(int argc, char **argv, opts *o) {
     case 'a': {
       const char *colon = strrchr(optarg, ':');
       if (colon == NULL || colon == optarg || (size_t)(colon - optarg) >= sizeof(o->amqp_host) ||
-          !parse_uint(colon + 1, 65535, &v) || v == 0)
+          feed_parse_u64(colon + 1, 1, 65535, &v) != 0)
         return usage_error("--amqp %s: not HOST:PORT", optarg);
       snprintf(o->amqp_host, sizeof(o->amqp_host), "%.*s", (int)(colon - optarg), optarg);
       o->amqp_port = (int)v;
@@ -630,17 +621,15 @@ static int parse_opts(int argc, char **argv, opts *o) {
       const num_opt *n = num_opts;
       while (n->c != c)
         n++;
-      if (!parse_uint(optarg, n->max, &v) || v < n->min) {
+      if (feed_parse_u64(optarg, n->min, n->max, &v) != 0) {
         fprintf(stderr, "spike-relay: --%s %s: not %s\n(spike-relay --help for the options)\n",
                 n->name, optarg, n->range);
         return EXIT_USAGE;
       }
       if (n->u32)
         *n->u32 = (unsigned)v;
-      else if (c == 's')
-        o->stop_at = v;
       else
-        o->from = v, o->from_given = true;
+        *n->u64 = v;
       break;
     }
     case 'h': fputs(usage_text, stdout); exit(EXIT_DONE);
@@ -686,7 +675,7 @@ int main(int argc, char **argv) {
 
   cursor cur;
   if (cursor_lock(o.cursor_path) < 0 || cursor_load(o.cursor_path, &cur) != 0) return EXIT_ERROR;
-  if (o.from_given) {
+  if (o.from != UINT64_MAX) {
     /* a new cursor only: one that exists is where downstream stands */
     if (cur.store_id[0] != '\0') {
       LOG_ERROR("--from %" PRIu64 ": the cursor %s exists (at seq %" PRIu64

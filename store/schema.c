@@ -477,6 +477,19 @@ uint64_t store_epoch_of(const store *s, uint64_t seq) {
   return seq == 0 || lo == 0 ? 0 : s->epochs[lo - 1].id;
 }
 
+/* A data.mdb shorter than its pages need (have < need bytes): a copy cut
+ * short, an interrupted copy or a restore onto a full disk. LMDB would take
+ * an empty one for a new store (the restored orders silently gone), and
+ * fault the process with SIGBUS at the first read of a page past the end
+ * of a longer one: both are refused, in these words. */
+static int cut_short(const char *dir, uint64_t have, uint64_t need, char *err, size_t errlen) {
+  snprintf(err, errlen,
+           "%s: data.mdb is %llu bytes but its pages run to %llu: the file was cut short (an "
+           "interrupted copy?); restore it from a backup, or remove it to start an empty store",
+           dir, (unsigned long long)have, (unsigned long long)need);
+  return STORE_ECORRUPT;
+}
+
 int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned max_readers,
                char *err, size_t errlen) {
   MDB_txn *txn = NULL;
@@ -490,20 +503,12 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
   char data[PATH_MAX + 16];
   snprintf(data, sizeof(data), "%s/data.mdb", dir);
   struct stat sb;
-  if (stat(data, &sb) != 0 && errno == ENOENT &&
-      (rc = create_store(dir, map_size_bytes, &what)) != 0)
-    goto fail;
-  /* A store is made whole elsewhere and renamed in (create_store), so a
-   * data.mdb shorter than its two meta pages is a copy cut short (a
-   * restore onto a full disk): LMDB would take an empty one for a new
-   * store, and the restored orders would be silently gone. */
-  if (stat(data, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size < 2 * 4096) { /* LMDB's least page */
-    snprintf(err, errlen,
-             "%s: data.mdb is %llu bytes, less than a store's first two pages: the file was cut "
-             "short (an interrupted copy?); restore it from a backup, or remove it to start an "
-             "empty store",
-             dir, (unsigned long long)sb.st_size);
-    rc = STORE_ECORRUPT;
+  if (stat(data, &sb) != 0) {
+    if (errno == ENOENT && (rc = create_store(dir, map_size_bytes, &what)) != 0) goto fail;
+  } else if (S_ISREG(sb.st_mode) && sb.st_size < 2 * 4096) {
+    /* short of the two meta pages (of LMDB's least page size): a store is
+     * made whole elsewhere and renamed in (create_store), so never so */
+    rc = cut_short(dir, (uint64_t)sb.st_size, 2 * 4096, err, errlen);
     goto fail;
   }
   what = "mdb_env_create";
@@ -523,9 +528,7 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
     rc = errno;
     goto fail;
   }
-  /* A data file shorter than its meta page says (a copy cut short, a
-   * restore onto a full disk) would fault the process with SIGBUS at the
-   * first read of a page past its end: refuse it instead. */
+  /* shorter than its meta page says */
   what = "checking data.mdb's size";
   MDB_envinfo fi;
   MDB_stat fs;
@@ -538,11 +541,7 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
   mdb_env_stat(s->env, &fs);
   uint64_t need = ((uint64_t)fi.me_last_pgno + 1) * fs.ms_psize;
   if ((uint64_t)fsb.st_size < need) {
-    snprintf(err, errlen,
-             "%s: data.mdb is %llu bytes but its pages run to %llu: the file was cut short "
-             "(an interrupted copy?); restore it from a backup",
-             dir, (unsigned long long)fsb.st_size, (unsigned long long)need);
-    rc = STORE_ECORRUPT;
+    rc = cut_short(dir, (uint64_t)fsb.st_size, need, err, errlen);
     goto fail;
   }
   uint64_t version;

@@ -419,6 +419,36 @@ static void log_callback(void) {
   cfg.log_level = (spike_log_level)7;
   CHECK_EQ(spike_open(&e, &cfg), SPIKE_EINVAL);
   CHECK(has(spike_open_error(), "log_level"));
+  /* a map past 64 TiB: address space an open cannot have */
+  small_config(&cfg, "err-log");
+  cfg.map_size_bytes = (1ull << 46) + 1;
+  CHECK_EQ(spike_open(&e, &cfg), SPIKE_EINVAL);
+  CHECK(has(spike_open_error(), "above 64 TiB"));
+  /* more live reservations on disk than max_reserved: the bound rises to
+   * hold them, and says so (it rose silently) */
+  small_config(&cfg, "err-log");
+  e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(1, 100);
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  spike_op op;
+  for (uint64_t u = 1; u <= 3; u++)
+    CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 1, u, 1, NULL, 0, count_cb)), SPIKE_OK);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  memset(&l, 0, sizeof(l));
+  cfg.log_cb = sink;
+  cfg.log_ctx = &l;
+  cfg.max_reserved = 2;
+  e = open_engine(&cfg);
+  CHECK_EQ(l.level, SPIKE_LOG_WARN);
+  CHECK(has(l.msg, "3 live reservations on disk, more than max_reserved (2)"));
+  spike_stats st;
+  spike_stats_get(e, &st);
+  CHECK_EQ(st.reservations_capacity, 3);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
 }
 
 static void log_default_json_on_stderr(void) {

@@ -737,6 +737,23 @@ static void stops_and_waits(void) {
   CHECK_EQ(reap(r.pid, 20000), 4);
   CHECK(strstr(slurp(r.log), "is ahead of the feed's head") != NULL);
   CHECK_EQ(cursor_seq(r.cursor, NULL, 0), head + 10); /* untouched */
+  /* ... with --stop-at behind it too: checked against the feed, not taken
+   * for "reached" (it exited 0) */
+  static const char *const stop_behind[] = {"--stop-at", "1", NULL};
+  relay_start(&r, s.port, closed, stop_behind);
+  CHECK_EQ(reap(r.pid, 20000), 4);
+  /* --from starts a new cursor only: one that exists is where downstream
+   * stands */
+  static const char *const from[] = {"--from", "1", NULL};
+  relay_start(&r, s.port, closed, from);
+  CHECK_EQ(reap(r.pid, 20000), 1);
+  CHECK(strstr(slurp(r.log), "--from starts a new one") != NULL);
+  CHECK_EQ(cursor_seq(r.cursor, NULL, 0), head + 10);
+  /* --queue binds with '#': with a direct exchange it would route nothing */
+  static const char *const direct[] = {"--exchange-type", "direct", "--queue", "q", NULL};
+  relay_start(&r, s.port, closed, direct);
+  CHECK_EQ(reap(r.pid, 20000), 2);
+  CHECK(strstr(slurp(r.log), "direct exchange") != NULL);
   /* a cursor file that is not one: exit 1, not a guess */
   CURSOR("garbage\n");
   relay_start(&r, s.port, closed, NULL);
