@@ -1628,10 +1628,18 @@ static void user_orders_paged(void) {
     CHECK_EQ(hc_do(p, "GET", path, NULL, NULL, &R), 200);
     int n = hc_json_len(&R, "data.orders");
     CHECK_EQ(n, page == 0 ? 1000 : N - 1000);
+    /* each order object's id, in one pass (hc_json per index parses the
+     * whole page again each time: seconds under ASan for 1,000 orders) */
+    const char *at = R.body;
     for (int i = 0; i < n; i++) {
-      char key[48], id[24];
-      snprintf(key, sizeof(key), "data.orders.%d.id", i);
-      CHECK(hc_json(&R, key, id, sizeof(id)) == 0);
+      char id[24];
+      at = strstr(at, "{\"id\":\"");
+      CHECK(at != NULL);
+      if (at == NULL) break;
+      at += strlen("{\"id\":\"");
+      size_t len = strcspn(at, "\"");
+      CHECK(len > 0 && len < sizeof(id));
+      snprintf(id, sizeof(id), "%.*s", (int)len, at);
       for (int j = 0; j < nseen; j++) CHECK(strcmp(seen[j], id) != 0);
       CHECK(nseen < N);
       snprintf(seen[nseen++], sizeof(seen[0]), "%s", id);
