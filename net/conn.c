@@ -551,6 +551,12 @@ static int on_header_value_complete(llhttp_t *p) {
   if (over_headers(c, 2)) return -1; /* CRLF */
   req *r = c->cur;
   uint32_t off = c->hval_off, len = (uint32_t)r->in.len - off;
+  /* Whitespace around a value is not part of it (RFC 9110 §5.5): llhttp
+   * drops the leading, the trailing is dropped here, so "abc " is the
+   * same Idempotency-Key as "abc" (a retry through a proxy that trims
+   * must find its order). */
+  while (len > 0 && (r->in.p[off + len - 1] == ' ' || r->in.p[off + len - 1] == '\t')) len--;
+  r->in.len = off + len;
   /* Credentials, a key and a content type given twice are refused, not
    * settled by taking one: a proxy that read the other would have vetted
    * a different request. */

@@ -104,6 +104,11 @@ static void every_route_and_code(void) {
   CHECK_EQ(hc_do(p, "POST", "/api/v1/events/7/orders", "Idempotency-Key: r-1\r\n",
                  "{\"user_id\":100}", &R), 200); /* the header, and a numeric id */
   CHECK(hc_json(&R, "data.id", v, sizeof(v)) == 0 && strcmp(v, order) == 0);
+  /* whitespace after a value is not part of it (RFC 9110 §5.5): the same
+   * key, so the same order, not a second one */
+  CHECK_EQ(hc_do(p, "POST", "/api/v1/events/7/orders", "Idempotency-Key: r-1 \t \r\n",
+                 "{\"user_id\":100}", &R), 200);
+  CHECK(hc_json(&R, "data.id", v, sizeof(v)) == 0 && strcmp(v, order) == 0);
   CHECK_EQ(reserve(p, 7, 100, ",\"qty\":2"), 409);
   expect(409, 30007);
   CHECK_EQ(reserve(p, 7, 101, ",\"qty\":2"), 201);
@@ -225,6 +230,8 @@ static void trace_ids_and_msgpack(void) {
   char v[128];
   CHECK_EQ(hc_do(s.port, "GET", "/healthz/live", "X-Request-Id: abc.DEF_123-x\r\n", NULL, &R), 200);
   CHECK(hc_json(&R, "traceId", v, sizeof(v)) == 0 && strcmp(v, "abc.DEF_123-x") == 0);
+  CHECK_EQ(hc_do(s.port, "GET", "/healthz/live", "X-Request-Id: abc  \r\n", NULL, &R), 200);
+  CHECK(hc_json(&R, "traceId", v, sizeof(v)) == 0 && strcmp(v, "abc") == 0);
   CHECK_EQ(hc_do(s.port, "GET", "/healthz/live", "X-Request-Id: bad id!\r\n", NULL, &R), 200);
   CHECK(hc_json(&R, "traceId", v, sizeof(v)) == 0 && strlen(v) == 16 && strcmp(v, "bad id!") != 0);
   check_envelope();
