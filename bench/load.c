@@ -69,6 +69,8 @@ typedef struct conn {
   uint32_t heap_pos; /* NO_POS: not waiting in the pacer's heap */
   uint8_t state, busy, done, counted, burst, writing, prepared;
   uint8_t msg_done, keep, bad, truncated, ever_connected, ready_cause;
+  uint64_t up_ns; /* when it last opened again after a failure: a send due
+                     before that was late because it was down */
   uint8_t closed_after_answer; /* by the server, after a whole answer (Connection: close) */
   uint8_t after_close;   /* the connect under way follows such a close */
   int status; /* of the answer being parsed */
@@ -241,6 +243,7 @@ void ld_stats_merge(ld_stats *d, const ld_stats *s) {
     if (s->f != 0 && (d->f == 0 || s->f < d->f)) d->f = s->f;                                      \
   } while (0)
   MAXF(last_won_ns);
+  MAXF(last_ans_ns);
   MAXF(burst_last_ns);
   MINF(first_won_ns);
   MINF(first_soldout_ns);
@@ -562,6 +565,13 @@ static void on_response(conn *c) {
   uint64_t start = c->intended_ns < c->sent_ns ? c->intended_ns : c->sent_ns;
   uint64_t lat = now > start ? now - start : 0;
   uint64_t unc = now > c->sent_ns ? now - c->sent_ns : 0;
+  /* Answered past --timeout-ms: lost, as the sweep, which looks only
+   * every few ms, would have had it. */
+  if (now - c->sent_ns > R.cfg->timeout_ms * NS_PER_MS) {
+    st->e_timeout += c->counted;
+    conn_close(c);
+    return;
+  }
   sc_answer a;
   sc_classify(sc, &c->call, c->status, c->body, c->body_len, c->truncated, &a);
   int role = sc->req[c->call.kind].role;
@@ -575,6 +585,7 @@ static void on_response(conn *c) {
     hist_record(&st->out_lat[a.outcome], lat);
     hist_record(&st->kind_lat[c->call.kind], lat);
     st->out_n[a.outcome]++;
+    st->last_ans_ns = now;
     st->status[a.status >= 100 && a.status <= 599 ? a.status : 0]++;
     if (a.has_code)
       ld_count_code(st, a.code, 1);
@@ -723,6 +734,7 @@ static void on_connect(uv_connect_t *req, int status) {
     /* relaxed: a count the main thread polls; go (release/acquire) orders the rest */
     atomic_fetch_add_explicit(&R.connected, 1, memory_order_relaxed);
   }
+  if (!after_close) c->up_ns = now_ns();
   if (w->started) {
     if (R.cfg->mode == LD_FLASH && c->burst) c->burst = 0; /* too late for the burst */
     c->ready_cause = after_close ? CAUSE_SERVER : CAUSE_DOWN;
@@ -843,7 +855,9 @@ static void schedule(conn *c) {
     {
       uint64_t t = c->next_ns;
       c->next_ns = send_at(c, ++c->k);
-      send_req(c, t, in_window(t), c->ready_cause);
+      /* a backlog built while the connection was down is the outage's,
+       * not the server's, though each of it waits for the answer before */
+      send_req(c, t, in_window(t), t < c->up_ns ? CAUSE_DOWN : c->ready_cause);
     }
     return;
   case LD_CLOSED:
@@ -1061,7 +1075,9 @@ static void *worker_main(void *arg) {
   uv_poll_init(&w->loop, &w->pacer, w->tfd);
   w->wake.data = w->sweep.data = w->pacer.data = w;
   uv_poll_start(&w->pacer, UV_READABLE, on_pace);
-  uv_timer_start(&w->sweep, on_sweep, LD_SWEEP_MS, LD_SWEEP_MS);
+  /* often enough that a connection waits past --timeout-ms by a quarter of it at most */
+  uint64_t sweep = R.cfg->timeout_ms / 4 < LD_SWEEP_MS ? R.cfg->timeout_ms / 4 : LD_SWEEP_MS;
+  uv_timer_start(&w->sweep, on_sweep, sweep ? sweep : 1, sweep ? sweep : 1);
   /* tokens that fit the cache are signed now, not on the send path */
   if (R.sc->users > 0 && sc_worker_premint(&w->scw, R.sc->users) != 0)
     fprintf(stderr, "spikebench: thread %u: signing tokens ahead failed\n", w->id);
@@ -1310,6 +1326,10 @@ int ld_run(const ld_config *cfg, ld_result *res) {
     uint64_t end = res->stop_ns != 0 && res->stop_ns < R.end_ns ? res->stop_ns : R.end_ns;
     res->window_s = end > R.warm_end_ns ? (double)(end - R.warm_end_ns) / 1e9 : 0.0;
   }
+  uint64_t ans_end = t->last_ans_ns > R.end_ns ? t->last_ans_ns : 0;
+  res->answered_s = cfg->mode != LD_FLASH && ans_end > R.warm_end_ns
+                        ? (double)(ans_end - R.warm_end_ns) / 1e9
+                        : res->window_s;
   R.rows = NULL; /* the result owns them now */
   free_run(conns, heaps, wbufs);
   return failed_start ? -1 : 0;

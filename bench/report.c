@@ -242,7 +242,7 @@ static int holds(int op, double x, double want) {
 
 static void eval_term(const rp_run *run, const rp_term *t, rp_term_result *r, uint64_t errors) {
   const ld_stats *s = &run->res->total;
-  double window = run->res->window_s;
+  double window = run->res->answered_s;
   r->measurable = 1;
   const hist *h = t->uncorrected    ? &s->lat_unc
                   : t->outcome >= 0 ? &s->out_lat[t->outcome]
@@ -411,11 +411,18 @@ void rp_judge(const rp_run *run, rp_verdict *v) {
                " not written, %" PRIu64 " unreadable)",
                why[0] ? "; " : "", l, l == 1 ? "" : "s", s->e_timeout, s->e_read, s->e_write,
                s->e_parse);
-      if (gone > 0)
+      if (gone > s->unsent[CAUSE_DOWN])
         sb_add(lostw, sizeof(lostw),
-               "%s%" PRIu64 " never sent: the server went away or stopped answering (%" PRIu64
-               " connects failed, %" PRIu64 " refused)",
-               why[0] || lostw[0] ? "; " : "", gone, s->e_connect, res->connect_refused);
+               "%s%" PRIu64 " never sent: every connection still waited for an answer "
+               "--timeout-ms after the window (the server was behind)",
+               why[0] || lostw[0] ? "; " : "", gone - s->unsent[CAUSE_DOWN]);
+      if (s->unsent[CAUSE_DOWN] > 0)
+        sb_add(lostw, sizeof(lostw),
+               "%s%" PRIu64 " never sent: no connection was open (the server went away, refused "
+               "connections or let requests time out: %" PRIu64 " connects failed, %" PRIu64
+               " refused)",
+               why[0] || lostw[0] ? "; " : "", s->unsent[CAUSE_DOWN], s->e_connect,
+               res->connect_refused);
       reason(v,
              "%" PRIu64 " of %" PRIu64 " requests (%.3f%%) did not get an answer this scenario "
              "expects%s%s%s%s",
@@ -543,6 +550,9 @@ static void print_lat(FILE *f, const char *what, const hist *h) {
       ms(hist_percentile(h, 50)), ms(hist_percentile(h, 90)), ms(hist_percentile(h, 99)),
       ms(hist_percentile(h, 99.9)), ms(hist_percentile(h, 99.99)), ms(hist_max(h)),
       hist_mean(h) / 1e6, hist_count(h));
+  if (h->clamped > 0)
+    fprintf(f, "  %-12s(%" PRIu64 " outside the histogram's 1 us .. %.0f s, counted at its nearer end)\n",
+            "", h->clamped, HIST_MAX_NS / 1e9);
 }
 
 void rp_wrap(FILE *f, const char *label, int label_w, int width, const char *text) {
@@ -645,13 +655,19 @@ void rp_print(FILE *f, const rp_run *run, const rp_verdict *v) {
     print_flash(f, run);
   } else {
     double w = res->window_s > 0 ? res->window_s : 1;
+    double aw = res->answered_s > 0 ? res->answered_s : 1;
     if (cfg->mode == LD_OPEN)
       fprintf(f,
               "  rate        target %.0f req/s; sent %.1f/s, answered %.1f/s (%.1f%% of target)\n",
-              cfg->rate, (double)t->sent / w, (double)n / w, 100.0 * (double)n / w / cfg->rate);
+              cfg->rate, (double)t->sent / w, (double)n / aw, 100.0 * (double)n / aw / cfg->rate);
     else
-      fprintf(f, "  rate        %" PRIu64 " answers in %.3f s = %.1f req/s\n", n, res->window_s,
-              (double)n / w);
+      fprintf(f, "  rate        %" PRIu64 " answers in %.3f s = %.1f req/s\n", n, aw,
+              (double)n / aw);
+    if (res->answered_s > res->window_s + 0.001)
+      fprintf(f,
+              "              (the answers to the %.3f s window's sends took %.3f s: the rate is "
+              "over that)\n",
+              res->window_s, res->answered_s);
     char why[RP_EXPLAIN_BYTES];
     rp_explain(run, why, sizeof(why));
     if (why[0]) print_wrapped(f, "", why);
@@ -756,7 +772,7 @@ static void json_lat(FILE *f, const hist *h) {
           ms(hist_min(h)), hist_mean(h) / 1e6, hist_stddev(h) / 1e6);
   for (size_t i = 0; i < sizeof(pcts) / sizeof(pcts[0]); i++)
     fprintf(f, ",\"%s\":%.6f", pct_keys[i], ms(hist_percentile(h, pcts[i])));
-  fprintf(f, ",\"max\":%.6f}", ms(hist_max(h)));
+  fprintf(f, ",\"max\":%.6f,\"clamped\":%" PRIu64 "}", ms(hist_max(h)), h->clamped);
 }
 
 static void json_causes(FILE *f, const char *key, const uint64_t *v) {
@@ -772,7 +788,7 @@ void rp_write_json(FILE *f, const rp_run *run, const rp_verdict *v) {
   const ld_stats *t = &res->total;
   const sc_scenario *sc = run->sc;
   uint64_t n = answers(t);
-  double w = res->window_s;
+  double w = res->window_s, aw = res->answered_s;
   fprintf(f, "{\"tool\":\"spikebench\",\"scenario\":\"%s\",\"request\":", sc_names[sc->id]);
   js_write_str(f, sc->req[0].name);
   fputs(",\"url\":", f);
@@ -788,12 +804,12 @@ void rp_write_json(FILE *f, const rp_run *run, const rp_verdict *v) {
           sc->users);
   fprintf(f, ",\"interrupted\":%s", res->stop_ns ? "true" : "false");
   fprintf(f,
-          ",\"window_s\":%.6f,\"requests\":%" PRIu64 ",\"rps\":%.3f,\"sent\":%" PRIu64
-          ",\"unsent\":%" PRIu64 ",\"late\":%" PRIu64,
-          w, n, w > 0 ? (double)n / w : 0.0, t->sent, unsent_all(t), late_all(t));
+          ",\"window_s\":%.6f,\"answered_s\":%.6f,\"requests\":%" PRIu64
+          ",\"rps\":%.3f,\"sent\":%" PRIu64 ",\"unsent\":%" PRIu64 ",\"late\":%" PRIu64,
+          w, aw, n, aw > 0 ? (double)n / aw : 0.0, t->sent, unsent_all(t), late_all(t));
   fprintf(f, ",\"achieved\":{\"sent_per_s\":%.3f,\"answered_per_s\":%.3f,\"share_of_target\":%.6f}",
-          w > 0 ? (double)t->sent / w : 0.0, w > 0 ? (double)n / w : 0.0,
-          cfg->mode == LD_OPEN && w > 0 ? (double)n / w / cfg->rate : 0.0);
+          w > 0 ? (double)t->sent / w : 0.0, aw > 0 ? (double)n / aw : 0.0,
+          cfg->mode == LD_OPEN && aw > 0 ? (double)n / aw / cfg->rate : 0.0);
   json_causes(f, "late_by_cause", t->late);
   json_causes(f, "unsent_by_cause", t->unsent);
   fputs(",\"explain\":", f);

@@ -382,6 +382,15 @@ static void parse_args(int argc, char **argv) {
   }
   parse_url(O.url);
   if (O.template_file != NULL && !O.scenario_given) O.scenario = SC_TEMPLATE;
+  /* A flag the run would not read is refused, not silently ignored */
+  for (size_t k = 0; k < NFLAGS; k++) {
+    if (!given[k]) continue;
+    const void *d = flags[k].dst;
+    if ((d == &O.pay_share || d == &O.read_share || d == &O.seed) && O.scenario != SC_MIXED)
+      die_usage("--%s goes with --scenario mixed", flags[k].name);
+    if ((d == &O.verify_users || d == &O.verify_cap) && !O.verify)
+      die_usage("--%s goes with --verify", flags[k].name);
+  }
   if (O.scenario == SC_TEMPLATE && O.template_file == NULL)
     die_usage("--scenario template needs --template FILE");
   if (O.template_file != NULL && O.scenario != SC_TEMPLATE && O.scenario != SC_FLASH)
@@ -421,6 +430,10 @@ static void parse_args(int argc, char **argv) {
     if (path == NULL || path[0] == '\0') continue;
     int bad = path_writable(path);
     if (bad != 0) die_usage("%s %s: %s", outs[i].flag, path, strerror(bad));
+    for (size_t j = 0; j < i; j++)
+      if (outs[j].path != NULL && strcmp(outs[j].path, path) == 0)
+        die_usage("%s and %s both name %s: one would overwrite the other", outs[j].flag,
+                  outs[i].flag, path);
   }
   if (O.threads > O.conns) O.threads = O.conns;
   if (O.interval_ms == 0) O.interval_ms = O.scenario == SC_FLASH ? 10 : 1000;
@@ -687,9 +700,10 @@ static void verify_after(const vf_target *tg, const ld_result *res, const vf_eve
     return;
   }
   const ld_stats *t = &res->total;
-  vf_input in = {t->created,        t->unknown_buy,  t->paid,         t->unknown_pay,
-                 t->wrong_user,     t->soldout_seen, t->wins_dropped, SC.id == SC_MIXED,
-                 SC.id == SC_FLASH, res->win_user,   res->win_order,  res->nwins};
+  vf_input in = {t->created,      t->unknown_buy,  t->paid,
+                 t->unknown_pay,  t->wrong_user,   t->soldout_seen,
+                 t->wins_dropped, SC.id == SC_MIXED, res->win_user,
+                 res->win_order,  res->nwins};
   vf_checks(&in, before, &after, rep);
   vf_sample(tg, &in, before, O.verify_users, rep);
 }

@@ -46,7 +46,6 @@ typedef struct vf_target {
 typedef struct vf_input {
   uint64_t created, unknown_buy, paid, unknown_pay, wrong_user, soldout_seen, wins_dropped;
   int check_paid;                 /* mixed: sold must have grown by the paid answers */
-  int flash;                      /* a sold-out answer must leave the event empty */
   uint64_t *win_user, *win_order; /* each won buy: who and which order */
   size_t nwins;
 } vf_input;

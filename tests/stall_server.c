@@ -15,7 +15,9 @@
  * and closes it, as a server without keep-alive does (--freeze-ms 0: never
  * frozen). --idle-close-ms N closes a keep-alive connection N ms after its
  * last answer if nothing came meanwhile, with no Connection: close said (an
- * idle timeout, as nginx's keepalive_timeout).
+ * idle timeout, as nginx's keepalive_timeout). --delay-ms N answers each
+ * request N ms after it is read, or after the answer before it is written
+ * (a server slower than its load: one answer per connection every N ms).
  * --port 0 (the default) takes a free port; the first line on stdout is
  * "listening 127.0.0.1:PORT". Requests are framed by their headers and
  * Content-Length only (spikebench's are small and never chunked); anything
@@ -44,12 +46,14 @@ _Static_assert(sizeof(BODY) - 1 == 57, "Content-Length matches the body");
 static const char RESPONSE_CLOSE[] = "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
                                      "Content-Length: 57\r\nConnection: close\r\n\r\n" BODY;
 static int close_each;
-static uint64_t idle_close_ms;
+static uint64_t idle_close_ms, delay_ms;
 
 typedef struct sconn {
   uv_tcp_t tcp;
   uv_write_t wr;
   uv_timer_t idle; /* --idle-close-ms */
+  uv_timer_t hold; /* --delay-ms */
+  int held;        /* --delay-ms: 1 while the next answer waits, 2 when it may go */
   int writing, closing, handles;
   uint64_t owed; /* answers not yet written */
   size_t in_len;
@@ -90,6 +94,13 @@ static void sclose(sconn *c) {
   c->closing = 1;
   uv_close((uv_handle_t *)&c->tcp, on_closed);
   uv_close((uv_handle_t *)&c->idle, on_closed);
+  uv_close((uv_handle_t *)&c->hold, on_closed);
+}
+
+static void on_hold(uv_timer_t *t) {
+  sconn *c = t->data;
+  c->held = 2;
+  flush(c);
 }
 
 static void on_idle(uv_timer_t *t) { sclose(t->data); }
@@ -121,6 +132,15 @@ static void flush(sconn *c) {
     return;
   }
   unsigned n = close_each ? 1 : c->owed < BATCH ? (unsigned)c->owed : BATCH;
+  if (delay_ms > 0) {
+    if (c->held == 0) {
+      c->held = 1;
+      uv_timer_start(&c->hold, on_hold, delay_ms, 0);
+    }
+    if (c->held != 2) return;
+    c->held = 0;
+    n = 1;
+  }
   c->owed -= n;
   c->writing = 1;
   if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, batch, n, on_written) != 0) {
@@ -195,10 +215,12 @@ static void on_conn(uv_stream_t *l, int status) {
   if (c == NULL) return;
   uv_tcp_init(loop, &c->tcp);
   uv_timer_init(loop, &c->idle);
+  uv_timer_init(loop, &c->hold);
   c->tcp.data = c;
   c->idle.data = c;
+  c->hold.data = c;
   c->wr.data = c;
-  c->handles = 2;
+  c->handles = 3;
   nconns++;
   if (uv_accept(l, (uv_stream_t *)&c->tcp) != 0 || nconns > MAX_CONNS) {
     sclose(c);
@@ -233,13 +255,15 @@ int main(int argc, char **argv) {
       rc = flag_u64("--period-ms", v, 3600000, &period_ms);
     else if (strcmp(argv[i], "--idle-close-ms") == 0)
       rc = flag_u64("--idle-close-ms", v, 3600000, &idle_close_ms);
+    else if (strcmp(argv[i], "--delay-ms") == 0)
+      rc = flag_u64("--delay-ms", v, 3600000, &delay_ms);
     else if (strcmp(argv[i], "--close") == 0) {
       close_each = 1;
       continue;
     } else {
       fprintf(stderr,
               "usage: stall_server [--port N] [--freeze-ms MS] [--period-ms MS] [--close] "
-              "[--idle-close-ms MS]\n");
+              "[--idle-close-ms MS] [--delay-ms MS]\n");
       return 2;
     }
     if (rc != 0) return 2;
