@@ -1246,7 +1246,11 @@ static uint32_t cycle(writer *w) {
   } else if (!w->writes || rc != 0 || !rings_pending(w)) {
     sync_unsynced(w); /* nothing more to commit at once: make the last commit durable now */
   }
-  return answer(w, work);
+  uint32_t did = answer(w, work);
+  /* the file written ahead of the next commits' pages, once this batch's
+   * answers are out (store_write_ahead) */
+  if (rc == 0 && w->writes) store_write_ahead(e->st);
+  return did;
 }
 
 /* ---- the thread ------------------------------------------------------- */

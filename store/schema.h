@@ -149,6 +149,12 @@ int store_txn_open(const store_txn *t);
 /* Make a commit made with defer_meta durable, when no commit follows it. */
 int store_sync(store *s);
 
+/* Keep data.mdb written up to 1 MiB past the pages LMDB uses, so that a
+ * commit's new pages overwrite the file instead of growing it (schema.c
+ * says why). Only from the thread that commits, between transactions;
+ * best effort: a file system short of room is left alone. */
+void store_write_ahead(store *s);
+
 /* ---- records ------------------------------------------------------------- */
 
 static inline void store_be64(uint8_t out[8], uint64_t v) {

@@ -50,24 +50,30 @@
 
 #define FDS_MAX 1024
 
+/* A write not yet synced. One queue for every descriptor, in the order
+ * the writes were made: two descriptors may write one file (the store's
+ * own writes ahead of LMDB's pages, then LMDB's pages over them), and a
+ * sync applies what they wrote in that order, as the page cache holds it. */
 typedef struct pending {
   off_t off;
   size_t len;
+  int file; /* which image: an index into seen[] */
   struct pending *next;
   unsigned char data[];
 } pending;
 
 typedef struct tracked {
   int on;
-  int sync;    /* O_DSYNC or O_SYNC: every write is durable at once */
-  int image;   /* the durable image's descriptor */
-  pending *head, *tail;
-  size_t bytes;
+  int sync; /* O_DSYNC or O_SYNC: every write is durable at once */
+  int file; /* the file's index into seen[] and images[] */
 } tracked;
 
+#define FILES_MAX 64
 static tracked fds[FDS_MAX];
+static pending *q_head, *q_tail;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static char seen[64][PATH_MAX]; /* images this process has started */
+static char seen[FILES_MAX][PATH_MAX]; /* images this process has started */
+static int images[FILES_MAX];           /* each one's descriptor */
 static int nseen;
 static int armed; /* spike_powerloss_reset was called in this process */
 static uint64_t ops, cut_at, torn_rng;
@@ -93,18 +99,17 @@ static int is_data(const char *path) {
   return n >= 8 && strcmp(path + n - 8, "data.mdb") == 0;
 }
 
-/* The image of path: opened once per descriptor, copied from the file the
- * first time this process sees it. */
+/* The image of path, as an index into seen[] and images[]: copied from
+ * the file the first time this process sees it; -1 past FILES_MAX. */
 static int open_image(const char *path) {
   REAL(open, open_fn);
   REAL(pwrite, pwrite_fn);
   REAL(close, close_fn); /* this runs under the lock close() takes */
   char img[PATH_MAX];
   snprintf(img, sizeof(img), "%s.durable", path);
-  int first = 1;
   for (int i = 0; i < nseen; i++)
-    if (strcmp(seen[i], img) == 0) first = 0;
-  if (!first) return real_open(img, O_RDWR | O_CLOEXEC);
+    if (strcmp(seen[i], img) == 0) return i;
+  if (nseen == FILES_MAX) abort();
   /* Copy into a scratch file and rename it into place: a kill during the
    * copy (the test kills at random) leaves no image, so the test keeps the
    * data file as the last cut left it, never half an image. */
@@ -125,21 +130,22 @@ static int open_image(const char *path) {
     real_close(src);
   }
   if (rename(tmp, img) != 0) abort();
-  if (nseen < 64) snprintf(seen[nseen++], PATH_MAX, "%s", img);
-  return fd;
+  snprintf(seen[nseen], PATH_MAX, "%s", img);
+  images[nseen] = fd;
+  return nseen++;
 }
 
 static void track(int fd, const char *path, int flags) {
   if (!armed || fd < 0 || fd >= FDS_MAX || !is_data(path)) return;
   pthread_mutex_lock(&lock);
-  fds[fd] = (tracked){.on = 1, .sync = (flags & (O_DSYNC | O_SYNC)) != 0, .image = -1};
-  fds[fd].image = open_image(path);
+  fds[fd] = (tracked){.on = 1, .sync = (flags & (O_DSYNC | O_SYNC)) != 0};
+  fds[fd].file = open_image(path);
   pthread_mutex_unlock(&lock);
 }
 
-static void apply(tracked *t, off_t off, const void *p, size_t len) {
+static void apply(int file, off_t off, const void *p, size_t len) {
   REAL(pwrite, pwrite_fn);
-  if (t->image >= 0 && real_pwrite(t->image, p, len, off) != (ssize_t)len) abort();
+  if (real_pwrite(images[file], p, len, off) != (ssize_t)len) abort();
 }
 
 /* A write that reached the file at off: durable now, or queued. */
@@ -162,18 +168,18 @@ static void wrote(int fd, off_t off, const struct iovec *iov, int cnt, ssize_t n
     for (int i = 0; i < cnt && left > 0; i++) {
       size_t len = iov[i].iov_len < left ? iov[i].iov_len : left;
       if (t->sync) {
-        apply(t, off, iov[i].iov_base, len);
+        apply(t->file, off, iov[i].iov_base, len);
       } else {
         pending *pd = malloc(sizeof(*pd) + len);
         if (pd == NULL) abort();
         pd->off = off;
         pd->len = len;
+        pd->file = t->file;
         pd->next = NULL;
         memcpy(pd->data, iov[i].iov_base, len);
-        if (t->tail != NULL) t->tail->next = pd;
-        else t->head = pd;
-        t->tail = pd;
-        t->bytes += len;
+        if (q_tail != NULL) q_tail->next = pd;
+        else q_head = pd;
+        q_tail = pd;
       }
       off += (off_t)len;
       left -= len;
@@ -185,19 +191,24 @@ static void wrote(int fd, off_t off, const struct iovec *iov, int cnt, ssize_t n
 static void synced(int fd) {
   if (fd < 0 || fd >= FDS_MAX) return;
   pthread_mutex_lock(&lock);
-  /* A sync of one descriptor flushes the file, whichever wrote it. */
-  if (fds[fd].on)
-    for (int i = 0; i < FDS_MAX; i++) {
-      tracked *t = &fds[i];
-      if (!t->on) continue;
-      for (pending *pd = t->head, *next; pd != NULL; pd = next) {
-        next = pd->next;
-        apply(&fds[fd], pd->off, pd->data, pd->len);
+  /* A sync of one descriptor flushes the file, whichever descriptor
+   * wrote it, in the order it was written; other files' writes stay. */
+  if (fds[fd].on) {
+    int file = fds[fd].file;
+    pending **link = &q_head;
+    q_tail = NULL;
+    while (*link != NULL) {
+      pending *pd = *link;
+      if (pd->file == file) {
+        apply(file, pd->off, pd->data, pd->len);
+        *link = pd->next;
         free(pd);
+      } else {
+        q_tail = pd;
+        link = &pd->next;
       }
-      t->head = t->tail = NULL;
-      t->bytes = 0;
     }
+  }
   pthread_mutex_unlock(&lock);
 }
 
@@ -228,17 +239,13 @@ static uint64_t rng_next(void) { /* xorshift64* */
 static void op_or_cut(void) {
   if (++ops != cut_at || cut_at == 0) return;
   if (torn_rng != 0)
-    for (int i = 0; i < FDS_MAX; i++) {
-      tracked *t = &fds[i];
-      if (!t->on) continue;
-      for (pending *pd = t->head; pd != NULL; pd = pd->next) {
-        /* sectors are 512-byte aligned on the device */
-        off_t first = pd->off & ~(off_t)511, end = pd->off + (off_t)pd->len;
-        for (off_t s = first; s < end; s += 512) {
-          if (rng_next() & 1) continue;
-          off_t a = s < pd->off ? pd->off : s, b = s + 512 < end ? s + 512 : end;
-          apply(t, a, pd->data + (a - pd->off), (size_t)(b - a));
-        }
+    for (pending *pd = q_head; pd != NULL; pd = pd->next) {
+      /* sectors are 512-byte aligned on the device */
+      off_t first = pd->off & ~(off_t)511, end = pd->off + (off_t)pd->len;
+      for (off_t s = first; s < end; s += 512) {
+        if (rng_next() & 1) continue;
+        off_t a = s < pd->off ? pd->off : s, b = s + 512 < end ? s + 512 : end;
+        apply(pd->file, a, pd->data + (a - pd->off), (size_t)(b - a));
       }
     }
   raise(SIGKILL);
@@ -246,13 +253,13 @@ static void op_or_cut(void) {
 
 void spike_powerloss_reset(void) {
   pthread_mutex_lock(&lock);
-  for (int i = 0; i < FDS_MAX; i++) {
-    for (pending *pd = fds[i].head, *next; pd != NULL; pd = next) {
-      next = pd->next;
-      free(pd);
-    }
-    fds[i] = (tracked){0}; /* inherited image descriptors stay open, unused */
+  for (pending *pd = q_head, *next; pd != NULL; pd = next) {
+    next = pd->next;
+    free(pd);
   }
+  q_head = q_tail = NULL;
+  for (int i = 0; i < FDS_MAX; i++) fds[i] = (tracked){0};
+  /* inherited image descriptors stay open, unused */
   nseen = 0;
   ops = cut_at = torn_rng = 0;
   armed = 1;
@@ -262,7 +269,7 @@ void spike_powerloss_reset(void) {
 size_t spike_powerloss_pending(void) {
   size_t n = 0;
   pthread_mutex_lock(&lock);
-  for (int i = 0; i < FDS_MAX; i++) n += fds[i].bytes;
+  for (pending *pd = q_head; pd != NULL; pd = pd->next) n += pd->len;
   pthread_mutex_unlock(&lock);
   return n;
 }
@@ -309,17 +316,10 @@ int close(int fd) {
   REAL(close, close_fn);
   if (fd >= 0 && fd < FDS_MAX) {
     pthread_mutex_lock(&lock);
-    if (fds[fd].on) {
-      /* A close is not a sync: what was queued is still not on disk, but
-       * the descriptor number may be reused. Nothing LMDB writes after its
-       * last sync and before a close is acknowledged, so drop it. */
-      for (pending *pd = fds[fd].head, *next; pd != NULL; pd = next) {
-        next = pd->next;
-        free(pd);
-      }
-      if (fds[fd].image >= 0) real_close(fds[fd].image);
-      fds[fd] = (tracked){0};
-    }
+    /* A close is not a sync: what the descriptor wrote stays queued for
+     * the file's next sync, through any descriptor, as the page cache
+     * keeps it; the image stays open for the file's next descriptor. */
+    if (fds[fd].on) fds[fd] = (tracked){0};
     pthread_mutex_unlock(&lock);
   }
   return real_close(fd);
