@@ -149,8 +149,10 @@ struct writer {
    * due, be retried at once): 100 ms doubling to 5 s, reset by a commit. */
   int64_t expire_after_ms; /* monotonic */
   uint32_t expire_backoff_ms;
-  int64_t last_fail_log_ms;
-  uint32_t fails_unlogged;
+  int64_t last_fail_log_ms; /* monotonic */
+  uint32_t fails_unlogged;  /* batches refused for room since the last line */
+  uint32_t fail_ops;        /* the last one's ops */
+  int fail_rc;              /* and its error */
 };
 
 /* One bit per producer in writer.signal, one id space per producer. */
@@ -881,6 +883,23 @@ static void settle_acked(writer *w, int lost) {
   w->acked = 0;
 }
 
+/* Batches refused for room (a full map or disk fail every batch): one line
+ * a second at most, with the count since the last. Called at each failure,
+ * after a commit that succeeds and before the writer sleeps (at most 1 s),
+ * so the count a run of failures ends with is told within a second or two,
+ * not at the next failure, which may never come. */
+static void report_fails(writer *w) {
+  int64_t now = engine_mono_ms();
+  if (w->fails_unlogged == 0 || now - w->last_fail_log_ms < 1000) return;
+  engine_error(w->e, SPIKE_ESTORAGE, "writer",
+               "commit failed: %s (%u batches since the last report, %u ops in the last); "
+               "writer continues, %s",
+               store_strerror(w->fail_rc), w->fails_unlogged, w->fail_ops,
+               w->fail_rc == STORE_MAP_FULL ? "raise --map-size" : "free space on the data volume");
+  w->last_fail_log_ms = now;
+  w->fails_unlogged = 0;
+}
+
 /* The batch failed: undo every take, restore the shadows, fail every op
  * whose result depended on it. */
 static void fail_batch(writer *w, int rc, uint64_t seq0, uint64_t orders_max0, uint64_t hwm0,
@@ -933,17 +952,10 @@ static void fail_batch(writer *w, int rc, uint64_t seq0, uint64_t orders_max0, u
                            : b > EXPIRE_BACKOFF_MAX_MS ? EXPIRE_BACKOFF_MAX_MS
                                                        : b;
     w->expire_after_ms = w->mono + w->expire_backoff_ms;
-    /* One line a second at most: a full map or disk fails every batch. */
     w->fails_unlogged++;
-    if (w->now - w->last_fail_log_ms >= 1000) {
-      engine_error(w->e, SPIKE_ESTORAGE, "writer",
-               "commit failed: %s (%u batches since the last report, %u ops in this one); "
-               "writer continues, %s",
-               store_strerror(rc), w->fails_unlogged, w->n,
-               rc == STORE_MAP_FULL ? "raise --map-size" : "free space on the data volume");
-      w->last_fail_log_ms = w->now;
-      w->fails_unlogged = 0;
-    }
+    w->fail_rc = rc;
+    w->fail_ops = w->n;
+    report_fails(w);
   } else {
     engine_error(w->e, SPIKE_ESTORAGE, "writer", "commit failed: %s; writer stopped, reopen the engine",
              store_strerror(rc));
@@ -1352,13 +1364,19 @@ static void *writer_main(void *arg) {
   (void)prctl(PR_SET_NAME, "spike-writer"); /* top -H, perf, /proc/PID/task/TID/comm */
   for (;;) {
     pace(w);
-    if (cycle(w) > 0) continue;
+    if (cycle(w) > 0) {
+      report_fails(w);
+      continue;
+    }
     if (atomic_load_explicit(&e->stopping, memory_order_acquire)) {
       if (!rings_pending(w)) break;
       continue;
     }
+    report_fails(w);
     writer_sleep(w);
   }
+  w->last_fail_log_ms -= 1000; /* what is left untold, at the stop */
+  report_fails(w);
   return NULL;
 }
 

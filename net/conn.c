@@ -1070,16 +1070,24 @@ void conn_respond(req *r) {
 
 /* A refusal at the connection limit is a 503 that api.c does not log: a
  * flood would write a line for each. One line a second at most, with the
- * count since the last; spike_connections_refused_total has them all. */
-static void log_refusal(loop_ctx *lc) {
+ * count since the last; spike_connections_refused_total has them all.
+ * Called at each refusal and by the sweep, so the count a burst ends with
+ * is told within a second too, not at the next burst. */
+void conn_log_refusals(loop_ctx *lc) {
   uint64_t now = uv_now(&lc->loop);
-  lc->refusals_unlogged++;
-  if (lc->refusal_logged_ms != 0 && now - lc->refusal_logged_ms < 1000) return;
+  if (lc->refusals_unlogged == 0 ||
+      (lc->refusal_logged_ms != 0 && now - lc->refusal_logged_ms < 1000))
+    return;
   log_line(LOG_ERROR, "http", NULL, NULL,
            "connection limit (--max-conns %u): %llu connection(s) refused", lc->srv->lim.max_conns,
            (unsigned long long)lc->refusals_unlogged);
   lc->refusal_logged_ms = now;
   lc->refusals_unlogged = 0;
+}
+
+static void log_refusal(loop_ctx *lc) {
+  lc->refusals_unlogged++;
+  conn_log_refusals(lc);
 }
 
 /* Take the connection libuv has accepted; 0, or -1 when it stays pending

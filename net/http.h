@@ -232,6 +232,7 @@ void conn_respond(req *r);
  * Lingering connections are left to the drain's end unless force. */
 void conn_drain_all(loop_ctx *lc, int force);
 void conn_sweep(uv_timer_t *t);
+void conn_log_refusals(loop_ctx *lc);
 
 /* The loop is draining, or the server is and the loop's wake has not run
  * yet (a feed wait released for the drain can be answered before it):

@@ -168,6 +168,7 @@ static void on_sweep(uv_timer_t *t) {
   loop_ctx *lc = t->data;
   conn_sweep(t);
   api_log_unlogged(lc);
+  conn_log_refusals(lc);
   if (lc->srv->access != NULL) accesslog_flush(lc->srv->access, lc->idx);
   server_loop_maybe_done(lc);
 }
