@@ -109,11 +109,17 @@ static void emit(int level, const char *module, const char *trace, const char *f
   if (fields != NULL && len + strlen(fields) + 3 < sizeof(line))
     len += (size_t)snprintf(line + len, sizeof(line) - len, "%s", fields);
   for (size_t i = 0; i < nkv && len + 16 < sizeof(line); i++) {
+    /* a duration or a size is a number in every line that has one (spiked's
+     * own "store opened" writes ms so), whatever the kv's string says; ids
+     * and seqs stay strings, as 64-bit values are in the API */
+    int num = (strcmp(kv[i].key, "ms") == 0 || strcmp(kv[i].key, "bytes") == 0) &&
+              kv[i].value[0] != '\0' && strlen(kv[i].value) <= 15 &&
+              strspn(kv[i].value, "0123456789") == strlen(kv[i].value);
     len += (size_t)snprintf(line + len, sizeof(line) - len, ",\"");
     len += log_escape(line + len, sizeof(line) - len - 8, kv[i].key, strlen(kv[i].key));
-    len += (size_t)snprintf(line + len, sizeof(line) - len, "\":\"");
+    len += (size_t)snprintf(line + len, sizeof(line) - len, num ? "\":" : "\":\"");
     len += log_escape(line + len, sizeof(line) - len - 4, kv[i].value, strlen(kv[i].value));
-    len += (size_t)snprintf(line + len, sizeof(line) - len, "\"");
+    if (!num) len += (size_t)snprintf(line + len, sizeof(line) - len, "\"");
   }
   if (len > sizeof(line) - 3) len = sizeof(line) - 3;
   len += (size_t)snprintf(line + len, sizeof(line) - len, "}\n");

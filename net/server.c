@@ -545,7 +545,7 @@ int server_run(const server_config *cfg) {
     spike_stats_get(srv.engine, &st);
     char fields[160];
     snprintf(fields, sizeof(fields),
-             ",\"ms\":%llu,\"users\":%u,\"reservationsLive\":%u,\"feedSeq\":%llu",
+             ",\"ms\":%llu,\"users\":%u,\"reservationsLive\":%u,\"feedSeq\":\"%llu\"",
              (unsigned long long)((uv_hrtime() - open_ns) / 1000000u), st.users_used,
              st.reservations_live, (unsigned long long)st.feed_seq);
     log_line(LOG_INFO, "server", NULL, fields, "store opened");
