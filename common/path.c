@@ -4,6 +4,7 @@
 #include "path.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -25,5 +26,16 @@ int path_writable(const char *path) {
     slash[1] = '\0';
   else
     *slash = '\0';
-  return access(dir, W_OK | X_OK) == 0 ? 0 : errno;
+  struct stat dst;
+  if (stat(dir, &dst) != 0) return errno;
+  if (!S_ISDIR(dst.st_mode)) return ENOTDIR; /* access() said EACCES for a file */
+  if (access(dir, W_OK | X_OK) != 0) return errno;
+  /* access() passes root anywhere, and some file systems take no new file
+   * however writable they look (/proc, /sys): make it, then take it away */
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) /* ENOENT with the directory there (/proc): creating is refused */
+    return errno == EEXIST ? 0 : errno == ENOENT ? EPERM : errno;
+  close(fd);
+  unlink(path);
+  return 0;
 }

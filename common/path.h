@@ -7,8 +7,9 @@
 
 /* 0 when path can be written: an existing file (not a directory) this
  * process may write, or a new name in a directory it may write into.
- * Otherwise the errno that says why (EISDIR, ENOENT, EACCES, ...). Nothing
- * is created. */
+ * Otherwise the errno that says why (EISDIR, ENOENT, ENOTDIR, EACCES, ...).
+ * Nothing is left behind: a new name is tried by creating it (access()
+ * passes root anywhere, and /proc takes no new file), then removed. */
 int path_writable(const char *path);
 
 #endif

@@ -279,7 +279,29 @@ static const flag *find(const char *name, size_t n) {
   return NULL;
 }
 
+/* A SPIKE_ variable that names no setting is said, not silently ignored: a
+ * typo (SPIKE_THREAD, SPIKE_ADMINTOKEN) would leave the default in place.
+ * A note, not a refusal: the environment may hold other programs' SPIKE_
+ * variables (the test suites' among them). */
+static void note_unknown_env(void) {
+  extern char **environ;
+  for (char **v = environ; v != NULL && *v != NULL; v++) {
+    if (strncmp(*v, "SPIKE_", 6) != 0) continue;
+    size_t n = strcspn(*v, "=");
+    int known = n == strlen("SPIKE_CONFIG") && strncmp(*v, "SPIKE_CONFIG", n) == 0;
+    for (size_t i = 0; i < NFLAGS && !known; i++) {
+      char env[64];
+      env_name(&flags[i], env, sizeof(env));
+      known = strlen(env) == n && strncmp(*v, env, n) == 0;
+    }
+    if (!known)
+      fprintf(stderr, "spiked: note: $%.*s is not a setting spiked reads (see --help)\n",
+              (int)(n < 64 ? n : 64), *v);
+  }
+}
+
 static int from_env(void) {
+  note_unknown_env();
   for (size_t i = 0; i < NFLAGS; i++) {
     char env[64], from[80];
     env_name(&flags[i], env, sizeof(env));
@@ -341,6 +363,14 @@ static int from_file(const char *path) {
       break;
     }
     seen[fl - flags] = lineno;
+    for (const char *h = strchr(value, '#'); h != NULL; h = strchr(h + 1, '#'))
+      if (h > value && (h[-1] == ' ' || h[-1] == '\t')) {
+        fprintf(stderr,
+                "spiked: note: %sthe value of \"%s\" holds \" #\": a comment is a whole line, "
+                "so that is part of the value\n",
+                from, name);
+        break;
+      }
     /* A string flag points at its value: keep a copy for the process's
      * life, in a table, so a later line or flag replacing it leaks none. */
     static char *kept[CONFIG_LINES_MAX];

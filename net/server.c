@@ -173,6 +173,12 @@ static void on_sweep(uv_timer_t *t) {
   server_loop_maybe_done(lc);
 }
 
+/* --log-file names a file: "-" is stderr, the default, as it is stdout for
+ * --access-log (it wrote a file named "-"). */
+static int log_to_file(const server_config *cfg) {
+  return cfg->log_file != NULL && cfg->log_file[0] != '\0' && strcmp(cfg->log_file, "-") != 0;
+}
+
 /* --log-file: point stderr (the JSON log) at the file, opened anew. dup2
  * swaps the descriptor in one step, so a line being written goes whole to
  * the old file or the new. */
@@ -434,7 +440,8 @@ int server_check(const server_config *cfg, int starting) {
     return 2;
   }
   /* The log files: a start opens (and creates) them before the store, and
-   * exits 2 when it cannot; here nothing is created. A directory that is
+   * exits 2 when it cannot; here nothing is left behind (path_writable
+   * creates a file it must try, and removes it). A directory that is
    * not there yet is only a note for --check-config: a service manager
    * may make it at start (systemd's LogsDirectory=). */
   const struct {
@@ -442,7 +449,7 @@ int server_check(const server_config *cfg, int starting) {
   } files[] = {{"--log-file", cfg->log_file}, {"--access-log", cfg->access_log}};
   for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
     const char *path = files[i].path;
-    if (path == NULL || path[0] == '\0') continue;
+    if (path == NULL || path[0] == '\0' || strcmp(path, "-") == 0) continue;
     int bad = path_writable(path);
     if (bad == ENOENT && !starting) {
       fprintf(stderr, "spiked: note: %s \"%s\": its directory does not exist yet; a start "
@@ -502,7 +509,7 @@ int server_run(const server_config *cfg) {
   srv.ecfg.max_producers = cfg->threads + 2; /* loops, the demo, one spare */
   srv.auth = (auth_config){cfg->auth, cfg->jwt_secret, cfg->admin_token, is_loopback(&sa),
                            cfg->feed_token};
-  if (cfg->log_file != NULL && cfg->log_file[0] != '\0' && (rc = open_log_file(cfg->log_file)) != 0) {
+  if (log_to_file(cfg) && (rc = open_log_file(cfg->log_file)) != 0) {
     fprintf(stderr, "spiked: --log-file: bad value \"%s\": %s\n", cfg->log_file, strerror(-rc));
     return 2;
   }
@@ -601,7 +608,7 @@ int server_run(const server_config *cfg) {
     int sig = 0;
     while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP) {
       int kept = 0; /* files that could not be reopened */
-      if (cfg->log_file != NULL && cfg->log_file[0] != '\0' && (rc = open_log_file(cfg->log_file)) != 0) {
+      if (log_to_file(cfg) && (rc = open_log_file(cfg->log_file)) != 0) {
         log_line(LOG_ERROR, "server", NULL, NULL, "SIGHUP: --log-file %s: %s (keeping the old file)",
                  cfg->log_file, strerror(-rc));
         kept++;

@@ -760,6 +760,15 @@ static void flag_error(const char *const *args, const char *env, const char *wan
   }
 }
 
+/* A config file of one line, in a directory of its own. */
+static void tmp_conf_line(char *path, size_t cap, const char *line) {
+  snprintf(path, cap, "%s/one.conf", test_tmpdir("conf1"));
+  FILE *f = fopen(path, "w");
+  CHECK(f != NULL);
+  fputs(line, f);
+  fclose(f);
+}
+
 static void config_and_flag_errors(void) {
   char conf[300], bad[300], arg[420], tmp[256];
   snprintf(tmp, sizeof(tmp), "%s", test_tmpdir("conf"));
@@ -872,7 +881,17 @@ static void config_and_flag_errors(void) {
   flag_error((const char *const[]){"--access-log", "/nonexistent/dir/a.log", NULL}, NULL,
              "spiked: --access-log: bad value \"/nonexistent/dir/a.log\": No such file");
   flag_error((const char *const[]){"--log-file", "/etc/passwd/e.log", "--check-config", NULL},
-             NULL, "spiked: --log-file: bad value \"/etc/passwd/e.log\": ");
+             NULL, "spiked: --log-file: bad value \"/etc/passwd/e.log\": Not a directory");
+  /* a directory that takes no new file, whatever access() says to root:
+   * --check-config passed it, and a start then exited 2 */
+  flag_error((const char *const[]){"--access-log", "/proc/nope.log", "--check-config", NULL}, NULL,
+             "spiked: --access-log: bad value \"/proc/nope.log\": ");
+  /* "-" is stderr for --log-file, as it is stdout for --access-log (a file
+   * named "-" was written); --check-config leaves nothing behind */
+  CHECK_EQ(run_spiked((const char *const[]){"--log-file", "-", "--access-log", "-",
+                                            "--check-config", NULL},
+                      NULL, out, sizeof(out)),
+           0);
   /* a log path that is a directory: refused as a start refuses it */
   snprintf(arg, sizeof(arg), "spiked: --access-log: bad value \"%s\": Is a directory", tmp);
   flag_error((const char *const[]){"--access-log", tmp, "--check-config", NULL}, NULL, arg);
@@ -883,6 +902,29 @@ static void config_and_flag_errors(void) {
            0);
   CHECK(strstr(out, "its directory does not exist yet") != NULL);
   test_rmrf(tmp);
+  /* a SPIKE_ variable that is no setting, and a comment after a value: said
+   * (a typo's default, and a path holding "# ...", passed in silence) */
+  CHECK_EQ(run_spiked((const char *const[]){"--check-config", NULL}, "SPIKE_THREAD=2", out,
+                      sizeof(out)),
+           0);
+  CHECK(strstr(out, "$SPIKE_THREAD is not a setting") != NULL);
+  tmp_conf_line(conf, sizeof(conf), "access-log = /tmp/spike-x.log   # the access log\n");
+  CHECK_EQ(run_spiked((const char *const[]){"--config", conf, "--check-config", NULL}, NULL, out,
+                      sizeof(out)),
+           0);
+  CHECK(strstr(out, "a comment is a whole line") != NULL);
+  *strrchr(conf, '/') = '\0';
+  test_rmrf(conf);
+  /* a start with --log-file - logs on stderr, and writes no file "-" */
+  struct stat st;
+  int had_dash = stat("-", &st) == 0;
+  static const char *const dash[] = {"--log-file", "-", NULL};
+  spiked d;
+  spiked_start(&d, NULL, dash);
+  CHECK(strstr(spiked_log(&d), "listening") != NULL);
+  CHECK_EQ(spiked_stop(&d, SIGTERM), 0);
+  if (!had_dash) CHECK(stat("-", &st) != 0);
+  test_rmrf(d.dir);
 }
 
 /* A storm of 5xx answers (here 507s: the reservation table full) is
