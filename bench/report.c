@@ -240,9 +240,15 @@ static int holds(int op, double x, double want) {
   }
 }
 
+/* What the answer rate is over: the window, or the time the window's
+ * answers took when they came after it (ld_result.answered_s). */
+static double answer_span(const ld_result *res) {
+  return res->answered_s > res->window_s ? res->answered_s : res->window_s;
+}
+
 static void eval_term(const rp_run *run, const rp_term *t, rp_term_result *r, uint64_t errors) {
   const ld_stats *s = &run->res->total;
-  double window = run->res->answered_s;
+  double window = answer_span(run->res);
   r->measurable = 1;
   const hist *h = t->uncorrected    ? &s->lat_unc
                   : t->outcome >= 0 ? &s->out_lat[t->outcome]
@@ -655,7 +661,7 @@ void rp_print(FILE *f, const rp_run *run, const rp_verdict *v) {
     print_flash(f, run);
   } else {
     double w = res->window_s > 0 ? res->window_s : 1;
-    double aw = res->answered_s > 0 ? res->answered_s : 1;
+    double aw = answer_span(res) > 0 ? answer_span(res) : 1;
     if (cfg->mode == LD_OPEN)
       fprintf(f,
               "  rate        target %.0f req/s; sent %.1f/s, answered %.1f/s (%.1f%% of target)\n",
@@ -663,7 +669,7 @@ void rp_print(FILE *f, const rp_run *run, const rp_verdict *v) {
     else
       fprintf(f, "  rate        %" PRIu64 " answers in %.3f s = %.1f req/s\n", n, aw,
               (double)n / aw);
-    if (res->answered_s > res->window_s + 0.001)
+    if (answer_span(res) > res->window_s + 0.001)
       fprintf(f,
               "              (the answers to the %.3f s window's sends took %.3f s: the rate is "
               "over that)\n",
@@ -788,7 +794,7 @@ void rp_write_json(FILE *f, const rp_run *run, const rp_verdict *v) {
   const ld_stats *t = &res->total;
   const sc_scenario *sc = run->sc;
   uint64_t n = answers(t);
-  double w = res->window_s, aw = res->answered_s;
+  double w = res->window_s, aw = answer_span(res);
   fprintf(f, "{\"tool\":\"spikebench\",\"scenario\":\"%s\",\"request\":", sc_names[sc->id]);
   js_write_str(f, sc->req[0].name);
   fputs(",\"url\":", f);

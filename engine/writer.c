@@ -459,6 +459,7 @@ static int apply_order_op(writer *w, spike_op *op) {
   }
   if (OP(op)->b_ != 0 && o->user_id != OP(op)->b_) {
     /* Final unless this batch wrote the order: then it falls with it. */
+    op->detail = "not your order";
     finish(w, op, SPIKE_EFORBIDDEN, !touched_has(w, o->id));
     return 0;
   }
@@ -541,6 +542,7 @@ static int apply_replay(writer *w, spike_op *op) {
     return rc;
   }
   op->replayed = 1;
+  if (op->r.order.user_id != OP(op)->b_) op->detail = "the idempotency key is another user's";
   finish(w, op, op->r.order.user_id == OP(op)->b_ ? SPIKE_OK : SPIKE_EFORBIDDEN,
          !touched_has(w, OP(op)->a_));
   return 0;

@@ -109,6 +109,10 @@ static void every_route_and_code(void) {
   CHECK_EQ(hc_do(p, "POST", "/api/v1/events/7/orders", "Idempotency-Key: r-1 \t \r\n",
                  "{\"user_id\":100}", &R), 200);
   CHECK(hc_json(&R, "data.id", v, sizeof(v)) == 0 && strcmp(v, order) == 0);
+  /* another user's key: refused, saying so */
+  CHECK_EQ(reserve(p, 7, 109, ",\"request_id\":\"r-1\""), 403);
+  expect(403, 20006);
+  CHECK(strstr(R.body, "another user's") != NULL);
   CHECK_EQ(reserve(p, 7, 100, ",\"qty\":2"), 409);
   expect(409, 30007);
   CHECK_EQ(reserve(p, 7, 101, ",\"qty\":2"), 201);
@@ -1177,6 +1181,7 @@ static void jwt_and_admin(void) {
   snprintf(path, sizeof(path), "/api/v1/orders/%s/pay", order);
   CHECK_EQ(hc_do(p, "POST", path, bob, "{\"payment_id\":\"x\"}", &R), 403);
   expect(403, 20006);
+  CHECK(strstr(R.body, "not your order") != NULL); /* said why, as GET says it */
   CHECK_EQ(hc_do(p, "POST", path, alice, "{\"payment_id\":\"x\"}", &R), 200);
   CHECK_EQ(hc_do(p, "GET", "/api/v1/users/11/orders", bob, NULL, &R), 403);
   CHECK_EQ(hc_do(p, "GET", "/api/v1/users/11/orders", alice, NULL, &R), 200);
