@@ -618,7 +618,10 @@ int server_run(const server_config *cfg) {
                  cfg->access_log, strerror(-rc));
         kept++;
       }
-      if (kept == 0)
+      if (!log_to_file(cfg) && srv.access == NULL)
+        log_line(LOG_INFO, "server", NULL, NULL,
+                 "SIGHUP: no log files to reopen (no --log-file or --access-log)");
+      else if (kept == 0)
         log_line(LOG_INFO, "server", NULL, NULL, "SIGHUP: log files reopened");
       else
         log_line(LOG_WARN, "server", NULL, NULL, "SIGHUP: %d log file%s not reopened (above)", kept,
