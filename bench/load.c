@@ -510,10 +510,13 @@ static void send_req(conn *c, uint64_t intended_ns, int counted, int cause) {
   c->status = 0;
   c->body_len = 0;
   c->truncated = 0;
+  c->sent_ns = now_ns();
+  /* the interval this send opens, if any, is handed over before it counts
+   * as in flight: it was not at the end of the one before (rows said one
+   * too many) */
+  tl_acc *tl = tl_at(w, c->sent_ns);
   c->busy = 1;
   w->busy_n++;
-  c->sent_ns = now_ns();
-  tl_acc *tl = tl_at(w, c->sent_ns);
   tl->sent++;
   if (counted) w->st.sent++;
   if (R.cfg->mode == LD_OPEN && c->sent_ns > intended_ns + LD_LATE_NS) {
