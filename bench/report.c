@@ -660,19 +660,18 @@ void rp_print(FILE *f, const rp_run *run, const rp_verdict *v) {
   if (cfg->mode == LD_FLASH) {
     print_flash(f, run);
   } else {
-    double w = res->window_s > 0 ? res->window_s : 1;
     double aw = answer_span(res) > 0 ? answer_span(res) : 1;
     if (cfg->mode == LD_OPEN)
       fprintf(f,
               "  rate        target %.0f req/s; sent %.1f/s, answered %.1f/s (%.1f%% of target)\n",
-              cfg->rate, (double)t->sent / w, (double)n / aw, 100.0 * (double)n / aw / cfg->rate);
+              cfg->rate, (double)t->sent / aw, (double)n / aw, 100.0 * (double)n / aw / cfg->rate);
     else
       fprintf(f, "  rate        %" PRIu64 " answers in %.3f s = %.1f req/s\n", n, aw,
               (double)n / aw);
     if (answer_span(res) > res->window_s + 0.001)
       fprintf(f,
-              "              (the answers to the %.3f s window's sends took %.3f s: the rate is "
-              "over that)\n",
+              "              (the window's %.3f s of sends and their answers took %.3f s: "
+              "both rates are over that)\n",
               res->window_s, res->answered_s);
     char why[RP_EXPLAIN_BYTES];
     rp_explain(run, why, sizeof(why));
@@ -814,7 +813,7 @@ void rp_write_json(FILE *f, const rp_run *run, const rp_verdict *v) {
           ",\"rps\":%.3f,\"sent\":%" PRIu64 ",\"unsent\":%" PRIu64 ",\"late\":%" PRIu64,
           w, aw, n, aw > 0 ? (double)n / aw : 0.0, t->sent, unsent_all(t), late_all(t));
   fprintf(f, ",\"achieved\":{\"sent_per_s\":%.3f,\"answered_per_s\":%.3f,\"share_of_target\":%.6f}",
-          w > 0 ? (double)t->sent / w : 0.0, aw > 0 ? (double)n / aw : 0.0,
+          aw > 0 ? (double)t->sent / aw : 0.0, aw > 0 ? (double)n / aw : 0.0,
           cfg->mode == LD_OPEN && aw > 0 ? (double)n / aw / cfg->rate : 0.0);
   json_causes(f, "late_by_cause", t->late);
   json_causes(f, "unsent_by_cause", t->unsent);

@@ -12,6 +12,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <netdb.h>
 #include <signal.h>
@@ -344,6 +345,22 @@ static void resolve(struct sockaddr_storage *addr) {
   freeaddrinfo(res);
 }
 
+/* A file's path with its directory resolved (the directory exists: the
+ * caller checked it can be written into), so two spellings compare equal. */
+static void where(const char *path, char *out, size_t cap) {
+  char dir[PATH_MAX], real[PATH_MAX];
+  const char *slash = strrchr(path, '/');
+  const char *base = slash != NULL ? slash + 1 : path;
+  if (slash == NULL)
+    snprintf(dir, sizeof(dir), ".");
+  else if (slash == path)
+    snprintf(dir, sizeof(dir), "/");
+  else
+    snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+  if (realpath(dir, real) == NULL) snprintf(real, sizeof(real), "%s", dir);
+  snprintf(out, cap, "%s/%s", strcmp(real, "/") == 0 ? "" : real, base);
+}
+
 static void parse_args(int argc, char **argv) {
   for (size_t i = 0; i < NFLAGS; i++) {
     const flag *f = &flags[i];
@@ -425,15 +442,32 @@ static void parse_args(int argc, char **argv) {
     const char *flag, *path;
   } outs[] = {{"--json", O.json}, {"--hgrm", O.hgrm}, {"--svg", O.svg},
               {"--timeline-svg", O.timeline_svg}};
+  /* ... and every file they write, by where it is (./r.json is r.json; the
+   * .hgrm's per-outcome files too): no two may be one file */
+  struct {
+    const char *flag;
+    char file[2 * PATH_MAX + 2];
+  } files[4 + OUT_COUNT];
+  size_t nfiles = 0;
   for (size_t i = 0; i < sizeof(outs) / sizeof(outs[0]); i++) {
     const char *path = outs[i].path;
     if (path == NULL || path[0] == '\0') continue;
     int bad = path_writable(path);
     if (bad != 0) die_usage("%s %s: %s", outs[i].flag, path, strerror(bad));
-    for (size_t j = 0; j < i; j++)
-      if (outs[j].path != NULL && strcmp(outs[j].path, path) == 0)
-        die_usage("%s and %s both name %s: one would overwrite the other", outs[j].flag,
-                  outs[i].flag, path);
+    for (int o = -1; o < (outs[i].path == O.hgrm ? OUT_COUNT : 0); o++) {
+      char name[PATH_MAX];
+      if (o < 0)
+        snprintf(name, sizeof(name), "%s", path);
+      else
+        rp_hgrm_name(name, sizeof(name), path, sc_outcome_names[o]);
+      where(name, files[nfiles].file, sizeof(files[nfiles].file));
+      files[nfiles].flag = outs[i].flag;
+      for (size_t j = 0; j < nfiles; j++)
+        if (files[j].flag != outs[i].flag && strcmp(files[j].file, files[nfiles].file) == 0)
+          die_usage("%s and %s both write %s: one would overwrite the other", files[j].flag,
+                    outs[i].flag, files[nfiles].file);
+      nfiles++;
+    }
   }
   if (O.threads > O.conns) O.threads = O.conns;
   if (O.interval_ms == 0) O.interval_ms = O.scenario == SC_FLASH ? 10 : 1000;

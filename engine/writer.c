@@ -890,13 +890,14 @@ static void settle_acked(writer *w, int lost) {
  * after a commit that succeeds and before the writer sleeps (at most 1 s),
  * so the count a run of failures ends with is told within a second or two,
  * not at the next failure, which may never come. */
-static void report_fails(writer *w) {
+static void report_fails(writer *w, int stopping) {
   int64_t now = engine_mono_ms();
-  if (w->fails_unlogged == 0 || now - w->last_fail_log_ms < 1000) return;
+  if (w->fails_unlogged == 0 || (!stopping && now - w->last_fail_log_ms < 1000)) return;
   engine_error(w->e, SPIKE_ESTORAGE, "writer",
                "commit failed: %s (%u batches since the last report, %u ops in the last); "
-               "writer continues, %s",
+               "writer %s, %s",
                store_strerror(w->fail_rc), w->fails_unlogged, w->fail_ops,
+               stopping ? "stopping" : "continues",
                w->fail_rc == STORE_MAP_FULL ? "raise --map-size" : "free space on the data volume");
   w->last_fail_log_ms = now;
   w->fails_unlogged = 0;
@@ -957,7 +958,7 @@ static void fail_batch(writer *w, int rc, uint64_t seq0, uint64_t orders_max0, u
     w->fails_unlogged++;
     w->fail_rc = rc;
     w->fail_ops = w->n;
-    report_fails(w);
+    report_fails(w, 0);
   } else {
     engine_error(w->e, SPIKE_ESTORAGE, "writer", "commit failed: %s; writer stopped, reopen the engine",
              store_strerror(rc));
@@ -1367,18 +1368,17 @@ static void *writer_main(void *arg) {
   for (;;) {
     pace(w);
     if (cycle(w) > 0) {
-      report_fails(w);
+      report_fails(w, 0);
       continue;
     }
     if (atomic_load_explicit(&e->stopping, memory_order_acquire)) {
       if (!rings_pending(w)) break;
       continue;
     }
-    report_fails(w);
+    report_fails(w, 0);
     writer_sleep(w);
   }
-  w->last_fail_log_ms -= 1000; /* what is left untold, at the stop */
-  report_fails(w);
+  report_fails(w, 1); /* what is left untold, at the stop */
   return NULL;
 }
 

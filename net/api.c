@@ -305,7 +305,7 @@ static int need_admin(loop_ctx *lc, req *r) {
          st != SPIKE_EFORBIDDEN ? NULL
          : c.w == WHO_FEED      ? "the feed token reads the change feed only"
          : c.w != WHO_USER      ? "admin routes need --admin-token off loopback"
-                                : NULL);
+                                : "a user's token on an admin route");
   return st;
 }
 

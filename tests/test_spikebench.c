@@ -880,6 +880,8 @@ static void usage_errors(void) {
       {"--max", "--hgrm", "/", NULL},
       /* two outputs on one file: the JSON was lost under the .hgrm */
       {"--max", "--json", "same.out", "--hgrm", "same.out", NULL},
+      {"--max", "--json", "same.out", "--hgrm", "./same.out", NULL},
+      {"--max", "--hgrm", "r.hgrm", "--json", "r.won.hgrm", NULL}, /* a per-outcome file */
       /* flags the run would not read: accepted and ignored before */
       {"--max", "--pay-share", "0.3", NULL},
       {"--max", "--scenario", "get", "--seed", "7", NULL},
