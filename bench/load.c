@@ -244,6 +244,7 @@ void ld_stats_merge(ld_stats *d, const ld_stats *s) {
   } while (0)
   MAXF(last_won_ns);
   MAXF(last_ans_ns);
+  MINF(first_ans_ns);
   MAXF(burst_last_ns);
   MINF(first_won_ns);
   MINF(first_soldout_ns);
@@ -588,6 +589,7 @@ static void on_response(conn *c) {
     hist_record(&st->out_lat[a.outcome], lat);
     hist_record(&st->kind_lat[c->call.kind], lat);
     st->out_n[a.outcome]++;
+    if (st->first_ans_ns == 0) st->first_ans_ns = now;
     st->last_ans_ns = now;
     st->status[a.status >= 100 && a.status <= 599 ? a.status : 0]++;
     if (a.has_code)
@@ -1329,9 +1331,14 @@ int ld_run(const ld_config *cfg, ld_result *res) {
     uint64_t end = res->stop_ns != 0 && res->stop_ns < R.end_ns ? res->stop_ns : R.end_ns;
     res->window_s = end > R.warm_end_ns ? (double)(end - R.warm_end_ns) / 1e9 : 0.0;
   }
-  uint64_t ans_end = t->last_ans_ns > R.end_ns ? t->last_ans_ns : 0;
-  res->answered_s = cfg->mode != LD_FLASH && ans_end > R.warm_end_ns
-                        ? (double)(ans_end - R.warm_end_ns) / 1e9
+  /* Answers that came after the window (or after a Ctrl-C): the rate is
+   * over the span they came in, first to last, so that a server keeping up
+   * with a long latency is not charged for it (measured from the window's
+   * start, a 300 ms server at 100/s read as 87/s). */
+  uint64_t wend = res->stop_ns != 0 && res->stop_ns < R.end_ns ? res->stop_ns : R.end_ns;
+  double span = t->last_ans_ns > t->first_ans_ns ? (double)(t->last_ans_ns - t->first_ans_ns) / 1e9 : 0;
+  res->answered_s = cfg->mode != LD_FLASH && t->last_ans_ns > wend && span > res->window_s
+                        ? span
                         : res->window_s;
   R.rows = NULL; /* the result owns them now */
   free_run(conns, heaps, wbufs);

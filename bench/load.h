@@ -82,7 +82,7 @@ typedef struct ld_stats {
   uint64_t created, paid, unknown_buy, unknown_pay, soldout_seen, wrong_user;
   uint64_t wins_dropped, pay_dropped;
   uint64_t first_won_ns, last_won_ns, burst_last_ns, first_soldout_ns;
-  uint64_t last_ans_ns;     /* the last measured answer's arrival */
+  uint64_t first_ans_ns, last_ans_ns; /* the first and last measured answers' arrivals */
   uint64_t burst_sent;      /* flash crowd: connections that fired at t0 */
   uint64_t minted, mint_ns; /* tokens signed during the run, and the time it took */
   uint64_t cpu_ns;          /* the thread's CPU time from t0 to its end */
@@ -127,10 +127,10 @@ typedef struct ld_result {
   uint64_t t0_ns, warm_end_ns, end_ns;
   uint64_t stop_ns;               /* when a signal stopped the run; 0: never */
   double window_s;                /* the measured window (flash: t0 to the last answer of note) */
-  double answered_s;              /* from the window's start to its end or its last answer,
-                                     whichever is later: what the answer rate is over (a
-                                     slow server's answers to the window's sends come after
-                                     it) */
+  double answered_s;              /* the window, or from the first measured answer to the
+                                     last when those came after it: what the answer rate is
+                                     over (a slow server's answers to the window's sends come
+                                     after it) */
   uint64_t *win_user, *win_order; /* won buys, for --verify */
   size_t nwins;
   double cpu_max; /* the busiest thread's CPU share of the run, 0..1 */

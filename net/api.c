@@ -174,9 +174,9 @@ static void ok_end(req *r, int http) {
  * metrics count every one. */
 #define API_5XX_LOGGED_PER_S 20
 
-void api_log_unlogged(loop_ctx *lc) {
+void api_log_unlogged(loop_ctx *lc, int force) {
   uint64_t now = uv_now(&lc->loop);
-  if (lc->err_unlogged == 0 || now - lc->err_window_ms < 1000) return;
+  if (lc->err_unlogged == 0 || (!force && now - lc->err_window_ms < 1000)) return;
   log_line(LOG_ERROR, "http", NULL, NULL,
            "%llu more 5xx answer(s) in the last %llu ms not logged one by one (at most %d lines "
            "a second per loop thread; spike_http_request_duration_seconds counts every answer by "
@@ -189,7 +189,7 @@ void api_log_unlogged(loop_ctx *lc) {
 static int log_5xx_allowed(loop_ctx *lc) {
   uint64_t now = uv_now(&lc->loop);
   if (now - lc->err_window_ms >= 1000) {
-    api_log_unlogged(lc);
+    api_log_unlogged(lc, 0);
     lc->err_window_ms = now;
     lc->err_logged = 0;
   }

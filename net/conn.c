@@ -1073,10 +1073,10 @@ void conn_respond(req *r) {
  * count since the last; spike_connections_refused_total has them all.
  * Called at each refusal and by the sweep, so the count a burst ends with
  * is told within a second too, not at the next burst. */
-void conn_log_refusals(loop_ctx *lc) {
+void conn_log_refusals(loop_ctx *lc, int force) {
   uint64_t now = uv_now(&lc->loop);
   if (lc->refusals_unlogged == 0 ||
-      (lc->refusal_logged_ms != 0 && now - lc->refusal_logged_ms < 1000))
+      (!force && lc->refusal_logged_ms != 0 && now - lc->refusal_logged_ms < 1000))
     return;
   log_line(LOG_ERROR, "http", NULL, NULL,
            "connection limit (--max-conns %u): %llu connection(s) refused", lc->srv->lim.max_conns,
@@ -1087,7 +1087,7 @@ void conn_log_refusals(loop_ctx *lc) {
 
 static void log_refusal(loop_ctx *lc) {
   lc->refusals_unlogged++;
-  conn_log_refusals(lc);
+  conn_log_refusals(lc, 0);
 }
 
 /* Take the connection libuv has accepted; 0, or -1 when it stays pending

@@ -232,7 +232,8 @@ void conn_respond(req *r);
  * Lingering connections are left to the drain's end unless force. */
 void conn_drain_all(loop_ctx *lc, int force);
 void conn_sweep(uv_timer_t *t);
-void conn_log_refusals(loop_ctx *lc);
+/* The count of refusals not yet logged, once a second (force: now, at a stop). */
+void conn_log_refusals(loop_ctx *lc, int force);
 
 /* The loop is draining, or the server is and the loop's wake has not run
  * yet (a feed wait released for the drain can be answered before it):
@@ -256,7 +257,7 @@ void api_error(loop_ctx *lc, req *r, int status, const char *detail);
 void api_log_ids(const req *r, char *out, size_t cap);
 /* Log how many 5xx answers went unlogged in a second that has ended (the
  * loop's sweep calls it, so a storm's tail is told too). */
-void api_log_unlogged(loop_ctx *lc);
+void api_log_unlogged(loop_ctx *lc, int force);
 /* A response is ready to go (conn_respond): count it in the metrics and
  * write its access line. ns: since its first byte. */
 void api_done(loop_ctx *lc, req *r, uint64_t ns);

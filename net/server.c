@@ -126,6 +126,9 @@ void server_loop_maybe_done(loop_ctx *lc) {
   spike_uv_detach(&lc->adapter, NULL);
   spike_producer_close(lc->producer);
   lc->producer = NULL;
+  /* what the counted log lines still owe, before the sweep that tells them goes */
+  conn_log_refusals(lc, 1);
+  api_log_unlogged(lc, 1);
   close_quietly((uv_handle_t *)&lc->sweep);
   close_quietly((uv_handle_t *)&lc->flush);
   close_quietly((uv_handle_t *)&lc->closer);
@@ -167,8 +170,8 @@ static void on_prepare(uv_prepare_t *h) {
 static void on_sweep(uv_timer_t *t) {
   loop_ctx *lc = t->data;
   conn_sweep(t);
-  api_log_unlogged(lc);
-  conn_log_refusals(lc);
+  api_log_unlogged(lc, 0);
+  conn_log_refusals(lc, 0);
   if (lc->srv->access != NULL) accesslog_flush(lc->srv->access, lc->idx);
   server_loop_maybe_done(lc);
 }

@@ -35,11 +35,11 @@ struct store {
   MDB_env *env;
   MDB_dbi events, orders, feed, meta;
   uint64_t migrated;
-  int probe_fd; /* our own descriptor on data.mdb: see space_refusal, store_write_ahead */
+  int probe_fd; /* our own descriptor on data.mdb, read-only: see space_refusal */
+  int ahead_fd;  /* another, for store_write_ahead alone (-1: not done here) */
   uint64_t ahead_to; /* data.mdb is written (zeros past LMDB's pages) up to here */
   uint64_t ahead_used; /* LMDB's pages at the last look */
   uint64_t ahead_grew; /* what a commit adds to them, on average (1/8 of the last) */
-  int ahead_off;     /* a file system where writing ahead is not done */
   uint64_t id;                       /* meta "store_id" */
   uint64_t map_was, map_bytes;       /* the map before and after open */
   uint64_t map_asked;
@@ -505,6 +505,7 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
   int rc = ENOMEM;
   if (s == NULL) goto fail;
   s->probe_fd = -1;
+  s->ahead_fd = -1;
   char data[PATH_MAX + 16];
   snprintf(data, sizeof(data), "%s/data.mdb", dir);
   struct stat sb;
@@ -529,14 +530,14 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
   what = "mdb_env_open";
   if ((rc = mdb_env_open(s->env, dir, MDB_NOTLS | MDB_NORDAHEAD, 0644)) != 0) goto fail;
   what = "opening data.mdb";
-  if ((s->probe_fd = open(data, O_RDWR | O_CLOEXEC)) < 0) {
+  if ((s->probe_fd = open(data, O_RDONLY | O_CLOEXEC)) < 0) {
     rc = errno;
     goto fail;
   }
   /* in memory, zeros written ahead would only take memory (store_write_ahead) */
   struct statfs vfs;
-  s->ahead_off = fstatfs(s->probe_fd, &vfs) != 0 || (unsigned long)vfs.f_type == 0x01021994ul ||
-                 (unsigned long)vfs.f_type == 0x858458f6ul; /* tmpfs, ramfs */
+  int in_memory = fstatfs(s->probe_fd, &vfs) != 0 || (unsigned long)vfs.f_type == 0x01021994ul ||
+                  (unsigned long)vfs.f_type == 0x858458f6ul; /* tmpfs, ramfs */
   /* shorter than its meta page says */
   what = "checking data.mdb's size";
   MDB_envinfo fi;
@@ -553,6 +554,11 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
     rc = cut_short(dir, (uint64_t)fsb.st_size, need, err, errlen);
     goto fail;
   }
+  /* Writing ahead has a descriptor of its own: on NFS a write takes a
+   * writeback error nobody has seen yet, and space_refusal's fdatasync on
+   * probe_fd must still see one. Best effort: without it, no writing ahead. */
+  s->ahead_used = need; /* the store as it is is no commit's growth */
+  if (!in_memory) s->ahead_fd = open(data, O_WRONLY | O_CLOEXEC);
   uint64_t version;
   what = "reading the schema version";
   if ((rc = read_schema(s, dir, &version, err, errlen)) != 0) goto fail;
@@ -620,6 +626,7 @@ fail:
   if (txn != NULL) mdb_txn_abort(txn);
   if (s != NULL && s->env != NULL) mdb_env_close(s->env);
   if (s != NULL && s->probe_fd >= 0) close(s->probe_fd);
+  if (s != NULL && s->ahead_fd >= 0) close(s->ahead_fd);
   if (s != NULL) free(s->epochs);
   free(s);
   return rc;
@@ -629,6 +636,7 @@ void store_close(store *s) {
   if (s == NULL) return;
   mdb_env_close(s->env);
   close(s->probe_fd);
+  if (s->ahead_fd >= 0) close(s->ahead_fd);
   free(s->epochs);
   free(s);
 }
@@ -776,8 +784,10 @@ int store_sync(store *s) { return mdb_env_sync(s->env, 1); }
  *
  * Safe by where it writes: only past the file's current size, and only
  * from the writer's thread between its transactions. LMDB writes data.mdb
- * in a commit (the pages, then the meta page) and in an environment sync,
- * which that thread also makes, so nothing of LMDB's lies past the size
+ * only from the thread that commits, and only within a transaction or a
+ * sync that thread makes (a commit's pages and meta page, pages a large
+ * transaction spills early, the old meta page put back after a failed meta
+ * write, an environment sync), so nothing of LMDB's lies past the size
  * while this runs; a page it later puts there overwrites the zeros. LMDB
  * reads only the pages its meta page reaches, never the file's size (nor
  * does a backup copy more), and a cut short file is told by those pages
@@ -794,7 +804,7 @@ int store_sync(store *s) { return mdb_env_sync(s->env, 1); }
 void store_write_ahead(store *s) {
   MDB_envinfo info;
   MDB_stat st;
-  if (s->ahead_off) return;
+  if (s->ahead_fd < 0) return;
   mdb_env_info(s->env, &info);
   mdb_env_stat(s->env, &st);
   uint64_t used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
@@ -808,7 +818,7 @@ void store_write_ahead(store *s) {
   if (s->ahead_grew >= AHEAD_BIG_COMMIT) return;
   struct stat sb;
   struct statvfs v;
-  if (fstat(s->probe_fd, &sb) != 0 || fstatvfs(s->probe_fd, &v) != 0) return;
+  if (fstat(s->ahead_fd, &sb) != 0 || fstatvfs(s->ahead_fd, &v) != 0) return;
   uint64_t from = (uint64_t)sb.st_size, to = used + AHEAD_BYTES;
   if (to > info.me_mapsize) to = info.me_mapsize;
   if (from >= to) { /* LMDB's own pages, or an earlier extension, reach it */
@@ -819,7 +829,7 @@ void store_write_ahead(store *s) {
   static const char zeros[256 * 1024];
   while (from < to) {
     size_t n = to - from < sizeof(zeros) ? (size_t)(to - from) : sizeof(zeros);
-    ssize_t w = pwrite(s->probe_fd, zeros, n, (off_t)from);
+    ssize_t w = pwrite(s->ahead_fd, zeros, n, (off_t)from);
     if (w <= 0) break; /* LMDB appends from here, as without this */
     from += (uint64_t)w;
   }

@@ -100,7 +100,8 @@ static int is_data(const char *path) {
 }
 
 /* The image of path, as an index into seen[] and images[]: copied from
- * the file the first time this process sees it; -1 past FILES_MAX. */
+ * the file the first time this process sees it; -1 when it cannot be made
+ * (the descriptor is then not tracked). More than FILES_MAX files abort. */
 static int open_image(const char *path) {
   REAL(open, open_fn);
   REAL(pwrite, pwrite_fn);
@@ -116,7 +117,7 @@ static int open_image(const char *path) {
   char tmp[PATH_MAX + 8];
   snprintf(tmp, sizeof(tmp), "%s.tmp", img);
   int fd = real_open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return fd;
+  if (fd < 0) return -1;
   int src = real_open(path, O_RDONLY | O_CLOEXEC);
   if (src >= 0) {
     unsigned char buf[65536];
@@ -138,8 +139,8 @@ static int open_image(const char *path) {
 static void track(int fd, const char *path, int flags) {
   if (!armed || fd < 0 || fd >= FDS_MAX || !is_data(path)) return;
   pthread_mutex_lock(&lock);
-  fds[fd] = (tracked){.on = 1, .sync = (flags & (O_DSYNC | O_SYNC)) != 0};
-  fds[fd].file = open_image(path);
+  int file = open_image(path);
+  if (file >= 0) fds[fd] = (tracked){.on = 1, .sync = (flags & (O_DSYNC | O_SYNC)) != 0, .file = file};
   pthread_mutex_unlock(&lock);
 }
 

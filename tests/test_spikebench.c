@@ -725,6 +725,16 @@ static void slow_server(void) {
   CHECK(strstr(J.body, "took") != NULL);
   stall_stop(srv);
 
+  /* a server slow to answer but keeping up (300 ms, 40 connections for
+   * 100/s): its rate is 100/s, not the window over window plus latency */
+  static const char *const far[] = {"--freeze-ms", "0", "--delay-ms", "300", NULL};
+  srv = stall_start_with(url, far);
+  const char *keeps[] = {"--url", url, "--scenario", "get", "--rate", "100", "--connections", "40",
+                         "--duration", "2", "--timeout-ms", "3000", "--slo", "rate>=95",
+                         "--quiet", NULL};
+  bench(keeps, tmp_path("keeps.log"), 0);
+  stall_stop(srv);
+
   static const char *const slower[] = {"--freeze-ms", "0", "--delay-ms", "30", NULL};
   srv = stall_start_with(url, slower);
   const char *late[] = {"--url", url, "--scenario", "get", "--rate", "50", "--connections", "4",
