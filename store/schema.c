@@ -534,10 +534,13 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
     rc = errno;
     goto fail;
   }
-  /* in memory, zeros written ahead would only take memory (store_write_ahead) */
+  /* Where zeros written ahead buy nothing (store_write_ahead): in memory
+   * they would only take memory, and a copy-on-write file system puts an
+   * overwrite in new blocks anyway, so they would only double the writes. */
   struct statfs vfs;
-  int in_memory = fstatfs(s->probe_fd, &vfs) != 0 || (unsigned long)vfs.f_type == 0x01021994ul ||
-                  (unsigned long)vfs.f_type == 0x858458f6ul; /* tmpfs, ramfs */
+  unsigned long fst = fstatfs(s->probe_fd, &vfs) == 0 ? (unsigned long)vfs.f_type : 0;
+  int no_ahead = fst == 0 || fst == 0x01021994ul /* tmpfs */ || fst == 0x858458f6ul /* ramfs */ ||
+                 fst == 0x9123683eul /* btrfs */ || fst == 0x2fc12fc1ul /* zfs */;
   /* shorter than its meta page says */
   what = "checking data.mdb's size";
   MDB_envinfo fi;
@@ -558,7 +561,7 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
    * writeback error nobody has seen yet, and space_refusal's fdatasync on
    * probe_fd must still see one. Best effort: without it, no writing ahead. */
   s->ahead_used = need; /* the store as it is is no commit's growth */
-  if (!in_memory) s->ahead_fd = open(data, O_WRONLY | O_CLOEXEC);
+  if (!no_ahead) s->ahead_fd = open(data, O_WRONLY | O_CLOEXEC);
   uint64_t version;
   what = "reading the schema version";
   if ((rc = read_schema(s, dir, &version, err, errlen)) != 0) goto fail;

@@ -269,9 +269,10 @@ static void cut_short_store(void) {
    * store: a file cut to the pages LMDB uses opens with every order. */
   struct statfs fs;
   CHECK_EQ(statfs(cfg.data_dir, &fs), 0);
-  if ((unsigned long)fs.f_type == 0x01021994ul || (unsigned long)fs.f_type == 0x858458f6ul ||
+  unsigned long t = (unsigned long)fs.f_type;
+  if (t == 0x01021994ul || t == 0x858458f6ul || t == 0x9123683eul || t == 0x2fc12fc1ul ||
       (uint64_t)fs.f_bavail * (uint64_t)fs.f_bsize < (80ull << 20))
-    fprintf(stderr, "note: %s is in memory or nearly full: no writing ahead to check\n",
+    fprintf(stderr, "note: %s is in memory, copy-on-write or nearly full: no writing ahead to check\n",
             cfg.data_dir);
   else
     CHECK(sb.st_size >= used + (512 << 10));
