@@ -170,6 +170,17 @@ static void wrote(int fd, off_t off, const struct iovec *iov, int cnt, ssize_t n
       size_t len = iov[i].iov_len < left ? iov[i].iov_len : left;
       if (t->sync) {
         apply(t->file, off, iov[i].iov_base, len);
+        /* an older queued write to these bytes is older data: as the page
+         * cache would, it now holds these, so a later sync cannot put the
+         * old ones back over them */
+        for (pending *pd = q_head; pd != NULL; pd = pd->next) {
+          off_t a = pd->off > off ? pd->off : off;
+          off_t b = pd->off + (off_t)pd->len < off + (off_t)len ? pd->off + (off_t)pd->len
+                                                                : off + (off_t)len;
+          if (pd->file == t->file && a < b)
+            memcpy(pd->data + (a - pd->off), (const unsigned char *)iov[i].iov_base + (a - off),
+                   (size_t)(b - a));
+        }
       } else {
         pending *pd = malloc(sizeof(*pd) + len);
         if (pd == NULL) abort();
