@@ -1218,10 +1218,20 @@ void conn_sweep(uv_timer_t *t) {
       continue;
     }
     metrics_add(&lc->m.timeouts, 1);
-    log_line(LOG_DEBUG, "http", NULL, NULL, "connection timed out (%s)",
-             req_late     ? "request"
-             : c->writing ? "write"
-                          : "idle");
+    if (log_enabled(LOG_DEBUG)) { /* which client: the address (getpeername only here) */
+      char addr[64] = "", fields[96] = "";
+      struct sockaddr_storage peer;
+      int len = sizeof(peer);
+      if (c->addr[0] != '\0')
+        snprintf(addr, sizeof(addr), "%s", c->addr);
+      else if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&peer, &len) == 0)
+        api_format_addr(&peer, addr, sizeof(addr));
+      if (addr[0] != '\0') snprintf(fields, sizeof(fields), ",\"client\":\"%s\"", addr);
+      log_line(LOG_DEBUG, "http", NULL, fields[0] ? fields : NULL, "connection timed out (%s)",
+               req_late     ? "request"
+               : c->writing ? "write"
+                            : "idle");
+    }
     close_later(c);
   }
 }

@@ -580,6 +580,22 @@ static void logs_on_a_full_disk(void) {
   test_rmrf(s.dir);
 }
 
+/* A connection closed for its deadline is told at debug with the client's
+ * address (it said only "connection timed out (idle)": whose?). */
+static void timeout_names_client(void) {
+  const char *const extra[] = {"--log-level", "debug", "--idle-timeout-ms", "300", NULL};
+  spiked s;
+  spiked_start(&s, NULL, extra);
+  int fd = hc_connect(s.port); /* says nothing */
+  int told = 0;
+  for (int64_t end = test_now_ms() + 5000; test_now_ms() < end && !told; usleep(100 * 1000))
+    told = strstr(spiked_log(&s), "\"msg\":\"connection timed out (idle)\",\"client\":\"127.0.0.1:") != NULL;
+  CHECK(told);
+  close(fd);
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  test_rmrf(s.dir);
+}
+
 static void access_log_and_sighup(void) {
   char alog[300], elog[300], moved[320], tmp[256];
   snprintf(tmp, sizeof(tmp), "%s", test_tmpdir("alog"));
@@ -1125,6 +1141,7 @@ TEST_LIST({"metrics_lint_and_503s", metrics_lint_and_503s, 30},
           {"loopback_open_checks_tokens", loopback_open_checks_tokens, 30},
           {"access_log_and_sighup", access_log_and_sighup, 30},
           {"logs_on_a_full_disk", logs_on_a_full_disk, 30},
+          {"timeout_names_client", timeout_names_client, 30},
           {"sighup_during_start", sighup_during_start, 60},
           {"config_and_flag_errors", config_and_flag_errors, 30},
           {"error_storm_logged_as_counts", error_storm_logged_as_counts, 30},
