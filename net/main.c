@@ -227,6 +227,14 @@ static int set(const flag *f, const char *v, const char *from) {
       return -1;
     }
     *(const char **)f->dst = v;
+    /* the log paths are checked later (server_check): keep where they came from */
+    if (f->dst == &cfg.log_file || f->dst == &cfg.access_log) {
+      char *copy = strdup(from);
+      if (copy == NULL) return -1;
+      const char **slot = f->dst == &cfg.log_file ? &cfg.log_file_from : &cfg.access_log_from;
+      free((char *)*slot); /* an earlier source's, replaced (a flag over $SPIKE_LOG_FILE) */
+      *slot = copy;
+    }
     return 0;
   case K_BOOL:
     if (v == NULL || strcmp(v, "1") == 0 || strcmp(v, "true") == 0 || strcmp(v, "on") == 0 ||

@@ -448,20 +448,22 @@ int server_check(const server_config *cfg, int starting) {
    * not there yet is only a note for --check-config: a service manager
    * may make it at start (systemd's LogsDirectory=). */
   const struct {
-    const char *flag, *path;
-  } files[] = {{"--log-file", cfg->log_file}, {"--access-log", cfg->access_log}};
+    const char *flag, *path, *from;
+  } files[] = {{"--log-file", cfg->log_file, cfg->log_file_from},
+               {"--access-log", cfg->access_log, cfg->access_log_from}};
   for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
     const char *path = files[i].path;
     if (path == NULL || path[0] == '\0' || strcmp(path, "-") == 0) continue;
     int bad = path_writable(path);
+    const char *from = files[i].from != NULL ? files[i].from : "";
     if (bad == ENOENT && !starting) {
-      fprintf(stderr, "spiked: note: %s \"%s\": its directory does not exist yet; a start "
-                      "without it exits 2\n", files[i].flag, path);
+      fprintf(stderr, "spiked: note: %s%s \"%s\": its directory does not exist yet; a start "
+                      "without it exits 2\n", from, files[i].flag, path);
       continue;
     }
     if (bad != 0) {
-      fprintf(stderr, "spiked: %s: bad value \"%s\": %s (see --help)\n", files[i].flag, path,
-              strerror(bad));
+      fprintf(stderr, "spiked: %s%s: bad value \"%s\": %s (see --help)\n", from, files[i].flag,
+              path, strerror(bad));
       return 2;
     }
   }
@@ -513,7 +515,8 @@ int server_run(const server_config *cfg) {
   srv.auth = (auth_config){cfg->auth, cfg->jwt_secret, cfg->admin_token, is_loopback(&sa),
                            cfg->feed_token};
   if (log_to_file(cfg) && (rc = open_log_file(cfg->log_file)) != 0) {
-    fprintf(stderr, "spiked: --log-file: bad value \"%s\": %s\n", cfg->log_file, strerror(-rc));
+    fprintf(stderr, "spiked: %s--log-file: bad value \"%s\": %s\n",
+            cfg->log_file_from != NULL ? cfg->log_file_from : "", cfg->log_file, strerror(-rc));
     return 2;
   }
   if (cfg->backup_dir != NULL && cfg->backup_dir[0] != '\0') srv.backup_dir = cfg->backup_dir;
@@ -524,7 +527,8 @@ int server_run(const server_config *cfg) {
   if (cfg->access_log != NULL && cfg->access_log[0] != '\0') {
     char err[300];
     if (accesslog_open(&srv.access, cfg->access_log, cfg->threads, err, sizeof(err)) != 0) {
-      fprintf(stderr, "spiked: %s\n", err); /* err names the flag and the path */
+      fprintf(stderr, "spiked: %s%s\n", cfg->access_log_from != NULL ? cfg->access_log_from : "",
+              err); /* err names the flag and the path */
       return 2;
     }
   }

@@ -902,6 +902,9 @@ static void config_and_flag_errors(void) {
    * --check-config passed it, and a start then exited 2 */
   flag_error((const char *const[]){"--access-log", "/proc/nope.log", "--check-config", NULL}, NULL,
              "spiked: --access-log: bad value \"/proc/nope.log\": ");
+  /* ... and from the environment, said so, as a number's bad value is */
+  flag_error((const char *const[]){"--check-config", NULL}, "SPIKE_LOG_FILE=/proc/nope.log",
+             "spiked: $SPIKE_LOG_FILE: --log-file: bad value \"/proc/nope.log\": ");
   /* "-" is stderr for --log-file, as it is stdout for --access-log (a file
    * named "-" was written); --check-config leaves nothing behind */
   CHECK_EQ(run_spiked((const char *const[]){"--log-file", "-", "--access-log", "-",
