@@ -1092,10 +1092,12 @@ int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t u
   }
   if (slab_short(ev, qty)) { /* the user's limit first, as lim_take comes before slab_take */
     if (key == NULL) bidx = lim_find_tag(&e->buyers, user_id, slot, btag);
+    int limit = holds_too_many(e, bidx, qty, ev->per_user_limit);
     return refuse_unless_bound(p, op, slot, user_id, key, kh,
-                               holds_too_many(e, bidx, qty, ev->per_user_limit) ? SPIKE_ELIMIT
-                                                                                 : SPIKE_ESOLDOUT,
-                               NULL, cb);
+                               limit ? SPIKE_ELIMIT : SPIKE_ESOLDOUT,
+                               !limit && qty > 1 && !slab_short(ev, 1) ? "fewer units left than qty"
+                                                                       : NULL,
+                               cb);
   }
   const char *full = full_table(e, bidx, user_id, slot, btag, utag, key != NULL ? &kh : NULL, ktag);
   if (full != NULL) return refuse_unless_bound(p, op, slot, user_id, key, kh, SPIKE_EFULL, full, cb);

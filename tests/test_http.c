@@ -120,6 +120,15 @@ static void every_route_and_code(void) {
   expect(409, 30001);
   CHECK_EQ(reserve(p, 99, 102, NULL), 404);
   expect(404, 30009);
+  /* more than is left, though not nothing: said so (outside QA) */
+  CHECK_EQ(create_event(p, 70, 3, 5, NULL), 201);
+  CHECK_EQ(reserve(p, 70, 200, ",\"qty\":2"), 201);
+  CHECK_EQ(reserve(p, 70, 201, ",\"qty\":2"), 409);
+  expect(409, 30001);
+  CHECK(strstr(R.body, "fewer units left than qty") != NULL);
+  CHECK_EQ(reserve(p, 70, 201, NULL), 201);
+  CHECK_EQ(reserve(p, 70, 202, ",\"qty\":2"), 409);
+  CHECK(strstr(R.body, "fewer units") == NULL); /* nothing left: plainly sold out */
 
   /* orders: get, pay, cancel and their state rules */
   snprintf(path, sizeof(path), "/api/v1/orders/%s", order);
@@ -217,7 +226,7 @@ static void every_route_and_code(void) {
       "spike_http_request_duration_seconds_bucket{route=\"reserve\",code=\"201\"",
       "spike_commit_duration_seconds_count", "spike_commit_batch_size_bucket",
       "spike_commit_queue_depth", "spike_connections ", "spike_event_available{event=\"7\"}",
-      "spike_event_sold{event=\"7\"} 1", "spike_api_errors_total{api_code=\"30001\"} 1",
+      "spike_event_sold{event=\"7\"} 1", "spike_api_errors_total{api_code=\"30001\"} 3",
       "# TYPE spike_commits_total counter"};
   for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
     if (strstr(R.body, names[i]) == NULL) {
