@@ -1324,18 +1324,18 @@ int ld_run(const ld_config *cfg, ld_result *res) {
   res->warm_end_ns = R.warm_end_ns;
   res->end_ns = R.end_ns;
   const ld_stats *t = &res->total;
+  /* the window ends at its end, or at a Ctrl-C */
+  uint64_t wend = res->stop_ns != 0 && res->stop_ns < R.end_ns ? res->stop_ns : R.end_ns;
   if (cfg->mode == LD_FLASH) {
     uint64_t last = t->burst_last_ns > t->last_won_ns ? t->burst_last_ns : t->last_won_ns;
     res->window_s = last > t0 ? (double)(last - t0) / 1e9 : 0.0;
   } else {
-    uint64_t end = res->stop_ns != 0 && res->stop_ns < R.end_ns ? res->stop_ns : R.end_ns;
-    res->window_s = end > R.warm_end_ns ? (double)(end - R.warm_end_ns) / 1e9 : 0.0;
+    res->window_s = wend > R.warm_end_ns ? (double)(wend - R.warm_end_ns) / 1e9 : 0.0;
   }
   /* Answers that came after the window (or after a Ctrl-C): the rate is
    * over the span they came in, first to last, so that a server keeping up
    * with a long latency is not charged for it (measured from the window's
    * start, a 300 ms server at 100/s read as 87/s). */
-  uint64_t wend = res->stop_ns != 0 && res->stop_ns < R.end_ns ? res->stop_ns : R.end_ns;
   double span = t->last_ans_ns > t->first_ans_ns ? (double)(t->last_ans_ns - t->first_ans_ns) / 1e9 : 0;
   res->answered_s = cfg->mode != LD_FLASH && t->last_ans_ns > wend && span > res->window_s
                         ? span

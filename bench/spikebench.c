@@ -351,12 +351,7 @@ static void where(const char *path, char *out, size_t cap) {
   char dir[PATH_MAX], real[PATH_MAX];
   const char *slash = strrchr(path, '/');
   const char *base = slash != NULL ? slash + 1 : path;
-  if (slash == NULL)
-    snprintf(dir, sizeof(dir), ".");
-  else if (slash == path)
-    snprintf(dir, sizeof(dir), "/");
-  else
-    snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+  path_dir(path, dir, sizeof(dir));
   if (realpath(dir, real) == NULL) snprintf(real, sizeof(real), "%s", dir);
   snprintf(out, cap, "%s/%s", strcmp(real, "/") == 0 ? "" : real, base);
 }

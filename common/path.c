@@ -11,6 +11,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+void path_dir(const char *path, char *dir, size_t cap) {
+  const char *slash = strrchr(path, '/');
+  if (slash == NULL)
+    snprintf(dir, cap, ".");
+  else if (slash == path)
+    snprintf(dir, cap, "/");
+  else
+    snprintf(dir, cap, "%.*s", (int)(slash - path), path);
+}
+
 int path_writable(const char *path) {
   struct stat st;
   if (stat(path, &st) == 0) {
@@ -18,14 +28,7 @@ int path_writable(const char *path) {
     return access(path, W_OK) == 0 ? 0 : errno;
   }
   char dir[PATH_MAX];
-  snprintf(dir, sizeof(dir), "%s", path);
-  char *slash = strrchr(dir, '/');
-  if (slash == NULL)
-    snprintf(dir, sizeof(dir), ".");
-  else if (slash == dir)
-    slash[1] = '\0';
-  else
-    *slash = '\0';
+  path_dir(path, dir, sizeof(dir));
   struct stat dst;
   if (stat(dir, &dst) != 0) return errno;
   if (!S_ISDIR(dst.st_mode)) return ENOTDIR; /* access() said EACCES for a file */

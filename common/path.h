@@ -5,11 +5,17 @@
 #ifndef SPIKE_PATH_H
 #define SPIKE_PATH_H
 
+#include <stddef.h>
+
 /* 0 when path can be written: an existing file (not a directory) this
  * process may write, or a new name in a directory it may write into.
  * Otherwise the errno that says why (EISDIR, ENOENT, ENOTDIR, EACCES, ...).
  * Nothing is left behind: a new name is tried by creating it (access()
  * passes root anywhere, and /proc takes no new file), then removed. */
 int path_writable(const char *path);
+
+/* The directory path names its file in: "." for a bare name, "/" for one
+ * at the root. */
+void path_dir(const char *path, char *dir, size_t cap);
 
 #endif
