@@ -387,10 +387,8 @@ static int lock_dir(spike_engine *e) {
 static void warn_if_volatile(spike_engine *e) {
   struct statfs f;
   if (statfs(e->data_dir, &f) != 0) return;
-  const char *fs = (unsigned long)f.f_type == 0x01021994ul   ? "tmpfs"
-                   : (unsigned long)f.f_type == 0x858458f6ul ? "ramfs"
-                                                             : NULL;
-  if (fs == NULL) return;
+  const char *fs;
+  if (store_fs_of((unsigned long)f.f_type, &fs) != STORE_FS_MEMORY) return;
   engine_log(e, LOG_WARN, "engine", NULL, 0,
              "%s is on %s: the store is lost on reboot or power loss%s", e->data_dir, fs,
              e->cfg.ack == SPIKE_ACK_DURABLE

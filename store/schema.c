@@ -538,9 +538,9 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
    * they would only take memory, and a copy-on-write file system puts an
    * overwrite in new blocks anyway, so they would only double the writes. */
   struct statfs vfs;
-  unsigned long fst = fstatfs(s->probe_fd, &vfs) == 0 ? (unsigned long)vfs.f_type : 0;
-  int no_ahead = fst == 0 || fst == 0x01021994ul /* tmpfs */ || fst == 0x858458f6ul /* ramfs */ ||
-                 fst == 0x9123683eul /* btrfs */ || fst == 0x2fc12fc1ul /* zfs */;
+  const char *fs_name;
+  int no_ahead = fstatfs(s->probe_fd, &vfs) != 0 ||
+                 store_fs_of((unsigned long)vfs.f_type, &fs_name) != STORE_FS_PLAIN;
   /* shorter than its meta page says */
   what = "checking data.mdb's size";
   MDB_envinfo fi;
@@ -803,6 +803,16 @@ int store_sync(store *s) { return mdb_env_sync(s->env, 1); }
 #define AHEAD_LOW (512u << 10)        /* extended when less than this is left */
 #define AHEAD_KEEP_FREE (64u << 20)   /* never take the file system's last 64 MiB */
 #define AHEAD_BIG_COMMIT (256u << 10) /* commits growing the store this much are left alone */
+
+store_fs_kind store_fs_of(unsigned long f_type, const char **name) {
+  switch (f_type) {
+  case 0x01021994ul: *name = "tmpfs"; return STORE_FS_MEMORY;
+  case 0x858458f6ul: *name = "ramfs"; return STORE_FS_MEMORY;
+  case 0x9123683eul: *name = "btrfs"; return STORE_FS_COPY_ON_WRITE;
+  case 0x2fc12fc1ul: *name = "zfs"; return STORE_FS_COPY_ON_WRITE;
+  default: *name = NULL; return STORE_FS_PLAIN;
+  }
+}
 
 void store_write_ahead(store *s) {
   MDB_envinfo info;

@@ -155,6 +155,13 @@ int store_sync(store *s);
  * best effort: a file system short of room is left alone. */
 void store_write_ahead(store *s);
 
+/* What a file system (statfs's f_type) means for a store on it. In memory
+ * (tmpfs, ramfs) nothing survives a reboot; copy-on-write (btrfs, ZFS)
+ * puts an overwrite in new blocks. On both, nothing is written ahead.
+ * *name gets its name, or NULL for any other file system. */
+typedef enum { STORE_FS_PLAIN, STORE_FS_MEMORY, STORE_FS_COPY_ON_WRITE } store_fs_kind;
+store_fs_kind store_fs_of(unsigned long f_type, const char **name);
+
 /* ---- records ------------------------------------------------------------- */
 
 static inline void store_be64(uint8_t out[8], uint64_t v) {
