@@ -16,6 +16,11 @@
  *   spike_fault_write_after(n, k, ENOSPC) once n more syncs and then k more
  *                             writes have been made, every write fails
  *                             (spike_fault_write(0) stops it)
+ *   spike_fault_write_limit(end, ENOSPC) a write to a regular file that
+ *                             would reach past byte end of it fails, whole,
+ *                             and the rest succeed: a file system that has
+ *                             room for that much of the file (-1: stop)
+ *   spike_fault_free_bytes(n) fstatvfs says n bytes are free (-1: the truth)
  *
  * Tests find the switches with dlsym(RTLD_DEFAULT, ...). A process that
  * cannot call them (spiked under a shell test) is steered by a file instead:
@@ -35,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -44,6 +50,8 @@ static _Atomic int sync_errno, write_errno, sync_delay_ms, sync_ok_left = -1, sy
 static _Atomic int sync_just_once, write_after_syncs = -1, write_later_errno;
 static _Atomic int writes_ok_left = -1;
 static _Atomic int copy_errno;
+static _Atomic long long write_limit = -1, free_bytes = -1;
+static _Atomic int limit_errno;
 
 void spike_fault_sync(int err) {
   atomic_store(&sync_ok_left, -1);
@@ -71,6 +79,11 @@ void spike_fault_write_after(int n, int k, int err) {
   atomic_store(&writes_ok_left, k);
 }
 void spike_fault_sync_delay_ms(int ms) { atomic_store(&sync_delay_ms, ms); }
+void spike_fault_write_limit(long long end, int err) {
+  atomic_store(&limit_errno, err);
+  atomic_store(&write_limit, end);
+}
+void spike_fault_free_bytes(long long n) { atomic_store(&free_bytes, n); }
 
 /* dlsym returns an object pointer; POSIX guarantees it converts, C does not,
  * so copy the bytes. */
@@ -203,6 +216,23 @@ static int failing(_Atomic int *which, int fd) {
   return 1;
 }
 
+/* A write of n bytes at off would reach past spike_fault_write_limit's end
+ * (off < 0: at the descriptor's offset, as writev writes). */
+static int past_limit(int fd, off_t off, size_t n) {
+  long long end = atomic_load(&write_limit);
+  if (end < 0 || fd <= 2) return 0;
+  if (off < 0 && (off = lseek(fd, 0, SEEK_CUR)) < 0) return 0;
+  if ((long long)off + (long long)n <= end) return 0;
+  errno = atomic_load(&limit_errno);
+  return 1;
+}
+
+static size_t iov_bytes(const struct iovec *iov, int cnt) {
+  size_t n = 0;
+  for (int i = 0; i < cnt; i++) n += iov[i].iov_len;
+  return n;
+}
+
 int fsync(int fd) {
   REAL(fsync, sync_fn);
   stall(fd);
@@ -224,25 +254,29 @@ int fdatasync(int fd) {
 ssize_t pwrite(int fd, const void *buf, size_t n, off_t off) {
   REAL(pwrite, pwrite_fn);
   writing(fd);
-  return failing(&write_errno, fd) ? -1 : real_pwrite(fd, buf, n, off);
+  if (failing(&write_errno, fd) || past_limit(fd, off, n)) return -1;
+  return real_pwrite(fd, buf, n, off);
 }
 
 ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off) {
   REAL(pwrite64, pwrite_fn);
   writing(fd);
-  return failing(&write_errno, fd) ? -1 : real_pwrite64(fd, buf, n, off);
+  if (failing(&write_errno, fd) || past_limit(fd, off, n)) return -1;
+  return real_pwrite64(fd, buf, n, off);
 }
 
 ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off) {
   REAL(pwritev, pwritev_fn);
   writing(fd);
-  return failing(&write_errno, fd) ? -1 : real_pwritev(fd, iov, cnt, off);
+  if (failing(&write_errno, fd) || past_limit(fd, off, iov_bytes(iov, cnt))) return -1;
+  return real_pwritev(fd, iov, cnt, off);
 }
 
 ssize_t pwritev64(int fd, const struct iovec *iov, int cnt, off_t off) {
   REAL(pwritev64, pwritev_fn);
   writing(fd);
-  return failing(&write_errno, fd) ? -1 : real_pwritev64(fd, iov, cnt, off);
+  if (failing(&write_errno, fd) || past_limit(fd, off, iov_bytes(iov, cnt))) return -1;
+  return real_pwritev64(fd, iov, cnt, off);
 }
 
 /* Sockets are written with writev too (libuv): only files fail. */
@@ -251,7 +285,7 @@ ssize_t writev(int fd, const struct iovec *iov, int cnt) {
   struct stat st;
   if (fd > 2 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
     writing(fd);
-    if (failing(&write_errno, fd)) return -1;
+    if (failing(&write_errno, fd) || past_limit(fd, -1, iov_bytes(iov, cnt))) return -1;
   }
   return real_writev(fd, iov, cnt);
 }
@@ -262,4 +296,14 @@ ssize_t write(int fd, const void *buf, size_t n) {
   struct stat st;
   if (fd > 2 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && failing(&copy_errno, fd)) return -1;
   return real_write(fd, buf, n);
+}
+
+typedef int (*fstatvfs_fn)(int, struct statvfs *);
+
+int fstatvfs(int fd, struct statvfs *v) {
+  REAL(fstatvfs, fstatvfs_fn);
+  int rc = real_fstatvfs(fd, v);
+  long long n = atomic_load(&free_bytes);
+  if (rc == 0 && n >= 0 && v->f_frsize > 0) v->f_bavail = v->f_bfree = (fsblkcnt_t)n / v->f_frsize;
+  return rc;
 }

@@ -22,9 +22,11 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "engine_util.h"
+#include "schema.h"
 
 static void (*fault_sync)(int);
 static void (*fault_write)(int);
@@ -32,6 +34,8 @@ static void (*fault_sync_delay_ms)(int);
 static void (*fault_sync_after)(int, int);
 static void (*fault_sync_once)(int, int);
 static void (*fault_write_after)(int, int, int);
+static void (*fault_write_limit)(long long, int);
+static void (*fault_free_bytes)(long long);
 
 static void need_shim(void) {
   void *a = dlsym(RTLD_DEFAULT, "spike_fault_sync"), *b = dlsym(RTLD_DEFAULT, "spike_fault_write");
@@ -39,6 +43,10 @@ static void need_shim(void) {
   void *d = dlsym(RTLD_DEFAULT, "spike_fault_sync_after");
   void *f = dlsym(RTLD_DEFAULT, "spike_fault_sync_once");
   void *g = dlsym(RTLD_DEFAULT, "spike_fault_write_after");
+  void *h = dlsym(RTLD_DEFAULT, "spike_fault_write_limit");
+  void *k = dlsym(RTLD_DEFAULT, "spike_fault_free_bytes");
+  memcpy(&fault_write_limit, &h, sizeof(h));
+  memcpy(&fault_free_bytes, &k, sizeof(k));
   memcpy(&fault_write_after, &g, sizeof(g));
   memcpy(&fault_sync_after, &d, sizeof(d));
   memcpy(&fault_sync_once, &f, sizeof(f));
@@ -46,7 +54,8 @@ static void need_shim(void) {
   memcpy(&fault_write, &b, sizeof(b));
   memcpy(&fault_sync_delay_ms, &c, sizeof(c));
   if (fault_sync == NULL || fault_write == NULL || fault_sync_delay_ms == NULL ||
-      fault_sync_after == NULL || fault_sync_once == NULL || fault_write_after == NULL) {
+      fault_sync_after == NULL || fault_sync_once == NULL || fault_write_after == NULL ||
+      fault_write_limit == NULL || fault_free_bytes == NULL) {
     fprintf(stderr, "run with LD_PRELOAD=build/rel/tests/libfault.so\n");
     abort();
   }
@@ -804,6 +813,151 @@ static void keyed_reserve_behind_a_close(void) {
   test_rmrf(cfg.data_dir);
 }
 
+/*
+ * Writing data.mdb ahead of LMDB (store_write_ahead) is best effort and
+ * must stay so: it never takes the file system's last 64 MiB, and a write
+ * refused in the middle of an extension leaves a store whose commits go on
+ * over the zeros that were written, are refused for space (not stopped)
+ * where the room ends, and all succeed again once there is room, every
+ * confirmed order there after a reopen.
+ */
+enum { AHEAD_BURST = 200, AHEAD_MAX = 40000 };
+
+
+/* data.mdb's size once the writer is done with it: the writer extends the
+ * file after it has answered a batch, so two more reserves, one at a time,
+ * wait out an extension in progress (the writer takes the second only when
+ * it is done with the first's; that one finds the file extended). */
+static off_t data_size(spike_producer *p, const char *dir, uint64_t *user, uint64_t *ids, int *n) {
+  for (int i = 0; i < 2; i++) {
+    spike_op op;
+    int rc = settle(p, &op, spike_reserve(p, &op, 1, ++*user, 1, NULL, 0, count_cb));
+    if (rc != SPIKE_OK) {
+      CHECK_EQ(rc, SPIKE_ESTORAGE);
+      continue;
+    }
+    CHECK(*n < AHEAD_MAX);
+    ids[(*n)++] = op.r.order.id;
+  }
+  char path[4200];
+  snprintf(path, sizeof(path), "%s/data.mdb", dir);
+  struct stat sb;
+  CHECK_EQ(stat(path, &sb), 0);
+  return sb.st_size;
+}
+
+static uint64_t pages_used(spike_engine *e) {
+  spike_stats st;
+  spike_stats_get(e, &st);
+  return st.map_used_bytes;
+}
+
+/* AHEAD_BURST reserves of new users in one batch; their order ids go to
+ * ids[*n...] for the ones confirmed. The number refused (SPIKE_ESTORAGE). */
+static int ahead_burst(spike_producer *p, uint64_t *user, uint64_t *ids, int *n) {
+  static spike_op ops[AHEAD_BURST];
+  int done = 0, waiting = 0, refused = 0;
+  for (int i = 0; i < AHEAD_BURST; i++) {
+    ops[i].data = &done;
+    int rc = spike_reserve(p, &ops[i], 1, ++*user, 1, NULL, 0, count_cb);
+    if (rc == SPIKE_PENDING) waiting++;
+    else CHECK_EQ(rc, SPIKE_OK);
+  }
+  wait_count(p, &done, waiting);
+  for (int i = 0; i < AHEAD_BURST; i++) {
+    if (ops[i].status == SPIKE_ESTORAGE) {
+      CHECK(strstr(ops[i].detail, "disk full") != NULL);
+      refused++;
+      continue;
+    }
+    CHECK_EQ(ops[i].status, SPIKE_OK);
+    CHECK(*n < AHEAD_MAX - 2);
+    ids[(*n)++] = ops[i].r.order.id;
+  }
+  return refused;
+}
+
+static void write_ahead_bounds(void) {
+  need_shim();
+  spike_config cfg;
+  small_config(&cfg, "ahead");
+  cfg.map_size_bytes = 256u << 20;
+  struct statfs fs;
+  const char *fs_name;
+  CHECK_EQ(statfs(cfg.data_dir, &fs), 0);
+  if (store_fs_of((unsigned long)fs.f_type, &fs_name) != STORE_FS_PLAIN ||
+      (uint64_t)fs.f_bavail * (uint64_t)fs.f_bsize < (80ull << 20)) {
+    fprintf(stderr, "note: %s is in memory, copy-on-write or nearly full: nothing is written ahead there\n",
+            cfg.data_dir);
+    test_rmrf(cfg.data_dir);
+    return;
+  }
+  static uint64_t ids[AHEAD_MAX];
+  int n = 0;
+  uint64_t user = 0;
+  /* 64 MiB and a half free: an extension (up to 1 MiB) would leave less
+   * than 64 MiB, so the file stays as LMDB grows it */
+  fault_free_bytes((64ll << 20) + (512 << 10));
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(1, 1000000);
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  for (int i = 0; i < 30; i++) CHECK_EQ(ahead_burst(p, &user, ids, &n), 0);
+  uint64_t used = pages_used(e);
+  CHECK(used > (512u << 10)); /* past the point an extension was due */
+  CHECK((uint64_t)data_size(p, cfg.data_dir, &user, ids, &n) < used + (64u << 10));
+
+  /* room again: the next commit is followed by an extension to 1 MiB past
+   * its pages, which the commit after it finds in place */
+  fault_free_bytes(-1);
+  CHECK_EQ(ahead_burst(p, &user, ids, &n), 0);
+  CHECK_EQ(ahead_burst(p, &user, ids, &n), 0);
+  off_t ahead = data_size(p, cfg.data_dir, &user, ids, &n);
+  used = pages_used(e);
+  CHECK((uint64_t)ahead >= used + (512u << 10));
+
+  /* the file system has room for 256 KiB and a page more: the next
+   * extension's first 256 KiB of zeros are written, its second are not */
+  off_t limit = ahead + (256 << 10) + 4096;
+  fault_write_limit(limit, ENOSPC);
+  int refused = 0;
+  while (refused == 0 && n + AHEAD_BURST <= AHEAD_MAX) {
+    refused = ahead_burst(p, &user, ids, &n);
+    off_t now = data_size(p, cfg.data_dir, &user, ids, &n);
+    CHECK(now == ahead || now == ahead + (256 << 10));
+  }
+  CHECK(refused > 0); /* LMDB reached the end of the room */
+  CHECK_EQ(data_size(p, cfg.data_dir, &user, ids, &n), ahead + (256 << 10));
+  /* refused for space (ahead_burst checked each one says "disk full"),
+   * not stopped: a commit small enough to fit in the pages LMDB has free
+   * may still be made */
+  const char *health;
+  fault_write_limit(-1, 0);
+  CHECK_EQ(ahead_burst(p, &user, ids, &n), 0);
+  CHECK_EQ(spike_health(e, &health), SPIKE_OK);
+  CHECK_EQ(ahead_burst(p, &user, ids, &n), 0);
+  ahead = data_size(p, cfg.data_dir, &user, ids, &n);
+  CHECK((uint64_t)ahead >= pages_used(e) + (512u << 10));
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+
+  e = open_engine(&cfg);
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event ev;
+  CHECK_EQ(spike_event_get(e, 1, &ev), SPIKE_OK);
+  CHECK_EQ(ev.reserved, (uint64_t)n);
+  CHECK_EQ(ev.available, 1000000 - (uint64_t)n);
+  spike_order o;
+  for (int i = 0; i < n; i++) {
+    CHECK_EQ(spike_order_get(p, ids[i], &o), SPIKE_OK);
+    CHECK_EQ(o.state, SPIKE_ORDER_RESERVED);
+  }
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
 TEST_LIST({"fsync_eio", fsync_eio, 30}, {"fsync_enospc", fsync_enospc, 30},
           {"write_eio", write_eio, 30},
           {"keyed_reserve_behind_a_close", keyed_reserve_behind_a_close, 30},
@@ -814,6 +968,7 @@ TEST_LIST({"fsync_eio", fsync_eio, 30}, {"fsync_enospc", fsync_enospc, 30},
           {"open_fails_when_the_sync_fails", open_fails_when_the_sync_fails, 30},
           {"write_enospc", write_enospc, 30}, {"write_edquot", write_edquot, 30},
           {"full_disk_at_open", full_disk_at_open, 30},
+          {"write_ahead_bounds", write_ahead_bounds, 60},
           {"deferred_batch_survives_a_full_disk", deferred_batch_survives_a_full_disk, 30},
           {"disk_full_tmpfs", disk_full_tmpfs, 600},
           {"memory_acks_bounded", memory_acks_bounded, 60},
