@@ -389,6 +389,7 @@ abi-dump: build/rel/libspike.so
 	@mkdir -p abi
 	abidw $(ABI_FLAGS) --no-corpus-path --no-comp-dir-path --out-file $(ABI_BASELINE) \
 	  build/rel/libspike.so
+	sed -n 's/^#define SPIKE_VERSION_STRING "\(.*\)"/\1/p' include/spike.h >abi/$(SONAME).version
 
 # A thousand fills of a real tmpfs by the store, each freed again (make
 # test runs two); needs root or CAP_SYS_ADMIN to mount, else it says skip.

@@ -1229,6 +1229,14 @@ static int valid_text(const char *s, size_t n) {
   return 1;
 }
 
+/* No C1 control (U+0080-009F) in well-formed UTF-8: C2 80 to C2 9F. */
+static int no_c1(const char *str, size_t n) {
+  const unsigned char *s = (const unsigned char *)str;
+  for (size_t i = 0; i + 1 < n; i++)
+    if (s[i] == 0xc2 && s[i + 1] >= 0x80 && s[i + 1] <= 0x9f) return 0;
+  return 1;
+}
+
 /* Well-formed UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing
  * above U+10FFFF. */
 static int valid_utf8(const char *str, size_t n) {
@@ -1310,7 +1318,8 @@ int spike_event_spec_check(const spike_event_spec *s, const char **field) {
   if (s == NULL)
     bad = "spec";
   else if (s->name == NULL || s->name_len == 0 || s->name_len > SPIKE_NAME_MAX ||
-      !valid_text(s->name, s->name_len) || !valid_utf8(s->name, s->name_len))
+      !valid_text(s->name, s->name_len) || !valid_utf8(s->name, s->name_len) ||
+      !no_c1(s->name, s->name_len))
     bad = "name";
   else if (s->stock == 0 || s->stock > UINT32_MAX)
     bad = "stock";

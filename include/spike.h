@@ -70,9 +70,9 @@ extern "C" {
 #endif
 
 #define SPIKE_VERSION_MAJOR 0
-#define SPIKE_VERSION_MINOR 2
+#define SPIKE_VERSION_MINOR 3
 #define SPIKE_VERSION_PATCH 0
-#define SPIKE_VERSION_STRING "0.2.0"
+#define SPIKE_VERSION_STRING "0.3.0"
 /* The N of libspike.so.N. It changes only when a program built against an
  * older spike.h of the same N could misbehave with this library. */
 #define SPIKE_ABI_VERSION 1
@@ -136,7 +136,7 @@ SPIKE_EXTERN const char *spike_strerror(int status);
 SPIKE_EXTERN int spike_code(int status);
 /* The contract's HTTP status: 200 for SPIKE_OK, 409 for SPIKE_ESOLDOUT. */
 SPIKE_EXTERN int spike_http_status(int status);
-/* The library's version string, e.g. "0.2.0" (not the ABI version). */
+/* The library's version string, e.g. "0.3.0" (not the ABI version). */
 SPIKE_EXTERN const char *spike_version(void);
 
 /* -------------------------------------------------------------------------
@@ -514,8 +514,8 @@ SPIKE_EXTERN int spike_reserve(spike_producer *p, spike_op *op,
  * repeat with the same payment_id succeeds with op->replayed = 1; another
  * payment_id on a paid order, or any pay of a cancelled or expired order (or
  * one whose deadline has passed), is SPIKE_ESTATE. Always SPIKE_PENDING
- * unless refused now (SPIKE_EINVAL, SPIKE_EBUSY, SPIKE_ESTORAGE,
- * SPIKE_EMISUSE). Completes after its commit in both ack modes. An order
+ * unless refused now (SPIKE_EINVAL, SPIKE_ENOORDER for order_id 0, which
+ * no order has, SPIKE_EBUSY, SPIKE_ESTORAGE, SPIKE_EMISUSE). Completes after its commit in both ack modes. An order
  * whose reserve is still on its way to the writer (ack=memory, another
  * producer) is waited for, up to 2 s. Callback statuses: SPIKE_OK,
  * SPIKE_ENOORDER, SPIKE_EFORBIDDEN, SPIKE_ESTATE, SPIKE_EBUSY (the order
@@ -559,13 +559,14 @@ SPIKE_EXTERN int spike_cancel_in_event(spike_producer *p, spike_op *op, uint64_t
 /* What an event is created from. */
 typedef struct spike_event_spec {
   uint64_t id;             /* 0: the engine picks one; else see above */
-  const char *name;        /* 1..SPIKE_NAME_MAX bytes of UTF-8, no controls */
+  const char *name;        /* 1..SPIKE_NAME_MAX bytes of UTF-8, no controls
+                              (C0, DEL or C1: U+0000-001F, U+007F-009F) */
   size_t name_len;
   uint64_t stock;          /* 1..UINT32_MAX */
-  int64_t price;           /* cents, >= 0 */
-  int64_t start_at;        /* unix ms, >= 0 */
-  int64_t end_at;          /* unix ms, > start_at */
-  uint32_t per_user_limit; /* >= 1 */
+  int64_t price;           /* cents, 0..10^12 */
+  int64_t start_at;        /* unix ms, 0..253402300799999 (9999-12-31) */
+  int64_t end_at;          /* unix ms, > start_at, <= 253402300799999 */
+  uint32_t per_user_limit; /* 1..1000000 */
   uint32_t pay_timeout_s;  /* 1..SPIKE_PAY_TIMEOUT_MAX_S */
   /* Zero (an initializer that names the fields, or memset, does it): room
    * for fields a later release of this ABI adds, zero meaning "absent".
@@ -690,7 +691,10 @@ SPIKE_EXTERN int spike_feed_read(spike_producer *p, uint64_t after,
 
 /* spike_feed_read, and *info read from the same snapshot as the records
  * (filled on SPIKE_OK and SPIKE_EINVAL). With max 0, out may be NULL: the
- * feed's standing alone. Errors: as spike_feed_read. */
+ * feed's standing alone, SPIKE_OK with nothing copied (spike_feed_read
+ * with max 0 is the same). The cursor is still checked: after 0 once
+ * feed_retain has dropped seq 1 is SPIKE_EINVAL, *info filled all the
+ * same. Errors: as spike_feed_read. */
 SPIKE_EXTERN int spike_feed_fetch(spike_producer *p, uint64_t after,
                                   spike_change *out, uint32_t max,
                                   uint32_t *count, uint64_t *next,

@@ -102,6 +102,40 @@ static void events_create_get_list(void) {
   CHECK(strcmp(op.detail, "pay_timeout_s") == 0);
   bad = spec_default(43, (uint64_t)UINT32_MAX + 1);
   CHECK_EQ(spike_event_spec_check(&bad, &field), SPIKE_EINVAL);
+  /* no controls in a name: C0, DEL, and C1 (U+0085 is C2 85 in UTF-8);
+   * U+00A0, the first character past them, is text */
+  static const char *const names[] = {"a\tb", "a\x7f", "\xc2\x85", "x\xc2\x80", "\xc2\x9fy"};
+  for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+    bad = spec_default(43, 5);
+    bad.name = names[i];
+    bad.name_len = strlen(names[i]);
+    field = NULL;
+    CHECK_EQ(spike_event_spec_check(&bad, &field), SPIKE_EINVAL);
+    CHECK(field != NULL && strcmp(field, "name") == 0);
+  }
+  bad = spec_default(43, 5);
+  bad.name = "\xc2\xa0\xc3\xa9";
+  bad.name_len = 4;
+  CHECK_EQ(spike_event_spec_check(&bad, &field), SPIKE_OK);
+  /* the bounds spike.h gives */
+  bad = spec_default(43, 5);
+  bad.price = 1000000000000ll;
+  CHECK_EQ(spike_event_spec_check(&bad, &field), SPIKE_OK);
+  bad.price++;
+  CHECK_EQ(spike_event_spec_check(&bad, &field), SPIKE_EINVAL);
+  CHECK(strcmp(field, "price") == 0);
+  bad = spec_default(43, 5);
+  bad.end_at = 253402300799999ll;
+  CHECK_EQ(spike_event_spec_check(&bad, &field), SPIKE_OK);
+  bad.end_at++;
+  CHECK_EQ(spike_event_spec_check(&bad, &field), SPIKE_EINVAL);
+  CHECK(strcmp(field, "end_at") == 0);
+  bad = spec_default(43, 5);
+  bad.per_user_limit = 1000000;
+  CHECK_EQ(spike_event_spec_check(&bad, &field), SPIKE_OK);
+  bad.per_user_limit++;
+  CHECK_EQ(spike_event_spec_check(&bad, &field), SPIKE_EINVAL);
+  CHECK(strcmp(field, "per_user_limit") == 0);
 
   /* generated id */
   s = spec_default(0, 3);
@@ -616,6 +650,9 @@ static void pay_and_cancel(void) {
   CHECK_EQ(settle(p, &op, spike_pay(p, &op, o1, 10, "", 0, count_cb)), SPIKE_EINVAL);
   CHECK_EQ(settle(p, &op, spike_pay(p, &op, o1, 10, "p\n", 2, count_cb)), SPIKE_EINVAL);
   CHECK_EQ(settle(p, &op, spike_pay(p, &op, o1 + 999, 10, "pid", 3, count_cb)), SPIKE_ENOORDER);
+  /* no order has id 0: refused at once, as spike.h says, no callback */
+  CHECK_EQ(spike_pay(p, &op, 0, 10, "pid", 3, count_cb), SPIKE_ENOORDER);
+  CHECK_EQ(spike_cancel(p, &op, 0, 10, count_cb), SPIKE_ENOORDER);
   CHECK_EQ(settle(p, &op, spike_pay(p, &op, o1, 10, "pid-1", 5, count_cb)), SPIKE_OK);
   CHECK_EQ(op.r.order.state, SPIKE_ORDER_PAID);
   CHECK(strcmp(op.r.order.payment_id, "pid-1") == 0);
@@ -809,6 +846,10 @@ static void feed_records_every_change(void) {
   CHECK_EQ(spike_feed_read(p, 0, ch, 2, &n, &next), SPIKE_OK);
   CHECK_EQ(n, 2);
   CHECK_EQ(next, 2);
+  /* max 0 copies nothing: where the feed stands, as spike_feed_fetch */
+  n = 99;
+  CHECK_EQ(spike_feed_read(p, 0, ch, 0, &n, &next), SPIKE_OK);
+  CHECK_EQ(n, 0);
   CHECK(strcmp(spike_change_name(ch[1].type), "order.reserved") == 0);
   CHECK_EQ(spike_producer_close(p), SPIKE_OK);
   CHECK_EQ(spike_close(e), SPIKE_OK);

@@ -8,7 +8,8 @@
 #   - libspike.so and libspike.a define no global name outside spike_* and
 #     every name spike.h exports;
 #   - the ABI of the installed libspike.so against the committed baseline
-#     (abi/, abidiff: any change but an added function fails);
+#     (abi/, abidiff: any change but an added function fails), and an added
+#     function only with a version past the baseline's;
 #   - tests/clash.c -- with its own recover(), store_open(), log_line() --
 #     links against each library and still gets libspike's recovery;
 #   - examples/ builds from a copy with its own Makefile and pkg-config only
@@ -86,6 +87,25 @@ abi_baseline() {
     --suppressions abi/suppressions.abignore "abi/$SONAME.abi" "$lib/$SONAME"
 }
 
+# A function added since the baseline comes with a new version: a program
+# that calls it must be able to ask for a library that has it (dpkg's
+# shlibs record SPIKE_VERSION_STRING; spike_version() says it). The
+# baseline's version is in abi/$SONAME.version, written by make abi-dump.
+abi_added_bumps_version() {
+  now=$(sed -n 's/^#define SPIKE_VERSION_STRING "\(.*\)"/\1/p' "$root$INCLUDEDIR/spike.h")
+  then=$(cat "abi/$SONAME.version") || return 1
+  abidiff --headers-dir2 "$root$INCLUDEDIR" --drop-private-types \
+    --suppressions abi/suppressions.abignore "abi/$SONAME.abi" "$lib/$SONAME" >"$tmp/added"
+  added=$(sed -n 's/^Functions changes summary:.* \([0-9][0-9]*\) Added function.*/\1/p' "$tmp/added")
+  [ -s "$tmp/added" ] || added=0 # nothing changed at all: abidiff says nothing
+  [ -n "$added" ] || { echo "no summary from abidiff:"; cat "$tmp/added"; return 1; }
+  if [ "$added" != 0 ] && [ "$now" = "$then" ]; then
+    cat "$tmp/added"
+    echo "^ added since the baseline of $then, and spike.h still says $then: bump SPIKE_VERSION_* and run make abi-dump"
+    return 1
+  fi
+}
+
 # pkg-config as a build against the DESTDIR sees it: the sysroot prefixes
 # the installed paths.
 pc() {
@@ -150,6 +170,7 @@ check "libspike.a defines only spike_*" only_spike "$lib/libspike.a" -g
 check "libspike.so exports all of spike.h" exports_api "$lib/$SONAME" -D
 check "libspike.a exports all of spike.h" exports_api "$lib/libspike.a" -g
 check "ABI: abidiff against abi/$SONAME.abi" abi_baseline
+check "ABI: functions added since the baseline come with a new version" abi_added_bumps_version
 check "own recover() etc. + libspike.so: recovery" clash_shared
 check "own recover() etc. + libspike.a: recovery" clash_static
 check "examples/ built by pkg-config (shared; epoll static)" examples_build
