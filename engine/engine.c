@@ -767,6 +767,7 @@ static const char *call_name(uint8_t type) {
       [MSG_EVENT_RESTOCK] = "spike_event_restock",
       [MSG_EVENT_CLOSE] = "spike_event_close",
       [MSG_FEED_WAIT] = "spike_feed_wait",
+      [MSG_FEED_END] = "spike_feed_wait_end",
   };
   return type < sizeof(names) / sizeof(names[0]) && names[type] ? names[type] : "spike";
 }
@@ -1401,6 +1402,21 @@ int spike_feed_wait(spike_producer *p, spike_op *op, uint64_t after, uint32_t wa
    * ends sooner than the pace must reach the writer now (pace() then
    * counts its deadline). */
   return submit_as(p, m, op, (uint64_t)wait_ms * 1000 < p->e->cfg.memory_commit_us);
+}
+
+int spike_feed_wait_end(spike_producer *p, spike_op *op) {
+  if (op == NULL || !owned(p)) return SPIKE_EMISUSE;
+  /* Pending (not yet drained), so its private area is still the engine's
+   * and type_, set before it was submitted, is stable. */
+  if (!pend_has(p, op) || OP(op)->type_ != MSG_FEED_WAIT) return SPIKE_OK;
+  msg *m = ring_acquire(&p->submit);
+  if (m == NULL) return SPIKE_EBUSY;
+  m->type = MSG_FEED_END;
+  m->op = op;
+  m->user_id = (uint64_t)(uintptr_t)p; /* whose: an address is reused by other producers */
+  ring_publish_sc(&p->submit);
+  tell_writer(p->e, p, 1);
+  return SPIKE_OK;
 }
 
 void spike_feed_release(spike_engine *e) {

@@ -60,6 +60,7 @@ enum msg_type {
   MSG_EVENT_RESTOCK,
   MSG_EVENT_CLOSE,
   MSG_FEED_WAIT,
+  MSG_FEED_END,     /* end op's feed wait now; no completion of its own */
 };
 
 /* One submission. Reserves carry everything by value, because with
@@ -76,7 +77,9 @@ typedef struct msg {
   uint64_t order_id;
   uint64_t user_id;
   int64_t created_at;
-  spike_op *op;          /* NULL for a reserve acknowledged at enqueue */
+  spike_op *op;          /* NULL for a reserve acknowledged at enqueue;
+                            MSG_FEED_END: the wait to end, compared, never
+                            read (it may be answered and gone by then) */
 } msg;
 
 _Static_assert(sizeof(msg) <= 64, "a message fits one cache line");

@@ -77,6 +77,12 @@ typedef struct shadow {
   int64_t price;
 } shadow;
 
+/* A feed wait a host ended (spike_feed_wait_end): the op and its producer,
+ * compared with the parked ones, never read. */
+typedef struct feed_end {
+  uintptr_t op, producer;
+} feed_end;
+
 typedef struct oplist {
   spike_op *head, *tail;
   uint32_t n;
@@ -129,6 +135,8 @@ struct writer {
   oplist final;      /* decided whatever the commit does */
   oplist deferred;   /* waiting for an order still in a ring */
   oplist waiters;    /* parked feed waits */
+  feed_end *ends;    /* waits to end at this cycle's settle (MSG_FEED_END); cap */
+  uint32_t nends;
   store_txn *txn;    /* the batch's write transaction, when open */
   int writes;
   int deferred_meta; /* the last commit left its meta page to the next */
@@ -624,6 +632,21 @@ static void apply_feed_wait(writer *w, spike_op *op) {
   }
 }
 
+/* Noted now, done at the cycle's settle: a host ending many waits at once
+ * (a thousand clients gone) costs one pass over the parked ones. At most
+ * cap, as each takes a message of the batch; only a failed writer's cycle,
+ * which takes whole rings, can find it full, and that wait then ends at
+ * its deadline. */
+static void note_feed_end(writer *w, const msg *m) {
+  if (w->nends < w->cap) w->ends[w->nends++] = (feed_end){(uintptr_t)m->op, (uintptr_t)m->user_id};
+}
+
+static int end_cmp(const void *a, const void *b) {
+  const feed_end *x = a, *y = b;
+  if (x->op != y->op) return x->op < y->op ? -1 : 1;
+  return x->producer < y->producer ? -1 : x->producer > y->producer;
+}
+
 static int apply(writer *w, const msg *m) {
   switch (m->type) {
   case MSG_RESERVE: return apply_reserve(w, m);
@@ -634,6 +657,7 @@ static int apply(writer *w, const msg *m) {
   case MSG_EVENT_RESTOCK: return apply_restock(w, m->op);
   case MSG_EVENT_CLOSE: return apply_close(w, m->op);
   case MSG_FEED_WAIT: apply_feed_wait(w, m->op); return 0;
+  case MSG_FEED_END: note_feed_end(w, m); return 0;
   }
   assert(!"unknown message type");
   return EINVAL;
@@ -1063,10 +1087,13 @@ static void signal_producers(writer *w) {
 }
 
 static void settle_waiters(writer *w, uint32_t *work) {
+  if (w->nends > 1) qsort(w->ends, w->nends, sizeof(*w->ends), end_cmp);
   oplist l = list_take(&w->waiters);
   for (spike_op *op = l.head, *next; op != NULL; op = next) {
     next = OP(op)->next_;
-    if (w->seq_durable > OP(op)->a_ || OP(op)->deadline_ <= w->mono || feed_released(w)) {
+    feed_end key = {(uintptr_t)op, (uintptr_t)OP(op)->producer_};
+    if (w->seq_durable > OP(op)->a_ || OP(op)->deadline_ <= w->mono || feed_released(w) ||
+        (w->nends > 0 && bsearch(&key, w->ends, w->nends, sizeof(*w->ends), end_cmp) != NULL)) {
       op->seq = w->seq_durable;
       finish(w, op, SPIKE_OK, 1);
       (*work)++;
@@ -1074,6 +1101,7 @@ static void settle_waiters(writer *w, uint32_t *work) {
       list_push(&w->waiters, op);
     }
   }
+  w->nends = 0;
 }
 
 /* The end of every cycle: settle parked feed waits, hand every answer back,
@@ -1106,6 +1134,10 @@ static uint32_t cycle_failed(writer *w) {
     uint32_t avail = ring_peek(&p->submit);
     for (uint32_t i = 0; i < avail; i++) {
       msg *m = ring_at(&p->submit, i);
+      if (m->type == MSG_FEED_END) { /* no completion: its wait ends at the settle */
+        note_feed_end(w, m);
+        continue;
+      }
       if (m->type == MSG_RESERVE) {
         /* No timer was armed for it. */
         undo_reserve(w, m->event_slot, m->qty, m->buyer_idx, m->key_idx, m->order_id);
@@ -1396,12 +1428,14 @@ writer *writer_create(spike_engine *e) {
   w->touched = calloc(tsize, sizeof(*w->touched));
   w->heads = calloc(tsize, sizeof(*w->heads));
   w->head_list = calloc(w->cap, sizeof(*w->head_list));
+  w->ends = calloc(w->cap, sizeof(*w->ends));
   w->sh = calloc(e->cfg.max_events, sizeof(*w->sh));
   w->saved = calloc(e->cfg.max_events, sizeof(*w->saved));
   w->dirty = calloc(e->cfg.max_events, sizeof(*w->dirty));
   w->fx = calloc(w->cap, sizeof(*w->fx));
   w->ud = calloc(w->cap, sizeof(*w->ud));
-  if (w->touched == NULL || w->heads == NULL || w->head_list == NULL || w->sh == NULL || w->saved == NULL || w->dirty == NULL ||
+  if (w->touched == NULL || w->heads == NULL || w->head_list == NULL || w->ends == NULL ||
+      w->sh == NULL || w->saved == NULL || w->dirty == NULL ||
       w->fx == NULL || w->ud == NULL || (w->txn = store_txn_new(e->st)) == NULL ||
       wheel_init(&w->wheel, e->cfg.max_reserved, engine_now_ms()) != 0) {
     writer_destroy(w);
@@ -1418,6 +1452,7 @@ void writer_destroy(writer *w) {
   free(w->touched);
   free(w->heads);
   free(w->head_list);
+  free(w->ends);
   free(w->sh);
   free(w->saved);
   free(w->dirty);

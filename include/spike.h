@@ -615,6 +615,15 @@ SPIKE_EXTERN int spike_event_close(spike_producer *p, spike_op *op,
 SPIKE_EXTERN int spike_feed_wait(spike_producer *p, spike_op *op,
                                  uint64_t after, uint32_t wait_ms, spike_cb cb);
 
+/* End one pending spike_feed_wait of p now, as if its wait_ms had passed:
+ * its callback runs soon with SPIKE_OK and op->seq, and it no longer holds
+ * one of max_feed_waiters. For a host whose client went away (spiked calls
+ * it when a long-poll's connection closes). An op that is not a pending
+ * spike_feed_wait of p is left alone (SPIKE_OK). SPIKE_EBUSY: p's ring is
+ * full, the wait goes on (try again, or let wait_ms end it);
+ * SPIKE_EMISUSE: not p's thread, or op is NULL. Added in 0.3.0. */
+SPIKE_EXTERN int spike_feed_wait_end(spike_producer *p, spike_op *op);
+
 /* Complete every parked spike_feed_wait now, and any later one at once:
  * for shutdown, so that producers can drain. Any thread. */
 SPIKE_EXTERN void spike_feed_release(spike_engine *e);

@@ -234,12 +234,23 @@ static void on_closed(uv_handle_t *h) {
   if (lc->draining) server_loop_maybe_done(lc);
 }
 
+/* The client is gone, or has said it sends no more: a parked long-poll
+ * would hold its place among the engine's parked feed waits, and this
+ * connection, until its wait_ms ran out, so it ends now (answered as if
+ * the wait were over, to a client that may still read). Other parked
+ * requests finish as they would: their ops are the engine's until then. */
+static void end_feed_waits(conn *c) {
+  for (req *r = c->head; r != NULL; r = r->next)
+    if (r->parked && !r->done) spike_feed_wait_end(c->lc->producer, &r->op);
+}
+
 /* Let go of every request and buffered input. Requests whose bytes a
  * uv_write holds stay at the head: on_write frees them. Requests waiting on
  * the engine stay the engine's: conn_respond frees them when their
  * callback runs. The rest go now. */
 static void drop_requests(conn *c) {
   loop_ctx *lc = c->lc;
+  end_feed_waits(c);
   uint32_t held = c->writing ? c->writing_reqs : 0;
   req *last_held = NULL, *r = c->head;
   for (uint32_t i = 0; r != NULL && i < held; i++) {
@@ -883,6 +894,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       c->no_more = 1;
       c->eof = 1;
       set_reading(c, 0);
+      end_feed_waits(c);
     } else {
       close_later(c);
     }

@@ -896,6 +896,78 @@ static void feed_wait_wakes_and_times_out(void) {
   test_rmrf(cfg.data_dir);
 }
 
+static void *end_from_another_thread(void *arg) {
+  void **a = arg;
+  return (void *)(intptr_t)spike_feed_wait_end(a[0], a[1]);
+}
+
+/* spike_feed_wait_end: a host whose client left ends its wait at once, and
+ * the wait no longer holds one of max_feed_waiters; anything else is left
+ * alone. */
+static void feed_wait_ended(void) {
+  spike_config cfg;
+  small_config(&cfg, "feedend");
+  cfg.max_feed_waiters = 4;
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(22, 5);
+  CHECK_EQ(create_event(p, &s), SPIKE_OK); /* seq 1 */
+  spike_op w[5], r, x;
+  int n = 0;
+  for (int i = 0; i < 4; i++) {
+    w[i].data = &n;
+    CHECK_EQ(spike_feed_wait(p, &w[i], 1, 30000, count_cb), SPIKE_PENDING);
+  }
+  usleep(50 * 1000);
+  /* every place is taken: a fifth is refused */
+  w[4].data = &n;
+  CHECK_EQ(spike_feed_wait(p, &w[4], 1, 30000, count_cb), SPIKE_PENDING);
+  wait_count(p, &n, 1);
+  CHECK_EQ(w[4].status, SPIKE_EBUSY);
+  /* not the owner's thread */
+  pthread_t th;
+  void *args[2] = {p, &w[0]}, *rc;
+  CHECK_EQ(pthread_create(&th, NULL, end_from_another_thread, args), 0);
+  CHECK_EQ(pthread_join(th, &rc), 0);
+  CHECK_EQ((int)(intptr_t)rc, SPIKE_EMISUSE);
+  CHECK_EQ(spike_feed_wait_end(p, NULL), SPIKE_EMISUSE);
+  /* end two: they answer at once, as at wait_ms; the others stay parked */
+  n = 0;
+  int64_t t0 = test_now_ms();
+  CHECK_EQ(spike_feed_wait_end(p, &w[0]), SPIKE_OK);
+  CHECK_EQ(spike_feed_wait_end(p, &w[2]), SPIKE_OK);
+  wait_count(p, &n, 2);
+  CHECK(test_now_ms() - t0 < 2000);
+  CHECK_EQ(w[0].status, SPIKE_OK);
+  CHECK_EQ(w[0].seq, 1);
+  CHECK_EQ(w[2].status, SPIKE_OK);
+  usleep(50 * 1000);
+  spike_producer_drain(p);
+  CHECK_EQ(n, 2);
+  /* their places are free: two more park (not SPIKE_EBUSY) */
+  CHECK_EQ(spike_feed_wait(p, &w[0], 1, 30000, count_cb), SPIKE_PENDING);
+  CHECK_EQ(spike_feed_wait(p, &w[2], 1, 30000, count_cb), SPIKE_PENDING);
+  usleep(50 * 1000);
+  spike_producer_drain(p);
+  CHECK_EQ(n, 2);
+  /* an answered wait, an op never submitted, a reserve in flight: left
+   * alone (the reserve completes as it would) */
+  CHECK_EQ(spike_feed_wait_end(p, &w[4]), SPIKE_OK);
+  memset(&x, 0, sizeof(x));
+  CHECK_EQ(spike_feed_wait_end(p, &x), SPIKE_OK);
+  r.data = &n;
+  CHECK_EQ(spike_reserve(p, &r, 22, 1, 1, NULL, 0, count_cb), SPIKE_PENDING);
+  CHECK_EQ(spike_feed_wait_end(p, &r), SPIKE_OK);
+  /* the reserve's commit (seq 2) wakes the four parked: 1 + 4 */
+  wait_count(p, &n, 7);
+  CHECK_EQ(r.status, SPIKE_OK);
+  for (int i = 0; i < 4; i++) CHECK_EQ(w[i].seq, 2);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
 static void bounds_answer_busy(void) {
   spike_config cfg;
   small_config(&cfg, "bounds");
@@ -1435,6 +1507,7 @@ TEST_LIST({"open_close_reopen", open_close_reopen, 0}, {"config_errors", config_
           {"overdue_expire_at_open", overdue_expire_at_open, 0},
           {"feed_records_every_change", feed_records_every_change, 0},
           {"feed_wait_wakes_and_times_out", feed_wait_wakes_and_times_out, 0},
+          {"feed_wait_ended", feed_wait_ended, 0},
           {"bounds_answer_busy", bounds_answer_busy, 0},
           {"map_full_fails_batch_cleanly", map_full_fails_batch_cleanly, 120},
           {"close_races_reserves", close_races_reserves, 120},

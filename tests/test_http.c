@@ -1734,6 +1734,56 @@ static void feed_long_poll(void) {
   test_rmrf(s.dir);
 }
 
+/* A long-poll whose client closes, or half-closes, ends at once: it does
+ * not hold its connection, a --max-conns place and one of the engine's
+ * parked feed waits until wait_ms runs out (outside QA: 1024 abandoned
+ * long-polls locked every feed consumer out for 30 s). A client that only
+ * half-closed still gets its answer, an empty page. */
+static void feed_long_poll_client_gone(void) {
+  spiked s;
+  const char *args[] = {"--max-conns", "12", NULL};
+  spiked_start(&s, NULL, args);
+  CHECK_EQ(create_event(s.port, 1, 10, 1, NULL), 201); /* seq 1 */
+  enum { GONE = 8, HALF = 2 };
+  int fds[GONE + HALF];
+  char req[256];
+  size_t n = hc_format(req, sizeof(req), "GET", "/api/v1/feed?after=1&wait_ms=30000", NULL, NULL);
+  for (int i = 0; i < GONE + HALF; i++) {
+    fds[i] = hc_connect(s.port);
+    hc_send(fds[i], req, n);
+  }
+  usleep(300 * 1000); /* all parked */
+  CHECK_EQ(metric(s.port, "spike_connections"), GONE + HALF + 1);
+  int64_t t0 = test_now_ms();
+  for (int i = 0; i < GONE; i++) close(fds[i]);
+  for (int i = GONE; i < GONE + HALF; i++) CHECK_EQ(shutdown(fds[i], SHUT_WR), 0);
+  static hc_resp W;
+  for (int i = GONE; i < GONE + HALF; i++) {
+    CHECK_EQ(hc_read(fds[i], &W, 5000), 0);
+    CHECK_EQ(W.status, 200);
+    CHECK_EQ(hc_json_len(&W, "data.changes"), 0);
+    CHECK_EQ(hc_json_int(&W, "data.next"), 1);
+    close(fds[i]);
+  }
+  CHECK(test_now_ms() - t0 < 5000);
+  /* every one of them let go: only the metrics request is left */
+  CHECK(metric_wait(s.port, "spike_connections", 1, 5000) >= 0);
+  CHECK(test_now_ms() - t0 < 10000);
+  /* the places are free again: as many long-polls as --max-conns allows park */
+  for (int i = 0; i < GONE + HALF; i++) {
+    fds[i] = hc_connect(s.port);
+    hc_send(fds[i], req, n);
+  }
+  CHECK_EQ(reserve(s.port, 1, 5, NULL), 201); /* seq 2 wakes them all */
+  for (int i = 0; i < GONE + HALF; i++) {
+    CHECK_EQ(hc_read(fds[i], &W, 5000), 0);
+    CHECK_EQ(W.status, 200);
+    CHECK_EQ(hc_json_len(&W, "data.changes"), 1);
+    close(fds[i]);
+  }
+  stop_clean(&s);
+}
+
 /* A second spiked on a busy address refuses to start (the listeners use
  * SO_REUSEPORT, which would otherwise let it take half the traffic). */
 static void address_in_use(void) {
@@ -1756,6 +1806,7 @@ static void address_in_use(void) {
 TEST_LIST({"every_route_and_code", every_route_and_code, 60},
           {"starved_loop_reads_before_it_cuts", starved_loop_reads_before_it_cuts, 60},
           {"address_in_use", address_in_use, 30},
+          {"feed_long_poll_client_gone", feed_long_poll_client_gone, 60},
           {"trace_ids_and_msgpack", trace_ids_and_msgpack, 30},
           {"pipelined_in_order", pipelined_in_order, 120},
           {"pipelined_with_no_turn_budget", pipelined_with_no_turn_budget, 120},
