@@ -217,8 +217,33 @@ static int is_bool_word(const char *w) {
   return 0;
 }
 
+/* Where a value that server_check looks at later came from, kept for its
+ * error ("FILE:N: ", "$SPIKE_LISTEN: ", "" for a flag); NULL for the rest. */
+static const char **from_slot(const void *dst) {
+  if (dst == &cfg.log_file) return &cfg.log_file_from;
+  if (dst == &cfg.access_log) return &cfg.access_log_from;
+  if (dst == &cfg.listen) return &cfg.listen_from;
+  if (dst == &cfg.backup_dir) return &cfg.backup_dir_from;
+  if (dst == &cfg.feed_token) return &cfg.feed_token_from;
+  if (dst == &cfg.auth) return &cfg.auth_from;
+  return NULL;
+}
+
+static int set_value(const flag *f, const char *v, const char *from);
+
 /* Set f from v. from: where v came from, as the error names it. */
 static int set(const flag *f, const char *v, const char *from) {
+  if (set_value(f, v, from) != 0) return -1;
+  const char **slot = from_slot(f->dst);
+  if (slot == NULL) return 0;
+  char *copy = strdup(from);
+  if (copy == NULL) return -1;
+  free((char *)*slot); /* an earlier source's, replaced (a flag over $SPIKE_LISTEN) */
+  *slot = copy;
+  return 0;
+}
+
+static int set_value(const flag *f, const char *v, const char *from) {
   uint64_t x;
   switch (f->k) {
   case K_STR:
@@ -227,14 +252,6 @@ static int set(const flag *f, const char *v, const char *from) {
       return -1;
     }
     *(const char **)f->dst = v;
-    /* the log paths are checked later (server_check): keep where they came from */
-    if (f->dst == &cfg.log_file || f->dst == &cfg.access_log) {
-      char *copy = strdup(from);
-      if (copy == NULL) return -1;
-      const char **slot = f->dst == &cfg.log_file ? &cfg.log_file_from : &cfg.access_log_from;
-      free((char *)*slot); /* an earlier source's, replaced (a flag over $SPIKE_LOG_FILE) */
-      *slot = copy;
-    }
     return 0;
   case K_BOOL:
     if (v == NULL || strcmp(v, "1") == 0 || strcmp(v, "true") == 0 || strcmp(v, "on") == 0 ||

@@ -412,6 +412,8 @@ static int create_demo(server *srv) {
   return 0;
 }
 
+static const char *from(const char *where) { return where != NULL ? where : ""; }
+
 int server_check(const server_config *cfg, int starting) {
   char host[sizeof(((server *)0)->host)];
   int port;
@@ -419,27 +421,29 @@ int server_check(const server_config *cfg, int starting) {
   memset(&sa, 0, sizeof(sa));
   if (parse_listen(cfg->listen, host, sizeof(host), &port, &sa) != 0) {
     fprintf(stderr,
-            "spiked: --listen: bad value \"%s\": host:port or [v6]:port, the host an IP address "
+            "spiked: %s--listen: bad value \"%s\": host:port or [v6]:port, the host an IP address "
             "(0.0.0.0 or [::] for every interface) (see --help)\n",
-            cfg->listen);
+            from(cfg->listen_from), cfg->listen);
     return 2;
   }
   if (cfg->feed_token != NULL && cfg->feed_token[0] != '\0' && cfg->admin_token != NULL &&
       strcmp(cfg->feed_token, cfg->admin_token) == 0) {
-    fprintf(stderr, "spiked: --feed-token: bad value: the same as --admin-token (see --help)\n");
+    fprintf(stderr, "spiked: %s--feed-token: bad value: the same as --admin-token (see --help)\n",
+            from(cfg->feed_token_from));
     return 2;
   }
   if (cfg->backup_dir != NULL && cfg->backup_dir[0] != '\0') {
     struct stat st;
     int bad = stat(cfg->backup_dir, &st) != 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
     if (bad != 0) {
-      fprintf(stderr, "spiked: --backup-dir: bad value \"%s\": %s (see --help)\n", cfg->backup_dir,
-              strerror(bad));
+      fprintf(stderr, "spiked: %s--backup-dir: bad value \"%s\": %s (see --help)\n",
+              from(cfg->backup_dir_from), cfg->backup_dir, strerror(bad));
       return 2;
     }
   }
   if (cfg->auth == AUTH_JWT && (cfg->jwt_secret == NULL || cfg->jwt_secret[0] == '\0')) {
-    fprintf(stderr, "spiked: --jwt-secret: missing: --auth jwt needs it (see --help)\n");
+    fprintf(stderr, "spiked: --jwt-secret: missing: %s--auth jwt needs it (see --help)\n",
+            from(cfg->auth_from));
     return 2;
   }
   /* The log files: a start opens (and creates) them before the store, and
@@ -516,7 +520,7 @@ int server_run(const server_config *cfg) {
                            cfg->feed_token};
   if (log_to_file(cfg) && (rc = open_log_file(cfg->log_file)) != 0) {
     fprintf(stderr, "spiked: %s--log-file: bad value \"%s\": %s\n",
-            cfg->log_file_from != NULL ? cfg->log_file_from : "", cfg->log_file, strerror(-rc));
+            from(cfg->log_file_from), cfg->log_file, strerror(-rc));
     return 2;
   }
   if (cfg->backup_dir != NULL && cfg->backup_dir[0] != '\0') srv.backup_dir = cfg->backup_dir;
@@ -527,7 +531,7 @@ int server_run(const server_config *cfg) {
   if (cfg->access_log != NULL && cfg->access_log[0] != '\0') {
     char err[300];
     if (accesslog_open(&srv.access, cfg->access_log, cfg->threads, err, sizeof(err)) != 0) {
-      fprintf(stderr, "spiked: %s%s\n", cfg->access_log_from != NULL ? cfg->access_log_from : "",
+      fprintf(stderr, "spiked: %s%s\n", from(cfg->access_log_from),
               err); /* err names the flag and the path */
       return 2;
     }

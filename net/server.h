@@ -20,9 +20,10 @@ typedef struct server_config {
   const char *feed_token;  /* read-only bearer token for the change feed */
   const char *access_log;  /* path, "-" (stdout) or NULL (none) */
   const char *log_file;    /* stderr goes here (reopened on SIGHUP); NULL: stderr */
-  /* where each path came from, as a bad value's line says it ("FILE:N: ",
-   * "$SPIKE_LOG_FILE: "), "" for a flag */
-  const char *access_log_from, *log_file_from;
+  /* where each value server_check looks at came from, as a bad value's
+   * line says it ("FILE:N: ", "$SPIKE_LOG_FILE: "), "" or NULL for a flag */
+  const char *access_log_from, *log_file_from, *listen_from, *backup_dir_from;
+  const char *feed_token_from, *auth_from;
   const char *backup_dir;  /* where POST /api/v1/admin/backup writes; NULL or "": off */
   int demo;             /* create a demo event on an empty store */
   http_limits lim;

@@ -905,6 +905,26 @@ static void config_and_flag_errors(void) {
   /* ... and from the environment, said so, as a number's bad value is */
   flag_error((const char *const[]){"--check-config", NULL}, "SPIKE_LOG_FILE=/proc/nope.log",
              "spiked: $SPIKE_LOG_FILE: --log-file: bad value \"/proc/nope.log\": ");
+  /* so does every value checked after the flags are read (outside QA:
+   * --listen, --backup-dir, the tokens and --auth jwt did not) */
+  flag_error((const char *const[]){"--check-config", NULL}, "SPIKE_LISTEN=foo",
+             "spiked: $SPIKE_LISTEN: --listen: bad value \"foo\": ");
+  flag_error((const char *const[]){"--check-config", NULL}, "SPIKE_BACKUP_DIR=/nonexistent",
+             "spiked: $SPIKE_BACKUP_DIR: --backup-dir: bad value \"/nonexistent\": ");
+  flag_error((const char *const[]){"--admin-token", "t", "--check-config", NULL}, "SPIKE_FEED_TOKEN=t",
+             "spiked: $SPIKE_FEED_TOKEN: --feed-token: bad value: the same as --admin-token");
+  {
+    char one[300];
+    tmp_conf_line(one, sizeof(one), "listen = foo\n");
+    snprintf(arg, sizeof(arg), "spiked: %s:1: --listen: bad value \"foo\": ", one);
+    flag_error((const char *const[]){"--config", one, "--check-config", NULL}, NULL, arg);
+    tmp_conf_line(one, sizeof(one), "auth = jwt\n");
+    snprintf(arg, sizeof(arg), "spiked: --jwt-secret: missing: %s:1: --auth jwt needs it", one);
+    flag_error((const char *const[]){"--config", one, "--check-config", NULL}, NULL, arg);
+  }
+  /* a flag over the environment: the flag is what is wrong, and said so */
+  flag_error((const char *const[]){"--listen", "bar", "--check-config", NULL}, "SPIKE_LISTEN=127.0.0.1:1",
+             "spiked: --listen: bad value \"bar\": ");
   /* "-" is stderr for --log-file, as it is stdout for --access-log (a file
    * named "-" was written); --check-config leaves nothing behind */
   CHECK_EQ(run_spiked((const char *const[]){"--log-file", "-", "--access-log", "-",
