@@ -648,7 +648,7 @@ static int on_headers_complete(llhttp_t *p) {
   if (c->nhost > 1) return stop(c, SPIKE_EINVAL, "Host given twice");
   if (c->nhost == 0 && p->http_minor == 1) return stop(c, SPIKE_EINVAL, "Host missing (HTTP/1.1)");
   if (c->saw_te && !(p->flags & F_CHUNKED))
-    return stop(c, SPIKE_EINVAL, "Transfer-Encoding without chunked");
+    return stop(c, SPIKE_EINVAL, "Transfer-Encoding that does not end in chunked (spaces around it at most)");
   if (c->saw_te && (p->http_major != 1 || p->http_minor != 1))
     return stop(c, SPIKE_EINVAL, "Transfer-Encoding before HTTP/1.1");
   /* Upgrade is only offered (RFC 9110 §7.8): the connection stays
@@ -797,6 +797,22 @@ static int method_only_unknown(const char *data, size_t len, const char *pos) {
          p[8] >= '0' && p[8] <= '9';
 }
 
+/* What llhttp refused, in the words of a 400: the framing headers first,
+ * which it reads strictly (a tab around their value, which RFC 9110 allows
+ * elsewhere, is refused there: a request another parser could frame
+ * otherwise is not served). */
+static const char *parse_error_words(llhttp_errno_t err) {
+  switch (err) {
+  case HPE_INVALID_CONTENT_LENGTH: return "malformed Content-Length (digits, spaces around them at most)";
+  case HPE_UNEXPECTED_CONTENT_LENGTH: return "Content-Length given twice, or with Transfer-Encoding";
+  case HPE_INVALID_TRANSFER_ENCODING: return "malformed Transfer-Encoding";
+  case HPE_INVALID_CHUNK_SIZE: return "malformed chunk size";
+  case HPE_INVALID_HEADER_TOKEN: return "malformed header";
+  case HPE_INVALID_URL: return "malformed request target";
+  default: return "malformed request";
+  }
+}
+
 static void feed(conn *c, const char *data, size_t len) {
   loop_ctx *lc = c->lc;
   const char *end = data + len;
@@ -869,7 +885,7 @@ static void feed(conn *c, const char *data, size_t len) {
     else if (err == HPE_INVALID_METHOD)
       refuse(c, SPIKE_EINVAL, "malformed request line");
     else
-      refuse(c, SPIKE_EINVAL, "malformed request");
+      refuse(c, SPIKE_EINVAL, parse_error_words(err));
     return;
   }
 }

@@ -408,7 +408,19 @@ static void malformed_requests(void) {
       {"GET /healthz/live HTTP/1.1\r\n\r\n", 400, 40001, "Host missing"},
       {"GET /healthz/live HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, 40001, "Host given twice"},
       {"POST /api/v1/events/1/orders HTTP/1.1\r\nHost: t\r\nContent-Length: 99999\r\n\r\n", 413, 40005, NULL},
-      {"POST /api/v1/events/1/orders HTTP/1.1\r\nHost: t\r\nContent-Length: x\r\n\r\n", 400, 40001, NULL},
+      {"POST /api/v1/events/1/orders HTTP/1.1\r\nHost: t\r\nContent-Length: x\r\n\r\n", 400, 40001,
+       "malformed Content-Length"},
+      /* the framing headers are read strictly: a tab around their value is
+       * refused, and said for what it is (it was "malformed request", and
+       * "without chunked" for a chunked one) */
+      {"POST /api/v1/events/1/orders HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+       "Content-Length: 2\t\r\n\r\n{}",
+       400, 40001, "malformed Content-Length"},
+      {"POST /api/v1/events/1/orders HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+       "Transfer-Encoding: chunked\t\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+       400, 40001, "does not end in chunked (spaces around it at most)"},
+      {"POST /api/v1/events/1/orders HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+       400, 40001, "Content-Length given twice"},
       /* given twice: a proxy that read the other one vetted another request */
       {"GET /api/v1/events HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n", 400,
        40001, "Authorization given twice"},
