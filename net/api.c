@@ -864,7 +864,7 @@ static void feed(loop_ctx *lc, req *r) {
           : query_read(r, "wait_ms", 0, 0, API_FEED_WAIT_MAX_MS, &wait_ms)    ? "wait_ms"
           : r->m.query != NULL && router_query(r->m.query, r->m.query_len, "epoch", &ev, &evn) &&
                   parse_hex64(ev, evn, &epoch) != 0
-              ? "epoch (16 hex digits, as nextEpoch)"
+              ? "epoch (16 lower-case hex digits, not all 0, as nextEpoch)"
               : NULL;
   if (bad != NULL) { /* refused, saying where the feed stands too */
     uint32_t none = 0;
@@ -1158,7 +1158,11 @@ static void access_line(loop_ctx *lc, const req *r, uint64_t ns) {
     strftime(lc->log_ts, sizeof(lc->log_ts), "%Y-%m-%dT%H:%M:%S", &tm);
     lc->log_sec = (int64_t)ts.tv_sec;
   }
-  uint32_t tl = r->target_len < 512 ? r->target_len : 512;
+  /* at most 512 bytes of the target, never cut inside a UTF-8 character
+   * (its bytes would be logged as U+FFFD, which says "not UTF-8") */
+  uint32_t tl = r->target_len;
+  if (tl > 512)
+    for (tl = 512; tl > 509 && ((unsigned char)r->in.p[tl] & 0xc0) == 0x80;) tl--;
   log_escape(path, sizeof(path), r->in.p, tl);
   const char *method =
       r->handler == H_BAD_REQUEST || r->handler == H_CONN_LIMIT ? "-" : llhttp_method_name(r->llmethod);

@@ -210,13 +210,6 @@ static int parse_u64(const char *v, uint64_t *out, int sizes) {
   return 0;
 }
 
-static int is_bool_word(const char *w) {
-  static const char *const words[] = {"on", "off", "true", "false", "yes", "no", "1", "0"};
-  for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-    if (strcmp(w, words[i]) == 0) return 1;
-  return 0;
-}
-
 /* Where a value that server_check looks at later came from, kept for its
  * error ("FILE:N: ", "$SPIKE_LISTEN: ", "" for a flag); NULL for the rest. */
 static const char **from_slot(const void *dst) {
@@ -496,8 +489,11 @@ static int from_args(int argc, char **argv) {
       return -1;
     }
     const char *v = eq ? eq + 1 : NULL;
-    /* a switch may take its value as the next word: --demo off */
-    if (v == NULL && f->k == K_BOOL && i + 1 < argc && is_bool_word(argv[i + 1])) v = argv[++i];
+    /* a switch may take its value as the next word: --demo off. spiked
+     * takes no other words, so any is that value (--demo maybe: a bad
+     * value, said as one) */
+    if (v == NULL && f->k == K_BOOL && i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
+      v = argv[++i];
     if (v == NULL && f->k != K_BOOL) {
       if (i + 1 >= argc) {
         fprintf(stderr, "spiked: --%s needs a value\n", f->name);

@@ -617,6 +617,8 @@ int server_run(const server_config *cfg) {
              cfg->auth == AUTH_JWT ? "jwt" : "none");
     log_line(LOG_INFO, "server", NULL, fields, "spiked %s listening", spike_version());
     int sig = 0;
+    /* "-" is stdout: nothing to reopen */
+    int access_file = srv.access != NULL && strcmp(cfg->access_log, "-") != 0;
     while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP) {
       int kept = 0; /* files that could not be reopened */
       if (log_to_file(cfg) && (rc = open_log_file(cfg->log_file)) != 0) {
@@ -624,14 +626,14 @@ int server_run(const server_config *cfg) {
                  cfg->log_file, strerror(-rc));
         kept++;
       }
-      if (srv.access != NULL && (rc = accesslog_reopen(srv.access)) != 0) {
+      if (access_file && (rc = accesslog_reopen(srv.access)) != 0) {
         log_line(LOG_ERROR, "server", NULL, NULL, "SIGHUP: --access-log %s: %s (keeping the old file)",
                  cfg->access_log, strerror(-rc));
         kept++;
       }
-      if (!log_to_file(cfg) && srv.access == NULL)
+      if (!log_to_file(cfg) && !access_file)
         log_line(LOG_INFO, "server", NULL, NULL,
-                 "SIGHUP: no log files to reopen (no --log-file or --access-log)");
+                 "SIGHUP: no log files to reopen (neither --log-file nor --access-log names a file)");
       else if (kept == 0)
         log_line(LOG_INFO, "server", NULL, NULL, "SIGHUP: log files reopened");
       else

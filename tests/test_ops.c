@@ -624,6 +624,23 @@ static void access_log_and_sighup(void) {
   CHECK_EQ(hc_do(p, "GET", "/api/v1/nope", "X-Request-Id: missing-2\r\n", NULL, &R), 404);
   CHECK(wait_for_text(alog, "\"traceId\":\"missing-2\"", 3000));
   CHECK(find_file_text(alog, "\"status\":404,\"code\":40004") != NULL);
+  /* a long path is cut at 512 bytes, not inside a character: "/xx" and
+   * then two-byte characters, which the 512th byte would split (it was
+   * logged as U+FFFD, which says the client sent bytes that are not UTF-8) */
+  {
+    static char path[2100];
+    int k = snprintf(path, sizeof(path), "/xx");
+    for (int i = 0; i < 1000; i++) k += snprintf(path + k, sizeof(path) - (size_t)k, "\xc3\xa9");
+    CHECK_EQ(hc_do(p, "GET", path, "X-Request-Id: long-utf8-path\r\n", NULL, &R), 404);
+    CHECK(wait_for_text(alog, "long-utf8-path", 3000));
+    const char *l = find_file_text(alog, "\"traceId\":\"long-utf8-path\"");
+    CHECK(l != NULL);
+    const char *end = strchr(l, '\n');
+    CHECK(end != NULL);
+    CHECK(memmem(l, (size_t)(end - l), "\xef\xbf\xbd", 3) == NULL);
+    CHECK(memmem(l, (size_t)(end - l), "\\ufffd", 6) == NULL);
+    CHECK(memmem(l, (size_t)(end - l), "\"path\":\"/xx\xc3\xa9", 10) != NULL);
+  }
   CHECK(find_file_text(elog, "spiked " SPIKE_VERSION_STRING " listening") != NULL);
 
   /* logrotate: move the files, SIGHUP; spiked goes on, writing new ones */
@@ -888,6 +905,10 @@ static void config_and_flag_errors(void) {
   CHECK_EQ(run_spiked((const char *const[]){"--map-size", "1GiB", "--check-config", NULL}, NULL,
                       out, sizeof(out)),
            0);
+  /* a switch's word that is not on or off is its bad value, said as one
+   * (it was "unexpected argument") */
+  flag_error((const char *const[]){"--demo", "maybe", NULL}, NULL,
+             "spiked: --demo: bad value \"maybe\": on or off");
   flag_error((const char *const[]){"--map-size", "1GBB", NULL}, NULL,
              "spiked: --map-size: bad value \"1GBB\"");
   flag_error((const char *const[]){"--threads", "+2", NULL}, NULL,
@@ -957,10 +978,16 @@ static void config_and_flag_errors(void) {
   /* a start with --log-file - logs on stderr, and writes no file "-" */
   struct stat st;
   int had_dash = stat("-", &st) == 0;
-  static const char *const dash[] = {"--log-file", "-", NULL};
+  static const char *const dash[] = {"--log-file", "-", "--access-log", "-", NULL};
   spiked d;
   spiked_start(&d, NULL, dash);
   CHECK(strstr(spiked_log(&d), "listening") != NULL);
+  /* stderr and stdout are no files to reopen, and SIGHUP says so (it said
+   * "log files reopened") */
+  kill(d.pid, SIGHUP);
+  int64_t until = test_now_ms() + 3000;
+  while (strstr(spiked_log(&d), "SIGHUP:") == NULL && test_now_ms() < until) usleep(20 * 1000);
+  CHECK(strstr(spiked_log(&d), "SIGHUP: no log files to reopen") != NULL);
   CHECK_EQ(spiked_stop(&d, SIGTERM), 0);
   if (!had_dash) CHECK(stat("-", &st) != 0);
   test_rmrf(d.dir);
