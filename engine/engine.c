@@ -1410,7 +1410,10 @@ int spike_feed_wait_end(spike_producer *p, spike_op *op) {
    * and type_, set before it was submitted, is stable. */
   if (!pend_has(p, op) || OP(op)->type_ != MSG_FEED_WAIT) return SPIKE_OK;
   msg *m = ring_acquire(&p->submit);
-  if (m == NULL) return SPIKE_EBUSY;
+  if (m == NULL) {
+    note_error(p, SPIKE_EBUSY, MSG_FEED_END, "commit queue full");
+    return SPIKE_EBUSY;
+  }
   m->type = MSG_FEED_END;
   m->op = op;
   m->user_id = (uint64_t)(uintptr_t)p; /* whose: an address is reused by other producers */
@@ -1677,5 +1680,8 @@ void spike_stats_get_size(spike_engine *e, spike_stats *user_out, size_t size) {
   out->users_capacity = lim_capacity(&e->users);
   out->store_id = store_id(e->st);
   store_map_usage(e->st, &out->map_size_bytes, &out->map_used_bytes);
+  /* relaxed: a reporting gauge */
+  out->feed_waiters = atomic_load_explicit(&e->feed_waiters, memory_order_relaxed);
+  out->feed_waiters_capacity = e->cfg.max_feed_waiters;
   if (size >= sizeof(uint32_t)) memcpy(user_out, out, out->size);
 }

@@ -175,6 +175,7 @@ struct spike_engine {
   _Atomic int map_full;                /* last commit ran out of room: ENGINE_FULL_* */
   const char *_Atomic failed_why;
   _Atomic uint64_t feed_seq;           /* newest committed feed seq */
+  _Atomic uint32_t feed_waiters;       /* parked feed waits, as of the writer's last cycle */
   engine_stats stats;
   _Atomic int backing_up;              /* spike_backup is running */
   pthread_t writer_thread;

@@ -78,9 +78,12 @@ typedef struct shadow {
 } shadow;
 
 /* A feed wait a host ended (spike_feed_wait_end): the op and its producer,
- * compared with the parked ones, never read. */
+ * compared with the parked ones, never read, and where the end came in the
+ * rings' order (no): it ends only a wait parked before it, never a new wait
+ * the host made with the same op once the old one was answered. */
 typedef struct feed_end {
   uintptr_t op, producer;
+  uint64_t no;
 } feed_end;
 
 typedef struct oplist {
@@ -137,6 +140,7 @@ struct writer {
   oplist waiters;    /* parked feed waits */
   feed_end *ends;    /* waits to end at this cycle's settle (MSG_FEED_END); cap */
   uint32_t nends;
+  uint64_t feed_no;  /* feed waits and ends taken, in ring order (feed_end.no) */
   store_txn *txn;    /* the batch's write transaction, when open */
   int writes;
   int deferred_meta; /* the last commit left its meta page to the next */
@@ -628,6 +632,7 @@ static void apply_feed_wait(writer *w, spike_op *op) {
     op->detail = "too many parked feed requests";
     finish(w, op, SPIKE_EBUSY, 1);
   } else {
+    OP(op)->c_ = ++w->feed_no; /* unused by a feed wait otherwise: when it was parked */
     list_push(&w->waiters, op);
   }
 }
@@ -638,13 +643,33 @@ static void apply_feed_wait(writer *w, spike_op *op) {
  * which takes whole rings, can find it full, and that wait then ends at
  * its deadline. */
 static void note_feed_end(writer *w, const msg *m) {
-  if (w->nends < w->cap) w->ends[w->nends++] = (feed_end){(uintptr_t)m->op, (uintptr_t)m->user_id};
+  uint64_t no = ++w->feed_no;
+  if (w->nends < w->cap) w->ends[w->nends++] = (feed_end){(uintptr_t)m->op, (uintptr_t)m->user_id, no};
 }
 
+/* By op and producer, then by no, so a pair's last end is the last of its run. */
 static int end_cmp(const void *a, const void *b) {
   const feed_end *x = a, *y = b;
   if (x->op != y->op) return x->op < y->op ? -1 : 1;
+  if (x->producer != y->producer) return x->producer < y->producer ? -1 : 1;
+  return x->no < y->no ? -1 : x->no > y->no;
+}
+
+static int pair_cmp(const void *a, const void *b) {
+  const feed_end *x = a, *y = b;
+  if (x->op != y->op) return x->op < y->op ? -1 : 1;
   return x->producer < y->producer ? -1 : x->producer > y->producer;
+}
+
+/* Whether a parked wait was ended after it was parked. */
+static int feed_ended(const writer *w, spike_op *op) {
+  if (w->nends == 0) return 0;
+  feed_end key = {(uintptr_t)op, (uintptr_t)OP(op)->producer_, 0};
+  const feed_end *e = bsearch(&key, w->ends, w->nends, sizeof(*w->ends), pair_cmp);
+  if (e == NULL) return 0;
+  const feed_end *last = w->ends + w->nends;
+  while (e + 1 < last && pair_cmp(e + 1, &key) == 0) e++;
+  return e->no > OP(op)->c_;
 }
 
 static int apply(writer *w, const msg *m) {
@@ -1091,9 +1116,8 @@ static void settle_waiters(writer *w, uint32_t *work) {
   oplist l = list_take(&w->waiters);
   for (spike_op *op = l.head, *next; op != NULL; op = next) {
     next = OP(op)->next_;
-    feed_end key = {(uintptr_t)op, (uintptr_t)OP(op)->producer_};
     if (w->seq_durable > OP(op)->a_ || OP(op)->deadline_ <= w->mono || feed_released(w) ||
-        (w->nends > 0 && bsearch(&key, w->ends, w->nends, sizeof(*w->ends), end_cmp) != NULL)) {
+        feed_ended(w, op)) {
       op->seq = w->seq_durable;
       finish(w, op, SPIKE_OK, 1);
       (*work)++;
@@ -1108,6 +1132,8 @@ static void settle_waiters(writer *w, uint32_t *work) {
  * wake the producers that got one. Returns the cycle's work. */
 static uint32_t answer(writer *w, uint32_t work) {
   settle_waiters(w, &work);
+  /* relaxed: a reporting gauge (spike_stats) */
+  atomic_store_explicit(&w->e->feed_waiters, w->waiters.n, memory_order_relaxed);
   deliver(w, &w->done);
   deliver(w, &w->final);
   signal_producers(w);

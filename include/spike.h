@@ -825,6 +825,8 @@ typedef struct spike_stats {
   uint64_t map_size_bytes;   /* the LMDB map */
   uint64_t map_used_bytes;   /* its high-water mark (pages freed inside are
                                 reused, so this never falls) */
+  uint32_t feed_waiters;     /* spike_feed_wait ops parked now (0.3.0) */
+  uint32_t feed_waiters_capacity; /* max_feed_waiters */
 } spike_stats;
 
 /* Any thread. A snapshot; counters are monotonic. The inline wrapper passes

@@ -46,10 +46,12 @@
  * connections still count against the connection limit.
  */
 #include <assert.h>
+#include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <strings.h>
 
 #include <xxhash.h>
@@ -239,9 +241,29 @@ static void on_closed(uv_handle_t *h) {
  * connection, until its wait_ms ran out, so it ends now (answered as if
  * the wait were over, to a client that may still read). Other parked
  * requests finish as they would: their ops are the engine's until then. */
+static int feed_waiting(const req *r) {
+  return r->parked && !r->done && r->handler == H_FEED && !r->ended;
+}
+
 static void end_feed_waits(conn *c) {
   for (req *r = c->head; r != NULL; r = r->next)
-    if (r->parked && !r->done) spike_feed_wait_end(c->lc->producer, &r->op);
+    if (feed_waiting(r) && spike_feed_wait_end(c->lc->producer, &r->op) == SPIKE_OK) r->ended = 1;
+}
+
+/* A connection that is not read (its request said Connection: close, or
+ * its pipeline is full) hears no hang-up, and a parked long-poll would hold
+ * it for wait_ms. So the sweep asks its socket, taking nothing from it:
+ * end-of-file or an error ends its long-polls (input waiting hides an
+ * end-of-file behind it; then the wait runs its course). */
+static void check_gone(conn *c) {
+  int waiting = 0;
+  for (req *r = c->head; r != NULL && !waiting; r = r->next) waiting = feed_waiting(r);
+  uv_os_fd_t fd;
+  char b;
+  if (!waiting || uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0) return;
+  ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+    end_feed_waits(c);
 }
 
 /* Let go of every request and buffered input. Requests whose bytes a
@@ -1222,6 +1244,7 @@ void conn_sweep(uv_timer_t *t) {
   for (conn *c = lc->conns, *next; c != NULL; c = next) {
     next = c->next;
     if (c->closing || c->inq[CONNQ_CLOSE]) continue;
+    if (!c->reading && !c->lingering) check_gone(c);
     /* two clocks: the connection's (idle, a write, lingering) and, while
      * a request is being received, that request's (req_deadline_ms is
      * left stale wherever cur is dropped, so it counts only with cur) */

@@ -86,6 +86,7 @@ struct req {
   uint8_t llmethod; /* llhttp's method, for the access log */
   uint8_t busy;     /* metric_busy, for a 503 */
   uint8_t expect;   /* Expect: 100-continue */
+  uint8_t ended;    /* a parked long-poll whose client left: spike_feed_wait_end sent */
   int http;         /* response status */
   int status;       /* spike status the request ended with */
   uint64_t t0_ns;

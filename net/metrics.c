@@ -288,6 +288,10 @@ static void engine_metrics(jbuf *b, spike_engine *e, uint32_t nevents, uint32_t 
   line(b, "spike_reservations_live %u\n", st.reservations_live);
   family(b, "spike_reservations_capacity", "gauge", "The bound on live reservations.");
   line(b, "spike_reservations_capacity %u\n", st.reservations_capacity);
+  family(b, "spike_feed_waiters", "gauge", "Feed long-polls parked now, waiting for a commit or wait_ms.");
+  line(b, "spike_feed_waiters %u\n", st.feed_waiters);
+  family(b, "spike_feed_waiters_capacity", "gauge", "The bound on parked feed long-polls; past it they are 503.");
+  line(b, "spike_feed_waiters_capacity %u\n", st.feed_waiters_capacity);
   family(b, "spike_memory_acks_lost_total", "counter",
          "Reserves answered before their commit (--ack memory) whose batch failed.");
   line(b, "spike_memory_acks_lost_total %llu\n", (unsigned long long)st.acks_lost_total);

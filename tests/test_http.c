@@ -225,7 +225,7 @@ static void every_route_and_code(void) {
   static const char *const names[] = {
       "spike_http_request_duration_seconds_bucket{route=\"reserve\",code=\"201\"",
       "spike_commit_duration_seconds_count", "spike_commit_batch_size_bucket",
-      "spike_commit_queue_depth", "spike_connections ", "spike_event_available{event=\"7\"}",
+      "spike_commit_queue_depth", "spike_connections ", "spike_feed_waiters ", "spike_feed_waiters_capacity ", "spike_event_available{event=\"7\"}",
       "spike_event_sold{event=\"7\"} 1", "spike_api_errors_total{api_code=\"30001\"} 3",
       "# TYPE spike_commits_total counter"};
   for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -1753,24 +1753,41 @@ static void feed_long_poll(void) {
  * half-closed still gets its answer, an empty page. */
 static void feed_long_poll_client_gone(void) {
   spiked s;
-  const char *args[] = {"--max-conns", "12", NULL};
+  const char *args[] = {"--max-conns", "16", NULL};
   spiked_start(&s, NULL, args);
   CHECK_EQ(create_event(s.port, 1, 10, 1, NULL), 201); /* seq 1 */
-  enum { GONE = 8, HALF = 2 };
-  int fds[GONE + HALF];
-  char req[256];
+  /* GONE close their keep-alive connections; then one that said
+   * Connection: close, one HTTP/1.0 (neither is read after its request,
+   * so neither hears the close: the sweep asks the socket), one reset
+   * (the close path, not end-of-file); HALF shut down their sending side */
+  enum { GONE = 8, CLOSE_HDR = GONE, H10, RST, HALF0, HALF = 2, ALL = HALF0 + HALF };
+  int fds[ALL];
+  char req[256], req_close[256];
   size_t n = hc_format(req, sizeof(req), "GET", "/api/v1/feed?after=1&wait_ms=30000", NULL, NULL);
-  for (int i = 0; i < GONE + HALF; i++) {
+  size_t n_close = hc_format(req_close, sizeof(req_close), "GET", "/api/v1/feed?after=1&wait_ms=30000",
+                             "Connection: close\r\n", NULL);
+  static const char req10[] = "GET /api/v1/feed?after=1&wait_ms=30000 HTTP/1.0\r\n\r\n";
+  for (int i = 0; i < ALL; i++) {
     fds[i] = hc_connect(s.port);
-    hc_send(fds[i], req, n);
+    if (i == CLOSE_HDR) hc_send(fds[i], req_close, n_close);
+    else if (i == H10) hc_send(fds[i], req10, sizeof(req10) - 1);
+    else hc_send(fds[i], req, n);
   }
   usleep(300 * 1000); /* all parked */
-  CHECK_EQ(metric(s.port, "spike_connections"), GONE + HALF + 1);
+  CHECK_EQ(metric(s.port, "spike_connections"), ALL + 1);
+  CHECK_EQ(metric(s.port, "spike_feed_waiters"), ALL);
+  CHECK_EQ(metric(s.port, "spike_feed_waiters_capacity"), 1024);
   int64_t t0 = test_now_ms();
-  for (int i = 0; i < GONE; i++) close(fds[i]);
-  for (int i = GONE; i < GONE + HALF; i++) CHECK_EQ(shutdown(fds[i], SHUT_WR), 0);
+  for (int i = 0; i < HALF0; i++) {
+    if (i == RST) {
+      struct linger lg = {1, 0};
+      CHECK_EQ(setsockopt(fds[i], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+    }
+    close(fds[i]);
+  }
+  for (int i = HALF0; i < ALL; i++) CHECK_EQ(shutdown(fds[i], SHUT_WR), 0);
   static hc_resp W;
-  for (int i = GONE; i < GONE + HALF; i++) {
+  for (int i = HALF0; i < ALL; i++) {
     CHECK_EQ(hc_read(fds[i], &W, 5000), 0);
     CHECK_EQ(W.status, 200);
     CHECK_EQ(hc_json_len(&W, "data.changes"), 0);
@@ -1778,16 +1795,18 @@ static void feed_long_poll_client_gone(void) {
     close(fds[i]);
   }
   CHECK(test_now_ms() - t0 < 5000);
-  /* every one of them let go: only the metrics request is left */
+  /* every one of them let go: only the metrics request is left, and no
+   * long-poll holds a parked place (the reset one went by the close path) */
   CHECK(metric_wait(s.port, "spike_connections", 1, 5000) >= 0);
+  CHECK(metric_wait(s.port, "spike_feed_waiters", 0, 5000) >= 0);
   CHECK(test_now_ms() - t0 < 10000);
-  /* the places are free again: as many long-polls as --max-conns allows park */
-  for (int i = 0; i < GONE + HALF; i++) {
+  /* the places are free again: as many long-polls park again */
+  for (int i = 0; i < ALL; i++) {
     fds[i] = hc_connect(s.port);
     hc_send(fds[i], req, n);
   }
   CHECK_EQ(reserve(s.port, 1, 5, NULL), 201); /* seq 2 wakes them all */
-  for (int i = 0; i < GONE + HALF; i++) {
+  for (int i = 0; i < ALL; i++) {
     CHECK_EQ(hc_read(fds[i], &W, 5000), 0);
     CHECK_EQ(W.status, 200);
     CHECK_EQ(hc_json_len(&W, "data.changes"), 1);
