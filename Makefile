@@ -245,7 +245,12 @@ build/$(1)/spikebench: $(patsubst %.c,build/$(1)/%.o,$(BENCH_SRC)) build/$(1)/li
 	$$(call say,LD,$$@)
 	$(Q)$$(CC) $$(LD_$(1)) $$(LDFLAGS) -o $$@ $$^ $$(PKG_LIBS)
 
-build/$(1)/tests/test_hist: build/$(1)/bench/hist.o build/$(1)/bench/plot.o
+# plot.o uses common/ (log_utf8_seq), so libspike.a comes after it
+build/$(1)/tests/test_hist: build/$(1)/tests/test_hist.o build/$(1)/tests/test.o \
+    build/$(1)/tests/http_client.o build/$(1)/bench/hist.o build/$(1)/bench/plot.o \
+    build/$(1)/libspiked.a build/$(1)/libspike.a
+	$$(call say,LD,$$@)
+	$(Q)$$(CC) $$(LD_$(1)) $$(LDFLAGS) -o $$@ $$^ $$(PKG_LIBS)
 $(addprefix build/$(1)/tests/,$(BENCH_TESTS)): build/$(1)/tests/%: build/$(1)/tests/%.o build/$(1)/tests/test.o \
     build/$(1)/tests/http_client.o $(patsubst %.c,build/$(1)/%.o,$(filter-out bench/spikebench.c,$(BENCH_SRC))) \
     build/$(1)/libspiked.a build/$(1)/libspike.a

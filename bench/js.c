@@ -11,6 +11,8 @@
 
 #include <string.h>
 
+#include "log.h"
+
 int js_parse(js_doc *d, const char *s, size_t n, jsmntok_t *toks, int cap) {
   d->s = s;
   d->n = n;
@@ -83,14 +85,26 @@ int js_str(const js_doc *d, int i, char *out, size_t cap) {
 
 void js_write_str(FILE *f, const char *s) {
   fputc('"', f);
-  for (; *s; s++) {
-    unsigned char ch = (unsigned char)*s;
-    if (ch == '"' || ch == '\\')
+  size_t n = strlen(s);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if (ch == '"' || ch == '\\') {
       fprintf(f, "\\%c", ch);
-    else if (ch < 0x20)
+    } else if (ch < 0x20 || ch == 0x7f) {
       fprintf(f, "\\u%04x", ch);
-    else
+    } else if (ch < 0x80) {
       fputc(ch, f);
+    } else {
+      /* JSON is UTF-8: a byte of no whole sequence (a --label in Latin-1)
+       * is written as U+FFFD, so the file always parses */
+      size_t k = log_utf8_seq((const unsigned char *)s + i, n - i);
+      if (k == 0) {
+        fputs("\\ufffd", f);
+      } else {
+        fwrite(s + i, 1, k, f);
+        i += k - 1;
+      }
+    }
   }
   fputc('"', f);
 }

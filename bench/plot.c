@@ -13,6 +13,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "log.h"
+
 #define W 900.0
 #define H 520.0
 #define LEFT 80.0
@@ -28,15 +30,28 @@ static const char *const palette[PLOT_SERIES_MAX] = {
 };
 
 static void esc(FILE *f, const char *s) {
-  for (; s != NULL && *s != '\0'; s++) {
-    switch (*s) {
+  size_t n = s != NULL ? strlen(s) : 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    switch (ch) {
     case '<': fputs("&lt;", f); break;
     case '>': fputs("&gt;", f); break;
     case '&': fputs("&amp;", f); break;
     case '"': fputs("&quot;", f); break;
     default:
-      /* control characters are not allowed in XML 1.0 text */
-      if ((unsigned char)*s >= 0x20) fputc(*s, f);
+      if (ch < 0x80) {
+        /* control characters are not allowed in XML 1.0 text */
+        if (ch >= 0x20) fputc(ch, f);
+      } else {
+        /* nor bytes of no UTF-8 sequence: U+FFFD for them */
+        size_t k = log_utf8_seq((const unsigned char *)s + i, n - i);
+        if (k == 0) {
+          fputs("&#xFFFD;", f);
+        } else {
+          fwrite(s + i, 1, k, f);
+          i += k - 1;
+        }
+      }
     }
   }
 }

@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #include "report.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -83,8 +84,12 @@ static int parse_term(rp_term *t, const char *s, size_t n, char *err, size_t err
   num[vl] = '\0';
   char *unit;
   errno = 0;
-  double x = strtod(num, &unit);
-  if (unit == num || errno != 0 || !isfinite(x) || x < 0) {
+  /* decimal, as every number spikebench takes: strtod also reads hex
+   * ("0x10ms" was 16 ms), "inf" and "nan" */
+  int decimal = isdigit((unsigned char)num[0]) || (num[0] == '.' && isdigit((unsigned char)num[1]));
+  double x = decimal ? strtod(num, &unit) : 0;
+  if (decimal && strcspn(num, "xX") < (size_t)(unit - num)) decimal = 0;
+  if (!decimal || unit == num || errno != 0 || !isfinite(x) || x < 0) {
     sb_say(err, errcap, "--slo: \"%s\": \"%s\" is not a number", t->text, num);
     return -1;
   }
@@ -246,7 +251,21 @@ static double answer_span(const ld_result *res) {
   return res->answered_s > res->window_s ? res->answered_s : res->window_s;
 }
 
-static void eval_term(const rp_run *run, const rp_term *t, rp_term_result *r, uint64_t errors) {
+/* errors and requests: as the verdict counts them (answers, lost requests
+ * and sends never made), the share an errors term bounds. */
+/* The rate the open-loop schedule kept over the window: its sends, made or
+ * not, over the window. That is --rate, except where --rate times the
+ * window is not whole: the schedule sends at 0, 1/rate, 2/rate ..., so
+ * --rate 1 for 0.1 s sends one, 10 a second over that window, and a share
+ * of --rate said 1000 %. A share of the target is of this. */
+static double schedule_rate(const rp_run *run) {
+  const ld_stats *s = &run->res->total;
+  double sched = (double)(s->sent + unsent_all(s)), w = run->res->window_s;
+  return w > 0 && sched > 0 ? sched / w : run->cfg->rate;
+}
+
+static void eval_term(const rp_run *run, const rp_term *t, rp_term_result *r, uint64_t errors,
+                      uint64_t requests) {
   const ld_stats *s = &run->res->total;
   double window = answer_span(run->res);
   r->measurable = 1;
@@ -261,7 +280,7 @@ static void eval_term(const rp_run *run, const rp_term *t, rp_term_result *r, ui
   case M_MEAN: r->observed = hist_mean(h); break;
   case M_ERRORS:
     r->observed = (double)errors;
-    denom = (double)(n_ans + lost(s));
+    denom = (double)requests;
     break;
   case M_OUTCOME:
     r->observed = (double)s->out_n[t->outcome];
@@ -273,7 +292,7 @@ static void eval_term(const rp_run *run, const rp_term *t, rp_term_result *r, ui
       if (run->cfg->mode != LD_OPEN) {
         r->measurable = 0;
       } else {
-        r->observed /= run->cfg->rate;
+        r->observed /= schedule_rate(run);
       }
     }
     break;
@@ -395,18 +414,15 @@ void rp_judge(const rp_run *run, rp_verdict *v) {
       failed = 1;
     }
   }
-  double tolerance = 0; /* errors allowed: a count, or a share */
-  int tol_share = 0, tol_op = OP_LE;
-  for (int i = 0; run->slo && i < run->slo->n; i++)
-    if (run->slo->t[i].metric == M_ERRORS) {
-      tolerance = run->slo->t[i].value;
-      tol_share = run->slo->t[i].share;
-      tol_op = run->slo->t[i].op;
-    }
+  /* every term, errors ones included: each errors term must hold (a count
+   * and a share may both be given; the last one alone decided before) */
+  int errors_terms_hold = 1;
+  for (int i = 0; run->slo && i < run->slo->n; i++) {
+    eval_term(run, &run->slo->t[i], &v->terms[i], v->errors, v->requests);
+    if (run->slo->t[i].metric == M_ERRORS && !v->terms[i].ok) errors_terms_hold = 0;
+  }
   if (v->errors > 0) {
-    double x =
-        tol_share ? (double)v->errors / (double)(v->requests ? v->requests : 1) : (double)v->errors;
-    v->errors_ok = run->slo != NULL && run->slo->errors_given && holds(tol_op, x, tolerance);
+    v->errors_ok = run->slo != NULL && run->slo->errors_given && errors_terms_hold;
     if (!v->errors_ok) {
       char why[RP_REASON_BYTES] = "";
       if (!described) describe_unexpected(run, why, sizeof(why));
@@ -450,7 +466,6 @@ void rp_judge(const rp_run *run, rp_verdict *v) {
   int slo_failed = 0;
   for (int i = 0; run->slo && i < run->slo->n; i++) {
     const rp_term *t = &run->slo->t[i];
-    eval_term(run, t, &v->terms[i], v->errors);
     if (t->metric == M_ERRORS || v->terms[i].ok) continue;
     slo_failed = 1;
     char obs[64];
@@ -465,7 +480,21 @@ void rp_judge(const rp_run *run, rp_verdict *v) {
       snprintf(obs, sizeof(obs), "%.6g", v->terms[i].observed);
     reason(v, "--slo %s did not hold: %s", t->text, obs);
   }
-  v->exit_code = failed ? 1 : slo_failed ? 3 : 0;
+  /* A signal ended the run: what it measured is reported, never as a
+   * pass. Sends due before the signal that no connection was free to make
+   * (each waited for an answer: the server was behind) are left out of the
+   * corrected latency, which then understates it: said, with their number. */
+  if (res->stop_ns != 0) {
+    if (s->unsent[CAUSE_SERVER] > 0)
+      reason(v,
+             "interrupted: the window ends at the signal; %" PRIu64 " sends due before it were "
+             "never made, every connection still waiting for an answer (the server was behind): "
+             "their wait is not in the corrected latency, which understates this run",
+             s->unsent[CAUSE_SERVER]);
+    else
+      reason(v, "interrupted: the window ends at the signal; what was measured up to it is above");
+  }
+  v->exit_code = failed ? 1 : res->stop_ns != 0 ? 4 : slo_failed ? 3 : 0;
 }
 
 /* ---- explanations ------------------------------------------------------------------- */
@@ -489,7 +518,8 @@ void rp_explain(const rp_run *run, char *out, size_t cap) {
     sb_add(out, cap,
            "None of the %.0f sends the schedule called for were made: the server was down or "
            "refused connections (%" PRIu64 " connects failed, %" PRIu64 " refused).",
-           run->cfg->rate * run->cfg->duration_s, s->e_connect, res->connect_refused);
+           /* one at 0, 1/rate, ... before the window's end */
+           ceil(run->cfg->rate * run->cfg->duration_s - 1e-9), s->e_connect, res->connect_refused);
     return;
   }
   if (late == 0 && unsent == 0) {
@@ -661,11 +691,20 @@ void rp_print(FILE *f, const rp_run *run, const rp_verdict *v) {
     print_flash(f, run);
   } else {
     double aw = answer_span(res) > 0 ? answer_span(res) : 1;
-    if (cfg->mode == LD_OPEN)
+    if (cfg->mode == LD_OPEN) {
+      double sr = schedule_rate(run);
       fprintf(f,
               "  rate        target %.0f req/s; sent %.1f/s, answered %.1f/s (%.1f%% of target)\n",
-              cfg->rate, (double)t->sent / aw, (double)n / aw, 100.0 * (double)n / aw / cfg->rate);
-    else
+              cfg->rate, (double)t->sent / aw, (double)n / aw, 100.0 * (double)n / aw / sr);
+      if (fabs(sr - cfg->rate) > 0.01 * cfg->rate) {
+        char note[256];
+        snprintf(note, sizeof(note),
+                 "(the schedule's %" PRIu64 " sends in the %.3f s window are %.1f/s, as --rate "
+                 "times the window is not whole: the share is of that)",
+                 t->sent + unsent_all(t), res->window_s, sr);
+        print_wrapped(f, "", note);
+      }
+    } else
       fprintf(f, "  rate        %" PRIu64 " answers in %.3f s = %.1f req/s\n", n, aw,
               (double)n / aw);
     if (answer_span(res) > res->window_s + 0.001)
@@ -744,8 +783,13 @@ void rp_print(FILE *f, const rp_run *run, const rp_verdict *v) {
   for (int i = 0; run->slo && i < run->slo->n; i++) {
     const rp_term *term = &run->slo->t[i];
     if (term->metric == M_ERRORS) {
-      fprintf(f, "  slo         %-4s %-24s %" PRIu64 " of %" PRIu64 "\n",
-              v->errors_ok ? "ok" : "FAIL", term->text, v->errors, v->requests);
+      int ok = v->errors == 0 || v->terms[i].ok;
+      if (term->share)
+        fprintf(f, "  slo         %-4s %-24s %.3f%% (%" PRIu64 " of %" PRIu64 ")\n", ok ? "ok" : "FAIL",
+                term->text, 100.0 * v->terms[i].observed, v->errors, v->requests);
+      else
+        fprintf(f, "  slo         %-4s %-24s %" PRIu64 " of %" PRIu64 "\n", ok ? "ok" : "FAIL",
+                term->text, v->errors, v->requests);
       continue;
     }
     const rp_term_result *r = &v->terms[i];
@@ -763,7 +807,10 @@ void rp_print(FILE *f, const rp_run *run, const rp_verdict *v) {
   if (v->exit_code == 0) {
     fprintf(f, "  verdict     PASS\n");
   } else {
-    fprintf(f, "  verdict     %s (exit %d)\n", v->exit_code == 1 ? "FAIL" : "SLO MISSED",
+    fprintf(f, "  verdict     %s (exit %d)\n",
+            v->exit_code == 1   ? "FAIL"
+            : v->exit_code == 4 ? "INTERRUPTED"
+                                : "SLO MISSED",
             v->exit_code);
     for (int i = 0; i < v->nreasons; i++)
       print_wrapped(f, "", v->reasons[i]);
@@ -814,7 +861,7 @@ void rp_write_json(FILE *f, const rp_run *run, const rp_verdict *v) {
           w, aw, n, aw > 0 ? (double)n / aw : 0.0, t->sent, unsent_all(t), late_all(t));
   fprintf(f, ",\"achieved\":{\"sent_per_s\":%.3f,\"answered_per_s\":%.3f,\"share_of_target\":%.6f}",
           aw > 0 ? (double)t->sent / aw : 0.0, aw > 0 ? (double)n / aw : 0.0,
-          cfg->mode == LD_OPEN && aw > 0 ? (double)n / aw / cfg->rate : 0.0);
+          cfg->mode == LD_OPEN && aw > 0 ? (double)n / aw / schedule_rate(run) : 0.0);
   json_causes(f, "late_by_cause", t->late);
   json_causes(f, "unsent_by_cause", t->unsent);
   fputs(",\"explain\":", f);
@@ -933,9 +980,9 @@ void rp_write_json(FILE *f, const rp_run *run, const rp_verdict *v) {
   for (int i = 0; run->slo && i < run->slo->n; i++) {
     fputs(i ? ",{\"term\":" : "{\"term\":", f);
     js_write_str(f, run->slo->t[i].text);
-    if (run->slo->t[i].metric == M_ERRORS)
-      fprintf(f, ",\"ok\":%s,\"measurable\":true,\"observed\":%" PRIu64 "}",
-              v->errors_ok ? "true" : "false", v->errors);
+    if (run->slo->t[i].metric == M_ERRORS) /* a share as a fraction, as other shares */
+      fprintf(f, ",\"ok\":%s,\"measurable\":true,\"observed\":%.9g}",
+              v->errors == 0 || v->terms[i].ok ? "true" : "false", v->terms[i].observed);
     else
       fprintf(f, ",\"ok\":%s,\"measurable\":%s,\"observed\":%.9g}",
               v->terms[i].ok ? "true" : "false", v->terms[i].measurable ? "true" : "false",

@@ -127,7 +127,8 @@ static const flag flags[] = {
      "machines start together",
      1, U64_ANY},
     {"hgrm", F_STR, &O.hgrm, "",
-     "write the distribution (HdrHistogram .hgrm, ms), and one per outcome beside it", 0, 0},
+     "write the distribution (HdrHistogram .hgrm, ms), and beside it X.uncorrected.hgrm "
+     "(open loop) and one per outcome, X.won.hgrm ...", 0, 0},
     {"svg", F_STR, &O.svg, "", "write a latency-by-percentile plot, a line per outcome", 0, 0},
     {"timeline-svg", F_STR, &O.timeline_svg, "",
      "write the timeline: latency, answers by outcome and in flight per interval", 0, 0},
@@ -218,7 +219,8 @@ static void usage(FILE *f) {
              "Exit status: 0 the answers were what the scenario expects and every --slo term\n"
              "held; 1 the run failed (no server, nothing won or sold out, unexpected answers or\n"
              "lost requests beyond --slo errors (none by default), --verify found a violation);\n"
-             "2 bad usage; 3 an --slo threshold was crossed.\n");
+             "2 bad usage; 3 an --slo threshold was crossed; 4 interrupted (SIGINT or SIGTERM):\n"
+             "the report covers the window up to the signal, and is never a pass.\n");
 }
 
 static void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -297,7 +299,9 @@ static void parse_url(const char *url) {
   if (strncmp(url, "https://", 8) == 0) die_usage("--url: https is not supported, only http://");
   if (strncmp(url, "http://", 7) != 0) die_usage("--url: \"%s\" does not start with http://", url);
   for (const char *p = url; *p; p++)
-    if ((unsigned char)*p <= 0x20 || *p == 0x7f) die_usage("--url: spaces or control characters");
+    if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+      die_usage("--url: spaces, control characters or bytes past ASCII (percent-encode them: "
+                "a request line is ASCII)");
   const char *h = url + 7, *slash = strchr(h, '/');
   size_t hl = slash ? (size_t)(slash - h) : strlen(h);
   if (hl == 0 || hl >= sizeof(SC.host)) die_usage("--url: no host, or a host too long");
@@ -442,19 +446,20 @@ static void parse_args(int argc, char **argv) {
   struct {
     const char *flag;
     char file[2 * PATH_MAX + 2];
-  } files[4 + OUT_COUNT];
+  } files[4 + OUT_COUNT + 1];
   size_t nfiles = 0;
   for (size_t i = 0; i < sizeof(outs) / sizeof(outs[0]); i++) {
     const char *path = outs[i].path;
     if (path == NULL || path[0] == '\0') continue;
     int bad = path_writable(path);
     if (bad != 0) die_usage("%s %s: %s", outs[i].flag, path, strerror(bad));
-    for (int o = -1; o < (outs[i].path == O.hgrm ? OUT_COUNT : 0); o++) {
+    /* --hgrm: the file, one per outcome, and the uncorrected one (o == OUT_COUNT) */
+    for (int o = -1; o <= (outs[i].path == O.hgrm ? OUT_COUNT : -1); o++) {
       char name[PATH_MAX];
       if (o < 0)
         snprintf(name, sizeof(name), "%s", path);
       else
-        rp_hgrm_name(name, sizeof(name), path, sc_outcome_names[o]);
+        rp_hgrm_name(name, sizeof(name), path, o < OUT_COUNT ? sc_outcome_names[o] : "uncorrected");
       where(name, files[nfiles].file, sizeof(files[nfiles].file));
       files[nfiles].flag = outs[i].flag;
       for (size_t j = 0; j < nfiles; j++)
@@ -777,9 +782,11 @@ int main(int argc, char **argv) {
   cfg.interrupted = &interrupted;
   cfg.on_row = on_row;
   if (ld_rows_needed(&cfg) > LD_ROWS_MAX)
-    die_usage("a run of %.0f s (warmup included) in timeline rows of %" PRIu64
-              " ms (--interval-ms%s) needs more than %d rows: raise --interval-ms or shorten the run",
-              O.duration_s + O.warmup_s, O.interval_ms,
+    die_usage("a run of %.0f s (warmup included) and its answers' grace of twice --timeout-ms "
+              "(%" PRIu64 " ms) in timeline rows of %" PRIu64
+              " ms (--interval-ms%s) needs more than %d rows: raise --interval-ms, or shorten the "
+              "run or --timeout-ms",
+              O.duration_s + O.warmup_s, O.timeout_ms, O.interval_ms,
               O.scenario == SC_FLASH ? ", 10 for a flash crowd unless given" : "", LD_ROWS_MAX);
 
   vf_target tg = {cfg.addr, &SC, O.path};
@@ -811,7 +818,12 @@ int main(int argc, char **argv) {
       rc = 1;
     } else {
       rp_write_json(f, &run, &v);
-      if (fclose(f) != 0) rc = 1;
+      int bad = ferror(f);
+      if (fclose(f) != 0 || bad) { /* a full disk: said, not only an exit status */
+        fprintf(stderr, "spikebench: --json %s: %s; the summary above stands, the file does not\n",
+                O.json, strerror(errno ? errno : EIO));
+        rc = 1;
+      }
     }
   }
   if (O.hgrm && rp_write_hgrms(O.hgrm, &res.total) != 0) rc = 1;

@@ -35,9 +35,7 @@ int log_level_parse(const char *name) {
   return -1;
 }
 
-/* The length of the well-formed UTF-8 sequence s begins with (RFC 3629:
- * no overlong forms, no surrogates, nothing past U+10FFFF), 0 if none. */
-static size_t utf8_seq(const unsigned char *s, size_t n) {
+size_t log_utf8_seq(const unsigned char *s, size_t n) {
   unsigned char c = s[0];
   size_t len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
   if (len == 0 || n < len) return 0;
@@ -64,7 +62,7 @@ size_t log_escape(char *out, size_t cap, const char *s, size_t n) {
     } else {
       /* JSON text is UTF-8: a byte that begins no whole sequence (a client's
        * Latin-1, a cut in the middle of a character) becomes U+FFFD */
-      size_t k = utf8_seq((const unsigned char *)s + i, n - i);
+      size_t k = log_utf8_seq((const unsigned char *)s + i, n - i);
       if (k == 0) {
         memcpy(out + j, "\\ufffd", 6);
         j += 6;

@@ -39,6 +39,11 @@ void log_line(int level, const char *module, const char *trace, const char *fiel
  */
 void log_kv(int level, const char *module, const spike_log_kv *kv, size_t n, const char *msg);
 
+/* The length of the well-formed UTF-8 sequence of more than one byte that
+ * s (n bytes) begins with (RFC 3629: no overlong forms, no surrogates,
+ * nothing past U+10FFFF), 0 if none. */
+size_t log_utf8_seq(const unsigned char *s, size_t n);
+
 /* Append s (n bytes) to out as JSON string content (no quotes): '"', '\\'
  * and control characters escaped, well-formed UTF-8 kept, any other byte
  * written as U+FFFD (so a line is valid JSON whatever a client sent);

@@ -1242,30 +1242,8 @@ static int no_c1(const char *str, size_t n) {
  * above U+10FFFF. */
 static int valid_utf8(const char *str, size_t n) {
   const unsigned char *s = (const unsigned char *)str;
-  for (size_t i = 0; i < n;) {
-    unsigned c = s[i];
-    size_t len;
-    unsigned min, cp;
-    if (c < 0x80) {
-      i++;
-      continue;
-    } else if ((c & 0xe0) == 0xc0) {
-      len = 2, min = 0x80, cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-      len = 3, min = 0x800, cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-      len = 4, min = 0x10000, cp = c & 0x07;
-    } else {
-      return 0;
-    }
-    if (n - i < len) return 0;
-    for (size_t k = 1; k < len; k++) {
-      if ((s[i + k] & 0xc0) != 0x80) return 0;
-      cp = cp << 6 | (s[i + k] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-    i += len;
-  }
+  for (size_t i = 0, k; i < n; i += k)
+    if ((k = s[i] < 0x80 ? 1 : log_utf8_seq(s + i, n - i)) == 0) return 0;
   return 1;
 }
 

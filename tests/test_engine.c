@@ -104,7 +104,11 @@ static void events_create_get_list(void) {
   CHECK_EQ(spike_event_spec_check(&bad, &field), SPIKE_EINVAL);
   /* no controls in a name: C0, DEL, and C1 (U+0085 is C2 85 in UTF-8);
    * U+00A0, the first character past them, is text */
-  static const char *const names[] = {"a\tb", "a\x7f", "\xc2\x85", "x\xc2\x80", "\xc2\x9fy"};
+  static const char *const names[] = {"a\tb", "a\x7f", "\xc2\x85", "x\xc2\x80", "\xc2\x9fy",
+                                      /* and not UTF-8: overlong, a surrogate, past
+                                       * U+10FFFF, cut short, a stray byte */
+                                      "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "a\xe2\x82",
+                                      "\x80"};
   for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
     bad = spec_default(43, 5);
     bad.name = names[i];

@@ -164,6 +164,56 @@ static void stall_stop(pid_t pid) {
   waitpid(pid, NULL, 0);
 }
 
+/* Ctrl-C while the server is frozen (outside QA): the sends due then
+ * could not be made, each connection waiting for an answer, so the
+ * corrected latency lacks their wait. The run is never a pass: exit 4,
+ * INTERRUPTED, and the reason gives their number (it printed PASS with a
+ * p90 of 0.2 ms where the same window run through had 3.7 s). */
+static void interrupted_during_a_freeze(void) {
+  setup("sb-int");
+  char url[64];
+  const char *const extra[] = {"--freeze-ms", "4000", "--period-ms", "5000", NULL};
+  pid_t srv = stall_start_with(url, extra); /* frozen from 5 s to 9 s after its start */
+  const char *args[] = {"--url", url, "--rate", "100", "--connections", "4", "--duration", "10",
+                        "--json", tmp_path("int.json"), NULL};
+  pid_t b = bench_start(args, tmp_path("int.log"));
+  usleep(6500 * 1000); /* into the freeze */
+  kill(b, SIGINT);
+  int rc = bench_wait(b, tmp_path("int.log"));
+  if (rc != 4) show(tmp_path("int.log"));
+  CHECK_EQ(rc, 4);
+  load_file(tmp_path("int.log"));
+  CHECK(strstr(J.body, "verdict     INTERRUPTED (exit 4)") != NULL);
+  CHECK(strstr(J.body, "sends due before it were never made") != NULL);
+  load_file(tmp_path("int.json"));
+  CHECK(strstr(J.body, "never made, every connection still waiting for an answer") != NULL);
+  CHECK(strstr(J.body, "\"interrupted\":true") != NULL);
+  CHECK_EQ(jnum("verdict.exit"), 4);
+  stall_stop(srv);
+}
+
+/* --rate times --duration not whole (outside QA): the schedule sends at
+ * 0, 1/rate, ..., 2 sends in 0.5 s at 3/s, and a server answering each is
+ * 100 % of the target, not 133 %. A label that is not UTF-8 makes a valid
+ * SVG (U+FFFD in its place). */
+static void uneven_schedule_and_odd_label(void) {
+  setup("sb-uneven");
+  char url[64];
+  const char *const extra[] = {"--freeze-ms", "0", NULL};
+  pid_t srv = stall_start_with(url, extra);
+  const char *args[] = {"--url", url, "--scenario", "get", "--rate", "3", "--duration", "0.5",
+                        "--connections", "1", "--label", "lab\xff" "el", "--svg", tmp_path("u.svg"),
+                        "--slo", "rate>=99%", "--json", tmp_path("u.json"), NULL};
+  bench(args, tmp_path("u.log"), 0);
+  load_file(tmp_path("u.json"));
+  CHECK_EQ(jnum("requests"), 2);
+  CHECK(jnum("achieved.share_of_target") > 0.99 && jnum("achieved.share_of_target") < 1.01);
+  load_file(tmp_path("u.svg"));
+  CHECK(strstr(J.body, "lab&#xFFFD;el") != NULL);
+  CHECK(memchr(J.body, 0xff, J.body_len) == NULL);
+  stall_stop(srv);
+}
+
 /* Open loop sees the stall, closed loop hides it: the point of the tool. */
 static void stall_open_vs_closed(void) {
   setup("sb-stall");
@@ -583,6 +633,44 @@ static void check_verdict(int exit_code, const char *what) {
   }
 }
 
+/* Every errors term must hold (outside QA: the last one alone decided, so
+ * 'errors<1,errors<60%' passed a run with half its answers wrong, and its
+ * count term printed ok). Half the users of the second run already hold
+ * their limit: 50 % errors. */
+static void errors_terms_all_hold(void) {
+  setup("sb-errs");
+  spiked s;
+  spiked_start(&s, NULL, NULL);
+  create_event(s.port, 12, 100000);
+  char url[64];
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d", s.port);
+  const char *first[] = {"--url", url, "--event", "12", "--rate", "100", "--connections", "2",
+                         "--duration", "0.5", "--user-base", "900000", "--quiet", NULL};
+  bench(first, tmp_path("f.log"), 0); /* users 900000..900049 */
+  static const char *const slos[] = {"errors<1,errors<60%", "errors<60%,errors<1", "errors<1000,errors<60%",
+                                     "errors<1000,errors<10%"};
+  static const int want[] = {1, 1, 0, 1};
+  for (int i = 0; i < 4; i++) {
+    /* users 900000.. again and as many new: the first 50 are limited */
+    char ub[16];
+    snprintf(ub, sizeof(ub), "%d", i == 0 ? 900000 : 900000 + 1000 * i);
+    if (i > 0) { /* each run its own half-used range */
+      const char *prime[] = {"--url", url, "--event", "12", "--rate", "100", "--connections", "2",
+                             "--duration", "0.5", "--user-base", ub, "--quiet", NULL};
+      bench(prime, tmp_path("p.log"), 0);
+    }
+    const char *args[] = {"--url", url, "--event", "12", "--rate", "200", "--connections", "2",
+                          "--duration", "0.5", "--user-base", ub, "--quiet", "--slo", slos[i],
+                          "--json", tmp_path("e.json"), NULL};
+    bench(args, tmp_path("e.log"), want[i]);
+    load_file(tmp_path("e.json"));
+    check_verdict(want[i], NULL);
+    CHECK(jnum("verdict.errors") >= 40 && jnum("verdict.errors") <= 60);
+  }
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  test_rmrf(workdir);
+}
+
 /* A protected server: every answer 401 is a failure that says why; with
  * --jwt-secret each user's own token passes --verify; the same users again
  * are refused at their limit, which fails and names --user-base; --header
@@ -847,6 +935,7 @@ static void usage_errors(void) {
       {"--max", "--url", "https://x/", NULL},
       {"--max", "--url", "http://:80/", NULL},
       {"--max", "--url", "http://h:99999/", NULL},
+      {"--max", "--url", "http://127.0.0.1:1/caf\xc3\xa9", NULL}, /* not ASCII: percent-encode */
       {"--max", "--scenario", "nope", NULL},
       {"--max", "--bogus", NULL},
       {"--scenario", "flash-crowd", "--rate", "10", NULL},
@@ -892,6 +981,9 @@ static void usage_errors(void) {
       {"--max", "--json", "same.out", "--hgrm", "same.out", NULL},
       {"--max", "--json", "same.out", "--hgrm", "./same.out", NULL},
       {"--max", "--hgrm", "r.hgrm", "--json", "r.won.hgrm", NULL}, /* a per-outcome file */
+      {"--rate", "10", "--hgrm", "r.hgrm", "--svg", "r.uncorrected.hgrm", NULL}, /* and that one */
+      /* numbers are decimal in --slo too (0x10ms was 16 ms) */
+      {"--max", "--slo", "p99<0x10ms", NULL},
       /* flags the run would not read: accepted and ignored before */
       {"--max", "--pay-share", "0.3", NULL},
       {"--max", "--scenario", "get", "--seed", "7", NULL},
@@ -926,12 +1018,15 @@ static void usage_errors(void) {
 }
 
 TEST_LIST({"stall_open_vs_closed", stall_open_vs_closed, 30},
+          {"interrupted_during_a_freeze", interrupted_during_a_freeze, 30},
+          {"uneven_schedule_and_odd_label", uneven_schedule_and_odd_label, 30},
           {"closes_goes_away_warmup", closes_goes_away_warmup, 30},
           {"schedule_past_the_end", schedule_past_the_end, 40},
           {"reserve_verify", reserve_verify, 30}, {"mixed_verify", mixed_verify, 30},
           {"flash_crowd_verify", flash_crowd_verify, 30},
           {"verify_catches_other_buyer", verify_catches_other_buyer, 30},
           {"wrong_answers_fail", wrong_answers_fail, 30}, {"slo_exit_codes", slo_exit_codes, 30},
+          {"errors_terms_all_hold", errors_terms_all_hold, 30},
           {"slow_server", slow_server, 30},
           {"template_timeline_merge", template_timeline_merge, 30},
           {"usage_errors", usage_errors, 60})
