@@ -36,6 +36,8 @@
 #define LD_PACE_SLACK_NS 10000ull /* send this early rather than re-arm for it */
 #define LD_SWEEP_MS 20
 #define LD_BACKOFF_MAX_MS 100 /* a server back up waits at most this for us */
+/* a server that closes connections unanswered is asked again at most this often */
+#define LD_REFUSED_BACKOFF_MAX_MS 1000
 #define LD_TL_SLOTS 64 /* timeline intervals in hand-over at once */
 #define NS_PER_S 1000000000ull
 #define NS_PER_MS 1000000ull
@@ -73,6 +75,9 @@ typedef struct conn {
                      before that was late because it was down */
   uint8_t closed_after_answer; /* by the server, after a whole answer (Connection: close) */
   uint8_t after_close;   /* the connect under way follows such a close */
+  uint8_t answered;      /* it has carried an answer since it last opened */
+  uint8_t refused;       /* the server closed it before it carried any answer */
+  uint8_t interim;       /* the answer being parsed is a 1xx: the final one follows */
   int status; /* of the answer being parsed */
   uint32_t backoff_ms;
   uint64_t next_ns; /* open loop: the next intended send time */
@@ -142,6 +147,12 @@ static struct {
   worker *W;
   uint32_t NW;
   llhttp_settings_t settings;
+  uint8_t no_body[SC_KINDS_MAX]; /* templates whose answers have no body (HEAD) */
+  /* the run's requests numbered so far (sc_next), on a cache line of its
+   * own: every thread takes a number for every request */
+  struct {
+    _Alignas(64) _Atomic uint64_t n;
+  } seq;
 } R;
 
 static uint64_t now_ns(void) { return uv_hrtime(); }
@@ -491,10 +502,14 @@ static void lose_request(conn *c) {
 
 static int in_window(uint64_t t) { return t >= R.warm_end_ns && t < R.end_ns; }
 
+/* Whether now is in the measured window, on w's thread: before w started,
+ * never (and the window's bounds may still be being written). */
+static int now_in_window(const worker *w) { return w->started && in_window(now_ns()); }
+
 /* A failure on c counts against the run only when the request it lost was
  * measured (warm-up's losses are warm-up's), or, with none in flight, when
  * it happens inside the measured window. */
-static int measured(const conn *c) { return c->busy ? c->counted : in_window(now_ns()); }
+static int measured(const conn *c) { return c->busy ? c->counted : now_in_window(c->w); }
 
 /* Send c's next request (the prepared one, if any), meant for intended_ns;
  * cause says why it may be late. */
@@ -569,6 +584,7 @@ static void on_response(conn *c) {
   uint64_t start = c->intended_ns < c->sent_ns ? c->intended_ns : c->sent_ns;
   uint64_t lat = now > start ? now - start : 0;
   uint64_t unc = now > c->sent_ns ? now - c->sent_ns : 0;
+  c->answered = 1;
   /* Answered past --timeout-ms: lost, as the sweep, which looks only
    * every few ms, would have had it. */
   if (now - c->sent_ns > R.cfg->timeout_ms * NS_PER_MS) {
@@ -646,10 +662,21 @@ static void on_response(conn *c) {
   schedule(c);
 }
 
+/* Returning 1 tells llhttp the message has no body, whatever its
+ * Content-Length says. */
 static int on_headers_complete(llhttp_t *p) {
   conn *c = p->data;
+  /* An interim answer (100 Continue to an Expect: 100-continue, 103 Early
+   * Hints) has no body and comes before the final one, which is the answer
+   * (RFC 9110 15.2). 101 is final: it switches protocols, and no request
+   * here asks for that. */
+  if (p->status_code >= 100 && p->status_code <= 199 && p->status_code != 101) {
+    c->interim = 1;
+    return 1;
+  }
   c->status = p->status_code;
-  return 0;
+  /* the answer to a HEAD has its GET's headers and no body (RFC 9110 9.3.2) */
+  return R.no_body[c->call.kind];
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len) {
@@ -667,6 +694,10 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
 static int on_message_complete(llhttp_t *p) {
   conn *c = p->data;
   if (!c->busy || c->msg_done) c->bad = 1; /* an answer nobody asked for */
+  if (c->interim) {
+    c->interim = 0;
+    return 0;
+  }
   c->msg_done = 1;
   c->keep = (uint8_t)llhttp_should_keep_alive(p);
   return 0;
@@ -689,14 +720,26 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     if (!c->msg_done) {
       if (c->busy) {
         w->st.e_read += measured(c);
-      } else {
+      } else if (c->answered) {
         /* An idle connection the server ended (its idle timeout): its
          * way of working, not a failure, so it is re-opened at once and
          * the wait charged to it, as after a Connection: close (it backed
          * off 10 ms and was put down to the server being down). */
         w->st.server_closed++;
         c->closed_after_answer = 1;
+      } else {
+        /* Ended before it carried any answer: the server refuses
+         * connections (spiked past --max-refusals closes them unanswered),
+         * a refused connect in all but name. Re-opened at once, it is
+         * closed at once, a storm of connects (70,000 in 3 s at 8
+         * connections, 4 refused), so it backs off. */
+        w->st.e_connect++;
+        if (now_in_window(w)) w->st.e_connect_measured++;
+        /* relaxed: a count the main thread reads after join() */
+        atomic_fetch_add_explicit(&R.connect_refused, 1, memory_order_relaxed);
       }
+      /* the same for one the server ended with our request unanswered */
+      c->refused = !c->answered;
       conn_close(c);
       return;
     }
@@ -716,7 +759,7 @@ static void on_connect(uv_connect_t *req, int status) {
   c->after_close = 0;
   if (status < 0) {
     w->st.e_connect++;
-    if (in_window(now_ns())) w->st.e_connect_measured++;
+    if (now_in_window(w)) w->st.e_connect_measured++;
     /* relaxed: counts the main thread polls */
     atomic_fetch_add_explicit(&R.connect_failures, 1, memory_order_relaxed);
     if (status == UV_ECONNREFUSED)
@@ -727,7 +770,7 @@ static void on_connect(uv_connect_t *req, int status) {
   uv_tcp_nodelay(&c->tcp, 1);
   llhttp_init(&c->parser, HTTP_RESPONSE, &R.settings);
   c->parser.data = c;
-  c->msg_done = c->bad = 0;
+  c->msg_done = c->bad = c->interim = c->answered = 0;
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
     w->st.e_connect++;
     conn_close(c);
@@ -773,6 +816,8 @@ static void on_closed(uv_handle_t *h) {
   worker *w = c->w;
   c->state = C_CLOSED;
   c->writing = 0;
+  int refused = c->refused;
+  c->refused = 0;
   if (c->closed_after_answer) { /* no back-off, no wait for the sweep */
     c->closed_after_answer = 0; /* a connect that fails from here backs off as usual */
     c->backoff_ms = 0;
@@ -784,8 +829,11 @@ static void on_closed(uv_handle_t *h) {
     return;
   }
   c->after_close = 0;
+  /* A server that is down may be back any moment; one that closes
+   * connections unanswered is up and full, and is asked less often. */
+  uint32_t max_ms = refused ? LD_REFUSED_BACKOFF_MAX_MS : LD_BACKOFF_MAX_MS;
   c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : 10;
-  if (c->backoff_ms > LD_BACKOFF_MAX_MS) c->backoff_ms = LD_BACKOFF_MAX_MS;
+  if (c->backoff_ms > max_ms) c->backoff_ms = max_ms;
   c->reconnect_ns = now_ns() + c->backoff_ms * NS_PER_MS;
 }
 
@@ -1157,8 +1205,10 @@ int ld_run(const ld_config *cfg, ld_result *res) {
   R.cfg = cfg;
   R.sc = cfg->sc;
   R.read_body = cfg->sc->spike_api;
-  for (int k = 0; k < cfg->sc->nreq; k++)
+  for (int k = 0; k < cfg->sc->nreq; k++) {
     R.read_body |= cfg->sc->req[k].wants_code;
+    R.no_body[k] = strcmp(cfg->sc->req[k].method, "HEAD") == 0;
+  }
   pthread_mutex_init(&R.tl_mu, NULL);
   size_t longest = sc_max_request(cfg->sc);
   if (longest == 0 || longest > LD_REQ_MAX) {
@@ -1205,7 +1255,7 @@ int ld_run(const ld_config *cfg, ld_result *res) {
       c->state = C_CLOSED;
       c->wbuf = wbufs + (at + j) * R.req_cap;
     }
-    if (sc_worker_init(&w->scw, cfg->sc, i, cfg->mint_slots) != 0) {
+    if (sc_worker_init(&w->scw, cfg->sc, i, cfg->mint_slots, &R.seq.n) != 0) {
       fprintf(stderr, "spikebench: cannot set up thread %u (memory, or a token)\n", i);
       free(R.rows);
       free_run(conns, heaps, wbufs);

@@ -76,6 +76,10 @@ typedef struct ld_stats {
   uint64_t sent; /* measured sends */
   uint64_t late[CAUSE_COUNT], late_max_ns[CAUSE_COUNT];
   uint64_t unsent[CAUSE_COUNT]; /* what the schedule still owed at the end */
+  /* e_connect: connects that failed, and connections the server closed
+   * before they carried any answer (it refuses them: spiked past
+   * --max-refusals); server_closed: idle connections it closed after an
+   * answer (its idle timeout), re-opened at once */
   uint64_t e_connect, e_read, e_write, e_timeout, e_parse, server_closed;
   uint64_t e_connect_measured; /* connects that failed inside the measured window */
   /* whole run, warmup included: what --verify compares with the server */
@@ -123,7 +127,7 @@ typedef struct ld_result {
   ld_row *rows; /* nrows finished rows, in order */
   size_t nrows;
   uint64_t connected; /* connections that opened at least once */
-  uint64_t connect_refused;
+  uint64_t connect_refused; /* of e_connect: ECONNREFUSED, or closed before any answer */
   uint64_t t0_ns, warm_end_ns, end_ns;
   uint64_t stop_ns;               /* when a signal stopped the run; 0: never */
   double window_s;                /* the measured window (flash: t0 to the last answer of note) */

@@ -24,11 +24,15 @@
  * "Authorization: Bearer <token of {user}>".
  *
  * Threads: a scenario is read-only once built; each load thread keeps its
- * own sc_worker (user sequence, pay queue, token cache).
+ * own sc_worker (user sequence, pay queue, token cache). The requests'
+ * numbers ({seq}, and the event each goes to) come from one counter that
+ * every sc_worker of a run shares, so they follow the order in which the
+ * threads take them, over all threads.
  */
 #ifndef SPIKE_BENCH_SCENARIO_H
 #define SPIKE_BENCH_SCENARIO_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -115,7 +119,8 @@ typedef struct sc_answer {
 typedef struct sc_worker {
   const sc_scenario *sc;
   uint32_t id;
-  uint64_t user_seq, seq, rng;
+  uint64_t user_seq, rng;
+  _Atomic uint64_t *seq;            /* the run's requests numbered so far, shared by its threads */
   uint64_t *payq_order, *payq_user; /* SC_PAYQ each */
   uint32_t payq_head, payq_n;
   uint64_t pay_dropped; /* won buys not paid: the queue was full */
@@ -170,8 +175,11 @@ size_t sc_headers(const sc_scenario *sc, uint64_t user, char *out, size_t cap);
 /* A run id: 16 lower-case hex digits from the clock and the pid. */
 void sc_run_id(char out[17]);
 
-/* Set up a thread's state. 0, or -1 (out of memory, token signing). */
-int sc_worker_init(sc_worker *w, const sc_scenario *sc, uint32_t id, size_t mint_slots);
+/* Set up a thread's state; seq is the run's request counter, shared by
+ * every thread's sc_worker and zeroed by the caller before the run (it
+ * must outlive them). 0, or -1 (out of memory, token signing). */
+int sc_worker_init(sc_worker *w, const sc_scenario *sc, uint32_t id, size_t mint_slots,
+                   _Atomic uint64_t *seq);
 void sc_worker_free(sc_worker *w);
 
 /* Sign, ahead of the run, the tokens of the next n users this thread will
@@ -179,7 +187,10 @@ void sc_worker_free(sc_worker *w);
  * when signing failed. */
 int sc_worker_premint(sc_worker *w, uint64_t n);
 
-/* Choose the next request and its values. */
+/* Choose the next request and its values. Its seq is the next number of
+ * the run, over all threads, and --events rotate by it: request k goes to
+ * event + (k - 1) mod events. Safe to call from several threads at once
+ * (each with its own w). */
 void sc_next(sc_worker *w, sc_call *call);
 
 /* Write call's request (head and body) into out[0..cap): its length, or 0

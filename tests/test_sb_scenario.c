@@ -1,13 +1,16 @@
 /*
  * test_sb_scenario.c -- spikebench's scenarios and tokens (bench/scenario.c,
  * bench/mint.c): the exact bytes of spike's built-in requests and of a
- * template's, placeholders, header lines, the template file's errors, how
+ * template's, placeholders, the requests' numbers and events over all
+ * threads, header lines, the template file's errors, how
  * answers map onto outcomes, the outcomes each run expects, the mixed
  * scenario's pay queue, and per-user HS256 tokens that libjwt verifies.
  */
 #define _GNU_SOURCE
 #include <inttypes.h>
 #include <jwt.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -18,9 +21,11 @@
 
 static sc_scenario sc;
 static char buf[16384], err[300];
+static _Atomic uint64_t seqs; /* the run's request counter, every sc_worker's */
 
 static void setup(int id, const char *prefix) {
   memset(&sc, 0, sizeof(sc));
+  atomic_store(&seqs, 0);
   sc.event = 7;
   sc.user_base = 1000;
   sc.nworkers = 2;
@@ -34,13 +39,14 @@ static void setup(int id, const char *prefix) {
 static void builtin_reserve_bytes(void) {
   setup(SC_RESERVE, "/shop/");
   sc_worker w0, w1;
-  CHECK_EQ(sc_worker_init(&w0, &sc, 0, 0), 0);
-  CHECK_EQ(sc_worker_init(&w1, &sc, 1, 0), 0);
+  CHECK_EQ(sc_worker_init(&w0, &sc, 0, 0, &seqs), 0);
+  CHECK_EQ(sc_worker_init(&w1, &sc, 1, 0, &seqs), 0);
   sc_call c;
   sc_next(&w1, &c);
-  /* users interleave by thread: thread 1 of 2 starts at base + 1 */
+  /* users interleave by thread: thread 1 of 2 starts at base + 1; requests
+   * are numbered in the order they are taken, whichever thread takes them */
   CHECK_EQ(c.user, 1001);
-  CHECK_EQ(c.seq, 2);
+  CHECK_EQ(c.seq, 1);
   size_t n = sc_format(&w1, &c, buf, sizeof(buf));
   buf[n] = '\0';
   const char *want = "POST /shop/api/v1/events/7/orders HTTP/1.1\r\nHost: h:81\r\n"
@@ -50,6 +56,7 @@ static void builtin_reserve_bytes(void) {
   CHECK(strcmp(buf, want) == 0);
   sc_next(&w0, &c);
   CHECK_EQ(c.user, 1000);
+  CHECK_EQ(c.seq, 2);
   sc_next(&w0, &c);
   CHECK_EQ(c.user, 1002);
   CHECK_EQ(c.seq, 3);
@@ -62,7 +69,7 @@ static void builtin_reserve_bytes(void) {
   setup(SC_RESERVE, "");
   sc.users = 3;
   sc.nworkers = 1;
-  CHECK_EQ(sc_worker_init(&w0, &sc, 0, 0), 0);
+  CHECK_EQ(sc_worker_init(&w0, &sc, 0, 0, &seqs), 0);
   uint64_t seen[6];
   for (int i = 0; i < 6; i++) {
     sc_next(&w0, &c);
@@ -74,8 +81,8 @@ static void builtin_reserve_bytes(void) {
   /* --events 3: events 7, 8, 9 in turn over both threads' requests */
   setup(SC_RESERVE, "");
   sc.events = 3;
-  CHECK_EQ(sc_worker_init(&w0, &sc, 0, 0), 0);
-  CHECK_EQ(sc_worker_init(&w1, &sc, 1, 0), 0);
+  CHECK_EQ(sc_worker_init(&w0, &sc, 0, 0, &seqs), 0);
+  CHECK_EQ(sc_worker_init(&w1, &sc, 1, 0, &seqs), 0);
   int per[3] = {0, 0, 0};
   for (int i = 0; i < 30; i++) {
     sc_next(i % 2 ? &w1 : &w0, &c);
@@ -93,12 +100,73 @@ static void builtin_reserve_bytes(void) {
 
   /* get fetches the URL's path as is */
   setup(SC_GET, "/index.html");
-  CHECK_EQ(sc_worker_init(&w0, &sc, 0, 0), 0);
+  CHECK_EQ(sc_worker_init(&w0, &sc, 0, 0, &seqs), 0);
   sc_next(&w0, &c);
   n = sc_format(&w0, &c, buf, sizeof(buf));
   buf[n] = '\0';
   CHECK(strcmp(buf, "GET /index.html HTTP/1.1\r\nHost: h:81\r\n\r\n") == 0);
   sc_worker_free(&w0);
+}
+
+/* Threads that take requests at different paces (2 connections on one, 1
+ * on the other) still send request k to event + (k - 1) mod N, and
+ * {seq} counts 1, 2, ... over all of them: numbered per thread, thread 0
+ * sent only odd numbers, every one to the first event. */
+static void seq_over_threads(void) {
+  setup(SC_RESERVE, "");
+  sc.events = 2;
+  sc_worker w0, w1;
+  CHECK_EQ(sc_worker_init(&w0, &sc, 0, 0, &seqs), 0);
+  CHECK_EQ(sc_worker_init(&w1, &sc, 1, 0, &seqs), 0);
+  int per[2] = {0, 0};
+  sc_call c;
+  for (uint64_t k = 1; k <= 30; k++) {
+    sc_next(k % 3 == 0 ? &w1 : &w0, &c);
+    CHECK_EQ(c.seq, k);
+    CHECK_EQ(c.event, 7 + (k - 1) % 2);
+    per[c.event - 7]++;
+  }
+  CHECK(per[0] == 15 && per[1] == 15);
+  sc_worker_free(&w0);
+  sc_worker_free(&w1);
+}
+
+#define SEQ_THREADS 4
+#define SEQ_EACH 20000
+static uint64_t seq_got[SEQ_THREADS][SEQ_EACH];
+
+static void *take_seqs(void *arg) {
+  uint32_t id = (uint32_t)(uintptr_t)arg;
+  sc_worker w;
+  CHECK_EQ(sc_worker_init(&w, &sc, id, 0, &seqs), 0);
+  sc_call c;
+  for (int i = 0; i < SEQ_EACH; i++) {
+    sc_next(&w, &c);
+    seq_got[id][i] = c.seq;
+  }
+  sc_worker_free(&w);
+  return NULL;
+}
+
+/* Threads taking numbers at once: every number of 1..N once, each
+ * thread's in increasing order. */
+static void seq_concurrent(void) {
+  setup(SC_RESERVE, "");
+  sc.nworkers = SEQ_THREADS;
+  pthread_t th[SEQ_THREADS];
+  for (uintptr_t i = 0; i < SEQ_THREADS; i++)
+    CHECK(pthread_create(&th[i], NULL, take_seqs, (void *)i) == 0);
+  for (int i = 0; i < SEQ_THREADS; i++)
+    pthread_join(th[i], NULL);
+  static uint8_t seen[SEQ_THREADS * SEQ_EACH + 1];
+  for (int t = 0; t < SEQ_THREADS; t++)
+    for (int i = 0; i < SEQ_EACH; i++) {
+      uint64_t q = seq_got[t][i];
+      CHECK(q >= 1 && q <= SEQ_THREADS * SEQ_EACH && !seen[q]);
+      seen[q] = 1;
+      if (i > 0) CHECK(q > seq_got[t][i - 1]);
+    }
+  CHECK_EQ(atomic_load(&seqs), SEQ_THREADS * SEQ_EACH);
 }
 
 static const char tpl[] = "# a shop\n"
@@ -125,7 +193,7 @@ static void template_bytes(void) {
   sc_set_expected(&sc);
   sc.nworkers = 1;
   sc_worker w;
-  CHECK_EQ(sc_worker_init(&w, &sc, 0, 0), 0);
+  CHECK_EQ(sc_worker_init(&w, &sc, 0, 0, &seqs), 0);
   sc_call c;
   sc_next(&w, &c);
   size_t n = sc_format(&w, &c, buf, sizeof(buf));
@@ -153,7 +221,7 @@ static void template_bytes(void) {
   setup(SC_RESERVE, "");
   sc_from_template(&sc, &r);
   sc.nworkers = 1;
-  CHECK_EQ(sc_worker_init(&w, &sc, 0, 0), 0);
+  CHECK_EQ(sc_worker_init(&w, &sc, 0, 0, &seqs), 0);
   sc_next(&w, &c);
   n = sc_format(&w, &c, buf, sizeof(buf));
   buf[n] = '\0';
@@ -287,7 +355,7 @@ static void mixed_pay_queue(void) {
   sc.read_share = 0;
   sc.pay_share = 1;
   sc_worker w;
-  CHECK_EQ(sc_worker_init(&w, &sc, 0, 0), 0);
+  CHECK_EQ(sc_worker_init(&w, &sc, 0, 0, &seqs), 0);
   sc_call c;
   sc_next(&w, &c);
   CHECK_EQ(c.kind, 0); /* reserve */
@@ -373,7 +441,7 @@ static void tokens(void) {
   sc.jwt_secret = "s3cret";
   sc.jwt_exp_s = exp;
   sc_worker w;
-  CHECK_EQ(sc_worker_init(&w, &sc, 0, 3), 0);
+  CHECK_EQ(sc_worker_init(&w, &sc, 0, 3, &seqs), 0);
   CHECK_EQ(sc_worker_premint(&w, 3), 0);
   CHECK_EQ(w.mint.minted, 3);
   sc_call c;
@@ -408,6 +476,7 @@ static void run_ids(void) {
 }
 
 TEST_LIST({"builtin_reserve_bytes", builtin_reserve_bytes, 0},
+          {"seq_over_threads", seq_over_threads, 0}, {"seq_concurrent", seq_concurrent, 0},
           {"template_bytes", template_bytes, 0}, {"template_errors", template_errors, 0},
           {"header_lines", header_lines, 0}, {"outcomes", outcomes, 0},
           {"mixed_pay_queue", mixed_pay_queue, 0}, {"tokens", tokens, 0}, {"run_ids", run_ids, 0})
