@@ -38,6 +38,10 @@
 #define LD_BACKOFF_MAX_MS 100 /* a server back up waits at most this for us */
 /* a server that closes connections unanswered is asked again at most this often */
 #define LD_REFUSED_BACKOFF_MAX_MS 1000
+/* ... a close this soon after the connect, that is: later, an unused
+ * connection was ended by the server's idle timeout (spiked's is at least
+ * 100 ms), its way of working, as after an answer */
+#define LD_REFUSED_WITHIN_MS 50
 #define LD_TL_SLOTS 64 /* timeline intervals in hand-over at once */
 #define NS_PER_S 1000000000ull
 #define NS_PER_MS 1000000ull
@@ -76,6 +80,7 @@ typedef struct conn {
   uint8_t closed_after_answer; /* by the server, after a whole answer (Connection: close) */
   uint8_t after_close;   /* the connect under way follows such a close */
   uint8_t answered;      /* it has carried an answer since it last opened */
+  uint64_t open_ns;      /* when it last opened */
   uint8_t refused;       /* the server closed it before it carried any answer */
   uint8_t interim;       /* the answer being parsed is a 1xx: the final one follows */
   int status; /* of the answer being parsed */
@@ -718,13 +723,16 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     /* the end of an answer that runs to EOF (no Content-Length) */
     if (nread == UV_EOF && c->busy && !c->msg_done) llhttp_finish(&c->parser);
     if (!c->msg_done) {
+      /* closed unanswered right after it opened: the server refuses it */
+      int refused = !c->answered && now_ns() - c->open_ns < LD_REFUSED_WITHIN_MS * NS_PER_MS;
       if (c->busy) {
         w->st.e_read += measured(c);
-      } else if (c->answered) {
-        /* An idle connection the server ended (its idle timeout): its
-         * way of working, not a failure, so it is re-opened at once and
-         * the wait charged to it, as after a Connection: close (it backed
-         * off 10 ms and was put down to the server being down). */
+      } else if (!refused) {
+        /* An idle connection the server ended (its idle timeout, after
+         * an answer or on one never used): its way of working, not a
+         * failure, so it is re-opened at once and the wait charged to
+         * it, as after a Connection: close (it backed off 10 ms and was
+         * put down to the server being down). */
         w->st.server_closed++;
         c->closed_after_answer = 1;
       } else {
@@ -739,7 +747,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         atomic_fetch_add_explicit(&R.connect_refused, 1, memory_order_relaxed);
       }
       /* the same for one the server ended with our request unanswered */
-      c->refused = !c->answered;
+      c->refused = (uint8_t)refused;
       conn_close(c);
       return;
     }
@@ -771,6 +779,7 @@ static void on_connect(uv_connect_t *req, int status) {
   llhttp_init(&c->parser, HTTP_RESPONSE, &R.settings);
   c->parser.data = c;
   c->msg_done = c->bad = c->interim = c->answered = 0;
+  c->open_ns = now_ns();
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
     w->st.e_connect++;
     conn_close(c);
@@ -1324,6 +1333,8 @@ int ld_run(const ld_config *cfg, ld_result *res) {
   /* a row never holds both warm-up and window: they are cut at the
    * warm-up's end, and the first is short where need be */
   R.tl_lead_ns = (R.tl_ns - (R.warm_end_ns - t0) % R.tl_ns) % R.tl_ns;
+  /* a signal during the connects is an interrupted run too */
+  if (*cfg->interrupted) res->stop_ns = t0;
   if (connected == 0 || *cfg->interrupted || failed_start)
     atomic_store_explicit(&R.stop, 1, memory_order_release);
   /* release: pairs with the workers' acquire in on_wake */

@@ -393,7 +393,13 @@ void rp_judge(const rp_run *run, rp_verdict *v) {
   v->errors_ok = 1;
   int failed = 0, described = 0;
 
-  if (res->connected == 0) {
+  /* a signal before the measured window began: nothing was measured, which
+   * is not the server's failure (it said "no answers", or "down" while the
+   * connections were still being opened) */
+  int cut_before = res->stop_ns != 0 && res->window_s <= 0;
+  if (cut_before) {
+    /* the interrupted reason below says it */
+  } else if (res->connected == 0) {
     reason(v,
            "the server was down: no connection to %s opened (%" PRIu64 " attempts failed, %" PRIu64
            " refused)",
@@ -491,6 +497,8 @@ void rp_judge(const rp_run *run, rp_verdict *v) {
              "never made, every connection still waiting for an answer (the server was behind): "
              "their wait is not in the corrected latency, which understates this run",
              s->unsent[CAUSE_SERVER]);
+    else if (cut_before)
+      reason(v, "interrupted before the measured window began: nothing was measured");
     else
       reason(v, "interrupted: the window ends at the signal; what was measured up to it is above");
   }
@@ -980,9 +988,12 @@ void rp_write_json(FILE *f, const rp_run *run, const rp_verdict *v) {
   for (int i = 0; run->slo && i < run->slo->n; i++) {
     fputs(i ? ",{\"term\":" : "{\"term\":", f);
     js_write_str(f, run->slo->t[i].text);
-    if (run->slo->t[i].metric == M_ERRORS) /* a share as a fraction, as other shares */
+    if (run->slo->t[i].metric == M_ERRORS && run->slo->t[i].share) /* a fraction, as other shares */
       fprintf(f, ",\"ok\":%s,\"measurable\":true,\"observed\":%.9g}",
               v->errors == 0 || v->terms[i].ok ? "true" : "false", v->terms[i].observed);
+    else if (run->slo->t[i].metric == M_ERRORS)
+      fprintf(f, ",\"ok\":%s,\"measurable\":true,\"observed\":%" PRIu64 "}",
+              v->errors == 0 || v->terms[i].ok ? "true" : "false", v->errors);
     else
       fprintf(f, ",\"ok\":%s,\"measurable\":%s,\"observed\":%.9g}",
               v->terms[i].ok ? "true" : "false", v->terms[i].measurable ? "true" : "false",

@@ -128,7 +128,7 @@ static const flag flags[] = {
      1, U64_ANY},
     {"hgrm", F_STR, &O.hgrm, "",
      "write the distribution (HdrHistogram .hgrm, ms), and beside it X.uncorrected.hgrm "
-     "(open loop) and one per outcome, X.won.hgrm ...", 0, 0},
+     "and one per outcome, X.won.hgrm ...", 0, 0},
     {"svg", F_STR, &O.svg, "", "write a latency-by-percentile plot, a line per outcome", 0, 0},
     {"timeline-svg", F_STR, &O.timeline_svg, "",
      "write the timeline: latency, answers by outcome and in flight per interval", 0, 0},

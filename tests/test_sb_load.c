@@ -304,6 +304,30 @@ static void refused_by_close(void) {
   server_down(&s);
 }
 
+/* An unused connection the server ends by its idle timeout is not a
+ * refusal (outside review: closed before any answer, it was counted as
+ * refused and backed off up to 1 s, and sends fell due while it was down):
+ * 8 connections at 5 a second against a 100 ms idle timeout, each reopened
+ * at once. */
+static void idle_close_of_an_unused_connection(void) {
+  static const char *const quick[] = {"--log-level", "warn", "--idle-timeout-ms", "100", NULL};
+  spiked s;
+  spiked_start(&s, NULL, quick);
+  create_event(s.port, 1, 1000000);
+  setup(s.port, SC_RESERVE, 1, LD_OPEN, 5, 8, 1, 2.0);
+  CHECK_EQ(ld_run(&cfg, &res), 0);
+  const ld_stats *t = &res.total;
+  fprintf(stderr, "idle: %llu answers, %llu refused, %llu idle closes, %llu unsent (down)\n",
+          (unsigned long long)answers(), (unsigned long long)res.connect_refused,
+          (unsigned long long)t->server_closed, (unsigned long long)t->unsent[CAUSE_DOWN]);
+  CHECK_EQ(res.connect_refused, 0);
+  CHECK(t->server_closed > 8);
+  CHECK_EQ(t->unsent[CAUSE_DOWN], 0);
+  CHECK_EQ(t->late[CAUSE_DOWN], 0);
+  CHECK_EQ(answers(), 10);
+  server_down(&s);
+}
+
 static long long reserved_of(int port, int event) {
   static hc_resp r;
   char path[64];
@@ -396,6 +420,7 @@ TEST_LIST({"open_loop_books", open_loop_books, 30},
           {"server_behind", server_behind, 30}, {"down_from_the_start", down_from_the_start, 30},
           {"down_during_the_run", down_during_the_run, 30}, {"start_at", start_at, 30},
           {"refused_by_close", refused_by_close, 30},
+          {"idle_close_of_an_unused_connection", idle_close_of_an_unused_connection, 30},
           {"events_over_threads", events_over_threads, 30},
           {"interim_answers", interim_answers, 30}, {"head_answers", head_answers, 30},
           {"rows_needed", rows_needed, 0})

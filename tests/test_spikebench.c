@@ -189,6 +189,18 @@ static void interrupted_during_a_freeze(void) {
   CHECK(strstr(J.body, "never made, every connection still waiting for an answer") != NULL);
   CHECK(strstr(J.body, "\"interrupted\":true") != NULL);
   CHECK_EQ(jnum("verdict.exit"), 4);
+  /* a signal during the warm-up: nothing measured, which is no failure of
+   * the server (it said FAIL, "no answers in the measured window") */
+  const char *warm[] = {"--url", url, "--scenario", "get", "--rate", "100", "--warmup", "3",
+                        "--duration", "5", "--json", tmp_path("warm.json"), NULL};
+  b = bench_start(warm, tmp_path("warm.log"));
+  usleep(1000 * 1000);
+  kill(b, SIGINT);
+  rc = bench_wait(b, tmp_path("warm.log"));
+  if (rc != 4) show(tmp_path("warm.log"));
+  CHECK_EQ(rc, 4);
+  load_file(tmp_path("warm.log"));
+  CHECK(strstr(J.body, "interrupted before the measured window began") != NULL);
   stall_stop(srv);
 }
 
