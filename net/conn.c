@@ -236,15 +236,16 @@ static void on_closed(uv_handle_t *h) {
   if (lc->draining) server_loop_maybe_done(lc);
 }
 
+/* A long-poll parked on the engine, not yet told to end. */
+static int feed_waiting(const req *r) {
+  return r->parked && !r->done && r->handler == H_FEED && !r->ended;
+}
+
 /* The client is gone, or has said it sends no more: a parked long-poll
  * would hold its place among the engine's parked feed waits, and this
  * connection, until its wait_ms ran out, so it ends now (answered as if
  * the wait were over, to a client that may still read). Other parked
  * requests finish as they would: their ops are the engine's until then. */
-static int feed_waiting(const req *r) {
-  return r->parked && !r->done && r->handler == H_FEED && !r->ended;
-}
-
 static void end_feed_waits(conn *c) {
   for (req *r = c->head; r != NULL; r = r->next)
     if (feed_waiting(r) && spike_feed_wait_end(c->lc->producer, &r->op) == SPIKE_OK) r->ended = 1;
