@@ -233,7 +233,9 @@ int main(int argc, char **argv) {
   int status = 1;
   while (cursor < o.stop_at) {
     feed_page p;
-    int rc = feed_fetch(&o.feed, store, cursor, epoch, o.limit, &p);
+    /* a page ends at --stop-at, not past it */
+    unsigned limit = o.stop_at - cursor < o.limit ? (unsigned)(o.stop_at - cursor) : o.limit;
+    int rc = feed_fetch(&o.feed, store, cursor, epoch, limit, &p);
     if (rc == FEED_UNREACHABLE) {
       /* spiked restarting or draining: try again, for a while */
       if (now_ms() - last_ok > (int64_t)o.retry_s * 1000) {
@@ -252,7 +254,22 @@ int main(int argc, char **argv) {
                                                         : 1;
       goto out;
     }
-    if (store[0] == '\0') snprintf(store, sizeof(store), "%s", p.store_id);
+    if (store[0] == '\0') {
+      snprintf(store, sizeof(store), "%s", p.store_id);
+    } else if (strcmp(store, p.store_id) != 0) {
+      /* A store restored from a backup of the cursor's store at or past
+       * the cursor: the feed goes on, under its new id (spike-relay
+       * follows it; docs/operations.md, Backups). This consumer stops on
+       * any id change, and writes nothing of the new store's. */
+      fprintf(stderr,
+              "feed_sqlite: the store is %s, restored from %s at seq %llu; the cursor (%s %llu) "
+              "could go on under the new id, but feed_sqlite stops on any change of store id: "
+              "check the restore, then move the cursor row to the new id to go on\n",
+              p.store_id, p.restored_from[0] ? p.restored_from : "another store",
+              (unsigned long long)p.restored_seq, store, (unsigned long long)cursor);
+      status = 3;
+      goto out;
+    }
     if ((rc = apply_page(&p, store, &cursor)) != 0) {
       status = rc;
       goto out;

@@ -1093,6 +1093,51 @@ static void reserve_many(int port, uint64_t from, uint64_t to) {
     CHECK_EQ(reserve(port, 1, u, NULL), 201);
 }
 
+/* The reference consumer stops at --stop-at exactly, and stops on a store
+ * restored from a backup of its store (outside QA: it ran past --stop-at
+ * to its page's end, and it applied the restored store's own new records
+ * under the old store id, then stopped saying they were missing). */
+static void consumer_stops_at_a_restored_store(void) {
+  static const char *const extra[] = {"--feed-token", "rd", NULL};
+  char db[300], tmp[256], bak[300], rdir[300];
+  snprintf(tmp, sizeof(tmp), "%s", test_tmpdir("consumer-r"));
+  snprintf(db, sizeof(db), "%s/feed.db", tmp);
+  snprintf(bak, sizeof(bak), "%s/bak", tmp);
+  snprintf(rdir, sizeof(rdir), "%s/restored", tmp);
+  spiked s;
+  spiked_start(&s, NULL, extra);
+  int port = s.port;
+  CHECK_EQ(create_event(port, 1, 100000, NULL), 201);
+  reserve_many(port, 1, 10); /* seqs 1..11 */
+  CHECK_EQ(wait_exit(consumer(port, db, "5", "2")), 0); /* pages of 2: 2, 4, then 1 */
+  sqlite3 *h;
+  CHECK(sqlite3_open(db, &h) == SQLITE_OK);
+  CHECK_EQ(db_int(h, "SELECT seq FROM cursor"), 5);
+  CHECK_EQ(db_int(h, "SELECT count(*) FROM changes"), 5);
+  sqlite3_close(h);
+  char out[2048];
+  CHECK_EQ(run_spiked((const char *const[]){"--data", s.dir, "--backup", bak, NULL}, NULL, out,
+                      sizeof(out)),
+           0);
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  /* restored: a new store id, its feed the old one's to seq 11 and then
+   * its own */
+  char cmd[1024];
+  snprintf(cmd, sizeof(cmd), "mkdir -p '%s' && cp '%s/data.mdb' '%s/'", rdir, bak, rdir);
+  CHECK_EQ(system(cmd), 0);
+  spiked r;
+  spiked_start_on(&r, port, rdir, extra);
+  reserve_many(port, 100, 104);
+  CHECK_EQ(wait_exit(consumer(port, db, "20", "10")), 3);
+  CHECK(sqlite3_open(db, &h) == SQLITE_OK);
+  CHECK_EQ(db_int(h, "SELECT seq FROM cursor"), 5); /* untouched */
+  CHECK_EQ(db_int(h, "SELECT count(*) FROM changes"), 5);
+  sqlite3_close(h);
+  CHECK_EQ(spiked_stop(&r, SIGTERM), 0);
+  test_rmrf(s.dir);
+  test_rmrf(tmp);
+}
+
 static void consumer_exactly_once(void) {
   static const char *const extra[] = {"--feed-token", "rd", NULL};
   char db[300], tmp[256];
@@ -1196,4 +1241,5 @@ TEST_LIST({"metrics_lint_and_503s", metrics_lint_and_503s, 30},
           {"config_and_flag_errors", config_and_flag_errors, 30},
           {"error_storm_logged_as_counts", error_storm_logged_as_counts, 30},
           {"map_growth_logged", map_growth_logged, 60},
-          {"consumer_exactly_once", consumer_exactly_once, 90})
+          {"consumer_exactly_once", consumer_exactly_once, 90},
+          {"consumer_stops_at_a_restored_store", consumer_stops_at_a_restored_store, 60})
