@@ -160,6 +160,7 @@ struct writer {
   /* After STORE_MAP_FULL or STORE_NOSPACE, due expiries wait (they would fail again and, being
    * due, be retried at once): 100 ms doubling to 5 s, reset by a commit. */
   int64_t expire_after_ms; /* monotonic */
+  int64_t probe_after_ms;  /* monotonic: a full disk's next probing commit (room_probe) */
   uint32_t expire_backoff_ms;
   int64_t last_fail_log_ms; /* monotonic */
   uint32_t fails_unlogged;  /* batches refused for room since the last line */
@@ -1272,6 +1273,27 @@ static void committed(writer *w) {
   if (!w->deferred_meta) durable(w);
 }
 
+/* A full disk has room again once a commit fits, and the room comes back
+ * from outside: with nothing else to commit (a load balancer that sends
+ * nothing to a node whose readiness is 503), ready would stay 503 for good.
+ * So while the disk is full, an idle writer commits one record a second,
+ * the id high-water mark as it is; the first that fits makes ready 200. */
+#define ROOM_PROBE_MS 1000
+
+static int disk_full(const writer *w) {
+  /* relaxed: a health flag, written by this thread */
+  return atomic_load_explicit(&w->e->map_full, memory_order_relaxed) == ENGINE_FULL_DISK;
+}
+
+static int room_probe(writer *w) {
+  if (w->writes || !disk_full(w) || w->mono < w->probe_after_ms) return 0;
+  w->probe_after_ms = w->mono + ROOM_PROBE_MS;
+  int rc = txn_begin(w);
+  if (rc == 0) rc = store_put_meta(w->txn, "id_hwm", w->hwm);
+  if (rc == 0) w->writes = 1;
+  return rc;
+}
+
 static int rings_pending(writer *w);
 
 /* One batch. Returns how much work it did (0: nothing to do). */
@@ -1300,6 +1322,7 @@ static uint32_t cycle(writer *w) {
   if (rc == 0) rc = drain(w, &work);
   if (rc == 0 && w->deferred.n > 0) rc = retry_deferred(w, &work);
   if (rc == 0) rc = expire_due(w, &work, w->cap);
+  if (rc == 0) rc = room_probe(w);
   if (rc == 0 && store_txn_open(w->txn)) {
     if (w->writes) {
       rc = commit(w);
@@ -1351,6 +1374,10 @@ static int64_t next_wake_in_ms(writer *w) {
   for (spike_op *op = w->waiters.head; op != NULL; op = OP(op)->next_)
     if (OP(op)->deadline_ - mono < in) in = OP(op)->deadline_ - mono;
   if (w->deferred.head != NULL && in > 1) in = 1;
+  if (disk_full(w)) {
+    int64_t probe = w->probe_after_ms > mono ? w->probe_after_ms - mono : 0;
+    if (probe < in) in = probe;
+  }
   return in;
 }
 

@@ -203,6 +203,45 @@ static void write_enospc_recovers(int err, const char *tag) {
   test_rmrf(cfg.data_dir);
 }
 
+/* Ready again with nothing to commit (outside QA: health said "disk full"
+ * until some commit happened, so a node a load balancer had taken out of
+ * rotation for it never came back): an idle writer tries a commit a second
+ * while the disk is full, and the first that fits clears it. */
+static void room_back_without_traffic(void) {
+  need_shim();
+  spike_config cfg;
+  small_config(&cfg, "roomback");
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(1, 10);
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  spike_op a;
+  fault_write(ENOSPC);
+  CHECK_EQ(settle(p, &a, spike_reserve(p, &a, 1, 1, 1, NULL, 0, count_cb)), SPIKE_ESTORAGE);
+  const char *health;
+  CHECK_EQ(spike_health(e, &health), SPIKE_ESTORAGE);
+  CHECK(strstr(health, "disk full") != NULL);
+  usleep(1500 * 1000); /* still full: the tries fail, and it stays so */
+  CHECK_EQ(spike_health(e, &health), SPIKE_ESTORAGE);
+  fault_write(0);
+  int64_t t0 = test_now_ms();
+  while (spike_health(e, &health) != SPIKE_OK && test_now_ms() - t0 < 3000) usleep(20 * 1000);
+  CHECK_EQ(spike_health(e, &health), SPIKE_OK);
+  CHECK(test_now_ms() - t0 < 2500);
+  spike_event ev;
+  CHECK_EQ(spike_event_get(e, 1, &ev), SPIKE_OK);
+  CHECK_EQ(ev.reserved, 0); /* nothing came of the try but room */
+  CHECK_EQ(settle(p, &a, spike_reserve(p, &a, 1, 1, 1, NULL, 0, count_cb)), SPIKE_OK);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  e = open_engine(&cfg); /* and the store opens as it was */
+  CHECK_EQ(spike_event_get(e, 1, &ev), SPIKE_OK);
+  CHECK_EQ(ev.reserved, 1);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
 /* A restart on a full disk: the open commits (the id floor, then the
  * expiry of reservations that went overdue while the engine was down,
  * before it takes new ones), and that commit cannot be made, so the open
@@ -968,6 +1007,7 @@ TEST_LIST({"fsync_eio", fsync_eio, 30}, {"fsync_enospc", fsync_enospc, 30},
           {"open_fails_when_the_sync_fails", open_fails_when_the_sync_fails, 30},
           {"write_enospc", write_enospc, 30}, {"write_edquot", write_edquot, 30},
           {"full_disk_at_open", full_disk_at_open, 30},
+          {"room_back_without_traffic", room_back_without_traffic, 30},
           {"write_ahead_bounds", write_ahead_bounds, 60},
           {"deferred_batch_survives_a_full_disk", deferred_batch_survives_a_full_disk, 30},
           {"disk_full_tmpfs", disk_full_tmpfs, 600},
