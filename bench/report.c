@@ -251,8 +251,6 @@ static double answer_span(const ld_result *res) {
   return res->answered_s > res->window_s ? res->answered_s : res->window_s;
 }
 
-/* errors and requests: as the verdict counts them (answers, lost requests
- * and sends never made), the share an errors term bounds. */
 /* The rate the open-loop schedule kept over the window: its sends, made or
  * not, over the window. That is --rate, except where --rate times the
  * window is not whole: the schedule sends at 0, 1/rate, 2/rate ..., so
@@ -264,6 +262,8 @@ static double schedule_rate(const rp_run *run) {
   return w > 0 && sched > 0 ? sched / w : run->cfg->rate;
 }
 
+/* errors and requests: as the verdict counts them (answers, lost requests
+ * and sends never made), the share an errors term bounds. */
 static void eval_term(const rp_run *run, const rp_term *t, rp_term_result *r, uint64_t errors,
                       uint64_t requests) {
   const ld_stats *s = &run->res->total;

@@ -648,18 +648,19 @@ static void note_feed_end(writer *w, const msg *m) {
   if (w->nends < w->cap) w->ends[w->nends++] = (feed_end){(uintptr_t)m->op, (uintptr_t)m->user_id, no};
 }
 
-/* By op and producer, then by no, so a pair's last end is the last of its run. */
-static int end_cmp(const void *a, const void *b) {
-  const feed_end *x = a, *y = b;
-  if (x->op != y->op) return x->op < y->op ? -1 : 1;
-  if (x->producer != y->producer) return x->producer < y->producer ? -1 : 1;
-  return x->no < y->no ? -1 : x->no > y->no;
-}
-
+/* By op and producer. */
 static int pair_cmp(const void *a, const void *b) {
   const feed_end *x = a, *y = b;
   if (x->op != y->op) return x->op < y->op ? -1 : 1;
   return x->producer < y->producer ? -1 : x->producer > y->producer;
+}
+
+/* ... then by no, so a pair's last end is the last of its run. */
+static int end_cmp(const void *a, const void *b) {
+  int c = pair_cmp(a, b);
+  if (c != 0) return c;
+  const feed_end *x = a, *y = b;
+  return x->no < y->no ? -1 : x->no > y->no;
 }
 
 /* Whether a parked wait was ended after it was parked. */
