@@ -47,6 +47,10 @@
 #include "spike.h"
 
 #define REPS_MAX 15
+#define SECONDS_MAX 60.0
+#define ORDERS_MIN 8192u
+#define ORDERS_MAX (1u << 28) /* also the most --preload builds */
+#define BATCH_MAX 65536u
 #define EVENT_ID 1000u
 #define PRICE 1999
 #define PAY_TIMEOUT_S 900u
@@ -493,27 +497,30 @@ static int preload_main(const char *base, uint64_t n, int reps, double seconds, 
 
 static void usage(FILE *f) {
   fprintf(f, "usage: bench_writer [--reps N] [--seconds S] [--orders N] [--inflight N]\n"
-             "                    [--batch B] [--cold] [--users random|seq] [--preload N] [DIR]\n"
+             "                    [--batch B] [--cold] [--users random|seq] [--preload N]\n"
+             "                    [--store-only OUT] [DIR]\n"
              "  Durable orders/s through the engine (ack=durable, one producer keeping\n"
              "  reserves in flight, see --inflight) against a raw one-thread LMDB loop\n"
              "  writing the same records with fsync'd commits, for batch sizes 1, 16,\n"
              "  256 and 4096.\n"
              "  DIR          where the data directories go; must be a real disk (default\n"
              "               $TMPDIR or /tmp)\n"
-             "  --reps N     engine/reference pairs per batch size; medians reported\n"
+             "  --reps N     engine/reference pairs per batch size, 1..15; medians reported\n"
              "               (default 3)\n"
-             "  --seconds S  length of one run (default 1.0; batch size 1 runs half as long)\n"
-             "  --orders N   at most this many orders per run (default 2097152); the\n"
-             "               engine's tables are sized from it\n"
-             "  --inflight N most reserves in flight (default: max(64, 4 x batch), at\n"
-             "               most ring_size = max(8192, 2 x batch))\n"
+             "  --seconds S  length of one run, (0, 60] (default 1.0; batch size 1 runs\n"
+             "               half as long)\n"
+             "  --orders N   at most this many orders per run, 8192..2^28 (default\n"
+             "               2097152); the engine's tables are sized from it\n"
+             "  --inflight N most reserves in flight, 1 or more (default: max(64, 4 x\n"
+             "               batch)), at most ring_size = max(8192, 2 x batch)\n"
              "  --batch B    run only this batch size (1..65536); no goal lines\n"
              "  --cold       leave the engine's buyer table untouched before the run (by\n"
              "               default its pages are faulted in first: steady state)\n"
              "  --users U    random (default: a crowd, ids in no order) or seq (1, 2, 3...)\n"
              "  --preload N  instead of the raw reference, run the engine on a fresh store\n"
-             "               and on one already holding N orders (reserved, then cancelled,\n"
-             "               by N/10 users; built once, copied per run), alternately\n"
+             "               and on one already holding N orders, 1..2^28 (reserved, then\n"
+             "               cancelled, by N/10 users; built once, copied per run),\n"
+             "               alternately\n"
              "  --store-only OUT  with --preload N: only build that store, in the new\n"
              "               directory OUT, and keep it (for bench/backup.sh)\n"
              "Output: one line per run, one line per batch size, the goals, then\n"
@@ -532,36 +539,36 @@ int main(int argc, char **argv) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       usage(stdout);
       return 0;
-    } else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
-      reps = atoi(argv[++i]);
-    } else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
-      seconds = atof(argv[++i]);
-    } else if (strcmp(argv[i], "--orders") == 0 && i + 1 < argc) {
-      cap = strtoull(argv[++i], NULL, 10);
-    } else if (strcmp(argv[i], "--inflight") == 0 && i + 1 < argc) {
-      inflight_opt = (uint32_t)strtoul(argv[++i], NULL, 10);
-    } else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) {
-      only_batch = (uint32_t)strtoul(argv[++i], NULL, 10);
-    } else if (strcmp(argv[i], "--users") == 0 && i + 1 < argc) {
-      random_users = strcmp(argv[++i], "seq") != 0;
+    } else if (strcmp(argv[i], "--reps") == 0) {
+      reps = (int)bench_arg_u64(argc, argv, &i, 1, REPS_MAX);
+    } else if (strcmp(argv[i], "--seconds") == 0) {
+      seconds = bench_arg_double(argc, argv, &i, 0, SECONDS_MAX);
+    } else if (strcmp(argv[i], "--orders") == 0) {
+      cap = bench_arg_u64(argc, argv, &i, ORDERS_MIN, ORDERS_MAX);
+    } else if (strcmp(argv[i], "--inflight") == 0) {
+      inflight_opt = (uint32_t)bench_arg_u64(argc, argv, &i, 1, UINT32_MAX);
+    } else if (strcmp(argv[i], "--batch") == 0) {
+      only_batch = (uint32_t)bench_arg_u64(argc, argv, &i, 1, BATCH_MAX);
+    } else if (strcmp(argv[i], "--users") == 0) {
+      const char *u = bench_arg(argc, argv, &i);
+      if (strcmp(u, "random") != 0 && strcmp(u, "seq") != 0) {
+        fprintf(stderr, "bench_writer: --users: \"%s\" is not random or seq\n", u);
+        return 2;
+      }
+      random_users = strcmp(u, "seq") != 0;
     } else if (strcmp(argv[i], "--cold") == 0) {
       prefault = 0;
-    } else if (strcmp(argv[i], "--preload") == 0 && i + 1 < argc) {
-      preload = strtoull(argv[++i], NULL, 10);
-    } else if (strcmp(argv[i], "--store-only") == 0 && i + 1 < argc) {
-      store_only = argv[++i];
+    } else if (strcmp(argv[i], "--preload") == 0) {
+      preload = bench_arg_u64(argc, argv, &i, 1, ORDERS_MAX);
+    } else if (strcmp(argv[i], "--store-only") == 0) {
+      store_only = bench_arg(argc, argv, &i);
     } else if (argv[i][0] != '-') {
       dir = argv[i];
     } else {
+      fprintf(stderr, "bench_writer: unknown flag \"%s\"\n", argv[i]);
       usage(stderr);
       return 2;
     }
-  }
-  if (reps < 1 || reps > REPS_MAX || seconds <= 0 || seconds > 60 || cap < 8192 ||
-      cap > (1u << 28) || only_batch > 65536) {
-    fprintf(stderr, "bench_writer: --reps 1..%d, --seconds (0, 60], --orders 8192..2^28\n",
-            REPS_MAX);
-    return 2;
   }
   if (store_only != NULL) {
     if (preload == 0 || mkdir(store_only, 0755) != 0) {

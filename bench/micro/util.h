@@ -1,11 +1,15 @@
 /*
  * util.h -- the small helpers every micro-benchmark needs: clocks, a
- * median, a power of two, removing a data directory.
+ * median, a power of two, removing a data directory, a flag's value read
+ * strictly.
  */
 #ifndef SPIKE_BENCH_UTIL_H
 #define SPIKE_BENCH_UTIL_H
 
+#include <ctype.h>
+#include <errno.h>
 #include <ftw.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,5 +60,53 @@ static inline int bench_rm_entry(const char *path, const struct stat *sb, int fl
 }
 
 static inline void rmrf(const char *path) { nftw(path, bench_rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+/* ---- flags: a bad value names the flag and its range, exit 2 --------- */
+
+static inline const char *bench_prog(char **argv) {
+  const char *slash = strrchr(argv[0], '/');
+  return slash != NULL ? slash + 1 : argv[0];
+}
+
+/* argv[*i] is a flag that takes a value: the value, *i moved onto it. */
+static inline const char *bench_arg(int argc, char **argv, int *i) {
+  if (*i + 1 >= argc) {
+    fprintf(stderr, "%s: %s needs a value\n", bench_prog(argv), argv[*i]);
+    exit(2);
+  }
+  return argv[++*i];
+}
+
+/* The flag's value as a whole number in lo..hi written as plain digits
+ * (strtoull alone takes a leading space, a sign and trailing junk too). */
+static inline uint64_t bench_arg_u64(int argc, char **argv, int *i, uint64_t lo, uint64_t hi) {
+  const char *v = bench_arg(argc, argv, i);
+  char *end;
+  errno = 0;
+  unsigned long long x = strtoull(v, &end, 10);
+  if (v[0] < '0' || v[0] > '9' || *end != '\0' || errno != 0 || x < lo || x > hi) {
+    fprintf(stderr, "%s: %s: \"%s\" is not a whole number in %llu..%llu\n", bench_prog(argv),
+            argv[*i - 1], v, (unsigned long long)lo, (unsigned long long)hi);
+    exit(2);
+  }
+  return x;
+}
+
+/* The flag's value as a decimal number in (lo, hi] (strtod alone takes a
+ * leading space, hex, "inf" and trailing junk too). */
+static inline double bench_arg_double(int argc, char **argv, int *i, double lo, double hi) {
+  const char *v = bench_arg(argc, argv, i);
+  char *end;
+  errno = 0;
+  double x = strtod(v, &end);
+  if (!(isdigit((unsigned char)v[0]) || (v[0] == '.' && isdigit((unsigned char)v[1]))) ||
+      strspn(v, "0123456789.eE+-") != strlen(v) || *end != '\0' || errno != 0 || !isfinite(x) ||
+      x <= lo || x > hi) {
+    fprintf(stderr, "%s: %s: \"%s\" is not a number in (%g, %g]\n", bench_prog(argv), argv[*i - 1],
+            v, lo, hi);
+    exit(2);
+  }
+  return x;
+}
 
 #endif /* SPIKE_BENCH_UTIL_H */
