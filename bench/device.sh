@@ -8,14 +8,17 @@
 #   bench/device.sh pack DIR       build, then pack binaries + libraries in DIR
 # There (any x86-64 Linux with glibc >= Debian 12's, bash, taskset):
 #   bash DIR/device.sh run         the table; DIR/results.md gets it too
+#   bash DIR/device.sh --help      this text
 #
 # PARTS (run; default "disk table scaleout hostile") picks and orders the parts:
-#   disk      bench_disk on DATA: the floor a durable commit stands on there
+#   disk      bench_disk on DATA (DISK_SECONDS 2, DISK_JOBS 8 files at once):
+#             the floor a durable commit stands on there
 #   table     the issue-10 table above
 #   where     per thread (by name) the CPU spiked uses under that load, and
 #             its commits, orders a commit and the loops' busy time: TOP
 #             threads with each ack, 1 thread on 1 and on 2 cores; nginx's
 #             workers and wrk's own CPU over the same window beside them
+#             (the middle half of each DUR-second run)
 #   scaleout  bench/scaleout.sh: 1, 2 and 3 nodes (NODES) of SCALE_NODE_THREADS
 #             (1) loop threads behind the nginx router of SCALE_NGINX_WORKERS
 #             (6), all on SCALE_SRVCPU (0-11); wrk -t SCALE_WRK_THREADS (4) and
@@ -25,20 +28,25 @@
 #
 # Knobs (run): WS="1 2 4 8" spiked thread counts, NW="1 8" nginx workers,
 # TOP=8 threads for the memory-ack and spikebench rows, DUR=6 seconds per
-# wrk run, SRVCPU (default 0-7) cores for servers, LOADCPU (default 8-15)
-# for the load, DATA (default /var/tmp) for the stores (a real disk),
-# RESULTS (default DIR/results.md) the file the results also go to, KEEP=1
-# leaves the last store and scratch files behind,
-# SPIKED_BIN (default spiked) which spiked in DIR/bin every part runs, and
-# WRITER_BIN (default bench_writer) which bench_writer: for an A/B, copy the
-# other build in beside it (cp OLD/spiked DIR/bin/spiked-old) and run once
-# with SPIKED_BIN=spiked-old and once without, each with its own RESULTS.
-# Every server gets cores 0..w-1 and wrk -t8 -c512 runs on LOADCPU. Not a
-# test: it reports, and never fails on speed.
+# wrk run (at least 2), LOADCPU (default 8-15) cores for the load, DATA
+# (default /var/tmp) for the stores (a real disk), RESULTS (default
+# DIR/results.md) the file the results also go to, NGINX_PORT (18080) and
+# SPIKED_PORT (18090) on 127.0.0.1, KEEP=1 leaves the last store and the
+# scratch directory (nginx's files, spiked's log, spikebench's output)
+# behind, SPIKED_BIN (default spiked) which spiked in DIR/bin every part
+# runs, and WRITER_BIN (default bench_writer) which bench_writer: for an
+# A/B, copy the other build in beside it (cp OLD/spiked DIR/bin/spiked-old)
+# and run once with SPIKED_BIN=spiked-old and once without, each with its
+# own RESULTS. A server with w workers or threads gets cores 0..w-1, and
+# wrk -t8 -c512 runs on LOADCPU; the engine alone gets the first half of
+# the cores. Not a test: it reports, and never fails on speed. It exits 2
+# on a bad knob or a machine without the cores they name, 1 when a part
+# measured nothing (a row without a number), 130 when interrupted; servers
+# it started are stopped and its scratch files removed in every case.
 set -u
 
 pack() {
-  out=$1
+  case $1 in /*) out=$1 ;; *) out=$PWD/$1 ;; esac # the caller's directory, not the checkout
   cd "$(dirname "$0")/.." || exit 2
   make --no-print-directory build/rel/spiked build/rel/spikebench build/rel/bench/micro/bench_writer \
     build/rel/bench/micro/bench_disk build/rel/tests/hostile_load >/dev/null || exit 1
@@ -64,18 +72,57 @@ run() {
   here=$(cd "$(dirname "$0")" && pwd)
   export PATH="$here/bin:$PATH" LD_LIBRARY_PATH="$here/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   WS=${WS:-1 2 4 8}; NW=${NW:-1 8}; TOP=${TOP:-8}; T=${DUR:-6}
-  L=${LOADCPU:-8-15}; DATA=${DATA:-/var/tmp}
-  D=$DATA/spike-device-data; G=/tmp/spike-device-nginx; R=${RESULTS:-$here/results.md}
+  L=${LOADCPU:-8-15}; DATA=${DATA:-/var/tmp}; NP=${NGINX_PORT:-18080}; SPP=${SPIKED_PORT:-18090}
+  PARTS=${PARTS:-disk table scaleout hostile}
+  D=$DATA/spike-device-data; R=${RESULTS:-$here/results.md}
   S=$here/bin/${SPIKED_BIN:-spiked}
+  # every knob checked before anything runs: a typo must not cost a device slot
+  bad() { echo "device.sh: $*" >&2; exit 2; }
+  for part in $PARTS; do
+    case $part in disk | table | where | scaleout | hostile) ;;
+    *) bad "PARTS: disk, table, where, scaleout or hostile, not $part" ;;
+    esac
+  done
+  for n in $WS $NW $TOP; do
+    case $n in '' | *[!0-9]* | 0*) bad "WS, NW and TOP are counts of 1 or more, not \"$n\"" ;; esac
+  done
+  case $T in '' | *[!0-9]* | 0 | 1) bad "DUR is whole seconds, at least 2, not \"$T\"" ;; esac
+  for p in "$NP" "$SPP"; do
+    case $p in '' | *[!0-9]*) bad "NGINX_PORT and SPIKED_PORT are port numbers, not \"$p\"" ;; esac
+  done
   [ -x "$S" ] || { echo "device.sh: $S not found" >&2; exit 1; }
-  mkdir -p "$G"; ulimit -n "$(ulimit -Hn)"
+  case " $PARTS " in *" table "*)
+    [ -x "$here/bin/${WRITER_BIN:-bench_writer}" ] || bad "$here/bin/${WRITER_BIN:-bench_writer} not found (WRITER_BIN)" ;;
+  esac
+  [ -d "$DATA" ] && [ -w "$DATA" ] || bad "DATA: $DATA is not a writable directory"
+  # the cores the parts pin to must exist: taskset refuses the rest
+  most=$TOP
+  for n in $WS $NW; do [ "$n" -gt "$most" ] && most=$n; done
+  case " $PARTS " in *" table "* | *" where "*)
+    taskset -c "$L" true 2>/dev/null || bad "LOADCPU $L: this machine has $(nproc) cores (0-$(($(nproc) - 1)))"
+    taskset -c "0-$((most - 1))" true 2>/dev/null ||
+      bad "a server of $most workers or threads needs cores 0-$((most - 1)); this machine has $(nproc) (WS, NW, TOP)" ;;
+  esac
+  for p in "$NP" "$SPP"; do
+    curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$p/" && bad "something already answers on 127.0.0.1:$p"
+  done
+  G=$(mktemp -d "${TMPDIR:-/tmp}/spike-device.XXXXXX") || exit 1
+  SP=""; failed=0
+  trap cleanup EXIT
+  trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 141' PIPE; trap 'exit 143' TERM
+  ulimit -n "$(ulimit -Hn)"
   : >"$R"
-  echo "device.sh: $(nproc) cores, $(basename "$S"), data on $(df -T "$DATA" | awk 'NR==2 {print $1, $2}')" | tee -a "$R"
-  for part in ${PARTS:-disk table scaleout hostile}; do
+  {
+    echo "device.sh: $(nproc) cores, $(basename "$S") ($("$S" --version 2>&1 | head -1)), data on $(df -T "$DATA" | awk 'NR==2 {print $1, $2}')"
+    echo "device.sh: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), $(uname -sr); PARTS=\"$PARTS\" WS=\"$WS\" NW=\"$NW\" TOP=$TOP DUR=$T LOADCPU=$L"
+    echo "device.sh: wrk -t8 -c512 -d${T}s on cores $L; a server of w workers or threads on cores 0..w-1"
+  } | tee -a "$R"
+  for part in $PARTS; do
     case $part in
     disk)
       echo | tee -a "$R"
-      bench_disk --seconds "${DISK_SECONDS:-2}" --jobs "${DISK_JOBS:-4}" "$DATA" 2>&1 | tee -a "$R"
+      bench_disk --seconds "${DISK_SECONDS:-2}" --jobs "${DISK_JOBS:-8}" "$DATA" >"$G/part" 2>&1 || failed=1
+      tee -a "$R" <"$G/part"
       ;;
     table) table ;;
     where) echo | tee -a "$R"; where ;;
@@ -87,6 +134,7 @@ run() {
         WRK_THREADS="${SCALE_WRK_THREADS:-4}" NGINX_WORKERS="${SCALE_NGINX_WORKERS:-6}" \
         NODE_THREADS="${SCALE_NODE_THREADS:-1}" UPSTREAM_KEEPALIVE="${SCALE_KEEPALIVE:-256}" \
         DURATION="$T" sh bench/scaleout.sh) 2>&1 | tee -a "$R"
+      [ "${PIPESTATUS[0]}" -eq 0 ] || failed=1
       ;;
     hostile)
       echo | tee -a "$R"
@@ -94,12 +142,28 @@ run() {
         HOSTILE_LOAD="$here/bin/hostile_load" HOSTILE_PIN="${HOSTILE_PIN:-0-1:2-3:$L}" \
         HOSTILE_SECONDS="${HOSTILE_SECONDS:-10}" HOSTILE_ROUNDS="${HOSTILE_ROUNDS:-3}" \
         sh tests/hostile.sh) 2>&1 | tee -a "$R"
+      [ "${PIPESTATUS[0]}" -eq 0 ] || failed=1
       ;;
-    *) echo "device.sh: PARTS: disk, table, where, scaleout or hostile, not $part" >&2 ;;
     esac
   done
-  [ -n "${KEEP:-}" ] || rm -rf "$D" "$G"
   echo "device.sh: results in $R"
+  if [ "$failed" -ne 0 ]; then
+    echo "device.sh: a part failed or measured nothing (a row without a number): see above" | tee -a "$R" >&2
+    exit 1
+  fi
+}
+
+# However the run ends: the servers it started are stopped, and the scratch
+# directory and the store go (KEEP=1 keeps them).
+cleanup() {
+  [ -n "${SP:-}" ] && kill "$SP" 2>/dev/null && wait "$SP" 2>/dev/null
+  [ -f "$G/nginx.pid" ] && kill "$(cat "$G/nginx.pid")" 2>/dev/null && sleep 0.5
+  pkill -P $$ 2>/dev/null # wrk, spikebench, a part's script
+  if [ -z "${KEEP:-}" ]; then
+    rm -rf "$D" "$G"
+  else
+    echo "device.sh: kept $D and $G" >&2
+  fi
 }
 
 rps() { awk '/Requests\/sec/ {print int($2)}'; }
@@ -111,7 +175,7 @@ worker_processes $1; worker_cpu_affinity auto; daemon on; pid $G/nginx.pid; erro
 events { worker_connections 8192; }
 http { access_log off; client_body_temp_path $G; proxy_temp_path $G; fastcgi_temp_path $G;
   uwsgi_temp_path $G; scgi_temp_path $G;
-  server { listen 127.0.0.1:18080 reuseport backlog=8192; keepalive_requests 100000000;
+  server { listen 127.0.0.1:$NP reuseport backlog=8192; keepalive_requests 100000000;
     location / { default_type application/json; return 200 '{"code":0,"msg":"ok"}'; } } }
 NGX
   taskset -c "0-$(($1 - 1))" nginx -c "$G/n.conf" -p "$G" -e "$G/error.log"
@@ -126,24 +190,24 @@ sp() { # THREADS ACK [CPUS [FLAGS...]]
   local t=$1 a=$2 c=${3:-0-$(($1 - 1))}
   shift 2
   [ $# -gt 0 ] && shift
-  taskset -c "$c" "$S" --listen 127.0.0.1:18090 --data "$D" --threads "$t" --ack "$a" \
+  taskset -c "$c" "$S" --listen 127.0.0.1:$SPP --data "$D" --threads "$t" --ack "$a" \
     --log-level warn --max-buyers 33554432 --max-reserved 33554432 --map-size 32G \
-    --max-conns 20000 "$@" >/tmp/spike-device.log 2>&1 &
+    --max-conns 20000 "$@" >"$G/spiked.log" 2>&1 &
   SP=$!
-  for _ in $(seq 300); do curl -sf localhost:18090/healthz/live >/dev/null && break; sleep 0.05; done
-  curl -s -o /dev/null -XPOST localhost:18090/api/v1/events -H 'Content-Type: application/json' \
+  for _ in $(seq 300); do curl -sf 127.0.0.1:$SPP/healthz/live >/dev/null && break; sleep 0.05; done
+  curl -s -o /dev/null -XPOST 127.0.0.1:$SPP/api/v1/events -H 'Content-Type: application/json' \
     -d '{"id":1,"name":"bench","stock":4000000000,"price":999,"start_at":0,"end_at":253402300799999,"per_user_limit":1}'
 }
-sp_stop() { kill "$SP"; wait "$SP" 2>/dev/null; }
+sp_stop() { kill "$SP"; wait "$SP" 2>/dev/null; SP=""; }
 
 # where: what each of spiked's threads does under wrk -t8 -c512, by thread
-# name (% of a core, over 3 s in the middle of the run), and spiked's own
-# counters over the same 3 s: commits, orders a commit, the commit's time,
+# name (% of a core, over the middle half of the run), and spiked's own
+# counters over the same window: commits, orders a commit, the commit's time,
 # the loops' busy time. Whether a run is bound by CPU (loops near 100 %) or
 # by the commit cycle (loops and writer part idle) shows here.
 snap() { for t in /proc/"$1"/task/*; do echo "${t##*/} $(cat "$t/comm") $(awk '{print $14 + $15, $15}' "$t/stat")"; done | sort; }
 counters() {
-  curl -s localhost:18090/metrics | awk '/^spike_(commits_total|ops_committed_total|commit_duration_seconds_sum) / {print $1, $2}
+  curl -s 127.0.0.1:$SPP/metrics | awk '/^spike_(commits_total|ops_committed_total|commit_duration_seconds_sum) / {print $1, $2}
     /^spike_loop_busy_seconds_total/ {b += $2} END {print "busy", b}'
 }
 # the load generator's CPU over the window: is the client the limit?
@@ -154,18 +218,19 @@ load_line() { # TICKS_BEFORE TICKS_AFTER SECONDS REQ/S
 }
 where_one() { # THREADS ACK CPUS
   sp "$1" "$2" "$3"
-  SPIKE_USER_BASE=$((RANDOM * 100000000)) W -s "$here/reserve.lua" http://127.0.0.1:18090/ >"$G/w.txt" &
+  SPIKE_USER_BASE=$((RANDOM * 100000000)) W -s "$here/reserve.lua" http://127.0.0.1:$SPP/ >"$G/w.txt" &
   wp=$!
-  sleep 1.5
+  sleep "$quarter"
   cl=$(pgrep -nx wrk)
   snap "$SP" >"$G/a"; counters >"$G/ca"; l0=$(ticks $cl); s0=$(date +%s.%N)
-  sleep 3
+  sleep "$half_run"
   snap "$SP" >"$G/b"; counters >"$G/cb"; l1=$(ticks $cl); s1=$(date +%s.%N)
   wait "$wp"
   s=$(awk -v a="$s0" -v b="$s1" 'BEGIN {print b - a}')
   bad=$(awk '/Non-2xx/ {print $NF}' "$G/w.txt")
   r=$(rps <"$G/w.txt")
-  echo "spiked --threads $1 --ack $2 on cores $3: $r req/s${bad:+ ($bad non-2xx)}" | tee -a "$R"
+  [ -n "$r" ] || failed=1
+  echo "spiked --threads $1 --ack $2 on cores $3: ${r:-?} req/s${bad:+ ($bad non-2xx)}" | tee -a "$R"
   join -o 1.2,1.3,1.4,2.3,2.4 "$G/a" "$G/b" | # name, CPU ticks (all, system) before and after
     awk -v tk="$(getconf CLK_TCK)" -v s="$s" -v r="$r" '{g = $1; sub(/-[0-9]+$/, "", g); u = ($4 - $2) / tk / s * 100
         n[g]++; t[g] += u; y[g] += ($5 - $3) / tk / s * 100; if (u > m[g]) m[g] = u }
@@ -183,15 +248,16 @@ ticks() { # PID...: their CPU ticks, all and system
   for p in "$@"; do awk '{print $14 + $15, $15}' "/proc/$p/stat"; done | awk '{a += $1; s += $2} END {print a, s}'
 }
 where() {
+  quarter=$(awk -v t="$T" 'BEGIN {print t / 4}'); half_run=$(awk -v t="$T" 'BEGIN {print t / 2}')
   ngx "$TOP"
   sleep 0.5
   wk=$(pgrep -f "nginx: worker process" | tr '\n' ' ')
-  SPIKE_USER_BASE=1 W -s "$here/reserve.lua" http://127.0.0.1:18080/ >"$G/w.txt" &
+  SPIKE_USER_BASE=1 W -s "$here/reserve.lua" http://127.0.0.1:$NP/ >"$G/w.txt" &
   wp=$!
-  sleep 1.5
+  sleep "$quarter"
   cl=$(pgrep -nx wrk)
   read -r a0 y0 <<<"$(ticks $wk)"; l0=$(ticks $cl); s0=$(date +%s.%N)
-  sleep 3
+  sleep "$half_run"
   read -r a1 y1 <<<"$(ticks $wk)"; l1=$(ticks $cl); s1=$(date +%s.%N)
   wait "$wp"
   r=$(rps <"$G/w.txt")
@@ -207,26 +273,29 @@ where() {
 }
 
 table() {
-  row() { printf '| %s | %s |\n' "$1" "$2" | tee -a "$R"; }
+  row() { # a row without a number fails the run (not on speed: on nothing measured)
+    case $2 in [0-9]*) ;; *) failed=1 ;; esac
+    printf '| %s | %s |\n' "$1" "${2:-?}" | tee -a "$R"
+  }
   printf '| run | req/s |\n|---|---|\n' | tee -a "$R"
   for w in $NW; do
     ngx "$w"
-    row "nginx workers=$w, GET fixed body" "$(W http://127.0.0.1:18080/ | rps)"
+    row "nginx workers=$w, GET fixed body" "$(W http://127.0.0.1:$NP/ | rps)"
     row "nginx workers=$w, POST fixed answer" \
-      "$(SPIKE_USER_BASE=1 W -s "$here/reserve.lua" http://127.0.0.1:18080/ | rps)"
+      "$(SPIKE_USER_BASE=1 W -s "$here/reserve.lua" http://127.0.0.1:$NP/ | rps)"
     ngx_stop
   done
   b=1
   for w in $WS; do
     sp "$w" durable
     b=$((b + 1))
-    out=$(SPIKE_USER_BASE=$((b * 10000000000)) W -s "$here/reserve.lua" http://127.0.0.1:18090/)
+    out=$(SPIKE_USER_BASE=$((b * 10000000000)) W -s "$here/reserve.lua" http://127.0.0.1:$SPP/)
     bad=$(printf '%s\n' "$out" | awk '/Non-2xx/ {print $NF}')
     row "spiked threads=$w, durable reserve" "$(printf '%s\n' "$out" | rps)${bad:+ ($bad non-2xx)}"
     sp_stop
   done
   sp "$TOP" memory
-  out=$(SPIKE_USER_BASE=200000000000 W -s "$here/reserve.lua" http://127.0.0.1:18090/)
+  out=$(SPIKE_USER_BASE=200000000000 W -s "$here/reserve.lua" http://127.0.0.1:$SPP/)
   bad=$(printf '%s\n' "$out" | awk '/Non-2xx/ {print $NF}')
   row "spiked threads=$TOP, memory reserve" "$(printf '%s\n' "$out" | rps)${bad:+ ($bad non-2xx)}"
   sp_stop
@@ -234,37 +303,43 @@ table() {
   # --memory-commit-us); a spiked without the flag leaves no row
   if "$S" --help 2>&1 | grep -q memory-commit-us; then
     sp "$TOP" memory "" --memory-commit-us 0
-    out=$(SPIKE_USER_BASE=210000000000 W -s "$here/reserve.lua" http://127.0.0.1:18090/)
+    out=$(SPIKE_USER_BASE=210000000000 W -s "$here/reserve.lua" http://127.0.0.1:$SPP/)
     bad=$(printf '%s\n' "$out" | awk '/Non-2xx/ {print $NF}')
     row "spiked threads=$TOP, memory reserve, --memory-commit-us 0" "$(printf '%s\n' "$out" | rps)${bad:+ ($bad non-2xx)}"
     sp_stop
   fi
 
   sp "$TOP" durable
-  peak=$(taskset -c "$L" spikebench --url http://127.0.0.1:18090 --event 1 --max --threads 8 \
-    --connections 512 --duration "$T" --user-base 30000000000 --quiet 2>&1 | tee /tmp/spike-device.sb |
+  peak=$(taskset -c "$L" spikebench --url http://127.0.0.1:$SPP --event 1 --max --threads 8 \
+    --connections 512 --duration "$T" --user-base 30000000000 --quiet 2>&1 | tee "$G/sb" |
     awk '{for (i = 1; i <= NF; i++) if ($i == "req/s") {print int($(i - 1)); exit}}')
-  row "spikebench --max, spiked threads=$TOP durable" "${peak:-?}"
-  half=$(( ${peak:-20000} / 2 ))
-  taskset -c "$L" spikebench --url http://127.0.0.1:18090 --event 1 --rate "$half" --threads 8 \
-    --connections 512 --duration 8 --user-base 40000000000 --quiet 2>&1 | tee /tmp/spike-device.open
-  p99=$(awk '/p99/ {for (i = 1; i <= NF; i++) if ($i ~ /^p99/) {print $(i + 1); exit}}' /tmp/spike-device.open)
-  row "spikebench open loop at $half req/s: p99" "${p99:-see above}"
+  row "spikebench --max, spiked threads=$TOP durable" "$peak"
+  half=$((${peak:-0} / 2))
+  if [ "$half" -gt 0 ]; then
+    taskset -c "$L" spikebench --url http://127.0.0.1:$SPP --event 1 --rate "$half" --threads 8 \
+      --connections 512 --duration 8 --user-base 40000000000 --quiet 2>&1 | tee "$G/open"
+    p99=$(awk '/p99/ {for (i = 1; i <= NF; i++) if ($i ~ /^p99/) {print $(i + 1); exit}}' "$G/open")
+    row "spikebench open loop at $half req/s: p99" "$p99"
+  else
+    cat "$G/sb"
+  fi
   sp_stop
 
   echo | tee -a "$R"
   printf '| engine alone (bench_writer, random users) | durable orders/s | raw LMDB | writer us/order |\n|---|---|---|---|\n' | tee -a "$R"
   for batch in 256 4096; do
     line=$(taskset -c "0-$(($(nproc) / 2 - 1))" "$here/bin/${WRITER_BIN:-bench_writer}" --reps 3 --batch "$batch" --users random "$DATA" 2>&1 |
-      grep "^batch *$batch:")
+      grep "^batch *$batch:\|bench_writer:")
     eng=$(printf '%s\n' "$line" | sed -n 's/.*engine \([0-9]*\) durable.*/\1/p')
     ref=$(printf '%s\n' "$line" | sed -n 's/.*reference \([0-9]*\) orders.*/\1/p')
     cpu=$(printf '%s\n' "$line" | sed -n 's/.*writer thread \([0-9.]*\) us.*/\1/p')
-    printf '| batch %s | %s | %s | %s |\n' "$batch" "$eng" "$ref" "$cpu" | tee -a "$R"
+    [ -n "$eng" ] || { failed=1; printf '%s\n' "$line"; }
+    printf '| batch %s | %s | %s | %s |\n' "$batch" "${eng:-?}" "${ref:-?}" "${cpu:-?}" | tee -a "$R"
   done
 }
 
 case "${1:-}" in
+-h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
 pack) [ $# -eq 2 ] || { echo "usage: bench/device.sh pack DIR" >&2; exit 2; }; pack "$2" ;;
 run) run ;;
 *) echo "usage: bench/device.sh pack DIR | DIR/device.sh run" >&2; exit 2 ;;
