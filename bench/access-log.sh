@@ -18,6 +18,8 @@ SPIKED=${SPIKED:-build/rel/spiked}
 PORT_A=${PORT_A:-18482}
 PORT_B=${PORT_B:-18483}
 TMPDIR=${TMPDIR:-/tmp}
+. bench/wrkout.sh
+whole ROUNDS DURATION CONNS
 work=$(mktemp -d "$TMPDIR/spike-bench-alog.XXXXXX")
 apid=""
 bpid=""
@@ -26,32 +28,34 @@ cleanup() {
   [ -n "$bpid" ] && kill -TERM "$bpid" 2>/dev/null && wait "$bpid" 2>/dev/null
   rm -rf "$work"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 141' PIPE
+trap 'exit 143' TERM
 for tool in wrk curl; do
   command -v $tool >/dev/null || { echo "access-log: $tool missing (make bench-deps)" >&2; exit 1; }
 done
 
-start() { # port data extra-flags...
-  port=$1
-  dir=$2
-  shift 2
+start() { # VAR PORT DATA [flags]: the pid in $VAR at once, so that an interrupt stops it
+  var=$1
+  port=$2
+  dir=$3
+  shift 3
   "$SPIKED" --listen 127.0.0.1:$port --data "$dir" --log-level warn --ack memory \
     --max-buyers 16777216 --max-reserved 16777216 "$@" 2>"$dir.log" &
+  eval "$var=\$!"
   i=0
   until curl -s -o /dev/null "http://127.0.0.1:$port/livez"; do
     i=$((i + 1))
-    [ $i -gt 100 ] && { echo "access-log: spiked on $port did not start" >&2; exit 1; }
+    [ $i -gt 100 ] && { echo "access-log: spiked on $port did not start:" >&2; cat "$dir.log" >&2; exit 1; }
     sleep 0.1
   done
   curl -s -o /dev/null -X POST "http://127.0.0.1:$port/api/v1/events" -H 'Content-Type: application/json' \
     -d '{"id":1,"name":"bench","stock":4000000000,"price":999,"start_at":0,"end_at":253402300799999,"per_user_limit":1}'
 }
-start $PORT_A "$work/a"
-apid=$!
-start $PORT_B "$work/b" --access-log "$work/access.log"
-bpid=$!
-
-. bench/wrkout.sh
+start apid $PORT_A "$work/a"
+start bpid $PORT_B "$work/b" --access-log "$work/access.log"
 
 echo "access-log: wrk -t1 -c$CONNS -d${DURATION}s, $ROUNDS alternating rounds per route"
 for route in read reserve; do
@@ -68,6 +72,7 @@ for route in read reserve; do
         SPIKE_USER_BASE=$((r * 1000000000)) wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency \
           -s bench/reserve.lua "http://127.0.0.1:$port/" >"$work/$side.out" 2>&1
       fi
+      wrk_ok "$work/$side.out"
       rps "$work/$side.out" >>"$work/$side.rps"
     done
     printf '%-7s round %d: no log %9s req/s (p99 %s)   --access-log %9s req/s (p99 %s)\n' "$route" "$r" \

@@ -27,7 +27,11 @@ cleanup() {
   rm -rf "$base/backups" "$base/lat"
   [ "${KEEP:-0}" = 1 ] || rm -rf "$base"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 141' PIPE
+trap 'exit 143' TERM
 
 ms() { echo $(($(date +%s%N) / 1000000)); }
 mkdir -p "$base"

@@ -38,7 +38,11 @@ cleanup() {
   tpid=""
   rm -rf "$work"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 141' PIPE
+trap 'exit 143' TERM
 
 for tool in wrk h2load hey nginx curl "$SB" "$SPIKED" "$STALL"; do
   command -v "$tool" >/dev/null || { echo "bench-compare: $tool missing (make bench-deps)" >&2; exit 1; }

@@ -23,6 +23,8 @@ PORT_G=${PORT_G:-18487}
 TMPDIR=${TMPDIR:-/tmp}
 dir=${1:-$TMPDIR}
 [ $# -gt 0 ] && shift
+. bench/wrkout.sh
+whole ORDERS ROUNDS DURATION CONNS
 base=$dir/spike-bench-grown-$ORDERS
 pe=""
 pg=""
@@ -31,7 +33,11 @@ cleanup() {
   rm -rf "$base/empty" "$base/out"
   [ "${KEEP:-0}" = 1 ] || rm -rf "$base"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 141' PIPE
+trap 'exit 143' TERM
 
 for tool in wrk curl; do
   command -v $tool >/dev/null || { echo "bench-grown: $tool missing (make bench-deps)" >&2; exit 1; }
@@ -55,13 +61,15 @@ slots=1048576
 while [ $((slots * 3 / 4)) -lt $users ]; do slots=$((slots * 2)); done
 map=$((size * 2 + (1 << 30)))
 
-start() { # PORT DATA [flags] -> pid in $started
-  port=$1
-  data=$2
-  shift 2
+start() { # VAR PORT DATA [flags]: the pid in $VAR at once, so that an interrupt stops it
+  var=$1
+  port=$2
+  data=$3
+  shift 3
   "$SPIKED" --listen 127.0.0.1:"$port" --data "$data" --log-level warn --map-size $map \
     --max-users $slots --max-buyers $slots --max-reserved 16777216 "$@" 2>>"$base/out/spiked.log" &
   started=$!
+  eval "$var=\$started"
   until curl -s -o /dev/null "http://127.0.0.1:$port/healthz/ready"; do
     kill -0 $started 2>/dev/null || { cat "$base/out/spiked.log" >&2; exit 1; }
     sleep 0.2
@@ -73,14 +81,11 @@ start() { # PORT DATA [flags] -> pid in $started
 }
 event=$(($(date +%s) % 1000000000))
 t0=$(ms)
-start $PORT_G "$base/data" "$@"
-pg=$started
+start pg $PORT_G "$base/data" "$@"
 echo "spiked open on a store of $ORDERS orders ($((size / 1048576)) MiB): $(($(ms) - t0)) ms"
 rm -rf "$base/empty"
-start $PORT_E "$base/empty" "$@"
-pe=$started
+start pe $PORT_E "$base/empty" "$@"
 
-. bench/wrkout.sh
 commits() { # PORT: commits, orders committed, commit seconds so far
   curl -s "http://127.0.0.1:$1/metrics" | awk '
     /^spike_commit_batch_size_sum/ {s=$2} /^spike_commit_batch_size_count/ {c=$2}
@@ -90,6 +95,7 @@ run() { # PORT LABEL ROUND
   before=$(commits "$1")
   SPIKE_EVENT=$event SPIKE_USER_BASE=$(($3 * 1000000000 + $1 * 10000000)) wrk -t1 -c"$CONNS" \
     -d"${DURATION}s" --latency -s bench/reserve.lua "http://127.0.0.1:$1/" >"$base/out/$2.out" 2>&1
+  wrk_ok "$base/out/$2.out"
   bad=$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$base/out/$2.out")
   after=$(commits "$1")
   printf '  %-6s %9s req/s (p99 %s)%s; %s\n' "$2" "$(rps "$base/out/$2.out")" "$(p99 "$base/out/$2.out")" \

@@ -7,7 +7,7 @@
 # two cores wrk is what holds nginx back). Prints each round, the medians and
 # the ratios. Not a test: it never fails on speed.
 #
-#   ROUNDS=5 DURATION=5 CONNS=64 THREADS=1 bench/http.sh [spiked flags...]
+#   ROUNDS=5 DURATION=5 CONNS=64 WRK_THREADS=1 bench/http.sh [spiked flags...]
 set -eu
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
@@ -18,13 +18,19 @@ SPIKED=${SPIKED:-build/rel/spiked}
 PORT_S=${PORT_S:-18480}
 PORT_N=${PORT_N:-18481}
 TMPDIR=${TMPDIR:-/tmp}
+. bench/wrkout.sh
+whole ROUNDS DURATION CONNS WRK_THREADS
 work=$(mktemp -d "$TMPDIR/spike-bench-http.XXXXXX")
 . bench/servers.sh
 cleanup() {
   bench_stop
   rm -rf "$work"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 141' PIPE
+trap 'exit 143' TERM
 
 for tool in wrk nginx curl; do
   command -v $tool >/dev/null || { echo "bench-http: $tool missing (make bench-deps)" >&2; exit 1; }
@@ -42,8 +48,6 @@ for a in "$@"; do
   [ "$prev" = "--ack" ] && ack=$a
   prev=$a
 done
-
-. bench/wrkout.sh
 
 # The issue's goals against nginx's fixed body: durable 0.7x at 64
 # connections and 1.0x at 512; memory acks 1.0x.
@@ -64,6 +68,7 @@ while [ $r -le "$ROUNDS" ]; do
   # wrk's own cost per request is then the same on both sides
   wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s bench/reserve.lua \
     "http://127.0.0.1:$PORT_N/" >"$work/p.out" 2>&1
+  for f in s n p; do wrk_ok "$work/$f.out"; done
   bad=$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$work/s.out")
   printf 'round %d: spiked %9s req/s (p99 %s)%s   nginx %9s req/s (p99 %s)   nginx POST %9s req/s\n' "$r" \
     "$(rps "$work/s.out")" "$(p99 "$work/s.out")" "${bad:+, $bad non-2xx}" \

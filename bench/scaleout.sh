@@ -40,7 +40,11 @@ cleanup() {
   [ -n "$cluster" ] && deploy/spike-cluster.sh stop "$cluster" >/dev/null 2>&1
   rm -rf "$work"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 141' PIPE
+trap 'exit 143' TERM
 for tool in wrk nginx curl; do
   command -v $tool >/dev/null || { echo "bench-scaleout: $tool missing (make bench-deps)" >&2; exit 1; }
 done

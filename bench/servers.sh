@@ -9,10 +9,15 @@
 #   bench_stop                         stops both (for an EXIT trap)
 # $work (a scratch directory) and $SPIKED must be set.
 
-wait_port() { # PORT PATH: until it answers, at most 10 s
+wait_port() { # PORT PATH [PID LOG]: until it answers, at most 10 s; PID must live
   i=0
   until curl -s -o /dev/null "http://127.0.0.1:$1/$2"; do
     i=$((i + 1))
+    if [ -n "${3:-}" ] && ! kill -0 "$3" 2>/dev/null; then
+      echo "bench: the server for port $1 exited:" >&2
+      cat "$4" >&2
+      exit 1
+    fi
     [ $i -gt 100 ] && { echo "bench: nothing on port $1" >&2; exit 1; }
     sleep 0.1
   done
@@ -24,7 +29,7 @@ bench_spiked() {
   "$SPIKED" --listen 127.0.0.1:"$port" --data "$work/data" --log-level warn \
     --max-buyers 16777216 --max-reserved 16777216 "$@" 2>"$work/spiked.log" &
   spid=$!
-  wait_port "$port" healthz/live
+  wait_port "$port" healthz/live "$spid" "$work/spiked.log"
   curl -s -o /dev/null -X POST "http://127.0.0.1:$port/api/v1/events" \
     -H 'Content-Type: application/json' \
     -d '{"id":1,"name":"bench","stock":4000000000,"price":999,"start_at":0,"end_at":253402300799999,"per_user_limit":1}'

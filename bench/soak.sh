@@ -50,7 +50,10 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 141' PIPE
+trap 'exit 143' TERM
 
 for tool in curl awk; do
   command -v $tool >/dev/null || { echo "soak: $tool missing" >&2; exit 1; }

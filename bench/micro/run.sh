@@ -29,7 +29,10 @@ DIR=${1:-${TMPDIR:-/tmp}}
 failed=0
 OUT=$(mktemp "${TMPDIR:-/tmp}/spike-bench-out.XXXXXX") || exit 0
 trap 'rm -f "$OUT" "$OUT.one"' EXIT
-trap 'exit 130' INT TERM
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 141' PIPE
+trap 'exit 143' TERM
 
 run() {
   name=$1
