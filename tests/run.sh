@@ -6,8 +6,15 @@
 # Each suite prints its cases; this prints one line per suite and a total.
 set -u
 cd "$(dirname "$0")/.."
-TMPDIR=${TMPDIR:-/tmp}
+# Every file a suite makes goes under one directory of this run: removed
+# when every suite passed, kept (and named) when one failed.
+TMPDIR=$(mktemp -d "${TMPDIR:-/tmp}/spike-test.XXXXXX") || exit 1
 export TMPDIR
+keep=0
+trap '[ "$keep" = 1 ] || rm -rf "$TMPDIR"' EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
 passed=0
 failed=0
 failures=""
@@ -170,4 +177,4 @@ else
 fi
 
 echo "$passed suites passed, $failed failed"
-[ "$failed" -eq 0 ] || { echo "failed:$failures"; exit 1; }
+[ "$failed" -eq 0 ] || { keep=1; echo "failed:$failures"; echo "their files: $TMPDIR"; exit 1; }
