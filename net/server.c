@@ -26,6 +26,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -33,6 +34,8 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -494,6 +497,69 @@ static void raise_nofile(const server_config *cfg) {
              (unsigned long long)rl.rlim_cur, (unsigned long long)want, cfg->lim.max_conns);
 }
 
+/*
+ * While the store opens (recovery reads every order: seconds on a large
+ * store), SIGINT and SIGTERM end the process at once, as they would any
+ * program that has not begun to serve: nothing has been answered, and an
+ * open cut short is a kill -9, which the store survives (I5). A thread of
+ * its own waits for them on a signalfd, since the main thread is inside
+ * spike_open; SIGHUP stays pending for the main thread's loop.
+ */
+typedef struct open_watch {
+  pthread_t thread;
+  int sfd;     /* signalfd: SIGINT, SIGTERM (blocked everywhere) */
+  int stop;    /* eventfd: the store is open, stop watching */
+} open_watch;
+
+static void *open_watch_main(void *arg) {
+  open_watch *w = arg;
+  struct pollfd p[2] = {{w->sfd, POLLIN, 0}, {w->stop, POLLIN, 0}};
+  for (;;) {
+    if (poll(p, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return NULL; /* the open goes on; the signal is answered after it */
+    }
+    if (p[1].revents != 0) return NULL;
+    struct signalfd_siginfo si;
+    if (p[0].revents != 0 && read(w->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+      log_line(LOG_INFO, "server", NULL, NULL, "%s while the store was opening: exiting",
+               si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
+      _exit(0);
+    }
+  }
+}
+
+/* 0: watching; -1: not (the signals then wait for the open, as before). */
+static int open_watch_start(open_watch *w) {
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  w->sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+  if (w->sfd < 0) return -1;
+  w->stop = eventfd(0, EFD_CLOEXEC);
+  if (w->stop < 0) {
+    close(w->sfd);
+    return -1;
+  }
+  if (pthread_create(&w->thread, NULL, open_watch_main, w) != 0) {
+    close(w->sfd);
+    close(w->stop);
+    return -1;
+  }
+  return 0;
+}
+
+static void open_watch_stop(open_watch *w) {
+  uint64_t one = 1;
+  ssize_t n;
+  do n = write(w->stop, &one, sizeof(one));
+  while (n < 0 && errno == EINTR);
+  pthread_join(w->thread, NULL);
+  close(w->sfd);
+  close(w->stop);
+}
+
 int server_run(const server_config *cfg) {
   static server srv;
   int rc;
@@ -549,7 +615,10 @@ int server_run(const server_config *cfg) {
     return 1;
   }
   uint64_t open_ns = uv_hrtime();
+  open_watch watch;
+  int watching = open_watch_start(&watch) == 0;
   rc = spike_open(&srv.engine, &srv.ecfg);
+  if (watching) open_watch_stop(&watch);
   if (rc != SPIKE_OK) {
     log_line(LOG_ERROR, "server", NULL, NULL, "cannot open the engine: %s: %s",
              spike_strerror(rc), spike_open_error());

@@ -111,6 +111,7 @@ int hc_connect(int port) {
 
 int spiked_nofile;
 
+static void spawn(spiked *s, int port, const char *dir, const char *const *args);
 static int start_once(spiked *s, int port, const char *dir, const char *const *args,
                       int may_retry);
 
@@ -120,8 +121,15 @@ void spiked_start(spiked *s, const char *dir, const char *const *args) {
     if (start_once(s, hc_free_port(), dir, args, i < 4) == 0) return;
 }
 
-void spiked_start_shim(spiked *s, const char *dir, const char *const *args, char *ctl,
-                       size_t ctl_cap) {
+/* The shim and its control file in the environment the next spiked
+ * inherits (shim_env(NULL, 0) takes them out again). */
+static void shim_env(char *ctl, size_t ctl_cap) {
+  if (ctl == NULL) {
+    unsetenv("LD_PRELOAD");
+    unsetenv("SPIKE_FAULT_CTL");
+    unsetenv("ASAN_OPTIONS");
+    return;
+  }
   const char *shim = getenv("FAULT_SHIM");
   if (shim == NULL || *shim == '\0') shim = "build/rel/tests/libfault.so";
   CHECK(access(shim, R_OK) == 0);
@@ -133,10 +141,21 @@ void spiked_start_shim(spiked *s, const char *dir, const char *const *args, char
   setenv("LD_PRELOAD", shim, 1);
   setenv("SPIKE_FAULT_CTL", ctl, 1);
   setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 1);
+}
+
+void spiked_start_shim(spiked *s, const char *dir, const char *const *args, char *ctl,
+                       size_t ctl_cap) {
+  shim_env(ctl, ctl_cap);
   spiked_start(s, dir, args);
-  unsetenv("LD_PRELOAD");
-  unsetenv("SPIKE_FAULT_CTL");
-  unsetenv("ASAN_OPTIONS");
+  shim_env(NULL, 0);
+}
+
+void spiked_spawn_shim(spiked *s, const char *dir, const char *faults, char *ctl,
+                       size_t ctl_cap) {
+  shim_env(ctl, ctl_cap);
+  fault_ctl(ctl, faults);
+  spawn(s, hc_free_port(), dir, NULL);
+  shim_env(NULL, 0);
 }
 
 void fault_ctl(const char *ctl, const char *what) {
@@ -208,8 +227,8 @@ static int answers_live(int port) {
 
 /* Start; 0 once it listens, -1 when it exited at start for want of the
  * port (taken after hc_free_port() chose it) and may_retry; aborts otherwise. */
-static int start_once(spiked *s, int port, const char *dir, const char *const *args,
-                      int may_retry) {
+/* Fork and exec spiked, its stderr into s->log; not waiting for anything. */
+static void spawn(spiked *s, int port, const char *dir, const char *const *args) {
   memset(s, 0, sizeof(*s));
   s->port = port;
   if (dir != NULL)
@@ -242,6 +261,11 @@ static int start_once(spiked *s, int port, const char *dir, const char *const *a
     fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
     _exit(127);
   }
+}
+
+static int start_once(spiked *s, int port, const char *dir, const char *const *args,
+                      int may_retry) {
+  spawn(s, port, dir, args);
   /* A bound on a hang, not a timing: the TSan build on a loaded machine
    * takes seconds to zero its tables. */
   int64_t give_up = test_now_ms() + 30000;

@@ -33,6 +33,11 @@ void spiked_start_on(spiked *s, int port, const char *dir, const char *const *ar
  * path goes into ctl (removed first: no faults until fault_ctl). */
 void spiked_start_shim(spiked *s, const char *dir, const char *const *args, char *ctl,
                        size_t ctl_cap);
+/* Fork and exec spiked under the shim with the control file already saying
+ * faults ("delay=3000": every sync first sleeps 3 s), and return: not
+ * waiting for it to listen. */
+void spiked_spawn_shim(spiked *s, const char *dir, const char *faults, char *ctl,
+                       size_t ctl_cap);
 /* Replace the control file's text at once ("write=ENOSPC", ...). */
 void fault_ctl(const char *ctl, const char *what);
 /* Run spiked ($SPIKED) with args until it exits (10 s at most; longer

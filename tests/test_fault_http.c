@@ -302,7 +302,41 @@ static void inflight_gauge_under_a_slow_sync(void) {
   test_rmrf(s.dir);
 }
 
+/* SIGTERM or SIGINT while the store opens ends spiked then, not after
+ * the open (seconds of recovery on a large store): every sync sleeps 3 s
+ * here, so the open of a new store (a commit, its syncs) is long. It exits
+ * 0, says so, never listens, and the store opens afterwards. */
+static void signal_while_opening(void) {
+  static const int sigs[] = {SIGTERM, SIGINT};
+  for (int i = 0; i < 2; i++) {
+    spiked s;
+    spiked_spawn_shim(&s, NULL, "delay=3000", ctl, sizeof(ctl));
+    usleep(300 * 1000); /* the signal may come before the watch begins too: it waits pending */
+    int64_t t0 = test_now_ms();
+    int rc = spiked_stop(&s, sigs[i]);
+    int64_t took = test_now_ms() - t0;
+    const char *log = spiked_log(&s);
+    if (rc != 0 || strstr(log, "while the store was opening: exiting") == NULL ||
+        strstr(log, "listening") != NULL)
+      fprintf(stderr, "signal %d: exit %d after %lld ms, log:\n%s\n", sigs[i], rc, (long long)took, log);
+    CHECK_EQ(rc, 0);
+    CHECK(strstr(log, sigs[i] == SIGINT ? "SIGINT while the store was opening: exiting"
+                                        : "SIGTERM while the store was opening: exiting") != NULL);
+    CHECK(strstr(log, "listening") == NULL);
+    no_faults();
+    char dir[256];
+    snprintf(dir, sizeof(dir), "%s", s.dir);
+    spiked_start(&s, dir, NULL); /* the open cut short is a kill -9: the store is whole */
+    create_event(s.port);
+    CHECK_EQ(reserve(s.port, 42), 201);
+    CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+    test_rmrf(s.dir);
+    unlink(s.log); /* the next turn's server logs to the same path */
+  }
+}
+
 TEST_LIST({"disk_full_and_io_error", disk_full_and_io_error, 60},
+          {"signal_while_opening", signal_while_opening, 60},
           {"inflight_gauge_under_a_slow_sync", inflight_gauge_under_a_slow_sync, 60},
           {"map_full_then_larger_map", map_full_then_larger_map, 120},
           {"disk_full_tmpfs", disk_full_tmpfs, 60})
