@@ -653,13 +653,17 @@ static void on_response(conn *c) {
   sc_answered(&w->scw, &c->call, &a);
   c->busy = 0;
   w->busy_n--;
-  c->backoff_ms = 0;
+  int shedding = c->status >= 500 || c->status == 429;
+  if (!shedding) c->backoff_ms = 0; /* a shedding answer keeps the back-off growing */
   if (!c->keep) {
     /* The server's own way of working, not a failure: open the next
      * connection at once (on_closed), and charge its wait to the server.
-     * Unless it was shedding (a 5xx or 429 with the close): then back off
-     * as after a failure, rather than storm it with connects. */
-    c->closed_after_answer = c->status < 500 && c->status != 429;
+     * Unless it was shedding (a 5xx or 429 with the close): the server is
+     * up and full, so back off as from a refused connect (up to 1 s),
+     * rather than storm it with connects (spiked past --max-conns answers
+     * each new one 503 and closes it). */
+    c->closed_after_answer = (uint8_t)!shedding;
+    c->refused = (uint8_t)shedding;
     conn_close(c);
     return;
   }
@@ -708,12 +712,32 @@ static int on_message_complete(llhttp_t *p) {
   return 0;
 }
 
+/* The server refuses connections: one it ended before it carried any
+ * answer (spiked past --max-refusals closes them unanswered), or one it
+ * answered 503 or 429 before any request was sent (spiked past --max-conns,
+ * under --max-refusals). A refused connect in all but name: re-opened at
+ * once it is refused at once, a storm of connects (69,334 in 3 s at 8
+ * connections, 4 refused), so it backs off (conn_close, c->refused). */
+static void refused_connect(worker *w, conn *c) {
+  w->st.e_connect++;
+  if (now_in_window(w)) w->st.e_connect_measured++;
+  /* relaxed: a count the main thread reads after join() */
+  atomic_fetch_add_explicit(&R.connect_refused, 1, memory_order_relaxed);
+  c->refused = 1;
+  conn_close(c);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   conn *c = s->data;
   worker *w = c->w;
   if (nread == 0) return;
   if (nread > 0) {
     llhttp_errno_t err = llhttp_execute(&c->parser, buf->base, (size_t)nread);
+    if (err == HPE_OK && c->bad && !c->busy && !c->answered &&
+        (c->status == 503 || c->status == 429)) {
+      refused_connect(w, c);
+      return;
+    }
     if (err != HPE_OK || c->bad) {
       if (measured(c)) w->st.e_parse++;
       conn_close(c);
@@ -727,7 +751,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       int refused = !c->answered && now_ns() - c->open_ns < LD_REFUSED_WITHIN_MS * NS_PER_MS;
       if (c->busy) {
         w->st.e_read += measured(c);
-      } else if (!refused) {
+      } else if (refused) {
+        refused_connect(w, c);
+        return;
+      } else {
         /* An idle connection the server ended (its idle timeout, after
          * an answer or on one never used): its way of working, not a
          * failure, so it is re-opened at once and the wait charged to
@@ -735,18 +762,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
          * put down to the server being down). */
         w->st.server_closed++;
         c->closed_after_answer = 1;
-      } else {
-        /* Ended before it carried any answer: the server refuses
-         * connections (spiked past --max-refusals closes them unanswered),
-         * a refused connect in all but name. Re-opened at once, it is
-         * closed at once, a storm of connects (69,334 in 3 s at 8
-         * connections, 4 refused), so it backs off. */
-        w->st.e_connect++;
-        if (now_in_window(w)) w->st.e_connect_measured++;
-        /* relaxed: a count the main thread reads after join() */
-        atomic_fetch_add_explicit(&R.connect_refused, 1, memory_order_relaxed);
       }
-      /* the same for one the server ended with our request unanswered */
+      /* one the server ended with our request unanswered: refused too
+       * when it was right after the connect */
       c->refused = (uint8_t)refused;
       conn_close(c);
       return;

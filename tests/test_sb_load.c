@@ -304,6 +304,28 @@ static void refused_by_close(void) {
   server_down(&s);
 }
 
+/* spiked past --max-conns, under --max-refusals, answers a new connection
+ * 503 (Retry-After: 1) before it has sent anything, and closes it. That
+ * too is a refused connect, backed off from (it was counted as a parse
+ * error, an answer nobody asked for, and retried 100 ms later). */
+static void refused_by_503(void) {
+  static const char *const full[] = {"--log-level", "warn", "--max-conns", "4", NULL};
+  spiked s;
+  spiked_start(&s, NULL, full);
+  create_event(s.port, 1, 1000000);
+  setup(s.port, SC_RESERVE, 1, LD_OPEN, 100, 8, 1, 1.0);
+  CHECK_EQ(ld_run(&cfg, &res), 0);
+  const ld_stats *t = &res.total;
+  fprintf(stderr, "503: %llu answers, %llu refused, %llu parse errors, %llu 503s\n",
+          (unsigned long long)answers(), (unsigned long long)res.connect_refused,
+          (unsigned long long)t->e_parse, (unsigned long long)t->status[503]);
+  CHECK(answers() > 0); /* on the connections it kept */
+  CHECK_EQ(t->e_parse, 0);
+  CHECK(res.connect_refused >= 4);
+  CHECK(res.connect_refused + t->status[503] <= 4 * 12); /* backed off, as above */
+  server_down(&s);
+}
+
 /* An unused connection the server ends by its idle timeout is not a
  * refusal (outside review: closed before any answer, it was counted as
  * refused and backed off up to 1 s, and sends fell due while it was down):
@@ -419,6 +441,7 @@ TEST_LIST({"open_loop_books", open_loop_books, 30},
           {"closed_loop_and_mixed", closed_loop_and_mixed, 30}, {"flash_crowd", flash_crowd, 30},
           {"server_behind", server_behind, 30}, {"down_from_the_start", down_from_the_start, 30},
           {"down_during_the_run", down_during_the_run, 30}, {"start_at", start_at, 30},
+          {"refused_by_503", refused_by_503, 60},
           {"refused_by_close", refused_by_close, 30},
           {"idle_close_of_an_unused_connection", idle_close_of_an_unused_connection, 30},
           {"events_over_threads", events_over_threads, 30},
