@@ -23,8 +23,9 @@
  *
  *   bench_disk [--seconds S] [--jobs N] [DIR]
  *
- * DIR (default $TMPDIR or /tmp) must be on the disk being measured; the
- * files are removed at the end. Not a test: it reports and exits 0.
+ * S is (0, 60] (default 2), N 1..16 (default 4). DIR (default $TMPDIR or
+ * /tmp) must be on the disk being measured; the files are removed at the
+ * end. Not a test: it reports and exits 0.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -41,6 +42,7 @@
 #define SLOTS 256 /* overwrite cycles through this many chunks: 4 MiB */
 #define META 120
 #define MAX_JOBS 16
+#define SECONDS_MAX 60.0
 #define MAX_SAMPLES (1 << 20)
 
 enum kind { OVERWRITE, APPEND, COMMIT };
@@ -161,8 +163,8 @@ static void usage(FILE *f) {
   fprintf(f, "usage: bench_disk [--seconds S] [--jobs N] [DIR]\n"
              "  the disk's floor under a durable commit: fdatasync'd overwrites and appends,\n"
              "  LMDB's two-flush commit, and N commits at once on N files (default 4; 1..%d);\n"
-             "  S seconds a case (default 2); files in DIR (default $TMPDIR or /tmp)\n",
-          MAX_JOBS);
+             "  S seconds a case, (0, %g] (default 2); files in DIR (default $TMPDIR or /tmp)\n",
+          MAX_JOBS, SECONDS_MAX);
 }
 
 int main(int argc, char **argv) {
@@ -170,23 +172,20 @@ int main(int argc, char **argv) {
   int jobs_max = 4;
   const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
   for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
-      seconds = strtod(argv[++i], NULL);
-    } else if (strcmp(argv[i], "--jobs") == 0 && i + 1 < argc) {
-      jobs_max = atoi(argv[++i]);
+    if (strcmp(argv[i], "--seconds") == 0) {
+      seconds = bench_arg_double(argc, argv, &i, 0, SECONDS_MAX);
+    } else if (strcmp(argv[i], "--jobs") == 0) {
+      jobs_max = (int)bench_arg_u64(argc, argv, &i, 1, MAX_JOBS);
     } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       usage(stdout);
       return 0;
     } else if (argv[i][0] == '-') {
+      fprintf(stderr, "bench_disk: unknown flag \"%s\"\n", argv[i]);
       usage(stderr);
       return 2;
     } else {
       dir = argv[i];
     }
-  }
-  if (!(seconds > 0) || jobs_max < 1 || jobs_max > MAX_JOBS) {
-    usage(stderr);
-    return 2;
   }
 
   static const struct {

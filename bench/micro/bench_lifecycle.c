@@ -26,6 +26,9 @@
  *
  * S (default 10) is the expiry phase's pay window, which must outlast the
  * time it takes to reserve E orders; the smoke run in make test uses 1.
+ * N is 2..2^24, E 1..2^24 (a store's map is 8 GiB, a few hundred bytes an
+ * order), S 1..600 (the live copy's window is an hour, and must not run
+ * out before its timed open).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -47,6 +50,8 @@
 
 #define BATCH 4096
 #define EVENT_ID 1
+#define ORDERS_MAX (1u << 24) /* --orders and --expire: within the 8 GiB map */
+#define WINDOW_MAX 600u       /* well inside the live copy's 3600 s */
 
 static long rss_kb(void) {
   long pages = 0, rss = 0;
@@ -285,24 +290,32 @@ static double timed_open(const char *dir, uint64_t e_orders, uint64_t *expired) 
   return s;
 }
 
+static void usage(FILE *f) {
+  fprintf(f, "usage: bench_lifecycle [--orders N] [--expire E] [--window S] [DIR]\n"
+             "  durable reserve/pay/cancel ops/s over N orders (default 200000; 2..2^24) and\n"
+             "  the cost of expiring E reservations (default 1000000; 1..2^24) reserved with\n"
+             "  a pay window of S seconds (default 10; 1..%u), against raw LMDB; data in DIR\n",
+          WINDOW_MAX);
+}
+
 int main(int argc, char **argv) {
   uint64_t n = 200000, ne = 1000000;
   uint32_t window_s = 10;
   const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
   for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--orders") == 0 && i + 1 < argc) n = strtoull(argv[++i], NULL, 10);
-    else if (strcmp(argv[i], "--expire") == 0 && i + 1 < argc) ne = strtoull(argv[++i], NULL, 10);
-    else if (strcmp(argv[i], "--window") == 0 && i + 1 < argc)
-      window_s = (uint32_t)strtoul(argv[++i], NULL, 10);
-    else if (strcmp(argv[i], "--help") == 0 || argv[i][0] == '-') {
-      printf("usage: bench_lifecycle [--orders N] [--expire E] [--window S] [DIR]\n"
-             "  durable reserve/pay/cancel ops/s over N orders (default 200000) and the cost\n"
-             "  of expiring E reservations (default 1000000) reserved with a pay window of\n"
-             "  S seconds (default 10), against raw LMDB; data in DIR\n");
-      return argv[i][1] == '-' && argv[i][2] == 'h' ? 0 : 2;
+    if (strcmp(argv[i], "--orders") == 0) n = bench_arg_u64(argc, argv, &i, 2, ORDERS_MAX);
+    else if (strcmp(argv[i], "--expire") == 0) ne = bench_arg_u64(argc, argv, &i, 1, ORDERS_MAX);
+    else if (strcmp(argv[i], "--window") == 0)
+      window_s = (uint32_t)bench_arg_u64(argc, argv, &i, 1, WINDOW_MAX);
+    else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      usage(stdout);
+      return 0;
+    } else if (argv[i][0] == '-') {
+      fprintf(stderr, "bench_lifecycle: unknown flag \"%s\"\n", argv[i]);
+      usage(stderr);
+      return 2;
     } else base = argv[i];
   }
-  if (n < 2 || ne < 1 || window_s < 1) return 2;
   char dir[512];
   snprintf(dir, sizeof(dir), "%s/spike-bench-lifecycle-%d", base, (int)getpid());
   rmrf(dir);

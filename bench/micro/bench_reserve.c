@@ -38,6 +38,9 @@
 #include "spike.h"
 
 #define REPS_MAX 15
+#define SECONDS_MAX 60.0
+#define CALLS_MIN 1024u
+#define CALLS_MAX (1u << 29)
 #define EVENT_ID 1000u
 #define RING_SLOTS (1u << 16)
 #define CLOCK_EVERY 256u /* calls between two looks at the clock */
@@ -231,12 +234,13 @@ static void usage(FILE *f) {
           "  event (stock UINT32_MAX, limit 1), a fresh user per call, no key; the\n"
           "  writer drains the %u-slot ring concurrently. Reference: one XXH3_64bits\n"
           "  of the user id plus one uncontended atomic CAS per call.\n"
-          "  --reps N      runs, each on a fresh engine with its buyer table pre-faulted\n"
-          "                (steady state); medians reported (default 3). One more run\n"
-          "                on a cold (untouched) table follows and is reported apart\n"
-          "  --seconds S   length of one run (default 0.7)\n"
-          "  --calls N     at most this many reserves per run (default 1048576); the\n"
-          "                tables are sized from it\n"
+          "  --reps N      runs, 1..15, each on a fresh engine with its buyer table\n"
+          "                pre-faulted (steady state); medians reported (default 3). One\n"
+          "                more run on a cold (untouched) table follows and is reported\n"
+          "                apart\n"
+          "  --seconds S   length of one run, (0, 60] (default 0.7)\n"
+          "  --calls N     at most this many reserves per run, 1024..2^29 (default\n"
+          "                1048576); the tables are sized from it\n"
           "  --dir DIR     where the data directories go (default $TMPDIR or /tmp)\n"
           "Output: one line per run, then summary lines:\n"
           "  summary<TAB>what<TAB>value<TAB>reference<TAB>ratio\n",
@@ -253,24 +257,20 @@ int main(int argc, char **argv) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       usage(stdout);
       return 0;
-    } else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
-      reps = atoi(argv[++i]);
-    } else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
-      seconds = atof(argv[++i]);
-    } else if (strcmp(argv[i], "--calls") == 0 && i + 1 < argc) {
-      cap = strtoull(argv[++i], NULL, 10);
-    } else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) {
-      dir = argv[++i];
+    } else if (strcmp(argv[i], "--reps") == 0) {
+      reps = (int)bench_arg_u64(argc, argv, &i, 1, REPS_MAX);
+    } else if (strcmp(argv[i], "--seconds") == 0) {
+      seconds = bench_arg_double(argc, argv, &i, 0, SECONDS_MAX);
+    } else if (strcmp(argv[i], "--calls") == 0) {
+      cap = bench_arg_u64(argc, argv, &i, CALLS_MIN, CALLS_MAX);
+    } else if (strcmp(argv[i], "--dir") == 0) {
+      dir = bench_arg(argc, argv, &i);
     } else {
+      fprintf(stderr, "bench_reserve: %s \"%s\"\n",
+              argv[i][0] == '-' ? "unknown flag" : "unexpected argument", argv[i]);
       usage(stderr);
       return 2;
     }
-  }
-  if (reps < 1 || reps > REPS_MAX || seconds <= 0 || seconds > 60 || cap < 1024 ||
-      cap > (1u << 29)) {
-    fprintf(stderr, "bench_reserve: --reps 1..%d, --seconds (0, 60], --calls 1024..2^29\n",
-            REPS_MAX);
-    return 2;
   }
   char base[PATH_MAX - 64]; /* room for the run's subdirectory */
   if ((size_t)snprintf(base, sizeof(base), "%s/spike-bench-reserve-XXXXXX", dir) >= sizeof(base)) {

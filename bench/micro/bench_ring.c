@@ -171,12 +171,12 @@ static void usage(FILE *f) {
           "  SPSC ring throughput (engine/ring.h), one producer and one consumer\n"
           "  thread, %u slots, for %d-byte and 8-byte messages, against a one-thread\n"
           "  memcpy of the same bytes into a buffer of the same size.\n"
-          "  --reps N    runs per measurement; the median is reported (default 5)\n"
-          "  --msgs N    messages per run (default 10000000)\n"
+          "  --reps N    runs per measurement, 1..%d; the median is reported (default 5)\n"
+          "  --msgs N    messages per run, %u or more (default 10000000)\n"
           "  --no-pin    do not pin the producer to CPU 0 and the consumer to CPU 1\n"
           "Output: one line per run, then one summary line per message size:\n"
           "  summary<TAB>what<TAB>value<TAB>reference<TAB>ratio\n",
-          RING_SLOTS, MSG_SLOT_BYTES);
+          RING_SLOTS, MSG_SLOT_BYTES, REPS_MAX, RING_SLOTS);
 }
 
 int main(int argc, char **argv) {
@@ -186,20 +186,18 @@ int main(int argc, char **argv) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       usage(stdout);
       return 0;
-    } else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
-      reps = atoi(argv[++i]);
-    } else if (strcmp(argv[i], "--msgs") == 0 && i + 1 < argc) {
-      msgs = strtoull(argv[++i], NULL, 10);
+    } else if (strcmp(argv[i], "--reps") == 0) {
+      reps = (int)bench_arg_u64(argc, argv, &i, 1, REPS_MAX);
+    } else if (strcmp(argv[i], "--msgs") == 0) {
+      msgs = bench_arg_u64(argc, argv, &i, RING_SLOTS, UINT64_MAX);
     } else if (strcmp(argv[i], "--no-pin") == 0) {
       pin = 0;
     } else {
+      fprintf(stderr, "bench_ring: %s \"%s\"\n",
+              argv[i][0] == '-' ? "unknown flag" : "unexpected argument", argv[i]);
       usage(stderr);
       return 2;
     }
-  }
-  if (reps < 1 || reps > REPS_MAX || msgs < RING_SLOTS) {
-    fprintf(stderr, "bench_ring: --reps must be 1..%d and --msgs >= %u\n", REPS_MAX, RING_SLOTS);
-    return 2;
   }
   printf("bench_ring: %u slots, %llu messages per run, %d runs, threads %s\n", RING_SLOTS,
          (unsigned long long)msgs, reps, pin ? "pinned to CPUs 0 and 1" : "not pinned");
