@@ -139,6 +139,7 @@ suite "spikebench (asan)" env ASAN_OPTIONS=exitcode=86 SPIKED=build/asan/spiked 
 # runs to its end and prints its summary (bench_reserve had stopped at the
 # memory-ack bound unnoticed). No number is judged.
 suite "bench/micro (smoke)" bench/micro/run.sh --smoke "$TMPDIR"
+suite "bench scripts refuse bad input" tests/test_bench_input.sh
 
 # A short libFuzzer run per target, from the committed seed corpus.
 if command -v clang >/dev/null 2>&1; then
