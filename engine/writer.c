@@ -178,6 +178,9 @@ _Static_assert(SPIKE_PRODUCERS_MAX <= IDS_PRODUCERS, "ids give each producer its
  * drained within a few batches; this bounds a wait for an id that was
  * minted but never sent as an order (an event's id). */
 #define DEFER_MAX_MS 2000
+/* A full disk counts as full until the file system has this much free, or
+ * an eighth of its size if less (room_probe says why). */
+#define ROOM_BACK_BYTES (4u << 20)
 
 /* ---- small helpers --------------------------------------------------- */
 
@@ -1070,11 +1073,13 @@ static void post_commit(writer *w, int committed) {
   w->expire_backoff_ms = 0;
   w->expire_after_ms = 0;
   w->seq_committed = w->seq;
-  /* A full disk has room again when any commit fits (space comes back
-   * from outside). A full map does only when reserves fit: a close or a
-   * new event small enough to commit says nothing of the next order. */
-  if (w->reserves > 0 ||
-      atomic_load_explicit(&e->map_full, memory_order_relaxed) != ENGINE_FULL_MAP)
+  /* A full disk has room again when a commit fits and the file system has
+   * ROOM_BACK_BYTES free (space comes back from outside; room_probe says
+   * why both). A full map does only when reserves fit: a close or a new
+   * event small enough to commit says nothing of the next order. */
+  int full = atomic_load_explicit(&e->map_full, memory_order_relaxed);
+  if (full == ENGINE_FULL_MAP ? w->reserves > 0
+                              : full != ENGINE_FULL_DISK || store_has_room(e->st, ROOM_BACK_BYTES))
     atomic_store_explicit(&e->map_full, 0, memory_order_relaxed);
   engine_stats *st = &e->stats;
   uint32_t b = 0;
@@ -1274,11 +1279,16 @@ static void committed(writer *w) {
   if (!w->deferred_meta) durable(w);
 }
 
-/* A full disk has room again once a commit fits, and the room comes back
- * from outside: with nothing else to commit (a load balancer that sends
- * nothing to a node whose readiness is 503), ready would stay 503 for good.
- * So while the disk is full, an idle writer commits one record a second,
- * the id high-water mark as it is; the first that fits makes ready 200. */
+/* A full disk has room again once a commit fits and the file system has
+ * ROOM_BACK_BYTES free: a commit fits in LMDB's freed pages long before
+ * there is room for the crowd's (a small one fits, the next batch needs
+ * new blocks and fails), and ready at 200 then would put the node back
+ * in a load balancer's rotation once a second only to fail its orders.
+ * The room comes back from outside: with nothing else to commit (a load
+ * balancer sends nothing to a node whose readiness is 503), ready would
+ * stay 503 for good. So while the disk is full, an idle writer commits one
+ * record a second once there is that much room, the id high-water mark as
+ * it is; the first that fits makes ready 200. */
 #define ROOM_PROBE_MS 1000
 
 static int disk_full(const writer *w) {
@@ -1289,6 +1299,7 @@ static int disk_full(const writer *w) {
 static int room_probe(writer *w) {
   if (w->writes || !disk_full(w) || w->mono < w->probe_after_ms) return 0;
   w->probe_after_ms = w->mono + ROOM_PROBE_MS;
+  if (!store_has_room(w->e->st, ROOM_BACK_BYTES)) return 0;
   int rc = txn_begin(w);
   if (rc == 0) rc = store_put_meta(w->txn, "id_hwm", w->hwm);
   if (rc == 0) w->writes = 1;

@@ -749,6 +749,13 @@ static int space_refusal(store *s, int rc) {
   return STORE_NOSPACE;
 }
 
+int store_has_room(store *s, uint64_t bytes) {
+  struct statvfs v;
+  if (fstatvfs(s->probe_fd, &v) != 0) return 1;
+  uint64_t eighth = (uint64_t)v.f_blocks * v.f_frsize / 8;
+  return (uint64_t)v.f_bavail * v.f_frsize >= (bytes < eighth ? bytes : eighth);
+}
+
 int store_write_commit(store_txn *t, int defer_meta) {
   /* LMDB reads MDB_NOMETASYNC from the environment when it writes the meta
    * page: set for this commit alone. (0.9.24 has no per-transaction flag;

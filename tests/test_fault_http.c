@@ -67,6 +67,22 @@ static void ready_is(int port, int status, const char *why) {
   if (status != 200) expect(503, 50005, why);
 }
 
+/* /metrics names reason as the one spike_not_ready is 1 for. */
+static void not_ready_for(int port, const char *reason) {
+  static const char *const all[] = {"draining",  "storage_failed", "map_full",
+                                     "disk_full", "commit_queue",   "reservations"};
+  CHECK_EQ(hc_do(port, "GET", "/metrics", NULL, NULL, &R), 200);
+  for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+    char want[96];
+    snprintf(want, sizeof(want), "\nspike_not_ready{reason=\"%s\"} %d\n", all[i],
+             strcmp(all[i], reason) == 0);
+    if (strstr(R.body, want) == NULL) {
+      fprintf(stderr, "no \"%s\" in /metrics\n", want + 1);
+      abort();
+    }
+  }
+}
+
 /* Pipelined waves of reserves until one is refused; the refusal stays in R. */
 static void reserve_until_refused(int port, uint64_t *user) {
   static char buf[1 << 16];
@@ -145,6 +161,7 @@ static void disk_full_and_io_error(void) {
   CHECK_EQ(reserve(s.port, 2), 500);
   expect(500, 50001, "disk full");
   ready_is(s.port, 503, "disk full");
+  not_ready_for(s.port, "disk_full"); /* not storage_failed: it comes back by itself */
   char path[64];
   snprintf(path, sizeof(path), "/api/v1/orders/%llu", (unsigned long long)acked[0]);
   CHECK_EQ(hc_do(s.port, "GET", path, NULL, NULL, &R), 200);
@@ -159,6 +176,7 @@ static void disk_full_and_io_error(void) {
   CHECK_EQ(reserve(s.port, 3), 500);
   expect(500, 50001, "I/O error");
   ready_is(s.port, 503, "I/O error");
+  not_ready_for(s.port, "storage_failed");
   no_faults();
   CHECK_EQ(reserve(s.port, 4), 500);
   expect(500, 50001, "reopened");
