@@ -8,6 +8,10 @@
 # the ratios. Not a test: it never fails on speed.
 #
 #   ROUNDS=5 DURATION=5 CONNS=64 WRK_THREADS=1 bench/http.sh [spiked flags...]
+# SERVER_CPUS and LOAD_CPUS (taskset -c lists, unset by default) pin the
+# servers and wrk apart, as bench/device.sh does on many cores: on two,
+# SERVER_CPUS=0 LOAD_CPUS=1 gives each server one core (spiked's writer
+# shares it with the loop) and wrk the other.
 set -eu
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
@@ -20,6 +24,10 @@ PORT_N=${PORT_N:-18481}
 TMPDIR=${TMPDIR:-/tmp}
 . bench/wrkout.sh
 whole ROUNDS DURATION CONNS WRK_THREADS
+pin_load=${LOAD_CPUS:+taskset -c $LOAD_CPUS}
+for cpus in "${SERVER_CPUS:-0}" "${LOAD_CPUS:-0}"; do
+  taskset -c "$cpus" true 2>/dev/null || { echo "http.sh: no CPUs $cpus here (SERVER_CPUS, LOAD_CPUS)" >&2; exit 2; }
+done
 work=$(mktemp -d "$TMPDIR/spike-bench-http.XXXXXX")
 . bench/servers.sh
 cleanup() {
@@ -54,19 +62,19 @@ done
 goal=1.0
 [ "$ack" = durable ] && [ "$CONNS" -lt 512 ] && goal=0.7
 
-echo "bench-http: wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s, $ROUNDS alternating rounds; body ${#pad} bytes"
+echo "bench-http: wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s, $ROUNDS alternating rounds; body ${#pad} bytes${SERVER_CPUS:+; servers on CPU $SERVER_CPUS}${LOAD_CPUS:+, wrk on CPU $LOAD_CPUS}"
 : >"$work/s.rps"
 : >"$work/n.rps"
 : >"$work/p.rps"
 r=1
 while [ $r -le "$ROUNDS" ]; do
-  SPIKE_USER_BASE=$((r * 1000000000)) wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency \
+  SPIKE_USER_BASE=$((r * 1000000000)) $pin_load wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency \
     -s bench/reserve.lua "http://127.0.0.1:$PORT_S/" >"$work/s.out" 2>&1
-  wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT_N/" \
+  $pin_load wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT_N/" \
     >"$work/n.out" 2>&1
   # nginx again, sent the very requests spiked gets (the same wrk script):
   # wrk's own cost per request is then the same on both sides
-  wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s bench/reserve.lua \
+  $pin_load wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s bench/reserve.lua \
     "http://127.0.0.1:$PORT_N/" >"$work/p.out" 2>&1
   for f in s n p; do wrk_ok "$work/$f.out"; done
   bad=$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$work/s.out")

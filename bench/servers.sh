@@ -7,7 +7,8 @@
 #                                      every path with a 200 and a body as long as
 #                                      spiked's reserve answer; sets npid and pad
 #   bench_stop                         stops both (for an EXIT trap)
-# $work (a scratch directory) and $SPIKED must be set.
+# $work (a scratch directory) and $SPIKED must be set; $SERVER_CPUS, when
+# set, pins both servers to those CPUs (taskset -c).
 
 wait_port() { # PORT PATH [PID LOG]: until it answers, at most 10 s; PID must live
   i=0
@@ -26,7 +27,7 @@ wait_port() { # PORT PATH [PID LOG]: until it answers, at most 10 s; PID must li
 bench_spiked() {
   port=$1
   shift
-  "$SPIKED" --listen 127.0.0.1:"$port" --data "$work/data" --log-level warn \
+  ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$SPIKED" --listen 127.0.0.1:"$port" --data "$work/data" --log-level warn \
     --max-buyers 16777216 --max-reserved 16777216 "$@" 2>"$work/spiked.log" &
   spid=$!
   wait_port "$port" healthz/live "$spid" "$work/spiked.log"
@@ -54,7 +55,7 @@ http {
   }
 }
 NGX
-  nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
+  ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
   npid=$!
   wait_port "$1" ""
 }
