@@ -29,6 +29,7 @@ micro=build/rel/bench/micro
 check "http.sh ROUNDS=0" refused 2 'ROUNDS is a whole number of 1 or more, not "0"' \
   env ROUNDS=0 bench/http.sh
 check "http.sh DURATION=x" refused 2 'DURATION is a whole number' env DURATION=x bench/http.sh
+check "http.sh SERVER_CPUS=4096" refused 2 'no CPUs 4096 here' env SERVER_CPUS=4096 bench/http.sh
 check "grown.sh ORDERS=1e6" refused 2 'ORDERS is a whole number' env ORDERS=1e6 bench/grown.sh "$tmp"
 check "access-log.sh CONNS=0" refused 2 'CONNS is a whole number' env CONNS=0 bench/access-log.sh
 check "device.sh --help" refused 0 'PARTS' bench/device.sh --help
