@@ -125,6 +125,7 @@ struct writer {
   uint32_t n;        /* used of cap in this batch */
   uint32_t acked;    /* reserves in this batch acknowledged at enqueue */
   uint32_t reserves; /* reserves written in this batch */
+  uint64_t room_reserves; /* reserves committed since the last refusal for room */
   touched *touched;
   uint32_t touched_mask;
   head *heads;       /* touched_mask + 1 slots */
@@ -1005,6 +1006,7 @@ static void fail_batch(writer *w, int rc, uint64_t seq0, uint64_t orders_max0, u
   if (refused_for_room(rc)) {
     atomic_store_explicit(&e->map_full, rc == STORE_MAP_FULL ? ENGINE_FULL_MAP : ENGINE_FULL_DISK,
                           memory_order_relaxed);
+    w->room_reserves = 0;
     uint32_t b = w->expire_backoff_ms * 2;
     w->expire_backoff_ms = b < EXPIRE_BACKOFF_MIN_MS ? EXPIRE_BACKOFF_MIN_MS
                            : b > EXPIRE_BACKOFF_MAX_MS ? EXPIRE_BACKOFF_MAX_MS
@@ -1073,13 +1075,18 @@ static void post_commit(writer *w, int committed) {
   w->expire_backoff_ms = 0;
   w->expire_after_ms = 0;
   w->seq_committed = w->seq;
-  /* A full disk has room again when a commit fits and the file system has
-   * ROOM_BACK_BYTES free (space comes back from outside; room_probe says
-   * why both). A full map does only when reserves fit: a close or a new
-   * event small enough to commit says nothing of the next order. */
+  /* A full disk has room again when a commit fits and this process could
+   * allocate ROOM_BACK_BYTES there (space comes back from outside;
+   * room_probe says why both), or when a whole batch's worth of reserves
+   * committed since the last refusal (room inside the file: pages LMDB
+   * freed, under --feed-retain say, serve the crowd with the file system
+   * full). A full map does only when reserves fit: a close or a new event
+   * small enough to commit says nothing of the next order. */
   int full = atomic_load_explicit(&e->map_full, memory_order_relaxed);
-  if (full == ENGINE_FULL_MAP ? w->reserves > 0
-                              : full != ENGINE_FULL_DISK || store_has_room(e->st, ROOM_BACK_BYTES))
+  w->room_reserves += w->reserves;
+  if (full == ENGINE_FULL_MAP    ? w->reserves > 0
+      : full != ENGINE_FULL_DISK ? 1
+                                 : w->room_reserves >= w->cap || store_has_room(e->st, ROOM_BACK_BYTES))
     atomic_store_explicit(&e->map_full, 0, memory_order_relaxed);
   engine_stats *st = &e->stats;
   uint32_t b = 0;

@@ -4,6 +4,7 @@
  * and failure handling the engine's writer. What lives here is the key
  * layout and the open-time checks.
  */
+#define _GNU_SOURCE /* O_TMPFILE, fallocate: store_has_room */
 #include "schema.h"
 
 #include <assert.h>
@@ -37,6 +38,7 @@ struct store {
   uint64_t migrated;
   int probe_fd; /* our own descriptor on data.mdb, read-only: see space_refusal */
   int ahead_fd;  /* another, for store_write_ahead alone (-1: not done here) */
+  int dir_fd;    /* the data directory, for store_has_room (-1: none) */
   uint64_t ahead_to; /* data.mdb is written (zeros past LMDB's pages) up to here */
   uint64_t ahead_used; /* LMDB's pages at the last look */
   uint64_t ahead_grew; /* what a commit adds to them, on average (1/8 of the last) */
@@ -506,6 +508,7 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
   if (s == NULL) goto fail;
   s->probe_fd = -1;
   s->ahead_fd = -1;
+  s->dir_fd = -1;
   char data[PATH_MAX + 16];
   snprintf(data, sizeof(data), "%s/data.mdb", dir);
   struct stat sb;
@@ -534,6 +537,7 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
     rc = errno;
     goto fail;
   }
+  s->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* -1: statvfs alone */
   /* Where zeros written ahead buy nothing (store_write_ahead): in memory
    * they would only take memory, and a copy-on-write file system puts an
    * overwrite in new blocks anyway, so they would only double the writes. */
@@ -630,6 +634,7 @@ fail:
   if (s != NULL && s->env != NULL) mdb_env_close(s->env);
   if (s != NULL && s->probe_fd >= 0) close(s->probe_fd);
   if (s != NULL && s->ahead_fd >= 0) close(s->ahead_fd);
+  if (s != NULL && s->dir_fd >= 0) close(s->dir_fd);
   if (s != NULL) free(s->epochs);
   free(s);
   return rc;
@@ -640,6 +645,7 @@ void store_close(store *s) {
   mdb_env_close(s->env);
   close(s->probe_fd);
   if (s->ahead_fd >= 0) close(s->ahead_fd);
+  if (s->dir_fd >= 0) close(s->dir_fd);
   free(s->epochs);
   free(s);
 }
@@ -753,7 +759,22 @@ int store_has_room(store *s, uint64_t bytes) {
   struct statvfs v;
   if (fstatvfs(s->probe_fd, &v) != 0) return 1;
   uint64_t eighth = (uint64_t)v.f_blocks * v.f_frsize / 8;
-  return (uint64_t)v.f_bavail * v.f_frsize >= (bytes < eighth ? bytes : eighth);
+  if (bytes > eighth) bytes = eighth;
+  /* What this process may allocate there, asked of the file system itself:
+   * statvfs's f_bavail leaves out the blocks ext4 keeps for root (which a
+   * root spiked writes into, and so is refused only once they are gone
+   * too), and knows nothing of a quota or of btrfs's metadata. The file
+   * has no name (O_TMPFILE) and goes with its descriptor, a crash
+   * included. Where that cannot be asked (no O_TMPFILE: NFS; no fallocate),
+   * statvfs answers. */
+  int fd = s->dir_fd >= 0 ? openat(s->dir_fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600) : -1;
+  if (fd >= 0) {
+    int rc = fallocate(fd, 0, 0, (off_t)bytes) == 0 ? 0 : errno;
+    close(fd);
+    if (rc == 0) return 1;
+    if (rc == ENOSPC || rc == EDQUOT) return 0;
+  }
+  return (uint64_t)v.f_bavail * v.f_frsize >= bytes;
 }
 
 int store_write_commit(store_txn *t, int defer_meta) {

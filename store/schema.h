@@ -149,9 +149,11 @@ int store_txn_open(const store_txn *t);
 /* Make a commit made with defer_meta durable, when no commit follows it. */
 int store_sync(store *s);
 
-/* 1 when the store's file system has bytes free for this process, or an
- * eighth of its size when that is less (a small file system can still
- * have room), or cannot say (statvfs failed); 0 when it has less. */
+/* 1 when this process could allocate bytes on the store's file system
+ * (or an eighth of its size, when that is less: a small file system can
+ * still have room), or that cannot be told; 0 when it could not. Tries an
+ * allocation of that size (a nameless file, dropped at once), statvfs
+ * where that cannot be done. */
 int store_has_room(store *s, uint64_t bytes);
 
 /* Keep data.mdb written up to 1 MiB past the pages LMDB uses, so that a

@@ -20,7 +20,8 @@
  *                             would reach past byte end of it fails, whole,
  *                             and the rest succeed: a file system that has
  *                             room for that much of the file (-1: stop)
- *   spike_fault_free_bytes(n) fstatvfs says n bytes are free (-1: the truth)
+ *   spike_fault_free_bytes(n) fstatvfs says n bytes are free, and fallocate
+ *                             of more than n fails with ENOSPC (-1: the truth)
  *
  * Tests find the switches with dlsym(RTLD_DEFAULT, ...). A process that
  * cannot call them (spiked under a shell test) is steered by a file instead:
@@ -306,4 +307,15 @@ int fstatvfs(int fd, struct statvfs *v) {
   long long n = atomic_load(&free_bytes);
   if (rc == 0 && n >= 0 && v->f_frsize > 0) v->f_bavail = v->f_bfree = (fsblkcnt_t)n / v->f_frsize;
   return rc;
+}
+
+typedef int (*fallocate_fn)(int, int, off_t, off_t);
+int fallocate(int fd, int mode, off_t offset, off_t len) {
+  REAL(fallocate, fallocate_fn);
+  long long n = atomic_load(&free_bytes);
+  if (n >= 0 && offset + len > n) {
+    errno = ENOSPC;
+    return -1;
+  }
+  return real_fallocate(fd, mode, offset, len);
 }
