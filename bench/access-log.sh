@@ -67,10 +67,10 @@ for route in read reserve; do
       port=$PORT_A
       [ $side = b ] && port=$PORT_B
       if [ $route = read ]; then
-        wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:$port/api/v1/events/1" >"$work/$side.out" 2>&1
+        wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:$port/api/v1/events/1" >"$work/$side.out" 2>&1 || :
       else
         SPIKE_USER_BASE=$((r * 1000000000)) wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency \
-          -s bench/reserve.lua "http://127.0.0.1:$port/" >"$work/$side.out" 2>&1
+          -s bench/reserve.lua "http://127.0.0.1:$port/" >"$work/$side.out" 2>&1 || :
       fi
       wrk_ok "$work/$side.out"
       rps "$work/$side.out" >>"$work/$side.rps"

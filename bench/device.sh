@@ -42,7 +42,10 @@
 # the cores. Not a test: it reports, and never fails on speed. It exits 2
 # on a bad knob or a machine without the cores they name, 1 when a part
 # measured nothing (a row without a number), 130 when interrupted; servers
-# it started are stopped and its scratch files removed in every case.
+# it started are stopped and its scratch files removed in every case. A
+# SIGTERM sent to this script alone (not its process group, as Ctrl-C is)
+# is acted on when the command running ends: a scaleout or hostile part
+# runs for minutes.
 set -u
 
 pack() {
@@ -88,7 +91,8 @@ run() {
   done
   case $T in '' | *[!0-9]* | 0 | 1) bad "DUR is whole seconds, at least 2, not \"$T\"" ;; esac
   for p in "$NP" "$SPP"; do
-    case $p in '' | *[!0-9]*) bad "NGINX_PORT and SPIKED_PORT are port numbers, not \"$p\"" ;; esac
+    case $p in '' | *[!0-9]*) p=0 ;; esac
+    [ "$p" -ge 1 ] && [ "$p" -le 65535 ] || bad "NGINX_PORT and SPIKED_PORT are ports, 1-65535"
   done
   [ -x "$S" ] || { echo "device.sh: $S not found" >&2; exit 1; }
   case " $PARTS " in *" table "*)
@@ -98,10 +102,20 @@ run() {
   # the cores the parts pin to must exist: taskset refuses the rest
   most=$TOP
   for n in $WS $NW; do [ "$n" -gt "$most" ] && most=$n; done
+  cpus() { # KNOB LIST: the CPUs of a part must exist
+    taskset -c "$2" true 2>/dev/null || bad "$1 $2: this machine has $(nproc) cores (0-$(($(nproc) - 1)))"
+  }
   case " $PARTS " in *" table "* | *" where "*)
-    taskset -c "$L" true 2>/dev/null || bad "LOADCPU $L: this machine has $(nproc) cores (0-$(($(nproc) - 1)))"
+    cpus LOADCPU "$L"
     taskset -c "0-$((most - 1))" true 2>/dev/null ||
       bad "a server of $most workers or threads needs cores 0-$((most - 1)); this machine has $(nproc) (WS, NW, TOP)" ;;
+  esac
+  case " $PARTS " in *" scaleout "*)
+    cpus SCALE_SRVCPU "${SCALE_SRVCPU:-0-11}"
+    cpus SCALE_LOADCPU "${SCALE_LOADCPU:-12-15}" ;;
+  esac
+  case " $PARTS " in *" hostile "*)
+    for c in $(echo "${HOSTILE_PIN:-0-1:2-3:$L}" | tr ':' ' '); do cpus HOSTILE_PIN "$c"; done ;;
   esac
   for p in "$NP" "$SPP"; do
     curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$p/" && bad "something already answers on 127.0.0.1:$p"
@@ -158,7 +172,15 @@ run() {
 cleanup() {
   [ -n "${SP:-}" ] && kill "$SP" 2>/dev/null && wait "$SP" 2>/dev/null
   [ -f "$G/nginx.pid" ] && kill "$(cat "$G/nginx.pid")" 2>/dev/null && sleep 0.5
-  pkill -P $$ 2>/dev/null # wrk, spikebench, a part's script
+  # wrk, spikebench, a part's script, and what they started (wrk under a
+  # backgrounded function is a grandchild): the process group, when this
+  # script leads one (started from a shell); else its children
+  if [ "$(ps -o pgid= -p $$ | tr -d ' ')" = "$$" ]; then
+    trap '' TERM
+    kill -TERM -- -$$ 2>/dev/null
+  else
+    pkill -P $$ 2>/dev/null
+  fi
   if [ -z "${KEEP:-}" ]; then
     rm -rf "$D" "$G"
   else
@@ -273,8 +295,8 @@ where() {
 }
 
 table() {
-  row() { # a row without a number fails the run (not on speed: on nothing measured)
-    case $2 in [0-9]*) ;; *) failed=1 ;; esac
+  row() { # a row without a number above 0 fails the run (not on speed: on nothing measured)
+    awk -v v="$2" 'BEGIN { exit !(v + 0 > 0) }' || failed=1
     printf '| %s | %s |\n' "$1" "${2:-?}" | tee -a "$R"
   }
   printf '| run | req/s |\n|---|---|\n' | tee -a "$R"

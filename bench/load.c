@@ -797,6 +797,7 @@ static void on_connect(uv_connect_t *req, int status) {
   llhttp_init(&c->parser, HTTP_RESPONSE, &R.settings);
   c->parser.data = c;
   c->msg_done = c->bad = c->interim = c->answered = 0;
+  c->status = 0; /* not the last connection's: an unsolicited 1xx leaves it unset */
   c->open_ns = now_ns();
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
     w->st.e_connect++;

@@ -1,7 +1,9 @@
 # bench/wrkout.sh -- sourced by the bench scripts that run wrk and read its
 # output:
 #   whole NAME...  each named variable a whole number of 1 or more, or exit 2
-#   wrk_ok FILE    wrk measured a rate in FILE, or its output and exit 1
+#   wrk_ok FILE    wrk measured a rate above 0 in FILE, or its output and exit 1
+#                  (run wrk as `wrk ... >FILE 2>&1 || :`, so that a failed run
+#                  reaches it under set -e)
 #   rps FILE       the Requests/sec wrk printed in FILE
 #   p99 FILE       its 99th percentile (wrk --latency), as printed ("1.23ms")
 #   median         the median of the numbers on stdin, one a line
@@ -13,7 +15,10 @@ whole() {
     esac
   done
 }
-wrk_ok() { [ -n "$(rps "$1")" ] || { echo "${0##*/}: wrk measured nothing:" >&2; cat "$1" >&2; exit 1; }; }
+wrk_ok() {
+  awk -v r="$(rps "$1")" 'BEGIN { exit !(r + 0 > 0) }' ||
+    { echo "${0##*/}: wrk measured nothing:" >&2; cat "$1" >&2; exit 1; }
+}
 rps() { sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$1"; }
 p99() { sed -n 's/^ *99% *\(.*\)$/\1/p' "$1"; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }

@@ -126,6 +126,7 @@ struct writer {
   uint32_t acked;    /* reserves in this batch acknowledged at enqueue */
   uint32_t reserves; /* reserves written in this batch */
   uint64_t room_reserves; /* reserves committed since the last refusal for room */
+  int64_t room_asked_ms;  /* monotonic: the last store_has_room after a commit */
   touched *touched;
   uint32_t touched_mask;
   head *heads;       /* touched_mask + 1 slots */
@@ -1031,6 +1032,14 @@ static void end_reservation(writer *w, const fx *f) {
   if (f->expiry) atomic_fetch_add_explicit(&w->e->stats.expired, 1, memory_order_relaxed);
 }
 
+/* store_has_room after a commit on a full disk, at most every 100 ms: it
+ * allocates 4 MiB and drops them, not a cost for every commit of a crowd. */
+static int room_asked(writer *w) {
+  if (w->mono - w->room_asked_ms < 100) return 0;
+  w->room_asked_ms = w->mono;
+  return store_has_room(w->e->st, ROOM_BACK_BYTES);
+}
+
 /* The batch succeeded: apply the gives; if it wrote, publish and count. */
 static void post_commit(writer *w, int committed) {
   spike_engine *e = w->e;
@@ -1086,7 +1095,7 @@ static void post_commit(writer *w, int committed) {
   w->room_reserves += w->reserves;
   if (full == ENGINE_FULL_MAP    ? w->reserves > 0
       : full != ENGINE_FULL_DISK ? 1
-                                 : w->room_reserves >= w->cap || store_has_room(e->st, ROOM_BACK_BYTES))
+                                 : w->room_reserves >= w->cap || room_asked(w))
     atomic_store_explicit(&e->map_full, 0, memory_order_relaxed);
   engine_stats *st = &e->stats;
   uint32_t b = 0;

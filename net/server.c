@@ -520,9 +520,9 @@ static void *open_watch_main(void *arg) {
       return NULL; /* the open goes on; the signal is answered after it */
     }
     if (p[1].revents != 0) return NULL;
-    struct signalfd_siginfo si;
+    struct signalfd_siginfo si; /* nonblocking: taken by another reader, it polls again */
     if (p[0].revents != 0 && read(w->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-      log_line(LOG_INFO, "server", NULL, NULL, "%s while the store was opening: exiting",
+      log_line(LOG_WARN, "server", NULL, NULL, "%s while the store was opening: exiting",
                si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
       _exit(0);
     }
@@ -535,7 +535,7 @@ static int open_watch_start(open_watch *w) {
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGTERM);
-  w->sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+  w->sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
   if (w->sfd < 0) return -1;
   w->stop = eventfd(0, EFD_CLOEXEC);
   if (w->stop < 0) {

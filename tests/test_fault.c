@@ -502,7 +502,7 @@ static void disk_full_tmpfs(void) {
     CHECK_EQ(spike_health(e, &why), SPIKE_ESTORAGE);
     CHECK(strstr(why, "disk full") != NULL);
     fulls++;
-    /* space returns: the next commit succeeds and ready is back (ready
+    /* space returns: the next commit succeeds and ready comes back (ready
      * waits for 4 MiB free, or an eighth of the file system if less: room
      * for a commit is not room for the crowd, room_back_needs_headroom) */
     struct stat fst;
@@ -515,6 +515,10 @@ static void disk_full_tmpfs(void) {
     CHECK_EQ(settle(p, &one, spike_reserve(p, &one, 1, user++, 1, NULL, 0, count_cb)), SPIKE_OK);
     if (nacked == cap) acked = realloc(acked, (cap *= 2) * sizeof(*acked));
     acked[nacked++] = one.r.order.id;
+    /* at that commit, or (asked at most every 100 ms) the idle writer's
+     * try within about a second */
+    int64_t t0 = test_now_ms();
+    while (spike_health(e, &why) != SPIKE_OK && test_now_ms() - t0 < 3000) usleep(10 * 1000);
     CHECK_EQ(spike_health(e, &why), SPIKE_OK);
     if (cycle % 10 == 9 || cycle == cycles - 1) {
       /* reopen from disk: every acknowledged order, counters that agree */
