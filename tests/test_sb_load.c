@@ -276,6 +276,17 @@ static void start_at(void) {
   server_down(&s);
 }
 
+/* A fresh spiked with flags and event 1, and an open loop of reserves at
+ * rate on conns connections (one thread) for seconds against it. */
+static const ld_stats *open_loop_on(spiked *s, const char *const *flags, double rate,
+                                    uint64_t conns, double seconds) {
+  spiked_start(s, NULL, flags);
+  create_event(s->port, 1, 1000000);
+  setup(s->port, SC_RESERVE, 1, LD_OPEN, rate, conns, 1, seconds);
+  CHECK_EQ(ld_run(&cfg, &res), 0);
+  return &res.total;
+}
+
 /* spiked past --max-conns with --max-refusals 0 closes new connections
  * unanswered. Such a close is a refused connect, backed off from (up to
  * a second), not an idle close re-opened at once: that was over 20,000
@@ -285,11 +296,7 @@ static void refused_by_close(void) {
   static const char *const full[] = {"--log-level",    "warn", "--max-conns", "4",
                                      "--max-refusals", "0",    NULL};
   spiked s;
-  spiked_start(&s, NULL, full);
-  create_event(s.port, 1, 1000000);
-  setup(s.port, SC_RESERVE, 1, LD_OPEN, 100, 8, 1, 1.0);
-  CHECK_EQ(ld_run(&cfg, &res), 0);
-  const ld_stats *t = &res.total;
+  const ld_stats *t = open_loop_on(&s, full, 100, 8, 1.0);
   fprintf(stderr, "refused: %llu answers, %llu refused, %llu cut off, %llu idle closes\n",
           (unsigned long long)answers(), (unsigned long long)res.connect_refused,
           (unsigned long long)t->e_read, (unsigned long long)t->server_closed);
@@ -311,11 +318,7 @@ static void refused_by_close(void) {
 static void refused_by_503(void) {
   static const char *const full[] = {"--log-level", "warn", "--max-conns", "4", NULL};
   spiked s;
-  spiked_start(&s, NULL, full);
-  create_event(s.port, 1, 1000000);
-  setup(s.port, SC_RESERVE, 1, LD_OPEN, 100, 8, 1, 1.0);
-  CHECK_EQ(ld_run(&cfg, &res), 0);
-  const ld_stats *t = &res.total;
+  const ld_stats *t = open_loop_on(&s, full, 100, 8, 1.0);
   fprintf(stderr, "503: %llu answers, %llu refused, %llu parse errors, %llu 503s\n",
           (unsigned long long)answers(), (unsigned long long)res.connect_refused,
           (unsigned long long)t->e_parse, (unsigned long long)t->status[503]);
@@ -334,11 +337,7 @@ static void refused_by_503(void) {
 static void idle_close_of_an_unused_connection(void) {
   static const char *const quick[] = {"--log-level", "warn", "--idle-timeout-ms", "100", NULL};
   spiked s;
-  spiked_start(&s, NULL, quick);
-  create_event(s.port, 1, 1000000);
-  setup(s.port, SC_RESERVE, 1, LD_OPEN, 5, 8, 1, 2.0);
-  CHECK_EQ(ld_run(&cfg, &res), 0);
-  const ld_stats *t = &res.total;
+  const ld_stats *t = open_loop_on(&s, quick, 5, 8, 2.0);
   fprintf(stderr, "idle: %llu answers, %llu refused, %llu idle closes, %llu unsent (down)\n",
           (unsigned long long)answers(), (unsigned long long)res.connect_refused,
           (unsigned long long)t->server_closed, (unsigned long long)t->unsent[CAUSE_DOWN]);
