@@ -29,6 +29,8 @@ PORT_S=${PORT_S:-18490}
 PORT_N=${PORT_N:-18491}
 PORT_T=${PORT_T:-18492}
 TMPDIR=${TMPDIR:-/tmp}
+. bench/wrkout.sh
+whole ROUNDS DURATION CONNS STALL_RATE
 work=$(mktemp -d "$TMPDIR/spike-compare.XXXXXX")
 tpid=""
 . bench/servers.sh

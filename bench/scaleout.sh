@@ -34,6 +34,9 @@ pin_load=""
 [ -n "$SERVER_CPUS" ] && pin_srv="taskset -c $SERVER_CPUS"
 [ -n "$LOAD_CPUS" ] && pin_load="taskset -c $LOAD_CPUS"
 TMPDIR=${TMPDIR:-/tmp}
+. bench/wrkout.sh
+whole EVENTS DURATION CONNS WRK_THREADS NGINX_WORKERS NODE_THREADS
+for NODE in $NODES; do whole NODE; done # each of NODES
 work=$(mktemp -d "$TMPDIR/spike-bench-scaleout.XXXXXX")
 cluster=""
 cleanup() {
@@ -49,7 +52,6 @@ for tool in wrk nginx curl; do
   command -v $tool >/dev/null || { echo "bench-scaleout: $tool missing (make bench-deps)" >&2; exit 1; }
 done
 
-. bench/wrkout.sh
 bad() { sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$1"; }
 reserves() { # reserves URL BASE OUT: wrk's reserve load on URL
   SPIKE_EVENTS=$EVENTS SPIKE_USER_BASE=$2 $pin_load wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" \

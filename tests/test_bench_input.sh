@@ -32,6 +32,8 @@ check "http.sh DURATION=x" refused 2 'DURATION is a whole number' env DURATION=x
 check "http.sh SERVER_CPUS=4096" refused 2 'no CPUs 4096 here' env SERVER_CPUS=4096 bench/http.sh
 check "grown.sh ORDERS=1e6" refused 2 'ORDERS is a whole number' env ORDERS=1e6 bench/grown.sh "$tmp"
 check "access-log.sh CONNS=0" refused 2 'CONNS is a whole number' env CONNS=0 bench/access-log.sh
+check "compare.sh ROUNDS=0" refused 2 'ROUNDS is a whole number' env ROUNDS=0 bench/compare.sh
+check "scaleout.sh NODES=\"1 x\"" refused 2 'NODE is a whole number of 1 or more, not "x"' env NODES="1 x" bench/scaleout.sh
 check "device.sh --help" refused 0 'PARTS' bench/device.sh --help
 check "device.sh PARTS=bogus" refused 2 'PARTS: disk, table, where, scaleout or hostile, not bogus' \
   env PARTS=bogus bash bench/device.sh run
