@@ -180,8 +180,9 @@ _Static_assert(SPIKE_PRODUCERS_MAX <= IDS_PRODUCERS, "ids give each producer its
  * drained within a few batches; this bounds a wait for an id that was
  * minted but never sent as an order (an event's id). */
 #define DEFER_MAX_MS 2000
-/* A full disk counts as full until the file system has this much free, or
- * an eighth of its size if less (room_probe says why). */
+/* A full disk counts as full until this process could allocate this much
+ * there, or an eighth of the file system if less (store_has_room; room_probe
+ * says why). */
 #define ROOM_BACK_BYTES (4u << 20)
 
 /* ---- small helpers --------------------------------------------------- */
@@ -1295,8 +1296,8 @@ static void committed(writer *w) {
   if (!w->deferred_meta) durable(w);
 }
 
-/* A full disk has room again once a commit fits and the file system has
- * ROOM_BACK_BYTES free: a commit fits in LMDB's freed pages long before
+/* A full disk has room again once a commit fits and this process could
+ * allocate ROOM_BACK_BYTES there: a commit fits in LMDB's freed pages long before
  * there is room for the crowd's (a small one fits, the next batch needs
  * new blocks and fails), and ready at 200 then would put the node back
  * in a load balancer's rotation once a second only to fail its orders.
