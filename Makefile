@@ -130,7 +130,7 @@ MICRO      := bench_ring bench_reserve bench_writer bench_lifecycle bench_disk
 
 .PHONY: FORCE all lib deps deps-check deps-run deb-deps bench-deps test test-build test-run check run bench bench-http bench-scaleout install \
         uninstall deb clean format powerloss soak-crash soak sim diskfull abi-check abi-dump \
-        bench-backup
+        bench-backup bench-stores
 
 all: build/rel/libspike.a build/rel/dist/libspike.a build/rel/libspike.so build/rel/spiked build/rel/spikebench \
      $(addprefix build/rel/examples/,$(EXAMPLES)) build/rel/spike-relay
@@ -475,6 +475,14 @@ bench-compare: bench-deps
 bench-scaleout: bench-deps
 	@$(MAKE) --no-print-directory build/rel/spiked
 	@bench/scaleout.sh
+
+# Durable reserves on 1, 2 and 4 spiked, each its own store and writer, on
+# the same cores and disk under one wrk load split between them, with
+# nginx's fixed body beside them: the most a partitioned store could give
+# here (docs/design.md, "Why one store"). Stores in BENCH_DIR (/var/tmp).
+bench-stores: bench-deps
+	@$(MAKE) --no-print-directory build/rel/spiked
+	@TMPDIR=$(or $(BENCH_DIR),/var/tmp) bench/stores.sh
 
 # A hot backup of a store of ORDERS orders (default 10 million, about
 # 2.7 GiB) while spiked serves reserves: duration, size, reserve latency.

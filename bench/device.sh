@@ -10,7 +10,7 @@
 #   bash DIR/device.sh run         the table; DIR/results.md gets it too
 #   bash DIR/device.sh --help      this text
 #
-# PARTS (run; default "disk table scaleout hostile") picks and orders the parts:
+# PARTS (run; default "disk table stores scaleout hostile") picks and orders the parts:
 #   disk      bench_disk on DATA (DISK_SECONDS 2, DISK_JOBS 8 files at once):
 #             the floor a durable commit stands on there
 #   table     the issue-10 table above
@@ -19,6 +19,11 @@
 #             threads with each ack, 1 thread on 1 and on 2 cores; nginx's
 #             workers and wrk's own CPU over the same window beside them
 #             (the middle half of each DUR-second run)
+#   stores    bench/stores.sh: 1, 2, 4 and 8 (STORES) spiked processes, each
+#             its own store and writer with TOP/N loop threads, on cores
+#             0..TOP-1, sharing wrk -c512 (a wrk each, 8/N threads, on
+#             LOADCPU), beside nginx of TOP workers; STORES_ROUNDS (1)
+#             alternating rounds: the most a partitioned store could give
 #   scaleout  bench/scaleout.sh: 1, 2 and 3 nodes (NODES) of SCALE_NODE_THREADS
 #             (1) loop threads behind the nginx router of SCALE_NGINX_WORKERS
 #             (6), all on SCALE_SRVCPU (0-11); wrk -t SCALE_WRK_THREADS (4) and
@@ -65,7 +70,7 @@ pack() {
   done
   cp bench/device.sh bench/reserve.lua "$out/"
   # scaleout.sh and hostile.sh run from the bundle as from a checkout
-  cp bench/scaleout.sh bench/wrkout.sh bench/reserve.lua "$out/bench/"
+  cp bench/scaleout.sh bench/stores.sh bench/servers.sh bench/wrkout.sh bench/reserve.lua "$out/bench/"
   cp deploy/spike-cluster.sh deploy/spike-maps.conf deploy/spike-routes.conf "$out/deploy/"
   cp tests/hostile.sh "$out/tests/"
   du -sh "$out" | awk '{print "device.sh: packed " $1 " in " $2}'
@@ -76,20 +81,27 @@ run() {
   export PATH="$here/bin:$PATH" LD_LIBRARY_PATH="$here/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   WS=${WS:-1 2 4 8}; NW=${NW:-1 8}; TOP=${TOP:-8}; T=${DUR:-6}
   L=${LOADCPU:-8-15}; DATA=${DATA:-/var/tmp}; NP=${NGINX_PORT:-18080}; SPP=${SPIKED_PORT:-18090}
-  PARTS=${PARTS:-disk table scaleout hostile}
+  PARTS=${PARTS:-disk table stores scaleout hostile}
   D=$DATA/spike-device-data; R=${RESULTS:-$here/results.md}
   S=$here/bin/${SPIKED_BIN:-spiked}
   # every knob checked before anything runs: a typo must not cost a device slot
   bad() { echo "device.sh: $*" >&2; exit 2; }
   for part in $PARTS; do
-    case $part in disk | table | where | scaleout | hostile) ;;
-    *) bad "PARTS: disk, table, where, scaleout or hostile, not $part" ;;
+    case $part in disk | table | where | stores | scaleout | hostile) ;;
+    *) bad "PARTS: disk, table, where, stores, scaleout or hostile, not $part" ;;
     esac
   done
   for n in $WS $NW $TOP; do
     case $n in '' | *[!0-9]* | 0*) bad "WS, NW and TOP are counts of 1 or more, not \"$n\"" ;; esac
   done
   case $T in '' | *[!0-9]* | 0 | 1) bad "DUR is whole seconds, at least 2, not \"$T\"" ;; esac
+  case " $PARTS " in *" stores "*)
+    for n in ${STORES:-1 2 4 8}; do
+      case $n in '' | *[!0-9]* | 0*) bad "STORES are counts of 1 or more, not \"$n\"" ;; esac
+      [ "$n" -le 512 ] || bad "STORES: $n stores need more than wrk's 512 connections"
+    done
+    case ${STORES_ROUNDS:-1} in '' | *[!0-9]* | 0*) bad "STORES_ROUNDS is a count of 1 or more, not \"$STORES_ROUNDS\"" ;; esac ;;
+  esac
   for p in "$NP" "$SPP"; do
     case $p in '' | *[!0-9]*) p=0 ;; esac
     [ "$p" -ge 1 ] && [ "$p" -le 65535 ] || bad "NGINX_PORT and SPIKED_PORT are ports, 1-65535"
@@ -105,7 +117,7 @@ run() {
   cpus() { # KNOB LIST: the CPUs of a part must exist
     taskset -c "$2" true 2>/dev/null || bad "$1 $2: this machine has $(nproc) cores (0-$(($(nproc) - 1)))"
   }
-  case " $PARTS " in *" table "* | *" where "*)
+  case " $PARTS " in *" table "* | *" where "* | *" stores "*)
     cpus LOADCPU "$L"
     taskset -c "0-$((most - 1))" true 2>/dev/null ||
       bad "a server of $most workers or threads needs cores 0-$((most - 1)); this machine has $(nproc) (WS, NW, TOP)" ;;
@@ -140,6 +152,14 @@ run() {
       ;;
     table) table ;;
     where) echo | tee -a "$R"; where ;;
+    stores)
+      echo | tee -a "$R"
+      (cd "$here" && SPIKED="$S" TMPDIR="$DATA" STORES="${STORES:-1 2 4 8}" THREADS="$TOP" \
+        NGINX_WORKERS="$TOP" SERVER_CPUS="0-$((TOP - 1))" LOAD_CPUS="$L" CONNS=512 WRK_THREADS=8 \
+        ROUNDS="${STORES_ROUNDS:-1}" DURATION="$T" PORT_N="$NP" PORT_S="$SPP" \
+        sh bench/stores.sh --max-conns 20000 --map-size 32G) 2>&1 | tee -a "$R"
+      [ "${PIPESTATUS[0]}" -eq 0 ] || failed=1
+      ;;
     scaleout)
       echo | tee -a "$R"
       (cd "$here" && SPIKED="$S" SPIKEBENCH="$here/bin/spikebench" TMPDIR="$DATA" \

@@ -3,7 +3,7 @@
 #
 #   bench_spiked PORT [spiked flags]   durable spiked in $work/data with room for
 #                                      every fresh user, and event 1 (stock 4e9); sets spid
-#   bench_nginx PORT SPIKED_PORT       nginx, one worker, access log off, answering
+#   bench_nginx PORT SPIKED_PORT       nginx, $NGINX_WORKERS workers (1), access log off, answering
 #                                      every path with a 200 and a body as long as
 #                                      spiked's reserve answer; sets npid and pad
 #   bench_stop                         stops both (for an EXIT trap)
@@ -42,7 +42,7 @@ bench_nginx() {
   pad=$(printf '%s' "$body" | tr -c 'x' 'x')
   mkdir -p "$work/nginx"
   cat >"$work/nginx/nginx.conf" <<NGX
-worker_processes 1;
+worker_processes ${NGINX_WORKERS:-1};
 daemon off;
 error_log $work/nginx/error.log;
 pid $work/nginx/nginx.pid;
