@@ -23,7 +23,9 @@
 #             its own store and writer with TOP/N loop threads, on cores
 #             0..TOP-1, sharing wrk -c512 (a wrk each, 8/N threads, on
 #             LOADCPU), beside nginx of TOP workers; STORES_ROUNDS (1)
-#             alternating rounds: the most a partitioned store could give
+#             alternating rounds; then the engine alone (bench_writer) as
+#             1 and as N engines at once, each its own store and writer:
+#             the most a partitioned store could give, over HTTP and embedded
 #   scaleout  bench/scaleout.sh: 1, 2 and 3 nodes (NODES) of SCALE_NODE_THREADS
 #             (1) loop threads behind the nginx router of SCALE_NGINX_WORKERS
 #             (6), all on SCALE_SRVCPU (0-11); wrk -t SCALE_WRK_THREADS (4) and
@@ -107,7 +109,7 @@ run() {
     [ "$p" -ge 1 ] && [ "$p" -le 65535 ] || bad "NGINX_PORT and SPIKED_PORT are ports, 1-65535"
   done
   [ -x "$S" ] || { echo "device.sh: $S not found" >&2; exit 1; }
-  case " $PARTS " in *" table "*)
+  case " $PARTS " in *" table "* | *" stores "*)
     [ -x "$here/bin/${WRITER_BIN:-bench_writer}" ] || bad "$here/bin/${WRITER_BIN:-bench_writer} not found (WRITER_BIN)" ;;
   esac
   [ -d "$DATA" ] && [ -w "$DATA" ] || bad "DATA: $DATA is not a writable directory"
@@ -159,6 +161,8 @@ run() {
         ROUNDS="${STORES_ROUNDS:-1}" DURATION="$T" PORT_N="$NP" PORT_S="$SPP" \
         sh bench/stores.sh --max-conns 20000 --map-size 32G) 2>&1 | tee -a "$R"
       [ "${PIPESTATUS[0]}" -eq 0 ] || failed=1
+      echo | tee -a "$R"
+      engines ${STORES:-1 2 4 8}
       ;;
     scaleout)
       echo | tee -a "$R"
@@ -368,15 +372,26 @@ table() {
   sp_stop
 
   echo | tee -a "$R"
+  engines 1
+}
+
+# engines N...: the engine alone by batch size (bench_writer, on the first
+# half of the cores), and N engines at once for each N above 1 (--engines:
+# each its own store and writer, rates summed)
+engines() {
   printf '| engine alone (bench_writer, random users) | durable orders/s | raw LMDB | writer us/order |\n|---|---|---|---|\n' | tee -a "$R"
-  for batch in 256 4096; do
-    line=$(taskset -c "0-$(($(nproc) / 2 - 1))" "$here/bin/${WRITER_BIN:-bench_writer}" --reps 3 --batch "$batch" --users random "$DATA" 2>&1 |
-      grep "^batch *$batch:\|bench_writer:")
-    eng=$(printf '%s\n' "$line" | sed -n 's/.*engine \([0-9]*\) durable.*/\1/p')
-    ref=$(printf '%s\n' "$line" | sed -n 's/.*reference \([0-9]*\) orders.*/\1/p')
-    cpu=$(printf '%s\n' "$line" | sed -n 's/.*writer thread \([0-9.]*\) us.*/\1/p')
-    [ -n "$eng" ] || { failed=1; printf '%s\n' "$line"; }
-    printf '| batch %s | %s | %s | %s |\n' "$batch" "${eng:-?}" "${ref:-?}" "${cpu:-?}" | tee -a "$R"
+  for n in "$@"; do
+    for batch in 256 4096; do
+      line=$(taskset -c "0-$(($(nproc) / 2 - 1))" "$here/bin/${WRITER_BIN:-bench_writer}" --reps 3 --batch "$batch" \
+        --users random $([ "$n" -gt 1 ] && echo "--engines $n") "$DATA" 2>&1 |
+        grep "^batch *$batch:\|bench_writer:")
+      eng=$(printf '%s\n' "$line" | sed -n 's/.*engine \([0-9]*\) durable.*/\1/p')
+      ref=$(printf '%s\n' "$line" | sed -n 's/.*reference \([0-9]*\) orders.*/\1/p')
+      cpu=$(printf '%s\n' "$line" | sed -n 's/.*writer thread \([0-9.]*\) us.*/\1/p')
+      [ -n "$eng" ] || { failed=1; printf '%s\n' "$line"; }
+      printf '| batch %s%s | %s | %s | %s |\n' "$batch" "$([ "$n" -gt 1 ] && echo ", $n engines at once")" \
+        "${eng:-?}" "${ref:-?}" "${cpu:-?}" | tee -a "$R"
+    done
   done
 }
 

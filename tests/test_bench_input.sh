@@ -56,6 +56,9 @@ check "bench_writer --batch 0" refused 2 '--batch: "0" is not a whole number in 
 check "bench_writer --batch 12x" refused 2 '--batch: "12x"' "$micro/bench_writer" --batch 12x "$tmp"
 check "bench_writer --users foo" refused 2 '--users' "$micro/bench_writer" --users foo "$tmp"
 check "bench_writer --bogus" refused 2 'unknown flag "--bogus"' "$micro/bench_writer" --bogus "$tmp"
+check "bench_writer --engines 0" refused 2 '--engines: "0"' "$micro/bench_writer" --engines 0 "$tmp"
+check "bench_writer --engines 2 --preload 9" refused 2 '--engines is not for --preload runs' \
+  "$micro/bench_writer" --engines 2 --preload 9 "$tmp"
 check "bench_disk --jobs 2x" refused 2 '--jobs: "2x"' "$micro/bench_disk" --jobs 2x "$tmp"
 check "bench_ring --reps 1x" refused 2 '--reps: "1x"' "$micro/bench_ring" --reps 1x
 check "bench_reserve --seconds abc" refused 2 '--seconds: "abc"' "$micro/bench_reserve" --seconds abc

@@ -19,6 +19,12 @@
  * apply_reserve, commit), through the same schema.c functions, into a store
  * opened the same way (store_open).
  *
+ * --engines N runs N engines at once, each with its own store, writer and
+ * producer thread, against N reference loops at once, each with its own
+ * store: the rates are summed. That is a partitioned store with nothing
+ * between its parts (docs/design.md, "Why one store"), the most one could
+ * make of the machine's cores and disk.
+ *
  * Every run gets a fresh data directory under argv[1], else $TMPDIR, else
  * /tmp; it must be a real disk for fsync to mean anything. Runs alternate
  * engine / reference so drifting machine load hits both alike; medians of
@@ -57,6 +63,7 @@
 #define EVENT_NAME "bench sale"
 #define GOAL_RATIO 0.8
 #define GOAL_RATE_4096 1000000.0
+#define ENGINES_MAX 64u
 #define TMPFS_MAGIC_ 0x01021994
 
 static uint32_t batches[] = {1, 16, 256, 4096};
@@ -97,8 +104,19 @@ typedef struct engine_run {
   int first_error;
 } engine_run;
 
-static engine_run *cur_run; /* the callbacks' context; one run at a time */
-static int create_done;
+/* The callbacks' context: one run at a time on each thread (--engines N
+ * runs N threads, each its own engine and producer). */
+static _Thread_local engine_run *cur_run;
+static _Thread_local int create_done;
+
+/* --engines N: the runs of one round start their clocks together, once
+ * every engine is open and has its event. */
+static uint32_t nengines = 1;
+static pthread_barrier_t start_line;
+
+static void line_up(void) {
+  if (nengines > 1) pthread_barrier_wait(&start_line);
+}
 
 static void reserve_cb(spike_op *op) {
   engine_run *r = cur_run;
@@ -200,6 +218,7 @@ static void engine_once(const char *dir, uint32_t batch, double seconds, uint64_
     run.free_ops[run.nfree++] = inflight - 1 - i;
   cur_run = &run;
 
+  line_up();
   uint64_t limit_ns = (uint64_t)(seconds * 1e9);
   uint64_t user = 1, submitted = 0;
   /* The writer thread's CPU clock: its own work per order, fsync waits
@@ -296,6 +315,7 @@ static void reference_once(const char *dir, uint32_t batch, double seconds, uint
 
   ids g;
   ids_init(&g, 0, now);
+  line_up();
   uint64_t limit_ns = (uint64_t)(seconds * 1e9);
   uint64_t user = 1, orders = 0, commits = 0, commit_ns = 0;
   uint64_t cpu0 = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
@@ -347,6 +367,76 @@ static void reference_once(const char *dir, uint32_t batch, double seconds, uint
   res->batch_avg = batch;
   res->commit_ms_avg = commits ? (double)commit_ns / 1e6 / (double)commits : 0;
   res->inflight = 0;
+}
+
+/* ---- N at once (--engines) ----------------------------------------------- */
+
+typedef struct one_run {
+  pthread_t t;
+  int engine; /* else the reference */
+  char path[PATH_MAX];
+  uint32_t batch;
+  double seconds;
+  uint64_t cap;
+  int prefault;
+  uint32_t inflight_opt;
+  result res;
+} one_run;
+
+static void *one_main(void *arg) {
+  one_run *o = arg;
+  if (o->engine)
+    engine_once(o->path, o->batch, o->seconds, o->cap, o->prefault, o->inflight_opt, 0, &o->res);
+  else
+    reference_once(o->path, o->batch, o->seconds, o->cap, &o->res);
+  return NULL;
+}
+
+/* The engine (or the reference) in nengines directories PATH-K at once,
+ * their results summed into res: rates and orders added, commit times and
+ * CPU per order weighted by commits and orders. One: as it was, on this
+ * thread. */
+static void run_n(int engine, const char *path, uint32_t batch, double seconds, uint64_t cap,
+                  int prefault, uint32_t inflight_opt, result *res) {
+  if (nengines == 1) {
+    if (engine)
+      engine_once(path, batch, seconds, cap, prefault, inflight_opt, 0, res);
+    else
+      reference_once(path, batch, seconds, cap, res);
+    return;
+  }
+  one_run *o = calloc(nengines, sizeof(*o));
+  if (o == NULL) die("calloc", strerror(ENOMEM));
+  if (pthread_barrier_init(&start_line, NULL, nengines) != 0) die("pthread_barrier_init", "failed");
+  for (uint32_t k = 0; k < nengines; k++) {
+    o[k].engine = engine;
+    snprintf(o[k].path, sizeof(o[k].path), "%s-%u", path, k);
+    o[k].batch = batch;
+    o[k].seconds = seconds;
+    o[k].cap = cap;
+    o[k].prefault = prefault;
+    o[k].inflight_opt = inflight_opt;
+    if (pthread_create(&o[k].t, NULL, one_main, &o[k]) != 0) die("pthread_create", "failed");
+  }
+  memset(res, 0, sizeof(*res));
+  double commit_ms = 0, cpu = 0;
+  for (uint32_t k = 0; k < nengines; k++) {
+    pthread_join(o[k].t, NULL);
+    const result *r = &o[k].res;
+    res->rate += r->rate;
+    res->orders += r->orders;
+    res->commits += r->commits;
+    if (r->seconds > res->seconds) res->seconds = r->seconds;
+    commit_ms += r->commit_ms_avg * (double)r->commits;
+    cpu += r->cpu_us * (double)r->orders;
+    res->inflight = r->inflight;
+    if (r->open_s > res->open_s) res->open_s = r->open_s;
+  }
+  pthread_barrier_destroy(&start_line);
+  free(o);
+  res->batch_avg = res->commits ? (double)res->orders / (double)res->commits : 0;
+  res->commit_ms_avg = res->commits ? commit_ms / (double)res->commits : 0;
+  res->cpu_us = res->orders ? cpu / (double)res->orders : 0;
 }
 
 /* ---- a store that already holds orders -------------------------------- */
@@ -498,7 +588,7 @@ static int preload_main(const char *base, uint64_t n, int reps, double seconds, 
 static void usage(FILE *f) {
   fprintf(f, "usage: bench_writer [--reps N] [--seconds S] [--orders N] [--inflight N]\n"
              "                    [--batch B] [--cold] [--users random|seq] [--preload N]\n"
-             "                    [--store-only OUT] [DIR]\n"
+             "                    [--store-only OUT] [--engines N] [DIR]\n"
              "  Durable orders/s through the engine (ack=durable, one producer keeping\n"
              "  reserves in flight, see --inflight) against a raw one-thread LMDB loop\n"
              "  writing the same records with fsync'd commits, for batch sizes 1, 16,\n"
@@ -523,6 +613,11 @@ static void usage(FILE *f) {
              "               alternately\n"
              "  --store-only OUT  with --preload N: only build that store, in the new\n"
              "               directory OUT, and keep it (for bench/backup.sh)\n"
+             "  --engines N  N engines at once, 1..64, each its own store, writer and\n"
+             "               producer thread, against N reference loops at once: rates\n"
+             "               summed, writer CPU per order over all (default 1; not with\n"
+             "               --preload). A store split N ways with nothing between the\n"
+             "               parts: the most a partitioned store could give\n"
              "Output: one line per run, one line per batch size, the goals, then\n"
              "  summary<TAB>what<TAB>value<TAB>reference<TAB>ratio\n");
 }
@@ -560,6 +655,8 @@ int main(int argc, char **argv) {
       prefault = 0;
     } else if (strcmp(argv[i], "--preload") == 0) {
       preload = bench_arg_u64(argc, argv, &i, 1, ORDERS_MAX);
+    } else if (strcmp(argv[i], "--engines") == 0) {
+      nengines = (uint32_t)bench_arg_u64(argc, argv, &i, 1, ENGINES_MAX);
     } else if (strcmp(argv[i], "--store-only") == 0) {
       store_only = bench_arg(argc, argv, &i);
     } else if (argv[i][0] != '-') {
@@ -569,6 +666,10 @@ int main(int argc, char **argv) {
       usage(stderr);
       return 2;
     }
+  }
+  if (nengines > 1 && preload > 0) {
+    fprintf(stderr, "bench_writer: --engines is not for --preload runs\n");
+    return 2;
   }
   if (store_only != NULL) {
     if (preload == 0 || mkdir(store_only, 0755) != 0) {
@@ -597,6 +698,10 @@ int main(int argc, char **argv) {
          "%.2f s), up to %llu orders per run, buyer table %s, data under %s\n",
          reps, seconds, seconds / 2, (unsigned long long)cap, prefault ? "pre-faulted" : "cold",
          base);
+  if (nengines > 1)
+    printf("bench_writer: %u engines at once in every engine run, each its own store and "
+           "writer, and %u reference loops at once in every reference run; rates summed\n",
+           nengines, nengines);
 
   if (preload > 0) return preload_main(base, preload, reps, seconds, cap, prefault, inflight_opt,
                                       only_batch);
@@ -615,9 +720,9 @@ int main(int argc, char **argv) {
       char path[PATH_MAX];
       result re, rr;
       snprintf(path, sizeof(path), "%s/engine-%u-%d", base, B, r);
-      engine_once(path, B, secs, cap, prefault, inflight_opt, 0, &re);
+      run_n(1, path, B, secs, cap, prefault, inflight_opt, &re);
       snprintf(path, sizeof(path), "%s/ref-%u-%d", base, B, r);
-      reference_once(path, B, secs, cap, &rr);
+      run_n(0, path, B, secs, cap, prefault, inflight_opt, &rr);
       eng[b][r] = re.rate;
       ref[b][r] = rr.rate;
       ecpu[r] = re.cpu_us;
@@ -641,7 +746,7 @@ int main(int argc, char **argv) {
   }
   rmrf(base);
 
-  if (only_batch == 0) {
+  if (only_batch == 0 && nengines == 1) { /* N engines are no one engine's goal */
     int ratio_met = 1;
     for (size_t b = 0; b < nbatch; b++)
       if (em[b] < GOAL_RATIO * rm[b]) ratio_met = 0;
@@ -651,8 +756,10 @@ int main(int argc, char **argv) {
     printf("goal: >= 1,000,000 durable orders/s at batch 4096: %s (%.0f orders/s)\n",
            at4096 >= GOAL_RATE_4096 ? "met" : "not met", at4096);
   }
+  char n[32] = "";
+  if (nengines > 1) snprintf(n, sizeof(n), ", %u engines", nengines);
   for (size_t b = 0; b < nbatch; b++)
-    printf("summary\twriter durable, batch %u\t%.0f orders/s\t%.0f orders/s (raw LMDB)\t%.3f\n",
-           batches[b], em[b], rm[b], em[b] / rm[b]);
+    printf("summary\twriter durable, batch %u%s\t%.0f orders/s\t%.0f orders/s (raw LMDB)\t%.3f\n",
+           batches[b], n, em[b], rm[b], em[b] / rm[b]);
   return 0;
 }
