@@ -53,12 +53,14 @@ done
 work=$(mktemp -d "$TMPDIR/spike-bench-stores.XXXXXX")
 . bench/servers.sh
 pids=""
+wpids=""
 stop_stores() {
   for p in $pids; do kill -TERM "$p" 2>/dev/null || :; done
   for p in $pids; do wait "$p" 2>/dev/null || :; done
   pids=""
 }
 cleanup() {
+  for p in $wpids; do kill -TERM "$p" 2>/dev/null || :; done
   stop_stores
   bench_stop
   rm -rf "$work"
@@ -150,6 +152,7 @@ while [ $r -le "$ROUNDS" ]; do
       i=$((i + 1))
     done
     for p in $wpids; do wait "$p" || :; done
+    wpids=""
     sum=0
     bad=0
     i=0
@@ -166,7 +169,7 @@ $(commits "$N")
 EOF
     line="$line | $N: $sum"
     if [ "$bad" -gt 0 ]; then line="$line ($bad non-2xx)"; fi
-    line="$line ($(awk -v c="$nc" -v o="$no" -v d="$DURATION" 'BEGIN { printf "%.0f commits/s, %.1f orders each", c / d, c ? o / c : 0 }'))"
+    line="$line ($(awk -v c="$nc" -v o="$no" -v t="$nd" -v d="$DURATION" 'BEGIN { printf "%.0f commits/s, %.1f orders and %.2f ms each", c / d, c ? o / c : 0, c ? t / c * 1000 : 0 }'))"
     stop_stores
     rm -rf "$work"/d*
   done
