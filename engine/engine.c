@@ -741,6 +741,11 @@ int spike_producer_open(spike_engine *e, spike_producer **out) {
   int64_t floor = e->id_floor_ms;
   if (prev != 0 && ids_ms(prev) + 1 > floor) floor = ids_ms(prev) + 1;
   ids_init(&p->ids, p->idx, floor);
+  /* ids_init forgets what was minted; keep it, or a slot opened and closed
+   * without minting would leave the next open only id_floor_ms to go on,
+   * and an open in the same millisecond as this slot's last mint would
+   * mint that id again (two orders, one record). relaxed: as ids_next. */
+  atomic_store_explicit(&p->ids.last, prev, memory_order_relaxed);
   p->inflight = 0;
   p->err_status = SPIKE_OK;
   p->err_detail = NULL;
