@@ -497,7 +497,10 @@ struct spike_op {
  * SPIKE_EFULL (the buyer, user, key or live-reservation table is full),
  * op->detail saying which, SPIKE_ESTORAGE (the writer has failed),
  * SPIKE_EMISUSE. In the callback: SPIKE_OK,
- * SPIKE_ESTORAGE (the commit failed and the reservation was undone),
+ * SPIKE_ESTORAGE (the commit failed and the reservation was undone; or,
+ * after a failed sync, the batch had committed but was never proven
+ * durable: whether the order was kept is known only once the engine is
+ * reopened, where a retry with the same key answers with it if it was),
  * SPIKE_ENOTLIVE (the event was closed before the writer took it, or a
  * replay whose original was refused so), SPIKE_EFORBIDDEN (replay),
  * SPIKE_EBUSY (a replay whose original is still in flight after 2 s).
@@ -522,7 +525,9 @@ SPIKE_EXTERN int spike_reserve(spike_producer *p, spike_op *op,
  * was still on its way after 2 s), SPIKE_ESTORAGE. op->r.order holds the
  * order after the operation. A verdict (a repeat, SPIKE_ESTATE,
  * SPIKE_EFORBIDDEN) is given on durable state only: if the batch it read
- * fails to become durable, it is SPIKE_ESTORAGE instead.
+ * fails to become durable, it is SPIKE_ESTORAGE instead. A pay whose own
+ * batch committed but whose sync failed is SPIKE_ESTORAGE too, and may be
+ * found done once the engine is reopened (as a reserve, above).
  */
 SPIKE_EXTERN int spike_pay(spike_producer *p, spike_op *op, uint64_t order_id,
                            uint64_t user_id, const char *payment_id,
