@@ -444,11 +444,11 @@ static void log_origin(spike_engine *e) {
 
 int spike_open(spike_engine **out, const spike_config *user_cfg) {
   open_err[0] = '\0';
+  if (out != NULL) *out = NULL; /* on every error, as spike_producer_open does */
   if (out == NULL || user_cfg == NULL) {
     snprintf(open_err, sizeof(open_err), "spike_open: %s is NULL", out == NULL ? "out" : "the config");
     return SPIKE_EMISUSE;
   }
-  *out = NULL;
   if (user_cfg->size < CONFIG_SIZE_MIN) {
     snprintf(open_err, sizeof(open_err),
              "config: size is %u: make the spike_config with spike_config_init()",

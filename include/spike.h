@@ -350,7 +350,8 @@ typedef struct spike_engine spike_engine;
  * SPIKE_ESTORAGE (LMDB or the file system refused, or a stored record is
  * corrupt), SPIKE_EINTERNAL (out of memory), SPIKE_EMISUSE (cfg was not
  * made by spike_config_init, or comes from a newer spike.h);
- * spike_open_error() says which, in words.
+ * spike_open_error() says which, in words. On any error *out (when out is
+ * not NULL) is NULL.
  */
 SPIKE_EXTERN int spike_open(spike_engine **out, const spike_config *cfg);
 
