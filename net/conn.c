@@ -50,6 +50,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <strings.h>
@@ -1237,6 +1238,16 @@ static int unread_input(conn *c) {
   return uv_fileno((const uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, FIONREAD, &n) == 0 && n > 0;
 }
 
+/* Bytes written to the client (answers, and a shutdown's FIN) that its TCP
+ * has not acknowledged yet: still in the kernel, and lost if the
+ * connection is reset (what the client has acknowledged it can still read
+ * after a reset). */
+static int unacked_output(conn *c) {
+  uv_os_fd_t fd;
+  int n = 0;
+  return uv_fileno((const uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, SIOCOUTQ, &n) == 0 && n > 0;
+}
+
 /* Close what is late, through close_later: a thousand slowloris
  * connections opened together time out together. */
 void conn_sweep(uv_timer_t *t) {
@@ -1288,6 +1299,17 @@ void conn_sweep(uv_timer_t *t) {
   }
 }
 
+/* The drain's end: close the lingering connections whose client has
+ * acknowledged every byte written to it; a reset, should it still send,
+ * can no longer cost it an answer. The others go on lingering, within
+ * their bounds and the drain's timeout. */
+void conn_close_delivered(loop_ctx *lc) {
+  for (conn *c = lc->conns, *next; c != NULL; c = next) {
+    next = c->next;
+    if (c->lingering && !c->closing && !unacked_output(c)) conn_close(c);
+  }
+}
+
 void conn_drain_all(loop_ctx *lc, int force) {
   uint64_t now = uv_now(&lc->loop);
   for (conn *c = lc->conns, *next; c != NULL; c = next) {
@@ -1309,7 +1331,19 @@ void conn_drain_all(loop_ctx *lc, int force) {
       if (c->req_deadline_ms == 0 || c->req_deadline_ms > by) c->req_deadline_ms = by;
       resume(c);
     } else if (c->queued == 0 && !c->writing) {
-      conn_close(c);
+      /* Nothing owed. A close with input unread resets the connection,
+       * and a reset discards what the kernel still holds of the answers
+       * already written (outside QA: a pipelining client that read
+       * slowly lost thousands of 201s so). Such a connection lingers, as
+       * when the server ends one after an answer; the rest close. */
+      if (c->cur != NULL) {
+        req_free(lc, c->cur);
+        c->cur = NULL;
+      }
+      if (unread_input(c) || unacked_output(c))
+        conn_end(c);
+      else
+        conn_close(c);
     } else {
       /* in-flight requests finish; nothing new is read */
       c->no_more = 1;

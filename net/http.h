@@ -232,6 +232,7 @@ void conn_respond(req *r);
 /* Close every idle connection; the rest close when their work is done.
  * Lingering connections are left to the drain's end unless force. */
 void conn_drain_all(loop_ctx *lc, int force);
+void conn_close_delivered(loop_ctx *lc);
 void conn_sweep(uv_timer_t *t);
 /* The count of refusals not yet logged, once a second (force: now, at a stop). */
 void conn_log_refusals(loop_ctx *lc, int force);

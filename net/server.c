@@ -10,7 +10,11 @@
  * connections, lets requests already received finish (parked feed waits
  * are released at once), closes the rest as they go idle, then closes its
  * producer. Connections in lingering close are closed once nothing else is
- * left on their loop. When every loop is done the engine commits what is
+ * left on their loop and their client has acknowledged every byte written
+ * to it (else they linger on, within their bounds), and an idle connection
+ * with input unread, or answers not yet acknowledged, lingers instead of
+ * closing: either way a reset would cost the client answers it was sent.
+ * When every loop is done the engine commits what is
  * left and closes LMDB. A drain that outlives --drain-timeout-ms is forced.
  *
  * A setting found wrong here (the address, a missing secret) is a flag
@@ -122,7 +126,7 @@ void server_loop_maybe_done(loop_ctx *lc) {
   assert(lc->nlinger <= lc->nconns);
   if (lc->nconns > lc->nlinger) return; /* answers still owed, or closes under way */
   if (lc->nlinger > 0) {
-    conn_drain_all(lc, 1); /* on_closed asks again */
+    conn_close_delivered(lc); /* on_closed asks again, and the sweep */
     return;
   }
   if (spike_producer_inflight(lc->producer) > 0) return; /* the sweep asks again */

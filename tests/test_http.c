@@ -7,9 +7,11 @@
  *   SPIKED=build/asan/spiked ./build/rel/tests/test_http [case]
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jwt.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -1051,6 +1053,82 @@ static void linger_not_kept_by_drain(void) {
   close(fd);
 }
 
+/* SIGTERM while a pipelining client reads its answers slowly: its socket
+ * holds requests spiked has not read and answers the client has not taken.
+ * The drain must not reset the connection (a reset throws away the answers
+ * still in the kernel: outside QA counted 7,417 orders reserved and 2,494
+ * 201s received); the client reads every answer written, then end of file,
+ * and the store holds exactly the orders it was told of. */
+static void drain_keeps_written_answers(void) {
+  static const char *const extra[] = {"--drain-timeout-ms", "5000", NULL};
+  spiked s;
+  spiked_start(&s, NULL, extra);
+  CHECK_EQ(create_event(s.port, 9, 1000000, 1, NULL), 201);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int small = 4096; /* the client's window: answers back up in spiked's kernel */
+  CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)) == 0);
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof(a));
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)s.port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  CHECK(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+  enum { N = 20000 };
+  size_t cap = (size_t)N * 160, len = 0;
+  char *out = malloc(cap);
+  CHECK(out != NULL);
+  for (int i = 1; i <= N; i++) {
+    char body[64];
+    int bl = snprintf(body, sizeof(body), "{\"user_id\":\"%d\"}", i);
+    len += (size_t)snprintf(out + len, cap - len,
+                            "POST /api/v1/events/9/orders HTTP/1.1\r\nHost: t\r\n"
+                            "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+                            bl, body);
+  }
+  /* send what the windows take within 2 s, reading nothing */
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  size_t off = 0;
+  int64_t t0 = test_now_ms();
+  while (off < len && test_now_ms() - t0 < 2000) {
+    ssize_t n = send(fd, out + off, len - off, MSG_NOSIGNAL);
+    if (n > 0)
+      off += (size_t)n;
+    else
+      usleep(10000);
+  }
+  free(out);
+  usleep(300 * 1000);
+  kill(s.pid, SIGTERM);
+  usleep(300 * 1000);
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  struct timeval tv = {10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  size_t got_cap = 64u << 20, got = 0;
+  char *in = malloc(got_cap);
+  CHECK(in != NULL);
+  ssize_t n;
+  while (got < got_cap && (n = recv(fd, in + got, got_cap - got, 0)) > 0) got += (size_t)n;
+  int err = n < 0 ? errno : 0;
+  close(fd);
+  long created = 0;
+  for (size_t i = 0; i + 12 <= got; i++)
+    if (memcmp(in + i, "HTTP/1.1 201", 12) == 0) created++;
+  int whole = got > 0 && in[got - 1] == '}'; /* the last answer's body, complete */
+  free(in);
+  printf("  %zu of %zu bytes sent; %ld answers of 201 read, then %s\n", off, len, created,
+         err ? strerror(err) : "end of file");
+  CHECK_EQ(err, 0); /* end of file, not a reset */
+  CHECK(whole);
+  CHECK(created > 0);
+  /* spiked_stop: the SIGTERM is already on its way; signal 0 only waits */
+  CHECK_EQ(spiked_stop(&s, 0), 0);
+  spiked t;
+  spiked_start(&t, s.dir, NULL);
+  CHECK_EQ(hc_do(t.port, "GET", "/api/v1/events/9", NULL, NULL, &R), 200);
+  CHECK_EQ(hc_json_int(&R, "data.reserved"), created);
+  stop_clean(&t);
+}
+
 /* ---- auth ------------------------------------------------------------------- */
 
 static void token(char *out, size_t cap, const char *secret, const char *sub, long exp_delta,
@@ -1851,6 +1929,7 @@ TEST_LIST({"every_route_and_code", every_route_and_code, 60},
           {"linger_refusals_bounded", linger_refusals_bounded, 30},
           {"linger_bounds", linger_bounds, 30},
           {"linger_not_kept_by_drain", linger_not_kept_by_drain, 30},
+          {"drain_keeps_written_answers", drain_keeps_written_answers, 60},
           {"busy_and_rate_limited", busy_and_rate_limited, 30},
           {"storage_error_map_full", storage_error_map_full, 60},
           {"jwt_and_admin", jwt_and_admin, 30},
