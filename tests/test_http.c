@@ -601,6 +601,34 @@ static void slowloris_and_idle(void) {
   test_rmrf(s.dir);
 }
 
+/* Sockets of the server on 127.0.0.1:port whose client has closed and that
+ * the server has not closed yet (CLOSE_WAIT). */
+static int close_waits(int port) {
+  FILE *f = fopen("/proc/net/tcp", "r");
+  CHECK(f != NULL);
+  char line[512], want[32];
+  snprintf(want, sizeof(want), "0100007F:%04X", (unsigned)port);
+  int n = 0;
+  while (fgets(line, sizeof(line), f) != NULL) {
+    char local[64], st[8];
+    if (sscanf(line, "%*s %63s %*s %7s", local, st) == 2 && strcmp(local, want) == 0 &&
+        strcmp(st, "08") == 0)
+      n++;
+  }
+  fclose(f);
+  return n;
+}
+
+/* Until the server has closed every connection its clients closed (10 s at
+ * most), then a moment for the loop to finish that turn: a connection's
+ * place under --max-conns is given back in its close callback. */
+static void await_server_closes(int port) {
+  for (int64_t end = test_now_ms() + 10000; close_waits(port) > 0 && test_now_ms() < end;)
+    usleep(10 * 1000);
+  CHECK_EQ(close_waits(port), 0);
+  usleep(100 * 1000);
+}
+
 static void connection_limit(void) {
   static const char *const extra[] = {"--max-conns", "5", NULL};
   spiked s;
@@ -619,9 +647,12 @@ static void connection_limit(void) {
   CHECK(closed_within(fds[5], 2000));
   close(fds[5]);
   close(fds[0]);
-  usleep(100 * 1000);
+  /* polled, not a fixed 100 ms: a refusal here would also count in
+   * spike_connections_refused_total, asked below to be exactly 1 */
+  await_server_closes(s.port);
   CHECK_EQ(hc_do(s.port, "GET", "/healthz/live", NULL, NULL, &R), 200); /* room again */
   for (int i = 1; i < 5; i++) close(fds[i]);
+  await_server_closes(s.port);
   int st = -1;
   for (int i = 0; i < 50 && st != 200; i++) { /* until the server has seen the closes */
     usleep(20 * 1000);
@@ -1691,7 +1722,10 @@ static void starved_loop_reads_before_it_cuts(void) {
  * request's deadline is brought within half the drain's, and the drain
  * ends there, not with "drain timed out". */
 static void drain_bounds_a_slow_body(void) {
-  static const char *const extra[] = {"--drain-timeout-ms", "2000", NULL};
+  /* 4 s, not 2: the drain ends at half of it, and what lies between that
+   * and the bound is the margin for the exit (the TSan spiked beside four
+   * busy loops: 1.22 s of the old 1.9 s bound) */
+  static const char *const extra[] = {"--drain-timeout-ms", "4000", NULL};
   spiked s;
   spiked_start(&s, NULL, extra);
   CHECK_EQ(create_event(s.port, 3, 100, 1, NULL), 201);
@@ -1704,9 +1738,9 @@ static void drain_bounds_a_slow_body(void) {
   int64_t t0 = test_now_ms();
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
   int64_t took = test_now_ms() - t0;
-  printf("  drained in %lld ms with a body that never came (drain timeout 2000 ms)\n",
+  printf("  drained in %lld ms with a body that never came (drain timeout 4000 ms)\n",
          (long long)took);
-  CHECK(took < 1900);
+  CHECK(took < 3800);
   CHECK(strstr(spiked_log(&s), "drain timed out") == NULL);
   close(fd);
   test_rmrf(s.dir);
@@ -1851,9 +1885,10 @@ static void feed_long_poll_client_gone(void) {
     else if (i == H10) hc_send(fds[i], req10, sizeof(req10) - 1);
     else hc_send(fds[i], req, n);
   }
-  usleep(300 * 1000); /* all parked */
-  CHECK_EQ(metric(s.port, "spike_connections"), ALL + 1);
-  CHECK_EQ(metric(s.port, "spike_feed_waiters"), ALL);
+  /* all parked: polled, not a fixed 300 ms (a slow or loaded machine takes
+   * longer to accept and parse twelve requests); the same values asked */
+  CHECK(metric_wait(s.port, "spike_feed_waiters", ALL, 10000) >= 0);
+  CHECK(metric_wait(s.port, "spike_connections", ALL + 1, 10000) >= 0);
   CHECK_EQ(metric(s.port, "spike_feed_waiters_capacity"), 1024);
   int64_t t0 = test_now_ms();
   for (int i = 0; i < HALF0; i++) {

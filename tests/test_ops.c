@@ -289,8 +289,15 @@ static void loop_metrics_per_thread(void) {
   static const char *const extra[] = {"--threads", "2", NULL};
   spiked s;
   spiked_start(&s, NULL, extra);
-  usleep(600 * 1000); /* each loop has had turns: its sweep timer fires every 250 ms */
-  CHECK_EQ(hc_do(s.port, "GET", "/metrics", NULL, NULL, &R), 200);
+  /* each loop has had turns: its sweep timer fires every 250 ms (polled,
+   * 10 s at most, not a fixed 600 ms: a loaded machine runs timers late) */
+  for (int64_t end = test_now_ms() + 10000;; usleep(50 * 1000)) {
+    CHECK_EQ(hc_do(s.port, "GET", "/metrics", NULL, NULL, &R), 200);
+    if (sample(R.body, "spike_loop_busy_seconds_total{loop=\"0\"}") > 0 &&
+        sample(R.body, "spike_loop_busy_seconds_total{loop=\"1\"}") > 0)
+      break;
+    if (test_now_ms() >= end) break; /* the checks below say which */
+  }
   lint(R.body);
   for (int i = 0; i < 2; i++) {
     char series[64];
@@ -1007,14 +1014,20 @@ static void error_storm_logged_as_counts(void) {
   int64_t t0 = test_now_ms();
   for (uint64_t u = 3; u < 3 + STORM; u++) CHECK_EQ(reserve(s.port, 1, u, NULL), 507);
   int64_t took_s = (test_now_ms() - t0) / 1000;
-  usleep(1300 * 1000); /* the sweep tells the count once the second is over */
-  const char *log = spiked_log(&s);
+  /* the sweep tells the count once the second is over: polled until every
+   * answer is told (10 s at most), not a fixed 1.3 s that a late timer
+   * on a slow or loaded machine can outrun; the same sum is asked below */
   uint64_t lines = 0, counted = 0;
-  for (const char *p = log; (p = strstr(p, "reservation table full")) != NULL; p++) lines++;
-  for (const char *p = log; (p = strstr(p, " more 5xx answer(s) in the last ")) != NULL; p++) {
-    const char *q = p;
-    while (q > log && q[-1] >= '0' && q[-1] <= '9') q--;
-    counted += strtoull(q, NULL, 10);
+  for (int64_t end = test_now_ms() + 10000;; usleep(100 * 1000)) {
+    const char *log = spiked_log(&s);
+    lines = 0, counted = 0;
+    for (const char *p = log; (p = strstr(p, "reservation table full")) != NULL; p++) lines++;
+    for (const char *p = log; (p = strstr(p, " more 5xx answer(s) in the last ")) != NULL; p++) {
+      const char *q = p;
+      while (q > log && q[-1] >= '0' && q[-1] <= '9') q--;
+      counted += strtoull(q, NULL, 10);
+    }
+    if (lines + counted >= STORM || test_now_ms() >= end) break;
   }
   fprintf(stderr, "%llu 507s: %llu logged, %llu counted\n", (unsigned long long)STORM,
           (unsigned long long)lines, (unsigned long long)counted);
