@@ -28,11 +28,7 @@ cleanup() {
   [ -n "$bpid" ] && kill -TERM "$bpid" 2>/dev/null && wait "$bpid" 2>/dev/null
   rm -rf "$work"
 }
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 141' PIPE
-trap 'exit 143' TERM
+on_exit cleanup
 for tool in wrk curl; do
   command -v $tool >/dev/null || { echo "access-log: $tool missing (make bench-deps)" >&2; exit 1; }
 done

@@ -40,11 +40,7 @@ cleanup() {
   tpid=""
   rm -rf "$work"
 }
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 141' PIPE
-trap 'exit 143' TERM
+on_exit cleanup
 
 for tool in wrk h2load hey nginx curl "$SB" "$SPIKED" "$STALL"; do
   command -v "$tool" >/dev/null || { echo "bench-compare: $tool missing (make bench-deps)" >&2; exit 1; }

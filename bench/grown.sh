@@ -33,11 +33,7 @@ cleanup() {
   rm -rf "$base/empty" "$base/out"
   [ "${KEEP:-0}" = 1 ] || rm -rf "$base"
 }
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 141' PIPE
-trap 'exit 143' TERM
+on_exit cleanup
 
 for tool in wrk curl; do
   command -v $tool >/dev/null || { echo "bench-grown: $tool missing (make bench-deps)" >&2; exit 1; }

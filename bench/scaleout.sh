@@ -43,11 +43,7 @@ cleanup() {
   [ -n "$cluster" ] && deploy/spike-cluster.sh stop "$cluster" >/dev/null 2>&1
   rm -rf "$work"
 }
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 141' PIPE
-trap 'exit 143' TERM
+on_exit cleanup
 for tool in wrk nginx curl; do
   command -v $tool >/dev/null || { echo "bench-scaleout: $tool missing (make bench-deps)" >&2; exit 1; }
 done

@@ -65,11 +65,7 @@ cleanup() {
   bench_stop
   rm -rf "$work"
 }
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 141' PIPE
-trap 'exit 143' TERM
+on_exit cleanup
 
 # the reference: nginx answering a body as long as a reserve's answer (sized
 # from a spiked started once for it)

@@ -7,6 +7,8 @@
 #   rps FILE       the Requests/sec wrk printed in FILE
 #   p99 FILE       its 99th percentile (wrk --latency), as printed ("1.23ms")
 #   median         the median of the numbers on stdin, one a line
+#   on_exit FN     FN runs when the script exits, and SIGHUP, SIGINT, SIGPIPE
+#                  and SIGTERM exit it with 128+signal (so FN runs then too)
 whole() {
   for v in "$@"; do
     eval "x=\${$v:-}"
@@ -18,6 +20,13 @@ whole() {
 wrk_ok() {
   awk -v r="$(rps "$1")" 'BEGIN { exit !(r + 0 > 0) }' ||
     { echo "${0##*/}: wrk measured nothing:" >&2; cat "$1" >&2; exit 1; }
+}
+on_exit() {
+  trap "$1" EXIT
+  trap 'exit 129' HUP
+  trap 'exit 130' INT
+  trap 'exit 141' PIPE
+  trap 'exit 143' TERM
 }
 rps() { sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$1"; }
 p99() { sed -n 's/^ *99% *\(.*\)$/\1/p' "$1"; }
