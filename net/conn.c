@@ -339,6 +339,7 @@ static void on_shutdown(uv_shutdown_t *sd, int status) {
   conn *c = sd->data;
   /* UV_ECANCELED: conn_close came first, and on_closed frees c after this. */
   if (status < 0 && !c->closing) conn_close(c);
+  else if (status == 0) c->shut = 1; /* the FIN is queued behind the answers */
 }
 
 /* Lingering: the next deadline is the quiet limit, capped by the total. */
@@ -370,7 +371,6 @@ static void conn_end(conn *c) {
   lc->nlinger++;
   assert(lc->nlinger <= lc->nconns);
   metrics_gauge_add(&lc->m.lingering, 1);
-  metrics_add(&lc->m.lingered, 1);
   uint64_t now = uv_now(&lc->loop);
   c->linger_end_ms = now + lim->linger_ms;
   c->linger_bytes = 0;
@@ -380,6 +380,7 @@ static void conn_end(conn *c) {
     conn_close(c);
     return;
   }
+  metrics_add(&lc->m.lingered, 1); /* counted once it does linger */
   if (lc->draining) server_loop_maybe_done(lc); /* this may have been the last one busy */
 }
 
@@ -1300,13 +1301,15 @@ void conn_sweep(uv_timer_t *t) {
 }
 
 /* The drain's end: close the lingering connections whose client has
- * acknowledged every byte written to it; a reset, should it still send,
- * can no longer cost it an answer. The others go on lingering, within
- * their bounds and the drain's timeout. */
+ * acknowledged every byte written to it, the end of file included (so only
+ * once the shutdown is done: libuv queues the FIN at the next writable
+ * event, and before it the count is 0 with the FIN not sent); a reset,
+ * should it still send, can no longer cost it an answer. The others go on
+ * lingering, within their bounds and the drain's timeout. */
 void conn_close_delivered(loop_ctx *lc) {
   for (conn *c = lc->conns, *next; c != NULL; c = next) {
     next = c->next;
-    if (c->lingering && !c->closing && !unacked_output(c)) conn_close(c);
+    if (c->lingering && c->shut && !c->closing && !unacked_output(c)) conn_close(c);
   }
 }
 

@@ -144,6 +144,7 @@ struct conn {
   uint8_t reading, writing, closing, no_more;
   uint8_t eof;       /* the client has sent everything it will */
   uint8_t lingering; /* answered; write side shut down; discarding input */
+  uint8_t shut;      /* lingering, and the shutdown is done: the FIN is queued */
   uint8_t refusal;   /* over the limit: in lc->nrefusals, not in srv->conns */
   uv_shutdown_t sd;
   uint32_t writing_reqs; /* requests whose bytes a uv_write holds */
@@ -202,6 +203,7 @@ struct loop_ctx {
   char log_ts[24];     /* "2026-01-02T03:04:05", remade once a second */
   int64_t log_sec;
   int draining;
+  uint64_t delivered_asked_ms; /* the drain's end: when conn_close_delivered last ran */
   _Atomic int forced; /* set by the main thread, then a wake-up */
   uv_thread_t thread;
   uint8_t inited, handles, listening, started;
@@ -229,9 +231,12 @@ void conn_init_settings(void); /* once, before any loop runs */
 void conn_on_accept(uv_stream_t *listener, int status);
 /* The request's response is in r->out: queue it for writing. */
 void conn_respond(req *r);
-/* Close every idle connection; the rest close when their work is done.
+/* Close every idle connection (one with input unread or answers not yet
+ * acknowledged lingers instead); the rest close when their work is done.
  * Lingering connections are left to the drain's end unless force. */
 void conn_drain_all(loop_ctx *lc, int force);
+/* The drain's end: close the lingering connections whose client has
+ * acknowledged everything written to it, the end of file included. */
 void conn_close_delivered(loop_ctx *lc);
 void conn_sweep(uv_timer_t *t);
 /* The count of refusals not yet logged, once a second (force: now, at a stop). */

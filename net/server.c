@@ -119,14 +119,21 @@ static void close_quietly(uv_handle_t *h) {
 
 /* The loop has no connection left: once the engine has answered every
  * parked request, close the producer and the loop's handles; uv_run then
- * returns. Lingering connections do not hold the drain up: they close as
- * soon as they are all that is left. */
+ * returns. Lingering connections hold the drain only until their client
+ * has acknowledged everything written to it (conn_close_delivered), asked
+ * at most every 100 ms: each close calls here, and a scan of every
+ * connection per close would be quadratic in a crowd of slow readers. The
+ * sweep asks again every 250 ms. */
 void server_loop_maybe_done(loop_ctx *lc) {
   if (!lc->draining || lc->producer == NULL) return;
   assert(lc->nlinger <= lc->nconns);
   if (lc->nconns > lc->nlinger) return; /* answers still owed, or closes under way */
   if (lc->nlinger > 0) {
-    conn_close_delivered(lc); /* on_closed asks again, and the sweep */
+    uint64_t now = uv_now(&lc->loop);
+    if (lc->delivered_asked_ms == 0 || now - lc->delivered_asked_ms >= 100) {
+      lc->delivered_asked_ms = now;
+      conn_close_delivered(lc); /* on_closed asks again, and the sweep */
+    }
     return;
   }
   if (spike_producer_inflight(lc->producer) > 0) return; /* the sweep asks again */

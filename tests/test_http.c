@@ -1066,7 +1066,8 @@ static void linger_bounds(void) {
   stop_clean(&s);
 }
 
-/* SIGTERM does not wait for a lingering connection. */
+/* SIGTERM does not wait for a lingering connection whose client has taken
+ * its answer (and the end of file). */
 static void linger_not_kept_by_drain(void) {
   static const char *const extra[] = {"--linger-ms", "20000", "--linger-idle-ms", "20000", NULL};
   spiked s;
