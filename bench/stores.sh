@@ -9,37 +9,53 @@
 # cores and this disk, the bound to weigh building one against; a real one
 # would pay for what joins them. Not a test: it never fails on speed.
 #
-#   STORES="1 2 4" ROUNDS=3 DURATION=5 CONNS=64 THREADS=1 WRK_THREADS=1 bench/stores.sh [spiked flags...]
+#   STORES="1 2" ROUNDS=3 DURATION=5 CONNS=64 bench/stores.sh [spiked flags...]
 #
-# Each of N stores gets max(1, THREADS/N) loop threads (--threads), CONNS/N
-# connections and a wrk of max(1, WRK_THREADS/N) threads; nginx runs
-# NGINX_WORKERS (default THREADS) workers under wrk -t WRK_THREADS -c CONNS.
-# SERVER_CPUS and LOAD_CPUS (taskset -c lists) pin the servers and the wrks
-# apart, as bench/http.sh does; every N runs on the same SERVER_CPUS. Stores
-# go in $TMPDIR (a real disk: /var/tmp, say); ports PORT_N (18499) for nginx
-# and PORT_S (18500) up for the stores.
+# Every N runs the same threads in all: THREADS loop threads (default the
+# largest N), split evenly over the N stores (--threads THREADS/N each), and
+# WRK_THREADS (the same default) split over their N wrks, each with CONNS/N
+# connections; so each N of STORES must divide both (a run that gave two
+# stores twice the threads of one would measure the threads, not the
+# stores). nginx runs NGINX_WORKERS (default THREADS) workers under wrk -t
+# WRK_THREADS -c CONNS. SERVER_CPUS and LOAD_CPUS (taskset -c lists) pin the
+# servers and the wrks apart, as bench/http.sh does; every N runs on the
+# same SERVER_CPUS. Stores go in $TMPDIR (a real disk: /var/tmp, say); ports
+# PORT_N (18499) for nginx and PORT_S (18500) up for the stores.
 set -eu
 cd "$(dirname "$0")/.."
-STORES=${STORES:-1 2 4}
+STORES=${STORES:-1 2}
+most=0
+for N in $STORES; do
+  case $N in '' | *[!0-9]*) ;; *) [ "$N" -gt "$most" ] && most=$N ;; esac
+done
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
 CONNS=${CONNS:-64}
-THREADS=${THREADS:-1}
-WRK_THREADS=${WRK_THREADS:-1}
+THREADS=${THREADS:-$most}
+WRK_THREADS=${WRK_THREADS:-$most}
 NGINX_WORKERS=${NGINX_WORKERS:-$THREADS}
 SPIKED=${SPIKED:-build/rel/spiked}
 PORT_N=${PORT_N:-18499}
 PORT_S=${PORT_S:-18500}
 TMPDIR=${TMPDIR:-/tmp}
 . bench/wrkout.sh
+bad() { echo "stores.sh: $*" >&2; exit 2; }
+[ "$most" -gt 0 ] || bad "STORES lists no count of stores (\"$STORES\")"
 whole ROUNDS DURATION CONNS THREADS WRK_THREADS NGINX_WORKERS PORT_N PORT_S
+seen=" "
 for N in $STORES; do
   whole N # each of STORES
-  [ "$N" -le "$CONNS" ] || { echo "stores.sh: $N stores need at least $N connections (CONNS=$CONNS)" >&2; exit 2; }
-  [ $((PORT_S + N)) -le 65536 ] || { echo "stores.sh: ports $PORT_S.. for $N stores pass 65535" >&2; exit 2; }
+  case $seen in *" $N "*) bad "STORES names $N twice" ;; esac
+  seen="$seen$N "
+  [ $((THREADS % N)) -eq 0 ] && [ $((WRK_THREADS % N)) -eq 0 ] ||
+    bad "$N stores do not divide THREADS=$THREADS and WRK_THREADS=$WRK_THREADS evenly (every N runs the same threads in all)"
+  [ $((CONNS / N)) -ge $((WRK_THREADS / N)) ] ||
+    bad "$N stores get $((CONNS / N)) connections each, fewer than their wrk's $((WRK_THREADS / N)) threads (CONNS)"
 done
-[ -n "$STORES" ] || { echo "stores.sh: STORES is empty" >&2; exit 2; }
-[ "$PORT_N" -le 65535 ] || { echo "stores.sh: PORT_N $PORT_N is not a port" >&2; exit 2; }
+[ $((PORT_S + most)) -le 65536 ] || bad "ports $PORT_S.. for $most stores pass 65535"
+[ "$PORT_N" -le 65535 ] || bad "PORT_N $PORT_N is not a port"
+[ "$PORT_N" -lt "$PORT_S" ] || [ "$PORT_N" -ge $((PORT_S + most)) ] ||
+  bad "PORT_N $PORT_N is one of the stores' ports $PORT_S..$((PORT_S + most - 1))"
 for cpus in "${SERVER_CPUS:-0}" "${LOAD_CPUS:-0}"; do
   taskset -c "$cpus" true 2>/dev/null || { echo "stores.sh: no CPUs $cpus here (SERVER_CPUS, LOAD_CPUS)" >&2; exit 2; }
 done
@@ -60,7 +76,9 @@ stop_stores() {
   pids=""
 }
 cleanup() {
+  trap '' HUP INT TERM # a second signal must not cut the cleanup short
   for p in $wpids; do kill -TERM "$p" 2>/dev/null || :; done
+  for p in $wpids; do wait "$p" 2>/dev/null || :; done
   stop_stores
   bench_stop
   rm -rf "$work"
@@ -81,7 +99,6 @@ start_stores() {
   n=$1
   shift
   t=$((THREADS / n))
-  [ "$t" -ge 1 ] || t=1
   j=0
   while [ $j -lt "$n" ]; do
     $pin_srv "$SPIKED" --listen 127.0.0.1:$((PORT_S + j)) --data "$work/d$j" --log-level warn \
@@ -118,7 +135,7 @@ for a in "$@"; do
   prev=$a
 done
 
-echo "bench-stores: $(nproc) cores; stores of max(1, $THREADS/N) loop threads (ack=$ack); wrk -c$CONNS" \
+echo "bench-stores: $(nproc) cores; $THREADS loop threads and $WRK_THREADS wrk threads split over N stores (ack=$ack); wrk -c$CONNS" \
   "-d${DURATION}s split over them; nginx $NGINX_WORKERS worker(s) under wrk -t$WRK_THREADS -c$CONNS;" \
   "$ROUNDS alternating rounds${SERVER_CPUS:+; servers on CPUs $SERVER_CPUS}${LOAD_CPUS:+, wrk on CPUs $LOAD_CPUS}"
 : >"$work/n.rps"
@@ -134,7 +151,6 @@ while [ $r -le "$ROUNDS" ]; do
     start_stores "$N" "$@"
     c=$((CONNS / N))
     t=$((WRK_THREADS / N))
-    [ "$t" -ge 1 ] || t=1
     i=0
     wpids=""
     while [ $i -lt "$N" ]; do

@@ -35,8 +35,14 @@ check "access-log.sh CONNS=0" refused 2 'CONNS is a whole number' env CONNS=0 be
 check "compare.sh ROUNDS=0" refused 2 'ROUNDS is a whole number' env ROUNDS=0 bench/compare.sh
 check "scaleout.sh NODES=\"1 x\"" refused 2 'NODE is a whole number of 1 or more, not "x"' env NODES="1 x" bench/scaleout.sh
 check "stores.sh STORES=\"1 0\"" refused 2 'N is a whole number of 1 or more, not "0"' env STORES="1 0" bench/stores.sh
-check "stores.sh CONNS=2 STORES=4" refused 2 '4 stores need at least 4 connections' \
+check "stores.sh CONNS=2 STORES=4" refused 2 '4 stores get 0 connections each' \
   env CONNS=2 STORES=4 bench/stores.sh
+check "stores.sh STORES=\"2 2\"" refused 2 'STORES names 2 twice' env STORES="2 2" bench/stores.sh
+check "stores.sh STORES=\" \"" refused 2 'STORES lists no count of stores' env STORES=" " bench/stores.sh
+check "stores.sh THREADS=3" refused 2 '2 stores do not divide THREADS=3' \
+  env STORES="1 2" THREADS=3 bench/stores.sh
+check "stores.sh PORT_N=18501" refused 2 "PORT_N 18501 is one of the stores' ports" \
+  env PORT_N=18501 bench/stores.sh
 check "stores.sh LOAD_CPUS=4096" refused 2 'no CPUs 4096 here' env LOAD_CPUS=4096 bench/stores.sh
 check "device.sh --help" refused 0 'PARTS' bench/device.sh --help
 check "device.sh PARTS=bogus" refused 2 'PARTS: disk, table, where, stores, scaleout or hostile, not bogus' \
@@ -44,6 +50,8 @@ check "device.sh PARTS=bogus" refused 2 'PARTS: disk, table, where, stores, scal
 check "device.sh DUR=1" refused 2 'DUR is whole seconds, at least 2' env DUR=1 bash bench/device.sh run
 check "device.sh STORES=0" refused 2 'STORES are counts of 1 or more, not "0"' \
   env PARTS=stores STORES="2 0" bash bench/device.sh run
+check "device.sh STORES=3" refused 2 'STORES: 3 does not divide TOP=8' \
+  env PARTS=stores STORES="1 3" bash bench/device.sh run
 check "device.sh WS=0" refused 2 'counts of 1 or more' env WS="1 0" bash bench/device.sh run
 check "device.sh pack, no DIR" refused 2 'usage' bench/device.sh pack
 check "ab.sh, no arguments" refused 2 'usage' bench/micro/ab.sh
