@@ -740,12 +740,11 @@ int spike_producer_open(spike_engine *e, spike_producer **out) {
   uint64_t prev = atomic_load_explicit(&p->ids.last, memory_order_relaxed);
   int64_t floor = e->id_floor_ms;
   if (prev != 0 && ids_ms(prev) + 1 > floor) floor = ids_ms(prev) + 1;
-  ids_init(&p->ids, p->idx, floor);
-  /* ids_init forgets what was minted; keep it, or a slot opened and closed
-   * without minting would leave the next open only id_floor_ms to go on,
-   * and an open in the same millisecond as this slot's last mint would
-   * mint that id again (two orders, one record). relaxed: as ids_next. */
-  atomic_store_explicit(&p->ids.last, prev, memory_order_relaxed);
+  /* last stays prev: a slot opened and closed without minting must not
+   * leave the next open only id_floor_ms to go on, or an open in the
+   * millisecond of this slot's last mint mints that id again (two orders,
+   * one record). */
+  ids_resume(&p->ids, p->idx, floor, prev);
   p->inflight = 0;
   p->err_status = SPIKE_OK;
   p->err_detail = NULL;

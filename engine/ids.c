@@ -7,14 +7,17 @@
 
 #include <assert.h>
 
-void ids_init(ids *g, uint32_t producer, int64_t floor_ms) {
+void ids_init(ids *g, uint32_t producer, int64_t floor_ms) { ids_resume(g, producer, floor_ms, 0); }
+
+void ids_resume(ids *g, uint32_t producer, int64_t floor_ms, uint64_t last) {
   assert(producer < IDS_PRODUCERS);
   assert(floor_ms >= 0);
+  assert(last == 0 || ids_ms(last) < floor_ms); /* the first id is above last */
   g->ms = floor_ms;
   g->seq = 0;
   g->producer = producer;
-  /* relaxed: nobody reads the generator before the producer is published. */
-  atomic_store_explicit(&g->last, 0, memory_order_relaxed);
+  /* relaxed: the writer reads it only as a high-water mark (ids_next). */
+  atomic_store_explicit(&g->last, last, memory_order_relaxed);
 }
 
 uint64_t ids_next(ids *g, int64_t now_ms) {

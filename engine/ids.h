@@ -39,6 +39,9 @@ typedef struct ids {
 
 /* Start a generator for producer whose first id is above floor_ms. */
 void ids_init(ids *g, uint32_t producer, int64_t floor_ms);
+/* ids_init for a generator that minted last before (0: nothing), which
+ * stays its last id until it mints again; floor_ms is above last's ms. */
+void ids_resume(ids *g, uint32_t producer, int64_t floor_ms, uint64_t last);
 
 /* The next id; now_ms is the caller's clock. Owner thread only. */
 uint64_t ids_next(ids *g, int64_t now_ms);

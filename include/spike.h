@@ -501,7 +501,8 @@ struct spike_op {
  * SPIKE_ESTORAGE (the commit failed and the reservation was undone; or,
  * after a failed sync, the batch had committed but was never proven
  * durable: whether the order was kept is known only once the engine is
- * reopened, where a retry with the same key answers with it if it was),
+ * reopened, where a retry with the same key answers with it if it was, and
+ * the user's orders show it),
  * SPIKE_ENOTLIVE (the event was closed before the writer took it, or a
  * replay whose original was refused so), SPIKE_EFORBIDDEN (replay),
  * SPIKE_EBUSY (a replay whose original is still in flight after 2 s).

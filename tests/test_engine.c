@@ -1566,6 +1566,7 @@ static void slot_reopen_keeps_ids(void) {
     CHECK_EQ(spike_reserve(p, &a, 7, 2 * i + 1, 1, NULL, 0, count_cb), SPIKE_OK);
     CHECK_EQ(spike_producer_close(p), SPIKE_OK);
     CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK); /* mints nothing */
+    CHECK_EQ(atomic_load(&p->ids.last), a.r.order.id); /* whatever the clock */
     CHECK_EQ(spike_producer_close(p), SPIKE_OK);
     CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
     CHECK_EQ(spike_reserve(p, &b, 7, 2 * i + 2, 1, NULL, 0, count_cb), SPIKE_OK);
