@@ -476,7 +476,7 @@ bench-scaleout: bench-deps
 	@$(MAKE) --no-print-directory build/rel/spiked
 	@bench/scaleout.sh
 
-# Durable reserves on 1, 2 and 4 spiked, each its own store and writer, on
+# Durable reserves on 1 and 2 spiked (STORES), each its own store and writer, on
 # the same cores and disk under one wrk load split between them, with
 # nginx's fixed body beside them: the most a partitioned store could give
 # here (docs/design.md, "Why one store"). Stores in BENCH_DIR (/var/tmp).
