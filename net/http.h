@@ -141,6 +141,9 @@ struct conn {
   uint64_t spared_ms;       /* the deadline a sweep let pass once: input was waiting unread */
   uint64_t linger_end_ms; /* lingering: the last moment, uv_now-based */
   uint64_t linger_bytes;  /* lingering: bytes read and discarded */
+  uint64_t linger_cap_ms; /* lingering: linger_end_ms moves on no further */
+  uint32_t linger_outq;   /* lingering: bytes the client had not acknowledged at the last look */
+  uint64_t linger_heard_ms; /* lingering: the last input (or the start) */
   uint8_t reading, writing, closing, no_more;
   uint8_t eof;       /* the client has sent everything it will */
   uint8_t lingering; /* answered; write side shut down; discarding input */
