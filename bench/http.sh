@@ -45,13 +45,7 @@ done
 bench_spiked $PORT_S "$@"
 bench_nginx $PORT_N $PORT_S
 
-ack=durable
-prev=""
-for a in "$@"; do
-  case "$a" in --ack=*) ack=${a#--ack=} ;; esac
-  [ "$prev" = "--ack" ] && ack=$a
-  prev=$a
-done
+ack=$(ack_of "$@")
 
 # The goals against nginx's fixed body: durable 0.7x at 64
 # connections and 1.0x at 512; memory acks 1.0x.

@@ -127,13 +127,7 @@ commits() {
     /^spike_commit_duration_seconds_sum/ {d += $2} END {print c + 0, s + 0, d + 0}'
 }
 
-ack=durable
-prev=""
-for a in "$@"; do
-  case "$a" in --ack=*) ack=${a#--ack=} ;; esac
-  [ "$prev" = "--ack" ] && ack=$a
-  prev=$a
-done
+ack=$(ack_of "$@")
 
 echo "bench-stores: $(nproc) cores; $THREADS loop threads and $WRK_THREADS wrk threads split over N stores (ack=$ack); wrk -c$CONNS" \
   "-d${DURATION}s split over them; nginx $NGINX_WORKERS worker(s) under wrk -t$WRK_THREADS -c$CONNS;" \

@@ -7,6 +7,7 @@
 #   rps FILE       the Requests/sec wrk printed in FILE
 #   p99 FILE       its 99th percentile (wrk --latency), as printed ("1.23ms")
 #   median         the median of the numbers on stdin, one a line
+#   ack_of FLAGS.. the --ack spiked's flags give (durable when none does)
 #   on_exit FN     FN runs when the script exits, and SIGHUP, SIGINT, SIGPIPE
 #                  and SIGTERM exit it with 128+signal (so FN runs then too)
 whole() {
@@ -20,6 +21,16 @@ whole() {
 wrk_ok() {
   awk -v r="$(rps "$1")" 'BEGIN { exit !(r + 0 > 0) }' ||
     { echo "${0##*/}: wrk measured nothing:" >&2; cat "$1" >&2; exit 1; }
+}
+ack_of() {
+  ack=durable
+  prev=""
+  for a in "$@"; do
+    case "$a" in --ack=*) ack=${a#--ack=} ;; esac
+    [ "$prev" = "--ack" ] && ack=$a
+    prev=$a
+  done
+  echo "$ack"
 }
 on_exit() {
   trap "$1" EXIT

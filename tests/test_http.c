@@ -1085,6 +1085,39 @@ static void linger_not_kept_by_drain(void) {
   close(fd);
 }
 
+/* A client socket on port with a receive buffer of rcvbuf bytes: a small
+ * window, so answers back up in spiked's kernel. */
+static int connect_small_window(int port, int rcvbuf) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  CHECK(fd >= 0);
+  CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) == 0);
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof(a));
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  CHECK(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+  return fd;
+}
+
+/* n reserves of event 9 by users 1..n, pipelined in one buffer (malloc'd;
+ * its length in *len). */
+static char *pipelined_reserves(int n, size_t *len) {
+  size_t cap = (size_t)n * 160;
+  char *out = malloc(cap);
+  CHECK(out != NULL);
+  *len = 0;
+  for (int i = 1; i <= n; i++) {
+    char body[64];
+    int bl = snprintf(body, sizeof(body), "{\"user_id\":\"%d\"}", i);
+    *len += (size_t)snprintf(out + *len, cap - *len,
+                             "POST /api/v1/events/9/orders HTTP/1.1\r\nHost: t\r\n"
+                             "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+                             bl, body);
+  }
+  return out;
+}
+
 /* SIGTERM while a pipelining client reads its answers slowly: its socket
  * holds requests spiked has not read and answers the client has not taken.
  * The drain must not reset the connection (a reset throws away the answers
@@ -1096,27 +1129,10 @@ static void drain_keeps_written_answers(void) {
   spiked s;
   spiked_start(&s, NULL, extra);
   CHECK_EQ(create_event(s.port, 9, 1000000, 1, NULL), 201);
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  int small = 4096; /* the client's window: answers back up in spiked's kernel */
-  CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)) == 0);
-  struct sockaddr_in a;
-  memset(&a, 0, sizeof(a));
-  a.sin_family = AF_INET;
-  a.sin_port = htons((uint16_t)s.port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  CHECK(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+  int fd = connect_small_window(s.port, 4096);
   enum { N = 20000 };
-  size_t cap = (size_t)N * 160, len = 0;
-  char *out = malloc(cap);
-  CHECK(out != NULL);
-  for (int i = 1; i <= N; i++) {
-    char body[64];
-    int bl = snprintf(body, sizeof(body), "{\"user_id\":\"%d\"}", i);
-    len += (size_t)snprintf(out + len, cap - len,
-                            "POST /api/v1/events/9/orders HTTP/1.1\r\nHost: t\r\n"
-                            "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
-                            bl, body);
-  }
+  size_t len;
+  char *out = pipelined_reserves(N, &len);
   /* send what the windows take within 2 s, reading nothing */
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
   size_t off = 0;
@@ -1175,27 +1191,10 @@ static void drain_waits_for_a_slow_reader(void) {
   spiked s;
   spiked_start(&s, NULL, extra);
   CHECK_EQ(create_event(s.port, 9, 1000000, 1, NULL), 201);
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  int small = 2048; /* the client's window: answers wait in spiked's kernel */
-  CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)) == 0);
-  struct sockaddr_in a;
-  memset(&a, 0, sizeof(a));
-  a.sin_family = AF_INET;
-  a.sin_port = htons((uint16_t)s.port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  CHECK(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+  int fd = connect_small_window(s.port, 2048);
   enum { N = 120 };
-  char *out = malloc((size_t)N * 160);
-  CHECK(out != NULL);
-  size_t len = 0;
-  for (int i = 1; i <= N; i++) {
-    char body[64];
-    int bl = snprintf(body, sizeof(body), "{\"user_id\":\"%d\"}", i);
-    len += (size_t)sprintf(out + len,
-                           "POST /api/v1/events/9/orders HTTP/1.1\r\nHost: t\r\n"
-                           "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
-                           bl, body);
-  }
+  size_t len;
+  char *out = pipelined_reserves(N, &len);
   hc_send(fd, out, len);
   free(out);
   /* until spiked has committed them all (the event and N reserves; its
