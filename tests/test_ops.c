@@ -294,7 +294,8 @@ static void loop_metrics_per_thread(void) {
   for (int64_t end = test_now_ms() + 10000;; usleep(50 * 1000)) {
     CHECK_EQ(hc_do(s.port, "GET", "/metrics", NULL, NULL, &R), 200);
     if (sample(R.body, "spike_loop_busy_seconds_total{loop=\"0\"}") > 0 &&
-        sample(R.body, "spike_loop_busy_seconds_total{loop=\"1\"}") > 0)
+        sample(R.body, "spike_loop_busy_seconds_total{loop=\"1\"}") > 0 &&
+        sample(R.body, "spike_loop_turn_seconds_count") >= 4) /* all the checks below wait for */
       break;
     if (test_now_ms() >= end) break; /* the checks below say which */
   }
