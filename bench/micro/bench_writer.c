@@ -394,30 +394,33 @@ static void *one_main(void *arg) {
 
 /* The engine (or the reference) in nengines directories PATH-K at once,
  * their results summed into res: rates and orders added, commit times and
- * CPU per order weighted by commits and orders. One: as it was, on this
- * thread. */
+ * CPU per order weighted by commits and orders. One: in PATH, on this
+ * thread, its result as it is. */
 static void run_n(int engine, const char *path, uint32_t batch, double seconds, uint64_t cap,
                   int prefault, uint32_t inflight_opt, result *res) {
-  if (nengines == 1) {
-    if (engine)
-      engine_once(path, batch, seconds, cap, prefault, inflight_opt, 0, res);
-    else
-      reference_once(path, batch, seconds, cap, res);
-    return;
-  }
   one_run *o = calloc(nengines, sizeof(*o));
   if (o == NULL) die("calloc", strerror(ENOMEM));
-  if (pthread_barrier_init(&start_line, NULL, nengines) != 0) die("pthread_barrier_init", "failed");
   for (uint32_t k = 0; k < nengines; k++) {
     o[k].engine = engine;
-    snprintf(o[k].path, sizeof(o[k].path), "%s-%u", path, k);
+    if (nengines == 1)
+      snprintf(o[k].path, sizeof(o[k].path), "%s", path);
+    else
+      snprintf(o[k].path, sizeof(o[k].path), "%s-%u", path, k);
     o[k].batch = batch;
     o[k].seconds = seconds;
     o[k].cap = cap;
     o[k].prefault = prefault;
     o[k].inflight_opt = inflight_opt;
-    if (pthread_create(&o[k].t, NULL, one_main, &o[k]) != 0) die("pthread_create", "failed");
   }
+  if (nengines == 1) {
+    one_main(&o[0]);
+    *res = o[0].res;
+    free(o);
+    return;
+  }
+  if (pthread_barrier_init(&start_line, NULL, nengines) != 0) die("pthread_barrier_init", "failed");
+  for (uint32_t k = 0; k < nengines; k++)
+    if (pthread_create(&o[k].t, NULL, one_main, &o[k]) != 0) die("pthread_create", "failed");
   memset(res, 0, sizeof(*res));
   double commit_ms = 0, cpu = 0;
   for (uint32_t k = 0; k < nengines; k++) {
