@@ -81,7 +81,7 @@ run_wrk() { # url [lua]
   p90=$(wrk_ms "$(awk '$1 == "90%" {print $2}' "$work/out")")
   p99=$(wrk_ms "$(awk '$1 == "99%" {print $2}' "$work/out")")
   max=$(wrk_ms "$(awk '$1 == "Latency" {print $4; exit}' "$work/out")")
-  bad=$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$work/out")
+  bad=$(non2xx "$work/out")
   echo "$rps $p50 $p90 $p99 $max non-2xx:${bad:-0}"
 }
 

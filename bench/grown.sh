@@ -92,7 +92,7 @@ run() { # PORT LABEL ROUND
   SPIKE_EVENT=$event SPIKE_USER_BASE=$(($3 * 1000000000 + $1 * 10000000)) wrk -t1 -c"$CONNS" \
     -d"${DURATION}s" --latency -s bench/reserve.lua "http://127.0.0.1:$1/" >"$base/out/$2.out" 2>&1 || :
   wrk_ok "$base/out/$2.out"
-  bad=$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$base/out/$2.out")
+  bad=$(non2xx "$base/out/$2.out")
   after=$(commits "$1")
   printf '  %-6s %9s req/s (p99 %s)%s; %s\n' "$2" "$(rps "$base/out/$2.out")" "$(p99 "$base/out/$2.out")" \
     "${bad:+, $bad non-2xx}" "$(echo "$before $after" | awk '{c = $4 - $1; if (c > 0)

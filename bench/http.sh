@@ -25,9 +25,7 @@ TMPDIR=${TMPDIR:-/tmp}
 . bench/wrkout.sh
 whole ROUNDS DURATION CONNS WRK_THREADS
 pin_load=${LOAD_CPUS:+taskset -c $LOAD_CPUS}
-for cpus in "${SERVER_CPUS:-0}" "${LOAD_CPUS:-0}"; do
-  taskset -c "$cpus" true 2>/dev/null || { echo "http.sh: no CPUs $cpus here (SERVER_CPUS, LOAD_CPUS)" >&2; exit 2; }
-done
+cpus_here
 work=$(mktemp -d "$TMPDIR/spike-bench-http.XXXXXX")
 . bench/servers.sh
 cleanup() {
@@ -67,7 +65,7 @@ while [ $r -le "$ROUNDS" ]; do
   $pin_load wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s bench/reserve.lua \
     "http://127.0.0.1:$PORT_N/" >"$work/p.out" 2>&1 || :
   for f in s n p; do wrk_ok "$work/$f.out"; done
-  bad=$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$work/s.out")
+  bad=$(non2xx "$work/s.out")
   printf 'round %d: spiked %9s req/s (p99 %s)%s   nginx %9s req/s (p99 %s)   nginx POST %9s req/s\n' "$r" \
     "$(rps "$work/s.out")" "$(p99 "$work/s.out")" "${bad:+, $bad non-2xx}" \
     "$(rps "$work/n.out")" "$(p99 "$work/n.out")" "$(rps "$work/p.out")"

@@ -48,13 +48,12 @@ for tool in wrk nginx curl; do
   command -v $tool >/dev/null || { echo "bench-scaleout: $tool missing (make bench-deps)" >&2; exit 1; }
 done
 
-bad() { sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$1"; }
 reserves() { # reserves URL BASE OUT: wrk's reserve load on URL
   SPIKE_EVENTS=$EVENTS SPIKE_USER_BASE=$2 $pin_load wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" \
     --latency -s bench/reserve.lua "$1/" >"$3" 2>&1
 }
 line() { printf '%-34s %10s req/s  p99 %-9s %s\n' "$1" "$(rps "$2")" "$(p99 "$2")" \
-  "$(b=$(bad "$2"); [ -n "$b" ] && echo "($b non-2xx)")"; }
+  "$(b=$(non2xx "$2"); [ -n "$b" ] && echo "($b non-2xx)")"; }
 # spikebench's summary: the answers per second (closed loop: "= N req/s";
 # open loop: "answered N/s"), the p99 (open loop: corrected), the statuses
 sb_rps() { awk '$1 == "rate" {for (i = 1; i <= NF; i++) {

@@ -56,9 +56,7 @@ done
 [ "$PORT_N" -le 65535 ] || bad "PORT_N $PORT_N is not a port"
 [ "$PORT_N" -lt "$PORT_S" ] || [ "$PORT_N" -ge $((PORT_S + most)) ] ||
   bad "PORT_N $PORT_N is one of the stores' ports $PORT_S..$((PORT_S + most - 1))"
-for cpus in "${SERVER_CPUS:-0}" "${LOAD_CPUS:-0}"; do
-  taskset -c "$cpus" true 2>/dev/null || { echo "stores.sh: no CPUs $cpus here (SERVER_CPUS, LOAD_CPUS)" >&2; exit 2; }
-done
+cpus_here
 pin_srv=${SERVER_CPUS:+taskset -c $SERVER_CPUS}
 pin_load=${LOAD_CPUS:+taskset -c $LOAD_CPUS}
 for tool in wrk nginx curl; do
@@ -165,7 +163,7 @@ while [ $r -le "$ROUNDS" ]; do
     while [ $i -lt "$N" ]; do
       wrk_ok "$work/w$i.out"
       sum=$(awk -v a="$sum" -v b="$(rps "$work/w$i.out")" 'BEGIN {print a + b}')
-      b=$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$work/w$i.out")
+      b=$(non2xx "$work/w$i.out")
       bad=$((bad + ${b:-0}))
       i=$((i + 1))
     done

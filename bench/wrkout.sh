@@ -6,6 +6,9 @@
 #                  reaches it under set -e)
 #   rps FILE       the Requests/sec wrk printed in FILE
 #   p99 FILE       its 99th percentile (wrk --latency), as printed ("1.23ms")
+#   non2xx FILE    the answers wrk counted as neither 2xx nor 3xx (empty: none)
+#   cpus_here      the taskset -c lists SERVER_CPUS and LOAD_CPUS name CPUs
+#                  this machine has, or exit 2
 #   median         the median of the numbers on stdin, one a line
 #   ack_of FLAGS.. the --ack spiked's flags give (durable when none does)
 #   on_exit FN     FN runs when the script exits, and SIGHUP, SIGINT, SIGPIPE
@@ -40,5 +43,12 @@ on_exit() {
   trap 'exit 143' TERM
 }
 rps() { sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$1"; }
+non2xx() { sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$1"; }
+cpus_here() {
+  for cpus in "${SERVER_CPUS:-0}" "${LOAD_CPUS:-0}"; do
+    taskset -c "$cpus" true 2>/dev/null ||
+      { echo "${0##*/}: no CPUs $cpus here (SERVER_CPUS, LOAD_CPUS)" >&2; exit 2; }
+  done
+}
 p99() { sed -n 's/^ *99% *\(.*\)$/\1/p' "$1"; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
