@@ -1239,6 +1239,54 @@ static void drain_waits_for_a_slow_reader(void) {
   test_rmrf(s.dir);
 }
 
+/* Outside a drain, a lingering client still taking its answers while it
+ * goes on sending gets more time than --linger-ms, but no more than twice
+ * it: a client reading a little at a time must not hold a connection for
+ * as long as it likes. 120 reserves pipelined, the last request saying
+ * Connection: close; the client takes 64 bytes every 20 ms (3.2 KB/s: the
+ * answers waiting in spiked's kernel would take seconds) and sends a byte
+ * every 100 ms. Timed by spike_connections_lingering, from 1 back to 0. */
+static void linger_extension_is_bounded(void) {
+  static const char *const extra[] = {"--linger-ms", "1000", "--linger-idle-ms", "1000",
+                                      "--max-pipeline", "1024", "--max-pipeline-bytes", "1M",
+                                      NULL};
+  spiked s;
+  spiked_start(&s, NULL, extra);
+  CHECK_EQ(create_event(s.port, 9, 1000000, 1, NULL), 201);
+  int fd = connect_small_window(s.port, 2048);
+  size_t len;
+  char *out = pipelined_reserves(120, &len);
+  static const char last[] = "GET /healthz/live HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+  hc_send(fd, out, len);
+  hc_send(fd, last, sizeof(last) - 1);
+  free(out);
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  char buf[64];
+  int64_t t0 = test_now_ms(), sent_at = 0, polled_at = 0, lingering_at = 0, ended_at = 0;
+  while (ended_at == 0 && test_now_ms() - t0 < 30000) {
+    (void)recv(fd, buf, sizeof(buf), 0);
+    int64_t now = test_now_ms();
+    if (now - sent_at >= 100) {
+      (void)send(fd, "x", 1, MSG_NOSIGNAL);
+      sent_at = now;
+    }
+    if (now - polled_at >= 50) {
+      polled_at = now;
+      long long l = metric(s.port, "spike_connections_lingering");
+      if (lingering_at == 0 && l == 1) lingering_at = test_now_ms();
+      if (lingering_at != 0 && l == 0) ended_at = test_now_ms();
+    }
+    usleep(20 * 1000);
+  }
+  close(fd);
+  int64_t took = ended_at - lingering_at;
+  printf("  the connection lingered %lld ms (--linger-ms 1000)\n", (long long)took);
+  CHECK(lingering_at != 0 && ended_at != 0);
+  CHECK(took >= 1600); /* past --linger-ms: the client was taking its answers */
+  CHECK(took < 3200);  /* twice it, and the sweep's 250 ms */
+  stop_clean(&s);
+}
+
 /* ---- auth ------------------------------------------------------------------- */
 
 static void token(char *out, size_t cap, const char *secret, const char *sub, long exp_delta,
@@ -2045,6 +2093,7 @@ TEST_LIST({"every_route_and_code", every_route_and_code, 60},
           {"linger_not_kept_by_drain", linger_not_kept_by_drain, 30},
           {"drain_keeps_written_answers", drain_keeps_written_answers, 60},
           {"drain_waits_for_a_slow_reader", drain_waits_for_a_slow_reader, 90},
+          {"linger_extension_is_bounded", linger_extension_is_bounded, 60},
           {"busy_and_rate_limited", busy_and_rate_limited, 30},
           {"storage_error_map_full", storage_error_map_full, 60},
           {"jwt_and_admin", jwt_and_admin, 30},
