@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -40,5 +41,19 @@ int path_writable(const char *path) {
     return errno == EEXIST ? 0 : errno == ENOENT ? EPERM : errno;
   close(fd);
   unlink(path);
+  return 0;
+}
+
+int dir_writable(const char *dir) {
+  struct stat st;
+  if (stat(dir, &st) != 0) return errno;
+  if (!S_ISDIR(st.st_mode)) return ENOTDIR;
+  if (access(dir, W_OK | X_OK) != 0) return errno;
+  char probe[PATH_MAX];
+  if (snprintf(probe, sizeof(probe), "%s/.spiked-check-XXXXXX", dir) >= (int)sizeof(probe))
+    return ENAMETOOLONG;
+  if (mkdtemp(probe) == NULL) /* ENOENT with the directory there (/proc): refused */
+    return errno == ENOENT ? EPERM : errno;
+  rmdir(probe);
   return 0;
 }

@@ -14,6 +14,11 @@
  * passes root anywhere, and /proc takes no new file), then removed. */
 int path_writable(const char *path);
 
+/* 0 when dir is a directory this process may make a new directory in,
+ * else the errno that says why (ENOTDIR, ENOENT, EACCES, EROFS, EPERM...).
+ * Tried the same way: a directory is made there and removed again. */
+int dir_writable(const char *dir);
+
 /* The directory path names its file in: "." for a bare name, "/" for one
  * at the root. */
 void path_dir(const char *path, char *dir, size_t cap);

@@ -447,8 +447,9 @@ int server_check(const server_config *cfg, int starting) {
     return 2;
   }
   if (cfg->backup_dir != NULL && cfg->backup_dir[0] != '\0') {
-    struct stat st;
-    int bad = stat(cfg->backup_dir, &st) != 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+    /* a backup makes a new directory there: one that takes none (read
+     * only, not ours, /proc) fails every backup, and is told now */
+    int bad = dir_writable(cfg->backup_dir);
     if (bad != 0) {
       fprintf(stderr, "spiked: %s--backup-dir: bad value \"%s\": %s (see --help)\n",
               from(cfg->backup_dir_from), cfg->backup_dir, strerror(bad));

@@ -940,6 +940,12 @@ static void config_and_flag_errors(void) {
              "spiked: $SPIKE_LISTEN: --listen: bad value \"foo\": ");
   flag_error((const char *const[]){"--check-config", NULL}, "SPIKE_BACKUP_DIR=/nonexistent",
              "spiked: $SPIKE_BACKUP_DIR: --backup-dir: bad value \"/nonexistent\": ");
+  /* a backup makes a directory there: one that takes none fails every
+   * backup, and --check-config said "configuration ok" (outside QA) */
+  flag_error((const char *const[]){"--backup-dir", "/proc", "--check-config", NULL}, NULL,
+             "spiked: --backup-dir: bad value \"/proc\": Operation not permitted");
+  flag_error((const char *const[]){"--backup-dir", "/proc", NULL}, NULL,
+             "spiked: --backup-dir: bad value \"/proc\": Operation not permitted");
   flag_error((const char *const[]){"--admin-token", "t", "--check-config", NULL}, "SPIKE_FEED_TOKEN=t",
              "spiked: $SPIKE_FEED_TOKEN: --feed-token: bad value: the same as --admin-token");
   {
