@@ -578,10 +578,21 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
   what = "sync at open";
   if ((rc = mdb_env_sync(s->env, 1)) != 0) goto fail;
 
-  /* If the file on disk was created with a bigger map, LMDB adopts it;
-   * grow ours to match so a smaller flag never shrinks a live store. */
+  /* LMDB maps the size set before the open even when the file's own map,
+   * in its meta page, is bigger (it only rounds up to the pages in use),
+   * and the next commit writes that smaller map back. So adopt the file's
+   * (size 0: the meta page's), and grow it to the size asked for if that
+   * is larger: a smaller --map-size, or none, never shrinks a live store.
+   * No transaction is open, as a resize needs (found by outside QA: a
+   * restart without the flag took a 2 GiB store back to 1 GiB). */
+  what = "mdb_env_set_mapsize (the store's own)";
+  if ((rc = mdb_env_set_mapsize(s->env, 0)) != 0) goto fail;
   MDB_envinfo info;
   mdb_env_info(s->env, &info);
+  if (info.me_mapsize < map_size_bytes) {
+    if ((rc = mdb_env_set_mapsize(s->env, map_size_bytes)) != 0) goto fail;
+    mdb_env_info(s->env, &info);
+  }
   s->map_asked = map_size_bytes;
   s->map_was = s->map_bytes = info.me_mapsize;
   if (store_map_used_pct(s) > 80) {

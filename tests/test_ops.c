@@ -1073,6 +1073,21 @@ static void map_growth_logged(void) {
   CHECK_EQ(hc_do(s.port, "GET", "/metrics", NULL, NULL, &R), 200);
   CHECK_EQ(sample(R.body, "spike_store_map_size_bytes"), 2 << 20);
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  /* the same small flag again: the store keeps its own, larger map (LMDB
+   * mapped the flag's, rounded up to the pages in use, and shrank it) */
+  spiked_start(&s, dir, small);
+  const char *own = strstr(spiked_log(&s), "map size 2 MiB, the store's own, larger than the 1 MiB asked for");
+  CHECK(own != NULL);
+  CHECK(strstr(own, "map grown") == NULL); /* the log holds every run's lines */
+  CHECK_EQ(hc_do(s.port, "GET", "/metrics", NULL, NULL, &R), 200);
+  CHECK_EQ(sample(R.body, "spike_store_map_size_bytes"), 2 << 20);
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  /* a larger flag still grows it */
+  static const char *const large[] = {"--map-size", "3M", "--ack", "memory", NULL};
+  spiked_start(&s, dir, large);
+  CHECK_EQ(hc_do(s.port, "GET", "/metrics", NULL, NULL, &R), 200);
+  CHECK_EQ(sample(R.body, "spike_store_map_size_bytes"), 3 << 20);
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
   test_rmrf(dir);
 }
 
