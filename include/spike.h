@@ -211,7 +211,8 @@ typedef struct spike_config {
   uint32_t size;
   uint32_t reserved0_;
   const char *data_dir;       /* directory holding the LMDB files; created */
-  uint64_t map_size_bytes;    /* LMDB map size, 1 MiB .. 64 TiB; default 1 GiB */
+  uint64_t map_size_bytes;    /* LMDB map size, 1 MiB .. 64 TiB; default 1 GiB; a store
+                                 keeps a larger map it already has */
   spike_ack ack;              /* default SPIKE_ACK_DURABLE */
   uint32_t batch_max;         /* ops per commit, 1..65536; default 4096 */
   uint32_t batch_us;          /* extra wait to fill a batch; default 0 */
