@@ -144,7 +144,8 @@ SPIKE_EXTERN const char *spike_version(void);
  *
  * An engine logs through spike_config.log_cb when it is set. Without one it
  * writes one JSON object per line on stderr (ts, level, module, msg and the
- * key-value pairs as string members), each line in one write(2).
+ * key-value pairs as string members, except "ms" and "bytes", written as
+ * JSON numbers when all digits), each line in one write(2).
  */
 typedef enum spike_log_level {
   SPIKE_LOG_DEBUG = 0,
@@ -217,11 +218,13 @@ typedef struct spike_config {
   uint32_t batch_max;         /* ops per commit, 1..65536; default 4096 */
   uint32_t batch_us;          /* extra wait to fill a batch; default 0 */
   uint32_t max_events;        /* events the slab holds; default 4096 */
-  uint32_t max_buyers;        /* (event,user) slots, power of two; 1<<20 */
+  uint32_t max_buyers;        /* (event,user) slots, power of two (usable
+                                 to 3/4); 1<<20 */
   uint32_t max_users;         /* users with orders in the store, power of two
                                  (usable to 3/4); 0, the default: the same
                                  as max_buyers */
-  uint32_t max_keys;          /* idempotency key slots, power of two; 1<<20 */
+  uint32_t max_keys;          /* idempotency key slots, power of two
+                                 (usable to 3/4); 1<<20 */
   uint32_t max_reserved;      /* live reservations (reserved, not yet paid,
                                  cancelled or expired); 1<<20 */
   uint32_t max_producers;     /* producers, 1..SPIKE_PRODUCERS_MAX; 16 */
@@ -385,9 +388,11 @@ typedef void (*spike_cb)(spike_op *op);
 
 /*
  * Register a producer. It belongs to one thread: the first that submits
- * through it or drains it (so a host may open producers on its main thread
- * and hand each to its own loop). Submissions and drains from any other
- * thread return SPIKE_EMISUSE. To move work to another thread, close it
+ * through it, drains it, reads through it (spike_order_get,
+ * spike_user_orders, spike_feed_read, spike_feed_fetch) or calls
+ * spike_feed_wait_end (so a host may open producers on its main thread and
+ * hand each, unused, to its own loop). Those calls from any other thread
+ * return SPIKE_EMISUSE. To move work to another thread, close it
  * there and open one in the new thread. Any thread.
  * Errors: SPIKE_EFULL (max_producers are open), SPIKE_EINTERNAL.
  */
@@ -412,7 +417,9 @@ SPIKE_EXTERN uint32_t spike_producer_inflight(const spike_producer *p);
  * What the last refused or failed operation through p met, in words: which
  * call, which status, and the cause ("spike_reserve: a table is full:
  * buyer table full (max_buyers 65536); raise max_buyers"). Covers refusals
- * at the call and failures delivered to a callback. Copies at most cap
+ * at the call and failures delivered to a callback, but not SPIKE_EMISUSE
+ * refusals made before an op is looked at (a NULL or pending op, another
+ * thread, a closed producer): those say everything in their status. Copies at most cap
  * bytes, NUL-terminated, into buf and returns that status, SPIKE_OK when
  * nothing has failed since spike_producer_open(). p's thread (or any, while
  * p has no owner yet); from another, or on a closed p, SPIKE_EMISUSE and a
@@ -425,7 +432,9 @@ SPIKE_EXTERN int spike_producer_error(const spike_producer *p, char *buf, size_t
  * (reserves acknowledged at enqueue). Errors: SPIKE_EBUSY (ops are still in
  * flight: drain until spike_producer_inflight() is 0; nothing was closed),
  * SPIKE_EMISUSE (called from inside one of p's callbacks, or p is closed
- * already). Once closed, every call with p is refused with SPIKE_EMISUSE,
+ * already). Any thread, once p's owner thread has stopped using it: a close
+ * that races a call on p in that thread is not detected, and must not
+ * happen. Once closed, every call with p is refused with SPIKE_EMISUSE,
  * until a spike_producer_open() hands the same slot out again.
  */
 SPIKE_EXTERN int spike_producer_close(spike_producer *p);
@@ -516,7 +525,8 @@ SPIKE_EXTERN int spike_reserve(spike_producer *p, spike_op *op,
 
 /*
  * Pay a reserved order. user_id 0 acts as an admin; otherwise the order
- * must belong to user_id (SPIKE_EFORBIDDEN). payment_id: 1..64 bytes. A
+ * must belong to user_id (SPIKE_EFORBIDDEN). payment_id: 1..64 bytes, no
+ * control characters (bytes 0x00-0x1F, 0x7F: SPIKE_EINVAL). A
  * repeat with the same payment_id succeeds with op->replayed = 1; another
  * payment_id on a paid order, or any pay of a cancelled or expired order (or
  * one whose deadline has passed), is SPIKE_ESTATE. Always SPIKE_PENDING
@@ -825,6 +835,8 @@ typedef struct spike_stats {
                                      or expired, in flight included */
   uint32_t reservations_capacity; /* max_reserved (or more, after recovery) */
   uint64_t acks_lost_total;  /* ack=memory reserves lost with a failed batch */
+  /* capacities count slots; these hash tables take entries up to 3/4 of
+   * them (SPIKE_EFULL past that) */
   uint32_t buyers_used, buyers_capacity;
   uint32_t users_used, users_capacity;
   uint32_t keys_used, keys_capacity;

@@ -39,7 +39,8 @@ static inline void spike_uv_on_readable_(uv_poll_t *h, int status, int events) {
 
 /* Start watching p's completion fd on loop. Returns 0 or a libuv error code
  * (negative; uv_strerror() says what it means), and then nothing is
- * started and no close is needed. */
+ * started and no close is needed; but when uv_poll_start failed the handle
+ * is already being closed, so a stays in use until the loop has run once. */
 static inline int spike_uv_attach(uv_loop_t *loop, spike_uv *a, spike_producer *p) {
   a->producer = p;
   a->status = 0;
