@@ -19,6 +19,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "hist.h"
 #include "js.h"
@@ -1010,12 +1011,32 @@ void rp_hgrm_name(char *out, size_t cap, const char *path, const char *part) {
   snprintf(out, cap, "%.*s.%s.hgrm", (int)n, path, part);
 }
 
-static int write_one(const char *path, const hist *h) {
+/* MERGED_MARK ends what `spikebench merge` writes: such a file may be
+ * written over by the next merge (rp_outputs_safe). */
+#define MERGED_MARK "#[spikebench-merged]"
+
+static int write_one_marked(const char *path, const hist *h, const char *mark) {
   FILE *f = fopen(path, "w");
-  int rc = f == NULL || hist_write_hgrm(h, f) != 0 ? -1 : 0;
+  int rc = f == NULL || hist_write_hgrm(h, f) != 0 || (mark != NULL && fprintf(f, "%s\n", mark) < 0)
+               ? -1
+               : 0;
   if (f != NULL && fclose(f) != 0) rc = -1;
   if (rc != 0) fprintf(stderr, "spikebench: %s: %s\n", path, strerror(errno));
   return rc;
+}
+
+static int write_one(const char *path, const hist *h) { return write_one_marked(path, h, NULL); }
+
+/* Whether path is a file an earlier merge wrote. */
+static int merged_file(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return 0;
+  char line[256];
+  int found = 0;
+  while (!found && fgets(line, sizeof(line), f) != NULL)
+    found = strncmp(line, MERGED_MARK, sizeof(MERGED_MARK) - 1) == 0;
+  fclose(f);
+  return found;
 }
 
 int rp_write_hgrms(const char *path, const ld_stats *t) {
@@ -1033,6 +1054,56 @@ int rp_write_hgrms(const char *path, const ld_stats *t) {
 
 /* ---- spikebench merge -------------------------------------------------------------- */
 
+/* One file under two names: the same string, or the same inode. */
+static int same_file(const char *a, const char *b) {
+  struct stat sa, sb;
+  return strcmp(a, b) == 0 || (stat(a, &sa) == 0 && stat(b, &sb) == 0 &&
+                               sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino);
+}
+
+int rp_outputs_safe(const char *cmd, const char *out, const char *json, const char *const *in,
+                    int nin, int dup_ok) {
+  const char *form = strcmp(cmd, "merge") == 0 ? "spikebench merge OUT.hgrm A.hgrm [B.hgrm ...]"
+                                               : "spikebench plot OUT.svg A.hgrm [B.hgrm ...]";
+  for (int i = 0; i < nin; i++) {
+    if (same_file(out, in[i])) {
+      fprintf(stderr, "spikebench: %s: %s is both the output and an input; the output comes "
+                      "first: %s (see spikebench --help)\n", cmd, out, form);
+      return 2;
+    }
+    if (json != NULL && same_file(json, in[i])) {
+      fprintf(stderr, "spikebench: %s: --json %s is also an input (see spikebench --help)\n", cmd,
+              json);
+      return 2;
+    }
+    for (int j = 0; j < i && !dup_ok; j++)
+      if (same_file(in[i], in[j])) {
+        fprintf(stderr, "spikebench: %s: %s is given twice: its latencies would count twice\n",
+                cmd, in[i]);
+        return 2;
+      }
+  }
+  if (json != NULL && same_file(json, out)) {
+    fprintf(stderr, "spikebench: %s: --json %s is also the output (see spikebench --help)\n",
+            cmd, json);
+    return 2;
+  }
+  /* `merge host1.hgrm host2.hgrm host3.hgrm`, OUT forgotten, wrote over
+   * host1's result (found by outside QA). An earlier merge's output may be
+   * replaced: it is made again from its inputs. */
+  static hist scratch;
+  int exact;
+  FILE *f = fopen(out, "r");
+  int holds = f != NULL && hist_load_hgrm(f, &scratch, &exact) == 0;
+  if (f != NULL) fclose(f);
+  if (holds && !(strcmp(cmd, "merge") == 0 && merged_file(out))) {
+    fprintf(stderr, "spikebench: %s: %s exists and holds a latency distribution; the output "
+                    "comes first: %s; remove it to replace it\n", cmd, out, form);
+    return 2;
+  }
+  return 0;
+}
+
 int rp_merge_main(int argc, char **argv) {
   const char *out = NULL, *json = NULL;
   const char *in[256];
@@ -1041,6 +1112,10 @@ int rp_merge_main(int argc, char **argv) {
     if (strcmp(argv[i], "--json") == 0) {
       if (i + 1 >= argc) {
         fprintf(stderr, "spikebench: merge: --json needs a file (see spikebench --help)\n");
+        return 2;
+      }
+      if (json != NULL) {
+        fprintf(stderr, "spikebench: merge: --json given twice (see spikebench --help)\n");
         return 2;
       }
       json = argv[++i];
@@ -1061,6 +1136,8 @@ int rp_merge_main(int argc, char **argv) {
                     "spikebench --help)\n");
     return 2;
   }
+  int safe = rp_outputs_safe("merge", out, json, in, nin, 0);
+  if (safe != 0) return safe;
   static hist total, one;
   hist_init(&total);
   int exact_all = 1;
@@ -1087,7 +1164,7 @@ int rp_merge_main(int argc, char **argv) {
     }
     hist_merge(&total, &one);
   }
-  if (write_one(out, &total) != 0) return 1;
+  if (write_one_marked(out, &total, MERGED_MARK) != 0) return 1;
   printf("spikebench merge: %d file%s, %s, into %s\n", nin, nin == 1 ? "" : "s",
          exact_all ? "exact" : "approximate", out);
   print_lat(stdout, "merged", &total);

@@ -119,6 +119,16 @@ void rp_hgrm_name(char *out, size_t cap, const char *path, const char *part);
  * exit status. */
 int rp_merge_main(int argc, char **argv);
 
+/* `spikebench merge` and `plot`, before anything is read or written: 0, or
+ * 2 after saying why on stderr, when an output would destroy what the
+ * command reads or another output (the output names an input or the other
+ * output; the output exists and holds a latency distribution that no
+ * earlier merge wrote, as when OUT was forgotten and the first input took
+ * its place) or, where dup_ok is 0, an input is given twice (it would
+ * count twice). */
+int rp_outputs_safe(const char *cmd, const char *out, const char *json, const char *const *in,
+                    int nin, int dup_ok);
+
 /* text wrapped to width columns, the first line after label (padded to
  * label_w), the rest under it. */
 void rp_wrap(FILE *f, const char *label, int label_w, int width, const char *text);

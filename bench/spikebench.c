@@ -579,6 +579,7 @@ static int plot_main(int argc, char **argv) {
   const char *out = NULL, *title = "Latency by Percentile Distribution";
   const char *files[PLOT_SERIES_MAX];
   size_t nf = 0;
+  int titled = 0;
   for (int i = 2; i < argc; i++) {
     if (strcmp(argv[i], "--help") == 0) {
       usage(stdout);
@@ -586,6 +587,7 @@ static int plot_main(int argc, char **argv) {
     }
     if (strcmp(argv[i], "--title") == 0) {
       if (i + 1 >= argc) die_usage("plot: --title needs a value");
+      if (titled++) die_usage("plot: --title given twice");
       title = argv[++i];
     } else if (strncmp(argv[i], "--", 2) == 0) {
       die_usage("plot: unknown flag \"%s\"", argv[i]);
@@ -597,6 +599,9 @@ static int plot_main(int argc, char **argv) {
     }
   }
   if (out == NULL || nf == 0) die_usage("plot: give OUT.svg and at least one .hgrm file");
+  /* the same file twice is two lines of one plot: allowed */
+  int safe = rp_outputs_safe("plot", out, NULL, files, (int)nf, 1);
+  if (safe != 0) return safe;
   plot_series s[PLOT_SERIES_MAX];
   for (size_t i = 0; i < nf; i++) {
     FILE *f = fopen(files[i], "r");

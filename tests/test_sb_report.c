@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../bench/js.h"
@@ -377,6 +378,39 @@ static void hgrm_files_and_merge(void) {
   }
   /* rows print ms with 3 decimals: the max comes back within a microsecond */
   CHECK(hist_max(&got) + 1000 >= hist_max(&h1) && hist_max(&got) <= hist_max(&h1) + 1000);
+
+  /* outputs that would destroy an input (outside QA): OUT forgotten, so
+   * the first machine's file took its place; OUT among the inputs; an
+   * input twice; --json naming OUT or an input, or given twice. Each is
+   * refused before anything is written. */
+  char a2[600], json[600];
+  snprintf(a2, sizeof(a2), "%s/./a.hgrm", dir); /* a, by another name */
+  snprintf(json, sizeof(json), "%s/m.json", dir);
+  struct stat before, after;
+  CHECK_EQ(stat(a, &before), 0);
+  char *forgot[] = {"spikebench", "merge", a, b, NULL};
+  CHECK_EQ(rp_merge_main(4, forgot), 2);
+  char *among[] = {"spikebench", "merge", out, a, out, NULL};
+  CHECK_EQ(rp_merge_main(5, among), 2);
+  char *twice[] = {"spikebench", "merge", json, a, a2, NULL};
+  CHECK_EQ(rp_merge_main(5, twice), 2);
+  char *json_out[] = {"spikebench", "merge", out, a, "--json", out, NULL};
+  CHECK_EQ(rp_merge_main(6, json_out), 2);
+  char *json_in[] = {"spikebench", "merge", out, a, "--json", a2, NULL};
+  CHECK_EQ(rp_merge_main(6, json_in), 2);
+  char *json_twice[] = {"spikebench", "merge", out, a, "--json", json, "--json", json, NULL};
+  CHECK_EQ(rp_merge_main(8, json_twice), 2);
+  CHECK_EQ(stat(a, &after), 0);
+  CHECK(after.st_size == before.st_size && after.st_mtime == before.st_mtime);
+  CHECK(access(json, F_OK) != 0);
+  f = fopen(a, "r");
+  CHECK_EQ(hist_load_hgrm(f, &got, &exact), 0);
+  fclose(f);
+  CHECK(memcmp(&got, &h1, sizeof(got)) == 0); /* a is a's still */
+  /* an earlier merge's output is made again: allowed (done above too) */
+  char *again[] = {"spikebench", "merge", out, a, b, "--json", json, NULL};
+  CHECK_EQ(rp_merge_main(7, again), 0);
+  CHECK_EQ(rp_merge_main(7, again), 0);
 
   /* usage and bad input */
   char *none[] = {"spikebench", "merge", out, NULL};

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -517,6 +518,22 @@ static void reserve_verify(void) {
   /* not an .hgrm: a clear failure */
   const char *bad_plot[] = {"plot", tmp_path("x.svg"), tmp_path("r.json"), NULL};
   bench(bad_plot, tmp_path("plot2.log"), 1);
+  /* OUT.svg forgotten: the first .hgrm would have become the plot (outside
+   * QA); refused, the file as it was */
+  struct stat was, is;
+  CHECK_EQ(stat(tmp_path("durable.hgrm"), &was), 0);
+  const char *forgot[] = {"plot", tmp_path("durable.hgrm"), tmp_path("again.hgrm"), NULL};
+  bench(forgot, tmp_path("plot3.log"), 2);
+  load_file(tmp_path("plot3.log"));
+  CHECK(strstr(J.body, "holds a latency distribution; the output comes first") != NULL);
+  const char *into_input[] = {"plot", tmp_path("again.hgrm"), tmp_path("durable.hgrm"),
+                              tmp_path("again.hgrm"), NULL};
+  bench(into_input, tmp_path("plot4.log"), 2);
+  CHECK_EQ(stat(tmp_path("durable.hgrm"), &is), 0);
+  CHECK(is.st_size == was.st_size && is.st_mtime == was.st_mtime);
+  const char *titles[] = {"plot", tmp_path("t.svg"), tmp_path("durable.hgrm"), "--title", "a",
+                          "--title", "b", NULL};
+  bench(titles, tmp_path("plot5.log"), 2);
 
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
   test_rmrf(s.dir);
