@@ -38,11 +38,14 @@ start() { # VAR PORT DATA [flags]: the pid in $VAR at once, so that an interrupt
   port=$2
   dir=$3
   shift 3
+  port_free "$port"
   "$SPIKED" --listen 127.0.0.1:$port --data "$dir" --log-level warn --ack memory \
     --max-buyers 16777216 --max-reserved 16777216 "$@" 2>"$dir.log" &
-  eval "$var=\$!"
+  started=$!
+  eval "$var=\$started"
   i=0
   until curl -s -o /dev/null "http://127.0.0.1:$port/livez"; do
+    kill -0 $started 2>/dev/null || { echo "access-log: spiked on $port exited:" >&2; cat "$dir.log" >&2; exit 1; }
     i=$((i + 1))
     [ $i -gt 100 ] && { echo "access-log: spiked on $port did not start:" >&2; cat "$dir.log" >&2; exit 1; }
     sleep 0.1

@@ -20,18 +20,21 @@ RATE=${RATE:-1000}
 SPIKED=${SPIKED:-build/rel/spiked}
 PORT=${PORT:-18490}
 TMPDIR=${TMPDIR:-/tmp}
+. bench/wrkout.sh
+whole ORDERS RATE PORT
+[ -d "${1:-$TMPDIR}" ] && [ -w "${1:-$TMPDIR}" ] ||
+  { echo "backup.sh: ${1:-$TMPDIR} is not a writable directory" >&2; exit 2; }
 base=${1:-$TMPDIR}/spike-bench-backup-$ORDERS
 spid=""
+sbpid="" # a load's spikebench: stopped, and waited for, before its files go
 cleanup() {
-  [ -n "$spid" ] && kill -TERM "$spid" 2>/dev/null && wait "$spid" 2>/dev/null
+  if [ -n "$sbpid" ]; then kill -TERM "$sbpid" 2>/dev/null && wait "$sbpid" 2>/dev/null || :; fi
+  if [ -n "$spid" ]; then kill -TERM "$spid" 2>/dev/null && wait "$spid" 2>/dev/null || :; fi
   rm -rf "$base/backups" "$base/lat"
   [ "${KEEP:-0}" = 1 ] || rm -rf "$base"
 }
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 141' PIPE
-trap 'exit 143' TERM
+on_exit cleanup
+port_free "$PORT"
 
 ms() { echo $(($(date +%s%N) / 1000000)); }
 mkdir -p "$base"
@@ -59,11 +62,17 @@ event=$((now / 1000)) # a new event each run, so a kept store (KEEP=1) takes the
 curl -sf -o /dev/null -XPOST "http://127.0.0.1:$PORT/api/v1/events" -H 'Content-Type: application/json' \
   -d "{\"id\":$event,\"name\":\"live\",\"stock\":4000000000,\"price\":100,\"start_at\":$((now - 60000)),\"end_at\":$((now + 86400000))}"
 
-load() { # seconds, user base, label
+load_start() { # seconds, user base, label: spikebench in the background (sbpid)
+  label=$3
   build/rel/spikebench --url http://127.0.0.1:$PORT --event $event --rate "$RATE" --duration "$1" \
-    --connections 16 --user-base "$2" --quiet --json "$base/lat/$3.json" >"$base/lat/$3.txt"
-  printf '%-16s ' "$3"
-  grep -E '^ +(corrected|status) ' "$base/lat/$3.txt" | tr -s ' \n' ' '
+    --connections 16 --user-base "$2" --quiet --json "$base/lat/$3.json" >"$base/lat/$3.txt" &
+  sbpid=$!
+}
+load_end() { # its line, once it is done
+  wait "$sbpid" || :
+  sbpid=""
+  printf '%-16s ' "$label"
+  grep -E '^ +(corrected|status) ' "$base/lat/$label.txt" | tr -s ' \n' ' '
   echo
 }
 
@@ -77,15 +86,15 @@ echo "spiked --backup beside the idle server: $d ms"
 secs=$((d / 1000 + 2))
 [ $secs -lt 10 ] && secs=10
 echo "reserve load: $RATE/s open loop, 16 connections, $secs s (spikebench)"
-load $secs 1 "no backup"
-load $secs 100000000 "during backup" &
-lpid=$!
+load_start $secs 1 "no backup"
+load_end
+load_start $secs 100000000 "during backup"
 sleep 1
 t0=$(ms)
 curl -s -XPOST "http://127.0.0.1:$PORT/api/v1/admin/backup" -H 'Content-Type: application/json' \
   -d '{"name":"hot"}' >"$base/lat/backup.json"
 t1=$(ms)
-wait $lpid
+load_end
 echo "POST /api/v1/admin/backup under load: $((t1 - t0)) ms: $(cat "$base/lat/backup.json")"
 bsize=$(stat -c %s "$base/backups/hot/data.mdb")
 lsize=$(stat -c %s "$base/data/data.mdb")

@@ -42,8 +42,11 @@ cleanup() {
 }
 on_exit cleanup
 
-for tool in wrk h2load hey nginx curl "$SB" "$SPIKED" "$STALL"; do
+for tool in wrk h2load hey nginx curl python3; do
   command -v "$tool" >/dev/null || { echo "bench-compare: $tool missing (make bench-deps)" >&2; exit 1; }
+done
+for bin in "$SB" "$SPIKED" "$STALL"; do
+  [ -x "$bin" ] || { echo "bench-compare: $bin missing (make bench-compare builds it)" >&2; exit 1; }
 done
 
 bench_spiked $PORT_S
@@ -162,9 +165,10 @@ while [ "$r" -le "$ROUNDS" ]; do
   r=$((r + 1))
 done
 
+port_free "$PORT_T"
 "$STALL" --port "$PORT_T" --freeze-ms 200 --period-ms 1000 >"$work/stall.out" 2>&1 &
 tpid=$!
-wait_port $PORT_T ""
+wait_port $PORT_T "" "$tpid" "$work/stall.out"
 C=16
 USER_BASE=1
 url="http://127.0.0.1:$PORT_T/"

@@ -24,7 +24,8 @@ TMPDIR=${TMPDIR:-/tmp}
 dir=${1:-$TMPDIR}
 [ $# -gt 0 ] && shift
 . bench/wrkout.sh
-whole ORDERS ROUNDS DURATION CONNS
+whole ORDERS ROUNDS DURATION CONNS PORT_E PORT_G
+[ -d "$dir" ] && [ -w "$dir" ] || { echo "grown.sh: $dir is not a writable directory" >&2; exit 2; }
 base=$dir/spike-bench-grown-$ORDERS
 pe=""
 pg=""
@@ -62,6 +63,7 @@ start() { # VAR PORT DATA [flags]: the pid in $VAR at once, so that an interrupt
   port=$2
   data=$3
   shift 3
+  port_free "$port"
   "$SPIKED" --listen 127.0.0.1:"$port" --data "$data" --log-level warn --map-size $map \
     --max-users $slots --max-buyers $slots --max-reserved 16777216 "$@" 2>>"$base/out/spiked.log" &
   started=$!

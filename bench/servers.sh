@@ -27,6 +27,7 @@ wait_port() { # PORT PATH [PID LOG]: until it answers, at most 10 s; PID must li
 bench_spiked() {
   port=$1
   shift
+  port_free "$port"
   ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$SPIKED" --listen 127.0.0.1:"$port" --data "$work/data" --log-level warn \
     --max-buyers 16777216 --max-reserved 16777216 "$@" 2>"$work/spiked.log" &
   spid=$!
@@ -37,6 +38,7 @@ bench_spiked() {
 }
 
 bench_nginx() {
+  port_free "$1"
   body=$(curl -s -X POST "http://127.0.0.1:$2/api/v1/events/1/orders" \
     -H 'Content-Type: application/json' -d '{"user_id":"1"}')
   pad=$(printf '%s' "$body" | tr -c 'x' 'x')
@@ -57,7 +59,7 @@ http {
 NGX
   ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
   npid=$!
-  wait_port "$1" ""
+  wait_port "$1" "" "$npid" "$work/nginx/error.log"
 }
 
 # A server's exit status on its signal is no failure here: under set -e a

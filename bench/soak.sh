@@ -31,6 +31,8 @@ set -eu
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-3600}
 PAY_TIMEOUT_S=${PAY_TIMEOUT_S:-30}
+. bench/wrkout.sh
+whole DURATION PAY_TIMEOUT_S # before the defaults below compute with them
 PEAK_S=${PEAK_S:-$((PAY_TIMEOUT_S + 20))}
 SAMPLE_S=${SAMPLE_S:-10}
 WARMUP_S=${WARMUP_S:-$((DURATION / 10))}
@@ -39,21 +41,30 @@ PORT=${PORT:-18590}
 SPIKED=${SPIKED:-build/rel/spiked}
 SPIKEBENCH=${SPIKEBENCH:-build/rel/spikebench}
 TMPDIR=${TMPDIR:-/tmp}
+whole PEAK_S SAMPLE_S CONNS PORT
+case $WARMUP_S in '' | *[!0-9]*) echo "soak: WARMUP_S is a whole number of 0 or more, not \"$WARMUP_S\"" >&2; exit 2 ;; esac
 OUT=${1:-$TMPDIR/spike-soak}
 mkdir -p "$OUT"
 work=$(mktemp -d "$TMPDIR/spike-soak.XXXXXX")
 URL=http://127.0.0.1:$PORT
 spid=""
+# Every background job's pid (dash's jobs -p lists none in a script): the
+# side mix's loops, the sampler, and spikebench, which runs in the
+# background and is waited for, so that a signal ends the run at once
+# (a trap waits for a command in the foreground: an hour, here).
+bg=""
+stop_bg() {
+  for p in $bg; do kill "$p" 2>/dev/null || true; done
+  for p in $bg; do wait "$p" 2>/dev/null || true; done
+  bg=""
+}
 cleanup() {
-  for p in $(jobs -p); do kill "$p" 2>/dev/null || true; done
-  [ -n "$spid" ] && kill -TERM "$spid" 2>/dev/null && wait "$spid" 2>/dev/null
+  stop_bg
+  if [ -n "$spid" ]; then kill -TERM "$spid" 2>/dev/null && wait "$spid" 2>/dev/null || true; fi
   rm -rf "$work"
 }
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 141' PIPE
-trap 'exit 143' TERM
+on_exit cleanup
+port_free "$PORT"
 
 for tool in curl awk; do
   command -v $tool >/dev/null || { echo "soak: $tool missing" >&2; exit 1; }
@@ -94,6 +105,7 @@ end=$(($(date +%s) + PEAK_S + DURATION))
     sleep 0.2
   done
 ) &
+bg="$bg $!"
 (
   while [ "$(date +%s)" -lt $end ]; do
     curl -s -m 5 -o /dev/null -w '%{http_code}\n' "$URL/api/v1/users/4000000000001/orders" \
@@ -101,6 +113,7 @@ end=$(($(date +%s) + PEAK_S + DURATION))
     sleep 0.5
   done
 ) &
+bg="$bg $!"
 (
   after=0
   while [ "$(date +%s)" -lt $end ]; do
@@ -115,11 +128,15 @@ end=$(($(date +%s) + PEAK_S + DURATION))
     fi
   done
 ) &
+bg="$bg $!"
 
 # The peak of the same mix (the side mix above already running), then
 # half of it; the hour starts after it.
 "$SPIKEBENCH" --url "$URL" --scenario mixed --max --connections $CONNS --duration "$PEAK_S" \
-  --user-base 1 --quiet --json "$work/peak.json" >"$OUT/peak.txt" 2>&1 || true
+  --user-base 1 --quiet --json "$work/peak.json" >"$OUT/peak.txt" 2>&1 &
+sb=$!
+bg="$bg $sb"
+wait "$sb" || true
 # answers per second over the timeline's last 20 rows (or all, if fewer)
 peak=$(tr '{' '\n' <"$work/peak.json" 2>/dev/null | sed -n 's/^"t":[0-9.]*,.*"won":\([0-9]*\),.*/\1/p' |
   awk '{ a[NR] = $1 } END { k = NR > 20 ? NR - 19 : 1; for (i = k; i <= NR; i++) s += a[i];
@@ -142,12 +159,17 @@ end=$(($(date +%s) + DURATION))
     sleep "$SAMPLE_S"
   done
 ) &
+bg="$bg $!"
 
 "$SPIKEBENCH" --url "$URL" --scenario mixed --rate "$rate" --connections $CONNS \
   --duration "$DURATION" --user-base 100000000 --progress --json "$OUT/run.json" \
-  >"$OUT/run.txt" 2>&1 || true
-wait_rest() { for p in $(jobs -p); do wait "$p" 2>/dev/null || true; done; }
-wait_rest
+  >"$OUT/run.txt" 2>&1 &
+sb=$!
+bg="$bg $sb"
+wait "$sb" || true
+# the loops and the sampler stop at the end time by themselves
+for p in $bg; do wait "$p" 2>/dev/null || true; done
+bg=""
 grep '^\[' "$OUT/run.txt" >"$OUT/progress.txt" || true
 
 # The plot: RSS (anon and file, MiB) and fds against minutes.

@@ -99,6 +99,7 @@ start_stores() {
   t=$((THREADS / n))
   j=0
   while [ $j -lt "$n" ]; do
+    port_free $((PORT_S + j))
     $pin_srv "$SPIKED" --listen 127.0.0.1:$((PORT_S + j)) --data "$work/d$j" --log-level warn \
       --threads "$t" --max-buyers 16777216 --max-reserved 16777216 "$@" 2>"$work/s$j.log" &
     pids="$pids $!"

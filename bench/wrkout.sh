@@ -13,6 +13,9 @@
 #   ack_of FLAGS.. the --ack spiked's flags give (durable when none does)
 #   on_exit FN     FN runs when the script exits, and SIGHUP, SIGINT, SIGPIPE
 #                  and SIGTERM exit it with 128+signal (so FN runs then too)
+#   port_free PORT...  nothing listens on 127.0.0.1:PORT, or exit 2: a server
+#                  that cannot bind would leave another program's answers to
+#                  be measured under its name
 whole() {
   for v in "$@"; do
     eval "x=\${$v:-}"
@@ -41,6 +44,15 @@ on_exit() {
   trap 'exit 130' INT
   trap 'exit 141' PIPE
   trap 'exit 143' TERM
+}
+port_free() {
+  for p in "$@"; do
+    # 7: the connection was refused; anything else (an answer, an error
+    # status, a timeout) is something there
+    rc=0
+    curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$p/" || rc=$?
+    [ "$rc" -eq 7 ] || { echo "${0##*/}: something already listens on 127.0.0.1:$p" >&2; exit 2; }
+  done
 }
 rps() { sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$1"; }
 non2xx() { sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$1"; }
