@@ -10,8 +10,12 @@
  * flight, which the next run (or the next connection) publishes again from
  * the cursor: duplicates, never gaps. One channel publishes in seq order,
  * and a page is published again only after the broker stopped taking the
- * first try, so the first copy of each change reaches a queue in seq order.
- * Consumers drop the copies by message id, "<store id>:<seq>".
+ * first try, so the first copy of each change reaches a queue in seq order
+ * - unless the broker nacks part of a page (a full queue with
+ * reject-publish), which can take a later change of it and refuse an
+ * earlier one; that page then goes again one change at a time, each after
+ * the one before it was confirmed. Consumers drop the copies by message
+ * id, "<store id>:<seq>".
  *
  * The trade-off is latency for simplicity: a page waits for all of its
  * confirms before the next is read, one fsync per page. With pages of up to
@@ -150,12 +154,14 @@ static int cursor_load(const char *path, cursor *c) {
     LOG_ERROR("cannot read the cursor %s: %s", path, strerror(errno));
     return -1;
   }
-  char line[128], extra;
-  unsigned long long seq;
+  char line[128], seq_s[32], extra;
+  uint64_t seq = 0;
   int k = fgets(line, sizeof(line), f) != NULL
-              ? sscanf(line, "%32s %llu %16s %c", c->store_id, &seq, c->epoch, &extra)
+              ? sscanf(line, "%32s %31s %16s %c", c->store_id, seq_s, c->epoch, &extra)
               : 0;
-  int ok = (k == 2 || k == 3) && strspn(c->store_id, "0123456789abcdefABCDEF") == strlen(c->store_id) &&
+  /* digits only, as the relay writes it ("-5" and a number past 2^64 were
+   * read as huge seqs and misreported as a cursor ahead of the feed) */
+  int ok = (k == 2 || k == 3) && feed_parse_u64(seq_s, 0, UINT64_MAX - 1, &seq) == 0 && strspn(c->store_id, "0123456789abcdefABCDEF") == strlen(c->store_id) &&
            strspn(c->epoch, "0123456789abcdef") == strlen(c->epoch) &&
            (c->epoch[0] == '\0' || strlen(c->epoch) == FEED_EPOCH_MAX);
   fclose(f);
@@ -382,7 +388,10 @@ static int broker_pump(broker *b) {
 
 /* Publish a page and wait for every confirm. 0 when all were acked; -1
  * when the broker failed it (the page must go again, on a new connection);
- * 1 when a change was unroutable (b->why says which). */
+ * 1 when a change was unroutable (b->why says which); PAGE_NACKED when the
+ * broker refused some of it (a queue at its x-max-length with
+ * reject-publish, say): it may have taken later changes of the page. */
+#define PAGE_NACKED 2
 static int publish_page(broker *b, const opts *o, const feed_page *p) {
   assert(p->count > 0 && p->count <= FEED_LIMIT_MAX);
   uint64_t first_tag = b->tag + 1;
@@ -463,7 +472,7 @@ static int publish_page(broker *b, const opts *o, const feed_page *p) {
   }
   if (nacked) {
     snprintf(b->why, sizeof(b->why), "the broker refused (nacked) part of the page");
-    return -1;
+    return PAGE_NACKED;
   }
   amqp_maybe_release_buffers(b->conn);
   return 0;
@@ -497,8 +506,9 @@ static const char usage_text[] =
     "                          direct exchange)                               [none]\n"
     "  --limit N               changes per page, 1-1000                          [500]\n"
     "  --wait-ms MS            the feed's long-poll, 0-30000                   [10000]\n"
-    "  --confirm-timeout-ms MS confirms not all in by then: reconnect, resend [10000]\n"
-    "  --backoff-max-ms MS     the longest wait between reconnects              [5000]\n"
+    "  --confirm-timeout-ms MS confirms not all in by then: reconnect, resend,\n"
+    "                          100-3600000                                     [10000]\n"
+    "  --backoff-max-ms MS     the longest wait between reconnects, 100-600000  [5000]\n"
     "  --stop-at SEQ           exit 0 once the cursor reaches SEQ             [never]\n"
     "  --from SEQ              a new cursor (no FILE yet) starts after SEQ       [0]\n"
     "  --help\n"
@@ -695,6 +705,7 @@ int main(int argc, char **argv) {
   unsigned broker_wait = BACKOFF_MIN_MS, feed_wait = BACKOFF_MIN_MS, broker_tries = 0,
            feed_tries = 0;
   uint64_t published = 0, progress_seq = cur.seq;
+  uint64_t one_by_one_to = 0; /* after a nack: pages of one change up to this seq */
   int64_t progress_at = now_ms();
   int status = EXIT_DONE;
   while (!stopping) {
@@ -707,6 +718,11 @@ int main(int argc, char **argv) {
     unsigned limit = at_stop ? 1
                      : o.stop_at - cur.seq < o.limit ? (unsigned)(o.stop_at - cur.seq)
                                                       : o.limit; /* never past it */
+    /* after a nack, the changes of that page one at a time: each goes only
+     * after the one before it was confirmed, so a queue that takes one
+     * message at a time still takes them all, in order (a whole page again
+     * was refused again, forever where the queue holds fewer than a page) */
+    if (cur.seq < one_by_one_to) limit = 1;
     rc = feed_fetch(&fc, cur.store_id, cur.seq, cur.epoch, limit, &page);
     if (rc == FEED_STOPPED) break;
     if (rc == FEED_UNREACHABLE) {
@@ -750,6 +766,7 @@ int main(int argc, char **argv) {
         LOG_WARN("%s; reconnecting", b.why);
         broker_drop(&b, false);
       }
+      if (fc.wait_ms == 0) feed_sleep_ms(BACKOFF_MIN_MS, &stopping); /* no long-poll: no spin */
       continue;
     }
     /* a page in hand: a broker to take it, waited for as long as it takes */
@@ -774,6 +791,21 @@ int main(int argc, char **argv) {
     }
     if (b.conn == NULL) break; /* stopping */
     rc = publish_page(&b, &o, &page);
+    if (rc == 1 && o.queue != NULL) {
+      /* the queue the relay declares was deleted: declared again on the
+       * next connection, so this is a broker failure like any other */
+      rc = -1;
+    }
+    if (rc == PAGE_NACKED) {
+      if (one_by_one_to < page.last_seq) one_by_one_to = page.last_seq;
+      unsigned w = backoff_next(&broker_wait, o.backoff_max_ms);
+      LOG_WARN("%s; reconnecting in %u ms, then publishing again after seq %" PRIu64
+               ", one change at a time up to seq %" PRIu64,
+               b.why, w, cur.seq, one_by_one_to);
+      broker_drop(&b, false);
+      feed_sleep_ms(w, &stopping);
+      continue;
+    }
     if (rc == 1) {
       LOG_ERROR(
           "%s: bind a queue to exchange %s (or pass --queue); stopping with the cursor at %" PRIu64,

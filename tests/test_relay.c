@@ -249,6 +249,9 @@ static void rabbit_stop(rabbit *r) {
 /* ---- the consumer: a child that writes down every delivery ------------------- */
 
 static volatile sig_atomic_t consumer_stop;
+static const char *consume_queue = QUEUE; /* the queue consume() reads */
+static int consume_pause_ms;               /* and how long it takes over each message */
+static int consume_prefetch = 200;         /* unacknowledged messages it may hold */
 static void on_term(int sig) {
   (void)sig;
   consumer_stop = 1;
@@ -269,8 +272,8 @@ static void consume(int port, const char *out) {
             AMQP_RESPONSE_NORMAL)
       goto next;
     amqp_channel_open(c, 1);
-    amqp_basic_qos(c, 1, 0, 200, 0);
-    amqp_basic_consume(c, 1, amqp_cstring_bytes(QUEUE), amqp_empty_bytes, 0, 0, 0,
+    amqp_basic_qos(c, 1, 0, (uint16_t)consume_prefetch, 0);
+    amqp_basic_consume(c, 1, amqp_cstring_bytes(consume_queue), amqp_empty_bytes, 0, 0, 0,
                        amqp_empty_table);
     if (amqp_get_rpc_reply(c).reply_type != AMQP_RESPONSE_NORMAL) goto next; /* no queue yet */
     while (!consumer_stop) {
@@ -294,6 +297,7 @@ static void consume(int port, const char *out) {
               p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG ? (char *)p->message_id.bytes : "?",
               (int)e.routing_key.len, (char *)e.routing_key.bytes, oid);
       fflush(f);
+      if (consume_pause_ms > 0) sleep_ms(consume_pause_ms);
       int acked = amqp_basic_ack(c, 1, e.delivery_tag, 0);
       amqp_destroy_envelope(&e);
       if (acked != AMQP_STATUS_OK) break;
@@ -695,6 +699,102 @@ done:
   test_rmrf(tmp);
 }
 
+/* A queue that refuses what it has no room for (x-max-length 5,
+ * x-overflow reject-publish) nacks most of every page of 50: the relay
+ * used to publish the whole page again, refused again, forever, and flood
+ * the queue with repeats meanwhile (found by outside QA). Now, after a
+ * nack, it publishes that page's changes one at a time, each after the one
+ * before it was confirmed, and every change gets through. */
+static void nacking_queue(void) {
+  rng = test_seed();
+  rabbit mq;
+  rabbit_start(&mq);
+  static const char *const sargs[] = {"--feed-token", "rd", "--admin-token", "adm", NULL};
+  spiked s;
+  char dir[256], tmp[200], seen[256];
+  snprintf(tmp, sizeof(tmp), "%s", test_tmpdir("relay-nack"));
+  snprintf(dir, sizeof(dir), "%s/spiked", tmp);
+  snprintf(seen, sizeof(seen), "%s/seen", tmp);
+  spiked_start(&s, dir, sargs);
+  for (uint64_t e = 1; e <= EVENTS; e++)
+    CHECK_EQ(create_event(s.port, e), 201);
+  load(s.port, 120);
+  char store[40];
+  unsigned long long head = feed_head(s.port, store, sizeof(store));
+  CHECK(head > 2 * LIMIT);
+
+  /* the capped queue, bound to all of an exchange of its own */
+  amqp_connection_state_t c = amqp_new_connection();
+  amqp_socket_t *so = amqp_tcp_socket_new(c);
+  struct timeval tv = {5, 0};
+  CHECK(amqp_socket_open_noblock(so, "127.0.0.1", mq.port, &tv) == AMQP_STATUS_OK);
+  CHECK(amqp_login(c, "/", 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, "guest", "guest").reply_type ==
+        AMQP_RESPONSE_NORMAL);
+  amqp_channel_open(c, 1);
+  amqp_exchange_declare(c, 1, amqp_cstring_bytes("spike.capped"), amqp_cstring_bytes("topic"), 0,
+                        1, 0, 0, amqp_empty_table);
+  CHECK(amqp_get_rpc_reply(c).reply_type == AMQP_RESPONSE_NORMAL);
+  amqp_table_entry_t args[2] = {
+      {.key = amqp_cstring_bytes("x-max-length"),
+       .value = {.kind = AMQP_FIELD_KIND_I64, .value.i64 = 5}},
+      {.key = amqp_cstring_bytes("x-overflow"),
+       .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("reject-publish")}},
+  };
+  amqp_queue_declare(c, 1, amqp_cstring_bytes("spike.capped"), 0, 1, 0, 0,
+                     (amqp_table_t){.num_entries = 2, .entries = args});
+  CHECK(amqp_get_rpc_reply(c).reply_type == AMQP_RESPONSE_NORMAL);
+  amqp_queue_bind(c, 1, amqp_cstring_bytes("spike.capped"), amqp_cstring_bytes("spike.capped"),
+                  amqp_cstring_bytes("#"), amqp_empty_table);
+  CHECK(amqp_get_rpc_reply(c).reply_type == AMQP_RESPONSE_NORMAL);
+  amqp_connection_close(c, AMQP_REPLY_SUCCESS);
+  amqp_destroy_connection(c);
+
+  relay r;
+  snprintf(r.cursor, sizeof(r.cursor), "%s/cursor", tmp);
+  snprintf(r.log, sizeof(r.log), "%s/relay.log", tmp);
+  static const char *const rargs[] = {"--exchange", "spike.capped", "--backoff-max-ms", "200", NULL};
+  relay_start(&r, s.port, mq.port, rargs);
+  /* nobody reads yet: the queue fills at 5 and the rest of the page is refused */
+  CHECK(wait_log(r.log, "refused (nacked) part of the page", 30000));
+  /* a reader slower than a page comes: a whole page never fits */
+  consume_queue = "spike.capped";
+  consume_pause_ms = 5;
+  consume_prefetch = 1; /* held messages are not counted against x-max-length */
+  pid_t cons = consumer_start(mq.port, seen);
+  int64_t t0 = test_now_ms();
+  while (cursor_seq(r.cursor, NULL, 0) < head && test_now_ms() - t0 < 60000)
+    sleep_ms(100);
+  CHECK_EQ(cursor_seq(r.cursor, NULL, 0), head);
+  CHECK(strstr(slurp(r.log), "one change at a time") != NULL);
+  CHECK_EQ(stop(r.pid, SIGTERM, 10000), 0);
+  /* the consumer takes what the queue still holds (5 at most) */
+  t0 = test_now_ms();
+  do {
+    sleep_ms(100);
+    read_deliveries(seen);
+  } while ((n_deliveries == 0 || deliveries[n_deliveries - 1].seq < head) &&
+           test_now_ms() - t0 < 10000);
+  CHECK_EQ(stop(cons, SIGTERM, 10000), 0);
+  read_deliveries(seen);
+  /* every change arrived (a nacked page's later changes may come first) */
+  unsigned char *got = calloc(head + 1, 1);
+  CHECK(got != NULL);
+  for (size_t i = 0; i < n_deliveries; i++)
+    if (deliveries[i].seq >= 1 && deliveries[i].seq <= head) got[deliveries[i].seq] = 1;
+  for (unsigned long long q = 1; q <= head; q++)
+    if (!got[q]) {
+      fprintf(stderr, "seq %llu never arrived\n", q);
+      CHECK(got[q]);
+    }
+  free(got);
+  consume_queue = QUEUE;
+  consume_pause_ms = 0;
+  consume_prefetch = 200;
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  rabbit_stop(&mq);
+  test_rmrf(tmp);
+}
+
 /* The stops and the waits that need no broker: a closed port stands in. */
 static void stops_and_waits(void) {
   static const char *const sargs[] = {"--feed-token", "rd", "--admin-token", "adm", NULL};
@@ -882,4 +982,5 @@ static void restored_store(void) {
 }
 
 TEST_LIST({"stops_and_waits", stops_and_waits, 60}, {"restored_store", restored_store, 60},
+          {"nacking_queue", nacking_queue, 120},
           {"chaos", chaos, 400})
