@@ -479,23 +479,30 @@ static size_t resume_points(const char *log, unsigned long long *out, size_t cap
 
 /* ---- the cases ------------------------------------------------------------- */
 
+/* A case's broker, and spiked (the feed token "rd", the admin token "adm")
+ * with events 1..EVENTS, its data and the consumer's file in the case's
+ * own folder (tmp/spiked, tmp/seen). */
+static const char *const relay_sargs[] = {"--feed-token", "rd", "--admin-token", "adm", NULL};
+static void world_start(rabbit *mq, spiked *s, const char *name, char *tmp, size_t tmp_cap,
+                        char *dir, size_t dir_cap, char *seen, size_t seen_cap) {
+  rng = test_seed();
+  rabbit_start(mq);
+  snprintf(tmp, tmp_cap, "%s", test_tmpdir(name));
+  snprintf(dir, dir_cap, "%s/spiked", tmp);
+  snprintf(seen, seen_cap, "%s/seen", tmp);
+  spiked_start(s, dir, relay_sargs);
+  for (uint64_t e = 1; e <= EVENTS; e++)
+    CHECK_EQ(create_event(s->port, e), 201);
+}
+
 static void chaos(void) {
   int kills[3] = {4, 2, 1}; /* relay, spiked, broker */
   const char *k = getenv("SPIKE_RELAY_KILLS");
   if (k) CHECK(sscanf(k, "%d,%d,%d", &kills[0], &kills[1], &kills[2]) == 3);
-  rng = test_seed();
   rabbit mq;
-  rabbit_start(&mq);
-  static const char *const sargs[] = {"--feed-token", "rd", "--admin-token", "adm", NULL};
   spiked s;
-  /* spiked's data and log inside this test's own folder */
   char dir[256], tmp[200], seen[256];
-  snprintf(tmp, sizeof(tmp), "%s", test_tmpdir("relay"));
-  snprintf(dir, sizeof(dir), "%s/spiked", tmp);
-  snprintf(seen, sizeof(seen), "%s/seen", tmp);
-  spiked_start(&s, dir, sargs);
-  for (uint64_t e = 1; e <= EVENTS; e++)
-    CHECK_EQ(create_event(s.port, e), 201);
+  world_start(&mq, &s, "relay", tmp, sizeof(tmp), dir, sizeof(dir), seen, sizeof(seen));
 
   static const char *const rargs[] = {"--queue", QUEUE, NULL};
   relay r;
@@ -533,7 +540,7 @@ static void chaos(void) {
     } else if (plan[i] == 's') {
       CHECK_EQ(spiked_stop(&s, SIGKILL), 128 + SIGKILL);
       sleep_ms(300);
-      spiked_start_on(&s, s.port, dir, sargs);
+      spiked_start_on(&s, s.port, dir, relay_sargs);
     } else {
       CHECK_EQ(stop(mq.pid, SIGKILL, 10000), 128 + SIGKILL);
       load(s.port, 50); /* the relay waits it out */
@@ -706,18 +713,10 @@ done:
  * nack, it publishes that page's changes one at a time, each after the one
  * before it was confirmed, and every change gets through. */
 static void nacking_queue(void) {
-  rng = test_seed();
   rabbit mq;
-  rabbit_start(&mq);
-  static const char *const sargs[] = {"--feed-token", "rd", "--admin-token", "adm", NULL};
   spiked s;
   char dir[256], tmp[200], seen[256];
-  snprintf(tmp, sizeof(tmp), "%s", test_tmpdir("relay-nack"));
-  snprintf(dir, sizeof(dir), "%s/spiked", tmp);
-  snprintf(seen, sizeof(seen), "%s/seen", tmp);
-  spiked_start(&s, dir, sargs);
-  for (uint64_t e = 1; e <= EVENTS; e++)
-    CHECK_EQ(create_event(s.port, e), 201);
+  world_start(&mq, &s, "relay-nack", tmp, sizeof(tmp), dir, sizeof(dir), seen, sizeof(seen));
   load(s.port, 120);
   char store[40];
   unsigned long long head = feed_head(s.port, store, sizeof(store));
