@@ -794,6 +794,53 @@ static void nacking_queue(void) {
   test_rmrf(tmp);
 }
 
+/* The queue --queue declares, deleted while the relay runs: the next
+ * change comes back unroutable. It used to stop the relay (exit 1, "bind
+ * a queue ... or pass --queue", with --queue passed); now it reconnects,
+ * which declares the queue again, and publishes from its cursor (outside
+ * QA). */
+static void queue_deleted(void) {
+  rabbit mq;
+  spiked s;
+  char dir[256], tmp[200], seen[256];
+  world_start(&mq, &s, "relay-qdel", tmp, sizeof(tmp), dir, sizeof(dir), seen, sizeof(seen));
+  load(s.port, 20);
+  relay r;
+  snprintf(r.cursor, sizeof(r.cursor), "%s/cursor", tmp);
+  snprintf(r.log, sizeof(r.log), "%s/relay.log", tmp);
+  static const char *const rargs[] = {"--queue", QUEUE, NULL};
+  relay_start(&r, s.port, mq.port, rargs);
+  char store[40];
+  unsigned long long head = feed_head(s.port, store, sizeof(store));
+  int64_t t0 = test_now_ms();
+  while (cursor_seq(r.cursor, NULL, 0) < head && test_now_ms() - t0 < 30000)
+    sleep_ms(50);
+  CHECK_EQ(cursor_seq(r.cursor, NULL, 0), head);
+  amqp_connection_state_t c = amqp_new_connection();
+  amqp_socket_t *so = amqp_tcp_socket_new(c);
+  struct timeval tv = {5, 0};
+  CHECK(amqp_socket_open_noblock(so, "127.0.0.1", mq.port, &tv) == AMQP_STATUS_OK);
+  CHECK(amqp_login(c, "/", 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, "guest", "guest").reply_type ==
+        AMQP_RESPONSE_NORMAL);
+  amqp_channel_open(c, 1);
+  amqp_queue_delete(c, 1, amqp_cstring_bytes(QUEUE), 0, 0);
+  CHECK(amqp_get_rpc_reply(c).reply_type == AMQP_RESPONSE_NORMAL);
+  amqp_connection_close(c, AMQP_REPLY_SUCCESS);
+  amqp_destroy_connection(c);
+  load(s.port, 20);
+  head = feed_head(s.port, store, sizeof(store));
+  t0 = test_now_ms();
+  while (cursor_seq(r.cursor, NULL, 0) < head && test_now_ms() - t0 < 30000)
+    sleep_ms(50);
+  CHECK_EQ(cursor_seq(r.cursor, NULL, 0), head);
+  CHECK(kill(r.pid, 0) == 0); /* still running */
+  CHECK(strstr(slurp(r.log), "routed a change nowhere") != NULL);
+  CHECK_EQ(stop(r.pid, SIGTERM, 10000), 0);
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  rabbit_stop(&mq);
+  test_rmrf(tmp);
+}
+
 /* The stops and the waits that need no broker: a closed port stands in. */
 static void stops_and_waits(void) {
   static const char *const sargs[] = {"--feed-token", "rd", "--admin-token", "adm", NULL};
@@ -981,5 +1028,5 @@ static void restored_store(void) {
 }
 
 TEST_LIST({"stops_and_waits", stops_and_waits, 60}, {"restored_store", restored_store, 60},
-          {"nacking_queue", nacking_queue, 120},
+          {"nacking_queue", nacking_queue, 120}, {"queue_deleted", queue_deleted, 90},
           {"chaos", chaos, 400})
