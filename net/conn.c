@@ -1255,7 +1255,6 @@ static uint32_t output_unacked(conn *c) {
     return 0;
   return (uint32_t)n;
 }
-static int unacked_output(conn *c) { return output_unacked(c) > 0; }
 
 /* Close what is late, through close_later: a thousand slowloris
  * connections opened together time out together. */
@@ -1335,7 +1334,7 @@ void conn_sweep(uv_timer_t *t) {
 void conn_close_delivered(loop_ctx *lc) {
   for (conn *c = lc->conns, *next; c != NULL; c = next) {
     next = c->next;
-    if (c->lingering && c->shut && !c->closing && !unacked_output(c)) conn_close(c);
+    if (c->lingering && c->shut && !c->closing && output_unacked(c) == 0) conn_close(c);
   }
 }
 
@@ -1369,7 +1368,7 @@ void conn_drain_all(loop_ctx *lc, int force) {
         req_free(lc, c->cur);
         c->cur = NULL;
       }
-      if (unread_input(c) || unacked_output(c))
+      if (unread_input(c) || output_unacked(c) > 0)
         conn_end(c);
       else
         conn_close(c);

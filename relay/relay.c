@@ -161,7 +161,8 @@ static int cursor_load(const char *path, cursor *c) {
               : 0;
   /* digits only, as the relay writes it ("-5" and a number past 2^64 were
    * read as huge seqs and misreported as a cursor ahead of the feed) */
-  int ok = (k == 2 || k == 3) && feed_parse_u64(seq_s, 0, UINT64_MAX - 1, &seq) == 0 && strspn(c->store_id, "0123456789abcdefABCDEF") == strlen(c->store_id) &&
+  int ok = (k == 2 || k == 3) && feed_parse_u64(seq_s, 0, UINT64_MAX - 1, &seq) == 0 &&
+           strspn(c->store_id, "0123456789abcdefABCDEF") == strlen(c->store_id) &&
            strspn(c->epoch, "0123456789abcdef") == strlen(c->epoch) &&
            (c->epoch[0] == '\0' || strlen(c->epoch) == FEED_EPOCH_MAX);
   fclose(f);
@@ -388,9 +389,11 @@ static int broker_pump(broker *b) {
 
 /* Publish a page and wait for every confirm. 0 when all were acked; -1
  * when the broker failed it (the page must go again, on a new connection);
- * 1 when a change was unroutable (b->why says which); PAGE_NACKED when the
- * broker refused some of it (a queue at its x-max-length with
- * reject-publish, say): it may have taken later changes of the page. */
+ * PAGE_UNROUTED when a change was unroutable (b->why says which);
+ * PAGE_NACKED when the broker refused some of it (a queue at its
+ * x-max-length with reject-publish, say): it may have taken later changes
+ * of the page, and the page must go again too. */
+#define PAGE_UNROUTED 1
 #define PAGE_NACKED 2
 static int publish_page(broker *b, const opts *o, const feed_page *p) {
   assert(p->count > 0 && p->count <= FEED_LIMIT_MAX);
@@ -468,7 +471,7 @@ static int publish_page(broker *b, const opts *o, const feed_page *p) {
   }
   if (returned) {
     memcpy(b->why, first_return, sizeof(b->why));
-    return 1;
+    return PAGE_UNROUTED;
   }
   if (nacked) {
     snprintf(b->why, sizeof(b->why), "the broker refused (nacked) part of the page");
@@ -791,22 +794,12 @@ int main(int argc, char **argv) {
     }
     if (b.conn == NULL) break; /* stopping */
     rc = publish_page(&b, &o, &page);
-    if (rc == 1 && o.queue != NULL) {
+    if (rc == PAGE_UNROUTED && o.queue != NULL) {
       /* the queue the relay declares was deleted: declared again on the
        * next connection, so this is a broker failure like any other */
       rc = -1;
     }
-    if (rc == PAGE_NACKED) {
-      if (one_by_one_to < page.last_seq) one_by_one_to = page.last_seq;
-      unsigned w = backoff_next(&broker_wait, o.backoff_max_ms);
-      LOG_WARN("%s; reconnecting in %u ms, then publishing again after seq %" PRIu64
-               ", one change at a time up to seq %" PRIu64,
-               b.why, w, cur.seq, one_by_one_to);
-      broker_drop(&b, false);
-      feed_sleep_ms(w, &stopping);
-      continue;
-    }
-    if (rc == 1) {
+    if (rc == PAGE_UNROUTED) {
       LOG_ERROR(
           "%s: bind a queue to exchange %s (or pass --queue); stopping with the cursor at %" PRIu64,
           b.why, o.exchange, cur.seq);
@@ -818,8 +811,14 @@ int main(int argc, char **argv) {
        * wait keeps a broker that takes connections but not messages from
        * being hammered */
       unsigned w = backoff_next(&broker_wait, o.backoff_max_ms);
-      LOG_WARN("%s; reconnecting in %u ms, then publishing again after seq %" PRIu64, b.why, w,
-               cur.seq);
+      char one_by_one[64] = "";
+      if (rc == PAGE_NACKED) {
+        if (one_by_one_to < page.last_seq) one_by_one_to = page.last_seq;
+        snprintf(one_by_one, sizeof(one_by_one), ", one change at a time up to seq %" PRIu64,
+                 one_by_one_to);
+      }
+      LOG_WARN("%s; reconnecting in %u ms, then publishing again after seq %" PRIu64 "%s", b.why,
+               w, cur.seq, one_by_one);
       broker_drop(&b, false);
       feed_sleep_ms(w, &stopping);
       continue;
