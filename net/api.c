@@ -412,11 +412,22 @@ static const char *query_strange(const req *r, const char *const *known, char *b
   return NULL;
 }
 
-/* query_strange, and the refusal (400) when a parameter is strange. */
-static int query_known(req *r, const char *const *known) {
+/* A route that takes its parameters in the query takes no body fields
+ * (api.md): {"after":5} sent to the feed must not read it from 0. An empty
+ * body, or {}, passes. SPIKE_OK, or the refusal sent (40001 naming the
+ * field, or 40003 for a body that is not JSON or MessagePack). */
+static int no_body_fields(loop_ctx *lc, req *r) {
+  static const char *const none[] = {NULL};
+  body b;
+  return parse_body(lc, r, &b, none);
+}
+
+/* query_strange and no_body_fields, and the refusal (400) when a parameter
+ * is strange. */
+static int query_known(loop_ctx *lc, req *r, const char *const *known) {
   char why[128];
   const char *strange = query_strange(r, known, why, sizeof(why));
-  if (strange == NULL) return SPIKE_OK;
+  if (strange == NULL) return no_body_fields(lc, r);
   fail(r, SPIKE_EINVAL, strange);
   return SPIKE_EINVAL;
 }
@@ -703,7 +714,7 @@ static void user_orders(loop_ctx *lc, req *r) {
   caller c;
   uint64_t event = 0, after = 0, next = 0;
   if (need_user(lc, r, &c) != SPIKE_OK || path_id(r, "user id") != SPIKE_OK ||
-      query_known(r, params) != SPIKE_OK ||
+      query_known(lc, r, params) != SPIKE_OK ||
       query_u64(r, "event_id", 0, 1, UINT64_MAX, &event) != SPIKE_OK ||
       query_u64(r, "after", 0, 1, UINT64_MAX, &after) != SPIKE_OK)
     return;
@@ -866,12 +877,15 @@ static void feed(loop_ctx *lc, req *r) {
                   parse_hex64(ev, evn, &epoch) != 0
               ? "epoch (16 lower-case hex digits, not all 0, as nextEpoch)"
               : NULL;
-  if (bad != NULL) { /* refused, saying where the feed stands too */
+  if (bad != NULL || r->body_len > 0) { /* refused, saying where the feed stands too */
     uint32_t none = 0;
     uint64_t next = 0;
     feed_fetch(lc, r, 0, 0, &none, &next);
-    fail(r, SPIKE_EINVAL, bad);
-    return;
+    if (bad != NULL) {
+      fail(r, SPIKE_EINVAL, bad);
+      return;
+    }
+    if (no_body_fields(lc, r) != SPIKE_OK) return;
   }
   r->after = after;
   r->epoch = epoch;
@@ -1075,7 +1089,7 @@ static void dashboard(loop_ctx *lc, req *r) {
 static void admin_stats(loop_ctx *lc, req *r) {
   static const char *const params[] = {"seconds", NULL};
   uint64_t seconds;
-  if (need_admin(lc, r) != SPIKE_OK || query_known(r, params) != SPIKE_OK ||
+  if (need_admin(lc, r) != SPIKE_OK || query_known(lc, r, params) != SPIKE_OK ||
       query_u64(r, "seconds", STATS_SECONDS_DEFAULT, 1, STATS_HISTORY_S, &seconds) != SPIKE_OK)
     return;
   if (lc->srv->stats == NULL) {

@@ -62,7 +62,9 @@
 
 enum hkind { HK_NONE = 0, HK_RID, HK_AUTH, HK_IKEY, HK_CTYPE, HK_EXPECT, HK_TE };
 /* conn.scan: where the framing check stands (0: a connection's start is a line's) */
-enum { SCAN_LINE_START = 0, SCAN_MID, SCAN_CR };
+/* SCAN_DATA_END: a chunk's data just ended, and its CRLF must follow (llhttp
+ * 8.1's loose build takes any two bytes there) */
+enum { SCAN_LINE_START = 0, SCAN_MID, SCAN_CR, SCAN_DATA_END };
 
 #define FREE_REQS_MAX 4096
 #define ACCEPTS_PER_TURN 16 /* connections taken per loop turn (see conn_on_accept) */
@@ -701,7 +703,7 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
   const char *why = scan_framing(c, c->scan_at, at);
   if (why != NULL) return stop(c, SPIKE_EINVAL, why);
   c->scan_at = at + n;
-  c->scan = SCAN_MID;
+  c->scan = (p->flags & F_CHUNKED) ? SCAN_DATA_END : SCAN_MID;
   c->body_bytes += (uint32_t)n;
   if (c->body_bytes > c->lc->srv->lim.max_body_bytes) return stop(c, SPIKE_ETOOLARGE, "body");
   if (r->body_len == 0) r->body_off = (uint32_t)r->in.len;
@@ -762,7 +764,10 @@ static const char *scan_framing(conn *c, const char *p, const char *end) {
   assert(p <= end);
   for (; p < end; p++) {
     char ch = *p;
-    if (st == SCAN_CR) {
+    if (st == SCAN_DATA_END) {
+      if (ch != '\r') return "chunk data not followed by CRLF";
+      st = SCAN_CR;
+    } else if (st == SCAN_CR) {
       if (ch != '\n') return "CR without LF";
       st = SCAN_LINE_START;
     } else if (ch == '\n') {
@@ -1107,9 +1112,18 @@ void conn_flush_dirty(uv_check_t *h) {
     conn_close(lc->q[CONNQ_CLOSE]);
   lc->new_reqs = 0; /* the next turn's budget (see alloc_cb) */
   lc->turn++;
-  if (lc->q[CONNQ_CLOSE] == NULL && lc->q[CONNQ_READ] == NULL &&
-      uv_is_active((uv_handle_t *)&lc->closer))
+  /* A flush above that the socket took at once resumed its connection
+   * (after_flush): the pipelined requests it parsed then were answered
+   * onto lc->dirty again, to be flushed at the next check. The poll before
+   * it must not block (outside QA: 16 answers every 250 ms, the sweep's
+   * period, to a client pipelining more than --max-pipeline). */
+  if (lc->dirty != NULL) {
+    if (!uv_is_active((uv_handle_t *)&lc->closer) && !uv_is_closing((uv_handle_t *)&lc->closer))
+      uv_idle_start(&lc->closer, on_closer_idle);
+  } else if (lc->q[CONNQ_CLOSE] == NULL && lc->q[CONNQ_READ] == NULL &&
+             uv_is_active((uv_handle_t *)&lc->closer)) {
     uv_idle_stop(&lc->closer);
+  }
 }
 
 void conn_respond(req *r) {

@@ -169,6 +169,10 @@ const hx_smuggle hx_smuggles[] = {
     {"chunk_size_not_hex", CHUNKED "4g\r\nabcd\r\n0\r\n\r\n%s"},
     {"chunk_data_too_long", CHUNKED "4\r\nabcdef\r\n0\r\n\r\n%s"},
     {"chunk_data_no_crlf", CHUNKED "4\r\nabcd0\r\n\r\n%s"},
+    /* llhttp 8.1's loose build skips any two bytes after a chunk's data */
+    {"chunk_data_then_two_bytes", CHUNKED "4\r\nabcdXX0\r\n\r\n%s"},
+    {"chunk_data_then_two_spaces", CHUNKED "4\r\nabcd  0\r\n\r\n%s"},
+    {"chunk_data_then_lf_cr", CHUNKED "4\r\nabcd\n\r0\r\n\r\n%s"},
     {"chunk_data_bare_lf", CHUNKED "4\r\nabcd\n0\r\n\r\n%s"},
     {"chunk_data_bare_cr", CHUNKED "4\r\nabcd\rX0\r\n\r\n%s"},
     {"chunk_size_bare_lf", CHUNKED "4\nabcd\r\n0\r\n\r\n%s"},

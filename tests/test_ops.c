@@ -530,6 +530,17 @@ static void feed_store_id_and_cursors(void) {
   CHECK_EQ(hc_do(p, "GET", "/api/v1/users/1/orders?event_id=1", admin, NULL, &R), 200);
   CHECK_EQ(hc_do(p, "GET", "/api/v1/admin/stats?secnds=5", admin, NULL, &R), 400);
   CHECK(strstr(R.body, "secnds") != NULL);
+  /* and so is a parameter sent as a body field (outside QA: {"after":11}
+   * read the feed from 0); an empty object passes */
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/feed?limit=2", rd, "{\"after\":11}", &R), 400);
+  expect(400, 40001);
+  CHECK(strstr(R.body, "after") != NULL);
+  CHECK(hc_header(&R, "X-Spike-Feed-Head", v, sizeof(v)) != NULL && strcmp(v, "11") == 0);
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/feed?after=11", rd, "{}", &R), 200);
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/users/1/orders", admin, "{\"event_id\":\"1\"}", &R), 400);
+  CHECK(strstr(R.body, "event_id") != NULL);
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/admin/stats", admin, "{\"seconds\":5}", &R), 400);
+  CHECK(strstr(R.body, "seconds") != NULL);
   CHECK_EQ(hc_do(p, "GET", "/api/v1/feed?after=abc", NULL, NULL, &R), 401);
   CHECK(hc_header(&R, "X-Spike-Feed-Head", v, sizeof(v)) == NULL);
   /* at the head: an empty page */
