@@ -89,7 +89,7 @@ WARN     := -std=gnu11 -Wall -Wextra -Wpedantic $(if $(filter 1,$(WERROR)),-Werr
 # Each folder sees only the headers of the layers below it, so a wrong arrow
 # fails to compile: net -> spike.h -> engine -> store, common beside all.
 INC_common   := -iquote include -iquote common
-INC_store    := -iquote include -iquote store
+INC_store    := -iquote include -iquote common -iquote store
 INC_engine   := -iquote include -iquote common -iquote engine -iquote store
 INC_net      := -iquote include -iquote common -iquote net -I$(LLHTTP_INCLUDE)
 INC_examples := -iquote include -iquote relay

@@ -758,7 +758,11 @@ int spike_producer_open(spike_engine *e, spike_producer **out) {
   return SPIKE_OK;
 }
 
-int spike_producer_fd(const spike_producer *p) { return p != NULL ? p->efd : -1; }
+int spike_producer_fd(const spike_producer *p) {
+  if (p == NULL || atomic_load_explicit(&p->owner, memory_order_relaxed) == PRODUCER_CLOSED)
+    return -1;
+  return p->efd;
+}
 
 static const char *call_name(uint8_t type) {
   static const char *const names[] = {
@@ -1251,6 +1255,12 @@ static int valid_utf8(const char *str, size_t n) {
   return 1;
 }
 
+/* What the engine stores as text (an event's name, a payment id): UTF-8,
+ * no control characters (C0, DEL, C1), so every JSON answer can carry it. */
+static int plain_text(const char *s, size_t n) {
+  return valid_text(s, n) && valid_utf8(s, n) && no_c1(s, n);
+}
+
 static int order_op(spike_producer *p, spike_op *op, uint8_t type, uint64_t event_id,
                     uint64_t order_id, uint64_t user_id, const char *payment_id, size_t pid_len,
                     spike_cb cb) {
@@ -1259,7 +1269,7 @@ static int order_op(spike_producer *p, spike_op *op, uint8_t type, uint64_t even
   if (order_id == 0) return refuse(op, SPIKE_ENOORDER, NULL);
   if (type == MSG_PAY &&
       (payment_id == NULL || pid_len == 0 || pid_len > SPIKE_PAYMENT_ID_MAX ||
-       !valid_text(payment_id, pid_len)))
+       !plain_text(payment_id, pid_len)))
     return refuse(op, SPIKE_EINVAL, "payment_id");
   msg *m = claim_slot(p, op, &status);
   if (m == NULL) return status;
@@ -1301,8 +1311,7 @@ int spike_event_spec_check(const spike_event_spec *s, const char **field) {
   if (s == NULL)
     bad = "spec";
   else if (s->name == NULL || s->name_len == 0 || s->name_len > SPIKE_NAME_MAX ||
-      !valid_text(s->name, s->name_len) || !valid_utf8(s->name, s->name_len) ||
-      !no_c1(s->name, s->name_len))
+      !plain_text(s->name, s->name_len))
     bad = "name";
   else if (s->stock == 0 || s->stock > UINT32_MAX)
     bad = "stock";

@@ -26,6 +26,7 @@
 #include "codec.h"
 #include "log.h"
 #include "order.h"
+#include "thread.h"
 #include "wheel.h"
 
 enum fx_type {
@@ -1587,7 +1588,7 @@ int writer_expire_overdue(writer *w) {
 
 int writer_start(writer *w) {
   spike_engine *e = w->e;
-  if (pthread_create(&e->writer_thread, NULL, writer_main, w) != 0) return -1;
+  if (thread_start(&e->writer_thread, writer_main, w) != 0) return -1; /* no signals */
   e->writer_running = 1;
   return 0;
 }

@@ -400,7 +400,8 @@ SPIKE_EXTERN int spike_producer_open(spike_engine *e, spike_producer **out);
 
 /* The completion eventfd: readable when callbacks are waiting. Owned by the
  * producer; do not close it. Watch it level- or edge-triggered (see
- * Callbacks). */
+ * Callbacks). -1 for NULL or a closed producer (stop watching the fd before
+ * spike_producer_close: the slot's descriptor serves its next producer). */
 SPIKE_EXTERN int spike_producer_fd(const spike_producer *p);
 
 /* Run the callbacks of the ops that had completed when it was called, on
@@ -525,8 +526,9 @@ SPIKE_EXTERN int spike_reserve(spike_producer *p, spike_op *op,
 
 /*
  * Pay a reserved order. user_id 0 acts as an admin; otherwise the order
- * must belong to user_id (SPIKE_EFORBIDDEN). payment_id: 1..64 bytes, no
- * control characters (bytes 0x00-0x1F, 0x7F: SPIKE_EINVAL). A
+ * must belong to user_id (SPIKE_EFORBIDDEN). payment_id: 1..64 bytes of
+ * UTF-8 with no control characters (C0, DEL or C1, as an event's name;
+ * else SPIKE_EINVAL, detail "payment_id"). A
  * repeat with the same payment_id succeeds with op->replayed = 1; another
  * payment_id on a paid order, or any pay of a cancelled or expired order (or
  * one whose deadline has passed), is SPIKE_ESTATE. Always SPIKE_PENDING

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h" /* log_escape */
+
 void jb_init(jbuf *b, char *storage, size_t cap) {
   b->p = storage;
   b->len = 0;
@@ -50,25 +52,17 @@ void jb_raw(jbuf *b, const char *s, size_t n) {
   b->len += n;
 }
 
+/* The same escaping as the log's (log_escape): quotes, backslashes and
+ * controls escaped, UTF-8 as it is, and a byte that starts no well-formed
+ * sequence (text an older library stored unchecked) U+FFFD, so the answer
+ * stays JSON. */
 void jb_str(jbuf *b, const char *s, size_t n) {
-  static const char hex[] = "0123456789abcdef";
-  if (jb_reserve(b, n * 6 + 2) != 0) return;
+  /* at most 6 bytes out for one in; log_escape keeps 7 spare and a NUL */
+  size_t cap = n * 6 + 8;
+  if (jb_reserve(b, cap + 2) != 0) return;
   char *o = b->p + b->len;
   *o++ = '"';
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c == '"' || c == '\\') {
-      *o++ = '\\';
-      *o++ = (char)c;
-    } else if (c < 0x20 || c == 0x7f) {
-      memcpy(o, "\\u00", 4);
-      o[4] = hex[c >> 4];
-      o[5] = hex[c & 15];
-      o += 6;
-    } else {
-      *o++ = (char)c;
-    }
-  }
+  o += log_escape(o, cap, s, n);
   *o++ = '"';
   b->len = (size_t)(o - b->p);
 }

@@ -25,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "thread.h"
+
 #define COPY_NICE 10        /* added to the copy's nice: behind the serving threads */
 #define IOPRIO_WHO_THREAD 1 /* linux/ioprio.h: IOPRIO_WHO_PROCESS, a thread id */
 #define IOPRIO_BE_LOWEST ((2 << 13) | 7) /* best-effort class, level 7 */
@@ -172,7 +174,7 @@ static void *copy_low(void *arg) {
 static int copy(MDB_env *env, int fd) {
   copy_job j = {env, fd, 0};
   pthread_t t;
-  int rc = pthread_create(&t, NULL, copy_low, &j);
+  int rc = thread_start(&t, copy_low, &j); /* takes no signals (thread.h) */
   if (rc != 0) return rc;
   pthread_join(t, NULL);
   return j.rc;

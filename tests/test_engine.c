@@ -5,6 +5,7 @@
  */
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
@@ -637,6 +638,41 @@ static void recovery_refuses_small_tables(void) {
   test_rmrf(cfg.data_dir);
 }
 
+static atomic_int usr1_taken;
+static void on_usr1(int sig) {
+  (void)sig;
+  atomic_store(&usr1_taken, 1);
+}
+
+/* A signal the host blocks stays the host's: the writer spike_open starts
+ * blocks every signal, whatever the mask it was started under (outside QA:
+ * a host that blocked SIGTERM after spike_open, to read it from a
+ * signalfd, was ended by it, delivered to the writer). */
+static void writer_takes_no_signals(void) {
+  spike_config cfg;
+  small_config(&cfg, "signals");
+  struct sigaction sa = {.sa_handler = on_usr1}, old_sa;
+  sigemptyset(&sa.sa_mask);
+  CHECK(sigaction(SIGUSR1, &sa, &old_sa) == 0);
+  sigset_t usr1, old_mask;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  CHECK(pthread_sigmask(SIG_UNBLOCK, &usr1, &old_mask) == 0); /* open with it unblocked */
+  spike_engine *e = open_engine(&cfg);
+  CHECK(pthread_sigmask(SIG_BLOCK, &usr1, NULL) == 0);
+  for (int i = 0; i < 10; i++) {
+    CHECK(kill(getpid(), SIGUSR1) == 0);
+    usleep(20000); /* time for a thread that takes it to wake and take it */
+    struct timespec two_s = {2, 0};
+    CHECK_EQ(sigtimedwait(&usr1, NULL, &two_s), SIGUSR1); /* still pending, for this thread */
+  }
+  CHECK_EQ(atomic_load(&usr1_taken), 0);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  CHECK(pthread_sigmask(SIG_SETMASK, &old_mask, NULL) == 0);
+  CHECK(sigaction(SIGUSR1, &old_sa, NULL) == 0);
+  test_rmrf(cfg.data_dir);
+}
+
 static void pay_and_cancel(void) {
   spike_config cfg;
   small_config(&cfg, "pay");
@@ -653,6 +689,16 @@ static void pay_and_cancel(void) {
   CHECK_EQ(settle(p, &op, spike_pay(p, &op, o1, 11, "pid", 3, count_cb)), SPIKE_EFORBIDDEN);
   CHECK_EQ(settle(p, &op, spike_pay(p, &op, o1, 10, "", 0, count_cb)), SPIKE_EINVAL);
   CHECK_EQ(settle(p, &op, spike_pay(p, &op, o1, 10, "p\n", 2, count_cb)), SPIKE_EINVAL);
+  /* a payment id is text every JSON answer can carry, as an event's name
+   * (outside QA: bytes that are not UTF-8 were stored, and spiked then
+   * served the order and its feed page as invalid JSON) */
+  static const char *const not_text[] = {"\xff\xfe", "ab\xc3", "\xc0\xaf", "\xed\xa0\x80",
+                                         "x\xc2\x85y"};
+  for (size_t i = 0; i < sizeof(not_text) / sizeof(not_text[0]); i++) {
+    CHECK_EQ(settle(p, &op, spike_pay(p, &op, o1, 10, not_text[i], strlen(not_text[i]), count_cb)),
+             SPIKE_EINVAL);
+    CHECK(op.detail != NULL && strcmp(op.detail, "payment_id") == 0);
+  }
   CHECK_EQ(settle(p, &op, spike_pay(p, &op, o1 + 999, 10, "pid", 3, count_cb)), SPIKE_ENOORDER);
   /* no order has id 0: refused at once, as spike.h says, no callback */
   CHECK_EQ(spike_pay(p, &op, 0, 10, "pid", 3, count_cb), SPIKE_ENOORDER);
@@ -1592,7 +1638,8 @@ TEST_LIST({"open_close_reopen", open_close_reopen, 0}, {"config_errors", config_
           {"idempotency_keys", idempotency_keys, 0},
           {"restart_keeps_everything", restart_keeps_everything, 0},
           {"recovery_refuses_small_tables", recovery_refuses_small_tables, 0},
-          {"pay_and_cancel", pay_and_cancel, 0}, {"restock_and_close", restock_and_close, 0},
+          {"pay_and_cancel", pay_and_cancel, 0},
+          {"writer_takes_no_signals", writer_takes_no_signals, 30}, {"restock_and_close", restock_and_close, 0},
           {"expiry_returns_stock", expiry_returns_stock, 0},
           {"overdue_expire_at_open", overdue_expire_at_open, 0},
           {"feed_records_every_change", feed_records_every_change, 0},

@@ -261,7 +261,10 @@ static void null_pointers(void) {
   CHECK_EQ(spike_backup_dir("x", "y", NULL), SPIKE_EMISUSE);
   /* and nothing was half-done: the engine still serves */
   CHECK_EQ(settle(p, &op, spike_reserve(p, &op, 7, 1, 1, NULL, 0, count_cb)), SPIKE_OK);
+  CHECK(spike_producer_fd(p) >= 0);
   CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  /* a closed producer has no descriptor to watch, as it has no other use */
+  CHECK_EQ(spike_producer_fd(p), -1);
   CHECK_EQ(spike_close(e), SPIKE_OK);
   test_rmrf(cfg.data_dir);
 }

@@ -1,0 +1,15 @@
+/*
+ * thread.c -- see thread.h.
+ */
+#include "thread.h"
+
+#include <signal.h>
+
+int thread_start(pthread_t *t, void *(*fn)(void *), void *arg) {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int rc = pthread_create(t, NULL, fn, arg);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return rc;
+}
