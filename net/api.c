@@ -1107,12 +1107,21 @@ static void admin_stats(loop_ctx *lc, req *r) {
   ok_end(r, 200);
 }
 
+static int probe_handler(int h) { return h == H_LIVE || h == H_READY || h == H_METRICS; }
+
+int api_probe(const req *r, uint8_t llmethod) {
+  if (llmethod != HTTP_GET && llmethod != HTTP_HEAD) return 0;
+  route_match m;
+  router_match(RM_GET, r->in.p, r->target_len, &m);
+  return probe_handler(m.h);
+}
+
 void api_handle(loop_ctx *lc, req *r) {
   set_trace(lc, r);
   router_match((router_method)r->method, r->in.p, r->target_len, &r->m);
   r->handler = (uint8_t)r->m.h;
   r->head = r->method == RM_HEAD;
-  int probe = r->m.h == H_LIVE || r->m.h == H_READY || r->m.h == H_METRICS;
+  int probe = probe_handler(r->m.h);
   if (!probe && r->c != NULL && !rl_allow(&lc->rl, r->c->peer, uv_now(&lc->loop))) {
     fail(r, SPIKE_ERATE, "slow down");
     return;

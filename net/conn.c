@@ -448,7 +448,14 @@ static void refuse_as(conn *c, handler h, int status, const char *detail) {
   api_error(lc, r, status, detail);
 }
 
-static void refuse(conn *c, int status, const char *detail) { refuse_as(c, H_BAD_REQUEST, status, detail); }
+/* A connection past --max-conns (c->refusal) is answered 503 whatever went
+ * wrong with its request: it was never to be served but for a probe. */
+static void refuse(conn *c, int status, const char *detail) {
+  if (c->refusal)
+    refuse_as(c, H_CONN_LIMIT, SPIKE_EBUSY, "connection limit");
+  else
+    refuse_as(c, H_BAD_REQUEST, status, detail);
+}
 
 /* ---- llhttp callbacks ------------------------------------------------- */
 
@@ -669,6 +676,8 @@ static void continue_100(conn *c) {
 static int on_headers_complete(llhttp_t *p) {
   conn *c = p->data;
   if (over_headers(c, 2)) return -1; /* the empty line */
+  /* past --max-conns: a probe is answered, and nothing else (refuse) */
+  if (c->refusal && !api_probe(c->cur, p->method)) return stop(c, SPIKE_EBUSY, "connection limit");
   /* llhttp refuses Content-Length beside Transfer-Encoding, twice, or as a
    * list, and a request's Transfer-Encoding that does not end in chunked;
    * not an empty one, nor one in HTTP/1.0 (whose framing RFC 9112 §6.1
@@ -720,7 +729,7 @@ static int on_message_complete(llhttp_t *p) {
   if (r->in.oom) return stop(c, SPIKE_EINTERNAL, "out of memory");
   c->cur = NULL;
   c->req_deadline_ms = 0; /* waiting on us now, not on the client */
-  r->keep_alive = (uint8_t)llhttp_should_keep_alive(p);
+  r->keep_alive = (uint8_t)(llhttp_should_keep_alive(p) && !c->refusal);
   r->http10 = p->http_major == 1 && p->http_minor == 0;
   uint8_t m = llhttp_get_method(p);
   r->method = m == HTTP_GET    ? RM_GET
@@ -1183,11 +1192,18 @@ static int accept_one(loop_ctx *lc) {
     uv_close((uv_handle_t *)&c->tcp, on_closed);
     return 0;
   }
-  if (open >= srv->lim.max_conns || lc->draining) {
-    /* Refused: a 503 saying so, then a lingering close, since the client
-     * has likely sent its request already. A refusal holds no place under
-     * the limit (it would keep the server full for its linger); it has a
-     * bound of its own, past which the connection is closed unanswered. */
+  int refused = open >= srv->lim.max_conns || lc->draining;
+  if (refused) {
+    /* Refused: its request head is read (within --header-timeout-ms), a
+     * probe of liveness, readiness or /metrics is answered as usual, and
+     * anything else gets a 503 saying so (refuse), then a lingering close,
+     * since the client has likely sent its body already. A full server is
+     * still alive and still scraped: a balancer's or kubelet's probe opens
+     * a connection of its own each time, and a liveness probe answered 503
+     * at the limit would restart the node mid-sale (outside QA). A refusal
+     * holds no place under the limit (it would keep the server full for its
+     * linger); it has a bound of its own, past which the connection is
+     * closed unanswered. */
     metrics_add(&lc->m.refused, 1);
     log_refusal(lc);
     /* relaxed: as above. */
@@ -1199,10 +1215,9 @@ static int accept_one(loop_ctx *lc) {
       uv_close((uv_handle_t *)&c->tcp, on_closed);
       return 0;
     }
-    refuse_as(c, H_CONN_LIMIT, SPIKE_EBUSY, "connection limit");
-    return 0;
+  } else {
+    metrics_add(&lc->m.accepted, 1);
   }
-  metrics_add(&lc->m.accepted, 1);
   uv_tcp_nodelay(&c->tcp, 1);
   if (srv->lim.rate_limit > 0 || srv->access != NULL) {
     struct sockaddr_storage peer;
@@ -1218,7 +1233,8 @@ static int accept_one(loop_ctx *lc) {
   }
   llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
   c->parser.data = c;
-  c->deadline_ms = uv_now(&lc->loop) + srv->lim.idle_timeout_ms;
+  c->deadline_ms =
+      uv_now(&lc->loop) + (refused ? srv->lim.header_timeout_ms : srv->lim.idle_timeout_ms);
   set_reading(c, 1);
   return 0;
 }

@@ -260,6 +260,11 @@ void req_free(loop_ctx *lc, req *r);
 /* ---- api.c ---- */
 /* A complete request: answer it now (conn_respond) or park it on the engine. */
 void api_handle(loop_ctx *lc, req *r);
+/* Whether a request whose head has been read (its target and llhttp's
+ * method) asks for a probe: GET or HEAD of /healthz/live, /healthz/ready,
+ * their aliases, or /metrics. A connection past --max-conns is still
+ * answered those. */
+int api_probe(const req *r, uint8_t llmethod);
 /* Write an error envelope for a request the transport refuses (bad syntax,
  * too large). */
 void api_error(loop_ctx *lc, req *r, int status, const char *detail);

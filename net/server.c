@@ -499,22 +499,28 @@ int server_check(const server_config *cfg, int starting) {
 
 /* Descriptors for every connection --max-conns allows, the refusals being
  * answered, and some to spare (the store, the logs, the loops): raise the
- * soft limit as far as the hard one lets, and say so when that is not
- * enough, since past it connections are dropped at accept with nothing to
- * tell the client. */
-static void raise_nofile(const server_config *cfg) {
+ * soft limit as far as the hard one lets. When that is not enough, lower
+ * the connection limit for this run to what fits, and say so: past the
+ * descriptors libuv drops a connection at accept, with nothing told to the
+ * client and nothing counted, where past --max-conns it gets its 503 and
+ * counts in spike_connections_refused_total (outside QA: at ulimit -n 300
+ * and --max-conns 1000, 723 of 1000 clients got nothing, unlogged). */
+static void raise_nofile(const server_config *cfg, http_limits *lim) {
   struct rlimit rl;
-  uint64_t want = (uint64_t)cfg->lim.max_conns + (uint64_t)cfg->threads * cfg->lim.max_refusals + 64;
+  uint64_t spare = (uint64_t)cfg->threads * lim->max_refusals + 64;
+  uint64_t want = (uint64_t)lim->max_conns + spare;
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
     return;
   rlim_t old = rl.rlim_cur;
   rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? (rlim_t)want : rl.rlim_max;
   if (rl.rlim_cur > old) setrlimit(RLIMIT_NOFILE, &rl);
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want)
-    log_line(LOG_WARN, "server", NULL, NULL,
-             "open files limited to %llu, under the %llu that --max-conns %u needs: raise "
-             "ulimit -n (LimitNOFILE) or lower --max-conns",
-             (unsigned long long)rl.rlim_cur, (unsigned long long)want, cfg->lim.max_conns);
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want) return;
+  uint32_t fit = rl.rlim_cur > spare ? (uint32_t)(rl.rlim_cur - spare) : 1;
+  log_line(LOG_WARN, "server", NULL, NULL,
+           "open files limited to %llu, under the %llu that --max-conns %u needs: connections "
+           "limited to %u for this run; raise ulimit -n (LimitNOFILE) or lower --max-conns",
+           (unsigned long long)rl.rlim_cur, (unsigned long long)want, lim->max_conns, fit);
+  lim->max_conns = fit;
 }
 
 /*
@@ -623,7 +629,7 @@ int server_run(const server_config *cfg) {
     }
   }
 
-  raise_nofile(cfg);
+  raise_nofile(cfg, &srv.lim);
 
   /* The address first: a second spiked on a taken address fails at once,
    * before it opens (or creates) a store. */

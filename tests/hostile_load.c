@@ -142,8 +142,11 @@ static void run_flood(int64_t end_ms) {
   while (test_now_ms() < end_ms) {
     int64_t t0 = test_now_ms();
     hx_flood f;
-    hx_flood_run(&f, opt.port, opt.flood, "GET /healthz/live HTTP/1.1\r\nHost: t\r\n\r\n", 30000,
-                 0);
+    /* the event, not a probe: past the limit a probe is answered */
+    char get[96];
+    snprintf(get, sizeof(get), "GET /api/v1/events/%llu HTTP/1.1\r\nHost: t\r\n\r\n",
+             (unsigned long long)opt.event);
+    hx_flood_run(&f, opt.port, opt.flood, get, 30000, 0);
     floods++;
     sum.served += f.served;
     sum.refused_503 += f.refused_503;

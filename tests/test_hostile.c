@@ -546,7 +546,8 @@ static void flood_10000_past_max_conns(void) {
   long rss0 = hx_rss_kib(s.pid);
   hx_flood f;
   int64_t t0 = test_now_ms();
-  hx_flood_run(&f, s.port, N, "GET /healthz/live HTTP/1.1\r\nHost: t\r\n\r\n", 60000, s.pid);
+  /* not a probe: a probe past the limit is answered */
+  hx_flood_run(&f, s.port, N, "GET /api/v1/events/1 HTTP/1.1\r\nHost: t\r\n\r\n", 60000, s.pid);
   printf("  %d connections in %lld ms: %d served, %d answered 503 then EOF, %d closed unanswered"
          " (%d EOF, %d reset); bad: %d 503+reset, %d partial, %d other, %d hung\n",
          N, (long long)f.took_ms, f.served, f.refused_503, f.closed_fin + f.closed_rst,
