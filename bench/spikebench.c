@@ -721,9 +721,20 @@ static void on_row(const ld_row *row, void *arg) {
   fflush(stdout);
 }
 
+static int64_t verify_before_ms; /* monotonic: when the event was read before the run */
+static int64_t expired_before;   /* spiked's expiries then, or -1 */
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* --verify: the event before the run, or exit 1. */
 static void verify_before(const vf_target *tg, vf_event *before) {
   char err[512];
+  verify_before_ms = mono_ms();
+  expired_before = vf_read_expired(tg);
   if (vf_read_event(tg, before, err, sizeof(err)) != 0) {
     fprintf(stderr, "spikebench: --verify: cannot read the event before the run: %s\n", err);
     exit(1);
@@ -742,7 +753,18 @@ static void verify_after(const vf_target *tg, const ld_result *res, const vf_eve
   vf_input in = {t->created,      t->unknown_buy,  t->paid,
                  t->unknown_pay,  t->wrong_user,   t->soldout_seen,
                  t->wins_dropped, SC.id == SC_MIXED, res->win_user,
-                 res->win_order,  res->nwins};
+                 res->win_order,  res->nwins,      0};
+  /* Reservations that expired during the run gave their units back: how
+   * many, from spiked's counter. Without it, none could have where none
+   * was held before and the run was shorter than the event's pay timeout. */
+  int64_t expired_after = expired_before < 0 ? -1 : vf_read_expired(tg);
+  if (expired_after >= expired_before && expired_before >= 0)
+    in.expired = expired_after - expired_before;
+  else
+    in.expired = before->reserved > 0 ||
+                         mono_ms() - verify_before_ms >= (int64_t)after.pay_timeout_s * 1000
+                     ? -1
+                     : 0;
   vf_checks(&in, before, &after, rep);
   vf_sample(tg, &in, before, O.verify_users, rep);
 }

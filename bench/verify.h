@@ -33,6 +33,7 @@
 typedef struct vf_event {
   uint64_t stock_total, available, reserved, sold, per_user_limit;
   char state[24];
+  uint64_t pay_timeout_s;
 } vf_event;
 
 /* Where and as whom to ask. */
@@ -48,6 +49,11 @@ typedef struct vf_input {
   int check_paid;                 /* mixed: sold must have grown by the paid answers */
   uint64_t *win_user, *win_order; /* each won buy: who and which order */
   size_t nwins;
+  /* reservations of any event that expired between the two reads of the
+   * event (spike_orders_expired_total's growth), or -1 when not known (no
+   * /metrics to read): some of the run's may have expired, and given their
+   * units back */
+  int64_t expired;
 } vf_input;
 
 typedef struct vf_check {
@@ -64,6 +70,10 @@ typedef struct vf_report {
 
 /* Read the event. 0, or -1 with err. */
 int vf_read_event(const vf_target *t, vf_event *e, char *err, size_t errcap);
+/* spiked's count of reservations expired so far, all events
+ * (spike_orders_expired_total on /metrics beside the API); -1 when it
+ * cannot be read. */
+int64_t vf_read_expired(const vf_target *t);
 
 /*
  * Read user's live orders (reserved or paid) in the event: how many, the
