@@ -397,8 +397,8 @@ static void process_metrics(jbuf *b) {
 
 /* spike_ready, and which check holds it at 0. */
 static void ready_metrics(jbuf *b, const metrics_view *v) {
-  static const char *const reasons[] = {"draining",     "storage_failed", "map_full",
-                                        "disk_full",    "commit_queue",   "reservations"};
+  static const char *const reasons[] = {"draining", "storage_failed", "map_full", "disk_full",
+                                        "commit_queue"};
   enum { N_REASONS = sizeof(reasons) / sizeof(reasons[0]) };
   int now = -1;
   const char *why = v->ready_why != NULL ? v->ready_why : "";
@@ -408,8 +408,8 @@ static void ready_metrics(jbuf *b, const metrics_view *v) {
     now = strncmp(why, "map full", 8) == 0                 ? 2
           : strncmp(why, "disk full: free space", 21) == 0 ? 3
                                                            : 1;
-  else if (v->ready_status != SPIKE_OK)
-    now = strstr(why, "commit queue") != NULL ? 4 : 5;
+  else if (v->ready_status != SPIKE_OK && v->ready_status != SPIKE_EFULL) /* as api.c's ready */
+    now = 4;
   family(b, "spike_ready", "gauge", "1 when /healthz/ready answers 200.");
   line(b, "spike_ready %d\n", now < 0 ? 1 : 0);
   family(b, "spike_not_ready", "gauge",

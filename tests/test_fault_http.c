@@ -78,8 +78,8 @@ static void ready_soon(int port) {
 
 /* /metrics names reason as the one spike_not_ready is 1 for. */
 static void not_ready_for(int port, const char *reason) {
-  static const char *const all[] = {"draining",  "storage_failed", "map_full",
-                                     "disk_full", "commit_queue",   "reservations"};
+  static const char *const all[] = {"draining", "storage_failed", "map_full", "disk_full",
+                                     "commit_queue"};
   CHECK_EQ(hc_do(port, "GET", "/metrics", NULL, NULL, &R), 200);
   for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
     char want[96];
