@@ -359,7 +359,9 @@ static int from_file(const char *path) {
       rc = -1;
       break;
     }
-    char *p = trim(buf);
+    /* a UTF-8 byte-order mark, as some editors begin a file: not part of
+     * the first name (it was "unknown name" with the mark unseen in it) */
+    char *p = trim(lineno == 1 && strncmp(buf, "\xef\xbb\xbf", 3) == 0 ? buf + 3 : buf);
     if (*p == '\0' || *p == '#') continue;
     char *eq = strchr(p, '=');
     if (eq == NULL) {

@@ -464,6 +464,35 @@ int server_check(const server_config *cfg, int starting) {
       return 2;
     }
   }
+  /* The data directory, when it is there: a file, or a directory (or a
+   * store's files) this user cannot write, is a start that exits 1, and a
+   * service manager's restart loop; one not made yet is made at start. */
+  if (!starting && cfg->engine.data_dir != NULL && cfg->engine.data_dir[0] != '\0') {
+    const char *d = cfg->engine.data_dir;
+    char dm[PATH_MAX];
+    struct stat ds;
+    snprintf(dm, sizeof(dm), "%s/data.mdb", d);
+    /* a store there needs its files writable (below); an empty directory,
+     * a new store made in it */
+    int bad = stat(d, &ds) != 0     ? 0
+              : !S_ISDIR(ds.st_mode) ? ENOTDIR
+              : access(dm, F_OK) == 0 ? 0
+                                      : dir_writable(d);
+    static const char *const names[] = {"data.mdb", "lock.mdb", "spike.lock"};
+    for (size_t i = 0; bad == 0 && i < sizeof(names) / sizeof(names[0]); i++) {
+      char f[PATH_MAX];
+      snprintf(f, sizeof(f), "%s/%s", d, names[i]);
+      if (access(f, F_OK) == 0 && access(f, R_OK | W_OK) != 0) {
+        fprintf(stderr, "spiked: --data: bad value \"%s\": %s: %s (see --help)\n", d, names[i],
+                strerror(errno));
+        return 2;
+      }
+    }
+    if (bad != 0) {
+      fprintf(stderr, "spiked: --data: bad value \"%s\": %s (see --help)\n", d, strerror(bad));
+      return 2;
+    }
+  }
   if (cfg->auth == AUTH_JWT && (cfg->jwt_secret == NULL || cfg->jwt_secret[0] == '\0')) {
     fprintf(stderr, "spiked: --jwt-secret: missing: %s--auth jwt needs it (see --help)\n",
             from(cfg->auth_from));

@@ -266,7 +266,17 @@ int store_backup_dir(const char *data_dir, const char *dest, store_backup_info *
     what = "opening it read-only";
     /* RDONLY: never a write to the store; a running spiked's commits go on
      * beside this reader (its slot is in lock.mdb). */
+    char lock[PATH_MAX + 16], data[PATH_MAX + 16];
+    struct stat lb, db;
+    snprintf(lock, sizeof(lock), "%s/lock.mdb", data_dir);
+    snprintf(data, sizeof(data), "%s/data.mdb", data_dir);
+    int made_lock = stat(lock, &lb) != 0 && errno == ENOENT;
     rc = mdb_env_open(env, data_dir, MDB_RDONLY | MDB_NOTLS | MDB_NORDAHEAD, 0644);
+    /* A lock.mdb this open made (root's cron, on a store not yet started
+     * since its restore) belongs to the store's owner, or the spiked that
+     * runs as that user cannot open its own store afterwards. */
+    if (rc == 0 && made_lock && stat(data, &db) == 0 && geteuid() != db.st_uid)
+      (void)!chown(lock, db.st_uid, db.st_gid); /* refused unless root: then it is ours */
   }
   if (rc != 0) {
     snprintf(err, errlen, "%s: %s: %s", data_dir, what,

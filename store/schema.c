@@ -531,7 +531,28 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
   /* NOTLS: read transactions belong to producers, not to OS threads, so an
    * embedding host may move a producer between threads between calls. */
   what = "mdb_env_open";
-  if ((rc = mdb_env_open(s->env, dir, MDB_NOTLS | MDB_NORDAHEAD, 0644)) != 0) goto fail;
+  if ((rc = mdb_env_open(s->env, dir, MDB_NOTLS | MDB_NORDAHEAD, 0644)) != 0) {
+    /* LMDB says only "Permission denied": name the file and its owner (a
+     * store copied in, or a lock.mdb made, by root beside a service that
+     * runs as another user, as its unit's DynamicUser does). */
+    if (rc == EACCES || rc == EPERM) {
+      static const char *const files[] = {"data.mdb", "lock.mdb"};
+      for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char f[PATH_MAX + 16];
+        struct stat fb;
+        snprintf(f, sizeof(f), "%s/%s", dir, files[i]);
+        if (stat(f, &fb) == 0 && access(f, R_OK | W_OK) != 0) {
+          snprintf(err, errlen,
+                   "%s: %s is owned by uid %u (mode %03o) and this process (uid %u) cannot "
+                   "write it: give the store's files to the user spiked runs as",
+                   dir, files[i], (unsigned)fb.st_uid, (unsigned)(fb.st_mode & 0777),
+                   (unsigned)geteuid());
+          break;
+        }
+      }
+    }
+    goto fail;
+  }
   what = "opening data.mdb";
   if ((s->probe_fd = open(data, O_RDONLY | O_CLOEXEC)) < 0) {
     rc = errno;
