@@ -330,6 +330,14 @@ static void feed_metrics(jbuf *b, const spike_feed_info *f) {
   line(b, "spike_store_info{store_id=\"%016llx\"} 1\n", (unsigned long long)f->store_id);
 }
 
+/* An event that ended or was closed with no reservation left can no longer
+ * change (but for a restock): its series end, so a store of many past
+ * sales does not scrape one series per event per counter forever (outside
+ * QA: 20,000 ended events, 80,008 series, 2.9 MB a scrape). */
+static int finished(const spike_event *ev) {
+  return (ev->state == SPIKE_EVENT_ENDED || ev->state == SPIKE_EVENT_CLOSED) && ev->reserved == 0;
+}
+
 static void event_metrics(jbuf *b, const spike_event *ev, uint32_t n) {
   static const char *const names[] = {"spike_event_available", "spike_event_reserved",
                                       "spike_event_sold", "spike_event_stock"};
@@ -338,6 +346,7 @@ static void event_metrics(jbuf *b, const spike_event *ev, uint32_t n) {
   for (int f = 0; f < 4; f++) {
     family(b, names[f], "gauge", helps[f]);
     for (uint32_t i = 0; i < n; i++) {
+      if (finished(&ev[i])) continue;
       uint64_t v = f == 0   ? ev[i].available
                    : f == 1 ? ev[i].reserved
                    : f == 2 ? ev[i].sold

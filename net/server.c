@@ -33,6 +33,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,7 @@
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -615,6 +617,26 @@ static void open_watch_stop(open_watch *w) {
   close(w->stop);
 }
 
+/* Tell a service manager how the start goes (systemd's Type=notify): one
+ * datagram to $NOTIFY_SOCKET, a path or, after '@', an abstract name; the
+ * protocol itself, not libsystemd. Nothing when it is not set. READY=1 once
+ * spiked listens, so `systemctl start` and the units after it wait for the
+ * store's recovery (seconds on a large store), and STOPPING=1 at the drain. */
+static void notify_manager(const char *state) {
+  const char *path = getenv("NOTIFY_SOCKET");
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  size_t n = path != NULL ? strlen(path) : 0;
+  if (n < 2 || n >= sizeof(a.sun_path) || (path[0] != '/' && path[0] != '@')) return;
+  memcpy(a.sun_path, path, n);
+  if (path[0] == '@') a.sun_path[0] = '\0';
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+  if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&a, len) < 0)
+    log_line(LOG_WARN, "server", NULL, NULL, "NOTIFY_SOCKET %s: %s", path, strerror(errno));
+  close(fd);
+}
+
 int server_run(const server_config *cfg) {
   static server srv;
   int rc;
@@ -740,6 +762,7 @@ int server_run(const server_config *cfg) {
              srv.port, dir, srv.ecfg.ack == SPIKE_ACK_DURABLE ? "durable" : "memory", pace, cfg->threads,
              cfg->auth == AUTH_JWT ? "jwt" : "none");
     log_line(LOG_INFO, "server", NULL, fields, "spiked %s listening", spike_version());
+    notify_manager("READY=1");
     int sig = 0;
     /* "-" is stdout: nothing to reopen */
     int access_file = srv.access != NULL && strcmp(cfg->access_log, "-") != 0;
@@ -765,6 +788,7 @@ int server_run(const server_config *cfg) {
                  kept > 1 ? "s" : "");
     }
     log_line(LOG_INFO, "server", NULL, NULL, "%s: draining", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    notify_manager("STOPPING=1");
   }
 
   if (exit_code != 0) {

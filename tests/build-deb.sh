@@ -7,7 +7,8 @@
 # debian/tmp with PREFIX=/usr and the multiarch LIBDIR, make abi-check).
 # Then: libspike1 holds the soname, libspike-dev the headers, the archive
 # and the .pc files, and examples/epoll.c builds against the unpacked -dev
-# and runs. Needs debhelper and dpkg-dev (make deb-deps). One line per
+# and runs; spiked holds the server, its unit and its conffile, depends on
+# the libraries it links, and the unpacked one runs and checks its config. Needs debhelper and dpkg-dev (make deb-deps). One line per
 # case, then "N passed, M failed". OUT defaults to a scratch directory,
 # removed at the end; `make deb` keeps build/deb.
 set -u
@@ -39,7 +40,8 @@ build() {
   done
   (cd "$src" && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL dpkg-buildpackage -us -uc -b) \
     >"$out/build.log" 2>&1 || { tail -n 40 "$out/build.log"; return 1; }
-  ls "$out"/libspike1_"$version"_*.deb "$out"/libspike-dev_"$version"_*.deb
+  ls "$out"/libspike1_"$version"_*.deb "$out"/libspike-dev_"$version"_*.deb \
+    "$out"/spiked_"$version"_*.deb
 }
 
 # The flags a packager sets reach every compile and link.
@@ -61,6 +63,32 @@ contents() {
   dpkg-deb -f "$out"/libspike1_"$version"_*.deb Depends | grep -q liblmdb
 }
 
+# The server's package: the binary, the unit where Debian keeps them, the
+# config as a conffile; the libraries it links among its dependencies.
+server_contents() {
+  deb=$(ls "$out"/spiked_"$version"_*.deb) || return 1
+  dpkg-deb -c "$deb" >"$out/spiked.txt" || return 1
+  for f in usr/bin/spiked lib/systemd/system/spiked.service etc/spike/spiked.conf; do
+    grep -q "\./$f\$" "$out/spiked.txt" || { echo "spiked lacks $f"; cat "$out/spiked.txt"; return 1; }
+  done
+  dpkg-deb -I "$deb" conffiles | grep -qx /etc/spike/spiked.conf || { echo "no conffile"; return 1; }
+  for d in libuv1 libjwt liblmdb; do
+    dpkg-deb -f "$deb" Depends | grep -q "$d" || { echo "spiked does not depend on $d"; return 1; }
+  done
+  rm -rf "$out/root-spiked" && dpkg-deb -x "$deb" "$out/root-spiked" || return 1
+  unit=$out/root-spiked/lib/systemd/system/spiked.service
+  grep -q '^ExecStart=/usr/bin/spiked --config /etc/spike/spiked.conf' "$unit" &&
+    grep -q '^Type=notify' "$unit"
+}
+
+# The unpacked server answers and takes its own configuration.
+server_runs() {
+  bin=$out/root-spiked/usr/bin/spiked
+  "$bin" --version | grep -q "$version" &&
+    "$bin" --config "$out/root-spiked/etc/spike/spiked.conf" --data "$out/srvdata" \
+      --check-config 2>&1 | grep -q 'configuration ok'
+}
+
 # A gateway's build against the unpacked packages.
 use_dev() {
   root=$out/root
@@ -79,6 +107,8 @@ check "dpkg-buildpackage -us -uc -b" build
 check "dpkg-buildflags' CFLAGS and LDFLAGS used, -Werror, no warning" flags_used
 check "libspike1: the soname; libspike-dev: headers, .a, .pc" contents
 check "examples/epoll built against the unpacked packages, run" use_dev
+check "spiked: the server, its unit and conffile; Depends: libuv1, libjwt, liblmdb" server_contents
+check "spiked from the package: --version, --check-config of its own config" server_runs
 [ -n "$keep" ] && ls "$out"/*.deb
 
 summary
