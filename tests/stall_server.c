@@ -18,6 +18,9 @@
  * idle timeout, as nginx's keepalive_timeout). --delay-ms N answers each
  * request N ms after it is read, or after the answer before it is written
  * (a server slower than its load: one answer per connection every N ms).
+ * --refuse-past N answers a connection past N open ones 503 (Retry-After:
+ * 1, Connection: close) at once, before it has sent anything, and closes
+ * it, as servers at a connection limit do (spiked did until 2026-11-29).
  * --port 0 (the default) takes a free port; the first line on stdout is
  * "listening 127.0.0.1:PORT". Requests are framed by their headers and
  * Content-Length only (spikebench's are small and never chunked); anything
@@ -45,8 +48,10 @@ static const char RESPONSE[] =
 _Static_assert(sizeof(BODY) - 1 == 57, "Content-Length matches the body");
 static const char RESPONSE_CLOSE[] = "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
                                      "Content-Length: 57\r\nConnection: close\r\n\r\n" BODY;
+static const char REFUSAL[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                              "Content-Length: 2\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{}";
 static int close_each;
-static uint64_t idle_close_ms, delay_ms;
+static uint64_t idle_close_ms, delay_ms, refuse_past;
 
 typedef struct sconn {
   uv_tcp_t tcp;
@@ -104,6 +109,11 @@ static void on_hold(uv_timer_t *t) {
 }
 
 static void on_idle(uv_timer_t *t) { sclose(t->data); }
+
+static void on_refused(uv_write_t *w, int status) {
+  (void)status;
+  sclose(w->data);
+}
 
 static void on_written(uv_write_t *w, int status) {
   sconn *c = w->data;
@@ -227,6 +237,12 @@ static void on_conn(uv_stream_t *l, int status) {
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
+  if (refuse_past > 0 && nconns > refuse_past) {
+    uv_buf_t b = uv_buf_init((char *)REFUSAL, sizeof(REFUSAL) - 1);
+    c->writing = 1;
+    if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &b, 1, on_refused) != 0) sclose(c);
+    return;
+  }
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
@@ -257,13 +273,15 @@ int main(int argc, char **argv) {
       rc = flag_u64("--idle-close-ms", v, 3600000, &idle_close_ms);
     else if (strcmp(argv[i], "--delay-ms") == 0)
       rc = flag_u64("--delay-ms", v, 3600000, &delay_ms);
+    else if (strcmp(argv[i], "--refuse-past") == 0)
+      rc = flag_u64("--refuse-past", v, MAX_CONNS, &refuse_past);
     else if (strcmp(argv[i], "--close") == 0) {
       close_each = 1;
       continue;
     } else {
       fprintf(stderr,
               "usage: stall_server [--port N] [--freeze-ms MS] [--period-ms MS] [--close] "
-              "[--idle-close-ms MS] [--delay-ms MS]\n");
+              "[--idle-close-ms MS] [--delay-ms MS] [--refuse-past N]\n");
       return 2;
     }
     if (rc != 0) return 2;

@@ -359,6 +359,30 @@ static void closes_goes_away_warmup(void) {
   test_rmrf(workdir);
 }
 
+/* A server that answers a connection past its limit 503 before any
+ * request was sent, and closes it: a refused connect, backed off from, not
+ * a parse error (an answer nobody asked for) retried at once. spiked did
+ * this until 2026-11-29 (it now reads the request, to answer probes). */
+static void refused_before_the_request(void) {
+  setup("sb-refuse");
+  char url[64];
+  static const char *const four[] = {"--freeze-ms", "0", "--refuse-past", "4", NULL};
+  pid_t srv = stall_start_with(url, four);
+  const char *args[] = {"--url",      url, "--scenario", "get",  "--rate", "100", "--connections",
+                        "8",          "--duration", "1", "--quiet", "--json", tmp_path("ref.json"),
+                        "--slo",      "errors<=100%", NULL};
+  bench(args, tmp_path("ref.log"), 0);
+  load_file(tmp_path("ref.json"));
+  fprintf(stderr, "refused before the request: %lld refused, %lld parse errors, %lld answers\n",
+          jcount("errors.refused"), jcount("errors.parse"), jcount("requests"));
+  CHECK(jcount("errors.refused") >= 4);
+  CHECK(jcount("errors.refused") <= 4 * 12); /* backed off: 10, 20, 40 ... ms */
+  CHECK_EQ(jcount("errors.parse"), 0);
+  CHECK(jcount("requests") > 0); /* on the four connections it kept */
+  stall_stop(srv);
+  test_rmrf(workdir);
+}
+
 /* The schedule is the window's, kept past its end: users due in a freeze
  * that outlasts the window wait for it in the corrected latency (they were
  * left out); a server that takes connections and stops answering fails
@@ -1064,6 +1088,7 @@ static void usage_errors(void) {
 }
 
 TEST_LIST({"stall_open_vs_closed", stall_open_vs_closed, 30},
+          {"refused_before_the_request", refused_before_the_request, 30},
           {"interrupted_during_a_freeze", interrupted_during_a_freeze, 30},
           {"uneven_schedule_and_odd_label", uneven_schedule_and_odd_label, 30},
           {"closes_goes_away_warmup", closes_goes_away_warmup, 30},
