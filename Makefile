@@ -553,7 +553,7 @@ format:
 clean:
 	rm -rf build
 
--include $(shell find build -name '*.d' 2>/dev/null)
+-include $(shell find build -path build/deb -prune -o -name '*.d' -type f -print 2>/dev/null)
 
 # make print-LIBDIR: a variable's value, for scripts (tests/test_exports.sh).
 print-%:

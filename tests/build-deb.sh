@@ -68,10 +68,12 @@ contents() {
 server_contents() {
   deb=$(ls "$out"/spiked_"$version"_*.deb) || return 1
   dpkg-deb -c "$deb" >"$out/spiked.txt" || return 1
-  for f in usr/bin/spiked lib/systemd/system/spiked.service etc/spike/spiked.conf; do
+  for f in usr/bin/spiked lib/systemd/system/spiked.service etc/spike/spiked.conf \
+    etc/logrotate.d/spiked usr/share/doc/spiked/operations.md.gz; do
     grep -q "\./$f\$" "$out/spiked.txt" || { echo "spiked lacks $f"; cat "$out/spiked.txt"; return 1; }
   done
   dpkg-deb -I "$deb" conffiles | grep -qx /etc/spike/spiked.conf || { echo "no conffile"; return 1; }
+  dpkg-deb -I "$deb" postrm | grep -q 'rm -rf /var/log/spike' || { echo "purge keeps the logs"; return 1; }
   for d in libuv1 libjwt liblmdb; do
     dpkg-deb -f "$deb" Depends | grep -q "$d" || { echo "spiked does not depend on $d"; return 1; }
   done
@@ -101,7 +103,20 @@ use_dev() {
     "$out/ex/epoll" "$out/data" 1000
 }
 
+# Every library spiked and libspike build against (Makefile's DEB_RUN, the
+# compiler and curl aside) is a Build-Depends: make deps installs them on
+# this machine, so a missing one only fails in a clean chroot.
+build_depends() {
+  want=$(env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s --no-print-directory print-DEB_RUN)
+  have=$(sed -n '/^Build-Depends:/,/^[A-Z]/p' packaging/debian/control)
+  for p in $want; do
+    case $p in gcc|libc6-dev|curl) continue ;; esac
+    echo "$have" | grep -q "[ ,]$p\([ ,(]\|\$\)" || { echo "Build-Depends lacks $p"; return 1; }
+  done
+}
+
 ma=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
+check "Build-Depends: every library the build needs" build_depends
 check "copy of the tree with packaging/debian as debian/" copy_tree
 check "dpkg-buildpackage -us -uc -b" build
 check "dpkg-buildflags' CFLAGS and LDFLAGS used, -Werror, no warning" flags_used
