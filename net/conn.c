@@ -218,6 +218,17 @@ static void mark_dirty(conn *c) {
   c->lc->dirty = c;
 }
 
+/* A connection past --max-conns that was not answered as a probe: counted
+ * once, in spike_connections_refused_total and in the log's count (at its
+ * 503, or as it closes unanswered). */
+static void count_refusal(conn *c) {
+  if (c->refusal_told) return;
+  c->refusal_told = 1;
+  metrics_add(&c->lc->m.refused, 1);
+  c->lc->refusals_unlogged++;
+  conn_log_refusals(c->lc, 0);
+}
+
 static void on_closed(uv_handle_t *h) {
   conn *c = h->data;
   loop_ctx *lc = c->lc;
@@ -230,6 +241,7 @@ static void on_closed(uv_handle_t *h) {
   if (c->refusal) {
     assert(lc->nrefusals > 0);
     lc->nrefusals--;
+    count_refusal(c); /* one that sent nothing, or closed, before its answer */
   } else {
     /* relaxed: a count for the connection limit. */
     atomic_fetch_sub_explicit(&lc->srv->conns, 1, memory_order_relaxed);
@@ -451,10 +463,12 @@ static void refuse_as(conn *c, handler h, int status, const char *detail) {
 /* A connection past --max-conns (c->refusal) is answered 503 whatever went
  * wrong with its request: it was never to be served but for a probe. */
 static void refuse(conn *c, int status, const char *detail) {
-  if (c->refusal)
+  if (c->refusal) {
+    count_refusal(c);
     refuse_as(c, H_CONN_LIMIT, SPIKE_EBUSY, "connection limit");
-  else
+  } else {
     refuse_as(c, H_BAD_REQUEST, status, detail);
+  }
 }
 
 /* ---- llhttp callbacks ------------------------------------------------- */
@@ -677,7 +691,10 @@ static int on_headers_complete(llhttp_t *p) {
   conn *c = p->data;
   if (over_headers(c, 2)) return -1; /* the empty line */
   /* past --max-conns: a probe is answered, and nothing else (refuse) */
-  if (c->refusal && !api_probe(c->cur, p->method)) return stop(c, SPIKE_EBUSY, "connection limit");
+  if (c->refusal) {
+    if (!api_probe(c->cur, p->method)) return stop(c, SPIKE_EBUSY, "connection limit");
+    c->refusal_told = 1; /* answered: not a refusal in the count or the log */
+  }
   /* llhttp refuses Content-Length beside Transfer-Encoding, twice, or as a
    * list, and a request's Transfer-Encoding that does not end in chunked;
    * not an empty one, nor one in HTTP/1.0 (whose framing RFC 9112 §6.1
@@ -770,6 +787,7 @@ void conn_init_settings(void) {
  * does not start with a space or tab. NULL, or why the bytes are refused. */
 static const char *scan_framing(conn *c, const char *p, const char *end) {
   uint8_t st = c->scan;
+  uint32_t line = c->scan_line, max = c->lc->srv->lim.max_header_bytes;
   assert(p <= end);
   for (; p < end; p++) {
     char ch = *p;
@@ -779,6 +797,11 @@ static const char *scan_framing(conn *c, const char *p, const char *end) {
     } else if (st == SCAN_CR) {
       if (ch != '\n') return "CR without LF";
       st = SCAN_LINE_START;
+      line = 0;
+    } else if (++line > max) {
+      /* the head's lines are bounded as a whole (over_headers); a chunk's
+       * size line, extensions and all, had no bound but the timeout */
+      return "a line longer than --max-header-bytes (a chunk extension?)";
     } else if (ch == '\n') {
       return "LF without CR";
     } else if (ch == '\r') {
@@ -790,6 +813,7 @@ static const char *scan_framing(conn *c, const char *p, const char *end) {
     }
   }
   c->scan = st;
+  c->scan_line = line;
   return NULL;
 }
 
@@ -1166,11 +1190,6 @@ void conn_log_refusals(loop_ctx *lc, int force) {
   lc->refusals_unlogged = 0;
 }
 
-static void log_refusal(loop_ctx *lc) {
-  lc->refusals_unlogged++;
-  conn_log_refusals(lc, 0);
-}
-
 /* Take the connection libuv has accepted; 0, or -1 when it stays pending
  * (no memory: tried again next turn). */
 static int accept_one(loop_ctx *lc) {
@@ -1204,14 +1223,12 @@ static int accept_one(loop_ctx *lc) {
      * holds no place under the limit (it would keep the server full for its
      * linger); it has a bound of its own, past which the connection is
      * closed unanswered. */
-    metrics_add(&lc->m.refused, 1);
-    log_refusal(lc);
     /* relaxed: as above. */
     atomic_fetch_sub_explicit(&srv->conns, 1, memory_order_relaxed);
     c->refusal = 1;
     lc->nrefusals++;
     if (lc->draining || lc->nrefusals > srv->lim.max_refusals) {
-      c->closing = 1;
+      c->closing = 1; /* counted as it closes (on_closed) */
       uv_close((uv_handle_t *)&c->tcp, on_closed);
       return 0;
     }
@@ -1233,8 +1250,15 @@ static int accept_one(loop_ctx *lc) {
   }
   llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
   c->parser.data = c;
-  c->deadline_ms =
-      uv_now(&lc->loop) + (refused ? srv->lim.header_timeout_ms : srv->lim.idle_timeout_ms);
+  /* A refusal waits for its first byte no longer than a lingering close
+   * waits for a quiet client (silent ones held a refusal's place for the
+   * header timeout, and a flood of them left none for the probes: outside
+   * QA); its head, once begun, has --header-timeout-ms. */
+  uint32_t first_ms = srv->lim.idle_timeout_ms;
+  if (refused)
+    first_ms = srv->lim.linger_idle_ms < srv->lim.header_timeout_ms ? srv->lim.linger_idle_ms
+                                                                   : srv->lim.header_timeout_ms;
+  c->deadline_ms = uv_now(&lc->loop) + first_ms;
   set_reading(c, 1);
   return 0;
 }

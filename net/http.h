@@ -131,6 +131,7 @@ struct conn {
   uint8_t saw_te;   /* the head has a Transfer-Encoding field */
   uint8_t nhost;    /* Host fields in the head (2 means two or more) */
   uint8_t scan;     /* framing check: what the last framing byte checked was */
+  uint32_t scan_line; /* framing check: bytes of the line being checked so far */
   uint32_t hval_off;
   const char *scan_at; /* framing check: unchecked input from here (during feed only) */
   req *complete;       /* parsed whole; feed() checks its framing, then dispatches it */
@@ -149,6 +150,7 @@ struct conn {
   uint8_t lingering; /* answered; write side shut down; discarding input */
   uint8_t shut;      /* lingering, and the shutdown is done: the FIN is queued */
   uint8_t refusal;   /* over the limit: in lc->nrefusals, not in srv->conns */
+  uint8_t refusal_told; /* a refusal counted (metric and log), or a probe answered: not one */
   uv_shutdown_t sd;
   uint32_t writing_reqs; /* requests whose bytes a uv_write holds */
   uv_write_t wr;

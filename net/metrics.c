@@ -233,7 +233,8 @@ static void http_metrics(jbuf *b, metrics *const *sh, uint32_t n, int access_log
   family(b, "spike_connections_accepted_total", "counter", "Connections accepted.");
   line(b, "spike_connections_accepted_total %llu\n", (unsigned long long)acc);
   family(b, "spike_connections_refused_total", "counter",
-         "Connections past the connection limit: a 503, closed unanswered, or a probe answered.");
+         "Connections refused for the connection limit: a 503, or closed unanswered (a probe "
+         "answered past it is not one).");
   line(b, "spike_connections_refused_total %llu\n", (unsigned long long)ref);
   family(b, "spike_connection_timeouts_total", "counter",
          "Connections cut for a header, body or idle timeout.");

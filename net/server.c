@@ -336,7 +336,8 @@ static int loop_init(server *srv, loop_ctx *lc, uint32_t idx, const struct socka
    * half with the counter by XOR only, so salts that differed there alone
    * (getpid() << 32, two spiked started in the same second) gave the same
    * traceIds, shifted (outside QA: 192 of 200 shared). */
-  if (getrandom(&lc->trace_salt, sizeof(lc->trace_salt), 0) != (ssize_t)sizeof(lc->trace_salt))
+  if (getrandom(&lc->trace_salt, sizeof(lc->trace_salt), GRND_NONBLOCK) !=
+      (ssize_t)sizeof(lc->trace_salt)) /* never waits at boot for the pool */
     lc->trace_salt = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull ^ uv_hrtime() ^
                      ((uint64_t)getpid() << 17);
   lc->trace_salt ^= idx;
@@ -438,6 +439,48 @@ static int create_demo(server *srv) {
 
 static const char *from(const char *where) { return where != NULL ? where : ""; }
 
+/* Whether a start could use dir as its data directory: 0, or the errno
+ * that says why not, and in *file the store file that is at fault. A store
+ * there needs its files readable and writable, and the directory writable
+ * when lock.mdb or spike.lock are not there yet (a restore copies data.mdb
+ * alone: the start makes them); an empty directory must take a new store;
+ * one not there yet is made at start (mkdir -p), so the nearest directory
+ * above it that is there must take it. */
+static int data_dir_unusable(const char *dir, const char **file) {
+  static const char *const names[] = {"data.mdb", "lock.mdb", "spike.lock"};
+  struct stat st;
+  if (stat(dir, &st) != 0) {
+    if (errno != ENOENT) return errno;
+    char up[PATH_MAX];
+    snprintf(up, sizeof(up), "%s", dir);
+    for (;;) {
+      char *slash = strrchr(up, '/');
+      if (slash == NULL) {
+        snprintf(up, sizeof(up), ".");
+      } else if (slash == up) {
+        slash[1] = '\0';
+      } else {
+        *slash = '\0';
+      }
+      if (stat(up, &st) == 0) return S_ISDIR(st.st_mode) ? dir_writable(up) : ENOTDIR;
+      if (errno != ENOENT || slash == NULL || slash == up) return errno;
+    }
+  }
+  if (!S_ISDIR(st.st_mode)) return ENOTDIR;
+  int missing = 0;
+  for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+    char f[PATH_MAX];
+    snprintf(f, sizeof(f), "%s/%s", dir, names[i]);
+    if (access(f, F_OK) != 0) {
+      missing = 1;
+    } else if (access(f, R_OK | W_OK) != 0) {
+      *file = names[i];
+      return errno;
+    }
+  }
+  return missing ? dir_writable(dir) : 0;
+}
+
 int server_check(const server_config *cfg, int starting) {
   char host[sizeof(((server *)0)->host)];
   int port;
@@ -466,32 +509,16 @@ int server_check(const server_config *cfg, int starting) {
       return 2;
     }
   }
-  /* The data directory, when it is there: a file, or a directory (or a
-   * store's files) this user cannot write, is a start that exits 1, and a
-   * service manager's restart loop; one not made yet is made at start. */
+  /* The data directory: a file, a directory (or a store's files) this user
+   * cannot write, or one that cannot be made, is a start that exits 1, and
+   * a service manager's restart loop. */
   if (!starting && cfg->engine.data_dir != NULL && cfg->engine.data_dir[0] != '\0') {
     const char *d = cfg->engine.data_dir;
-    char dm[PATH_MAX];
-    struct stat ds;
-    snprintf(dm, sizeof(dm), "%s/data.mdb", d);
-    /* a store there needs its files writable (below); an empty directory,
-     * a new store made in it */
-    int bad = stat(d, &ds) != 0     ? 0
-              : !S_ISDIR(ds.st_mode) ? ENOTDIR
-              : access(dm, F_OK) == 0 ? 0
-                                      : dir_writable(d);
-    static const char *const names[] = {"data.mdb", "lock.mdb", "spike.lock"};
-    for (size_t i = 0; bad == 0 && i < sizeof(names) / sizeof(names[0]); i++) {
-      char f[PATH_MAX];
-      snprintf(f, sizeof(f), "%s/%s", d, names[i]);
-      if (access(f, F_OK) == 0 && access(f, R_OK | W_OK) != 0) {
-        fprintf(stderr, "spiked: --data: bad value \"%s\": %s: %s (see --help)\n", d, names[i],
-                strerror(errno));
-        return 2;
-      }
-    }
+    const char *file = NULL;
+    int bad = data_dir_unusable(d, &file);
     if (bad != 0) {
-      fprintf(stderr, "spiked: --data: bad value \"%s\": %s (see --help)\n", d, strerror(bad));
+      fprintf(stderr, "spiked: --data: bad value \"%s\": %s%s%s (see --help)\n", d,
+              file != NULL ? file : "", file != NULL ? ": " : "", strerror(bad));
       return 2;
     }
   }
@@ -536,22 +563,34 @@ int server_check(const server_config *cfg, int starting) {
  * client and nothing counted, where past --max-conns it gets its 503 and
  * counts in spike_connections_refused_total (outside QA: at ulimit -n 300
  * and --max-conns 1000, 723 of 1000 clients got nothing, unlogged). */
+#define LOOP_FDS 8 /* descriptors a loop thread holds: its epoll, eventfds, listener */
+
 static void raise_nofile(const server_config *cfg, http_limits *lim) {
   struct rlimit rl;
-  uint64_t spare = (uint64_t)cfg->threads * lim->max_refusals + 64;
-  uint64_t want = (uint64_t)lim->max_conns + spare;
+  uint64_t base = 64 + (uint64_t)cfg->threads * LOOP_FDS; /* the store, the logs, the loops */
+  uint64_t refusals = (uint64_t)cfg->threads * lim->max_refusals;
+  uint64_t want = (uint64_t)lim->max_conns + refusals + base;
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
     return;
   rlim_t old = rl.rlim_cur;
   rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? (rlim_t)want : rl.rlim_max;
   if (rl.rlim_cur > old) setrlimit(RLIMIT_NOFILE, &rl);
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want) return;
-  uint32_t fit = rl.rlim_cur > spare ? (uint32_t)(rl.rlim_cur - spare) : 1;
+  /* The refusals take at most a quarter of what is left (their bound alone
+   * could take it all: --threads 16 at ulimit -n 1024 left one connection,
+   * outside QA), the connections the rest. */
+  uint64_t left = rl.rlim_cur > base ? rl.rlim_cur - base : 0;
+  uint32_t per_loop = lim->max_refusals;
+  if (refusals > left / 4) per_loop = (uint32_t)(left / 4 / cfg->threads);
+  uint64_t conns = left - (uint64_t)cfg->threads * per_loop;
+  uint32_t fit = conns > 0 ? (uint32_t)conns : 1;
   log_line(LOG_WARN, "server", NULL, NULL,
            "open files limited to %llu, under the %llu that --max-conns %u needs: connections "
-           "limited to %u for this run; raise ulimit -n (LimitNOFILE) or lower --max-conns",
-           (unsigned long long)rl.rlim_cur, (unsigned long long)want, lim->max_conns, fit);
+           "limited to %u and refusals to %u a loop thread for this run; raise ulimit -n "
+           "(LimitNOFILE) or lower --max-conns",
+           (unsigned long long)rl.rlim_cur, (unsigned long long)want, lim->max_conns, fit, per_loop);
   lim->max_conns = fit;
+  lim->max_refusals = per_loop;
 }
 
 /*

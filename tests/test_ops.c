@@ -976,6 +976,9 @@ static void config_and_flag_errors(void) {
    * loop, and --check-config said "configuration ok" (outside QA) */
   flag_error((const char *const[]){"--data", "/etc/passwd", "--check-config", NULL}, NULL,
              "spiked: --data: bad value \"/etc/passwd\": Not a directory");
+  /* one not there yet is made at start: where nothing can be made, refused */
+  flag_error((const char *const[]){"--data", "/proc/spike-nope/d", "--check-config", NULL}, NULL,
+             "spiked: --data: bad value \"/proc/spike-nope/d\": ");
   flag_error((const char *const[]){"--admin-token", "t", "--check-config", NULL}, "SPIKE_FEED_TOKEN=t",
              "spiked: $SPIKE_FEED_TOKEN: --feed-token: bad value: the same as --admin-token");
   {
