@@ -1051,13 +1051,7 @@ static void metrics_page(loop_ctx *lc, req *r) {
 
 static void ready(loop_ctx *lc, req *r) {
   const char *why;
-  int rc = server_ready(lc->srv, &why);
-  /* A full reservation table (SPIKE_EFULL, checked after everything else)
-   * refuses new reserves, 507, but the pays and cancels that free it must
-   * still reach this node, the only one that holds those reservations: it
-   * stays in a balancer's rotation (outside QA: taken out, its buyers could
-   * not pay, and their reservations all expired). */
-  if (rc != SPIKE_OK && rc != SPIKE_EFULL) {
+  if (server_ready(lc->srv, &why) != SPIKE_OK) {
     /* the contract's 503 with the reason, whatever the cause */
     r->status = SPIKE_EBUSY;
     fail(r, SPIKE_EBUSY, why);

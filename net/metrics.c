@@ -418,8 +418,8 @@ static void ready_metrics(jbuf *b, const metrics_view *v) {
     now = strncmp(why, "map full", 8) == 0                 ? 2
           : strncmp(why, "disk full: free space", 21) == 0 ? 3
                                                            : 1;
-  else if (v->ready_status != SPIKE_OK && v->ready_status != SPIKE_EFULL) /* as api.c's ready */
-    now = 4;
+  else if (v->ready_status != SPIKE_OK)
+    now = 4; /* the commit queue */
   family(b, "spike_ready", "gauge", "1 when /healthz/ready answers 200.");
   line(b, "spike_ready %d\n", now < 0 ? 1 : 0);
   family(b, "spike_not_ready", "gauge",

@@ -495,6 +495,13 @@ static void world_start(rabbit *mq, spiked *s, const char *name, char *tmp, size
     CHECK_EQ(create_event(s->port, e), 201);
 }
 
+/* What world_start started, stopped, and the case's folder removed. */
+static void world_stop(rabbit *mq, spiked *s, const char *tmp) {
+  CHECK_EQ(spiked_stop(s, SIGTERM), 0);
+  rabbit_stop(mq);
+  test_rmrf(tmp);
+}
+
 /* A relay's cursor and log in a case's folder. */
 static void relay_in(relay *r, const char *tmp) {
   snprintf(r->cursor, sizeof(r->cursor), "%s/cursor", tmp);
@@ -732,9 +739,7 @@ static void chaos(void) {
 done:
   free(copies);
   free(first_epoch);
-  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
-  rabbit_stop(&mq);
-  test_rmrf(tmp);
+  world_stop(&mq, &s, tmp);
 }
 
 /* A queue that refuses what it has no room for (x-max-length 5,
@@ -809,9 +814,7 @@ static void nacking_queue(void) {
   consume_queue = QUEUE;
   consume_pause_ms = 0;
   consume_prefetch = 200;
-  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
-  rabbit_stop(&mq);
-  test_rmrf(tmp);
+  world_stop(&mq, &s, tmp);
 }
 
 /* The queue --queue declares, deleted while the relay runs: the next
@@ -842,9 +845,7 @@ static void queue_deleted(void) {
   CHECK(kill(r.pid, 0) == 0); /* still running */
   CHECK(strstr(slurp(r.log), "routed a change nowhere") != NULL);
   CHECK_EQ(stop(r.pid, SIGTERM, 10000), 0);
-  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
-  rabbit_stop(&mq);
-  test_rmrf(tmp);
+  world_stop(&mq, &s, tmp);
 }
 
 /* Feed requests spiked has answered so far, every status. */
