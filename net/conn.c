@@ -440,7 +440,7 @@ static req *pop_req(conn *c) {
 
 /* The transport refuses the request being parsed (or a new one): answer
  * with status and close once it is written. */
-static void refuse_as(conn *c, handler h, int status, const char *detail) {
+static void refuse_as(conn *c, handler h, int status, const char *detail, const char *allow) {
   loop_ctx *lc = c->lc;
   req *r = c->cur;
   c->cur = NULL;
@@ -457,19 +457,23 @@ static void refuse_as(conn *c, handler h, int status, const char *detail) {
   free(c->pending);
   c->pending = NULL;
   push_req(c, r);
+  if (allow != NULL) r->m.allow = allow;
   api_error(lc, r, status, detail);
 }
 
 /* A connection past --max-conns (c->refusal) is answered 503 whatever went
- * wrong with its request: it was never to be served but for a probe. */
-static void refuse(conn *c, int status, const char *detail) {
+ * wrong with its request: it was never to be served but for a probe. A 405
+ * names the methods its path allows (allow), when the path is one of ours. */
+static void refuse_allow(conn *c, int status, const char *detail, const char *allow) {
   if (c->refusal) {
     count_refusal(c);
-    refuse_as(c, H_CONN_LIMIT, SPIKE_EBUSY, "connection limit");
+    refuse_as(c, H_CONN_LIMIT, SPIKE_EBUSY, "connection limit", NULL);
   } else {
-    refuse_as(c, H_BAD_REQUEST, status, detail);
+    refuse_as(c, H_BAD_REQUEST, status, detail, allow);
   }
 }
+
+static void refuse(conn *c, int status, const char *detail) { refuse_allow(c, status, detail, NULL); }
 
 /* ---- llhttp callbacks ------------------------------------------------- */
 
@@ -845,13 +849,16 @@ static int keep_pending(conn *c, const char *data, const char *end) {
 
 /* After llhttp refused a method: 1 when the request line around pos is
  * well formed (token SP target SP HTTP/d.d) and only its method is
- * unknown (405); 0 when the line itself is malformed (400), or not all in
- * data. */
-static int method_only_unknown(const char *data, size_t len, const char *pos) {
+ * unknown (405), with *allow the methods its target allows (NULL: not one
+ * of our paths, or the line not all in data); 0 when the line itself is
+ * malformed (400). */
+static int method_only_unknown(const char *data, size_t len, const char *pos, const char **allow) {
   const char *b = pos, *end = data + len;
+  *allow = NULL;
+  if (pos == NULL || pos < data || pos > end) return 1;
   while (b > data && b[-1] != '\n') b--;
   const char *e = memchr(b, '\n', (size_t)(end - b));
-  if (pos == NULL || pos < data || pos > end || e == NULL) return 1;
+  if (e == NULL) return 1;
   if (e > b && e[-1] == '\r') e--;
   const char *p = b;
   while (p < e && (strchr("!#$%&'*+-.^_`|~", *p) != NULL || (*p >= '0' && *p <= '9') ||
@@ -861,8 +868,13 @@ static int method_only_unknown(const char *data, size_t len, const char *pos) {
   const char *t = p;
   while (p < e && *p != ' ' && (unsigned char)*p > 0x20 && *p != 0x7f) p++;
   if (p == t || p + 9 != e || *p != ' ') return 0;
-  return memcmp(p + 1, "HTTP/", 5) == 0 && p[6] >= '0' && p[6] <= '9' && p[7] == '.' &&
-         p[8] >= '0' && p[8] <= '9';
+  if (memcmp(p + 1, "HTTP/", 5) != 0 || p[6] < '0' || p[6] > '9' || p[7] != '.' || p[8] < '0' ||
+      p[8] > '9')
+    return 0;
+  route_match m;
+  router_match(RM_OTHER, t, (size_t)(p - t), &m);
+  if (m.h == H_BAD_METHOD) *allow = m.allow;
+  return 1;
 }
 
 /* What llhttp refused, in the words of a 400: the framing headers first,
@@ -943,13 +955,15 @@ static void feed(conn *c, const char *data, size_t len) {
       req_free(lc, c->complete);
       c->complete = NULL;
     }
+    const char *allow;
     if (c->err_status != 0)
       refuse(c, c->err_status, c->err_detail);
     else if (err == HPE_PAUSED_H2_UPGRADE) /* HTTP/2's preface: prior knowledge, h2load's default */
       refuse(c, SPIKE_EVERSION, "HTTP/2 (spiked speaks HTTP/1.1; h2load: --h1)");
     else if (err == HPE_INVALID_METHOD &&
-             method_only_unknown(data, (size_t)(end - data), llhttp_get_error_pos(&c->parser)))
-      refuse(c, SPIKE_EMETHOD, "unknown method");
+             method_only_unknown(data, (size_t)(end - data), llhttp_get_error_pos(&c->parser),
+                                 &allow))
+      refuse_allow(c, SPIKE_EMETHOD, "unknown method", allow);
     else if (err == HPE_INVALID_METHOD)
       refuse(c, SPIKE_EINVAL, "malformed request line");
     else

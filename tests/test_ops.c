@@ -461,6 +461,15 @@ static void http_manners(void) {
   }
   raw_request(p, "FOO /livez HTTP/1.1\r\nHost: t\r\n\r\n");
   expect(405, 40002);
+  CHECK(hc_header(&R, "Allow", v, sizeof(v)) != NULL && strcmp(v, "GET, HEAD") == 0);
+  raw_request(p, "FOO /api/v1/events/3 HTTP/1.1\r\nHost: t\r\n\r\n");
+  expect(405, 40002);
+  CHECK(hc_header(&R, "Allow", v, sizeof(v)) != NULL && strcmp(v, "GET, HEAD, PUT") == 0);
+  raw_request(p, "FOO /api/v1/events/3/orders HTTP/1.1\r\nHost: t\r\n\r\n");
+  CHECK(hc_header(&R, "Allow", v, sizeof(v)) != NULL && strcmp(v, "POST") == 0);
+  raw_request(p, "FOO /nowhere HTTP/1.1\r\nHost: t\r\n\r\n"); /* no such path: no methods to name */
+  expect(405, 40002);
+  CHECK(hc_header(&R, "Allow", v, sizeof(v)) == NULL);
   /* the absolute form, which a server must accept (RFC 9112 §3.2.2) */
   raw_request(p, "GET http://spike.example:8080/healthz/live HTTP/1.1\r\nHost: spike.example\r\n\r\n");
   CHECK_EQ(R.status, 200);
