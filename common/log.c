@@ -142,7 +142,11 @@ void log_line(int level, const char *module, const char *trace, const char *fiel
   emit(level, module, trace, fields, NULL, 0, msg, (size_t)m);
 }
 
+static _Thread_local const char *thread_trace;
+
+void log_thread_trace(const char *trace) { thread_trace = trace; }
+
 void log_kv(int level, const char *module, const spike_log_kv *kv, size_t n, const char *msg) {
   if (!log_enabled(level)) return;
-  emit(level, module, NULL, NULL, kv, n, msg, strlen(msg));
+  emit(level, module, thread_trace, NULL, kv, n, msg, strlen(msg));
 }

@@ -39,6 +39,11 @@ void log_line(int level, const char *module, const char *trace, const char *fiel
  */
 void log_kv(int level, const char *module, const spike_log_kv *kv, size_t n, const char *msg);
 
+/* The traceId log_kv adds to the lines this thread writes, or NULL: set by
+ * spiked around library calls made for one request (a backup on the pool),
+ * so the engine's lines about it carry the request's traceId. */
+void log_thread_trace(const char *trace);
+
 /* The length of the well-formed UTF-8 sequence of more than one byte that
  * s (n bytes) begins with (RFC 3629: no overlong forms, no surrogates,
  * nothing past U+10FFFF), 0 if none. */

@@ -659,7 +659,8 @@ int spike_backup(spike_engine *e, const char *dest_dir, spike_backup_info *out) 
     engine_log(e, LOG_INFO, "backup", kv, 5, "backup of store %s at feed seq %s: %s bytes in %s ms",
                id, seq, bytes, ms);
   else
-    engine_log(e, LOG_ERROR, "backup", kv, 1, "backup failed: %s", out->error);
+    engine_log(e, backup_status(rc) == SPIKE_EINVAL ? LOG_WARN : LOG_ERROR, "backup", kv, 1,
+               "backup failed: %s", out->error); /* a taken name: the caller's mistake */
   return backup_status(rc);
 }
 

@@ -288,9 +288,11 @@ typedef struct caller {
 } caller;
 
 static void identify(loop_ctx *lc, req *r, caller *c) {
-  c->hdr = r->has_auth;
+  /* "Authorization:" with an empty value sends no credentials: 20001, as
+   * if it were absent (RFC 6750 §3.1: no error code then) */
+  c->hdr = r->has_auth && r->auth_len > 0;
   c->user = 0;
-  c->st = auth_identify(&lc->srv->auth, r->has_auth ? r->in.p + r->auth_off : NULL, r->auth_len,
+  c->st = auth_identify(&lc->srv->auth, c->hdr ? r->in.p + r->auth_off : NULL, r->auth_len,
                         (int64_t)time(NULL), &c->w, &c->user);
 }
 
@@ -397,7 +399,9 @@ static const char *query_strange(const req *r, const char *const *known, char *b
       while (known[k] != NULL && !(strlen(known[k]) == nl && memcmp(known[k], p, nl) == 0)) k++;
       int n = (int)(nl < 64 ? nl : 64);
       if (known[k] == NULL) {
-        snprintf(buf, cap, "%.*s: not a parameter of this route", n, p);
+        int vn = (int)(stop - p - 1 < 64 ? stop - p - 1 : 64); /* nl == 0: *p is '=' */
+        if (nl == 0) snprintf(buf, cap, "a parameter with no name (\"=%.*s\")", vn, p + 1);
+        else snprintf(buf, cap, "%.*s: not a parameter of this route", n, p);
         return buf;
       }
       const char *v;
@@ -798,6 +802,10 @@ static int feed_answer(loop_ctx *lc, req *r, int force) {
       snprintf(why, sizeof(why),
                "after: %llu is ahead of the feed's head %llu (a restored or replaced store?)",
                (unsigned long long)r->after, (unsigned long long)r->feed.head);
+    else if (r->after + 2 == r->feed.first)
+      snprintf(why, sizeof(why),
+               "after: record %llu was dropped (--feed-retain); the oldest kept is %llu",
+               (unsigned long long)r->after + 1, (unsigned long long)r->feed.first);
     else
       snprintf(why, sizeof(why),
                "after: records %llu..%llu were dropped (--feed-retain); the oldest kept is %llu",
@@ -931,7 +939,9 @@ static int backup_name_ok(const char *s, size_t n) {
 
 static void backup_work(uv_work_t *w) { /* a libuv pool thread */
   backup_job *j = w->data;
+  log_thread_trace(j->r->trace); /* the engine's lines about it: this request's */
   j->rc = spike_backup(j->e, j->dest, &j->info);
+  log_thread_trace(NULL);
 }
 
 static void backup_done(uv_work_t *w, int status) {

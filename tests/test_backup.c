@@ -187,7 +187,8 @@ static void restore_drill(void) {
   serving_with_orders(&s, args, &before);
   pid_t load = load_start(s.port);
   usleep(200 * 1000);
-  CHECK_EQ(hc_do(s.port, "POST", "/api/v1/admin/backup", NULL, "{\"name\":\"drill\"}", &R), 201);
+  CHECK_EQ(hc_do(s.port, "POST", "/api/v1/admin/backup", "X-Request-Id: drill-1\r\n",
+                 "{\"name\":\"drill\"}", &R), 201);
   long long seq = hc_json_int(&R, "data.seq");
   char id[24];
   CHECK_EQ(hc_json(&R, "data.storeId", id, sizeof(id)), 0);
@@ -203,6 +204,10 @@ static void restore_drill(void) {
     CHECK(strstr(line, "\"bytes\":") != NULL && strstr(line, "\"bytes\":\"") == NULL);
     CHECK(strstr(line, "\"ms\":") != NULL && strstr(line, "\"ms\":\"") == NULL);
     CHECK(strstr(line, "\"seq\":\"") != NULL);
+    /* a line about the request: its traceId (api.md) */
+    const char *eol = strchr(line, '\n');
+    const char *t = strstr(line, "\"traceId\":\"drill-1\"");
+    CHECK(t != NULL && (eol == NULL || t < eol));
   }
   snprintf(backup, sizeof(backup), "%s/drill", bdir);
   CHECK(exists(backup));
@@ -371,8 +376,20 @@ static void backup_refused(void) {
   FILE *f = fopen(keep, "w");
   CHECK(f != NULL);
   fclose(f);
-  CHECK_EQ(hc_do(s.port, "POST", "/api/v1/admin/backup", admin, "{\"name\":\"taken\"}", &R), 400);
+  CHECK_EQ(hc_do(s.port, "POST", "/api/v1/admin/backup",
+                 "Authorization: Bearer sesame\r\nX-Request-Id: taken-1\r\n", "{\"name\":\"taken\"}",
+                 &R), 400);
   CHECK(strstr(R.body, "already exists") != NULL);
+  /* the caller's mistake, logged as a warning with the request's traceId */
+  const char *line = strstr(spiked_log(&s), "\"msg\":\"backup failed");
+  CHECK(line != NULL);
+  if (line != NULL) {
+    const char *bol = line;
+    while (bol > spiked_log(&s) && bol[-1] != '\n') bol--;
+    const char *lv = strstr(bol, "\"level\":\"");
+    CHECK(lv != NULL && lv < line && strncmp(lv, "\"level\":\"warn\"", 14) == 0);
+    CHECK(strstr(line, "\"traceId\":\"taken-1\"") != NULL);
+  }
   CHECK(exists(keep));
   /* nothing else was made, and a good name works */
   CHECK_EQ(entries_with(bdir, ""), 3); /* ".", "..", "taken" */

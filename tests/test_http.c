@@ -210,6 +210,12 @@ static void every_route_and_code(void) {
   expect(400, 40001);
   CHECK_EQ(hc_do(p, "GET", "/api/v2/events", NULL, NULL, &R), 404);
   expect(404, 40004);
+  /* an empty segment names no route, whatever method (not a bad id) */
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/events/", NULL, NULL, &R), 404);
+  expect(404, 40004);
+  CHECK_EQ(hc_do(p, "POST", "/api/v1/events/", NULL, "{}", &R), 404);
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/users//orders", NULL, NULL, &R), 404);
+  CHECK_EQ(hc_do(p, "GET", "/api/v1//events", NULL, NULL, &R), 404);
   check_envelope();
   CHECK_EQ(hc_do(p, "DELETE", "/api/v1/events/7", NULL, NULL, &R), 405);
   expect(405, 40002);

@@ -415,6 +415,11 @@ static void http_manners(void) {
         strcmp(v, "Bearer realm=\"spike\", error=\"invalid_token\"") == 0);
   CHECK_EQ(create_event(p, 4, 10, "Authorization: Bearer nope\r\n"), 401);
   CHECK(hc_header(&R, "WWW-Authenticate", v, sizeof(v)) != NULL);
+  /* an empty Authorization sends no credentials: as if it were absent */
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/feed", "Authorization: \r\n", NULL, &R), 401);
+  expect(401, 20001);
+  CHECK(hc_header(&R, "WWW-Authenticate", v, sizeof(v)) != NULL &&
+        strcmp(v, "Bearer realm=\"spike\"") == 0);
 
   /* Expect: 100-continue: the interim answer comes before the body is
    * sent, after the answer to a request pipelined before it */
@@ -524,7 +529,10 @@ static void feed_store_id_and_cursors(void) {
   /* a dropped range: refused, saying where the feed now starts */
   CHECK_EQ(hc_do(p, "GET", "/api/v1/feed?after=0", rd, NULL, &R), 400);
   expect(400, 40001);
-  CHECK(strstr(R.body, "dropped") != NULL && strstr(R.body, "oldest kept is 7") != NULL);
+  CHECK(strstr(R.body, "records 1..6 were dropped") != NULL &&
+        strstr(R.body, "oldest kept is 7") != NULL);
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/feed?after=5", rd, NULL, &R), 400);
+  CHECK(strstr(R.body, "record 6 was dropped") != NULL);
   CHECK(hc_header(&R, "X-Spike-Feed-First", v, sizeof(v)) != NULL && strcmp(v, "7") == 0);
   CHECK(hc_header(&R, "X-Spike-Feed-Head", v, sizeof(v)) != NULL && strcmp(v, "11") == 0);
   CHECK(hc_header(&R, "X-Spike-Store-Id", v, sizeof(v)) != NULL && strcmp(v, id) == 0);
@@ -546,6 +554,8 @@ static void feed_store_id_and_cursors(void) {
   }
   CHECK_EQ(hc_do(p, "GET", "/api/v1/feed?aftr=11", rd, NULL, &R), 400);
   CHECK(strstr(R.body, "aftr: not a parameter of this route") != NULL);
+  CHECK_EQ(hc_do(p, "GET", "/api/v1/feed?=11", rd, NULL, &R), 400);
+  CHECK(strstr(R.body, "a parameter with no name (\\\"=11\\\")") != NULL);
   CHECK_EQ(hc_do(p, "GET", "/api/v1/feed?after=11&limit=2&after=3", rd, NULL, &R), 400);
   CHECK(strstr(R.body, "after: given twice") != NULL);
   CHECK_EQ(hc_do(p, "GET", "/api/v1/feed?after=11&limit=2&", rd, NULL, &R), 200); /* an empty one */
