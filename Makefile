@@ -68,10 +68,11 @@ DEB_LIBS  := $(DEB_RUN) libsqlite3-dev librabbitmq-dev
 # package's own service is never used; Debian's policy-rc.d may keep it
 # from starting at all). chromium: a real headless browser that loads
 # /dashboard in tests/test_dashboard.sh and reads what the page shows.
-# debhelper: make deb.
+# build-essential, debhelper, dpkg-dev: make deb (dpkg-buildpackage
+# refuses to start without build-essential, which brings g++).
 DEB_TOOLS := valgrind clang libclang-rt-dev curl abigail-tools prometheus systemd nginx-light \
              rabbitmq-server chromium
-DEB_PACK  := debhelper dpkg-dev
+DEB_PACK  := build-essential debhelper dpkg-dev
 DEB_BENCH := wrk nginx-light nghttp2-client hey
 LLHTTP_DIR     ?= /usr/share/llhttp
 LLHTTP_INCLUDE ?= /usr/share/include/llhttp
@@ -521,12 +522,14 @@ uninstall-lib:
 # Debian packages libspike$(SPIKE_ABI) and libspike-dev, built by
 # dpkg-buildpackage from a copy of the tracked tree with packaging/debian as
 # debian/, checked, and left in build/deb/ (about a minute; not in make
-# test). deb-deps installs debhelper and dpkg-dev.
+# test). deb-deps installs what dpkg-buildpackage checks for (the
+# Build-Depends, build-essential) and no test tool: a packager needs no
+# browser or broker to build the packages.
 deb: deb-deps
 	@tests/build-deb.sh build/deb
 
-deb-deps: deps
-	@$(call install_missing,deb-deps,$(DEB_PACK))
+deb-deps:
+	@$(call install_missing,deb-deps,$(DEB_RUN) abigail-tools $(DEB_PACK))
 
 # spiked, its systemd unit and a config file (kept if one is there).
 .PHONY: install-lib uninstall-lib install-spiked

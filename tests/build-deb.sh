@@ -34,7 +34,7 @@ copy_tree() {
 }
 
 build() {
-  for p in debhelper dpkg-dev; do
+  for p in build-essential debhelper dpkg-dev; do
     [ "$(dpkg-query -W -f='${db:Status-Status}' $p 2>/dev/null)" = installed ] ||
       { echo "$p is not installed: make deb-deps"; return 1; }
   done
