@@ -76,6 +76,10 @@ typedef struct ld_stats {
   uint64_t sent; /* measured sends */
   uint64_t late[CAUSE_COUNT], late_max_ns[CAUSE_COUNT];
   uint64_t unsent[CAUSE_COUNT]; /* what the schedule still owed at the end */
+  /* late for the server while another connection of the thread stood idle:
+   * each send is bound to its connection, so the wait was for one slow
+   * answer on it, not for the server's capacity */
+  uint64_t late_idle_peer;
   /* e_connect: connects that failed, and connections the server closed
    * before they carried any answer (it refuses them: spiked past
    * --max-refusals); server_closed: idle connections it closed after an
@@ -87,6 +91,7 @@ typedef struct ld_stats {
   uint64_t wins_dropped, pay_dropped;
   uint64_t first_won_ns, last_won_ns, burst_last_ns, first_soldout_ns;
   uint64_t first_ans_ns, last_ans_ns; /* the first and last measured answers' arrivals */
+  uint64_t last_sent_ns;              /* the last measured send's write */
   uint64_t burst_sent;      /* flash crowd: connections that fired at t0 */
   uint64_t minted, mint_ns; /* tokens signed during the run, and the time it took */
   uint64_t cpu_ns;          /* the thread's CPU time from t0 to its end */

@@ -567,6 +567,12 @@ void rp_explain(const rp_run *run, char *out, size_t cap) {
                " (busiest thread at only %.0f%% CPU: the machine did not run it on time; "
                "other processes share its cores)",
                100.0 * res->cpu_max);
+      if (c == CAUSE_SERVER && s->late_idle_peer > 0)
+        sb_add(out, cap,
+               " (%" PRIu64 " of the late ones while another connection stood idle: each send "
+               "is bound to its connection, so that wait was for one slow answer, not for the "
+               "server's capacity; more --connections take it out of the corrected latency)",
+               s->late_idle_peer);
       if (c == CAUSE_DOWN)
         sb_add(out, cap, " (%" PRIu64 " connects failed, %" PRIu64 " refused)", s->e_connect,
                res->connect_refused);
@@ -815,6 +821,18 @@ void rp_print(FILE *f, const rp_run *run, const rp_verdict *v) {
   }
   if (v->exit_code == 0) {
     fprintf(f, "  verdict     PASS\n");
+    /* PASS is about the answers; a rate far short of the target is easy to
+     * misread under it */
+    double aw = answer_span(res) > 0 ? answer_span(res) : 1;
+    double share = cfg->mode == LD_OPEN ? (double)n / aw / schedule_rate(run) : 1.0;
+    if (share < 0.9) {
+      char note[256];
+      snprintf(note, sizeof(note),
+               "(every answer was a correct one, but only %.1f%% of the target rate was "
+               "answered: --slo 'rate>=95%%' makes the rate part of the verdict)",
+               100.0 * share);
+      print_wrapped(f, "", note);
+    }
   } else {
     fprintf(f, "  verdict     %s (exit %d)\n",
             v->exit_code == 1   ? "FAIL"
@@ -873,6 +891,7 @@ void rp_write_json(FILE *f, const rp_run *run, const rp_verdict *v) {
           cfg->mode == LD_OPEN && aw > 0 ? (double)n / aw / schedule_rate(run) : 0.0);
   json_causes(f, "late_by_cause", t->late);
   json_causes(f, "unsent_by_cause", t->unsent);
+  fprintf(f, ",\"late_server_with_idle_connection\":%" PRIu64, t->late_idle_peer);
   fputs(",\"explain\":", f);
   char why[RP_EXPLAIN_BYTES];
   rp_explain(run, why, sizeof(why));

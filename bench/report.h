@@ -39,7 +39,7 @@
 #define RP_TERM_BYTES 48
 #define RP_REASONS_MAX 16
 #define RP_REASON_BYTES 400
-#define RP_EXPLAIN_BYTES 1200
+#define RP_EXPLAIN_BYTES 2048
 
 enum rp_metric { M_LATENCY, M_MAX, M_MEAN, M_ERRORS, M_OUTCOME, M_RATE, M_UNSENT, M_LATE };
 enum rp_op { OP_LT, OP_LE, OP_GT, OP_GE };

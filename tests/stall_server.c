@@ -17,7 +17,9 @@
  * last answer if nothing came meanwhile, with no Connection: close said (an
  * idle timeout, as nginx's keepalive_timeout). --delay-ms N answers each
  * request N ms after it is read, or after the answer before it is written
- * (a server slower than its load: one answer per connection every N ms).
+ * (a server slower than its load: one answer per connection every N ms);
+ * --slow-every N --slow-ms M holds every Nth request (counted over the
+ * server) M ms instead.
  * --refuse-past N answers a connection past N open ones 503 (Retry-After:
  * 1, Connection: close) at once, before it has sent anything, and closes
  * it, as servers at a connection limit do (spiked did until 2026-11-29).
@@ -51,7 +53,7 @@ static const char RESPONSE_CLOSE[] = "HTTP/1.1 201 Created\r\nContent-Type: appl
 static const char REFUSAL[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
                               "Content-Length: 2\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{}";
 static int close_each;
-static uint64_t idle_close_ms, delay_ms, refuse_past;
+static uint64_t idle_close_ms, delay_ms, refuse_past, slow_every, slow_ms, held_n;
 
 typedef struct sconn {
   uv_tcp_t tcp;
@@ -142,10 +144,12 @@ static void flush(sconn *c) {
     return;
   }
   unsigned n = close_each ? 1 : c->owed < BATCH ? (unsigned)c->owed : BATCH;
-  if (delay_ms > 0) {
+  if (delay_ms > 0 || slow_every > 0) {
     if (c->held == 0) {
       c->held = 1;
-      uv_timer_start(&c->hold, on_hold, delay_ms, 0);
+      held_n++;
+      uv_timer_start(&c->hold, on_hold,
+                     slow_every > 0 && held_n % slow_every == 0 ? slow_ms : delay_ms, 0);
     }
     if (c->held != 2) return;
     c->held = 0;
@@ -273,6 +277,10 @@ int main(int argc, char **argv) {
       rc = flag_u64("--idle-close-ms", v, 3600000, &idle_close_ms);
     else if (strcmp(argv[i], "--delay-ms") == 0)
       rc = flag_u64("--delay-ms", v, 3600000, &delay_ms);
+    else if (strcmp(argv[i], "--slow-every") == 0)
+      rc = flag_u64("--slow-every", v, 1000000000, &slow_every);
+    else if (strcmp(argv[i], "--slow-ms") == 0)
+      rc = flag_u64("--slow-ms", v, 3600000, &slow_ms);
     else if (strcmp(argv[i], "--refuse-past") == 0)
       rc = flag_u64("--refuse-past", v, MAX_CONNS, &refuse_past);
     else if (strcmp(argv[i], "--close") == 0) {

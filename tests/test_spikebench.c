@@ -881,6 +881,13 @@ static void slow_server(void) {
   CHECK(jnum("achieved.share_of_target") < 0.75);
   load_file(tmp_path("slow.log"));
   CHECK(strstr(J.body, "took") != NULL);
+  /* without the rate in the verdict, a PASS far short of it says so */
+  const char *nor[] = {"--url",      url,    "--scenario",   "get",  "--rate", "600",
+                       "--connections", "2", "--duration", "1", "--timeout-ms", "3000",
+                       "--quiet", NULL};
+  bench(nor, tmp_path("nor.log"), 0);
+  load_file(tmp_path("nor.log"));
+  CHECK(strstr(J.body, "of the target rate was answered") != NULL);
   stall_stop(srv);
 
   /* a server slow to answer but keeping up (300 ms, 40 connections for
@@ -892,6 +899,38 @@ static void slow_server(void) {
                          "--quiet", NULL};
   bench(keeps, tmp_path("keeps.log"), 0);
   stall_stop(srv);
+
+  /* one slow answer, the window's last (the 100th of 100 at 100/s takes
+   * 300 ms): every send went out on time, so the rate is 100/s (it read
+   * 77.8/s, sent and answered, and missed rate>=95%) */
+  static const char *const last[] = {"--freeze-ms", "0", "--slow-every", "100", "--slow-ms",
+                                     "300", NULL};
+  srv = stall_start_with(url, last);
+  const char *tail[] = {"--url", url, "--scenario", "get", "--rate", "100", "--connections", "8",
+                        "--duration", "1", "--warmup", "0", "--slo", "rate>=95%", "--quiet",
+                        "--json", tmp_path("tail.json"), NULL};
+  bench(tail, tmp_path("tail.log"), 0);
+  load_file(tmp_path("tail.json"));
+  CHECK(jnum("achieved.share_of_target") > 0.95);
+  CHECK(jnum("latency_ms.max") >= 300.0); /* the slow answer was in it */
+  stall_stop(srv);
+
+  /* one answer in 50 takes 60 ms, beside connections that stand idle: the
+   * late sends behind it are said to be that, not the server's capacity */
+  static const char *const hol[] = {"--freeze-ms", "0", "--slow-every", "50", "--slow-ms", "60",
+                                    NULL};
+  srv = stall_start_with(url, hol);
+  const char *holargs[] = {"--url", url, "--scenario", "get", "--rate", "500", "--connections",
+                           "16", "--duration", "1", "--quiet", "--json", tmp_path("hol.json"),
+                           NULL};
+  bench(holargs, tmp_path("hol.log"), 0);
+  load_file(tmp_path("hol.json"));
+  CHECK(jcount("late_server_with_idle_connection") > 0);
+  CHECK(jcount("late_server_with_idle_connection") <= jcount("late_by_cause.server"));
+  CHECK(strstr(J.body, "while another connection stood idle") != NULL);
+  stall_stop(srv);
+  load_file(tmp_path("keeps.log"));
+  CHECK(strstr(J.body, "of the target rate was answered") == NULL);
 
   static const char *const slower[] = {"--freeze-ms", "0", "--delay-ms", "30", NULL};
   srv = stall_start_with(url, slower);
