@@ -166,6 +166,7 @@ struct writer {
   int64_t probe_after_ms;  /* monotonic: a full disk's next probing commit (room_probe) */
   uint32_t expire_backoff_ms;
   int64_t last_fail_log_ms; /* monotonic */
+  int64_t readers_checked_ms; /* monotonic: the last sweep of dead readers */
   uint32_t fails_unlogged;  /* batches refused for room since the last line */
   uint32_t fail_ops;        /* the last one's ops */
   int fail_rc;              /* and its error */
@@ -1326,11 +1327,28 @@ static int room_probe(writer *w) {
 
 static int rings_pending(writer *w);
 
+/* A process that dies in a read transaction (a backup command killed
+ * mid-copy) leaves its reader slot in lock.mdb, and the snapshot it pins
+ * keeps every page freed since from reuse: the file then grows with each
+ * commit until the map is full (a 1 GiB map in 16 s of reserves and
+ * cancels). LMDB clears such slots at open; the writer does once a second
+ * too (a scan of the reader table, and a lock probe per reader process). */
+#define READERS_CHECK_MS 1000
+
 /* One batch. Returns how much work it did (0: nothing to do). */
 static uint32_t cycle(writer *w) {
   spike_engine *e = w->e;
   if (atomic_load_explicit(&e->failed, memory_order_acquire)) return cycle_failed(w);
   clock_read(w);
+  if (w->mono - w->readers_checked_ms >= READERS_CHECK_MS) {
+    w->readers_checked_ms = w->mono;
+    int dead = store_reader_check(e->st);
+    if (dead > 0)
+      engine_log(e, LOG_WARN, "writer", NULL, 0,
+                 "cleared %d reader slot%s of a process that died reading the store (a "
+                 "spiked --backup killed mid-copy?): its snapshot kept freed pages from reuse",
+                 dead, dead > 1 ? "s" : "");
+  }
   uint64_t began = e->pacing ? engine_mono_ns() : 0;
   if (e->pacing) {
     /* seq_cst, then a fence: a message whose urgent flag this clears was

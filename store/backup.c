@@ -277,6 +277,10 @@ int store_backup_dir(const char *data_dir, const char *dest, store_backup_info *
      * runs as that user cannot open its own store afterwards. */
     if (rc == 0 && made_lock && stat(data, &db) == 0 && geteuid() != db.st_uid)
       (void)!chown(lock, db.st_uid, db.st_gid); /* refused unless root: then it is ours */
+    /* a backup killed mid-copy left its reader slot: cleared here too, or
+     * it pins its snapshot in the serving store until spiked restarts */
+    int dead = 0;
+    if (rc == 0) (void)mdb_reader_check(env, &dead);
   }
   if (rc != 0) {
     snprintf(err, errlen, "%s: %s: %s", data_dir, what,

@@ -787,6 +787,11 @@ static int space_refusal(store *s, int rc) {
   return STORE_NOSPACE;
 }
 
+int store_reader_check(store *s) {
+  int dead = 0;
+  return mdb_reader_check(s->env, &dead) == 0 ? dead : 0;
+}
+
 int store_has_room(store *s, uint64_t bytes) {
   struct statvfs v;
   if (fstatvfs(s->probe_fd, &v) != 0) return 1;

@@ -156,6 +156,12 @@ int store_sync(store *s);
  * where that cannot be done. */
 int store_has_room(store *s, uint64_t bytes);
 
+/* Clear the reader slots of processes that died in a read transaction (a
+ * `spiked --backup` killed mid-copy): such a slot pins its snapshot, and
+ * no page freed after it is reused until it goes, so the file grows with
+ * every commit until the map is full. How many were cleared. */
+int store_reader_check(store *s);
+
 /* Keep data.mdb written up to 1 MiB past the pages LMDB uses, so that a
  * commit's new pages overwrite the file instead of growing it (schema.c
  * says why). Only from the thread that commits, between transactions;

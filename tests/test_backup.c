@@ -24,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <lmdb.h>
+
 #include "engine_util.h"
 #include "http_client.h"
 #include "test.h"
@@ -513,6 +515,34 @@ static void backup_killed(void) {
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
 }
 
+/* A reader that died in its read transaction (a `spiked --backup` killed
+ * mid-copy) pinned its snapshot until spiked's next start, and the store
+ * grew with every commit until the map was full: the serving spiked clears
+ * it within about a second now. */
+static void dead_reader_cleared(void) {
+  spiked s;
+  spiked_start(&s, NULL, NULL);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    MDB_env *env;
+    MDB_txn *t;
+    if (mdb_env_create(&env) != 0 || mdb_env_open(env, s.dir, MDB_RDONLY | MDB_NOTLS, 0644) != 0 ||
+        mdb_txn_begin(env, NULL, MDB_RDONLY, &t) != 0)
+      _exit(1);
+    kill(getpid(), SIGKILL); /* in the transaction, its slot taken */
+    _exit(2);
+  }
+  int st = 0;
+  CHECK_EQ(waitpid(pid, &st, 0), pid);
+  CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+  int cleared = 0;
+  for (int64_t end = test_now_ms() + 10000; !cleared && test_now_ms() < end; usleep(50 * 1000))
+    cleared = strstr(spiked_log(&s), "cleared 1 reader slot") != NULL;
+  CHECK(cleared);
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+}
+
 /* ---- libspike itself ---------------------------------------------------- */
 
 typedef struct lib_backup {
@@ -652,4 +682,5 @@ static void library_busy_here(const char *ctl) {
 TEST_LIST({"restore_drill", restore_drill, 90}, {"backup_command", backup_command, 60},
           {"backup_refused", backup_refused, 60}, {"backup_disk_full", backup_disk_full, 60},
           {"backup_concurrent", backup_concurrent, 60}, {"backup_killed", backup_killed, 60},
+          {"dead_reader_cleared", dead_reader_cleared, 60},
           {"library_busy", library_busy, 60})
