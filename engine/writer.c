@@ -1330,9 +1330,9 @@ static int rings_pending(writer *w);
 /* A process that dies in a read transaction (a backup command killed
  * mid-copy) leaves its reader slot in lock.mdb, and the snapshot it pins
  * keeps every page freed since from reuse: the file then grows with each
- * commit until the map is full (a 1 GiB map in 16 s of reserves and
- * cancels). LMDB clears such slots at open; the writer does once a second
- * too (a scan of the reader table, and a lock probe per reader process). */
+ * commit until the map is full. LMDB clears such slots at open; the
+ * writer does once a second too (a scan of the reader table, and a lock
+ * probe per reader process). */
 #define READERS_CHECK_MS 1000
 
 /* One batch. Returns how much work it did (0: nothing to do). */
