@@ -1039,6 +1039,35 @@ static const char *full_table(spike_engine *e, uint32_t bidx, uint64_t user_id, 
   return NULL;
 }
 
+/* While commits fail for room (the disk or the map full), a reserve that
+ * would add a buyer, user or key entry is refused once its table has
+ * grown by a batch (--batch-max) since the failures began: the tables
+ * never delete, and a crowd of new buyers retrying against a full disk
+ * filled them with reserves that all failed, so that after the disk had
+ * room again every new buyer got 507 until a restart. The words are a
+ * failed commit's. NULL: not refused. */
+static const char *room_refused(spike_engine *e, uint32_t bidx, uint64_t user_id, uint32_t slot,
+                                uint64_t btag, uint64_t utag, const XXH128_hash_t *kh,
+                                uint64_t ktag) {
+  /* acquire: pairs with the writer's release, after the bases */
+  int full = atomic_load_explicit(&e->map_full, memory_order_acquire);
+  if (full == 0) return NULL;
+  uint64_t slack = e->cfg.batch_max;
+  const char *why = full == ENGINE_FULL_MAP ? "map full: raise --map-size" : "disk full";
+  /* relaxed: bounds, published by the acquire above */
+  if (lim_used(&e->buyers) >= atomic_load_explicit(&e->room_base[0], memory_order_relaxed) + slack &&
+      (bidx != LIM_FULL ? bidx : lim_find_tag(&e->buyers, user_id, slot, btag)) == LIM_FULL)
+    return why;
+  if (lim_used(&e->users) >= atomic_load_explicit(&e->room_base[1], memory_order_relaxed) + slack &&
+      lim_find_tag(&e->users, user_id, 0, utag) == LIM_FULL)
+    return why;
+  if (kh != NULL &&
+      lim_used(&e->keys) >= atomic_load_explicit(&e->room_base[2], memory_order_relaxed) + slack &&
+      lim_find_tag(&e->keys, kh->low64, kh->high64, ktag) == LIM_FULL)
+    return why;
+  return NULL;
+}
+
 int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t user_id,
                   uint32_t qty, const char *key, size_t key_len, spike_cb cb) {
   int status = op_start(op, p, MSG_RESERVE, cb);
@@ -1109,6 +1138,9 @@ int spike_reserve(spike_producer *p, spike_op *op, uint64_t event_id, uint64_t u
   }
   const char *full = full_table(e, bidx, user_id, slot, btag, utag, key != NULL ? &kh : NULL, ktag);
   if (full != NULL) return refuse_unless_bound(p, op, slot, user_id, key, kh, SPIKE_EFULL, full, cb);
+  const char *room = room_refused(e, bidx, user_id, slot, btag, utag, key != NULL ? &kh : NULL, ktag);
+  if (room != NULL)
+    return refuse_unless_bound(p, op, slot, user_id, key, kh, SPIKE_ESTORAGE, room, cb);
   if (key != NULL) {
     /* Back-pressure and the reservation bound, looked at before the key
      * goes in (and decided again below, where they are claimed): a crowd

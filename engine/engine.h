@@ -173,6 +173,9 @@ struct spike_engine {
   _Atomic int feed_released;           /* spike_feed_release was called */
   _Atomic int failed;                  /* fatal storage error: no commits */
   _Atomic int map_full;                /* last commit ran out of room: ENGINE_FULL_* */
+  /* the buyer, user and key tables' entries when commits began to fail
+   * for room (stored before map_full, which publishes them) */
+  _Atomic uint32_t room_base[3];
   const char *_Atomic failed_why;
   _Atomic uint64_t feed_seq;           /* newest committed feed seq */
   _Atomic uint32_t feed_waiters;       /* parked feed waits, as of the writer's last cycle */

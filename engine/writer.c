@@ -1008,8 +1008,16 @@ static void fail_batch(writer *w, int rc, uint64_t seq0, uint64_t orders_max0, u
   /* relaxed: reporting and health flags; nothing is read through them. */
   atomic_fetch_add_explicit(&e->stats.failures, 1, memory_order_relaxed);
   if (refused_for_room(rc)) {
+    if (atomic_load_explicit(&e->map_full, memory_order_relaxed) == 0) {
+      /* where the tables stood: spike_reserve lets them grow by at most a
+       * batch past it while commits fail (room_refused) */
+      atomic_store_explicit(&e->room_base[0], lim_used(&e->buyers), memory_order_relaxed);
+      atomic_store_explicit(&e->room_base[1], lim_used(&e->users), memory_order_relaxed);
+      atomic_store_explicit(&e->room_base[2], lim_used(&e->keys), memory_order_relaxed);
+    }
+    /* release: the bases above are read after it (room_refused) */
     atomic_store_explicit(&e->map_full, rc == STORE_MAP_FULL ? ENGINE_FULL_MAP : ENGINE_FULL_DISK,
-                          memory_order_relaxed);
+                          memory_order_release);
     w->room_reserves = 0;
     uint32_t b = w->expire_backoff_ms * 2;
     w->expire_backoff_ms = b < EXPIRE_BACKOFF_MIN_MS ? EXPIRE_BACKOFF_MIN_MS

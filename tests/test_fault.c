@@ -242,6 +242,57 @@ static void room_back_without_traffic(void) {
   test_rmrf(cfg.data_dir);
 }
 
+/* A crowd of new buyers against a full disk (outside QA): every reserve
+ * failed, but each left its buyer and user entries (the tables never
+ * delete), the tables filled, and once the disk had room every new buyer
+ * got 507 until a restart. While commits fail for room the tables now grow
+ * by at most a batch, and new buyers are served when room is back. */
+static void full_disk_spares_the_tables(void) {
+  need_shim();
+  spike_config cfg;
+  small_config(&cfg, "spares");
+  cfg.batch_max = 16;
+  cfg.max_buyers = 256; /* usable to 192 */
+  cfg.max_users = 256;
+  cfg.max_keys = 256;
+  spike_engine *e = open_engine(&cfg);
+  spike_producer *p;
+  CHECK_EQ(spike_producer_open(e, &p), SPIKE_OK);
+  spike_event_spec s = spec_default(1, 10000);
+  s.per_user_limit = 2;
+  CHECK_EQ(create_event(p, &s), SPIKE_OK);
+  spike_op a;
+  CHECK_EQ(settle(p, &a, spike_reserve(p, &a, 1, 1, 1, NULL, 0, count_cb)), SPIKE_OK);
+  spike_stats st0, st;
+  spike_stats_get(e, &st0);
+  fault_write(ENOSPC);
+  char key[32];
+  for (uint64_t u = 1000; u < 1500; u++) { /* half of them with a key */
+    snprintf(key, sizeof(key), "k%llu", (unsigned long long)u);
+    int keyed = u % 2 == 0;
+    int rc = settle(p, &a, spike_reserve(p, &a, 1, u, 1, keyed ? key : NULL,
+                                         keyed ? strlen(key) : 0, count_cb));
+    CHECK_EQ(rc, SPIKE_ESTORAGE);
+    CHECK(strstr(a.detail, "disk full") != NULL);
+  }
+  /* the user already in the tables still goes to the writer (and fails there) */
+  CHECK_EQ(settle(p, &a, spike_reserve(p, &a, 1, 1, 1, NULL, 0, count_cb)), SPIKE_ESTORAGE);
+  spike_stats_get(e, &st);
+  CHECK(st.buyers_used <= st0.buyers_used + 2 * cfg.batch_max);
+  CHECK(st.users_used <= st0.users_used + 2 * cfg.batch_max);
+  CHECK(st.keys_used <= st0.keys_used + 2 * cfg.batch_max);
+  fault_write(0);
+  const char *health;
+  int64_t t0 = test_now_ms();
+  while (spike_health(e, &health) != SPIKE_OK && test_now_ms() - t0 < 5000) usleep(20 * 1000);
+  CHECK_EQ(spike_health(e, &health), SPIKE_OK);
+  for (uint64_t u = 2000; u < 2100; u++) /* new buyers: served, not 507 */
+    CHECK_EQ(settle(p, &a, spike_reserve(p, &a, 1, u, 1, NULL, 0, count_cb)), SPIKE_OK);
+  CHECK_EQ(spike_producer_close(p), SPIKE_OK);
+  CHECK_EQ(spike_close(e), SPIKE_OK);
+  test_rmrf(cfg.data_dir);
+}
+
 /* Room for a commit is not room for the crowd (outside QA: on a tmpfs
  * with nothing free, a commit of one order fit in LMDB's freed pages, so
  * ready turned 200 a second after a refusal, and the next batches failed
@@ -1058,7 +1109,8 @@ static void write_ahead_bounds(void) {
   test_rmrf(cfg.data_dir);
 }
 
-TEST_LIST({"fsync_eio", fsync_eio, 30}, {"fsync_enospc", fsync_enospc, 30},
+TEST_LIST({"full_disk_spares_the_tables", full_disk_spares_the_tables, 30},
+          {"fsync_eio", fsync_eio, 30}, {"fsync_enospc", fsync_enospc, 30},
           {"write_eio", write_eio, 30},
           {"keyed_reserve_behind_a_close", keyed_reserve_behind_a_close, 30},
           {"ids_not_reused_after_a_quick_crash", ids_not_reused_after_a_quick_crash, 30},
