@@ -1374,6 +1374,19 @@ void conn_sweep(uv_timer_t *t) {
       c->spared_ms = due;
       continue;
     }
+    if (req_late && !late && c->queued > 0 && !c->writing && !lc->draining) {
+      /* The request coming in is late, but ones pipelined before it are
+       * still being served (durable reserves waiting for their commit):
+       * a cut now lost answers whose effects stand. The late one is
+       * dropped unread, nothing more is read, and the connection ends once
+       * those answers are written, as after a Connection: close. */
+      metrics_add(&lc->m.timeouts, 1);
+      req_free(lc, c->cur);
+      c->cur = NULL;
+      c->no_more = 1;
+      set_reading(c, 0);
+      continue;
+    }
     metrics_add(&lc->m.timeouts, 1);
     if (log_enabled(LOG_DEBUG)) { /* which client: the address (getpeername only here) */
       char addr[64] = "", fields[96] = "";

@@ -26,11 +26,14 @@ void rl_free(ratelimit *r) {
 int rl_allow(ratelimit *r, uint64_t key, uint64_t now_ms) {
   if (r->rate == 0) return 1;
   uint64_t cap = (uint64_t)r->burst * 1000;
+  /* a slot counts in 32 bits: a larger bucket (--rate-burst past 4294967)
+   * wrapped to nearly nothing after a pause, and refused at once */
+  if (cap > UINT32_MAX) cap = UINT32_MAX;
   rl_slot *s = &r->slot[(key ^ (key >> 29)) & r->mask];
   uint32_t now = (uint32_t)now_ms;
   if (s->key != key) {
     s->key = key;
-    s->tokens_milli = (uint32_t)(cap < UINT32_MAX ? cap : UINT32_MAX);
+    s->tokens_milli = (uint32_t)cap;
     s->last_ms = now;
   }
   uint64_t refill = (uint64_t)(uint32_t)(now - s->last_ms) * r->rate; /* milli-tokens */

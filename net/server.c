@@ -123,7 +123,7 @@ void server_metrics(loop_ctx *lc, jbuf *out) {
 /* ---- the drain ------------------------------------------------------------ */
 
 static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t done_cond; /* on CLOCK_MONOTONIC: done_init */
 static uint32_t loops_done;
 
 static void close_quietly(uv_handle_t *h) {
@@ -252,10 +252,20 @@ static void loop_main(void *arg) {
   pthread_mutex_unlock(&done_lock);
 }
 
-/* Wait until every loop is done or the deadline passes; 1 when all are. */
+static void done_init(void) {
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&done_cond, &ca);
+  pthread_condattr_destroy(&ca);
+}
+
+/* Wait until every loop is done or the deadline passes; 1 when all are.
+ * On the monotonic clock: the wall clock stepped back an hour during a
+ * drain held it (and the 5 s that end it) for that hour. */
 static int wait_loops(uint32_t n, int64_t timeout_ms) {
   struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
+  clock_gettime(CLOCK_MONOTONIC, &ts);
   ts.tv_sec += timeout_ms / 1000;
   ts.tv_nsec += (timeout_ms % 1000) * 1000000;
   if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
@@ -687,6 +697,7 @@ int server_run(const server_config *cfg) {
   struct sockaddr_storage sa;
   memset(&sa, 0, sizeof(sa));
   if ((rc = server_check(cfg, 1)) != 0) return rc;
+  done_init();
   /* Signals are taken by this thread alone, with sigwait; every thread
    * started from here on (the access log's, the loops, the writer)
    * inherits the blocked mask, so none of them can be the one a SIGHUP or
