@@ -963,6 +963,17 @@ static void report_fails(writer *w, int stopping) {
   w->fails_unlogged = 0;
 }
 
+/* Where the tables stand, for room_refused (engine.c): while commits fail
+ * for room they may grow by a batch past it. Set when the failures begin,
+ * and again after each commit that fits meanwhile (a pay, an expiry, the
+ * room probe), so that new buyers try again where room may be back: pages
+ * freed inside a full map (--feed-retain) serve them only if some try. */
+static void room_rebase(spike_engine *e) {
+  atomic_store_explicit(&e->room_base[0], lim_used(&e->buyers), memory_order_relaxed);
+  atomic_store_explicit(&e->room_base[1], lim_used(&e->users), memory_order_relaxed);
+  atomic_store_explicit(&e->room_base[2], lim_used(&e->keys), memory_order_relaxed);
+}
+
 /* The batch failed: undo every take, restore the shadows, fail every op
  * whose result depended on it. */
 static void fail_batch(writer *w, int rc, uint64_t seq0, uint64_t orders_max0, uint64_t hwm0,
@@ -1008,14 +1019,8 @@ static void fail_batch(writer *w, int rc, uint64_t seq0, uint64_t orders_max0, u
   /* relaxed: reporting and health flags; nothing is read through them. */
   atomic_fetch_add_explicit(&e->stats.failures, 1, memory_order_relaxed);
   if (refused_for_room(rc)) {
-    if (atomic_load_explicit(&e->map_full, memory_order_relaxed) == 0) {
-      /* where the tables stood: spike_reserve lets them grow by at most a
-       * batch past it while commits fail (room_refused) */
-      atomic_store_explicit(&e->room_base[0], lim_used(&e->buyers), memory_order_relaxed);
-      atomic_store_explicit(&e->room_base[1], lim_used(&e->users), memory_order_relaxed);
-      atomic_store_explicit(&e->room_base[2], lim_used(&e->keys), memory_order_relaxed);
-    }
-    /* release: the bases above are read after it (room_refused) */
+    if (atomic_load_explicit(&e->map_full, memory_order_relaxed) == 0) room_rebase(e);
+    /* release: the bases are read after it (room_refused) */
     atomic_store_explicit(&e->map_full, rc == STORE_MAP_FULL ? ENGINE_FULL_MAP : ENGINE_FULL_DISK,
                           memory_order_release);
     w->room_reserves = 0;
@@ -1108,6 +1113,8 @@ static void post_commit(writer *w, int committed) {
       : full != ENGINE_FULL_DISK ? 1
                                  : w->room_reserves >= w->cap || room_asked(w))
     atomic_store_explicit(&e->map_full, 0, memory_order_relaxed);
+  else if (full != 0)
+    room_rebase(e); /* a commit fit: new buyers may try another batch */
   engine_stats *st = &e->stats;
   uint32_t b = 0;
   while (b < SPIKE_BATCH_BUCKETS && w->n > spike_batch_bucket[b]) b++;

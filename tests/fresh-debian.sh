@@ -7,6 +7,7 @@
 #   make run     on a free port (RUN_LISTEN): it installs the compiler and
 #                libraries it needs; until the demo event answers GET and a
 #                reserve gets 201
+#   make deb     which installs what dpkg-buildpackage wants, and no more
 #   make test    which installs the test tools too (`make deps`)
 #   make run     as written, on 127.0.0.1:8080, in a network of its own
 #
@@ -148,6 +149,14 @@ in_root "$(run_check 127.0.0.1:$port)"
 in_root 'rm -rf /root/spike/data'
 t_run=$(now)
 
+# make deb before make test has installed the test tools, as a packager
+# would run it: dpkg-buildpackage wants build-essential, which nothing
+# else installs (outside QA: it refused to start, 2026-11-29)
+say "make deb"
+in_root 'cd /root/spike && make deb >/root/deb.log 2>&1 || { tail -n 30 /root/deb.log; exit 1; }'
+in_root 'ls /root/spike/build/deb/libspike1_*.deb /root/spike/build/deb/libspike-dev_*.deb /root/spike/build/deb/spiked_*.deb'
+t_deb=$(now)
+
 say "make test on $commit"
 in_root 'cd /root/spike && make test 2>&1 | tee /root/test.log'
 summary=$(in_root 'grep "suites passed" /root/test.log | tail -n 1')
@@ -164,7 +173,7 @@ else
 fi
 
 say "debootstrap $((t_boot - t0)) s, make git $((t_tools - t_boot)) s," \
-  "make run $((t_run - t_tools)) s, make test $((t_test - t_run)) s," \
+  "make run $((t_run - t_tools)) s, make deb $((t_deb - t_run)) s, make test $((t_test - t_deb)) s," \
   "total $((t_test - t0)) s"
 say "make test: $summary"
 say "passed on a fresh Debian 12 (commit $commit)"
