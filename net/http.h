@@ -210,6 +210,7 @@ struct loop_ctx {
   int draining;
   uint64_t delivered_asked_ms; /* the drain's end: when conn_close_delivered last ran */
   _Atomic int forced; /* set by the main thread, then a wake-up */
+  int wake_closed;    /* under server.c's done_lock: the loop closed wake, send no more */
   uv_thread_t thread;
   uint8_t inited, handles, listening, started;
 };

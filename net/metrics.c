@@ -8,6 +8,7 @@
 #include "metrics.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <llhttp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -380,7 +381,13 @@ static void process_metrics(jbuf *b) {
     fclose(f);
   }
   uint64_t fds = 0;
-  DIR *d = opendir("/proc/self/fd");
+  /* open + fdopendir, not opendir: TSan records a descriptor made by
+   * open(), not by opendir(), and libuv closes sockets with a raw
+   * syscall(SYS_close) it cannot see, so closedir() on a number a loop
+   * thread's socket had is a false "data race" with that thread. */
+  int dfd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+  if (d == NULL && dfd >= 0) close(dfd);
   if (d != NULL) {
     for (struct dirent *de; (de = readdir(d)) != NULL;)
       if (de->d_name[0] != '.') fds++;

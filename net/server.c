@@ -160,7 +160,21 @@ void server_loop_maybe_done(loop_ctx *lc) {
   close_quietly((uv_handle_t *)&lc->flush);
   close_quietly((uv_handle_t *)&lc->closer);
   close_quietly((uv_handle_t *)&lc->turn_clock);
+  /* under done_lock: the main thread's wake_loop sends only while this is
+   * 0, and once the loop has closed (uv_loop_close) its eventfd is gone:
+   * uv_async_send's write to it fails and libuv aborts */
+  pthread_mutex_lock(&done_lock);
+  lc->wake_closed = 1;
   close_quietly((uv_handle_t *)&lc->wake);
+  pthread_mutex_unlock(&done_lock);
+}
+
+/* From the main thread: wake a loop unless it has closed its wake (its
+ * drain ended, or is ending, on its own). */
+static void wake_loop(loop_ctx *lc) {
+  pthread_mutex_lock(&done_lock);
+  if (!lc->wake_closed) uv_async_send(&lc->wake);
+  pthread_mutex_unlock(&done_lock);
 }
 
 static void on_wake(uv_async_t *a) {
@@ -854,13 +868,13 @@ int server_run(const server_config *cfg) {
      * Connection: close (api.c's acquire) */
     atomic_store_explicit(&srv.draining, 1, memory_order_release);
     spike_feed_release(srv.engine);
-    for (uint32_t i = 0; i < made; i++) uv_async_send(&srv.loops[i].wake);
+    for (uint32_t i = 0; i < made; i++) wake_loop(&srv.loops[i]);
     if (!wait_loops(made, cfg->lim.drain_timeout_ms)) {
       log_line(LOG_WARN, "server", NULL, NULL, "drain timed out after %u ms: closing connections",
                cfg->lim.drain_timeout_ms);
       for (uint32_t i = 0; i < made; i++) {
         srv.loops[i].forced = 1;
-        uv_async_send(&srv.loops[i].wake);
+        wake_loop(&srv.loops[i]);
       }
       if (!wait_loops(made, 5000)) {
         log_line(LOG_ERROR, "server", NULL, NULL, "loops did not stop: exiting without a drain");

@@ -1392,6 +1392,29 @@ static void drain_waits_for_a_slow_reader(void) {
   test_rmrf(s.dir);
 }
 
+/* A drain that times out with more than one loop: the loops without a
+ * connection left finish their drain and close, and the forced close must
+ * not wake them again (outside QA: uv_async_send on a closed loop's
+ * eventfd fails and libuv aborts, exit 134 instead of 0, the access log's
+ * last lines lost). One client sends /metrics pipelined and never reads,
+ * holding its loop past --drain-timeout-ms. */
+static void drain_timeout_with_idle_loops(void) {
+  static const char *const extra[] = {"--threads", "3", "--drain-timeout-ms", "1000",
+                                      "--linger-ms", "5000", NULL};
+  spiked s;
+  spiked_start(&s, NULL, extra);
+  int fd = connect_small_window(s.port, 2048);
+  char req[40 * 16 + 1] = "";
+  for (int i = 0; i < 16; i++) strcat(req, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  hc_send(fd, req, strlen(req));
+  usleep(500 * 1000);
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  CHECK(strstr(spiked_log(&s), "drain timed out") != NULL);
+  CHECK(strstr(spiked_log(&s), "drained; bye") != NULL);
+  close(fd);
+  test_rmrf(s.dir);
+}
+
 /* Outside a drain, a lingering client still taking its answers while it
  * goes on sending gets more time than --linger-ms, but no more than twice
  * it: a client reading a little at a time must not hold a connection for
@@ -2248,6 +2271,7 @@ TEST_LIST({"every_route_and_code", every_route_and_code, 60},
           {"linger_not_kept_by_drain", linger_not_kept_by_drain, 30},
           {"drain_keeps_written_answers", drain_keeps_written_answers, 120},
           {"drain_waits_for_a_slow_reader", drain_waits_for_a_slow_reader, 90},
+          {"drain_timeout_with_idle_loops", drain_timeout_with_idle_loops, 30},
           {"linger_extension_is_bounded", linger_extension_is_bounded, 60},
           {"busy_and_rate_limited", busy_and_rate_limited, 30},
           {"storage_error_map_full", storage_error_map_full, 60},
