@@ -92,6 +92,7 @@ typedef struct ld_stats {
   uint64_t first_won_ns, last_won_ns, burst_last_ns, first_soldout_ns;
   uint64_t first_ans_ns, last_ans_ns; /* the first and last measured answers' arrivals */
   uint64_t last_sent_ns;              /* the last measured send's write */
+  uint64_t ans_after_end;             /* measured answers that came after the window's end */
   uint64_t burst_sent;      /* flash crowd: connections that fired at t0 */
   uint64_t minted, mint_ns; /* tokens signed during the run, and the time it took */
   uint64_t cpu_ns;          /* the thread's CPU time from t0 to its end */

@@ -828,8 +828,9 @@ void rp_print(FILE *f, const rp_run *run, const rp_verdict *v) {
     if (share < 0.9) {
       char note[256];
       snprintf(note, sizeof(note),
-               "(every answer was a correct one, but only %.1f%% of the target rate was "
-               "answered: --slo 'rate>=95%%' makes the rate part of the verdict)",
+               "(%s, but only %.1f%% of the target rate was answered: --slo 'rate>=95%%' "
+               "makes the rate part of the verdict)",
+               v->errors == 0 ? "every answer was a correct one" : "the errors were within --slo",
                100.0 * share);
       print_wrapped(f, "", note);
     }

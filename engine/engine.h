@@ -176,6 +176,7 @@ struct spike_engine {
   /* the buyer, user and key tables' entries when commits began to fail
    * for room (stored before map_full, which publishes them) */
   _Atomic uint32_t room_base[3];
+  _Atomic int64_t room_probe_ms; /* room_refused's last reserve let through (monotonic) */
   const char *_Atomic failed_why;
   _Atomic uint64_t feed_seq;           /* newest committed feed seq */
   _Atomic uint32_t feed_waiters;       /* parked feed waits, as of the writer's last cycle */

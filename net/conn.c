@@ -1374,13 +1374,19 @@ void conn_sweep(uv_timer_t *t) {
       c->spared_ms = due;
       continue;
     }
-    if (req_late && !late && c->queued > 0 && !c->writing && !lc->draining) {
+    if (req_late && !late && c->queued > 0) {
       /* The request coming in is late, but ones pipelined before it are
-       * still being served (durable reserves waiting for their commit):
-       * a cut now lost answers whose effects stand. The late one is
-       * dropped unread, nothing more is read, and the connection ends once
-       * those answers are written, as after a Connection: close. */
+       * still being served (durable reserves waiting for their commit, or
+       * answers being written to a slow reader, or in a drain): a cut now
+       * lost answers whose effects stand. The late one is dropped unread,
+       * nothing more is read, and the connection ends once those answers
+       * are written, as after a Connection: close; the write deadline and
+       * the drain's timeout still bound it. */
       metrics_add(&lc->m.timeouts, 1);
+      log_line(LOG_DEBUG, "http", NULL, NULL,
+               "request timed out behind %u being served: dropped, the connection ends after "
+               "their answers",
+               c->queued);
       req_free(lc, c->cur);
       c->cur = NULL;
       c->no_more = 1;

@@ -9,7 +9,7 @@
  * all answered when the freeze ends. A server stuck in a garbage
  * collection or an fsync looks like this from outside.
  *
- *   stall_server [--port N] [--freeze-ms 200] [--period-ms 1000] [--close]
+ *   stall_server [--port N] [--freeze-ms 200] [--period-ms 1000] [--close] [...]
  *
  * --close answers each connection's first request with Connection: close
  * and closes it, as a server without keep-alive does (--freeze-ms 0: never
@@ -289,7 +289,8 @@ int main(int argc, char **argv) {
     } else {
       fprintf(stderr,
               "usage: stall_server [--port N] [--freeze-ms MS] [--period-ms MS] [--close] "
-              "[--idle-close-ms MS] [--delay-ms MS] [--refuse-past N]\n");
+              "[--idle-close-ms MS] [--delay-ms MS] [--slow-every N --slow-ms MS] "
+              "[--refuse-past N]\n");
       return 2;
     }
     if (rc != 0) return 2;

@@ -682,6 +682,33 @@ static void late_request_behind_answers(void) {
   close(fd);
   CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
   test_rmrf(s.dir);
+
+  /* the same in a drain, where a late body's deadline is half the drain's
+   * timeout: five reserves, then a body that never comes, then SIGTERM */
+  static const char *const drain[] = {"--batch-us", "1000000", "--drain-timeout-ms", "1500", NULL};
+  spiked_start(&s, NULL, drain);
+  CHECK_EQ(create_event(s.port, 3, 1000, 1, NULL), 201);
+  len = 0;
+  for (int i = 0; i < 5; i++) {
+    char body[64];
+    snprintf(body, sizeof(body), "{\"user_id\":\"%d\"}", 43000 + i);
+    len += hc_format(buf + len, sizeof(buf) - len, "POST", "/api/v1/events/3/orders", NULL, body);
+  }
+  len += (size_t)snprintf(buf + len, sizeof(buf) - len,
+                          "POST /api/v1/events/3/orders HTTP/1.1\r\nHost: t\r\n"
+                          "Content-Type: application/json\r\nContent-Length: 30\r\n\r\n{");
+  fd = hc_connect(s.port);
+  hc_send(fd, buf, len);
+  usleep(50 * 1000);
+  CHECK_EQ(kill(s.pid, SIGTERM), 0);
+  for (int i = 0; i < 5; i++) {
+    CHECK_EQ(hc_read(fd, &R, 5000), 0);
+    CHECK_EQ(R.status, 201);
+  }
+  CHECK(closed_within(fd, 3000));
+  close(fd);
+  CHECK_EQ(spiked_stop(&s, SIGTERM), 0);
+  test_rmrf(s.dir);
 }
 
 /* Sockets of the server on 127.0.0.1:port whose client has closed and that
