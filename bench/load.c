@@ -620,7 +620,7 @@ static void on_response(conn *c) {
     st->out_n[a.outcome]++;
     if (st->first_ans_ns == 0) st->first_ans_ns = now;
     st->last_ans_ns = now;
-    if (now > R.end_ns) st->ans_after_end++;
+    if (now > w->end_ns) st->ans_after_end++; /* the window's end, or a Ctrl-C's */
     st->status[a.status >= 100 && a.status <= 599 ? a.status : 0]++;
     if (a.has_code)
       ld_count_code(st, a.code, 1);

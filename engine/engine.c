@@ -1041,7 +1041,9 @@ static const char *full_table(spike_engine *e, uint32_t bidx, uint64_t user_id, 
 
 /* While commits fail for room (the disk or the map full), a reserve that
  * would add a buyer, user or key entry is refused once its table has
- * grown by a batch (--batch-max) since the failures began: the tables
+ * grown past what the writer allows (room_rebase: a batch when the
+ * failures begin, halved by each failed commit, doubled by each that
+ * fits): the tables
  * never delete, and a crowd of new buyers retrying against a full disk
  * filled them with reserves that all failed, so that after the disk had
  * room again every new buyer got 507 until a restart. The words are a
@@ -1052,7 +1054,7 @@ static const char *room_refused(spike_engine *e, uint32_t bidx, uint64_t user_id
   /* acquire: pairs with the writer's release, after the bases */
   int full = atomic_load_explicit(&e->map_full, memory_order_acquire);
   if (full == 0) return NULL;
-  uint64_t slack = e->cfg.batch_max;
+  uint64_t slack = atomic_load_explicit(&e->room_slack, memory_order_relaxed);
   /* relaxed: bounds, published by the acquire above */
   int refuse =
       (lim_used(&e->buyers) >= atomic_load_explicit(&e->room_base[0], memory_order_relaxed) + slack &&

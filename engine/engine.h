@@ -176,6 +176,10 @@ struct spike_engine {
   /* the buyer, user and key tables' entries when commits began to fail
    * for room (stored before map_full, which publishes them) */
   _Atomic uint32_t room_base[3];
+  /* how far past room_base they may grow: batch_max when the failures
+   * begin, halved by each commit that fails for room, doubled (to
+   * batch_max) by each that fits meanwhile */
+  _Atomic uint32_t room_slack;
   _Atomic int64_t room_probe_ms; /* room_refused's last reserve let through (monotonic) */
   const char *_Atomic failed_why;
   _Atomic uint64_t feed_seq;           /* newest committed feed seq */

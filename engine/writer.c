@@ -963,15 +963,31 @@ static void report_fails(writer *w, int stopping) {
   w->fails_unlogged = 0;
 }
 
-/* Where the tables stand, for room_refused (engine.c): while commits fail
- * for room they may grow by a batch past it. Set when the failures begin,
- * and again after each commit that fits meanwhile (a pay, an expiry, the
- * room probe), so that new buyers try again where room may be back: pages
- * freed inside a full map (--feed-retain) serve them only if some try. */
-static void room_rebase(spike_engine *e) {
+/* Where the tables stand, for room_refused (engine.c), and how far past
+ * it they may grow while commits fail for room: a batch when the failures
+ * begin; half as far after each commit that fails for room, twice as far
+ * (to a batch) from where they stand after each that fits meanwhile (a
+ * pay, an expiry, room_refused's reserve a second). So new buyers find
+ * room that comes back inside the file (pages freed: --feed-retain, a
+ * snapshot released) at the rate commits fit, while a disk where a lone
+ * reserve fits and no batch does leaves a dead entry or two a second, not
+ * a batch. */
+static void room_rebase(writer *w, int fitted) {
+  spike_engine *e = w->e;
+  /* relaxed: bounds; map_full's release publishes them to a new episode */
+  uint32_t s = atomic_load_explicit(&e->room_slack, memory_order_relaxed);
+  if (fitted < 0) { /* the failures begin */
+    s = w->cap;
+  } else if (!fitted) {
+    atomic_store_explicit(&e->room_slack, s > 1 ? s / 2 : 1, memory_order_relaxed);
+    return;
+  } else {
+    s = s >= w->cap / 2 ? w->cap : s * 2;
+  }
   atomic_store_explicit(&e->room_base[0], lim_used(&e->buyers), memory_order_relaxed);
   atomic_store_explicit(&e->room_base[1], lim_used(&e->users), memory_order_relaxed);
   atomic_store_explicit(&e->room_base[2], lim_used(&e->keys), memory_order_relaxed);
+  atomic_store_explicit(&e->room_slack, s, memory_order_relaxed);
 }
 
 /* The batch failed: undo every take, restore the shadows, fail every op
@@ -1019,7 +1035,7 @@ static void fail_batch(writer *w, int rc, uint64_t seq0, uint64_t orders_max0, u
   /* relaxed: reporting and health flags; nothing is read through them. */
   atomic_fetch_add_explicit(&e->stats.failures, 1, memory_order_relaxed);
   if (refused_for_room(rc)) {
-    if (atomic_load_explicit(&e->map_full, memory_order_relaxed) == 0) room_rebase(e);
+    room_rebase(w, atomic_load_explicit(&e->map_full, memory_order_relaxed) == 0 ? -1 : 0);
     /* release: the bases are read after it (room_refused) */
     atomic_store_explicit(&e->map_full, rc == STORE_MAP_FULL ? ENGINE_FULL_MAP : ENGINE_FULL_DISK,
                           memory_order_release);
@@ -1114,7 +1130,7 @@ static void post_commit(writer *w, int committed) {
                                  : w->room_reserves >= w->cap || room_asked(w))
     atomic_store_explicit(&e->map_full, 0, memory_order_relaxed);
   else if (full != 0)
-    room_rebase(e); /* a commit fit: new buyers may try another batch */
+    room_rebase(w, 1); /* a commit fit: new buyers may try further */
   engine_stats *st = &e->stats;
   uint32_t b = 0;
   while (b < SPIKE_BATCH_BUCKETS && w->n > spike_batch_bucket[b]) b++;

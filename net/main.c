@@ -9,6 +9,7 @@
  * environment, then flags, so a flag always wins.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -527,6 +528,17 @@ static int backup_command(const char *data_dir, const char *dest) {
 }
 
 int main(int argc, char **argv) {
+  /* SIGINT, SIGTERM and SIGHUP wait from the first instruction: a server
+   * stopped in its first milliseconds drains (nothing to drain) and exits
+   * 0, as --help says, where it died of the signal (143). Let go again for
+   * the commands that do not serve (--check-config, --backup, --help), for
+   * which a signal ends them as it would any program. */
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGHUP);
+  sigprocmask(SIG_BLOCK, &sigs, NULL);
   server_config_init(&cfg);
   help_or_version(argc, argv);
   const char *config = config_path(argc, argv);
@@ -535,6 +547,7 @@ int main(int argc, char **argv) {
     return 2;
   cfg.threads = threads_u32;
   log_set_level(log_level);
+  if (check_only || backup_to != NULL) sigprocmask(SIG_UNBLOCK, &sigs, NULL);
   if (check_only) {
     int rc = server_check(&cfg, 0);
     if (rc == 0) printf("spiked: configuration ok\n");
