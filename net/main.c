@@ -534,10 +534,7 @@ int main(int argc, char **argv) {
    * the commands that do not serve (--check-config, --backup, --help), for
    * which a signal ends them as it would any program. */
   sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  sigaddset(&sigs, SIGHUP);
+  server_signals(&sigs);
   sigprocmask(SIG_BLOCK, &sigs, NULL);
   server_config_init(&cfg);
   help_or_version(argc, argv);

@@ -705,6 +705,13 @@ static void notify_manager(const char *state) {
   close(fd);
 }
 
+void server_signals(sigset_t *sigs) {
+  sigemptyset(sigs);
+  sigaddset(sigs, SIGINT);
+  sigaddset(sigs, SIGTERM);
+  sigaddset(sigs, SIGHUP);
+}
+
 int server_run(const server_config *cfg) {
   static server srv;
   int rc;
@@ -717,10 +724,7 @@ int server_run(const server_config *cfg) {
    * SIGTERM in the first milliseconds killed the process (143, nothing
    * logged) where --help promises a drain and 0. */
   sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  sigaddset(&sigs, SIGHUP);
+  server_signals(&sigs);
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
   if ((rc = server_check(cfg, 1)) != 0) return rc;
   done_init();

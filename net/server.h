@@ -6,6 +6,7 @@
 #ifndef SPIKE_SERVER_H
 #define SPIKE_SERVER_H
 
+#include <signal.h>
 #include <stdint.h>
 
 #include "http.h"
@@ -36,6 +37,9 @@ void server_config_init(server_config *cfg);
  * in flight, commit, close LMDB. SIGHUP reopens the log files (logrotate)
  * and goes on. Returns the process exit status (0 after a clean drain). */
 int server_run(const server_config *cfg);
+/* The signals server_run takes with sigwait (SIGINT, SIGTERM, SIGHUP):
+ * blocked from main's first line, so one that comes early waits for it. */
+void server_signals(sigset_t *sigs);
 /* The checks server_run makes before it touches anything (the address's
  * form, tokens, --backup-dir, --jwt-secret, the log files): 0, or 2 with
  * the reason on stderr. starting 0 (--check-config): a log file's missing
