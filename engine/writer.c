@@ -966,12 +966,13 @@ static void report_fails(writer *w, int stopping) {
 /* Where the tables stand, for room_refused (engine.c), and how far past
  * it they may grow while commits fail for room: a batch when the failures
  * begin; half as far after each commit that fails for room, twice as far
- * (to a batch) from where they stand after each that fits meanwhile (a
- * pay, an expiry, room_refused's reserve a second). So new buyers find
- * room that comes back inside the file (pages freed: --feed-retain, a
- * snapshot released) at the rate commits fit, while a disk where a lone
- * reserve fits and no batch does leaves a dead entry or two a second, not
- * a batch. */
+ * (to a batch) from where they stand after each commit of reserves that
+ * fits meanwhile (room_refused's reserve a second among them; not a pay
+ * or an expiry, which fit in pages a batch of new orders cannot use). So
+ * new buyers find room that comes back inside the file (pages freed:
+ * --feed-retain, a snapshot released) at the rate commits fit, while a
+ * disk where a lone reserve fits and no batch does leaves a dead entry or
+ * two a second, not a batch. */
 static void room_rebase(writer *w, int fitted) {
   spike_engine *e = w->e;
   /* relaxed: bounds; map_full's release publishes them to a new episode */
@@ -1129,8 +1130,13 @@ static void post_commit(writer *w, int committed) {
       : full != ENGINE_FULL_DISK ? 1
                                  : w->room_reserves >= w->cap || room_asked(w))
     atomic_store_explicit(&e->map_full, 0, memory_order_relaxed);
-  else if (full != 0)
-    room_rebase(w, 1); /* a commit fit: new buyers may try further */
+  else if (full != 0 && w->reserves > 0)
+    /* a reserve fit: new buyers may try further. Not a pay or an expiry:
+     * one fits in pages a batch of new orders cannot use, and each one
+     * doubled the allowance the failed batch had halved, a batch of dead
+     * entries for each (unbounded while pays fit); room_refused's reserve
+     * a second still finds room that comes back. */
+    room_rebase(w, 1);
   engine_stats *st = &e->stats;
   uint32_t b = 0;
   while (b < SPIKE_BATCH_BUCKETS && w->n > spike_batch_bucket[b]) b++;

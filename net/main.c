@@ -527,15 +527,33 @@ static int backup_command(const char *data_dir, const char *dest) {
   return 0;
 }
 
+/* --check-config, --backup, --help, --version: commands that do not serve,
+ * which a signal ends as it would any program (a --check-config killed by
+ * timeout(1) must not exit 0). A value that happens to be one of these
+ * words only leaves the signals as they were before 2026-11-29. */
+static int serves(int argc, char **argv) {
+  for (int i = 1; i < argc; i++)
+    if (strcmp(argv[i], "--check-config") == 0 || strcmp(argv[i], "--backup") == 0 ||
+        strncmp(argv[i], "--backup=", 9) == 0 || strcmp(argv[i], "--help") == 0 ||
+        strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--version") == 0)
+      return 0;
+  return 1;
+}
+
 int main(int argc, char **argv) {
-  /* SIGINT, SIGTERM and SIGHUP wait from the first instruction: a server
-   * stopped in its first milliseconds drains (nothing to drain) and exits
-   * 0, as --help says, where it died of the signal (143). Let go again for
-   * the commands that do not serve (--check-config, --backup, --help), for
-   * which a signal ends them as it would any program. */
+  /* A server blocks SIGINT, SIGTERM and SIGHUP from its first line: one
+   * stopped in its first milliseconds exits 0, as --help says, where it
+   * died of the signal (143); until the store is open a thread takes them
+   * on a signalfd (server_watch_start). The commands that do not serve
+   * leave them alone: a signal ends them as it would any program. */
   sigset_t sigs;
   server_signals(&sigs);
-  sigprocmask(SIG_BLOCK, &sigs, NULL);
+  if (serves(argc, argv)) {
+    sigprocmask(SIG_BLOCK, &sigs, NULL);
+    /* until the store is open, SIGINT/SIGTERM exit 0 at once, also while
+     * the config file or a log file blocks in open or read */
+    server_watch_start();
+  }
   server_config_init(&cfg);
   help_or_version(argc, argv);
   const char *config = config_path(argc, argv);
@@ -544,7 +562,6 @@ int main(int argc, char **argv) {
     return 2;
   cfg.threads = threads_u32;
   log_set_level(log_level);
-  if (check_only || backup_to != NULL) sigprocmask(SIG_UNBLOCK, &sigs, NULL);
   if (check_only) {
     int rc = server_check(&cfg, 0);
     if (rc == 0) printf("spiked: configuration ok\n");

@@ -685,6 +685,22 @@ static void open_watch_stop(open_watch *w) {
   close(w->stop);
 }
 
+/* The watch from main's first line (server_watch_start) until the store
+ * is open: a SIGINT or SIGTERM while the config file or a log file is
+ * opened or read (a FIFO, /dev/stdin, a hung mount: open and read block,
+ * with the signals blocked) ended nothing; the process hung until a kill -9. */
+static open_watch early_watch;
+static int early_watching;
+
+void server_watch_start(void) {
+  if (!early_watching) early_watching = open_watch_start(&early_watch) == 0;
+}
+
+void server_watch_stop(void) {
+  if (early_watching) open_watch_stop(&early_watch);
+  early_watching = 0;
+}
+
 /* Tell a service manager how the start goes (systemd's Type=notify): one
  * datagram to $NOTIFY_SOCKET, a path or, after '@', an abstract name; the
  * protocol itself, not libsystemd. Nothing when it is not set. READY=1 once
@@ -767,10 +783,9 @@ int server_run(const server_config *cfg) {
     return 1;
   }
   uint64_t open_ns = uv_hrtime();
-  open_watch watch;
-  int watching = open_watch_start(&watch) == 0;
+  server_watch_start(); /* main started it; a caller that did not */
   rc = spike_open(&srv.engine, &srv.ecfg);
-  if (watching) open_watch_stop(&watch);
+  server_watch_stop();
   if (rc != SPIKE_OK) {
     log_line(LOG_ERROR, "server", NULL, NULL, "cannot open the engine: %s: %s",
              spike_strerror(rc), spike_open_error());

@@ -40,6 +40,11 @@ int server_run(const server_config *cfg);
 /* The signals server_run takes with sigwait (SIGINT, SIGTERM, SIGHUP):
  * blocked from main's first line, so one that comes early waits for it. */
 void server_signals(sigset_t *sigs);
+/* A thread that ends the process (exit 0) on SIGINT or SIGTERM until
+ * server_run has opened the store; started by main with the signals
+ * blocked, stopped by server_run once the store is open. */
+void server_watch_start(void);
+void server_watch_stop(void);
 /* The checks server_run makes before it touches anything (the address's
  * form, tokens, --backup-dir, --jwt-secret, the log files): 0, or 2 with
  * the reason on stderr. starting 0 (--check-config): a log file's missing

@@ -837,6 +837,47 @@ static int run_spiked(const char *const *args, const char *env, char *out, size_
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* A config file that blocks (a FIFO nobody writes; /dev/stdin at a
+ * terminal): a SIGTERM ends a server with 0, as before its store is open,
+ * and --check-config as it would any program (outside QA: both hung with
+ * the signals blocked, until a kill -9). */
+static void signal_while_config_blocks(void) {
+  char dir[300], fifo[320], data[320];
+  snprintf(dir, sizeof(dir), "%s", test_tmpdir("fifo"));
+  snprintf(fifo, sizeof(fifo), "%s/cfg", dir);
+  snprintf(data, sizeof(data), "%s/data", dir);
+  CHECK_EQ(mkfifo(fifo, 0600), 0);
+  const char *bin = getenv("SPIKED");
+  if (bin == NULL || *bin == '\0') bin = "build/rel/spiked";
+  for (int check = 0; check < 2; check++) {
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+      int null = open("/dev/null", O_WRONLY);
+      dup2(null, 1);
+      dup2(null, 2);
+      if (check) execl(bin, bin, "--config", fifo, "--check-config", (char *)NULL);
+      else execl(bin, bin, "--config", fifo, "--data", data, (char *)NULL);
+      _exit(127);
+    }
+    usleep(300 * 1000);
+    CHECK_EQ(kill(pid, SIGTERM), 0);
+    int st = 0, done = 0;
+    for (int64_t end = test_now_ms() + 5000; !done && test_now_ms() < end;) {
+      done = waitpid(pid, &st, WNOHANG) == pid;
+      if (!done) usleep(20 * 1000);
+    }
+    if (!done) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &st, 0);
+    }
+    CHECK(done);
+    if (check) CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM);
+    else CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  }
+  test_rmrf(dir);
+}
+
 static void flag_error(const char *const *args, const char *env, const char *want) {
   char out[4096];
   CHECK_EQ(run_spiked(args, env, out, sizeof(out)), 2);
@@ -1364,6 +1405,7 @@ static void tells_the_service_manager(void) {
 }
 
 TEST_LIST({"metrics_lint_and_503s", metrics_lint_and_503s, 30},
+          {"signal_while_config_blocks", signal_while_config_blocks, 30},
           {"loop_metrics_per_thread", loop_metrics_per_thread, 30}, {"http_manners", http_manners, 30},
           {"feed_store_id_and_cursors", feed_store_id_and_cursors, 30},
           {"loopback_open_checks_tokens", loopback_open_checks_tokens, 30},
