@@ -1042,12 +1042,11 @@ static const char *full_table(spike_engine *e, uint32_t bidx, uint64_t user_id, 
 /* While commits fail for room (the disk or the map full), a reserve that
  * would add a buyer, user or key entry is refused once its table has
  * grown past what the writer allows (room_rebase: a batch when the
- * failures begin, halved by each failed commit, doubled by each commit
- * of reserves that fits): the tables
- * never delete, and a crowd of new buyers retrying against a full disk
- * filled them with reserves that all failed, so that after the disk had
- * room again every new buyer got 507 until a restart. The words are a
- * failed commit's. NULL: not refused. */
+ * failures begin, halved by each failed commit, doubled by each commit of
+ * reserves that fits): the tables never delete, and a crowd of new buyers
+ * retrying against a full disk filled them with reserves that all failed,
+ * so that after the disk had room again every new buyer got 507 until a
+ * restart. The words are a failed commit's. NULL: not refused. */
 static const char *room_refused(spike_engine *e, uint32_t bidx, uint64_t user_id, uint32_t slot,
                                 uint64_t btag, uint64_t utag, const XXH128_hash_t *kh,
                                 uint64_t ktag) {

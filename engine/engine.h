@@ -178,7 +178,7 @@ struct spike_engine {
   _Atomic uint32_t room_base[3];
   /* how far past room_base they may grow: batch_max when the failures
    * begin, halved by each commit that fails for room, doubled (to
-   * batch_max) by each that fits meanwhile */
+   * batch_max) by each commit of reserves that fits meanwhile */
   _Atomic uint32_t room_slack;
   _Atomic int64_t room_probe_ms; /* room_refused's last reserve let through (monotonic) */
   const char *_Atomic failed_why;

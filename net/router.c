@@ -93,15 +93,13 @@ void router_match(router_method method, const char *target, size_t len, route_ma
   size_t n = 0, start = 1;
   for (size_t i = 1; i <= plen; i++) {
     if (i == plen || target[i] == '/') {
-      if (n == SEGS_MAX) return;
+      /* an empty segment ("/api/v1/events/", "/users//orders") names no
+       * route: 404, not a route with a malformed id */
+      if (n == SEGS_MAX || i == start) return;
       s[n++] = (seg){target + start, i - start};
       start = i + 1;
     }
   }
-  /* an empty segment ("/api/v1/events/", "/users//orders") names no
-   * route: 404, not a route with a malformed id */
-  for (size_t i = 0; i < n; i++)
-    if (s[i].n == 0) return;
   if (n == 2 && eq(s[0], "healthz")) {
     if (eq(s[1], "live")) pick(m, method, H_LIVE, H_COUNT);
     else if (eq(s[1], "ready")) pick(m, method, H_READY, H_COUNT);

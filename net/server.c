@@ -736,9 +736,9 @@ int server_run(const server_config *cfg) {
   /* Signals are taken by this thread alone, with sigwait; every thread
    * started from here on (the access log's, the loops, the writer)
    * inherits the blocked mask, so none of them can be the one a SIGHUP or
-   * SIGTERM kills. Before any thread is made, and before the checks: a
-   * SIGTERM in the first milliseconds killed the process (143, nothing
-   * logged) where --help promises a drain and 0. */
+   * SIGTERM kills. main blocks them from its first line (a SIGTERM in the
+   * first milliseconds killed the process, 143); blocked here as well, and
+   * the watch started, so that server_run stands on its own. */
   sigset_t sigs;
   server_signals(&sigs);
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
@@ -783,7 +783,7 @@ int server_run(const server_config *cfg) {
     return 1;
   }
   uint64_t open_ns = uv_hrtime();
-  server_watch_start(); /* main started it; a caller that did not */
+  server_watch_start(); /* main started it already; a no-op then */
   rc = spike_open(&srv.engine, &srv.ecfg);
   server_watch_stop();
   if (rc != SPIKE_OK) {

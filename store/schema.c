@@ -590,8 +590,7 @@ int store_open(store **out, const char *dir, uint64_t map_size_bytes, unsigned m
   uint64_t version;
   what = "reading the schema version";
   if ((rc = read_schema(s, dir, &version, err, errlen)) != 0) goto fail;
-  int dead = 0;
-  mdb_reader_check(s->env, &dead); /* clear slots of crashed readers */
+  store_reader_check(s); /* clear slots of crashed readers */
   /* A process that died after a commit whose meta page it had not synced
    * (a deferred one) left that commit in the page cache only; without this
    * sync it would be read, published and served as durable, and a power
